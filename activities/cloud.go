@@ -1,0 +1,137 @@
+// Package activities holds the Temporal activities: the only place the
+// release workflows touch the outside world. Cloud activities run on the
+// cloud worker; site activities run in each site's edge worker, on that
+// site's task queue. Every activity is idempotent: Temporal retries them.
+package activities
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/inference"
+)
+
+// Registry is what the cloud activities need of a model registry: the
+// embedded one (registry.Client) or, in Azure mode, Azure ML.
+type Registry interface {
+	Get(ctx context.Context, name, version string) (modelfleet.Model, error)
+	Download(ctx context.Context, url, digest string, w io.Writer) (int64, error)
+}
+
+// Sites lists the fleet's sites (fleet.Client).
+type Sites interface {
+	List(ctx context.Context) ([]modelfleet.Site, error)
+}
+
+// DefaultMaxArtifactBytes bounds what validation loads into memory.
+const DefaultMaxArtifactBytes = 512 << 20
+
+// Cloud holds the clients the cloud activities use. The cloud worker
+// registers one instance.
+type Cloud struct {
+	Registry Registry
+	Sites    Sites
+	// MaxArtifactBytes bounds a model or data set downloaded for validation
+	// (default DefaultMaxArtifactBytes).
+	MaxArtifactBytes int64
+}
+
+// ValidationResult is the outcome of validating a model version.
+type ValidationResult struct {
+	Metric    string  `json:"metric,omitempty"`
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold"`
+	Rows      int     `json:"rows"`
+	Passed    bool    `json:"passed"`
+	Note      string  `json:"note,omitempty"`
+}
+
+// ValidationReport is what ValidateModel returns: the model record (digest,
+// artifact URL, features: what the sites need to deploy it) and the result.
+type ValidationReport struct {
+	Model  modelfleet.Model `json:"model"`
+	Result ValidationResult `json:"result"`
+}
+
+// ValidateModel fetches a model version from the registry, verifies its
+// digest, loads it in the same runtime the edge uses, scores the declared
+// validation set and compares the declared metric with its threshold. A
+// model that loads but misses its threshold is a result (Passed=false), not
+// an error: retrying would not change it.
+func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (ValidationReport, error) {
+	m, err := a.Registry.Get(ctx, ref.Name, ref.Version)
+	if err != nil {
+		return ValidationReport{}, fmt.Errorf("validate %s: %w", ref, err)
+	}
+	artifact, err := a.download(ctx, m.ArtifactURL, m.Digest)
+	if err != nil {
+		return ValidationReport{}, fmt.Errorf("validate %s: artifact: %w", ref, err)
+	}
+	model, err := inference.Load(m.Format, artifact)
+	if err != nil {
+		return ValidationReport{Model: m, Result: ValidationResult{Note: "model does not load: " + err.Error()}}, nil
+	}
+	if n := len(m.Features); n > 0 && n != model.NumFeatures() {
+		return ValidationReport{Model: m, Result: ValidationResult{
+			Note: fmt.Sprintf("model declares %d features but the artifact takes %d", n, model.NumFeatures()),
+		}}, nil
+	}
+	if m.Validation == nil {
+		return ValidationReport{Model: m, Result: ValidationResult{Passed: true, Note: "no validation data declared: loaded and checked the feature schema only"}}, nil
+	}
+	data, err := a.download(ctx, m.Validation.DataURL, m.Validation.DataDigest)
+	if err != nil {
+		return ValidationReport{}, fmt.Errorf("validate %s: validation data: %w", ref, err)
+	}
+	ds, err := inference.ReadCSV(bytes.NewReader(data), m.Features)
+	if err != nil {
+		return ValidationReport{Model: m, Result: ValidationResult{Note: "validation data unusable: " + err.Error()}}, nil
+	}
+	res := ValidationResult{Metric: m.Validation.Metric, Threshold: m.Validation.Threshold, Rows: len(ds.Y)}
+	res.Value, err = inference.Evaluate(model, ds, m.Validation.Metric)
+	if err != nil {
+		res.Note = "evaluation failed: " + err.Error()
+		return ValidationReport{Model: m, Result: res}, nil
+	}
+	res.Passed = res.Value >= res.Threshold
+	return ValidationReport{Model: m, Result: res}, nil
+}
+
+// ListSites returns the sites a release deploys to.
+func (a *Cloud) ListSites(ctx context.Context) ([]modelfleet.Site, error) {
+	sites, err := a.Sites.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	return sites, nil
+}
+
+func (a *Cloud) download(ctx context.Context, url, digest string) ([]byte, error) {
+	limit := a.MaxArtifactBytes
+	if limit <= 0 {
+		limit = DefaultMaxArtifactBytes
+	}
+	var buf limitedBuffer
+	buf.limit = limit
+	if _, err := a.Registry.Download(ctx, url, digest, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// limitedBuffer refuses writes past its limit, so a huge artifact fails the
+// download instead of exhausting the worker's memory.
+type limitedBuffer struct {
+	bytes.Buffer
+	limit int64
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if int64(b.Len()+len(p)) > b.limit {
+		return 0, fmt.Errorf("larger than %d bytes", b.limit)
+	}
+	return b.Buffer.Write(p)
+}

@@ -1,0 +1,86 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// ModelCardFile is the card `model register` reads beside a model file.
+const ModelCardFile = "model.yaml"
+
+// maxCardBytes bounds a model card; real ones are a few hundred bytes.
+const maxCardBytes = 1 << 20
+
+// ModelCard declares what a model consumes and how it must be validated,
+// next to the artifact it describes (examples/bearing-failure/model.yaml).
+type ModelCard struct {
+	Format     string            `yaml:"format"`
+	Task       string            `yaml:"task"`
+	Features   []string          `yaml:"features"`
+	Validation *CardValidation   `yaml:"validation"`
+	Tags       map[string]string `yaml:"tags"`
+	Properties map[string]string `yaml:"properties"`
+}
+
+// CardValidation is the card's validation block. Data is relative to the
+// card's directory.
+type CardValidation struct {
+	Data      string  `yaml:"data"`
+	Metric    string  `yaml:"metric"`
+	Threshold float64 `yaml:"threshold"`
+}
+
+// ParseModelCard decodes a card strictly: unknown keys are errors, so a typo
+// ("treshold") never silently disables validation.
+func ParseModelCard(data []byte) (ModelCard, error) {
+	var c ModelCard
+	if len(data) > maxCardBytes {
+		return c, modelfleet.Errorf(modelfleet.EINVALID, "model card is larger than %d bytes", maxCardBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %v", err)
+	}
+	if v := c.Validation; v != nil {
+		if v.Data == "" {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: validation.data is required when validation is declared")
+		}
+		spec := modelfleet.ValidationSpec{Metric: v.Metric, Threshold: v.Threshold, DataDigest: "sha256:" + zeros}
+		if err := spec.Validate(); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %s", modelfleet.ErrorMessage(err))
+		}
+	}
+	return c, nil
+}
+
+var zeros = fmt.Sprintf("%064d", 0)
+
+// ReadModelCard reads and parses the card at path.
+func ReadModelCard(path string) (ModelCard, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ModelCard{}, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxCardBytes+1))
+	if err != nil {
+		return ModelCard{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	c, err := ParseModelCard(data)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	if c.Validation != nil && !filepath.IsAbs(c.Validation.Data) {
+		c.Validation.Data = filepath.Join(filepath.Dir(path), c.Validation.Data)
+	}
+	return c, nil
+}

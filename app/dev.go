@@ -1,0 +1,235 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"text/tabwriter"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/registry"
+	"github.com/modelfleet/modelfleet/workers"
+)
+
+// DevConfig configures the embedded stack. Zero values are the defaults a
+// newcomer gets from `make run`.
+type DevConfig struct {
+	DataDir        string // default ./.modelfleet
+	Sites          int    // simulated factory sites (default 3)
+	TemporalBinary string // default FindTemporal()
+	TemporalPort   int    // default 7233
+	UIPort         int    // default 8233
+	GatewayAddr    string // default 127.0.0.1:8080
+	RegistryAddr   string // default 127.0.0.1:8081
+	SiteBasePort   int    // site-N's router listens on SiteBasePort+N-1 (default 9001)
+	Logger         *slog.Logger
+	Out            io.Writer // where the banner goes (default os.Stdout)
+	// Ready, if set, is called once everything is up.
+	Ready func(*Dev)
+}
+
+// Dev is the running embedded stack.
+type Dev struct {
+	Temporal *TemporalServer
+	Client   client.Client
+	Gateway  *Gateway
+	Registry *registry.Registry
+	// RegistryURL is the embedded registry's base URL.
+	RegistryURL string
+	Edges       []*Edge
+}
+
+func (c *DevConfig) setDefaults() error {
+	if c.DataDir == "" {
+		c.DataDir = ".modelfleet"
+	}
+	if c.Sites == 0 {
+		c.Sites = 3
+	}
+	if c.Sites < 1 || c.Sites > 100 {
+		return fmt.Errorf("--sites %d is out of range: the embedded stack runs 1 to 100 simulated sites", c.Sites)
+	}
+	if c.GatewayAddr == "" {
+		c.GatewayAddr = DefaultGatewayAddr
+	}
+	if c.RegistryAddr == "" {
+		c.RegistryAddr = "127.0.0.1:8081"
+	}
+	if c.SiteBasePort == 0 {
+		c.SiteBasePort = 9001
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.TemporalBinary == "" {
+		bin, err := FindTemporal()
+		if err != nil {
+			return err
+		}
+		c.TemporalBinary = bin
+	}
+	return nil
+}
+
+// RunDev runs the whole embedded stack in the foreground until ctx is done:
+// a Temporal dev server, the gateway, the embedded registry (delivering
+// Event Grid events to the gateway), the cloud worker and Sites edge agents.
+// Everything it stores lives under DataDir, so a restart resumes where it
+// stopped: sites serve their last good models before Temporal is even up.
+func RunDev(ctx context.Context, cfg DevConfig) (err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	log := orDefault(cfg.Logger)
+	d := &Dev{}
+	var closers []func()
+	defer func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}()
+
+	// Sites first: they serve from disk with nothing else running.
+	for i := 1; i <= cfg.Sites; i++ {
+		id := "site-" + strconv.Itoa(i)
+		e, err := OpenEdge(EdgeConfig{
+			SiteID:  id,
+			DataDir: filepath.Join(cfg.DataDir, "sites", id),
+			Listen:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.SiteBasePort+i-1)),
+			Labels:  siteLabels(i),
+			Logger:  log,
+		})
+		if err != nil {
+			return err
+		}
+		d.Edges = append(d.Edges, e)
+	}
+
+	d.Temporal, err = StartTemporal(ctx, TemporalOptions{
+		Binary: cfg.TemporalBinary, DataDir: filepath.Join(cfg.DataDir, "temporal"),
+		Port: cfg.TemporalPort, UIPort: cfg.UIPort, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { d.Temporal.Close() })
+
+	d.Client, err = workers.Dial(ctx, d.Temporal.Address, workers.DefaultNamespace, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, d.Client.Close)
+
+	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Logger: log})
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { d.Gateway.Close() })
+	for _, e := range d.Edges {
+		// Register each simulated site once, as an operator would; the
+		// agents keep their records current with heartbeats.
+		if _, err := d.Gateway.Directory.Get(e.cfg.SiteID); modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+			if _, err := d.Gateway.Directory.Put(e.Site()); err != nil {
+				return err
+			}
+		}
+	}
+
+	regSrv, err := d.openRegistry(cfg, log)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { regSrv.close(); d.Registry.Close() })
+
+	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), Logger: log})
+	if err != nil {
+		return err
+	}
+	closers = append(closers, cw.Stop)
+
+	done := make(chan error, len(d.Edges))
+	ectx, cancelEdges := context.WithCancel(ctx)
+	for _, e := range d.Edges {
+		e.cfg.Temporal, e.cfg.GatewayURL = d.Client, d.Gateway.URL()
+		go func() { done <- e.Run(ectx) }()
+	}
+	closers = append(closers, func() {
+		cancelEdges()
+		for range d.Edges {
+			<-done
+		}
+	})
+
+	d.banner(cfg)
+	if cfg.Ready != nil {
+		cfg.Ready(d)
+	}
+	<-ctx.Done()
+	log.Info("shutting down the embedded stack")
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}
+
+func (d *Dev) openRegistry(cfg DevConfig, log *slog.Logger) (*httpServer, error) {
+	// Bind first so the registry knows its own public URL for artifact links.
+	ln, err := net.Listen("tcp", cfg.RegistryAddr)
+	if err != nil {
+		return nil, fmt.Errorf("registry: listen %s: %w", cfg.RegistryAddr, err)
+	}
+	d.RegistryURL = "http://" + ln.Addr().String()
+	d.Registry, err = registry.Open(filepath.Join(cfg.DataDir, "registry"), registry.Options{
+		WebhookURL: d.Gateway.URL() + "/api/events",
+		PublicURL:  d.RegistryURL,
+		Logger:     log.With("component", "registry"),
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &httpServer{ln: ln}
+	srv.srv = newServer(d.Registry.Handler())
+	srv.serve(log, "registry")
+	return srv, nil
+}
+
+// siteLabels gives the simulated fleet a canary ring and a plant layout, the
+// labels release policies select waves by.
+func siteLabels(i int) map[string]string {
+	ring := "main"
+	if i == 1 {
+		ring = "canary"
+	}
+	return map[string]string{"ring": ring, "plant": fmt.Sprintf("plant-%c", 'a'+(i-1)/2)}
+}
+
+func (d *Dev) banner(cfg DevConfig) {
+	w := tabwriter.NewWriter(cfg.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "\nmodelfleet embedded stack is up (data in %s)\n\n", cfg.DataDir)
+	fmt.Fprintf(w, "  Temporal UI\t%s\n", d.Temporal.UIURL)
+	fmt.Fprintf(w, "  Temporal frontend\t%s\n", d.Temporal.Address)
+	fmt.Fprintf(w, "  Gateway webhook\t%s/api/events\n", d.Gateway.URL())
+	fmt.Fprintf(w, "  Model registry\t%s\n", d.RegistryURL)
+	for _, e := range d.Edges {
+		fmt.Fprintf(w, "  %s router\t%s\n", e.cfg.SiteID, e.cfg.AdvertiseURL)
+	}
+	w.Flush()
+	first := d.Edges[0].cfg.AdvertiseURL
+	fmt.Fprintf(cfg.Out, `
+Try, in another terminal:
+  bin/modelfleet model register --name bearing-failure --version 1 --file examples/bearing-failure/model.txt
+  bin/modelfleet release status bearing-failure 1
+  curl -s -XPOST %s/score/bearing-failure -d @examples/bearing-failure/sample.json
+  bin/modelfleet site list
+
+`, first)
+}

@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/edge"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/inference"
+	"github.com/modelfleet/modelfleet/registry"
+	"github.com/modelfleet/modelfleet/workers"
+)
+
+// DefaultHeartbeat is how often an edge agent reports to the site directory.
+const DefaultHeartbeat = 10 * time.Second
+
+// EdgeConfig configures the edge agent of one site.
+type EdgeConfig struct {
+	SiteID       string
+	DataDir      string // the site's own directory: models and state.json
+	Listen       string // inference router address, e.g. 127.0.0.1:9001
+	AdvertiseURL string // router URL recorded in the directory (default: http://<bound address>)
+	GatewayURL   string // site directory, reached outbound
+	Labels       map[string]string
+	// Temporal is a shared client (the dev stack). If nil, the agent dials
+	// TemporalAddress/Namespace itself and keeps retrying while offline.
+	Temporal          client.Client
+	TemporalAddress   string
+	Namespace         string
+	HeartbeatInterval time.Duration // default DefaultHeartbeat
+	Logger            *slog.Logger
+}
+
+// Edge is a running edge agent: the router serves from disk as soon as
+// OpenEdge returns; Run connects outward (Temporal, the directory).
+type Edge struct {
+	Agent *edge.Agent
+	cfg   EdgeConfig
+	http  *httpServer
+	log   *slog.Logger
+	wake  chan struct{}
+}
+
+// OpenEdge opens the site's store, loads its last good models and starts the
+// router, before connecting to anything: an offline site keeps serving.
+func OpenEdge(cfg EdgeConfig) (*Edge, error) {
+	if err := modelfleet.ValidateName("site id", cfg.SiteID); err != nil {
+		return nil, err
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeat
+	}
+	log := orDefault(cfg.Logger).With("component", "edge", "site", cfg.SiteID)
+	agent, err := edge.Open(cfg.DataDir, edge.Config{
+		SiteID:     cfg.SiteID,
+		Loader:     func(format string, data []byte) (edge.Scorer, error) { return inference.Load(format, data) },
+		Vectorizer: inference.Vector,
+		Logger:     log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := listen(cfg.Listen, agent.Handler())
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: listen %s: %w", cfg.SiteID, cfg.Listen, err)
+	}
+	if cfg.AdvertiseURL == "" {
+		cfg.AdvertiseURL = srv.URL()
+	}
+	srv.serve(log, "router")
+	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(agent.Served()))
+	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1)}, nil
+}
+
+// Site is the record the agent reports to the directory.
+func (e *Edge) Site() modelfleet.Site {
+	return modelfleet.Site{
+		ID:        e.cfg.SiteID,
+		RouterURL: e.cfg.AdvertiseURL,
+		TaskQueue: modelfleet.SiteTaskQueue(e.cfg.SiteID),
+		Labels:    e.cfg.Labels,
+		Serving:   e.Agent.Served(),
+	}
+}
+
+// Run connects the site's edge worker to Temporal (outbound only, retrying
+// while offline) and reports to the directory until ctx is done.
+func (e *Edge) Run(ctx context.Context) error {
+	defer e.http.close()
+	go e.heartbeat(ctx)
+	c := e.cfg.Temporal
+	if c == nil {
+		var err error
+		if c, err = e.dialUntil(ctx); err != nil {
+			return err
+		}
+		defer c.Close()
+	}
+	w := workers.NewSite(c, e.cfg.SiteID, &activities.Site{
+		Agent:      e.Agent,
+		Downloader: &registry.Client{},
+		AfterDeploy: func(edge.DeployResult) {
+			select {
+			case e.wake <- struct{}{}:
+			default:
+			}
+		},
+	})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("edge %s: worker: %w", e.cfg.SiteID, err)
+	}
+	e.log.Info("edge worker polling", "task_queue", modelfleet.SiteTaskQueue(e.cfg.SiteID))
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+func (e *Edge) dialUntil(ctx context.Context) (client.Client, error) {
+	backoff := time.Second
+	for {
+		c, err := workers.Dial(ctx, e.cfg.TemporalAddress, e.cfg.Namespace, e.log)
+		if err == nil {
+			return c, nil
+		}
+		e.log.Warn("temporal unreachable; serving last good models meanwhile", "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+// heartbeat reports the site to the directory now, after every deploy, and
+// every HeartbeatInterval. A failed report is logged and retried on the next
+// beat: the directory is informational, serving never depends on it.
+func (e *Edge) heartbeat(ctx context.Context) {
+	if e.cfg.GatewayURL == "" {
+		return
+	}
+	dir := &fleet.Client{BaseURL: e.cfg.GatewayURL}
+	t := time.NewTicker(e.cfg.HeartbeatInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := dir.Put(rctx, e.Site())
+		cancel()
+		switch {
+		case err != nil && !failing:
+			e.log.Warn("site directory unreachable", "error", err)
+			failing = true
+		case err == nil && failing:
+			e.log.Info("site directory reachable again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-e.wake:
+		}
+	}
+}

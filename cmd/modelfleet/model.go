@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/registry"
+)
+
+func newModelCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "model", Short: "Register and inspect model versions in the embedded registry"}
+	cmd.AddCommand(newModelRegisterCmd(g), newModelListCmd(g))
+	return cmd
+}
+
+func newModelRegisterCmd(g *globals) *cobra.Command {
+	var (
+		m                        modelfleet.Model
+		file, card, data, metric string
+		threshold                float64
+		tags                     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "register --name <model> --version <v> --file <model file>",
+		Short: "Register a model version; its ModelRegistered event starts the release",
+		Long: `Register a model version in the embedded registry. The registry stores the
+artifact content-addressed (sha256) and delivers Azure ML's ModelRegistered event to
+the gateway, which starts the release: validate, then deploy to every site.
+
+The model card (model.yaml beside the file, or --card) declares the format, the
+feature schema and the validation set, metric and threshold; flags override it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return errors.New("--file is required")
+			}
+			c, err := loadCard(card, file)
+			if err != nil {
+				return err
+			}
+			m.Format, m.Features, m.Tags, m.Properties = c.Format, c.Features, c.Tags, c.Properties
+			if f := cmd.Flags(); f.Changed("format") || m.Format == "" {
+				m.Format, _ = f.GetString("format")
+			}
+			if c.Validation != nil {
+				m.Validation = &modelfleet.ValidationSpec{Metric: c.Validation.Metric, Threshold: c.Validation.Threshold}
+				if data == "" {
+					data = c.Validation.Data
+				}
+			}
+			if metric != "" || cmd.Flags().Changed("threshold") {
+				if m.Validation == nil {
+					m.Validation = &modelfleet.ValidationSpec{Metric: modelfleet.MetricAUC}
+				}
+				if metric != "" {
+					m.Validation.Metric = metric
+				}
+				if cmd.Flags().Changed("threshold") {
+					m.Validation.Threshold = threshold
+				}
+			}
+			if m.Validation != nil && data == "" {
+				return errors.New("validation is declared but no validation data: pass --validation-data or set validation.data in the model card")
+			}
+			for _, t := range tags {
+				k, v, ok := strings.Cut(t, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--tag %q: want key=value", t)
+				}
+				if m.Tags == nil {
+					m.Tags = map[string]string{}
+				}
+				m.Tags[k] = v
+			}
+			if err := m.ModelRef.Validate(); err != nil {
+				return err
+			}
+			rc := &registry.Client{BaseURL: g.registryURL}
+			got, created, err := rc.Register(cmd.Context(), m, file, data)
+			if err != nil {
+				return err
+			}
+			if created {
+				fmt.Printf("registered %s (%s); its ModelRegistered event starts release %s\n", got.ModelRef, got.Digest, modelfleet.ReleaseWorkflowID(got.ModelRef))
+			} else {
+				fmt.Printf("%s is already registered with the same content (%s): no new release\n", got.ModelRef, got.Digest)
+			}
+			fmt.Printf("follow it: bin/modelfleet release status %s %s\n", got.Name, got.Version)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&m.Name, "name", "", "model name (required)")
+	f.StringVar(&m.Version, "version", "", "model version (required)")
+	f.StringVar(&file, "file", "", "model file (required)")
+	f.StringVar(&card, "card", "", "model card (default: model.yaml beside --file, if present)")
+	f.String("format", modelfleet.FormatLightGBM, "model format")
+	f.StringVar(&data, "validation-data", "", "labelled CSV to validate on (overrides the card)")
+	f.StringVar(&metric, "metric", "", "validation metric: auc, accuracy or f1 (overrides the card)")
+	f.Float64Var(&threshold, "threshold", 0, "lowest acceptable metric value (overrides the card)")
+	f.StringArrayVar(&tags, "tag", nil, "tag key=value (repeatable)")
+	_ = cmd.MarkFlagRequired("name")
+	_ = cmd.MarkFlagRequired("version")
+	return cmd
+}
+
+// loadCard reads the explicit card, or model.yaml beside the model file when
+// there is one; no card at all is fine (flags say everything).
+func loadCard(explicit, file string) (app.ModelCard, error) {
+	path := explicit
+	if path == "" {
+		path = filepath.Join(filepath.Dir(file), app.ModelCardFile)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return app.ModelCard{}, nil
+		}
+	}
+	return app.ReadModelCard(path)
+}
+
+func newModelListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List registered model versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rc := &registry.Client{BaseURL: g.registryURL}
+			ms, err := rc.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(ms)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "MODEL\tVERSION\tFORMAT\tDIGEST\tCREATED")
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Version, m.Format, m.Digest, m.CreatedAt)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

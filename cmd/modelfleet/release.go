@@ -1,0 +1,116 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/workflows"
+)
+
+func newReleaseCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "release", Short: "Inspect releases of model versions"}
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status <model> <version>",
+		Short: "Show a release's state, validation result and per-site progress",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := app.ReleaseStatus(cmd.Context(), c, modelfleet.ModelRef{Name: args[0], Version: args[1]})
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(st)
+			}
+			printStatus(st)
+			return nil
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON (overall state in .state)")
+
+	var model string
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List releases, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rs, err := app.ListReleases(cmd.Context(), c, model, limit)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(rs)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tSTARTED\tWORKFLOW")
+			for _, r := range rs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Model.Name, r.Model.Version, r.State, r.StartedAt.Local().Format(time.DateTime), r.Workflow)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	list.Flags().StringVar(&model, "model", "", "only releases of this model")
+	list.Flags().IntVar(&limit, "limit", 100, "at most this many releases (0: all)")
+	cmd.AddCommand(status, list)
+	return cmd
+}
+
+func printStatus(st workflows.ReleaseStatus) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Release\t%s\n", modelfleet.ReleaseWorkflowID(st.Model))
+	fmt.Fprintf(tw, "Model\t%s\t%s\n", st.Model, st.Digest)
+	fmt.Fprintf(tw, "State\t%s\n", st.State)
+	if st.Reason != "" {
+		fmt.Fprintf(tw, "Reason\t%s\n", st.Reason)
+	}
+	if v := st.Validation; v != nil {
+		verdict := "passed"
+		if !v.Passed {
+			verdict = "FAILED"
+		}
+		line := verdict
+		if v.Metric != "" {
+			line = fmt.Sprintf("%s %.4f (threshold %.4f, %d rows): %s", v.Metric, v.Value, v.Threshold, v.Rows, verdict)
+		}
+		if v.Note != "" {
+			line += " — " + v.Note
+		}
+		fmt.Fprintf(tw, "Validation\t%s\n", line)
+	}
+	tw.Flush()
+	if len(st.Sites) == 0 {
+		return
+	}
+	fmt.Println()
+	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tSTATE\tUPDATED\tREASON")
+	for _, s := range st.Sites {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Site, s.State, s.UpdatedAt, s.Reason)
+	}
+	tw.Flush()
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

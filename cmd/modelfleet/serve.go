@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/telemetry"
+	"github.com/modelfleet/modelfleet/workers"
+)
+
+func dataDir() string { return envOr("MODELFLEET_DATA_DIR", ".modelfleet") }
+
+// setupTelemetry starts tracing for a long-running process; traces go to
+// OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set and to traceFile if given.
+func setupTelemetry(ctx context.Context, service, traceFile string) (func(), error) {
+	shutdown, err := telemetry.Setup(ctx, telemetry.Options{Service: service, TraceFile: traceFile})
+	if err != nil {
+		return nil, err
+	}
+	return func() { _ = shutdown(context.Background()) }, nil
+}
+
+func newDevCmd(g *globals) *cobra.Command {
+	cfg := app.DevConfig{}
+	var traces bool
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole embedded stack: Temporal dev server + UI, gateway, registry, cloud worker, simulated sites",
+		Long: `Run the whole embedded stack in the foreground, with no Azure account: a Temporal
+dev server with its UI, the gateway (Event Grid webhook and site directory), the
+embedded model registry (emitting Azure ML's Event Grid events), the cloud worker
+and N simulated factory sites, each with its edge worker and inference router.
+State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+				return err
+			}
+			traceFile := ""
+			if traces {
+				traceFile = filepath.Join(cfg.DataDir, "traces.jsonl")
+			}
+			stop, err := setupTelemetry(cmd.Context(), "modelfleet-dev", traceFile)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			cfg.Logger = g.logger()
+			return app.RunDev(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", dataDir(), "where all state lives ($MODELFLEET_DATA_DIR)")
+	f.IntVar(&cfg.Sites, "sites", 3, "number of simulated factory sites")
+	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "Temporal frontend port")
+	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal UI port")
+	f.StringVar(&cfg.GatewayAddr, "gateway-addr", app.DefaultGatewayAddr, "gateway listen address")
+	f.StringVar(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:8081", "embedded registry listen address")
+	f.IntVar(&cfg.SiteBasePort, "site-base-port", 9001, "site-N's router listens on this port + N - 1")
+	f.StringVar(&cfg.TemporalBinary, "temporal-bin", os.Getenv("MODELFLEET_TEMPORAL_BIN"), "Temporal CLI binary (default: bin/tools/temporal, then $PATH)")
+	f.BoolVar(&traces, "traces", true, "write OpenTelemetry spans to <data-dir>/traces.jsonl")
+	return cmd
+}
+
+func newGatewayCmd(g *globals) *cobra.Command {
+	cfg := app.GatewayConfig{}
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the gateway: Event Grid webhook (/api/events) and site directory (/api/sites)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stop, err := setupTelemetry(cmd.Context(), "modelfleet-gateway", "")
+			if err != nil {
+				return err
+			}
+			defer stop()
+			cfg.Logger = g.logger()
+			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+				return err
+			}
+			c, err := workers.Dial(cmd.Context(), g.temporalAddress, g.namespace, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			cfg.Temporal = c
+			gw, err := app.OpenGateway(cfg)
+			if err != nil {
+				return err
+			}
+			defer gw.Close()
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
+	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
+	return cmd
+}
+
+func newWorkerCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run the cloud worker: release workflows and cloud activities",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stop, err := setupTelemetry(cmd.Context(), "modelfleet-worker", "")
+			if err != nil {
+				return err
+			}
+			defer stop()
+			log := g.logger()
+			c, err := workers.Dial(cmd.Context(), g.temporalAddress, g.namespace, log)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			w, err := app.StartCloudWorker(app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log})
+			if err != nil {
+				return err
+			}
+			<-cmd.Context().Done()
+			w.Stop()
+			return nil
+		},
+	}
+	return cmd
+}
+
+func newEdgeCmd(g *globals) *cobra.Command {
+	cfg := app.EdgeConfig{}
+	var labels []string
+	cmd := &cobra.Command{
+		Use:   "edge",
+		Short: "Run one site's edge agent: inference router + edge worker (outbound connections only)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.SiteID == "" {
+				return fmt.Errorf("--site is required")
+			}
+			cfg.Labels = map[string]string{}
+			for _, l := range labels {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok || k == "" {
+					return fmt.Errorf("--label %q: want key=value", l)
+				}
+				cfg.Labels[k] = v
+			}
+			if cfg.DataDir == "" {
+				cfg.DataDir = filepath.Join(dataDir(), "sites", cfg.SiteID)
+			}
+			stop, err := setupTelemetry(cmd.Context(), "modelfleet-edge", "")
+			if err != nil {
+				return err
+			}
+			defer stop()
+			cfg.Logger = g.logger()
+			cfg.TemporalAddress, cfg.Namespace, cfg.GatewayURL = g.temporalAddress, g.namespace, g.gatewayURL
+			e, err := app.OpenEdge(cfg)
+			if err != nil {
+				return err
+			}
+			return e.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.SiteID, "site", "", "site id (required)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:9001", "inference router listen address")
+	f.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "router URL recorded in the site directory (default http://<listen>)")
+	f.StringVar(&cfg.DataDir, "data-dir", "", "site state directory (default $MODELFLEET_DATA_DIR/sites/<site>)")
+	f.StringArrayVar(&labels, "label", nil, "site label key=value (repeatable), e.g. ring=canary")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", app.DefaultHeartbeat, "how often to report to the site directory")
+	return cmd
+}

@@ -1,0 +1,91 @@
+// Package edge is the agent that runs at a factory edge site: an on-disk model
+// store (so a restarted or offline site serves its last good model before it
+// connects to anything) and an inference router that serves the loaded models
+// over HTTP.
+//
+// The package does not import the model runtime. The binary wires a Loader and
+// a Vectorizer in (inference.Load and inference.Vector), which keeps the agent
+// testable with a fake Scorer and independent of the runtime's build.
+package edge
+
+import (
+	"context"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Scorer is one loaded model, as the router needs it.
+type Scorer interface {
+	// Predict scores one ordered feature row; for a binary model it returns
+	// the probability of the positive class.
+	Predict(x []float64) (float64, error)
+	// NumFeatures is the row length Predict expects.
+	NumFeatures() int
+}
+
+// Loader parses a model artifact of the given format.
+type Loader func(format string, data []byte) (Scorer, error)
+
+// Vectorizer turns a JSON request body into the feature row of a model whose
+// declared feature names are features, in that order. Its error messages go
+// back to the caller as they are, so they must be fit for a person to read.
+type Vectorizer func(features []string, body []byte) ([]float64, error)
+
+// FetchFunc writes a model artifact to w (typically an HTTP download of the
+// request's ArtifactURL). It may be called again after a failure, so it must
+// start from the beginning each time.
+type FetchFunc func(ctx context.Context, w io.Writer) error
+
+// DeployRequest asks a site to serve one model version.
+type DeployRequest struct {
+	Model       modelfleet.ModelRef `json:"model"`
+	Digest      string              `json:"digest"` // "sha256:<hex>" of the artifact
+	Format      string              `json:"format"`
+	ArtifactURL string              `json:"artifactUrl,omitempty"`
+	Features    []string            `json:"features"`
+}
+
+// DeployResult reports what a Deploy did.
+type DeployResult struct {
+	Site   string              `json:"site"`
+	Model  modelfleet.ModelRef `json:"model"`
+	Digest string              `json:"digest"`
+	// Changed is false when the site was already serving that digest:
+	// deploy activities are retried, and a retry must be a no-op.
+	Changed  bool      `json:"changed"`
+	LoadedAt time.Time `json:"loadedAt"`
+}
+
+// Validate checks a deploy request before anything is downloaded. Name,
+// version and digest end up in file paths, so this is also what keeps the
+// store inside its directory.
+func (r *DeployRequest) Validate() error {
+	if err := r.Model.Validate(); err != nil {
+		return err
+	}
+	if !modelfleet.ValidDigest(r.Digest) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: digest %q is invalid: want sha256:<64 hex digits>", r.Model, r.Digest)
+	}
+	if r.Format == "" {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: format is required", r.Model)
+	}
+	if len(r.Features) == 0 {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: features are required: the router vectorises requests by name", r.Model)
+	}
+	seen := make(map[string]bool, len(r.Features))
+	for _, f := range r.Features {
+		if f == "" || seen[f] {
+			return modelfleet.Errorf(modelfleet.EINVALID, "model %s: features must be unique and non-empty (got %q)", r.Model, f)
+		}
+		seen[f] = true
+	}
+	return nil
+}
+
+// same reports whether two requests would produce the same served model.
+func (r *DeployRequest) same(o *DeployRequest) bool {
+	return r.Model == o.Model && r.Digest == o.Digest && r.Format == o.Format && slices.Equal(r.Features, o.Features)
+}

@@ -1,0 +1,354 @@
+package edge
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// DefaultKeepVersions is how many versions of one model the store keeps on
+// disk: the served one plus recent ones to roll back to without a download.
+const DefaultKeepVersions = 3
+
+// ErrDigestMismatch is wrapped by Install when the downloaded artifact is not
+// the one the request names. Retrying the same download will not help.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
+const (
+	stateFile = "state.json"
+	modelsDir = "models"
+	tmpPrefix = ".tmp-"
+)
+
+// Store is a site's on-disk model store:
+//
+//	<dir>/state.json                                  what the site serves (last good)
+//	<dir>/models/<name>/<version>/<hex digest>.model  artifacts, verified
+//
+// Every write is a temp file, fsync, rename, fsync of the directory, so a crash
+// leaves either the old or the new file, never a torn one. One process owns a
+// directory at a time.
+type Store struct {
+	dir  string
+	keep int
+	log  *slog.Logger
+
+	mu    sync.Mutex // guards state and serialises writes of state.json
+	state State
+
+	installs sync.Map // model name -> *sync.Mutex, serialises Install + prune per model
+}
+
+// State is the content of state.json.
+type State struct {
+	Models []StateEntry `json:"models"`
+}
+
+// StateEntry is one served model as last deployed successfully.
+type StateEntry struct {
+	modelfleet.ModelRef
+	Digest   string   `json:"digest"`
+	Format   string   `json:"format"`
+	Features []string `json:"features"`
+	// Path is relative to the site directory, for people reading the file.
+	// The agent always reads the path derived from name, version and digest,
+	// so a hand-edited state.json cannot point it outside the store.
+	Path     string    `json:"path"`
+	LoadedAt time.Time `json:"loadedAt"`
+}
+
+func (e *StateEntry) request() DeployRequest {
+	return DeployRequest{Model: e.ModelRef, Digest: e.Digest, Format: e.Format, Features: e.Features}
+}
+
+// matches reports whether serving req would serve exactly e.
+func (e *StateEntry) matches(req *DeployRequest) bool {
+	r := e.request()
+	return r.same(req)
+}
+
+// OpenStore opens (creating if needed) the store in dir and reads state.json.
+// keep <= 0 means DefaultKeepVersions. An unreadable state.json is an error:
+// starting empty would make the next deploy forget every other model.
+func OpenStore(dir string, keep int, logger *slog.Logger) (*Store, error) {
+	if keep <= 0 {
+		keep = DefaultKeepVersions
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{dir: dir, keep: keep, log: logger}
+	if err := os.MkdirAll(filepath.Join(dir, modelsDir), 0o755); err != nil {
+		return nil, fmt.Errorf("edge: open store %q: %w", dir, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("edge: open store %q: %w", dir, err)
+	default:
+		if err := json.Unmarshal(b, &s.state); err != nil {
+			return nil, fmt.Errorf("edge: open store %q: parse %s: %w", dir, stateFile, err)
+		}
+	}
+	s.removeTemps()
+	return s, nil
+}
+
+// Dir is the site directory.
+func (s *Store) Dir() string { return s.dir }
+
+// Path is where the artifact of ref with the given digest lives. The caller
+// must have validated ref and digest.
+func (s *Store) Path(ref modelfleet.ModelRef, digest string) string {
+	return filepath.Join(s.dir, filepath.FromSlash(relPath(ref, digest)))
+}
+
+func relPath(ref modelfleet.ModelRef, digest string) string {
+	return path.Join(modelsDir, ref.Name, ref.Version, strings.TrimPrefix(digest, "sha256:")+".model")
+}
+
+// State returns a copy of what state.json says the site serves.
+func (s *Store) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return State{Models: slices.Clone(s.state.Models)}
+}
+
+// Put records e as the served version of its model and persists state.json.
+// On error the previous state stays, on disk and in memory.
+func (s *Store) Put(e StateEntry) error {
+	e.Path = relPath(e.ModelRef, e.Digest)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next := slices.Clone(s.state.Models)
+	i, found := slices.BinarySearchFunc(next, e.Name, func(x StateEntry, name string) int { return strings.Compare(x.Name, name) })
+	if found {
+		next[i] = e
+	} else {
+		next = slices.Insert(next, i, e)
+	}
+	b, err := json.MarshalIndent(State{Models: next}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("edge: save state: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(s.dir, stateFile), b); err != nil {
+		return fmt.Errorf("edge: save state: %w", err)
+	}
+	s.state.Models = next
+	return nil
+}
+
+// served returns the state entry of the named model.
+func (s *Store) served(name string) (StateEntry, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.state.Models {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return StateEntry{}, false
+}
+
+// Install makes the artifact of req present and verified on disk and returns
+// its path. If a file with the right content is already there (an earlier
+// install, or a version kept for rollback) nothing is fetched; fetch may then
+// be nil. Otherwise fetch writes into a temp file whose sha256 must equal
+// req.Digest before it is renamed into place; on any error nothing changes.
+// Afterwards older versions of the model beyond the store's limit are pruned.
+func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc) (string, error) {
+	if err := req.Validate(); err != nil {
+		return "", fmt.Errorf("edge: install: %w", err)
+	}
+	mu, _ := s.installs.LoadOrStore(req.Model.Name, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
+
+	dst := s.Path(req.Model, req.Digest)
+	ok, err := hasDigest(dst, req.Digest)
+	if err != nil {
+		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+	}
+	if ok {
+		// Touch it: pruning goes by modification time, and a version just
+		// asked for again is not the oldest.
+		now := time.Now()
+		_ = os.Chtimes(dst, now, now)
+	} else if err := s.download(ctx, req, fetch, dst); err != nil {
+		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+	}
+	s.prune(req.Model.Name, dst)
+	return dst, nil
+}
+
+// hasDigest reports whether the file at p exists with the given digest. A file
+// that exists with other content (disk corruption, a hand copy) is removed so
+// that it is downloaded again.
+func hasDigest(p, digest string) (bool, error) {
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return false, err
+	}
+	if "sha256:"+hex.EncodeToString(h.Sum(nil)) == digest {
+		return true, nil
+	}
+	return false, os.Remove(p)
+}
+
+func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc, dst string) error {
+	if fetch == nil {
+		return fmt.Errorf("artifact %q is not on disk and there is nothing to fetch it with", req.Digest)
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		f.Close()
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+	}()
+	h := sha256.New()
+	if err := fetch(ctx, io.MultiWriter(f, h)); err != nil {
+		return fmt.Errorf("fetch: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != req.Digest {
+		return fmt.Errorf("%w: downloaded artifact is %q, want %q", ErrDigestMismatch, got, req.Digest)
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return err
+	}
+	tmp = ""
+	// The version directory may be new: sync it and its parents so that the
+	// rename survives a power cut, not only the file's content.
+	for d, i := dir, 0; i < 3; d, i = filepath.Dir(d), i+1 {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prune removes the oldest artifacts of a model so that at most s.keep remain,
+// never the one just installed nor the one state.json serves. Failures are
+// logged: a full disk of old versions must not fail a deploy.
+func (s *Store) prune(name, installed string) {
+	type artifact struct {
+		path string
+		mod  time.Time
+	}
+	keep := map[string]bool{installed: true}
+	if e, ok := s.served(name); ok {
+		keep[s.Path(e.ModelRef, e.Digest)] = true
+	}
+	modelDir := filepath.Join(s.dir, modelsDir, name)
+	files, _ := filepath.Glob(filepath.Join(modelDir, "*", "*.model"))
+	var old []artifact
+	for _, p := range files {
+		if keep[p] {
+			continue
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			continue
+		}
+		old = append(old, artifact{p, fi.ModTime()})
+	}
+	room := s.keep - len(keep)
+	if len(old) <= room {
+		return
+	}
+	slices.SortFunc(old, func(a, b artifact) int { return b.mod.Compare(a.mod) })
+	for _, a := range old[max(room, 0):] {
+		if err := os.Remove(a.path); err != nil {
+			s.log.Warn("edge: prune old model version", "model", name, "path", a.path, "err", err)
+			continue
+		}
+		s.log.Info("edge: pruned old model version", "model", name, "path", a.path)
+		os.Remove(filepath.Dir(a.path)) // only succeeds when the version dir is now empty
+	}
+}
+
+// removeTemps deletes temp files left by a crash mid-download.
+func (s *Store) removeTemps() {
+	tmps, _ := filepath.Glob(filepath.Join(s.dir, modelsDir, "*", "*", tmpPrefix+"*"))
+	more, _ := filepath.Glob(filepath.Join(s.dir, tmpPrefix+"*"))
+	for _, p := range append(tmps, more...) {
+		os.Remove(p)
+	}
+}
+
+// writeFileAtomic replaces p with data: temp file in the same directory,
+// fsync, rename, fsync of the directory.
+func writeFileAtomic(p string, data []byte) error {
+	dir := filepath.Dir(p)
+	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/inference"
+)
+
+// TestModelFileMatchesEnsemble proves the LightGBM file format: the written
+// model, loaded by the edge runtime, predicts what the trainer's in-memory
+// ensemble predicts.
+func TestModelFileMatchesEnsemble(t *testing.T) {
+	X, y := generate(rand.New(rand.NewPCG(seed, 0)), trainRows+validRows)
+	ens := train(X[:trainRows], y[:trainRows], cfg)
+	var buf bytes.Buffer
+	if err := ens.writeLightGBM(&buf); err != nil {
+		t.Fatal(err)
+	}
+	m, err := inference.Load(modelfleet.FormatLightGBM, buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.FeatureNames(); !slices.Equal(got, features) {
+		t.Fatalf("feature names %q, want %q", got, features)
+	}
+	for i, x := range X[trainRows:] {
+		got, err := m.Predict(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := ens.predict(x); math.Abs(got-want) > 1e-9 {
+			t.Fatalf("row %d: loaded model predicts %v, trainer %v", i, got, want)
+		}
+	}
+}
+
+// TestCommittedExample checks the files the quickstart registers: the model
+// card matches the model, the model clears its validation threshold with a
+// margin, and the sample requests score as their names say.
+func TestCommittedExample(t *testing.T) {
+	dir := ".."
+	var card struct {
+		Format     string
+		Features   []string
+		Validation struct {
+			Data      string
+			Metric    string
+			Threshold float64
+		}
+	}
+	if err := yaml.Unmarshal(read(t, dir, "model.yaml"), &card); err != nil {
+		t.Fatal(err)
+	}
+	m, err := inference.Load(card.Format, read(t, dir, "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(card.Features, m.FeatureNames()) {
+		t.Fatalf("model.yaml features %q, model.txt %q", card.Features, m.FeatureNames())
+	}
+	d, err := inference.ReadCSV(bytes.NewReader(read(t, dir, card.Validation.Data)), card.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auc, err := inference.Evaluate(m, d, card.Validation.Metric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("validation %s %.4f on %d rows", card.Validation.Metric, auc, len(d.Y))
+	if auc <= 0.85 || auc < card.Validation.Threshold+0.02 {
+		t.Errorf("validation auc %.4f: want > 0.85 and comfortably above the threshold %v", auc, card.Validation.Threshold)
+	}
+	for name, failing := range map[string]bool{"sample.json": false, "sample-failing.json": true} {
+		x, err := inference.Vector(card.Features, read(t, dir, name))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if p, err := m.Predict(x); err != nil || (p >= 0.5) != failing {
+			t.Errorf("%s: p = %v, %v; want failing = %v", name, p, err, failing)
+		}
+	}
+}
+
+func read(t *testing.T, dir, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

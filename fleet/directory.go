@@ -1,0 +1,111 @@
+// Package fleet is the site directory: which factory sites exist, where their
+// inference routers answer, which task queue their edge workers poll, their
+// labels, and what each last reported serving. Sites report themselves over
+// outbound HTTP; releases read the directory to plan their rollout.
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+var sitesBucket = []byte("sites")
+
+// Directory is the durable site directory, stored in one bbolt file.
+type Directory struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+// Open opens (creating if needed) the directory stored in dir/sites.db.
+func Open(dir string) (*Directory, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fleet: open directory: %w", err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "sites.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: open directory: %w", err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(sitesBucket)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fleet: init directory: %w", err)
+	}
+	return &Directory{db: db, now: time.Now}, nil
+}
+
+// Close releases the database file.
+func (d *Directory) Close() error { return d.db.Close() }
+
+// Put registers or updates a site. Labels are kept when the update carries
+// none, so an agent's heartbeat does not erase what an operator set.
+func (d *Directory) Put(s modelfleet.Site) (modelfleet.Site, error) {
+	if err := s.Validate(); err != nil {
+		return modelfleet.Site{}, err
+	}
+	if s.Serving == nil {
+		s.Serving = []modelfleet.ServedModel{}
+	}
+	s.LastSeen = d.now().UTC().Format(time.RFC3339)
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(sitesBucket)
+		if old := b.Get([]byte(s.ID)); old != nil && len(s.Labels) == 0 {
+			var prev modelfleet.Site
+			if err := json.Unmarshal(old, &prev); err == nil {
+				s.Labels = prev.Labels
+			}
+		}
+		buf, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(s.ID), buf)
+	})
+	if err != nil {
+		return modelfleet.Site{}, fmt.Errorf("fleet: put site %q: %w", s.ID, err)
+	}
+	return s, nil
+}
+
+// Get returns one site.
+func (d *Directory) Get(id string) (modelfleet.Site, error) {
+	var s modelfleet.Site
+	err := d.db.View(func(tx *bolt.Tx) error {
+		buf := tx.Bucket(sitesBucket).Get([]byte(id))
+		if buf == nil {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", id)
+		}
+		return json.Unmarshal(buf, &s)
+	})
+	return s, err
+}
+
+// List returns every site, ordered by ID.
+func (d *Directory) List() ([]modelfleet.Site, error) {
+	sites := []modelfleet.Site{}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(sitesBucket).ForEach(func(_, v []byte) error {
+			var s modelfleet.Site
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			sites = append(sites, s)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: list sites: %w", err)
+	}
+	sort.Slice(sites, func(i, j int) bool { return sites[i].ID < sites[j].ID })
+	return sites, nil
+}

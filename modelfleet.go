@@ -1,0 +1,235 @@
+// Package modelfleet holds the domain of the modelfleet control plane: the
+// plain types every other package shares (models, sites, releases), their
+// validation, and the small set of error codes mapped to transport status only
+// at the edges. It imports only the standard library.
+package modelfleet
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Error codes. Callers switch on ErrorCode(err); transports map them to
+// status codes (HTTP 400/404/409/...) at the edge, never in the domain.
+const (
+	EINVALID      = "invalid"
+	ENOTFOUND     = "not_found"
+	ECONFLICT     = "conflict"
+	EUNAUTHORIZED = "unauthorized"
+	ETOOLARGE     = "too_large"
+	EINTERNAL     = "internal"
+)
+
+// Error is a domain error with a machine-readable code and a message fit for
+// the person who sent the input.
+type Error struct {
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf returns an *Error with the given code.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, EINTERNAL for
+// any other non-nil error, and "" for nil.
+func ErrorCode(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Code
+	default:
+		return EINTERNAL
+	}
+}
+
+// ErrorMessage returns the message of the first *Error in err's chain, or a
+// generic message for internal errors (whose details belong in logs only).
+func ErrorMessage(err error) string {
+	var e *Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &e):
+		return e.Message
+	default:
+		return "internal error"
+	}
+}
+
+// Azure ML system event types, as Event Grid delivers them.
+const (
+	EventModelRegistered      = "Microsoft.MachineLearningServices.ModelRegistered"
+	EventModelDeployed        = "Microsoft.MachineLearningServices.ModelDeployed"
+	EventRunCompleted         = "Microsoft.MachineLearningServices.RunCompleted"
+	EventRunStatusChanged     = "Microsoft.MachineLearningServices.RunStatusChanged"
+	EventDatasetDriftDetected = "Microsoft.MachineLearningServices.DatasetDriftDetected"
+)
+
+// nameRE is what Azure ML accepts for model names (letters, digits, '-', '_',
+// '.'; starting with a letter or digit; at most 255 characters). Versions use
+// the same alphabet. Keeping our own registry to Azure's rules means a model
+// name that works locally works in Azure mode too.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$`)
+
+// ValidateName reports whether s is a valid model name, version or site ID.
+// what names the field in the error ("model name", "site id").
+func ValidateName(what, s string) error {
+	if s == "" {
+		return Errorf(EINVALID, "%s is required", what)
+	}
+	if !nameRE.MatchString(s) || strings.Contains(s, "..") {
+		return Errorf(EINVALID, "%s %q is invalid: use letters, digits, '.', '-' and '_', starting with a letter or digit (at most 255 characters)", what, s)
+	}
+	return nil
+}
+
+// ModelRef names one version of one model.
+type ModelRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+// Validate checks both parts of the reference.
+func (r ModelRef) Validate() error {
+	if err := ValidateName("model name", r.Name); err != nil {
+		return err
+	}
+	return ValidateName("model version", r.Version)
+}
+
+func (r ModelRef) String() string { return r.Name + ":" + r.Version }
+
+// Model formats the edge runtime can load.
+const (
+	FormatLightGBM = "lightgbm" // LightGBM text model file
+)
+
+// Validation metrics the validator can compute on a labelled data set.
+const (
+	MetricAUC      = "auc"
+	MetricAccuracy = "accuracy"
+	MetricF1       = "f1"
+)
+
+// Model is one registered model version: its artifact (content-addressed by
+// sha256), the feature schema it consumes, and how it is to be validated.
+type Model struct {
+	ModelRef
+	Format      string            `json:"format"`
+	Digest      string            `json:"digest"` // "sha256:<hex>" of the artifact
+	Size        int64             `json:"size"`
+	Features    []string          `json:"features,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+	Properties  map[string]string `json:"properties,omitempty"`
+	Validation  *ValidationSpec   `json:"validation,omitempty"`
+	ArtifactURL string            `json:"artifactUrl,omitempty"`
+	CreatedAt   string            `json:"createdAt,omitempty"` // RFC 3339
+}
+
+// ValidationSpec declares how a model version proves itself before rollout:
+// a labelled data set (content-addressed like the artifact), the metric to
+// compute on it, and the lowest acceptable value.
+type ValidationSpec struct {
+	DataDigest string  `json:"dataDigest"`
+	DataURL    string  `json:"dataUrl,omitempty"`
+	Metric     string  `json:"metric"`
+	Threshold  float64 `json:"threshold"`
+}
+
+// Validate checks a validation spec.
+func (v *ValidationSpec) Validate() error {
+	switch v.Metric {
+	case MetricAUC, MetricAccuracy, MetricF1:
+	default:
+		return Errorf(EINVALID, "validation metric %q is not supported: use %q, %q or %q", v.Metric, MetricAUC, MetricAccuracy, MetricF1)
+	}
+	if v.Threshold < 0 || v.Threshold > 1 {
+		return Errorf(EINVALID, "validation threshold %v is out of range: %s is between 0 and 1", v.Threshold, v.Metric)
+	}
+	if !ValidDigest(v.DataDigest) {
+		return Errorf(EINVALID, "validation data digest %q is invalid: want sha256:<64 hex digits>", v.DataDigest)
+	}
+	return nil
+}
+
+// Validate checks a model record before it is stored.
+func (m *Model) Validate() error {
+	if err := m.ModelRef.Validate(); err != nil {
+		return err
+	}
+	if m.Format != FormatLightGBM {
+		return Errorf(EINVALID, "model format %q is not supported: use %q", m.Format, FormatLightGBM)
+	}
+	if !ValidDigest(m.Digest) {
+		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)
+	}
+	seen := make(map[string]bool, len(m.Features))
+	for _, f := range m.Features {
+		if f == "" || seen[f] {
+			return Errorf(EINVALID, "model features must be unique and non-empty (got %q)", f)
+		}
+		seen[f] = true
+	}
+	if m.Validation != nil {
+		return m.Validation.Validate()
+	}
+	return nil
+}
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// ValidDigest reports whether d is "sha256:" followed by 64 lowercase hex digits.
+func ValidDigest(d string) bool { return digestRE.MatchString(d) }
+
+// Site is one factory edge site: where its agent's inference router answers,
+// the task queue its edge worker polls (outbound only), its labels, and what
+// it reported serving last.
+type Site struct {
+	ID        string            `json:"id"`
+	RouterURL string            `json:"routerUrl"`
+	TaskQueue string            `json:"taskQueue"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Serving   []ServedModel     `json:"serving"`
+	LastSeen  string            `json:"lastSeen,omitempty"` // RFC 3339, set by the directory
+}
+
+// Validate checks a site registration.
+func (s *Site) Validate() error {
+	if err := ValidateName("site id", s.ID); err != nil {
+		return err
+	}
+	if s.TaskQueue == "" {
+		return Errorf(EINVALID, "site %q: task queue is required", s.ID)
+	}
+	if s.RouterURL != "" && !strings.HasPrefix(s.RouterURL, "http://") && !strings.HasPrefix(s.RouterURL, "https://") {
+		return Errorf(EINVALID, "site %q: router url %q must be http(s)", s.ID, s.RouterURL)
+	}
+	return nil
+}
+
+// SiteTaskQueue is the task queue a site's edge worker polls.
+func SiteTaskQueue(siteID string) string { return "modelfleet-site-" + siteID }
+
+// CloudTaskQueue is the task queue of the cloud worker (workflows and cloud
+// activities).
+const CloudTaskQueue = "modelfleet-cloud"
+
+// ServedModel is one model version loaded in a site's inference router.
+type ServedModel struct {
+	ModelRef
+	Digest   string `json:"digest"`
+	LoadedAt string `json:"loadedAt,omitempty"` // RFC 3339
+}
+
+// ReleaseWorkflowID is the workflow ID of the release of one model version.
+// Deriving it from the event's subject is what makes a redelivered
+// ModelRegistered event harmless: Temporal refuses a second start.
+func ReleaseWorkflowID(r ModelRef) string { return "release/" + r.Name + "/" + r.Version }
