@@ -6,15 +6,15 @@ import (
 	"sort"
 )
 
-// config holds the boosting parameters. The defaults are LightGBM's usual
-// starting point, scaled down to a small data set.
+// config holds the boosting parameters; the model file's parameters section
+// repeats them under LightGBM's names.
 type config struct {
 	Trees    int     // boosting rounds
 	Depth    int     // maximum tree depth
 	Rate     float64 // learning rate (shrinkage)
 	Lambda   float64 // L2 regularisation of leaf values
 	MinLeaf  int     // minimum rows in a leaf
-	MaxBins  int     // histogram bins per feature
+	MaxBins  int     // histogram bins per feature, at most 256
 	Features []string
 }
 
@@ -23,13 +23,16 @@ type config struct {
 // x[feature[i]] <= threshold[i], else to right[i]; a child c >= 0 is a node,
 // c < 0 is leaf ^c. Node 0 is the root.
 type tree struct {
-	feature                                  []int
-	threshold, gain                          []float64
-	left, right                              []int
-	internalValue, internalWeight, leafValue []float64
-	leafWeight                               []float64
-	internalCount, leafCount                 []int
-	shrinkage                                float64
+	// Per internal node.
+	feature                       []int
+	threshold, gain               []float64
+	left, right                   []int
+	internalValue, internalWeight []float64
+	internalCount                 []int
+	// Per leaf.
+	leafValue, leafWeight []float64
+	leafCount             []int
+	shrinkage             float64
 }
 
 func (t *tree) predict(x []float64) float64 {
@@ -107,7 +110,7 @@ func train(X [][]float64, y []float64, cfg config) *ensemble {
 			g[i], h[i] = p-y[i], p*(1-p)
 		}
 		b := &builder{cfg: cfg, cuts: cuts, codes: codes, g: g, h: h, t: &tree{shrinkage: cfg.Rate}}
-		b.grow(slices.Clone(rows), 0)
+		b.grow(rows, 0)
 		b.t.scale(cfg.Rate)
 		for i, x := range X {
 			score[i] += b.t.predict(x)
@@ -144,7 +147,8 @@ type builder struct {
 	t     *tree
 }
 
-// grow builds the subtree for rows and returns its child code.
+// grow builds the subtree for rows, depth-first so that the root is node 0,
+// and returns its child code.
 func (b *builder) grow(rows []int, depth int) int {
 	var G, H float64
 	for _, i := range rows {
@@ -156,16 +160,21 @@ func (b *builder) grow(rows []int, depth int) int {
 	if depth < b.cfg.Depth {
 		f, bin, gain = b.bestSplit(rows, G, H)
 	}
+	t := b.t
 	if gain <= 0 {
-		t := b.t
-		t.leafValue, t.leafWeight = append(t.leafValue, value), append(t.leafWeight, H)
+		t.leafValue = append(t.leafValue, value)
+		t.leafWeight = append(t.leafWeight, H)
 		t.leafCount = append(t.leafCount, len(rows))
 		return ^(len(t.leafValue) - 1)
 	}
-	t, node := b.t, len(b.t.feature)
-	t.feature, t.threshold, t.gain = append(t.feature, f), append(t.threshold, b.cuts[f][bin]), append(t.gain, gain)
-	t.internalValue, t.internalWeight = append(t.internalValue, value), append(t.internalWeight, H)
-	t.internalCount, t.left, t.right = append(t.internalCount, len(rows)), append(t.left, 0), append(t.right, 0)
+	node := len(t.feature)
+	t.feature = append(t.feature, f)
+	t.threshold = append(t.threshold, b.cuts[f][bin])
+	t.gain = append(t.gain, gain)
+	t.internalValue = append(t.internalValue, value)
+	t.internalWeight = append(t.internalWeight, H)
+	t.internalCount = append(t.internalCount, len(rows))
+	t.left, t.right = append(t.left, 0), append(t.right, 0) // set below
 	var left, right []int
 	for _, i := range rows {
 		if int(b.codes[f][i]) <= bin {
@@ -174,9 +183,8 @@ func (b *builder) grow(rows []int, depth int) int {
 			right = append(right, i)
 		}
 	}
-	l := b.grow(left, depth+1)
-	r := b.grow(right, depth+1)
-	t.left[node], t.right[node] = l, r
+	t.left[node] = b.grow(left, depth+1)
+	t.right[node] = b.grow(right, depth+1)
 	return node
 }
 
