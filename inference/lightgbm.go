@@ -72,6 +72,9 @@ func checkLightGBM(data []byte) ([]string, error) {
 		if line = strings.TrimSpace(line); line == "end of trees" {
 			return names, nil
 		} else if line != "" || err != nil {
+			if len(line) > 40 {
+				line = line[:40] + "..."
+			}
 			return nil, fmt.Errorf(`want "end of trees" after %d trees, got %q (truncated file or wrong tree_sizes?)`, len(sizes), line)
 		}
 	}
