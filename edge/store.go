@@ -105,6 +105,8 @@ func OpenStore(dir string, keep int, logger *slog.Logger) (*Store, error) {
 		if err := json.Unmarshal(b, &s.state); err != nil {
 			return nil, fmt.Errorf("edge: open store %q: parse %s: %w", dir, stateFile, err)
 		}
+		// Put keeps the list sorted by name; a hand-edited file may not be.
+		slices.SortStableFunc(s.state.Models, func(a, b StateEntry) int { return strings.Compare(a.Name, b.Name) })
 	}
 	s.removeTemps()
 	return s, nil
@@ -133,6 +135,10 @@ func (s *Store) State() State {
 // Put records e as the served version of its model and persists state.json.
 // On error the previous state stays, on disk and in memory.
 func (s *Store) Put(e StateEntry) error {
+	req := e.request()
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("edge: save state: %w", err)
+	}
 	e.Path = relPath(e.ModelRef, e.Digest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,29 +201,6 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 	}
 	s.prune(req.Model.Name, dst)
 	return dst, nil
-}
-
-// hasDigest reports whether the file at p exists with the given digest. A file
-// that exists with other content (disk corruption, a hand copy) is removed so
-// that it is downloaded again.
-func hasDigest(p, digest string) (bool, error) {
-	f, err := os.Open(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return false, err
-	}
-	if "sha256:"+hex.EncodeToString(h.Sum(nil)) == digest {
-		return true, nil
-	}
-	return false, os.Remove(p)
 }
 
 func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc, dst string) error {
@@ -316,39 +299,4 @@ func (s *Store) removeTemps() {
 	for _, p := range append(tmps, more...) {
 		os.Remove(p)
 	}
-}
-
-// writeFileAtomic replaces p with data: temp file in the same directory,
-// fsync, rename, fsync of the directory.
-func writeFileAtomic(p string, data []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
