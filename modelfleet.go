@@ -197,7 +197,10 @@ type Site struct {
 	RouterURL string            `json:"routerUrl"`
 	TaskQueue string            `json:"taskQueue"`
 	Labels    map[string]string `json:"labels,omitempty"`
-	Serving   []ServedModel     `json:"serving"`
+	// Window, if set, is when the site may be changed; the site owns it.
+	// No window means any time.
+	Window  *MaintenanceWindow `json:"window,omitempty"`
+	Serving []ServedModel      `json:"serving"`
 	LastSeen  string            `json:"lastSeen,omitempty"` // RFC 3339, set by the directory
 }
 
@@ -213,6 +216,16 @@ func (s *Site) Validate() error {
 		return Errorf(EINVALID, "site %q: router url %q must be http(s)", s.ID, s.RouterURL)
 	}
 	return nil
+}
+
+// MaintenanceWindow is a recurring period in which a site accepts changes:
+// it opens on a cron schedule (5 fields: minute hour day-of-month month
+// day-of-week) in the site's IANA time zone and stays open for Duration.
+// package rollout does the arithmetic.
+type MaintenanceWindow struct {
+	Schedule string `json:"schedule"`           // e.g. "0 22 * * 1-5"
+	Duration string `json:"duration"`           // e.g. "2h"
+	TimeZone string `json:"timeZone,omitempty"` // e.g. "Europe/Berlin"; default UTC
 }
 
 // SiteTaskQueue is the task queue a site's edge worker polls.
