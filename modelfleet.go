@@ -199,9 +199,9 @@ type Site struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	// Window, if set, is when the site may be changed; the site owns it.
 	// No window means any time.
-	Window  *MaintenanceWindow `json:"window,omitempty"`
-	Serving []ServedModel      `json:"serving"`
-	LastSeen  string            `json:"lastSeen,omitempty"` // RFC 3339, set by the directory
+	Window   *MaintenanceWindow `json:"window,omitempty"`
+	Serving  []ServedModel      `json:"serving"`
+	LastSeen string             `json:"lastSeen,omitempty"` // RFC 3339, set by the directory
 }
 
 // Validate checks a site registration.

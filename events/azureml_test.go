@@ -76,7 +76,7 @@ func TestDecodeModelRegisteredVariants(t *testing.T) {
 		want       modelfleet.ModelRef
 	}{
 		{"camelCase wins over PascalCase", `{"modelName":"a","ModelName":"b","modelVersion":"1"}`, modelfleet.ModelRef{Name: "a", Version: "1"}},
-		{"negative number is its literal", `{"modelName":"a","modelVersion":-1}`, modelfleet.ModelRef{}},
+		{"negative number is its literal, and invalid", `{"modelName":"a","modelVersion":-1}`, modelfleet.ModelRef{}},
 		{"decimal version keeps its text", `{"modelName":"a","modelVersion":1.10}`, modelfleet.ModelRef{Name: "a", Version: "1.10"}},
 		{"null tags", `{"modelName":"a","modelVersion":"1","modelTags":null}`, modelfleet.ModelRef{Name: "a", Version: "1"}},
 		{"spaces around values", `{ "modelName" : "a" , "modelVersion" : 2 , "modelTags" : { "k" : 1 } }`, modelfleet.ModelRef{Name: "a", Version: "2"}},
