@@ -46,3 +46,6 @@ fuzz:
 
 clean:
 	rm -rf bin/modelfleet
+
+# Benchmarks: each bench/<name>.mk defines a bench-<name> target.
+-include $(wildcard bench/*.mk)

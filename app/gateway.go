@@ -45,7 +45,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	reg := telemetry.NewRegistry()
 	mux := http.NewServeMux()
 	mux.Handle("/api/events", events.NewHandler(
-		&events.TemporalDispatcher{Client: cfg.Temporal, Logger: log},
+		events.NewTemporalDispatcher(cfg.Temporal, log, reg),
 		events.HandlerOptions{Logger: log, Registerer: reg},
 	))
 	mux.Handle("/api/sites", dir.Handler())

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/rollout"
 )
 
 // Client reads and updates the site directory over HTTP.
@@ -65,4 +67,61 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		return fmt.Errorf("fleet: %s %s: decode response: %w", method, path, err)
 	}
 	return nil
+}
+
+// Desired long-polls a site's desired state: it returns once the revision
+// is above after, or after wait with whatever is current.
+func (c *Client) Desired(ctx context.Context, site string, after int64, wait time.Duration) (modelfleet.Desired, error) {
+	var ds modelfleet.Desired
+	path := fmt.Sprintf("/api/sites/%s/desired?after=%d&wait=%s", url.PathEscape(site), after, wait)
+	return ds, c.do(ctx, http.MethodGet, path, nil, &ds)
+}
+
+// ReportActual records what the site serves.
+func (c *Client) ReportActual(ctx context.Context, a modelfleet.Actual) error {
+	return c.post(ctx, http.MethodPut, "/api/sites/"+url.PathEscape(a.Site)+"/actual", a, &struct{}{})
+}
+
+// Step applies one traffic step of a release (see Directory.Step).
+func (c *Client) Step(ctx context.Context, req StepRequest) (StepResult, error) {
+	var res StepResult
+	return res, c.post(ctx, http.MethodPost, "/api/rollouts/step", req, &res)
+}
+
+// Rollback restores what the release's sites served before it.
+func (c *Client) Rollback(ctx context.Context, req LeaseRequest) (StepResult, error) {
+	var res StepResult
+	return res, c.post(ctx, http.MethodPost, "/api/rollouts/rollback", req, &res)
+}
+
+// Finish frees the release's leases.
+func (c *Client) Finish(ctx context.Context, req LeaseRequest) (StepResult, error) {
+	var res StepResult
+	return res, c.post(ctx, http.MethodPost, "/api/rollouts/finish", req, &res)
+}
+
+// Progress reports how far sites converged.
+func (c *Client) Progress(ctx context.Context, req ProgressRequest) (Progress, error) {
+	var p Progress
+	return p, c.post(ctx, http.MethodPost, "/api/rollouts/progress", req, &p)
+}
+
+// PutPolicy stores a model's rollout policy (YAML), validated by the server.
+func (c *Client) PutPolicy(ctx context.Context, model string, doc []byte) (rollout.Policy, error) {
+	var p rollout.Policy
+	return p, c.do(ctx, http.MethodPut, "/api/policies/"+url.PathEscape(model), doc, &p)
+}
+
+// Policy returns a model's rollout policy (the default when it has none).
+func (c *Client) Policy(ctx context.Context, model string) (rollout.Policy, error) {
+	var p rollout.Policy
+	return p, c.do(ctx, http.MethodGet, "/api/policies/"+url.PathEscape(model), nil, &p)
+}
+
+func (c *Client) post(ctx context.Context, method, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, method, path, body, out)
 }

@@ -21,8 +21,9 @@ var sitesBucket = []byte("sites")
 
 // Directory is the durable site directory, stored in one bbolt file.
 type Directory struct {
-	db  *bolt.DB
-	now func() time.Time
+	db     *bolt.DB
+	now    func() time.Time
+	notify notifier
 }
 
 // Open opens (creating if needed) the directory stored in dir/sites.db.
@@ -35,8 +36,12 @@ func Open(dir string) (*Directory, error) {
 		return nil, fmt.Errorf("fleet: open directory: %w", err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(sitesBucket)
-		return err
+		for _, b := range [][]byte{sitesBucket, desiredBucket, actualBucket, policiesBucket} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("fleet: init directory: %w", err)

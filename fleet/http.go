@@ -1,12 +1,16 @@
 package fleet
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/rollout"
 )
 
 // maxSiteBody bounds a site registration; a site record is a few KiB even
@@ -38,20 +42,14 @@ func (d *Directory) Handler() http.Handler {
 	})
 	mux.HandleFunc("PUT /api/sites/{id}", func(w http.ResponseWriter, r *http.Request) {
 		var s modelfleet.Site
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxSiteBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&s); err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				WriteError(w, modelfleet.Errorf(modelfleet.ETOOLARGE, "site record exceeds %d bytes", maxSiteBody))
-				return
-			}
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "site record is not valid JSON: %v", err))
+		if !decodeBody(w, r, maxSiteBody, "site record", &s) {
 			return
 		}
-		if err := dec.Decode(&struct{}{}); err != io.EOF {
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "site record has trailing data after the JSON object"))
-			return
+		if s.Window != nil {
+			if _, err := rollout.ParseWindow(*s.Window); err != nil {
+				WriteError(w, err)
+				return
+			}
 		}
 		if s.ID != r.PathValue("id") {
 			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "site id %q in the body does not match %q in the path", s.ID, r.PathValue("id")))
@@ -64,7 +62,144 @@ func (d *Directory) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, saved)
 	})
+	d.routeDesired(mux)
 	return mux
+}
+
+// maxRolloutBody bounds rollout requests: a step over 10,000 sites is ~200 KiB.
+const maxRolloutBody = 8 << 20
+
+// maxLongPoll caps how long an agent's desired-state request may wait.
+const maxLongPoll = 60 * time.Second
+
+func (d *Directory) routeDesired(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/sites/{id}/desired", func(w http.ResponseWriter, r *http.Request) {
+		after, err := strconv.ParseInt(cmpOr(r.URL.Query().Get("after"), "-1"), 10, 64)
+		if err != nil {
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "after %q is not a revision number", r.URL.Query().Get("after")))
+			return
+		}
+		wait, err := time.ParseDuration(cmpOr(r.URL.Query().Get("wait"), "0s"))
+		if err != nil || wait < 0 {
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "wait %q is not a duration", r.URL.Query().Get("wait")))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), min(wait, maxLongPoll))
+		defer cancel()
+		ds, err := d.Desired(ctx, r.PathValue("id"), after)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, ds)
+	})
+	mux.HandleFunc("PUT /api/sites/{id}/actual", func(w http.ResponseWriter, r *http.Request) {
+		var a modelfleet.Actual
+		if !decodeBody(w, r, maxSiteBody, "actual state", &a) {
+			return
+		}
+		if a.Site != r.PathValue("id") {
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "site %q in the body does not match %q in the path", a.Site, r.PathValue("id")))
+			return
+		}
+		if err := d.ReportActual(a); err != nil {
+			WriteError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"site": a.Site, "revision": a.Revision})
+	})
+	mux.HandleFunc("POST /api/rollouts/step", func(w http.ResponseWriter, r *http.Request) {
+		var req StepRequest
+		if !decodeBody(w, r, maxRolloutBody, "step request", &req) {
+			return
+		}
+		respond[StepResult](w)(d.Step(req))
+	})
+	mux.HandleFunc("POST /api/rollouts/rollback", func(w http.ResponseWriter, r *http.Request) {
+		var req LeaseRequest
+		if !decodeBody(w, r, maxRolloutBody, "rollback request", &req) {
+			return
+		}
+		respond[StepResult](w)(d.Rollback(req.Release, req.Model, req.Sites))
+	})
+	mux.HandleFunc("POST /api/rollouts/finish", func(w http.ResponseWriter, r *http.Request) {
+		var req LeaseRequest
+		if !decodeBody(w, r, maxRolloutBody, "finish request", &req) {
+			return
+		}
+		respond[StepResult](w)(d.Finish(req.Release, req.Model, req.Sites))
+	})
+	mux.HandleFunc("POST /api/rollouts/progress", func(w http.ResponseWriter, r *http.Request) {
+		var req ProgressRequest
+		if !decodeBody(w, r, maxRolloutBody, "progress request", &req) {
+			return
+		}
+		respond[Progress](w)(d.Progress(req.Model, req.Version, req.Sites))
+	})
+	mux.HandleFunc("PUT /api/policies/{model}", func(w http.ResponseWriter, r *http.Request) {
+		doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSiteBody))
+		if err != nil {
+			WriteError(w, modelfleet.Errorf(modelfleet.ETOOLARGE, "policy exceeds %d bytes", maxSiteBody))
+			return
+		}
+		respond[rollout.Policy](w)(d.PutPolicy(r.PathValue("model"), doc))
+	})
+	mux.HandleFunc("GET /api/policies/{model}", func(w http.ResponseWriter, r *http.Request) {
+		p, _, err := d.Policy(r.PathValue("model"))
+		respond[rollout.Policy](w)(p, err)
+	})
+}
+
+// LeaseRequest names a release's sites for a rollback or finish.
+type LeaseRequest struct {
+	Release string   `json:"release"`
+	Model   string   `json:"model"`
+	Sites   []string `json:"sites"`
+}
+
+// ProgressRequest asks how far sites converged on a model version.
+type ProgressRequest struct {
+	Model   string   `json:"model"`
+	Version string   `json:"version"`
+	Sites   []string `json:"sites"`
+}
+
+func respond[T any](w http.ResponseWriter) func(T, error) {
+	return func(v T, err error) {
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// decodeBody decodes one strict JSON object of at most limit bytes, writing
+// the error response itself when it fails.
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, what string, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			WriteError(w, modelfleet.Errorf(modelfleet.ETOOLARGE, "%s exceeds %d bytes", what, limit))
+			return false
+		}
+		WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "%s is not valid JSON: %v", what, err))
+		return false
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "%s has trailing data after the JSON object", what))
+		return false
+	}
+	return true
 }
 
 // WriteError writes err as {"error": code, "message": ...} with the status

@@ -1,0 +1,308 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+var (
+	desiredBucket = []byte("desired")
+	actualBucket  = []byte("actual")
+)
+
+// StepRequest moves sites one traffic step of a release: the new version
+// takes New.Weight percent and the version the site served before the
+// release (its primary) keeps the rest.
+type StepRequest struct {
+	Release string                    `json:"release"`
+	Model   string                    `json:"model"`
+	New     modelfleet.DesiredVersion `json:"new"`
+	Sites   []string                  `json:"sites"`
+}
+
+// StepResult says what a step or rollback did, site by site in aggregate.
+type StepResult struct {
+	Changed   int        `json:"changed"`
+	Unchanged int        `json:"unchanged"`
+	Conflicts []Conflict `json:"conflicts,omitempty"` // sites another release holds
+}
+
+// Conflict is a site whose lease another release holds.
+type Conflict struct {
+	Site   string `json:"site"`
+	Holder string `json:"holder"`
+}
+
+// notifier wakes agents long-polling for their desired state.
+type notifier struct {
+	mu sync.Mutex
+	ch map[string]chan struct{}
+}
+
+func (n *notifier) wait(site string) <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = map[string]chan struct{}{}
+	}
+	c, ok := n.ch[site]
+	if !ok {
+		c = make(chan struct{})
+		n.ch[site] = c
+	}
+	return c
+}
+
+func (n *notifier) notify(sites []string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, s := range sites {
+		if c, ok := n.ch[s]; ok {
+			close(c)
+			delete(n.ch, s)
+		}
+	}
+}
+
+// Step applies one traffic step to every listed site in one transaction. It
+// is idempotent (a retried step changes nothing) and refuses sites whose
+// lease another release holds, reporting them as conflicts.
+func (d *Directory) Step(req StepRequest) (StepResult, error) {
+	if err := modelfleet.ValidateName("model name", req.Model); err != nil {
+		return StepResult{}, err
+	}
+	if req.New.Weight < 1 || req.New.Weight > 100 {
+		return StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "step weight %d is out of range 1..100", req.New.Weight)
+	}
+	return d.update(req.Sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+		dm := ds.Models[req.Model]
+		if dm.Release != "" && dm.Release != req.Release {
+			return false, &Conflict{Site: ds.Site, Holder: dm.Release}
+		}
+		if dm.Release == "" {
+			dm.Release, dm.Previous = req.Release, dm.Versions
+		}
+		next := split(dm.Previous, req.New)
+		if slices.EqualFunc(next, dm.Versions, sameVersion) {
+			ds.Models[req.Model] = dm
+			return false, nil
+		}
+		dm.Versions = next
+		ds.Models[req.Model] = dm
+		return true, nil
+	})
+}
+
+// split gives the new version its weight and the previous primary the rest.
+func split(previous []modelfleet.DesiredVersion, nv modelfleet.DesiredVersion) []modelfleet.DesiredVersion {
+	var primary *modelfleet.DesiredVersion
+	for i := range previous {
+		p := &previous[i]
+		if p.Version != nv.Version && (primary == nil || p.Weight > primary.Weight) {
+			primary = p
+		}
+	}
+	if primary == nil || nv.Weight == 100 {
+		nv.Weight = 100
+		return []modelfleet.DesiredVersion{nv}
+	}
+	old := *primary
+	old.Weight = 100 - nv.Weight
+	return []modelfleet.DesiredVersion{nv, old}
+}
+
+func sameVersion(a, b modelfleet.DesiredVersion) bool {
+	return a.Version == b.Version && a.Digest == b.Digest && a.Weight == b.Weight
+}
+
+// Rollback restores, at every listed site the release holds, what the site
+// served before the release, and frees the lease. Sites the release never
+// touched are left alone; a site that is offline converges when it returns.
+func (d *Directory) Rollback(release, model string, sites []string) (StepResult, error) {
+	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+		dm, ok := ds.Models[model]
+		if !ok || dm.Release != release {
+			return false, nil
+		}
+		ds.Models[model] = modelfleet.DesiredModel{Versions: dm.Previous}
+		return true, nil
+	})
+}
+
+// Finish frees the release's leases, keeping what the sites serve.
+func (d *Directory) Finish(release, model string, sites []string) (StepResult, error) {
+	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+		dm, ok := ds.Models[model]
+		if !ok || dm.Release != release {
+			return false, nil
+		}
+		ds.Models[model] = modelfleet.DesiredModel{Versions: dm.Versions}
+		return false, nil // lease bookkeeping only: nothing for the agent to do
+	})
+}
+
+// update runs f on each site's desired state in one transaction, bumping the
+// revision where f changed something, and wakes those sites' agents.
+func (d *Directory) update(sites []string, f func(*modelfleet.Desired) (bool, *Conflict)) (StepResult, error) {
+	var res StepResult
+	var changed []string
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		res, changed = StepResult{}, changed[:0]
+		b := tx.Bucket(desiredBucket)
+		for _, site := range sites {
+			if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
+				return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+			}
+			ds, err := getDesired(b, site)
+			if err != nil {
+				return err
+			}
+			mod, conflict := f(&ds)
+			if conflict != nil {
+				res.Conflicts = append(res.Conflicts, *conflict)
+				continue
+			}
+			if mod {
+				ds.Revision++
+				res.Changed++
+				changed = append(changed, site)
+			} else {
+				res.Unchanged++
+			}
+			buf, err := json.Marshal(ds)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(site), buf); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return StepResult{}, fmt.Errorf("fleet: update desired state: %w", err)
+	}
+	d.notify.notify(changed)
+	return res, nil
+}
+
+func getDesired(b *bolt.Bucket, site string) (modelfleet.Desired, error) {
+	ds := modelfleet.Desired{Site: site, Models: map[string]modelfleet.DesiredModel{}}
+	if buf := b.Get([]byte(site)); buf != nil {
+		if err := json.Unmarshal(buf, &ds); err != nil {
+			return ds, fmt.Errorf("decode desired state of %q: %w", site, err)
+		}
+		if ds.Models == nil {
+			ds.Models = map[string]modelfleet.DesiredModel{}
+		}
+	}
+	return ds, nil
+}
+
+// Desired returns a site's desired state. If its revision is not above
+// after, it waits until it is or ctx is done (long poll), then returns
+// whatever is current.
+func (d *Directory) Desired(ctx context.Context, site string, after int64) (modelfleet.Desired, error) {
+	for {
+		wake := d.notify.wait(site)
+		var ds modelfleet.Desired
+		err := d.db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
+				return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+			}
+			var err error
+			ds, err = getDesired(tx.Bucket(desiredBucket), site)
+			return err
+		})
+		if err != nil || ds.Revision > after {
+			return ds, err
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ds, nil
+		}
+	}
+}
+
+// ReportActual records what a site's agent serves after applying a revision.
+func (d *Directory) ReportActual(a modelfleet.Actual) error {
+	if err := modelfleet.ValidateName("site id", a.Site); err != nil {
+		return err
+	}
+	buf, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return d.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(sitesBucket).Get([]byte(a.Site)) == nil {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
+		}
+		return tx.Bucket(actualBucket).Put([]byte(a.Site), buf)
+	})
+}
+
+// Progress is how far a set of sites has converged on a model's desired
+// state, with the live figures of the version being rolled out.
+type Progress struct {
+	Converged []string      `json:"converged"`
+	Pending   []string      `json:"pending"`
+	Failed    []SiteFailure `json:"failed,omitempty"`
+	// Figures of Version summed over converged sites (P99 is the worst site).
+	Requests     int64   `json:"requests"`
+	Errors       int64   `json:"errors"`
+	P99LatencyMs float64 `json:"p99LatencyMs"`
+}
+
+// SiteFailure is a site whose agent could not apply its desired state.
+type SiteFailure struct {
+	Site   string `json:"site"`
+	Reason string `json:"reason"`
+}
+
+// Progress compares each site's reported state with its desired revision.
+func (d *Directory) Progress(model, version string, sites []string) (Progress, error) {
+	p := Progress{Converged: []string{}, Pending: []string{}}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		for _, site := range sites {
+			ds, err := getDesired(tx.Bucket(desiredBucket), site)
+			if err != nil {
+				return err
+			}
+			var a modelfleet.Actual
+			if buf := tx.Bucket(actualBucket).Get([]byte(site)); buf != nil {
+				if err := json.Unmarshal(buf, &a); err != nil {
+					return fmt.Errorf("decode actual state of %q: %w", site, err)
+				}
+			}
+			am := a.Models[model]
+			switch {
+			case a.Revision < ds.Revision:
+				p.Pending = append(p.Pending, site)
+			case am.Error != "":
+				p.Failed = append(p.Failed, SiteFailure{Site: site, Reason: am.Error})
+			default:
+				p.Converged = append(p.Converged, site)
+				for _, v := range am.Versions {
+					if v.Version == version {
+						p.Requests += v.Requests
+						p.Errors += v.Errors
+						p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Progress{}, fmt.Errorf("fleet: progress: %w", err)
+	}
+	return p, nil
+}
