@@ -22,6 +22,9 @@ type DesiredModel struct {
 	// Previous is what the site served before Release touched it, kept so a
 	// rollback restores exactly that.
 	Previous []DesiredVersion `json:"previous,omitempty"`
+	// TraceParent is the W3C trace context of the change, so the site's
+	// apply joins the trace that began with the registration event.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // DesiredVersion is one version in a site's traffic split.

@@ -21,11 +21,6 @@ type Registry interface {
 	Download(ctx context.Context, url, digest string, w io.Writer) (int64, error)
 }
 
-// Sites lists the fleet's sites (fleet.Client).
-type Sites interface {
-	List(ctx context.Context) ([]modelfleet.Site, error)
-}
-
 // DefaultMaxArtifactBytes bounds what validation loads into memory.
 const DefaultMaxArtifactBytes = 512 << 20
 
@@ -33,7 +28,7 @@ const DefaultMaxArtifactBytes = 512 << 20
 // registers one instance.
 type Cloud struct {
 	Registry Registry
-	Sites    Sites
+	Fleet    Fleet
 	// MaxArtifactBytes bounds a model or data set downloaded for validation
 	// (default DefaultMaxArtifactBytes).
 	MaxArtifactBytes int64
@@ -98,15 +93,6 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	}
 	res.Passed = res.Value >= res.Threshold
 	return ValidationReport{Model: m, Result: res}, nil
-}
-
-// ListSites returns the sites a release deploys to.
-func (a *Cloud) ListSites(ctx context.Context) ([]modelfleet.Site, error) {
-	sites, err := a.Sites.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list sites: %w", err)
-	}
-	return sites, nil
 }
 
 func (a *Cloud) download(ctx context.Context, url, digest string) ([]byte, error) {

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
 )
@@ -45,6 +46,8 @@ type Dev struct {
 	// RegistryURL is the embedded registry's base URL.
 	RegistryURL string
 	Edges       []*Edge
+	// Signals is the embedded edge-signal queue (Service Bus semantics).
+	Signals *queue.Queue
 }
 
 func (c *DevConfig) setDefaults() error {
@@ -128,7 +131,17 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	}
 	closers = append(closers, d.Client.Close)
 
-	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Logger: log})
+	// The embedded stand-in for the Service Bus queue edge signals travel on.
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
+		return err
+	}
+	d.Signals, err = queue.Open(filepath.Join(cfg.DataDir, "queue", "signals.db"), queue.Options{Name: "signals", Logger: log.With("component", "queue")})
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { d.Signals.Close() })
+
+	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Queues: []*queue.Queue{d.Signals}, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -219,6 +232,7 @@ func (d *Dev) banner(cfg DevConfig) {
 	fmt.Fprintf(w, "  Temporal frontend\t%s\n", d.Temporal.Address)
 	fmt.Fprintf(w, "  Gateway webhook\t%s/api/events\n", d.Gateway.URL())
 	fmt.Fprintf(w, "  Model registry\t%s\n", d.RegistryURL)
+	fmt.Fprintf(w, "  Signal queue\t%s/api/queues/signals/stats\n", d.Gateway.URL())
 	for _, e := range d.Edges {
 		fmt.Fprintf(w, "  %s router\t%s\n", e.cfg.SiteID, e.cfg.AdvertiseURL)
 	}

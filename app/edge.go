@@ -34,7 +34,11 @@ type EdgeConfig struct {
 	TemporalAddress   string
 	Namespace         string
 	HeartbeatInterval time.Duration // default DefaultHeartbeat
-	Logger            *slog.Logger
+	// NoWorker skips the site's Temporal worker: the site then only pulls
+	// its desired state (what releases use), e.g. thousands of simulated
+	// sites in one benchmark process.
+	NoWorker bool
+	Logger   *slog.Logger
 }
 
 // Edge is a running edge agent: the router serves from disk as soon as
@@ -45,6 +49,9 @@ type Edge struct {
 	http  *httpServer
 	log   *slog.Logger
 	wake  chan struct{}
+	// converge loop state: the last revision applied and each model's error
+	lastApplied int64
+	lastError   map[string]string
 }
 
 // OpenEdge opens the site's store, loads its last good models and starts the
@@ -75,7 +82,7 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	}
 	srv.serve(log, "router")
 	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(agent.Served()))
-	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1)}, nil
+	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1), lastError: map[string]string{}}, nil
 }
 
 // Site is the record the agent reports to the directory.
@@ -94,6 +101,13 @@ func (e *Edge) Site() modelfleet.Site {
 func (e *Edge) Run(ctx context.Context) error {
 	defer e.http.close()
 	go e.heartbeat(ctx)
+	if e.cfg.GatewayURL != "" {
+		go e.converge(ctx)
+	}
+	if e.cfg.NoWorker {
+		<-ctx.Done()
+		return nil
+	}
 	c := e.cfg.Temporal
 	if c == nil {
 		var err error
@@ -103,14 +117,9 @@ func (e *Edge) Run(ctx context.Context) error {
 		defer c.Close()
 	}
 	w := workers.NewSite(c, e.cfg.SiteID, &activities.Site{
-		Agent:      e.Agent,
-		Downloader: &registry.Client{},
-		AfterDeploy: func(edge.DeployResult) {
-			select {
-			case e.wake <- struct{}{}:
-			default:
-			}
-		},
+		Agent:       e.Agent,
+		Downloader:  &registry.Client{},
+		AfterDeploy: func(edge.DeployResult) { e.wakeHeartbeat() },
 	})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("edge %s: worker: %w", e.cfg.SiteID, err)

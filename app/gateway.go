@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/telemetry"
 )
 
@@ -21,7 +22,10 @@ type GatewayConfig struct {
 	Addr     string // listen address (default DefaultGatewayAddr)
 	DataDir  string // the site directory lives in DataDir/sites.db
 	Temporal client.Client
-	Logger   *slog.Logger
+	// Queues are served at /api/queues/{name} (admin, and sends from sites
+	// that reach the cloud over HTTP only). Nil: none.
+	Queues []*queue.Queue
+	Logger *slog.Logger
 }
 
 // Gateway is the control plane's HTTP front: the Event Grid webhook
@@ -48,8 +52,12 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		events.NewTemporalDispatcher(cfg.Temporal, log, reg),
 		events.HandlerOptions{Logger: log, Registerer: reg},
 	))
-	mux.Handle("/api/sites", dir.Handler())
-	mux.Handle("/api/sites/", dir.Handler())
+	// Everything else under /api/ is the directory: sites, their desired
+	// state, rollouts and policies.
+	mux.Handle("/api/", dir.Handler())
+	if len(cfg.Queues) > 0 {
+		mux.Handle("/api/queues/", queue.NewHandler(cfg.Queues...))
+	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /metrics", metricsHandler(reg))
 	srv, err := listen(cfg.Addr, mux)

@@ -109,6 +109,14 @@ func ListReleases(ctx context.Context, c client.Client, model string, limit int)
 // stateOf maps a workflow's execution status (and, while it runs, the stage
 // it last recorded) to a release state.
 func stateOf(s enumspb.WorkflowExecutionStatus, stage string) string {
+	// A release that ended as the operator asked (aborted, rolled back)
+	// completes normally; its last recorded stage says how it ended.
+	switch stage {
+	case workflows.StateAborted, workflows.StateRolledBack, workflows.StateFailed:
+		if s != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return stage
+		}
+	}
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		if stage == "" {

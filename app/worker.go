@@ -26,7 +26,7 @@ type WorkerConfig struct {
 func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	a := &activities.Cloud{
 		Registry: &registry.Client{BaseURL: cfg.RegistryURL},
-		Sites:    &fleet.Client{BaseURL: cfg.GatewayURL},
+		Fleet:    &fleet.Client{BaseURL: cfg.GatewayURL},
 	}
 	w := workers.NewCloud(cfg.Temporal, a)
 	if err := w.Start(); err != nil {

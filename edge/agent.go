@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,11 +21,17 @@ type Config struct {
 	Loader     Loader     // inference.Load in production
 	Vectorizer Vectorizer // inference.Vector in production
 	Logger     *slog.Logger
-	// Keys are the API keys score requests must present; none means no auth.
+	// Keys are site-wide API keys score requests must present. When set they
+	// replace, for this run, the site-wide keys persisted by SetKeys; with
+	// neither (nor any model keys) there is no authentication.
 	Keys []string
 	// KeepVersions is how many versions per model stay on disk for rollback;
-	// 0 means DefaultKeepVersions.
+	// 0 means DefaultKeepVersions. Loaded versions are always kept.
 	KeepVersions int
+	// ShadowWorkers and ShadowQueue size the pool scoring mirrored requests
+	// for shadow versions; 0 means GOMAXPROCS and DefaultShadowQueue.
+	ShadowWorkers int
+	ShadowQueue   int
 }
 
 // Agent is a site's edge agent: the store on disk and the router serving
@@ -36,14 +43,19 @@ type Agent struct {
 	store   *Store
 	router  *Router
 	handler http.Handler
-	deploys sync.Map // model name -> *sync.Mutex: one deploy per model at a time
+	deploys sync.Map // model name -> *sync.Mutex: one change of a model's versions at a time
+
+	keysMu sync.Mutex // serialises writes of keys.json
+	keys   keysFile
 }
 
-// Open opens the site directory dir and loads every model state.json lists,
-// before anything connects anywhere: a restarted or offline site serves its
-// last good models at once. A model that does not load (file missing or
-// corrupt) is logged and skipped so that the others still serve; it stays in
-// state.json and is loaded again on the next start or replaced by a deploy.
+// Open opens the site directory dir and loads every model version
+// state.json lists, with its traffic weight, before anything connects
+// anywhere: a restarted or offline site serves its last good models at once.
+// A version that does not load (file missing or corrupt) is logged and
+// skipped so that the others still serve, its traffic shared among the
+// versions of its model that did load; it stays in state.json and is loaded
+// again on the next start or replaced by a deploy.
 func Open(dir string, cfg Config) (*Agent, error) {
 	if err := modelfleet.ValidateName("site id", cfg.SiteID); err != nil {
 		return nil, fmt.Errorf("edge: open: %w", err)
@@ -61,64 +73,113 @@ func Open(dir string, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{site: cfg.SiteID, load: cfg.Loader, log: log, store: store, router: NewRouter(cfg.SiteID, cfg.Vectorizer, log)}
-	a.router.Keys = cfg.Keys
-	for _, e := range store.State().Models {
-		req := e.request()
-		m, err := a.loadModel(&req, store.Path(e.ModelRef, e.Digest), e.LoadedAt)
-		if err != nil {
-			log.Error("edge: last good model not loaded; serving the others", "model", e.ModelRef.String(), "digest", e.Digest, "err", err)
-			continue
+	a.router.shadow = newShadowPool(cfg.ShadowWorkers, cfg.ShadowQueue)
+	// Keys before models: a model must never be served without its keys.
+	if err := a.loadKeys(); err != nil {
+		return nil, err
+	}
+	if len(cfg.Keys) > 0 {
+		a.router.setKeys("", newKeySet(cfg.Keys))
+	}
+	models := store.State().Models
+	for len(models) > 0 {
+		n := 1
+		for n < len(models) && models[n].Name == models[0].Name {
+			n++
 		}
-		a.router.Swap(m)
-		log.Info("edge: serving last good model", "model", e.ModelRef.String(), "digest", e.Digest)
+		a.restore(models[0].Name, models[:n])
+		models = models[n:]
 	}
 	a.handler = a.router.Handler()
 	return a, nil
 }
 
+// restore loads the recorded versions of one model into the router.
+func (a *Agent) restore(name string, entries []StateEntry) {
+	var ws []WeightedModel
+	weights := make([]int, 0, len(entries))
+	for _, e := range entries {
+		req := e.request()
+		m, err := a.loadModel(&req, a.store.Path(e.ModelRef, e.Digest), e.LoadedAt)
+		if err != nil {
+			a.log.Error("edge: last good model not loaded; serving the others", "model", e.ModelRef.String(), "digest", e.Digest, "err", err)
+			continue
+		}
+		ws = append(ws, WeightedModel{LoadedModel: m, Weight: e.weight(), Shadow: e.Shadow})
+		weights = append(weights, e.weight())
+	}
+	if len(ws) == 0 {
+		return
+	}
+	// The share of a version that did not load goes to those that did, in
+	// proportion. A version at 0 is not promoted on its own, though: with
+	// only those left the model is not served until the next deploy.
+	shares := scale(weights, 100)
+	if slices.Max(shares) == 0 {
+		a.log.Error("edge: no loaded version of the model takes traffic; not serving it", "model", name)
+		return
+	}
+	for i := range ws {
+		ws[i].Weight = shares[i]
+	}
+	if err := a.router.Set(name, ws); err != nil {
+		a.log.Error("edge: last good model not served", "model", name, "err", err)
+		return
+	}
+	a.log.Info("edge: serving last good model", "model", name, "traffic", trafficString(ws))
+}
+
 // Deploy makes the site serve req: install the artifact (downloading through
 // fetch unless it is on disk already), load it, record it in state.json and
-// swap it into the router. State is written only after the model loaded, so a
-// model that fails to load never becomes last good and the previous version
-// keeps serving. Deploying what is already served is a no-op with Changed
+// swap it into the router. With req.Weight nil and no Shadow the version
+// takes all the traffic and replaces the others (see DeployRequest for the
+// alternatives). State is written only after the model loaded, so a model
+// that fails to load never becomes last good and what served keeps serving.
+// Deploying what is already served the same way is a no-op with Changed
 // false: deploy activities are retried.
 func (a *Agent) Deploy(ctx context.Context, req DeployRequest, fetch FetchFunc) (DeployResult, error) {
 	if err := req.Validate(); err != nil {
 		return DeployResult{}, fmt.Errorf("edge: deploy: %w", err)
 	}
-	mu, _ := a.deploys.LoadOrStore(req.Model.Name, new(sync.Mutex))
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	defer a.lockModel(req.Model.Name)()
 
 	res := DeployResult{Site: a.site, Model: req.Model, Digest: req.Digest}
-	if e, ok := a.store.served(req.Model.Name); ok && e.matches(&req) {
-		if cur := a.router.current(req.Model.Name); cur != nil && cur.Model == req.Model && cur.Digest == req.Digest {
-			res.LoadedAt = e.LoadedAt
-			return res, nil
-		}
+	cur := a.router.Versions(req.Model.Name)
+	if m, ok := unchanged(cur, &req); ok {
+		res.LoadedAt = m.LoadedAt
+		return res, nil
 	}
+	others, weight, err := split(cur, &req)
+	if err != nil {
+		return DeployResult{}, fmt.Errorf("edge: deploy %s: %w", req.Model, err)
+	}
+	// Install even when the version is loaded already (its weight changes):
+	// it proves the file that the next start loads is still there and intact.
 	path, err := a.store.Install(ctx, req, fetch)
 	if err != nil {
 		return DeployResult{}, err
 	}
-	loadedAt := time.Now().UTC()
-	m, err := a.loadModel(&req, path, loadedAt)
-	if err != nil {
+	m, ok := loaded(cur, &req)
+	if !ok {
+		if m, err = a.loadModel(&req, path, time.Now().UTC()); err != nil {
+			return DeployResult{}, fmt.Errorf("edge: deploy %s: %w", req.Model, err)
+		}
+	}
+	next := append(others, WeightedModel{LoadedModel: m, Weight: weight, Shadow: req.Shadow})
+	if err := a.commit(req.Model.Name, next); err != nil {
 		return DeployResult{}, fmt.Errorf("edge: deploy %s: %w", req.Model, err)
 	}
-	entry := StateEntry{ModelRef: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, LoadedAt: loadedAt}
-	if err := a.store.Put(entry); err != nil {
-		return DeployResult{}, fmt.Errorf("edge: deploy %s: %w", req.Model, err)
-	}
-	prev := a.router.current(req.Model.Name)
-	a.router.Swap(m)
-	args := []any{"model", req.Model.String(), "digest", req.Digest}
-	if prev != nil {
-		args = append(args, "previous", prev.Model.String())
-	}
-	a.log.Info("edge: deployed", args...)
-	res.Changed, res.LoadedAt = true, loadedAt
+	a.log.Info("edge: deployed", "model", req.Model.String(), "digest", req.Digest, "traffic", trafficString(next))
+	res.Changed, res.LoadedAt = true, m.LoadedAt
 	return res, nil
+}
+
+// lockModel serialises changes to the versions of one model and returns
+// the unlock.
+func (a *Agent) lockModel(name string) func() {
+	mu, _ := a.deploys.LoadOrStore(name, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
 }
 
 // loadModel reads the artifact of req at path, checks it against the
@@ -162,6 +223,9 @@ func safeLoad(load Loader, format string, data []byte) (s Scorer, err error) {
 	}
 	return s, err
 }
+
+// Close stops the shadow workers. The handler keeps answering.
+func (a *Agent) Close() { a.router.Close() }
 
 // Served lists the model versions the router serves.
 func (a *Agent) Served() []modelfleet.ServedModel { return a.router.Served() }

@@ -46,6 +46,17 @@ type DeployRequest struct {
 	Format      string              `json:"format"`
 	ArtifactURL string              `json:"artifactUrl,omitempty"`
 	Features    []string            `json:"features"`
+	// Weight, when set, adds the version beside those already loaded with
+	// this percentage (0-100) of the model's traffic; the others are scaled
+	// to share the rest and stay loaded, even at 0, for an instant rollback.
+	// nil is the original behaviour: the version takes all the traffic and
+	// the other versions are unloaded. Both fields are omitted when unset so
+	// that requests recorded in workflow histories encode as before.
+	Weight *int `json:"weight,omitempty"`
+	// Shadow loads the version with no traffic of its own: it gets a copy of
+	// every request another version answers, and its answers are measured,
+	// never returned. Weight must then be nil or 0.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // DeployResult reports what a Deploy did.
@@ -82,8 +93,18 @@ func (r *DeployRequest) Validate() error {
 		}
 		seen[f] = true
 	}
+	if r.Weight != nil && (*r.Weight < 0 || *r.Weight > 100) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: weight %d is out of range: want a percentage from 0 to 100", r.Model, *r.Weight)
+	}
+	if r.Shadow && r.Weight != nil && *r.Weight != 0 {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: a shadow version takes no traffic of its own: weight must be 0 or unset, got %d", r.Model, *r.Weight)
+	}
 	return nil
 }
+
+// replaces reports whether deploying r replaces every loaded version of its
+// model (the behaviour from before traffic splitting).
+func (r *DeployRequest) replaces() bool { return r.Weight == nil && !r.Shadow }
 
 // same reports whether two requests would produce the same served model.
 func (r *DeployRequest) same(o *DeployRequest) bool {

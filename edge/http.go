@@ -1,8 +1,6 @@
 package edge
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,13 +24,18 @@ const (
 	codeNotReady         = "not_ready"
 )
 
-// scoreResponse is the body of a successful score request.
+// scoreResponse is the body of a successful score request. The request
+// path does not encode it with encoding/json but appends the same bytes
+// (writeScore); a test holds the two equal.
 type scoreResponse struct {
 	Model      string  `json:"model"`
 	Version    string  `json:"version"`
 	Prediction float64 `json:"prediction"`
 	Label      int     `json:"label"`
 	Site       string  `json:"site"`
+	// Shadow is true only for a request pinned to a shadow version: normal
+	// traffic is always answered by a version that takes traffic.
+	Shadow bool `json:"shadow"`
 }
 
 // Handler serves the router's HTTP API:
@@ -40,20 +43,25 @@ type scoreResponse struct {
 //	POST /score/{model}  score a feature row (JSON object)
 //	GET  /healthz        the process is alive
 //	GET  /readyz         at least one model is loaded
-//	GET  /api/models     the served model versions
+//	GET  /api/models     the loaded model versions, with weights
 //	GET  /metrics        Prometheus metrics
 //
-// Keys is read here; changing it later has no effect on this handler.
+// A score request may carry X-Modelfleet-Route-Key (sticky routing) or
+// X-Modelfleet-Version (pin a loaded version); the response names the
+// version that answered in X-Modelfleet-Version. Keys, when non-nil, is
+// installed as the site-wide key set here.
 func (r *Router) Handler() http.Handler {
-	keys := newKeySet(r.Keys)
+	if r.Keys != nil {
+		r.setKeys("", newKeySet(r.Keys))
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/score/{model}", func(w http.ResponseWriter, req *http.Request) { r.score(w, req, keys) })
+	mux.HandleFunc("/score/{model}", r.score)
 	mux.Handle("/healthz", onlyGet(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})))
 	mux.Handle("/readyz", onlyGet(http.HandlerFunc(r.readyz)))
 	mux.Handle("/api/models", onlyGet(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, r.Served())
+		writeJSON(w, http.StatusOK, r.served())
 	})))
 	mux.Handle("/metrics", onlyGet(promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{Registry: r.metrics.reg})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
@@ -62,72 +70,96 @@ func (r *Router) Handler() http.Handler {
 	return mux
 }
 
-func (r *Router) score(w http.ResponseWriter, req *http.Request, keys keySet) {
+// score answers POST /score/{model}. It reads one table pointer and takes
+// no lock; its allocations are the body, the feature row and what the
+// vectorizer needs.
+func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
+	t := r.table.Load()
 	name := req.PathValue("model")
-	m := r.current(name)
-	model, version := unknownModel, ""
-	if m != nil {
-		model, version = m.Model.Name, m.Model.Version
-	}
-	outcome := "ok"
-	defer func() {
-		r.metrics.requests.WithLabelValues(model, version, outcome).Inc()
-		if m != nil {
-			r.metrics.latency.WithLabelValues(model, version).Observe(time.Since(start).Seconds())
-		}
-	}()
-	fail := func(status int, code, msg string) {
-		outcome = code
-		writeError(w, status, code, msg)
+	rt := t.routes[name]
+	pinned := req.Header.Get(HeaderVersion)
+	var a *arm
+	switch {
+	case rt == nil:
+	case pinned != "":
+		a = rt.version(pinned)
+	default:
+		a = rt.pick(req.Header.Get(HeaderRouteKey))
 	}
 
 	if req.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		fail(http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed: use POST", req.Method))
+		r.fail(w, rt, a, start, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed: use POST", req.Method))
 		return
 	}
-	// Authenticate before saying anything about which models exist.
-	if !keys.allows(req.Header.Get("Authorization")) {
+	// Authenticate before saying anything about which models or versions exist.
+	if !t.keys.allows(name, rt != nil, req.Header.Get("Authorization")) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="modelfleet-edge"`)
-		fail(http.StatusUnauthorized, modelfleet.EUNAUTHORIZED, "a valid API key is required: send \"Authorization: Bearer <key>\"")
+		r.fail(w, rt, a, start, http.StatusUnauthorized, modelfleet.EUNAUTHORIZED, "a valid API key is required: send \"Authorization: Bearer <key>\"")
 		return
 	}
-	if m == nil {
-		fail(http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("model %q is not served at site %q; served: %s", name, r.Site, quoteList(r.names())))
+	if rt == nil {
+		r.fail(w, rt, a, start, http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("model %q is not served at site %q; served: %s", name, r.Site, quoteList(r.names())))
 		return
 	}
+	if a == nil {
+		r.fail(w, rt, a, start, http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("version %q of model %q is not loaded at site %q; loaded: %s", pinned, name, r.Site, rt.loaded))
+		return
+	}
+	w.Header()[HeaderVersion] = a.version
 	if req.ContentLength > MaxScoreBody {
-		fail(http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
+		r.fail(w, rt, a, start, http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxScoreBody))
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		fail(http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
-		return
-	case err != nil:
-		fail(http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("reading request body: %v", err))
-		return
-	}
-	x, err := r.vectorize(m.Features, body)
 	if err != nil {
-		fail(http.StatusBadRequest, modelfleet.EINVALID, err.Error())
+		// Declared here: errors.As makes it escape, an allocation per request.
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			r.fail(w, rt, a, start, http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
+			return
+		}
+		r.fail(w, rt, a, start, http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("reading request body: %v", err))
 		return
 	}
-	p, err := r.predict(m, x)
+	x, err := r.vectorize(a.Features, body)
 	if err != nil {
-		r.log.Error("edge: score", "model", model, "version", version, "err", err)
-		fail(http.StatusInternalServerError, modelfleet.EINTERNAL, fmt.Sprintf("model %s failed to score the request", m.Model))
+		r.fail(w, rt, a, start, http.StatusBadRequest, modelfleet.EINVALID, err.Error())
 		return
 	}
-	r.metrics.predictions.WithLabelValues(model, version).Observe(p)
-	label := 0
-	if p >= 0.5 {
-		label = 1
+	p, err := r.predict(a.LoadedModel, x)
+	if err != nil {
+		r.log.Error("edge: score", "model", a.Model.String(), "err", err)
+		r.fail(w, rt, a, start, http.StatusInternalServerError, modelfleet.EINTERNAL, fmt.Sprintf("model %s failed to score the request", a.Model))
+		return
 	}
-	writeJSON(w, http.StatusOK, scoreResponse{Model: model, Version: version, Prediction: p, Label: label, Site: r.Site})
+	label := labelOf(p)
+	if len(rt.shadows) > 0 {
+		r.mirror(rt, a, x, body, label)
+	}
+	writeScore(w, a, p, label)
+	a.m.ok.Inc()
+	a.m.latency.Observe(time.Since(start).Seconds())
+	a.m.predictions.Observe(p)
+}
+
+// fail answers a score request with an error and counts it. The version
+// label is the one picked, if any: a pinned version that is not loaded is
+// not a label, as anyone could fill the registry with made-up ones.
+func (r *Router) fail(w http.ResponseWriter, rt *route, a *arm, start time.Time, status int, code, msg string) {
+	writeError(w, status, code, msg)
+	model, version := unknownModel, ""
+	if rt != nil {
+		model = rt.name
+	}
+	if a != nil {
+		version = a.Model.Version
+	}
+	r.metrics.requests.WithLabelValues(model, version, code).Inc()
+	if a != nil {
+		a.m.latency.Observe(time.Since(start).Seconds())
+	}
 }
 
 // predict guards the Scorer: a row of the wrong length may panic in a runtime
@@ -152,47 +184,12 @@ func (r *Router) predict(m *LoadedModel, x []float64) (p float64, err error) {
 }
 
 func (r *Router) readyz(w http.ResponseWriter, _ *http.Request) {
-	n := countVersions(*r.routes.Load())
+	n := countVersions(r.table.Load().routes)
 	if n == 0 {
 		writeError(w, http.StatusServiceUnavailable, codeNotReady, fmt.Sprintf("no model is loaded at site %q yet", r.Site))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "models": n})
-}
-
-// keySet holds API keys as fixed-length hashes so that comparing them takes
-// the same time whatever the length of the presented key.
-type keySet struct {
-	required bool // any key configured, even an empty one: fail closed
-	hashes   [][sha256.Size]byte
-}
-
-func newKeySet(keys []string) keySet {
-	ks := keySet{required: len(keys) > 0}
-	for _, k := range keys {
-		if k != "" { // an empty key must not let an empty token in
-			ks.hashes = append(ks.hashes, sha256.Sum256([]byte(k)))
-		}
-	}
-	return ks
-}
-
-// allows compares the bearer token against every key without stopping at a
-// match, so timing does not tell which key or how much of it matched.
-func (ks keySet) allows(header string) bool {
-	if !ks.required {
-		return true
-	}
-	const scheme = "Bearer "
-	if len(header) <= len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
-		return false
-	}
-	h := sha256.Sum256([]byte(header[len(scheme):]))
-	match := 0
-	for _, k := range ks.hashes {
-		match |= subtle.ConstantTimeCompare(h[:], k[:])
-	}
-	return match == 1
 }
 
 func onlyGet(h http.Handler) http.Handler {

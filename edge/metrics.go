@@ -18,11 +18,39 @@ type metrics struct {
 	latency     *prometheus.HistogramVec
 	predictions *prometheus.HistogramVec
 	loaded      prometheus.Gauge
+	weight      *prometheus.GaugeVec
+
+	shadowRequests    *prometheus.CounterVec
+	shadowLatency     *prometheus.HistogramVec
+	shadowPredictions *prometheus.HistogramVec
+	shadowAgreement   *prometheus.CounterVec
+	shadowDropped     *prometheus.CounterVec
+}
+
+// armMetrics are the metric children of one loaded version, looked up once
+// when its route is built: WithLabelValues hashes the labels and takes the
+// vector's lock, which the request path must not.
+type armMetrics struct {
+	ok          prometheus.Counter
+	latency     prometheus.Observer
+	predictions prometheus.Observer
+
+	// Shadow versions only.
+	shadowOK, shadowErrors prometheus.Counter
+	shadowLatency          prometheus.Observer
+	shadowPredictions      prometheus.Observer
+	agree, disagree        prometheus.Counter
+	dropped                prometheus.Counter
 }
 
 func newMetrics(site string) *metrics {
 	reg := prometheus.NewRegistry()
 	siteLabel := prometheus.Labels{"site": site}
+	mv := []string{"model", "version"}
+	// Tree ensembles answer in well under a millisecond; the upper buckets
+	// are for big bodies on slow links.
+	latencyBuckets := prometheus.ExponentialBuckets(0.0001, 2, 16)
+	predictionBuckets := prometheus.LinearBuckets(0.1, 0.1, 9)
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -34,24 +62,92 @@ func newMetrics(site string) *metrics {
 			Name:        "modelfleet_edge_score_duration_seconds",
 			Help:        "Time to answer a score request for a served model, body read included.",
 			ConstLabels: siteLabel,
-			// Tree ensembles answer in well under a millisecond; the upper
-			// buckets are for big bodies on slow links.
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}, []string{"model", "version"}),
+			Buckets:     latencyBuckets,
+		}, mv),
 		predictions: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:        "modelfleet_edge_prediction",
 			Help:        "Predicted probability of the positive class; a shift here is the first sign of drift.",
 			ConstLabels: siteLabel,
-			Buckets:     prometheus.LinearBuckets(0.1, 0.1, 9),
-		}, []string{"model", "version"}),
+			Buckets:     predictionBuckets,
+		}, mv),
 		loaded: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name:        "modelfleet_edge_models_loaded",
 			Help:        "Model versions loaded in the inference router.",
 			ConstLabels: siteLabel,
 		}),
+		weight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name:        "modelfleet_edge_traffic_weight",
+			Help:        "Percentage of a model's requests routed to each loaded version.",
+			ConstLabels: siteLabel,
+		}, mv),
+		shadowRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "modelfleet_edge_shadow_requests_total",
+			Help:        "Mirrored requests a shadow version scored, by outcome (ok or error).",
+			ConstLabels: siteLabel,
+		}, []string{"model", "version", "outcome"}),
+		shadowLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "modelfleet_edge_shadow_duration_seconds",
+			Help:        "Time a shadow version took to score a mirrored request, queueing excluded.",
+			ConstLabels: siteLabel,
+			Buckets:     latencyBuckets,
+		}, mv),
+		shadowPredictions: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:        "modelfleet_edge_shadow_prediction",
+			Help:        "Predicted probability of the positive class by a shadow version.",
+			ConstLabels: siteLabel,
+			Buckets:     predictionBuckets,
+		}, mv),
+		shadowAgreement: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "modelfleet_edge_shadow_label_agreement_total",
+			Help:        "Mirrored requests by whether the shadow's label equals the label the primary answered (agree or disagree).",
+			ConstLabels: siteLabel,
+		}, []string{"model", "version", "result"}),
+		shadowDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "modelfleet_edge_shadow_dropped_total",
+			Help:        "Requests not mirrored to a shadow version because its queue was full.",
+			ConstLabels: siteLabel,
+		}, mv),
 	}
-	reg.MustRegister(m.requests, m.latency, m.predictions, m.loaded,
+	reg.MustRegister(m.requests, m.latency, m.predictions, m.loaded, m.weight,
+		m.shadowRequests, m.shadowLatency, m.shadowPredictions, m.shadowAgreement, m.shadowDropped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// arm resolves the metric children of one version.
+func (m *metrics) arm(model, version string, shadow bool) armMetrics {
+	a := armMetrics{
+		ok:          m.requests.WithLabelValues(model, version, "ok"),
+		latency:     m.latency.WithLabelValues(model, version),
+		predictions: m.predictions.WithLabelValues(model, version),
+	}
+	if shadow {
+		a.shadowOK = m.shadowRequests.WithLabelValues(model, version, "ok")
+		a.shadowErrors = m.shadowRequests.WithLabelValues(model, version, "error")
+		a.shadowLatency = m.shadowLatency.WithLabelValues(model, version)
+		a.shadowPredictions = m.shadowPredictions.WithLabelValues(model, version)
+		a.agree = m.shadowAgreement.WithLabelValues(model, version, "agree")
+		a.disagree = m.shadowAgreement.WithLabelValues(model, version, "disagree")
+		a.dropped = m.shadowDropped.WithLabelValues(model, version)
+	}
+	return a
+}
+
+// setWeights publishes the weights of a route that replaced prev (either
+// may be nil). The gauge of an unloaded version is deleted rather than left
+// saying it still takes traffic; counters stay.
+func (m *metrics) setWeights(prev, next *route) {
+	if prev != nil {
+		for _, a := range prev.arms {
+			if next == nil || next.version(a.Model.Version) == nil {
+				m.weight.DeleteLabelValues(prev.name, a.Model.Version)
+			}
+		}
+	}
+	if next != nil {
+		for _, a := range next.arms {
+			m.weight.WithLabelValues(next.name, a.Model.Version).Set(float64(a.weight))
+		}
+	}
 }

@@ -1,7 +1,9 @@
 package edge
 
 import (
+	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -22,37 +24,40 @@ type LoadedModel struct {
 	LoadedAt time.Time
 }
 
-// route is everything served under one model name. Versions and Weights are
-// parallel: a request goes to Versions[i] with probability Weights[i]/sum.
-// Today Swap installs one version with all the weight; A/B between two
-// versions of a model is a later change that fills in a second entry and
-// makes pick draw by weight. Metrics are labelled by version already, so the
-// two arms can be compared without changing them.
-type route struct {
-	Versions []*LoadedModel
-	Weights  []float64
+// WeightedModel is one loaded version of a model and its share of the
+// model's traffic.
+type WeightedModel struct {
+	LoadedModel
+	// Weight is the percentage of the model's requests this version answers.
+	// A version at 0 stays loaded: requests pinned to it, a shadow, a
+	// rollback that needs no reload.
+	Weight int
+	// Shadow versions answer no request of their own (Weight is 0): they get
+	// a copy of every request another version answered, and their answers
+	// are measured and discarded.
+	Shadow bool
 }
 
-// pick chooses the version that answers a request.
-func (rt *route) pick() *LoadedModel { return rt.Versions[0] }
-
 // Router is the inference router of a site. Reads are lock-free: the routes
-// live in an immutable map behind an atomic pointer, and a swap publishes a
-// new map. A request that picked a version before a swap finishes on that
-// version's Scorer, so a swap never drops or fails an in-flight request.
+// and keys live in an immutable table behind an atomic pointer, and every
+// change publishes a new table. A request that picked a version before a
+// change finishes on that version's Scorer, so a change never drops or fails
+// an in-flight request.
 type Router struct {
-	// Site is reported in every score response.
+	// Site is reported in every score response. It is read when a route is
+	// set, so set it first.
 	Site string
-	// Keys, when non-empty, are the API keys score requests must present as
-	// "Authorization: Bearer <key>". Read once by Handler.
+	// Keys, when non-nil, is installed as the site-wide API key set by
+	// Handler. SetKeys replaces it without a restart.
 	Keys []string
 
 	log       *slog.Logger
 	vectorize Vectorizer
 	metrics   *metrics
+	shadow    *shadowPool
 
-	mu     sync.Mutex // serialises writers of routes
-	routes atomic.Pointer[map[string]*route]
+	mu    sync.Mutex // serialises writers of table
+	table atomic.Pointer[table]
 }
 
 // NewRouter returns a router that serves nothing yet.
@@ -60,8 +65,8 @@ func NewRouter(site string, vectorize Vectorizer, logger *slog.Logger) *Router {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{Site: site, log: logger, vectorize: vectorize, metrics: newMetrics(site)}
-	r.routes.Store(&map[string]*route{})
+	r := &Router{Site: site, log: logger, vectorize: vectorize, metrics: newMetrics(site), shadow: newShadowPool(0, 0)}
+	r.table.Store(&table{routes: map[string]*route{}, keys: &keyTable{}})
 	return r
 }
 
@@ -69,54 +74,109 @@ func NewRouter(site string, vectorize Vectorizer, logger *slog.Logger) *Router {
 // binary may register its own collectors in it.
 func (r *Router) Registry() *prometheus.Registry { return r.metrics.reg }
 
-// Swap makes m the version served under its model name, replacing whatever
-// was served there.
-func (r *Router) Swap(m LoadedModel) {
-	m.Features = slices.Clone(m.Features)
+// Set makes versions the loaded versions of the model name, with their
+// traffic split, replacing whatever was served under it; no versions stop
+// serving it. The weights must add up to 100.
+func (r *Router) Set(name string, versions []WeightedModel) error {
+	ws := make([]weighted, len(versions))
+	for i, v := range versions {
+		if v.Scorer == nil {
+			return fmt.Errorf("edge: route %q: model %s has no scorer", name, v.Model)
+		}
+		ws[i] = weighted{v.Model, v.Weight, v.Shadow}
+	}
+	if err := checkWeights(name, ws); err != nil {
+		return fmt.Errorf("edge: route %q: %w", name, err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := *r.routes.Load()
-	next := make(map[string]*route, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+	old := r.table.Load()
+	next := &table{routes: maps.Clone(old.routes), keys: old.keys}
+	var rt *route
+	if len(versions) == 0 {
+		delete(next.routes, name)
+	} else {
+		rt = r.newRoute(name, versions)
+		next.routes[name] = rt
 	}
-	next[m.Model.Name] = &route{Versions: []*LoadedModel{&m}, Weights: []float64{1}}
-	r.routes.Store(&next)
-	r.metrics.loaded.Set(float64(countVersions(next)))
+	r.table.Store(next)
+	r.metrics.loaded.Set(float64(countVersions(next.routes)))
+	r.metrics.setWeights(old.routes[name], rt)
+	if rt != nil && len(rt.shadows) > 0 {
+		r.shadow.run(r.runShadow)
+	}
+	return nil
 }
+
+// Swap makes m the only version served under its model name, with all the
+// traffic.
+func (r *Router) Swap(m LoadedModel) {
+	if err := r.Set(m.Model.Name, []WeightedModel{{LoadedModel: m, Weight: 100}}); err != nil {
+		r.log.Error("edge: swap", "model", m.Model.String(), "err", err)
+	}
+}
+
+// Versions returns the loaded versions of the model name, sorted by version.
+func (r *Router) Versions(name string) []WeightedModel {
+	rt := r.lookup(name)
+	if rt == nil {
+		return nil
+	}
+	out := make([]WeightedModel, len(rt.arms))
+	for i, a := range rt.arms {
+		out[i] = WeightedModel{LoadedModel: *a.LoadedModel, Weight: a.weight, Shadow: a.shadow}
+		out[i].Features = slices.Clone(a.Features)
+	}
+	return out
+}
+
+// Close stops the shadow workers, letting each finish the request it is
+// scoring. Mirrored requests still queued are discarded.
+func (r *Router) Close() { r.shadow.close() }
 
 func countVersions(routes map[string]*route) int {
 	n := 0
 	for _, rt := range routes {
-		n += len(rt.Versions)
+		n += len(rt.arms)
 	}
 	return n
 }
 
 // lookup returns the route of a model name, or nil.
-func (r *Router) lookup(name string) *route { return (*r.routes.Load())[name] }
-
-// current returns the version served under name with all the weight, or nil.
-func (r *Router) current(name string) *LoadedModel {
-	if rt := r.lookup(name); rt != nil {
-		return rt.pick()
-	}
-	return nil
-}
+func (r *Router) lookup(name string) *route { return r.table.Load().routes[name] }
 
 // Served lists the loaded model versions, sorted by name and version.
 func (r *Router) Served() []modelfleet.ServedModel {
 	out := []modelfleet.ServedModel{}
-	for _, rt := range *r.routes.Load() {
-		for _, m := range rt.Versions {
-			out = append(out, modelfleet.ServedModel{
-				ModelRef: m.Model,
-				Digest:   m.Digest,
-				LoadedAt: m.LoadedAt.UTC().Format(time.RFC3339),
+	for _, v := range r.served() {
+		out = append(out, v.ServedModel)
+	}
+	return out
+}
+
+// servedVersion is a loaded version as GET /api/models lists it.
+type servedVersion struct {
+	modelfleet.ServedModel
+	Weight int  `json:"weight"`
+	Shadow bool `json:"shadow"`
+}
+
+func (r *Router) served() []servedVersion {
+	out := []servedVersion{}
+	for _, rt := range r.table.Load().routes {
+		for _, a := range rt.arms {
+			out = append(out, servedVersion{
+				ServedModel: modelfleet.ServedModel{
+					ModelRef: a.Model,
+					Digest:   a.Digest,
+					LoadedAt: a.LoadedAt.UTC().Format(time.RFC3339),
+				},
+				Weight: a.weight,
+				Shadow: a.shadow,
 			})
 		}
 	}
-	slices.SortFunc(out, func(a, b modelfleet.ServedModel) int {
+	slices.SortFunc(out, func(a, b servedVersion) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
@@ -127,11 +187,5 @@ func (r *Router) Served() []modelfleet.ServedModel {
 
 // names lists the served model names, sorted.
 func (r *Router) names() []string {
-	routes := *r.routes.Load()
-	out := make([]string, 0, len(routes))
-	for name := range routes {
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(r.table.Load().routes))
 }

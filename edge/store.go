@@ -37,8 +37,10 @@ const (
 
 // Store is a site's on-disk model store:
 //
-//	<dir>/state.json                                  what the site serves (last good)
+//	<dir>/state.json                                  what the site serves (last good) and each version's traffic weight
+//	<dir>/keys.json                                   sha256 of the API keys (see Agent.SetKeys)
 //	<dir>/models/<name>/<version>/<hex digest>.model  artifacts, verified
+//	<dir>/models/<name>/<version>/<hex digest>.json   format and features of the artifact beside it
 //
 // Every write is a temp file, fsync, rename, fsync of the directory, so a crash
 // leaves either the old or the new file, never a torn one. One process owns a
@@ -59,7 +61,8 @@ type State struct {
 	Models []StateEntry `json:"models"`
 }
 
-// StateEntry is one served model as last deployed successfully.
+// StateEntry is one loaded model version as last deployed successfully. A
+// model has one entry per loaded version.
 type StateEntry struct {
 	modelfleet.ModelRef
 	Digest   string   `json:"digest"`
@@ -70,16 +73,23 @@ type StateEntry struct {
 	// so a hand-edited state.json cannot point it outside the store.
 	Path     string    `json:"path"`
 	LoadedAt time.Time `json:"loadedAt"`
+	// Weight is the version's percentage of its model's traffic. Files
+	// written before traffic splitting have none: their single entry per
+	// model took all the traffic, which is what nil means.
+	Weight *int `json:"weight,omitempty"`
+	// Shadow versions get a mirrored copy of the traffic (Weight is 0).
+	Shadow bool `json:"shadow,omitempty"`
+}
+
+func (e *StateEntry) weight() int {
+	if e.Weight == nil {
+		return 100
+	}
+	return *e.Weight
 }
 
 func (e *StateEntry) request() DeployRequest {
 	return DeployRequest{Model: e.ModelRef, Digest: e.Digest, Format: e.Format, Features: e.Features}
-}
-
-// matches reports whether serving req would serve exactly e.
-func (e *StateEntry) matches(req *DeployRequest) bool {
-	r := e.request()
-	return r.same(req)
 }
 
 // OpenStore opens (creating if needed) the store in dir and reads state.json.
@@ -132,23 +142,37 @@ func (s *Store) State() State {
 	return State{Models: slices.Clone(s.state.Models)}
 }
 
-// Put records e as the served version of its model and persists state.json.
-// On error the previous state stays, on disk and in memory.
-func (s *Store) Put(e StateEntry) error {
-	req := e.request()
-	if err := req.Validate(); err != nil {
+// Put records e as the only loaded version of its model, with all the
+// traffic, and persists state.json. On error the previous state stays, on
+// disk and in memory.
+func (s *Store) Put(e StateEntry) error { return s.PutModel(e.Name, []StateEntry{e}) }
+
+// PutModel records entries as the loaded versions of the model name,
+// replacing what was recorded for it, and persists state.json; no entries
+// forget the model. Their weights must add up to 100. On error the previous
+// state stays, on disk and in memory.
+func (s *Store) PutModel(name string, entries []StateEntry) error {
+	entries = slices.Clone(entries)
+	for i := range entries {
+		e := &entries[i]
+		e.Path = relPath(e.ModelRef, e.Digest)
+		w := e.weight()
+		e.Weight = &w
+	}
+	slices.SortFunc(entries, func(a, b StateEntry) int { return strings.Compare(a.Version, b.Version) })
+	if err := checkEntries(name, entries); err != nil {
 		return fmt.Errorf("edge: save state: %w", err)
 	}
-	e.Path = relPath(e.ModelRef, e.Digest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	next := slices.Clone(s.state.Models)
-	i, found := slices.BinarySearchFunc(next, e.Name, func(x StateEntry, name string) int { return strings.Compare(x.Name, name) })
-	if found {
-		next[i] = e
-	} else {
-		next = slices.Insert(next, i, e)
+	next := make([]StateEntry, 0, len(s.state.Models)+len(entries))
+	for _, e := range s.state.Models {
+		if e.Name != name {
+			next = append(next, e)
+		}
 	}
+	i, _ := slices.BinarySearchFunc(next, name, func(x StateEntry, name string) int { return strings.Compare(x.Name, name) })
+	next = slices.Insert(next, i, entries...)
 	b, err := json.MarshalIndent(State{Models: next}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("edge: save state: %w", err)
@@ -160,16 +184,37 @@ func (s *Store) Put(e StateEntry) error {
 	return nil
 }
 
-// served returns the state entry of the named model.
-func (s *Store) served(name string) (StateEntry, bool) {
+// checkEntries checks the versions of one model before they are recorded;
+// entries are sorted by version.
+func checkEntries(name string, entries []StateEntry) error {
+	if err := modelfleet.ValidateName("model name", name); err != nil {
+		return err
+	}
+	if len(entries) == 0 {
+		return nil
+	}
+	ws := make([]weighted, len(entries))
+	for i, e := range entries {
+		req := e.request()
+		if err := req.Validate(); err != nil {
+			return err
+		}
+		ws[i] = weighted{e.ModelRef, e.weight(), e.Shadow}
+	}
+	return checkWeights(name, ws)
+}
+
+// entries returns the recorded versions of the named model.
+func (s *Store) entries(name string) []StateEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var out []StateEntry
 	for _, e := range s.state.Models {
 		if e.Name == name {
-			return e, true
+			out = append(out, e)
 		}
 	}
-	return StateEntry{}, false
+	return out
 }
 
 // Install makes the artifact of req present and verified on disk and returns
@@ -197,6 +242,9 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 		now := time.Now()
 		_ = os.Chtimes(dst, now, now)
 	} else if err := s.download(ctx, req, fetch, dst); err != nil {
+		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+	}
+	if err := writeMeta(dst, &req); err != nil {
 		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 	}
 	s.prune(req.Model.Name, dst)
@@ -253,7 +301,7 @@ func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc
 }
 
 // prune removes the oldest artifacts of a model so that at most s.keep remain,
-// never the one just installed nor the one state.json serves. Failures are
+// never the one just installed nor those state.json lists. Failures are
 // logged: a full disk of old versions must not fail a deploy.
 func (s *Store) prune(name, installed string) {
 	type artifact struct {
@@ -261,7 +309,7 @@ func (s *Store) prune(name, installed string) {
 		mod  time.Time
 	}
 	keep := map[string]bool{installed: true}
-	if e, ok := s.served(name); ok {
+	for _, e := range s.entries(name) {
 		keep[s.Path(e.ModelRef, e.Digest)] = true
 	}
 	modelDir := filepath.Join(s.dir, modelsDir, name)
@@ -287,6 +335,7 @@ func (s *Store) prune(name, installed string) {
 			s.log.Warn("edge: prune old model version", "model", name, "path", a.path, "err", err)
 			continue
 		}
+		os.Remove(metaPath(a.path))
 		s.log.Info("edge: pruned old model version", "model", name, "path", a.path)
 		os.Remove(filepath.Dir(a.path)) // only succeeds when the version dir is now empty
 	}

@@ -25,6 +25,8 @@ type StepRequest struct {
 	Model   string                    `json:"model"`
 	New     modelfleet.DesiredVersion `json:"new"`
 	Sites   []string                  `json:"sites"`
+	// TraceParent (W3C) is recorded with the change for the sites' agents.
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // StepResult says what a step or rollback did, site by site in aggregate.
@@ -94,7 +96,7 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 			ds.Models[req.Model] = dm
 			return false, nil
 		}
-		dm.Versions = next
+		dm.Versions, dm.TraceParent = next, req.TraceParent
 		ds.Models[req.Model] = dm
 		return true, nil
 	})
@@ -125,13 +127,13 @@ func sameVersion(a, b modelfleet.DesiredVersion) bool {
 // Rollback restores, at every listed site the release holds, what the site
 // served before the release, and frees the lease. Sites the release never
 // touched are left alone; a site that is offline converges when it returns.
-func (d *Directory) Rollback(release, model string, sites []string) (StepResult, error) {
+func (d *Directory) Rollback(release, model string, sites []string, traceParent string) (StepResult, error) {
 	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
 		dm, ok := ds.Models[model]
 		if !ok || dm.Release != release {
 			return false, nil
 		}
-		ds.Models[model] = modelfleet.DesiredModel{Versions: dm.Previous}
+		ds.Models[model] = modelfleet.DesiredModel{Versions: dm.Previous, TraceParent: traceParent}
 		return true, nil
 	})
 }

@@ -120,7 +120,7 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 		if !decodeBody(w, r, maxRolloutBody, "rollback request", &req) {
 			return
 		}
-		respond[StepResult](w)(d.Rollback(req.Release, req.Model, req.Sites))
+		respond[StepResult](w)(d.Rollback(req.Release, req.Model, req.Sites, req.TraceParent))
 	})
 	mux.HandleFunc("POST /api/rollouts/finish", func(w http.ResponseWriter, r *http.Request) {
 		var req LeaseRequest
@@ -152,9 +152,10 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 
 // LeaseRequest names a release's sites for a rollback or finish.
 type LeaseRequest struct {
-	Release string   `json:"release"`
-	Model   string   `json:"model"`
-	Sites   []string `json:"sites"`
+	Release     string   `json:"release"`
+	Model       string   `json:"model"`
+	Sites       []string `json:"sites"`
+	TraceParent string   `json:"traceparent,omitempty"`
 }
 
 // ProgressRequest asks how far sites converged on a model version.

@@ -117,7 +117,7 @@ func (s *stack) countReleases(model string) int {
 }
 
 // checkTrace asserts one trace runs from the webhook delivery through the
-// release workflow to the deploy activity at a site.
+// release workflow to the apply at a site.
 func checkTrace(t *testing.T, path string) {
 	t.Helper()
 	f, err := os.ReadFile(path)
@@ -146,11 +146,11 @@ func checkTrace(t *testing.T, path string) {
 		for n := range ns {
 			webhook = webhook || n == "eventgrid.delivery"
 			workflow = workflow || n == "RunWorkflow:Release"
-			activity = activity || n == "RunActivity:DeployModel"
+			activity = activity || n == "edge.apply"
 		}
 		if webhook && workflow && activity {
 			return
 		}
 	}
-	t.Errorf("no trace spans webhook -> RunWorkflow:Release -> RunActivity:DeployModel; traces: %v", names)
+	t.Errorf("no trace spans webhook -> RunWorkflow:Release -> edge.apply at a site; traces: %v", names)
 }

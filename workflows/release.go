@@ -13,21 +13,31 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/edge"
+	"github.com/modelfleet/modelfleet/fleet"
 )
 
-// Release takes one registered model version to the fleet: it validates the
-// model, then deploys it to every site through that site's own task queue.
-// Its workflow ID is modelfleet.ReleaseWorkflowID, so a redelivered
-// registration event cannot start a second release.
+// ConvergeTimeout is how long a step waits for its sites to apply it; a site
+// still pending then (offline) counts against the wave's failure budget and
+// converges on its own when it returns.
+const ConvergeTimeout = 5 * time.Minute
+
+// maxSiteAttr bounds the ModelfleetSite search attribute: Temporal limits
+// search attribute sizes, and a 10,000-site list would exceed them.
+const maxSiteAttr = 50
+
+// Release takes one registered model version to the fleet: validate it, then
+// roll it out wave by wave as the model's policy says — traffic steps, bake,
+// criteria, failure budget, maintenance windows, approval gates — through
+// each site's desired state, which the site's agent pulls. A breach rolls
+// every touched site back. Its workflow ID is modelfleet.ReleaseWorkflowID,
+// so a redelivered registration event cannot start a second release.
 func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
-	r := &release{in: in, status: ReleaseStatus{Model: in.Model, State: StatePending, Sites: []SiteStatus{}}}
+	r := &release{in: in, status: ReleaseStatus{Model: in.Model, State: StatePending, Sites: []SiteStatus{}}, index: map[string]int{}}
 	r.status.StartedAt = stamp(ctx)
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (ReleaseStatus, error) {
-		return r.status, nil
-	}); err != nil {
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (ReleaseStatus, error) { return r.status, nil }); err != nil {
 		return r.status, err
 	}
+	r.listen(ctx)
 	if err := in.Model.Validate(); err != nil {
 		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err))
 	}
@@ -35,20 +45,38 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 	if err != nil {
 		return r.fail(ctx, err)
 	}
-	if err := r.deploy(ctx, report.Model); err != nil {
+	plan, err := r.plan(ctx)
+	if err != nil {
 		return r.fail(ctx, err)
 	}
-	r.setState(ctx, StateSucceeded, "")
-	return r.status, nil
+	r.plan_ = plan
+	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features}
+	err = r.rollout(ctx, nv)
+	return r.end(ctx, err)
 }
 
 type release struct {
-	in     ReleaseInput
-	status ReleaseStatus
+	in      ReleaseInput
+	status  ReleaseStatus
+	index   map[string]int // site id -> position in status.Sites
+	plan_   activities.RolloutPlan
+	wave    int        // current wave, -1 before the first
+	touched [][]string // per wave, sites whose desired state this release changed
+	ctl     controls
 }
 
 var cloud *activities.Cloud
-var site *activities.Site
+
+func (r *release) cloudCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumInterval:        30 * time.Second,
+			NonRetryableErrorTypes: []string{"Invalid", "InvalidInput"},
+		},
+	})
+}
 
 func (r *release) validate(ctx workflow.Context) (activities.ValidationReport, error) {
 	r.setState(ctx, StateValidating, "")
@@ -77,58 +105,328 @@ func (r *release) validate(ctx workflow.Context) (activities.ValidationReport, e
 	return report, nil
 }
 
-func (r *release) deploy(ctx workflow.Context, m modelfleet.Model) error {
-	r.setState(ctx, StateDeploying, "")
-	listCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 10},
-	})
-	var sites []modelfleet.Site
-	if err := workflow.ExecuteActivity(listCtx, cloud.ListSites).Get(ctx, &sites); err != nil {
-		return fmt.Errorf("list sites: %w", err)
+func (r *release) plan(ctx workflow.Context) (activities.RolloutPlan, error) {
+	var plan activities.RolloutPlan
+	if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.PlanRollout, r.in.Model.Name).Get(ctx, &plan); err != nil {
+		return plan, fmt.Errorf("plan rollout: %w", err)
 	}
-	if len(sites) == 0 {
-		return temporal.NewNonRetryableApplicationError("no sites registered: nothing to deploy to", "NoSites", nil)
-	}
-	ids := make([]string, len(sites))
-	for i, s := range sites {
-		ids[i] = s.ID
-		r.status.Sites = append(r.status.Sites, SiteStatus{Site: s.ID, State: SitePending, UpdatedAt: stamp(ctx)})
-	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, SitesAttr.ValueSet(ids))
-
-	req := edge.DeployRequest{Model: m.ModelRef, Digest: m.Digest, Format: m.Format, ArtifactURL: m.ArtifactURL, Features: m.Features}
-	futures := make([]workflow.Future, len(sites))
-	for i, s := range sites {
-		// No schedule-to-start timeout: a site that is offline picks the
-		// task up when it reconnects (its worker polls outbound only).
-		siteCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			TaskQueue:           s.TaskQueue,
-			StartToCloseTimeout: 10 * time.Minute,
-			HeartbeatTimeout:    time.Minute,
-			RetryPolicy: &temporal.RetryPolicy{
-				InitialInterval: time.Second,
-				MaximumInterval: time.Minute,
-				MaximumAttempts: 10,
-			},
+	total := 0
+	var ids []string
+	r.touched = make([][]string, len(plan.Waves))
+	r.wave = -1
+	for i, sites := range plan.Waves {
+		w := plan.Policy.Waves[i]
+		r.status.Waves = append(r.status.Waves, WaveStatus{
+			Name: w.Name, State: SitePending, Sites: len(sites), Counts: map[string]int{SitePending: len(sites)},
+			Budget: w.FailureBudget.Allowed(len(sites)),
 		})
-		r.setSite(ctx, i, SiteDeploying, "")
-		futures[i] = workflow.ExecuteActivity(siteCtx, site.DeployModel, req)
+		for _, s := range sites {
+			r.index[s.ID] = len(r.status.Sites)
+			r.status.Sites = append(r.status.Sites, SiteStatus{Site: s.ID, Wave: w.Name, State: SitePending, UpdatedAt: stamp(ctx)})
+			ids = append(ids, s.ID)
+		}
+		total += len(sites)
 	}
-	var failed []string
-	for i, f := range futures {
-		var res edge.DeployResult
-		if err := f.Get(ctx, &res); err != nil {
-			r.setSite(ctx, i, SiteFailed, rootMessage(err))
-			failed = append(failed, sites[i].ID)
+	if total == 0 {
+		return plan, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no site matches any wave of the policy (%d sites unselected)", len(plan.Unselected)), "NoSites", nil)
+	}
+	if len(ids) <= maxSiteAttr {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, SitesAttr.ValueSet(ids))
+	}
+	return plan, nil
+}
+
+// rollout runs the waves in order, with the approval gates between them.
+func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion) error {
+	r.setState(ctx, StateDeploying, "")
+	p := r.plan_.Policy
+	for i, sites := range r.plan_.Waves {
+		r.wave = i
+		ws := &r.status.Waves[i]
+		if len(sites) == 0 {
+			ws.State, ws.Reason = SiteHealthy, "no sites in this wave"
 			continue
 		}
-		r.setSite(ctx, i, SiteHealthy, "serving "+m.ModelRef.String())
-	}
-	if len(failed) > 0 {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deploy failed at %d of %d sites: %v", len(failed), len(sites), failed), "DeployFailed", nil)
+		if err := r.runWave(ctx, i, sites, nv); err != nil {
+			return err
+		}
+		ws.State = SiteHealthy
+		if p.GateAfter(p.Waves[i].Name) && i < len(r.plan_.Waves)-1 {
+			if err := r.awaitApproval(ctx, p.Waves[i].Name); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// runWave changes the wave's sites batch by batch (at most MaxConcurrent at
+// once, each only inside its maintenance window) through every traffic step.
+func (r *release) runWave(ctx workflow.Context, i int, sites []activities.PlannedSite, nv modelfleet.DesiredVersion) error {
+	w := r.plan_.Policy.Waves[i]
+	ws := &r.status.Waves[i]
+	ws.State = SiteDeploying
+	remaining := sites
+	for len(remaining) > 0 {
+		if err := r.checkpoint(ctx); err != nil {
+			return err
+		}
+		batch, rest, opens := nextBatch(workflow.Now(ctx), remaining, w.MaxConcurrent)
+		if len(batch) == 0 {
+			ws.WindowUntil = opens.UTC().Format(time.RFC3339)
+			for _, s := range remaining {
+				r.setSite(ctx, s.ID, SiteWaitingForWindow, "maintenance window closed; opens "+ws.WindowUntil)
+			}
+			if _, err := workflow.AwaitWithTimeout(ctx, opens.Sub(workflow.Now(ctx)), r.ctl.stopping); err != nil {
+				return err
+			}
+			continue
+		}
+		ws.WindowUntil = ""
+		remaining = rest
+		if err := r.runBatch(ctx, i, ids(batch), nv); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv modelfleet.DesiredVersion) error {
+	w := r.plan_.Policy.Waves[i]
+	ws := &r.status.Waves[i]
+	release := modelfleet.ReleaseWorkflowID(r.in.Model)
+	r.touched[i] = append(r.touched[i], batch...)
+	for _, weight := range w.Steps {
+		if err := r.checkpoint(ctx); err != nil {
+			return err
+		}
+		ws.Weight = weight
+		for _, s := range batch {
+			r.setSite(ctx, s, SiteDeploying, fmt.Sprintf("%s at %d%%", nv.Version, weight))
+		}
+		step := nv
+		step.Weight = weight
+		var res fleet.StepResult
+		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyStep, fleet.StepRequest{Release: release, Model: r.in.Model.Name, New: step, Sites: batch}).Get(ctx, &res); err != nil {
+			return fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
+		}
+		prog, err := r.await(ctx, batch, ConvergeTimeout)
+		if err != nil {
+			return fmt.Errorf("wave %q: await sites: %w", w.Name, err)
+		}
+		var failed []string
+		for _, f := range prog.Failed {
+			r.setSite(ctx, f.Site, SiteFailed, f.Reason)
+			failed = append(failed, f.Site)
+		}
+		for _, s := range prog.Pending {
+			r.setSite(ctx, s, SiteFailed, fmt.Sprintf("did not apply %d%% within %s (offline?)", weight, ConvergeTimeout))
+			failed = append(failed, s)
+		}
+		if len(failed) > 0 {
+			ws.Failed += len(failed)
+			batch = without(batch, failed)
+			if ws.Failed > ws.Budget {
+				return breach("wave %q: %d sites failed, over its failure budget of %d", w.Name, ws.Failed, ws.Budget)
+			}
+		}
+		if err := r.bake(ctx, i, batch); err != nil {
+			return err
+		}
+		if err := r.checkCriteria(ctx, i, batch); err != nil {
+			return err
+		}
+	}
+	for _, s := range batch {
+		r.setSite(ctx, s, SiteHealthy, "serving "+nv.Version+" at 100%")
+	}
+	return nil
+}
+
+func (r *release) await(ctx workflow.Context, sites []string, timeout time.Duration) (fleet.Progress, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout + time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second},
+	})
+	var p fleet.Progress
+	err := workflow.ExecuteActivity(actx, cloud.AwaitConverged, activities.AwaitRequest{
+		Model: r.in.Model.Name, Version: r.in.Model.Version, Sites: sites, Timeout: timeout,
+	}).Get(ctx, &p)
+	return p, err
+}
+
+func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
+	d := r.plan_.Policy.Waves[i].Bake.Std()
+	ws := &r.status.Waves[i]
+	if d <= 0 || len(batch) == 0 {
+		return nil
+	}
+	ws.BakeUntil = workflow.Now(ctx).Add(d).UTC().Format(time.RFC3339)
+	for _, s := range batch {
+		r.setSite(ctx, s, SiteBaking, "bake until "+ws.BakeUntil)
+	}
+	_, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() })
+	r.ctl.skipBake = false
+	ws.BakeUntil = ""
+	if err != nil {
+		return err
+	}
+	return r.checkpoint(ctx)
+}
+
+// checkCriteria compares the new version's live figures at the batch's
+// sites with the wave's criteria.
+func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) error {
+	c := r.plan_.Policy.Waves[i].Criteria
+	if (c.MaxErrorRate == 0 && c.MaxP99LatencyMs == 0) || len(batch) == 0 {
+		return nil
+	}
+	p, err := r.await(ctx, batch, 0)
+	if err != nil {
+		return err
+	}
+	name := r.plan_.Policy.Waves[i].Name
+	if c.MaxErrorRate > 0 && p.Requests > 0 {
+		if rate := float64(p.Errors) / float64(p.Requests); rate > c.MaxErrorRate {
+			return breach("wave %q: error rate %.4f over %d requests exceeds %.4f", name, rate, p.Requests, c.MaxErrorRate)
+		}
+	}
+	if c.MaxP99LatencyMs > 0 && p.P99LatencyMs > c.MaxP99LatencyMs {
+		return breach("wave %q: p99 latency %.1f ms exceeds %.1f ms", name, p.P99LatencyMs, c.MaxP99LatencyMs)
+	}
+	return nil
+}
+
+func (r *release) awaitApproval(ctx workflow.Context, after string) error {
+	a := r.plan_.Policy.Approval
+	now := workflow.Now(ctx)
+	r.status.Gate = &GateStatus{After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout}
+	r.setState(ctx, StateAwaitingApproval, "waiting for approval after wave "+after)
+	ok, err := workflow.AwaitWithTimeout(ctx, a.Timeout.Std(), func() bool { return r.ctl.approved || r.ctl.stopping() })
+	r.status.Gate = nil
+	if err != nil {
+		return err
+	}
+	if ok && r.ctl.approved {
+		r.ctl.approved = false
+		r.setState(ctx, StateDeploying, "")
+		return nil
+	}
+	if ok {
+		return r.checkpoint(ctx)
+	}
+	if a.OnTimeout == "proceed" {
+		r.ctl.log = append(r.ctl.log, ControlRecord{Action: SignalApprove, By: "timeout", Reason: "approval timed out; policy says proceed", At: stamp(ctx), Wave: after})
+		r.status.Controls = r.ctl.log
+		r.setState(ctx, StateDeploying, "")
+		return nil
+	}
+	return errAborted{reason: fmt.Sprintf("no approval after wave %q within %s", after, a.Timeout.Std())}
+}
+
+// checkpoint is where operator controls take effect: hold while paused,
+// stop on abort, rollback or reject.
+func (r *release) checkpoint(ctx workflow.Context) error {
+	if r.ctl.paused && !r.ctl.stopping() {
+		prev := r.status.State
+		r.setState(ctx, StatePaused, "paused by "+lastBy(r.ctl.log, SignalPause))
+		if err := workflow.Await(ctx, func() bool { return !r.ctl.paused || r.ctl.stopping() }); err != nil {
+			return err
+		}
+		r.setState(ctx, prev, "")
+	}
+	switch {
+	case r.ctl.rollback:
+		return errRollback{reason: "rollback requested by " + lastBy(r.ctl.log, SignalRollback)}
+	case r.ctl.rejected:
+		return errRollback{reason: "rejected by " + lastBy(r.ctl.log, SignalReject)}
+	case r.ctl.aborted:
+		return errAborted{reason: "aborted by " + lastBy(r.ctl.log, SignalAbort)}
+	}
+	return nil
+}
+
+// end settles the release: free the leases on success or abort, restore
+// every touched site on a breach, a rollback or a rejection.
+func (r *release) end(ctx workflow.Context, err error) (ReleaseStatus, error) {
+	var ab errAborted
+	var rb errRollback
+	var br *temporal.ApplicationError
+	switch {
+	case err == nil:
+		if ferr := r.release(ctx, cloud.FinishRelease); ferr != nil {
+			return r.fail(ctx, ferr)
+		}
+		r.setState(ctx, StateSucceeded, "")
+		return r.status, nil
+	case errors.As(err, &ab):
+		if ferr := r.release(ctx, cloud.FinishRelease); ferr != nil {
+			return r.fail(ctx, ferr)
+		}
+		r.setState(ctx, StateAborted, ab.reason+"; sites keep their current traffic")
+		return r.status, nil
+	case errors.As(err, &rb):
+		if rerr := r.rollback(ctx, rb.reason); rerr != nil {
+			return r.fail(ctx, rerr)
+		}
+		return r.status, nil
+	case errors.As(err, &br) && br.Type() == "Breach":
+		if rerr := r.rollback(ctx, br.Error()); rerr != nil {
+			return r.fail(ctx, rerr)
+		}
+		return r.status, err
+	default:
+		return r.fail(ctx, err)
+	}
+}
+
+// rollback restores every touched site, last wave first; a site that is
+// offline is restored when it returns (its desired state says so).
+func (r *release) rollback(ctx workflow.Context, reason string) error {
+	r.setState(ctx, StateRollingBack, reason)
+	release := modelfleet.ReleaseWorkflowID(r.in.Model)
+	// Rollback must happen even if the workflow is being cancelled.
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	for i := len(r.touched) - 1; i >= 0; i-- {
+		sites := r.touched[i]
+		if len(sites) == 0 {
+			continue
+		}
+		var res fleet.StepResult
+		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.RollbackSites, fleet.LeaseRequest{Release: release, Model: r.in.Model.Name, Sites: sites}).Get(ctx, &res); err != nil {
+			return fmt.Errorf("rollback wave %q: %w", r.status.Waves[i].Name, err)
+		}
+		p, err := r.await(ctx, sites, ConvergeTimeout)
+		if err != nil {
+			return fmt.Errorf("rollback wave %q: %w", r.status.Waves[i].Name, err)
+		}
+		for _, s := range p.Converged {
+			r.setSite(ctx, s, SiteRolledBack, "restored its previous versions")
+		}
+		for _, s := range p.Pending {
+			r.setSite(ctx, s, SiteRolledBack, "restore pending: applies when the site reconnects")
+		}
+		for _, f := range p.Failed {
+			r.setSite(ctx, f.Site, SiteFailed, "restore failed: "+f.Reason)
+		}
+		r.status.Waves[i].State = SiteRolledBack
+	}
+	r.setState(ctx, StateRolledBack, reason)
+	return nil
+}
+
+// release frees every touched site's lease through the given activity.
+func (r *release) release(ctx workflow.Context, act any) error {
+	var all []string
+	for _, s := range r.touched {
+		all = append(all, s...)
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	var res fleet.StepResult
+	return workflow.ExecuteActivity(r.cloudCtx(ctx), act, fleet.LeaseRequest{Release: modelfleet.ReleaseWorkflowID(r.in.Model), Model: r.in.Model.Name, Sites: all}).Get(ctx, &res)
 }
 
 func (r *release) fail(ctx workflow.Context, err error) (ReleaseStatus, error) {
@@ -146,8 +444,72 @@ func (r *release) setState(ctx workflow.Context, state, reason string) {
 		StageAttr.ValueSet(state))
 }
 
-func (r *release) setSite(ctx workflow.Context, i int, state, reason string) {
-	r.status.Sites[i] = SiteStatus{Site: r.status.Sites[i].Site, State: state, Reason: reason, UpdatedAt: stamp(ctx)}
+func (r *release) setSite(ctx workflow.Context, id, state, reason string) {
+	i, ok := r.index[id]
+	if !ok {
+		return
+	}
+	s := &r.status.Sites[i]
+	if s.State != state {
+		for w := range r.status.Waves {
+			if r.status.Waves[w].Name == s.Wave {
+				r.status.Waves[w].Counts[s.State]--
+				r.status.Waves[w].Counts[state]++
+			}
+		}
+	}
+	s.State, s.Reason, s.UpdatedAt = state, reason, stamp(ctx)
+}
+
+func (r *release) currentWave() string {
+	if r.wave >= 0 && r.wave < len(r.status.Waves) {
+		return r.status.Waves[r.wave].Name
+	}
+	return ""
+}
+
+// breach is a wave failing its criteria or budget: the release rolls back.
+func breach(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), "Breach", nil)
+}
+
+type errAborted struct{ reason string }
+
+func (e errAborted) Error() string { return e.reason }
+
+type errRollback struct{ reason string }
+
+func (e errRollback) Error() string { return e.reason }
+
+func lastBy(log []ControlRecord, action string) string {
+	for i := len(log) - 1; i >= 0; i-- {
+		if log[i].Action == action {
+			return log[i].By
+		}
+	}
+	return "an operator"
+}
+
+func ids(sites []activities.PlannedSite) []string {
+	out := make([]string, len(sites))
+	for i, s := range sites {
+		out[i] = s.ID
+	}
+	return out
+}
+
+func without(all, drop []string) []string {
+	d := make(map[string]bool, len(drop))
+	for _, s := range drop {
+		d[s] = true
+	}
+	var out []string
+	for _, s := range all {
+		if !d[s] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // stamp is workflow time (deterministic on replay), not the wall clock.

@@ -3,196 +3,327 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/edge"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/rollout"
 )
 
-var ref = modelfleet.ModelRef{Name: "bearing-failure", Version: "1"}
+var ref = modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}
 
-func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+// harness runs the release against mocked activities that keep a tiny
+// desired-state model: which sites were stepped, rolled back, finished.
+type harness struct {
+	t        *testing.T
+	env      *testsuite.TestWorkflowEnvironment
+	steps    []fleet.StepRequest
+	rollback [][]string
+	finished []string
+	failing  map[string]string // site -> reason its agent reports
+	report   activities.ValidationReport
+}
+
+func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) *harness {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
-	env.RegisterActivity(&activities.Cloud{})
-	env.RegisterActivity(&activities.Site{})
-	return env
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}}
+	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
+	h.env.RegisterActivity(&activities.Cloud{})
+	p, err := rollout.Parse([]byte(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.report = passed()
+	h.env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(func(context.Context, modelfleet.ModelRef) (activities.ValidationReport, error) {
+		return h.report, nil
+	})
+	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
+	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
+		h.steps = append(h.steps, req)
+		return fleet.StepResult{Changed: len(req.Sites)}, nil
+	})
+	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (fleet.Progress, error) {
+		p := fleet.Progress{}
+		for _, s := range req.Sites {
+			if reason, bad := h.failing[s]; bad {
+				p.Failed = append(p.Failed, fleet.SiteFailure{Site: s, Reason: reason})
+			} else {
+				p.Converged = append(p.Converged, s)
+			}
+		}
+		return p, nil
+	})
+	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+		h.rollback = append(h.rollback, req.Sites)
+		return fleet.StepResult{Changed: len(req.Sites)}, nil
+	})
+	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+		h.finished = append(h.finished, req.Sites...)
+		return fleet.StepResult{}, nil
+	})
+	return h
+}
+
+func (h *harness) run() (ReleaseStatus, error) {
+	h.env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
+	if !h.env.IsWorkflowCompleted() {
+		h.t.Fatal("workflow did not complete")
+	}
+	return h.status(), h.env.GetWorkflowError()
+}
+
+func (h *harness) status() ReleaseStatus {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(StatusQuery)
+	if err != nil {
+		h.t.Fatalf("status query: %v", err)
+	}
+	var st ReleaseStatus
+	if err := v.Get(&st); err != nil {
+		h.t.Fatal(err)
+	}
+	return st
+}
+
+func (h *harness) signal(after time.Duration, name string, by string) {
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(name, Control{By: by, Reason: "test"}) }, after)
 }
 
 func passed() activities.ValidationReport {
 	return activities.ValidationReport{
-		Model:  modelfleet.Model{ModelRef: ref, Format: "lightgbm", Digest: "sha256:ab", ArtifactURL: "http://registry/blob"},
+		Model:  modelfleet.Model{ModelRef: ref, Format: "lightgbm", Digest: "sha256:" + strings.Repeat("a", 64), ArtifactURL: "http://registry/blob"},
 		Result: activities.ValidationResult{Metric: "auc", Value: 0.95, Threshold: 0.85, Rows: 100, Passed: true},
 	}
 }
 
-func sites(ids ...string) []modelfleet.Site {
-	out := make([]modelfleet.Site, len(ids))
+func sites(ids ...string) []activities.PlannedSite {
+	out := make([]activities.PlannedSite, len(ids))
 	for i, id := range ids {
-		out[i] = modelfleet.Site{ID: id, TaskQueue: modelfleet.SiteTaskQueue(id)}
+		out[i] = activities.PlannedSite{ID: id}
 	}
 	return out
 }
 
-func TestReleaseDeploysToEverySite(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(passed(), nil)
-	env.OnActivity(cloud.ListSites, mock.Anything).Return(sites("site-1", "site-2", "site-3"), nil)
-	deployed := map[string]bool{}
-	env.OnActivity(site.DeployModel, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, req edge.DeployRequest) (edge.DeployResult, error) {
-			if got, want := req.Digest, "sha256:ab"; got != want {
-				t.Errorf("deploy digest = %q, want %q", got, want)
-			}
-			return edge.DeployResult{Model: req.Model, Digest: req.Digest, Changed: true}, nil
-		})
-	queues := map[string]bool{}
-	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-		if info.ActivityType.Name == "DeployModel" {
-			queues[info.TaskQueue] = true
-		}
-	})
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
-	if !env.IsWorkflowCompleted() {
-		t.Fatal("workflow did not complete")
-	}
-	if err := env.GetWorkflowError(); err != nil {
+const twoWaves = `
+waves:
+  - {name: canary, select: {ring: canary}, steps: [10, 50, 100], bake: 10m}
+  - {name: fleet, maxConcurrent: 2, bake: 1m}
+`
+
+func TestReleaseRollsOutWaveByWave(t *testing.T) {
+	h := newHarness(t, twoWaves, sites("c1"), sites("f1", "f2", "f3"))
+	st, err := h.run()
+	if err != nil {
 		t.Fatalf("workflow error: %v", err)
-	}
-	var st ReleaseStatus
-	if err := env.GetWorkflowResult(&st); err != nil {
-		t.Fatal(err)
 	}
 	if got, want := st.State, StateSucceeded; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
-	if got, want := len(st.Sites), 3; got != want {
-		t.Fatalf("sites = %d, want %d", got, want)
+	// canary: 3 steps; fleet: batches {f1,f2} and {f3}, one step each.
+	var got []string
+	for _, s := range h.steps {
+		got = append(got, strings.Join(s.Sites, "+")+"@"+strconv.Itoa(s.New.Weight))
+	}
+	if want := "c1@10 c1@50 c1@100 f1+f2@100 f3@100"; strings.Join(got, " ") != want {
+		t.Errorf("steps = %v, want %s", got, want)
+	}
+	if h.steps[0].Release != "release/bearing-failure/2" || h.steps[0].New.Digest != passed().Model.Digest {
+		t.Errorf("step request = %+v", h.steps[0])
 	}
 	for _, s := range st.Sites {
 		if s.State != SiteHealthy {
-			t.Errorf("site %s state = %q, want %q", s.Site, s.State, SiteHealthy)
+			t.Errorf("site %s = %q, want healthy", s.Site, s.State)
 		}
-		deployed[s.Site] = true
 	}
-	if len(deployed) != 3 {
-		t.Errorf("deployed to %v, want 3 distinct sites", deployed)
+	if len(h.finished) != 4 || len(h.rollback) != 0 {
+		t.Errorf("finished %v rolled back %v, want 4 leases freed and no rollback", h.finished, h.rollback)
 	}
-	for _, id := range []string{"site-1", "site-2", "site-3"} {
-		if !queues[modelfleet.SiteTaskQueue(id)] {
-			t.Errorf("no DeployModel on %s's task queue (saw %v)", id, queues)
-		}
+	if c := st.Waves[1].Counts; c[SiteHealthy] != 3 {
+		t.Errorf("fleet wave counts = %v, want 3 healthy", c)
 	}
 }
 
 func TestReleaseStopsWhenValidationFails(t *testing.T) {
-	env := newEnv(t)
-	rep := passed()
-	rep.Result.Passed, rep.Result.Value = false, 0.61
-	env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(rep, nil)
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
-	err := env.GetWorkflowError()
+	h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
+	h.report.Result.Passed, h.report.Result.Value = false, 0.61
+	st, err := h.run()
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != "ValidationFailed" {
-		t.Fatalf("workflow error = %v, want a ValidationFailed application error", err)
+		t.Fatalf("workflow error = %v, want ValidationFailed", err)
 	}
-	env.AssertNotCalled(t, "ListSites", mock.Anything)
-	env.AssertNotCalled(t, "DeployModel", mock.Anything, mock.Anything)
-	st := queryStatus(t, env)
-	if got, want := st.State, StateFailed; got != want {
+	if len(h.steps) != 0 {
+		t.Errorf("stepped %d times after failed validation", len(h.steps))
+	}
+	if st.State != StateFailed || !strings.Contains(st.Reason, "0.6100 is below the threshold 0.8500") {
+		t.Errorf("status = %q %q", st.State, st.Reason)
+	}
+}
+
+func TestBudgetBreachRollsBackEveryTouchedSiteInReverse(t *testing.T) {
+	h := newHarness(t, `
+waves:
+  - {name: canary, select: {ring: canary}}
+  - {name: fleet, failureBudget: 1}
+`, sites("c1"), sites("f1", "f2", "f3"))
+	h.failing["f1"] = "load failed: corrupt"
+	h.failing["f2"] = "digest mismatch"
+	st, err := h.run()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != "Breach" || !strings.Contains(err.Error(), "2 sites failed, over its failure budget of 1") {
+		t.Fatalf("workflow error = %v, want a budget breach", err)
+	}
+	if got, want := st.State, StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
-	if !strings.Contains(st.Reason, "0.6100 is below the threshold 0.8500") {
-		t.Errorf("reason = %q, want it to name the metric and threshold", st.Reason)
+	if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
+		t.Errorf("rollback order = %v, want fleet then canary", h.rollback)
 	}
 }
 
-func TestReleaseReportsTheFailingSite(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(passed(), nil)
-	env.OnActivity(cloud.ListSites, mock.Anything).Return(sites("site-1", "site-2"), nil)
-	env.OnActivity(site.DeployModel, mock.Anything, mock.Anything).Return(edge.DeployResult{}, nil).Once()
-	env.OnActivity(site.DeployModel, mock.Anything, mock.Anything).Return(edge.DeployResult{},
-		temporal.NewNonRetryableApplicationError("digest mismatch", "DigestMismatch", nil))
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
-	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "deploy failed at 1 of 2 sites") {
-		t.Fatalf("workflow error = %v, want deploy failed at 1 of 2 sites", err)
+func TestApprovalGate(t *testing.T) {
+	policy := twoWaves + "approval: {after: [canary], timeout: 1h}\n"
+	t.Run("approved", func(t *testing.T) {
+		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		var mid ReleaseStatus
+		h.env.RegisterDelayedCallback(func() { mid = h.status() }, 40*time.Minute)
+		h.signal(45*time.Minute, SignalApprove, "alice")
+		st, err := h.run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mid.State != StateAwaitingApproval || mid.Gate == nil || mid.Gate.After != "canary" {
+			t.Errorf("mid-gate status = %q gate %+v", mid.State, mid.Gate)
+		}
+		if st.State != StateSucceeded || len(st.Controls) != 1 || st.Controls[0].By != "alice" || st.Controls[0].Wave != "canary" {
+			t.Errorf("final = %q controls %+v, want succeeded with alice's approval recorded", st.State, st.Controls)
+		}
+	})
+	t.Run("timeout aborts", func(t *testing.T) {
+		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		st, err := h.run()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != StateAborted || !strings.Contains(st.Reason, "no approval") {
+			t.Errorf("state = %q %q, want aborted for no approval", st.State, st.Reason)
+		}
+		if len(h.rollback) != 0 || strings.Join(h.finished, ",") != "c1" {
+			t.Errorf("abort must keep traffic: rollback %v finished %v", h.rollback, h.finished)
+		}
+	})
+	t.Run("timeout proceeds", func(t *testing.T) {
+		h := newHarness(t, twoWaves+"approval: {after: [canary], timeout: 1h, onTimeout: proceed}\n", sites("c1"), sites("f1"))
+		st, err := h.run()
+		if err != nil || st.State != StateSucceeded {
+			t.Fatalf("state = %q err %v, want succeeded", st.State, err)
+		}
+	})
+	t.Run("rejected rolls back", func(t *testing.T) {
+		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		h.signal(45*time.Minute, SignalReject, "bob")
+		st, _ := h.run()
+		if st.State != StateRolledBack || !strings.Contains(st.Reason, "rejected by bob") || len(h.rollback) != 1 {
+			t.Errorf("state = %q %q rollback %v", st.State, st.Reason, h.rollback)
+		}
+	})
+}
+
+func TestControlsMidRollout(t *testing.T) {
+	t.Run("pause then resume", func(t *testing.T) {
+		h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
+		h.signal(5*time.Minute, SignalPause, "carol") // during the first bake
+		var mid ReleaseStatus
+		h.env.RegisterDelayedCallback(func() { mid = h.status() }, 3*time.Hour)
+		h.signal(4*time.Hour, SignalResume, "carol")
+		st, err := h.run()
+		if err != nil || st.State != StateSucceeded {
+			t.Fatalf("state = %q err %v", st.State, err)
+		}
+		if mid.State != StatePaused || !mid.Paused {
+			t.Errorf("mid-pause state = %q paused=%v", mid.State, mid.Paused)
+		}
+		if len(h.steps) != 4 {
+			t.Errorf("steps = %d, want 4", len(h.steps))
+		}
+	})
+	t.Run("abort keeps traffic", func(t *testing.T) {
+		h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
+		h.signal(15*time.Minute, SignalAbort, "dave") // during the 50% bake
+		st, _ := h.run()
+		if st.State != StateAborted || len(h.rollback) != 0 || len(h.steps) != 2 {
+			t.Errorf("state %q rollback %v steps %d, want aborted after 2 steps, no rollback", st.State, h.rollback, len(h.steps))
+		}
+	})
+	t.Run("rollback", func(t *testing.T) {
+		h := newHarness(t, twoWaves, sites("c1"), sites("f1", "f2"))
+		h.signal(30*time.Minute+30*time.Second, SignalRollback, "erin") // fleet wave baking
+		st, _ := h.run()
+		if st.State != StateRolledBack || len(h.rollback) != 2 {
+			t.Fatalf("state %q rollback %v", st.State, h.rollback)
+		}
+		for _, s := range st.Sites {
+			if s.State != SiteRolledBack {
+				t.Errorf("site %s = %q, want rolled-back", s.Site, s.State)
+			}
+		}
+	})
+	t.Run("skip bake", func(t *testing.T) {
+		h := newHarness(t, "waves: [{name: all, bake: 24h}]", sites("s1"))
+		h.signal(time.Minute, SignalSkipBake, "frank")
+		start := h.env.Now()
+		if _, err := h.run(); err != nil {
+			t.Fatal(err)
+		}
+		if took := h.env.Now().Sub(start); took > time.Hour {
+			t.Errorf("release took %v of workflow time, want the bake skipped", took)
+		}
+	})
+}
+
+func TestMaintenanceWindowDelaysASite(t *testing.T) {
+	// The test environment starts at a fixed time; a window that opens an
+	// hour later must hold the site until then.
+	var s testsuite.WorkflowTestSuite
+	now := s.NewTestWorkflowEnvironment().Now().UTC()
+	open := now.Add(time.Hour).Truncate(time.Minute)
+	win := &modelfleet.MaintenanceWindow{Schedule: strconv.Itoa(open.Minute()) + " " + strconv.Itoa(open.Hour()) + " * * *", Duration: "30m"}
+	h := newHarness(t, "waves: [{name: all}]", []activities.PlannedSite{{ID: "s1", Window: win}, {ID: "s2"}})
+	var mid ReleaseStatus
+	h.env.RegisterDelayedCallback(func() { mid = h.status() }, 30*time.Minute)
+	st, err := h.run()
+	if err != nil || st.State != StateSucceeded {
+		t.Fatalf("state %q err %v", st.State, err)
 	}
-	st := queryStatus(t, env)
-	states := map[string]int{}
-	for _, s := range st.Sites {
-		states[s.State]++
-		if s.State == SiteFailed && !strings.Contains(s.Reason, "digest mismatch") {
-			t.Errorf("failed site reason = %q, want the activity's error", s.Reason)
+	if len(h.steps) != 2 || h.steps[0].Sites[0] != "s2" || h.steps[1].Sites[0] != "s1" {
+		t.Fatalf("steps = %+v, want s2 first, s1 when its window opens", h.steps)
+	}
+	var s1 SiteStatus
+	for _, x := range mid.Sites {
+		if x.Site == "s1" {
+			s1 = x
 		}
 	}
-	if states[SiteHealthy] != 1 || states[SiteFailed] != 1 {
-		t.Errorf("site states = %v, want one healthy and one failed", states)
-	}
-}
-
-func TestReleaseWithNoSitesFails(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(passed(), nil)
-	env.OnActivity(cloud.ListSites, mock.Anything).Return([]modelfleet.Site{}, nil)
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
-	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "no sites registered") {
-		t.Fatalf("workflow error = %v, want no sites registered", err)
+	if s1.State != SiteWaitingForWindow || mid.Waves[0].WindowUntil == "" {
+		t.Errorf("mid status s1 = %+v window %q, want waiting-for-window", s1, mid.Waves[0].WindowUntil)
 	}
 }
 
 func TestReleaseRejectsAnInvalidModelRef(t *testing.T) {
-	env := newEnv(t)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
 	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: modelfleet.ModelRef{Name: "../etc", Version: "1"}})
 	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "model name") {
 		t.Fatalf("workflow error = %v, want an invalid model name error", err)
 	}
-	env.AssertNotCalled(t, "ValidateModel", mock.Anything, mock.Anything)
-}
-
-func TestStatusQueryWhileDeploying(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(passed(), nil)
-	env.OnActivity(cloud.ListSites, mock.Anything).Return(sites("site-1"), nil)
-	env.OnActivity(site.DeployModel, mock.Anything, mock.Anything).After(time.Minute).Return(edge.DeployResult{}, nil)
-	var mid ReleaseStatus
-	env.RegisterDelayedCallback(func() { mid = queryStatus(t, env) }, 30*time.Second)
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
-	if err := env.GetWorkflowError(); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := mid.State, StateDeploying; got != want {
-		t.Errorf("state mid-deploy = %q, want %q", got, want)
-	}
-	if len(mid.Sites) != 1 || mid.Sites[0].State != SiteDeploying {
-		t.Errorf("sites mid-deploy = %+v, want site-1 deploying", mid.Sites)
-	}
-	if mid.Validation == nil || !mid.Validation.Passed {
-		t.Errorf("validation mid-deploy = %+v, want the passed result", mid.Validation)
-	}
-}
-
-func queryStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) ReleaseStatus {
-	t.Helper()
-	v, err := env.QueryWorkflow(StatusQuery)
-	if err != nil {
-		t.Fatalf("status query: %v", err)
-	}
-	var st ReleaseStatus
-	if err := v.Get(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }

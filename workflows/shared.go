@@ -25,19 +25,27 @@ type ReleaseInput struct {
 // Release states, in the order a release moves through them. Failed is
 // terminal like Succeeded.
 const (
-	StatePending    = "pending"
-	StateValidating = "validating"
-	StateDeploying  = "deploying"
-	StateSucceeded  = "succeeded"
-	StateFailed     = "failed"
+	StatePending          = "pending"
+	StateValidating       = "validating"
+	StateDeploying        = "deploying"
+	StateAwaitingApproval = "awaiting-approval"
+	StatePaused           = "paused"
+	StateRollingBack      = "rolling-back"
+	StateSucceeded        = "succeeded"
+	StateFailed           = "failed"
+	StateAborted          = "aborted"
+	StateRolledBack       = "rolled-back"
 )
 
-// Per-site states.
+// Per-site and per-wave states.
 const (
-	SitePending   = "pending"
-	SiteDeploying = "deploying"
-	SiteHealthy   = "healthy"
-	SiteFailed    = "failed"
+	SitePending          = "pending"
+	SiteWaitingForWindow = "waiting-for-window"
+	SiteDeploying        = "deploying"
+	SiteBaking           = "baking"
+	SiteHealthy          = "healthy"
+	SiteFailed           = "failed"
+	SiteRolledBack       = "rolled-back"
 )
 
 // ReleaseStatus is what the status query answers and the workflow returns.
@@ -47,14 +55,42 @@ type ReleaseStatus struct {
 	Reason     string                       `json:"reason,omitempty"`
 	Digest     string                       `json:"digest,omitempty"`
 	Validation *activities.ValidationResult `json:"validation,omitempty"`
+	Policy     string                       `json:"policy,omitempty"`
+	Waves      []WaveStatus                 `json:"waves,omitempty"`
+	Gate       *GateStatus                  `json:"gate,omitempty"`
+	Paused     bool                         `json:"paused,omitempty"`
+	Controls   []ControlRecord              `json:"controls,omitempty"`
 	Sites      []SiteStatus                 `json:"sites"`
 	StartedAt  string                       `json:"startedAt,omitempty"`
 	UpdatedAt  string                       `json:"updatedAt,omitempty"`
 }
 
+// WaveStatus is one wave's progress.
+type WaveStatus struct {
+	Name        string         `json:"name"`
+	State       string         `json:"state"`
+	Sites       int            `json:"sites"`
+	Counts      map[string]int `json:"counts"`
+	Weight      int            `json:"weight,omitempty"` // traffic share of the new version now
+	Failed      int            `json:"failed"`
+	Budget      int            `json:"budget"` // failures allowed
+	BakeUntil   string         `json:"bakeUntil,omitempty"`
+	WindowUntil string         `json:"windowUntil,omitempty"` // when the next maintenance window opens
+	Reason      string         `json:"reason,omitempty"`
+}
+
+// GateStatus is the approval gate the release waits at.
+type GateStatus struct {
+	After     string `json:"after"`
+	Since     string `json:"since"`
+	Deadline  string `json:"deadline"`
+	OnTimeout string `json:"onTimeout"`
+}
+
 // SiteStatus is one site's progress in a release.
 type SiteStatus struct {
 	Site      string `json:"site"`
+	Wave      string `json:"wave,omitempty"`
 	State     string `json:"state"`
 	Reason    string `json:"reason,omitempty"`
 	UpdatedAt string `json:"updatedAt,omitempty"`

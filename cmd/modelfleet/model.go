@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/registry"
+	"github.com/modelfleet/modelfleet/rollout"
 )
 
 func newModelCmd(g *globals) *cobra.Command {
@@ -26,6 +29,7 @@ func newModelRegisterCmd(g *globals) *cobra.Command {
 	var (
 		m                        modelfleet.Model
 		file, card, data, metric string
+		policy                   string
 		threshold                float64
 		tags                     []string
 	)
@@ -84,6 +88,19 @@ feature schema and the validation set, metric and threshold; flags override it.`
 			if err := m.ModelRef.Validate(); err != nil {
 				return err
 			}
+			// The rollout policy is checked and stored before the model is
+			// registered: the registration's event starts the release, which
+			// reads it. A bad policy stops here, with nothing registered.
+			if policy == "" {
+				if p := filepath.Join(filepath.Dir(file), policyFile); fileExists(p) {
+					policy = p
+				}
+			}
+			if policy != "" {
+				if err := putPolicy(cmd.Context(), g, m.Name, policy); err != nil {
+					return err
+				}
+			}
 			rc := &registry.Client{BaseURL: g.registryURL}
 			got, created, err := rc.Register(cmd.Context(), m, file, data)
 			if err != nil {
@@ -103,6 +120,7 @@ feature schema and the validation set, metric and threshold; flags override it.`
 	f.StringVar(&m.Version, "version", "", "model version (required)")
 	f.StringVar(&file, "file", "", "model file (required)")
 	f.StringVar(&card, "card", "", "model card (default: model.yaml beside --file, if present)")
+	f.StringVar(&policy, "policy", "", "rollout policy (default: rollout.yaml beside --file, if present; else the model keeps its policy, or the default)")
 	f.String("format", modelfleet.FormatLightGBM, "model format")
 	f.StringVar(&data, "validation-data", "", "labelled CSV to validate on (overrides the card)")
 	f.StringVar(&metric, "metric", "", "validation metric: auc, accuracy or f1 (overrides the card)")
@@ -150,5 +168,52 @@ func newModelListCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// policyFile is the rollout policy `model register` reads beside a model file.
+const policyFile = "rollout.yaml"
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func putPolicy(ctx context.Context, g *globals, model, path string) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if _, err := rollout.Parse(doc); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if _, err := (&fleet.Client{BaseURL: g.gatewayURL}).PutPolicy(ctx, model, doc); err != nil {
+		return fmt.Errorf("store rollout policy %s: %w", path, err)
+	}
+	fmt.Printf("rollout policy for %s: %s\n", model, path)
+	return nil
+}
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "policy", Short: "Show or set a model's rollout policy"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "set <model> <policy.yaml>",
+		Short: "Validate and store a model's rollout policy",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return putPolicy(cmd.Context(), g, args[0], args[1])
+		},
+	}, &cobra.Command{
+		Use:   "show <model>",
+		Short: "Print a model's rollout policy (the default when it has none)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := (&fleet.Client{BaseURL: g.gatewayURL}).Policy(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return printJSON(p)
+		},
+	})
 	return cmd
 }

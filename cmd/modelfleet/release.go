@@ -70,7 +70,8 @@ func newReleaseCmd(g *globals) *cobra.Command {
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	list.Flags().StringVar(&model, "model", "", "only releases of this model")
 	list.Flags().IntVar(&limit, "limit", 100, "at most this many releases (0: all)")
-	cmd.AddCommand(status, list)
+	cmd.AddCommand(status, list, newWatchCmd(g))
+	cmd.AddCommand(newControlCmds(g)...)
 	return cmd
 }
 
@@ -96,15 +97,25 @@ func printStatus(st workflows.ReleaseStatus) {
 		}
 		fmt.Fprintf(tw, "Validation\t%s\n", line)
 	}
+	if st.Gate != nil {
+		fmt.Fprintf(tw, "Gate\twaiting for approval after wave %q until %s (then %s)\n", st.Gate.After, st.Gate.Deadline, st.Gate.OnTimeout)
+	}
+	for _, c := range st.Controls {
+		fmt.Fprintf(tw, "Control\t%s by %s at %s: %s\n", c.Action, c.By, c.At, c.Reason)
+	}
 	tw.Flush()
+	if len(st.Waves) > 0 {
+		fmt.Println()
+		fmt.Print(renderWaves(st))
+	}
 	if len(st.Sites) == 0 {
 		return
 	}
 	fmt.Println()
 	tw = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tSTATE\tUPDATED\tREASON")
+	fmt.Fprintln(tw, "SITE\tWAVE\tSTATE\tUPDATED\tREASON")
 	for _, s := range st.Sites {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.Site, s.State, s.UpdatedAt, s.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Site, s.Wave, s.State, s.UpdatedAt, s.Reason)
 	}
 	tw.Flush()
 }

@@ -1,0 +1,157 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/rollout"
+)
+
+// Fleet is what the rollout activities need of the site directory and its
+// desired-state channel (fleet.Client over HTTP, or *fleet.Directory).
+type Fleet interface {
+	List(ctx context.Context) ([]modelfleet.Site, error)
+	Policy(ctx context.Context, model string) (rollout.Policy, error)
+	Step(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error)
+	Rollback(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error)
+	Finish(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error)
+	Progress(ctx context.Context, req fleet.ProgressRequest) (fleet.Progress, error)
+}
+
+var _ Fleet = (*fleet.Client)(nil)
+
+// RolloutPlan is a release's plan: its policy and the sites of each wave.
+type RolloutPlan struct {
+	Policy     rollout.Policy  `json:"policy"`
+	Waves      [][]PlannedSite `json:"waves"`
+	Unselected []string        `json:"unselected,omitempty"`
+}
+
+// PlannedSite is a site as the rollout needs it.
+type PlannedSite struct {
+	ID     string                        `json:"id"`
+	Window *modelfleet.MaintenanceWindow `json:"window,omitempty"`
+}
+
+// PlanRollout reads the model's policy (the default if it has none) and the
+// fleet, and assigns sites to waves.
+func (a *Cloud) PlanRollout(ctx context.Context, model string) (RolloutPlan, error) {
+	p, err := a.Fleet.Policy(ctx, model)
+	if err != nil {
+		return RolloutPlan{}, fmt.Errorf("plan %s: policy: %w", model, err)
+	}
+	sites, err := a.Fleet.List(ctx)
+	if err != nil {
+		return RolloutPlan{}, fmt.Errorf("plan %s: sites: %w", model, err)
+	}
+	waves, unselected := p.Plan(sites)
+	plan := RolloutPlan{Policy: p, Waves: make([][]PlannedSite, len(waves))}
+	for i, w := range waves {
+		plan.Waves[i] = make([]PlannedSite, len(w))
+		for j, s := range w {
+			plan.Waves[i][j] = PlannedSite{ID: s.ID, Window: s.Window}
+		}
+	}
+	for _, s := range unselected {
+		plan.Unselected = append(plan.Unselected, s.ID)
+	}
+	return plan, nil
+}
+
+// ApplyStep writes one traffic step into the desired state of a batch of
+// sites. Sites another release holds make it fail retryably: the release
+// waits, serialised behind the other one, while the rest already moved.
+func (a *Cloud) ApplyStep(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
+	req.TraceParent = traceParent(ctx)
+	res, err := a.Fleet.Step(ctx, req)
+	if err != nil {
+		return res, nonRetryableIfInvalid(err)
+	}
+	if n := len(res.Conflicts); n > 0 {
+		holders := map[string]bool{}
+		for _, c := range res.Conflicts {
+			holders[c.Holder] = true
+		}
+		var hs []string
+		for h := range holders {
+			hs = append(hs, h)
+		}
+		return res, temporal.NewApplicationError(fmt.Sprintf("%d sites are held by %s; waiting for it to finish", n, strings.Join(hs, ", ")), "SiteLeased")
+	}
+	return res, nil
+}
+
+// AwaitRequest asks to wait until sites converge on a model version.
+type AwaitRequest struct {
+	Model   string        `json:"model"`
+	Version string        `json:"version"`
+	Sites   []string      `json:"sites"`
+	Timeout time.Duration `json:"timeout"`
+	// Poll is how often to check (default 250ms).
+	Poll time.Duration `json:"poll,omitempty"`
+}
+
+// AwaitConverged waits until every site applied its desired revision or
+// failed to, or Timeout passes; sites still pending then are reported as
+// such (an offline site converges later, on its own). One activity per batch
+// however large: acknowledgements are aggregated by the directory.
+func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (fleet.Progress, error) {
+	poll := req.Poll
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	deadline := time.Now().Add(req.Timeout)
+	for {
+		p, err := a.Fleet.Progress(ctx, fleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: req.Sites})
+		if err != nil {
+			return p, err
+		}
+		activity.RecordHeartbeat(ctx, len(p.Converged))
+		if len(p.Pending) == 0 || time.Now().After(deadline) {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// RollbackSites restores what the release's sites served before it.
+func (a *Cloud) RollbackSites(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+	req.TraceParent = traceParent(ctx)
+	res, err := a.Fleet.Rollback(ctx, req)
+	return res, nonRetryableIfInvalid(err)
+}
+
+// FinishRelease frees the release's site leases.
+func (a *Cloud) FinishRelease(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+	res, err := a.Fleet.Finish(ctx, req)
+	return res, nonRetryableIfInvalid(err)
+}
+
+// nonRetryableIfInvalid stops Temporal retrying what cannot succeed.
+func nonRetryableIfInvalid(err error) error {
+	switch modelfleet.ErrorCode(err) {
+	case modelfleet.EINVALID, modelfleet.ENOTFOUND:
+		return temporal.NewNonRetryableApplicationError(err.Error(), "Invalid", err)
+	}
+	return err
+}
+
+// traceParent renders the activity's span context as a W3C traceparent, to
+// travel with the desired state to the sites.
+func traceParent(ctx context.Context) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
+}

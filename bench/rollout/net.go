@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Every simulated site, the cloud worker and the registry client share
+// http.DefaultClient, so its transport decides how the whole fleet reaches
+// the gateway and the registry. The benchmark replaces http.DefaultTransport
+// with one built here: pooled for thousands of hosts' worth of connections,
+// optionally routed over in-memory pipes, and metered.
+
+// pipeListener is a net.Listener whose connections are in-memory pipes. In
+// pipe mode the gateway's site directory and the registry are served on one,
+// so the fleet's long polls cost no file descriptors: a long poll over
+// loopback TCP holds two (client and server end) in this one process, and
+// 10,000 of them do not fit under the 20,000-descriptor hard limit here.
+type pipeListener struct {
+	addr  string
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener(addr string) *pipeListener {
+	return &pipeListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return pipeAddr(l.addr) }
+
+func (l *pipeListener) dial(ctx context.Context) (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+type pipeAddr string
+
+func (a pipeAddr) Network() string { return "pipe" }
+func (a pipeAddr) String() string  { return string(a) }
+
+// fabric dials host:port either over TCP or, for the addresses routed to a
+// pipeListener, in memory.
+type fabric struct {
+	mu     sync.Mutex
+	routes map[string]*pipeListener
+	dialer net.Dialer
+}
+
+func (f *fabric) route(addr string) *pipeListener {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.routes == nil {
+		f.routes = map[string]*pipeListener{}
+	}
+	l := newPipeListener(addr)
+	f.routes[addr] = l
+	return l
+}
+
+func (f *fabric) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	f.mu.Lock()
+	l := f.routes[addr]
+	f.mu.Unlock()
+	if l != nil {
+		return l.dial(ctx)
+	}
+	return f.dialer.DialContext(ctx, network, addr)
+}
+
+// newTransport keeps one idle connection per agent and goroutine alive
+// instead of http.DefaultTransport's 2 per host (100 in all): with the
+// default, every long poll that ends closes its connection and the next one
+// dials again, leaving thousands of sockets in TIME_WAIT per heartbeat.
+func newTransport(f *fabric, sites int) *http.Transport {
+	return &http.Transport{
+		DialContext:           f.dial,
+		MaxIdleConns:          0, // no overall cap
+		MaxIdleConnsPerHost:   4*sites + 100,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // loopback: gzip would only burn CPU
+	}
+}
+
+// meter counts the fleet's requests by kind, so the benchmark knows when
+// every agent has reported and is long-polling, and can say how many
+// downloads and reports a phase cost.
+type meter struct {
+	next http.RoundTripper
+
+	heartbeats   atomic.Int64 // PUT /api/sites/{id}, answered 2xx
+	reports      atomic.Int64 // PUT /api/sites/{id}/actual, answered 2xx
+	polls        atomic.Int64 // GET /api/sites/{id}/desired, answered
+	pollsOpen    atomic.Int64 // long polls in flight
+	downloads    atomic.Int64 // GET /api/blobs/{digest}, answered 200
+	downloadErrs atomic.Int64 // ... answered otherwise, or not at all
+}
+
+type counts struct{ heartbeats, reports, polls, downloads, downloadErrs int64 }
+
+func (m *meter) snapshot() counts {
+	return counts{m.heartbeats.Load(), m.reports.Load(), m.polls.Load(), m.downloads.Load(), m.downloadErrs.Load()}
+}
+
+func (c counts) minus(o counts) counts {
+	return counts{c.heartbeats - o.heartbeats, c.reports - o.reports, c.polls - o.polls, c.downloads - o.downloads, c.downloadErrs - o.downloadErrs}
+}
+
+func (c counts) String() string {
+	return fmt.Sprintf("downloads=%d download_errors=%d reports=%d heartbeats=%d polls=%d", c.downloads, c.downloadErrs, c.reports, c.heartbeats, c.polls)
+}
+
+func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
+	p := r.URL.Path
+	var ok, done *atomic.Int64
+	switch {
+	case r.Method == http.MethodGet && strings.HasPrefix(p, "/api/blobs/"):
+		ok, done = &m.downloads, nil
+	case r.Method == http.MethodGet && strings.HasSuffix(p, "/desired"):
+		m.pollsOpen.Add(1)
+		defer m.pollsOpen.Add(-1)
+		done = &m.polls
+	case r.Method == http.MethodPut && strings.HasSuffix(p, "/actual"):
+		ok = &m.reports
+	case r.Method == http.MethodPut && strings.HasPrefix(p, "/api/sites/") && strings.Count(p, "/") == 3:
+		ok = &m.heartbeats
+	}
+	resp, err := m.next.RoundTrip(r)
+	if done != nil && err == nil {
+		done.Add(1)
+	}
+	if ok != nil {
+		switch {
+		case err == nil && resp.StatusCode/100 == 2:
+			ok.Add(1)
+		case ok == &m.downloads:
+			m.downloadErrs.Add(1)
+		}
+	}
+	return resp, err
+}

@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/registry"
+	"github.com/modelfleet/modelfleet/workers"
+)
+
+// stack is one fleet size's embedded control plane and its simulated sites,
+// wired as app/dev.go wires `modelfleet dev`, but with free ports, a temp
+// data dir and thousands of sites.
+type stack struct {
+	dir      string
+	log      *slog.Logger
+	pipes    bool
+	temporal *app.TemporalServer
+	client   client.Client
+	gateway  *app.Gateway
+	registry *registry.Registry
+	regURL   string
+	blobs    *blobGate
+	worker   worker.Worker
+	edges    []*app.Edge
+	meter    *meter
+	tr       *http.Transport
+
+	closers []func()
+}
+
+type stackConfig struct {
+	dir       string
+	sites     int
+	pipes     bool
+	heartbeat time.Duration
+	temporal  string
+	log       *slog.Logger
+}
+
+// startStack starts everything but the sites' agents, then opens the
+// agents, registers them in the directory and runs them. Close undoes it
+// all, also after a failed start.
+func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
+	s = &stack{dir: cfg.dir, log: cfg.log, pipes: cfg.pipes}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	port, uiPort := freePort(), freePort()
+	if port == 0 || uiPort == 0 {
+		return s, errors.New("no free port for the Temporal dev server")
+	}
+	s.temporal, err = app.StartTemporal(ctx, app.TemporalOptions{
+		Binary: cfg.temporal, DataDir: filepath.Join(cfg.dir, "temporal"),
+		Port: port, UIPort: uiPort, Logger: cfg.log,
+	})
+	if err != nil {
+		return s, err
+	}
+	s.closers = append(s.closers, func() { s.temporal.Close() })
+	if s.client, err = workers.Dial(ctx, s.temporal.Address, workers.DefaultNamespace, cfg.log); err != nil {
+		return s, err
+	}
+	s.closers = append(s.closers, s.client.Close)
+
+	s.gateway, err = app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway"), Temporal: s.client, Logger: cfg.log})
+	if err != nil {
+		return s, err
+	}
+	s.closers = append(s.closers, func() { s.gateway.Close() })
+
+	// The fleet's transport, installed before anything uses
+	// http.DefaultClient. In pipe mode the directory (everything the agents
+	// and the cloud worker ask of the gateway) is served in memory too; the
+	// registry's webhook keeps its own plain TCP client, so the Event Grid
+	// delivery still reaches the real gateway listener.
+	fab := &fabric{}
+	s.tr = newTransport(fab, cfg.sites)
+	s.meter = &meter{next: s.tr}
+	http.DefaultTransport = s.meter
+	if cfg.pipes {
+		s.serve(fab.route(hostOf(s.gateway.URL())), s.gateway.Directory.Handler())
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return s, err
+	}
+	s.regURL = "http://" + ln.Addr().String()
+	s.registry, err = registry.Open(filepath.Join(cfg.dir, "registry"), registry.Options{
+		WebhookURL: s.gateway.URL() + "/api/events",
+		PublicURL:  s.regURL,
+		Logger:     cfg.log,
+		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
+	})
+	if err != nil {
+		ln.Close()
+		return s, err
+	}
+	s.closers = append(s.closers, func() { s.registry.Close() })
+	s.blobs = &blobGate{next: s.registry.Handler()}
+	s.serve(ln, s.blobs)
+	if cfg.pipes {
+		s.serve(fab.route(hostOf(s.regURL)), s.blobs)
+	}
+
+	if s.worker, err = app.StartCloudWorker(app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}); err != nil {
+		return s, err
+	}
+	s.closers = append(s.closers, s.worker.Stop)
+	return s, s.startSites(ctx, cfg)
+}
+
+// startSites opens every site's agent (store, router listening on its own
+// port), registers the site in the directory with its wave label, as an
+// operator would, and runs the agents: no Temporal worker, only the pull
+// loop and the heartbeat, as releases use them.
+func (s *stack) startSites(ctx context.Context, cfg stackConfig) error {
+	s.edges = make([]*app.Edge, cfg.sites)
+	errs := make([]error, cfg.sites)
+	// Opening a site is mostly mkdir and a listener: a few at a time keeps
+	// the disk busy without a thousand goroutines queueing on it.
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range cfg.sites {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			id := siteID(i)
+			s.edges[i], errs[i] = app.OpenEdge(app.EdgeConfig{
+				SiteID:            id,
+				DataDir:           filepath.Join(cfg.dir, "sites", id),
+				Listen:            "127.0.0.1:0",
+				GatewayURL:        s.gateway.URL(),
+				Labels:            map[string]string{"ring": ring(i, cfg.sites)},
+				HeartbeatInterval: cfg.heartbeat,
+				NoWorker:          true,
+				Logger:            cfg.log,
+			})
+			if errs[i] != nil {
+				return
+			}
+			_, errs[i] = s.gateway.Directory.Put(s.edges[i].Site())
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, e := range s.edges {
+			if e != nil {
+				e.Agent.Close()
+			}
+		}
+		return err
+	}
+	ectx, cancel := context.WithCancel(context.Background())
+	var running sync.WaitGroup
+	for _, e := range s.edges {
+		running.Go(func() { _ = e.Run(ectx) })
+	}
+	s.closers = append(s.closers, func() {
+		cancel()
+		running.Wait()
+		for _, e := range s.edges {
+			e.Agent.Close()
+		}
+	})
+	return nil
+}
+
+// waitIdle waits until every agent has registered, reported its (empty)
+// actual state and is long-polling, so the release starts on a quiet fleet
+// instead of competing with its start-up.
+func (s *stack) waitIdle(ctx context.Context, timeout time.Duration) error {
+	n := int64(len(s.edges))
+	deadline := time.Now().Add(timeout)
+	for {
+		c := s.meter.snapshot()
+		open := s.meter.pollsOpen.Load()
+		if c.heartbeats >= n && c.reports >= n && open >= n-n/100 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fleet not idle after %s: %d/%d heartbeats, %d/%d reports, %d long polls open", timeout, c.heartbeats, n, c.reports, n, open)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *stack) serve(ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("bench http server stopped", "addr", ln.Addr().String(), "error", err)
+		}
+	}()
+	s.closers = append(s.closers, func() { srv.Close() })
+}
+
+// Close stops everything in reverse order and removes nothing: the caller
+// owns the data dir.
+func (s *stack) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+	if s.tr != nil {
+		s.tr.CloseIdleConnections()
+	}
+}
+
+// blobGate stands in front of the registry's HTTP API and can make one
+// artifact unavailable (HTTP 500), which is how the benchmark breaks a wave:
+// the registry, not the sites, is what it controls from outside.
+type blobGate struct {
+	next    http.Handler
+	blocked atomic.Pointer[string] // hex digest refused, nil for none
+}
+
+func (g *blobGate) block(digest string) {
+	hex := strings.TrimPrefix(digest, "sha256:")
+	g.blocked.Store(&hex)
+}
+
+func (g *blobGate) unblock() { g.blocked.Store(nil) }
+
+func (g *blobGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if hex := g.blocked.Load(); hex != nil && strings.HasPrefix(r.URL.Path, "/api/blobs/") && strings.Contains(r.URL.Path, *hex) {
+		http.Error(w, `{"error":"internal","message":"blob unavailable (benchmark breach)"}`, http.StatusInternalServerError)
+		return
+	}
+	g.next.ServeHTTP(w, r)
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func hostOf(url string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(url, "http://"), "https://")
+}
+
+// siteID pads the index so the directory's ID order is the creation order.
+func siteID(i int) string { return fmt.Sprintf("site-%05d", i+1) }
+
+// The four rings the benchmark's waves select: 1% canary, 10% r1, 30% r2
+// and the rest, in site order.
+var rings = []struct {
+	name  string
+	share float64
+}{{"canary", 0.01}, {"r1", 0.10}, {"r2", 0.30}, {"main", 1}}
+
+func ring(i, n int) string {
+	bound := 0.0
+	for _, r := range rings {
+		bound += r.share * float64(n)
+		if float64(i) < bound || r.share == 1 {
+			return r.name
+		}
+	}
+	return rings[len(rings)-1].name
+}
+
+// ringSizes counts the sites of each ring, in wave order.
+func ringSizes(n int) []int {
+	sizes := make([]int, len(rings))
+	for i := range n {
+		r := ring(i, n)
+		for j := range rings {
+			if rings[j].name == r {
+				sizes[j]++
+			}
+		}
+	}
+	return sizes
+}

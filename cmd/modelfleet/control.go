@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/workflows"
+)
+
+// controlHelp says what each control does, for --help.
+var controlHelp = map[string]string{
+	workflows.SignalApprove:  "Approve the release at its current approval gate",
+	workflows.SignalReject:   "Reject the release at its gate: every touched site rolls back",
+	workflows.SignalPause:    "Pause after the current step (resume continues)",
+	workflows.SignalResume:   "Resume a paused release",
+	workflows.SignalAbort:    "Stop the release where it is; sites keep their current traffic",
+	workflows.SignalRollback: "Roll every touched site back to its previous versions and weights",
+	workflows.SignalSkipBake: "End the current bake now (recorded)",
+}
+
+// identity is who the CLI acts as: $MODELFLEET_USER, else the login name and
+// host, so the workflow history records a person, not "cli".
+func identity() string {
+	if u := os.Getenv("MODELFLEET_USER"); u != "" {
+		return u
+	}
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	host, _ := os.Hostname()
+	return name + "@" + host
+}
+
+func newControlCmds(g *globals) []*cobra.Command {
+	var cmds []*cobra.Command
+	for _, action := range workflows.Signals {
+		var reason, as string
+		cmd := &cobra.Command{
+			Use:   action + " <model> <version> --reason <why>",
+			Short: controlHelp[action],
+			Args:  cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				ref := modelfleet.ModelRef{Name: args[0], Version: args[1]}
+				if err := ref.Validate(); err != nil {
+					return err
+				}
+				if strings.TrimSpace(reason) == "" {
+					return errors.New("--reason is required: it is recorded in the release's history")
+				}
+				c, err := g.dial(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				ctl := workflows.Control{By: as, Reason: reason}
+				if err := c.SignalWorkflow(cmd.Context(), modelfleet.ReleaseWorkflowID(ref), "", action, ctl); err != nil {
+					return fmt.Errorf("%s %s: %w", action, ref, err)
+				}
+				fmt.Printf("%s sent to %s by %s\n", action, modelfleet.ReleaseWorkflowID(ref), as)
+				return nil
+			},
+		}
+		cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the workflow history)")
+		cmd.Flags().StringVar(&as, "as", identity(), "who is acting ($MODELFLEET_USER, default user@host)")
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
+func newWatchCmd(g *globals) *cobra.Command {
+	var interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "watch <model> <version>",
+		Short: "Follow a release live: progress per wave until it ends",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref := modelfleet.ModelRef{Name: args[0], Version: args[1]}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return watch(cmd.Context(), c, ref, interval)
+		},
+	}
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval")
+	return cmd
+}
+
+func watch(ctx context.Context, c client.Client, ref modelfleet.ModelRef, every time.Duration) error {
+	tty := isTerminal()
+	last := ""
+	for {
+		st, err := app.ReleaseStatus(ctx, c, ref)
+		if err != nil {
+			return err
+		}
+		view := renderWaves(st)
+		if view != last {
+			if tty {
+				fmt.Print("\033[H\033[2J")
+			}
+			fmt.Print(view)
+			last = view
+		}
+		if terminal(st.State) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(every):
+		}
+	}
+}
+
+func terminal(state string) bool {
+	switch state {
+	case workflows.StateSucceeded, workflows.StateFailed, workflows.StateAborted, workflows.StateRolledBack, "terminated", "canceled", "timed-out":
+		return true
+	}
+	return false
+}
+
+// renderWaves draws one progress bar per wave.
+func renderWaves(st workflows.ReleaseStatus) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s", modelfleet.ReleaseWorkflowID(st.Model), strings.ToUpper(st.State))
+	if st.Reason != "" {
+		fmt.Fprintf(&b, "  (%s)", st.Reason)
+	}
+	b.WriteString("\n")
+	if g := st.Gate; g != nil {
+		fmt.Fprintf(&b, "  waiting for approval after %q until %s (then %s): modelfleet release approve %s %s --reason ...\n", g.After, g.Deadline, g.OnTimeout, st.Model.Name, st.Model.Version)
+	}
+	for _, w := range st.Waves {
+		done := w.Counts[workflows.SiteHealthy] + w.Counts[workflows.SiteFailed] + w.Counts[workflows.SiteRolledBack]
+		const width = 30
+		filled := 0
+		if w.Sites > 0 {
+			filled = done * width / w.Sites
+		}
+		bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
+		fmt.Fprintf(&b, "  %-12s [%s] %d/%d", w.Name, bar, done, w.Sites)
+		for _, k := range []string{workflows.SiteHealthy, workflows.SiteDeploying, workflows.SiteBaking, workflows.SiteWaitingForWindow, workflows.SiteFailed, workflows.SiteRolledBack} {
+			if n := w.Counts[k]; n > 0 {
+				fmt.Fprintf(&b, "  %s=%d", k, n)
+			}
+		}
+		if w.Weight > 0 && w.State == workflows.SiteDeploying {
+			fmt.Fprintf(&b, "  step %d%%", w.Weight)
+		}
+		if w.BakeUntil != "" {
+			fmt.Fprintf(&b, "  bake until %s", w.BakeUntil)
+		}
+		if w.WindowUntil != "" {
+			fmt.Fprintf(&b, "  window opens %s", w.WindowUntil)
+		}
+		if w.Failed > 0 {
+			fmt.Fprintf(&b, "  failures %d/%d budget", w.Failed, w.Budget)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func isTerminal() bool {
+	fi, err := os.Stdout.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

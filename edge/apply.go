@@ -1,0 +1,141 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Apply makes the site serve exactly the desired split of model: every
+// listed version is installed (downloaded only if it is not on disk, digest
+// verified) and loaded, weights are set, and versions left out are unloaded
+// (they stay on disk for a rollback). An empty split stops serving the
+// model. Idempotent: applying the same split again changes nothing, so the
+// agent can re-apply after a restart or a lost acknowledgement.
+func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.DesiredVersion, fetch func(modelfleet.DesiredVersion) FetchFunc) error {
+	if err := modelfleet.ValidateName("model name", model); err != nil {
+		return fmt.Errorf("edge: apply: %w", err)
+	}
+	if err := modelfleet.ValidateSplit(versions); err != nil {
+		return fmt.Errorf("edge: apply %s: %w", model, err)
+	}
+	if len(versions) == 0 {
+		defer a.lockModel(model)()
+		if a.router.Versions(model) == nil {
+			return nil
+		}
+		if err := a.commit(model, nil); err != nil {
+			return fmt.Errorf("edge: apply %s: stop serving: %w", model, err)
+		}
+		a.log.Info("edge: model no longer served", "model", model)
+		return nil
+	}
+	weights := make(map[string]int, len(versions))
+	for _, v := range versions {
+		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features}
+		if err := req.Validate(); err != nil {
+			return fmt.Errorf("edge: apply %s: %w", req.Model, err)
+		}
+		if _, err := a.store.Install(ctx, req, fetch(v)); err != nil {
+			return fmt.Errorf("edge: apply %s: %w", req.Model, err)
+		}
+		weights[v.Version] = v.Weight
+	}
+	if same(a.Traffic(model), weights) {
+		return nil
+	}
+	return a.SetTraffic(ctx, model, weights)
+}
+
+func same(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Stats returns each loaded version of model with its weight and the
+// router's figures since the process started: requests, errors, and the p99
+// latency estimated from the latency histogram's buckets.
+func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
+	var out []modelfleet.ServedVersion
+	idx := map[string]int{}
+	for _, v := range a.router.Versions(model) {
+		idx[v.Model.Version] = len(out)
+		out = append(out, modelfleet.ServedVersion{Version: v.Model.Version, Digest: v.Digest, Weight: v.Weight})
+	}
+	families, err := a.router.Registry().Gather()
+	if err != nil {
+		return out
+	}
+	for _, f := range families {
+		switch f.GetName() {
+		case "modelfleet_edge_score_requests_total":
+			for _, m := range f.GetMetric() {
+				if i, ok := versionOf(m, model, idx); ok {
+					n := int64(m.GetCounter().GetValue())
+					out[i].Requests += n
+					if label(m, "outcome") != "ok" {
+						out[i].Errors += n
+					}
+				}
+			}
+		case "modelfleet_edge_score_duration_seconds":
+			for _, m := range f.GetMetric() {
+				if i, ok := versionOf(m, model, idx); ok {
+					out[i].P99LatencyMs = quantile(m.GetHistogram(), 0.99) * 1000
+				}
+			}
+		}
+	}
+	return out
+}
+
+func versionOf(m *dto.Metric, model string, idx map[string]int) (int, bool) {
+	if label(m, "model") != model {
+		return 0, false
+	}
+	i, ok := idx[label(m, "version")]
+	return i, ok
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+// quantile is the upper bound of the first bucket holding the q-th
+// observation: an overestimate by at most one bucket width, which is the
+// safe side for a latency criterion.
+func quantile(h *dto.Histogram, q float64) float64 {
+	total := h.GetSampleCount()
+	if total == 0 {
+		return 0
+	}
+	rank := uint64(math.Ceil(q * float64(total)))
+	bs := h.GetBucket()
+	sort.Slice(bs, func(i, j int) bool { return bs[i].GetUpperBound() < bs[j].GetUpperBound() })
+	for _, b := range bs {
+		if b.GetCumulativeCount() >= rank {
+			return b.GetUpperBound()
+		}
+	}
+	if len(bs) > 0 {
+		return bs[len(bs)-1].GetUpperBound()
+	}
+	return 0
+}

@@ -1,0 +1,52 @@
+package edge
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+)
+
+// Header values shared by every score response; net/http only reads them.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
+var scoreBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// writeScore writes the score response of arm a: the precomputed prefix and
+// suffix around the prediction, the same bytes json.NewEncoder would write
+// for scoreResponse, without reflection or an encoder per request.
+func writeScore(w http.ResponseWriter, a *arm, p float64, label int) {
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	buf := scoreBufs.Get().(*[]byte)
+	b := append((*buf)[:0], a.prefix...)
+	b = appendJSONFloat(b, p)
+	b = append(b, a.suffix[label]...)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+	*buf = b
+	scoreBufs.Put(buf)
+}
+
+// appendJSONFloat formats f as encoding/json does: the shortest
+// representation, in exponent form only below 1e-6 or from 1e21, with a
+// two-digit exponent trimmed (e-07 becomes e-7). f is finite: predict
+// rejects the rest.
+func appendJSONFloat(b []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}

@@ -1,0 +1,160 @@
+package edge
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// stuckScorer blocks every Predict until release is closed.
+type stuckScorer struct {
+	Scorer
+	release chan struct{}
+}
+
+func (s stuckScorer) Predict(x []float64) (float64, error) {
+	<-s.release
+	return s.Scorer.Predict(x)
+}
+
+func version(v string, features []string, s Scorer) LoadedModel {
+	return LoadedModel{Model: modelfleet.ModelRef{Name: "m", Version: v}, Digest: digestOf([]byte(v)), Features: features, Scorer: s}
+}
+
+// waitFor polls cond: shadows finish asynchronously. The deadline only
+// stops a broken test from hanging; it measures nothing.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestShadowNeverBlocksThePrimary(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	r.shadow = newShadowPool(2, 8)
+	release := make(chan struct{})
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(release) }) }
+	defer r.Close()
+	defer unstick() // before Close, which waits for the workers
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: version("2", testFeatures, stuckScorer{&fakeScorer{weights: []float64{-1, -1, -1}}, release}), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Handler()
+
+	// The shadow never answers while these run: if mirroring could wait,
+	// they would hang with it.
+	const n = 500
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			rec := do(h, "POST", "/score/m", goodRow)
+			if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"version":"1"`) || !strings.Contains(rec.Body.String(), `"shadow":false`) {
+				t.Errorf("primary answer = %d %s", rec.Code, rec.Body)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("primary requests are stuck behind a stuck shadow")
+	}
+	a := r.lookup("m").version("2")
+	dropped := testutil.ToFloat64(a.m.dropped)
+	if dropped < n-2-8 { // 2 workers stuck, 8 queued
+		t.Errorf("dropped = %v, want at least %d", dropped, n-10)
+	}
+
+	unstick()
+	scored := func() float64 { return testutil.ToFloat64(a.m.shadowOK) + testutil.ToFloat64(a.m.shadowErrors) }
+	waitFor(t, "the shadow to drain", func() bool { return scored()+dropped == n })
+	ok := testutil.ToFloat64(a.m.shadowOK)
+	if ok == 0 || testutil.ToFloat64(a.m.shadowErrors) != 0 {
+		t.Errorf("shadow ok = %v errors = %v", ok, testutil.ToFloat64(a.m.shadowErrors))
+	}
+	// The primary says 1 to goodRow and the shadow, with opposite weights, 0.
+	if agree, disagree := testutil.ToFloat64(a.m.agree), testutil.ToFloat64(a.m.disagree); agree != 0 || disagree != ok {
+		t.Errorf("agree = %v disagree = %v, want 0 and %v", agree, disagree, ok)
+	}
+	body := do(h, "GET", "/metrics", "").Body.String()
+	for _, want := range []string{
+		`modelfleet_edge_shadow_requests_total{model="m",outcome="ok",site="site-1",version="2"}`,
+		`modelfleet_edge_shadow_duration_seconds_count{model="m",site="site-1",version="2"}`,
+		`modelfleet_edge_shadow_prediction_count{model="m",site="site-1",version="2"}`,
+		`modelfleet_edge_shadow_label_agreement_total{model="m",result="disagree",site="site-1",version="2"}`,
+		`modelfleet_edge_shadow_dropped_total{model="m",site="site-1",version="2"}`,
+		`modelfleet_edge_traffic_weight{model="m",site="site-1",version="1"} 100`,
+		`modelfleet_edge_traffic_weight{model="m",site="site-1",version="2"} 0`,
+		`modelfleet_edge_score_requests_total{model="m",outcome="ok",site="site-1",version="1"} 500`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if !strings.Contains(body, `modelfleet_edge_score_requests_total{model="m",outcome="ok",site="site-1",version="2"} 0`) {
+		t.Error("mirrored requests are counted as served requests")
+	}
+}
+
+// A shadow may declare other features than the primary (a new version
+// adds one): it decodes the body itself rather than score the primary's row.
+func TestShadowWithOtherFeatures(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	defer r.Close()
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: version("2", []string{"rpm", "temp"}, &fakeScorer{weights: []float64{1, 1}}), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Handler()
+	for range 20 {
+		if rec := do(h, "POST", "/score/m", goodRow); rec.Code != 200 {
+			t.Fatalf("score = %d %s", rec.Code, rec.Body)
+		}
+	}
+	a := r.lookup("m").version("2")
+	waitFor(t, "20 shadow answers", func() bool {
+		return testutil.ToFloat64(a.m.shadowOK)+testutil.ToFloat64(a.m.shadowErrors) == 20
+	})
+	if errs := testutil.ToFloat64(a.m.shadowErrors); errs != 0 {
+		t.Errorf("shadow errors = %v: it was given the primary's row", errs)
+	}
+	if agree := testutil.ToFloat64(a.m.agree); agree != 20 {
+		t.Errorf("agreements = %v, want 20", agree)
+	}
+}
+
+func TestUnloadedVersionLosesItsWeightGauge(t *testing.T) {
+	r, h := newTestRouter(t)
+	r.Swap(LoadedModel{Model: modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}, Features: testFeatures, Scorer: &fakeScorer{weights: []float64{1, 1, 1}}})
+	body := do(h, "GET", "/metrics", "").Body.String()
+	if !strings.Contains(body, `modelfleet_edge_traffic_weight{model="bearing-failure",site="site-1",version="2"} 100`) ||
+		strings.Contains(body, `modelfleet_edge_traffic_weight{model="bearing-failure",site="site-1",version="1"}`) {
+		t.Errorf("weights after a swap:\n%s", grepLines(body, "traffic_weight"))
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,99 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Client talks to a queue's HTTP API (Handler): remote edge agents send
+// through it, the CLI reads stats, peeks and redrives.
+type Client struct {
+	BaseURL string // e.g. http://127.0.0.1:8080
+	Queue   string // the queue's name
+	// HTTPClient is used for requests. If nil, http.DefaultClient is used.
+	HTTPClient *http.Client
+}
+
+var _ Sender = (*Client)(nil)
+
+// Send sends m. A Send that failed for a network error may be retried with
+// the same m.ID: duplicate detection drops the copy if the first arrived.
+func (c *Client) Send(ctx context.Context, m Message) error {
+	body, err := json.Marshal(SendRequest{ID: m.ID, Body: m.Body, ContentType: m.ContentType, Properties: m.Properties})
+	if err != nil {
+		return fmt.Errorf("queue: encode message %q: %w", m.ID, err)
+	}
+	var out SendResponse
+	return c.do(ctx, http.MethodPost, "messages", nil, body, &out)
+}
+
+// Stats returns the queue's counts.
+func (c *Client) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	return s, c.do(ctx, http.MethodGet, "stats", nil, nil, &s)
+}
+
+// Peek returns up to max messages from sequence number from on, of the
+// dead-letter sub-queue when deadLetter is set, without locking them.
+func (c *Client) Peek(ctx context.Context, from int64, max int, deadLetter bool) ([]PeekedMessage, error) {
+	q := url.Values{
+		"from":       {strconv.FormatInt(from, 10)},
+		"max":        {strconv.Itoa(max)},
+		"deadletter": {strconv.FormatBool(deadLetter)},
+	}
+	var ms []PeekedMessage
+	return ms, c.do(ctx, http.MethodGet, "messages", q, nil, &ms)
+}
+
+// Redrive moves up to max dead-lettered messages back to the queue and
+// returns how many it moved.
+func (c *Client) Redrive(ctx context.Context, max int) (int, error) {
+	var out RedriveResponse
+	err := c.do(ctx, http.MethodPost, "redrive", url.Values{"max": {strconv.Itoa(max)}}, nil, &out)
+	return out.Redriven, err
+}
+
+func (c *Client) do(ctx context.Context, method, op string, query url.Values, body []byte, out any) error {
+	path := "/api/queues/" + url.PathEscape(c.Queue) + "/" + op
+	target := c.BaseURL + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("queue: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("queue: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("queue: %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e errorBody
+		if json.Unmarshal(buf, &e) == nil && e.Error != "" {
+			return modelfleet.Errorf(e.Error, "%s", e.Message)
+		}
+		return fmt.Errorf("queue: %s %s: unexpected status %s", method, path, resp.Status)
+	}
+	if err := json.Unmarshal(buf, out); err != nil {
+		return fmt.Errorf("queue: %s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}

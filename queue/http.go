@@ -1,0 +1,237 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// SendRequest is the JSON body of POST /api/queues/{name}/messages. Body is
+// base64 (standard, padded), which is how encoding/json writes a []byte: it
+// carries any payload byte for byte, so what a consumer receives is exactly
+// what the agent sent, JSON or not.
+type SendRequest struct {
+	ID          string            `json:"id"`
+	Body        []byte            `json:"body"`
+	ContentType string            `json:"contentType,omitempty"`
+	Properties  map[string]string `json:"properties,omitempty"`
+}
+
+// SendResponse answers a send. A duplicate is answered the same way: as in
+// Service Bus, the sender is not told.
+type SendResponse struct {
+	ID string `json:"id"`
+}
+
+// RedriveResponse answers a redrive.
+type RedriveResponse struct {
+	Redriven int `json:"redriven"`
+}
+
+// defaultPeek is how many messages a peek without max returns.
+const defaultPeek = 10
+
+// Handler serves the queue's admin API and its HTTP send endpoint; see
+// NewHandler.
+func (q *Queue) Handler() http.Handler { return NewHandler(q) }
+
+// NewHandler serves the given queues, each under its name:
+//
+//	GET  /api/queues/{name}/stats                                  200 Stats
+//	GET  /api/queues/{name}/messages?from=&max=&deadletter=true    200 []PeekedMessage (max default 10, at most 100)
+//	POST /api/queues/{name}/messages                               201 SendResponse; body SendRequest
+//	POST /api/queues/{name}/redrive?max=                           200 RedriveResponse (max default: all)
+//
+// Errors are {"error": code, "message": ...}: 400 invalid input, 404 unknown
+// queue or path, 405 wrong method, 413 oversize message or body, 500
+// internal (details only in the log). Two queues with one name panic here,
+// as conflicting http.ServeMux patterns do.
+func NewHandler(queues ...*Queue) http.Handler {
+	h := &handler{queues: map[string]*Queue{}}
+	for _, q := range queues {
+		if h.queues[q.Name()] != nil {
+			panic(fmt.Sprintf("queue: NewHandler: two queues named %q", q.Name()))
+		}
+		h.queues[q.Name()] = q
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/queues/{name}/stats", h.methods(routes{http.MethodGet: h.stats}))
+	mux.Handle("/api/queues/{name}/messages", h.methods(routes{http.MethodGet: h.peek, http.MethodPost: h.send}))
+	mux.Handle("/api/queues/{name}/redrive", h.methods(routes{http.MethodPost: h.redrive}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, nil, modelfleet.Errorf(modelfleet.ENOTFOUND, "no such path %q", r.URL.Path))
+	})
+	return mux
+}
+
+type handler struct {
+	queues map[string]*Queue
+}
+
+type routes map[string]func(http.ResponseWriter, *http.Request, *Queue)
+
+// methods dispatches on the method and resolves the queue, so that a wrong
+// method is a JSON 405 and an unknown queue a JSON 404.
+func (h *handler) methods(rs routes) http.Handler {
+	allowed := slices.Sorted(maps.Keys(rs))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fn := rs[r.Method]
+		if fn == nil {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+				Error:   modelfleet.EINVALID,
+				Message: fmt.Sprintf("method %s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")),
+			})
+			return
+		}
+		q := h.queues[r.PathValue("name")]
+		if q == nil {
+			writeError(w, r, nil, modelfleet.Errorf(modelfleet.ENOTFOUND, "queue %q not found", r.PathValue("name")))
+			return
+		}
+		fn(w, r, q)
+	})
+}
+
+func (h *handler) stats(w http.ResponseWriter, r *http.Request, q *Queue) {
+	s, err := q.Stats()
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+func (h *handler) peek(w http.ResponseWriter, r *http.Request, q *Queue) {
+	qs := r.URL.Query()
+	from, err := intParam(qs.Get("from"), "from", 0)
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	max, err := intParam(qs.Get("max"), "max", defaultPeek)
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	dead := false
+	if v := qs.Get("deadletter"); v != "" {
+		if dead, err = strconv.ParseBool(v); err != nil {
+			writeError(w, r, q, modelfleet.Errorf(modelfleet.EINVALID, "deadletter %q is not a boolean", v))
+			return
+		}
+	}
+	if max > math.MaxInt {
+		max = math.MaxInt
+	}
+	ms, err := q.Peek(from, int(max), dead)
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ms)
+}
+
+func (h *handler) send(w http.ResponseWriter, r *http.Request, q *Queue) {
+	// Base64 grows the body by a third; the rest is room for the envelope
+	// and escaped properties. Send itself enforces the exact limit.
+	limit := int64(q.opts.MaxMessageBytes)*2 + 64<<10
+	var req SendRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, r, q, modelfleet.Errorf(modelfleet.ETOOLARGE, "request body exceeds %d bytes", limit))
+			return
+		}
+		writeError(w, r, q, modelfleet.Errorf(modelfleet.EINVALID, "request body is not a valid message: %v (want {\"id\", \"body\" (base64), \"contentType\", \"properties\"})", err))
+		return
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		writeError(w, r, q, modelfleet.Errorf(modelfleet.EINVALID, "request body has trailing data after the JSON object"))
+		return
+	}
+	m := Message{ID: req.ID, Body: req.Body, ContentType: req.ContentType, Properties: req.Properties}
+	if err := q.Send(r.Context(), m); err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, SendResponse{ID: req.ID})
+}
+
+func (h *handler) redrive(w http.ResponseWriter, r *http.Request, q *Queue) {
+	max, err := intParam(r.URL.Query().Get("max"), "max", math.MaxInt)
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	n, err := q.Redrive(r.Context(), int(min(max, math.MaxInt)))
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, RedriveResponse{Redriven: n})
+}
+
+// intParam parses a non-negative query parameter, def when absent.
+func intParam(v, name string, def int64) (int64, error) {
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, modelfleet.Errorf(modelfleet.EINVALID, "%s %q is not a non-negative integer", name, v)
+	}
+	return n, nil
+}
+
+// errorBody is the JSON of every error response.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// httpStatus maps domain error codes to HTTP, as fleet.StatusCode does.
+func httpStatus(code string) int {
+	switch code {
+	case modelfleet.EINVALID:
+		return http.StatusBadRequest
+	case modelfleet.ENOTFOUND:
+		return http.StatusNotFound
+	case modelfleet.ECONFLICT:
+		return http.StatusConflict
+	case modelfleet.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case modelfleet.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// writeError writes err with the status its code maps to. Internal errors
+// are logged (to q's logger when there is a queue) and never leak details.
+func writeError(w http.ResponseWriter, r *http.Request, q *Queue, err error) {
+	code := modelfleet.ErrorCode(err)
+	status := httpStatus(code)
+	if status == http.StatusInternalServerError && q != nil {
+		q.opts.Logger.Error("queue request failed", "queue", q.Name(), "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, errorBody{Error: code, Message: modelfleet.ErrorMessage(err)})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
