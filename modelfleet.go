@@ -197,6 +197,11 @@ type Site struct {
 	RouterURL string            `json:"routerUrl"`
 	TaskQueue string            `json:"taskQueue"`
 	Labels    map[string]string `json:"labels,omitempty"`
+	// Driver is how releases reach the site: "agent" (default: its own edge
+	// agent pulls its desired state), "amlarc" (Azure ML Kubernetes online
+	// endpoints on an Arc-connected cluster) or "gitops" (manifests committed
+	// to a fleet repository that Flux reconciles).
+	Driver string `json:"driver,omitempty"`
 	// Window, if set, is when the site may be changed; the site owns it.
 	// No window means any time.
 	Window   *MaintenanceWindow `json:"window,omitempty"`
