@@ -38,6 +38,11 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 		return r.status, err
 	}
 	r.listen(ctx)
+	if c := in.Resume; c != nil {
+		// Continued as new: carry on where the previous run stopped.
+		r.restore(c)
+		return r.end(ctx, r.rollout(ctx, c.NewVersion, c.Wave, c.Remaining))
+	}
 	if err := in.Model.Validate(); err != nil {
 		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err))
 	}
@@ -49,20 +54,22 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 	if err != nil {
 		return r.fail(ctx, err)
 	}
-	r.plan_ = plan
+	r.planned = plan
 	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features}
-	err = r.rollout(ctx, nv)
-	return r.end(ctx, err)
+	r.nv = nv
+	return r.end(ctx, r.rollout(ctx, nv, 0, r.planned.Waves[0]))
 }
 
 type release struct {
 	in      ReleaseInput
 	status  ReleaseStatus
 	index   map[string]int // site id -> position in status.Sites
-	plan_   activities.RolloutPlan
+	planned activities.RolloutPlan
 	wave    int        // current wave, -1 before the first
 	touched [][]string // per wave, sites whose desired state this release changed
 	ctl     controls
+	nv      modelfleet.DesiredVersion
+	events  int // estimated history events of this run's batches
 }
 
 var cloud *activities.Cloud
@@ -136,14 +143,21 @@ func (r *release) plan(ctx workflow.Context) (activities.RolloutPlan, error) {
 	return plan, nil
 }
 
-// rollout runs the waves in order, with the approval gates between them.
-func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion) error {
-	r.setState(ctx, StateDeploying, "")
-	p := r.plan_.Policy
-	for i, sites := range r.plan_.Waves {
+// rollout runs the waves in order from wave first (whose sites not yet
+// changed are remaining), with the approval gates between them.
+func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion, first int, remaining []activities.PlannedSite) error {
+	if r.status.State != StatePaused && r.status.State != StateAwaitingApproval {
+		r.setState(ctx, StateDeploying, "")
+	}
+	p := r.planned.Policy
+	for i := first; i < len(r.planned.Waves); i++ {
+		sites := r.planned.Waves[i]
+		if i == first {
+			sites = remaining
+		}
 		r.wave = i
 		ws := &r.status.Waves[i]
-		if len(sites) == 0 {
+		if len(r.planned.Waves[i]) == 0 {
 			ws.State, ws.Reason = SiteHealthy, "no sites in this wave"
 			continue
 		}
@@ -151,7 +165,7 @@ func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion) er
 			return err
 		}
 		ws.State = SiteHealthy
-		if p.GateAfter(p.Waves[i].Name) && i < len(r.plan_.Waves)-1 {
+		if p.GateAfter(p.Waves[i].Name) && i < len(r.planned.Waves)-1 {
 			if err := r.awaitApproval(ctx, p.Waves[i].Name); err != nil {
 				return err
 			}
@@ -163,7 +177,7 @@ func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion) er
 // runWave changes the wave's sites batch by batch (at most MaxConcurrent at
 // once, each only inside its maintenance window) through every traffic step.
 func (r *release) runWave(ctx workflow.Context, i int, sites []activities.PlannedSite, nv modelfleet.DesiredVersion) error {
-	w := r.plan_.Policy.Waves[i]
+	w := r.planned.Policy.Waves[i]
 	ws := &r.status.Waves[i]
 	ws.State = SiteDeploying
 	remaining := sites
@@ -187,15 +201,19 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 		if err := r.runBatch(ctx, i, ids(batch), nv); err != nil {
 			return err
 		}
+		if len(remaining) > 0 && r.historyFull(ctx) {
+			return r.continueAsNew(ctx, i, remaining)
+		}
 	}
 	return nil
 }
 
 func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv modelfleet.DesiredVersion) error {
-	w := r.plan_.Policy.Waves[i]
+	w := r.planned.Policy.Waves[i]
 	ws := &r.status.Waves[i]
 	release := modelfleet.ReleaseWorkflowID(r.in.Model)
 	r.touched[i] = append(r.touched[i], batch...)
+	r.events += eventsPerStep * len(w.Steps)
 	for _, weight := range w.Steps {
 		if err := r.checkpoint(ctx); err != nil {
 			return err
@@ -257,7 +275,7 @@ func (r *release) await(ctx workflow.Context, sites []string, timeout time.Durat
 }
 
 func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
-	d := r.plan_.Policy.Waves[i].Bake.Std()
+	d := r.planned.Policy.Waves[i].Bake.Std()
 	ws := &r.status.Waves[i]
 	if d <= 0 || len(batch) == 0 {
 		return nil
@@ -278,7 +296,7 @@ func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 // checkCriteria compares the new version's live figures at the batch's
 // sites with the wave's criteria.
 func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) error {
-	c := r.plan_.Policy.Waves[i].Criteria
+	c := r.planned.Policy.Waves[i].Criteria
 	if (c.MaxErrorRate == 0 && c.MaxP99LatencyMs == 0) || len(batch) == 0 {
 		return nil
 	}
@@ -286,7 +304,7 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 	if err != nil {
 		return err
 	}
-	name := r.plan_.Policy.Waves[i].Name
+	name := r.planned.Policy.Waves[i].Name
 	if c.MaxErrorRate > 0 && p.Requests > 0 {
 		if rate := float64(p.Errors) / float64(p.Requests); rate > c.MaxErrorRate {
 			return breach("wave %q: error rate %.4f over %d requests exceeds %.4f", name, rate, p.Requests, c.MaxErrorRate)
@@ -299,7 +317,7 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 }
 
 func (r *release) awaitApproval(ctx workflow.Context, after string) error {
-	a := r.plan_.Policy.Approval
+	a := r.planned.Policy.Approval
 	now := workflow.Now(ctx)
 	r.status.Gate = &GateStatus{After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout}
 	r.setState(ctx, StateAwaitingApproval, "waiting for approval after wave "+after)
@@ -371,6 +389,8 @@ func (r *release) end(ctx workflow.Context, err error) (ReleaseStatus, error) {
 			return r.fail(ctx, rerr)
 		}
 		return r.status, nil
+	case workflow.IsContinueAsNewError(err):
+		return r.status, err
 	case errors.As(err, &br) && br.Type() == "Breach":
 		if rerr := r.rollback(ctx, br.Error()); rerr != nil {
 			return r.fail(ctx, rerr)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -325,5 +326,53 @@ func TestReleaseRejectsAnInvalidModelRef(t *testing.T) {
 	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: modelfleet.ModelRef{Name: "../etc", Version: "1"}})
 	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "model name") {
 		t.Fatalf("workflow error = %v, want an invalid model name error", err)
+	}
+}
+
+func TestLongRolloutContinuesAsNew(t *testing.T) {
+	var ids []string
+	for i := range 700 {
+		ids = append(ids, "s"+strconv.Itoa(i))
+	}
+	in := ReleaseInput{Model: ref}
+	steps, runs := 0, 0
+	var last *harness
+	for {
+		runs++
+		if runs > 10 {
+			t.Fatal("release never finished")
+		}
+		h := newHarness(t, "waves: [{name: all, maxConcurrent: 1}]", sites(ids...))
+		h.env.ExecuteWorkflow(ReleaseWorkflowName, in)
+		steps += len(h.steps)
+		last = h
+		err := h.env.GetWorkflowError()
+		var can *workflow.ContinueAsNewError
+		if !errors.As(err, &can) {
+			if err != nil {
+				t.Fatalf("run %d: %v", runs, err)
+			}
+			break
+		}
+		in = ReleaseInput{}
+		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
+			t.Fatal(err)
+		}
+		if c := in.Resume; c == nil || len(c.Remaining)+steps != 700 {
+			t.Fatalf("run %d: checkpoint does not carry the rest of the sites", runs)
+		}
+		if len(h.steps)*eventsPerStep > historyLimit+eventsPerStep {
+			t.Errorf("run %d ran %d steps: its history would exceed %d events", runs, len(h.steps), historyLimit)
+		}
+	}
+	if runs < 2 || steps != 700 {
+		t.Errorf("runs = %d, steps = %d; want several runs and each of 700 sites stepped once", runs, steps)
+	}
+	st := last.status()
+	if st.State != StateSucceeded || st.Waves[0].Counts[SiteHealthy] != 700 {
+		t.Errorf("final = %q counts %v", st.State, st.Waves[0].Counts)
+	}
+	if len(last.finished) != 700 {
+		t.Errorf("leases freed = %d, want every touched site across all runs", len(last.finished))
 	}
 }

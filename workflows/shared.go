@@ -20,6 +20,8 @@ type ReleaseInput struct {
 	Properties map[string]string   `json:"properties,omitempty"`
 	// EventID is the id of the event that caused the release, for audit.
 	EventID string `json:"eventId,omitempty"`
+	// Resume is set when a release continues as new (see Checkpoint).
+	Resume *Checkpoint `json:"resume,omitempty"`
 }
 
 // Release states, in the order a release moves through them. Failed is

@@ -1,0 +1,461 @@
+package workflows
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// RetrainWorkflowName is the registered type name of the retraining
+// workflow; the gateway signal-with-starts it by this name.
+const RetrainWorkflowName = "Retrain"
+
+// Signals the retraining workflow receives.
+const (
+	// RetrainTriggerSignal carries a RetrainTrigger: drift was detected.
+	RetrainTriggerSignal = "trigger"
+	// RunStatusSignal carries a RunStatus of the retraining job.
+	RunStatusSignal = "run-status"
+)
+
+// RetrainWorkflowID is the one retraining workflow of a model. One ID per
+// model is what coalesces repeated drift events into one retraining.
+func RetrainWorkflowID(model string) string { return "retrain/" + model }
+
+// RetrainRunTag is the Azure ML run tag the product sets on every retraining
+// job it submits, with the model name as value; the gateway routes that
+// job's RunCompleted and RunStatusChanged events to RetrainWorkflowID.
+const RetrainRunTag = "modelfleet.retrain"
+
+// Stages of a retraining workflow, also its ModelfleetStage search attribute.
+const (
+	RetrainCollecting = "collecting"      // debounce: waiting for more triggers
+	RetrainWaiting    = "waiting-for-job" // retraining requested, job not finished
+	RetrainCooldown   = "cooldown"        // a retraining finished recently
+	RetrainIdle       = "idle"            // nothing to do; closes after IdleTimeout
+	RetrainClosed     = "closed"          // the workflow returned
+)
+
+// Defaults of RetrainInput.
+const (
+	DefaultRetrainDebounce    = 2 * time.Minute
+	DefaultRetrainCooldown    = 6 * time.Hour
+	DefaultRetrainJobTimeout  = 24 * time.Hour
+	DefaultRetrainIdleTimeout = 25 * time.Hour
+	DefaultRetrainHistory     = 10_000
+)
+
+// Bounds on what the workflow state keeps, so it stays small across
+// continue-as-new however many events arrive.
+const (
+	maxSeenEvents = 1000 // event IDs remembered for dedupe
+	maxTriggerLog = 100
+	maxCycleLog   = 20
+)
+
+// Reasons a RetrainTrigger gives.
+const (
+	ReasonDatasetDrift     = "dataset-drift"              // DatasetDriftDetected
+	ReasonMonitorThreshold = "monitor-threshold-breached" // model monitoring (v2)
+)
+
+// RetrainTrigger is one reason to retrain a model, from one event.
+type RetrainTrigger struct {
+	Reason           string    `json:"reason"`
+	Source           string    `json:"source,omitempty"` // the event's topic or source
+	EventID          string    `json:"eventId"`
+	Model            string    `json:"model"`
+	DriftCoefficient float64   `json:"driftCoefficient,omitempty"`
+	Monitor          string    `json:"monitor,omitempty"` // drift monitor or signal name
+	RunID            string    `json:"runId,omitempty"`   // the monitor's run
+	Time             time.Time `json:"time,omitzero"`     // when the event happened
+}
+
+// RunStatus is a status change of a retraining job in Azure ML.
+type RunStatus struct {
+	Model   string    `json:"model"`
+	RunID   string    `json:"runId"`
+	Status  string    `json:"status"` // Azure ML's: Running, Completed, Failed, Canceled, ...
+	EventID string    `json:"eventId"`
+	Time    time.Time `json:"time,omitzero"`
+}
+
+// RetrainInput starts (or continues) the retraining workflow of a model.
+// Zero durations take the defaults.
+type RetrainInput struct {
+	Model       string        `json:"model"`
+	Debounce    time.Duration `json:"debounce,omitempty"`    // wait for more triggers after the first
+	Cooldown    time.Duration `json:"cooldown,omitempty"`    // after a retraining finished, whatever its result
+	JobTimeout  time.Duration `json:"jobTimeout,omitempty"`  // give up waiting for the job
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"` // close after this long without triggers
+	// HistoryLimit continues-as-new at this many history events, besides
+	// whenever the server suggests it.
+	HistoryLimit int `json:"historyLimit,omitempty"`
+	// State is carried across continue-as-new; nil on a fresh start.
+	State *RetrainState `json:"state,omitempty"`
+}
+
+// RetrainState is the whole state machine, so a continued run resumes it
+// exactly: deadlines are absolute times, not pending timers.
+type RetrainState struct {
+	Status       RetrainStatus    `json:"status"`
+	Seen         []string         `json:"seen,omitempty"`    // event IDs, oldest first
+	Pending      []RetrainTrigger `json:"pending,omitempty"` // deferred by a cooldown
+	Deadline     time.Time        `json:"deadline,omitzero"` // end of the current stage
+	LastFinished time.Time        `json:"lastFinished,omitzero"`
+	LastTrigger  time.Time        `json:"lastTrigger,omitzero"`
+}
+
+// RetrainStatus is what the status query answers and the workflow returns.
+type RetrainStatus struct {
+	Model         string          `json:"model"`
+	Stage         string          `json:"stage"`
+	Reason        string          `json:"reason,omitempty"` // why it is in that stage
+	Until         string          `json:"until,omitempty"`  // when the stage ends by itself
+	Current       *RetrainCycle   `json:"current,omitempty"`
+	Cycles        []RetrainCycle  `json:"cycles,omitempty"`   // finished, the last 20
+	Triggers      []TriggerRecord `json:"triggers,omitempty"` // the last 100
+	TriggersTotal int             `json:"triggersTotal"`
+	Duplicates    int             `json:"duplicates"` // redelivered events dropped
+	LastRun       *RunStatus      `json:"lastRun,omitempty"`
+	StartedAt     string          `json:"startedAt,omitempty"`
+	UpdatedAt     string          `json:"updatedAt,omitempty"`
+}
+
+// TriggerRecord is a trigger and what the workflow did with it.
+type TriggerRecord struct {
+	RetrainTrigger
+	ReceivedAt  string `json:"receivedAt"`
+	Disposition string `json:"disposition"`
+}
+
+// RetrainCycle is one retraining: the triggers it coalesced, why it ran, and
+// how it ended.
+type RetrainCycle struct {
+	Number      int            `json:"number"`
+	Triggers    int            `json:"triggers"`
+	OpenedAt    string         `json:"openedAt"`
+	RequestedAt string         `json:"requestedAt,omitempty"`
+	Why         string         `json:"why,omitempty"`
+	RunID       string         `json:"runId,omitempty"`
+	RunStatus   string         `json:"runStatus,omitempty"`
+	Result      string         `json:"result,omitempty"` // completed, failed, canceled, timed-out
+	FinishedAt  string         `json:"finishedAt,omitempty"`
+	Reasons     map[string]int `json:"reasons,omitempty"` // triggers by reason
+}
+
+// Retrain is the coalescing front of a model's retraining. Drift triggers
+// (deduplicated by event ID) open a cycle; after the debounce window the
+// cycle requests a retraining and waits for the job's terminal run status
+// or JobTimeout; then a cooldown holds new triggers back. It holds no
+// activity yet: requestRetraining is where submitting the job slots in.
+func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
+	r := newRetrain(ctx, in)
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (RetrainStatus, error) {
+		return r.st.Status, nil
+	}); err != nil {
+		return r.st.Status, err
+	}
+	if err := modelfleet.ValidateName("model name", in.Model); err != nil {
+		return r.st.Status, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err)
+	}
+	r.index(ctx)
+	triggers := workflow.GetSignalChannel(ctx, RetrainTriggerSignal)
+	runs := workflow.GetSignalChannel(ctx, RunStatusSignal)
+	var timer workflow.Future
+	var timerAt time.Time
+	cancelTimer := func() {}
+	for {
+		if due := r.st.Deadline; !due.IsZero() && !workflow.Now(ctx).Before(due) {
+			// The stage's deadline passed: move on, and close once idle for
+			// IdleTimeout unless a signal is already waiting.
+			if r.expire(ctx) && r.drain(ctx, triggers, runs) == 0 {
+				r.setStage(ctx, RetrainClosed, "idle for "+r.in.IdleTimeout.String())
+				return r.st.Status, nil
+			}
+			continue
+		}
+		if r.continueAsNew(ctx) {
+			r.drain(ctx, triggers, runs)
+			cancelTimer()
+			next := r.in
+			st := r.st
+			next.State = &st
+			return r.st.Status, workflow.NewContinueAsNewError(ctx, RetrainWorkflowName, next)
+		}
+		if !r.st.Deadline.Equal(timerAt) {
+			cancelTimer()
+			timer, timerAt = nil, r.st.Deadline
+			if !timerAt.IsZero() {
+				tctx, cancel := workflow.WithCancel(ctx)
+				timer, cancelTimer = workflow.NewTimer(tctx, timerAt.Sub(workflow.Now(ctx))), cancel
+			}
+		}
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(triggers, func(c workflow.ReceiveChannel, _ bool) {
+			var t RetrainTrigger
+			c.Receive(ctx, &t)
+			r.trigger(ctx, t)
+		})
+		sel.AddReceive(runs, func(c workflow.ReceiveChannel, _ bool) {
+			var s RunStatus
+			c.Receive(ctx, &s)
+			r.runStatus(ctx, s)
+		})
+		if timer != nil {
+			sel.AddFuture(timer, func(workflow.Future) { timerAt = time.Time{} })
+		}
+		sel.Select(ctx)
+	}
+}
+
+type retrain struct {
+	in RetrainInput
+	st RetrainState
+}
+
+func newRetrain(ctx workflow.Context, in RetrainInput) *retrain {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&in.Debounce, DefaultRetrainDebounce)
+	def(&in.Cooldown, DefaultRetrainCooldown)
+	def(&in.JobTimeout, DefaultRetrainJobTimeout)
+	def(&in.IdleTimeout, DefaultRetrainIdleTimeout)
+	if in.HistoryLimit <= 0 {
+		in.HistoryLimit = DefaultRetrainHistory
+	}
+	r := &retrain{in: in}
+	if in.State != nil {
+		r.st = *in.State
+		r.in.State = nil
+		return r
+	}
+	now := workflow.Now(ctx)
+	r.st.Status = RetrainStatus{Model: in.Model, Stage: RetrainIdle, Reason: "no trigger yet", StartedAt: stamp(ctx)}
+	r.st.Deadline = now.Add(in.IdleTimeout)
+	r.st.LastTrigger = now
+	r.st.Status.Until = r.st.Deadline.UTC().Format(time.RFC3339)
+	return r
+}
+
+// trigger records one trigger and applies it to the current stage.
+func (r *retrain) trigger(ctx workflow.Context, t RetrainTrigger) {
+	if r.duplicate(t.EventID) {
+		return
+	}
+	st := &r.st
+	var disp string
+	switch {
+	case t.Model != "" && t.Model != r.in.Model:
+		disp = fmt.Sprintf("ignored: for model %q", t.Model)
+	case st.Status.Stage == RetrainIdle:
+		r.openCycle(ctx, []RetrainTrigger{t})
+		disp = fmt.Sprintf("opened cycle %d", st.Status.Current.Number)
+	case st.Status.Stage == RetrainCollecting || st.Status.Stage == RetrainWaiting:
+		st.Status.Current.add(t)
+		disp = fmt.Sprintf("coalesced into cycle %d (%s)", st.Status.Current.Number, st.Status.Stage)
+	case st.Status.Stage == RetrainCooldown:
+		st.Pending = append(st.Pending, t)
+		disp = "deferred: cooldown until " + st.Status.Until
+	}
+	if !strings.HasPrefix(disp, "ignored") {
+		st.Status.TriggersTotal++
+		st.LastTrigger = workflow.Now(ctx)
+	}
+	rec := TriggerRecord{RetrainTrigger: t, ReceivedAt: stamp(ctx), Disposition: disp}
+	st.Status.Triggers = keepLast(append(st.Status.Triggers, rec), maxTriggerLog)
+	st.Status.UpdatedAt = stamp(ctx)
+}
+
+// runStatus applies a status of the retraining job: a terminal one, while
+// the workflow waits for the job, ends the cycle.
+func (r *retrain) runStatus(ctx workflow.Context, s RunStatus) {
+	if r.duplicate(s.EventID) {
+		return
+	}
+	st := &r.st.Status
+	st.LastRun = &s
+	st.UpdatedAt = stamp(ctx)
+	c := st.Current
+	if st.Stage != RetrainWaiting || c == nil || (c.RunID != "" && c.RunID != s.RunID) {
+		return // not the job this cycle waits for: recorded in LastRun only
+	}
+	c.RunID, c.RunStatus = s.RunID, s.Status
+	if result, done := terminal(s.Status); done {
+		r.finish(ctx, result)
+	}
+}
+
+// expire moves on from a stage whose deadline passed; it reports whether
+// the workflow may close (idle for IdleTimeout).
+func (r *retrain) expire(ctx workflow.Context) bool {
+	st := &r.st
+	switch st.Status.Stage {
+	case RetrainCollecting:
+		r.requestRetraining(ctx)
+	case RetrainWaiting:
+		r.finish(ctx, "timed-out")
+	case RetrainCooldown:
+		if len(st.Pending) > 0 {
+			pending := st.Pending
+			st.Pending = nil
+			r.openCycle(ctx, pending)
+		} else {
+			r.idle(ctx, "cooldown over, no trigger pending")
+		}
+	case RetrainIdle:
+		return true
+	}
+	return false
+}
+
+func (r *retrain) openCycle(ctx workflow.Context, ts []RetrainTrigger) {
+	st := &r.st.Status
+	n := 1
+	if len(st.Cycles) > 0 {
+		n = st.Cycles[len(st.Cycles)-1].Number + 1
+	}
+	st.Current = &RetrainCycle{Number: n, OpenedAt: stamp(ctx)}
+	for _, t := range ts {
+		st.Current.add(t)
+	}
+	r.st.Deadline = workflow.Now(ctx).Add(r.in.Debounce)
+	r.setStage(ctx, RetrainCollecting, fmt.Sprintf("debounce: waiting %s for more triggers", r.in.Debounce))
+}
+
+// requestRetraining ends the debounce. The compute part (submitting the
+// Azure ML job tagged RetrainRunTag=<model>, recording its run ID) slots in
+// here as an activity; until then the request is recorded and the workflow
+// waits for the run status of a job submitted out of band.
+func (r *retrain) requestRetraining(ctx workflow.Context) {
+	c := r.st.Status.Current
+	c.RequestedAt = stamp(ctx)
+	c.Why = c.why(r.in.Debounce)
+	r.st.Deadline = workflow.Now(ctx).Add(r.in.JobTimeout)
+	r.setStage(ctx, RetrainWaiting, "retraining requested: "+c.Why)
+}
+
+func (r *retrain) finish(ctx workflow.Context, result string) {
+	st := &r.st
+	c := st.Status.Current
+	c.Result, c.FinishedAt = result, stamp(ctx)
+	st.Status.Cycles = keepLast(append(st.Status.Cycles, *c), maxCycleLog)
+	st.Status.Current = nil
+	st.LastFinished = workflow.Now(ctx)
+	st.Deadline = st.LastFinished.Add(r.in.Cooldown)
+	r.setStage(ctx, RetrainCooldown, fmt.Sprintf("cycle %d %s; no retraining for %s", c.Number, result, r.in.Cooldown))
+}
+
+func (r *retrain) idle(ctx workflow.Context, why string) {
+	r.st.Deadline = r.st.LastTrigger.Add(r.in.IdleTimeout)
+	if now := workflow.Now(ctx); r.st.Deadline.Before(now) {
+		r.st.Deadline = now
+	}
+	r.setStage(ctx, RetrainIdle, why)
+}
+
+// duplicate reports whether the event was seen, and remembers it if not.
+// An event without ID cannot be deduplicated and is taken as new.
+func (r *retrain) duplicate(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, s := range r.st.Seen {
+		if s == id {
+			r.st.Status.Duplicates++
+			return true
+		}
+	}
+	r.st.Seen = keepLast(append(r.st.Seen, id), maxSeenEvents)
+	return false
+}
+
+// drain handles every signal already delivered, before the run returns or
+// continues as new, so none is lost; it returns how many there were.
+func (r *retrain) drain(ctx workflow.Context, triggers, runs workflow.ReceiveChannel) int {
+	n := 0
+	for {
+		var t RetrainTrigger
+		var s RunStatus
+		switch {
+		case triggers.ReceiveAsync(&t):
+			r.trigger(ctx, t)
+		case runs.ReceiveAsync(&s):
+			r.runStatus(ctx, s)
+		default:
+			return n
+		}
+		n++
+	}
+}
+
+func (r *retrain) continueAsNew(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= r.in.HistoryLimit
+}
+
+func (r *retrain) setStage(ctx workflow.Context, stage, reason string) {
+	st := &r.st.Status
+	changed := st.Stage != stage
+	st.Stage, st.Reason, st.UpdatedAt = stage, reason, stamp(ctx)
+	st.Until = ""
+	if !r.st.Deadline.IsZero() && stage != RetrainClosed {
+		st.Until = r.st.Deadline.UTC().Format(time.RFC3339)
+	}
+	if changed {
+		r.index(ctx)
+	}
+}
+
+// index upserts the search attributes; failing to is not worth failing for.
+func (r *retrain) index(ctx workflow.Context) {
+	_ = workflow.UpsertTypedSearchAttributes(ctx, ModelAttr.ValueSet(r.in.Model), StageAttr.ValueSet(r.st.Status.Stage))
+}
+
+func (c *RetrainCycle) add(t RetrainTrigger) {
+	c.Triggers++
+	if c.Reasons == nil {
+		c.Reasons = map[string]int{}
+	}
+	c.Reasons[t.Reason]++
+}
+
+// why says what the cycle coalesced, for the status and the audit trail.
+func (c *RetrainCycle) why(debounce time.Duration) string {
+	var parts []string
+	for _, reason := range slices.Sorted(maps.Keys(c.Reasons)) { // sorted: deterministic
+		parts = append(parts, fmt.Sprintf("%s x%d", reason, c.Reasons[reason]))
+	}
+	return fmt.Sprintf("%d trigger(s) (%s) within the %s debounce", c.Triggers, strings.Join(parts, ", "), debounce)
+}
+
+// terminal maps Azure ML's final run statuses (any case; Azure ML spells
+// Canceled, older SDKs Cancelled) to a cycle result.
+func terminal(status string) (string, bool) {
+	switch strings.ToLower(status) {
+	case "completed":
+		return "completed", true
+	case "failed":
+		return "failed", true
+	case "canceled", "cancelled":
+		return "canceled", true
+	}
+	return "", false
+}
+
+func keepLast[T any](s []T, n int) []T {
+	if len(s) > n {
+		return append(s[:0:0], s[len(s)-n:]...)
+	}
+	return s
+}
