@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
@@ -57,11 +58,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 		return fmt.Errorf("fleet: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e struct{ Error, Message string }
-		if json.Unmarshal(buf, &e) == nil && e.Error != "" {
-			return modelfleet.Errorf(e.Error, "%s", e.Message)
-		}
-		return fmt.Errorf("fleet: %s %s: unexpected status %s", method, path, resp.Status)
+		return httpjson.ResponseError(resp.StatusCode, fmt.Sprintf("fleet: %s %s: %s", method, path, resp.Status), buf)
 	}
 	if err := json.Unmarshal(buf, out); err != nil {
 		return fmt.Errorf("fleet: %s %s: decode response: %w", method, path, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
@@ -203,37 +204,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, what string
 	return true
 }
 
-// WriteError writes err as {"error": code, "message": ...} with the status
-// its code maps to. Internal errors never leak their details.
-func WriteError(w http.ResponseWriter, err error) {
-	writeJSON(w, StatusCode(modelfleet.ErrorCode(err)), map[string]string{
-		"error":   modelfleet.ErrorCode(err),
-		"message": modelfleet.ErrorMessage(err),
-	})
-}
+// WriteError writes err in the shared error envelope (see httpjson).
+func WriteError(w http.ResponseWriter, err error) { httpjson.WriteError(w, err) }
 
-// StatusCode maps a domain error code to an HTTP status.
-func StatusCode(code string) int {
-	switch code {
-	case modelfleet.EINVALID:
-		return http.StatusBadRequest
-	case modelfleet.ENOTFOUND:
-		return http.StatusNotFound
-	case modelfleet.ECONFLICT:
-		return http.StatusConflict
-	case modelfleet.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case modelfleet.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }

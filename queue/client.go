@@ -10,7 +10,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 )
 
 // Client talks to a queue's HTTP API (Handler): remote edge agents send
@@ -86,11 +86,7 @@ func (c *Client) do(ctx context.Context, method, op string, query url.Values, bo
 		return fmt.Errorf("queue: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e errorBody
-		if json.Unmarshal(buf, &e) == nil && e.Error != "" {
-			return modelfleet.Errorf(e.Error, "%s", e.Message)
-		}
-		return fmt.Errorf("queue: %s %s: unexpected status %s", method, path, resp.Status)
+		return httpjson.ResponseError(resp.StatusCode, fmt.Sprintf("queue: %s %s: %s", method, path, resp.Status), buf)
 	}
 	if err := json.Unmarshal(buf, out); err != nil {
 		return fmt.Errorf("queue: %s %s: decode response: %w", method, path, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -56,7 +57,7 @@ func FuzzSendHTTP(f *testing.F) {
 			}
 			drain(t, q)
 		case rec.Code >= 400 && rec.Code < 500:
-			var eb errorBody
+			var eb httpjson.ErrorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error == "" || eb.Message == "" {
 				t.Fatalf("%d with body %q", rec.Code, rec.Body)
 			}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 )
 
 // SendRequest is the JSON body of POST /api/queues/{name}/messages. Body is
@@ -87,7 +88,7 @@ func (h *handler) methods(rs routes) http.Handler {
 		fn := rs[r.Method]
 		if fn == nil {
 			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody{
+			writeJSON(w, http.StatusMethodNotAllowed, httpjson.ErrorBody{
 				Error:   modelfleet.EINVALID,
 				Message: fmt.Sprintf("method %s is not allowed on %s: use %s", r.Method, r.URL.Path, strings.Join(allowed, " or ")),
 			})
@@ -195,43 +196,13 @@ func intParam(v, name string, def int64) (int64, error) {
 	return n, nil
 }
 
-// errorBody is the JSON of every error response.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-// httpStatus maps domain error codes to HTTP, as fleet.StatusCode does.
-func httpStatus(code string) int {
-	switch code {
-	case modelfleet.EINVALID:
-		return http.StatusBadRequest
-	case modelfleet.ENOTFOUND:
-		return http.StatusNotFound
-	case modelfleet.ECONFLICT:
-		return http.StatusConflict
-	case modelfleet.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case modelfleet.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // writeError writes err with the status its code maps to. Internal errors
 // are logged (to q's logger when there is a queue) and never leak details.
 func writeError(w http.ResponseWriter, r *http.Request, q *Queue, err error) {
-	code := modelfleet.ErrorCode(err)
-	status := httpStatus(code)
-	if status == http.StatusInternalServerError && q != nil {
+	if modelfleet.ErrorCode(err) == modelfleet.EINTERNAL && q != nil {
 		q.opts.Logger.Error("queue request failed", "queue", q.Name(), "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: code, Message: modelfleet.ErrorMessage(err)})
+	httpjson.WriteError(w, err)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -64,7 +65,7 @@ func TestHTTPStatusCodes(t *testing.T) {
 			t.Errorf("%s %s: content type %q", tc.method, tc.target, ct)
 		}
 		if tc.code != "" {
-			var eb errorBody
+			var eb httpjson.ErrorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error != tc.code || eb.Message == "" {
 				t.Errorf("%s %s: error body %s, want code %s", tc.method, tc.target, rec.Body, tc.code)
 			}

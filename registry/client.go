@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 )
 
 // Client talks to a registry's HTTP API. Errors the server reports come back
@@ -218,10 +219,10 @@ func (c *Client) do(req *http.Request, out any) (int, error) {
 // body, or describes a response that has none.
 func responseError(req *http.Request, resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var eb errorBody
+	var eb httpjson.ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
 		return &modelfleet.Error{Code: eb.Error, Message: eb.Message}
 	}
 	snippet := strings.TrimSpace(string(body[:min(len(body), 200)]))
-	return modelfleet.Errorf(errorCode(resp.StatusCode), "registry: %s %s: %s: %q", req.Method, req.URL.Path, resp.Status, snippet)
+	return modelfleet.Errorf(httpjson.Code(resp.StatusCode), "registry: %s %s: %s: %q", req.Method, req.URL.Path, resp.Status, snippet)
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"log/slog"
 	"mime/multipart"
 	"net/http"
@@ -68,7 +69,7 @@ func FuzzRegisterMetadata(f *testing.F) {
 				t.Fatalf("Get after %d = %+v, %v", rec.Code, stored, err)
 			}
 		case http.StatusBadRequest, http.StatusConflict, http.StatusRequestEntityTooLarge:
-			var eb errorBody
+			var eb httpjson.ErrorBody
 			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error == "" || eb.Message == "" {
 				t.Fatalf("%d with body %q", rec.Code, rec.Body)
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -247,60 +248,11 @@ func withURLs(m modelfleet.Model, base string) modelfleet.Model {
 	return m
 }
 
-// errorBody is the JSON of every error response.
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
-
-// httpStatus maps domain error codes to HTTP; this is the only place that does.
-func httpStatus(code string) int {
-	switch code {
-	case modelfleet.EINVALID:
-		return http.StatusBadRequest
-	case modelfleet.ENOTFOUND:
-		return http.StatusNotFound
-	case modelfleet.ECONFLICT:
-		return http.StatusConflict
-	case modelfleet.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	case modelfleet.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
-// errorCode maps an HTTP status back to a domain code, for error responses
-// that carry no JSON body (a proxy's 502, say).
-func errorCode(status int) string {
-	switch status {
-	case http.StatusBadRequest:
-		return modelfleet.EINVALID
-	case http.StatusNotFound:
-		return modelfleet.ENOTFOUND
-	case http.StatusConflict:
-		return modelfleet.ECONFLICT
-	case http.StatusRequestEntityTooLarge:
-		return modelfleet.ETOOLARGE
-	case http.StatusUnauthorized, http.StatusForbidden:
-		return modelfleet.EUNAUTHORIZED
-	default:
-		return modelfleet.EINTERNAL
-	}
-}
-
 func (r *Registry) writeError(w http.ResponseWriter, req *http.Request, err error) {
-	code := modelfleet.ErrorCode(err)
-	status := httpStatus(code)
-	if status == http.StatusInternalServerError {
+	if modelfleet.ErrorCode(err) == modelfleet.EINTERNAL {
 		r.log.Error("request failed", "method", req.Method, "path", req.URL.Path, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: code, Message: modelfleet.ErrorMessage(err)})
+	httpjson.WriteError(w, err)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { httpjson.Write(w, status, v) }

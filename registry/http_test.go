@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -249,7 +250,7 @@ func TestHTTPReadErrors(t *testing.T) {
 		{"/api/blobs/..%2Fregistry.db", 400, modelfleet.EINVALID},
 	} {
 		resp, raw := get(t, srv.URL+tt.path)
-		var eb errorBody
+		var eb httpjson.ErrorBody
 		if resp.StatusCode != tt.status || json.Unmarshal(raw, &eb) != nil || eb.Error != tt.code {
 			t.Errorf("GET %s = %d %s, want %d %q", tt.path, resp.StatusCode, raw, tt.status, tt.code)
 		}

@@ -1,0 +1,82 @@
+// Package httpjson holds the JSON-over-HTTP conventions every modelfleet API
+// shares: the error envelope {"error": "<code>", "message": "..."}, the one
+// mapping from domain error codes to HTTP status, and the client side that
+// turns an error response back into a *modelfleet.Error. Keeping them in one
+// place keeps every API's errors alike for the people reading them.
+package httpjson
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// ErrorBody is the JSON of every error response.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// Status maps a domain error code to its HTTP status.
+func Status(code string) int {
+	switch code {
+	case modelfleet.EINVALID:
+		return http.StatusBadRequest
+	case modelfleet.ENOTFOUND:
+		return http.StatusNotFound
+	case modelfleet.ECONFLICT:
+		return http.StatusConflict
+	case modelfleet.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case modelfleet.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Code maps an HTTP status back to a domain code, for an error response
+// without our JSON envelope (a proxy's 502, say).
+func Code(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return modelfleet.EINVALID
+	case http.StatusNotFound:
+		return modelfleet.ENOTFOUND
+	case http.StatusConflict:
+		return modelfleet.ECONFLICT
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return modelfleet.EUNAUTHORIZED
+	case http.StatusRequestEntityTooLarge:
+		return modelfleet.ETOOLARGE
+	default:
+		return modelfleet.EINTERNAL
+	}
+}
+
+// Write writes v as indented JSON with the given status.
+func Write(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// WriteError writes err in the envelope with the status its code maps to.
+// Internal errors say only "internal error": their details belong in logs.
+func WriteError(w http.ResponseWriter, err error) {
+	code := modelfleet.ErrorCode(err)
+	Write(w, Status(code), ErrorBody{Error: code, Message: modelfleet.ErrorMessage(err)})
+}
+
+// ResponseError returns the *modelfleet.Error an error response carries, or
+// one made from the status when the body is not our envelope.
+func ResponseError(status int, statusText string, body []byte) error {
+	var e ErrorBody
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return modelfleet.Errorf(e.Error, "%s", e.Message)
+	}
+	return modelfleet.Errorf(Code(status), "unexpected status %s", statusText)
+}
