@@ -34,6 +34,7 @@ type GatewayConfig struct {
 type Gateway struct {
 	Directory *fleet.Directory
 	http      *httpServer
+	dataDir   string
 }
 
 // OpenGateway opens the site directory and binds the listener; call Serve.
@@ -65,7 +66,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		dir.Close()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
-	g := &Gateway{Directory: dir, http: srv}
+	g := &Gateway{Directory: dir, http: srv, dataDir: cfg.DataDir}
 	srv.serve(log, "gateway")
 	log.Info("gateway listening", "url", g.URL(), "webhook", g.URL()+"/api/events")
 	return g, nil

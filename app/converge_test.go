@@ -1,0 +1,150 @@
+package app
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/registry"
+)
+
+// TestSiteConvergesAfterBeingOffline runs a real gateway directory, a real
+// registry and a real edge agent (no Temporal: the desired state is written
+// directly, as a release step would). The agent applies a step, goes
+// offline, misses the next change, keeps serving, and converges when it
+// returns.
+func TestSiteConvergesAfterBeingOffline(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	regSrv := httptest.NewServer(reg.Handler())
+	defer regSrv.Close()
+	v1 := registerExample(t, reg, regSrv.URL, "1")
+	v2 := registerExample(t, reg, regSrv.URL, "2")
+
+	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Directory.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(v modelfleet.DesiredVersion, release string) {
+		t.Helper()
+		if _, err := gw.Directory.Step(fleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gw.Directory.Finish(release, "bearing-failure", []string{"s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	siteDir := filepath.Join(dir, "site")
+	start := func() (*Edge, context.CancelFunc) {
+		e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: siteDir, Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, NoWorker: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { e.Run(ctx); close(done) }()
+		return e, func() { cancel(); <-done; e.Agent.Close() }
+	}
+
+	step(v1, "release/bearing-failure/1")
+	e, stop := start()
+	waitServing(t, e, "1")
+	stop() // the site goes offline
+
+	step(v2, "release/bearing-failure/2") // decided while it is offline
+
+	// Back, with the gateway unreachable at first: it serves its last good
+	// model from disk at once.
+	gwURL := gw.URL()
+	gw.http.close()
+	e, stop = start()
+	defer stop()
+	if got := servedVersion(t, e); got != "1" {
+		t.Fatalf("offline restart serves %q, want the last good version 1", got)
+	}
+	// The gateway returns: the site converges on version 2 without anyone
+	// doing anything.
+	gw2 := reopenGateway(t, gw, gwURL)
+	defer gw2.Close()
+	waitServing(t, e, "2")
+	p, err := gw2.Directory.Progress("bearing-failure", "2", []string{"s1"})
+	if err != nil || len(p.Converged) != 1 {
+		t.Errorf("progress = %+v, %v; want s1 converged", p, err)
+	}
+}
+
+func registerExample(t *testing.T, reg *registry.Registry, base, version string) modelfleet.DesiredVersion {
+	t.Helper()
+	f, err := os.Open(filepath.Join("..", "examples", "bearing-failure", "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	card, err := ReadModelCard(filepath.Join("..", "examples", "bearing-failure", "model.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := reg.Register(context.Background(), modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: version}, Format: card.Format, Features: card.Features}, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return modelfleet.DesiredVersion{Version: version, Digest: m.Digest, Format: m.Format, Features: m.Features, ArtifactURL: base + "/api/blobs/" + m.Digest, Weight: 100}
+}
+
+// reopenGateway serves the same directory again on the same address.
+func reopenGateway(t *testing.T, old *Gateway, url string) *Gateway {
+	t.Helper()
+	dataDir := old.dataDir
+	old.Directory.Close()
+	gw, err := OpenGateway(GatewayConfig{Addr: strings.TrimPrefix(url, "http://"), DataDir: dataDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw
+}
+
+func servedVersion(t *testing.T, e *Edge) string {
+	t.Helper()
+	resp, err := http.Post(e.cfg.AdvertiseURL+"/score/bearing-failure", "application/json", strings.NewReader(sample(t)))
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	return resp.Header.Get("X-Modelfleet-Version")
+}
+
+func waitServing(t *testing.T, e *Edge, version string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if servedVersion(t, e) == version {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("site never served version %s (serves %q)", version, servedVersion(t, e))
+}
+
+func sample(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "examples", "bearing-failure", "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
