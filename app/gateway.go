@@ -1,11 +1,14 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet/events"
@@ -25,7 +28,23 @@ type GatewayConfig struct {
 	// Queues are served at /api/queues/{name} (admin, and sends from sites
 	// that reach the cloud over HTTP only). Nil: none.
 	Queues []*queue.Queue
+	// EventAuth, if set, authenticates webhook deliveries (shared keys
+	// and/or Entra bearer tokens). Nil: the webhook is open, as in the
+	// embedded stack on loopback.
+	EventAuth *events.AuthOptions
+	// DriftMonitors maps an Azure ML data drift monitor's name to the model
+	// it watches, for DatasetDriftDetected events that do not say.
+	DriftMonitors map[string]string
+	// Pull, if set, also receives events from an Event Grid namespace
+	// topic subscription (pull delivery) besides the webhook.
+	Pull   *PullConfig
 	Logger *slog.Logger
+}
+
+// PullConfig names an Event Grid namespace topic subscription.
+type PullConfig struct {
+	Endpoint, Topic, Subscription string
+	Key                           string // shared access key (never logged)
 }
 
 // Gateway is the control plane's HTTP front: the Event Grid webhook
@@ -35,6 +54,8 @@ type Gateway struct {
 	Directory *fleet.Directory
 	http      *httpServer
 	dataDir   string
+	stopPull  context.CancelFunc
+	pullDone  chan struct{}
 }
 
 // OpenGateway opens the site directory and binds the listener; call Serve.
@@ -49,10 +70,18 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	reg := telemetry.NewRegistry()
 	mux := http.NewServeMux()
-	mux.Handle("/api/events", events.NewHandler(
-		events.NewTemporalDispatcher(cfg.Temporal, log, reg),
-		events.HandlerOptions{Logger: log, Registerer: reg},
-	))
+	disp := events.NewTemporalDispatcher(cfg.Temporal, log, reg)
+	disp.DriftMonitors = cfg.DriftMonitors
+	var webhook http.Handler = events.NewHandler(disp, events.HandlerOptions{Logger: log, Registerer: reg})
+	if cfg.EventAuth != nil {
+		a := *cfg.EventAuth
+		a.Logger, a.Registerer = log, reg
+		if webhook, err = events.Authenticate(webhook, a); err != nil {
+			dir.Close()
+			return nil, fmt.Errorf("gateway: webhook auth: %w", err)
+		}
+	}
+	mux.Handle("/api/events", webhook)
 	// Everything else under /api/ is the directory: sites, their desired
 	// state, rollouts and policies.
 	mux.Handle("/api/", dir.Handler())
@@ -67,6 +96,23 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
 	g := &Gateway{Directory: dir, http: srv, dataDir: cfg.DataDir}
+	if p := cfg.Pull; p != nil {
+		rc, err := aznamespaces.NewReceiverClientWithSharedKeyCredential(p.Endpoint, p.Topic, p.Subscription, azcore.NewKeyCredential(p.Key), nil)
+		if err != nil {
+			srv.close()
+			dir.Close()
+			return nil, fmt.Errorf("gateway: event grid namespace %s: %w", p.Endpoint, err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		g.stopPull, g.pullDone = cancel, make(chan struct{})
+		go func() {
+			defer close(g.pullDone)
+			if err := events.NewPuller(rc, disp, events.PullOptions{Logger: log, Registerer: reg}).Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("event grid pull stopped", "error", err)
+			}
+		}()
+		log.Info("pulling events", "endpoint", p.Endpoint, "topic", p.Topic, "subscription", p.Subscription)
+	}
 	srv.serve(log, "gateway")
 	log.Info("gateway listening", "url", g.URL(), "webhook", g.URL()+"/api/events")
 	return g, nil
@@ -77,6 +123,10 @@ func (g *Gateway) URL() string { return g.http.URL() }
 
 // Close stops serving and closes the directory.
 func (g *Gateway) Close() error {
+	if g.stopPull != nil {
+		g.stopPull()
+		<-g.pullDone
+	}
 	g.http.close()
 	return g.Directory.Close()
 }

@@ -1,5 +1,9 @@
 // Package events receives Azure Machine Learning system events from Azure
-// Event Grid and turns them into Temporal workflow starts.
+// Event Grid, pushed to a webhook (NewHandler, wrapped in Authenticate) or
+// pulled from an Event Grid namespace (Puller), and turns them into Temporal
+// workflow starts and signals (TemporalDispatcher): a release per registered
+// model version, a coalesced retraining per model on drift, run statuses to
+// the retraining that waits for them. docs/events.md is the contract.
 //
 // # Delivery contract
 //
@@ -20,7 +24,13 @@
 //   - relies on idempotent effects to make retries and duplicates harmless:
 //     a release's workflow ID is derived from the model reference
 //     (modelfleet.ReleaseWorkflowID), and Temporal refuses a second workflow
-//     with the same ID, whether the first is still running or has closed.
+//     with the same ID, whether the first is still running or has closed;
+//     a retraining trigger or run status goes to the model's one retraining
+//     workflow, which drops event IDs it has seen.
+//
+// The Puller keeps the same contract with a namespace subscription:
+// acknowledge after success, release with a delay on a transient failure,
+// reject (dead-letter) an invalid event, renew locks while dispatching.
 //
 // Events of types the dispatcher does not act on are acknowledged, not
 // rejected: a rejection would only make Event Grid retry or dead-letter them.

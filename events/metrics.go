@@ -31,7 +31,7 @@ func newHandlerMetrics(reg prometheus.Registerer) handlerMetrics {
 func newDispatchCounter(reg prometheus.Registerer) *prometheus.CounterVec {
 	return register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelfleet_events_dispatched_total",
-		Help: "Events handled by the Temporal dispatcher, by event type and result (started, already_ran, audited, not_handled, ignored, invalid, error).",
+		Help: "Events handled by the Temporal dispatcher, by event type and result (started, already_ran, triggered, signaled, no_workflow, audited, not_ours, ignored, invalid, error).",
 	}, []string{"type", "result"}))
 }
 

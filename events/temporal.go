@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -32,15 +33,33 @@ var (
 	stageKey   = temporal.NewSearchAttributeKeyKeyword(searchAttrStage)
 )
 
-// TemporalDispatcher is the Dispatcher of the gateway: a ModelRegistered
-// event starts the release workflow of that model version; other Azure ML
-// events are logged and acknowledged.
+// TemporalDispatcher is the Dispatcher of the gateway. What each Azure ML
+// event does (docs/events.md keeps the same table):
+//
+//   - ModelRegistered starts the release workflow of that model version;
+//   - DatasetDriftDetected, and a RunStatusChanged carrying MonitorBreachTag,
+//     signal-with-start the model's retraining workflow (RetrainWorkflowID)
+//     with a "trigger";
+//   - RunCompleted and RunStatusChanged of a job tagged RetrainRunTag signal
+//     "run-status" to that model's retraining workflow, if it runs;
+//   - ModelDeployed is logged for audit; other runs and unknown types are
+//     acknowledged and counted.
 type TemporalDispatcher struct {
 	Client client.Client
 	Logger *slog.Logger // nil: slog.Default()
 	// Counter counts events by type and result; nil: not counted.
 	// NewTemporalDispatcher makes and registers it.
 	Counter *prometheus.CounterVec
+	// DriftMonitors maps a data drift monitor or monitoring signal name to
+	// the model it watches, for names that do not follow the
+	// MonitorSeparator convention.
+	DriftMonitors map[string]string
+	// Retrain is the input a retraining workflow starts with (its Model is
+	// set per event); zero durations take the workflow's defaults.
+	Retrain workflows.RetrainInput
+
+	mu      sync.Mutex
+	unknown map[string]bool // types logged once already
 }
 
 // NewTemporalDispatcher returns a dispatcher whose counter is registered on
@@ -49,8 +68,9 @@ func NewTemporalDispatcher(c client.Client, logger *slog.Logger, reg prometheus.
 	return &TemporalDispatcher{Client: c, Logger: logger, Counter: newDispatchCounter(reg)}
 }
 
-// Dispatch implements Dispatcher. It returns nil for every event type it
-// does not act on: an error would only make Event Grid retry it for 24 hours.
+// Dispatch implements Dispatcher. It returns nil for every event it does
+// not act on: an error would only make Event Grid retry it for 24 hours.
+// Data that an acted-on type needs but cannot be read is EINVALID (400).
 func (d *TemporalDispatcher) Dispatch(ctx context.Context, ev Event) error {
 	log := d.logger().With("event_id", clip(ev.ID), "event_type", clip(ev.Type), "subject", clip(ev.Subject))
 	switch ev.Type {
@@ -65,15 +85,129 @@ func (d *TemporalDispatcher) Dispatch(ctx context.Context, ev Event) error {
 		}
 		d.count(ev, "audited")
 		return nil
-	case modelfleet.EventDatasetDriftDetected, modelfleet.EventRunCompleted, modelfleet.EventRunStatusChanged:
-		// Retraining on drift or on a finished run is a later issue.
-		log.Info("azure ml event not yet handled; acknowledged")
-		d.count(ev, "not_handled")
-		return nil
+	case modelfleet.EventDatasetDriftDetected:
+		t, err := d.driftTrigger(ev)
+		if err != nil {
+			d.count(ev, "invalid")
+			return err
+		}
+		return d.triggerRetrain(ctx, log, ev, t)
+	case modelfleet.EventRunCompleted, modelfleet.EventRunStatusChanged:
+		return d.run(ctx, log, ev)
 	default:
-		log.Info("unknown event type ignored; acknowledged")
+		d.logUnknown(log, ev.Type)
 		d.count(ev, "ignored")
 		return nil
+	}
+}
+
+// run routes a run event: a retraining job's status to its workflow, a
+// monitor's threshold breach to the drift path, anything else nowhere.
+func (d *TemporalDispatcher) run(ctx context.Context, log *slog.Logger, ev Event) error {
+	var run Run
+	var err error
+	if ev.Type == modelfleet.EventRunCompleted {
+		run, err = DecodeRunCompleted(ev)
+	} else {
+		run, err = DecodeRunStatusChanged(ev)
+	}
+	if err != nil {
+		d.count(ev, "invalid")
+		return err
+	}
+	log = log.With("run_id", clip(run.RunID))
+	if model, ok := run.Tags[RetrainRunTag]; ok {
+		s, err := retrainRunStatus(ev, run, model)
+		if err != nil {
+			d.count(ev, "invalid")
+			return err
+		}
+		return d.signalRunStatus(ctx, log, ev, s)
+	}
+	if ev.Type == modelfleet.EventRunStatusChanged && run.Tags[MonitorBreachTag] != "" {
+		t, err := d.breachTrigger(ev, run)
+		if err != nil {
+			d.count(ev, "invalid")
+			return err
+		}
+		return d.triggerRetrain(ctx, log, ev, t)
+	}
+	log.Debug("azure ml run not submitted by modelfleet; acknowledged")
+	d.count(ev, "not_ours")
+	return nil
+}
+
+// triggerRetrain signal-with-starts the model's retraining workflow: a
+// running one receives the trigger (repeated drift coalesces there, and it
+// drops a redelivered event by its ID); otherwise a new one starts with it.
+func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t workflows.RetrainTrigger) error {
+	in := d.Retrain
+	in.Model, in.State = t.Model, nil
+	opts := client.StartWorkflowOptions{
+		ID:        workflows.RetrainWorkflowID(t.Model),
+		TaskQueue: modelfleet.CloudTaskQueue,
+		// A closed retraining workflow is idle history: a new drift starts
+		// a new one under the same ID.
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			modelKey.ValueSet(t.Model),
+			stageKey.ValueSet(workflows.RetrainCollecting),
+		),
+	}
+	log = log.With("workflow_id", opts.ID, "reason", t.Reason)
+	run, err := d.Client.SignalWithStartWorkflow(ctx, opts.ID, workflows.RetrainTriggerSignal, t, opts, workflows.RetrainWorkflowName, in)
+	if err != nil {
+		d.count(ev, "error")
+		return err
+	}
+	log.Info("retraining triggered", "run_id", run.GetRunID(), "monitor", clip(t.Monitor))
+	d.count(ev, "triggered")
+	return nil
+}
+
+// signalRunStatus tells a retraining workflow about its job. With no such
+// workflow running there is nobody to tell: acknowledged, not retried.
+func (d *TemporalDispatcher) signalRunStatus(ctx context.Context, log *slog.Logger, ev Event, s workflows.RunStatus) error {
+	id := workflows.RetrainWorkflowID(s.Model)
+	log = log.With("workflow_id", id, "status", clip(s.Status))
+	err := d.Client.SignalWorkflow(ctx, id, "", workflows.RunStatusSignal, s)
+	var notFound *serviceerror.NotFound
+	switch {
+	case errors.As(err, &notFound):
+		log.Info("retraining run status for no running workflow; acknowledged")
+		d.count(ev, "no_workflow")
+		return nil
+	case err != nil:
+		d.count(ev, "error")
+		return err
+	}
+	log.Info("retraining run status signaled")
+	d.count(ev, "signaled")
+	return nil
+}
+
+// maxUnknownTypes bounds the memory of types logged once; a sender cannot
+// grow it, nor the log, without bound.
+const maxUnknownTypes = 256
+
+// logUnknown logs an unknown event type the first time it is seen.
+func (d *TemporalDispatcher) logUnknown(log *slog.Logger, typ string) {
+	d.mu.Lock()
+	if d.unknown == nil {
+		d.unknown = map[string]bool{}
+	}
+	first := !d.unknown[typ] && len(d.unknown) < maxUnknownTypes
+	if first {
+		d.unknown[typ] = true
+	}
+	last := first && len(d.unknown) == maxUnknownTypes
+	d.mu.Unlock()
+	if first {
+		log.Info("unknown event type acknowledged and ignored; further events of this type are only counted")
+	}
+	if last {
+		log.Warn("too many unknown event types: no more are logged", "limit", maxUnknownTypes)
 	}
 }
 

@@ -146,7 +146,6 @@ func TestTemporalDispatcherAcknowledgesOtherTypes(t *testing.T) {
 		"eventgrid_model_deployed.json",
 		"eventgrid_run_completed.json",
 		"eventgrid_run_status_changed.json",
-		"eventgrid_dataset_drift_detected.json",
 	}
 	var evs []Event
 	for _, f := range files {
@@ -160,7 +159,7 @@ func TestTemporalDispatcherAcknowledgesOtherTypes(t *testing.T) {
 	// Malformed data of a type we only log is acknowledged too.
 	evs = append(evs, Event{ID: "x", Type: modelfleet.EventModelDeployed, Data: []byte(`[]`)})
 
-	c := mocks.NewClient(t) // ExecuteWorkflow must not be called
+	c := mocks.NewClient(t) // no call must reach Temporal
 	reg := prometheus.NewRegistry()
 	d := NewTemporalDispatcher(c, quietLogger(), reg)
 	for _, ev := range evs {
@@ -170,10 +169,9 @@ func TestTemporalDispatcherAcknowledgesOtherTypes(t *testing.T) {
 	}
 	counts := counters(t, reg, "modelfleet_events_dispatched_total")
 	for labels, want := range map[string]float64{
-		modelfleet.EventModelDeployed + "/audited":            2,
-		modelfleet.EventRunCompleted + "/not_handled":         1,
-		modelfleet.EventRunStatusChanged + "/not_handled":     1,
-		modelfleet.EventDatasetDriftDetected + "/not_handled": 1,
+		modelfleet.EventModelDeployed + "/audited":     2,
+		modelfleet.EventRunCompleted + "/not_ours":     1,
+		modelfleet.EventRunStatusChanged + "/not_ours": 1,
 		"other/ignored": 1,
 	} {
 		if got := counts[labels]; got != want {
@@ -195,7 +193,8 @@ func TestHandlerWithTemporalDispatcher(t *testing.T) {
 		{"redelivered after the release closed", "eventgrid_model_registered.json",
 			serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req", "run-0"), true, 200},
 		{"temporal unavailable", "eventgrid_model_registered.json", serviceerror.NewUnavailable("down"), true, 503},
-		{"not yet handled types", "eventgrid_dataset_drift_detected.json", nil, false, 200},
+		{"runs not submitted by modelfleet", "eventgrid_run_status_changed.json", nil, false, 200},
+		{"drift of a monitor naming no model", "eventgrid_dataset_drift_detected.json", nil, false, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,6 +60,7 @@ func Dial(ctx context.Context, address, namespace string, logger *slog.Logger) (
 func NewCloud(c client.Client, a *activities.Cloud) worker.Worker {
 	w := worker.New(c, modelfleet.CloudTaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: workflows.RetrainWorkflowName})
 	w.RegisterActivity(a)
 	return w
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/telemetry"
 	"github.com/modelfleet/modelfleet/workers"
 )
@@ -70,6 +71,10 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 
 func newGatewayCmd(g *globals) *cobra.Command {
 	cfg := app.GatewayConfig{}
+	var (
+		keyParam, jwks, nsEndpoint, nsTopic, nsSub string
+		issuers, audiences, monitors               []string
+	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "Run the gateway: Event Grid webhook (/api/events) and site directory (/api/sites)",
@@ -90,6 +95,31 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			}
 			defer c.Close()
 			cfg.Temporal = c
+			// Secrets come from the environment, never flags, so they do
+			// not show in `ps` or shell history.
+			if keys := splitList(os.Getenv("MODELFLEET_EVENT_KEYS")); len(keys) > 0 || jwks != "" {
+				cfg.EventAuth = &events.AuthOptions{Keys: keys, QueryParam: keyParam}
+				if jwks != "" {
+					cfg.EventAuth.Entra = &events.EntraOptions{JWKSURL: jwks, Issuers: issuers, Audiences: audiences}
+				}
+			}
+			if len(monitors) > 0 {
+				cfg.DriftMonitors = map[string]string{}
+				for _, m := range monitors {
+					name, model, ok := strings.Cut(m, "=")
+					if !ok || name == "" || model == "" {
+						return fmt.Errorf("--drift-monitor %q: want <monitor>=<model>", m)
+					}
+					cfg.DriftMonitors[name] = model
+				}
+			}
+			if nsEndpoint != "" {
+				key := os.Getenv("MODELFLEET_EVENTGRID_KEY")
+				if nsTopic == "" || nsSub == "" || key == "" {
+					return fmt.Errorf("event grid pull needs --eventgrid-topic, --eventgrid-subscription and $MODELFLEET_EVENTGRID_KEY")
+				}
+				cfg.Pull = &app.PullConfig{Endpoint: nsEndpoint, Topic: nsTopic, Subscription: nsSub, Key: key}
+			}
 			gw, err := app.OpenGateway(cfg)
 			if err != nil {
 				return err
@@ -99,9 +129,28 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
-	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
+	f.StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
+	f.StringVar(&keyParam, "event-key-param", events.DefaultKeyQueryParam, "query parameter carrying the webhook key (keys: $MODELFLEET_EVENT_KEYS, comma-separated)")
+	f.StringVar(&jwks, "entra-jwks-url", "", "require Microsoft Entra bearer tokens signed by a key from this JWKS URL")
+	f.StringArrayVar(&issuers, "entra-issuer", nil, "accepted token issuer (repeatable)")
+	f.StringArrayVar(&audiences, "entra-audience", nil, "accepted token audience (repeatable)")
+	f.StringArrayVar(&monitors, "drift-monitor", nil, "Azure ML data drift monitor name=model (repeatable)")
+	f.StringVar(&nsEndpoint, "eventgrid-namespace-endpoint", "", "also pull events from this Event Grid namespace (key: $MODELFLEET_EVENTGRID_KEY)")
+	f.StringVar(&nsTopic, "eventgrid-topic", "", "namespace topic to pull from")
+	f.StringVar(&nsSub, "eventgrid-subscription", "", "namespace event subscription to pull from")
 	return cmd
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func newWorkerCmd(g *globals) *cobra.Command {
