@@ -145,7 +145,7 @@ func (a *Agent) Deploy(ctx context.Context, req DeployRequest, fetch FetchFunc) 
 
 	res := DeployResult{Site: a.site, Model: req.Model, Digest: req.Digest}
 	cur := a.router.Versions(req.Model.Name)
-	if m, ok := unchanged(cur, &req); ok {
+	if m, ok := unchanged(cur, &req); ok && a.recorded(req.Model.Name, cur) {
 		res.LoadedAt = m.LoadedAt
 		return res, nil
 	}

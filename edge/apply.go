@@ -46,6 +46,9 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 		}
 		weights[v.Version] = v.Weight
 	}
+	// Comparing weights by version is enough: a registered version's bytes
+	// never change (the registry refuses a second digest for a version, as
+	// Azure ML does), so the same version is the same artifact.
 	if same(a.Traffic(model), weights) {
 		return nil
 	}

@@ -3,6 +3,14 @@
 // connects to anything) and an inference router that serves the loaded models
 // over HTTP.
 //
+// The router serves several versions of a model at once for staged
+// rollouts: a weighted split (Agent.SetTraffic, or DeployRequest.Weight),
+// sticky by the X-Modelfleet-Route-Key header, a version pinned by the
+// X-Modelfleet-Version header, shadow versions that get a mirrored copy of
+// the traffic, and API keys per model and per site that rotate without a
+// restart (Agent.SetKeys). Splits and key hashes are persisted with the
+// models, so a restart keeps them.
+//
 // The package does not import the model runtime. The binary wires a Loader and
 // a Vectorizer in (inference.Load and inference.Vector), which keeps the agent
 // testable with a fake Scorer and independent of the runtime's build.

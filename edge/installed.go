@@ -69,7 +69,7 @@ func (s *Store) installed(ref modelfleet.ModelRef) (DeployRequest, error) {
 		all = append(all, found{req, fi.ModTime()})
 	}
 	if len(all) == 0 {
-		return DeployRequest{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "model %s is not installed at this site: deploy it first", ref)
+		return DeployRequest{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "model %s is not installed at this site (or was installed before its metadata was kept): deploy it first", ref)
 	}
 	return slices.MaxFunc(all, func(a, b found) int { return a.mod.Compare(b.mod) }).req, nil
 }

@@ -99,12 +99,12 @@ func (r *Router) Set(name string, versions []WeightedModel) error {
 		rt = r.newRoute(name, versions)
 		next.routes[name] = rt
 	}
+	if rt != nil && len(rt.shadows) > 0 {
+		r.shadow.run(r.runShadow) // before the table that mirrors to it
+	}
 	r.table.Store(next)
 	r.metrics.loaded.Set(float64(countVersions(next.routes)))
 	r.metrics.setWeights(old.routes[name], rt)
-	if rt != nil && len(rt.shadows) > 0 {
-		r.shadow.run(r.runShadow)
-	}
 	return nil
 }
 

@@ -21,14 +21,16 @@ type shadowJob struct {
 // shadowPool scores mirrored requests off the request path. The queue is
 // bounded and a request finding it full is dropped, so a slow or stuck
 // shadow costs the primary one non-blocking channel send, never a wait.
-// Workers start with the first shadow and stop on close.
+// The queue and the workers only exist from the first shadow on: a process
+// may run thousands of agents (a fleet simulation) that never have one. They
+// stop on close.
 type shadowPool struct {
-	workers int
-	jobs    chan shadowJob
-	done    chan struct{}
-	start   sync.Once
-	stop    sync.Once
-	wg      sync.WaitGroup
+	workers, queue int
+	jobs           chan shadowJob // nil until run
+	done           chan struct{}
+	start          sync.Once
+	stop           sync.Once
+	wg             sync.WaitGroup
 }
 
 // newShadowPool sizes a pool; 0 means GOMAXPROCS workers and
@@ -40,11 +42,15 @@ func newShadowPool(workers, queue int) *shadowPool {
 	if queue <= 0 {
 		queue = DefaultShadowQueue
 	}
-	return &shadowPool{workers: workers, jobs: make(chan shadowJob, queue), done: make(chan struct{})}
+	return &shadowPool{workers: workers, queue: queue, done: make(chan struct{})}
 }
 
+// run starts the pool once. The caller publishes the first route with a
+// shadow after it returns, which is what makes jobs visible to the request
+// path (mirror only runs for routes with shadows).
 func (p *shadowPool) run(score func(shadowJob)) {
 	p.start.Do(func() {
+		p.jobs = make(chan shadowJob, p.queue)
 		for range p.workers {
 			p.wg.Go(func() {
 				for {

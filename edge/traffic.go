@@ -103,6 +103,23 @@ func (a *Agent) commit(name string, ws []WeightedModel) error {
 	return a.router.Set(name, ws)
 }
 
+// recorded reports whether state.json lists exactly the versions served.
+// It may not after a start where a version failed to load: then a deploy
+// that changes nothing in the router still rewrites the state.
+func (a *Agent) recorded(name string, cur []WeightedModel) bool {
+	entries := a.store.entries(name)
+	if len(entries) != len(cur) {
+		return false
+	}
+	for i, e := range entries { // both sorted by version
+		c := cur[i]
+		if e.ModelRef != c.Model || e.Digest != c.Digest || e.weight() != c.Weight || e.Shadow != c.Shadow {
+			return false
+		}
+	}
+	return true
+}
+
 // unchanged returns the loaded version when deploying req would change
 // nothing: a retried deploy activity.
 func unchanged(cur []WeightedModel, req *DeployRequest) (LoadedModel, bool) {

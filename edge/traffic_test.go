@@ -268,3 +268,39 @@ func TestScale(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIModelsListsWeights(t *testing.T) {
+	a := abAgent(t, t.TempDir())
+	v3 := fakeArtifact(1, 1, 1, 1)
+	mustDeploy(t, a, asShadow(deployReq("m", "3", v3)), v3)
+	var got []struct {
+		Version string
+		Weight  int
+		Shadow  bool
+	}
+	if err := json.Unmarshal(do(a.Handler(), "GET", "/api/models", "").Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprint(got); s != "[{1 90 false} {2 10 false} {3 0 true}]" {
+		t.Errorf("/api/models = %s", s)
+	}
+}
+
+// After a start without one of its versions, a deploy that changes nothing
+// in the router still writes state.json: the next start must not expect the
+// missing version back.
+func TestRetriedDeployRepairsStateAfterAFailedLoad(t *testing.T) {
+	dir := t.TempDir()
+	a := abAgent(t, dir)
+	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(0, -1, -1, -1)
+	os.Remove(a.store.Path(modelfleet.ModelRef{Name: "m", Version: "2"}, digestOf(v2)))
+	b := openAgent(t, dir)
+	wantTraffic(t, b, "m", map[string]int{"1": 100})
+	res, err := b.Deploy(context.Background(), deployReq("m", "1", v1), noFetch(t))
+	if err != nil || !res.Changed {
+		t.Fatalf("deploy = %+v, %v; want Changed", res, err)
+	}
+	if st := b.store.State(); len(st.Models) != 1 || st.Models[0].Version != "1" {
+		t.Errorf("state = %+v, want version 1 alone", st.Models)
+	}
+}

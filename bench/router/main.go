@@ -1,0 +1,225 @@
+// Command router benchmarks the edge inference router (make bench-router).
+//
+// It serves the example model three ways, each in its own process, and
+// loads each with vegeta, a separate process too, at a fixed rate:
+//
+//   - the floor: the model behind a bare net/http handler (decode JSON,
+//     vectorise, predict, write JSON), no routing;
+//   - the router: an edge.Agent serving two versions at 90/10 with sticky
+//     route keys, an API key, a shadow version and its metrics;
+//   - nginx as a reverse proxy in front of the floor, if nginx is on PATH,
+//     to put the router's overhead beside a proxy hop's.
+//
+// The three take turns over a few rounds and each keeps its best. Then it
+// finds the router's maximum throughput (vegeta at -rate=0 with a
+// bounded number of workers) and the resident memory of an agent process
+// with one model loaded. It prints human lines, then one line for machines:
+//
+//	bench=router rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= max_rps= rss_mib=
+//
+// The load generator shares the machine with the servers, so the figures
+// are for comparing the three, not absolute capacity.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type config struct {
+	rate         int
+	duration     time.Duration
+	warmup       time.Duration
+	maxDuration  time.Duration
+	maxWorkers   int
+	fixedWorkers int
+	rounds       int
+	keys         int
+	vegeta       string
+	example      string
+	work         string // temp dir: targets, results, nginx
+}
+
+func main() {
+	log.SetFlags(0)
+	serve := flag.String("serve", "", "serve instead of benchmarking: floor, router or agent (the bench starts these itself)")
+	addr := flag.String("addr", "127.0.0.1:0", "with -serve: listen address")
+	data := flag.String("data", "", "with -serve router or agent: the agent's site directory")
+	var c config
+	flag.IntVar(&c.rate, "rate", envInt("BENCH_RATE", 5000), "requests per second of the fixed-rate runs (BENCH_RATE)")
+	flag.DurationVar(&c.duration, "duration", envDuration("BENCH_DURATION", 10*time.Second), "length of each fixed-rate run (BENCH_DURATION)")
+	flag.DurationVar(&c.warmup, "warmup", envDuration("BENCH_WARMUP", time.Second), "unmeasured run before each measured one (BENCH_WARMUP)")
+	flag.DurationVar(&c.maxDuration, "max-duration", envDuration("BENCH_MAX_DURATION", 5*time.Second), "length of the maximum-throughput run (BENCH_MAX_DURATION)")
+	flag.IntVar(&c.maxWorkers, "max-workers", envInt("BENCH_MAX_WORKERS", 32), "vegeta workers of the maximum-throughput run (BENCH_MAX_WORKERS)")
+	flag.IntVar(&c.fixedWorkers, "workers", envInt("BENCH_WORKERS", 256), "bound on vegeta's workers and connections in the fixed-rate runs (BENCH_WORKERS)")
+	flag.IntVar(&c.rounds, "rounds", envInt("BENCH_ROUNDS", 2), "rounds of floor, nginx and router runs; each keeps its best (BENCH_ROUNDS)")
+	flag.IntVar(&c.keys, "keys", 1000, "distinct route keys (machines) the router is sent")
+	flag.StringVar(&c.vegeta, "vegeta", envString("VEGETA", "bin/tools/vegeta"), "vegeta binary (VEGETA)")
+	flag.StringVar(&c.example, "example", "examples/bearing-failure", "directory of model.txt, model.yaml and sample.json")
+	flag.Parse()
+
+	if *serve != "" {
+		if err := runServer(*serve, *addr, c.example, *data); err != nil {
+			log.Fatalf("serve %s: %v", *serve, err)
+		}
+		return
+	}
+	if c.rounds < 1 {
+		c.rounds = 1
+	}
+	if err := run(c); err != nil {
+		log.Fatalf("bench-router: %v", err)
+	}
+}
+
+// results are the figures of the final line; NaN prints as NA.
+type results struct {
+	floor, router, nginx *report
+	maxRPS               float64
+	rssMiB               float64
+}
+
+func run(c config) error {
+	var err error
+	if c.vegeta, err = findVegeta(c.vegeta); err != nil {
+		return err
+	}
+	if c.work, err = os.MkdirTemp("", "bench-router-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(c.work)
+	c.example, _ = filepath.Abs(c.example)
+	ex, err := loadExample(c.example)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rate %d req/s, %s per run after a %s warm-up, %d rounds; %d CPUs, load average %s; vegeta %s\n",
+		c.rate, c.duration, c.warmup, c.rounds, runtime.NumCPU(), loadAverage(), c.vegeta)
+
+	floor, err := startChild("floor", c.example, c.work)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
+	router, err := startChild("router", c.example, c.work)
+	if err != nil {
+		return err
+	}
+	defer router.stop()
+	if err := checkRouter(router.url, ex.sample); err != nil {
+		return err
+	}
+	nginxURL, stopNginx, err := c.startNginx(floor.url)
+	if err != nil {
+		return err
+	}
+	defer stopNginx()
+
+	// The servers take turns, round after round, and each keeps its best
+	// round: on a shared machine a burst of someone else's work then skews
+	// one round of one server, not the comparison.
+	var res results
+	for round := 1; round <= c.rounds; round++ {
+		f, err := c.measure(fmt.Sprintf("floor-%d", round), floor.url, nil, floor)
+		if err != nil {
+			return err
+		}
+		res.floor = best(res.floor, f)
+		if nginxURL != "" {
+			n, err := c.measure(fmt.Sprintf("nginx-%d", round), nginxURL, nil, nil)
+			if err != nil {
+				return err
+			}
+			res.nginx = best(res.nginx, n)
+		}
+		r, err := c.measure(fmt.Sprintf("router-%d", round), router.url, routerHeaders, router)
+		if err != nil {
+			return err
+		}
+		res.router = best(res.router, r)
+	}
+	stopNginx()
+	floor.stop()
+	if rss, err := router.rssMiB(); err == nil {
+		fmt.Printf("router   RSS after the runs: %.1f MiB (two versions and a shadow of the model)\n", rss)
+	}
+	printRouterMetrics(router.url)
+	if res.maxRPS, err = c.maxThroughput(router.url); err != nil {
+		return err
+	}
+	router.stop()
+
+	if res.rssMiB, err = agentRSS(c.example, c.work); err != nil {
+		return err
+	}
+	fmt.Printf("agent    RSS with one model loaded, after 200 requests: %.1f MiB\n", res.rssMiB)
+	fmt.Printf("best rounds: floor p99 %s ms, router p99 %s ms, nginx p99 %s ms; server CPU floor %s µs/req, router %s µs/req (shadow included); load average now %s\n",
+		ms(res.floor.p99), ms(res.router.p99), ms(res.nginx.p99Or()), num(res.floor.cpuPerReq, 1), num(res.router.cpuPerReq, 1), loadAverage())
+	fmt.Println(res.line(c.rate))
+	return nil
+}
+
+// best is the run with the lower p99.
+func best(a, b *report) *report {
+	if a == nil || b.p99 < a.p99 {
+		return b
+	}
+	return a
+}
+
+// loadAverage is the 1-minute load average, to judge how shared the
+// machine was.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "unknown"
+	}
+	return f[0]
+}
+
+func (r *results) line(rate int) string {
+	ratio := r.router.p99 / r.floor.p99
+	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s max_rps=%.0f rss_mib=%.1f",
+		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), r.maxRPS, r.rssMiB)
+}
+
+func ms(d float64) string { return num(d, 3) }
+
+func num(v float64, prec int) string {
+	if v != v { // NaN: not measured
+		return "NA"
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+func envString(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/modelfleet/modelfleet/edge"
+)
+
+// report is what the bench keeps of a vegeta JSON report; latencies in ms.
+type report struct {
+	p50, p99, max float64
+	throughput    float64
+	success       float64
+	requests      int
+	codes         map[string]int
+	errors        []string
+	cpuPerReq     float64 // µs of server CPU per request; NaN if not measured
+}
+
+func cpuOf(c *child) (float64, error) {
+	if c == nil {
+		return 0, fmt.Errorf("no process")
+	}
+	return c.cpuSeconds()
+}
+
+// p99Or is the p99 of a run that may not have happened (NaN then).
+func (r *report) p99Or() float64 {
+	if r == nil {
+		return math.NaN()
+	}
+	return r.p99
+}
+
+func findVegeta(path string) (string, error) {
+	if _, err := os.Stat(path); err == nil {
+		return filepath.Abs(path)
+	}
+	if p, err := exec.LookPath("vegeta"); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("vegeta is not at %q nor on PATH: `make bench-router` installs it into bin/tools", path)
+}
+
+// routerHeaders are the headers of router target i: the API key, and one
+// route key per simulated machine so that stickiness is exercised.
+func routerHeaders(i int) []string {
+	return []string{"Authorization: Bearer " + apiKey, fmt.Sprintf("%s: machine-%d", edge.HeaderRouteKey, i)}
+}
+
+// writeTargets writes a vegeta targets file (HTTP format): one target, or
+// c.keys targets with headers, which vegeta sends round-robin.
+func (c *config) writeTargets(name, url string, headers func(int) []string) (string, error) {
+	n := 1
+	if headers != nil {
+		n = c.keys
+	}
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "POST %s/score/%s\nContent-Type: application/json\n", url, modelName)
+		if headers != nil {
+			for _, h := range headers(i) {
+				b.WriteString(h + "\n")
+			}
+		}
+		fmt.Fprintf(&b, "@%s\n\n", filepath.Join(c.example, "sample.json"))
+	}
+	p := filepath.Join(c.work, name+".targets")
+	return p, os.WriteFile(p, []byte(b.String()), 0o644)
+}
+
+// attack runs vegeta attack with args against the targets file, then
+// vegeta report, and parses the report.
+func (c *config) attack(name, targets string, args ...string) (*report, error) {
+	out := filepath.Join(c.work, name+".bin")
+	cmd := exec.Command(c.vegeta, append([]string{"attack", "-targets", targets, "-output", out, "-timeout", "5s"}, args...)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("vegeta attack %s: %w", name, err)
+	}
+	b, err := exec.Command(c.vegeta, "report", "-type", "json", out).Output()
+	if err != nil {
+		return nil, fmt.Errorf("vegeta report %s: %w", name, err)
+	}
+	os.Remove(out)
+	var raw struct {
+		Latencies struct {
+			P50 float64 `json:"50th"`
+			P99 float64 `json:"99th"`
+			Max float64 `json:"max"`
+		} `json:"latencies"`
+		Requests    int            `json:"requests"`
+		Throughput  float64        `json:"throughput"`
+		Success     float64        `json:"success"`
+		StatusCodes map[string]int `json:"status_codes"`
+		Errors      []string       `json:"errors"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("vegeta report %s: %w", name, err)
+	}
+	const ns = float64(time.Millisecond)
+	return &report{p50: raw.Latencies.P50 / ns, p99: raw.Latencies.P99 / ns, max: raw.Latencies.Max / ns,
+		throughput: raw.Throughput, success: raw.Success, requests: raw.Requests, codes: raw.StatusCodes, errors: raw.Errors}, nil
+}
+
+// measure loads url at the fixed rate, after an unmeasured warm-up. With
+// server, the server's CPU time per request is measured too.
+func (c *config) measure(name, url string, headers func(int) []string, server *child) (*report, error) {
+	targets, err := c.writeTargets(name, url, headers)
+	if err != nil {
+		return nil, err
+	}
+	// Bounded workers and connections: a healthy run needs a handful, and
+	// on an overloaded machine an unbounded open-loop generator opens a
+	// connection per late request until the ephemeral ports run out. With
+	// the bound it falls behind the rate instead, which the report shows.
+	bound := strconv.Itoa(c.fixedWorkers)
+	args := []string{"-rate=" + strconv.Itoa(c.rate), "-max-workers=" + bound, "-max-connections=" + bound}
+	if c.warmup > 0 {
+		if _, err := c.attack(name+"-warmup", targets, append(args, "-duration="+c.warmup.String())...); err != nil {
+			return nil, err
+		}
+	}
+	cpu0, cpuErr := cpuOf(server)
+	r, err := c.attack(name, targets, append(args, "-duration="+c.duration.String())...)
+	if err != nil {
+		return nil, err
+	}
+	r.cpuPerReq = math.NaN()
+	if cpu1, err := cpuOf(server); err == nil && cpuErr == nil && r.requests > 0 {
+		r.cpuPerReq = (cpu1 - cpu0) / float64(r.requests) * 1e6
+	}
+	fmt.Printf("%-8s p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  %6.0f req/s ok  success %.2f%%  cpu %s µs/req  %s\n",
+		name, r.p50, r.p99, r.max, r.throughput, 100*r.success, num(r.cpuPerReq, 1), codes(r.codes))
+	if r.success < 1 || r.throughput < 0.95*float64(c.rate) {
+		fmt.Printf("%-8s WARNING: the run fell behind the rate or failed requests (machine overloaded?); first errors: %q\n", name, r.errors[:min(3, len(r.errors))])
+	}
+	return r, nil
+}
+
+// maxThroughput runs vegeta as fast as a bounded number of workers can go.
+func (c *config) maxThroughput(url string) (float64, error) {
+	targets, err := c.writeTargets("router-max", url, routerHeaders)
+	if err != nil {
+		return 0, err
+	}
+	w := strconv.Itoa(c.maxWorkers)
+	r, err := c.attack("router-max", targets, "-rate=0", "-workers="+w, "-max-workers="+w, "-max-connections="+w, "-duration="+c.maxDuration.String())
+	if err != nil {
+		return 0, err
+	}
+	fmt.Printf("router   max throughput %.0f req/s ok (%d workers, %s; p99 %.3f ms, success %.2f%%)\n",
+		r.throughput, c.maxWorkers, c.maxDuration, r.p99, 100*r.success)
+	return r.throughput, nil
+}
+
+func codes(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}

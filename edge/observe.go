@@ -1,0 +1,74 @@
+package edge
+
+import (
+	"sync"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Observer sees every score request a loaded version answered after the
+// caller was authenticated: the monitoring loop (package signals) turns
+// them into per-window histograms. Both methods run on the request path,
+// so they must be cheap and must not keep features or body.
+// signals.Aggregator implements it.
+type Observer interface {
+	// Observe reports a request that was scored (err nil: features is the
+	// row in the model's order, prediction its output) or failed after its
+	// body was accepted as a row (err carries the error code).
+	Observe(model, version string, features []float64, prediction float64, latency time.Duration, err error)
+	// ObserveRejected reports a request whose body the vectorizer rejected
+	// (missing, null or non-numeric features); features are the model's
+	// declared names.
+	ObserveRejected(model, version string, features []string, body []byte, latency time.Duration)
+}
+
+// observers holds each router's Observer. It lives here rather than in a
+// Router field so that this hook is one new file; a field (an
+// atomic.Pointer) is the better home once router.go is next edited. A
+// sync.Map Load of a pointer key neither locks nor allocates.
+var observers sync.Map // *Router -> Observer
+
+// SetObserver installs o as the router's observer (nil removes it). A
+// router that is discarded should have its observer removed.
+func (r *Router) SetObserver(o Observer) {
+	if o == nil {
+		observers.Delete(r)
+		return
+	}
+	observers.Store(r, o)
+}
+
+func (r *Router) observer() Observer {
+	if v, ok := observers.Load(r); ok {
+		return v.(Observer)
+	}
+	return nil
+}
+
+// The request path calls these three (http.go's score), after the API key
+// check: an unauthenticated caller must not be able to move a version's
+// error rate, which releases roll back on.
+//
+//	scored:   r.observeScored(a, x, p, start)            after writeScore
+//	rejected: r.observeRejected(a, body, start)          when r.vectorize fails
+//	failed:   r.observeFailed(a, code, start)            when reading the body or predict fails
+
+func (r *Router) observeScored(a *arm, x []float64, p float64, start time.Time) {
+	if o := r.observer(); o != nil {
+		o.Observe(a.Model.Name, a.Model.Version, x, p, time.Since(start), nil)
+	}
+}
+
+func (r *Router) observeRejected(a *arm, body []byte, start time.Time) {
+	if o := r.observer(); o != nil {
+		o.ObserveRejected(a.Model.Name, a.Model.Version, a.Features, body, time.Since(start))
+	}
+}
+
+// observeFailed allocates the error, which only the failure path pays.
+func (r *Router) observeFailed(a *arm, code string, start time.Time) {
+	if o := r.observer(); o != nil {
+		o.Observe(a.Model.Name, a.Model.Version, nil, 0, time.Since(start), modelfleet.Errorf(code, "%s", code))
+	}
+}
