@@ -26,6 +26,7 @@ run: build tools
 ## test: vet, format check, unit tests and the end-to-end test against a real dev server
 test: build tools lint
 	$(GO) test -count=1 -timeout 10m ./...
+	$(MAKE) test-deploy TEST_DEPLOY_FLAGS=-short
 
 ## test-unit: everything but the end-to-end test (no dev server needed)
 test-unit:
@@ -49,3 +50,4 @@ clean:
 
 # Benchmarks: each bench/<name>.mk defines a bench-<name> target.
 -include $(wildcard bench/*.mk)
+-include deploy/deploy.mk

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -8,6 +9,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/drivers"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -19,6 +21,10 @@ type WorkerConfig struct {
 	RegistryURL string // the model registry the validation step reads
 	GatewayURL  string // the site directory
 	Logger      *slog.Logger
+	// Drivers configures the non-agent deployment drivers; sites whose
+	// registration names one are reconciled from the worker. Zero: agent
+	// sites only.
+	Drivers drivers.Config
 }
 
 // StartCloudWorker starts the worker that runs the workflows and the cloud
@@ -32,6 +38,25 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("cloud worker: %w", err)
 	}
+	if cfg.Drivers.AMLArc != nil || cfg.Drivers.GitOps != nil {
+		set, err := drivers.NewSet(cfg.Drivers)
+		if err != nil {
+			w.Stop()
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		rec := &drivers.Reconciler{Dir: &fleet.Client{BaseURL: cfg.GatewayURL}, Drivers: set, Log: orDefault(cfg.Logger).With("component", "drivers")}
+		go func() { _ = rec.Run(ctx) }()
+		return &stopping{Worker: w, stop: cancel}, nil
+	}
 	orDefault(cfg.Logger).Info("cloud worker started", "registry", cfg.RegistryURL, "sites", cfg.GatewayURL)
 	return w, nil
 }
+
+// stopping stops the driver reconciler with the worker.
+type stopping struct {
+	worker.Worker
+	stop context.CancelFunc
+}
+
+func (s *stopping) Stop() { s.stop(); s.Worker.Stop() }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/telemetry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -154,6 +155,7 @@ func splitList(s string) []string {
 }
 
 func newWorkerCmd(g *globals) *cobra.Command {
+	var gitCfg gitops.Config
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the cloud worker: release workflows and cloud activities",
@@ -170,7 +172,12 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			w, err := app.StartCloudWorker(app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log})
+			wc := app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log}
+			if gitCfg.URL != "" {
+				gitCfg.GatewayURL, gitCfg.Log = g.gatewayURL, log
+				wc.Drivers.GitOps = &gitCfg
+			}
+			w, err := app.StartCloudWorker(wc)
 			if err != nil {
 				return err
 			}
@@ -179,6 +186,11 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path)")
+	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
+	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")
+	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
 	return cmd
 }
 
