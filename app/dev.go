@@ -31,6 +31,13 @@ type DevConfig struct {
 	GatewayAddr    string // default 127.0.0.1:8080
 	RegistryAddr   string // default 127.0.0.1:8081
 	SiteBasePort   int    // site-N's router listens on SiteBasePort+N-1 (default 9001)
+	// Factory runs the shop floor too: an MQTT broker on MQTTAddr (default
+	// 127.0.0.1:1883), a line simulator per site (control API on
+	// SimBasePort+N-1, default 9101) and the sample workload (API on
+	// WorkloadBasePort+N-1, default 9201).
+	Factory                       bool
+	MQTTAddr                      string
+	SimBasePort, WorkloadBasePort int
 	Logger         *slog.Logger
 	Out            io.Writer // where the banner goes (default os.Stdout)
 	// Ready, if set, is called once everything is up.
@@ -48,6 +55,7 @@ type Dev struct {
 	Edges       []*Edge
 	// Signals is the embedded edge-signal queue (Service Bus semantics).
 	Signals *queue.Queue
+	factory *factory
 }
 
 func (c *DevConfig) setDefaults() error {
@@ -68,6 +76,15 @@ func (c *DevConfig) setDefaults() error {
 	}
 	if c.SiteBasePort == 0 {
 		c.SiteBasePort = 9001
+	}
+	if c.MQTTAddr == "" {
+		c.MQTTAddr = "127.0.0.1:1883"
+	}
+	if c.SimBasePort == 0 {
+		c.SimBasePort = 9101
+	}
+	if c.WorkloadBasePort == 0 {
+		c.WorkloadBasePort = 9201
 	}
 	if c.Out == nil {
 		c.Out = os.Stdout
@@ -181,6 +198,13 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		}
 	})
 
+	if cfg.Factory {
+		d.factory, err = startFactory(ectx, cfg.DataDir, cfg.MQTTAddr, cfg.SimBasePort, cfg.WorkloadBasePort, d.Edges, log)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, d.factory.close)
+	}
 	d.banner(cfg)
 	if cfg.Ready != nil {
 		cfg.Ready(d)
@@ -233,8 +257,15 @@ func (d *Dev) banner(cfg DevConfig) {
 	fmt.Fprintf(w, "  Gateway webhook\t%s/api/events\n", d.Gateway.URL())
 	fmt.Fprintf(w, "  Model registry\t%s\n", d.RegistryURL)
 	fmt.Fprintf(w, "  Signal queue\t%s/api/queues/signals/stats\n", d.Gateway.URL())
-	for _, e := range d.Edges {
+	for i, e := range d.Edges {
 		fmt.Fprintf(w, "  %s router\t%s\n", e.cfg.SiteID, e.cfg.AdvertiseURL)
+		if f := d.factory; f != nil {
+			fmt.Fprintf(w, "  %s line simulator\t%s\n", e.cfg.SiteID, f.lines[i])
+			fmt.Fprintf(w, "  %s workload\t%s/decisions\n", e.cfg.SiteID, f.works[i])
+		}
+	}
+	if f := d.factory; f != nil {
+		fmt.Fprintf(w, "  MQTT broker\t%s\n", f.broker.URL())
 	}
 	w.Flush()
 	first := d.Edges[0].cfg.AdvertiseURL

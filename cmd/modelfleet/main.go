@@ -50,7 +50,7 @@ func newRoot() *cobra.Command {
 	pf.BoolVar(&g.logJSON, "log-json", false, "write logs as JSON")
 	root.AddCommand(
 		newDevCmd(g), newGatewayCmd(g), newWorkerCmd(g), newEdgeCmd(g),
-		newModelCmd(g), newReleaseCmd(g), newSiteCmd(g), newPolicyCmd(g), newQueueCmd(g),
+		newModelCmd(g), newReleaseCmd(g), newSiteCmd(g), newPolicyCmd(g), newQueueCmd(g), newSimulateCmd(g),
 	)
 	return root
 }

@@ -67,6 +67,8 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 	f.IntVar(&cfg.SiteBasePort, "site-base-port", 9001, "site-N's router listens on this port + N - 1")
 	f.StringVar(&cfg.TemporalBinary, "temporal-bin", os.Getenv("MODELFLEET_TEMPORAL_BIN"), "Temporal CLI binary (default: bin/tools/temporal, then $PATH)")
 	f.BoolVar(&traces, "traces", true, "write OpenTelemetry spans to <data-dir>/traces.jsonl")
+	f.BoolVar(&cfg.Factory, "factory", true, "run the shop floor: MQTT broker, a line simulator and the sample workload per site")
+	f.StringVar(&cfg.MQTTAddr, "mqtt-addr", "127.0.0.1:1883", "embedded MQTT broker address")
 	return cmd
 }
 

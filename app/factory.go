@@ -1,0 +1,97 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
+	"github.com/modelfleet/modelfleet/simulate"
+	"github.com/modelfleet/modelfleet/workload"
+)
+
+// factory is the embedded stack's shop floor: an MQTT broker, and per site a
+// line simulator publishing sensor data and the sample workload turning it
+// into decisions through the site's router.
+type factory struct {
+	broker *workload.Broker
+	lines  []string // simulator control URLs, by site
+	works  []string // workload supervisor URLs, by site
+	stop   []func()
+}
+
+// startFactory starts the broker on mqttAddr, and for each edge a simulator
+// (control API on simBase+i) and the sample workload (supervisor API on
+// workBase+i). The workload starts once its site serves the model it calls,
+// so a fresh stack does not dead-letter every reading before the first
+// release.
+func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBase int, edges []*Edge, log *slog.Logger) (*factory, error) {
+	if err := os.MkdirAll(filepath.Join(dataDir, "mqtt"), 0o755); err != nil {
+		return nil, err
+	}
+	b, err := workload.StartBroker(workload.BrokerConfig{Addr: mqttAddr, DataDir: filepath.Join(dataDir, "mqtt"), Logger: log.With("component", "mqtt")})
+	if err != nil {
+		return nil, fmt.Errorf("mqtt broker: %w", err)
+	}
+	f := &factory{broker: b}
+	f.stop = append(f.stop, func() { b.Close() })
+	prog := bearing.MustProgram()
+	for i, e := range edges {
+		site := e.cfg.SiteID
+		line, err := simulate.New(simulate.Config{Site: site, Broker: b.URL(), Rate: 10, Logger: log.With("component", "simulator", "site", site)})
+		if err != nil {
+			f.close()
+			return nil, err
+		}
+		lsrv, err := listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(simBase+i)), line.Handler())
+		if err != nil {
+			f.close()
+			return nil, fmt.Errorf("simulator %s: %w", site, err)
+		}
+		lsrv.serve(log, "simulator")
+		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: e.cfg.AdvertiseURL, Logger: log.With("component", "workload", "site", site)})
+		wsrv, err := listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(workBase+i)), sup.Handler())
+		if err != nil {
+			lsrv.close()
+			f.close()
+			return nil, fmt.Errorf("workload %s: %w", site, err)
+		}
+		wsrv.serve(log, "workload")
+		f.lines = append(f.lines, lsrv.URL())
+		f.works = append(f.works, wsrv.URL())
+		f.stop = append(f.stop, lsrv.close, wsrv.close)
+		go func() { _ = line.Run(ctx) }()
+		go func() {
+			if waitServes(ctx, e, prog.Manifest.Model) {
+				_ = sup.Run(ctx, prog)
+			}
+		}()
+	}
+	return f, nil
+}
+
+func waitServes(ctx context.Context, e *Edge, model string) bool {
+	for {
+		if slices.ContainsFunc(e.Agent.Served(), func(m modelfleet.ServedModel) bool { return m.Name == model }) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (f *factory) close() {
+	for i := len(f.stop) - 1; i >= 0; i-- {
+		f.stop[i]()
+	}
+}

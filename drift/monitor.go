@@ -1,0 +1,460 @@
+package drift
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/queue"
+	"github.com/modelfleet/modelfleet/signals"
+)
+
+// BaselineSource finds a model version's baseline. An error with code
+// modelfleet.ENOTFOUND means there is none: such messages are dead-lettered
+// (reason UnknownBaseline) and can be redriven once it is registered. Any
+// other error is retried.
+type BaselineSource interface {
+	Baseline(ctx context.Context, model, version string) (*signals.Baseline, error)
+}
+
+// Baselines is a BaselineSource in memory, keyed by model and version.
+type Baselines map[modelfleet.ModelRef]*signals.Baseline
+
+// Baseline implements BaselineSource.
+func (b Baselines) Baseline(_ context.Context, model, version string) (*signals.Baseline, error) {
+	if base := b[modelfleet.ModelRef{Name: model, Version: version}]; base != nil {
+		return base, nil
+	}
+	return nil, modelfleet.Errorf(modelfleet.ENOTFOUND, "no baseline for model %q version %q", model, version)
+}
+
+// Sink receives the verdicts a Monitor reports. The lead wiring connects it
+// to running releases (signal release/<model>/<version>: a breach during a
+// bake rolls back) and to retraining (signal-with-start retrain/<model>
+// when Verdict.Drifted). An error makes the monitor forget the message it
+// was evaluating, which is then delivered again, so a verdict is never lost
+// to a sink that was briefly down.
+type Sink interface {
+	Notify(ctx context.Context, v Verdict) error
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(ctx context.Context, v Verdict) error
+
+// Notify calls f.
+func (f SinkFunc) Notify(ctx context.Context, v Verdict) error { return f(ctx, v) }
+
+// Options configures a Monitor. Zero values take the defaults.
+type Options struct {
+	Baselines  BaselineSource
+	Sink       Sink // nil: verdicts are only kept (Verdicts)
+	Thresholds Thresholds
+	// Lookback is the rolling window's length. Default 10 min.
+	Lookback time.Duration
+	// Slots divides the window: it rolls forward one slot at a time, and
+	// memory per series is Slots message-sized sums whatever the message
+	// rate. Default 10.
+	Slots int
+	// MinRows is the fewest scored rows a window needs before anything in
+	// it breaches. Default 1000: smaller samples drift by chance (at 500
+	// rows the normalized Wasserstein distance of a sample from the
+	// baseline's own distribution exceeds 0.1 about 5% of the time; see
+	// docs/signals.md).
+	MinRows int64
+	// Cooldown is how long a breach that persists waits before it is
+	// reported again; the first breach and the recovery are reported at
+	// once. Default 5 min; negative reports every evaluation.
+	Cooldown time.Duration
+	// OnEvaluated, if set, is called after each evaluation with its
+	// verdict and how long applying the message took (window update and
+	// every metric; decoding excluded), e.g. for a latency histogram. It
+	// runs under the series' lock: keep it short.
+	OnEvaluated func(v *Verdict, took time.Duration)
+	Logger      *slog.Logger
+}
+
+// Monitor consumes signal messages (Handle, for queue.Consume), keeps a
+// rolling window per site, model and version, evaluates every drift metric
+// against the baseline on each message, and reports verdicts to its Sink.
+// Its windows are in memory: after a restart they fill again from new
+// messages, so detection resumes within one Lookback.
+type Monitor struct {
+	opts Options
+
+	mu     sync.Mutex
+	series map[seriesKey]*series
+
+	layouts sync.Map // modelfleet.ModelRef -> *layout
+
+	received, evaluated, duplicates, late, rejected, notified atomic.Int64
+}
+
+type seriesKey struct{ site, model, version string }
+
+type series struct {
+	mu       sync.Mutex
+	key      seriesKey
+	layout   *layout
+	slots    []agg
+	slotID   []int64 // absolute slot number held by each slot; -1 empty
+	sum      agg     // total of the slots
+	scratch  agg     // the window as it would be with the incoming message
+	incoming agg
+	seen     map[int64]int64 // window start (unix ms) -> slot number
+	newest   int64
+	breached bool
+	notified time.Time
+	last     *Verdict
+}
+
+// NewMonitor returns a monitor.
+func NewMonitor(opts Options) (*Monitor, error) {
+	if opts.Baselines == nil {
+		return nil, errors.New("drift: monitor needs a baseline source")
+	}
+	t, err := opts.Thresholds.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	opts.Thresholds = t
+	if opts.Lookback <= 0 {
+		opts.Lookback = 10 * time.Minute
+	}
+	if opts.Slots <= 0 {
+		opts.Slots = 10
+	}
+	if opts.MinRows <= 0 {
+		opts.MinRows = 1000
+	}
+	if opts.Cooldown == 0 {
+		opts.Cooldown = 5 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Monitor{opts: opts, series: map[seriesKey]*series{}}, nil
+}
+
+// Stats are a monitor's counts since it started.
+type Stats struct {
+	Received   int64 // valid signal messages
+	Evaluated  int64 // messages that moved a window and were evaluated
+	Duplicates int64 // messages already in their window (same message ID)
+	Late       int64 // messages older than their window, ignored
+	Rejected   int64 // queue messages refused for good (dead-lettered)
+	Notified   int64 // verdicts sent to the sink
+}
+
+// Stats returns the counts.
+func (m *Monitor) Stats() Stats {
+	return Stats{
+		Received: m.received.Load(), Evaluated: m.evaluated.Load(), Duplicates: m.duplicates.Load(),
+		Late: m.late.Load(), Rejected: m.rejected.Load(), Notified: m.notified.Load(),
+	}
+}
+
+// Handle is a queue.Consume handler: a body that is not a valid signal
+// message or batch, or whose histograms do not fit the baseline, comes back
+// as a queue.PermanentError whose reason names the problem, so it is
+// dead-lettered at once and never stops the consumer.
+func (m *Monitor) Handle(ctx context.Context, d queue.Delivery) error {
+	return m.Process(ctx, d.Body)
+}
+
+// Process applies one queue message body (a message or a batch).
+func (m *Monitor) Process(ctx context.Context, body []byte) error {
+	msgs, derr := signals.DecodeAny(body)
+	var perm error
+	for i := range msgs {
+		m.received.Add(1)
+		err := m.apply(ctx, &msgs[i])
+		var pe *queue.PermanentError
+		switch {
+		case err == nil:
+		case errors.As(err, &pe):
+			if perm == nil {
+				perm = err
+			}
+		default:
+			// Transient: the whole queue message comes again; those
+			// applied already are then duplicates.
+			return err
+		}
+	}
+	if derr != nil {
+		var de *signals.DecodeError
+		errors.As(derr, &de)
+		perm = queue.PermanentReason(de.Reason, derr)
+	}
+	if perm != nil {
+		m.rejected.Add(1)
+	}
+	return perm
+}
+
+// apply adds one message to its series' window, evaluates it and reports
+// the verdict. The window changes only once the sink has taken the
+// verdict.
+func (m *Monitor) apply(ctx context.Context, msg *signals.Message) error {
+	began := time.Now()
+	l, err := m.layoutFor(ctx, msg)
+	if err != nil {
+		return err
+	}
+	s := m.seriesFor(seriesKey{msg.Site, msg.Model, msg.Version})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.layout == nil || s.layout.digest != l.digest {
+		m.resetSeries(s, l) // the version's baseline changed: start over
+	}
+	l = s.layout
+	slotMs := max(m.opts.Lookback.Milliseconds()/int64(m.opts.Slots), 1)
+	startMs := msg.WindowStart.UnixMilli()
+	id := startMs / slotMs
+	if _, dup := s.seen[startMs]; dup {
+		m.duplicates.Add(1)
+		return nil
+	}
+	if s.newest >= 0 && id <= s.newest-int64(m.opts.Slots) {
+		m.late.Add(1)
+		return nil
+	}
+	if err := s.incoming.fromMessage(l, msg); err != nil {
+		return err
+	}
+	newest := max(s.newest, id)
+	s.scratch.copyFrom(&s.sum)
+	s.scratch.add(&s.incoming, 1)
+	for i, sid := range s.slotID {
+		if sid >= 0 && sid <= newest-int64(m.opts.Slots) {
+			s.scratch.add(&s.slots[i], -1)
+		}
+	}
+	s.bounds(&s.scratch, newest, m.opts.Slots)
+	v := m.evaluate(s, &s.scratch)
+	if err := m.report(ctx, s, &v); err != nil {
+		return err
+	}
+	m.commit(s, id, newest, startMs)
+	m.evaluated.Add(1)
+	if m.opts.OnEvaluated != nil {
+		m.opts.OnEvaluated(&v, time.Since(began))
+	}
+	return nil
+}
+
+// report sends v to the sink when it is news: a new breach, a breach that
+// persisted past the cooldown, or a recovery.
+func (m *Monitor) report(ctx context.Context, s *series, v *Verdict) error {
+	now := v.WindowEnd
+	send := false
+	switch {
+	case v.Breached():
+		send = !s.breached || m.opts.Cooldown < 0 || now.Sub(s.notified) >= m.opts.Cooldown
+	case s.breached, m.opts.Cooldown < 0:
+		send = true
+	}
+	if send && m.opts.Sink != nil {
+		if err := m.opts.Sink.Notify(ctx, *v); err != nil {
+			return fmt.Errorf("drift: report verdict %s: %w", v.ID, err)
+		}
+		m.notified.Add(1)
+		if v.Breached() {
+			m.opts.Logger.Warn("drift verdict", "site", v.Site, "model", v.Model, "version", v.Version, "reason", v.Reason)
+		}
+	}
+	if send {
+		s.notified = now
+	}
+	s.breached = v.Breached()
+	s.last = v
+	return nil
+}
+
+// commit makes the scratch window the series' window.
+func (m *Monitor) commit(s *series, id, newest, startMs int64) {
+	for i, sid := range s.slotID {
+		if sid >= 0 && sid <= newest-int64(m.opts.Slots) {
+			s.slots[i].reset()
+			s.slotID[i] = -1
+		}
+	}
+	for start, sid := range s.seen {
+		if sid <= newest-int64(m.opts.Slots) {
+			delete(s.seen, start)
+		}
+	}
+	i := int(id % int64(m.opts.Slots))
+	s.slots[i].add(&s.incoming, 1)
+	s.slotID[i] = id
+	s.seen[startMs] = id
+	s.newest = newest
+	s.sum, s.scratch = s.scratch, s.sum
+}
+
+// bounds sets a window's start and end from the slots it keeps and the
+// incoming message: a subtraction cannot narrow them.
+func (s *series) bounds(a *agg, newest int64, slots int) {
+	a.start, a.end = s.incoming.start, s.incoming.end
+	for i, sid := range s.slotID {
+		if sid >= 0 && sid > newest-int64(slots) {
+			a.widen(s.slots[i].start, s.slots[i].end)
+		}
+	}
+}
+
+func (m *Monitor) seriesFor(k seriesKey) *series {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.series[k]
+	if s == nil {
+		s = &series{key: k}
+		m.series[k] = s
+	}
+	return s
+}
+
+func (m *Monitor) resetSeries(s *series, l *layout) {
+	s.layout = l
+	s.slots = make([]agg, m.opts.Slots)
+	s.slotID = make([]int64, m.opts.Slots)
+	for i := range s.slots {
+		s.slots[i] = newAgg(l)
+		s.slotID[i] = -1
+	}
+	s.sum, s.scratch, s.incoming = newAgg(l), newAgg(l), newAgg(l)
+	s.seen = map[int64]int64{}
+	s.newest = -1
+	s.breached = false
+}
+
+// noBaseline is the layout of messages without histograms.
+var noBaseline = newLayout(nil)
+
+// layoutFor finds the layout of a message's baseline, checking that the
+// baseline the site binned with is the one registered for its version. A
+// cached baseline that no longer matches is looked up again: the version's
+// baseline may have been replaced.
+func (m *Monitor) layoutFor(ctx context.Context, msg *signals.Message) (*layout, error) {
+	if msg.Baseline == "" {
+		return noBaseline, nil
+	}
+	ref := modelfleet.ModelRef{Name: msg.Model, Version: msg.Version}
+	if l, ok := m.layouts.Load(ref); ok && l.(*layout).digest == msg.Baseline {
+		return l.(*layout), nil
+	}
+	b, err := m.opts.Baselines.Baseline(ctx, msg.Model, msg.Version)
+	switch {
+	case modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND:
+		return nil, queue.PermanentReason(ReasonUnknownBaseline, fmt.Errorf("signal %q: model %q version %q has no baseline: %w", msg.MessageID, msg.Model, msg.Version, err))
+	case err != nil:
+		return nil, fmt.Errorf("drift: baseline of model %q version %q: %w", msg.Model, msg.Version, err)
+	case b.Digest() != msg.Baseline:
+		return nil, mismatch(msg, "it was binned by baseline %q, but the version's baseline is %q", msg.Baseline, b.Digest())
+	}
+	l := newLayout(b)
+	if old, loaded := m.layouts.LoadOrStore(ref, l); loaded {
+		if old.(*layout).digest == l.digest {
+			return old.(*layout), nil // another handler got there first
+		}
+		m.layouts.Store(ref, l)
+	}
+	return l, nil
+}
+
+// Verdicts returns the latest verdict of every series, sorted by site,
+// model and version.
+func (m *Monitor) Verdicts() []Verdict {
+	m.mu.Lock()
+	all := make([]*series, 0, len(m.series))
+	for _, s := range m.series {
+		all = append(all, s)
+	}
+	m.mu.Unlock()
+	var out []Verdict
+	for _, s := range all {
+		s.mu.Lock()
+		if s.last != nil {
+			out = append(out, *s.last)
+		}
+		s.mu.Unlock()
+	}
+	slices.SortFunc(out, func(a, b Verdict) int {
+		return strings.Compare(a.Site+"\x00"+a.Model+"\x00"+a.Version, b.Site+"\x00"+b.Model+"\x00"+b.Version)
+	})
+	return out
+}
+
+// evaluate judges a window.
+func (m *Monitor) evaluate(s *series, a *agg) Verdict {
+	l, t := s.layout, m.opts.Thresholds
+	v := Verdict{
+		ID:   verdictID(s.key.site, s.key.model, s.key.version, a.end),
+		Site: s.key.site, Model: s.key.model, Version: s.key.version, Baseline: l.digest,
+		WindowStart: a.start, WindowEnd: a.end, Messages: a.messages,
+		Requests: a.requests, Scored: a.scored, Errors: a.errors,
+		P99LatencyMs: p99(a.latency[:], a.requests),
+		Insufficient: a.scored < m.opts.MinRows,
+	}
+	if a.requests > 0 {
+		v.ErrorRate = float64(a.errors) / float64(a.requests)
+	}
+	rows := float64(a.scored + a.rejected)
+	for h, r := range l.refs {
+		off := l.offsets[h]
+		metrics, n, ok := r.evaluate(a.counts[off:off+len(r.p)], a.below[h], a.above[h])
+		if !ok && a.nulls[h] == 0 && a.typeErrors[h] == 0 {
+			continue // not in this window
+		}
+		rule, kind := t.Numerical, r.f.Kind
+		switch {
+		case h == l.pred:
+			rule, kind = t.Prediction, "prediction"
+		case r.categorical:
+			rule = t.Categorical
+		}
+		f := FeatureVerdict{Name: r.f.Name, Kind: kind, Rows: n, Metrics: metrics, Metric: rule.Metric, Threshold: rule.Threshold}
+		if ok {
+			f.Value = metrics.Value(rule.Metric)
+			f.Breached = !v.Insufficient && rule.Breached(f.Value)
+			f.OutOfBoundsRate = float64((&signals.Histogram{Counts: a.counts[off : off+len(r.p)]}).OutOfBounds(r.categorical)) / float64(n)
+		}
+		if rows > 0 {
+			f.NullRate, f.TypeErrorRate = float64(a.nulls[h])/rows, float64(a.typeErrors[h])/rows
+		}
+		if h != l.pred {
+			f.QualityBreached = !v.Insufficient && (f.NullRate > t.NullRate || f.TypeErrorRate > t.TypeErrorRate || f.OutOfBoundsRate > t.OutOfBoundsRate)
+		}
+		if h == l.pred {
+			v.Prediction = &f
+		} else {
+			v.Features = append(v.Features, f)
+		}
+	}
+	v.summarize()
+	return v
+}
+
+// p99 is the upper bound of the latency bucket holding the 99th percentile.
+func p99(counts []int64, total int64) float64 {
+	if total == 0 {
+		return 0
+	}
+	want := int64(math.Ceil(0.99 * float64(total)))
+	var cum int64
+	for i, c := range counts {
+		cum += c
+		if cum >= want && i < len(signals.LatencyBoundsMs) {
+			return signals.LatencyBoundsMs[i]
+		}
+	}
+	return signals.LatencyBoundsMs[len(signals.LatencyBoundsMs)-1]
+}

@@ -1,0 +1,145 @@
+package signals
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// validMessage is a small, consistent message.
+func validMessage() Message {
+	start := time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC)
+	return Message{
+		SchemaVersion: SchemaVersion,
+		MessageID:     MessageID("plant-1", "bearing-failure", "3", start),
+		Site:          "plant-1", Model: "bearing-failure", Version: "3",
+		WindowStart: start, WindowEnd: start.Add(time.Minute),
+		Baseline: "sha256:" + strings.Repeat("ab", 32),
+		Requests: 5, Scored: 4, Errors: 1, Rejected: 1,
+		ErrorCodes: map[string]int64{"invalid": 1},
+		LatencyMs:  []int64{0, 0, 3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		Features: []FeatureHistogram{
+			{Name: "a", Histogram: Histogram{Counts: []int64{1, 2, 1, 0}, Sum: 3.5, BelowSum: -1}, Nulls: 1},
+			{Name: "b", Histogram: Histogram{Counts: []int64{0, 4, 0, 0}, Sum: 8}, TypeErrors: 1},
+		},
+		Prediction: &Histogram{Counts: []int64{0, 3, 1, 0}, Sum: 1.2},
+	}
+}
+
+func encode(t testing.TB, m any) []byte {
+	t.Helper()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDecodeRoundTrip(t *testing.T) {
+	want := validMessage()
+	got, err := Decode(encode(t, want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", got, want)
+	}
+	// The same document indented, with unknown fields: the slow path.
+	var loose map[string]any
+	_ = json.Unmarshal(encode(t, want), &loose)
+	loose["addedLater"] = map[string]any{"x": 1}
+	pretty, _ := json.MarshalIndent(loose, "", "  ")
+	if got, err := Decode(pretty); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("with an unknown field: %v\n got %+v", err, got)
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	mod := func(f func(m *Message)) []byte {
+		m := validMessage()
+		f(&m)
+		return encode(t, m)
+	}
+	cases := []struct {
+		name, reason, mentions string
+		body                   []byte
+	}{
+		{"not json", ReasonMalformedJSON, "malformed JSON", []byte(`{"schemaVersion":`)},
+		{"trailing garbage", ReasonMalformedJSON, "malformed JSON", append(encode(t, validMessage()), '}')},
+		{"not an object", ReasonInvalid, "", []byte(`[1,2]`)},
+		{"unknown version", ReasonUnknownSchema, `"modelfleet.signal/v2"`, mod(func(m *Message) { m.SchemaVersion = "modelfleet.signal/v2" })},
+		{"unknown version, other shape", ReasonUnknownSchema, `"modelfleet.signal/v2"`, []byte(`{"schemaVersion":"modelfleet.signal/v2","requests":"many"}`)},
+		{"no version", ReasonUnknownSchema, `""`, []byte(`{}`)},
+		{"wrong type", ReasonInvalid, `"requests"`, []byte(`{"schemaVersion":"modelfleet.signal/v1","requests":"many"}`)},
+		{"id mismatch", ReasonIDMismatch, "messageId", mod(func(m *Message) { m.MessageID = "sig-0" })},
+		{"bad site", ReasonInvalid, "site id", mod(func(m *Message) { m.Site = "../x" })},
+		{"empty window", ReasonInvalid, "windowEnd", mod(func(m *Message) { m.WindowEnd = m.WindowStart })},
+		{"requests do not add up", ReasonInvalid, "requests", mod(func(m *Message) { m.Requests = 9 })},
+		{"negative", ReasonInvalid, "negative", mod(func(m *Message) { m.Errors, m.Scored = -1, 6 })},
+		{"error codes do not add up", ReasonInvalid, "errorCodes", mod(func(m *Message) { m.ErrorCodes["internal"] = 3 })},
+		{"latency buckets", ReasonInvalid, "latencyMs", mod(func(m *Message) { m.LatencyMs = m.LatencyMs[:3] })},
+		{"histogram total", ReasonInvalid, `"a"`, mod(func(m *Message) { m.Features[0].Counts[0] = 7 })},
+		{"repeated feature", ReasonInvalid, `"a"`, mod(func(m *Message) { m.Features[1].Name = "a" })},
+		{"nulls beyond rejected", ReasonInvalid, "nulls", mod(func(m *Message) { m.Features[0].Nulls = 2 })},
+		{"histograms without baseline", ReasonInvalid, "baseline", mod(func(m *Message) { m.Baseline = "" })},
+		{"prediction total", ReasonInvalid, "prediction", mod(func(m *Message) { m.Prediction.Counts[1] = 0 })},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Decode(c.body)
+			var de *DecodeError
+			if !errors.As(err, &de) {
+				t.Fatalf("err = %v, want a *DecodeError", err)
+			}
+			if de.Reason != c.reason || !strings.Contains(de.Msg, c.mentions) {
+				t.Errorf("reason %q, message %q; want %q mentioning %q", de.Reason, de.Msg, c.reason, c.mentions)
+			}
+			if de.Msg != strings.ToLower(de.Msg[:1])+de.Msg[1:] {
+				t.Errorf("error %q starts with a capital", de.Msg)
+			}
+		})
+	}
+}
+
+func TestDecodeAnyBatch(t *testing.T) {
+	a, b := validMessage(), validMessage()
+	b.WindowStart, b.WindowEnd = a.WindowEnd, a.WindowEnd.Add(time.Minute)
+	b.MessageID = MessageID(b.Site, b.Model, b.Version, b.WindowStart)
+	items := []Buffered{{ID: a.MessageID, Body: encode(t, a)}, {ID: b.MessageID, Body: encode(t, b)}}
+	id, body := batchBody(items)
+	if id != BatchID([]string{a.MessageID, b.MessageID}) {
+		t.Errorf("batch id %q", id)
+	}
+	got, err := DecodeAny(body)
+	if err != nil || len(got) != 2 || !reflect.DeepEqual(got[1], b) {
+		t.Fatalf("batch: %v %+v", err, got)
+	}
+	// One bad message: the good one is returned with an error naming the bad.
+	bad := b
+	bad.Requests = 99
+	_, body = batchBody([]Buffered{items[0], {ID: "x", Body: encode(t, bad)}})
+	got, err = DecodeAny(body)
+	var de *DecodeError
+	if len(got) != 1 || !errors.As(err, &de) || de.Reason != ReasonInvalid || !strings.Contains(de.Msg, "message 1") {
+		t.Errorf("batch with a bad message: %d good, err %v", len(got), err)
+	}
+	for _, s := range []string{`{"schemaVersion":"modelfleet.signal-batch/v1","messages":[]}`, `{"schemaVersion":"modelfleet.signal-batch/v7"}`, `"x"`} {
+		if _, err := DecodeAny([]byte(s)); !errors.As(err, &de) {
+			t.Errorf("DecodeAny(%s) = %v, want a *DecodeError", s, err)
+		}
+	}
+}
+
+func TestMessageIDIsDeterministic(t *testing.T) {
+	start := time.Date(2030, 1, 1, 10, 0, 0, 123456789, time.UTC)
+	id := MessageID("s", "m", "1", start)
+	if id != MessageID("s", "m", "1", start.Truncate(time.Millisecond)) || len(id) != 36 {
+		t.Errorf("id %q", id)
+	}
+	if id == MessageID("s", "m", "1", start.Add(time.Millisecond)) || MessageID("ab", "c", "1", start) == MessageID("a", "bc", "1", start) {
+		t.Error("different windows or names share an id")
+	}
+}

@@ -1,0 +1,244 @@
+package signals
+
+import (
+	"strconv"
+	"time"
+)
+
+// A decoder for exactly the JSON this package writes, because
+// encoding/json's reflection costs ~60 µs per KB of histogram counts on the
+// monitor's hot path, ten times the evaluation itself. It accepts a strict
+// subset: known keys in their exact case, each at most once; strings of
+// printable ASCII without escapes; numbers in JSON's grammar; no nulls.
+// Anything else makes it give up (ok false), and the caller decodes with
+// encoding/json, which stays the authority on what a message means and on
+// every error. FuzzFastDecode holds the two to the same result whenever
+// this one succeeds.
+type scanner struct {
+	b []byte
+	i int
+	// arena backs the decoded count slices, so that a message's thousand
+	// counts take a few allocations rather than one per histogram. Each
+	// slice is capped at its length: appending to one never writes into
+	// the next.
+	arena []int64
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// next skips whitespace and consumes c if it comes next.
+func (s *scanner) next(c byte) bool {
+	s.ws()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// rawString reads a string of printable ASCII without escapes and returns
+// its bytes (aliasing the input).
+func (s *scanner) rawString() ([]byte, bool) {
+	if !s.next('"') {
+		return nil, false
+	}
+	start := s.i
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return s.b[start : s.i-1], true
+		case c < 0x20 || c > 0x7e || c == '\\':
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+func (s *scanner) string() (string, bool) {
+	b, ok := s.rawString()
+	return string(b), ok
+}
+
+// number reads a token in JSON's number grammar and reports whether it is
+// an integer (no fraction or exponent).
+func (s *scanner) number() (tok []byte, integer, ok bool) {
+	s.ws()
+	start := s.i
+	if s.i < len(s.b) && s.b[s.i] == '-' {
+		s.i++
+	}
+	switch {
+	case s.i < len(s.b) && s.b[s.i] == '0':
+		s.i++
+	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
+		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+			s.i++
+		}
+	default:
+		return nil, false, false
+	}
+	integer = true
+	if s.i < len(s.b) && s.b[s.i] == '.' {
+		integer = false
+		s.i++
+		if !s.digits() {
+			return nil, false, false
+		}
+	}
+	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		integer = false
+		s.i++
+		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
+			s.i++
+		}
+		if !s.digits() {
+			return nil, false, false
+		}
+	}
+	return s.b[start:s.i], integer, true
+}
+
+func (s *scanner) digits() bool {
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i > start
+}
+
+func (s *scanner) int64() (int64, bool) {
+	tok, integer, ok := s.number()
+	if !ok || !integer {
+		return 0, false
+	}
+	// Inline for the common case: up to 18 digits cannot overflow.
+	if n := len(tok); n > 0 && n <= 18 && tok[0] != '-' {
+		var v int64
+		for _, c := range tok {
+			v = v*10 + int64(c-'0')
+		}
+		return v, true
+	}
+	v, err := strconv.ParseInt(string(tok), 10, 64)
+	return v, err == nil
+}
+
+func (s *scanner) float64() (float64, bool) {
+	tok, _, ok := s.number()
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(string(tok), 64)
+	return v, err == nil
+}
+
+func (s *scanner) time() (time.Time, bool) {
+	s.ws()
+	start := s.i
+	if _, ok := s.rawString(); !ok {
+		return time.Time{}, false
+	}
+	var t time.Time
+	return t, t.UnmarshalJSON(s.b[start:s.i]) == nil
+}
+
+// ints reads an array of integers; [] is an empty, non-nil slice, as
+// encoding/json makes it.
+func (s *scanner) ints() ([]int64, bool) {
+	if !s.next('[') {
+		return nil, false
+	}
+	if s.next(']') {
+		return []int64{}, true
+	}
+	start := len(s.arena)
+	for {
+		v, ok := s.int64()
+		if !ok {
+			return nil, false
+		}
+		if len(s.arena) == cap(s.arena) {
+			// A new chunk: move this array's values so far along.
+			grown := make([]int64, len(s.arena)-start, max(4096, 2*(len(s.arena)-start)))
+			copy(grown, s.arena[start:])
+			s.arena, start = grown, 0
+		}
+		s.arena = append(s.arena, v)
+		if s.next(']') {
+			return s.arena[start:len(s.arena):len(s.arena)], true
+		}
+		if !s.next(',') {
+			return nil, false
+		}
+	}
+}
+
+// object calls field for each key of an object. field returns the key's
+// number (0 to 63) among the fields it knows, or -1 to give up; a key seen
+// twice gives up too (encoding/json would keep the last; the fallback
+// does that).
+func (s *scanner) object(field func(key []byte) int) bool {
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return true
+	}
+	var seen uint64
+	for {
+		key, ok := s.rawString()
+		if !ok || !s.next(':') {
+			return false
+		}
+		n := field(key)
+		if n < 0 || seen&(1<<n) != 0 {
+			return false
+		}
+		seen |= 1 << n
+		if s.next('}') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// array calls elem for each element of an array.
+func (s *scanner) array(elem func() bool) bool {
+	if !s.next('[') {
+		return false
+	}
+	if s.next(']') {
+		return true
+	}
+	for {
+		if !elem() {
+			return false
+		}
+		if s.next(']') {
+			return true
+		}
+		if !s.next(',') {
+			return false
+		}
+	}
+}
+
+// end reports whether only whitespace is left.
+func (s *scanner) end() bool {
+	s.ws()
+	return s.i == len(s.b)
+}

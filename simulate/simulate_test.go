@@ -1,0 +1,93 @@
+package simulate
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet/workload"
+)
+
+func TestDriftShiftsInputs(t *testing.T) {
+	clock := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	l, err := New(Config{Site: "s1", Machines: 4, Seed: 1, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mean := func() (temp, load float64) {
+		for i := range 400 {
+			r := l.Reading(i % 4)
+			temp += r.Temperature / 400
+			load += r.LoadPct / 400
+		}
+		return
+	}
+	t0, l0 := mean()
+	l.SetDrift(1)
+	t1, l1 := mean()
+	if t1-t0 < 9 || t1-t0 > 13 || l1-l0 < 8 || l1-l0 > 12 {
+		t.Errorf("drift 1 moved temperature %.1f -> %.1f and load %.1f -> %.1f", t0, t1, l0, l1)
+	}
+}
+
+func TestControlAPI(t *testing.T) {
+	l, err := New(Config{Site: "s1", Machines: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(l.Handler())
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	ctx := context.Background()
+	if err := c.SetDrift(ctx, Model, 0.5); err != nil || l.Drift() != 0.5 {
+		t.Fatalf("drift: %v, %v", err, l.Drift())
+	}
+	if err := c.SetDrift(ctx, "other-model", 1); err == nil || !strings.Contains(err.Error(), `not "other-model"`) {
+		t.Errorf("drift for another model: %v", err)
+	}
+	if err := c.SetDrift(ctx, "", 99); err == nil || l.Drift() != 0.5 {
+		t.Errorf("out-of-range drift: %v", err)
+	}
+	if err := c.Fail(ctx, "line-1-m02", true); err != nil || l.Stats().Failing[0] != "line-1-m02" {
+		t.Errorf("fail: %v %+v", err, l.Stats())
+	}
+	if err := c.Fail(ctx, "nope", true); err == nil || !strings.Contains(err.Error(), "line-1-m01, line-1-m02") {
+		t.Errorf("fail unknown machine: %v", err)
+	}
+}
+
+// TestRunPublishes runs a line against a real broker at 200 readings/s with
+// some bad data and checks the rate and the payloads.
+func TestRunPublishes(t *testing.T) {
+	b, err := workload.StartBroker(workload.BrokerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	var n, bad atomic.Int64
+	l, err := New(Config{Site: "s1", Broker: b.URL(), Machines: 4, Rate: 200, BadRate: 0.1,
+		OnPublish: func(r *Reading, _ time.Time) {
+			n.Add(1)
+			if _, err := json.Marshal(r); err != nil {
+				bad.Add(1)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1100*time.Millisecond)
+	defer cancel()
+	if err := l.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := l.Stats()
+	// The rate is loose: under -race on two cores publishing is slow; the
+	// benchmark measures the rate for real.
+	if st.Sent < 40 || st.Sent > 230 || st.Sent != n.Load() || st.SentBad == 0 || st.SentBad > st.Sent/4 {
+		t.Errorf("stats %+v, OnPublish %d", st, n.Load())
+	}
+}

@@ -1,0 +1,82 @@
+package workload
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// BrokerConfig configures the embedded MQTT broker of a site (the dev stack
+// and tests; a plant brings its own broker in production).
+type BrokerConfig struct {
+	Addr string // e.g. 127.0.0.1:1883; port 0 picks a free one
+	// DataDir, if set, keeps sessions, subscriptions and unacknowledged
+	// QoS 1 messages in a bbolt file there, so a broker restart loses none.
+	DataDir string
+	Logger  *slog.Logger
+}
+
+// MaxQueued is how many QoS 1 messages the broker holds for one session
+// (in flight or queued while its client is away); beyond it, it drops. At
+// 1,000 messages/s that is a minute of a workload being away.
+const MaxQueued = 65535
+
+// Broker is an embedded MQTT 5 broker (mochi-mqtt), open to clients on its
+// address without authentication: bind it to loopback or a plant network.
+type Broker struct {
+	srv    *mqtt.Server
+	addr   string
+	rescue *takeoverRescue
+}
+
+// Rescued counts messages saved from the broker's session take-over race
+// (see takeoverRescue).
+func (b *Broker) Rescued() int64 { return b.rescue.rescued.Load() }
+
+// StartBroker starts a broker and returns once it accepts connections.
+func StartBroker(cfg BrokerConfig) (*Broker, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumInflight = MaxQueued
+	caps.MaximumClientWritesPending = MaxQueued
+	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mqtt-broker"), InlineClient: false})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, err
+	}
+	rescue := &takeoverRescue{srv: srv}
+	if err := srv.AddHook(rescue, nil); err != nil {
+		return nil, err
+	}
+	if cfg.DataDir != "" {
+		if err := srv.AddHook(new(bolt.Hook), &bolt.Options{Path: filepath.Join(cfg.DataDir, "mqtt.db")}); err != nil {
+			return nil, fmt.Errorf("mqtt broker: storage: %w", err)
+		}
+	}
+	ln := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
+	if err := srv.AddListener(ln); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("mqtt broker: listen %s: %w", cfg.Addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("mqtt broker: %w", err)
+	}
+	return &Broker{srv: srv, addr: ln.Address(), rescue: rescue}, nil
+}
+
+// URL is the broker's address for clients, e.g. mqtt://127.0.0.1:1883.
+func (b *Broker) URL() string { return "mqtt://" + b.addr }
+
+// Server is the underlying mochi server, e.g. for its $SYS figures.
+func (b *Broker) Server() *mqtt.Server { return b.srv }
+
+// Close disconnects every client and stops the broker.
+func (b *Broker) Close() error { return b.srv.Close() }

@@ -1,0 +1,147 @@
+package workload
+
+import (
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+const manifestYAML = `
+apiVersion: modelfleet/v1
+kind: Workload
+name: line
+version: "2"
+model: m
+input:
+  topics: ["factory/{site}/+/telemetry"]
+  fields: [{name: x, unit: mm/s, min: 0, max: 100}]
+features: [{name: a}, {name: b, min: 0}]
+window: {size: 4}
+output: {decisions: "d/{site}", deadLetter: "dl/{site}"}
+`
+
+func TestParseManifest(t *testing.T) {
+	m, err := ParseManifest([]byte(manifestYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Ref() != "line:2" || m.Input.MachineField != "machine" || time_(m.Input.MaxSkew) != DefaultMaxSkew ||
+		*m.Output.Threshold != DefaultThreshold || m.Scaling.Workers != DefaultWorkers || Topic(m.Output.Decisions, "s1") != "d/s1" {
+		t.Errorf("defaults not filled: %+v", m)
+	}
+	for _, c := range []struct{ edit, want string }{
+		{"kind: Workload", "kind \"\""},
+		{"window: {size: 4}", "window.size 0"},
+		{`["factory/{site}/+/telemetry"]`, "input.topics are required"},
+		{`"factory/{site}/+/telemetry"`, "'#' must be the last level"},
+		{"{name: a}, {name: b, min: 0}", "features are required"},
+		{"{name: b, min: 0}", `features must be unique and non-empty (got "a")`},
+		{`"d/{site}"`, "must not contain wildcards"},
+		{"model: m", "model name is required"},
+		{"min: 0, max: 100", "min 0 is above max -1"},
+	} {
+		var yaml string
+		switch c.want {
+		case "'#' must be the last level":
+			yaml = strings.Replace(manifestYAML, c.edit, `"factory/#/x"`, 1)
+		case `features must be unique and non-empty (got "a")`:
+			yaml = strings.Replace(manifestYAML, c.edit, "{name: a}", 1)
+		case "must not contain wildcards":
+			yaml = strings.Replace(manifestYAML, c.edit, `"d/+"`, 1)
+		case "min 0 is above max -1":
+			yaml = strings.Replace(manifestYAML, c.edit, "min: 0, max: -1", 1)
+		default:
+			yaml = strings.Replace(manifestYAML, c.edit, "", 1)
+		}
+		_, err := ParseManifest([]byte(yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+			t.Errorf("edit %q: error %v, want one containing %q", c.edit, err, c.want)
+		}
+	}
+	if _, err := ParseManifest([]byte(manifestYAML + "treshold: 1\n")); err == nil || !strings.Contains(err.Error(), "treshold") {
+		t.Errorf("unknown key accepted: %v", err)
+	}
+}
+
+func time_(d Duration) time.Duration { return time.Duration(d) }
+
+func TestCompatible(t *testing.T) {
+	m, _ := ParseManifest([]byte(manifestYAML))
+	if err := Compatible(m, []string{"b", "a"}); err != nil {
+		t.Errorf("same features in another order: %v", err)
+	}
+	for _, c := range []struct {
+		model []string
+		want  []string
+	}{
+		{[]string{"a"}, []string{`the workload produces "b" that the model does not take`}},
+		{[]string{"a", "b", "c"}, []string{`the model needs "c" that the workload does not produce`}},
+		{[]string{"c"}, []string{`needs "c"`, `produces "a", "b"`}},
+		{nil, []string{"declares no feature names"}},
+	} {
+		err := Compatible(m, c.model)
+		var ie *IncompatibleError
+		if !errors.As(err, &ie) || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+			t.Fatalf("%v: error %v (code %q)", c.model, err, modelfleet.ErrorCode(err))
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, `workload "line:2"`) || !strings.Contains(msg, `model "m"`) {
+			t.Errorf("error does not name both sides: %s", msg)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("error %q lacks %q", msg, w)
+			}
+		}
+	}
+	err := CheckRelease(m, modelfleet.ModelRef{Name: "m", Version: "3"}, []string{"a"})
+	if err == nil || !strings.Contains(err.Error(), `model "m:3"`) {
+		t.Errorf("CheckRelease: %v", err)
+	}
+	err = CheckRelease(m, modelfleet.ModelRef{Name: "other", Version: "1"}, []string{"a", "b"})
+	if err == nil || !strings.Contains(err.Error(), `the workload calls model "m"`) {
+		t.Errorf("CheckRelease of another model: %v", err)
+	}
+}
+
+func TestRollingAndUnits(t *testing.T) {
+	r := NewRolling(4)
+	for _, v := range []float64{3, -4, 3, -4, 100} { // 100 pushes the first 3 out
+		r.Add(v)
+	}
+	if !r.Full() || r.Peak() != 100 || r.Last() != 100 || math.Abs(r.Mean()-23.75) > 1e-9 ||
+		math.Abs(r.RMS()-math.Sqrt((16+9+16+10000)/4.0)) > 1e-9 {
+		t.Errorf("rolling: mean %v rms %v peak %v", r.Mean(), r.RMS(), r.Peak())
+	}
+	for i := range 200_000 { // running sums stay exact over long streams
+		r.Add(float64(i%7) * 1e-3)
+	}
+	want := NewRolling(4)
+	for i := 200_000 - 4; i < 200_000; i++ {
+		want.Add(float64(i%7) * 1e-3)
+	}
+	if math.Abs(r.Mean()-want.Mean()) > 1e-12 || math.Abs(r.Std()-want.Std()) > 1e-9 {
+		t.Errorf("after a long stream: mean %v std %v, want %v %v", r.Mean(), r.Std(), want.Mean(), want.Std())
+	}
+	for _, c := range []struct {
+		from, to string
+		in, out  float64
+	}{
+		{"Hz", "rpm", 24.75, 1485}, {"m/s2", "g", 9.80665, 1}, {"degF", "degC", 212, 100},
+		{"K", "degC", 273.15, 0}, {"degC", "degF", 100, 212}, {"in/s", "mm/s", 1, 25.4},
+	} {
+		if got := MustConverter(c.from, c.to)(c.in); math.Abs(got-c.out) > 1e-9 {
+			t.Errorf("%v %s = %v %s, want %v", c.in, c.from, got, c.to, c.out)
+		}
+	}
+	if _, err := NewConverter("Hz", "degC"); err == nil {
+		t.Error("converted rotation to temperature")
+	}
+	if MinMax(5, 0, 10) != 0.5 || Standardize(12, 10, 2) != 1 {
+		t.Error("scaling")
+	}
+}
