@@ -38,8 +38,8 @@ type DevConfig struct {
 	Factory                       bool
 	MQTTAddr                      string
 	SimBasePort, WorkloadBasePort int
-	Logger         *slog.Logger
-	Out            io.Writer // where the banner goes (default os.Stdout)
+	Logger                        *slog.Logger
+	Out                           io.Writer // where the banner goes (default os.Stdout)
 	// Ready, if set, is called once everything is up.
 	Ready func(*Dev)
 }
