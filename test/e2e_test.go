@@ -27,6 +27,8 @@ type stack struct {
 	bin, dataDir                        string
 	temporal, gateway, registry, router string
 	sitePorts                           []int
+	simBase, workBase                   int
+	mqtt                                string
 	cmd                                 *exec.Cmd
 	log                                 *bytes.Buffer
 }
@@ -57,8 +59,10 @@ func newStack(t *testing.T) *stack {
 	s.gateway = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	s.registry = fmt.Sprintf("127.0.0.1:%d", ports[3])
 	// Sites take consecutive ports from a base; find a free run of three.
-	base := freeRun(t, 3)
+	base := freeRun(t, 9)
 	s.sitePorts = []int{base, base + 1, base + 2}
+	s.simBase, s.workBase = base+3, base+6
+	s.mqtt = fmt.Sprintf("127.0.0.1:%d", ports[4])
 	return s
 }
 
@@ -75,6 +79,9 @@ func (s *stack) start() {
 		"--ui-port", fmt.Sprint(freePorts(t, 1)[0]),
 		"--gateway-addr", s.gateway, "--registry-addr", s.registry,
 		"--site-base-port", fmt.Sprint(s.sitePorts[0]),
+		"--mqtt-addr", s.mqtt,
+		"--sim-base-port", fmt.Sprint(s.simBase),
+		"--workload-base-port", fmt.Sprint(s.workBase),
 	)
 	s.cmd.Env = append(os.Environ(), "MODELFLEET_TEMPORAL_BIN="+filepath.Join(repoRoot(t), "bin", "tools", "temporal"))
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

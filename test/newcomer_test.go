@@ -46,6 +46,21 @@ func TestNewcomerPath(t *testing.T) {
 		}
 	}
 
+	// The shop floor: site-1's workload turns simulated sensor readings into
+	// decisions through the model it now serves.
+	waitFor(t, time.Minute, "site-1's workload to publish decisions", func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/decisions?limit=1", s.workBase))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var ds []map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&ds); err != nil || len(ds) == 0 || ds[0]["modelVersion"] != "1" {
+			return fmt.Errorf("decisions: %v %v", ds, err)
+		}
+		return nil
+	})
+
 	// Registering the same version again starts nothing.
 	out = s.mustCLI("model", "register", "--name", "bearing-failure", "--version", "1", "--file", model)
 	if !strings.Contains(string(out), "already registered") {

@@ -69,6 +69,8 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 	f.BoolVar(&traces, "traces", true, "write OpenTelemetry spans to <data-dir>/traces.jsonl")
 	f.BoolVar(&cfg.Factory, "factory", true, "run the shop floor: MQTT broker, a line simulator and the sample workload per site")
 	f.StringVar(&cfg.MQTTAddr, "mqtt-addr", "127.0.0.1:1883", "embedded MQTT broker address")
+	f.IntVar(&cfg.SimBasePort, "sim-base-port", 9101, "site-N's line simulator control API listens on this port + N - 1")
+	f.IntVar(&cfg.WorkloadBasePort, "workload-base-port", 9201, "site-N's workload API listens on this port + N - 1")
 	return cmd
 }
 
