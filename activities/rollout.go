@@ -110,6 +110,9 @@ func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (fleet.Pro
 	}
 	deadline := time.Now().Add(req.Timeout)
 	for {
+		// Heartbeat before the read too: at fleet scale one read can take
+		// long enough to miss the heartbeat timeout.
+		activity.RecordHeartbeat(ctx, "checking")
 		p, err := a.Fleet.Progress(ctx, fleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: req.Sites})
 		if err != nil {
 			return p, err

@@ -28,7 +28,8 @@ type TemporalServer struct {
 	Address string // frontend host:port
 	UIURL   string
 	cmd     *exec.Cmd
-	done    chan error
+	exited  chan struct{} // closed when the process has exited
+	waitErr error         // its exit status, once exited is closed
 }
 
 // TemporalOptions configures StartTemporal.
@@ -107,9 +108,9 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*TemporalServer, err
 		Address: fmt.Sprintf("%s:%d", o.IP, o.Port),
 		UIURL:   fmt.Sprintf("http://%s:%d", o.IP, o.UIPort),
 		cmd:     cmd,
-		done:    make(chan error, 1),
+		exited:  make(chan struct{}),
 	}
-	go func() { s.done <- cmd.Wait(); logf.Close() }()
+	go func() { s.waitErr = cmd.Wait(); logf.Close(); close(s.exited) }()
 	if err := s.waitReady(ctx, 2*time.Minute); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("temporal: %w (see %s)", err, filepath.Join(o.DataDir, "temporal.log"))
@@ -124,8 +125,8 @@ func (s *TemporalServer) waitReady(ctx context.Context, timeout time.Duration) e
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case err := <-s.done:
-			return fmt.Errorf("dev server exited before it was ready: %v", err)
+		case <-s.exited:
+			return fmt.Errorf("dev server exited before it was ready: %v", s.waitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		default:
@@ -152,10 +153,10 @@ func (s *TemporalServer) Close() error {
 	}
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
 	select {
-	case <-s.done:
+	case <-s.exited:
 	case <-time.After(10 * time.Second):
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
-		<-s.done
+		<-s.exited
 	}
 	return nil
 }

@@ -243,7 +243,8 @@ func (d *Directory) ReportActual(a modelfleet.Actual) error {
 	if err != nil {
 		return err
 	}
-	return d.db.Update(func(tx *bolt.Tx) error {
+	// Batched like heartbeats: every site reports after every apply.
+	return d.db.Batch(func(tx *bolt.Tx) error {
 		if tx.Bucket(sitesBucket).Get([]byte(a.Site)) == nil {
 			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
 		}

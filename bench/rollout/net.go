@@ -122,48 +122,73 @@ type meter struct {
 	pollsOpen    atomic.Int64 // long polls in flight
 	downloads    atomic.Int64 // GET /api/blobs/{digest}, answered 200
 	downloadErrs atomic.Int64 // ... answered otherwise, or not at all
+
+	// Time spent in the directory's writes as the agents see it: each is a
+	// transaction of its own on the gateway, so queueing shows here first.
+	reportNanos, heartbeatNanos atomic.Int64
 }
 
-type counts struct{ heartbeats, reports, polls, downloads, downloadErrs int64 }
+type counts struct {
+	heartbeats, reports, polls, downloads, downloadErrs int64
+	reportTime, heartbeatTime                           time.Duration
+}
 
 func (m *meter) snapshot() counts {
-	return counts{m.heartbeats.Load(), m.reports.Load(), m.polls.Load(), m.downloads.Load(), m.downloadErrs.Load()}
+	return counts{m.heartbeats.Load(), m.reports.Load(), m.polls.Load(), m.downloads.Load(), m.downloadErrs.Load(),
+		time.Duration(m.reportNanos.Load()), time.Duration(m.heartbeatNanos.Load())}
 }
 
 func (c counts) minus(o counts) counts {
-	return counts{c.heartbeats - o.heartbeats, c.reports - o.reports, c.polls - o.polls, c.downloads - o.downloads, c.downloadErrs - o.downloadErrs}
+	return counts{c.heartbeats - o.heartbeats, c.reports - o.reports, c.polls - o.polls, c.downloads - o.downloads, c.downloadErrs - o.downloadErrs,
+		c.reportTime - o.reportTime, c.heartbeatTime - o.heartbeatTime}
 }
 
 func (c counts) String() string {
-	return fmt.Sprintf("downloads=%d download_errors=%d reports=%d heartbeats=%d polls=%d", c.downloads, c.downloadErrs, c.reports, c.heartbeats, c.polls)
+	mean := func(d time.Duration, n int64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return d.Seconds() * 1000 / float64(n)
+	}
+	return fmt.Sprintf("downloads=%d download_errors=%d reports=%d (mean %.0fms) heartbeats=%d (mean %.0fms) polls=%d",
+		c.downloads, c.downloadErrs, c.reports, mean(c.reportTime, c.reports), c.heartbeats, mean(c.heartbeatTime, c.heartbeats), c.polls)
 }
 
 func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
 	p := r.URL.Path
-	var ok, done *atomic.Int64
 	switch {
 	case r.Method == http.MethodGet && strings.HasPrefix(p, "/api/blobs/"):
-		ok, done = &m.downloads, nil
+		resp, err := m.next.RoundTrip(r)
+		if err == nil && resp.StatusCode == http.StatusOK {
+			m.downloads.Add(1)
+		} else {
+			m.downloadErrs.Add(1)
+		}
+		return resp, err
 	case r.Method == http.MethodGet && strings.HasSuffix(p, "/desired"):
 		m.pollsOpen.Add(1)
 		defer m.pollsOpen.Add(-1)
-		done = &m.polls
-	case r.Method == http.MethodPut && strings.HasSuffix(p, "/actual"):
-		ok = &m.reports
-	case r.Method == http.MethodPut && strings.HasPrefix(p, "/api/sites/") && strings.Count(p, "/") == 3:
-		ok = &m.heartbeats
-	}
-	resp, err := m.next.RoundTrip(r)
-	if done != nil && err == nil {
-		done.Add(1)
-	}
-	if ok != nil {
-		switch {
-		case err == nil && resp.StatusCode/100 == 2:
-			ok.Add(1)
-		case ok == &m.downloads:
-			m.downloadErrs.Add(1)
+		resp, err := m.next.RoundTrip(r)
+		if err == nil {
+			m.polls.Add(1)
 		}
+		return resp, err
+	case r.Method == http.MethodPut && strings.HasSuffix(p, "/actual"):
+		return m.timed(r, &m.reports, &m.reportNanos)
+	case r.Method == http.MethodPut && strings.HasPrefix(p, "/api/sites/") && strings.Count(p, "/") == 3:
+		return m.timed(r, &m.heartbeats, &m.heartbeatNanos)
+	}
+	return m.next.RoundTrip(r)
+}
+
+// timed forwards a directory write and, if it succeeded, counts it and its
+// latency.
+func (m *meter) timed(r *http.Request, ok, nanos *atomic.Int64) (*http.Response, error) {
+	began := time.Now()
+	resp, err := m.next.RoundTrip(r)
+	if err == nil && resp.StatusCode/100 == 2 {
+		nanos.Add(int64(time.Since(began)))
+		ok.Add(1)
 	}
 	return resp, err
 }

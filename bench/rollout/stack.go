@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +27,7 @@ import (
 // wired as app/dev.go wires `modelfleet dev`, but with free ports, a temp
 // data dir and thousands of sites.
 type stack struct {
-	dir      string
 	log      *slog.Logger
-	pipes    bool
 	temporal *app.TemporalServer
 	client   client.Client
 	gateway  *app.Gateway
@@ -44,6 +44,7 @@ type stack struct {
 
 type stackConfig struct {
 	dir       string
+	sitesDir  string // parent of each site's own data dir
 	sites     int
 	pipes     bool
 	heartbeat time.Duration
@@ -55,16 +56,17 @@ type stackConfig struct {
 // agents, registers them in the directory and runs them. Close undoes it
 // all, also after a failed start.
 func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
-	s = &stack{dir: cfg.dir, log: cfg.log, pipes: cfg.pipes}
+	s = &stack{log: cfg.log}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	port, uiPort := freePort(), freePort()
-	if port == 0 || uiPort == 0 {
-		return s, errors.New("no free port for the Temporal dev server")
+	ports, err := freePorts(2)
+	if err != nil {
+		return s, fmt.Errorf("ports for the Temporal dev server: %w", err)
 	}
+	port, uiPort := ports[0], ports[1]
 	s.temporal, err = app.StartTemporal(ctx, app.TemporalOptions{
 		Binary: cfg.temporal, DataDir: filepath.Join(cfg.dir, "temporal"),
 		Port: port, UIPort: uiPort, Logger: cfg.log,
@@ -123,14 +125,14 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 		return s, err
 	}
 	s.closers = append(s.closers, s.worker.Stop)
-	return s, s.startSites(ctx, cfg)
+	return s, s.startSites(cfg)
 }
 
 // startSites opens every site's agent (store, router listening on its own
 // port), registers the site in the directory with its wave label, as an
 // operator would, and runs the agents: no Temporal worker, only the pull
 // loop and the heartbeat, as releases use them.
-func (s *stack) startSites(ctx context.Context, cfg stackConfig) error {
+func (s *stack) startSites(cfg stackConfig) error {
 	s.edges = make([]*app.Edge, cfg.sites)
 	errs := make([]error, cfg.sites)
 	// Opening a site is mostly mkdir and a listener: a few at a time keeps
@@ -144,7 +146,7 @@ func (s *stack) startSites(ctx context.Context, cfg stackConfig) error {
 			id := siteID(i)
 			s.edges[i], errs[i] = app.OpenEdge(app.EdgeConfig{
 				SiteID:            id,
-				DataDir:           filepath.Join(cfg.dir, "sites", id),
+				DataDir:           filepath.Join(cfg.sitesDir, id),
 				Listen:            "127.0.0.1:0",
 				GatewayURL:        s.gateway.URL(),
 				Labels:            map[string]string{"ring": ring(i, cfg.sites)},
@@ -182,25 +184,37 @@ func (s *stack) startSites(ctx context.Context, cfg stackConfig) error {
 	return nil
 }
 
-// waitIdle waits until every agent has registered, reported its (empty)
-// actual state and is long-polling, so the release starts on a quiet fleet
-// instead of competing with its start-up.
-func (s *stack) waitIdle(ctx context.Context, timeout time.Duration) error {
+// waitIdle waits until every agent has registered and reported its (empty)
+// actual state, then, briefly, until they are all long-polling, so the
+// release starts on a quiet fleet instead of competing with its start-up.
+// A directory too slow for the fleet's heartbeats never gets quiet: that is
+// reported, and the release starts anyway.
+func (s *stack) waitIdle(ctx context.Context, timeout, settle time.Duration) (string, error) {
 	n := int64(len(s.edges))
 	deadline := time.Now().Add(timeout)
 	for {
 		c := s.meter.snapshot()
-		open := s.meter.pollsOpen.Load()
-		if c.heartbeats >= n && c.reports >= n && open >= n-n/100 {
-			return nil
+		if c.heartbeats >= n && c.reports >= n {
+			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("fleet not idle after %s: %d/%d heartbeats, %d/%d reports, %d long polls open", timeout, c.heartbeats, n, c.reports, n, open)
+			return "", fmt.Errorf("fleet not up after %s: %d/%d heartbeats, %d/%d reports", timeout, c.heartbeats, n, c.reports, n)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+	deadline = time.Now().Add(settle)
+	for {
+		open := s.meter.pollsOpen.Load()
+		if open >= n-n/100 {
+			return fmt.Sprintf("%d long polls open", open), nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Sprintf("only %d of %d agents long-polling after %s more: the rest wait on their reports or heartbeats (directory saturated)", open, n, settle), nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return "", err
 		}
 	}
 }
@@ -250,13 +264,32 @@ func (g *blobGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.next.ServeHTTP(w, r)
 }
 
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
+// freePorts finds n distinct free ports for the Temporal dev server below
+// the kernel's ephemeral range (32768 and up), so that no connection or
+// port-0 listener of this or another process takes one between this check
+// and the server binding it. (A dev server that fails to bind hangs
+// app.StartTemporal rather than failing it.)
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for try := 0; len(ports) < n && try < 200; try++ {
+		p := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		held = append(held, ln)
+		ports = append(ports, p)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	if len(ports) < n {
+		return nil, errors.New("no free port between 20000 and 32000")
+	}
+	return ports, nil
 }
 
 func hostOf(url string) string {

@@ -1,0 +1,340 @@
+// Command rollout is `make bench-rollout`: how fast a release reaches a fleet
+// of factory sites, and how fast a breach takes it back, on the real stack.
+//
+// For each fleet size it starts, in this one process, a Temporal dev server
+// (child process, SQLite in WAL mode), the gateway, the embedded registry,
+// the cloud worker and N real edge agents (store on disk, inference router on
+// its own port, the desired-state pull loop and heartbeat; no Temporal worker
+// per site, as releases do not use one). Then:
+//
+//  1. rollout: version 1 of examples/bearing-failure is registered; its
+//     ModelRegistered event starts the release, which goes through 4 waves
+//     (ring canary 1%, r1 10%, r2 30%, the rest), zero bake, one step each,
+//     no approval. rollout_s is registration to the release's close.
+//  2. breach: version 2 (different bytes) under a policy with an approval
+//     gate after r2 and a failure budget of 0 in the last wave. At the gate
+//     the registry starts refusing version 2's artifact (HTTP 500), the
+//     benchmark approves, every site of the last wave fails to apply, the
+//     budget is breached and the release rolls every touched site back.
+//     rollback_s is from the breach (the completion of the wait that found
+//     the failures) to the release's close, from the server's history.
+//  3. reject (-reject): version 3 (the same bytes as 1) to the gate, then the
+//     `reject` control; reject_rollback_s is from the signal to the close.
+//
+// It then reads back every workflow history of the run for its size and
+// action counts (see history.actions for what counts), and prints
+// flux_pickup_s, what the same waves would wait if each site only pulled
+// every 60 s as Flux recommends (see fluxPickup). Each phase also prints its
+// activity timeline, the fleet's requests (downloads, reports and their
+// latency), CPU of this process and of the dev server, and disk flushes.
+//
+// One process and one disk stand in for N sites, which is harsher than a
+// real fleet in two ways worth knowing when reading the figures: every
+// site's fsyncs share this machine's disk (-sites-dir=/dev/shm gives each
+// site the equivalent of a disk of its own), and every site's model parsing
+// shares its 2 cores. Over loopback TCP each site needs several descriptors
+// at once in this one process; past what the open-files limit allows,
+// -transport=auto carries the fleet's HTTP to the gateway and the registry
+// over in-memory pipes instead (same handlers, same HTTP, no sockets).
+//
+// The last line is that of the largest size that completed:
+//
+//	bench=rollout sites=<N> rollout_s=<> rollback_s=<> max_history_events=<> flux_pickup_s=<>
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/modelfleet/modelfleet/app"
+)
+
+type options struct {
+	sites      []int
+	heartbeat  time.Duration
+	transport  string
+	reject     bool
+	timeout    time.Duration
+	setup      time.Duration
+	example    string
+	temporal   string
+	dir        string
+	sitesDir   string
+	keep       bool
+	cpuprofile string
+	pprofAddr  string
+	logLevel   slog.Level
+}
+
+func main() {
+	var o options
+	var sites, level string
+	flag.StringVar(&sites, "sites", "1000", "fleet sizes to measure, comma-separated; each gets a fresh stack")
+	flag.DurationVar(&o.heartbeat, "heartbeat", app.DefaultHeartbeat, "agents' heartbeat interval, which is also their long-poll wait and re-report interval")
+	flag.StringVar(&o.transport, "transport", "auto", "how agents reach the gateway and registry: tcp (loopback), pipe (in memory), auto (tcp when the file-descriptor limit allows)")
+	flag.BoolVar(&o.reject, "reject", true, "also measure a rejection at the approval gate")
+	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on a release after this long")
+	flag.DurationVar(&o.setup, "setup-timeout", 15*time.Minute, "give up if the agents have not all registered and reported after this long")
+	flag.StringVar(&o.example, "example", "examples/bearing-failure", "the example model's folder (model.txt, model.yaml, validation.csv)")
+	flag.StringVar(&o.temporal, "temporal", "", "Temporal CLI (default: app.FindTemporal)")
+	flag.StringVar(&o.dir, "dir", "", "parent of the data dirs (default: the system temp dir)")
+	flag.StringVar(&o.sitesDir, "sites-dir", "", "parent of the sites' own data dirs (default: inside the data dir); a tmpfs such as /dev/shm\ntakes the sites' fsyncs off the shared disk, as if each site had a disk of its own as real ones do")
+	flag.BoolVar(&o.keep, "keep", false, "keep each size's data dir (Temporal db and log, directory, sites)")
+	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while running")
+	flag.StringVar(&level, "log", "error", "log level of the stack's components: debug, info, warn, error")
+	flag.Parse()
+	if err := o.parse(sites, level); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-rollout:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, o, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-rollout:", err)
+		os.Exit(1)
+	}
+}
+
+func (o *options) parse(sites, level string) error {
+	for _, s := range strings.Split(sites, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 4 {
+			return fmt.Errorf("-sites %q: want sizes of at least 4 sites (one per wave), comma-separated", sites)
+		}
+		o.sites = append(o.sites, n)
+	}
+	switch o.transport {
+	case "auto", "tcp", "pipe":
+	default:
+		return fmt.Errorf("-transport %q: want tcp, pipe or auto", o.transport)
+	}
+	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("-log %q: %w", level, err)
+	}
+	if o.temporal == "" {
+		bin, err := app.FindTemporal()
+		if err != nil {
+			return err
+		}
+		o.temporal = bin
+	}
+	return nil
+}
+
+func run(ctx context.Context, o options, out io.Writer) error {
+	if o.cpuprofile != "" {
+		f, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if o.pprofAddr != "" {
+		// Its own mux on its own listener: http.DefaultServeMux is where
+		// net/http/pprof registers, and nothing else here serves it.
+		ln, err := net.Listen("tcp", o.pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go func() { _ = http.Serve(ln, http.DefaultServeMux) }()
+	}
+	fdLimit := raiseFileLimit()
+	ex, err := loadExample(o.example)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	fmt.Fprintf(out, "bench-rollout: sizes %v, heartbeat %s, open-files limit %d, %s\n", o.sites, o.heartbeat, fdLimit, ex.describe())
+
+	var results []result
+	var failed []error
+	for _, n := range o.sites {
+		r, err := measure(ctx, o, n, fdLimit, ex, log, out)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%d sites: %w", n, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		results = append(results, r)
+	}
+	fmt.Fprintln(out)
+	for _, err := range failed {
+		fmt.Fprintf(out, "size FAILED %v\n", err)
+	}
+	if len(results) == 0 {
+		return errors.Join(failed...)
+	}
+	for _, r := range results {
+		fmt.Fprintln(out, r.line())
+		r.printTargets(out)
+	}
+	// The final line is the largest size that completed; a size that did
+	// not is reported above and makes the exit status 1.
+	last := slices.MaxFunc(results, func(a, b result) int { return a.sites - b.sites })
+	fmt.Fprintf(out, "bench=rollout sites=%d rollout_s=%.2f rollback_s=%.2f max_history_events=%d flux_pickup_s=%.1f\n",
+		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds())
+	return errors.Join(failed...)
+}
+
+// measure runs the three phases on a fresh stack of n sites.
+func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer) (r result, err error) {
+	r.sites = n
+	// Over loopback TCP each site holds about six descriptors at the peak of
+	// a wave (its router's listener, both ends of its long poll, both ends
+	// of its download, a heartbeat); in memory, only the listener.
+	pipes := o.transport == "pipe" || (o.transport == "auto" && uint64(6*n+2000) > fdLimit)
+	r.transport = map[bool]string{false: "tcp", true: "pipe"}[pipes]
+
+	var dirs []string
+	abandoned := false
+	defer func() {
+		for _, d := range dirs {
+			if o.keep || abandoned {
+				fmt.Fprintf(out, "  data left in %s\n", d)
+				continue
+			}
+			os.RemoveAll(d)
+		}
+	}()
+	dir, err := os.MkdirTemp(o.dir, fmt.Sprintf("bench-rollout-%d-*", n))
+	if err != nil {
+		return r, err
+	}
+	dirs = append(dirs, dir)
+	sitesDir := filepath.Join(dir, "sites")
+	if o.sitesDir != "" {
+		if sitesDir, err = os.MkdirTemp(o.sitesDir, fmt.Sprintf("bench-rollout-sites-%d-*", n)); err != nil {
+			return r, err
+		}
+		dirs = append(dirs, sitesDir)
+	}
+	fmt.Fprintf(out, "\n== %d sites (%s transport, data in %s, sites in %s)\n", n, r.transport, dir, sitesDir)
+
+	res := startSampler()
+	defer res.stop()
+	began := time.Now()
+	s, err := startStack(ctx, stackConfig{dir: dir, sitesDir: sitesDir, sites: n, pipes: pipes, heartbeat: o.heartbeat, temporal: o.temporal, log: log})
+	if err != nil {
+		return r, err
+	}
+	defer func() {
+		if err != nil {
+			// Say what happened before the teardown, which can take long
+			// when the gateway is saturated.
+			fmt.Fprintf(out, "  FAILED: %v\n  fleet requests so far: %s; process peaks: %s\n", err, s.meter.snapshot(), res.peak())
+		}
+		if !closeWithin(s, 2*time.Minute) {
+			abandoned = true
+			fmt.Fprintln(out, "  teardown still waiting after 2m (the gateway drains the directory writes queued while it was saturated): abandoned")
+		}
+	}()
+	idle, err := s.waitIdle(ctx, o.setup, 2*o.heartbeat)
+	if err != nil {
+		return r, err
+	}
+	r.setup = time.Since(began)
+	fmt.Fprintf(out, "  stack up in %.1fs: %d agents registered and reported, %s (rings %v)\n", r.setup.Seconds(), n, idle, ringSizes(n))
+
+	b := &bench{o: o, s: s, ex: ex, n: n, out: out, temporalPID: findChild("temporal"), dev: deviceOf(dir)}
+	if err := b.rollout(ctx, &r); err != nil {
+		return r, err
+	}
+	if err := b.breach(ctx, &r); err != nil {
+		return r, err
+	}
+	if o.reject {
+		if err := b.reject(ctx, &r); err != nil {
+			return r, err
+		}
+	}
+	if err := b.cost(ctx, &r); err != nil {
+		return r, err
+	}
+	r.flux = fluxPickup(ringSizes(n), fluxInterval)
+	fmt.Fprintf(out, "  flux: %s\n", fluxExplain(ringSizes(n), fluxInterval))
+	r.peak = res.peak()
+	fmt.Fprintf(out, "  process peaks: %s\n", r.peak)
+	return r, nil
+}
+
+// closeWithin tears the stack down, giving up (and leaking it) after d.
+func closeWithin(s *stack, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// raiseFileLimit lifts the open-files soft limit to the hard limit: every
+// site's router listens on its own port.
+func raiseFileLimit() uint64 {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 1024
+	}
+	l.Cur = l.Max
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+	return l.Cur
+}
+
+// example is the model the releases roll out, read once.
+type example struct {
+	card       app.ModelCard
+	artifact   []byte
+	validation []byte
+}
+
+func loadExample(dir string) (example, error) {
+	var ex example
+	var err error
+	if ex.card, err = app.ReadModelCard(filepath.Join(dir, app.ModelCardFile)); err != nil {
+		return ex, err
+	}
+	if ex.card.Validation == nil {
+		return ex, fmt.Errorf("%s declares no validation", filepath.Join(dir, app.ModelCardFile))
+	}
+	if ex.artifact, err = os.ReadFile(filepath.Join(dir, "model.txt")); err != nil {
+		return ex, err
+	}
+	if ex.validation, err = os.ReadFile(ex.card.Validation.Data); err != nil {
+		return ex, err
+	}
+	return ex, nil
+}
+
+func (ex example) describe() string {
+	return fmt.Sprintf("model %s (%d KiB, %s, %d features)", modelName, len(ex.artifact)>>10, ex.card.Format, len(ex.card.Features))
+}
