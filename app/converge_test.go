@@ -82,9 +82,17 @@ func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 	gw2 := reopenGateway(t, gw, gwURL)
 	defer gw2.Close()
 	waitServing(t, e, "2")
-	p, err := gw2.Directory.Progress("bearing-failure", "2", []string{"s1"})
-	if err != nil || len(p.Converged) != 1 {
-		t.Errorf("progress = %+v, %v; want s1 converged", p, err)
+	// The report follows the apply: the directory sees it converged.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		p, err := gw2.Directory.Progress("bearing-failure", "2", []string{"s1"})
+		if err == nil && len(p.Converged) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("progress = %+v, %v; want s1 converged", p, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
