@@ -179,7 +179,11 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	}
 	closers = append(closers, func() { regSrv.close(); d.Registry.Close() })
 
-	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), Logger: log})
+	rt, err := devRetraining(cfg.DataDir, d.Client, log)
+	if err != nil {
+		return err
+	}
+	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), Retraining: rt, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,10 @@ type WorkerConfig struct {
 	RegistryURL string // the model registry the validation step reads
 	GatewayURL  string // the site directory
 	Logger      *slog.Logger
+	// Retraining runs retraining jobs and the champion/challenger gate.
+	// Nil: no compute policies (jobs submitted elsewhere), champions from
+	// the release history.
+	Retraining *activities.Retraining
 	// Drivers configures the non-agent deployment drivers; sites whose
 	// registration names one are reconciled from the worker. Zero: agent
 	// sites only.
@@ -34,7 +38,17 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		Registry: &registry.Client{BaseURL: cfg.RegistryURL},
 		Fleet:    &fleet.Client{BaseURL: cfg.GatewayURL},
 	}
-	w := workers.NewCloud(cfg.Temporal, a)
+	rt := cfg.Retraining
+	if rt == nil {
+		rt = &activities.Retraining{}
+	}
+	if rt.Registry == nil {
+		rt.Registry = &registry.Client{BaseURL: cfg.RegistryURL}
+	}
+	if rt.Champions == nil {
+		rt.Champions = activities.ReleaseHistory{Client: cfg.Temporal}
+	}
+	w := workers.NewCloud(cfg.Temporal, a, rt)
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("cloud worker: %w", err)
 	}

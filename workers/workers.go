@@ -57,11 +57,12 @@ func Dial(ctx context.Context, address, namespace string, logger *slog.Logger) (
 }
 
 // NewCloud returns the cloud worker: the workflows and the cloud activities.
-func NewCloud(c client.Client, a *activities.Cloud) worker.Worker {
+func NewCloud(c client.Client, a *activities.Cloud, r *activities.Retraining) worker.Worker {
 	w := worker.New(c, modelfleet.CloudTaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: workflows.RetrainWorkflowName})
 	w.RegisterActivity(a)
+	w.RegisterActivity(r)
 	return w
 }
 

@@ -50,6 +50,9 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 	if err != nil {
 		return r.fail(ctx, err)
 	}
+	if err := r.championGate(ctx, &r.status.Champion); err != nil {
+		return r.end(ctx, err)
+	}
 	plan, err := r.plan(ctx)
 	if err != nil {
 		return r.fail(ctx, err)

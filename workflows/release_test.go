@@ -40,6 +40,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}}
 	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
+	h.env.RegisterActivity(&activities.Retraining{})
 	p, err := rollout.Parse([]byte(policy))
 	if err != nil {
 		t.Fatal(err)

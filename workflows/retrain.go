@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/activities"
 )
 
 // RetrainWorkflowName is the registered type name of the retraining
@@ -36,11 +37,23 @@ const RetrainRunTag = "modelfleet.retrain"
 
 // Stages of a retraining workflow, also its ModelfleetStage search attribute.
 const (
-	RetrainCollecting = "collecting"      // debounce: waiting for more triggers
-	RetrainWaiting    = "waiting-for-job" // retraining requested, job not finished
-	RetrainCooldown   = "cooldown"        // a retraining finished recently
-	RetrainIdle       = "idle"            // nothing to do; closes after IdleTimeout
-	RetrainClosed     = "closed"          // the workflow returned
+	RetrainCollecting  = "collecting"      // debounce: waiting for more triggers
+	RetrainWaiting     = "waiting-for-job" // retraining requested (job submitted), job not finished
+	RetrainEvaluating  = "evaluating"      // the job completed: challenger against champion
+	RetrainRegistering = "registering"     // the challenger won: registering it
+	RetrainCooldown    = "cooldown"        // a retraining finished recently
+	RetrainIdle        = "idle"            // nothing to do; closes after IdleTimeout
+	RetrainClosed      = "closed"          // the workflow returned
+)
+
+// Results of a retraining cycle (RetrainCycle.Result).
+const (
+	ResultCompleted  = "completed"  // a job submitted elsewhere completed (nothing evaluated)
+	ResultRegistered = "registered" // the challenger beat the champion and was registered
+	ResultRejected   = "rejected"   // the challenger did not beat the champion: nothing released
+	ResultFailed     = "failed"     // the job failed, or submitting, following, evaluating or registering it did
+	ResultCanceled   = "canceled"   // the job was cancelled (or the workflow was)
+	ResultTimedOut   = "timed-out"  // no terminal status within JobTimeout: the job was cancelled
 )
 
 // Defaults of RetrainInput.
@@ -50,6 +63,12 @@ const (
 	DefaultRetrainJobTimeout  = 24 * time.Hour
 	DefaultRetrainIdleTimeout = 25 * time.Hour
 	DefaultRetrainHistory     = 10_000
+	// DefaultRetrainMargin is how much better than the champion a
+	// retrained challenger must score on the holdout set to be registered.
+	DefaultRetrainMargin = 0.005
+	// DefaultRetrainPoll is how often the polling fallback reads a job's
+	// status; the gateway's run-status signal is the fast path.
+	DefaultRetrainPoll = 15 * time.Second
 )
 
 // Bounds on what the workflow state keeps, so it stays small across
@@ -98,6 +117,13 @@ type RetrainInput struct {
 	// HistoryLimit continues-as-new at this many history events, besides
 	// whenever the server suggests it.
 	HistoryLimit int `json:"historyLimit,omitempty"`
+	// Margin is how much better than the champion, on the metric its model
+	// card declares, a challenger must score on the holdout set; nil takes
+	// DefaultRetrainMargin, 0 means "no worse".
+	Margin *float64 `json:"margin,omitempty"`
+	// PollInterval is the polling fallback's interval (default
+	// DefaultRetrainPoll).
+	PollInterval time.Duration `json:"pollInterval,omitempty"`
 	// State is carried across continue-as-new; nil on a fresh start.
 	State *RetrainState `json:"state,omitempty"`
 }
@@ -111,6 +137,15 @@ type RetrainState struct {
 	Deadline     time.Time        `json:"deadline,omitzero"` // end of the current stage
 	LastFinished time.Time        `json:"lastFinished,omitzero"`
 	LastTrigger  time.Time        `json:"lastTrigger,omitzero"`
+	// Cancels are runs to cancel (a timed-out job, a submission that lost
+	// its race), kept until cancelled so a continue-as-new loses none.
+	Cancels []RunCancel `json:"cancels,omitempty"`
+}
+
+// RunCancel is a run the workflow still has to cancel.
+type RunCancel struct {
+	Cycle int               `json:"cycle"`
+	Ref   activities.RunRef `json:"ref"`
 }
 
 // RetrainStatus is what the status query answers and the workflow returns.
@@ -146,16 +181,44 @@ type RetrainCycle struct {
 	Why         string         `json:"why,omitempty"`
 	RunID       string         `json:"runId,omitempty"`
 	RunStatus   string         `json:"runStatus,omitempty"`
-	Result      string         `json:"result,omitempty"` // completed, failed, canceled, timed-out
+	Result      string         `json:"result,omitempty"` // Result* constants
 	FinishedAt  string         `json:"finishedAt,omitempty"`
 	Reasons     map[string]int `json:"reasons,omitempty"` // triggers by reason
+
+	// Submits is set when this cycle submits its own job (every cycle
+	// opened since the workflow learned to; see retrainSubmitChange).
+	Submits bool `json:"submits,omitempty"`
+	// JobID is the job's idempotency key and name: the same on every
+	// retry of the submission, unique per workflow run chain and cycle.
+	JobID string `json:"jobId,omitempty"`
+	// Compute is where the job runs: local, azureml-cloud, azureml-edge,
+	// or external (no policy: a job submitted elsewhere).
+	Compute   string             `json:"compute,omitempty"`
+	ComputeID string             `json:"computeId,omitempty"`
+	Run       *activities.RunRef `json:"run,omitempty"`
+	// StatusFrom says which path saw the terminal status first: "signal"
+	// (the gateway's run-status) or "poll" (AwaitRun).
+	StatusFrom string `json:"statusFrom,omitempty"`
+	Message    string `json:"message,omitempty"` // the run's failure message
+	// Evaluation is the challenger against the champion on the holdout.
+	Evaluation *activities.Comparison `json:"evaluation,omitempty"`
+	// Registered is the version the winning challenger became.
+	Registered *modelfleet.ModelRef `json:"registered,omitempty"`
+	// Outcome says in one sentence how the cycle ended, e.g. "rejected:
+	// challenger auc 0.9100 does not beat champion 3's 0.9200 by 0.01".
+	Outcome string `json:"outcome,omitempty"`
 }
 
-// Retrain is the coalescing front of a model's retraining. Drift triggers
-// (deduplicated by event ID) open a cycle; after the debounce window the
-// cycle requests a retraining and waits for the job's terminal run status
-// or JobTimeout; then a cooldown holds new triggers back. It holds no
-// activity yet: requestRetraining is where submitting the job slots in.
+// Retrain is a model's retraining. Drift triggers (deduplicated by event
+// ID) open a cycle; after the debounce window the cycle submits a training
+// job on the compute the model's policy chooses and waits for its terminal
+// status, by the gateway's run-status signal or the AwaitRun poll,
+// whichever comes first, or JobTimeout (which cancels the job). A completed
+// job's model, the challenger, is scored against the champion on a holdout
+// set; it is registered (and so released) only if it beats the champion by
+// Margin. Then a cooldown holds new triggers back. A model without a
+// policy gets nothing submitted: the cycle waits for the status of a job
+// submitted elsewhere, as before retraining had compute.
 func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 	r := newRetrain(ctx, in)
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (RetrainStatus, error) {
@@ -173,6 +236,9 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 	var timerAt time.Time
 	cancelTimer := func() {}
 	for {
+		if ctx.Err() != nil {
+			return r.cancelled(ctx)
+		}
 		if due := r.st.Deadline; !due.IsZero() && !workflow.Now(ctx).Before(due) {
 			// The stage's deadline passed: move on, and close once idle for
 			// IdleTimeout unless a signal is already waiting.
@@ -182,7 +248,10 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 			}
 			continue
 		}
-		if r.continueAsNew(ctx) {
+		// Continue as new only between activities: a result must not be
+		// lost to a run that ended, and an abandoned AwaitRun would cancel
+		// its job. Every activity is bounded, so this comes soon.
+		if len(r.ops) == 0 && r.continueAsNew(ctx) {
 			r.drain(ctx, triggers, runs)
 			cancelTimer()
 			next := r.in
@@ -190,6 +259,7 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 			next.State = &st
 			return r.st.Status, workflow.NewContinueAsNewError(ctx, RetrainWorkflowName, next)
 		}
+		r.reconcile(ctx)
 		if !r.st.Deadline.Equal(timerAt) {
 			cancelTimer()
 			timer, timerAt = nil, r.st.Deadline
@@ -212,13 +282,15 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 		if timer != nil {
 			sel.AddFuture(timer, func(workflow.Future) { timerAt = time.Time{} })
 		}
+		r.addOps(ctx, sel)
 		sel.Select(ctx)
 	}
 }
 
 type retrain struct {
-	in RetrainInput
-	st RetrainState
+	in  RetrainInput
+	st  RetrainState
+	ops []*op // activities in flight; never carried across continue-as-new
 }
 
 func newRetrain(ctx workflow.Context, in RetrainInput) *retrain {
@@ -233,6 +305,11 @@ func newRetrain(ctx workflow.Context, in RetrainInput) *retrain {
 	def(&in.IdleTimeout, DefaultRetrainIdleTimeout)
 	if in.HistoryLimit <= 0 {
 		in.HistoryLimit = DefaultRetrainHistory
+	}
+	def(&in.PollInterval, DefaultRetrainPoll)
+	if in.Margin == nil {
+		m := DefaultRetrainMargin
+		in.Margin = &m
 	}
 	r := &retrain{in: in}
 	if in.State != nil {
@@ -261,7 +338,8 @@ func (r *retrain) trigger(ctx workflow.Context, t RetrainTrigger) {
 	case st.Status.Stage == RetrainIdle:
 		r.openCycle(ctx, []RetrainTrigger{t})
 		disp = fmt.Sprintf("opened cycle %d", st.Status.Current.Number)
-	case st.Status.Stage == RetrainCollecting || st.Status.Stage == RetrainWaiting:
+	case st.Status.Stage == RetrainCollecting || st.Status.Stage == RetrainWaiting ||
+		st.Status.Stage == RetrainEvaluating || st.Status.Stage == RetrainRegistering:
 		st.Status.Current.add(t)
 		disp = fmt.Sprintf("coalesced into cycle %d (%s)", st.Status.Current.Number, st.Status.Stage)
 	case st.Status.Stage == RetrainCooldown:
@@ -290,9 +368,30 @@ func (r *retrain) runStatus(ctx workflow.Context, s RunStatus) {
 	if st.Stage != RetrainWaiting || c == nil || (c.RunID != "" && c.RunID != s.RunID) {
 		return // not the job this cycle waits for: recorded in LastRun only
 	}
-	c.RunID, c.RunStatus = s.RunID, s.Status
-	if result, done := terminal(s.Status); done {
-		r.finish(ctx, result)
+	_, done := terminal(s.Status)
+	switch {
+	case !c.Submits || c.Compute == ComputeExternal:
+		// A job submitted elsewhere: its first status names it.
+		c.RunID, c.RunStatus = s.RunID, s.Status
+		if done {
+			c.StatusFrom = "signal"
+			r.endRun(ctx, s.Status, "")
+		}
+	case c.Compute == "" && s.RunID != c.JobID:
+		// Our submission is in flight and another job tagged for this
+		// model ended: the cycle takes it (as it did before it could
+		// submit) and cancels its own.
+		if done {
+			c.RunID, c.RunStatus, c.StatusFrom = s.RunID, s.Status, "signal"
+			r.stopOps(c.Number, opSubmit)
+			r.st.Cancels = append(r.st.Cancels, RunCancel{Cycle: c.Number, Ref: activities.RunRef{ID: c.JobID, Model: r.in.Model}})
+			r.endRun(ctx, s.Status, "taken as this cycle's job while its own submission was in flight")
+		}
+	default:
+		c.RunID, c.RunStatus = s.RunID, s.Status
+		if done {
+			r.observeTerminal(ctx, s.Status, "signal", "")
+		}
 	}
 }
 
@@ -304,7 +403,7 @@ func (r *retrain) expire(ctx workflow.Context) bool {
 	case RetrainCollecting:
 		r.requestRetraining(ctx)
 	case RetrainWaiting:
-		r.finish(ctx, "timed-out")
+		r.timedOut(ctx)
 	case RetrainCooldown:
 		if len(st.Pending) > 0 {
 			pending := st.Pending
@@ -333,27 +432,29 @@ func (r *retrain) openCycle(ctx workflow.Context, ts []RetrainTrigger) {
 	r.setStage(ctx, RetrainCollecting, fmt.Sprintf("debounce: waiting %s for more triggers", r.in.Debounce))
 }
 
-// requestRetraining ends the debounce. The compute part (submitting the
-// Azure ML job tagged RetrainRunTag=<model>, recording its run ID) slots in
-// here as an activity; until then the request is recorded and the workflow
-// waits for the run status of a job submitted out of band.
+// requestRetraining ends the debounce: the cycle now submits its job (the
+// SubmitRetraining activity, started by reconcile) and waits for it.
 func (r *retrain) requestRetraining(ctx workflow.Context) {
 	c := r.st.Status.Current
 	c.RequestedAt = stamp(ctx)
 	c.Why = c.why(r.in.Debounce)
 	r.st.Deadline = workflow.Now(ctx).Add(r.in.JobTimeout)
+	if workflow.GetVersion(ctx, retrainSubmitChange, workflow.DefaultVersion, 1) >= 1 {
+		c.Submits, c.JobID = true, jobID(ctx, r.in.Model, c.Number)
+	}
 	r.setStage(ctx, RetrainWaiting, "retraining requested: "+c.Why)
 }
 
-func (r *retrain) finish(ctx workflow.Context, result string) {
+func (r *retrain) finish(ctx workflow.Context, result, outcome string) {
 	st := &r.st
 	c := st.Status.Current
-	c.Result, c.FinishedAt = result, stamp(ctx)
+	c.Result, c.FinishedAt, c.Outcome = result, stamp(ctx), outcome
 	st.Status.Cycles = keepLast(append(st.Status.Cycles, *c), maxCycleLog)
 	st.Status.Current = nil
 	st.LastFinished = workflow.Now(ctx)
 	st.Deadline = st.LastFinished.Add(r.in.Cooldown)
 	r.setStage(ctx, RetrainCooldown, fmt.Sprintf("cycle %d %s; no retraining for %s", c.Number, result, r.in.Cooldown))
+	workflow.GetLogger(ctx).Info("retraining cycle ended", "cycle", c.Number, "result", result, "outcome", outcome)
 }
 
 func (r *retrain) idle(ctx workflow.Context, why string) {
@@ -444,11 +545,11 @@ func (c *RetrainCycle) why(debounce time.Duration) string {
 func terminal(status string) (string, bool) {
 	switch strings.ToLower(status) {
 	case "completed":
-		return "completed", true
+		return ResultCompleted, true
 	case "failed":
-		return "failed", true
+		return ResultFailed, true
 	case "canceled", "cancelled":
-		return "canceled", true
+		return ResultCanceled, true
 	}
 	return "", false
 }

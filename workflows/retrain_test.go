@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelfleet/modelfleet/activities"
 )
 
 const model = "bearing-failure"
@@ -24,6 +26,9 @@ func newRetrainEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: RetrainWorkflowName})
+	// No retraining policies: every cycle waits for a job submitted
+	// elsewhere, as the workflow did before it could submit jobs.
+	env.RegisterActivity(&activities.Retraining{})
 	return env
 }
 

@@ -58,6 +58,7 @@ type ReleaseStatus struct {
 	Digest     string                       `json:"digest,omitempty"`
 	Validation *activities.ValidationResult `json:"validation,omitempty"`
 	Policy     string                       `json:"policy,omitempty"`
+	Champion   *ChampionCheck               `json:"champion,omitempty"`
 	Waves      []WaveStatus                 `json:"waves,omitempty"`
 	Gate       *GateStatus                  `json:"gate,omitempty"`
 	Paused     bool                         `json:"paused,omitempty"`

@@ -6,6 +6,14 @@
 // LightGBM installed:
 //
 //	go run ./examples/bearing-failure/train -out examples/bearing-failure
+//
+// It is also the example's retraining job (see docs/retraining.md): with
+// -data (or $MODELFLEET_TRAINING_DATA) it trains on the labelled CSV files
+// in that folder instead and writes model.txt and metrics.json into -out
+// (or $MODELFLEET_TRAINING_OUTPUT); -gen-data writes such a folder.
+//
+//	go run ./examples/bearing-failure/train -data ${{inputs.data}} -out ${{outputs.model}}
+//	go run ./examples/bearing-failure/train -gen-data <dir> -seed 11 -drift 1
 package main
 
 import (
@@ -51,8 +59,26 @@ var (
 
 func main() {
 	out := flag.String("out", ".", "directory to write the model and data files to")
+	data := flag.String("data", os.Getenv(envData), "train on the labelled CSV files in this folder (the retraining job contract): write model.txt and metrics.json into -out")
+	gen := flag.String("gen-data", "", "write a labelled data set (train/train.csv, holdout.csv) into this folder and exit")
+	genSeed := flag.Uint64("seed", 11, "with -gen-data: the random seed")
+	drift := flag.Float64("drift", 0, "with -gen-data: how far the plant moved from the example's (0 = not at all, 1 = longer-life bearings and hotter-reading sensors)")
+	rows := flag.Int("rows", trainRows+validRows, "with -gen-data: rows in all (a fifth of them become holdout.csv)")
 	flag.Parse()
-	if err := run(*out); err != nil {
+	var err error
+	switch {
+	case *gen != "":
+		err = genData(*gen, *genSeed, *drift, *rows)
+	case *data != "":
+		dir := *out
+		if o := os.Getenv(envOutput); o != "" && !flagSet("out") {
+			dir = o
+		}
+		err = trainJob(*data, dir)
+	default:
+		err = run(*out)
+	}
+	if err != nil {
 		log.Fatal(err)
 	}
 }
@@ -106,12 +132,21 @@ func run(out string) error {
 // vibration and temperature. The label, "fails within the horizon", is drawn
 // from a hazard that rises steeply with degradation and with heat.
 func generate(rng *rand.Rand, n int) (X [][]float64, y []float64) {
+	return generatePlant(rng, n, 0)
+}
+
+// generatePlant is generate for a plant that drifted by drift: bearings
+// whose rated life is 1+1.5*drift times longer (a better bearing type, so
+// age says less), and temperature sensors reading 6*drift °C high (a new
+// sensor, so heat says less). With drift 0 it draws the same numbers as
+// generate always did.
+func generatePlant(rng *rand.Rand, n int, drift float64) (X [][]float64, y []float64) {
 	norm := rng.NormFloat64
 	for range n {
 		speed := []float64{990, 1485, 2975}[rng.IntN(3)] * (1 + 0.01*norm())
 		load := clamp(70+15*norm(), 20, 115)
 		age := 40000 * rng.Float64()
-		life := 30000 * math.Pow(75/load, 3) * (1485 / speed)
+		life := 30000 * math.Pow(75/load, 3) * (1485 / speed) * (1 + 1.5*drift)
 		wear := age / life * math.Exp(0.4*norm()) // unit-to-unit spread
 		d := 1 - math.Exp(-wear*wear)             // degradation, 0..1
 
@@ -128,7 +163,7 @@ func generate(rng *rand.Rand, n int) (X [][]float64, y []float64) {
 			label = 1
 		}
 		// Rounded to what the sensors report.
-		X = append(X, []float64{round(rms, 2), round(peak, 3), round(temp, 1), math.Round(speed), round(load, 1), math.Round(age)})
+		X = append(X, []float64{round(rms, 2), round(peak, 3), round(temp+6*drift, 1), math.Round(speed), round(load, 1), math.Round(age)})
 		y = append(y, label)
 	}
 	return X, y

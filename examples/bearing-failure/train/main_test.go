@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -97,4 +99,46 @@ func read(t *testing.T, dir, name string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestJobContract is the retraining job: labelled CSVs in, model.txt and
+// metrics.json out; unusable data fails the run with a message.
+func TestJobContract(t *testing.T) {
+	dir := t.TempDir()
+	if err := genData(dir, 3, 1, 1000); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := trainJob(filepath.Join(dir, "train"), out); err != nil {
+		t.Fatal(err)
+	}
+	m, err := inference.Load(modelfleet.FormatLightGBM, read(t, out, "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.FeatureNames(), features) {
+		t.Errorf("features %q", m.FeatureNames())
+	}
+	var metrics jobMetrics
+	if err := json.Unmarshal(read(t, out, "metrics.json"), &metrics); err != nil {
+		t.Fatal(err)
+	}
+	if metrics.Rows != 800 || metrics.Files != 1 || metrics.Trees != cfg.Trees || metrics.TrainAUC <= 0.5 {
+		t.Errorf("metrics = %+v", metrics)
+	}
+	if _, err := inference.ReadCSV(bytes.NewReader(read(t, dir, "holdout.csv")), features); err != nil {
+		t.Errorf("holdout.csv: %v", err)
+	}
+
+	empty := t.TempDir()
+	if err := trainJob(empty, out); err == nil || !strings.Contains(err.Error(), "no .csv files") {
+		t.Errorf("empty folder: %v", err)
+	}
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "a.csv"), []byte("speed_rpm,label\n1,0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := trainJob(bad, out); err == nil || !strings.Contains(err.Error(), "a.csv") {
+		t.Errorf("bad file: %v", err)
+	}
 }

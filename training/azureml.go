@@ -1,0 +1,307 @@
+package training
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// AzureMLConfig configures an AzureML runner.
+type AzureMLConfig struct {
+	SubscriptionID string
+	ResourceGroup  string
+	Workspace      string
+	Credential     azcore.TokenCredential
+	// ClientOptions, e.g. a fake transport in tests.
+	ClientOptions *arm.ClientOptions
+	// Experiment groups the jobs in the studio (default "modelfleet-retrain").
+	Experiment string
+	// PollFrequency is how often Cancel polls the cancellation (default 10 s).
+	PollFrequency time.Duration
+	// VerifyCompute, when set, reads the compute before submitting: an
+	// azureml-edge job must go to a Kubernetes compute backed by an
+	// Arc-connected cluster (Microsoft.Kubernetes/connectedClusters), so
+	// data that must stay in the plant never goes to a cloud cluster by a
+	// configuration slip.
+	VerifyCompute bool
+}
+
+// AzureML submits Azure Machine Learning command jobs through the ARM API
+// (armmachinelearning/v4 JobsClient, API version 2024-04-01) to a compute
+// cluster or an attached Arc Kubernetes compute. Job names are the job IDs,
+// so a second Submit of the same job finds the first one.
+type AzureML struct {
+	cfg      AzureMLConfig
+	jobs     *ml.JobsClient
+	computes *ml.ComputeClient
+}
+
+var _ Runner = (*AzureML)(nil)
+
+// NewAzureML returns a runner for one workspace.
+func NewAzureML(cfg AzureMLConfig) (*AzureML, error) {
+	if cfg.SubscriptionID == "" || cfg.ResourceGroup == "" || cfg.Workspace == "" || cfg.Credential == nil {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "azure ml runner: subscription, resource group, workspace and credential are required")
+	}
+	if cfg.Experiment == "" {
+		cfg.Experiment = "modelfleet-retrain"
+	}
+	if cfg.PollFrequency <= 0 {
+		cfg.PollFrequency = 10 * time.Second
+	}
+	jobs, err := ml.NewJobsClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions)
+	if err != nil {
+		return nil, fmt.Errorf("azure ml runner: %w", err)
+	}
+	computes, err := ml.NewComputeClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions)
+	if err != nil {
+		return nil, fmt.Errorf("azure ml runner: %w", err)
+	}
+	return &AzureML{cfg: cfg, jobs: jobs, computes: computes}, nil
+}
+
+// Submit creates the command job unless a job of that name exists.
+func (a *AzureML) Submit(ctx context.Context, job Job) (RunRef, error) {
+	if err := job.Validate(); err != nil {
+		return RunRef{}, err
+	}
+	p := ComputePolicy{Kind: job.Compute, ComputeID: job.ComputeID}
+	if job.Compute != KindAzureMLCloud && job.Compute != KindAzureMLEdge {
+		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: the Azure ML runner cannot run on compute %q", job.ID, job.Compute)
+	}
+	if err := p.Validate(); err != nil {
+		return RunRef{}, err
+	}
+	if ws := workspaceOf(job.ComputeID); !strings.EqualFold(ws, a.cfg.Workspace) {
+		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: compute %s belongs to workspace %q, not %q", job.ID, p.ComputeName(), ws, a.cfg.Workspace)
+	}
+	if job.Environment == "" {
+		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: an Azure ML environment is required", job.ID)
+	}
+	ref := RunRef{Kind: job.Compute, ID: job.ID, Model: job.Model, ComputeID: job.ComputeID, OutputURI: job.Output}
+	// Idempotence: a job of this name is this job, submitted before.
+	if _, err := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, nil); err == nil {
+		return ref, nil
+	} else if !isStatus(err, http.StatusNotFound) {
+		return RunRef{}, a.err("get job "+job.ID, err)
+	}
+	if a.cfg.VerifyCompute && job.Compute == KindAzureMLEdge {
+		if err := a.verifyEdge(ctx, p); err != nil {
+			return RunRef{}, err
+		}
+	}
+	_, err := a.jobs.CreateOrUpdate(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, ml.JobBase{Properties: a.commandJob(job)}, nil)
+	if isStatus(err, http.StatusConflict) {
+		// Created concurrently (a retried request whose first attempt
+		// went through): the job exists.
+		if _, gerr := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, nil); gerr == nil {
+			return ref, nil
+		}
+	}
+	if err != nil {
+		return RunRef{}, a.err("create job "+job.ID, err)
+	}
+	return ref, nil
+}
+
+// commandJob is the job definition: the command with its data input and
+// model output, tagged so the gateway routes the job's events back.
+func (a *AzureML) commandJob(job Job) *ml.CommandJob {
+	tags := map[string]*string{}
+	for k, v := range job.Tags {
+		tags[k] = to.Ptr(v)
+	}
+	tags[RetrainTag] = to.Ptr(job.Model)
+	env := map[string]*string{EnvJob: to.Ptr(job.ID)}
+	for k, v := range job.Env {
+		env[k] = to.Ptr(v)
+	}
+	out := &ml.URIFolderJobOutput{JobOutputType: to.Ptr(ml.JobOutputTypeURIFolder), Mode: to.Ptr(ml.OutputDeliveryModeReadWriteMount),
+		Description: to.Ptr("the trained model: " + ModelFile + " and " + MetricsFile)}
+	if job.Output != "" {
+		out.URI = to.Ptr(job.Output)
+	}
+	cj := &ml.CommandJob{
+		JobType:        to.Ptr(ml.JobTypeCommand),
+		Command:        to.Ptr(job.Command),
+		EnvironmentID:  to.Ptr(job.Environment),
+		ComputeID:      to.Ptr(job.ComputeID),
+		DisplayName:    to.Ptr("retrain " + job.Model),
+		Description:    to.Ptr("modelfleet retraining of " + job.Model),
+		ExperimentName: to.Ptr(a.cfg.Experiment),
+		Inputs: map[string]ml.JobInputClassification{InputData: &ml.URIFolderJobInput{
+			JobInputType: to.Ptr(ml.JobInputTypeURIFolder), URI: to.Ptr(job.Data), Mode: to.Ptr(ml.InputDeliveryModeReadOnlyMount),
+			Description: to.Ptr("labelled training data (CSV)"),
+		}},
+		Outputs:              map[string]ml.JobOutputClassification{OutputModel: out},
+		EnvironmentVariables: env,
+		Tags:                 tags,
+		Properties:           map[string]*string{"modelfleet.job": to.Ptr(job.ID), "modelfleet.compute": to.Ptr(job.Compute)},
+	}
+	if job.Code != "" {
+		cj.CodeID = to.Ptr(job.Code)
+	}
+	if job.Timeout > 0 {
+		cj.Limits = &ml.CommandJobLimits{JobLimitsType: to.Ptr(ml.JobLimitsTypeCommand), Timeout: to.Ptr(isoDuration(job.Timeout))}
+	}
+	return cj
+}
+
+// verifyEdge checks that an edge job's compute is an attached Arc cluster.
+func (a *AzureML) verifyEdge(ctx context.Context, p ComputePolicy) error {
+	resp, err := a.computes.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, p.ComputeName(), nil)
+	if isStatus(err, http.StatusNotFound) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s does not exist in workspace %s", p.ComputeName(), a.cfg.Workspace)
+	} else if err != nil {
+		return a.err("get compute "+p.ComputeName(), err)
+	}
+	k, ok := resp.Properties.(*ml.Kubernetes)
+	if !ok {
+		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s is not a Kubernetes compute: %s jobs keep the data in the plant and run only on an Arc-connected cluster", p.ComputeName(), KindAzureMLEdge)
+	}
+	if rid := deref(k.ResourceID); !strings.Contains(strings.ToLower(rid), "/providers/microsoft.kubernetes/connectedclusters/") {
+		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s is backed by %q, not an Arc-connected cluster (Microsoft.Kubernetes/connectedClusters): %s jobs run only in the plant", p.ComputeName(), rid, KindAzureMLEdge)
+	}
+	return nil
+}
+
+// Status reads the job's status.
+func (a *AzureML) Status(ctx context.Context, ref RunRef) (RunStatus, error) {
+	resp, err := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, ref.ID, nil)
+	if isStatus(err, http.StatusNotFound) {
+		return RunStatus{}, fmt.Errorf("azure ml job %s: %w", ref.ID, ErrNotFound)
+	} else if err != nil {
+		return RunStatus{}, a.err("get job "+ref.ID, err)
+	}
+	st := StatusNotStarted
+	if resp.Properties != nil {
+		if s := resp.Properties.GetJobBaseProperties().Status; s != nil {
+			st = string(*s)
+		}
+	}
+	out := RunStatus{Status: st, Terminal: Terminal(st)}
+	if st == string(ml.JobStatusFailed) {
+		out.Message = "the Azure ML job failed: see job " + ref.ID + " in the studio for its logs"
+	}
+	return out, nil
+}
+
+// Cancel requests cancellation and waits for it (the API's long-running
+// operation). A job that finished, or does not exist, is left alone.
+func (a *AzureML) Cancel(ctx context.Context, ref RunRef) error {
+	st, err := a.Status(ctx, ref)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if st.Terminal {
+		return nil
+	}
+	poller, err := a.jobs.BeginCancel(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, ref.ID, nil)
+	if isStatus(err, http.StatusNotFound) {
+		return nil
+	} else if err != nil {
+		return a.err("cancel job "+ref.ID, err)
+	}
+	if _, err := poller.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: a.cfg.PollFrequency}); err != nil {
+		return a.err("cancel job "+ref.ID, err)
+	}
+	return nil
+}
+
+// err classifies an ARM error: requests that can never succeed become
+// EINVALID or EUNAUTHORIZED (the activity does not retry them); throttling
+// that outlasted the client's own retries becomes a ThrottledError carrying
+// Retry-After; anything else is transient.
+func (a *AzureML) err(what string, err error) error {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("azure ml: %s: %w", what, err)
+	}
+	switch code := re.StatusCode; {
+	case code == http.StatusTooManyRequests:
+		d := retryAfter(re.RawResponse)
+		if d <= 0 {
+			d = 30 * time.Second
+		}
+		return &ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml: %s: %s", what, re.ErrorCode)}
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+		return modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "azure ml: %s: %d %s: check the worker identity's role on workspace %s", what, code, re.ErrorCode, a.cfg.Workspace)
+	case code == http.StatusBadRequest, code == http.StatusNotFound, code == http.StatusUnprocessableEntity:
+		return modelfleet.Errorf(modelfleet.EINVALID, "azure ml: %s: %d %s", what, code, re.ErrorCode)
+	}
+	return fmt.Errorf("azure ml: %s: %w", what, err)
+}
+
+func isStatus(err error, code int) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == code
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		var n int
+		if _, err := fmt.Sscanf(v, "%d", &n); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return time.Until(t)
+		}
+	}
+	return 0
+}
+
+// workspaceOf reads the workspace name out of a compute's ARM ID.
+func workspaceOf(computeID string) string {
+	parts := strings.Split(computeID, "/")
+	for i := 0; i+1 < len(parts); i++ {
+		if strings.EqualFold(parts[i], "workspaces") {
+			return parts[i+1]
+		}
+	}
+	return ""
+}
+
+// isoDuration writes d as an ISO 8601 duration (PT1H30M5S), what Azure ML's
+// job limits take.
+func isoDuration(d time.Duration) string {
+	s := int64(d.Round(time.Second) / time.Second)
+	if s <= 0 {
+		s = 1
+	}
+	h, m, sec := s/3600, s%3600/60, s%60
+	var b strings.Builder
+	b.WriteString("PT")
+	if h > 0 {
+		fmt.Fprintf(&b, "%dH", h)
+	}
+	if m > 0 {
+		fmt.Fprintf(&b, "%dM", m)
+	}
+	if sec > 0 || (h == 0 && m == 0) {
+		fmt.Fprintf(&b, "%dS", sec)
+	}
+	return b.String()
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
