@@ -1,11 +1,9 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -39,31 +37,7 @@ func (c *Client) Put(ctx context.Context, s modelfleet.Site) (modelfleet.Site, e
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("fleet: %s %s: %w", method, path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("fleet: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	buf, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("fleet: %s %s: read response: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return httpjson.ResponseError(resp.StatusCode, fmt.Sprintf("fleet: %s %s: %s", method, path, resp.Status), buf)
-	}
-	if err := json.Unmarshal(buf, out); err != nil {
-		return fmt.Errorf("fleet: %s %s: decode response: %w", method, path, err)
-	}
-	return nil
+	return httpjson.Do(ctx, c.HTTPClient, "fleet", method, c.BaseURL+path, body, out)
 }
 
 // Desired long-polls a site's desired state: it returns once the revision

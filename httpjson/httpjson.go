@@ -6,7 +6,11 @@
 package httpjson
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/modelfleet/modelfleet"
@@ -79,4 +83,38 @@ func ResponseError(status int, statusText string, body []byte) error {
 		return modelfleet.Errorf(e.Error, "%s", e.Message)
 	}
 	return modelfleet.Errorf(Code(status), "unexpected status %s", statusText)
+}
+
+// maxResponseBytes bounds a JSON response a client reads into memory.
+const maxResponseBytes = 64 << 20
+
+// Do sends body (JSON; nil for none) to url and decodes a 2xx JSON
+// response into out; an error response comes back as the server's
+// *modelfleet.Error. what prefixes errors ("fleet", "queue"). hc nil means
+// http.DefaultClient.
+func Do(ctx context.Context, hc *http.Client, what, method, url string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w", what, method, url, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: %w", what, method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("%s: %s %s: read response: %w", what, method, req.URL.Path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return ResponseError(resp.StatusCode, fmt.Sprintf("%s: %s %s: %s", what, method, req.URL.Path, resp.Status), buf)
+	}
+	if err := json.Unmarshal(buf, out); err != nil {
+		return fmt.Errorf("%s: %s %s: decode response: %w", what, method, req.URL.Path, err)
+	}
+	return nil
 }

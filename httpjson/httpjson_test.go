@@ -40,3 +40,22 @@ func TestResponseErrorWithoutEnvelope(t *testing.T) {
 		t.Errorf("error = %v", err)
 	}
 }
+
+func TestDo(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			WriteError(w, modelfleet.Errorf(modelfleet.ECONFLICT, "taken"))
+			return
+		}
+		Write(w, 200, map[string]string{"got": r.Method})
+	}))
+	defer srv.Close()
+	var out map[string]string
+	if err := Do(t.Context(), nil, "test", "PUT", srv.URL+"/ok", []byte(`{}`), &out); err != nil || out["got"] != "PUT" {
+		t.Fatalf("Do = %v, %v", out, err)
+	}
+	err := Do(t.Context(), nil, "test", "GET", srv.URL+"/bad", nil, &out)
+	if modelfleet.ErrorCode(err) != modelfleet.ECONFLICT || modelfleet.ErrorMessage(err) != "taken" {
+		t.Fatalf("error = %v", err)
+	}
+}

@@ -1,11 +1,9 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -62,34 +60,9 @@ func (c *Client) Redrive(ctx context.Context, max int) (int, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, op string, query url.Values, body []byte, out any) error {
-	path := "/api/queues/" + url.PathEscape(c.Queue) + "/" + op
-	target := c.BaseURL + path
+	target := c.BaseURL + "/api/queues/" + url.PathEscape(c.Queue) + "/" + op
 	if len(query) > 0 {
 		target += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("queue: %s %s: %w", method, path, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	hc := c.HTTPClient
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("queue: %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	buf, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("queue: %s %s: read response: %w", method, path, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		return httpjson.ResponseError(resp.StatusCode, fmt.Sprintf("queue: %s %s: %s", method, path, resp.Status), buf)
-	}
-	if err := json.Unmarshal(buf, out); err != nil {
-		return fmt.Errorf("queue: %s %s: decode response: %w", method, path, err)
-	}
-	return nil
+	return httpjson.Do(ctx, c.HTTPClient, "queue", method, target, body, out)
 }
