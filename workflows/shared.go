@@ -57,7 +57,6 @@ type ReleaseStatus struct {
 	Reason     string                       `json:"reason,omitempty"`
 	Digest     string                       `json:"digest,omitempty"`
 	Validation *activities.ValidationResult `json:"validation,omitempty"`
-	Policy     string                       `json:"policy,omitempty"`
 	Champion   *ChampionCheck               `json:"champion,omitempty"`
 	Waves      []WaveStatus                 `json:"waves,omitempty"`
 	Gate       *GateStatus                  `json:"gate,omitempty"`
