@@ -13,24 +13,15 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
-// Search attributes set on a release at start, so releases can be listed by
-// model before the workflow runs. They mirror workflows.ModelAttr,
-// VersionAttr and StageAttr (a test keeps them equal) until one package owns
-// them.
-const (
-	searchAttrModel   = "ModelfleetModel"
-	searchAttrVersion = "ModelfleetVersion"
-	searchAttrStage   = "ModelfleetStage"
-	stagePending      = "pending" // workflows.StatePending
-)
-
+// Search attributes set on a workflow at start, so it can be listed by model
+// (and stage) before it runs. The workflows keep them up to date.
 var (
-	modelKey   = temporal.NewSearchAttributeKeyKeyword(searchAttrModel)
-	versionKey = temporal.NewSearchAttributeKeyKeyword(searchAttrVersion)
-	stageKey   = temporal.NewSearchAttributeKeyKeyword(searchAttrStage)
+	modelKey   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrModel)
+	versionKey = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrVersion)
+	stageKey   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrStage)
 )
 
 // TemporalDispatcher is the Dispatcher of the gateway. What each Azure ML
@@ -56,7 +47,7 @@ type TemporalDispatcher struct {
 	DriftMonitors map[string]string
 	// Retrain is the input a retraining workflow starts with (its Model is
 	// set per event); zero durations take the workflow's defaults.
-	Retrain workflows.RetrainInput
+	Retrain wfapi.RetrainInput
 
 	mu      sync.Mutex
 	unknown map[string]bool // types logged once already
@@ -140,11 +131,11 @@ func (d *TemporalDispatcher) run(ctx context.Context, log *slog.Logger, ev Event
 // triggerRetrain signal-with-starts the model's retraining workflow: a
 // running one receives the trigger (repeated drift coalesces there, and it
 // drops a redelivered event by its ID); otherwise a new one starts with it.
-func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t workflows.RetrainTrigger) error {
+func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t wfapi.RetrainTrigger) error {
 	in := d.Retrain
 	in.Model, in.State = t.Model, nil
 	opts := client.StartWorkflowOptions{
-		ID:        workflows.RetrainWorkflowID(t.Model),
+		ID:        wfapi.RetrainWorkflowID(t.Model),
 		TaskQueue: modelfleet.CloudTaskQueue,
 		// A closed retraining workflow is idle history: a new drift starts
 		// a new one under the same ID.
@@ -152,11 +143,11 @@ func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logge
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			modelKey.ValueSet(t.Model),
-			stageKey.ValueSet(workflows.RetrainCollecting),
+			stageKey.ValueSet(wfapi.RetrainCollecting),
 		),
 	}
 	log = log.With("workflow_id", opts.ID, "reason", t.Reason)
-	run, err := d.Client.SignalWithStartWorkflow(ctx, opts.ID, workflows.RetrainTriggerSignal, t, opts, workflows.RetrainWorkflowName, in)
+	run, err := d.Client.SignalWithStartWorkflow(ctx, opts.ID, wfapi.RetrainTriggerSignal, t, opts, wfapi.RetrainWorkflowName, in)
 	if err != nil {
 		d.count(ev, "error")
 		return err
@@ -168,10 +159,10 @@ func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logge
 
 // signalRunStatus tells a retraining workflow about its job. With no such
 // workflow running there is nobody to tell: acknowledged, not retried.
-func (d *TemporalDispatcher) signalRunStatus(ctx context.Context, log *slog.Logger, ev Event, s workflows.RunStatus) error {
-	id := workflows.RetrainWorkflowID(s.Model)
+func (d *TemporalDispatcher) signalRunStatus(ctx context.Context, log *slog.Logger, ev Event, s wfapi.RunStatus) error {
+	id := wfapi.RetrainWorkflowID(s.Model)
 	log = log.With("workflow_id", id, "status", clip(s.Status))
-	err := d.Client.SignalWorkflow(ctx, id, "", workflows.RunStatusSignal, s)
+	err := d.Client.SignalWorkflow(ctx, id, "", wfapi.RunStatusSignal, s)
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):
@@ -232,12 +223,12 @@ func (d *TemporalDispatcher) startRelease(ctx context.Context, log *slog.Logger,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			modelKey.ValueSet(reg.Model.Name),
 			versionKey.ValueSet(reg.Model.Version),
-			stageKey.ValueSet(stagePending),
+			stageKey.ValueSet(wfapi.StatePending),
 		),
 	}
-	in := workflows.ReleaseInput{Model: reg.Model, Tags: reg.Tags, Properties: reg.Properties, EventID: ev.ID}
+	in := wfapi.ReleaseInput{Model: reg.Model, Tags: reg.Tags, Properties: reg.Properties, EventID: ev.ID}
 	log = log.With("workflow_id", opts.ID)
-	run, err := d.Client.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflowName, in)
+	run, err := d.Client.ExecuteWorkflow(ctx, opts, wfapi.ReleaseWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):

@@ -12,32 +12,18 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/mocks"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
-// The keys are defined here until one package owns them; they must not
-// drift from the workflows' own.
-func TestSearchAttributesMatchWorkflows(t *testing.T) {
-	for _, tt := range []struct{ got, want string }{
-		{searchAttrModel, workflows.ModelAttr.GetName()},
-		{searchAttrVersion, workflows.VersionAttr.GetName()},
-		{searchAttrStage, workflows.StageAttr.GetName()},
-		{stagePending, workflows.StatePending},
-	} {
-		if tt.got != tt.want {
-			t.Errorf("events has %q, workflows has %q", tt.got, tt.want)
-		}
-	}
-}
-
 // startCall expects one ExecuteWorkflow and captures its options and input.
-func startCall(c *mocks.Client, opts *client.StartWorkflowOptions, in *workflows.ReleaseInput) *mock.Call {
-	return c.On("ExecuteWorkflow", mock.Anything, mock.Anything, workflows.ReleaseWorkflowName, mock.Anything).
+func startCall(c *mocks.Client, opts *client.StartWorkflowOptions, in *wfapi.ReleaseInput) *mock.Call {
+	return c.On("ExecuteWorkflow", mock.Anything, mock.Anything, wfapi.ReleaseWorkflowName, mock.Anything).
 		Run(func(args mock.Arguments) {
 			*opts = args.Get(1).(client.StartWorkflowOptions)
-			*in = args.Get(3).(workflows.ReleaseInput)
+			*in = args.Get(3).(wfapi.ReleaseInput)
 		}).Once()
 }
 
@@ -46,7 +32,7 @@ func TestTemporalDispatcherStartsRelease(t *testing.T) {
 	run := mocks.NewWorkflowRun(t)
 	run.On("GetRunID").Return("run-1").Maybe()
 	var opts client.StartWorkflowOptions
-	var in workflows.ReleaseInput
+	var in wfapi.ReleaseInput
 	startCall(c, &opts, &in).Return(run, nil)
 	reg := prometheus.NewRegistry()
 	d := NewTemporalDispatcher(c, quietLogger(), reg)
@@ -74,18 +60,11 @@ func TestTemporalDispatcherStartsRelease(t *testing.T) {
 	if !opts.WorkflowExecutionErrorWhenAlreadyStarted {
 		t.Errorf("WorkflowExecutionErrorWhenAlreadyStarted = false, want true")
 	}
-	for key, want := range map[string]string{searchAttrModel: ref.Name, searchAttrVersion: ref.Version, searchAttrStage: "pending"} {
-		var got string
-		switch key {
-		case searchAttrModel:
-			got, _ = opts.TypedSearchAttributes.GetKeyword(workflows.ModelAttr)
-		case searchAttrVersion:
-			got, _ = opts.TypedSearchAttributes.GetKeyword(workflows.VersionAttr)
-		case searchAttrStage:
-			got, _ = opts.TypedSearchAttributes.GetKeyword(workflows.StageAttr)
-		}
-		if got != want {
-			t.Errorf("search attribute %s = %q, want %q", key, got, want)
+	// The names are literal here: the Temporal server registers them and
+	// the UI filters on them, so renaming one is a breaking change.
+	for name, want := range map[string]string{"ModelfleetModel": ref.Name, "ModelfleetVersion": ref.Version, "ModelfleetStage": "pending"} {
+		if got, _ := opts.TypedSearchAttributes.GetKeyword(temporal.NewSearchAttributeKeyKeyword(name)); got != want {
+			t.Errorf("search attribute %s = %q, want %q", name, got, want)
 		}
 	}
 	if got, want := in.Model, ref; got != want {
@@ -108,7 +87,7 @@ func TestTemporalDispatcherStartsRelease(t *testing.T) {
 func TestTemporalDispatcherAlreadyStartedIsSuccess(t *testing.T) {
 	c := mocks.NewClient(t)
 	var opts client.StartWorkflowOptions
-	var in workflows.ReleaseInput
+	var in wfapi.ReleaseInput
 	startCall(c, &opts, &in).Return(nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req", "run-0"))
 	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
 	if err := d.Dispatch(context.Background(), first(t, "eventgrid_model_registered.json", ctJSON)); err != nil {
@@ -119,7 +98,7 @@ func TestTemporalDispatcherAlreadyStartedIsSuccess(t *testing.T) {
 func TestTemporalDispatcherTransientError(t *testing.T) {
 	c := mocks.NewClient(t)
 	var opts client.StartWorkflowOptions
-	var in workflows.ReleaseInput
+	var in wfapi.ReleaseInput
 	unavailable := serviceerror.NewUnavailable("frontend down")
 	startCall(c, &opts, &in).Return(nil, unavailable)
 	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
@@ -203,7 +182,7 @@ func TestHandlerWithTemporalDispatcher(t *testing.T) {
 				run := mocks.NewWorkflowRun(t)
 				run.On("GetRunID").Return("run-1").Maybe()
 				var opts client.StartWorkflowOptions
-				var in workflows.ReleaseInput
+				var in wfapi.ReleaseInput
 				if tt.start != nil {
 					startCall(c, &opts, &in).Return(nil, tt.start)
 				} else {

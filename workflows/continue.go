@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"encoding/json"
+	"fmt"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelfleet/modelfleet"
@@ -23,6 +26,20 @@ type Checkpoint struct {
 	Remaining  []activities.PlannedSite  `json:"remaining"`
 	Touched    [][]string                `json:"touched"`
 	Controls   ControlState              `json:"controls"`
+}
+
+// decodeCheckpoint reads ReleaseInput.Resume: nil on a fresh start. The
+// input carries it as raw JSON (see wfapi.ReleaseInput); the JSON is the
+// same as when the field was a *Checkpoint, so recorded histories replay.
+func decodeCheckpoint(resume []byte) (*Checkpoint, error) {
+	if len(resume) == 0 {
+		return nil, nil
+	}
+	c := new(Checkpoint)
+	if err := json.Unmarshal(resume, c); err != nil {
+		return nil, fmt.Errorf("release: decode checkpoint (input field %q): %w", "resume", err)
+	}
+	return c, nil
 }
 
 // ControlState is the controls' effect so far, carried across runs.
@@ -50,8 +67,12 @@ func (r *release) continueAsNew(ctx workflow.Context, wave int, remaining []acti
 		Status: r.status, Plan: r.planned, NewVersion: r.nv, Wave: wave, Remaining: remaining, Touched: r.touched,
 		Controls: ControlState{Paused: r.ctl.paused, Aborted: r.ctl.aborted, Rollback: r.ctl.rollback, Rejected: r.ctl.rejected},
 	}
+	resume, err := json.Marshal(c)
+	if err != nil {
+		return fmt.Errorf("release: encode checkpoint: %w", err)
+	}
 	in := r.in
-	in.Resume = c
+	in.Resume = resume
 	workflow.GetLogger(ctx).Info("release continues as new", "wave", r.status.Waves[wave].Name, "remaining", len(remaining))
 	return workflow.NewContinueAsNewError(ctx, ReleaseWorkflowName, in)
 }

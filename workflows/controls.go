@@ -2,30 +2,26 @@ package workflows
 
 import (
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
-// Control signals on a release. Each carries a Control naming who and why,
-// so the workflow history is the audit log. They work from the Temporal UI
-// ("Send a signal", name and JSON input), `temporal workflow signal`, and
-// `modelfleet release <action>`.
+// Control signals on a release and their payload (see wfapi).
 const (
-	SignalApprove  = "approve"   // pass the current approval gate
-	SignalReject   = "reject"    // refuse at the gate: every touched site rolls back
-	SignalPause    = "pause"     // finish the current step, then hold
-	SignalResume   = "resume"    // continue after a pause
-	SignalAbort    = "abort"     // stop where it is; sites keep their current traffic
-	SignalRollback = "rollback"  // restore every touched site to its previous versions and weights
-	SignalSkipBake = "skip-bake" // end the current bake now (recorded)
+	SignalApprove  = wfapi.SignalApprove
+	SignalReject   = wfapi.SignalReject
+	SignalPause    = wfapi.SignalPause
+	SignalResume   = wfapi.SignalResume
+	SignalAbort    = wfapi.SignalAbort
+	SignalRollback = wfapi.SignalRollback
+	SignalSkipBake = wfapi.SignalSkipBake
 )
 
 // Signals lists every control signal, in the order the CLI shows them.
-var Signals = []string{SignalApprove, SignalReject, SignalPause, SignalResume, SignalAbort, SignalRollback, SignalSkipBake}
+var Signals = wfapi.Signals
 
 // Control is the payload of every control signal.
-type Control struct {
-	By     string `json:"by"`
-	Reason string `json:"reason"`
-}
+type Control = wfapi.Control
 
 // ControlRecord is a control as the release recorded it.
 type ControlRecord struct {

@@ -38,7 +38,11 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 		return r.status, err
 	}
 	r.listen(ctx)
-	if c := in.Resume; c != nil {
+	c, err := decodeCheckpoint(in.Resume)
+	if err != nil {
+		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err))
+	}
+	if c != nil {
 		// Continued as new: carry on where the previous run stopped.
 		r.restore(c)
 		return r.end(ctx, r.rollout(ctx, c.NewVersion, c.Wave, c.Remaining))

@@ -49,7 +49,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	h.env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(func(context.Context, modelfleet.ModelRef) (activities.ValidationReport, error) {
 		return h.report, nil
 	})
-	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
+	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name, mock.Anything).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
 	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
 		h.steps = append(h.steps, req)
 		return fleet.StepResult{Changed: len(req.Sites)}, nil
@@ -359,7 +359,7 @@ func TestLongRolloutContinuesAsNew(t *testing.T) {
 		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 			t.Fatal(err)
 		}
-		if c := in.Resume; c == nil || len(c.Remaining)+steps != 700 {
+		if c, err := decodeCheckpoint(in.Resume); err != nil || c == nil || len(c.Remaining)+steps != 700 {
 			t.Fatalf("run %d: checkpoint does not carry the rest of the sites", runs)
 		}
 		if len(h.steps)*eventsPerStep > historyLimit+eventsPerStep {

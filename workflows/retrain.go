@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,38 +13,30 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
-// RetrainWorkflowName is the registered type name of the retraining
-// workflow; the gateway signal-with-starts it by this name.
-const RetrainWorkflowName = "Retrain"
-
-// Signals the retraining workflow receives.
+// Names, stages, inputs and signal payloads of the retraining workflow
+// live in wfapi, for the gateway; they are aliased here.
 const (
-	// RetrainTriggerSignal carries a RetrainTrigger: drift was detected.
-	RetrainTriggerSignal = "trigger"
-	// RunStatusSignal carries a RunStatus of the retraining job.
-	RunStatusSignal = "run-status"
+	RetrainWorkflowName  = wfapi.RetrainWorkflowName
+	RetrainTriggerSignal = wfapi.RetrainTriggerSignal
+	RunStatusSignal      = wfapi.RunStatusSignal
+	RetrainRunTag        = wfapi.RetrainRunTag
 )
 
-// RetrainWorkflowID is the one retraining workflow of a model. One ID per
-// model is what coalesces repeated drift events into one retraining.
-func RetrainWorkflowID(model string) string { return "retrain/" + model }
+// RetrainWorkflowID is the one retraining workflow of a model (see wfapi).
+func RetrainWorkflowID(model string) string { return wfapi.RetrainWorkflowID(model) }
 
-// RetrainRunTag is the Azure ML run tag the product sets on every retraining
-// job it submits, with the model name as value; the gateway routes that
-// job's RunCompleted and RunStatusChanged events to RetrainWorkflowID.
-const RetrainRunTag = "modelfleet.retrain"
-
-// Stages of a retraining workflow, also its ModelfleetStage search attribute.
+// Stages of a retraining workflow (see wfapi).
 const (
-	RetrainCollecting  = "collecting"      // debounce: waiting for more triggers
-	RetrainWaiting     = "waiting-for-job" // retraining requested (job submitted), job not finished
-	RetrainEvaluating  = "evaluating"      // the job completed: challenger against champion
-	RetrainRegistering = "registering"     // the challenger won: registering it
-	RetrainCooldown    = "cooldown"        // a retraining finished recently
-	RetrainIdle        = "idle"            // nothing to do; closes after IdleTimeout
-	RetrainClosed      = "closed"          // the workflow returned
+	RetrainCollecting  = wfapi.RetrainCollecting
+	RetrainWaiting     = wfapi.RetrainWaiting
+	RetrainEvaluating  = wfapi.RetrainEvaluating
+	RetrainRegistering = wfapi.RetrainRegistering
+	RetrainCooldown    = wfapi.RetrainCooldown
+	RetrainIdle        = wfapi.RetrainIdle
+	RetrainClosed      = wfapi.RetrainClosed
 )
 
 // Results of a retraining cycle (RetrainCycle.Result).
@@ -79,54 +72,21 @@ const (
 	maxCycleLog   = 20
 )
 
-// Reasons a RetrainTrigger gives.
+// Reasons a RetrainTrigger gives (see wfapi).
 const (
-	ReasonDatasetDrift     = "dataset-drift"              // DatasetDriftDetected
-	ReasonMonitorThreshold = "monitor-threshold-breached" // model monitoring (v2)
+	ReasonDatasetDrift     = wfapi.ReasonDatasetDrift
+	ReasonMonitorThreshold = wfapi.ReasonMonitorThreshold
 )
 
-// RetrainTrigger is one reason to retrain a model, from one event.
-type RetrainTrigger struct {
-	Reason           string    `json:"reason"`
-	Source           string    `json:"source,omitempty"` // the event's topic or source
-	EventID          string    `json:"eventId"`
-	Model            string    `json:"model"`
-	DriftCoefficient float64   `json:"driftCoefficient,omitempty"`
-	Monitor          string    `json:"monitor,omitempty"` // drift monitor or signal name
-	RunID            string    `json:"runId,omitempty"`   // the monitor's run
-	Time             time.Time `json:"time,omitzero"`     // when the event happened
-}
-
-// RunStatus is a status change of a retraining job in Azure ML.
-type RunStatus struct {
-	Model   string    `json:"model"`
-	RunID   string    `json:"runId"`
-	Status  string    `json:"status"` // Azure ML's: Running, Completed, Failed, Canceled, ...
-	EventID string    `json:"eventId"`
-	Time    time.Time `json:"time,omitzero"`
-}
-
-// RetrainInput starts (or continues) the retraining workflow of a model.
-// Zero durations take the defaults.
-type RetrainInput struct {
-	Model       string        `json:"model"`
-	Debounce    time.Duration `json:"debounce,omitempty"`    // wait for more triggers after the first
-	Cooldown    time.Duration `json:"cooldown,omitempty"`    // after a retraining finished, whatever its result
-	JobTimeout  time.Duration `json:"jobTimeout,omitempty"`  // give up waiting for the job
-	IdleTimeout time.Duration `json:"idleTimeout,omitempty"` // close after this long without triggers
-	// HistoryLimit continues-as-new at this many history events, besides
-	// whenever the server suggests it.
-	HistoryLimit int `json:"historyLimit,omitempty"`
-	// Margin is how much better than the champion, on the metric its model
-	// card declares, a challenger must score on the holdout set; nil takes
-	// DefaultRetrainMargin, 0 means "no worse".
-	Margin *float64 `json:"margin,omitempty"`
-	// PollInterval is the polling fallback's interval (default
-	// DefaultRetrainPoll).
-	PollInterval time.Duration `json:"pollInterval,omitempty"`
-	// State is carried across continue-as-new; nil on a fresh start.
-	State *RetrainState `json:"state,omitempty"`
-}
+type (
+	// RetrainTrigger is one reason to retrain a model, from one event.
+	RetrainTrigger = wfapi.RetrainTrigger
+	// RunStatus is a status change of a retraining job in Azure ML.
+	RunStatus = wfapi.RunStatus
+	// RetrainInput starts (or continues) the retraining workflow of a
+	// model; its State is a RetrainState.
+	RetrainInput = wfapi.RetrainInput
+)
 
 // RetrainState is the whole state machine, so a continued run resumes it
 // exactly: deadlines are absolute times, not pending timers.
@@ -220,7 +180,11 @@ type RetrainCycle struct {
 // policy gets nothing submitted: the cycle waits for the status of a job
 // submitted elsewhere, as before retraining had compute.
 func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
-	r := newRetrain(ctx, in)
+	r, err := newRetrain(ctx, in)
+	if err != nil {
+		return RetrainStatus{Model: in.Model, Stage: RetrainClosed, Reason: err.Error()},
+			temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err)
+	}
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (RetrainStatus, error) {
 		return r.st.Status, nil
 	}); err != nil {
@@ -255,8 +219,11 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 			r.drain(ctx, triggers, runs)
 			cancelTimer()
 			next := r.in
-			st := r.st
-			next.State = &st
+			st, err := json.Marshal(r.st)
+			if err != nil {
+				return r.st.Status, fmt.Errorf("retrain: encode state: %w", err)
+			}
+			next.State = st
 			return r.st.Status, workflow.NewContinueAsNewError(ctx, RetrainWorkflowName, next)
 		}
 		r.reconcile(ctx)
@@ -293,7 +260,9 @@ type retrain struct {
 	ops []*op // activities in flight; never carried across continue-as-new
 }
 
-func newRetrain(ctx workflow.Context, in RetrainInput) *retrain {
+// newRetrain applies the input's defaults and restores the state a
+// continued run carries (RetrainInput.State, raw JSON of a RetrainState).
+func newRetrain(ctx workflow.Context, in RetrainInput) (*retrain, error) {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -312,17 +281,19 @@ func newRetrain(ctx workflow.Context, in RetrainInput) *retrain {
 		in.Margin = &m
 	}
 	r := &retrain{in: in}
-	if in.State != nil {
-		r.st = *in.State
+	if len(in.State) > 0 {
+		if err := json.Unmarshal(in.State, &r.st); err != nil {
+			return nil, fmt.Errorf("retrain: decode the carried state (input field %q): %w", "state", err)
+		}
 		r.in.State = nil
-		return r
+		return r, nil
 	}
 	now := workflow.Now(ctx)
 	r.st.Status = RetrainStatus{Model: in.Model, Stage: RetrainIdle, Reason: "no trigger yet", StartedAt: stamp(ctx)}
 	r.st.Deadline = now.Add(in.IdleTimeout)
 	r.st.LastTrigger = now
 	r.st.Status.Until = r.st.Deadline.UTC().Format(time.RFC3339)
-	return r
+	return r, nil
 }
 
 // trigger records one trigger and applies it to the current stage.

@@ -338,9 +338,10 @@ func TestRetrainContinuesAsNewWithItsRun(t *testing.T) {
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 		t.Fatal(err)
 	}
-	cur := in.State.Status.Current
-	if cur == nil || cur.Run == nil || cur.Compute != training.KindLocal || in.State.Status.Stage != RetrainWaiting || cur.Triggers != 2 {
-		t.Fatalf("carried %q %+v", in.State.Status.Stage, cur)
+	carried := carriedState(t, in)
+	cur := carried.Status.Current
+	if cur == nil || cur.Run == nil || cur.Compute != training.KindLocal || carried.Status.Stage != RetrainWaiting || cur.Triggers != 2 {
+		t.Fatalf("carried %q %+v", carried.Status.Stage, cur)
 	}
 	if _, a, _, _, _ := c.count(); a != 1 {
 		t.Errorf("AwaitRun ran %d times before continuing as new, want 1 (it was let finish)", a)
@@ -348,7 +349,7 @@ func TestRetrainContinuesAsNewWithItsRun(t *testing.T) {
 
 	env2, c2 := computeEnv(t, winner, 0)
 	awaitReturns(env2, c2, time.Minute, completed)
-	env2.SetStartTime(parse(t, in.State.Status.UpdatedAt)) // where the first run stopped
+	env2.SetStartTime(parse(t, carried.Status.UpdatedAt)) // where the first run stopped
 	env2.ExecuteWorkflow(RetrainWorkflowName, in)
 	st := result(t, env2)
 	if s, _, e, r, _ := c2.count(); s != 0 || e != 1 || r != 1 {

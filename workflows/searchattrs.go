@@ -1,16 +1,20 @@
 package workflows
 
-import "go.temporal.io/sdk/temporal"
+import (
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
+)
 
 // Custom search attributes, registered with the Temporal server at start (the
 // dev stack passes them to `temporal server start-dev --search-attribute`) so
 // the Temporal UI and `modelfleet release list` can filter releases by model,
 // version, stage and site.
 var (
-	ModelAttr   = temporal.NewSearchAttributeKeyKeyword("ModelfleetModel")
-	VersionAttr = temporal.NewSearchAttributeKeyKeyword("ModelfleetVersion")
-	StageAttr   = temporal.NewSearchAttributeKeyKeyword("ModelfleetStage")
-	SitesAttr   = temporal.NewSearchAttributeKeyKeywordList("ModelfleetSite")
+	ModelAttr   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrModel)
+	VersionAttr = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrVersion)
+	StageAttr   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrStage)
+	SitesAttr   = temporal.NewSearchAttributeKeyKeywordList(wfapi.SearchAttrSites)
 )
 
 // SearchAttributeTypes lists the custom attributes and their Temporal types,

@@ -3,40 +3,32 @@ package workflows
 import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
-// ReleaseWorkflowName is the registered type name of the release workflow;
-// the gateway starts it by this name so it does not import workflow code.
-const ReleaseWorkflowName = "Release"
-
-// StatusQuery is the query every long-running workflow answers.
-const StatusQuery = "status"
-
-// ReleaseInput starts the release of one model version. It is derived from a
-// ModelRegistered event (Azure ML's or the embedded registry's).
-type ReleaseInput struct {
-	Model      modelfleet.ModelRef `json:"model"`
-	Tags       map[string]string   `json:"tags,omitempty"`
-	Properties map[string]string   `json:"properties,omitempty"`
-	// EventID is the id of the event that caused the release, for audit.
-	EventID string `json:"eventId,omitempty"`
-	// Resume is set when a release continues as new (see Checkpoint).
-	Resume *Checkpoint `json:"resume,omitempty"`
-}
-
-// Release states, in the order a release moves through them. Failed is
-// terminal like Succeeded.
+// Names, inputs and signal payloads starters need live in wfapi, so that
+// the gateway need not link this package; they are aliased here.
 const (
-	StatePending          = "pending"
-	StateValidating       = "validating"
-	StateDeploying        = "deploying"
-	StateAwaitingApproval = "awaiting-approval"
-	StatePaused           = "paused"
-	StateRollingBack      = "rolling-back"
-	StateSucceeded        = "succeeded"
-	StateFailed           = "failed"
-	StateAborted          = "aborted"
-	StateRolledBack       = "rolled-back"
+	ReleaseWorkflowName = wfapi.ReleaseWorkflowName
+	StatusQuery         = wfapi.StatusQuery
+)
+
+// ReleaseInput starts the release of one model version. Its Resume is a
+// Checkpoint (see continue.go).
+type ReleaseInput = wfapi.ReleaseInput
+
+// Release states (see wfapi).
+const (
+	StatePending          = wfapi.StatePending
+	StateValidating       = wfapi.StateValidating
+	StateDeploying        = wfapi.StateDeploying
+	StateAwaitingApproval = wfapi.StateAwaitingApproval
+	StatePaused           = wfapi.StatePaused
+	StateRollingBack      = wfapi.StateRollingBack
+	StateSucceeded        = wfapi.StateSucceeded
+	StateFailed           = wfapi.StateFailed
+	StateAborted          = wfapi.StateAborted
+	StateRolledBack       = wfapi.StateRolledBack
 )
 
 // Per-site and per-wave states.

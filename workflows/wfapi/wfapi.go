@@ -1,0 +1,167 @@
+// Package wfapi is what a starter or signaller of modelfleet's workflows
+// needs, without the workflows: type names, IDs, signal and query names,
+// search attribute names, and the inputs and signal payloads. The gateway
+// (events/) starts and signals workflows through it, so the gateway binary
+// does not link the workflows' activities, drivers and training backends.
+//
+// It imports only the standard library and the root package, and must stay
+// so (a test checks it). Package workflows aliases every name here; the
+// strings and JSON shapes are recorded in workflow histories and must not
+// change (the replay test in workflows/ guards them).
+package wfapi
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Registered workflow type names. Starters use them instead of the
+// workflow functions.
+const (
+	ReleaseWorkflowName = "Release"
+	RetrainWorkflowName = "Retrain"
+)
+
+// StatusQuery is the query every long-running workflow answers.
+const StatusQuery = "status"
+
+// Custom search attribute names (Keyword, except SearchAttrSites, a
+// KeywordList). Package workflows makes the typed keys from them.
+const (
+	SearchAttrModel   = "ModelfleetModel"
+	SearchAttrVersion = "ModelfleetVersion"
+	SearchAttrStage   = "ModelfleetStage"
+	SearchAttrSites   = "ModelfleetSite"
+)
+
+// ReleaseInput starts the release of one model version. It is derived from a
+// ModelRegistered event (Azure ML's or the embedded registry's).
+type ReleaseInput struct {
+	Model      modelfleet.ModelRef `json:"model"`
+	Tags       map[string]string   `json:"tags,omitempty"`
+	Properties map[string]string   `json:"properties,omitempty"`
+	// EventID is the id of the event that caused the release, for audit.
+	EventID string `json:"eventId,omitempty"`
+	// Resume is set only by the release itself when it continues as new:
+	// its workflows.Checkpoint, as JSON. Starters leave it empty. It is raw
+	// here so that starters need not link the types a checkpoint holds.
+	Resume json.RawMessage `json:"resume,omitempty"`
+}
+
+// Release states, in the order a release moves through them. Failed is
+// terminal like Succeeded. The stage search attribute takes these values.
+const (
+	StatePending          = "pending"
+	StateValidating       = "validating"
+	StateDeploying        = "deploying"
+	StateAwaitingApproval = "awaiting-approval"
+	StatePaused           = "paused"
+	StateRollingBack      = "rolling-back"
+	StateSucceeded        = "succeeded"
+	StateFailed           = "failed"
+	StateAborted          = "aborted"
+	StateRolledBack       = "rolled-back"
+)
+
+// Control signals on a release. Each carries a Control naming who and why,
+// so the workflow history is the audit log. They work from the Temporal UI
+// ("Send a signal", name and JSON input), `temporal workflow signal`, and
+// `modelfleet release <action>`.
+const (
+	SignalApprove  = "approve"   // pass the current approval gate
+	SignalReject   = "reject"    // refuse at the gate: every touched site rolls back
+	SignalPause    = "pause"     // finish the current step, then hold
+	SignalResume   = "resume"    // continue after a pause
+	SignalAbort    = "abort"     // stop where it is; sites keep their current traffic
+	SignalRollback = "rollback"  // restore every touched site to its previous versions and weights
+	SignalSkipBake = "skip-bake" // end the current bake now (recorded)
+)
+
+// Signals lists every control signal, in the order the CLI shows them.
+var Signals = []string{SignalApprove, SignalReject, SignalPause, SignalResume, SignalAbort, SignalRollback, SignalSkipBake}
+
+// Control is the payload of every control signal.
+type Control struct {
+	By     string `json:"by"`
+	Reason string `json:"reason"`
+}
+
+// Signals the retraining workflow receives.
+const (
+	// RetrainTriggerSignal carries a RetrainTrigger: drift was detected.
+	RetrainTriggerSignal = "trigger"
+	// RunStatusSignal carries a RunStatus of the retraining job.
+	RunStatusSignal = "run-status"
+)
+
+// RetrainWorkflowID is the one retraining workflow of a model. One ID per
+// model is what coalesces repeated drift events into one retraining.
+func RetrainWorkflowID(model string) string { return "retrain/" + model }
+
+// RetrainRunTag is the Azure ML run tag the product sets on every retraining
+// job it submits, with the model name as value; the gateway routes that
+// job's RunCompleted and RunStatusChanged events to RetrainWorkflowID.
+const RetrainRunTag = "modelfleet.retrain"
+
+// Stages of a retraining workflow, also its ModelfleetStage search attribute.
+const (
+	RetrainCollecting  = "collecting"      // debounce: waiting for more triggers
+	RetrainWaiting     = "waiting-for-job" // retraining requested (job submitted), job not finished
+	RetrainEvaluating  = "evaluating"      // the job completed: challenger against champion
+	RetrainRegistering = "registering"     // the challenger won: registering it
+	RetrainCooldown    = "cooldown"        // a retraining finished recently
+	RetrainIdle        = "idle"            // nothing to do; closes after IdleTimeout
+	RetrainClosed      = "closed"          // the workflow returned
+)
+
+// Reasons a RetrainTrigger gives.
+const (
+	ReasonDatasetDrift     = "dataset-drift"              // DatasetDriftDetected
+	ReasonMonitorThreshold = "monitor-threshold-breached" // model monitoring (v2)
+)
+
+// RetrainTrigger is one reason to retrain a model, from one event.
+type RetrainTrigger struct {
+	Reason           string    `json:"reason"`
+	Source           string    `json:"source,omitempty"` // the event's topic or source
+	EventID          string    `json:"eventId"`
+	Model            string    `json:"model"`
+	DriftCoefficient float64   `json:"driftCoefficient,omitempty"`
+	Monitor          string    `json:"monitor,omitempty"` // drift monitor or signal name
+	RunID            string    `json:"runId,omitempty"`   // the monitor's run
+	Time             time.Time `json:"time,omitzero"`     // when the event happened
+}
+
+// RunStatus is a status change of a retraining job in Azure ML.
+type RunStatus struct {
+	Model   string    `json:"model"`
+	RunID   string    `json:"runId"`
+	Status  string    `json:"status"` // Azure ML's: Running, Completed, Failed, Canceled, ...
+	EventID string    `json:"eventId"`
+	Time    time.Time `json:"time,omitzero"`
+}
+
+// RetrainInput starts (or continues) the retraining workflow of a model.
+// Zero durations take the defaults (workflows.DefaultRetrain*).
+type RetrainInput struct {
+	Model       string        `json:"model"`
+	Debounce    time.Duration `json:"debounce,omitempty"`    // wait for more triggers after the first
+	Cooldown    time.Duration `json:"cooldown,omitempty"`    // after a retraining finished, whatever its result
+	JobTimeout  time.Duration `json:"jobTimeout,omitempty"`  // give up waiting for the job
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"` // close after this long without triggers
+	// HistoryLimit continues-as-new at this many history events, besides
+	// whenever the server suggests it.
+	HistoryLimit int `json:"historyLimit,omitempty"`
+	// Margin is how much better than the champion, on the metric its model
+	// card declares, a challenger must score on the holdout set; nil takes
+	// workflows.DefaultRetrainMargin, 0 means "no worse".
+	Margin *float64 `json:"margin,omitempty"`
+	// PollInterval is the polling fallback's interval (default
+	// workflows.DefaultRetrainPoll).
+	PollInterval time.Duration `json:"pollInterval,omitempty"`
+	// State is carried across continue-as-new by the workflow itself: its
+	// workflows.RetrainState, as JSON. Starters leave it empty.
+	State json.RawMessage `json:"state,omitempty"`
+}
