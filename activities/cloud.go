@@ -32,6 +32,9 @@ type Cloud struct {
 	// MaxArtifactBytes bounds a model or data set downloaded for validation
 	// (default DefaultMaxArtifactBytes).
 	MaxArtifactBytes int64
+	// Drivers checks each release's plan with the sites' deployment drivers
+	// (see DriverCheck). Nil: every site must use the agent.
+	Drivers *DriverCheck
 }
 
 // ValidationResult is the outcome of validating a model version.

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,8 +43,10 @@ type PlannedSite struct {
 }
 
 // PlanRollout reads the model's policy (the default if it has none) and the
-// fleet, and assigns sites to waves.
-func (a *Cloud) PlanRollout(ctx context.Context, model string) (RolloutPlan, error) {
+// fleet, and assigns sites to waves. With nv (the version being released;
+// nil from release workflows older than the check) it also checks the plan
+// with the sites' deployment drivers, so a release that cannot fit fails here.
+func (a *Cloud) PlanRollout(ctx context.Context, model string, nv *modelfleet.DesiredVersion) (RolloutPlan, error) {
 	p, err := a.Fleet.Policy(ctx, model)
 	if err != nil {
 		return RolloutPlan{}, fmt.Errorf("plan %s: policy: %w", model, err)
@@ -53,6 +56,9 @@ func (a *Cloud) PlanRollout(ctx context.Context, model string) (RolloutPlan, err
 		return RolloutPlan{}, fmt.Errorf("plan %s: sites: %w", model, err)
 	}
 	waves, unselected := p.Plan(sites)
+	if err := a.checkDrivers(ctx, model, nv, slices.Concat(waves...)); err != nil {
+		return RolloutPlan{}, nonRetryableIfInvalid(fmt.Errorf("plan %s: %w", model, err))
+	}
 	plan := RolloutPlan{Policy: p, Waves: make([][]PlannedSite, len(waves))}
 	for i, w := range waves {
 		plan.Waves[i] = make([]PlannedSite, len(w))

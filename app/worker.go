@@ -34,10 +34,17 @@ type WorkerConfig struct {
 // StartCloudWorker starts the worker that runs the workflows and the cloud
 // activities. Stop it with Stop().
 func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
+	set, err := drivers.NewSet(cfg.Drivers)
+	if err != nil {
+		return nil, err
+	}
 	a := &activities.Cloud{
 		Registry: &registry.Client{BaseURL: cfg.RegistryURL},
 		Fleet:    &fleet.Client{BaseURL: cfg.GatewayURL},
 	}
+	// Every release's plan is checked with its sites' drivers (Azure ML's
+	// quotas for amlarc) before any site changes.
+	a.Drivers = &activities.DriverCheck{Drivers: set, Desired: &fleet.Client{BaseURL: cfg.GatewayURL}}
 	rt := cfg.Retraining
 	if rt == nil {
 		rt = &activities.Retraining{}
@@ -53,11 +60,6 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		return nil, fmt.Errorf("cloud worker: %w", err)
 	}
 	if cfg.Drivers.AMLArc != nil || cfg.Drivers.GitOps != nil {
-		set, err := drivers.NewSet(cfg.Drivers)
-		if err != nil {
-			w.Stop()
-			return nil, err
-		}
 		ctx, cancel := context.WithCancel(context.Background())
 		rec := &drivers.Reconciler{Dir: &fleet.Client{BaseURL: cfg.GatewayURL}, Drivers: set, Log: orDefault(cfg.Logger).With("component", "drivers")}
 		go func() { _ = rec.Run(ctx) }()

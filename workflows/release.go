@@ -57,12 +57,12 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 	if err := r.championGate(ctx, &r.status.Champion); err != nil {
 		return r.end(ctx, err)
 	}
-	plan, err := r.plan(ctx)
+	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features}
+	plan, err := r.plan(ctx, nv)
 	if err != nil {
 		return r.fail(ctx, err)
 	}
 	r.planned = plan
-	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features}
 	r.nv = nv
 	return r.end(ctx, r.rollout(ctx, nv, 0, r.planned.Waves[0]))
 }
@@ -119,9 +119,18 @@ func (r *release) validate(ctx workflow.Context) (activities.ValidationReport, e
 	return report, nil
 }
 
-func (r *release) plan(ctx workflow.Context) (activities.RolloutPlan, error) {
+// planChecksDrivers versions passing the release's version to PlanRollout,
+// which then checks the plan with the sites' deployment drivers (replay
+// safety: recorded histories scheduled it with the model name only).
+const planChecksDrivers = "release-plan-checks-drivers"
+
+func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (activities.RolloutPlan, error) {
 	var plan activities.RolloutPlan
-	if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.PlanRollout, r.in.Model.Name).Get(ctx, &plan); err != nil {
+	var version *modelfleet.DesiredVersion
+	if workflow.GetVersion(ctx, planChecksDrivers, workflow.DefaultVersion, 1) >= 1 {
+		version = &nv
+	}
+	if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.PlanRollout, r.in.Model.Name, version).Get(ctx, &plan); err != nil {
 		return plan, fmt.Errorf("plan rollout: %w", err)
 	}
 	total := 0
