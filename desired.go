@@ -1,6 +1,9 @@
 package modelfleet
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Desired is what a site should serve: for each model, the versions and
 // their traffic weights. The orchestrator writes it (a release step, a
@@ -11,6 +14,10 @@ type Desired struct {
 	Site     string                  `json:"site"`
 	Revision int64                   `json:"revision"`
 	Models   map[string]DesiredModel `json:"models"`
+	// Workloads are the workloads the site runs beside its models, by
+	// workload name. Absent in documents written before workloads travelled
+	// with releases: the site then runs what it was built with.
+	Workloads map[string]DesiredWorkload `json:"workloads,omitempty"`
 }
 
 // DesiredModel is one model's desired versions at a site, and which release
@@ -67,11 +74,65 @@ func ValidateSplit(vs []DesiredVersion) error {
 	return nil
 }
 
+// PropWorkload is the model property ("name:version") naming the workload
+// version a model version is released with. The model card's workload key
+// sets it; a release of that model version carries the workload to its sites.
+const PropWorkload = "modelfleet.workload"
+
+// WorkloadRef names one version of one workload.
+type WorkloadRef struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+func (r WorkloadRef) String() string { return r.Name + ":" + r.Version }
+
+// ParseWorkloadRef reads "name:version".
+func ParseWorkloadRef(s string) (WorkloadRef, error) {
+	name, version, ok := strings.Cut(s, ":")
+	if !ok {
+		return WorkloadRef{}, Errorf(EINVALID, "workload %q must be written name:version", s)
+	}
+	r := WorkloadRef{Name: name, Version: version}
+	if err := ValidateName("workload name", name); err != nil {
+		return r, err
+	}
+	return r, ValidateName("workload version", version)
+}
+
+// DesiredWorkload is the workload version a site should run, carried by the
+// release of the model it calls. The manifest travels whole, so an offline
+// site has all it needs when it returns; the code that prepares features is
+// built into the site's agent and checked against the manifest there.
+type DesiredWorkload struct {
+	Version  string `json:"version"`
+	Model    string `json:"model"`    // the model the workload calls
+	Digest   string `json:"digest"`   // "sha256:<hex>" of Manifest
+	Manifest string `json:"manifest"` // the workload.yaml as registered
+	// Release holds the lease, like DesiredModel.Release: it is the release
+	// of Model that brought this version. Previous is what ran before it
+	// (nil: nothing was released there, the site runs its built-in default).
+	Release     string           `json:"release,omitempty"`
+	Previous    *DesiredWorkload `json:"previous,omitempty"`
+	TraceParent string           `json:"traceparent,omitempty"`
+}
+
+// ActualWorkload is a workload as the site runs it.
+type ActualWorkload struct {
+	Version  string   `json:"version"`
+	Model    string   `json:"model"`
+	Features []string `json:"features,omitempty"` // the schema it produces
+	State    string   `json:"state,omitempty"`
+	Error    string   `json:"error,omitempty"` // why the last apply failed, if it did
+}
+
 // Actual is what a site's agent reports after applying a Desired revision.
 type Actual struct {
 	Site     string                 `json:"site"`
 	Revision int64                  `json:"revision"` // the Desired revision applied
 	Models   map[string]ActualModel `json:"models"`
+	// Workloads the site runs, by name (absent from agents without any).
+	Workloads map[string]ActualWorkload `json:"workloads,omitempty"`
 }
 
 // ActualModel is one model as the site serves it, with the outcome of the

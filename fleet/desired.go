@@ -27,6 +27,9 @@ type StepRequest struct {
 	Sites   []string                  `json:"sites"`
 	// TraceParent (W3C) is recorded with the change for the sites' agents.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Workload is the workload version the release carries, if any: the
+	// sites run it from the first step on; a rollback restores what ran.
+	Workload *WorkloadRecord `json:"workload,omitempty"`
 }
 
 // StepResult says what a step or rollback did, site by site in aggregate.
@@ -83,10 +86,17 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 	if req.New.Weight < 1 || req.New.Weight > 100 {
 		return StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "step weight %d is out of range 1..100", req.New.Weight)
 	}
+	if err := checkStepWorkload(req); err != nil {
+		return StepResult{}, err
+	}
 	return d.update(req.Sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
 		dm := ds.Models[req.Model]
 		if dm.Release != "" && dm.Release != req.Release {
 			return false, &Conflict{Site: ds.Site, Holder: dm.Release}
+		}
+		wchanged, conflict := stepWorkload(ds, req)
+		if conflict != nil {
+			return false, conflict
 		}
 		if dm.Release == "" {
 			dm.Release, dm.Previous = req.Release, dm.Versions
@@ -94,7 +104,7 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 		next := split(dm.Previous, req.New)
 		if slices.EqualFunc(next, dm.Versions, sameVersion) {
 			ds.Models[req.Model] = dm
-			return false, nil
+			return wchanged, nil
 		}
 		dm.Versions, dm.TraceParent = next, req.TraceParent
 		ds.Models[req.Model] = dm
@@ -129,9 +139,10 @@ func sameVersion(a, b modelfleet.DesiredVersion) bool {
 // touched are left alone; a site that is offline converges when it returns.
 func (d *Directory) Rollback(release, model string, sites []string, traceParent string) (StepResult, error) {
 	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+		wchanged := releaseWorkloads(ds, release, true, traceParent)
 		dm, ok := ds.Models[model]
 		if !ok || dm.Release != release {
-			return false, nil
+			return wchanged, nil
 		}
 		ds.Models[model] = modelfleet.DesiredModel{Versions: dm.Previous, TraceParent: traceParent}
 		return true, nil
@@ -141,6 +152,7 @@ func (d *Directory) Rollback(release, model string, sites []string, traceParent 
 // Finish frees the release's leases, keeping what the sites serve.
 func (d *Directory) Finish(release, model string, sites []string) (StepResult, error) {
 	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+		releaseWorkloads(ds, release, false, "")
 		dm, ok := ds.Models[model]
 		if !ok || dm.Release != release {
 			return false, nil
@@ -291,6 +303,8 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 				p.Pending = append(p.Pending, site)
 			case am.Error != "":
 				p.Failed = append(p.Failed, SiteFailure{Site: site, Reason: am.Error})
+			case workloadError(ds, a, model) != "":
+				p.Failed = append(p.Failed, SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
 			default:
 				p.Converged = append(p.Converged, site)
 				for _, v := range am.Versions {

@@ -64,6 +64,7 @@ func (d *Directory) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, saved)
 	})
 	d.routeDesired(mux)
+	d.routeWorkloads(mux)
 	return mux
 }
 

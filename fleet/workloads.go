@@ -1,0 +1,362 @@
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/workload"
+)
+
+var workloadsBucket = []byte("workloads")
+
+// maxWorkloadBody bounds a manifest upload (ParseManifest refuses more).
+const maxWorkloadBody = 1 << 20
+
+// WorkloadRecord is one registered workload version: its manifest exactly as
+// uploaded, content-addressed, with what release planning needs of it.
+type WorkloadRecord struct {
+	Name         string   `json:"name"`
+	Version      string   `json:"version"`
+	Model        string   `json:"model"`
+	Features     []string `json:"features"`
+	Digest       string   `json:"digest"` // "sha256:<hex>" of Manifest
+	Manifest     string   `json:"manifest"`
+	RegisteredAt string   `json:"registeredAt"`
+}
+
+// Ref is the record's "name:version".
+func (r WorkloadRecord) Ref() modelfleet.WorkloadRef {
+	return modelfleet.WorkloadRef{Name: r.Name, Version: r.Version}
+}
+
+// Desired is the record as a site's desired state carries it.
+func (r WorkloadRecord) Desired() modelfleet.DesiredWorkload {
+	return modelfleet.DesiredWorkload{Version: r.Version, Model: r.Model, Digest: r.Digest, Manifest: r.Manifest}
+}
+
+// RegisterWorkload validates and stores a workload manifest. A version is
+// immutable: registering it again with the same bytes is a no-op (created
+// false), with different bytes a conflict. A bad manifest stores nothing.
+func (d *Directory) RegisterWorkload(doc []byte) (rec WorkloadRecord, created bool, err error) {
+	m, err := workload.ParseManifest(doc)
+	if err != nil {
+		return rec, false, err
+	}
+	sum := sha256.Sum256(doc)
+	rec = WorkloadRecord{Name: m.Name, Version: m.Version, Model: m.Model, Features: m.FeatureNames(),
+		Digest: "sha256:" + hex.EncodeToString(sum[:]), Manifest: string(doc), RegisteredAt: d.now().UTC().Format("2006-01-02T15:04:05Z")}
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(workloadsBucket)
+		if err != nil {
+			return err
+		}
+		key := []byte(m.Name + "/" + m.Version)
+		if buf := b.Get(key); buf != nil {
+			var old WorkloadRecord
+			if err := json.Unmarshal(buf, &old); err != nil {
+				return fmt.Errorf("decode workload %s: %w", m.Ref(), err)
+			}
+			if old.Digest != rec.Digest {
+				return modelfleet.Errorf(modelfleet.ECONFLICT, "workload %s is already registered with another manifest (%s); versions are immutable, register a new version", m.Ref(), old.Digest)
+			}
+			rec = old
+			return nil
+		}
+		created = true
+		buf, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return b.Put(key, buf)
+	})
+	if err != nil {
+		return WorkloadRecord{}, false, err
+	}
+	return rec, created, nil
+}
+
+// Workload returns one registered workload version.
+func (d *Directory) Workload(name, version string) (WorkloadRecord, error) {
+	ref := modelfleet.WorkloadRef{Name: name, Version: version}
+	if _, err := modelfleet.ParseWorkloadRef(ref.String()); err != nil {
+		return WorkloadRecord{}, err
+	}
+	var rec WorkloadRecord
+	err := d.db.View(func(tx *bolt.Tx) error {
+		var buf []byte
+		if b := tx.Bucket(workloadsBucket); b != nil {
+			buf = b.Get([]byte(name + "/" + version))
+		}
+		if buf == nil {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "workload %s is not registered", ref)
+		}
+		return json.Unmarshal(buf, &rec)
+	})
+	return rec, err
+}
+
+// Workloads lists every registered workload version, by name then version
+// (as stored: byte order).
+func (d *Directory) Workloads() ([]WorkloadRecord, error) {
+	out := []WorkloadRecord{}
+	err := d.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(workloadsBucket)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(_, v []byte) error {
+			var rec WorkloadRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return err
+			}
+			rec.Manifest = "" // the list is an index; Workload has the manifest
+			out = append(out, rec)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PairingRequest asks what a model is paired with at some sites.
+type PairingRequest struct {
+	Model string   `json:"model"`
+	Sites []string `json:"sites"`
+}
+
+// SitePairing is what a release of Model would meet at one site: the
+// model's current split there, and the workloads there that call it.
+type SitePairing struct {
+	Site      string                      `json:"site"`
+	Versions  []modelfleet.DesiredVersion `json:"versions,omitempty"`
+	Workloads []PairedWorkload            `json:"workloads,omitempty"`
+}
+
+// PairedWorkload is a workload at a site and the schema it produces.
+// Source is "desired" (a release put it there) or "running" (the site
+// reports it, e.g. the version its agent was built with).
+type PairedWorkload struct {
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Features []string `json:"features"`
+	Source   string   `json:"source"`
+}
+
+// Pairings reads, in one transaction, what each site serves of model and
+// which of its workloads call it: the desired workload where a release set
+// one, else what the site reports running.
+func (d *Directory) Pairings(model string, sites []string) ([]SitePairing, error) {
+	if err := modelfleet.ValidateName("model name", model); err != nil {
+		return nil, err
+	}
+	parsed := map[string][]string{} // manifest digest -> features
+	out := make([]SitePairing, 0, len(sites))
+	err := d.db.View(func(tx *bolt.Tx) error {
+		for _, site := range sites {
+			ds, err := getDesired(tx.Bucket(desiredBucket), site)
+			if err != nil {
+				return err
+			}
+			var a modelfleet.Actual
+			if buf := tx.Bucket(actualBucket).Get([]byte(site)); buf != nil {
+				if err := json.Unmarshal(buf, &a); err != nil {
+					return fmt.Errorf("decode actual state of %q: %w", site, err)
+				}
+			}
+			p := SitePairing{Site: site, Versions: ds.Models[model].Versions}
+			for name, dw := range ds.Workloads {
+				if dw.Model != model {
+					continue
+				}
+				f, ok := parsed[dw.Digest]
+				if !ok {
+					m, err := workload.ParseManifest([]byte(dw.Manifest))
+					if err != nil {
+						return fmt.Errorf("site %q: desired workload %s:%s: %w", site, name, dw.Version, err)
+					}
+					f = m.FeatureNames()
+					parsed[dw.Digest] = f
+				}
+				p.Workloads = append(p.Workloads, PairedWorkload{Name: name, Version: dw.Version, Features: f, Source: "desired"})
+			}
+			for name, aw := range a.Workloads {
+				if _, set := ds.Workloads[name]; set || aw.Model != model {
+					continue
+				}
+				p.Workloads = append(p.Workloads, PairedWorkload{Name: name, Version: aw.Version, Features: aw.Features, Source: "running"})
+			}
+			slices.SortFunc(p.Workloads, func(x, y PairedWorkload) int { return cmpString(x.Name, y.Name) })
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleet: pairings: %w", err)
+	}
+	return out, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// stepWorkload puts the release's workload version into a site's desired
+// state under the release's lease, remembering what ran before so a
+// rollback restores it. It reports whether anything changed, or the release
+// holding the workload when it is another one.
+func stepWorkload(ds *modelfleet.Desired, req StepRequest) (bool, *Conflict) {
+	w := req.Workload
+	if w == nil {
+		return false, nil
+	}
+	cur, had := ds.Workloads[w.Name]
+	if had && cur.Release != "" && cur.Release != req.Release {
+		return false, &Conflict{Site: ds.Site, Holder: cur.Release}
+	}
+	next := w.Desired()
+	next.Release, next.TraceParent = req.Release, req.TraceParent
+	switch {
+	case had && cur.Release == req.Release: // a later step of this release
+		if cur.Digest == next.Digest {
+			return false, nil
+		}
+		next.Previous = cur.Previous
+	case had:
+		prev := cur
+		prev.Release, prev.Previous, prev.TraceParent = "", nil, ""
+		next.Previous = &prev
+	}
+	if ds.Workloads == nil {
+		ds.Workloads = map[string]modelfleet.DesiredWorkload{}
+	}
+	ds.Workloads[w.Name] = next
+	return !had || cur.Digest != next.Digest, nil
+}
+
+// checkStepWorkload refuses a step whose workload does not belong to it.
+func checkStepWorkload(req StepRequest) error {
+	w := req.Workload
+	if w == nil {
+		return nil
+	}
+	if _, err := modelfleet.ParseWorkloadRef(w.Ref().String()); err != nil {
+		return err
+	}
+	if w.Model != req.Model {
+		return modelfleet.Errorf(modelfleet.EINVALID, "workload %s calls model %q, not %q: a release carries only workloads of its own model", w.Ref(), w.Model, req.Model)
+	}
+	if sum := sha256.Sum256([]byte(w.Manifest)); w.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "workload %s: digest %q does not match its manifest", w.Ref(), w.Digest)
+	}
+	return nil
+}
+
+// releaseWorkloads ends release's hold on a site's workloads: restore
+// puts back what ran before (a rollback), otherwise the lease is only freed.
+// It reports whether what the site should run changed.
+func releaseWorkloads(ds *modelfleet.Desired, release string, restore bool, traceParent string) bool {
+	changed := false
+	for name, dw := range ds.Workloads {
+		if dw.Release != release {
+			continue
+		}
+		switch {
+		case !restore:
+			dw.Release, dw.Previous = "", nil
+			ds.Workloads[name] = dw
+		case dw.Previous == nil:
+			delete(ds.Workloads, name)
+			changed = true
+		default:
+			prev := *dw.Previous
+			prev.TraceParent = traceParent
+			ds.Workloads[name] = prev
+			changed = changed || prev.Digest != dw.Digest
+		}
+	}
+	return changed
+}
+
+func (d *Directory) routeWorkloads(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/workloads", func(w http.ResponseWriter, r *http.Request) {
+		doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWorkloadBody))
+		if err != nil {
+			WriteError(w, modelfleet.Errorf(modelfleet.ETOOLARGE, "workload manifest exceeds %d bytes", maxWorkloadBody))
+			return
+		}
+		rec, created, err := d.RegisterWorkload(doc)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		status := http.StatusOK
+		if created {
+			status = http.StatusCreated
+		}
+		writeJSON(w, status, rec)
+	})
+	mux.HandleFunc("GET /api/workloads", func(w http.ResponseWriter, r *http.Request) {
+		respond[[]WorkloadRecord](w)(d.Workloads())
+	})
+	mux.HandleFunc("GET /api/workloads/{name}/{version}", func(w http.ResponseWriter, r *http.Request) {
+		respond[WorkloadRecord](w)(d.Workload(r.PathValue("name"), r.PathValue("version")))
+	})
+	mux.HandleFunc("POST /api/workloads/pairings", func(w http.ResponseWriter, r *http.Request) {
+		var req PairingRequest
+		if !decodeBody(w, r, maxRolloutBody, "pairing request", &req) {
+			return
+		}
+		respond[[]SitePairing](w)(d.Pairings(req.Model, req.Sites))
+	})
+}
+
+// RegisterWorkload uploads a workload manifest (see Directory.RegisterWorkload).
+func (c *Client) RegisterWorkload(ctx context.Context, doc []byte) (WorkloadRecord, error) {
+	var rec WorkloadRecord
+	return rec, c.do(ctx, http.MethodPost, "/api/workloads", doc, &rec)
+}
+
+// Workload returns one registered workload version with its manifest.
+func (c *Client) Workload(ctx context.Context, name, version string) (WorkloadRecord, error) {
+	var rec WorkloadRecord
+	return rec, c.do(ctx, http.MethodGet, "/api/workloads/"+url.PathEscape(name)+"/"+url.PathEscape(version), nil, &rec)
+}
+
+// Workloads lists the registered workload versions (without manifests).
+func (c *Client) Workloads(ctx context.Context) ([]WorkloadRecord, error) {
+	var out []WorkloadRecord
+	return out, c.do(ctx, http.MethodGet, "/api/workloads", nil, &out)
+}
+
+// Pairings reads what a model is paired with at sites (see Directory.Pairings).
+func (c *Client) Pairings(ctx context.Context, req PairingRequest) ([]SitePairing, error) {
+	var out []SitePairing
+	return out, c.post(ctx, http.MethodPost, "/api/workloads/pairings", req, &out)
+}
+
+// workloadError is why a workload calling model failed to apply at a site
+// ("" if none did), for release progress: a site whose workload did not
+// swap has not converged on the release.
+func workloadError(ds modelfleet.Desired, a modelfleet.Actual, model string) string {
+	for name, dw := range ds.Workloads {
+		if aw := a.Workloads[name]; dw.Model == model && aw.Error != "" {
+			return fmt.Sprintf("workload %s:%s: %s", name, dw.Version, aw.Error)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,164 @@
+package fleet
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+func sampleManifest(t *testing.T, version string) []byte {
+	t.Helper()
+	doc, err := os.ReadFile("../examples/bearing-failure/workload/workload.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(strings.Replace(string(doc), `version: "1"`, `version: "`+version+`"`, 1))
+}
+
+func TestRegisterWorkloadIsContentAddressedAndImmutable(t *testing.T) {
+	d := mustOpen(t)
+	rec, created, err := d.RegisterWorkload(sampleManifest(t, "1"))
+	if err != nil || !created {
+		t.Fatalf("register = %v, %v", created, err)
+	}
+	if rec.Name != "bearing-failure-line" || rec.Model != "bearing-failure" || len(rec.Features) != 6 || !modelfleet.ValidDigest(rec.Digest) {
+		t.Errorf("record = %+v", rec)
+	}
+	if _, created, err := d.RegisterWorkload(sampleManifest(t, "1")); err != nil || created {
+		t.Errorf("same bytes again = %v, %v; want a no-op", created, err)
+	}
+	changed := append(sampleManifest(t, "1"), []byte("# retuned\n")...)
+	if _, _, err := d.RegisterWorkload(changed); modelfleet.ErrorCode(err) != modelfleet.ECONFLICT {
+		t.Errorf("other bytes, same version: %v, want conflict", err)
+	}
+	if _, _, err := d.RegisterWorkload([]byte("kind: Workload\nname: x\n")); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("bad manifest: %v, want invalid", err)
+	}
+	list, err := d.Workloads()
+	if err != nil || len(list) != 1 || list[0].Manifest != "" {
+		t.Errorf("list = %+v, %v; want the one version, without its manifest", list, err)
+	}
+	if _, err := d.Workload("bearing-failure-line", "9"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("unknown version: %v", err)
+	}
+}
+
+func TestStepCarriesWorkloadAndRollbackRestoresIt(t *testing.T) {
+	d := mustOpen(t, "s1")
+	w1, _, err := d.RegisterWorkload(sampleManifest(t, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, _, err := d.RegisterWorkload(sampleManifest(t, "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := []string{"s1"}
+	if _, err := d.Step(StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Finish("r1", "bearing-failure", sites); err != nil {
+		t.Fatal(err)
+	}
+	ds := desired(t, d, "s1")
+	if got := ds.Workloads["bearing-failure-line"]; got.Version != "1" || got.Release != "" || got.Previous != nil || got.Manifest != w1.Manifest {
+		t.Fatalf("after r1 = %+v", got)
+	}
+
+	res, err := d.Step(StepRequest{Release: "r2", Model: "bearing-failure", New: version("2", 10), Sites: sites, Workload: &w2})
+	if err != nil || res.Changed != 1 {
+		t.Fatalf("step = %+v, %v", res, err)
+	}
+	rev := desired(t, d, "s1").Revision
+	// A later step of the same release leaves the workload as it is.
+	if _, err := d.Step(StepRequest{Release: "r2", Model: "bearing-failure", New: version("2", 100), Sites: sites, Workload: &w2}); err != nil {
+		t.Fatal(err)
+	}
+	ds = desired(t, d, "s1")
+	got := ds.Workloads["bearing-failure-line"]
+	if got.Version != "2" || got.Release != "r2" || got.Previous == nil || got.Previous.Version != "1" || ds.Revision != rev+1 {
+		t.Fatalf("during r2 = %+v (revision %d, was %d)", got, ds.Revision, rev)
+	}
+	if _, err := d.Rollback("r2", "bearing-failure", sites, ""); err != nil {
+		t.Fatal(err)
+	}
+	ds = desired(t, d, "s1")
+	if got := ds.Workloads["bearing-failure-line"]; got.Version != "1" || got.Release != "" || got.Previous != nil {
+		t.Errorf("after rollback = %+v, want version 1 unleased", got)
+	}
+	if got := modelfleet.SplitString(ds.Models["bearing-failure"].Versions); got != "1:100" {
+		t.Errorf("model after rollback = %s", got)
+	}
+
+	// A release that brought the site's first workload removes it on rollback.
+	d2 := mustOpen(t, "s1")
+	if _, _, err := d2.RegisterWorkload(sampleManifest(t, "1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d2.Step(StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d2.Rollback("r1", "bearing-failure", sites, ""); err != nil {
+		t.Fatal(err)
+	}
+	if ds := desired(t, d2, "s1"); len(ds.Workloads) != 0 {
+		t.Errorf("after rolling back the first workload: %+v", ds.Workloads)
+	}
+}
+
+func TestStepRefusesAnotherModelsWorkload(t *testing.T) {
+	d := mustOpen(t, "s1")
+	w, _, err := d.RegisterWorkload(sampleManifest(t, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Step(StepRequest{Release: "r", Model: "other", New: version("1", 100), Sites: []string{"s1"}, Workload: &w})
+	if modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "bearing-failure-line:1") {
+		t.Errorf("err = %v", err)
+	}
+	tampered := w
+	tampered.Manifest += "# edited\n"
+	_, err = d.Step(StepRequest{Release: "r", Model: "bearing-failure", New: version("1", 100), Sites: []string{"s1"}, Workload: &tampered})
+	if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("tampered manifest: %v", err)
+	}
+	if ds := desired(t, d, "s1"); ds.Revision != 0 || len(ds.Workloads) != 0 {
+		t.Errorf("a refused step changed the site: %+v", ds)
+	}
+}
+
+func TestWorkloadFailureFailsTheSiteAndPairings(t *testing.T) {
+	d := mustOpen(t, "s1", "s2")
+	w, _, err := d.RegisterWorkload(sampleManifest(t, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step(StepRequest{Release: "r", Model: "bearing-failure", New: version("1", 100), Sites: []string{"s1"}, Workload: &w}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ReportActual(modelfleet.Actual{Site: "s1", Revision: 1,
+		Workloads: map[string]modelfleet.ActualWorkload{"bearing-failure-line": {Version: "1", Model: "bearing-failure", Error: "not ready"}}}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Progress("bearing-failure", "1", []string{"s1"})
+	if err != nil || len(p.Failed) != 1 || !strings.Contains(p.Failed[0].Reason, "not ready") {
+		t.Errorf("progress = %+v, %v", p, err)
+	}
+	// s2 runs its built-in workload; no release set one.
+	if err := d.ReportActual(modelfleet.Actual{Site: "s2", Workloads: map[string]modelfleet.ActualWorkload{
+		"bearing-failure-line": {Version: "0", Model: "bearing-failure", Features: []string{"a"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := d.Pairings("bearing-failure", []string{"s1", "s2"})
+	if err != nil || len(ps) != 2 {
+		t.Fatalf("pairings = %+v, %v", ps, err)
+	}
+	if w := ps[0].Workloads; len(w) != 1 || w[0].Source != "desired" || w[0].Version != "1" || len(w[0].Features) != 6 || len(ps[0].Versions) != 1 {
+		t.Errorf("s1 = %+v", ps[0])
+	}
+	if w := ps[1].Workloads; len(w) != 1 || w[0].Source != "running" || w[0].Version != "0" {
+		t.Errorf("s2 = %+v", ps[1])
+	}
+}
