@@ -69,6 +69,9 @@ func (a *Cloud) PlanRollout(ctx context.Context, model string, nv *modelfleet.De
 	for _, s := range unselected {
 		plan.Unselected = append(plan.Unselected, s.ID)
 	}
+	if err := a.checkWorkloads(ctx, model, nv, plan); err != nil {
+		return RolloutPlan{}, err
+	}
 	return plan, nil
 }
 
@@ -77,6 +80,10 @@ func (a *Cloud) PlanRollout(ctx context.Context, model string, nv *modelfleet.De
 // waits, serialised behind the other one, while the rest already moved.
 func (a *Cloud) ApplyStep(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
 	req.TraceParent = traceParent(ctx)
+	var err error
+	if req.Workload, err = a.stepWorkload(ctx, req); err != nil {
+		return fleet.StepResult{}, err
+	}
 	res, err := a.Fleet.Step(ctx, req)
 	if err != nil {
 		return res, nonRetryableIfInvalid(err)
