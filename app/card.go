@@ -28,6 +28,9 @@ type ModelCard struct {
 	Validation *CardValidation   `yaml:"validation"`
 	Tags       map[string]string `yaml:"tags"`
 	Properties map[string]string `yaml:"properties"`
+	// Workload ("name:version") is the registered workload version the
+	// model version is released with (modelfleet.PropWorkload).
+	Workload string `yaml:"workload"`
 }
 
 // CardValidation is the card's validation block. Data is relative to the
@@ -49,6 +52,11 @@ func ParseModelCard(data []byte) (ModelCard, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %v", err)
+	}
+	if c.Workload != "" {
+		if _, err := modelfleet.ParseWorkloadRef(c.Workload); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %s", modelfleet.ErrorMessage(err))
+		}
 	}
 	if v := c.Validation; v != nil {
 		if v.Data == "" {

@@ -47,6 +47,7 @@ func (e *Edge) converge(ctx context.Context) {
 		} else {
 			actual = e.apply(ctx, ds, dl)
 		}
+		e.convergeWorkloads(ctx, ds, ds.Revision > applied, &actual)
 		for ctx.Err() == nil {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := dir.ReportActual(rctx, actual)

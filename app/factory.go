@@ -67,12 +67,13 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 		f.lines = append(f.lines, lsrv.URL())
 		f.works = append(f.works, wsrv.URL())
 		f.stop = append(f.stop, lsrv.close, wsrv.close)
+		// Releases that carry a workload version swap it in through the
+		// site's pull loop (workloads.go); until one does, the site runs the
+		// version the agent is built with.
+		host, detach := hostWorkload(e, bearing.Code(), prog, sup)
+		f.stop = append(f.stop, detach)
 		go func() { _ = line.Run(ctx) }()
-		go func() {
-			if waitServes(ctx, e, prog.Manifest.Model) {
-				_ = sup.Run(ctx, prog)
-			}
-		}()
+		go host.run(ctx, e)
 	}
 	return f, nil
 }

@@ -32,6 +32,7 @@ func newModelRegisterCmd(g *globals) *cobra.Command {
 		policy                   string
 		threshold                float64
 		tags                     []string
+		wref                     string
 	)
 	cmd := &cobra.Command{
 		Use:   "register --name <model> --version <v> --file <model file>",
@@ -41,7 +42,9 @@ artifact content-addressed (sha256) and delivers Azure ML's ModelRegistered even
 the gateway, which starts the release: validate, then deploy to every site.
 
 The model card (model.yaml beside the file, or --card) declares the format, the
-feature schema and the validation set, metric and threshold; flags override it.`,
+feature schema and the validation set, metric and threshold; flags override it.
+Its workload key (or --workload name:version) names the registered workload
+version the release carries to the sites with the model.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -88,6 +91,14 @@ feature schema and the validation set, metric and threshold; flags override it.`
 			if err := m.ModelRef.Validate(); err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("workload") {
+				wref = c.Workload
+			}
+			if wref != "" {
+				if err := pairWorkload(cmd.Context(), g, &m, wref); err != nil {
+					return err
+				}
+			}
 			// The rollout policy is checked and stored before the model is
 			// registered: the registration's event starts the release, which
 			// reads it. A bad policy stops here, with nothing registered.
@@ -126,6 +137,7 @@ feature schema and the validation set, metric and threshold; flags override it.`
 	f.StringVar(&metric, "metric", "", "validation metric: auc, accuracy or f1 (overrides the card)")
 	f.Float64Var(&threshold, "threshold", 0, "lowest acceptable metric value (overrides the card)")
 	f.StringArrayVar(&tags, "tag", nil, "tag key=value (repeatable)")
+	f.StringVar(&wref, "workload", "", "workload name:version released with this model version (overrides the card's workload)")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("version")
 	return cmd

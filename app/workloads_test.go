@@ -1,0 +1,156 @@
+package app
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/registry"
+	"github.com/modelfleet/modelfleet/workload"
+)
+
+// TestReleaseSwapsWorkloadThroughDesiredState runs a real directory,
+// registry, edge agent, MQTT broker and the sample workload under its
+// supervisor. A step that carries workload version 2 swaps it in at the
+// site; one whose manifest the agent's code cannot serve is reported failed
+// while version 2 keeps running; rolling that back changes nothing at the
+// site, rolling back the first release returns to the built-in version.
+func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	srv := httptest.NewServer(reg.Handler())
+	defer srv.Close()
+	regSrv := srv.URL
+	v1 := registerExample(t, reg, regSrv, "1")
+	v2 := registerExample(t, reg, regSrv, "2")
+	v3 := registerExample(t, reg, regSrv, "3")
+
+	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Directory.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	w2 := registerSample(t, gw.Directory, "2", "size: 16", "size: 8")
+	w3 := registerSample(t, gw.Directory, "3", "{name: load_pct,           unit", "{name: load_ratio,         unit")
+
+	b, err := workload.StartBroker(workload.BrokerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, NoWorker: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Agent.Close()
+	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: "s1", Broker: b.URL(), Router: e.cfg.AdvertiseURL, HealthInterval: 100 * time.Millisecond})
+	host, detach := hostWorkload(e, bearing.Code(), bearing.MustProgram(), sup)
+	defer detach()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { e.Run(ctx); done <- struct{}{} }()
+	go func() { host.run(ctx, e); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+
+	step := func(release string, v modelfleet.DesiredVersion, w *fleet.WorkloadRecord) {
+		t.Helper()
+		if _, err := gw.Directory.Step(fleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}, Workload: w}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	running := func(version string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			if st := sup.Status(); st.Version == version && st.State == workload.StateRunning {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("workload runs %+v, want version %s", sup.Status(), version)
+	}
+
+	step("release/bearing-failure/1", v1, nil)
+	running("1") // the built-in version, once the model is served
+	if _, err := gw.Directory.Finish("release/bearing-failure/1", "bearing-failure", []string{"s1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	step("release/bearing-failure/2", v2, &w2)
+	running("2")
+	p := awaitProgress(t, gw.Directory, "2")
+	if len(p.Converged) != 1 {
+		t.Fatalf("progress of the release with workload 2 = %+v", p)
+	}
+	if _, err := gw.Directory.Finish("release/bearing-failure/2", "bearing-failure", []string{"s1"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Workload 3 renames a feature: the agent's code does not write it, so
+	// the site refuses it, reports why, and keeps running version 2.
+	step("release/bearing-failure/3", v3, &w3)
+	p = awaitProgress(t, gw.Directory, "3")
+	if len(p.Failed) != 1 || !strings.Contains(p.Failed[0].Reason, "bearing-failure-line:3") || !strings.Contains(p.Failed[0].Reason, "load_ratio") {
+		t.Fatalf("progress with an unservable workload = %+v", p)
+	}
+	if st := sup.Status(); st.Version != "2" || st.State != workload.StateRunning {
+		t.Fatalf("after a refused workload the site runs %+v, want version 2", st)
+	}
+	if _, err := gw.Directory.Rollback("release/bearing-failure/3", "bearing-failure", []string{"s1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	p = awaitProgress(t, gw.Directory, "2")
+	if len(p.Converged) != 1 {
+		t.Fatalf("after rollback = %+v", p)
+	}
+	running("2")
+}
+
+// registerSample registers the sample manifest as version, with one
+// replacement applied.
+func registerSample(t *testing.T, d *fleet.Directory, version, old, new string) fleet.WorkloadRecord {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "examples", "bearing-failure", "workload", "workload.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(doc), `version: "1"`, `version: "`+version+`"`, 1)
+	if !strings.Contains(s, old) {
+		t.Fatalf("sample manifest has no %q", old)
+	}
+	rec, _, err := d.RegisterWorkload([]byte(strings.Replace(s, old, new, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// awaitProgress waits until s1 has reported on its latest desired revision.
+func awaitProgress(t *testing.T, d *fleet.Directory, version string) fleet.Progress {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p, err := d.Progress("bearing-failure", version, []string{"s1"})
+		if err == nil && len(p.Pending) == 0 {
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("progress = %+v, %v; s1 never reported", p, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/workload"
+)
+
+func newWorkloadCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "workload", Short: "Register and list workload versions (released with the model they call)"}
+	cmd.AddCommand(newWorkloadRegisterCmd(g), newWorkloadListCmd(g))
+	return cmd
+}
+
+func newWorkloadRegisterCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "register <workload.yaml>",
+		Short: "Register a workload version's manifest in the fleet directory",
+		Long: `Register a workload version: the manifest is validated and stored
+content-addressed (sha256) in the fleet directory. A version is immutable:
+registering the same bytes again changes nothing, other bytes are refused.
+
+Registering does not deploy it. A model version whose card says
+"workload: <name>:<version>" (or model register --workload) is released
+together with it; the release is refused before any site changes if the
+pair's feature schemas differ at any site.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			doc, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			// Checked here too, so a bad manifest is reported with its path.
+			if _, err := workload.ParseManifest(doc); err != nil {
+				return fmt.Errorf("%s: %w", args[0], err)
+			}
+			rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).RegisterWorkload(cmd.Context(), doc)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("workload %s:%s (%s) calls model %s with features %s\n", rec.Name, rec.Version, rec.Digest, rec.Model, strings.Join(rec.Features, ","))
+			fmt.Printf("release it with a model version whose card says  workload: %s:%s\n", rec.Name, rec.Version)
+			return nil
+		},
+	}
+}
+
+func newWorkloadListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List registered workload versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ws, err := (&fleet.Client{BaseURL: g.gatewayURL}).Workloads(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(ws)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "WORKLOAD\tVERSION\tMODEL\tDIGEST\tREGISTERED")
+			for _, w := range ws {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", w.Name, w.Version, w.Model, w.Digest, w.RegisteredAt)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// pairWorkload checks, before a model version is registered, that the
+// workload version it names is registered and produces the model's
+// features, and records it as the model's PropWorkload property. The
+// release checks again at every site; this only fails early.
+func pairWorkload(ctx context.Context, g *globals, m *modelfleet.Model, ref string) error {
+	wr, err := modelfleet.ParseWorkloadRef(ref)
+	if err != nil {
+		return err
+	}
+	rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).Workload(ctx, wr.Name, wr.Version)
+	if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+		return fmt.Errorf("workload %s is not registered: run modelfleet workload register <workload.yaml> first", wr)
+	}
+	if err != nil {
+		return err
+	}
+	man, err := workload.ParseManifest([]byte(rec.Manifest))
+	if err != nil {
+		return fmt.Errorf("workload %s: %w", wr, err)
+	}
+	if err := workload.CheckRelease(man, m.ModelRef, m.Features); err != nil {
+		return err
+	}
+	if m.Properties == nil {
+		m.Properties = map[string]string{}
+	}
+	m.Properties[modelfleet.PropWorkload] = wr.String()
+	return nil
+}
