@@ -29,10 +29,14 @@ type EdgeConfig struct {
 	GatewayURL   string // site directory, reached outbound
 	Labels       map[string]string
 	// Temporal is a shared client (the dev stack). If nil, the agent dials
-	// TemporalAddress/Namespace itself and keeps retrying while offline.
+	// TemporalAddress/Namespace itself, secured by TemporalTLS and
+	// TemporalAPIKey (see workers.Connection), and keeps retrying while
+	// offline.
 	Temporal          client.Client
 	TemporalAddress   string
 	Namespace         string
+	TemporalTLS       workers.TLS
+	TemporalAPIKey    string
 	HeartbeatInterval time.Duration // default DefaultHeartbeat
 	// NoWorker skips the site's Temporal worker: the site then only pulls
 	// its desired state (what releases use), e.g. thousands of simulated
@@ -133,7 +137,7 @@ func (e *Edge) Run(ctx context.Context) error {
 func (e *Edge) dialUntil(ctx context.Context) (client.Client, error) {
 	backoff := time.Second
 	for {
-		c, err := workers.Dial(ctx, e.cfg.TemporalAddress, e.cfg.Namespace, e.log)
+		c, err := workers.Connection{Address: e.cfg.TemporalAddress, Namespace: e.cfg.Namespace, TLS: e.cfg.TemporalTLS, APIKey: e.cfg.TemporalAPIKey}.Dial(ctx, e.log)
 		if err == nil {
 			return c, nil
 		}

@@ -27,33 +27,37 @@ const (
 	DefaultNamespace       = "default"
 )
 
-// Dial connects to Temporal with the OpenTelemetry tracing interceptor, so
-// the trace started by an Event Grid delivery continues through the workflow
-// into the activity at the edge.
+// Dial connects to Temporal in plaintext (the dev server); see
+// Connection.Dial for TLS and API keys.
 func Dial(ctx context.Context, address, namespace string, logger *slog.Logger) (client.Client, error) {
-	if address == "" {
-		address = DefaultTemporalAddress
-	}
-	if namespace == "" {
-		namespace = DefaultNamespace
-	}
+	return Connection{Address: address, Namespace: namespace}.Dial(ctx, logger)
+}
+
+// options are the client's options: the OpenTelemetry tracing interceptor,
+// so the trace started by an Event Grid delivery continues through the
+// workflow into the activity at the edge, and the transport security.
+func (c Connection) options(logger *slog.Logger) (client.Options, error) {
 	tracing, err := opentelemetry.NewTracingInterceptor(opentelemetry.TracerOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("temporal: tracing interceptor: %w", err)
+		return client.Options{}, fmt.Errorf("temporal: tracing interceptor: %w", err)
+	}
+	tlsCfg, err := c.TLS.Config()
+	if err != nil {
+		return client.Options{}, err
 	}
 	opts := client.Options{
-		HostPort:     address,
-		Namespace:    namespace,
-		Interceptors: []interceptor.ClientInterceptor{tracing},
+		HostPort:          c.Address,
+		Namespace:         c.Namespace,
+		Interceptors:      []interceptor.ClientInterceptor{tracing},
+		ConnectionOptions: client.ConnectionOptions{TLS: tlsCfg},
+	}
+	if c.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
 	}
 	if logger != nil {
 		opts.Logger = tlog.NewStructuredLogger(logger.With("component", "temporal"))
 	}
-	c, err := client.DialContext(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("temporal: dial %s: %w", address, err)
-	}
-	return c, nil
+	return opts, nil
 }
 
 // NewCloud returns the cloud worker: the workflows and the cloud activities.

@@ -9,7 +9,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet/telemetry"
-	"github.com/modelfleet/modelfleet/workers"
 )
 
 // dial connects the operator CLI to Temporal. The CLI logs nothing of the
@@ -21,7 +20,7 @@ func (g *globals) dial(ctx context.Context) (client.Client, error) {
 	} else {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return workers.Dial(ctx, g.temporalAddress, g.namespace, logger)
+	return g.temporal().Dial(ctx, logger)
 }
 
 // logger builds the process logger from the global flags.

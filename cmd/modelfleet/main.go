@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/modelfleet/modelfleet/workers"
 )
 
 func main() {
@@ -27,6 +29,7 @@ func main() {
 type globals struct {
 	temporalAddress string
 	namespace       string
+	temporalTLS     workers.TLS
 	gatewayURL      string
 	registryURL     string
 	logLevel        string
@@ -44,6 +47,7 @@ func newRoot() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.temporalAddress, "temporal-address", envOr("MODELFLEET_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port ($MODELFLEET_TEMPORAL_ADDRESS)")
 	pf.StringVar(&g.namespace, "namespace", envOr("MODELFLEET_NAMESPACE", "default"), "Temporal namespace ($MODELFLEET_NAMESPACE)")
+	g.addTemporalTLSFlags(pf)
 	pf.StringVar(&g.gatewayURL, "gateway-url", envOr("MODELFLEET_GATEWAY_URL", "http://127.0.0.1:8080"), "gateway base URL: events webhook and site directory ($MODELFLEET_GATEWAY_URL)")
 	pf.StringVar(&g.registryURL, "registry-url", envOr("MODELFLEET_REGISTRY_URL", "http://127.0.0.1:8081"), "embedded model registry base URL ($MODELFLEET_REGISTRY_URL)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("MODELFLEET_LOG_LEVEL", "info"), "log level: debug, info, warn, error")

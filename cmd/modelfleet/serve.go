@@ -13,7 +13,6 @@ import (
 	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/telemetry"
-	"github.com/modelfleet/modelfleet/workers"
 )
 
 func dataDir() string { return envOr("MODELFLEET_DATA_DIR", ".modelfleet") }
@@ -94,7 +93,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 				return err
 			}
-			c, err := workers.Dial(cmd.Context(), g.temporalAddress, g.namespace, cfg.Logger)
+			c, err := g.temporal().Dial(cmd.Context(), cfg.Logger)
 			if err != nil {
 				return err
 			}
@@ -171,7 +170,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			}
 			defer stop()
 			log := g.logger()
-			c, err := workers.Dial(cmd.Context(), g.temporalAddress, g.namespace, log)
+			c, err := g.temporal().Dial(cmd.Context(), log)
 			if err != nil {
 				return err
 			}
@@ -227,6 +226,7 @@ func newEdgeCmd(g *globals) *cobra.Command {
 			defer stop()
 			cfg.Logger = g.logger()
 			cfg.TemporalAddress, cfg.Namespace, cfg.GatewayURL = g.temporalAddress, g.namespace, g.gatewayURL
+			cfg.TemporalTLS, cfg.TemporalAPIKey = g.temporalTLS, os.Getenv("MODELFLEET_TEMPORAL_API_KEY")
 			e, err := app.OpenEdge(cfg)
 			if err != nil {
 				return err

@@ -34,16 +34,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   value: {{ . | quote }}
 {{- end }}
 {{- if .Values.temporal.tls.enabled }}
+- name: MODELFLEET_TEMPORAL_TLS
+  value: "true"
 - name: MODELFLEET_TEMPORAL_TLS_CERT
   value: /etc/modelfleet/temporal-tls/tls.crt
 - name: MODELFLEET_TEMPORAL_TLS_KEY
   value: /etc/modelfleet/temporal-tls/tls.key
+{{- if .Values.temporal.tls.caFromSecret }}
 - name: MODELFLEET_TEMPORAL_TLS_CA
   value: /etc/modelfleet/temporal-tls/ca.crt
+{{- end }}
 {{- with .Values.temporal.tls.serverName }}
 - name: MODELFLEET_TEMPORAL_TLS_SERVER_NAME
   value: {{ . | quote }}
 {{- end }}
+{{- end }}
+{{- with .Values.temporal.apiKeySecret.name }}
+- name: MODELFLEET_TEMPORAL_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . | quote }}
+      key: {{ $.Values.temporal.apiKeySecret.key | quote }}
 {{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
