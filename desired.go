@@ -133,6 +133,12 @@ type Actual struct {
 	Models   map[string]ActualModel `json:"models"`
 	// Workloads the site runs, by name (absent from agents without any).
 	Workloads map[string]ActualWorkload `json:"workloads,omitempty"`
+	// SiteRecord is the site's own directory record (router URL, task
+	// queue, labels, what it serves): the report is also the agent's
+	// heartbeat. The directory stores both in one transaction, and a
+	// report with a record registers a site it does not know yet. Nil: the
+	// site must already be registered (PUT /api/sites/{id}).
+	SiteRecord *Site `json:"siteRecord,omitempty"`
 }
 
 // ActualModel is one model as the site serves it, with the outcome of the

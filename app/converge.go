@@ -22,16 +22,65 @@ import (
 // serving what it has and retries with backoff; when it returns it converges
 // on whatever the orchestrator decided meanwhile — including a rollback —
 // with no operator action.
+//
+// The report is also the site's heartbeat: it carries the site's directory
+// record (router URL, labels, what it serves), which the directory stores
+// in the same transaction, so an agent writes once per interval; and a site
+// the directory does not know yet registers itself with its first report.
 func (e *Edge) converge(ctx context.Context) {
 	dir := &fleet.Client{BaseURL: e.cfg.GatewayURL}
 	dl := &registry.Client{}
 	applied := int64(-1)
 	backoff := time.Second
+	var last modelfleet.Desired // the revision applied, for reports between changes
+	failing := false
+	report := func(actual modelfleet.Actual) bool {
+		rec := e.Site()
+		actual.SiteRecord = &rec
+		for ctx.Err() == nil {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := dir.ReportActual(rctx, actual)
+			cancel()
+			switch code := modelfleet.ErrorCode(err); {
+			case err == nil:
+				if failing {
+					e.log.Info("site directory reachable again")
+					failing = false
+				}
+				return true
+			case code == modelfleet.EINVALID || code == modelfleet.ETOOLARGE:
+				// The same report would be refused again; the next
+				// interval sends a fresh one.
+				e.log.Error("site directory refused the report", "error", err)
+				return false
+			case !failing:
+				e.log.Warn("site directory unreachable", "error", err)
+				failing = true
+			}
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+		}
+		return false
+	}
 	for ctx.Err() == nil {
 		// The long poll doubles as the report interval: when it ends with no
 		// change the site re-reports, so the router's live figures reach
-		// the release's criteria checks within one heartbeat.
-		ds, err := dir.Desired(ctx, e.cfg.SiteID, applied, e.cfg.HeartbeatInterval)
+		// the release's criteria checks within one interval.
+		ds, woken, err := e.pollDesired(ctx, dir, applied)
+		if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+			// Not in the directory yet: this report registers the site.
+			if !report(e.report(modelfleet.Desired{})) {
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, 30*time.Second)
+			}
+			continue
+		}
+		if woken {
+			if applied < 0 {
+				continue // nothing fetched yet: poll at once
+			}
+			ds, err = last, nil
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				e.log.Debug("desired state unreachable; serving what we have", "error", err, "retry_in", backoff)
@@ -48,21 +97,34 @@ func (e *Edge) converge(ctx context.Context) {
 			actual = e.apply(ctx, ds, dl)
 		}
 		e.convergeWorkloads(ctx, ds, ds.Revision > applied, &actual)
-		for ctx.Err() == nil {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := dir.ReportActual(rctx, actual)
-			cancel()
-			if err == nil {
-				break
-			}
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 30*time.Second)
-		}
+		report(actual)
 		if ds.Revision > applied {
 			applied, e.lastApplied = ds.Revision, ds.Revision
-			e.wakeHeartbeat()
 		}
+		last = ds
 	}
+}
+
+// pollDesired long-polls the site's desired state above revision after,
+// for up to one interval. woken: wakeHeartbeat ended the wait early, to
+// report now (err is then the cancelled poll's and means nothing).
+func (e *Edge) pollDesired(ctx context.Context, dir *fleet.Client, after int64) (ds modelfleet.Desired, woken bool, err error) {
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-e.wake:
+			cancel()
+		case <-done:
+		}
+	}()
+	ds, err = dir.Desired(pctx, e.cfg.SiteID, after, e.cfg.HeartbeatInterval)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		return ds, true, err
+	}
+	return ds, false, err
 }
 
 // apply makes the router serve each model's desired split, model by model;
@@ -108,6 +170,10 @@ func (e *Edge) report(ds modelfleet.Desired) modelfleet.Actual {
 	return actual
 }
 
+// wakeHeartbeat makes the converge loop report now rather than at the end
+// of its interval: what the site serves changed outside the loop (a
+// DeployModel through the site's Temporal worker). The report is the
+// heartbeat.
 func (e *Edge) wakeHeartbeat() {
 	select {
 	case e.wake <- struct{}{}:

@@ -11,7 +11,6 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/edge"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -104,7 +103,6 @@ func (e *Edge) Site() modelfleet.Site {
 // while offline) and reports to the directory until ctx is done.
 func (e *Edge) Run(ctx context.Context) error {
 	defer e.http.close()
-	go e.heartbeat(ctx)
 	if e.cfg.GatewayURL != "" {
 		go e.converge(ctx)
 	}
@@ -148,37 +146,5 @@ func (e *Edge) dialUntil(ctx context.Context) (client.Client, error) {
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, time.Minute)
-	}
-}
-
-// heartbeat reports the site to the directory now, after every deploy, and
-// every HeartbeatInterval. A failed report is logged and retried on the next
-// beat: the directory is informational, serving never depends on it.
-func (e *Edge) heartbeat(ctx context.Context) {
-	if e.cfg.GatewayURL == "" {
-		return
-	}
-	dir := &fleet.Client{BaseURL: e.cfg.GatewayURL}
-	t := time.NewTicker(e.cfg.HeartbeatInterval)
-	defer t.Stop()
-	failing := false
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := dir.Put(rctx, e.Site())
-		cancel()
-		switch {
-		case err != nil && !failing:
-			e.log.Warn("site directory unreachable", "error", err)
-			failing = true
-		case err == nil && failing:
-			e.log.Info("site directory reachable again")
-			failing = false
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-e.wake:
-		}
 	}
 }

@@ -246,22 +246,49 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 	}
 }
 
-// ReportActual records what a site's agent serves after applying a revision.
+// ReportActual records what a site's agent serves after applying a
+// revision. A report carrying the site's record (Actual.SiteRecord) is
+// also the site's heartbeat: record and report are stored in the same
+// transaction, so an agent writes once per interval, and a site not yet in
+// the directory is registered by its first report. Without a record the
+// site must already be registered. A bad record rejects the whole report.
 func (d *Directory) ReportActual(a modelfleet.Actual) error {
 	if err := modelfleet.ValidateName("site id", a.Site); err != nil {
 		return err
 	}
+	rec := a.SiteRecord
+	if rec != nil {
+		if rec.ID != a.Site {
+			return modelfleet.Errorf(modelfleet.EINVALID, "site record %q does not match the report's site %q", rec.ID, a.Site)
+		}
+		r := *rec
+		if err := d.stampSite(&r); err != nil {
+			return err
+		}
+		rec = &r
+	}
+	// The record lives in the sites bucket only: the stored report does
+	// not carry a second, staler copy of it.
+	a.SiteRecord = nil
 	buf, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	// Batched like heartbeats: every site reports after every apply.
-	return d.db.Batch(func(tx *bolt.Tx) error {
-		if tx.Bucket(sitesBucket).Get([]byte(a.Site)) == nil {
+	// Batched: every site reports every interval (and after every apply).
+	err = d.db.Batch(func(tx *bolt.Tx) error {
+		if rec != nil {
+			if err := putSite(tx, rec); err != nil {
+				return err
+			}
+		} else if tx.Bucket(sitesBucket).Get([]byte(a.Site)) == nil {
 			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
 		}
 		return tx.Bucket(actualBucket).Put([]byte(a.Site), buf)
 	})
+	if err != nil {
+		return fmt.Errorf("fleet: report of site %q: %w", a.Site, err)
+	}
+	return nil
 }
 
 // Progress is how far a set of sites has converged on a model's desired

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/rollout"
 )
 
 var sitesBucket = []byte("sites")
@@ -53,36 +54,53 @@ func Open(dir string) (*Directory, error) {
 func (d *Directory) Close() error { return d.db.Close() }
 
 // Put registers or updates a site. Labels are kept when the update carries
-// none, so an agent's heartbeat does not erase what an operator set.
+// none, so an agent's report does not erase what an operator set.
 func (d *Directory) Put(s modelfleet.Site) (modelfleet.Site, error) {
-	if err := s.Validate(); err != nil {
+	if err := d.stampSite(&s); err != nil {
 		return modelfleet.Site{}, err
+	}
+	// Batch, not Update: thousands of agents report at once, and one fsync
+	// per report caps a directory at a few hundred sites a second. The
+	// function is idempotent, as Batch requires.
+	err := d.db.Batch(func(tx *bolt.Tx) error { return putSite(tx, &s) })
+	if err != nil {
+		return modelfleet.Site{}, fmt.Errorf("fleet: put site %q: %w", s.ID, err)
+	}
+	return s, nil
+}
+
+// stampSite validates a site record and sets what the directory owns.
+func (d *Directory) stampSite(s *modelfleet.Site) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	if s.Window != nil {
+		if _, err := rollout.ParseWindow(*s.Window); err != nil {
+			return err
+		}
 	}
 	if s.Serving == nil {
 		s.Serving = []modelfleet.ServedModel{}
 	}
 	s.LastSeen = d.now().UTC().Format(time.RFC3339)
-	// Batch, not Update: thousands of agents heartbeat at once, and one
-	// fsync per heartbeat caps a directory at a few hundred sites a second.
-	// The function is idempotent, as Batch requires.
-	err := d.db.Batch(func(tx *bolt.Tx) error {
-		b := tx.Bucket(sitesBucket)
-		if old := b.Get([]byte(s.ID)); old != nil && len(s.Labels) == 0 {
-			var prev modelfleet.Site
-			if err := json.Unmarshal(old, &prev); err == nil {
-				s.Labels = prev.Labels
-			}
+	return nil
+}
+
+// putSite stores s in tx, keeping the stored labels when s has none. It
+// may run twice for one s (Batch retries), with the same result.
+func putSite(tx *bolt.Tx, s *modelfleet.Site) error {
+	b := tx.Bucket(sitesBucket)
+	if old := b.Get([]byte(s.ID)); old != nil && len(s.Labels) == 0 {
+		var prev modelfleet.Site
+		if err := json.Unmarshal(old, &prev); err == nil {
+			s.Labels = prev.Labels
 		}
-		buf, err := json.Marshal(s)
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(s.ID), buf)
-	})
-	if err != nil {
-		return modelfleet.Site{}, fmt.Errorf("fleet: put site %q: %w", s.ID, err)
 	}
-	return s, nil
+	buf, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(s.ID), buf)
 }
 
 // Get returns one site.

@@ -22,7 +22,8 @@ const maxSiteBody = 256 << 10
 //
 //	GET /api/sites          every site
 //	GET /api/sites/{id}     one site
-//	PUT /api/sites/{id}     register or update a site (agents call it as a heartbeat)
+//	PUT /api/sites/{id}     register or update a site (operators; agents send their
+//	                        record with their actual-state report instead)
 func (d *Directory) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/sites", func(w http.ResponseWriter, r *http.Request) {
@@ -45,12 +46,6 @@ func (d *Directory) Handler() http.Handler {
 		var s modelfleet.Site
 		if !decodeBody(w, r, maxSiteBody, "site record", &s) {
 			return
-		}
-		if s.Window != nil {
-			if _, err := rollout.ParseWindow(*s.Window); err != nil {
-				WriteError(w, err)
-				return
-			}
 		}
 		if s.ID != r.PathValue("id") {
 			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "site id %q in the body does not match %q in the path", s.ID, r.PathValue("id")))
