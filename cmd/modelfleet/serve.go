@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/drivers/amlarc"
 	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/telemetry"
@@ -159,6 +160,7 @@ func splitList(s string) []string {
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var gitCfg gitops.Config
+	var aml amlarcFlags
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the cloud worker: release workflows and cloud activities",
@@ -180,6 +182,16 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				gitCfg.GatewayURL, gitCfg.Log = g.gatewayURL, log
 				wc.Drivers.GitOps = &gitCfg
 			}
+			if wc.Drivers.AMLArc, err = aml.config(); err != nil {
+				return err
+			}
+			if a := wc.Drivers.AMLArc; a != nil {
+				a.Progress = func(e amlarc.Event) {
+					log.Debug("amlarc", "site", e.Site, "model", e.Model, "op", e.Op, "resource", e.Resource, "status", e.Status)
+				}
+				log.Info("amlarc driver on", "subscription", a.SubscriptionID, "resource_group", a.ResourceGroup, "workspace", a.Workspace, "location", a.Location)
+				go probeCredential(cmd.Context(), a.Credential, log)
+			}
 			w, err := app.StartCloudWorker(wc)
 			if err != nil {
 				return err
@@ -194,6 +206,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
 	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")
 	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
+	aml.add(f)
 	return cmd
 }
 

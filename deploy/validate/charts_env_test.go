@@ -31,7 +31,7 @@ func TestChartsTemporalSecurity(t *testing.T) {
 		{"API key", map[string]any{"apiKeySecret": map[string]any{"name": "temporal-cloud"}},
 			map[string]string{"MODELFLEET_TEMPORAL_TLS": "", "MODELFLEET_TEMPORAL_TLS_CERT": ""}, "temporal-cloud/api-key"},
 	}
-	read := readByBinary(t)
+	read := readByBinary(t, "MODELFLEET_TEMPORAL_")
 	for _, chart := range []string{"modelfleet-cloud", "modelfleet-edge"} {
 		for _, c := range cases {
 			t.Run(chart+"/"+c.name, func(t *testing.T) {
@@ -72,15 +72,48 @@ func TestChartsTemporalSecurity(t *testing.T) {
 	}
 }
 
-// readByBinary is the set of MODELFLEET_TEMPORAL_* names the modelfleet
-// command's source reads.
-func readByBinary(t *testing.T) map[string]bool {
+// TestCloudChartAMLArc: the amlarc driver's workspace reaches the worker
+// (not the gateway) as the variables the binary reads, and a workspace
+// without its subscription, group, region or environment does not render.
+func TestCloudChartAMLArc(t *testing.T) {
+	read := readByBinary(t, "MODELFLEET_AMLARC_")
+	aml := map[string]any{"workspace": "mlw-factory", "subscriptionID": "11111111-1111-1111-1111-111111111111", "resourceGroup": "rg-factory", "location": "westeurope", "environment": "azureml:modelfleet-lightgbm:1"}
+	values := map[string]any{"amlarc": aml, "azure": map[string]any{"workloadIdentityClientID": "22222222-2222-2222-2222-222222222222"}}
+	lintChart(t, "modelfleet-cloud", values)
+	objs, err := render(t, "modelfleet-cloud", values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range deployments(objs) {
+		e := env(d.Spec.Template.Spec.Containers[0])
+		worker := strings.HasSuffix(name, "-worker")
+		if got := e["MODELFLEET_AMLARC_WORKSPACE"] == "mlw-factory"; got != worker {
+			t.Errorf("%s: amlarc workspace set %v, want %v", name, got, worker)
+		}
+		if worker && (e["MODELFLEET_AMLARC_LOCATION"] != "westeurope" || e["MODELFLEET_AMLARC_INSTANCE_TYPE"] != "defaultinstancetype" || d.Spec.Template.Labels["azure.workload.identity/use"] != "true") {
+			t.Errorf("%s: env %v labels %v", name, e, d.Spec.Template.Labels)
+		}
+		for k := range e {
+			if strings.HasPrefix(k, "MODELFLEET_AMLARC_") && !read[k] {
+				t.Errorf("%s sets %s, which the binary does not read", name, k)
+			}
+		}
+	}
+	aml["location"] = ""
+	if _, err := render(t, "modelfleet-cloud", values); err == nil || !strings.Contains(err.Error(), "amlarc.location is required") {
+		t.Errorf("a workspace without a region: %v", err)
+	}
+}
+
+// readByBinary is the set of environment variables with prefix that the
+// modelfleet command's source reads.
+func readByBinary(t *testing.T, prefix string) map[string]bool {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join("..", "..", "cmd", "modelfleet", "*.go"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("the modelfleet command's source: %v", err)
 	}
-	re := regexp.MustCompile(`"(MODELFLEET_TEMPORAL_[A-Z_]+)"`)
+	re := regexp.MustCompile(`"(` + regexp.QuoteMeta(prefix) + `[A-Z_]+)"`)
 	out := map[string]bool{}
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {
