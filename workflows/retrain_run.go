@@ -21,10 +21,10 @@ import (
 // Replay safety: before this file, Retrain ran no activity. Cycles opened
 // by workers of that version asked for no job; the GetVersion marker
 // retrainSubmitChange keeps a history recorded then replaying as it ran
-// (its cycles carry Submits=false and wait for a job from elsewhere). No
-// Retrain history has been recorded for workflows/testdata yet: record one
-// (`temporal workflow show -w retrain/<model> -o json`) from the embedded
-// stack and add it to TestReplay's globs before changing this again.
+// (its cycles carry Submits=false and wait for a job from elsewhere).
+// TestReplay replays testdata/retrain_*.json, recorded from the embedded
+// stack (`temporal workflow show -w retrain/<model> -o json`): a full
+// cycle on local compute, through registration and into the cooldown.
 
 // retrainSubmitChange versions the change that made cycles submit jobs.
 const retrainSubmitChange = "retrain-submits-jobs"
