@@ -42,6 +42,10 @@ type DesiredVersion struct {
 	ArtifactURL string   `json:"artifactUrl"`
 	Features    []string `json:"features,omitempty"`
 	Weight      int      `json:"weight"`
+	// Baseline is the digest of the version's monitoring baseline (fleet
+	// directory, /api/baselines/{model}/{version}): the bins the site
+	// counts inputs and predictions into. "" when it has none.
+	Baseline string `json:"baseline,omitempty"`
 }
 
 // ValidateSplit checks a traffic split: distinct versions, weights 0..100
@@ -65,6 +69,9 @@ func ValidateSplit(vs []DesiredVersion) error {
 		}
 		if !ValidDigest(v.Digest) {
 			return Errorf(EINVALID, "version %q digest %q is invalid", v.Version, v.Digest)
+		}
+		if v.Baseline != "" && !ValidDigest(v.Baseline) {
+			return Errorf(EINVALID, "version %q baseline digest %q is invalid", v.Version, v.Baseline)
 		}
 		sum += v.Weight
 	}
@@ -156,7 +163,16 @@ type ServedVersion struct {
 	Requests     int64   `json:"requests"`
 	Errors       int64   `json:"errors"`
 	P99LatencyMs float64 `json:"p99LatencyMs,omitempty"`
+	// Predictions counts the version's predictions over PredictionBins
+	// since it loaded: what a release's prediction-shift criterion
+	// compares with the version it replaces.
+	Predictions []int64 `json:"predictions,omitempty"`
 }
+
+// PredictionBins are the upper edges of the bins a site counts predicted
+// probabilities into (a last bin takes everything above the last edge):
+// ten bins of 0.1 over [0, 1].
+var PredictionBins = []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}
 
 // SplitString renders a split as "2:10,1:90" for logs and status lines.
 func SplitString(vs []DesiredVersion) string {

@@ -32,6 +32,9 @@ type Cloud struct {
 	// MaxArtifactBytes bounds a model or data set downloaded for validation
 	// (default DefaultMaxArtifactBytes).
 	MaxArtifactBytes int64
+	// Baselines stores each validated version's baseline for the sites and
+	// the drift monitor. Nil: versions get no baseline (counts only).
+	Baselines BaselineStore
 	// Drivers checks each release's plan with the sites' deployment drivers
 	// (see DriverCheck). Nil: every site must use the agent.
 	Drivers *DriverCheck
@@ -52,6 +55,9 @@ type ValidationResult struct {
 type ValidationReport struct {
 	Model  modelfleet.Model `json:"model"`
 	Result ValidationResult `json:"result"`
+	// Baseline is the digest of the version's baseline, built from the
+	// validation data ("" when it has none).
+	Baseline string `json:"baseline,omitempty"`
 }
 
 // ValidateModel fetches a model version from the registry, verifies its
@@ -95,7 +101,13 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 		return ValidationReport{Model: m, Result: res}, nil
 	}
 	res.Passed = res.Value >= res.Threshold
-	return ValidationReport{Model: m, Result: res}, nil
+	report := ValidationReport{Model: m, Result: res}
+	if res.Passed {
+		if report.Baseline, err = a.storeBaseline(ctx, ref, model, ds); err != nil {
+			return ValidationReport{}, err
+		}
+	}
+	return report, nil
 }
 
 func (a *Cloud) download(ctx context.Context, url, digest string) ([]byte, error) {

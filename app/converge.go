@@ -153,6 +153,8 @@ func (e *Edge) apply(ctx context.Context, ds modelfleet.Desired, dl *registry.Cl
 		if err != nil {
 			am.Error = err.Error()
 			e.log.Warn("apply desired state failed", "model", name, "revision", ds.Revision, "error", err)
+		} else {
+			e.sig.track(ctx, name, dm.Versions)
 		}
 		e.lastError[name] = am.Error
 		am.Versions = e.Agent.Stats(name)

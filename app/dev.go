@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,13 +12,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/drift"
+	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // DevConfig configures the embedded stack. Zero values are the defaults a
@@ -38,11 +43,27 @@ type DevConfig struct {
 	Factory                       bool
 	MQTTAddr                      string
 	SimBasePort, WorkloadBasePort int
-	Logger                        *slog.Logger
-	Out                           io.Writer // where the banner goes (default os.Stdout)
+	// The monitoring loop: each site's window (default DevSignalInterval),
+	// the monitor's lookback (DevMonitorLookback) and fewest rows (1000),
+	// and how long retraining waits for more drift (DevRetrainDebounce).
+	SignalInterval, MonitorLookback time.Duration
+	MonitorMinRows                  int64
+	RetrainDebounce                 time.Duration
+	Logger                          *slog.Logger
+	Out                             io.Writer // where the banner goes (default os.Stdout)
 	// Ready, if set, is called once everything is up.
 	Ready func(*Dev)
 }
+
+// The embedded stack's monitoring loop runs faster than production's
+// defaults (a minute per window, ten minutes of lookback, two minutes of
+// debounce), so `modelfleet simulate drift` shows its effect within a few
+// minutes.
+const (
+	DevSignalInterval  = 15 * time.Second
+	DevMonitorLookback = 5 * time.Minute
+	DevRetrainDebounce = time.Minute
+)
 
 // Dev is the running embedded stack.
 type Dev struct {
@@ -55,6 +76,8 @@ type Dev struct {
 	Edges       []*Edge
 	// Signals is the embedded edge-signal queue (Service Bus semantics).
 	Signals *queue.Queue
+	// Monitor consumes Signals: drift verdicts to releases and retraining.
+	Monitor *Monitor
 	factory *factory
 }
 
@@ -126,6 +149,8 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 			Listen:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.SiteBasePort+i-1)),
 			Labels:  siteLabels(i),
 			Logger:  log,
+			// Short windows, so the drift demo shows within minutes.
+			SignalInterval: cmp.Or(cfg.SignalInterval, DevSignalInterval),
 		})
 		if err != nil {
 			return err
@@ -158,14 +183,15 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	}
 	closers = append(closers, func() { d.Signals.Close() })
 
-	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Queues: []*queue.Queue{d.Signals}, Logger: log})
+	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Queues: []*queue.Queue{d.Signals},
+		Retrain: wfapi.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}, Logger: log})
 	if err != nil {
 		return err
 	}
 	closers = append(closers, func() { d.Gateway.Close() })
 	for _, e := range d.Edges {
 		// Register each simulated site once, as an operator would; the
-		// agents keep their records current with heartbeats.
+		// agents keep their records current with their reports.
 		if _, err := d.Gateway.Directory.Get(e.cfg.SiteID); modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 			if _, err := d.Gateway.Directory.Put(e.Site()); err != nil {
 				return err
@@ -188,6 +214,31 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		return err
 	}
 	closers = append(closers, cw.Stop)
+
+	mon, err := NewMonitor(MonitorConfig{
+		Queue: d.Signals, Temporal: d.Client, Directory: &fleet.Client{BaseURL: d.Gateway.URL()},
+		Retrain: wfapi.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)},
+		// A simulated site runs five machines: compare each with itself.
+		Drift: drift.Options{
+			Lookback: cmp.Or(cfg.MonitorLookback, DevMonitorLookback), MinRows: cfg.MonitorMinRows,
+			Reference: drift.ReferenceSite,
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	d.Monitor = mon
+	d.Gateway.Handle("/api/monitor", mon.Handler())
+	mctx, stopMonitor := context.WithCancel(ctx)
+	monDone := make(chan struct{})
+	go func() {
+		defer close(monDone)
+		if err := mon.Run(mctx); err != nil && mctx.Err() == nil {
+			log.Error("drift monitor stopped", "error", err)
+		}
+	}()
+	closers = append(closers, func() { stopMonitor(); <-monDone })
 
 	done := make(chan error, len(d.Edges))
 	ectx, cancelEdges := context.WithCancel(ctx)

@@ -12,6 +12,7 @@ import (
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/inference"
+	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
 )
@@ -37,6 +38,14 @@ type EdgeConfig struct {
 	TemporalTLS       workers.TLS
 	TemporalAPIKey    string
 	HeartbeatInterval time.Duration // default DefaultHeartbeat
+	// SignalInterval is how often the agent closes a monitoring window per
+	// model version and queues its signal message (default
+	// signals.DefaultInterval).
+	SignalInterval time.Duration
+	// SignalSender is where signal messages go: Service Bus in Azure mode.
+	// Nil: the gateway's embedded queue (GatewayURL/api/queues/signals);
+	// with no gateway either, figures are only exposed at /metrics.
+	SignalSender queue.Sender
 	// NoWorker skips the site's Temporal worker: the site then only pulls
 	// its desired state (what releases use), e.g. thousands of simulated
 	// sites in one benchmark process.
@@ -52,6 +61,7 @@ type Edge struct {
 	http  *httpServer
 	log   *slog.Logger
 	wake  chan struct{}
+	sig   *edgeSignals
 	// converge loop state: the last revision applied and each model's error
 	lastApplied int64
 	lastError   map[string]string
@@ -76,8 +86,13 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
+	sig, err := openSignals(cfg, agent, log)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := listen(cfg.Listen, agent.Handler())
 	if err != nil {
+		sig.buf.Close()
 		return nil, fmt.Errorf("edge %s: listen %s: %w", cfg.SiteID, cfg.Listen, err)
 	}
 	if cfg.AdvertiseURL == "" {
@@ -85,7 +100,7 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	}
 	srv.serve(log, "router")
 	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(agent.Served()))
-	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1), lastError: map[string]string{}}, nil
+	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1), sig: sig, lastError: map[string]string{}}, nil
 }
 
 // Site is the record the agent reports to the directory.
@@ -103,6 +118,10 @@ func (e *Edge) Site() modelfleet.Site {
 // while offline) and reports to the directory until ctx is done.
 func (e *Edge) Run(ctx context.Context) error {
 	defer e.http.close()
+	e.sig.connect(e.cfg)
+	sigDone := make(chan struct{})
+	go func() { e.sig.run(ctx); close(sigDone) }()
+	defer func() { <-sigDone }()
 	if e.cfg.GatewayURL != "" {
 		go e.converge(ctx)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/telemetry"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // DefaultGatewayAddr is where the gateway listens by default.
@@ -32,6 +33,9 @@ type GatewayConfig struct {
 	// and/or Entra bearer tokens). Nil: the webhook is open, as in the
 	// embedded stack on loopback.
 	EventAuth *events.AuthOptions
+	// Retrain is the input a retraining started by an Azure ML drift event
+	// gets (debounce, cooldown); zero values take the workflow's defaults.
+	Retrain wfapi.RetrainInput
 	// DriftMonitors maps an Azure ML data drift monitor's name to the model
 	// it watches, for DatasetDriftDetected events that do not say.
 	DriftMonitors map[string]string
@@ -52,11 +56,16 @@ type PullConfig struct {
 // /metrics.
 type Gateway struct {
 	Directory *fleet.Directory
+	mux       *http.ServeMux
 	http      *httpServer
 	dataDir   string
 	stopPull  context.CancelFunc
 	pullDone  chan struct{}
 }
+
+// Handle adds an API the gateway serves beside its own, e.g. the drift
+// monitor's (GET /api/monitor) where it runs in the same process.
+func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
 
 // OpenGateway opens the site directory and binds the listener; call Serve.
 func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
@@ -72,6 +81,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	mux := http.NewServeMux()
 	disp := events.NewTemporalDispatcher(cfg.Temporal, log, reg)
 	disp.DriftMonitors = cfg.DriftMonitors
+	disp.Retrain = cfg.Retrain
 	var webhook http.Handler = events.NewHandler(disp, events.HandlerOptions{Logger: log, Registerer: reg})
 	if cfg.EventAuth != nil {
 		a := *cfg.EventAuth
@@ -95,7 +105,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		dir.Close()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
-	g := &Gateway{Directory: dir, http: srv, dataDir: cfg.DataDir}
+	g := &Gateway{Directory: dir, mux: mux, http: srv, dataDir: cfg.DataDir}
 	if p := cfg.Pull; p != nil {
 		rc, err := aznamespaces.NewReceiverClientWithSharedKeyCredential(p.Endpoint, p.Topic, p.Subscription, azcore.NewKeyCredential(p.Key), nil)
 		if err != nil {

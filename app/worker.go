@@ -34,13 +34,15 @@ type WorkerConfig struct {
 // StartCloudWorker starts the worker that runs the workflows and the cloud
 // activities. Stop it with Stop().
 func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
+	dir := &fleet.Client{BaseURL: cfg.GatewayURL}
 	set, err := drivers.NewSet(cfg.Drivers)
 	if err != nil {
 		return nil, err
 	}
 	a := &activities.Cloud{
-		Registry: &registry.Client{BaseURL: cfg.RegistryURL},
-		Fleet:    &fleet.Client{BaseURL: cfg.GatewayURL},
+		Registry:  &registry.Client{BaseURL: cfg.RegistryURL},
+		Fleet:     dir,
+		Baselines: dir,
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.

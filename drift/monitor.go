@@ -78,7 +78,10 @@ type Options struct {
 	// every metric; decoding excluded), e.g. for a latency histogram. It
 	// runs under the series' lock: keep it short.
 	OnEvaluated func(v *Verdict, took time.Duration)
-	Logger      *slog.Logger
+	// Reference is what windows are compared with: ReferenceTraining (the
+	// default) or ReferenceSite.
+	Reference string
+	Logger    *slog.Logger
 }
 
 // Monitor consumes signal messages (Handle, for queue.Consume), keeps a
@@ -113,6 +116,9 @@ type series struct {
 	breached bool
 	notified time.Time
 	last     *Verdict
+	// siteRefs, with ReferenceSite, are the references of the site's first
+	// full window; nil until it has one.
+	siteRefs []*reference
 }
 
 // NewMonitor returns a monitor.
@@ -139,6 +145,13 @@ func NewMonitor(opts Options) (*Monitor, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch opts.Reference {
+	case "":
+		opts.Reference = ReferenceTraining
+	case ReferenceTraining, ReferenceSite:
+	default:
+		return nil, fmt.Errorf("drift: reference %q: want %q or %q", opts.Reference, ReferenceTraining, ReferenceSite)
 	}
 	return &Monitor{opts: opts, series: map[seriesKey]*series{}}, nil
 }
@@ -334,6 +347,7 @@ func (m *Monitor) resetSeries(s *series, l *layout) {
 	s.seen = map[int64]int64{}
 	s.newest = -1
 	s.breached = false
+	s.siteRefs = nil
 }
 
 // noBaseline is the layout of messages without histograms.
@@ -403,12 +417,27 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 		Requests: a.requests, Scored: a.scored, Errors: a.errors,
 		P99LatencyMs: p99(a.latency[:], a.requests),
 		Insufficient: a.scored < m.opts.MinRows,
+		Features:     make([]FeatureVerdict, 0, len(l.refs)),
 	}
 	if a.requests > 0 {
 		v.ErrorRate = float64(a.errors) / float64(a.requests)
 	}
+	refs := l.refs
+	if m.opts.Reference == ReferenceSite && len(refs) > 0 {
+		if s.siteRefs == nil {
+			if r, ok := m.siteReference(l, a); ok {
+				s.siteRefs = r
+			}
+		}
+		if s.siteRefs == nil {
+			// Still collecting the site's reference: nothing can drift yet.
+			v.Insufficient = true
+			return v
+		}
+		refs = s.siteRefs
+	}
 	rows := float64(a.scored + a.rejected)
-	for h, r := range l.refs {
+	for h, r := range refs {
 		off := l.offsets[h]
 		metrics, n, ok := r.evaluate(a.counts[off:off+len(r.p)], a.below[h], a.above[h])
 		if !ok && a.nulls[h] == 0 && a.typeErrors[h] == 0 {
@@ -434,7 +463,8 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 			f.QualityBreached = !v.Insufficient && (f.NullRate > t.NullRate || f.TypeErrorRate > t.TypeErrorRate || f.OutOfBoundsRate > t.OutOfBoundsRate)
 		}
 		if h == l.pred {
-			v.Prediction = &f
+			p := f // only the prediction's escapes to the heap
+			v.Prediction = &p
 		} else {
 			v.Features = append(v.Features, f)
 		}

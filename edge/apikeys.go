@@ -44,7 +44,7 @@ func (a *Agent) SetKeys(model string, keys []string) error {
 	if err != nil {
 		return fmt.Errorf("edge: set keys: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(a.store.Dir(), keysFileName), b); err != nil {
+	if err := WriteFileAtomic(filepath.Join(a.store.Dir(), keysFileName), b); err != nil {
 		return fmt.Errorf("edge: set keys: %w", err)
 	}
 	a.keys = next

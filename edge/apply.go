@@ -93,6 +93,12 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 					}
 				}
 			}
+		case "modelfleet_edge_prediction":
+			for _, m := range f.GetMetric() {
+				if i, ok := versionOf(m, model, idx); ok {
+					out[i].Predictions = binCounts(m.GetHistogram())
+				}
+			}
 		case "modelfleet_edge_score_duration_seconds":
 			for _, m := range f.GetMetric() {
 				if i, ok := versionOf(m, model, idx); ok {
@@ -102,6 +108,28 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 		}
 	}
 	return out
+}
+
+// binCounts turns a prediction histogram's cumulative buckets into counts
+// per modelfleet.PredictionBins bin (the last is everything above the last
+// edge). Nil when nothing was predicted yet.
+func binCounts(h *dto.Histogram) []int64 {
+	total := h.GetSampleCount()
+	if total == 0 {
+		return nil
+	}
+	bs := h.GetBucket()
+	sort.Slice(bs, func(i, j int) bool { return bs[i].GetUpperBound() < bs[j].GetUpperBound() })
+	out := make([]int64, 0, len(bs)+1)
+	var prev uint64
+	for _, b := range bs {
+		if math.IsInf(b.GetUpperBound(), 1) {
+			continue
+		}
+		out = append(out, int64(b.GetCumulativeCount()-prev))
+		prev = b.GetCumulativeCount()
+	}
+	return append(out, int64(total-prev))
 }
 
 func versionOf(m *dto.Metric, model string, idx map[string]int) (int, bool) {

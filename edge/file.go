@@ -33,9 +33,9 @@ func hasDigest(p, digest string) (bool, error) {
 	return false, os.Remove(p)
 }
 
-// writeFileAtomic replaces p with data: temp file in the same directory,
+// WriteFileAtomic replaces p with data: temp file in the same directory,
 // fsync, rename, fsync of the directory.
-func writeFileAtomic(p string, data []byte) error {
+func WriteFileAtomic(p string, data []byte) error {
 	dir := filepath.Dir(p)
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if err != nil {

@@ -118,20 +118,24 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			r.fail(w, rt, a, start, http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
+			r.observeFailed(a, modelfleet.ETOOLARGE, start)
 			return
 		}
 		r.fail(w, rt, a, start, http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("reading request body: %v", err))
+		r.observeFailed(a, modelfleet.EINVALID, start)
 		return
 	}
 	x, err := r.vectorize(a.Features, body)
 	if err != nil {
 		r.fail(w, rt, a, start, http.StatusBadRequest, modelfleet.EINVALID, err.Error())
+		r.observeRejected(a, body, start)
 		return
 	}
 	p, err := r.predict(a.LoadedModel, x)
 	if err != nil {
 		r.log.Error("edge: score", "model", a.Model.String(), "err", err)
 		r.fail(w, rt, a, start, http.StatusInternalServerError, modelfleet.EINTERNAL, fmt.Sprintf("model %s failed to score the request", a.Model))
+		r.observeFailed(a, modelfleet.EINTERNAL, start)
 		return
 	}
 	label := labelOf(p)
@@ -142,6 +146,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	a.m.ok.Inc()
 	a.m.latency.Observe(time.Since(start).Seconds())
 	a.m.predictions.Observe(p)
+	r.observeScored(a, x, p, start)
 }
 
 // fail answers a score request with an error and counts it. The version

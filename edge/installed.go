@@ -34,7 +34,7 @@ func writeMeta(path string, req *DeployRequest) error {
 	if old, err := os.ReadFile(metaPath(path)); err == nil && bytes.Equal(old, b) {
 		return nil
 	}
-	return writeFileAtomic(metaPath(path), b)
+	return WriteFileAtomic(metaPath(path), b)
 }
 
 // installed returns the deploy request of the artifact of ref kept on disk.

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelfleet/modelfleet"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
@@ -50,7 +52,7 @@ func newMetrics(site string) *metrics {
 	// Tree ensembles answer in well under a millisecond; the upper buckets
 	// are for big bodies on slow links.
 	latencyBuckets := prometheus.ExponentialBuckets(0.0001, 2, 16)
-	predictionBuckets := prometheus.LinearBuckets(0.1, 0.1, 9)
+	predictionBuckets := modelfleet.PredictionBins
 	m := &metrics{
 		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{

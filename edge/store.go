@@ -177,7 +177,7 @@ func (s *Store) PutModel(name string, entries []StateEntry) error {
 	if err != nil {
 		return fmt.Errorf("edge: save state: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(s.dir, stateFile), b); err != nil {
+	if err := WriteFileAtomic(filepath.Join(s.dir, stateFile), b); err != nil {
 		return fmt.Errorf("edge: save state: %w", err)
 	}
 	s.state.Models = next

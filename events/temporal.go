@@ -128,11 +128,26 @@ func (d *TemporalDispatcher) run(ctx context.Context, log *slog.Logger, ev Event
 	return nil
 }
 
-// triggerRetrain signal-with-starts the model's retraining workflow: a
-// running one receives the trigger (repeated drift coalesces there, and it
-// drops a redelivered event by its ID); otherwise a new one starts with it.
+// triggerRetrain signal-with-starts the model's retraining workflow
+// (StartRetrain) for an event.
 func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t wfapi.RetrainTrigger) error {
-	in := d.Retrain
+	log = log.With("workflow_id", wfapi.RetrainWorkflowID(t.Model), "reason", t.Reason)
+	run, err := StartRetrain(ctx, d.Client, d.Retrain, t)
+	if err != nil {
+		d.count(ev, "error")
+		return err
+	}
+	log.Info("retraining triggered", "run_id", run.GetRunID(), "monitor", clip(t.Monitor))
+	d.count(ev, "triggered")
+	return nil
+}
+
+// StartRetrain signal-with-starts the model's retraining workflow: a
+// running one receives the trigger (repeated drift coalesces there, and it
+// drops a redelivered trigger by its event ID); otherwise a new one starts
+// with in (its debounce and cooldown) and the trigger. The gateway's
+// Azure ML events and modelfleet's own drift monitor both come this way.
+func StartRetrain(ctx context.Context, c client.Client, in wfapi.RetrainInput, t wfapi.RetrainTrigger) (client.WorkflowRun, error) {
 	in.Model, in.State = t.Model, nil
 	opts := client.StartWorkflowOptions{
 		ID:        wfapi.RetrainWorkflowID(t.Model),
@@ -146,15 +161,7 @@ func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logge
 			stageKey.ValueSet(wfapi.RetrainCollecting),
 		),
 	}
-	log = log.With("workflow_id", opts.ID, "reason", t.Reason)
-	run, err := d.Client.SignalWithStartWorkflow(ctx, opts.ID, wfapi.RetrainTriggerSignal, t, opts, wfapi.RetrainWorkflowName, in)
-	if err != nil {
-		d.count(ev, "error")
-		return err
-	}
-	log.Info("retraining triggered", "run_id", run.GetRunID(), "monitor", clip(t.Monitor))
-	d.count(ev, "triggered")
-	return nil
+	return c.SignalWithStartWorkflow(ctx, opts.ID, wfapi.RetrainTriggerSignal, t, opts, wfapi.RetrainWorkflowName, in)
 }
 
 // signalRunStatus tells a retraining workflow about its job. With no such

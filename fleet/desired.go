@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/drift"
 )
 
 var (
@@ -301,7 +302,19 @@ type Progress struct {
 	Requests     int64   `json:"requests"`
 	Errors       int64   `json:"errors"`
 	P99LatencyMs float64 `json:"p99LatencyMs"`
+	// PredictionShift is the Jensen–Shannon distance (base 2: 0 same, 1
+	// disjoint) between Version's predictions and those of the versions it
+	// runs beside at the converged sites (what it replaces), over
+	// modelfleet.PredictionBins. It is 0 while either side has fewer than
+	// MinShiftSamples predictions; ShiftSamples says how many Version had.
+	PredictionShift float64 `json:"predictionShift,omitempty"`
+	ShiftSamples    int64   `json:"shiftSamples,omitempty"`
 }
+
+// MinShiftSamples is the fewest predictions, of the new version and of the
+// versions it replaces, before a prediction shift is measured: fewer differ
+// by chance.
+const MinShiftSamples = 200
 
 // SiteFailure is a site whose agent could not apply its desired state.
 type SiteFailure struct {
@@ -312,6 +325,8 @@ type SiteFailure struct {
 // Progress compares each site's reported state with its desired revision.
 func (d *Directory) Progress(model, version string, sites []string) (Progress, error) {
 	p := Progress{Converged: []string{}, Pending: []string{}}
+	nbins := len(modelfleet.PredictionBins) + 1
+	newPreds, oldPreds := make([]float64, nbins), make([]float64, nbins)
 	err := d.db.View(func(tx *bolt.Tx) error {
 		for _, site := range sites {
 			ds, err := getDesired(tx.Bucket(desiredBucket), site)
@@ -339,6 +354,9 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 						p.Requests += v.Requests
 						p.Errors += v.Errors
 						p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
+						addBins(newPreds, v.Predictions)
+					} else {
+						addBins(oldPreds, v.Predictions)
 					}
 				}
 			}
@@ -348,5 +366,29 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 	if err != nil {
 		return Progress{}, fmt.Errorf("fleet: progress: %w", err)
 	}
+	n, o := total(newPreds), total(oldPreds)
+	p.ShiftSamples = int64(n)
+	if n >= MinShiftSamples && o >= MinShiftSamples {
+		p.PredictionShift = drift.JensenShannonDistance(newPreds, oldPreds)
+	}
 	return p, nil
+}
+
+// addBins adds a site's prediction counts into sum; counts of another
+// layout (an older agent) are left out rather than misread.
+func addBins(sum []float64, counts []int64) {
+	if len(counts) != len(sum) {
+		return
+	}
+	for i, c := range counts {
+		sum[i] += float64(max(c, 0))
+	}
+}
+
+func total(xs []float64) float64 {
+	var t float64
+	for _, x := range xs {
+		t += x
+	}
+	return t
 }

@@ -37,7 +37,7 @@ func Open(dir string) (*Directory, error) {
 		return nil, fmt.Errorf("fleet: open directory: %w", err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{sitesBucket, desiredBucket, actualBucket, policiesBucket} {
+		for _, b := range [][]byte{sitesBucket, desiredBucket, actualBucket, policiesBucket, baselinesBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -26,6 +26,7 @@ const maxSiteBody = 256 << 10
 //	                        record with their actual-state report instead)
 func (d *Directory) Handler() http.Handler {
 	mux := http.NewServeMux()
+	d.baselineRoutes(mux)
 	mux.HandleFunc("GET /api/sites", func(w http.ResponseWriter, r *http.Request) {
 		sites, err := d.List()
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/modelfleet/modelfleet/inference"
 )
@@ -229,15 +230,28 @@ func (b *Baseline) FeatureIndex(name string) int {
 func DecodeBaseline(data []byte) (*Baseline, error) {
 	var b Baseline
 	if err := json.Unmarshal(data, &b); err != nil {
+		if strings.HasPrefix(err.Error(), "baseline: ") {
+			return nil, err // UnmarshalJSON's own, already saying what
+		}
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	if b.SchemaVersion != BaselineSchemaVersion {
-		return nil, fmt.Errorf("baseline: schemaVersion %q is not supported: want %q", b.SchemaVersion, BaselineSchemaVersion)
-	}
-	if err := b.init(); err != nil {
-		return nil, err
-	}
 	return &b, nil
+}
+
+// UnmarshalJSON reads a baseline and checks it, so a Baseline embedded in
+// another document is as valid, indexed and digested as one DecodeBaseline
+// returns.
+func (b *Baseline) UnmarshalJSON(data []byte) error {
+	type plain Baseline // no methods: no recursion
+	var p plain
+	if err := json.Unmarshal(data, &p); err != nil {
+		return err
+	}
+	if p.SchemaVersion != BaselineSchemaVersion {
+		return fmt.Errorf("baseline: schemaVersion %q is not supported: want %q", p.SchemaVersion, BaselineSchemaVersion)
+	}
+	*b = Baseline(p)
+	return b.init()
 }
 
 // init validates the baseline, indexes its features and computes the digest.

@@ -31,6 +31,7 @@ type stack struct {
 	mqtt                                string
 	cmd                                 *exec.Cmd
 	log                                 *bytes.Buffer
+	extra                               []string // more `modelfleet dev` flags
 }
 
 func repoRoot(t *testing.T) string {
@@ -83,6 +84,7 @@ func (s *stack) start() {
 		"--sim-base-port", fmt.Sprint(s.simBase),
 		"--workload-base-port", fmt.Sprint(s.workBase),
 	)
+	s.cmd.Args = append(s.cmd.Args, s.extra...)
 	s.cmd.Env = append(os.Environ(), "MODELFLEET_TEMPORAL_BIN="+filepath.Join(repoRoot(t), "bin", "tools", "temporal"))
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -38,6 +38,7 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 		return r.status, err
 	}
 	r.listen(ctx)
+	r.listenMonitor(ctx)
 	c, err := decodeCheckpoint(in.Resume)
 	if err != nil {
 		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err))
@@ -57,7 +58,7 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 	if err := r.championGate(ctx, &r.status.Champion); err != nil {
 		return r.end(ctx, err)
 	}
-	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features}
+	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features, Baseline: report.Baseline}
 	plan, err := r.plan(ctx, nv)
 	if err != nil {
 		return r.fail(ctx, err)
@@ -77,6 +78,10 @@ type release struct {
 	ctl     controls
 	nv      modelfleet.DesiredVersion
 	events  int // estimated history events of this run's batches
+	// baking is the batch in its bake; monitorBreach, set by a monitor
+	// verdict on one of its sites, ends the bake and rolls back.
+	baking        []string
+	monitorBreach string
 }
 
 var cloud *activities.Cloud
@@ -300,11 +305,16 @@ func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 	for _, s := range batch {
 		r.setSite(ctx, s, SiteBaking, "bake until "+ws.BakeUntil)
 	}
-	_, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() })
+	r.baking = batch
+	_, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() || r.monitorBreach != "" })
+	r.baking = nil
 	r.ctl.skipBake = false
 	ws.BakeUntil = ""
 	if err != nil {
 		return err
+	}
+	if r.monitorBreach != "" {
+		return breach("wave %q: %s", r.planned.Policy.Waves[i].Name, r.monitorBreach)
 	}
 	return r.checkpoint(ctx)
 }
@@ -313,7 +323,7 @@ func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 // sites with the wave's criteria.
 func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) error {
 	c := r.planned.Policy.Waves[i].Criteria
-	if (c.MaxErrorRate == 0 && c.MaxP99LatencyMs == 0) || len(batch) == 0 {
+	if (c.MaxErrorRate == 0 && c.MaxP99LatencyMs == 0 && c.MaxPredictionShift == 0) || len(batch) == 0 {
 		return nil
 	}
 	p, err := r.await(ctx, batch, 0)
@@ -328,6 +338,10 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 	}
 	if c.MaxP99LatencyMs > 0 && p.P99LatencyMs > c.MaxP99LatencyMs {
 		return breach("wave %q: p99 latency %.1f ms exceeds %.1f ms", name, p.P99LatencyMs, c.MaxP99LatencyMs)
+	}
+	if c.MaxPredictionShift > 0 && p.PredictionShift > c.MaxPredictionShift {
+		return breach("wave %q: prediction shift %.3f (Jensen–Shannon distance of %s's %d predictions from the versions it replaces) exceeds %.3f",
+			name, p.PredictionShift, r.in.Model.Version, p.ShiftSamples, c.MaxPredictionShift)
 	}
 	return nil
 }

@@ -31,6 +31,7 @@ type harness struct {
 	rollback [][]string
 	finished []string
 	failing  map[string]string // site -> reason its agent reports
+	shift    float64           // prediction shift the sites report
 	report   activities.ValidationReport
 }
 
@@ -55,7 +56,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 		return fleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (fleet.Progress, error) {
-		p := fleet.Progress{}
+		p := fleet.Progress{PredictionShift: h.shift, ShiftSamples: 500}
 		for _, s := range req.Sites {
 			if reason, bad := h.failing[s]; bad {
 				p.Failed = append(p.Failed, fleet.SiteFailure{Site: s, Reason: reason})

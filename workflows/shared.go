@@ -54,9 +54,12 @@ type ReleaseStatus struct {
 	Gate       *GateStatus                  `json:"gate,omitempty"`
 	Paused     bool                         `json:"paused,omitempty"`
 	Controls   []ControlRecord              `json:"controls,omitempty"`
-	Sites      []SiteStatus                 `json:"sites"`
-	StartedAt  string                       `json:"startedAt,omitempty"`
-	UpdatedAt  string                       `json:"updatedAt,omitempty"`
+	// Monitor lists the drift monitor's breaches of the new version
+	// received while the release ran (the last MaxMonitorVerdicts).
+	Monitor   []wfapi.MonitorVerdict `json:"monitor,omitempty"`
+	Sites     []SiteStatus           `json:"sites"`
+	StartedAt string                 `json:"startedAt,omitempty"`
+	UpdatedAt string                 `json:"updatedAt,omitempty"`
 }
 
 // WaveStatus is one wave's progress.

@@ -55,7 +55,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newDevCmd(g), newGatewayCmd(g), newWorkerCmd(g), newEdgeCmd(g),
 		newModelCmd(g), newReleaseCmd(g), newSiteCmd(g), newPolicyCmd(g), newQueueCmd(g), newSimulateCmd(g),
-		newWorkloadCmd(g),
+		newWorkloadCmd(g), newMonitorCmd(g),
 	)
 	return root
 }

@@ -71,6 +71,10 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 	f.StringVar(&cfg.MQTTAddr, "mqtt-addr", "127.0.0.1:1883", "embedded MQTT broker address")
 	f.IntVar(&cfg.SimBasePort, "sim-base-port", 9101, "site-N's line simulator control API listens on this port + N - 1")
 	f.IntVar(&cfg.WorkloadBasePort, "workload-base-port", 9201, "site-N's workload API listens on this port + N - 1")
+	f.DurationVar(&cfg.SignalInterval, "signal-interval", app.DevSignalInterval, "how often each site closes a monitoring window and sends its signal message")
+	f.DurationVar(&cfg.MonitorLookback, "monitor-lookback", app.DevMonitorLookback, "the drift monitor's rolling window; each site's reference is its first half-window of traffic")
+	f.Int64Var(&cfg.MonitorMinRows, "monitor-min-rows", 1000, "scored rows a window needs before it can drift")
+	f.DurationVar(&cfg.RetrainDebounce, "retrain-debounce", app.DevRetrainDebounce, "how long retraining waits for more drift after the first")
 	return cmd
 }
 

@@ -1,0 +1,177 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/drift"
+	"github.com/modelfleet/modelfleet/events"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/httpjson"
+	"github.com/modelfleet/modelfleet/queue"
+	"github.com/modelfleet/modelfleet/signals"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
+)
+
+// MonitorConfig configures the cloud half of the monitoring loop.
+type MonitorConfig struct {
+	// Queue is where the sites' signal messages arrive: the embedded
+	// queue, or Service Bus in Azure mode.
+	Queue queue.Receiver
+	// Temporal receives what the verdicts trigger.
+	Temporal client.Client
+	// Directory holds the baselines the validation step stored.
+	Directory *fleet.Client
+	// Retrain is the input a retraining started by drift gets (debounce,
+	// cooldown); zero values take the workflow's defaults.
+	Retrain wfapi.RetrainInput
+	// Drift overrides the monitor's options (lookback, minimum rows,
+	// thresholds); Baselines, Sink and Logger are set here.
+	Drift  drift.Options
+	Logger *slog.Logger
+}
+
+// Monitor is the running drift monitor.
+type Monitor struct {
+	*drift.Monitor
+	cfg MonitorConfig
+	log *slog.Logger
+}
+
+// NewMonitor builds the monitor: verdicts that show drift start (or feed)
+// the model's retraining workflow, the same path Azure ML's
+// DatasetDriftDetected takes; every breach of a version is also sent to
+// that version's running release, which rolls back if it is baking there.
+func NewMonitor(cfg MonitorConfig) (*Monitor, error) {
+	if cfg.Queue == nil || cfg.Temporal == nil || cfg.Directory == nil {
+		return nil, errors.New("monitor: queue, Temporal client and directory are required")
+	}
+	log := orDefault(cfg.Logger).With("component", "monitor")
+	opts := cfg.Drift
+	opts.Baselines = &directoryBaselines{dir: cfg.Directory}
+	opts.Sink = &verdictSink{c: cfg.Temporal, retrain: cfg.Retrain, log: log}
+	opts.Logger = log
+	m, err := drift.NewMonitor(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Monitor{Monitor: m, cfg: cfg, log: log}, nil
+}
+
+// Run consumes signal messages until ctx is done. A malformed message is
+// dead-lettered with its reason; it never stops the consumer.
+func (m *Monitor) Run(ctx context.Context) error {
+	m.log.Info("drift monitor consuming signals")
+	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Logger: m.log})
+}
+
+// directoryBaselines reads baselines from the fleet directory, once per
+// version (a version's baseline never changes once validated).
+type directoryBaselines struct {
+	dir   *fleet.Client
+	cache sync.Map // modelfleet.ModelRef -> *signals.Baseline
+}
+
+func (d *directoryBaselines) Baseline(ctx context.Context, model, version string) (*signals.Baseline, error) {
+	ref := modelfleet.ModelRef{Name: model, Version: version}
+	if b, ok := d.cache.Load(ref); ok {
+		return b.(*signals.Baseline), nil
+	}
+	rec, err := d.dir.Baseline(ctx, model, version)
+	if err != nil {
+		return nil, err
+	}
+	d.cache.Store(ref, rec.Baseline)
+	return rec.Baseline, nil
+}
+
+// verdictSink turns verdicts into workflow signals.
+type verdictSink struct {
+	c       client.Client
+	retrain wfapi.RetrainInput
+	log     *slog.Logger
+}
+
+func (s *verdictSink) Notify(ctx context.Context, v drift.Verdict) error {
+	log := s.log.With("site", v.Site, "model", v.Model, "version", v.Version)
+	if !v.Breached() {
+		log.Info("monitor: back within thresholds", "window_end", v.WindowEnd)
+		return nil
+	}
+	log.Warn("monitor: breach", "reason", v.Reason, "requests", v.Requests)
+	if err := s.toRelease(ctx, v); err != nil {
+		return err
+	}
+	if v.Drifted() {
+		return s.toRetrain(ctx, v)
+	}
+	return nil
+}
+
+// toRelease tells the version's release, if one is running, about the
+// breach; with none running there is nobody to tell.
+func (s *verdictSink) toRelease(ctx context.Context, v drift.Verdict) error {
+	id := modelfleet.ReleaseWorkflowID(modelfleet.ModelRef{Name: v.Model, Version: v.Version})
+	err := s.c.SignalWorkflow(ctx, id, "", wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+		ID: v.ID, Site: v.Site, Version: v.Version, Reason: v.Reason, WindowEnd: v.WindowEnd,
+		DataDrift: v.DataDrift, PredictionDrift: v.PredictionDrift, QualityBreached: v.QualityBreached,
+	})
+	var notFound *serviceerror.NotFound
+	if err != nil && !errors.As(err, &notFound) {
+		return fmt.Errorf("monitor: signal %s: %w", id, err)
+	}
+	return nil
+}
+
+// toRetrain signal-with-starts the model's retraining workflow; the verdict
+// ID is the trigger's event ID, so a verdict notified twice (after a
+// transient failure) is dropped there.
+func (s *verdictSink) toRetrain(ctx context.Context, v drift.Verdict) error {
+	coef := 0.0
+	for _, f := range v.Features {
+		coef = max(coef, f.Value)
+	}
+	t := wfapi.RetrainTrigger{
+		Reason: wfapi.ReasonEdgeDrift, Source: "modelfleet-monitor/" + v.Site, EventID: v.ID, Model: v.Model,
+		DriftCoefficient: coef, Monitor: strings.TrimSpace(v.Reason), Time: v.WindowEnd,
+	}
+	in := s.retrain
+	if _, err := events.StartRetrain(ctx, s.c, in, t); err != nil {
+		return fmt.Errorf("monitor: trigger retraining of %s: %w", v.Model, err)
+	}
+	return nil
+}
+
+var _ drift.Sink = (*verdictSink)(nil)
+
+// MonitorReport is what GET /api/monitor answers.
+type MonitorReport struct {
+	Stats    drift.Stats     `json:"stats"`
+	Verdicts []drift.Verdict `json:"verdicts"`
+}
+
+// Handler serves GET /api/monitor: the monitor's counts and the latest
+// verdict of every site, model and version it has seen.
+func (m *Monitor) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			httpjson.WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "method %s is not allowed: use GET", r.Method))
+			return
+		}
+		vs := m.Verdicts()
+		if vs == nil {
+			vs = []drift.Verdict{}
+		}
+		httpjson.Write(w, http.StatusOK, MonitorReport{Stats: m.Stats(), Verdicts: vs})
+	})
+}

@@ -1,0 +1,84 @@
+package workflows
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
+)
+
+func TestMonitorVerdictDuringBakeRollsBack(t *testing.T) {
+	h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
+	// The canary's first step bakes for 10 minutes; the monitor finds the
+	// new version's predictions drifted at c1 five minutes in.
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+			ID: "drift/c1/bearing-failure/2/1", Site: "c1", Version: ref.Version,
+			Reason: "prediction: jensen_shannon_distance 0.31 > 0.1", PredictionDrift: true,
+		})
+	}, 5*time.Minute)
+	st, err := h.run()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != "Breach" || !strings.Contains(err.Error(), "drift monitor at site c1") {
+		t.Fatalf("workflow error = %v, want a breach naming the monitor and the site", err)
+	}
+	if st.State != StateRolledBack {
+		t.Errorf("state = %q, want rolled-back", st.State)
+	}
+	if len(h.rollback) != 1 || h.rollback[0][0] != "c1" {
+		t.Errorf("rolled back %v, want the canary", h.rollback)
+	}
+	if len(st.Monitor) != 1 || !st.Monitor[0].PredictionDrift {
+		t.Errorf("status monitor = %+v, want the verdict recorded", st.Monitor)
+	}
+	for _, s := range h.steps {
+		if s.New.Weight > 10 {
+			t.Errorf("stepped to %d%% after the breach", s.New.Weight)
+		}
+	}
+}
+
+func TestMonitorInputVerdictsAreRecordedNotRolledBack(t *testing.T) {
+	h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+			Site: "c1", Version: ref.Version, Reason: "vibration_rms: normalized_wasserstein_distance 0.4 > 0.1", DataDrift: true, QualityBreached: true,
+		})
+		// A verdict on another version (the one being replaced) is not this release's.
+		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{Site: "c1", Version: "1", PredictionDrift: true})
+	}, 5*time.Minute)
+	st, err := h.run()
+	if err != nil || st.State != StateSucceeded {
+		t.Fatalf("state %q, error %v: data drift alone must not roll back", st.State, err)
+	}
+	if len(st.Monitor) != 1 || !st.Monitor[0].DataDrift {
+		t.Errorf("status monitor = %+v, want the data-drift verdict only", st.Monitor)
+	}
+}
+
+func TestPredictionShiftCriterion(t *testing.T) {
+	policy := `
+waves:
+  - {name: canary, select: {ring: canary}, steps: [10, 100], criteria: {maxPredictionShift: 0.2}}
+  - {name: fleet}
+`
+	t.Run("within", func(t *testing.T) {
+		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		h.shift = 0.05
+		if st, err := h.run(); err != nil || st.State != StateSucceeded {
+			t.Fatalf("state %q, error %v", st.State, err)
+		}
+	})
+	t.Run("exceeded", func(t *testing.T) {
+		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		h.shift = 0.35
+		st, err := h.run()
+		if err == nil || !strings.Contains(err.Error(), "prediction shift 0.350") || st.State != StateRolledBack {
+			t.Fatalf("state %q, error %v, want a prediction-shift breach", st.State, err)
+		}
+	})
+}
