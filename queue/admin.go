@@ -102,9 +102,14 @@ func (q *Queue) Peek(from int64, max int, deadLetter bool) ([]PeekedMessage, err
 				out = append(out, p)
 				continue
 			}
-			if err := json.Unmarshal(v, &p.Message); err != nil {
+			if v == nil {
+				v = record(tx.Bucket(bucket), k)
+			}
+			m, err := decodeMessage(v)
+			if err != nil {
 				return fmt.Errorf("message %d: %w", seqOf(k), err)
 			}
+			p.Message = m
 			st, err := decodeState(tx.Bucket(bucketState).Get(k))
 			if err != nil {
 				return fmt.Errorf("message %d: %w", seqOf(k), err)

@@ -70,6 +70,16 @@ type ConsumeOptions struct {
 	// goes on after ctx is done, so a shutdown does not strand finished
 	// work. Default 30 s.
 	SettleTimeout time.Duration
+	// Prefetch is how many messages beyond Concurrency are received ahead,
+	// to wait for a free handler: receiving (a commit on the embedded
+	// queue, a round trip to Service Bus) then overlaps the handlers rather
+	// than waiting for one to finish, which pays when handlers are short.
+	// A prefetched message's lock runs while it waits and is not renewed,
+	// so keep Prefetch/Concurrency handler durations well inside the lock
+	// duration: one whose lock expired before a handler was free is left
+	// for redelivery, and one still waiting when ctx is done is abandoned.
+	// Default 0, as Service Bus's PrefetchCount.
+	Prefetch int
 	// Logger defaults to slog.Default(). Consume logs message IDs, sequence
 	// numbers, delivery counts and errors, never bodies.
 	Logger *slog.Logger
@@ -83,8 +93,8 @@ const (
 )
 
 // Consume receives from r and runs handle on each message until ctx is
-// done, then waits for running handlers and returns nil. What handle
-// returns decides the message's fate:
+// done, then waits for running handlers and settlements and returns nil.
+// What handle returns decides the message's fate:
 //
 //   - nil: Complete. Since Complete comes only after handle returned, the
 //     handler's effect must be durable when it returns (at-least-once: a
@@ -103,22 +113,84 @@ const (
 func Consume(ctx context.Context, r Receiver, handle func(context.Context, Delivery) error, opts ConsumeOptions) error {
 	c := &consumer{r: r, handle: handle, opts: opts}
 	c.setDefaults()
-	slots := make(chan struct{}, c.opts.Concurrency)
+	// Three bounds. accepted: messages received whose handler has not
+	// returned, running or waiting for a handler (Concurrency + Prefetch).
+	// held: messages received and not yet settled, which adds those whose
+	// settlement is in progress: a handler slot is free again as soon as its
+	// handler returns, so the next handler runs while earlier messages'
+	// settlements commit (together, on the embedded queue). running: handlers
+	// running (Concurrency).
+	accepted := make(chan struct{}, c.opts.Concurrency+c.opts.Prefetch)
+	held := make(chan struct{}, cap(accepted)+settleAhead(c.opts.Concurrency))
+	running := make(chan struct{}, c.opts.Concurrency)
+	ready := make(chan Delivery, cap(accepted))
+	received := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		received <- c.receive(ctx, accepted, held, ready)
+	}()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	// Dispatch in the order received, one handler slot at a time. Once ctx
+	// is done no handler starts: what was received and not yet handed to
+	// one (prefetched) is abandoned.
+	for d := range ready {
+		wg.Add(1)
+		waited, slot := false, false
+		if ctx.Err() == nil {
+			select {
+			case running <- struct{}{}:
+				slot = true
+			default:
+				waited = true
+				select {
+				case running <- struct{}{}:
+					slot = true
+				case <-ctx.Done():
+				}
+			}
+		}
+		if !slot {
+			go func() {
+				defer wg.Done()
+				defer func() { <-accepted; <-held }()
+				c.unprocessed(ctx, d)
+			}()
+			continue
+		}
+		go func() {
+			defer wg.Done()
+			defer func() { <-held }()
+			c.process(ctx, d, waited, func() { <-running; <-accepted })
+		}()
+	}
+	wg.Wait()
+	return <-received
+}
+
+// receive receives while there is room under accepted and held, and hands
+// the deliveries to ready, until ctx is done (nil) or receiving cannot
+// succeed (the error).
+func (c *consumer) receive(ctx context.Context, accepted, held chan struct{}, ready chan<- Delivery) error {
 	backoff := minReceiveBackoff
 	for {
-		// Hold a free slot before receiving: a message locked while every
-		// handler is busy would only sit out its lock.
+		// Hold room before receiving: a message locked with nowhere to
+		// go would only sit out its lock.
 		select {
-		case slots <- struct{}{}:
+		case held <- struct{}{}:
 		case <-ctx.Done():
 			return nil
 		}
-		n := 1 + takeFree(slots)
-		ds, err := r.Receive(ctx, n)
+		select {
+		case accepted <- struct{}{}:
+		case <-ctx.Done():
+			<-held
+			return nil
+		}
+		n := 1 + takeFree(accepted, held)
+		ds, err := c.r.Receive(ctx, n)
 		if err != nil {
-			release(slots, n)
+			release(accepted, n)
+			release(held, n)
 			switch {
 			case ctx.Err() != nil:
 				return nil
@@ -134,28 +206,37 @@ func Consume(ctx context.Context, r Receiver, handle func(context.Context, Deliv
 		}
 		backoff = minReceiveBackoff
 		for range len(ds) - n { // a Receiver that returned more than asked
-			slots <- struct{}{}
+			held <- struct{}{}
+			accepted <- struct{}{}
 		}
-		release(slots, n-len(ds))
+		release(accepted, n-len(ds))
+		release(held, n-len(ds))
 		for _, d := range ds {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				c.process(ctx, d)
-			}()
+			ready <- d // never blocks: ready has room for all accepted
 		}
 	}
 }
 
-// takeFree takes every slot that is free right now and says how many.
-func takeFree(slots chan struct{}) int {
+// settleAhead is how many handled messages may wait for their settlement
+// while the handlers take on more: as many as there are handlers, at least
+// 8, so that a single handler's settlements commit in groups too.
+func settleAhead(concurrency int) int { return max(concurrency, 8) }
+
+// takeFree takes every pair of free accepted and held slots there is right
+// now and says how many.
+func takeFree(accepted, held chan struct{}) int {
 	n := 0
 	for {
 		select {
-		case slots <- struct{}{}:
+		case held <- struct{}{}:
+		default:
+			return n
+		}
+		select {
+		case accepted <- struct{}{}:
 			n++
 		default:
+			<-held
 			return n
 		}
 	}
@@ -189,6 +270,7 @@ func (c *consumer) setDefaults() {
 	if c.opts.Concurrency <= 0 {
 		c.opts.Concurrency = 1
 	}
+	c.opts.Prefetch = max(c.opts.Prefetch, 0)
 	if c.opts.SettleTimeout <= 0 {
 		c.opts.SettleTimeout = 30 * time.Second
 	}
@@ -197,10 +279,29 @@ func (c *consumer) setDefaults() {
 	}
 }
 
-// process runs the handler with lock renewal, then settles the message.
-func (c *consumer) process(ctx context.Context, d Delivery) {
+// unprocessed releases a prefetched message that no handler will run
+// before ctx is done, so that it is delivered again at once rather than
+// when its lock expires.
+func (c *consumer) unprocessed(ctx context.Context, d Delivery) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.SettleTimeout)
+	defer cancel()
+	if err := c.r.Abandon(sctx, d); err != nil {
+		c.opts.Logger.Warn("releasing a prefetched message failed; it will be delivered again once its lock expires", "message_id", d.ID, "sequence", d.SequenceNumber, "err", err)
+	}
+}
+
+// process runs the handler with lock renewal, calls handled, then settles
+// the message. waited says it was prefetched and waited for a handler.
+func (c *consumer) process(ctx context.Context, d Delivery, waited bool, handled func()) {
 	log := c.opts.Logger.With("message_id", d.ID, "sequence", d.SequenceNumber, "delivery_count", d.DeliveryCount)
 	start := time.Now()
+	if waited && !d.LockedUntil.IsZero() && !start.Before(d.LockedUntil) {
+		// Prefetched, and its lock ran out while it waited: it may be
+		// another consumer's now, and settling it would fail anyway.
+		handled()
+		log.Warn("lock expired before a handler was free; the message will be delivered again (lower Prefetch)")
+		return
+	}
 
 	// The renewer updates its own copy's LockedUntil; the handler has another.
 	held := d
@@ -213,6 +314,7 @@ func (c *consumer) process(ctx context.Context, d Delivery) {
 	err := c.call(ctx, d, log)
 	stopRenew()
 	<-renewed
+	handled()
 
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.SettleTimeout)
 	defer cancel()

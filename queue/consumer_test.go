@@ -286,3 +286,156 @@ func TestFatalReceive(t *testing.T) {
 		}
 	}
 }
+
+// Prefetch receives that many messages beyond the running handlers, never
+// more, and still runs no more than Concurrency handlers.
+func TestConsumePrefetch(t *testing.T) {
+	q := openTemp(t, Options{})
+	for i := range 10 {
+		send(t, q, fmt.Sprint(i), "x")
+	}
+	var running, peak atomic.Int32
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var order []string
+	consume(t, q, func(ctx context.Context, d Delivery) error {
+		n := running.Add(1)
+		defer running.Add(-1)
+		if n > peak.Load() {
+			peak.Store(n)
+		}
+		mu.Lock()
+		order = append(order, d.ID)
+		mu.Unlock()
+		<-release
+		return nil
+	}, ConsumeOptions{Concurrency: 1, Prefetch: 2})
+	eventually(t, "1 running and 2 prefetched", func() bool { return running.Load() == 1 && stats(t, q).Locked == 3 })
+	time.Sleep(30 * time.Millisecond)
+	if s := stats(t, q); s.Locked != 3 {
+		t.Errorf("%d messages locked with 1 handler and prefetch 2, want 3", s.Locked)
+	}
+	close(release)
+	eventually(t, "all completed", func() bool { return stats(t, q).Completed == 10 })
+	if peak.Load() != 1 {
+		t.Errorf("peak concurrency %d, want 1", peak.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, id := range order {
+		if id != fmt.Sprint(i) {
+			t.Fatalf("handled in order %v, want the order received", order)
+		}
+	}
+}
+
+// At shutdown, prefetched messages no handler took are abandoned: delivered
+// again at once, not after their lock.
+func TestConsumeAbandonsPrefetchedOnShutdown(t *testing.T) {
+	q := openTemp(t, Options{})
+	for i := range 4 {
+		send(t, q, fmt.Sprint(i), "x")
+	}
+	started, release := make(chan struct{}, 4), make(chan struct{})
+	var handled atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Consume(ctx, q, func(context.Context, Delivery) error {
+			handled.Add(1)
+			started <- struct{}{}
+			<-release
+			return nil
+		}, ConsumeOptions{Concurrency: 1, Prefetch: 3, Logger: quiet})
+	}()
+	<-started
+	eventually(t, "3 prefetched", func() bool { return stats(t, q).Locked == 4 })
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := handled.Load(); n != 1 {
+		t.Errorf("%d handled after shutdown began, want only the running one", n)
+	}
+	if s := stats(t, q); s.Completed != 1 || s.Active != 3 || s.Locked != 0 {
+		t.Errorf("stats %+v, want 1 completed and 3 unlocked", s)
+	}
+	ds := receive(t, q, 10)
+	if len(ds) != 3 || ds[0].DeliveryCount != 2 {
+		t.Errorf("after shutdown received %v (first delivery count %d), want the 3 prefetched, counted", ids(ds), ds[0].DeliveryCount)
+	}
+}
+
+// A prefetched message whose lock ran out while it waited is not handled
+// (the handler's effect could not be settled); it comes back, counted.
+func TestConsumeSkipsPrefetchedWithExpiredLock(t *testing.T) {
+	q := openTemp(t, Options{LockDuration: 50 * time.Millisecond})
+	send(t, q, "slow", "x")
+	send(t, q, "waits", "x")
+	var mu sync.Mutex
+	seen := map[string][]int{}
+	consume(t, q, func(ctx context.Context, d Delivery) error {
+		mu.Lock()
+		seen[d.ID] = append(seen[d.ID], d.DeliveryCount)
+		mu.Unlock()
+		if d.ID == "slow" {
+			time.Sleep(150 * time.Millisecond) // its lock is renewed; the prefetched one's is not
+		}
+		return nil
+	}, ConsumeOptions{Concurrency: 1, Prefetch: 1})
+	eventually(t, "both completed", func() bool { return stats(t, q).Completed == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if got := seen["waits"]; len(got) != 1 || got[0] != 2 {
+		t.Errorf("the prefetched message was handled with delivery counts %v, want only its second delivery", got)
+	}
+}
+
+// Settling does not hold a handler slot: the next handler runs while the
+// previous message's Complete is still in progress.
+func TestConsumeSettlesAhead(t *testing.T) {
+	r := &slowCompleter{Receiver: openTemp(t, Options{}), completing: make(chan struct{}), unblock: make(chan struct{})}
+	q := r.Receiver.(*Queue)
+	send(t, q, "a", "x")
+	send(t, q, "b", "x")
+	handled := make(chan string, 2)
+	consume(t, r, func(ctx context.Context, d Delivery) error {
+		handled <- d.ID
+		return nil
+	}, ConsumeOptions{Concurrency: 1})
+	<-r.completing // a's Complete is blocked
+	select {
+	case <-handled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a was not handled")
+	}
+	select {
+	case id := <-handled:
+		if id != "b" {
+			t.Errorf("handled %q, want b", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("b waited for a's Complete")
+	}
+	close(r.unblock)
+	eventually(t, "both completed", func() bool { return stats(t, q).Completed == 2 })
+}
+
+// slowCompleter blocks its first Complete until unblock is closed.
+type slowCompleter struct {
+	Receiver
+	once       sync.Once
+	completing chan struct{}
+	unblock    chan struct{}
+}
+
+func (s *slowCompleter) Complete(ctx context.Context, d Delivery) error {
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.completing)
+		<-s.unblock
+	}
+	return s.Receiver.Complete(ctx, d)
+}

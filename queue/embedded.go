@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -78,6 +79,13 @@ type Queue struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced when a message may have become available
 
+	// Group commit (commit.go): writes waiting for the transaction in
+	// progress, and whether one is.
+	wmu        sync.Mutex
+	pending    []*writeOp
+	committing bool
+	commits    atomic.Int64 // transactions committed or tried, for tests
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -101,8 +109,18 @@ func Open(path string, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: create directory of %s: %w", path, err)
 	}
 	// The timeout turns a second Open of the same file (bbolt holds a file
-	// lock) into an error instead of a hang.
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	// lock) into an error instead of a hang. Every commit still syncs the
+	// data it wrote; what is not written is bbolt's list of free pages
+	// (NoFreelistSync, as etcd runs bbolt), which Open rebuilds by walking
+	// the file instead. A drained queue of large messages leaves tens of
+	// thousands of free pages, and writing their list out on every commit
+	// had each commit write most of a megabyte. The map freelist keeps
+	// freeing and allocating those runs of pages cheap.
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        2 * time.Second,
+		NoFreelistSync: true,
+		FreelistType:   bbolt.FreelistMapType,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("queue: open %s: %w", path, err)
 	}
@@ -174,7 +192,7 @@ func (q *Queue) Send(ctx context.Context, m Message) error {
 	now := q.opts.Now()
 	m.EnqueuedAt = now.UTC()
 	dup := false
-	err := q.db.Update(func(tx *bbolt.Tx) error {
+	err := q.update(func(tx *bbolt.Tx) error {
 		var err error
 		if dup, err = q.seen(tx, m.ID, now); err != nil || dup {
 			return err
@@ -243,7 +261,8 @@ func (q *Queue) wait(ctx context.Context, wake <-chan struct{}, next time.Time) 
 // if none), which is when Receive looks again.
 func (q *Queue) lockBatch(max int) (ds []Delivery, next time.Time, err error) {
 	now := q.opts.Now()
-	err = q.db.Update(func(tx *bbolt.Tx) error {
+	err = q.update(func(tx *bbolt.Tx) error {
+		ds, next = nil, time.Time{} // a group that failed runs this again
 		type pick struct {
 			key []byte
 			st  lockState
@@ -280,12 +299,7 @@ func (q *Queue) lockBatch(max int) (ds []Delivery, next time.Time, err error) {
 			if err := states.Put(p.key, st.encode()); err != nil {
 				return err
 			}
-			m, err := getMessage(tx, p.key)
-			if err != nil {
-				return err
-			}
 			ds = append(ds, Delivery{
-				Message:        m,
 				SequenceNumber: int64(seqOf(p.key)),
 				DeliveryCount:  int(st.deliveries),
 				LockToken:      st.tokenString(),
@@ -297,10 +311,38 @@ func (q *Queue) lockBatch(max int) (ds []Delivery, next time.Time, err error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, time.Time{}, err
+	if err != nil || len(ds) == 0 {
+		return nil, next, err
 	}
-	return ds, next, nil
+	return q.readLocked(ds), next, nil
+}
+
+// readLocked fills in the messages of deliveries just locked. It reads
+// them after the lock has committed, in a read transaction, so that copying
+// bodies of up to 256 KiB out of the file does not hold up every other
+// write; the messages cannot change in between, as only the holder of a
+// lock settles a message. One that cannot be read is logged and left out
+// (it comes back when its lock expires) rather than failing the messages
+// locked with it.
+func (q *Queue) readLocked(ds []Delivery) []Delivery {
+	out := ds[:0]
+	err := q.db.View(func(tx *bbolt.Tx) error {
+		for _, d := range ds {
+			m, err := getMessage(tx, seqKey(uint64(d.SequenceNumber)))
+			if err != nil {
+				q.opts.Logger.Error("queue: receive: message unreadable; left locked", "queue", q.opts.Name, "sequence", d.SequenceNumber, "err", err)
+				continue
+			}
+			d.Message = m
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		q.opts.Logger.Error("queue: receive: read locked messages", "queue", q.opts.Name, "err", err)
+		return nil
+	}
+	return out
 }
 
 // maxDeliveriesDescription is Service Bus's description for the reason.

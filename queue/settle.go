@@ -62,9 +62,10 @@ func (q *Queue) RenewLock(ctx context.Context, d *Delivery) error {
 	return err
 }
 
-// settle runs fn in one write transaction if d's lock is still held: same
-// token and not expired. Otherwise it fails with ECONFLICT, as Service Bus
-// fails with MessageLockLost, also for a lock that merely expired.
+// settle runs fn in a write transaction (shared with concurrent writes: see
+// commit.go) if d's lock is still held: same token and not expired.
+// Otherwise it fails with ECONFLICT, as Service Bus fails with
+// MessageLockLost, also for a lock that merely expired.
 func (q *Queue) settle(op string, d Delivery, fn func(tx *bbolt.Tx, key []byte, st lockState, now time.Time) error) error {
 	if q.isClosed() {
 		return ErrClosed
@@ -77,18 +78,18 @@ func (q *Queue) settle(op string, d Delivery, fn func(tx *bbolt.Tx, key []byte, 
 		return errLockLost(d)
 	}
 	now := q.opts.Now()
-	err = q.db.Update(func(tx *bbolt.Tx) error {
+	err = q.update(func(tx *bbolt.Tx) error {
 		key := seqKey(uint64(d.SequenceNumber))
 		v := tx.Bucket(bucketState).Get(key)
 		if v == nil {
-			return errLockLost(d)
+			return clean(errLockLost(d))
 		}
 		st, err := decodeState(v)
 		if err != nil {
-			return err
+			return clean(err)
 		}
 		if st.token != token || !st.locked(now) {
-			return errLockLost(d)
+			return clean(errLockLost(d))
 		}
 		return fn(tx, key, st, now)
 	})

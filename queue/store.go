@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // bbolt buckets. Keys of messages, state and deadletter are the message's
 // sequence number, big-endian, so cursors walk them in enqueue order.
 var (
-	bucketMessages   = []byte("messages")   // seq -> Message JSON, immutable while active
+	bucketMessages   = []byte("messages")   // seq -> Message record (record.go), immutable while active
 	bucketState      = []byte("state")      // seq -> lockState (28 bytes), one per active message
 	bucketDeadLetter = []byte("deadletter") // seq -> PeekedMessage JSON
 	bucketDedup      = []byte("dedup")      // message id -> unix nanos it was first accepted
@@ -99,30 +100,53 @@ func appendActive(tx *bbolt.Tx, m Message) error {
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(m)
+	b, err := msgs.CreateBucket(seqKey(seq))
 	if err != nil {
 		return err
 	}
-	if err := msgs.Put(seqKey(seq), v); err != nil {
+	if err := b.Put(recordKey, encodeMessage(m)); err != nil {
 		return err
 	}
 	return tx.Bucket(bucketState).Put(seqKey(seq), lockState{}.encode())
 }
 
+// Each active message's record is the one value of a bucket of its own
+// (under its sequence number in bucketMessages), not a value beside the
+// others. bbolt keeps at least two values per leaf and rewrites a leaf
+// whole when one of them goes, so with records as plain values, completing
+// one 190 KiB signal batch copied and wrote out its neighbour as well;
+// a bucket of its own holds its record on its own pages, which completing
+// merely frees. Small records stay inline in the parent, as bbolt inlines
+// small buckets. Files written before hold plain values, read as well.
+var recordKey = []byte("m")
+
 func removeActive(tx *bbolt.Tx, key []byte) error {
-	if err := tx.Bucket(bucketMessages).Delete(key); err != nil {
+	msgs := tx.Bucket(bucketMessages)
+	err := msgs.DeleteBucket(key)
+	if errors.Is(err, bbolt.ErrIncompatibleValue) {
+		err = msgs.Delete(key) // a plain value, from an earlier version
+	}
+	if err != nil {
 		return err
 	}
 	return tx.Bucket(bucketState).Delete(key)
 }
 
-func getMessage(tx *bbolt.Tx, key []byte) (Message, error) {
-	var m Message
-	v := tx.Bucket(bucketMessages).Get(key)
-	if v == nil {
-		return m, fmt.Errorf("message %d has a lock state but no body", seqOf(key))
+// record returns a message's stored record, nil if there is none.
+func record(msgs *bbolt.Bucket, key []byte) []byte {
+	if b := msgs.Bucket(key); b != nil {
+		return b.Get(recordKey)
 	}
-	if err := json.Unmarshal(v, &m); err != nil {
+	return msgs.Get(key)
+}
+
+func getMessage(tx *bbolt.Tx, key []byte) (Message, error) {
+	v := record(tx.Bucket(bucketMessages), key)
+	if v == nil {
+		return Message{}, fmt.Errorf("message %d has a lock state but no body", seqOf(key))
+	}
+	m, err := decodeMessage(v)
+	if err != nil {
 		return m, fmt.Errorf("message %d: %w", seqOf(key), err)
 	}
 	return m, nil
