@@ -2,7 +2,7 @@ package drift
 
 import (
 	"fmt"
-	"strings"
+	"strconv"
 	"time"
 )
 
@@ -161,38 +161,66 @@ type FeatureVerdict struct {
 
 // verdictID renders Verdict.ID.
 func verdictID(site, model, version string, end time.Time) string {
-	return fmt.Sprintf("drift/%s/%s/%s/%d", site, model, version, end.UnixMilli())
+	b := make([]byte, 0, len("drift/")+len(site)+len(model)+len(version)+3+20)
+	b = append(b, "drift/"...)
+	b = append(append(b, site...), '/')
+	b = append(append(b, model...), '/')
+	b = append(append(b, version...), '/')
+	return string(strconv.AppendInt(b, end.UnixMilli(), 10))
 }
 
 // summarize fills DataDrift, PredictionDrift, QualityBreached and Reason.
+// It runs on every evaluation and a drifting window breaches on most
+// features, so Reason is appended in one buffer rather than formatted
+// with fmt (a sixth of the evaluation's time when it was); it reads as
+//
+//	feature "x" normalized_wasserstein_distance 0.123 > 0.1; feature "y" data quality: ...
 func (v *Verdict) summarize() {
-	var reasons []string
+	var b []byte
+	sep := func() {
+		if len(b) > 0 {
+			b = append(b, "; "...)
+		}
+	}
 	for i := range v.Features {
 		f := &v.Features[i]
 		if f.Breached {
 			v.DataDrift = true
-			reasons = append(reasons, f.rule())
+			sep()
+			b = f.appendRule(b)
 		}
 		if f.QualityBreached {
 			v.QualityBreached = true
-			reasons = append(reasons, fmt.Sprintf("feature %q data quality: null rate %.3g, type error rate %.3g, out-of-bounds rate %.3g", f.Name, f.NullRate, f.TypeErrorRate, f.OutOfBoundsRate))
+			sep()
+			b = append(strconv.AppendQuote(append(b, "feature "...), f.Name), " data quality: null rate "...)
+			b = append(appendG3(b, f.NullRate), ", type error rate "...)
+			b = append(appendG3(b, f.TypeErrorRate), ", out-of-bounds rate "...)
+			b = appendG3(b, f.OutOfBoundsRate)
 		}
 	}
 	if p := v.Prediction; p != nil && p.Breached {
 		v.PredictionDrift = true
-		reasons = append(reasons, p.rule())
+		sep()
+		b = p.appendRule(b)
 	}
-	v.Reason = strings.Join(reasons, "; ")
+	v.Reason = string(b)
 }
 
-func (f *FeatureVerdict) rule() string {
-	op := ">"
+// appendRule appends what breached: feature "x" metric value > threshold.
+func (f *FeatureVerdict) appendRule(b []byte) []byte {
+	op := " > "
 	if f.Metric == ChiSquared {
-		op = "<"
+		op = " < "
 	}
-	what := fmt.Sprintf("feature %q", f.Name)
 	if f.Kind == "prediction" {
-		what = "prediction"
+		b = append(b, "prediction"...)
+	} else {
+		b = strconv.AppendQuote(append(b, "feature "...), f.Name)
 	}
-	return fmt.Sprintf("%s %s %.3g %s %g", what, f.Metric, f.Value, op, f.Threshold)
+	b = append(append(append(b, ' '), f.Metric...), ' ')
+	b = append(appendG3(b, f.Value), op...)
+	return strconv.AppendFloat(b, f.Threshold, 'g', -1, 64)
 }
+
+// appendG3 appends v as fmt's %.3g does.
+func appendG3(b []byte, v float64) []byte { return strconv.AppendFloat(b, v, 'g', 3, 64) }

@@ -143,3 +143,28 @@ func TestMessageIDIsDeterministic(t *testing.T) {
 		t.Error("different windows or names share an id")
 	}
 }
+
+// Histogram counts take a one-pass path in the fast decoder; every other
+// spelling of a number falls back and must mean what encoding/json reads.
+func TestFastDecodeCounts(t *testing.T) {
+	for _, counts := range []string{
+		`[0,1,22,333]`, `[ 1 , 2 ]`, `[01,2]`, `[-1,2]`, `[1.0,2]`, `[1e2,2]`, `[1E+2,2]`,
+		`[999999999999999999,1]`, `[9223372036854775807,1]`, `[9223372036854775808,1]`,
+		`[12345678901234567890,1]`, `[1,2`, `[1,,2]`, `[1 2]`, `[]`, `[0]`, `[00]`, `[1]`,
+	} {
+		b := []byte(`{"schemaVersion":"modelfleet.signal/v1","latencyMs":` + counts + `,"prediction":{"counts":` + counts + `,"sum":0}}`)
+		single, _, _, ok := fastDecode(b)
+		var m Message
+		err := json.Unmarshal(b, &m)
+		if !ok {
+			continue // decoded by encoding/json then: nothing to compare
+		}
+		if err != nil {
+			t.Errorf("%s: the fast decoder accepted what encoding/json rejects (%v)", counts, err)
+			continue
+		}
+		if !reflect.DeepEqual(single.LatencyMs, m.LatencyMs) || !reflect.DeepEqual(single.Prediction, m.Prediction) {
+			t.Errorf("%s: fast %v %+v, encoding/json %v %+v", counts, single.LatencyMs, single.Prediction, m.LatencyMs, m.Prediction)
+		}
+	}
+}
