@@ -115,6 +115,7 @@ type series struct {
 	newest   int64
 	breached bool
 	notified time.Time
+	kinds    uint8 // breachKinds of the last verdict reported
 	last     *Verdict
 	// siteRefs, with ReferenceSite, are the references of the site's first
 	// full window; nil until it has one.
@@ -269,9 +270,12 @@ func (m *Monitor) apply(ctx context.Context, msg *signals.Message) error {
 func (m *Monitor) report(ctx context.Context, s *series, v *Verdict) error {
 	now := v.WindowEnd
 	send := false
+	kinds := breachKinds(v)
 	switch {
 	case v.Breached():
-		send = !s.breached || m.opts.Cooldown < 0 || now.Sub(s.notified) >= m.opts.Cooldown
+		// News: a breach, or a kind of breach the last report did not
+		// have (data quality, then drift), or one outlasting the cooldown.
+		send = kinds&^s.kinds != 0 || m.opts.Cooldown < 0 || now.Sub(s.notified) >= m.opts.Cooldown
 	case s.breached, m.opts.Cooldown < 0:
 		send = true
 	}
@@ -286,6 +290,9 @@ func (m *Monitor) report(ctx context.Context, s *series, v *Verdict) error {
 	}
 	if send {
 		s.notified = now
+		s.kinds = kinds
+	} else if !v.Breached() {
+		s.kinds = 0
 	}
 	s.breached = v.Breached()
 	s.last = v
@@ -346,7 +353,7 @@ func (m *Monitor) resetSeries(s *series, l *layout) {
 	s.sum, s.scratch, s.incoming = newAgg(l), newAgg(l), newAgg(l)
 	s.seen = map[int64]int64{}
 	s.newest = -1
-	s.breached = false
+	s.breached, s.kinds = false, 0
 	s.siteRefs = nil
 }
 
@@ -487,4 +494,20 @@ func p99(counts []int64, total int64) float64 {
 		}
 	}
 	return signals.LatencyBoundsMs[len(signals.LatencyBoundsMs)-1]
+}
+
+// breachKinds is a verdict's breaches as a set: data drift, prediction
+// drift, data quality.
+func breachKinds(v *Verdict) uint8 {
+	var k uint8
+	if v.DataDrift {
+		k |= 1
+	}
+	if v.PredictionDrift {
+		k |= 2
+	}
+	if v.QualityBreached {
+		k |= 4
+	}
+	return k
 }

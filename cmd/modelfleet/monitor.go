@@ -44,10 +44,14 @@ func newMonitorCmd(g *globals) *cobra.Command {
 			for _, v := range rep.Verdicts {
 				verdict := "ok"
 				switch {
+				case v.Insufficient && len(v.Features) == 0:
+					verdict = "collecting" // too few rows, or the site's reference is filling
 				case v.Insufficient:
 					verdict = "too few rows"
-				case v.Breached():
-					verdict = "BREACH"
+				case v.Drifted():
+					verdict = "DRIFT"
+				case v.QualityBreached:
+					verdict = "data quality"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%.1f\t%s\t%s\n", v.Site, v.Model, v.Version,
 					v.WindowEnd.UTC().Format(time.RFC3339), v.Scored, v.Errors, v.P99LatencyMs, verdict, v.Reason)
