@@ -81,7 +81,7 @@ func monitorOnly(w *workload, procs int) (perSec, cpuUsPerMsg float64, err error
 
 // run sends the workload to a fresh embedded queue, then consumes it with
 // a drift.Monitor until every queue message is settled.
-func run(w *workload, path string, concurrency int) (result, error) {
+func run(w *workload, path string, concurrency, prefetch int) (result, error) {
 	var r result
 	discard := slog.New(slog.DiscardHandler)
 	q, err := queue.Open(path, queue.Options{Name: "signals", Logger: discard})
@@ -121,7 +121,7 @@ func run(w *workload, path string, concurrency int) (result, error) {
 	start = time.Now()
 	cpu0 := cpuTime()
 	go func() {
-		done <- queue.Consume(cctx, q, mon.Handle, queue.ConsumeOptions{Concurrency: concurrency, Logger: discard})
+		done <- queue.Consume(cctx, q, mon.Handle, queue.ConsumeOptions{Concurrency: concurrency, Prefetch: prefetch, Logger: discard})
 	}()
 	var st queue.Stats
 	for {
