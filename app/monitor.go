@@ -71,7 +71,9 @@ func NewMonitor(cfg MonitorConfig) (*Monitor, error) {
 // dead-lettered with its reason; it never stops the consumer.
 func (m *Monitor) Run(ctx context.Context) error {
 	m.log.Info("drift monitor consuming signals")
-	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Logger: m.log})
+	// Series lock on their own and windows take messages in any order, so
+	// two handlers and a small prefetch keep both cores busy (bench-signals).
+	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Concurrency: 2, Prefetch: 8, Logger: m.log})
 }
 
 // directoryBaselines reads baselines from the fleet directory, once per
