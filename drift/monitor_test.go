@@ -52,18 +52,7 @@ func newFixture(t testing.TB) *fixture {
 // window scores rows of the validation set (shifting temperature by shift)
 // and returns the window's message, encoded.
 func (fx *fixture) window(rows int, shift float64) []byte {
-	for i := range rows {
-		row := append([]float64(nil), fx.ds.X[i%len(fx.ds.X)]...)
-		row[2] += shift
-		fx.agg.Observe("bearing-failure", "3", row, 0.5, time.Millisecond, nil)
-	}
-	fx.now = fx.now.Add(time.Minute)
-	msgs := fx.agg.Flush(fx.now)
-	if len(msgs) != 1 {
-		fx.t.Fatalf("%d messages", len(msgs))
-	}
-	b, _ := json.Marshal(msgs[0])
-	return b
+	return fx.siteWindow(len(fx.ds.X), rows, shift)
 }
 
 type recorder struct {
