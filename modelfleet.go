@@ -251,3 +251,11 @@ type ServedModel struct {
 // Deriving it from the event's subject is what makes a redelivered
 // ModelRegistered event harmless: Temporal refuses a second start.
 func ReleaseWorkflowID(r ModelRef) string { return "release/" + r.Name + "/" + r.Version }
+
+// WorkloadReleaseWorkflowID is the workflow ID of the release of one
+// workload version alone, to the sites of the model it calls. Model versions
+// cannot contain '/', so it never equals a ReleaseWorkflowID, and one
+// workload version is released once per model.
+func WorkloadReleaseWorkflowID(model string, w WorkloadRef) string {
+	return "release/" + model + "/workload/" + w.Name + "/" + w.Version
+}

@@ -51,6 +51,19 @@ func (a *Cloud) PlanRollout(ctx context.Context, model string, nv *modelfleet.De
 	if err != nil {
 		return RolloutPlan{}, fmt.Errorf("plan %s: policy: %w", model, err)
 	}
+	plan, err := a.planWaves(ctx, model, p, nv)
+	if err != nil {
+		return RolloutPlan{}, err
+	}
+	if err := a.checkWorkloads(ctx, model, nv, plan); err != nil {
+		return RolloutPlan{}, err
+	}
+	return plan, nil
+}
+
+// planWaves assigns the fleet's sites to the waves of policy p, checking
+// them with their drivers when nv is set.
+func (a *Cloud) planWaves(ctx context.Context, model string, p rollout.Policy, nv *modelfleet.DesiredVersion) (RolloutPlan, error) {
 	sites, err := a.Fleet.List(ctx)
 	if err != nil {
 		return RolloutPlan{}, fmt.Errorf("plan %s: sites: %w", model, err)
@@ -69,9 +82,6 @@ func (a *Cloud) PlanRollout(ctx context.Context, model string, nv *modelfleet.De
 	for _, s := range unselected {
 		plan.Unselected = append(plan.Unselected, s.ID)
 	}
-	if err := a.checkWorkloads(ctx, model, nv, plan); err != nil {
-		return RolloutPlan{}, err
-	}
 	return plan, nil
 }
 
@@ -84,6 +94,11 @@ func (a *Cloud) ApplyStep(ctx context.Context, req fleet.StepRequest) (fleet.Ste
 	if req.Workload, err = a.stepWorkload(ctx, req); err != nil {
 		return fleet.StepResult{}, err
 	}
+	return a.step(ctx, req)
+}
+
+// step writes a step; conflicts are retryable (see ApplyStep).
+func (a *Cloud) step(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
 	res, err := a.Fleet.Step(ctx, req)
 	if err != nil {
 		return res, nonRetryableIfInvalid(err)

@@ -105,29 +105,9 @@ func splits(plan RolloutPlan) bool {
 // when split. The error lists each distinct incompatible pair, naming both,
 // with how many sites it affects.
 func CheckPairings(m modelfleet.Model, carried *fleet.WorkloadRecord, split bool, sites []fleet.SitePairing) error {
-	type pair struct{ workload, model string }
-	bad := map[pair]error{}
-	count := map[pair][]string{}
-	var order []pair
-	checked := map[pair]bool{}
-	check := func(site string, w workload.Manifest, mv modelfleet.ModelRef, features []string, during string) {
-		p := pair{w.Ref() + "@" + strings.Join(w.FeatureNames(), ","), mv.String() + "@" + strings.Join(features, ",")}
-		if !checked[p] {
-			checked[p] = true
-			if err := workload.CheckRelease(w, mv, features); err != nil {
-				if during != "" {
-					err = fmt.Errorf("%s: %w", during, err)
-				}
-				bad[p] = err
-				order = append(order, p)
-			}
-		}
-		if bad[p] != nil {
-			count[p] = append(count[p], site)
-		}
-	}
+	c := newPairChecks()
 	if carried != nil {
-		check("", manifestOf(carried.Name, carried.Version, carried.Model, carried.Features), m.ModelRef, m.Features, "")
+		c.check("", manifestOf(carried.Name, carried.Version, carried.Model, carried.Features), m.ModelRef, m.Features, "")
 	}
 	for _, s := range sites {
 		var ws []workload.Manifest
@@ -140,36 +120,77 @@ func CheckPairings(m modelfleet.Model, carried *fleet.WorkloadRecord, split bool
 			}
 		}
 		for _, w := range ws {
-			check(s.Site, w, m.ModelRef, m.Features, "")
+			c.check(s.Site, w, m.ModelRef, m.Features, "")
 			if !split {
 				continue
 			}
 			for _, v := range s.Versions {
 				if v.Version != m.Version {
-					check(s.Site, w, modelfleet.ModelRef{Name: m.Name, Version: v.Version}, v.Features,
+					c.check(s.Site, w, modelfleet.ModelRef{Name: m.Name, Version: v.Version}, v.Features,
 						fmt.Sprintf("while waves split traffic, %s:%s keeps serving beside %s", m.Name, v.Version, m.Version))
 				}
 			}
 		}
 	}
-	if len(order) == 0 {
+	return c.err("release of " + m.ModelRef.String())
+}
+
+// pairChecks checks (workload, model version) pairs once each, and counts
+// the sites of each incompatible one.
+type pairChecks struct {
+	bad     map[pairKey]error
+	count   map[pairKey][]string
+	checked map[pairKey]bool
+	order   []pairKey
+}
+
+type pairKey struct{ workload, model string }
+
+func newPairChecks() *pairChecks {
+	return &pairChecks{bad: map[pairKey]error{}, count: map[pairKey][]string{}, checked: map[pairKey]bool{}}
+}
+
+// check checks w with model version mv (which takes features) at site ("":
+// not a site's pair); during says when the pair meets, if not for good.
+func (c *pairChecks) check(site string, w workload.Manifest, mv modelfleet.ModelRef, features []string, during string) {
+	p := pairKey{w.Ref() + "@" + strings.Join(w.FeatureNames(), ","), mv.String() + "@" + strings.Join(features, ",")}
+	if !c.checked[p] {
+		c.checked[p] = true
+		if err := workload.CheckRelease(w, mv, features); err != nil {
+			if during != "" {
+				err = fmt.Errorf("%s: %w", during, err)
+			}
+			c.bad[p] = err
+			c.order = append(c.order, p)
+		}
+	}
+	if c.bad[p] != nil {
+		c.count[p] = append(c.count[p], site)
+	}
+}
+
+// err is nil if every pair checked is compatible, else a *PairingError
+// listing each distinct incompatible pair, naming both, with how many sites
+// it affects; subject is what is refused ("release of m:3").
+func (c *pairChecks) err(subject string) error {
+	if len(c.order) == 0 {
 		return nil
 	}
 	var msgs []string
-	for i, p := range order {
+	for i, p := range c.order {
 		if i == maxReported {
-			msgs = append(msgs, fmt.Sprintf("and %d more incompatible pairs", len(order)-i))
+			msgs = append(msgs, fmt.Sprintf("and %d more incompatible pairs", len(c.order)-i))
 			break
 		}
-		msg := bad[p].Error()
-		if sites := count[p]; len(sites) > 0 && sites[0] != "" {
+		msg := c.bad[p].Error()
+		if sites := c.count[p]; len(sites) > 0 && sites[0] != "" {
 			msg += fmt.Sprintf(" (at %d sites, e.g. %q)", len(sites), sites[0])
 		}
 		msgs = append(msgs, msg)
 	}
 	var first *workload.IncompatibleError
-	errors.As(bad[order[0]], &first)
-	return &PairingError{First: first, Message: "release of " + m.ModelRef.String() + " refused before any site changed: " + strings.Join(msgs, "; ")}
+	errors.As(c.bad[c.order[0]], &first)
+	return &PairingError{First: first, Message: subject + " refused before any site changed: " + strings.Join(msgs, "; ")}
 }
 
 // PairingError is a release refused for incompatible pairs. It unwraps to

@@ -234,3 +234,50 @@ func TestCheckPairingsNamesBoth(t *testing.T) {
 		t.Errorf("compatible: %v", err)
 	}
 }
+
+func TestPlanWorkloadRelease(t *testing.T) {
+	f := newPlanFixture(t)
+	ctx := context.Background()
+	for _, doc := range [][]byte{workloadDoc(t, "2"), workloadDoc(t, "3", "load_pct", "load_ratio")} {
+		if _, _, err := f.dir.RegisterWorkload(doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := func(v string) WorkloadPlanRequest {
+		return WorkloadPlanRequest{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "bearing-failure-line", Version: v}}
+	}
+	plan, err := f.cloud.PlanWorkloadRelease(ctx, req("2"))
+	if err != nil || len(slices.Concat(plan.Waves...)) != 2 {
+		t.Fatalf("plan of a compatible workload = %+v, %v", plan, err)
+	}
+	_, err = f.cloud.PlanWorkloadRelease(ctx, req("3"))
+	var pe *PairingError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), `workload "bearing-failure-line:3" is incompatible with model "bearing-failure:1"`) || !strings.Contains(err.Error(), "at 2 sites") {
+		t.Errorf("incompatible workload: %v", err)
+	}
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || !app.NonRetryable() {
+		t.Errorf("refusal is retryable: %v", err)
+	}
+	if _, err := f.cloud.PlanWorkloadRelease(ctx, req("9")); err == nil || !strings.Contains(err.Error(), "not registered") {
+		t.Errorf("unregistered workload: %v", err)
+	}
+	other := req("2")
+	other.Model = "pump-failure"
+	if _, err := f.cloud.PlanWorkloadRelease(ctx, other); err == nil || !strings.Contains(err.Error(), `calls model "bearing-failure"`) {
+		t.Errorf("workload of another model: %v", err)
+	}
+	// A site selected by the policy that serves no version of the model.
+	if _, err := f.dir.Put(modelfleet.Site{ID: "f2", TaskQueue: modelfleet.SiteTaskQueue("f2"), Labels: map[string]string{"ring": "fleet"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.cloud.PlanWorkloadRelease(ctx, req("2")); err == nil || !strings.Contains(err.Error(), `serve no version of model "bearing-failure" (e.g. "f2")`) {
+		t.Errorf("site without the model: %v", err)
+	}
+	// The request's own policy instead of the model's.
+	r := req("2")
+	r.Policy = "waves: [{name: canary, select: {ring: canary}}]"
+	if plan, err := f.cloud.PlanWorkloadRelease(ctx, r); err != nil || len(plan.Waves) != 1 || len(plan.Waves[0]) != 1 {
+		t.Errorf("plan with the request's policy = %+v, %v", plan, err)
+	}
+}

@@ -10,12 +10,15 @@ import (
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // ReleaseStatus reads a release's status: from the workflow's status query
@@ -24,7 +27,16 @@ func ReleaseStatus(ctx context.Context, c client.Client, ref modelfleet.ModelRef
 	if err := ref.Validate(); err != nil {
 		return workflows.ReleaseStatus{}, err
 	}
-	id := modelfleet.ReleaseWorkflowID(ref)
+	return ReleaseStatusByID(ctx, c, modelfleet.ReleaseWorkflowID(ref))
+}
+
+// ReleaseStatusByID reads the status of the release with workflow ID id: a
+// model version's (modelfleet.ReleaseWorkflowID) or a workload version's
+// (modelfleet.WorkloadReleaseWorkflowID).
+func ReleaseStatusByID(ctx context.Context, c client.Client, id string) (workflows.ReleaseStatus, error) {
+	if !strings.HasPrefix(id, "release/") {
+		return workflows.ReleaseStatus{}, modelfleet.Errorf(modelfleet.EINVALID, "%q is not a release's workflow ID (release/<model>/<version> or release/<model>/workload/<name>/<version>)", id)
+	}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	v, err := c.QueryWorkflow(qctx, id, "", workflows.StatusQuery)
@@ -37,33 +49,38 @@ func ReleaseStatus(ctx context.Context, c client.Client, ref modelfleet.ModelRef
 	}
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return workflows.ReleaseStatus{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "no release of %s (workflow %q): has the model been registered?", ref, id)
+		return workflows.ReleaseStatus{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "no release %q: has the model version been registered, or the workload release started?", id)
 	}
 	// No worker to answer the query: fall back to what the server knows.
 	desc, derr := c.DescribeWorkflowExecution(ctx, id, "")
 	if derr != nil {
 		return workflows.ReleaseStatus{}, fmt.Errorf("status of %s: %w", id, err)
 	}
-	st := workflows.ReleaseStatus{Model: ref, Sites: []workflows.SiteStatus{}}
 	info := desc.GetWorkflowExecutionInfo()
-	st.State = stateOf(info.GetStatus(), keyword(info.GetSearchAttributes().GetIndexedFields(), workflows.StageAttr.GetName()))
+	s := summarize(info)
+	st := workflows.ReleaseStatus{Model: s.Model, Workload: s.Workload, Sites: []workflows.SiteStatus{}}
+	st.State = s.State
 	st.Reason = "status query unavailable (no cloud worker running?): " + err.Error()
 	return st, nil
 }
 
 // ReleaseSummary is one line of `release list`.
 type ReleaseSummary struct {
-	Model     modelfleet.ModelRef `json:"model"`
-	State     string              `json:"state"`
-	Workflow  string              `json:"workflowId"`
-	StartedAt time.Time           `json:"startedAt"`
-	ClosedAt  *time.Time          `json:"closedAt,omitempty"`
+	// Model is the model version released; of a workload release, the
+	// model the workload calls (no version), with Workload set.
+	Model     modelfleet.ModelRef     `json:"model"`
+	Workload  *modelfleet.WorkloadRef `json:"workload,omitempty"`
+	State     string                  `json:"state"`
+	Workflow  string                  `json:"workflowId"`
+	StartedAt time.Time               `json:"startedAt"`
+	ClosedAt  *time.Time              `json:"closedAt,omitempty"`
 }
 
-// ListReleases lists releases, newest first, from Temporal's visibility
-// store, using the search attributes the release workflow maintains.
+// ListReleases lists releases of model and workload versions, newest
+// first, from Temporal's visibility store, using the search attributes the
+// release workflows maintain.
 func ListReleases(ctx context.Context, c client.Client, model string, limit int) ([]ReleaseSummary, error) {
-	query := fmt.Sprintf("WorkflowType = %q", workflows.ReleaseWorkflowName)
+	query := fmt.Sprintf("(WorkflowType = %q OR WorkflowType = %q)", workflows.ReleaseWorkflowName, workflows.WorkloadReleaseWorkflowName)
 	if model != "" {
 		if err := modelfleet.ValidateName("model name", model); err != nil {
 			return nil, err
@@ -78,23 +95,7 @@ func ListReleases(ctx context.Context, c client.Client, model string, limit int)
 			return nil, fmt.Errorf("list releases: %w", err)
 		}
 		for _, info := range resp.GetExecutions() {
-			f := info.GetSearchAttributes().GetIndexedFields()
-			s := ReleaseSummary{
-				Model:     modelfleet.ModelRef{Name: keyword(f, workflows.ModelAttr.GetName()), Version: keyword(f, workflows.VersionAttr.GetName())},
-				State:     stateOf(info.GetStatus(), keyword(f, workflows.StageAttr.GetName())),
-				Workflow:  info.GetExecution().GetWorkflowId(),
-				StartedAt: info.GetStartTime().AsTime(),
-			}
-			if s.Model.Name == "" { // started before its first upsert: parse the ID
-				if parts := strings.SplitN(s.Workflow, "/", 3); len(parts) == 3 {
-					s.Model = modelfleet.ModelRef{Name: parts[1], Version: parts[2]}
-				}
-			}
-			if ct := info.GetCloseTime(); ct != nil {
-				t := ct.AsTime()
-				s.ClosedAt = &t
-			}
-			out = append(out, s)
+			out = append(out, summarize(info))
 			if limit > 0 && len(out) >= limit {
 				return out, nil
 			}
@@ -104,6 +105,80 @@ func ListReleases(ctx context.Context, c client.Client, model string, limit int)
 			return out, nil
 		}
 	}
+}
+
+// summarize reads a release's summary from its visibility record.
+func summarize(info *workflowpb.WorkflowExecutionInfo) ReleaseSummary {
+	f := info.GetSearchAttributes().GetIndexedFields()
+	s := ReleaseSummary{
+		Model:     modelfleet.ModelRef{Name: keyword(f, workflows.ModelAttr.GetName()), Version: keyword(f, workflows.VersionAttr.GetName())},
+		State:     stateOf(info.GetStatus(), keyword(f, workflows.StageAttr.GetName())),
+		Workflow:  info.GetExecution().GetWorkflowId(),
+		StartedAt: info.GetStartTime().AsTime(),
+	}
+	if w := keyword(f, workflows.WorkloadAttr.GetName()); w != "" {
+		if ref, err := modelfleet.ParseWorkloadRef(w); err == nil {
+			s.Workload = &ref
+		}
+	}
+	if s.Model.Name == "" { // started before its first upsert: parse the ID
+		s.Model, s.Workload = parseReleaseID(s.Workflow)
+	}
+	if ct := info.GetCloseTime(); ct != nil {
+		t := ct.AsTime()
+		s.ClosedAt = &t
+	}
+	return s
+}
+
+// parseReleaseID reads release/<model>/<version> and
+// release/<model>/workload/<name>/<version>.
+func parseReleaseID(id string) (modelfleet.ModelRef, *modelfleet.WorkloadRef) {
+	parts := strings.Split(id, "/")
+	switch {
+	case len(parts) == 3 && parts[0] == "release":
+		return modelfleet.ModelRef{Name: parts[1], Version: parts[2]}, nil
+	case len(parts) == 5 && parts[0] == "release" && parts[2] == "workload":
+		return modelfleet.ModelRef{Name: parts[1]}, &modelfleet.WorkloadRef{Name: parts[3], Version: parts[4]}
+	}
+	return modelfleet.ModelRef{}, nil
+}
+
+// StartWorkloadRelease starts the release of one workload version alone
+// (workflows.WorkloadRelease). A running release of the same version is
+// refused; a closed one (rolled back, say) may be run again. The search
+// attributes are set at the start, so a server without ModelfleetWorkload
+// registered refuses here rather than failing the workflow's first task.
+func StartWorkloadRelease(ctx context.Context, c client.Client, in wfapi.WorkloadReleaseInput) (client.WorkflowRun, error) {
+	if err := modelfleet.ValidateName("model name", in.Model); err != nil {
+		return nil, err
+	}
+	if _, err := modelfleet.ParseWorkloadRef(in.Workload.String()); err != nil {
+		return nil, err
+	}
+	in.Resume = nil
+	opts := client.StartWorkflowOptions{
+		ID:                       modelfleet.WorkloadReleaseWorkflowID(in.Model, in.Workload),
+		TaskQueue:                modelfleet.CloudTaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		// Else the SDK hands back the running release as if it were new.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.ModelAttr.ValueSet(in.Model),
+			workflows.WorkloadAttr.ValueSet(in.Workload.String()),
+			workflows.StageAttr.ValueSet(workflows.StatePending),
+		),
+	}
+	run, err := c.ExecuteWorkflow(ctx, opts, workflows.WorkloadReleaseWorkflowName, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil, modelfleet.Errorf(modelfleet.ECONFLICT, "release %s is already running", opts.ID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", opts.ID, err)
+	}
+	return run, nil
 }
 
 // stateOf maps a workflow's execution status (and, while it runs, the stage

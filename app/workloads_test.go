@@ -118,6 +118,24 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 		t.Fatalf("after rollback = %+v", p)
 	}
 	running("2")
+
+	// A workload-only release (no model version): the site swaps to
+	// workload 4 beside the model version it serves, and a rollback
+	// brings 2 back, the model untouched throughout.
+	w4 := registerSample(t, gw.Directory, "4", "size: 16", "size: 12")
+	wr := modelfleet.WorkloadReleaseWorkflowID("bearing-failure", w4.Ref())
+	step(wr, modelfleet.DesiredVersion{}, &w4)
+	running("4")
+	if p := awaitProgress(t, gw.Directory, ""); len(p.Converged) != 1 {
+		t.Fatalf("progress of the workload-only release = %+v", p)
+	}
+	if ds, _ := gw.Directory.Desired(ctx, "s1", -1); modelfleet.SplitString(ds.Models["bearing-failure"].Versions) != "2:100" {
+		t.Fatalf("model during the workload-only release = %+v", ds.Models["bearing-failure"])
+	}
+	if _, err := gw.Directory.Rollback(wr, "bearing-failure", []string{"s1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	running("2")
 }
 
 // registerSample registers the sample manifest as version, with one

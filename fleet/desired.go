@@ -20,7 +20,9 @@ var (
 
 // StepRequest moves sites one traffic step of a release: the new version
 // takes New.Weight percent and the version the site served before the
-// release (its primary) keeps the rest.
+// release (its primary) keeps the rest. A step of a workload-only release
+// has no New.Version: it carries Workload and leaves the model's versions
+// as they are, under the model's lease all the same.
 type StepRequest struct {
 	Release string                    `json:"release"`
 	Model   string                    `json:"model"`
@@ -84,7 +86,11 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 	if err := modelfleet.ValidateName("model name", req.Model); err != nil {
 		return StepResult{}, err
 	}
-	if req.New.Weight < 1 || req.New.Weight > 100 {
+	workloadOnly := req.New.Version == ""
+	switch {
+	case workloadOnly && req.Workload == nil:
+		return StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "a step carries a model version, a workload version, or both; this one carries neither")
+	case !workloadOnly && (req.New.Weight < 1 || req.New.Weight > 100):
 		return StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "step weight %d is out of range 1..100", req.New.Weight)
 	}
 	if err := checkStepWorkload(req); err != nil {
@@ -98,6 +104,15 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 		wchanged, conflict := stepWorkload(ds, req)
 		if conflict != nil {
 			return false, conflict
+		}
+		if workloadOnly {
+			// The lease keeps a release of the model away while the
+			// workload changes; a site without the model has none to take.
+			if _, ok := ds.Models[req.Model]; ok && dm.Release == "" {
+				dm.Release, dm.Previous = req.Release, dm.Versions
+				ds.Models[req.Model] = dm
+			}
+			return wchanged, nil
 		}
 		if dm.Release == "" {
 			dm.Release, dm.Previous = req.Release, dm.Versions
@@ -323,6 +338,9 @@ type SiteFailure struct {
 }
 
 // Progress compares each site's reported state with its desired revision.
+// With no version (a workload-only release) the figures are those of every
+// version of model the converged sites serve, and no prediction shift is
+// measured: nothing serves beside anything new.
 func (d *Directory) Progress(model, version string, sites []string) (Progress, error) {
 	p := Progress{Converged: []string{}, Pending: []string{}}
 	nbins := len(modelfleet.PredictionBins) + 1
@@ -350,12 +368,14 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 			default:
 				p.Converged = append(p.Converged, site)
 				for _, v := range am.Versions {
-					if v.Version == version {
+					if v.Version == version || version == "" {
 						p.Requests += v.Requests
 						p.Errors += v.Errors
 						p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
+					}
+					if v.Version == version {
 						addBins(newPreds, v.Predictions)
-					} else {
+					} else if version != "" {
 						addBins(oldPreds, v.Predictions)
 					}
 				}

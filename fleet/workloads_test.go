@@ -162,3 +162,79 @@ func TestWorkloadFailureFailsTheSiteAndPairings(t *testing.T) {
 		t.Errorf("s2 = %+v", ps[1])
 	}
 }
+
+// A step with no model version carries the workload alone: the model's
+// split stays, its lease keeps a model release out until finish or
+// rollback, and the figures are the model's whatever the version.
+func TestWorkloadOnlyStepKeepsTheModelsVersions(t *testing.T) {
+	d := mustOpen(t, "s1")
+	w1, _, err := d.RegisterWorkload(sampleManifest(t, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, _, err := d.RegisterWorkload(sampleManifest(t, "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := []string{"s1"}
+	if _, err := d.Step(StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Finish("r1", "bearing-failure", sites); err != nil {
+		t.Fatal(err)
+	}
+	const wr = "release/bearing-failure/workload/bearing-failure-line/2"
+	if _, err := d.Step(StepRequest{Release: wr, Model: "bearing-failure", Sites: sites}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("step with neither a model nor a workload version: %v, want invalid", err)
+	}
+	res, err := d.Step(StepRequest{Release: wr, Model: "bearing-failure", Sites: sites, Workload: &w2})
+	if err != nil || res.Changed != 1 {
+		t.Fatalf("workload step = %+v, %v", res, err)
+	}
+	ds := desired(t, d, "s1")
+	dm := ds.Models["bearing-failure"]
+	if got := modelfleet.SplitString(dm.Versions); got != "1:100" || dm.Release != wr {
+		t.Errorf("model during the workload release = %s (lease %q), want 1:100 leased", got, dm.Release)
+	}
+	if got := ds.Workloads["bearing-failure-line"]; got.Version != "2" || got.Release != wr || got.Previous == nil || got.Previous.Version != "1" {
+		t.Errorf("workload = %+v", got)
+	}
+	res, err = d.Step(StepRequest{Release: "release/bearing-failure/2", Model: "bearing-failure", New: version("2", 10), Sites: sites})
+	if err != nil || len(res.Conflicts) != 1 || res.Conflicts[0].Holder != wr {
+		t.Errorf("model release during the workload release = %+v, %v; want a conflict naming it", res, err)
+	}
+	if _, err := d.Rollback(wr, "bearing-failure", sites, ""); err != nil {
+		t.Fatal(err)
+	}
+	ds = desired(t, d, "s1")
+	if got := ds.Workloads["bearing-failure-line"]; got.Version != "1" || got.Release != "" {
+		t.Errorf("workload after rollback = %+v, want 1", got)
+	}
+	if dm := ds.Models["bearing-failure"]; modelfleet.SplitString(dm.Versions) != "1:100" || dm.Release != "" {
+		t.Errorf("model after rollback = %+v", dm)
+	}
+
+	if _, err := d.Step(StepRequest{Release: wr, Model: "bearing-failure", Sites: sites, Workload: &w2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Finish(wr, "bearing-failure", sites); err != nil {
+		t.Fatal(err)
+	}
+	ds = desired(t, d, "s1")
+	if got := ds.Workloads["bearing-failure-line"]; got.Version != "2" || got.Release != "" || got.Previous != nil {
+		t.Errorf("workload after finish = %+v, want 2 unleased", got)
+	}
+	if dm := ds.Models["bearing-failure"]; modelfleet.SplitString(dm.Versions) != "1:100" || dm.Release != "" {
+		t.Errorf("model after finish = %+v", dm)
+	}
+	err = d.ReportActual(modelfleet.Actual{Site: "s1", Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{
+		"bearing-failure": {Versions: []modelfleet.ServedVersion{{Version: "1", Weight: 100, Requests: 40, Errors: 2, P99LatencyMs: 3}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Progress("bearing-failure", "", sites)
+	if err != nil || len(p.Converged) != 1 || p.Requests != 40 || p.Errors != 2 || p.PredictionShift != 0 {
+		t.Errorf("progress without a version = %+v, %v; want the model's figures", p, err)
+	}
+}

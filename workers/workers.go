@@ -65,6 +65,7 @@ func NewCloud(c client.Client, a *activities.Cloud, r *activities.Retraining) wo
 	w := worker.New(c, modelfleet.CloudTaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: workflows.RetrainWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.WorkloadRelease, workflow.RegisterOptions{Name: workflows.WorkloadReleaseWorkflowName})
 	w.RegisterActivity(a)
 	w.RegisterActivity(r)
 	return w

@@ -71,9 +71,14 @@ func (r *release) continueAsNew(ctx workflow.Context, wave int, remaining []acti
 	if err != nil {
 		return fmt.Errorf("release: encode checkpoint: %w", err)
 	}
+	workflow.GetLogger(ctx).Info("release continues as new", "wave", r.status.Waves[wave].Name, "remaining", len(remaining))
+	if r.workload != nil {
+		in := *r.workload
+		in.Resume = resume
+		return workflow.NewContinueAsNewError(ctx, WorkloadReleaseWorkflowName, in)
+	}
 	in := r.in
 	in.Resume = resume
-	workflow.GetLogger(ctx).Info("release continues as new", "wave", r.status.Waves[wave].Name, "remaining", len(remaining))
 	return workflow.NewContinueAsNewError(ctx, ReleaseWorkflowName, in)
 }
 

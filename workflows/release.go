@@ -32,8 +32,7 @@ const maxSiteAttr = 50
 // every touched site back. Its workflow ID is modelfleet.ReleaseWorkflowID,
 // so a redelivered registration event cannot start a second release.
 func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
-	r := &release{in: in, status: ReleaseStatus{Model: in.Model, State: StatePending, Sites: []SiteStatus{}}, index: map[string]int{}}
-	r.status.StartedAt = stamp(ctx)
+	r := newRelease(ctx, in, modelfleet.ReleaseWorkflowID(in.Model), nil)
 	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (ReleaseStatus, error) { return r.status, nil }); err != nil {
 		return r.status, err
 	}
@@ -69,19 +68,32 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 }
 
 type release struct {
-	in      ReleaseInput
-	status  ReleaseStatus
-	index   map[string]int // site id -> position in status.Sites
-	planned activities.RolloutPlan
-	wave    int        // current wave, -1 before the first
-	touched [][]string // per wave, sites whose desired state this release changed
-	ctl     controls
-	nv      modelfleet.DesiredVersion
-	events  int // estimated history events of this run's batches
+	in ReleaseInput
+	id string // the workflow ID: leases at the sites carry it
+	// workload is set on a workload-only release (WorkloadRelease): in
+	// names the model only, and the steps carry this workload version.
+	workload *WorkloadReleaseInput
+	status   ReleaseStatus
+	index    map[string]int // site id -> position in status.Sites
+	planned  activities.RolloutPlan
+	wave     int        // current wave, -1 before the first
+	touched  [][]string // per wave, sites whose desired state this release changed
+	ctl      controls
+	nv       modelfleet.DesiredVersion
+	events   int // estimated history events of this run's batches
 	// baking is the batch in its bake; monitorBreach, set by a monitor
 	// verdict on one of its sites, ends the bake and rolls back.
 	baking        []string
 	monitorBreach string
+}
+
+func newRelease(ctx workflow.Context, in ReleaseInput, id string, wl *WorkloadReleaseInput) *release {
+	r := &release{in: in, id: id, workload: wl, status: ReleaseStatus{Model: in.Model, State: StatePending, Sites: []SiteStatus{}}, index: map[string]int{}}
+	if wl != nil {
+		r.status.Workload = &wl.Workload
+	}
+	r.status.StartedAt = stamp(ctx)
+	return r
 }
 
 var cloud *activities.Cloud
@@ -131,11 +143,7 @@ const planChecksDrivers = "release-plan-checks-drivers"
 
 func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (activities.RolloutPlan, error) {
 	var plan activities.RolloutPlan
-	var version *modelfleet.DesiredVersion
-	if workflow.GetVersion(ctx, planChecksDrivers, workflow.DefaultVersion, 1) >= 1 {
-		version = &nv
-	}
-	if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.PlanRollout, r.in.Model.Name, version).Get(ctx, &plan); err != nil {
+	if err := r.planActivity(ctx, nv).Get(ctx, &plan); err != nil {
 		return plan, fmt.Errorf("plan rollout: %w", err)
 	}
 	total := 0
@@ -232,21 +240,19 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv modelfleet.DesiredVersion) error {
 	w := r.planned.Policy.Waves[i]
 	ws := &r.status.Waves[i]
-	release := modelfleet.ReleaseWorkflowID(r.in.Model)
 	r.touched[i] = append(r.touched[i], batch...)
-	r.events += eventsPerStep * len(w.Steps)
-	for _, weight := range w.Steps {
+	steps := r.steps(w.Steps)
+	r.events += eventsPerStep * len(steps)
+	for _, weight := range steps {
 		if err := r.checkpoint(ctx); err != nil {
 			return err
 		}
 		ws.Weight = weight
 		for _, s := range batch {
-			r.setSite(ctx, s, SiteDeploying, fmt.Sprintf("%s at %d%%", nv.Version, weight))
+			r.setSite(ctx, s, SiteDeploying, fmt.Sprintf("%s at %d%%", r.target(nv), weight))
 		}
-		step := nv
-		step.Weight = weight
 		var res fleet.StepResult
-		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyStep, fleet.StepRequest{Release: release, Model: r.in.Model.Name, New: step, Sites: batch}).Get(ctx, &res); err != nil {
+		if err := r.applyActivity(ctx, nv, weight, batch).Get(ctx, &res); err != nil {
 			return fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
 		}
 		prog, err := r.await(ctx, batch, ConvergeTimeout)
@@ -277,7 +283,7 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		}
 	}
 	for _, s := range batch {
-		r.setSite(ctx, s, SiteHealthy, "serving "+nv.Version+" at 100%")
+		r.setSite(ctx, s, SiteHealthy, r.done(nv))
 	}
 	return nil
 }
@@ -435,7 +441,6 @@ func (r *release) end(ctx workflow.Context, err error) (ReleaseStatus, error) {
 // offline is restored when it returns (its desired state says so).
 func (r *release) rollback(ctx workflow.Context, reason string) error {
 	r.setState(ctx, StateRollingBack, reason)
-	release := modelfleet.ReleaseWorkflowID(r.in.Model)
 	// Rollback must happen even if the workflow is being cancelled.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	for i := len(r.touched) - 1; i >= 0; i-- {
@@ -444,7 +449,7 @@ func (r *release) rollback(ctx workflow.Context, reason string) error {
 			continue
 		}
 		var res fleet.StepResult
-		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.RollbackSites, fleet.LeaseRequest{Release: release, Model: r.in.Model.Name, Sites: sites}).Get(ctx, &res); err != nil {
+		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.RollbackSites, fleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: sites}).Get(ctx, &res); err != nil {
 			return fmt.Errorf("rollback wave %q: %w", r.status.Waves[i].Name, err)
 		}
 		p, err := r.await(ctx, sites, ConvergeTimeout)
@@ -476,7 +481,7 @@ func (r *release) release(ctx workflow.Context, act any) error {
 		return nil
 	}
 	var res fleet.StepResult
-	return workflow.ExecuteActivity(r.cloudCtx(ctx), act, fleet.LeaseRequest{Release: modelfleet.ReleaseWorkflowID(r.in.Model), Model: r.in.Model.Name, Sites: all}).Get(ctx, &res)
+	return workflow.ExecuteActivity(r.cloudCtx(ctx), act, fleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: all}).Get(ctx, &res)
 }
 
 func (r *release) fail(ctx workflow.Context, err error) (ReleaseStatus, error) {
@@ -488,6 +493,13 @@ func (r *release) setState(ctx workflow.Context, state, reason string) {
 	r.status.State, r.status.Reason, r.status.UpdatedAt = state, reason, stamp(ctx)
 	// Search attributes are an index for the UI; failing to update one must
 	// not fail the release.
+	if r.workload != nil {
+		_ = workflow.UpsertTypedSearchAttributes(ctx,
+			ModelAttr.ValueSet(r.in.Model.Name),
+			WorkloadAttr.ValueSet(r.workload.Workload.String()),
+			StageAttr.ValueSet(state))
+		return
+	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		ModelAttr.ValueSet(r.in.Model.Name),
 		VersionAttr.ValueSet(r.in.Model.Version),

@@ -15,6 +15,8 @@ var (
 	VersionAttr = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrVersion)
 	StageAttr   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrStage)
 	SitesAttr   = temporal.NewSearchAttributeKeyKeywordList(wfapi.SearchAttrSites)
+	// WorkloadAttr ("name:version") is set by workload releases only.
+	WorkloadAttr = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrWorkload)
 )
 
 // SearchAttributeTypes lists the custom attributes and their Temporal types,
@@ -25,5 +27,6 @@ func SearchAttributeTypes() []string {
 		VersionAttr.GetName() + "=Keyword",
 		StageAttr.GetName() + "=Keyword",
 		SitesAttr.GetName() + "=KeywordList",
+		WorkloadAttr.GetName() + "=Keyword",
 	}
 }

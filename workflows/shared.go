@@ -9,13 +9,17 @@ import (
 // Names, inputs and signal payloads starters need live in wfapi, so that
 // the gateway need not link this package; they are aliased here.
 const (
-	ReleaseWorkflowName = wfapi.ReleaseWorkflowName
-	StatusQuery         = wfapi.StatusQuery
+	ReleaseWorkflowName         = wfapi.ReleaseWorkflowName
+	WorkloadReleaseWorkflowName = wfapi.WorkloadReleaseWorkflowName
+	StatusQuery                 = wfapi.StatusQuery
 )
 
 // ReleaseInput starts the release of one model version. Its Resume is a
 // Checkpoint (see continue.go).
 type ReleaseInput = wfapi.ReleaseInput
+
+// WorkloadReleaseInput starts the release of one workload version alone.
+type WorkloadReleaseInput = wfapi.WorkloadReleaseInput
 
 // Release states (see wfapi).
 const (
@@ -44,7 +48,10 @@ const (
 
 // ReleaseStatus is what the status query answers and the workflow returns.
 type ReleaseStatus struct {
+	// Model is the model version released; of a workload release, the
+	// model its workload calls (no version), and Workload is set.
 	Model      modelfleet.ModelRef          `json:"model"`
+	Workload   *modelfleet.WorkloadRef      `json:"workload,omitempty"`
 	State      string                       `json:"state"`
 	Reason     string                       `json:"reason,omitempty"`
 	Digest     string                       `json:"digest,omitempty"`
@@ -60,6 +67,14 @@ type ReleaseStatus struct {
 	Sites     []SiteStatus           `json:"sites"`
 	StartedAt string                 `json:"startedAt,omitempty"`
 	UpdatedAt string                 `json:"updatedAt,omitempty"`
+}
+
+// WorkflowID is the release's workflow ID.
+func (s ReleaseStatus) WorkflowID() string {
+	if s.Workload != nil {
+		return modelfleet.WorkloadReleaseWorkflowID(s.Model.Name, *s.Workload)
+	}
+	return modelfleet.ReleaseWorkflowID(s.Model)
 }
 
 // WaveStatus is one wave's progress.

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
-	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/workflows"
 )
@@ -45,14 +44,14 @@ func identity() string {
 func newControlCmds(g *globals) []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, action := range workflows.Signals {
-		var reason, as string
+		var reason, as, wl string
 		cmd := &cobra.Command{
-			Use:   action + " <model> <version> --reason <why>",
+			Use:   action + " " + releaseArgs + " --reason <why>",
 			Short: controlHelp[action],
-			Args:  cobra.ExactArgs(2),
+			Args:  cobra.RangeArgs(1, 2),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				ref := modelfleet.ModelRef{Name: args[0], Version: args[1]}
-				if err := ref.Validate(); err != nil {
+				id, err := releaseID(args, wl)
+				if err != nil {
 					return err
 				}
 				if strings.TrimSpace(reason) == "" {
@@ -64,15 +63,16 @@ func newControlCmds(g *globals) []*cobra.Command {
 				}
 				defer c.Close()
 				ctl := workflows.Control{By: as, Reason: reason}
-				if err := c.SignalWorkflow(cmd.Context(), modelfleet.ReleaseWorkflowID(ref), "", action, ctl); err != nil {
-					return fmt.Errorf("%s %s: %w", action, ref, err)
+				if err := c.SignalWorkflow(cmd.Context(), id, "", action, ctl); err != nil {
+					return fmt.Errorf("%s %s: %w", action, id, err)
 				}
-				fmt.Printf("%s sent to %s by %s\n", action, modelfleet.ReleaseWorkflowID(ref), as)
+				fmt.Printf("%s sent to %s by %s\n", action, id, as)
 				return nil
 			},
 		}
 		cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the workflow history)")
 		cmd.Flags().StringVar(&as, "as", identity(), "who is acting ($MODELFLEET_USER, default user@host)")
+		workloadFlag(cmd, &wl)
 		cmds = append(cmds, cmd)
 	}
 	return cmds
@@ -80,29 +80,34 @@ func newControlCmds(g *globals) []*cobra.Command {
 
 func newWatchCmd(g *globals) *cobra.Command {
 	var interval time.Duration
+	var wl string
 	cmd := &cobra.Command{
-		Use:   "watch <model> <version>",
+		Use:   "watch " + releaseArgs,
 		Short: "Follow a release live: progress per wave until it ends",
-		Args:  cobra.ExactArgs(2),
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ref := modelfleet.ModelRef{Name: args[0], Version: args[1]}
+			id, err := releaseID(args, wl)
+			if err != nil {
+				return err
+			}
 			c, err := g.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			return watch(cmd.Context(), c, ref, interval)
+			return watch(cmd.Context(), c, id, interval)
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval")
+	workloadFlag(cmd, &wl)
 	return cmd
 }
 
-func watch(ctx context.Context, c client.Client, ref modelfleet.ModelRef, every time.Duration) error {
+func watch(ctx context.Context, c client.Client, id string, every time.Duration) error {
 	tty := isTerminal()
 	last := ""
 	for {
-		st, err := app.ReleaseStatus(ctx, c, ref)
+		st, err := app.ReleaseStatusByID(ctx, c, id)
 		if err != nil {
 			return err
 		}
@@ -136,13 +141,17 @@ func terminal(state string) bool {
 // renderWaves draws one progress bar per wave.
 func renderWaves(st workflows.ReleaseStatus) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s  %s", modelfleet.ReleaseWorkflowID(st.Model), strings.ToUpper(st.State))
+	fmt.Fprintf(&b, "%s  %s", st.WorkflowID(), strings.ToUpper(st.State))
 	if st.Reason != "" {
 		fmt.Fprintf(&b, "  (%s)", st.Reason)
 	}
 	b.WriteString("\n")
 	if g := st.Gate; g != nil {
-		fmt.Fprintf(&b, "  waiting for approval after %q until %s (then %s): modelfleet release approve %s %s --reason ...\n", g.After, g.Deadline, g.OnTimeout, st.Model.Name, st.Model.Version)
+		target := st.Model.Name + " " + st.Model.Version
+		if st.Workload != nil {
+			target = st.Model.Name + " --workload " + st.Workload.String()
+		}
+		fmt.Fprintf(&b, "  waiting for approval after %q until %s (then %s): modelfleet release approve %s --reason ...\n", g.After, g.Deadline, g.OnTimeout, target)
 	}
 	for _, w := range st.Waves {
 		done := w.Counts[workflows.SiteHealthy] + w.Counts[workflows.SiteFailed] + w.Counts[workflows.SiteRolledBack]

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,19 +16,24 @@ import (
 )
 
 func newReleaseCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "release", Short: "Inspect releases of model versions"}
+	cmd := &cobra.Command{Use: "release", Short: "Inspect and control releases of model and workload versions"}
 	var asJSON bool
+	var wl string
 	status := &cobra.Command{
-		Use:   "status <model> <version>",
+		Use:   "status " + releaseArgs,
 		Short: "Show a release's state, validation result and per-site progress",
-		Args:  cobra.ExactArgs(2),
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := releaseID(args, wl)
+			if err != nil {
+				return err
+			}
 			c, err := g.dial(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			st, err := app.ReleaseStatus(cmd.Context(), c, modelfleet.ModelRef{Name: args[0], Version: args[1]})
+			st, err := app.ReleaseStatusByID(cmd.Context(), c, id)
 			if err != nil {
 				return err
 			}
@@ -39,6 +45,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON (overall state in .state)")
+	workloadFlag(status, &wl)
 
 	var model string
 	var limit int
@@ -60,9 +67,13 @@ func newReleaseCmd(g *globals) *cobra.Command {
 				return printJSON(rs)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "MODEL\tVERSION\tSTATE\tSTARTED\tWORKFLOW")
+			fmt.Fprintln(tw, "MODEL\tVERSION\tWORKLOAD\tSTATE\tSTARTED\tWORKFLOW")
 			for _, r := range rs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Model.Name, r.Model.Version, r.State, r.StartedAt.Local().Format(time.DateTime), r.Workflow)
+				version, w := r.Model.Version, "-"
+				if r.Workload != nil {
+					version, w = "-", r.Workload.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Model.Name, version, w, r.State, r.StartedAt.Local().Format(time.DateTime), r.Workflow)
 			}
 			return tw.Flush()
 		},
@@ -75,10 +86,47 @@ func newReleaseCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// releaseArgs is how every release command names its release.
+const releaseArgs = "<model> <version> | <model> --workload <name>:<version> | <workflow-id>"
+
+// workloadFlag adds --workload, which names a workload release.
+func workloadFlag(cmd *cobra.Command, wl *string) {
+	cmd.Flags().StringVar(wl, "workload", "", "the release of this workload version (name:version) alone, to <model>")
+}
+
+// releaseID is the workflow ID the arguments name: a model version's
+// release, a workload version's (<model> --workload name:version), or the
+// ID itself (release/...).
+func releaseID(args []string, wl string) (string, error) {
+	switch {
+	case wl != "" && len(args) == 1:
+		ref, err := modelfleet.ParseWorkloadRef(wl)
+		if err != nil {
+			return "", err
+		}
+		if err := modelfleet.ValidateName("model name", args[0]); err != nil {
+			return "", err
+		}
+		return modelfleet.WorkloadReleaseWorkflowID(args[0], ref), nil
+	case wl != "":
+		return "", fmt.Errorf("with --workload, name the model only: %s", releaseArgs)
+	case len(args) == 2:
+		ref := modelfleet.ModelRef{Name: args[0], Version: args[1]}
+		return modelfleet.ReleaseWorkflowID(ref), ref.Validate()
+	case strings.HasPrefix(args[0], "release/"):
+		return args[0], nil
+	}
+	return "", fmt.Errorf("name a release: %s", releaseArgs)
+}
+
 func printStatus(st workflows.ReleaseStatus) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "Release\t%s\n", modelfleet.ReleaseWorkflowID(st.Model))
-	fmt.Fprintf(tw, "Model\t%s\t%s\n", st.Model, st.Digest)
+	fmt.Fprintf(tw, "Release\t%s\n", st.WorkflowID())
+	if st.Workload != nil {
+		fmt.Fprintf(tw, "Workload\t%s\t(alone: the sites keep their versions of %s)\n", st.Workload, st.Model.Name)
+	} else {
+		fmt.Fprintf(tw, "Model\t%s\t%s\n", st.Model, st.Digest)
+	}
 	fmt.Fprintf(tw, "State\t%s\n", st.State)
 	if st.Reason != "" {
 		fmt.Fprintf(tw, "Reason\t%s\n", st.Reason)

@@ -6,17 +6,21 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/rollout"
+	"github.com/modelfleet/modelfleet/workflows/wfapi"
 	"github.com/modelfleet/modelfleet/workload"
 )
 
 func newWorkloadCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "workload", Short: "Register and list workload versions (released with the model they call)"}
-	cmd.AddCommand(newWorkloadRegisterCmd(g), newWorkloadListCmd(g))
+	cmd := &cobra.Command{Use: "workload", Short: "Register, list and release workload versions"}
+	cmd.AddCommand(newWorkloadRegisterCmd(g), newWorkloadListCmd(g), newWorkloadReleaseCmd(g))
 	return cmd
 }
 
@@ -28,9 +32,10 @@ func newWorkloadRegisterCmd(g *globals) *cobra.Command {
 content-addressed (sha256) in the fleet directory. A version is immutable:
 registering the same bytes again changes nothing, other bytes are refused.
 
-Registering does not deploy it. A model version whose card says
-"workload: <name>:<version>" (or model register --workload) is released
-together with it; the release is refused before any site changes if the
+Registering does not deploy it. Release it alone with
+"modelfleet workload release <name>:<version>", or with a model version
+whose card says "workload: <name>:<version>" (or model register
+--workload); either release is refused before any site changes if the
 pair's feature schemas differ at any site.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -47,7 +52,8 @@ pair's feature schemas differ at any site.`,
 				return err
 			}
 			fmt.Printf("workload %s:%s (%s) calls model %s with features %s\n", rec.Name, rec.Version, rec.Digest, rec.Model, strings.Join(rec.Features, ","))
-			fmt.Printf("release it with a model version whose card says  workload: %s:%s\n", rec.Name, rec.Version)
+			fmt.Printf("release it alone with  modelfleet workload release %s:%s\n", rec.Name, rec.Version)
+			fmt.Printf("or with a model version whose card says  workload: %s:%s\n", rec.Name, rec.Version)
 			return nil
 		},
 	}
@@ -76,6 +82,77 @@ func newWorkloadListCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newWorkloadReleaseCmd(g *globals) *cobra.Command {
+	var model, policy, as string
+	var follow bool
+	cmd := &cobra.Command{
+		Use:   "release <name>:<version> [--model <model>] [--policy <rollout.yaml>]",
+		Short: "Release a workload version alone to the sites of its model",
+		Long: `Start the release of one registered workload version alone: the sites of
+the model it calls swap to it wave by wave, under the model's rollout
+policy (or --policy's: waves, maintenance windows, approval gates, failure
+budgets, bakes, criteria), and keep the model versions they serve. It is
+refused before any site changes if the workload's features do not match
+every model version a planned site serves.
+
+Its workflow is release/<model>/workload/<name>/<version>; follow and
+control it with "modelfleet release status|watch|approve|... <model>
+--workload <name>:<version>" (or the workflow ID).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ref, err := modelfleet.ParseWorkloadRef(args[0])
+			if err != nil {
+				return err
+			}
+			rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).Workload(cmd.Context(), ref.Name, ref.Version)
+			if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+				return fmt.Errorf("workload %s is not registered: run modelfleet workload register <workload.yaml> first", ref)
+			}
+			if err != nil {
+				return err
+			}
+			if model == "" {
+				model = rec.Model
+			}
+			if model != rec.Model {
+				return fmt.Errorf("workload %s calls model %q, not %q", ref, rec.Model, model)
+			}
+			in := wfapi.WorkloadReleaseInput{Model: model, Workload: ref, By: as}
+			if policy != "" {
+				doc, err := os.ReadFile(policy)
+				if err != nil {
+					return err
+				}
+				if _, err := rollout.Parse(doc); err != nil {
+					return fmt.Errorf("%s: %w", policy, err)
+				}
+				in.Policy = string(doc)
+			}
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			run, err := app.StartWorkloadRelease(cmd.Context(), c, in)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("release %s started (run %s)\n", run.GetID(), run.GetRunID())
+			if !follow {
+				fmt.Printf("follow it with  modelfleet release watch %s --workload %s\n", model, ref)
+				return nil
+			}
+			return watch(cmd.Context(), c, run.GetID(), time.Second)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&model, "model", "", "the model the workload calls (default: the one its manifest names)")
+	f.StringVar(&policy, "policy", "", "rollout policy for this release (default: the model's)")
+	f.StringVar(&as, "as", identity(), "who is releasing ($MODELFLEET_USER, default user@host)")
+	f.BoolVar(&follow, "watch", false, "follow the release until it ends")
 	return cmd
 }
 

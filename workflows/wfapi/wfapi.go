@@ -20,8 +20,9 @@ import (
 // Registered workflow type names. Starters use them instead of the
 // workflow functions.
 const (
-	ReleaseWorkflowName = "Release"
-	RetrainWorkflowName = "Retrain"
+	ReleaseWorkflowName         = "Release"
+	RetrainWorkflowName         = "Retrain"
+	WorkloadReleaseWorkflowName = "WorkloadRelease"
 )
 
 // StatusQuery is the query every long-running workflow answers.
@@ -34,6 +35,8 @@ const (
 	SearchAttrVersion = "ModelfleetVersion"
 	SearchAttrStage   = "ModelfleetStage"
 	SearchAttrSites   = "ModelfleetSite"
+	// SearchAttrWorkload ("name:version") is set on workload releases.
+	SearchAttrWorkload = "ModelfleetWorkload"
 )
 
 // ReleaseInput starts the release of one model version. It is derived from a
@@ -47,6 +50,23 @@ type ReleaseInput struct {
 	// Resume is set only by the release itself when it continues as new:
 	// its workflows.Checkpoint, as JSON. Starters leave it empty. It is raw
 	// here so that starters need not link the types a checkpoint holds.
+	Resume json.RawMessage `json:"resume,omitempty"`
+}
+
+// WorkloadReleaseInput starts the release of one registered workload
+// version alone (modelfleet.WorkloadReleaseWorkflowID): the sites of the
+// model it calls swap to it wave by wave under the model's release policy,
+// and keep the model versions they serve.
+type WorkloadReleaseInput struct {
+	Model    string                 `json:"model"` // the model the workload calls
+	Workload modelfleet.WorkloadRef `json:"workload"`
+	// Policy is a rollout policy document (YAML, as `modelfleet policy set`
+	// takes) this release follows instead of the model's; empty: the
+	// model's policy.
+	Policy string `json:"policy,omitempty"`
+	// By is who asked for it, for audit.
+	By string `json:"by,omitempty"`
+	// Resume: as ReleaseInput.Resume.
 	Resume json.RawMessage `json:"resume,omitempty"`
 }
 

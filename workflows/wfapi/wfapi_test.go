@@ -50,6 +50,8 @@ func TestRecordedNames(t *testing.T) {
 		{SearchAttrVersion, "ModelfleetVersion"},
 		{SearchAttrStage, "ModelfleetStage"},
 		{SearchAttrSites, "ModelfleetSite"},
+		{WorkloadReleaseWorkflowName, "WorkloadRelease"},
+		{SearchAttrWorkload, "ModelfleetWorkload"},
 		{strings.Join(Signals, ","), "approve,reject,pause,resume,abort,rollback,skip-bake"},
 	} {
 		if tt.got != tt.want {
