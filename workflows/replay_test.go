@@ -10,14 +10,17 @@ import (
 
 // TestReplay replays histories recorded from real runs of the embedded stack
 // (`temporal workflow show -w release/<model>/<version> -o json`, and
-// `-w retrain/<model>` for retrain_*.json). A change to Release or Retrain
+// `-w retrain/<model>` for retrain_*.json, `-w
+// release/<model>/workload/<name>/<version>` for workload_release_*.json). A
+// change to Release, Retrain or WorkloadRelease
 // that would break running workflows fails here: record a new history, and
 // version the change with workflow.GetVersion.
 func TestReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
 	r.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: RetrainWorkflowName})
-	for _, pattern := range []string{"release_*.json", "retrain_*.json"} {
+	r.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: WorkloadReleaseWorkflowName})
+	for _, pattern := range []string{"release_*.json", "retrain_*.json", "workload_release_*.json"} {
 		files, err := filepath.Glob(filepath.Join("testdata", pattern))
 		if err != nil || len(files) == 0 {
 			t.Fatalf("no recorded histories %s in testdata (%v)", pattern, err)
