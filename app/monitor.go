@@ -58,7 +58,7 @@ func NewMonitor(cfg MonitorConfig) (*Monitor, error) {
 	log := orDefault(cfg.Logger).With("component", "monitor")
 	opts := cfg.Drift
 	opts.Baselines = &directoryBaselines{dir: cfg.Directory}
-	opts.Sink = &verdictSink{c: cfg.Temporal, retrain: cfg.Retrain, log: log}
+	opts.Sink = &verdictSink{c: cfg.Temporal, dir: cfg.Directory, retrain: cfg.Retrain, log: log}
 	opts.Logger = log
 	m, err := drift.NewMonitor(opts)
 	if err != nil {
@@ -99,6 +99,7 @@ func (d *directoryBaselines) Baseline(ctx context.Context, model, version string
 // verdictSink turns verdicts into workflow signals.
 type verdictSink struct {
 	c       client.Client
+	dir     *fleet.Client
 	retrain wfapi.RetrainInput
 	log     *slog.Logger
 }
@@ -119,17 +120,27 @@ func (s *verdictSink) Notify(ctx context.Context, v drift.Verdict) error {
 	return nil
 }
 
-// toRelease tells the version's release, if one is running, about the
-// breach; with none running there is nobody to tell.
+// toRelease tells the releases the verdict concerns, if they run: the
+// version's own release, and whichever release holds the model's lease at
+// the site (a release of the workload feeding it, say). With none running
+// there is nobody to tell.
 func (s *verdictSink) toRelease(ctx context.Context, v drift.Verdict) error {
-	id := modelfleet.ReleaseWorkflowID(modelfleet.ModelRef{Name: v.Model, Version: v.Version})
-	err := s.c.SignalWorkflow(ctx, id, "", wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+	ids := []string{modelfleet.ReleaseWorkflowID(modelfleet.ModelRef{Name: v.Model, Version: v.Version})}
+	if ds, err := s.dir.Desired(ctx, v.Site, -1, 0); err == nil {
+		if holder := ds.Models[v.Model].Release; holder != "" && holder != ids[0] {
+			ids = append(ids, holder)
+		}
+	}
+	sig := wfapi.MonitorVerdict{
 		ID: v.ID, Site: v.Site, Version: v.Version, Reason: v.Reason, WindowEnd: v.WindowEnd,
 		DataDrift: v.DataDrift, PredictionDrift: v.PredictionDrift, QualityBreached: v.QualityBreached,
-	})
-	var notFound *serviceerror.NotFound
-	if err != nil && !errors.As(err, &notFound) {
-		return fmt.Errorf("monitor: signal %s: %w", id, err)
+	}
+	for _, id := range ids {
+		err := s.c.SignalWorkflow(ctx, id, "", wfapi.SignalMonitorVerdict, sig)
+		var notFound *serviceerror.NotFound
+		if err != nil && !errors.As(err, &notFound) {
+			return fmt.Errorf("monitor: signal %s: %w", id, err)
+		}
 	}
 	return nil
 }

@@ -30,7 +30,9 @@ func (r *release) listenMonitor(ctx workflow.Context) {
 }
 
 func (r *release) onVerdict(ctx workflow.Context, v wfapi.MonitorVerdict) {
-	if v.Version != r.in.Model.Version {
+	// A model release judges its new version; a workload release changes
+	// the inputs of every version the site serves.
+	if r.workload == nil && v.Version != r.in.Model.Version {
 		return
 	}
 	r.status.Monitor = append(r.status.Monitor, v)

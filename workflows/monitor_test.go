@@ -82,3 +82,21 @@ waves:
 		}
 	})
 }
+
+// A workload release changes the inputs of every version a site serves: a
+// prediction drift of any version at a site it is baking rolls it back.
+func TestMonitorVerdictRollsBackAWorkloadRelease(t *testing.T) {
+	h := newWorkloadHarness(t, twoWaves, sites("c1"), sites("f1"))
+	h.env.RegisterDelayedCallback(func() {
+		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+			Site: "c1", Version: "1", Reason: "prediction: normalized_wasserstein_distance 0.4 > 0.1", PredictionDrift: true,
+		})
+	}, 5*time.Minute)
+	st, err := h.run(WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
+	if err == nil || !strings.Contains(err.Error(), "drift monitor at site c1") || st.State != StateRolledBack {
+		t.Fatalf("state %q, error %v: want the canary's bake ended by the verdict and a rollback", st.State, err)
+	}
+	if len(h.rollback) != 1 || h.rollback[0][0] != "c1" {
+		t.Errorf("rolled back %v, want the canary", h.rollback)
+	}
+}

@@ -25,6 +25,7 @@ func WorkloadRelease(ctx workflow.Context, in WorkloadReleaseInput) (ReleaseStat
 		return r.status, err
 	}
 	r.listen(ctx)
+	r.listenMonitor(ctx)
 	c, err := decodeCheckpoint(in.Resume)
 	if err != nil {
 		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err))
