@@ -18,9 +18,13 @@ import (
 // WorkerConfig configures the cloud worker.
 type WorkerConfig struct {
 	Temporal    client.Client
-	RegistryURL string // the model registry the validation step reads
-	GatewayURL  string // the site directory
-	Logger      *slog.Logger
+	RegistryURL string // the embedded model registry, when Registry is nil
+	// Registry is the model registry validation and retraining read and
+	// register into (Azure ML's in Azure mode, registry/azureml). Nil: the
+	// embedded registry at RegistryURL.
+	Registry   activities.RetrainRegistry
+	GatewayURL string // the site directory
+	Logger     *slog.Logger
 	// Retraining runs retraining jobs and the champion/challenger gate.
 	// Nil: no compute policies (jobs submitted elsewhere), champions from
 	// the release history.
@@ -39,8 +43,12 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = &registry.Client{BaseURL: cfg.RegistryURL}
+	}
 	a := &activities.Cloud{
-		Registry:  &registry.Client{BaseURL: cfg.RegistryURL},
+		Registry:  reg,
 		Fleet:     dir,
 		Baselines: dir,
 	}
@@ -52,7 +60,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		rt = &activities.Retraining{}
 	}
 	if rt.Registry == nil {
-		rt.Registry = &registry.Client{BaseURL: cfg.RegistryURL}
+		rt.Registry = reg
 	}
 	if rt.Champions == nil {
 		rt.Champions = activities.ReleaseHistory{Client: cfg.Temporal}

@@ -13,6 +13,7 @@ import (
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
 	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
+	"github.com/modelfleet/modelfleet/registry/azureml"
 	"github.com/modelfleet/modelfleet/telemetry"
 )
 
@@ -165,6 +166,7 @@ func splitList(s string) []string {
 func newWorkerCmd(g *globals) *cobra.Command {
 	var gitCfg gitops.Config
 	var aml amlarcFlags
+	var amlReg azuremlRegistryFlags
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the cloud worker: release workflows and cloud activities",
@@ -196,6 +198,15 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				log.Info("amlarc driver on", "subscription", a.SubscriptionID, "resource_group", a.ResourceGroup, "workspace", a.Workspace, "location", a.Location)
 				go probeCredential(cmd.Context(), a.Credential, log)
 			}
+			if rc, err := amlReg.config(&aml); err != nil {
+				return err
+			} else if rc != nil {
+				if wc.Registry, err = azureml.New(*rc); err != nil {
+					return err
+				}
+				log.Info("azure ml registry on", "subscription", rc.SubscriptionID, "resource_group", rc.ResourceGroup, "workspace", rc.Workspace, "datastore", rc.Datastore)
+				go probeRegistryCredential(cmd.Context(), rc.Credential, log)
+			}
 			w, err := app.StartCloudWorker(wc)
 			if err != nil {
 				return err
@@ -211,6 +222,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")
 	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
 	aml.add(f)
+	amlReg.add(f)
 	return cmd
 }
 

@@ -1,0 +1,515 @@
+// Package azureml is modelfleet's model registry in Azure mode: model
+// versions are Azure Machine Learning workspace model versions (ARM,
+// armmachinelearning/v4 ModelContainers and ModelVersions), their artifacts
+// and validation data files in the workspace's blob datastore, read and
+// written over the Blob REST API with the worker's Entra ID credential.
+//
+// It is the activities' Registry and RetrainRegistry, as registry.Client is
+// for the embedded registry. Registering a version here is what makes Azure
+// ML publish ModelRegistered through Event Grid, which starts its release.
+// The mapping between a model version's properties and modelfleet.Model is
+// in mapping.go and docs/azure.md.
+package azureml
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/training"
+)
+
+// Defaults of Config.
+const (
+	DefaultDatastore  = "workspaceblobstore" // every workspace has it
+	DefaultPathPrefix = "modelfleet/models"
+)
+
+// DefaultBlobSuffixes are the storage DNS suffixes of Azure's public,
+// China and US Government clouds.
+var DefaultBlobSuffixes = []string{"core.windows.net", "core.chinacloudapi.cn", "core.usgovcloudapi.net"}
+
+// Config names the workspace and how to reach it.
+type Config struct {
+	SubscriptionID string
+	ResourceGroup  string
+	Workspace      string
+	// Credential is used for ARM (management.azure.com) and for Blob
+	// Storage (scope StorageScope).
+	Credential azcore.TokenCredential
+	// Datastore receives registered artifacts (default DefaultDatastore).
+	// It must be an Azure Blob (or ADLS Gen2) datastore.
+	Datastore string
+	// ContainerURL, if set, is the datastore's blob container
+	// (https://<account>.blob.core.windows.net/<container>); otherwise it
+	// is read from the datastore's definition on first use.
+	ContainerURL string
+	// PathPrefix is where in the datastore versions are uploaded
+	// (default DefaultPathPrefix): <prefix>/<name>/<version>/<sha256>/<file>.
+	PathPrefix string
+	// BlobSuffixes are the storage DNS suffixes the storage token may be
+	// sent to (default DefaultBlobSuffixes), besides ContainerURL's host
+	// and the endpoints of datastores read from the workspace.
+	BlobSuffixes []string
+	// ClientOptions are the ARM clients' (a fake transport in tests).
+	ClientOptions *arm.ClientOptions
+	// BlobOptions are the blob pipeline's (transport, retry). Nil: azcore's
+	// defaults.
+	BlobOptions *policy.ClientOptions
+}
+
+// Registry reads and registers model versions in one Azure ML workspace.
+type Registry struct {
+	cfg        Config
+	containers *ml.ModelContainersClient
+	versions   *ml.ModelVersionsClient
+	datastores *ml.DatastoresClient
+	blobs      blobs
+
+	mu     sync.Mutex
+	stores map[string]string // datastore ("rg/ws/name") -> container URL
+	hosts  map[string]bool   // blob hosts learnt from datastores
+}
+
+// New returns the registry of one workspace. It makes no request.
+func New(cfg Config) (*Registry, error) {
+	if cfg.SubscriptionID == "" || cfg.ResourceGroup == "" || cfg.Workspace == "" || cfg.Credential == nil {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: subscription, resource group, workspace and credential are required")
+	}
+	if cfg.Datastore == "" {
+		cfg.Datastore = DefaultDatastore
+	}
+	if cfg.PathPrefix = strings.Trim(cfg.PathPrefix, "/"); cfg.PathPrefix == "" {
+		cfg.PathPrefix = DefaultPathPrefix
+	}
+	if len(cfg.BlobSuffixes) == 0 {
+		cfg.BlobSuffixes = DefaultBlobSuffixes
+	}
+	r := &Registry{cfg: cfg, stores: map[string]string{}, hosts: map[string]bool{}}
+	if cfg.ContainerURL != "" {
+		u, err := url.Parse(cfg.ContainerURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
+			return nil, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: container url %q: want https://<account>.blob.core.windows.net/<container>", redact(cfg.ContainerURL))
+		}
+		r.cfg.ContainerURL = "https://" + u.Host + "/" + strings.Trim(u.Path, "/")
+		r.stores[r.storeKey(cfg.ResourceGroup, cfg.Workspace, cfg.Datastore)] = r.cfg.ContainerURL
+		r.hosts[strings.ToLower(u.Host)] = true
+	}
+	var err error
+	if r.containers, err = ml.NewModelContainersClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
+		return nil, fmt.Errorf("azure ml registry: %w", err)
+	}
+	if r.versions, err = ml.NewModelVersionsClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
+		return nil, fmt.Errorf("azure ml registry: %w", err)
+	}
+	if r.datastores, err = ml.NewDatastoresClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
+		return nil, fmt.Errorf("azure ml registry: %w", err)
+	}
+	r.blobs = newBlobs(cfg.Credential, cfg.BlobOptions)
+	return r, nil
+}
+
+// Get returns one model version, mapped strictly: a version that lacks
+// what a release needs (its digest, a readable modelUri, a complete
+// validation gate) is an EINVALID error naming what is missing.
+func (r *Registry) Get(ctx context.Context, name, version string) (modelfleet.Model, error) {
+	if err := (modelfleet.ModelRef{Name: name, Version: version}).Validate(); err != nil {
+		return modelfleet.Model{}, err
+	}
+	resp, err := r.versions.Get(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, name, version, nil)
+	if err != nil {
+		return modelfleet.Model{}, r.err(fmt.Sprintf("get model %q version %q", name, version), err)
+	}
+	return toModel(name, version, resp.ModelVersion, true)
+}
+
+// List returns every active model version of the workspace, sorted by name
+// then version (numerically where numeric). It is an inventory: versions
+// not registered for modelfleet are included with what can be read of
+// them (their digest may be empty); Get is what a release uses.
+func (r *Registry) List(ctx context.Context) ([]modelfleet.Model, error) {
+	var names []string
+	pager := r.containers.NewListPager(r.cfg.ResourceGroup, r.cfg.Workspace, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, r.err("list models", err)
+		}
+		for _, c := range page.Value {
+			if c != nil && c.Name != nil {
+				names = append(names, *c.Name)
+			}
+		}
+	}
+	slices.Sort(names)
+	out := []modelfleet.Model{}
+	for _, name := range names {
+		vs, err := r.listVersions(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vs...)
+	}
+	return out, nil
+}
+
+func (r *Registry) listVersions(ctx context.Context, name string) ([]modelfleet.Model, error) {
+	var out []modelfleet.Model
+	pager := r.versions.NewListPager(r.cfg.ResourceGroup, r.cfg.Workspace, name, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, r.err(fmt.Sprintf("list versions of model %q", name), err)
+		}
+		for _, v := range page.Value {
+			if v == nil || v.Name == nil {
+				continue
+			}
+			m, _ := toModel(name, *v.Name, *v, false)
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b modelfleet.Model) int { return compareVersions(a.Version, b.Version) })
+	return out, nil
+}
+
+// Download streams the file at rawURL (an azureml:// datastore URI or an
+// https blob URL) to w while hashing it, and fails with ErrDigestMismatch
+// unless it hashes to digest. w has then received bad bytes.
+func (r *Registry) Download(ctx context.Context, rawURL, digest string, w io.Writer) (int64, error) {
+	if !modelfleet.ValidDigest(digest) {
+		return 0, modelfleet.Errorf(modelfleet.EINVALID, "digest %q is invalid: want sha256:<64 hex digits>", digest)
+	}
+	u, err := r.blobURL(ctx, rawURL)
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.blobs.get(ctx, u, digest, w)
+	if err != nil {
+		return n, r.err("download "+redact(rawURL), err)
+	}
+	return n, nil
+}
+
+// Register uploads the artifact (and validation data) to the datastore and
+// creates the model version, whose properties carry the digests, format,
+// features and validation gate. It is idempotent: a version that exists
+// with the same artifact, schema and gate is returned with created false;
+// one that differs is an ECONFLICT. m's Digest, Size and Validation's
+// DataDigest and DataURL are computed here.
+func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPath, validationPath string) (modelfleet.Model, bool, error) {
+	if m.Format == "" {
+		m.Format = modelfleet.FormatLightGBM
+	}
+	var err error
+	if m.Digest, m.Size, err = fileDigest(artifactPath); err != nil {
+		return modelfleet.Model{}, false, fmt.Errorf("azure ml registry: artifact: %w", err)
+	}
+	var dataDigest string
+	if validationPath != "" {
+		if m.Validation == nil {
+			return modelfleet.Model{}, false, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: validation data without a metric and threshold")
+		}
+		if dataDigest, _, err = fileDigest(validationPath); err != nil {
+			return modelfleet.Model{}, false, fmt.Errorf("azure ml registry: validation data: %w", err)
+		}
+		v := *m.Validation
+		v.DataDigest = dataDigest
+		m.Validation = &v
+	} else if m.Validation != nil {
+		return modelfleet.Model{}, false, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: a validation gate needs its data file")
+	}
+	if err := m.Validate(); err != nil {
+		return modelfleet.Model{}, false, err
+	}
+	ref := m.ModelRef.String()
+
+	// A version that exists is this registration, retried, or a conflict.
+	if existing, err := r.versions.Get(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, m.Name, m.Version, nil); err == nil {
+		old, _ := toModel(m.Name, m.Version, existing.ModelVersion, false)
+		if err := sameContent(old, m); err != nil {
+			return modelfleet.Model{}, false, err
+		}
+		return old, false, nil
+	} else if !isStatus(err, http.StatusNotFound) {
+		return modelfleet.Model{}, false, r.err("register "+ref, err)
+	}
+
+	container, err := r.container(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, r.cfg.Datastore)
+	if err != nil {
+		return modelfleet.Model{}, false, err
+	}
+	dir := r.cfg.PathPrefix + "/" + m.Name + "/" + m.Version + "/"
+	artPath := dir + hexOf(m.Digest) + "/" + filepath.Base(artifactPath)
+	if err := r.blobs.put(ctx, container+"/"+escapePath(artPath), artifactPath, m.Digest, "application/octet-stream"); err != nil {
+		return modelfleet.Model{}, false, r.err("register "+ref+": upload the artifact", err)
+	}
+	if validationPath != "" {
+		dataPath := dir + "validation/" + hexOf(dataDigest) + "/" + filepath.Base(validationPath)
+		if err := r.blobs.put(ctx, container+"/"+escapePath(dataPath), validationPath, dataDigest, "text/csv"); err != nil {
+			return modelfleet.Model{}, false, r.err("register "+ref+": upload the validation data", err)
+		}
+		m.Validation.DataURL = r.datastoreURI(dataPath)
+	}
+	body, err := fromModel(m, r.datastoreURI(artPath))
+	if err != nil {
+		return modelfleet.Model{}, false, fmt.Errorf("azure ml registry: register %s: %w", ref, err)
+	}
+	resp, err := r.versions.CreateOrUpdate(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, m.Name, m.Version, body, nil)
+	if isStatus(err, http.StatusConflict) {
+		// Someone registered it meanwhile: the same content is this
+		// registration; other content is theirs.
+		existing, gerr := r.versions.Get(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, m.Name, m.Version, nil)
+		if gerr != nil {
+			return modelfleet.Model{}, false, r.err("register "+ref, err)
+		}
+		old, _ := toModel(m.Name, m.Version, existing.ModelVersion, false)
+		if cerr := sameContent(old, m); cerr != nil {
+			return modelfleet.Model{}, false, cerr
+		}
+		return old, false, nil
+	}
+	if err != nil {
+		return modelfleet.Model{}, false, r.err("register "+ref, err)
+	}
+	out, _ := toModel(m.Name, m.Version, resp.ModelVersion, false)
+	// Azure ML keeps an existing version's properties on a PUT that races
+	// ours; what it answers is what is stored.
+	if err := sameContent(out, m); err != nil {
+		return modelfleet.Model{}, false, err
+	}
+	return out, true, nil
+}
+
+// datastoreURI is the long azureml:// form of a path on the registry's
+// datastore, what Azure ML records for uploaded assets.
+func (r *Registry) datastoreURI(path string) string {
+	return datastorePath{Subscription: r.cfg.SubscriptionID, ResourceGroup: r.cfg.ResourceGroup, Workspace: r.cfg.Workspace,
+		Datastore: r.cfg.Datastore, Path: path}.String()
+}
+
+// blobURL resolves an artifact URI to the https URL of its blob, and
+// refuses hosts that are not Azure Storage blob endpoints.
+func (r *Registry) blobURL(ctx context.Context, raw string) (string, error) {
+	if _, ok := cutPrefixFold(raw, "azureml://"); ok {
+		p, err := parseAzureMLURI(raw)
+		if err != nil {
+			return "", err
+		}
+		rg, ws := r.cfg.ResourceGroup, r.cfg.Workspace
+		if p.Subscription != "" {
+			if !strings.EqualFold(p.Subscription, r.cfg.SubscriptionID) {
+				return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml uri %q is in subscription %s, not the registry's", redact(raw), p.Subscription)
+			}
+			rg, ws = p.ResourceGroup, p.Workspace
+		}
+		c, err := r.container(ctx, rg, ws, p.Datastore)
+		if err != nil {
+			return "", err
+		}
+		return c + "/" + escapePath(p.Path), nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return "", modelfleet.Errorf(modelfleet.EINVALID, "artifact url %q: want azureml://…/datastores/<ds>/paths/<path> or https://<account>.blob.core.windows.net/<container>/<path>", redact(raw))
+	}
+	r.mu.Lock()
+	known := r.hosts[strings.ToLower(u.Host)]
+	r.mu.Unlock()
+	if !known && !blobHost(u.Host, r.cfg.BlobSuffixes) {
+		return "", modelfleet.Errorf(modelfleet.EINVALID, "artifact url %q: %s is not an Azure Storage blob endpoint; the worker sends its storage token to those only", redact(raw), u.Host)
+	}
+	return raw, nil
+}
+
+// container returns the blob container URL of a datastore, read once from
+// its definition (the account's endpoint and container) and cached.
+func (r *Registry) container(ctx context.Context, rg, ws, name string) (string, error) {
+	key := r.storeKey(rg, ws, name)
+	r.mu.Lock()
+	c, ok := r.stores[key]
+	r.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	resp, err := r.datastores.Get(ctx, rg, ws, name, nil)
+	if err != nil {
+		return "", r.err(fmt.Sprintf("read datastore %q of workspace %q", name, ws), err)
+	}
+	var account, cont, endpoint, protocol string
+	switch d := resp.Datastore.Properties.(type) {
+	case *ml.AzureBlobDatastore:
+		account, cont, endpoint, protocol = deref(d.AccountName), deref(d.ContainerName), deref(d.Endpoint), deref(d.Protocol)
+	case *ml.AzureDataLakeGen2Datastore: // the Blob API serves ADLS Gen2 accounts too
+		account, cont, endpoint, protocol = deref(d.AccountName), deref(d.Filesystem), deref(d.Endpoint), deref(d.Protocol)
+	default:
+		kind := "unknown"
+		if p := resp.Datastore.Properties; p != nil && p.GetDatastoreProperties().DatastoreType != nil {
+			kind = string(*p.GetDatastoreProperties().DatastoreType)
+		}
+		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: datastore %q is of type %s: only Azure Blob and ADLS Gen2 datastores are supported", name, kind)
+	}
+	if account == "" || cont == "" {
+		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: datastore %q names no storage account or container", name)
+	}
+	if endpoint == "" {
+		endpoint = "core.windows.net"
+	}
+	if protocol != "" && !strings.EqualFold(protocol, "https") {
+		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: datastore %q uses protocol %q: the worker sends its token over https only", name, protocol)
+	}
+	host := strings.ToLower(account + ".blob." + endpoint)
+	c = "https://" + host + "/" + url.PathEscape(cont)
+	r.mu.Lock()
+	r.stores[key], r.hosts[host] = c, true
+	r.mu.Unlock()
+	return c, nil
+}
+
+func (r *Registry) storeKey(rg, ws, name string) string {
+	return strings.ToLower(rg + "/" + ws + "/" + name)
+}
+
+// err classifies an error from ARM or Blob Storage: 404 ENOTFOUND, 409
+// ECONFLICT, 401/403 EUNAUTHORIZED, 400/422 EINVALID (none of which a
+// retry fixes); throttling that outlasted the SDK's own retries becomes a
+// training.ThrottledError carrying Retry-After, which the activities turn
+// into a Temporal retry after that delay; anything else is transient.
+func (r *Registry) err(what string, err error) error {
+	var me *modelfleet.Error
+	if errors.As(err, &me) {
+		return &modelfleet.Error{Code: me.Code, Message: "azure ml registry: " + what + ": " + strings.TrimPrefix(me.Message, "azure ml registry: ")}
+	}
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) {
+		return fmt.Errorf("azure ml registry: %s: %w", what, err)
+	}
+	switch code := re.StatusCode; code {
+	case http.StatusNotFound:
+		return modelfleet.Errorf(modelfleet.ENOTFOUND, "azure ml registry: %s: not found in workspace %q (%s)", what, r.cfg.Workspace, re.ErrorCode)
+	case http.StatusConflict:
+		return modelfleet.Errorf(modelfleet.ECONFLICT, "azure ml registry: %s: conflict (%s)", what, re.ErrorCode)
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "azure ml registry: %s: %d %s: the worker's identity needs AzureML Data Scientist on workspace %q", what, code, re.ErrorCode, r.cfg.Workspace)
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		return modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: %s: %d %s", what, code, re.ErrorCode)
+	case http.StatusTooManyRequests:
+		d := retryAfter(re.RawResponse)
+		if d <= 0 {
+			d = 30 * time.Second
+		}
+		return &training.ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml registry: %s: throttled (%s)", what, re.ErrorCode)}
+	}
+	return fmt.Errorf("azure ml registry: %s: %w", what, err)
+}
+
+// sameContent reports, as an ECONFLICT, how a registration differs from
+// the stored version in what a release depends on: the artifact, its
+// format and feature schema, its validation gate. Tags and other
+// properties are informational; the stored ones stand.
+func sameContent(old, m modelfleet.Model) error {
+	ref := fmt.Sprintf("azure ml model %q version %q already exists", old.Name, old.Version)
+	if old.Digest != m.Digest {
+		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with digest %q", ref, old.Digest)
+	}
+	if old.Format != m.Format {
+		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with format %q", ref, old.Format)
+	}
+	if !slices.Equal(old.Features, m.Features) {
+		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with features %q", ref, old.Features)
+	}
+	ov, nv := old.Validation, m.Validation
+	switch {
+	case ov == nil && nv == nil:
+		return nil
+	case ov == nil:
+		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s without validation", ref)
+	case nv == nil || ov.DataDigest != nv.DataDigest || ov.Metric != nv.Metric || ov.Threshold != nv.Threshold:
+		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with validation data digest %s, metric %q, threshold %v", ref, ov.DataDigest, ov.Metric, ov.Threshold)
+	}
+	return nil
+}
+
+func fileDigest(path string) (string, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", 0, err
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), n, nil
+}
+
+func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
+
+func isStatus(err error, code int) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == code
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	if resp == nil {
+		return 0
+	}
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		var n int
+		if _, err := fmt.Sscanf(v, "%d", &n); err == nil && n > 0 {
+			return time.Duration(n) * time.Second
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return time.Until(t)
+		}
+	}
+	return 0
+}
+
+// compareVersions orders versions as Azure ML numbers them: integers
+// numerically, then any others as strings.
+func compareVersions(a, b string) int {
+	ai, bi := isDigits(a), isDigits(b)
+	switch {
+	case ai && bi:
+		ta, tb := strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
+		if len(ta) != len(tb) {
+			return len(ta) - len(tb)
+		}
+		if c := strings.Compare(ta, tb); c != 0 {
+			return c
+		}
+	case ai:
+		return -1
+	case bi:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func isDigits(s string) bool {
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
