@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/inference"
 )
@@ -68,7 +70,13 @@ type ValidationReport struct {
 func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (ValidationReport, error) {
 	m, err := a.Registry.Get(ctx, ref.Name, ref.Version)
 	if err != nil {
-		return ValidationReport{}, fmt.Errorf("validate %s: %w", ref, err)
+		err = fmt.Errorf("validate %s: %w", ref, err)
+		if modelfleet.ErrorCode(err) == modelfleet.EINVALID {
+			// The registry's record cannot be used (a missing digest, say):
+			// asking again returns the same.
+			return ValidationReport{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidModel", err)
+		}
+		return ValidationReport{}, err
 	}
 	artifact, err := a.download(ctx, m.ArtifactURL, m.Digest)
 	if err != nil {
