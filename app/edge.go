@@ -46,6 +46,10 @@ type EdgeConfig struct {
 	// Nil: the gateway's embedded queue (GatewayURL/api/queues/signals);
 	// with no gateway either, figures are only exposed at /metrics.
 	SignalSender queue.Sender
+	// NoSignals turns the monitoring loop off: no signal messages, no
+	// signal figures at /metrics (thousands of simulated sites in one
+	// benchmark process, where each site's buffer file would count).
+	NoSignals bool
 	// NoWorker skips the site's Temporal worker: the site then only pulls
 	// its desired state (what releases use), e.g. thousands of simulated
 	// sites in one benchmark process.
@@ -86,13 +90,17 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	if err != nil {
 		return nil, err
 	}
-	sig, err := openSignals(cfg, agent, log)
-	if err != nil {
-		return nil, err
+	var sig *edgeSignals
+	if !cfg.NoSignals {
+		if sig, err = openSignals(cfg, agent, log); err != nil {
+			return nil, err
+		}
 	}
 	srv, err := listen(cfg.Listen, agent.Handler())
 	if err != nil {
-		sig.buf.Close()
+		if sig != nil {
+			sig.buf.Close()
+		}
 		return nil, fmt.Errorf("edge %s: listen %s: %w", cfg.SiteID, cfg.Listen, err)
 	}
 	if cfg.AdvertiseURL == "" {

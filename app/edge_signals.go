@@ -80,6 +80,9 @@ func openSignals(cfg EdgeConfig, agent *edge.Agent, log *slog.Logger) (*edgeSign
 // gateway's address only after the sites opened, so this is separate from
 // openSignals; it is called before run and before the converge loop.
 func (s *edgeSignals) connect(cfg EdgeConfig) {
+	if s == nil {
+		return
+	}
 	q := cfg.SignalSender
 	if q == nil && cfg.GatewayURL != "" {
 		q = &queue.Client{BaseURL: cfg.GatewayURL, Queue: SignalQueue}
@@ -93,6 +96,9 @@ func (s *edgeSignals) connect(cfg EdgeConfig) {
 // run closes windows and sends them until ctx is done; the last partial
 // window is closed and buffered on the way out.
 func (s *edgeSignals) run(ctx context.Context) {
+	if s == nil {
+		return
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -136,6 +142,9 @@ func (s *edgeSignals) restore(served []modelfleet.ServedModel) {
 // is logged: the version is still counted (requests, errors, latency),
 // only its histograms wait for the next apply.
 func (s *edgeSignals) track(ctx context.Context, model string, versions []modelfleet.DesiredVersion) {
+	if s == nil {
+		return
+	}
 	keep := map[string]bool{}
 	for _, v := range versions {
 		keep[v.Version] = true
