@@ -19,6 +19,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/inference"
+	"github.com/modelfleet/modelfleet/signals"
 )
 
 const (
@@ -32,6 +33,7 @@ type example struct {
 	features []string
 	artifact []byte
 	sample   []byte
+	baseline *signals.Baseline // the monitoring loop's bins, from validation.csv
 }
 
 func loadExample(dir string) (*example, error) {
@@ -51,6 +53,18 @@ func loadExample(dir string) (*example, error) {
 		return nil, err
 	}
 	if ex.sample, err = os.ReadFile(filepath.Join(dir, "sample.json")); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(dir, "validation.csv"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ds, err := inference.ReadCSV(f, ex.features)
+	if err != nil {
+		return nil, err
+	}
+	if ex.baseline, err = signals.BuildBaseline(ds, 20); err != nil {
 		return nil, err
 	}
 	return ex, nil
@@ -155,11 +169,17 @@ func agentHandler(ex *example, dir string, ab bool) (http.Handler, error) {
 			edge.DeployRequest{Model: modelfleet.ModelRef{Name: modelName, Version: "2"}, Weight: &ten},
 			edge.DeployRequest{Model: modelfleet.ModelRef{Name: modelName, Version: "3"}, Shadow: true})
 	}
+	// The monitoring loop, as the agent runs it: every request binned into
+	// its version's window (the closed windows are dropped here).
+	agg := signals.NewAggregator(signals.AggregatorOptions{Site: "bench", Emit: func(signals.Message) error { return nil }})
 	for _, req := range reqs {
 		req.Digest, req.Format, req.Features = "sha256:"+hex.EncodeToString(sum[:]), ex.format, ex.features
 		if _, err := a.Deploy(context.Background(), req, fetch); err != nil {
 			return nil, err
 		}
+		agg.SetBaseline(modelName, req.Model.Version, ex.features, ex.baseline)
 	}
+	a.Router().SetObserver(agg)
+	go func() { _ = agg.Run(context.Background()) }()
 	return a.Handler(), nil
 }
