@@ -24,7 +24,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -33,6 +32,7 @@ import (
 	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/azureblob"
 	"github.com/modelfleet/modelfleet/training"
 )
 
@@ -44,7 +44,7 @@ const (
 
 // DefaultBlobSuffixes are the storage DNS suffixes of Azure's public,
 // China and US Government clouds.
-var DefaultBlobSuffixes = []string{"core.windows.net", "core.chinacloudapi.cn", "core.usgovcloudapi.net"}
+var DefaultBlobSuffixes = azureblob.DefaultSuffixes
 
 // Config names the workspace and how to reach it.
 type Config struct {
@@ -80,12 +80,8 @@ type Registry struct {
 	cfg        Config
 	containers *ml.ModelContainersClient
 	versions   *ml.ModelVersionsClient
-	datastores *ml.DatastoresClient
+	datastores *azureblob.Datastores
 	blobs      blobs
-
-	mu     sync.Mutex
-	stores map[string]string // datastore ("rg/ws/name") -> container URL
-	hosts  map[string]bool   // blob hosts learnt from datastores
 }
 
 // New returns the registry of one workspace. It makes no request.
@@ -102,15 +98,16 @@ func New(cfg Config) (*Registry, error) {
 	if len(cfg.BlobSuffixes) == 0 {
 		cfg.BlobSuffixes = DefaultBlobSuffixes
 	}
-	r := &Registry{cfg: cfg, stores: map[string]string{}, hosts: map[string]bool{}}
+	r := &Registry{cfg: cfg, datastores: &azureblob.Datastores{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroup,
+		Workspace: cfg.Workspace, Suffixes: cfg.BlobSuffixes}}
+	r.datastores.Classify = r.err
 	if cfg.ContainerURL != "" {
 		u, err := url.Parse(cfg.ContainerURL)
 		if err != nil || u.Scheme != "https" || u.Host == "" || strings.Trim(u.Path, "/") == "" || strings.Contains(strings.Trim(u.Path, "/"), "/") {
 			return nil, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: container url %q: want https://<account>.blob.core.windows.net/<container>", redact(cfg.ContainerURL))
 		}
 		r.cfg.ContainerURL = "https://" + u.Host + "/" + strings.Trim(u.Path, "/")
-		r.stores[r.storeKey(cfg.ResourceGroup, cfg.Workspace, cfg.Datastore)] = r.cfg.ContainerURL
-		r.hosts[strings.ToLower(u.Host)] = true
+		r.datastores.Pin(cfg.ResourceGroup, cfg.Workspace, cfg.Datastore, r.cfg.ContainerURL, u.Host)
 	}
 	var err error
 	if r.containers, err = ml.NewModelContainersClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
@@ -119,10 +116,10 @@ func New(cfg Config) (*Registry, error) {
 	if r.versions, err = ml.NewModelVersionsClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
 		return nil, fmt.Errorf("azure ml registry: %w", err)
 	}
-	if r.datastores, err = ml.NewDatastoresClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
+	if r.datastores.Client, err = ml.NewDatastoresClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
 		return nil, fmt.Errorf("azure ml registry: %w", err)
 	}
-	r.blobs = newBlobs(cfg.Credential, cfg.BlobOptions)
+	r.blobs = blobs{azureblob.New("modelfleet/registry/azureml", cfg.Credential, cfg.BlobOptions)}
 	return r, nil
 }
 
@@ -258,12 +255,12 @@ func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPat
 	}
 	dir := r.cfg.PathPrefix + "/" + m.Name + "/" + m.Version + "/"
 	artPath := dir + hexOf(m.Digest) + "/" + filepath.Base(artifactPath)
-	if err := r.blobs.put(ctx, container+"/"+escapePath(artPath), artifactPath, m.Digest, "application/octet-stream"); err != nil {
+	if err := r.blobs.put(ctx, container+"/"+azureblob.EscapePath(artPath), artifactPath, m.Digest, "application/octet-stream"); err != nil {
 		return modelfleet.Model{}, false, r.err("register "+ref+": upload the artifact", err)
 	}
 	if validationPath != "" {
 		dataPath := dir + "validation/" + hexOf(dataDigest) + "/" + filepath.Base(validationPath)
-		if err := r.blobs.put(ctx, container+"/"+escapePath(dataPath), validationPath, dataDigest, "text/csv"); err != nil {
+		if err := r.blobs.put(ctx, container+"/"+azureblob.EscapePath(dataPath), validationPath, dataDigest, "text/csv"); err != nil {
 			return modelfleet.Model{}, false, r.err("register "+ref+": upload the validation data", err)
 		}
 		m.Validation.DataURL = r.datastoreURI(dataPath)
@@ -301,90 +298,31 @@ func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPat
 // datastoreURI is the long azureml:// form of a path on the registry's
 // datastore, what Azure ML records for uploaded assets.
 func (r *Registry) datastoreURI(path string) string {
-	return datastorePath{Subscription: r.cfg.SubscriptionID, ResourceGroup: r.cfg.ResourceGroup, Workspace: r.cfg.Workspace,
+	return azureblob.Path{Subscription: r.cfg.SubscriptionID, ResourceGroup: r.cfg.ResourceGroup, Workspace: r.cfg.Workspace,
 		Datastore: r.cfg.Datastore, Path: path}.String()
 }
 
 // blobURL resolves an artifact URI to the https URL of its blob, and
 // refuses hosts that are not Azure Storage blob endpoints.
 func (r *Registry) blobURL(ctx context.Context, raw string) (string, error) {
-	if _, ok := cutPrefixFold(raw, "azureml://"); ok {
-		p, err := parseAzureMLURI(raw)
-		if err != nil {
-			return "", err
-		}
-		rg, ws := r.cfg.ResourceGroup, r.cfg.Workspace
-		if p.Subscription != "" {
-			if !strings.EqualFold(p.Subscription, r.cfg.SubscriptionID) {
-				return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml uri %q is in subscription %s, not the registry's", redact(raw), p.Subscription)
-			}
-			rg, ws = p.ResourceGroup, p.Workspace
-		}
-		c, err := r.container(ctx, rg, ws, p.Datastore)
-		if err != nil {
-			return "", err
-		}
-		return c + "/" + escapePath(p.Path), nil
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return "", modelfleet.Errorf(modelfleet.EINVALID, "artifact url %q: want azureml://…/datastores/<ds>/paths/<path> or https://<account>.blob.core.windows.net/<container>/<path>", redact(raw))
-	}
-	r.mu.Lock()
-	known := r.hosts[strings.ToLower(u.Host)]
-	r.mu.Unlock()
-	if !known && !blobHost(u.Host, r.cfg.BlobSuffixes) {
-		return "", modelfleet.Errorf(modelfleet.EINVALID, "artifact url %q: %s is not an Azure Storage blob endpoint; the worker sends its storage token to those only", redact(raw), u.Host)
-	}
-	return raw, nil
+	u, err := r.datastores.BlobURL(ctx, raw)
+	return u, registryErr(err)
 }
 
-// container returns the blob container URL of a datastore, read once from
-// its definition (the account's endpoint and container) and cached.
+// container returns the blob container URL of a datastore.
 func (r *Registry) container(ctx context.Context, rg, ws, name string) (string, error) {
-	key := r.storeKey(rg, ws, name)
-	r.mu.Lock()
-	c, ok := r.stores[key]
-	r.mu.Unlock()
-	if ok {
-		return c, nil
-	}
-	resp, err := r.datastores.Get(ctx, rg, ws, name, nil)
-	if err != nil {
-		return "", r.err(fmt.Sprintf("read datastore %q of workspace %q", name, ws), err)
-	}
-	var account, cont, endpoint, protocol string
-	switch d := resp.Datastore.Properties.(type) {
-	case *ml.AzureBlobDatastore:
-		account, cont, endpoint, protocol = deref(d.AccountName), deref(d.ContainerName), deref(d.Endpoint), deref(d.Protocol)
-	case *ml.AzureDataLakeGen2Datastore: // the Blob API serves ADLS Gen2 accounts too
-		account, cont, endpoint, protocol = deref(d.AccountName), deref(d.Filesystem), deref(d.Endpoint), deref(d.Protocol)
-	default:
-		kind := "unknown"
-		if p := resp.Datastore.Properties; p != nil && p.GetDatastoreProperties().DatastoreType != nil {
-			kind = string(*p.GetDatastoreProperties().DatastoreType)
-		}
-		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: datastore %q is of type %s: only Azure Blob and ADLS Gen2 datastores are supported", name, kind)
-	}
-	if account == "" || cont == "" {
-		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: datastore %q names no storage account or container", name)
-	}
-	if endpoint == "" {
-		endpoint = "core.windows.net"
-	}
-	if protocol != "" && !strings.EqualFold(protocol, "https") {
-		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: datastore %q uses protocol %q: the worker sends its token over https only", name, protocol)
-	}
-	host := strings.ToLower(account + ".blob." + endpoint)
-	c = "https://" + host + "/" + url.PathEscape(cont)
-	r.mu.Lock()
-	r.stores[key], r.hosts[host] = c, true
-	r.mu.Unlock()
-	return c, nil
+	c, err := r.datastores.Container(ctx, rg, ws, name)
+	return c, registryErr(err)
 }
 
-func (r *Registry) storeKey(rg, ws, name string) string {
-	return strings.ToLower(rg + "/" + ws + "/" + name)
+// registryErr prefixes the shared package's domain errors with the
+// registry's name; others are already classified.
+func registryErr(err error) error {
+	var me *modelfleet.Error
+	if errors.As(err, &me) && !strings.HasPrefix(me.Message, "azure ml registry: ") {
+		return &modelfleet.Error{Code: me.Code, Message: "azure ml registry: " + me.Message}
+	}
+	return err
 }
 
 // err classifies an error from ARM or Blob Storage: 404 ENOTFOUND, 409

@@ -1,21 +1,21 @@
-package azureml
+package azureblob
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestParseAzureMLURI(t *testing.T) {
+func TestParseURI(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want datastorePath
+		want Path
 	}{
-		{"azureml://datastores/workspaceblobstore/paths/a/b/model.txt", datastorePath{Datastore: "workspaceblobstore", Path: "a/b/model.txt"}},
+		{"azureml://datastores/workspaceblobstore/paths/a/b/model.txt", Path{Datastore: "workspaceblobstore", Path: "a/b/model.txt"}},
 		{"AzureML://Subscriptions/s/resourceGroups/r/Workspaces/w/datastores/d/paths/x%20y/m.txt",
-			datastorePath{Subscription: "s", ResourceGroup: "r", Workspace: "w", Datastore: "d", Path: "x y/m.txt"}},
-		{"azureml://datastores/d/paths//m.txt?x=1", datastorePath{Datastore: "d", Path: "m.txt"}},
+			Path{Subscription: "s", ResourceGroup: "r", Workspace: "w", Datastore: "d", Path: "x y/m.txt"}},
+		{"azureml://datastores/d/paths//m.txt?x=1", Path{Datastore: "d", Path: "m.txt"}},
 	} {
-		got, err := parseAzureMLURI(tc.in)
+		got, err := ParseURI(tc.in)
 		if err != nil || got != tc.want {
 			t.Errorf("parse(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
@@ -25,7 +25,7 @@ func TestParseAzureMLURI(t *testing.T) {
 		"azureml://datastores//paths/m", "azureml://jobs/j/outputs/o/paths/m", "azureml://subscriptions/s/workspaces/w/datastores/d/paths/m",
 		"azureml://datastores/d/paths/a/../m", "azureml://datastores/d/paths/%zz",
 	} {
-		if p, err := parseAzureMLURI(in); err == nil {
+		if p, err := ParseURI(in); err == nil {
 			t.Errorf("parse(%q) = %+v, want an error", in, p)
 		}
 	}
@@ -37,21 +37,21 @@ func TestBlobHost(t *testing.T) {
 		"blob.core.windows.net": false, "a.b.blob.core.windows.net": false, "acct.blob.core.windows.net.evil": false,
 		"acct.dfs.core.windows.net": false, "evil.com": false,
 	} {
-		if got := blobHost(host, DefaultBlobSuffixes); got != want {
-			t.Errorf("blobHost(%q) = %v, want %v", host, got, want)
+		if got := IsBlobHost(host, DefaultSuffixes); got != want {
+			t.Errorf("IsBlobHost(%q) = %v, want %v", host, got, want)
 		}
 	}
 }
 
-// FuzzParseAzureMLURI: any input parses or is refused without panicking;
+// FuzzParseURI: any input parses or is refused without panicking;
 // what parses names a file without '..' and survives String and a second
 // parse unchanged.
-func FuzzParseAzureMLURI(f *testing.F) {
+func FuzzParseURI(f *testing.F) {
 	f.Add("azureml://datastores/workspaceblobstore/paths/a/b/model.txt")
 	f.Add("azureml://subscriptions/s/resourcegroups/r/workspaces/w/datastores/d/paths/x%20y/m.txt")
 	f.Add("azureml://jobs/j/outputs/o/paths/m")
 	f.Fuzz(func(t *testing.T, in string) {
-		p, err := parseAzureMLURI(in)
+		p, err := ParseURI(in)
 		if err != nil {
 			return
 		}
@@ -64,7 +64,7 @@ func FuzzParseAzureMLURI(f *testing.F) {
 		if strings.ContainsAny(p.Subscription+p.ResourceGroup+p.Workspace+p.Datastore, "/?#") {
 			return // not names Azure allows; String does not escape them
 		}
-		again, err := parseAzureMLURI(p.String())
+		again, err := ParseURI(p.String())
 		if err != nil || again != p {
 			t.Fatalf("round trip of %q: %+v -> %q -> %+v, %v", in, p, p.String(), again, err)
 		}

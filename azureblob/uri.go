@@ -1,4 +1,4 @@
-package azureml
+package azureblob
 
 import (
 	"net/url"
@@ -7,15 +7,14 @@ import (
 	"github.com/modelfleet/modelfleet"
 )
 
-// datastorePath is a file on an Azure ML datastore, as an azureml:// URI
-// names it.
-type datastorePath struct {
-	Subscription, ResourceGroup, Workspace string // empty: the registry's workspace
+// Path is a file on an Azure ML datastore, as an azureml:// URI names it.
+type Path struct {
+	Subscription, ResourceGroup, Workspace string // empty: the caller's workspace
 	Datastore                              string
 	Path                                   string // inside the datastore, no leading '/'
 }
 
-// parseAzureMLURI reads the two forms of datastore URI Azure ML uses for
+// ParseURI reads the two forms of datastore URI Azure ML uses for
 // model and data assets:
 //
 //	azureml://subscriptions/<sub>/resourcegroups/<rg>/workspaces/<ws>/datastores/<ds>/paths/<path>
@@ -23,18 +22,18 @@ type datastorePath struct {
 //
 // Other azureml:// forms (job outputs, registries) are refused: the worker
 // cannot resolve them to a blob without more API calls than it makes.
-func parseAzureMLURI(raw string) (datastorePath, error) {
-	invalid := func(why string) (datastorePath, error) {
-		return datastorePath{}, modelfleet.Errorf(modelfleet.EINVALID, "azure ml uri %q: %s", raw, why)
+func ParseURI(raw string) (Path, error) {
+	invalid := func(why string) (Path, error) {
+		return Path{}, modelfleet.Errorf(modelfleet.EINVALID, "azure ml uri %q: %s", raw, why)
 	}
-	rest, ok := cutPrefixFold(raw, "azureml://")
+	rest, ok := CutPrefixFold(raw, "azureml://")
 	if !ok {
 		return invalid("want azureml://")
 	}
 	if i := strings.IndexAny(rest, "?#"); i >= 0 {
 		rest = rest[:i]
 	}
-	var p datastorePath
+	var p Path
 	segs := strings.Split(rest, "/")
 	take := func(key string) (string, bool) {
 		if len(segs) < 2 || !strings.EqualFold(segs[0], key) || segs[1] == "" {
@@ -77,13 +76,13 @@ func parseAzureMLURI(raw string) (datastorePath, error) {
 
 // String is the long form, which names the workspace: what Azure ML itself
 // records for assets uploaded from a client.
-func (p datastorePath) String() string {
+func (p Path) String() string {
 	return "azureml://subscriptions/" + p.Subscription + "/resourcegroups/" + p.ResourceGroup +
-		"/workspaces/" + p.Workspace + "/datastores/" + p.Datastore + "/paths/" + escapePath(p.Path)
+		"/workspaces/" + p.Workspace + "/datastores/" + p.Datastore + "/paths/" + EscapePath(p.Path)
 }
 
-// escapePath escapes each segment of a blob path for a URL.
-func escapePath(p string) string {
+// EscapePath escapes each segment of a blob path for a URL.
+func EscapePath(p string) string {
 	segs := strings.Split(p, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
@@ -91,7 +90,8 @@ func escapePath(p string) string {
 	return strings.Join(segs, "/")
 }
 
-func cutPrefixFold(s, prefix string) (string, bool) {
+// CutPrefixFold is strings.CutPrefix ignoring case.
+func CutPrefixFold(s, prefix string) (string, bool) {
 	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
 		return s[len(prefix):], true
 	}
