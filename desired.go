@@ -32,6 +32,11 @@ type DesiredModel struct {
 	// TraceParent is the W3C trace context of the change, so the site's
 	// apply joins the trace that began with the registration event.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Wave and ApprovedBy say which wave of Release made the change and who
+	// approved it past its gate, if anyone: what a GitOps commit message
+	// records.
+	Wave       string `json:"wave,omitempty"`
+	ApprovedBy string `json:"approvedBy,omitempty"`
 }
 
 // DesiredVersion is one version in a site's traffic split.

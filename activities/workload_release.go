@@ -94,6 +94,9 @@ type WorkloadStep struct {
 	Model    string                 `json:"model"`
 	Workload modelfleet.WorkloadRef `json:"workload"`
 	Sites    []string               `json:"sites"`
+	// Wave and ApprovedBy are recorded with the change (fleet.StepRequest).
+	Wave       string `json:"wave,omitempty"`
+	ApprovedBy string `json:"approvedBy,omitempty"`
 }
 
 // ApplyWorkloadStep writes the workload version into the desired state of a
@@ -104,7 +107,8 @@ func (a *Cloud) ApplyWorkloadStep(ctx context.Context, req WorkloadStep) (fleet.
 	if err != nil {
 		return fleet.StepResult{}, nonRetryableIfInvalid(err)
 	}
-	return a.step(ctx, fleet.StepRequest{Release: req.Release, Model: req.Model, Sites: req.Sites, Workload: &rec, TraceParent: traceParent(ctx)})
+	return a.step(ctx, fleet.StepRequest{Release: req.Release, Model: req.Model, Sites: req.Sites, Workload: &rec, TraceParent: traceParent(ctx),
+		Wave: req.Wave, ApprovedBy: req.ApprovedBy})
 }
 
 // workloadRecord fetches a registered workload version that calls model.

@@ -30,6 +30,10 @@ type StepRequest struct {
 	Sites   []string                  `json:"sites"`
 	// TraceParent (W3C) is recorded with the change for the sites' agents.
 	TraceParent string `json:"traceparent,omitempty"`
+	// Wave and ApprovedBy are recorded with the change (for GitOps commit
+	// messages): the release's wave, and who approved it past its gate.
+	Wave       string `json:"wave,omitempty"`
+	ApprovedBy string `json:"approvedBy,omitempty"`
 	// Workload is the workload version the release carries, if any: the
 	// sites run it from the first step on; a rollback restores what ran.
 	Workload *WorkloadRecord `json:"workload,omitempty"`
@@ -108,8 +112,11 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 		if workloadOnly {
 			// The lease keeps a release of the model away while the
 			// workload changes; a site without the model has none to take.
-			if _, ok := ds.Models[req.Model]; ok && dm.Release == "" {
-				dm.Release, dm.Previous = req.Release, dm.Versions
+			if _, ok := ds.Models[req.Model]; ok {
+				if dm.Release == "" {
+					dm.Release, dm.Previous = req.Release, dm.Versions
+				}
+				dm.Wave, dm.ApprovedBy = req.Wave, req.ApprovedBy
 				ds.Models[req.Model] = dm
 			}
 			return wchanged, nil
@@ -123,6 +130,7 @@ func (d *Directory) Step(req StepRequest) (StepResult, error) {
 			return wchanged, nil
 		}
 		dm.Versions, dm.TraceParent = next, req.TraceParent
+		dm.Wave, dm.ApprovedBy = req.Wave, req.ApprovedBy
 		ds.Models[req.Model] = dm
 		return true, nil
 	})

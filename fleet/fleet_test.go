@@ -229,3 +229,22 @@ func FuzzSiteHandler(f *testing.F) {
 		}
 	})
 }
+
+func TestStepRecordsWaveAndApprover(t *testing.T) {
+	d := mustOpen(t, "s1")
+	// Version 1 serves before the release under test.
+	d.Step(StepRequest{Release: "r0", Model: "m", New: version("1", 100), Sites: []string{"s1"}})
+	d.Finish("r0", "m", []string{"s1"})
+	if _, err := d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 10), Sites: []string{"s1"}, Wave: "canary"}); err != nil {
+		t.Fatal(err)
+	}
+	if dm := desired(t, d, "s1").Models["m"]; dm.Wave != "canary" || dm.ApprovedBy != "" {
+		t.Fatalf("after the canary step: wave %q approver %q", dm.Wave, dm.ApprovedBy)
+	}
+	if _, err := d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 100), Sites: []string{"s1"}, Wave: "fleet", ApprovedBy: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if dm := desired(t, d, "s1").Models["m"]; dm.Wave != "fleet" || dm.ApprovedBy != "alice" {
+		t.Errorf("after the approved step: wave %q approver %q, want fleet and alice", dm.Wave, dm.ApprovedBy)
+	}
+}

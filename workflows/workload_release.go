@@ -70,14 +70,27 @@ func (r *release) planActivity(ctx workflow.Context, nv modelfleet.DesiredVersio
 
 // applyActivity schedules one step of a batch.
 func (r *release) applyActivity(ctx workflow.Context, nv modelfleet.DesiredVersion, weight int, batch []string) workflow.Future {
+	wave, approver := r.currentWave(), r.approver()
 	if w := r.workload; w != nil {
 		return workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyWorkloadStep, activities.WorkloadStep{
-			Release: r.id, Model: w.Model, Workload: w.Workload, Sites: batch,
+			Release: r.id, Model: w.Model, Workload: w.Workload, Sites: batch, Wave: wave, ApprovedBy: approver,
 		})
 	}
 	step := nv
 	step.Weight = weight
-	return workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyStep, fleet.StepRequest{Release: r.id, Model: r.in.Model.Name, New: step, Sites: batch})
+	return workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyStep, fleet.StepRequest{
+		Release: r.id, Model: r.in.Model.Name, New: step, Sites: batch, Wave: wave, ApprovedBy: approver,
+	})
+}
+
+// approver is who approved the release past its last gate, if anyone did.
+func (r *release) approver() string {
+	for i := len(r.ctl.log) - 1; i >= 0; i-- {
+		if r.ctl.log[i].Action == SignalApprove {
+			return r.ctl.log[i].By
+		}
+	}
+	return ""
 }
 
 // steps are a wave's traffic steps; a workload release has one, 100%.

@@ -43,8 +43,9 @@ type Config struct {
 	// come from its measured footprint (deploy/README.md).
 	CPURequest, MemoryRequest, MemoryLimit string
 
-	// Describe adds the release's wave and approver to a commit message,
-	// which the desired state does not carry (yet).
+	// Describe, if set, says why a change was made in its commit message.
+	// By default that comes from the desired state: each model's release,
+	// wave and approver.
 	Describe func(site string, ds modelfleet.Desired) Change
 	// MaxAttempts bounds fetch-reapply-push rounds when other writers keep
 	// winning the race (default 10).

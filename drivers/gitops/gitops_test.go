@@ -37,10 +37,7 @@ func remote(t *testing.T) string {
 
 func newDriver(t *testing.T, url string, mod func(*gitops.Config)) *gitops.Driver {
 	t.Helper()
-	cfg := gitops.Config{URL: url, Image: "modelfleet:test", GatewayURL: "http://gw:8080",
-		Describe: func(string, modelfleet.Desired) gitops.Change {
-			return gitops.Change{Wave: "canary", ApprovedBy: "alice"}
-		}}
+	cfg := gitops.Config{URL: url, Image: "modelfleet:test", GatewayURL: "http://gw:8080"}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -55,7 +52,9 @@ func digest(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
 
 func desired(site string, rev int64, split ...modelfleet.DesiredVersion) modelfleet.Desired {
 	return modelfleet.Desired{Site: site, Revision: rev, Models: map[string]modelfleet.DesiredModel{
-		"bearing-failure": {Versions: split, Release: "release/bearing-failure/2"},
+		// The release's wave and approver travel in the desired state, for
+		// the commit message.
+		"bearing-failure": {Versions: split, Release: "release/bearing-failure/2", Wave: "canary", ApprovedBy: "alice"},
 	}}
 }
 

@@ -221,15 +221,26 @@ func (d *Driver) describe(site string, ds modelfleet.Desired) Change {
 	if d.cfg.Describe != nil {
 		c = d.cfg.Describe(site, ds)
 	}
-	if c.Release == "" {
-		var rs []string
+	join := func(get func(modelfleet.DesiredModel) string) string {
+		seen := map[string]bool{}
+		var out []string
 		for _, dm := range ds.Models {
-			if dm.Release != "" {
-				rs = append(rs, dm.Release)
+			if v := get(dm); v != "" && !seen[v] {
+				seen[v] = true
+				out = append(out, v)
 			}
 		}
-		sort.Strings(rs)
-		c.Release = strings.Join(rs, ", ")
+		sort.Strings(out)
+		return strings.Join(out, ", ")
+	}
+	if c.Release == "" {
+		c.Release = join(func(dm modelfleet.DesiredModel) string { return dm.Release })
+	}
+	if c.Wave == "" {
+		c.Wave = join(func(dm modelfleet.DesiredModel) string { return dm.Wave })
+	}
+	if c.ApprovedBy == "" {
+		c.ApprovedBy = join(func(dm modelfleet.DesiredModel) string { return dm.ApprovedBy })
 	}
 	return c
 }
