@@ -186,6 +186,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			wc := app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log}
 			if gitCfg.URL != "" {
 				gitCfg.GatewayURL, gitCfg.Log = g.gatewayURL, log
+				// MODELFLEET_GITOPS_TOKEN (https) or _SSH_KEY (ssh).
+				if gitCfg.Auth, err = gitops.CredentialsFromEnv().AuthFor(gitCfg.URL); err != nil {
+					return err
+				}
 				wc.Drivers.GitOps = &gitCfg
 			}
 			if wc.Drivers.AMLArc, err = aml.config(); err != nil {
@@ -217,7 +221,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path)")
+	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path; credentials from $MODELFLEET_GITOPS_TOKEN or $MODELFLEET_GITOPS_SSH_KEY)")
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
 	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")
 	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
