@@ -5,16 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/azureblob"
 )
 
 // AzureMLConfig configures an AzureML runner.
@@ -35,19 +39,51 @@ type AzureMLConfig struct {
 	// data that must stay in the plant never goes to a cloud cluster by a
 	// configuration slip.
 	VerifyCompute bool
+
+	// Datastore receives the jobs' model outputs (default
+	// "workspaceblobstore", which every workspace has): a job without a
+	// policy Output writes to
+	// azureml://datastores/<Datastore>/paths/<OutputPrefix>/<job id>/model/,
+	// so the worker knows where to read it without asking Azure ML.
+	Datastore string
+	// OutputPrefix is the folder of job outputs in the datastore (default
+	// "modelfleet/retrain").
+	OutputPrefix string
+	// OutputDir is the local folder Outputs downloads into, one folder per
+	// job (default $TMPDIR/modelfleet-outputs).
+	OutputDir string
+	// MaxOutputBytes bounds each file Outputs downloads (default 256 MiB).
+	MaxOutputBytes int64
+	// BlobOptions are the blob pipeline's (transport, retry); nil:
+	// azcore's defaults. BlobSuffixes are the storage DNS suffixes the
+	// storage token may go to (default azureblob.DefaultSuffixes).
+	BlobOptions  *policy.ClientOptions
+	BlobSuffixes []string
 }
+
+// Defaults of AzureMLConfig.
+const (
+	DefaultOutputDatastore = "workspaceblobstore"
+	DefaultOutputPrefix    = "modelfleet/retrain"
+	DefaultMaxOutputBytes  = 256 << 20
+)
 
 // AzureML submits Azure Machine Learning command jobs through the ARM API
 // (armmachinelearning/v4 JobsClient, API version 2024-04-01) to a compute
 // cluster or an attached Arc Kubernetes compute. Job names are the job IDs,
 // so a second Submit of the same job finds the first one.
 type AzureML struct {
-	cfg      AzureMLConfig
-	jobs     *ml.JobsClient
-	computes *ml.ComputeClient
+	cfg        AzureMLConfig
+	jobs       *ml.JobsClient
+	computes   *ml.ComputeClient
+	datastores *azureblob.Datastores
+	blobs      *azureblob.Client
 }
 
-var _ Runner = (*AzureML)(nil)
+var (
+	_ Runner        = (*AzureML)(nil)
+	_ OutputFetcher = (*AzureML)(nil)
+)
 
 // NewAzureML returns a runner for one workspace.
 func NewAzureML(cfg AzureMLConfig) (*AzureML, error) {
@@ -60,6 +96,18 @@ func NewAzureML(cfg AzureMLConfig) (*AzureML, error) {
 	if cfg.PollFrequency <= 0 {
 		cfg.PollFrequency = 10 * time.Second
 	}
+	if cfg.Datastore == "" {
+		cfg.Datastore = DefaultOutputDatastore
+	}
+	if cfg.OutputPrefix = strings.Trim(cfg.OutputPrefix, "/"); cfg.OutputPrefix == "" {
+		cfg.OutputPrefix = DefaultOutputPrefix
+	}
+	if cfg.OutputDir == "" {
+		cfg.OutputDir = filepath.Join(os.TempDir(), "modelfleet-outputs")
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
+	}
 	jobs, err := ml.NewJobsClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions)
 	if err != nil {
 		return nil, fmt.Errorf("azure ml runner: %w", err)
@@ -68,7 +116,13 @@ func NewAzureML(cfg AzureMLConfig) (*AzureML, error) {
 	if err != nil {
 		return nil, fmt.Errorf("azure ml runner: %w", err)
 	}
-	return &AzureML{cfg: cfg, jobs: jobs, computes: computes}, nil
+	a := &AzureML{cfg: cfg, jobs: jobs, computes: computes, blobs: azureblob.New("modelfleet/training", cfg.Credential, cfg.BlobOptions)}
+	a.datastores = &azureblob.Datastores{SubscriptionID: cfg.SubscriptionID, ResourceGroup: cfg.ResourceGroup, Workspace: cfg.Workspace,
+		Suffixes: cfg.BlobSuffixes, Classify: a.err}
+	if a.datastores.Client, err = ml.NewDatastoresClient(cfg.SubscriptionID, cfg.Credential, cfg.ClientOptions); err != nil {
+		return nil, fmt.Errorf("azure ml runner: %w", err)
+	}
+	return a, nil
 }
 
 // Submit creates the command job unless a job of that name exists.
@@ -88,6 +142,9 @@ func (a *AzureML) Submit(ctx context.Context, job Job) (RunRef, error) {
 	}
 	if job.Environment == "" {
 		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: an Azure ML environment is required", job.ID)
+	}
+	if job.Output == "" {
+		job.Output = a.outputURI(job.ID)
 	}
 	ref := RunRef{Kind: job.Compute, ID: job.ID, Model: job.Model, ComputeID: job.ComputeID, OutputURI: job.Output}
 	// Idempotence: a job of this name is this job, submitted before.
@@ -127,11 +184,11 @@ func (a *AzureML) commandJob(job Job) *ml.CommandJob {
 	for k, v := range job.Env {
 		env[k] = to.Ptr(v)
 	}
-	out := &ml.URIFolderJobOutput{JobOutputType: to.Ptr(ml.JobOutputTypeURIFolder), Mode: to.Ptr(ml.OutputDeliveryModeReadWriteMount),
-		Description: to.Ptr("the trained model: " + ModelFile + " and " + MetricsFile)}
-	if job.Output != "" {
-		out.URI = to.Ptr(job.Output)
-	}
+	// Upload (rather than a mount): the files are copied to the output's
+	// URI when the command ends, before the job completes, so a completed
+	// job's outputs are there to be read.
+	out := &ml.URIFolderJobOutput{JobOutputType: to.Ptr(ml.JobOutputTypeURIFolder), Mode: to.Ptr(ml.OutputDeliveryModeUpload),
+		URI: to.Ptr(job.Output), Description: to.Ptr("the trained model: " + ModelFile + " and " + MetricsFile)}
 	cj := &ml.CommandJob{
 		JobType:        to.Ptr(ml.JobTypeCommand),
 		Command:        to.Ptr(job.Command),
@@ -156,6 +213,78 @@ func (a *AzureML) commandJob(job Job) *ml.CommandJob {
 		cj.Limits = &ml.CommandJobLimits{JobLimitsType: to.Ptr(ml.JobLimitsTypeCommand), Timeout: to.Ptr(isoDuration(job.Timeout))}
 	}
 	return cj
+}
+
+// outputURI is where a job's model output goes unless its policy says:
+// a folder of its own, named by the job ID, on the runner's datastore.
+func (a *AzureML) outputURI(id string) string {
+	return "azureml://datastores/" + a.cfg.Datastore + "/paths/" + a.cfg.OutputPrefix + "/" + id + "/" + OutputModel + "/"
+}
+
+// Outputs downloads the job's model.txt and, if it wrote one,
+// metrics.json from its output folder (ref.OutputURI, else the runner's
+// default for the job ID) into <OutputDir>/<job id>/, and returns that
+// folder. A folder downloaded before is returned as it is: files are
+// downloaded into a temporary folder renamed into place when complete.
+func (a *AzureML) Outputs(ctx context.Context, ref RunRef) (string, error) {
+	if !ValidJobID(ref.ID) {
+		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml job id %q is invalid", ref.ID)
+	}
+	dir := filepath.Join(a.cfg.OutputDir, ref.ID)
+	if exists(filepath.Join(dir, ModelFile)) {
+		return dir, nil
+	}
+	base := ref.OutputURI
+	if base == "" {
+		base = a.outputURI(ref.ID)
+	}
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	if err := os.MkdirAll(a.cfg.OutputDir, 0o755); err != nil {
+		return "", fmt.Errorf("azure ml job %s outputs: %w", ref.ID, err)
+	}
+	tmp, err := os.MkdirTemp(a.cfg.OutputDir, "."+ref.ID+"-")
+	if err != nil {
+		return "", fmt.Errorf("azure ml job %s outputs: %w", ref.ID, err)
+	}
+	defer os.RemoveAll(tmp) // gone once renamed
+	for _, name := range []string{ModelFile, MetricsFile} {
+		err := a.download(ctx, base+name, filepath.Join(tmp, name))
+		if name == MetricsFile && modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+			continue // optional in the job contract
+		}
+		if err != nil {
+			return "", fmt.Errorf("azure ml job %s output %s: %w", ref.ID, name, err)
+		}
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		// A concurrent call may have put its copy there first.
+		if exists(filepath.Join(dir, ModelFile)) {
+			return dir, nil
+		}
+		return "", fmt.Errorf("azure ml job %s outputs: %w", ref.ID, err)
+	}
+	return dir, nil
+}
+
+// download writes the blob that uri names to path, bounded by
+// MaxOutputBytes.
+func (a *AzureML) download(ctx context.Context, uri, path string) error {
+	u, err := a.datastores.BlobURL(ctx, uri)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := a.blobs.Get(ctx, u, a.cfg.MaxOutputBytes, f); err != nil {
+		f.Close()
+		os.Remove(path) // an optional file that is missing must stay missing
+		return err
+	}
+	return f.Close()
 }
 
 // verifyEdge checks that an edge job's compute is an attached Arc cluster.

@@ -149,11 +149,15 @@ func (w *workspace) computeServer() *fake.ComputeServer {
 }
 
 // mux sends each client's requests to its own fake server transport.
-type mux struct{ jobs, computes policy.Transporter }
+type mux struct{ jobs, computes, datastores policy.Transporter }
 
 func (m mux) Do(req *http.Request) (*http.Response, error) {
-	if name, _ := req.Context().Value(runtime.CtxAPINameKey{}).(string); strings.HasPrefix(name, "ComputeClient.") {
+	name, _ := req.Context().Value(runtime.CtxAPINameKey{}).(string)
+	switch {
+	case strings.HasPrefix(name, "ComputeClient."):
 		return m.computes.Do(req)
+	case strings.HasPrefix(name, "DatastoresClient.") && m.datastores != nil:
+		return m.datastores.Do(req)
 	}
 	return m.jobs.Do(req)
 }
@@ -243,8 +247,13 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 	if !ok || *in.URI != "azureml://datastores/plant_a/paths/bearing-failure/labelled/" || *in.Mode != ml.InputDeliveryModeReadOnlyMount {
 		t.Errorf("input = %#v", cj.Inputs[InputData])
 	}
-	if out, ok := cj.Outputs[OutputModel].(*ml.URIFolderJobOutput); !ok || *out.JobOutputType != ml.JobOutputTypeURIFolder {
-		t.Errorf("output = %#v", cj.Outputs[OutputModel])
+	wantOut := "azureml://datastores/workspaceblobstore/paths/modelfleet/retrain/retrain-bf-1/model/"
+	if out, ok := cj.Outputs[OutputModel].(*ml.URIFolderJobOutput); !ok || *out.JobOutputType != ml.JobOutputTypeURIFolder ||
+		out.URI == nil || *out.URI != wantOut || *out.Mode != ml.OutputDeliveryModeUpload {
+		t.Errorf("output = %#v, want an upload to %s", cj.Outputs[OutputModel], wantOut)
+	}
+	if ref.OutputURI != wantOut {
+		t.Errorf("ref output = %q, want %q", ref.OutputURI, wantOut)
 	}
 	if *cj.EnvironmentVariables["SEED"] != "7" || *cj.EnvironmentVariables[EnvJob] != "retrain-bf-1" {
 		t.Errorf("env = %v", cj.EnvironmentVariables)

@@ -77,7 +77,7 @@ func TestRegisterGetDownloadValidate(t *testing.T) {
 	}
 
 	// The blobs, as the storage service saw them.
-	reqs := h.store.requests()
+	reqs := h.store.Requests()
 	if len(reqs) != 2 {
 		t.Fatalf("storage requests %+v, want two PUTs", reqs)
 	}
@@ -96,7 +96,7 @@ func TestRegisterGetDownloadValidate(t *testing.T) {
 	if reqs[0].Meta != art {
 		t.Errorf("artifact blob metadata %q, want its digest", reqs[0].Meta)
 	}
-	if got, _ := os.ReadFile(modelFile); !bytes.Equal(h.store.blobs[wantPaths[0]], got) {
+	if got, _ := os.ReadFile(modelFile); !bytes.Equal(h.store.Blobs[wantPaths[0]], got) {
 		t.Error("artifact blob differs from the file")
 	}
 
@@ -159,7 +159,7 @@ func TestRegisterIdempotent(t *testing.T) {
 	if _, _, err := h.reg.Register(ctx, bearing("3"), modelFile, validationFile); err != nil {
 		t.Fatal(err)
 	}
-	uploads, puts := len(h.store.requests()), h.ws.count("PUT ")
+	uploads, puts := len(h.store.Requests()), h.ws.count("PUT ")
 
 	again := bearing("3")
 	again.Tags = map[string]string{"other": "tags"} // informational: the stored ones stand
@@ -181,7 +181,7 @@ func TestRegisterIdempotent(t *testing.T) {
 	if _, _, err := h.reg.Register(ctx, gate, modelFile, validationFile); modelfleet.ErrorCode(err) != modelfleet.ECONFLICT {
 		t.Errorf("other threshold: %v, want a conflict", err)
 	}
-	if n, p := len(h.store.requests()), h.ws.count("PUT "); n != uploads || p != puts {
+	if n, p := len(h.store.Requests()), h.ws.count("PUT "); n != uploads || p != puts {
 		t.Errorf("uploads %d->%d, PUTs %d->%d: a registration that exists must not write", uploads, n, puts, p)
 	}
 }
@@ -308,8 +308,8 @@ func TestDownload(t *testing.T) {
 	content := []byte("label,x\n1,2\n")
 	sum := sha256.Sum256(content)
 	digest := "sha256:" + hex.EncodeToString(sum[:])
-	h.store.blobs["/"+bucket+"/data/holdout.csv"] = content
-	h.store.blobs["/other/data/holdout.csv"] = content
+	h.store.Blobs["/"+bucket+"/data/holdout.csv"] = content
+	h.store.Blobs["/other/data/holdout.csv"] = content
 
 	for _, u := range []string{
 		"azureml://datastores/workspaceblobstore/paths/data/holdout.csv",
@@ -330,7 +330,7 @@ func TestDownload(t *testing.T) {
 		t.Errorf("bad digest: %v", err)
 	}
 
-	before := len(h.store.requests())
+	before := len(h.store.Requests())
 	for _, tc := range []struct{ url, code, want string }{
 		{"azureml://datastores/workspaceblobstore/paths/data/missing.csv", modelfleet.ENOTFOUND, "BlobNotFound"},
 		{"azureml://datastores/nope/paths/a.csv", modelfleet.ENOTFOUND, `datastore "nope"`},
@@ -349,15 +349,15 @@ func TestDownload(t *testing.T) {
 			t.Errorf("error carries the URL's query: %v", err)
 		}
 	}
-	if n := len(h.store.requests()) - before; n != 1 {
+	if n := len(h.store.Requests()) - before; n != 1 {
 		t.Errorf("%d requests reached storage, want only the missing blob's", n)
 	}
 
-	h.store.status["/"+bucket+"/data/holdout.csv"] = http.StatusForbidden
+	h.store.Status["/"+bucket+"/data/holdout.csv"] = http.StatusForbidden
 	if _, err := h.reg.Download(ctx, u, digest, io.Discard); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED || !strings.Contains(err.Error(), "Storage Blob Data") {
 		t.Errorf("forbidden: %v, want EUNAUTHORIZED naming the role", err)
 	}
-	h.store.status["/"+bucket+"/data/holdout.csv"] = http.StatusServiceUnavailable
+	h.store.Status["/"+bucket+"/data/holdout.csv"] = http.StatusServiceUnavailable
 	if _, err := h.reg.Download(ctx, u, digest, io.Discard); err == nil || modelfleet.ErrorCode(err) != modelfleet.EINTERNAL {
 		t.Errorf("server busy: %v, want a retryable error", err)
 	}
@@ -377,7 +377,7 @@ func TestContainerURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := h.store.requests()[0]
+	r := h.store.Requests()[0]
 	if r.Host != "store.privatelink.example" || !strings.HasPrefix(r.Path, "/models/mf/bearing-failure/1/") {
 		t.Errorf("uploaded to %s%s", r.Host, r.Path)
 	}
@@ -460,7 +460,7 @@ func TestARMErrors(t *testing.T) {
 		t.Errorf("forbidden PUT: %v", err)
 	}
 	// A blob upload refused: no model version is created.
-	h.store.status["/"+bucket+"/modelfleet/models/bearing-failure/6/"+strings.TrimPrefix(digestOf(t, modelFile), "sha256:")+"/model.txt"] = http.StatusForbidden
+	h.store.Status["/"+bucket+"/modelfleet/models/bearing-failure/6/"+strings.TrimPrefix(digestOf(t, modelFile), "sha256:")+"/model.txt"] = http.StatusForbidden
 	if _, _, err := h.reg.Register(ctx, bearing("6"), modelFile, validationFile); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED {
 		t.Errorf("upload refused: %v", err)
 	}

@@ -2,10 +2,7 @@ package azureml_test
 
 import (
 	"context"
-	"crypto/tls"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +17,7 @@ import (
 	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4/fake"
 
+	"github.com/modelfleet/modelfleet/azureblob/blobtest"
 	"github.com/modelfleet/modelfleet/registry/azureml"
 )
 
@@ -180,73 +178,6 @@ func (w *workspace) server() *fake.ServerFactory {
 	}
 }
 
-// storage is Azure Blob Storage's Get Blob and Put Blob over TLS, checking
-// what the service checks: a bearer token, x-ms-version, a block blob type.
-type storage struct {
-	mu    sync.Mutex
-	blobs map[string][]byte // "/<container>/<path>" -> content
-	reqs  []blobReq
-	// status answers every request for that path with an HTTP status and
-	// x-ms-error-code.
-	status map[string]int
-}
-
-type blobReq struct {
-	Method, Host, Path, Auth, Version, BlobType, Meta string
-}
-
-func (s *storage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.reqs = append(s.reqs, blobReq{r.Method, r.Host, r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("x-ms-version"), r.Header.Get("x-ms-blob-type"), r.Header.Get("x-ms-meta-modelfleet_sha256")})
-	fail := func(status int, code string) {
-		w.Header().Set("x-ms-error-code", code)
-		w.WriteHeader(status)
-		io.WriteString(w, `<?xml version="1.0" encoding="utf-8"?><Error><Code>`+code+`</Code><Message>x</Message></Error>`)
-	}
-	switch {
-	case r.Header.Get("Authorization") == "":
-		fail(http.StatusUnauthorized, "NoAuthenticationInformation")
-		return
-	case r.Header.Get("x-ms-version") == "":
-		fail(http.StatusBadRequest, "MissingRequiredHeader")
-		return
-	case s.status[r.URL.Path] != 0:
-		fail(s.status[r.URL.Path], map[int]string{403: "AuthorizationPermissionMismatch", 503: "ServerBusy"}[s.status[r.URL.Path]])
-		return
-	}
-	switch r.Method {
-	case http.MethodGet:
-		b, ok := s.blobs[r.URL.Path]
-		if !ok {
-			fail(http.StatusNotFound, "BlobNotFound")
-			return
-		}
-		w.Header().Set("x-ms-blob-type", "BlockBlob")
-		w.Write(b)
-	case http.MethodPut:
-		if r.Header.Get("x-ms-blob-type") != "BlockBlob" {
-			fail(http.StatusBadRequest, "MissingRequiredHeader")
-			return
-		}
-		b, err := io.ReadAll(r.Body)
-		if err != nil || int64(len(b)) != r.ContentLength {
-			fail(http.StatusBadRequest, "InvalidInput")
-			return
-		}
-		s.blobs[r.URL.Path] = b
-		w.WriteHeader(http.StatusCreated)
-	default:
-		fail(http.StatusMethodNotAllowed, "UnsupportedHttpVerb")
-	}
-}
-
-func (s *storage) requests() []blobReq {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.reqs)
-}
-
 // tokens is a credential that records the scopes asked for.
 type tokens struct {
 	mu     sync.Mutex
@@ -260,20 +191,9 @@ func (c *tokens) GetToken(_ context.Context, o policy.TokenRequestOptions) (azco
 	return azcore.AccessToken{Token: "tok-" + strings.Join(o.Scopes, ","), ExpiresOn: time.Now().Add(time.Hour)}, nil
 }
 
-// redirect sends every request to the local storage server, keeping the
-// Host the client addressed, as a DNS entry pointing there would.
-type redirect struct{ srv *httptest.Server }
-
-func (r redirect) Do(req *http.Request) (*http.Response, error) {
-	out := req.Clone(req.Context())
-	out.URL.Host = strings.TrimPrefix(r.srv.URL, "https://")
-	out.Host = req.URL.Host
-	return r.srv.Client().Transport.(*http.Transport).RoundTrip(out)
-}
-
 type harness struct {
 	ws    *workspace
-	store *storage
+	store *blobtest.Storage
 	cred  *tokens
 	reg   *azureml.Registry
 }
@@ -283,11 +203,7 @@ type harness struct {
 // responses).
 func newHarness(t *testing.T, cfg azureml.Config, wrap func(policy.Transporter) policy.Transporter) *harness {
 	t.Helper()
-	h := &harness{ws: newWorkspace(), store: &storage{blobs: map[string][]byte{}, status: map[string]int{}}, cred: &tokens{}}
-	srv := httptest.NewUnstartedServer(h.store)
-	srv.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	h := &harness{ws: newWorkspace(), store: blobtest.Start(t), cred: &tokens{}}
 	var tr policy.Transporter = fake.NewServerFactoryTransport(h.ws.server())
 	if wrap != nil {
 		tr = wrap(tr)
@@ -295,7 +211,7 @@ func newHarness(t *testing.T, cfg azureml.Config, wrap func(policy.Transporter) 
 	cfg.SubscriptionID, cfg.ResourceGroup, cfg.Workspace = sub, rg, ws
 	cfg.Credential = h.cred
 	cfg.ClientOptions = &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr}}
-	cfg.BlobOptions = &policy.ClientOptions{Transport: redirect{srv}, Retry: policy.RetryOptions{RetryDelay: time.Millisecond, MaxRetryDelay: 10 * time.Millisecond}}
+	cfg.BlobOptions = h.store.Options()
 	reg, err := azureml.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,189 @@
+package training
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4/fake"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/azureblob/blobtest"
+)
+
+const (
+	storeAccount   = "mlwstore"
+	storeContainer = "azureml-blobstore-1234"
+	storeHost      = storeAccount + ".blob.core.windows.net"
+)
+
+// datastoresServer is the workspace's default blob datastore.
+func datastoresServer(w *workspace) *fake.DatastoresServer {
+	return &fake.DatastoresServer{
+		Get: func(_ context.Context, _, _, name string, _ *ml.DatastoresClientGetOptions) (resp azfake.Responder[ml.DatastoresClientGetResponse], errResp azfake.ErrorResponder) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.record("GET datastore " + name)
+			if name != DefaultOutputDatastore {
+				errResp.SetResponseError(http.StatusNotFound, "UserError")
+				return
+			}
+			resp.SetResponse(http.StatusOK, ml.DatastoresClientGetResponse{Datastore: ml.Datastore{Name: to.Ptr(name), Properties: &ml.AzureBlobDatastore{
+				DatastoreType: to.Ptr(ml.DatastoreTypeAzureBlob), AccountName: to.Ptr(storeAccount), ContainerName: to.Ptr(storeContainer),
+				Endpoint: to.Ptr("core.windows.net"), Protocol: to.Ptr("https"),
+				Credentials: &ml.NoneDatastoreCredentials{CredentialsType: to.Ptr(ml.CredentialsTypeNone)}}}}, nil)
+			return
+		},
+	}
+}
+
+// newAzureMLWithStorage is the runner against the fake workspace (jobs,
+// computes, datastores) and a local Blob Storage.
+func newAzureMLWithStorage(t *testing.T, w *workspace, store *blobtest.Storage, cfg AzureMLConfig) *AzureML {
+	t.Helper()
+	tr := mux{jobs: fake.NewJobsServerTransport(w.jobsServer()), computes: fake.NewComputeServerTransport(w.computeServer()),
+		datastores: fake.NewDatastoresServerTransport(datastoresServer(w))}
+	cfg.SubscriptionID, cfg.ResourceGroup, cfg.Workspace = sub, "rg", "ws"
+	cfg.Credential = &azfake.TokenCredential{}
+	cfg.ClientOptions = &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr}}
+	cfg.BlobOptions = store.Options()
+	cfg.PollFrequency = time.Millisecond
+	a, err := NewAzureML(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// A completed job's model.txt and metrics.json come back from the output
+// folder Submit chose, through the datastore's blob container, with the
+// storage token; a second call (also from another runner, as after a
+// worker restart) reads nothing again.
+func TestAzureMLOutputs(t *testing.T) {
+	w, store, outDir := newWorkspace(), blobtest.Start(t), t.TempDir()
+	a := newAzureMLWithStorage(t, w, store, AzureMLConfig{OutputDir: outDir})
+	ctx := context.Background()
+	ref, err := a.Submit(ctx, azureJob("retrain-bf-9", KindAzureMLCloud, "cpu-cluster"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.setStatus(ref.ID, ml.JobStatusCompleted)
+	folder := "/" + storeContainer + "/modelfleet/retrain/retrain-bf-9/model/"
+	model, metrics := []byte("tree\nversion=v4\n"), []byte(`{"train_auc":0.97}`)
+	store.Blobs[folder+ModelFile], store.Blobs[folder+MetricsFile] = model, metrics
+
+	dir, err := a.Outputs(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := dir, filepath.Join(outDir, "retrain-bf-9"); got != want {
+		t.Errorf("dir = %s, want %s", got, want)
+	}
+	for name, want := range map[string][]byte{ModelFile: model, MetricsFile: metrics} {
+		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != string(want) {
+			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+		}
+	}
+	if m, err := ReadMetrics(filepath.Join(dir, MetricsFile)); err != nil || m["train_auc"] != 0.97 {
+		t.Errorf("metrics = %v, %v", m, err)
+	}
+	reqs := store.Requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d storage requests, want 2: %+v", len(reqs), reqs)
+	}
+	for _, r := range reqs {
+		if r.Method != http.MethodGet || r.Host != storeHost || !strings.HasPrefix(r.Path, folder) || !strings.HasPrefix(r.Auth, "Bearer ") || r.Version == "" {
+			t.Errorf("request %+v: want a Get Blob of %s%s with a bearer token and x-ms-version", r, storeHost, folder)
+		}
+	}
+	if entries, _ := os.ReadDir(outDir); len(entries) != 1 {
+		t.Errorf("output dir holds %d entries, want the job's folder only", len(entries))
+	}
+
+	for _, r := range []*AzureML{a, newAzureMLWithStorage(t, w, store, AzureMLConfig{OutputDir: outDir})} {
+		if again, err := r.Outputs(ctx, ref); err != nil || again != dir {
+			t.Errorf("second Outputs = %s, %v; want %s", again, err, dir)
+		}
+	}
+	if n := len(store.Requests()); n != 2 {
+		t.Errorf("%d storage requests after the second calls, want still 2", n)
+	}
+}
+
+// metrics.json is optional in the job contract; model.txt is not, and its
+// absence names the blob. 403 names the role; a file over the bound is
+// refused. A failed download leaves no folder behind, so a later call
+// starts afresh.
+func TestAzureMLOutputsFailures(t *testing.T) {
+	w, store, outDir := newWorkspace(), blobtest.Start(t), t.TempDir()
+	a := newAzureMLWithStorage(t, w, store, AzureMLConfig{OutputDir: outDir, MaxOutputBytes: 64})
+	ctx := context.Background()
+	folder := func(id string) string { return "/" + storeContainer + "/modelfleet/retrain/" + id + "/model/" }
+
+	// no metrics.json
+	store.Blobs[folder("j-nometrics")+ModelFile] = []byte("tree\n")
+	dir, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-nometrics"})
+	if err != nil {
+		t.Fatalf("without metrics.json: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, MetricsFile)); !os.IsNotExist(err) {
+		t.Errorf("metrics.json: %v, want none", err)
+	}
+
+	// no model.txt
+	ref := RunRef{Kind: KindAzureMLCloud, ID: "j-nomodel"}
+	store.Blobs[folder("j-nomodel")+MetricsFile] = []byte("{}")
+	_, err = a.Outputs(ctx, ref)
+	if modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND || !strings.Contains(err.Error(), storeHost+folder("j-nomodel")+ModelFile) || !strings.Contains(err.Error(), "BlobNotFound") {
+		t.Errorf("without model.txt: %v, want ENOTFOUND naming the blob", err)
+	}
+	if _, err := os.Stat(filepath.Join(outDir, "j-nomodel")); !os.IsNotExist(err) {
+		t.Errorf("a failed download left its folder: %v", err)
+	}
+	store.Blobs[folder("j-nomodel")+ModelFile] = []byte("tree\n")
+	if _, err := a.Outputs(ctx, ref); err != nil {
+		t.Errorf("once model.txt is there: %v", err)
+	}
+
+	// 403
+	store.Blobs[folder("j-forbidden")+ModelFile] = []byte("tree\n")
+	store.Status[folder("j-forbidden")+ModelFile] = http.StatusForbidden
+	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-forbidden"}); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED || !strings.Contains(err.Error(), "Storage Blob Data Reader") {
+		t.Errorf("forbidden: %v, want EUNAUTHORIZED naming Storage Blob Data Reader", err)
+	}
+
+	// too large
+	store.Blobs[folder("j-large")+ModelFile] = []byte(strings.Repeat("x", 65))
+	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-large"}); modelfleet.ErrorCode(err) != modelfleet.ETOOLARGE {
+		t.Errorf("65 bytes over a bound of 64: %v, want ETOOLARGE", err)
+	}
+
+	// a policy's own output folder; a host that is not a blob endpoint
+	store.Blobs["/other/press/model.txt"] = []byte("tree\n")
+	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-policy", OutputURI: "https://" + storeHost + "/other/press"}); err != nil {
+		t.Errorf("policy output: %v", err)
+	}
+	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-evil", OutputURI: "https://attacker.example/c/"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("foreign host: %v, want EINVALID", err)
+	}
+	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "../x"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("bad job id: %v, want EINVALID", err)
+	}
+	for _, r := range store.Requests() {
+		if r.Host != storeHost {
+			t.Errorf("a request went to %s", r.Host)
+		}
+	}
+	if n := w.count("GET datastore " + DefaultOutputDatastore); n != 1 {
+		t.Errorf("datastore read %d times, want once (cached)", n)
+	}
+}
