@@ -167,6 +167,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	var gitCfg gitops.Config
 	var aml amlarcFlags
 	var amlReg azuremlRegistryFlags
+	var train trainingFlags
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run the cloud worker: release workflows and cloud activities",
@@ -211,6 +212,9 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				log.Info("azure ml registry on", "subscription", rc.SubscriptionID, "resource_group", rc.ResourceGroup, "workspace", rc.Workspace, "datastore", rc.Datastore)
 				go probeRegistryCredential(cmd.Context(), rc.Credential, log)
 			}
+			if wc.Retraining, err = train.retraining(&aml, &amlReg, log); err != nil {
+				return err
+			}
 			w, err := app.StartCloudWorker(wc)
 			if err != nil {
 				return err
@@ -227,6 +231,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
 	aml.add(f)
 	amlReg.add(f)
+	train.add(f)
 	return cmd
 }
 
