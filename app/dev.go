@@ -229,16 +229,8 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		return err
 	}
 	d.Monitor = mon
-	d.Gateway.Handle("/api/monitor", mon.Handler())
-	mctx, stopMonitor := context.WithCancel(ctx)
-	monDone := make(chan struct{})
-	go func() {
-		defer close(monDone)
-		if err := mon.Run(mctx); err != nil && mctx.Err() == nil {
-			log.Error("drift monitor stopped", "error", err)
-		}
-	}()
-	closers = append(closers, func() { stopMonitor(); <-monDone })
+	stopMonitor := mon.Start(ctx, d.Gateway)
+	closers = append(closers, stopMonitor)
 
 	done := make(chan error, len(d.Edges))
 	ectx, cancelEdges := context.WithCancel(ctx)

@@ -79,6 +79,21 @@ func (m *Monitor) Run(ctx context.Context) error {
 	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Concurrency: 8, Prefetch: 32, Logger: m.log})
 }
 
+// Start runs the monitor in the background and serves its verdicts at the
+// gateway's GET /api/monitor; the returned function stops it and waits.
+func (m *Monitor) Start(ctx context.Context, gw *Gateway) (stop func()) {
+	gw.Handle("/api/monitor", m.Handler())
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := m.Run(mctx); err != nil && mctx.Err() == nil {
+			m.log.Error("drift monitor stopped", "error", err)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // directoryBaselines reads baselines from the fleet directory, once per
 // version (a version's baseline never changes once validated).
 type directoryBaselines struct {

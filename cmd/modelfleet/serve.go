@@ -6,13 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
 	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry/azureml"
 	"github.com/modelfleet/modelfleet/telemetry"
 )
@@ -84,6 +88,8 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	var (
 		keyParam, jwks, nsEndpoint, nsTopic, nsSub string
 		issuers, audiences, monitors               []string
+		reference                                  string
+		lookback                                   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -130,11 +136,30 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				}
 				cfg.Pull = &app.PullConfig{Endpoint: nsEndpoint, Topic: nsTopic, Subscription: nsSub, Key: key}
 			}
+			// The embedded signal queue the sites' agents send to, and the
+			// drift monitor consuming it (docs/signals.md).
+			if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
+				return err
+			}
+			sq, err := queue.Open(filepath.Join(cfg.DataDir, "queue", app.SignalQueue+".db"), queue.Options{Name: app.SignalQueue, Logger: cfg.Logger.With("component", "queue")})
+			if err != nil {
+				return err
+			}
+			defer sq.Close()
+			cfg.Queues = []*queue.Queue{sq}
 			gw, err := app.OpenGateway(cfg)
 			if err != nil {
 				return err
 			}
 			defer gw.Close()
+			mon, err := app.NewMonitor(app.MonitorConfig{
+				Queue: sq, Temporal: c, Directory: &fleet.Client{BaseURL: gw.URL()},
+				Drift: drift.Options{Reference: reference, Lookback: lookback}, Logger: cfg.Logger,
+			})
+			if err != nil {
+				return err
+			}
+			defer mon.Start(cmd.Context(), gw)()
 			<-cmd.Context().Done()
 			return nil
 		},
@@ -150,6 +175,8 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&nsEndpoint, "eventgrid-namespace-endpoint", "", "also pull events from this Event Grid namespace (key: $MODELFLEET_EVENTGRID_KEY)")
 	f.StringVar(&nsTopic, "eventgrid-topic", "", "namespace topic to pull from")
 	f.StringVar(&nsSub, "eventgrid-subscription", "", "namespace event subscription to pull from")
+	f.StringVar(&reference, "monitor-reference", drift.ReferenceTraining, "what the drift monitor compares each site's window with: training (the version's baseline) or site (the site's own first half-window)")
+	f.DurationVar(&lookback, "monitor-lookback", 10*time.Minute, "the drift monitor's rolling window")
 	return cmd
 }
 
@@ -229,6 +256,8 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
 	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")
 	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
+	f.StringVar(&gitCfg.MQTTURL, "gitops-mqtt-url", os.Getenv("MODELFLEET_GITOPS_MQTT_URL"), "the sites' MQTT broker as their pods reach it, for workload Deployments ($MODELFLEET_GITOPS_MQTT_URL)")
+	f.StringVar(&gitCfg.WorkloadKeySecret, "gitops-workload-key-secret", "", "Secret (key \"key\") with the router API key workload Deployments mount (default: none)")
 	aml.add(f)
 	amlReg.add(f)
 	train.add(f)
@@ -279,5 +308,6 @@ func newEdgeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "", "site state directory (default $MODELFLEET_DATA_DIR/sites/<site>)")
 	f.StringArrayVar(&labels, "label", nil, "site label key=value (repeatable), e.g. ring=canary")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", app.DefaultHeartbeat, "how often to report to the site directory")
+	f.BoolVar(&cfg.ExternalWorkloads, "external-workloads", false, "the site's workloads run as their own processes (modelfleet workload run), not in this agent")
 	return cmd
 }
