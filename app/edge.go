@@ -54,7 +54,12 @@ type EdgeConfig struct {
 	// its desired state (what releases use), e.g. thousands of simulated
 	// sites in one benchmark process.
 	NoWorker bool
-	Logger   *slog.Logger
+	// ExternalWorkloads says the site's workloads run as processes of their
+	// own (`modelfleet workload run`, a Deployment the gitops driver
+	// renders), not in this agent: the agent then reports none, instead of
+	// failing each for want of its code.
+	ExternalWorkloads bool
+	Logger            *slog.Logger
 }
 
 // Edge is a running edge agent: the router serves from disk as soon as

@@ -119,11 +119,12 @@ func (h *workloadHost) actual() modelfleet.ActualWorkload {
 
 // convergeWorkloads applies the desired workloads after the models they
 // call (changed: a new revision) and adds what runs to the site's report.
-// A workload the agent has no code for is reported failed, not ignored.
+// A workload the agent has no code for is reported failed, not ignored,
+// unless the site's workloads run outside the agent (ExternalWorkloads).
 func (e *Edge) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, changed bool, actual *modelfleet.Actual) {
 	v, _ := workloadHosts.Load(e)
 	h, _ := v.(*workloadHost)
-	if h == nil && len(ds.Workloads) == 0 {
+	if h == nil && (len(ds.Workloads) == 0 || e.cfg.ExternalWorkloads) {
 		return
 	}
 	actual.Workloads = map[string]modelfleet.ActualWorkload{}

@@ -19,8 +19,8 @@ import (
 )
 
 func newWorkloadCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "workload", Short: "Register, list and release workload versions"}
-	cmd.AddCommand(newWorkloadRegisterCmd(g), newWorkloadListCmd(g), newWorkloadReleaseCmd(g))
+	cmd := &cobra.Command{Use: "workload", Short: "Register, list, release and run workload versions"}
+	cmd.AddCommand(newWorkloadRegisterCmd(g), newWorkloadListCmd(g), newWorkloadReleaseCmd(g), newWorkloadRunCmd(g))
 	return cmd
 }
 

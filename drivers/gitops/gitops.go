@@ -42,6 +42,14 @@ type Config struct {
 	// CPURequest, MemoryRequest and MemoryLimit size the agent; the defaults
 	// come from its measured footprint (deploy/README.md).
 	CPURequest, MemoryRequest, MemoryLimit string
+	// MQTTURL is the site's MQTT broker (mqtt://host:port) as the cluster's
+	// pods reach it: a workload's Deployment reads factory data there. A
+	// site whose desired state names a workload does not render without it.
+	MQTTURL string
+	// WorkloadKeySecret, if set, is a Secret in the agent's namespace whose
+	// "key" is the router API key workloads present (mounted, never in an
+	// environment variable or argument).
+	WorkloadKeySecret string
 
 	// Describe, if set, says why a change was made in its commit message.
 	// By default that comes from the desired state: each model's release,

@@ -63,7 +63,9 @@ type kpatch struct {
 // Render is the fleet repository's content for one site: the shared base
 // (the agent's Deployment and Service) and the site's overlay (its desired
 // state as a ConfigMap, a patch naming the site and rolling the pods when
-// the desired state changes). Paths are relative to the repository root.
+// the desired state changes, and for each workload the desired state names
+// its manifest as a ConfigMap and a Deployment running it). Paths are
+// relative to the repository root.
 func Render(cfg Config, site modelfleet.Site, ds modelfleet.Desired) (map[string][]byte, error) {
 	cfg = cfg.withDefaults()
 	files := map[string][]byte{}
@@ -106,10 +108,30 @@ func Render(cfg Config, site modelfleet.Site, ds modelfleet.Desired) (map[string
 	if err := add(path.Join(dir, "agent-patch.yaml"), sitePatch(site, ds, hex.EncodeToString(sum[:]))); err != nil {
 		return nil, err
 	}
+	resources := []string{"../../" + BaseDir, "desired.yaml"}
+	wnames := make([]string, 0, len(ds.Workloads))
+	for n := range ds.Workloads {
+		wnames = append(wnames, n)
+	}
+	sort.Strings(wnames)
+	for _, n := range wnames {
+		cm, dep, err := workloadObjects(cfg, site, n, ds.Workloads[n])
+		if err != nil {
+			return nil, err
+		}
+		cmFile, depFile := "workload-"+n+"-manifest.yaml", "workload-"+n+".yaml"
+		if err := add(path.Join(dir, cmFile), cm); err != nil {
+			return nil, err
+		}
+		if err := add(path.Join(dir, depFile), dep); err != nil {
+			return nil, err
+		}
+		resources = append(resources, cmFile, depFile)
+	}
 	k := kustomization{
 		APIVersion: "kustomize.config.k8s.io/v1beta1", Kind: "Kustomization",
 		Namespace: cfg.Namespace,
-		Resources: []string{"../../" + BaseDir, "desired.yaml"},
+		Resources: resources,
 		Patches:   []kpatch{{Path: "agent-patch.yaml"}},
 		Labels:    []klabels{{Pairs: map[string]string{"modelfleet.io/site": labelValue(site.ID)}}},
 	}
@@ -152,8 +174,9 @@ func baseDeployment(cfg Config) *appsv1.Deployment {
 					Containers: []corev1.Container{{
 						Name:  "agent",
 						Image: cfg.Image,
+						// Workloads run as Deployments of their own (workload.go).
 						Args: []string{"edge", "--site", "$(MODELFLEET_SITE)", "--listen", fmt.Sprintf("0.0.0.0:%d", routerPort),
-							"--data-dir", "/var/lib/modelfleet", "--desired-file", desiredMount + "/" + DesiredKey},
+							"--data-dir", "/var/lib/modelfleet", "--desired-file", desiredMount + "/" + DesiredKey, "--external-workloads"},
 						Env:            []corev1.EnvVar{{Name: "MODELFLEET_SITE", Value: "unset"}, {Name: "MODELFLEET_GATEWAY_URL", Value: cfg.GatewayURL}},
 						Ports:          []corev1.ContainerPort{{Name: "router", ContainerPort: routerPort, Protocol: corev1.ProtocolTCP}},
 						ReadinessProbe: probe("/readyz"),

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/modelfleet/modelfleet"
+	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
+	"github.com/modelfleet/modelfleet/workload"
+)
+
+// builtinWorkloads is the feature code compiled into this binary: a
+// manifest is run only with the code written for it.
+func builtinWorkloads() []workload.Code { return []workload.Code{bearing.Code()} }
+
+// workloadRun configures one standalone workload process.
+type workloadRun struct {
+	Site     string
+	Manifest string // path of workload.yaml
+	Broker   string // mqtt://host:port
+	Router   string // http://agent:port
+	KeyFile  string // the router API key; optional, never logged
+	Listen   string // health, decisions and metrics
+	DataDir  string // the bounded local record of decisions
+	Logger   *slog.Logger
+	Codes    []workload.Code
+
+	// onListen, when set, is told the bound address (tests listen on :0).
+	onListen func(net.Addr)
+	// supervisor tunes the supervisor (tests shorten its timers).
+	supervisor func(*workload.SupervisorConfig)
+}
+
+// recordFile is where the bounded record of decisions survives a restart.
+const recordFile = "decisions.json"
+
+func newWorkloadRunCmd(g *globals) *cobra.Command {
+	r := workloadRun{}
+	cmd := &cobra.Command{
+		Use:   "run --site <id> --manifest <workload.yaml> --broker mqtt://host:port --router http://agent:port",
+		Short: "Run one site's workload as its own process, supervised, until SIGTERM",
+		Long: `Run a workload outside the embedded stack: the manifest is paired with the
+feature code built into this binary (refused if the code cannot serve it),
+then supervised — started, health-checked, restarted with backoff — on a
+persistent MQTT session (QoS 1) until SIGINT or SIGTERM, when it drains:
+what it holds is finished and acknowledged, the rest stays on the broker
+for the next start. It serves GET /healthz, /decisions and /metrics on
+--listen and keeps its bounded record of decisions in --data-dir.
+
+Every flag has an environment variable, for containers.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r.Logger = g.logger()
+			return r.run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&r.Site, "site", os.Getenv("MODELFLEET_SITE"), "site id ($MODELFLEET_SITE, required)")
+	f.StringVar(&r.Manifest, "manifest", os.Getenv("MODELFLEET_WORKLOAD_MANIFEST"), "the workload's manifest, workload.yaml ($MODELFLEET_WORKLOAD_MANIFEST, required)")
+	f.StringVar(&r.Broker, "broker", envOr("MODELFLEET_MQTT_URL", "mqtt://127.0.0.1:1883"), "MQTT broker URL ($MODELFLEET_MQTT_URL)")
+	f.StringVar(&r.Router, "router", envOr("MODELFLEET_ROUTER_URL", "http://127.0.0.1:9001"), "the site's inference router ($MODELFLEET_ROUTER_URL)")
+	f.StringVar(&r.KeyFile, "key-file", os.Getenv("MODELFLEET_ROUTER_KEY_FILE"), "file holding the router API key for the model ($MODELFLEET_ROUTER_KEY_FILE; none: no key)")
+	f.StringVar(&r.Listen, "listen", envOr("MODELFLEET_WORKLOAD_LISTEN", "127.0.0.1:9100"), "health, decisions and metrics listen address ($MODELFLEET_WORKLOAD_LISTEN)")
+	f.StringVar(&r.DataDir, "data-dir", "", "where the record of decisions is kept (default $MODELFLEET_DATA_DIR/workloads/<site>)")
+	return cmd
+}
+
+// workloadProgram pairs a manifest with the code written for it.
+func workloadProgram(doc []byte, codes []workload.Code) (workload.Program, error) {
+	m, err := workload.ParseManifest(doc)
+	if err != nil {
+		return workload.Program{}, err
+	}
+	names := make([]string, 0, len(codes))
+	for _, c := range codes {
+		if c.Name == m.Name {
+			return c.Program(m)
+		}
+		names = append(names, c.Name)
+	}
+	return workload.Program{}, modelfleet.Errorf(modelfleet.EINVALID,
+		"workload %s: this binary has no code for workload %q (it has code for %q); build it with that workload's code", m.Ref(), m.Name, names)
+}
+
+// readKey reads the router API key; the error never contains it.
+func readKey(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("router key: %w", err)
+	}
+	key := strings.TrimSpace(string(b))
+	if key == "" {
+		return "", fmt.Errorf("router key file %s is empty", path)
+	}
+	return key, nil
+}
+
+// run checks the configuration, then supervises the workload until ctx
+// ends and drains it.
+func (r workloadRun) run(ctx context.Context) error {
+	if r.Site == "" {
+		return errors.New("--site is required")
+	}
+	if err := modelfleet.ValidateName("site id", r.Site); err != nil {
+		return err
+	}
+	if r.Manifest == "" {
+		return errors.New("--manifest is required")
+	}
+	doc, err := os.ReadFile(r.Manifest)
+	if err != nil {
+		return err
+	}
+	if r.Codes == nil {
+		r.Codes = builtinWorkloads()
+	}
+	prog, err := workloadProgram(doc, r.Codes)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.Manifest, err)
+	}
+	key, err := readKey(r.KeyFile)
+	if err != nil {
+		return err
+	}
+	if r.DataDir == "" {
+		r.DataDir = filepath.Join(dataDir(), "workloads", r.Site)
+	}
+	if err := os.MkdirAll(r.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	scfg := workload.SupervisorConfig{Site: r.Site, Broker: r.Broker, Router: r.Router, APIKey: key, Logger: log}
+	if r.supervisor != nil {
+		r.supervisor(&scfg)
+	}
+	sup := workload.NewSupervisor(scfg)
+	recPath := filepath.Join(r.DataDir, recordFile)
+	sup.Record = loadRecord(recPath, prog.Manifest.Output.Record, log)
+
+	ln, err := net.Listen("tcp", r.Listen)
+	if err != nil {
+		return fmt.Errorf("workload listen %s: %w", r.Listen, err)
+	}
+	srv := &http.Server{Handler: sup.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("workload: health server stopped", "error", err)
+		}
+	}()
+	if r.onListen != nil {
+		r.onListen(ln.Addr())
+	}
+	log.Info("workload: starting", "workload", prog.Manifest.Ref(), "site", r.Site, "broker", r.Broker,
+		"router", r.Router, "router_key", key != "", "listen", ln.Addr().String(), "data_dir", r.DataDir)
+
+	// Save the record now and then, so a crash loses little of it.
+	saveCtx, stopSaving := context.WithCancel(context.Background())
+	saved := make(chan struct{})
+	go func() {
+		defer close(saved)
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-saveCtx.Done():
+				return
+			case <-t.C:
+				if err := saveRecord(recPath, sup.Record); err != nil {
+					log.Warn("workload: saving the record of decisions failed", "error", err)
+				}
+			}
+		}
+	}()
+
+	runErr := sup.Run(ctx, prog) // drains the running version when ctx ends
+	stopSaving()
+	<-saved
+	if err := saveRecord(recPath, sup.Record); err != nil {
+		log.Warn("workload: saving the record of decisions failed", "error", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if runErr != nil {
+		return runErr
+	}
+	log.Info("workload: stopped", "workload", prog.Manifest.Ref())
+	return nil
+}
+
+// loadRecord restores the record of decisions kept in path, up to n of the
+// newest; a missing or unreadable file starts an empty one.
+func loadRecord(path string, n int, log *slog.Logger) *workload.Record {
+	rec := workload.NewRecord(n)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return rec
+	}
+	var ds []workload.Decision // newest first
+	if err == nil {
+		err = json.Unmarshal(b, &ds)
+	}
+	if err != nil {
+		log.Warn("workload: the record of decisions is unreadable; starting a new one", "path", path, "error", err)
+		return rec
+	}
+	if n > 0 && len(ds) > n {
+		ds = ds[:n]
+	}
+	for i := len(ds) - 1; i >= 0; i-- {
+		rec.Add(ds[i])
+	}
+	return rec
+}
+
+// saveRecord writes the record atomically (a crash leaves the old file).
+func saveRecord(path string, rec *workload.Record) error {
+	b, err := json.Marshal(rec.Recent(0))
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
