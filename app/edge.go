@@ -46,6 +46,10 @@ type EdgeConfig struct {
 	// Nil: the gateway's embedded queue (GatewayURL/api/queues/signals);
 	// with no gateway either, figures are only exposed at /metrics.
 	SignalSender queue.Sender
+	// DesiredFile, if set, is where the site's desired state comes from (a
+	// JSON modelfleet.Desired, e.g. the ConfigMap the gitops driver
+	// commits), re-read every HeartbeatInterval, instead of the gateway.
+	DesiredFile string
 	// NoSignals turns the monitoring loop off: no signal messages, no
 	// signal figures at /metrics (thousands of simulated sites in one
 	// benchmark process, where each site's buffer file would count).
@@ -135,7 +139,10 @@ func (e *Edge) Run(ctx context.Context) error {
 	sigDone := make(chan struct{})
 	go func() { e.sig.run(ctx); close(sigDone) }()
 	defer func() { <-sigDone }()
-	if e.cfg.GatewayURL != "" {
+	switch {
+	case e.cfg.DesiredFile != "":
+		go e.convergeFromFile(ctx)
+	case e.cfg.GatewayURL != "":
 		go e.converge(ctx)
 	}
 	if e.cfg.NoWorker {

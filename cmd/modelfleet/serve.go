@@ -308,6 +308,7 @@ func newEdgeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "", "site state directory (default $MODELFLEET_DATA_DIR/sites/<site>)")
 	f.StringArrayVar(&labels, "label", nil, "site label key=value (repeatable), e.g. ring=canary")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", app.DefaultHeartbeat, "how often to report to the site directory")
+	f.StringVar(&cfg.DesiredFile, "desired-file", "", "take the desired state from this JSON file (the gitops driver's ConfigMap, mounted), re-read every --heartbeat, instead of the gateway")
 	f.BoolVar(&cfg.ExternalWorkloads, "external-workloads", false, "the site's workloads run as their own processes (modelfleet workload run), not in this agent")
 	return cmd
 }
