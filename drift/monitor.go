@@ -159,12 +159,12 @@ func NewMonitor(opts Options) (*Monitor, error) {
 
 // Stats are a monitor's counts since it started.
 type Stats struct {
-	Received   int64 // valid signal messages
-	Evaluated  int64 // messages that moved a window and were evaluated
-	Duplicates int64 // messages already in their window (same message ID)
-	Late       int64 // messages older than their window, ignored
-	Rejected   int64 // queue messages refused for good (dead-lettered)
-	Notified   int64 // verdicts sent to the sink
+	Received   int64 `json:"received"`   // valid signal messages
+	Evaluated  int64 `json:"evaluated"`  // messages that moved a window and were evaluated
+	Duplicates int64 `json:"duplicates"` // messages already in their window (same message ID)
+	Late       int64 `json:"late"`       // messages older than their window, ignored
+	Rejected   int64 `json:"rejected"`   // queue messages refused for good (dead-lettered)
+	Notified   int64 `json:"notified"`   // verdicts sent to the sink
 }
 
 // Stats returns the counts.
