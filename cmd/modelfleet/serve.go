@@ -138,22 +138,31 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			}
 			// The embedded signal queue the sites' agents send to, and the
 			// drift monitor consuming it (docs/signals.md).
-			if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
-				return err
-			}
-			sq, err := queue.Open(filepath.Join(cfg.DataDir, "queue", app.SignalQueue+".db"), queue.Options{Name: app.SignalQueue, Logger: cfg.Logger.With("component", "queue")})
+			// (Service Bus instead in Azure mode: see servicebus.go.)
+			signals, err := signalReceiver()
 			if err != nil {
 				return err
 			}
-			defer sq.Close()
-			cfg.Queues = []*queue.Queue{sq}
+			if signals == nil {
+				if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
+					return err
+				}
+				sq, err := queue.Open(filepath.Join(cfg.DataDir, "queue", app.SignalQueue+".db"), queue.Options{Name: app.SignalQueue, Logger: cfg.Logger.With("component", "queue")})
+				if err != nil {
+					return err
+				}
+				defer sq.Close()
+				cfg.Queues, signals = []*queue.Queue{sq}, sq
+			} else {
+				cfg.Logger.Info("drift monitor consuming the Service Bus signal queue")
+			}
 			gw, err := app.OpenGateway(cfg)
 			if err != nil {
 				return err
 			}
 			defer gw.Close()
 			mon, err := app.NewMonitor(app.MonitorConfig{
-				Queue: sq, Temporal: c, Directory: &fleet.Client{BaseURL: gw.URL()},
+				Queue: signals, Temporal: c, Directory: &fleet.Client{BaseURL: gw.URL()},
 				Drift: drift.Options{Reference: reference, Lookback: lookback}, Logger: cfg.Logger,
 			})
 			if err != nil {
@@ -294,6 +303,9 @@ func newEdgeCmd(g *globals) *cobra.Command {
 			cfg.Logger = g.logger()
 			cfg.TemporalAddress, cfg.Namespace, cfg.GatewayURL = g.temporalAddress, g.namespace, g.gatewayURL
 			cfg.TemporalTLS, cfg.TemporalAPIKey = g.temporalTLS, os.Getenv("MODELFLEET_TEMPORAL_API_KEY")
+			if cfg.SignalSender, err = signalSender(); err != nil {
+				return err
+			}
 			e, err := app.OpenEdge(cfg)
 			if err != nil {
 				return err
