@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -37,6 +38,9 @@ type Cloud struct {
 	// Baselines stores each validated version's baseline for the sites and
 	// the drift monitor. Nil: versions get no baseline (counts only).
 	Baselines BaselineStore
+	// Artifacts mirrors artifacts the sites cannot fetch themselves (an
+	// azureml:// address) at the gateway. Nil: none is mirrored.
+	Artifacts ArtifactMirror
 	// Drivers checks each release's plan with the sites' deployment drivers
 	// (see DriverCheck). Nil: every site must use the agent.
 	Drivers *DriverCheck
@@ -81,6 +85,9 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	artifact, err := a.download(ctx, m.ArtifactURL, m.Digest)
 	if err != nil {
 		return ValidationReport{}, fmt.Errorf("validate %s: artifact: %w", ref, err)
+	}
+	if m.ArtifactURL, err = a.reachable(ctx, m.ArtifactURL, m.Digest, artifact); err != nil {
+		return ValidationReport{}, fmt.Errorf("validate %s: %w", ref, err)
 	}
 	model, err := inference.Load(m.Format, artifact)
 	if err != nil {
@@ -143,4 +150,36 @@ func (b *limitedBuffer) Write(p []byte) (int, error) {
 		return 0, fmt.Errorf("larger than %d bytes", b.limit)
 	}
 	return b.Buffer.Write(p)
+}
+
+// azureBlob reports an Azure Storage blob URL: readable with an Azure
+// identity only, which sites do not have.
+func azureBlob(url string) bool {
+	host := strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
+	if i := strings.IndexAny(host, "/?"); i >= 0 {
+		host = host[:i]
+	}
+	return strings.HasSuffix(strings.ToLower(host), ".blob.core.windows.net")
+}
+
+// ArtifactMirror stores an artifact where the sites download from
+// (fleet.Client: the gateway) and returns its URL there.
+type ArtifactMirror interface {
+	MirrorArtifact(ctx context.Context, digest string, data []byte) (string, error)
+}
+
+// reachable returns the URL the sites download the artifact from: its own
+// when it is http(s), else the gateway's copy (an Azure ML artifact lives
+// in the workspace's blob storage, which an edge agent has no identity
+// for).
+func (a *Cloud) reachable(ctx context.Context, url, digest string, data []byte) (string, error) {
+	web := strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://")
+	if a.Artifacts == nil || (web && !azureBlob(url)) {
+		return url, nil
+	}
+	mirrored, err := a.Artifacts.MirrorArtifact(ctx, digest, data)
+	if err != nil {
+		return "", fmt.Errorf("mirror the artifact at the gateway for the sites: %w", err)
+	}
+	return mirrored, nil
 }

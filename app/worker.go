@@ -51,6 +51,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		Registry:  reg,
 		Fleet:     dir,
 		Baselines: dir,
+		Artifacts: dir,
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.

@@ -22,9 +22,10 @@ var sitesBucket = []byte("sites")
 
 // Directory is the durable site directory, stored in one bbolt file.
 type Directory struct {
-	db     *bolt.DB
-	now    func() time.Time
-	notify notifier
+	db        *bolt.DB
+	artifacts artifacts
+	now       func() time.Time
+	notify    notifier
 }
 
 // Open opens (creating if needed) the directory stored in dir/sites.db.
@@ -47,7 +48,7 @@ func Open(dir string) (*Directory, error) {
 		db.Close()
 		return nil, fmt.Errorf("fleet: init directory: %w", err)
 	}
-	return &Directory{db: db, now: time.Now}, nil
+	return &Directory{db: db, now: time.Now, artifacts: artifacts{dir: filepath.Join(dir, "artifacts")}}, nil
 }
 
 // Close releases the database file.

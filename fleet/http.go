@@ -27,6 +27,7 @@ const maxSiteBody = 256 << 10
 func (d *Directory) Handler() http.Handler {
 	mux := http.NewServeMux()
 	d.baselineRoutes(mux)
+	d.artifactRoutes(mux)
 	mux.HandleFunc("GET /api/sites", func(w http.ResponseWriter, r *http.Request) {
 		sites, err := d.List()
 		if err != nil {
