@@ -24,7 +24,9 @@ type azureRegistry struct {
 	data []byte
 }
 
-func (r *azureRegistry) Get(context.Context, string, string) (modelfleet.Model, error) { return r.m, nil }
+func (r *azureRegistry) Get(context.Context, string, string) (modelfleet.Model, error) {
+	return r.m, nil
+}
 func (r *azureRegistry) Download(_ context.Context, _, _ string, w io.Writer) (int64, error) {
 	n, err := w.Write(r.data)
 	return int64(n), err
