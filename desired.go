@@ -172,6 +172,11 @@ type ServedVersion struct {
 	// since it loaded: what a release's prediction-shift criterion
 	// compares with the version it replaces.
 	Predictions []int64 `json:"predictions,omitempty"`
+	// Labelled counts the version's predictions whose ground truth came
+	// back (POST /feedback at the site's router), Correct those it got
+	// right: what a release's minQuality criterion reads.
+	Labelled int64 `json:"labelled,omitempty"`
+	Correct  int64 `json:"correct,omitempty"`
 }
 
 // PredictionBins are the upper edges of the bins a site counts predicted

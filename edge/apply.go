@@ -93,6 +93,16 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 					}
 				}
 			}
+		case "modelfleet_edge_feedback_total":
+			for _, m := range f.GetMetric() {
+				if i, ok := versionOf(m, model, idx); ok {
+					n := int64(m.GetCounter().GetValue())
+					out[i].Labelled += n
+					if label(m, "outcome") == "correct" {
+						out[i].Correct += n
+					}
+				}
+			}
 		case "modelfleet_edge_prediction":
 			for _, m := range f.GetMetric() {
 				if i, ok := versionOf(m, model, idx); ok {

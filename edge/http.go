@@ -41,6 +41,7 @@ type scoreResponse struct {
 // Handler serves the router's HTTP API:
 //
 //	POST /score/{model}  score a feature row (JSON object)
+//	POST /feedback/{model}  the true label of an identified prediction
 //	GET  /healthz        the process is alive
 //	GET  /readyz         at least one model is loaded
 //	GET  /api/models     the loaded model versions, with weights
@@ -56,6 +57,7 @@ func (r *Router) Handler() http.Handler {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/score/{model}", r.score)
+	mux.HandleFunc("/feedback/{model}", r.postFeedback)
 	mux.Handle("/healthz", onlyGet(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})))
@@ -143,6 +145,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		r.mirror(rt, a, x, body, label)
 	}
 	writeScore(w, a, p, label)
+	r.remember(req, name, a, label)
 	a.m.ok.Inc()
 	a.m.latency.Observe(time.Since(start).Seconds())
 	a.m.predictions.Observe(p)

@@ -113,3 +113,21 @@ func TestProgressMeasuresPredictionShift(t *testing.T) {
 		t.Errorf("same predictions: shift %v, want 0", p.PredictionShift)
 	}
 }
+
+func TestProgressSumsLabelledPredictions(t *testing.T) {
+	d := mustOpen(t, "s1", "s2")
+	d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 50), Sites: []string{"s1", "s2"}})
+	rev := desired(t, d, "s1").Revision
+	for _, s := range []string{"s1", "s2"} {
+		d.ReportActual(modelfleet.Actual{Site: s, Revision: rev, Models: map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{
+			{Version: "1", Labelled: 100, Correct: 10}, {Version: "2", Labelled: 40, Correct: 30},
+		}}}})
+	}
+	p, err := d.Progress("m", "2", []string{"s1", "s2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Labelled != 80 || p.Correct != 60 {
+		t.Errorf("labelled %d correct %d, want the new version's 80 and 60", p.Labelled, p.Correct)
+	}
+}

@@ -332,7 +332,15 @@ type Progress struct {
 	// MinShiftSamples predictions; ShiftSamples says how many Version had.
 	PredictionShift float64 `json:"predictionShift,omitempty"`
 	ShiftSamples    int64   `json:"shiftSamples,omitempty"`
+	// Labelled and Correct count Version's predictions whose ground truth
+	// the sites received, and those it got right.
+	Labelled int64 `json:"labelled,omitempty"`
+	Correct  int64 `json:"correct,omitempty"`
 }
+
+// MinQualitySamples is the fewest labelled predictions before a release's
+// minQuality criterion judges the new version.
+const MinQualitySamples = 50
 
 // MinShiftSamples is the fewest predictions, of the new version and of the
 // versions it replaces, before a prediction shift is measured: fewer differ
@@ -382,6 +390,8 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 						p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
 					}
 					if v.Version == version {
+						p.Labelled += v.Labelled
+						p.Correct += v.Correct
 						addBins(newPreds, v.Predictions)
 					} else if version != "" {
 						addBins(oldPreds, v.Predictions)

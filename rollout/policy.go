@@ -218,11 +218,8 @@ func (p *Policy) Normalize() error {
 			return bad("wave %q: steps %v must end at 100 (the new version takes all traffic)", w.Name, w.Steps)
 		}
 		c := w.Criteria
-		if c.MaxErrorRate < 0 || c.MaxErrorRate > 1 || c.MaxPredictionShift < 0 || c.MaxPredictionShift > 1 || c.MaxP99LatencyMs < 0 {
-			return bad("wave %q: criteria out of range (maxErrorRate and maxPredictionShift are 0..1, maxP99LatencyMs non-negative)", w.Name)
-		}
-		if c.MinQuality != 0 {
-			return bad("wave %q: criteria.minQuality needs ground truth from the sites, which modelfleet does not collect yet: remove it (the champion/challenger gate checks quality on the holdout set before any rollout)", w.Name)
+		if c.MaxErrorRate < 0 || c.MaxErrorRate > 1 || c.MaxPredictionShift < 0 || c.MaxPredictionShift > 1 || c.MaxP99LatencyMs < 0 || c.MinQuality < 0 || c.MinQuality > 1 {
+			return bad("wave %q: criteria out of range (maxErrorRate, maxPredictionShift and minQuality are 0..1, maxP99LatencyMs non-negative)", w.Name)
 		}
 	}
 	// A selector-less wave before the last one would swallow every later wave.

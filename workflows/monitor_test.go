@@ -100,3 +100,35 @@ func TestMonitorVerdictRollsBackAWorkloadRelease(t *testing.T) {
 		t.Errorf("rolled back %v, want the canary", h.rollback)
 	}
 }
+
+func TestMinQualityCriterion(t *testing.T) {
+	policy := `
+waves:
+  - {name: canary, select: {ring: canary}, steps: [10, 100], criteria: {minQuality: 0.9}}
+  - {name: fleet}
+`
+	for _, c := range []struct {
+		name              string
+		labelled, correct int64
+		breach            bool
+	}{
+		{"good enough", 200, 190, false},
+		{"too few labels to judge", 20, 2, false},
+		{"below", 200, 150, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, policy, sites("c1"), sites("f1"))
+			h.labelled, h.correct = c.labelled, c.correct
+			st, err := h.run()
+			if !c.breach {
+				if err != nil || st.State != StateSucceeded {
+					t.Fatalf("state %q, error %v", st.State, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "accuracy 0.750") || st.State != StateRolledBack {
+				t.Fatalf("state %q, error %v: want an accuracy breach and a rollback", st.State, err)
+			}
+		})
+	}
+}

@@ -329,7 +329,7 @@ func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 // sites with the wave's criteria.
 func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) error {
 	c := r.planned.Policy.Waves[i].Criteria
-	if (c.MaxErrorRate == 0 && c.MaxP99LatencyMs == 0 && c.MaxPredictionShift == 0) || len(batch) == 0 {
+	if (c.MaxErrorRate == 0 && c.MaxP99LatencyMs == 0 && c.MaxPredictionShift == 0 && c.MinQuality == 0) || len(batch) == 0 {
 		return nil
 	}
 	p, err := r.await(ctx, batch, 0)
@@ -348,6 +348,11 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 	if c.MaxPredictionShift > 0 && p.PredictionShift > c.MaxPredictionShift {
 		return breach("wave %q: prediction shift %.3f (Jensen–Shannon distance of %s's %d predictions from the versions it replaces) exceeds %.3f",
 			name, p.PredictionShift, r.in.Model.Version, p.ShiftSamples, c.MaxPredictionShift)
+	}
+	if c.MinQuality > 0 && p.Labelled >= fleet.MinQualitySamples {
+		if acc := float64(p.Correct) / float64(p.Labelled); acc < c.MinQuality {
+			return breach("wave %q: accuracy %.3f of %s over %d labelled predictions is below %.3f", name, acc, r.in.Model.Version, p.Labelled, c.MinQuality)
+		}
 	}
 	return nil
 }

@@ -32,6 +32,8 @@ type harness struct {
 	finished []string
 	failing  map[string]string // site -> reason its agent reports
 	shift    float64           // prediction shift the sites report
+	labelled int64             // labelled predictions of the new version the sites report
+	correct  int64             // of which right
 	report   activities.ValidationReport
 }
 
@@ -56,7 +58,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 		return fleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (fleet.Progress, error) {
-		p := fleet.Progress{PredictionShift: h.shift, ShiftSamples: 500}
+		p := fleet.Progress{PredictionShift: h.shift, ShiftSamples: 500, Labelled: h.labelled, Correct: h.correct}
 		for _, s := range req.Sites {
 			if reason, bad := h.failing[s]; bad {
 				p.Failed = append(p.Failed, fleet.SiteFailure{Site: s, Reason: reason})

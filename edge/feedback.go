@@ -1,0 +1,163 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Ground truth arrives after the prediction: a bearing fails, or an
+// inspector labels the part. A caller that wants its predictions judged
+// sends X-Modelfleet-Request-Id with the score request and later posts the
+// true label for that ID to /feedback/{model}; the router counts, per
+// version, how many labelled predictions were right. A release's minQuality
+// criterion reads those counts. Requests without the header cost nothing.
+const (
+	HeaderRequestID = "X-Modelfleet-Request-Id"
+	// MaxRequestID bounds the header's length.
+	MaxRequestID = 128
+	// RememberedPredictions is how many labelled-to-be predictions a router
+	// keeps (oldest forgotten first): at a few hundred bytes each, a few
+	// MiB for ground truth that arrives within hours at factory rates.
+	RememberedPredictions = 1 << 16
+)
+
+type outcome struct {
+	version string
+	label   int
+}
+
+// outcomes remembers the label each identified prediction answered.
+type outcomes struct {
+	mu   sync.Mutex
+	m    map[string]outcome // model + "\x00" + request id
+	ring []string
+	next int
+}
+
+func newOutcomes(n int) *outcomes {
+	return &outcomes{m: make(map[string]outcome, n), ring: make([]string, n)}
+}
+
+func (o *outcomes) record(model, id, version string, label int) {
+	k := model + "\x00" + id
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if old := o.ring[o.next]; old != "" {
+		delete(o.m, old)
+	}
+	o.ring[o.next] = k
+	o.next = (o.next + 1) % len(o.ring)
+	o.m[k] = outcome{version: version, label: label}
+}
+
+// take returns and forgets a prediction: a label counts once.
+func (o *outcomes) take(model, id string) (outcome, bool) {
+	k := model + "\x00" + id
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out, ok := o.m[k]
+	delete(o.m, k)
+	return out, ok
+}
+
+var (
+	feedbackOnce sync.Map // *Router -> *feedbackState
+)
+
+type feedbackState struct {
+	outcomes *outcomes
+	counts   *prometheus.CounterVec
+}
+
+// feedback returns the router's feedback state, registering its metric on
+// first use.
+func (r *Router) feedback() *feedbackState {
+	if v, ok := feedbackOnce.Load(r); ok {
+		return v.(*feedbackState)
+	}
+	st := &feedbackState{
+		outcomes: newOutcomes(RememberedPredictions),
+		counts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name:        "modelfleet_edge_feedback_total",
+			Help:        "Labelled predictions (ground truth posted to /feedback) by whether the version's label was right (correct or wrong).",
+			ConstLabels: prometheus.Labels{"site": r.Site},
+		}, []string{"model", "version", "outcome"}),
+	}
+	if v, loaded := feedbackOnce.LoadOrStore(r, st); loaded {
+		return v.(*feedbackState)
+	}
+	r.metrics.reg.MustRegister(st.counts)
+	return st
+}
+
+// remember records an identified prediction for its ground truth.
+func (r *Router) remember(req *http.Request, model string, a *arm, label int) {
+	id := req.Header.Get(HeaderRequestID)
+	if id == "" || len(id) > MaxRequestID {
+		return
+	}
+	r.feedback().outcomes.record(model, id, a.Model.Version, label)
+}
+
+// feedbackRequest is the body of POST /feedback/{model}.
+type feedbackRequest struct {
+	RequestID string `json:"requestId"`
+	Label     *int   `json:"label"`
+}
+
+// postFeedback answers POST /feedback/{model}: the true label of an
+// identified prediction.
+func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, codeMethodNotAllowed, fmt.Sprintf("method %s is not allowed: use POST", req.Method))
+		return
+	}
+	t := r.table.Load()
+	name := req.PathValue("model")
+	rt := t.routes[name]
+	if !t.keys.allows(name, rt != nil, req.Header.Get("Authorization")) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="modelfleet-edge"`)
+		writeError(w, http.StatusUnauthorized, modelfleet.EUNAUTHORIZED, "a valid API key is required: send \"Authorization: Bearer <key>\"")
+		return
+	}
+	var fb feedbackRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fb); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) || errors.Is(err, io.ErrUnexpectedEOF) {
+			writeError(w, http.StatusBadRequest, modelfleet.EINVALID, "feedback must be a small JSON object: {\"requestId\": \"...\", \"label\": 0 or 1}")
+			return
+		}
+		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("feedback is not valid JSON: %v", err))
+		return
+	}
+	switch {
+	case fb.RequestID == "" || len(fb.RequestID) > MaxRequestID:
+		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("requestId must be 1 to %d characters", MaxRequestID))
+		return
+	case fb.Label == nil || (*fb.Label != 0 && *fb.Label != 1):
+		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, "label must be 0 or 1")
+		return
+	}
+	out, ok := r.feedback().outcomes.take(name, fb.RequestID)
+	if !ok {
+		writeError(w, http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("no prediction of model %q with request id %q is remembered: send %s with the score request (the last %d are kept; each label counts once)", name, fb.RequestID, HeaderRequestID, RememberedPredictions))
+		return
+	}
+	result := "wrong"
+	if out.label == *fb.Label {
+		result = "correct"
+	}
+	r.feedback().counts.WithLabelValues(name, out.version, result).Inc()
+	writeJSON(w, http.StatusOK, map[string]any{"model": name, "version": out.version, "predicted": out.label, "label": *fb.Label, "correct": result == "correct"})
+}
