@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -258,4 +259,32 @@ func ReleaseWorkflowID(r ModelRef) string { return "release/" + r.Name + "/" + r
 // workload version is released once per model.
 func WorkloadReleaseWorkflowID(model string, w WorkloadRef) string {
 	return "release/" + model + "/workload/" + w.Name + "/" + w.Version
+}
+
+// SameContent reports, as an ECONFLICT naming what differs, how a
+// registration of an existing version differs from the stored one in what a
+// release depends on: the artifact, its format and feature schema, its
+// validation gate. Tags and other properties are informational; the stored
+// ones stand. what names the registry's kind of record ("model").
+func SameContent(what string, old, m Model) error {
+	ref := fmt.Sprintf("%s %q version %q already exists", what, old.Name, old.Version)
+	if old.Digest != m.Digest {
+		return Errorf(ECONFLICT, "%s with digest %s", ref, old.Digest)
+	}
+	if old.Format != m.Format {
+		return Errorf(ECONFLICT, "%s with format %q", ref, old.Format)
+	}
+	if !slices.Equal(old.Features, m.Features) {
+		return Errorf(ECONFLICT, "%s with features %q", ref, old.Features)
+	}
+	ov, nv := old.Validation, m.Validation
+	switch {
+	case ov == nil && nv == nil:
+		return nil
+	case ov == nil:
+		return Errorf(ECONFLICT, "%s without validation", ref)
+	case nv == nil || ov.DataDigest != nv.DataDigest || ov.Metric != nv.Metric || ov.Threshold != nv.Threshold:
+		return Errorf(ECONFLICT, "%s with validation data digest %s, metric %q, threshold %v", ref, ov.DataDigest, ov.Metric, ov.Threshold)
+	}
+	return nil
 }

@@ -278,7 +278,7 @@ func (r *Registry) commit(m modelfleet.Model, art blobInfo, data *blobInfo) (mod
 		return modelfleet.Model{}, false, fmt.Errorf("registry: record model: %w", err)
 	}
 	if found {
-		if err := sameContent(existing, m); err != nil {
+		if err := modelfleet.SameContent("model", existing, m); err != nil {
 			return r.reject(err)
 		}
 		r.metrics.registrations.WithLabelValues("existing").Inc()
@@ -293,33 +293,6 @@ func (r *Registry) commit(m modelfleet.Model, art blobInfo, data *blobInfo) (mod
 func (r *Registry) reject(err error) (modelfleet.Model, bool, error) {
 	r.metrics.registrations.WithLabelValues("rejected").Inc()
 	return modelfleet.Model{}, false, err
-}
-
-// sameContent reports, as an ECONFLICT, how a re-registration differs from
-// the stored version in what a release depends on: the artifact, its feature
-// schema and its validation gate. Tags and properties are informational; the
-// stored ones stand.
-func sameContent(old, m modelfleet.Model) error {
-	ref := fmt.Sprintf("model %q version %q already exists", old.Name, old.Version)
-	if old.Digest != m.Digest {
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with digest %s", ref, old.Digest)
-	}
-	if old.Format != m.Format {
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with format %q", ref, old.Format)
-	}
-	if !slices.Equal(old.Features, m.Features) {
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with features %q", ref, old.Features)
-	}
-	ov, nv := old.Validation, m.Validation
-	switch {
-	case ov == nil && nv == nil:
-		return nil
-	case ov == nil:
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s without validation", ref)
-	case nv == nil || ov.DataDigest != nv.DataDigest || ov.Metric != nv.Metric || ov.Threshold != nv.Threshold:
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with validation data digest %s, metric %q, threshold %v", ref, ov.DataDigest, ov.Metric, ov.Threshold)
-	}
-	return nil
 }
 
 // Get returns one model version.

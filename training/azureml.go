@@ -150,7 +150,7 @@ func (a *AzureML) Submit(ctx context.Context, job Job) (RunRef, error) {
 	// Idempotence: a job of this name is this job, submitted before.
 	if _, err := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, nil); err == nil {
 		return ref, nil
-	} else if !isStatus(err, http.StatusNotFound) {
+	} else if !azureblob.IsStatus(err, http.StatusNotFound) {
 		return RunRef{}, a.err("get job "+job.ID, err)
 	}
 	if a.cfg.VerifyCompute && job.Compute == KindAzureMLEdge {
@@ -159,7 +159,7 @@ func (a *AzureML) Submit(ctx context.Context, job Job) (RunRef, error) {
 		}
 	}
 	_, err := a.jobs.CreateOrUpdate(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, ml.JobBase{Properties: a.commandJob(job)}, nil)
-	if isStatus(err, http.StatusConflict) {
+	if azureblob.IsStatus(err, http.StatusConflict) {
 		// Created concurrently (a retried request whose first attempt
 		// went through): the job exists.
 		if _, gerr := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, nil); gerr == nil {
@@ -290,7 +290,7 @@ func (a *AzureML) download(ctx context.Context, uri, path string) error {
 // verifyEdge checks that an edge job's compute is an attached Arc cluster.
 func (a *AzureML) verifyEdge(ctx context.Context, p ComputePolicy) error {
 	resp, err := a.computes.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, p.ComputeName(), nil)
-	if isStatus(err, http.StatusNotFound) {
+	if azureblob.IsStatus(err, http.StatusNotFound) {
 		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s does not exist in workspace %s", p.ComputeName(), a.cfg.Workspace)
 	} else if err != nil {
 		return a.err("get compute "+p.ComputeName(), err)
@@ -308,7 +308,7 @@ func (a *AzureML) verifyEdge(ctx context.Context, p ComputePolicy) error {
 // Status reads the job's status.
 func (a *AzureML) Status(ctx context.Context, ref RunRef) (RunStatus, error) {
 	resp, err := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, ref.ID, nil)
-	if isStatus(err, http.StatusNotFound) {
+	if azureblob.IsStatus(err, http.StatusNotFound) {
 		return RunStatus{}, fmt.Errorf("azure ml job %s: %w", ref.ID, ErrNotFound)
 	} else if err != nil {
 		return RunStatus{}, a.err("get job "+ref.ID, err)
@@ -339,7 +339,7 @@ func (a *AzureML) Cancel(ctx context.Context, ref RunRef) error {
 		return nil
 	}
 	poller, err := a.jobs.BeginCancel(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, ref.ID, nil)
-	if isStatus(err, http.StatusNotFound) {
+	if azureblob.IsStatus(err, http.StatusNotFound) {
 		return nil
 	} else if err != nil {
 		return a.err("cancel job "+ref.ID, err)
@@ -361,7 +361,7 @@ func (a *AzureML) err(what string, err error) error {
 	}
 	switch code := re.StatusCode; {
 	case code == http.StatusTooManyRequests:
-		d := retryAfter(re.RawResponse)
+		d := azureblob.RetryAfter(re.RawResponse)
 		if d <= 0 {
 			d = 30 * time.Second
 		}
@@ -372,27 +372,6 @@ func (a *AzureML) err(what string, err error) error {
 		return modelfleet.Errorf(modelfleet.EINVALID, "azure ml: %s: %d %s", what, code, re.ErrorCode)
 	}
 	return fmt.Errorf("azure ml: %s: %w", what, err)
-}
-
-func isStatus(err error, code int) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == code
-}
-
-func retryAfter(resp *http.Response) time.Duration {
-	if resp == nil {
-		return 0
-	}
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		var n int
-		if _, err := fmt.Sscanf(v, "%d", &n); err == nil && n > 0 {
-			return time.Duration(n) * time.Second
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return time.Until(t)
-		}
-	}
-	return 0
 }
 
 // workspaceOf reads the workspace name out of a compute's ARM ID.

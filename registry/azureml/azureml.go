@@ -241,11 +241,11 @@ func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPat
 	// A version that exists is this registration, retried, or a conflict.
 	if existing, err := r.versions.Get(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, m.Name, m.Version, nil); err == nil {
 		old, _ := toModel(m.Name, m.Version, existing.ModelVersion, false)
-		if err := sameContent(old, m); err != nil {
+		if err := modelfleet.SameContent("azure ml model", old, m); err != nil {
 			return modelfleet.Model{}, false, err
 		}
 		return old, false, nil
-	} else if !isStatus(err, http.StatusNotFound) {
+	} else if !azureblob.IsStatus(err, http.StatusNotFound) {
 		return modelfleet.Model{}, false, r.err("register "+ref, err)
 	}
 
@@ -270,7 +270,7 @@ func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPat
 		return modelfleet.Model{}, false, fmt.Errorf("azure ml registry: register %s: %w", ref, err)
 	}
 	resp, err := r.versions.CreateOrUpdate(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, m.Name, m.Version, body, nil)
-	if isStatus(err, http.StatusConflict) {
+	if azureblob.IsStatus(err, http.StatusConflict) {
 		// Someone registered it meanwhile: the same content is this
 		// registration; other content is theirs.
 		existing, gerr := r.versions.Get(ctx, r.cfg.ResourceGroup, r.cfg.Workspace, m.Name, m.Version, nil)
@@ -278,7 +278,7 @@ func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPat
 			return modelfleet.Model{}, false, r.err("register "+ref, err)
 		}
 		old, _ := toModel(m.Name, m.Version, existing.ModelVersion, false)
-		if cerr := sameContent(old, m); cerr != nil {
+		if cerr := modelfleet.SameContent("azure ml model", old, m); cerr != nil {
 			return modelfleet.Model{}, false, cerr
 		}
 		return old, false, nil
@@ -289,7 +289,7 @@ func (r *Registry) Register(ctx context.Context, m modelfleet.Model, artifactPat
 	out, _ := toModel(m.Name, m.Version, resp.ModelVersion, false)
 	// Azure ML keeps an existing version's properties on a PUT that races
 	// ours; what it answers is what is stored.
-	if err := sameContent(out, m); err != nil {
+	if err := modelfleet.SameContent("azure ml model", out, m); err != nil {
 		return modelfleet.Model{}, false, err
 	}
 	return out, true, nil
@@ -349,40 +349,13 @@ func (r *Registry) err(what string, err error) error {
 	case http.StatusBadRequest, http.StatusUnprocessableEntity:
 		return modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: %s: %d %s", what, code, re.ErrorCode)
 	case http.StatusTooManyRequests:
-		d := retryAfter(re.RawResponse)
+		d := azureblob.RetryAfter(re.RawResponse)
 		if d <= 0 {
 			d = 30 * time.Second
 		}
 		return &training.ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml registry: %s: throttled (%s)", what, re.ErrorCode)}
 	}
 	return fmt.Errorf("azure ml registry: %s: %w", what, err)
-}
-
-// sameContent reports, as an ECONFLICT, how a registration differs from
-// the stored version in what a release depends on: the artifact, its
-// format and feature schema, its validation gate. Tags and other
-// properties are informational; the stored ones stand.
-func sameContent(old, m modelfleet.Model) error {
-	ref := fmt.Sprintf("azure ml model %q version %q already exists", old.Name, old.Version)
-	if old.Digest != m.Digest {
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with digest %q", ref, old.Digest)
-	}
-	if old.Format != m.Format {
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with format %q", ref, old.Format)
-	}
-	if !slices.Equal(old.Features, m.Features) {
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with features %q", ref, old.Features)
-	}
-	ov, nv := old.Validation, m.Validation
-	switch {
-	case ov == nil && nv == nil:
-		return nil
-	case ov == nil:
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s without validation", ref)
-	case nv == nil || ov.DataDigest != nv.DataDigest || ov.Metric != nv.Metric || ov.Threshold != nv.Threshold:
-		return modelfleet.Errorf(modelfleet.ECONFLICT, "%s with validation data digest %s, metric %q, threshold %v", ref, ov.DataDigest, ov.Metric, ov.Threshold)
-	}
-	return nil
 }
 
 func fileDigest(path string) (string, int64, error) {
@@ -400,27 +373,6 @@ func fileDigest(path string) (string, int64, error) {
 }
 
 func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
-
-func isStatus(err error, code int) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == code
-}
-
-func retryAfter(resp *http.Response) time.Duration {
-	if resp == nil {
-		return 0
-	}
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		var n int
-		if _, err := fmt.Sscanf(v, "%d", &n); err == nil && n > 0 {
-			return time.Duration(n) * time.Second
-		}
-		if t, err := http.ParseTime(v); err == nil {
-			return time.Until(t)
-		}
-	}
-	return 0
-}
 
 // compareVersions orders versions as Azure ML numbers them: integers
 // numerically, then any others as strings.
