@@ -3,14 +3,10 @@ package fleet
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/modelfleet/modelfleet"
@@ -28,51 +24,6 @@ import (
 // MaxArtifactBytes bounds a mirrored artifact.
 const MaxArtifactBytes = 512 << 20
 
-// artifacts is the gateway's artifact store: <dir>/artifacts/sha256/<hex>.
-type artifacts struct{ dir string }
-
-func (a artifacts) path(digest string) string {
-	return filepath.Join(a.dir, "sha256", strings.TrimPrefix(digest, "sha256:"))
-}
-
-// put stores r under digest, verifying it while it streams; a body that
-// does not hash to digest, or is too large, stores nothing.
-func (a artifacts) put(digest string, r io.Reader) error {
-	if !modelfleet.ValidDigest(digest) {
-		return modelfleet.Errorf(modelfleet.EINVALID, "artifact digest %q is invalid: want sha256:<64 hex digits>", digest)
-	}
-	if _, err := os.Stat(a.path(digest)); err == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r, MaxArtifactBytes))
-		return nil // content-addressed: already here
-	}
-	if err := os.MkdirAll(filepath.Join(a.dir, "sha256"), 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Join(a.dir, "sha256"), ".upload-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, MaxArtifactBytes+1))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	switch {
-	case err != nil:
-		return fmt.Errorf("fleet: store artifact %s: %w", digest, err)
-	case n > MaxArtifactBytes:
-		return modelfleet.Errorf(modelfleet.ETOOLARGE, "artifact is larger than %d bytes", MaxArtifactBytes)
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
-		return modelfleet.Errorf(modelfleet.EINVALID, "artifact hashes to %s, not %s", got, digest)
-	}
-	return os.Rename(tmp.Name(), a.path(digest))
-}
-
 // artifactRoutes adds
 //
 //	PUT /api/artifacts/{digest}   store (the body must hash to digest)
@@ -80,7 +31,7 @@ func (a artifacts) put(digest string, r io.Reader) error {
 func (d *Directory) artifactRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /api/artifacts/{digest}", func(w http.ResponseWriter, r *http.Request) {
 		body := http.MaxBytesReader(w, r.Body, MaxArtifactBytes+1)
-		if err := d.artifacts.put(r.PathValue("digest"), body); err != nil {
+		if err := d.artifacts.Put(r.Context(), "artifact", body, MaxArtifactBytes, r.PathValue("digest")); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
 				err = modelfleet.Errorf(modelfleet.ETOOLARGE, "artifact is larger than %d bytes", MaxArtifactBytes)
@@ -91,14 +42,9 @@ func (d *Directory) artifactRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]string{"digest": r.PathValue("digest")})
 	})
 	mux.HandleFunc("GET /api/artifacts/{digest}", func(w http.ResponseWriter, r *http.Request) {
-		digest := r.PathValue("digest")
-		if !modelfleet.ValidDigest(digest) {
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "artifact digest %q is invalid", digest))
-			return
-		}
-		f, err := os.Open(d.artifacts.path(digest))
+		f, _, err := d.artifacts.Open(r.PathValue("digest"))
 		if err != nil {
-			WriteError(w, modelfleet.Errorf(modelfleet.ENOTFOUND, "no artifact %s at this gateway", digest))
+			WriteError(w, err)
 			return
 		}
 		defer f.Close()

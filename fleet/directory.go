@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
@@ -23,7 +24,7 @@ var sitesBucket = []byte("sites")
 // Directory is the durable site directory, stored in one bbolt file.
 type Directory struct {
 	db        *bolt.DB
-	artifacts artifacts
+	artifacts *registry.BlobStore // the mirror of artifacts sites cannot fetch (artifacts.go)
 	now       func() time.Time
 	notify    notifier
 }
@@ -48,7 +49,12 @@ func Open(dir string) (*Directory, error) {
 		db.Close()
 		return nil, fmt.Errorf("fleet: init directory: %w", err)
 	}
-	return &Directory{db: db, now: time.Now, artifacts: artifacts{dir: filepath.Join(dir, "artifacts")}}, nil
+	arts, err := registry.OpenBlobStore(filepath.Join(dir, "artifacts"))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fleet: artifact mirror: %w", err)
+	}
+	return &Directory{db: db, now: time.Now, artifacts: arts}, nil
 }
 
 // Close releases the database file.

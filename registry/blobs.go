@@ -15,17 +15,21 @@ import (
 	"github.com/modelfleet/modelfleet"
 )
 
-// blobStore keeps content-addressed blobs under dir/blobs/sha256/<hex>, like
+// BlobStore keeps content-addressed blobs under dir/blobs/sha256/<hex>, like
 // an OCI layout. A blob is written to dir/blobs/tmp while it is hashed,
 // fsynced, then renamed under its digest: rename is atomic on one file
 // system, so a crash leaves at most a stray temp file (removed by Open) and
-// never a partial blob under a digest.
-type blobStore struct {
+// never a partial blob under a digest. The registry keeps its artifacts in
+// one; the gateway keeps its mirror of artifacts sites cannot fetch in
+// another.
+type BlobStore struct {
 	dir string // dir/blobs
 }
 
-func openBlobStore(dir string) (*blobStore, error) {
-	s := &blobStore{dir: filepath.Join(dir, "blobs")}
+
+// OpenBlobStore opens (creating) the store under dir/blobs.
+func OpenBlobStore(dir string) (*BlobStore, error) {
+	s := &BlobStore{dir: filepath.Join(dir, "blobs")}
 	for _, d := range []string{s.sha256Dir(), s.tmpDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("registry: create %s: %w", d, err)
@@ -42,18 +46,35 @@ func openBlobStore(dir string) (*blobStore, error) {
 	return s, nil
 }
 
-func (s *blobStore) sha256Dir() string { return filepath.Join(s.dir, "sha256") }
-func (s *blobStore) tmpDir() string    { return filepath.Join(s.dir, "tmp") }
+func (s *BlobStore) sha256Dir() string { return filepath.Join(s.dir, "sha256") }
+func (s *BlobStore) tmpDir() string    { return filepath.Join(s.dir, "tmp") }
 
 // path returns the file of a digest already checked by ValidDigest.
-func (s *blobStore) path(digest string) string {
+func (s *BlobStore) path(digest string) string {
 	return filepath.Join(s.sha256Dir(), strings.TrimPrefix(digest, "sha256:"))
 }
 
 // put streams r into the store and returns its digest and size. what names
 // the blob in errors ("artifact", "validation data"). A blob larger than max
 // bytes is refused with ETOOLARGE and nothing is kept.
-func (s *blobStore) put(ctx context.Context, what string, r io.Reader, max int64) (digest string, size int64, err error) {
+func (s *BlobStore) put(ctx context.Context, what string, r io.Reader, max int64) (digest string, size int64, err error) {
+	return s.putExpect(ctx, what, r, max, "")
+}
+
+// Put stores r, which must hash to want: a body that does not is refused
+// with EINVALID and nothing is kept.
+func (s *BlobStore) Put(ctx context.Context, what string, r io.Reader, max int64, want string) error {
+	if !modelfleet.ValidDigest(want) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "%s digest %q is invalid: want sha256:<64 hex digits>", what, want)
+	}
+	_, _, err := s.putExpect(ctx, what, r, max, want)
+	return err
+}
+
+// Open returns the blob of digest and its size (ENOTFOUND if absent).
+func (s *BlobStore) Open(digest string) (*os.File, int64, error) { return s.open(digest) }
+
+func (s *BlobStore) putExpect(ctx context.Context, what string, r io.Reader, max int64, want string) (digest string, size int64, err error) {
 	f, err := os.CreateTemp(s.tmpDir(), "blob-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("registry: store %s: %w", what, err)
@@ -80,6 +101,9 @@ func (s *blobStore) put(ctx context.Context, what string, r io.Reader, max int64
 		return "", 0, modelfleet.Errorf(modelfleet.ETOOLARGE, "%s is larger than the limit of %d bytes", what, max)
 	}
 	digest = "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if want != "" && digest != want {
+		return "", 0, modelfleet.Errorf(modelfleet.EINVALID, "%s hashes to %s, not %s", what, digest, want)
+	}
 	final := s.path(digest)
 
 	// Same bytes, same digest: a blob already present is the one we would
@@ -105,7 +129,7 @@ func (s *blobStore) put(ctx context.Context, what string, r io.Reader, max int64
 }
 
 // open returns the blob of digest and its size.
-func (s *blobStore) open(digest string) (*os.File, int64, error) {
+func (s *BlobStore) open(digest string) (*os.File, int64, error) {
 	if !modelfleet.ValidDigest(digest) {
 		return nil, 0, modelfleet.Errorf(modelfleet.EINVALID, "digest %q is invalid: want sha256:<64 hex digits>", digest)
 	}

@@ -88,7 +88,7 @@ type Registry struct {
 	opts    Options
 	log     *slog.Logger
 	db      *bbolt.DB
-	blobs   *blobStore
+	blobs   *BlobStore
 	metrics *metrics
 
 	wake      chan struct{} // nudges the delivery loop after a Register
@@ -105,7 +105,7 @@ func Open(dir string, opts Options) (*Registry, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("registry: create %s: %w", dir, err)
 	}
-	blobs, err := openBlobStore(dir)
+	blobs, err := OpenBlobStore(dir)
 	if err != nil {
 		return nil, err
 	}
