@@ -34,22 +34,27 @@ type outcome struct {
 	label   int
 }
 
-// outcomes remembers the label each identified prediction answered.
+// outcomes remembers the label each identified prediction answered. Its
+// memory is taken on the first identified prediction: a router whose
+// callers never send a request ID (most, and every simulated site of a
+// benchmark) pays nothing.
 type outcomes struct {
 	mu   sync.Mutex
+	size int
 	m    map[string]outcome // model + "\x00" + request id
 	ring []string
 	next int
 }
 
-func newOutcomes(n int) *outcomes {
-	return &outcomes{m: make(map[string]outcome, n), ring: make([]string, n)}
-}
+func newOutcomes(n int) *outcomes { return &outcomes{size: n} }
 
 func (o *outcomes) record(model, id, version string, label int) {
 	k := model + "\x00" + id
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.ring == nil {
+		o.m, o.ring = map[string]outcome{}, make([]string, o.size)
+	}
 	if old := o.ring[o.next]; old != "" {
 		delete(o.m, old)
 	}
@@ -68,33 +73,21 @@ func (o *outcomes) take(model, id string) (outcome, bool) {
 	return out, ok
 }
 
-var (
-	feedbackOnce sync.Map // *Router -> *feedbackState
-)
-
 type feedbackState struct {
 	outcomes *outcomes
 	counts   *prometheus.CounterVec
 }
 
-// feedback returns the router's feedback state, registering its metric on
-// first use.
-func (r *Router) feedback() *feedbackState {
-	if v, ok := feedbackOnce.Load(r); ok {
-		return v.(*feedbackState)
-	}
+func newFeedbackState(reg *prometheus.Registry, site string) *feedbackState {
 	st := &feedbackState{
 		outcomes: newOutcomes(RememberedPredictions),
 		counts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "modelfleet_edge_feedback_total",
 			Help:        "Labelled predictions (ground truth posted to /feedback) by whether the version's label was right (correct or wrong).",
-			ConstLabels: prometheus.Labels{"site": r.Site},
+			ConstLabels: prometheus.Labels{"site": site},
 		}, []string{"model", "version", "outcome"}),
 	}
-	if v, loaded := feedbackOnce.LoadOrStore(r, st); loaded {
-		return v.(*feedbackState)
-	}
-	r.metrics.reg.MustRegister(st.counts)
+	reg.MustRegister(st.counts)
 	return st
 }
 
@@ -104,7 +97,7 @@ func (r *Router) remember(req *http.Request, model string, a *arm, label int) {
 	if id == "" || len(id) > MaxRequestID {
 		return
 	}
-	r.feedback().outcomes.record(model, id, a.Model.Version, label)
+	r.feedback.outcomes.record(model, id, a.Model.Version, label)
 }
 
 // feedbackRequest is the body of POST /feedback/{model}.
@@ -149,7 +142,7 @@ func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, "label must be 0 or 1")
 		return
 	}
-	out, ok := r.feedback().outcomes.take(name, fb.RequestID)
+	out, ok := r.feedback.outcomes.take(name, fb.RequestID)
 	if !ok {
 		writeError(w, http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("no prediction of model %q with request id %q is remembered: send %s with the score request (the last %d are kept; each label counts once)", name, fb.RequestID, HeaderRequestID, RememberedPredictions))
 		return
@@ -158,6 +151,6 @@ func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
 	if out.label == *fb.Label {
 		result = "correct"
 	}
-	r.feedback().counts.WithLabelValues(name, out.version, result).Inc()
+	r.feedback.counts.WithLabelValues(name, out.version, result).Inc()
 	writeJSON(w, http.StatusOK, map[string]any{"model": name, "version": out.version, "predicted": out.label, "label": *fb.Label, "correct": result == "correct"})
 }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"sync"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -23,25 +22,22 @@ type Observer interface {
 	ObserveRejected(model, version string, features []string, body []byte, latency time.Duration)
 }
 
-// observers holds each router's Observer. It lives here rather than in a
-// Router field so that this hook is one new file; a field (an
-// atomic.Pointer) is the better home once router.go is next edited. A
-// sync.Map Load of a pointer key neither locks nor allocates.
-var observers sync.Map // *Router -> Observer
+// observerRef boxes an Observer for Router.observer (an atomic pointer:
+// the request path loads it without a lock).
+type observerRef struct{ o Observer }
 
-// SetObserver installs o as the router's observer (nil removes it). A
-// router that is discarded should have its observer removed.
+// SetObserver installs o as the router's observer (nil removes it).
 func (r *Router) SetObserver(o Observer) {
 	if o == nil {
-		observers.Delete(r)
+		r.observer.Store(nil)
 		return
 	}
-	observers.Store(r, o)
+	r.observer.Store(&observerRef{o})
 }
 
-func (r *Router) observer() Observer {
-	if v, ok := observers.Load(r); ok {
-		return v.(Observer)
+func (r *Router) loadObserver() Observer {
+	if ref := r.observer.Load(); ref != nil {
+		return ref.o
 	}
 	return nil
 }
@@ -55,20 +51,20 @@ func (r *Router) observer() Observer {
 //	failed:   r.observeFailed(a, code, start)            when reading the body or predict fails
 
 func (r *Router) observeScored(a *arm, x []float64, p float64, start time.Time) {
-	if o := r.observer(); o != nil {
+	if o := r.loadObserver(); o != nil {
 		o.Observe(a.Model.Name, a.Model.Version, x, p, time.Since(start), nil)
 	}
 }
 
 func (r *Router) observeRejected(a *arm, body []byte, start time.Time) {
-	if o := r.observer(); o != nil {
+	if o := r.loadObserver(); o != nil {
 		o.ObserveRejected(a.Model.Name, a.Model.Version, a.Features, body, time.Since(start))
 	}
 }
 
 // observeFailed allocates the error, which only the failure path pays.
 func (r *Router) observeFailed(a *arm, code string, start time.Time) {
-	if o := r.observer(); o != nil {
+	if o := r.loadObserver(); o != nil {
 		o.Observe(a.Model.Name, a.Model.Version, nil, 0, time.Since(start), modelfleet.Errorf(code, "%s", code))
 	}
 }

@@ -58,6 +58,9 @@ type Router struct {
 
 	mu    sync.Mutex // serialises writers of table
 	table atomic.Pointer[table]
+
+	observer atomic.Pointer[observerRef] // the monitoring loop's (observe.go); nil: none
+	feedback *feedbackState              // identified predictions awaiting ground truth (feedback.go)
 }
 
 // NewRouter returns a router that serves nothing yet.
@@ -66,6 +69,7 @@ func NewRouter(site string, vectorize Vectorizer, logger *slog.Logger) *Router {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Router{Site: site, log: logger, vectorize: vectorize, metrics: newMetrics(site), shadow: newShadowPool(0, 0)}
+	r.feedback = newFeedbackState(r.metrics.reg, site)
 	r.table.Store(&table{routes: map[string]*route{}, keys: &keyTable{}})
 	return r
 }

@@ -26,7 +26,6 @@ type BlobStore struct {
 	dir string // dir/blobs
 }
 
-
 // OpenBlobStore opens (creating) the store under dir/blobs.
 func OpenBlobStore(dir string) (*BlobStore, error) {
 	s := &BlobStore{dir: filepath.Join(dir, "blobs")}
