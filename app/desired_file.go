@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,7 +58,14 @@ func readDesiredFile(path, site string) (modelfleet.Desired, error) {
 		return ds, err
 	}
 	defer f.Close()
-	dec := json.NewDecoder(&limitReader{r: f, n: maxDesiredFile})
+	buf, err := io.ReadAll(io.LimitReader(f, maxDesiredFile+1))
+	if err != nil {
+		return ds, err
+	}
+	if len(buf) > maxDesiredFile {
+		return ds, fmt.Errorf("%s is larger than %d bytes", path, maxDesiredFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ds); err != nil {
 		return ds, fmt.Errorf("%s is not a desired-state document: %w", path, err)
@@ -74,22 +82,4 @@ func readDesiredFile(path, site string) (modelfleet.Desired, error) {
 		}
 	}
 	return ds, nil
-}
-
-// limitReader fails a read past n bytes instead of truncating silently.
-type limitReader struct {
-	r io.Reader
-	n int64
-}
-
-func (l *limitReader) Read(p []byte) (int, error) {
-	if l.n <= 0 {
-		return 0, fmt.Errorf("larger than %d bytes", maxDesiredFile)
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
 }

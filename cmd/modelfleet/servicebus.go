@@ -3,6 +3,8 @@ package main
 import (
 	"os"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/queue"
 )
@@ -14,19 +16,22 @@ import (
 // of the gateway's embedded queue. The string holds a key: it is read from
 // the environment only, never a flag, and never logged.
 
-func serviceBusQueue() (connection, name string) {
-	return os.Getenv("MODELFLEET_SERVICEBUS_CONNECTION_STRING"), envOr("MODELFLEET_SIGNAL_QUEUE", app.SignalQueue)
+// serviceBus returns a client for $MODELFLEET_SERVICEBUS_CONNECTION_STRING
+// and the signal queue's name, or a nil client when none is set.
+func serviceBus() (*azservicebus.Client, string, error) {
+	conn := os.Getenv("MODELFLEET_SERVICEBUS_CONNECTION_STRING")
+	if conn == "" {
+		return nil, "", nil
+	}
+	c, err := queue.NewServiceBusClient(conn)
+	return c, envOr("MODELFLEET_SIGNAL_QUEUE", app.SignalQueue), err
 }
 
 // signalSender is the agent's Service Bus sender, or nil for the embedded
 // queue at the gateway.
 func signalSender() (queue.Sender, error) {
-	conn, name := serviceBusQueue()
-	if conn == "" {
-		return nil, nil
-	}
-	c, err := queue.NewServiceBusClient(conn)
-	if err != nil {
+	c, name, err := serviceBus()
+	if c == nil || err != nil {
 		return nil, err
 	}
 	return queue.NewServiceBusSender(c, name)
@@ -35,12 +40,8 @@ func signalSender() (queue.Sender, error) {
 // signalReceiver is the monitor's Service Bus receiver, or nil for the
 // gateway's embedded queue.
 func signalReceiver() (queue.Receiver, error) {
-	conn, name := serviceBusQueue()
-	if conn == "" {
-		return nil, nil
-	}
-	c, err := queue.NewServiceBusClient(conn)
-	if err != nil {
+	c, name, err := serviceBus()
+	if c == nil || err != nil {
 		return nil, err
 	}
 	return queue.NewServiceBusReceiver(c, name)
