@@ -22,15 +22,8 @@ import (
 // returns.
 func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 	dir := t.TempDir()
-	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	regSrv := httptest.NewServer(reg.Handler())
-	defer regSrv.Close()
-	v1 := registerExample(t, reg, regSrv.URL, "1")
-	v2 := registerExample(t, reg, regSrv.URL, "2")
+	vs := exampleVersions(t, dir, "1", "2")
+	v1, v2 := vs[0], vs[1]
 
 	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
 	if err != nil {
@@ -94,6 +87,24 @@ func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// exampleVersions registers the example model under each version in a
+// registry in dir/registry, served over HTTP for the test's duration, and
+// returns each as a desired version.
+func exampleVersions(t *testing.T, dir string, versions ...string) []modelfleet.DesiredVersion {
+	t.Helper()
+	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(func() { srv.Close(); reg.Close() })
+	var out []modelfleet.DesiredVersion
+	for _, v := range versions {
+		out = append(out, registerExample(t, reg, srv.URL, v))
+	}
+	return out
 }
 
 func registerExample(t *testing.T, reg *registry.Registry, base, version string) modelfleet.DesiredVersion {

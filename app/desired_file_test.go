@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,22 +10,14 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/registry"
 )
 
 // A gitops site's agent takes its desired state from the mounted file:
 // it applies each higher revision and keeps serving through a bad file.
 func TestEdgeConvergesFromDesiredFile(t *testing.T) {
 	dir := t.TempDir()
-	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	regSrv := httptest.NewServer(reg.Handler())
-	defer regSrv.Close()
-	v1 := registerExample(t, reg, regSrv.URL, "1")
-	v2 := registerExample(t, reg, regSrv.URL, "2")
+	vs := exampleVersions(t, dir, "1", "2")
+	v1, v2 := vs[0], vs[1]
 
 	file := filepath.Join(dir, "desired.json")
 	write := func(doc string) {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +11,6 @@ import (
 	"github.com/modelfleet/modelfleet"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/fleet"
-	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workload"
 )
 
@@ -24,17 +22,8 @@ import (
 // site, rolling back the first release returns to the built-in version.
 func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 	dir := t.TempDir()
-	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
-	srv := httptest.NewServer(reg.Handler())
-	defer srv.Close()
-	regSrv := srv.URL
-	v1 := registerExample(t, reg, regSrv, "1")
-	v2 := registerExample(t, reg, regSrv, "2")
-	v3 := registerExample(t, reg, regSrv, "3")
+	vs := exampleVersions(t, dir, "1", "2", "3")
+	v1, v2, v3 := vs[0], vs[1], vs[2]
 
 	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
 	if err != nil {
