@@ -116,7 +116,6 @@ func newTransport(f *fabric, sites int) *http.Transport {
 type meter struct {
 	next http.RoundTripper
 
-	heartbeats   atomic.Int64 // PUT /api/sites/{id}, answered 2xx
 	reports      atomic.Int64 // PUT /api/sites/{id}/actual, answered 2xx
 	polls        atomic.Int64 // GET /api/sites/{id}/desired, answered
 	pollsOpen    atomic.Int64 // long polls in flight
@@ -125,22 +124,20 @@ type meter struct {
 
 	// Time spent in the directory's writes as the agents see it: each is a
 	// transaction of its own on the gateway, so queueing shows here first.
-	reportNanos, heartbeatNanos atomic.Int64
+	reportNanos atomic.Int64
 }
 
 type counts struct {
-	heartbeats, reports, polls, downloads, downloadErrs int64
-	reportTime, heartbeatTime                           time.Duration
+	reports, polls, downloads, downloadErrs int64
+	reportTime                              time.Duration
 }
 
 func (m *meter) snapshot() counts {
-	return counts{m.heartbeats.Load(), m.reports.Load(), m.polls.Load(), m.downloads.Load(), m.downloadErrs.Load(),
-		time.Duration(m.reportNanos.Load()), time.Duration(m.heartbeatNanos.Load())}
+	return counts{m.reports.Load(), m.polls.Load(), m.downloads.Load(), m.downloadErrs.Load(), time.Duration(m.reportNanos.Load())}
 }
 
 func (c counts) minus(o counts) counts {
-	return counts{c.heartbeats - o.heartbeats, c.reports - o.reports, c.polls - o.polls, c.downloads - o.downloads, c.downloadErrs - o.downloadErrs,
-		c.reportTime - o.reportTime, c.heartbeatTime - o.heartbeatTime}
+	return counts{c.reports - o.reports, c.polls - o.polls, c.downloads - o.downloads, c.downloadErrs - o.downloadErrs, c.reportTime - o.reportTime}
 }
 
 func (c counts) String() string {
@@ -150,8 +147,8 @@ func (c counts) String() string {
 		}
 		return d.Seconds() * 1000 / float64(n)
 	}
-	return fmt.Sprintf("downloads=%d download_errors=%d reports=%d (mean %.0fms) heartbeats=%d (mean %.0fms) polls=%d",
-		c.downloads, c.downloadErrs, c.reports, mean(c.reportTime, c.reports), c.heartbeats, mean(c.heartbeatTime, c.heartbeats), c.polls)
+	return fmt.Sprintf("downloads=%d download_errors=%d reports=%d (mean %.0fms) polls=%d",
+		c.downloads, c.downloadErrs, c.reports, mean(c.reportTime, c.reports), c.polls)
 }
 
 func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -175,8 +172,6 @@ func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
 		return resp, err
 	case r.Method == http.MethodPut && strings.HasSuffix(p, "/actual"):
 		return m.timed(r, &m.reports, &m.reportNanos)
-	case r.Method == http.MethodPut && strings.HasPrefix(p, "/api/sites/") && strings.Count(p, "/") == 3:
-		return m.timed(r, &m.heartbeats, &m.heartbeatNanos)
 	}
 	return m.next.RoundTrip(r)
 }
