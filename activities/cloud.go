@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -38,6 +39,10 @@ type Cloud struct {
 	// Baselines stores each validated version's baseline for the sites and
 	// the drift monitor. Nil: versions get no baseline (counts only).
 	Baselines BaselineStore
+	// stepWorkloads caches each version's carried workload for ApplyStep
+	// (modelfleet.ModelRef -> *fleet.WorkloadRecord).
+	stepWorkloads sync.Map
+
 	// Artifacts mirrors artifacts the sites cannot fetch themselves (an
 	// azureml:// address) at the gateway. Nil: none is mirrored.
 	Artifacts ArtifactMirror

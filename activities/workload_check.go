@@ -249,10 +249,20 @@ func (a *Cloud) stepWorkload(ctx context.Context, req fleet.StepRequest) (*fleet
 	if a.Registry == nil {
 		return nil, nil
 	}
+	// A registered version and the workload it names never change: look
+	// them up once per version, not on every step of every batch.
+	ref := modelfleet.ModelRef{Name: req.Model, Version: req.New.Version}
+	if w, ok := a.stepWorkloads.Load(ref); ok {
+		return w.(*fleet.WorkloadRecord), nil
+	}
 	m, err := a.Registry.Get(ctx, req.Model, req.New.Version)
 	if err != nil {
 		return nil, fmt.Errorf("step %s:%s: %w", req.Model, req.New.Version, err)
 	}
 	w, err := a.releaseWorkload(ctx, m)
-	return w, nonRetryableIfInvalid(err)
+	if err != nil {
+		return nil, nonRetryableIfInvalid(err)
+	}
+	a.stepWorkloads.Store(ref, w)
+	return w, nil
 }
