@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
-	"strings"
 
 	"github.com/modelfleet/modelfleet/inference"
 )
@@ -230,10 +230,13 @@ func (b *Baseline) FeatureIndex(name string) int {
 func DecodeBaseline(data []byte) (*Baseline, error) {
 	var b Baseline
 	if err := json.Unmarshal(data, &b); err != nil {
-		if strings.HasPrefix(err.Error(), "baseline: ") {
-			return nil, err // UnmarshalJSON's own, already saying what
+		// UnmarshalJSON's errors say "baseline:"; the decoder's syntax
+		// check runs before it.
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("baseline: %w", err)
 		}
-		return nil, fmt.Errorf("baseline: %w", err)
+		return nil, err
 	}
 	return &b, nil
 }
@@ -245,7 +248,7 @@ func (b *Baseline) UnmarshalJSON(data []byte) error {
 	type plain Baseline // no methods: no recursion
 	var p plain
 	if err := json.Unmarshal(data, &p); err != nil {
-		return err
+		return fmt.Errorf("baseline: %w", err)
 	}
 	if p.SchemaVersion != BaselineSchemaVersion {
 		return fmt.Errorf("baseline: schemaVersion %q is not supported: want %q", p.SchemaVersion, BaselineSchemaVersion)
