@@ -91,6 +91,12 @@ func ValidateSplit(vs []DesiredVersion) error {
 // sets it; a release of that model version carries the workload to its sites.
 const PropWorkload = "modelfleet.workload"
 
+// PropGateMargin is the model property that sets a version's margin over
+// the champion at the release's champion gate (a number from 0 to 1;
+// default 0: no worse than the champion). Retrained versions carry the
+// margin they won by.
+const PropGateMargin = "modelfleet.gate.margin"
+
 // WorkloadRef names one version of one workload.
 type WorkloadRef struct {
 	Name    string `json:"name"`

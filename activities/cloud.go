@@ -51,21 +51,11 @@ type Cloud struct {
 	Drivers *DriverCheck
 }
 
-// ValidationResult is the outcome of validating a model version.
-type ValidationResult struct {
-	Metric    string  `json:"metric,omitempty"`
-	Value     float64 `json:"value"`
-	Threshold float64 `json:"threshold"`
-	Rows      int     `json:"rows"`
-	Passed    bool    `json:"passed"`
-	Note      string  `json:"note,omitempty"`
-}
-
 // ValidationReport is what ValidateModel returns: the model record (digest,
 // artifact URL, features: what the sites need to deploy it) and the result.
 type ValidationReport struct {
-	Model  modelfleet.Model `json:"model"`
-	Result ValidationResult `json:"result"`
+	Model  modelfleet.Model            `json:"model"`
+	Result modelfleet.ValidationResult `json:"result"`
 	// Baseline is the digest of the version's baseline, built from the
 	// validation data ("" when it has none).
 	Baseline string `json:"baseline,omitempty"`
@@ -96,15 +86,15 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	}
 	model, err := inference.Load(m.Format, artifact)
 	if err != nil {
-		return ValidationReport{Model: m, Result: ValidationResult{Note: "model does not load: " + err.Error()}}, nil
+		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: "model does not load: " + err.Error()}}, nil
 	}
 	if n := len(m.Features); n > 0 && n != model.NumFeatures() {
-		return ValidationReport{Model: m, Result: ValidationResult{
+		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{
 			Note: fmt.Sprintf("model declares %d features but the artifact takes %d", n, model.NumFeatures()),
 		}}, nil
 	}
 	if m.Validation == nil {
-		return ValidationReport{Model: m, Result: ValidationResult{Passed: true, Note: "no validation data declared: loaded and checked the feature schema only"}}, nil
+		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Passed: true, Note: "no validation data declared: loaded and checked the feature schema only"}}, nil
 	}
 	data, err := a.download(ctx, m.Validation.DataURL, m.Validation.DataDigest)
 	if err != nil {
@@ -112,9 +102,9 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	}
 	ds, err := inference.ReadCSV(bytes.NewReader(data), m.Features)
 	if err != nil {
-		return ValidationReport{Model: m, Result: ValidationResult{Note: "validation data unusable: " + err.Error()}}, nil
+		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: "validation data unusable: " + err.Error()}}, nil
 	}
-	res := ValidationResult{Metric: m.Validation.Metric, Threshold: m.Validation.Threshold, Rows: len(ds.Y)}
+	res := modelfleet.ValidationResult{Metric: m.Validation.Metric, Threshold: m.Validation.Threshold, Rows: len(ds.Y)}
 	res.Value, err = inference.Evaluate(model, ds, m.Validation.Metric)
 	if err != nil {
 		res.Note = "evaluation failed: " + err.Error()

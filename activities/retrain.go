@@ -24,14 +24,13 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/inference"
-	"github.com/modelfleet/modelfleet/training"
 )
 
 // RunRef and RunStatus are training's, named here so workflows need not
 // import the training backends.
 type (
-	RunRef    = training.RunRef
-	JobStatus = training.RunStatus
+	RunRef    = modelfleet.RunRef
+	JobStatus = modelfleet.JobStatus
 )
 
 // RetrainRegistry is what retraining needs of a model registry: read
@@ -67,7 +66,6 @@ const (
 	PropChampion      = "modelfleet.gate.champion"        // champion version
 	PropChampionValue = "modelfleet.gate.championValue"   // champion's metric on the holdout
 	PropChallenger    = "modelfleet.gate.challengerValue" // the challenger's
-	PropMargin        = "modelfleet.gate.margin"          // also read by the release gate
 	PropHoldout       = "modelfleet.gate.holdout"
 	PropHoldoutRows   = "modelfleet.gate.holdoutRows"
 	PropGate          = "modelfleet.gate.result"
@@ -80,10 +78,10 @@ type Retraining struct {
 	// Policies says where and how each model retrains; a model without
 	// one gets compute "external": modelfleet submits nothing and waits
 	// for a job tagged modelfleet.retrain=<model> submitted by others.
-	Policies training.Policies
-	// Runners by compute kind (training.KindLocal, KindAzureMLCloud,
+	Policies modelfleet.TrainingPolicies
+	// Runners by compute kind (modelfleet.ComputeLocal, KindAzureMLCloud,
 	// KindAzureMLEdge); both Azure kinds may share one *training.AzureML.
-	Runners   map[string]training.Runner
+	Runners   map[string]modelfleet.Trainer
 	Registry  RetrainRegistry
 	Champions Champions
 	// DataDir holds local training data: <DataDir>/<model>/train/ (the
@@ -110,7 +108,7 @@ type SubmitRequest struct {
 
 // Submission is where the run went.
 type Submission struct {
-	// Compute is the kind the policy chose, or training.KindExternal when
+	// Compute is the kind the policy chose, or modelfleet.ComputeExternal when
 	// the model has no policy (Ref is then empty).
 	Compute   string `json:"compute"`
 	ComputeID string `json:"computeId,omitempty"`
@@ -126,14 +124,14 @@ func (a *Retraining) SubmitRetraining(ctx context.Context, req SubmitRequest) (S
 	}
 	p, ok := a.Policies.For(req.Model)
 	if !ok {
-		return Submission{Compute: training.KindExternal,
-			Note: fmt.Sprintf("no retraining policy for %s: waiting for a job submitted elsewhere and tagged %s=%s", req.Model, training.RetrainTag, req.Model)}, nil
+		return Submission{Compute: modelfleet.ComputeExternal,
+			Note: fmt.Sprintf("no retraining policy for %s: waiting for a job submitted elsewhere and tagged %s=%s", req.Model, modelfleet.RetrainRunTag, req.Model)}, nil
 	}
 	runner, err := a.runner(p.Compute.Kind)
 	if err != nil {
 		return Submission{}, err
 	}
-	job := training.Job{
+	job := modelfleet.TrainingJob{
 		ID: req.JobID, Model: req.Model, Command: p.Command, Output: p.Output, Environment: p.Environment, Code: p.Code,
 		Compute: p.Compute.Kind, ComputeID: p.Compute.ComputeID, Env: p.Env, Timeout: p.Timeout.Std(),
 		Tags: map[string]string{"modelfleet.job": req.JobID, "modelfleet.cycle": strconv.Itoa(req.Cycle), "modelfleet.why": clip(req.Why, 250)},
@@ -151,8 +149,8 @@ func (a *Retraining) SubmitRetraining(ctx context.Context, req SubmitRequest) (S
 
 // trainingData is the job's input folder: the policy's, else the model's
 // local train/ folder, which must hold CSV files.
-func (a *Retraining) trainingData(model string, p training.Policy) (string, error) {
-	if p.Compute.Kind != training.KindLocal {
+func (a *Retraining) trainingData(model string, p modelfleet.TrainingPolicy) (string, error) {
+	if p.Compute.Kind != modelfleet.ComputeLocal {
 		return p.Data, nil
 	}
 	dir := p.Data
@@ -218,7 +216,7 @@ func (a *Retraining) AwaitRun(ctx context.Context, req AwaitRunRequest) (JobStat
 // abandon runs when AwaitRun's context ends: a cancellation (the workflow
 // gave up on the run) cancels the run unless it already ended; a deadline
 // (this attempt timed out; Temporal retries it) leaves the run alone.
-func (a *Retraining) abandon(ctx context.Context, runner training.Runner, ref RunRef) error {
+func (a *Retraining) abandon(ctx context.Context, runner modelfleet.Trainer, ref RunRef) error {
 	if !errors.Is(ctx.Err(), context.Canceled) {
 		return ctx.Err()
 	}
@@ -250,7 +248,7 @@ func (a *Retraining) CancelRun(ctx context.Context, req CancelRequest) error {
 		}
 		ref.Kind, ref.Model, ref.ComputeID = p.Compute.Kind, req.Model, p.Compute.ComputeID
 	}
-	if ref.Kind == training.KindExternal || ref.ID == "" {
+	if ref.Kind == modelfleet.ComputeExternal || ref.ID == "" {
 		return nil
 	}
 	runner, err := a.runner(ref.Kind)
@@ -262,36 +260,6 @@ func (a *Retraining) CancelRun(ctx context.Context, req CancelRequest) error {
 	}
 	logger(ctx).Info("retraining run cancelled", "model", req.Model, "run", ref.ID)
 	return nil
-}
-
-// Comparison is the champion/challenger gate's verdict: both models scored
-// on the same labelled data, the challenger passing when it beats the
-// champion by at least Margin on Metric.
-type Comparison struct {
-	Model string `json:"model"`
-	// Challenger is the registered version, or "run <id>" for a
-	// retraining output.
-	Challenger      string  `json:"challenger"`
-	Champion        string  `json:"champion,omitempty"` // version; "" when there is none
-	Metric          string  `json:"metric,omitempty"`
-	ChallengerValue float64 `json:"challengerValue"`
-	ChampionValue   float64 `json:"championValue"`
-	Margin          float64 `json:"margin"`
-	Rows            int     `json:"rows"`
-	// Holdout says which data: a local file, or a registered validation
-	// set (HoldoutURL and HoldoutDigest).
-	Holdout       string `json:"holdout,omitempty"`
-	HoldoutPath   string `json:"holdoutPath,omitempty"`
-	HoldoutURL    string `json:"holdoutUrl,omitempty"`
-	HoldoutDigest string `json:"holdoutDigest,omitempty"`
-	Passed        bool   `json:"passed"`
-	// Compared is false when no comparison was possible (no champion, no
-	// data); Reason says why and what was decided.
-	Compared bool   `json:"compared"`
-	Reason   string `json:"reason"`
-	// ChallengerMetrics is the training job's metrics.json.
-	ChallengerMetrics map[string]float64 `json:"challengerMetrics,omitempty"`
-	Features          []string           `json:"features,omitempty"`
 }
 
 // EvaluateRequest compares a retraining run's output with the champion.
@@ -306,9 +274,9 @@ type EvaluateRequest struct {
 // else the champion's declared validation set. A challenger that does not
 // load, or no data to judge it on, is a failed comparison (a result, not
 // an error); a model with no champion yet passes.
-func (a *Retraining) EvaluateChallenger(ctx context.Context, req EvaluateRequest) (Comparison, error) {
-	c := Comparison{Model: req.Model, Challenger: "run " + req.Ref.ID, Margin: req.Margin}
-	fetcher, ok := a.Runners[req.Ref.Kind].(training.OutputFetcher)
+func (a *Retraining) EvaluateChallenger(ctx context.Context, req EvaluateRequest) (modelfleet.Comparison, error) {
+	c := modelfleet.Comparison{Model: req.Model, Challenger: "run " + req.Ref.ID, Margin: req.Margin}
+	fetcher, ok := a.Runners[req.Ref.Kind].(modelfleet.TrainingOutputs)
 	if !ok {
 		return c, nonRetryable(modelfleet.Errorf(modelfleet.EINVALID,
 			"the outputs of %s runs cannot be read by the worker yet: register the model from the job output in Azure ML instead", req.Ref.Kind))
@@ -317,11 +285,11 @@ func (a *Retraining) EvaluateChallenger(ctx context.Context, req EvaluateRequest
 	if err != nil {
 		return c, classify(fmt.Errorf("outputs of run %s: %w", req.Ref.ID, err))
 	}
-	challenger, err := readLimited(filepath.Join(dir, training.ModelFile), a.limit())
+	challenger, err := readLimited(filepath.Join(dir, modelfleet.JobModelFile), a.limit())
 	if err != nil {
 		return c, nonRetryable(fmt.Errorf("run %s output: %w", req.Ref.ID, err))
 	}
-	c.ChallengerMetrics, _ = training.ReadMetrics(filepath.Join(dir, training.MetricsFile))
+	c.ChallengerMetrics, _ = modelfleet.ReadJobMetrics(filepath.Join(dir, modelfleet.JobMetricsFile))
 	champ, err := a.champion(ctx, req.Model)
 	if err != nil {
 		return c, err
@@ -357,8 +325,8 @@ type GateRequest struct {
 // validation set (else the champion's), with the version's declared metric
 // (else the champion's). Without a champion, or without labelled data, it
 // passes uncompared, saying so.
-func (a *Retraining) CheckChampion(ctx context.Context, req GateRequest) (Comparison, error) {
-	c := Comparison{Model: req.Model.Name, Challenger: req.Model.Version, Margin: req.Margin}
+func (a *Retraining) CheckChampion(ctx context.Context, req GateRequest) (modelfleet.Comparison, error) {
+	c := modelfleet.Comparison{Model: req.Model.Name, Challenger: req.Model.Version, Margin: req.Margin}
 	if err := req.Model.Validate(); err != nil {
 		return c, nonRetryable(err)
 	}
@@ -407,7 +375,7 @@ func (a *Retraining) CheckChampion(ctx context.Context, req GateRequest) (Compar
 }
 
 // compare scores both models on data and decides.
-func (a *Retraining) compare(ctx context.Context, c Comparison, challenger []byte, declared []string, champ *modelfleet.Model, metric string, data []byte) Comparison {
+func (a *Retraining) compare(ctx context.Context, c modelfleet.Comparison, challenger []byte, declared []string, champ *modelfleet.Model, metric string, data []byte) modelfleet.Comparison {
 	c.Metric = metric
 	cm, err := inference.Load(modelfleet.FormatLightGBM, challenger)
 	if err != nil {
@@ -461,7 +429,7 @@ func (a *Retraining) compare(ctx context.Context, c Comparison, challenger []byt
 // from in c, and returns it (nil: none). Order: the policy's holdout file,
 // <DataDir>/<model>/holdout.csv, the challenger's declared validation set
 // (gate only), the champion's.
-func (a *Retraining) holdout(ctx context.Context, c *Comparison, model, policyPath string, champ *modelfleet.Model, own *modelfleet.ValidationSpec) ([]byte, error) {
+func (a *Retraining) holdout(ctx context.Context, c *modelfleet.Comparison, model, policyPath string, champ *modelfleet.Model, own *modelfleet.ValidationSpec) ([]byte, error) {
 	path := policyPath
 	if path == "" && own == nil && a.DataDir != "" {
 		if p := filepath.Join(a.DataDir, model, "holdout.csv"); fileExists(p) {
@@ -493,12 +461,12 @@ func (a *Retraining) holdout(ctx context.Context, c *Comparison, model, policyPa
 
 // RegisterRequest registers a retraining's winning challenger.
 type RegisterRequest struct {
-	Model      string     `json:"model"`
-	JobID      string     `json:"jobId"`
-	Cycle      int        `json:"cycle"`
-	Why        string     `json:"why,omitempty"`
-	Ref        RunRef     `json:"ref"`
-	Comparison Comparison `json:"comparison"`
+	Model      string                `json:"model"`
+	JobID      string                `json:"jobId"`
+	Cycle      int                   `json:"cycle"`
+	Why        string                `json:"why,omitempty"`
+	Ref        RunRef                `json:"ref"`
+	Comparison modelfleet.Comparison `json:"comparison"`
 }
 
 // RegisterChallenger registers the run's model as the model's next version
@@ -524,7 +492,7 @@ func (a *Retraining) RegisterChallenger(ctx context.Context, req RegisterRequest
 			next = n
 		}
 	}
-	fetcher, ok := a.Runners[req.Ref.Kind].(training.OutputFetcher)
+	fetcher, ok := a.Runners[req.Ref.Kind].(modelfleet.TrainingOutputs)
 	if !ok {
 		return modelfleet.Model{}, nonRetryable(modelfleet.Errorf(modelfleet.EINVALID, "the outputs of %s runs cannot be read by the worker", req.Ref.Kind))
 	}
@@ -538,7 +506,7 @@ func (a *Retraining) RegisterChallenger(ctx context.Context, req RegisterRequest
 		Format:   modelfleet.FormatLightGBM, Features: cmp.Features,
 		Tags: map[string]string{}, Properties: map[string]string{
 			PropWhy: clip(req.Why, 1000), PropCycle: strconv.Itoa(req.Cycle), PropMetric: cmp.Metric,
-			PropChallenger: fmtMetric(cmp.ChallengerValue), PropMargin: strconv.FormatFloat(cmp.Margin, 'g', -1, 64),
+			PropChallenger: fmtMetric(cmp.ChallengerValue), modelfleet.PropGateMargin: strconv.FormatFloat(cmp.Margin, 'g', -1, 64),
 			PropHoldout: cmp.Holdout, PropHoldoutRows: strconv.Itoa(cmp.Rows), PropGate: clip(cmp.Reason, 1000),
 		},
 	}
@@ -580,7 +548,7 @@ func (a *Retraining) RegisterChallenger(ctx context.Context, req RegisterRequest
 	} else {
 		validation = ""
 	}
-	out, _, err := a.Registry.Register(ctx, m, filepath.Join(dir, training.ModelFile), validation)
+	out, _, err := a.Registry.Register(ctx, m, filepath.Join(dir, modelfleet.JobModelFile), validation)
 	if err != nil {
 		// A version taken meanwhile (ECONFLICT) is retried: the next
 		// attempt lists again and takes the one after.
@@ -608,7 +576,7 @@ func (a *Retraining) champion(ctx context.Context, model string) (*modelfleet.Mo
 	return &m, nil
 }
 
-func (a *Retraining) runner(kind string) (training.Runner, error) {
+func (a *Retraining) runner(kind string) (modelfleet.Trainer, error) {
 	r, ok := a.Runners[kind]
 	if !ok || r == nil {
 		return nil, nonRetryable(modelfleet.Errorf(modelfleet.EINVALID, "no training runner for compute %q is configured on this worker", kind))
@@ -653,13 +621,13 @@ func featuresOf(m *inference.Model, declared []string) []string {
 // classify turns errors that retrying cannot fix into non-retryable
 // activity errors, and throttling into a retry after the service's delay.
 func classify(err error) error {
-	var te *training.ThrottledError
+	var te *modelfleet.ThrottledError
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &te):
 		return temporal.NewApplicationErrorWithOptions(err.Error(), "Throttled", temporal.ApplicationErrorOptions{NextRetryDelay: te.RetryAfter, Cause: err})
-	case errors.Is(err, training.ErrNotFound):
+	case errors.Is(err, modelfleet.ErrRunNotFound):
 		return temporal.NewNonRetryableApplicationError(err.Error(), "RunNotFound", err)
 	}
 	switch modelfleet.ErrorCode(err) {
@@ -735,18 +703,6 @@ func (s StaticChampions) Champion(_ context.Context, model string) (string, erro
 	return s[model], nil
 }
 
-// Names the release workflow uses in Temporal's visibility store (its type
-// and search attributes, see workflows/searchattrs.go). They are repeated
-// here because workflows imports this package; a workflows test checks
-// that they agree.
-const (
-	ReleaseWorkflowType   = "Release"
-	ReleaseModelAttr      = "ModelfleetModel"
-	ReleaseVersionAttr    = "ModelfleetVersion"
-	ReleaseStageAttr      = "ModelfleetStage"
-	ReleaseSucceededStage = "succeeded"
-)
-
 // ReleaseHistory finds a model's champion in Temporal: the version of its
 // most recently closed release that succeeded (every site serving it at
 // 100%). A later release that failed, was aborted or rolled back does not
@@ -760,7 +716,7 @@ type ReleaseHistory struct {
 // ChampionQuery is the visibility query for a model's succeeded releases.
 func ChampionQuery(model string) string {
 	return fmt.Sprintf("WorkflowType = %q AND %s = %q AND %s = %q AND ExecutionStatus = 'Completed'",
-		ReleaseWorkflowType, ReleaseModelAttr, model, ReleaseStageAttr, ReleaseSucceededStage)
+		modelfleet.ReleaseWorkflowName, modelfleet.SearchAttrModel, model, modelfleet.SearchAttrStage, modelfleet.StateSucceeded)
 }
 
 // Champion returns the version of the latest succeeded release, "" if none.
@@ -786,7 +742,7 @@ func (h ReleaseHistory) Champion(ctx context.Context, model string) (string, err
 			if best != "" && !closed.After(bestAt) {
 				continue
 			}
-			v := keyword(info.GetSearchAttributes().GetIndexedFields(), ReleaseVersionAttr)
+			v := keyword(info.GetSearchAttributes().GetIndexedFields(), modelfleet.SearchAttrVersion)
 			if v == "" { // release/<model>/<version>
 				if parts := strings.SplitN(info.GetExecution().GetWorkflowId(), "/", 3); len(parts) == 3 && parts[1] == model {
 					v = parts[2]

@@ -108,7 +108,7 @@ func newHarness(t *testing.T) *harness {
 	h.data = t.TempDir()
 	h.runner = &training.Local{Root: filepath.Join(t.TempDir(), "runs"), Grace: time.Second}
 	h.a = &Retraining{
-		Registry: h.reg, Runners: map[string]training.Runner{training.KindLocal: h.runner},
+		Registry: h.reg, Runners: map[string]modelfleet.Trainer{modelfleet.ComputeLocal: h.runner},
 		Champions: StaticChampions{}, DataDir: h.data, PollInterval: 20 * time.Millisecond,
 	}
 	return h
@@ -142,8 +142,8 @@ func (h *harness) genData(t *testing.T, seed int, drift float64) {
 }
 
 func (h *harness) policy(t *testing.T) {
-	h.a.Policies = training.Policies{Models: map[string]training.Policy{model: {
-		Compute: training.ComputePolicy{Kind: training.KindLocal},
+	h.a.Policies = modelfleet.TrainingPolicies{Models: map[string]modelfleet.TrainingPolicy{model: {
+		Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeLocal},
 		Command: shellQuote(trainer(t)) + " -data ${{inputs.data}} -out ${{outputs.model}}",
 	}}}
 }
@@ -189,14 +189,14 @@ func TestRetrainingWinnerIsRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sub.Compute != training.KindLocal || sub.Ref.ID != req.JobID {
+	if sub.Compute != modelfleet.ComputeLocal || sub.Ref.ID != req.JobID {
 		t.Fatalf("submission = %+v", sub)
 	}
 	if again, err := h.a.SubmitRetraining(ctx, req); err != nil || again.Ref != sub.Ref {
 		t.Fatalf("second submit = %+v, %v", again, err)
 	}
 	st := h.await(t, sub.Ref)
-	if st.Status != training.StatusCompleted || st.Metrics["rows"] != 8000 {
+	if st.Status != modelfleet.JobCompleted || st.Metrics["rows"] != 8000 {
 		t.Fatalf("run = %+v", st)
 	}
 	if b, _ := os.ReadFile(filepath.Join(sub.Ref.Dir, "train.log")); strings.Count(string(b), "starting job") != 1 {
@@ -219,7 +219,7 @@ func TestRetrainingWinnerIsRegistered(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.Version != "2" || m.Tags[TagRetrainJob] != req.JobID || m.Tags[TagRetrainedFrom] != "1" || m.Tags["team"] != "reliability" ||
-		m.Properties[PropWhy] != req.Why || m.Properties[PropChampionValue] == "" || m.Properties[PropMargin] != "0.005" {
+		m.Properties[PropWhy] != req.Why || m.Properties[PropChampionValue] == "" || m.Properties[modelfleet.PropGateMargin] != "0.005" {
 		t.Errorf("registered = %+v", m)
 	}
 	if m.Validation == nil || m.Validation.Threshold != champ.Validation.Threshold || m.Validation.DataDigest == champ.Validation.DataDigest {
@@ -254,7 +254,7 @@ func TestRetrainingLoserIsRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := h.await(t, sub.Ref); st.Status != training.StatusCompleted {
+	if st := h.await(t, sub.Ref); st.Status != modelfleet.JobCompleted {
 		t.Fatalf("run = %+v", st)
 	}
 	cmp, err := h.a.EvaluateChallenger(ctx, EvaluateRequest{Model: model, Ref: sub.Ref, Margin: 0.005})
@@ -272,13 +272,13 @@ func TestSubmitRetrainingChoosesByPolicy(t *testing.T) {
 	ctx := context.Background()
 	// No policy: nothing submitted; the workflow waits for a job from elsewhere.
 	sub, err := h.a.SubmitRetraining(ctx, SubmitRequest{Model: model, JobID: "j-1", Cycle: 1})
-	if err != nil || sub.Compute != training.KindExternal || sub.Ref.ID != "" {
+	if err != nil || sub.Compute != modelfleet.ComputeExternal || sub.Ref.ID != "" {
 		t.Errorf("without a policy: %+v, %v", sub, err)
 	}
 	// A policy whose runner this worker lacks, and one without data: not retried.
-	h.a.Policies = training.Policies{Models: map[string]training.Policy{
-		model:   {Compute: training.ComputePolicy{Kind: training.KindAzureMLEdge, ComputeID: "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w/computes/arc"}, Command: "x"},
-		"other": {Compute: training.ComputePolicy{Kind: training.KindLocal}, Command: "true"},
+	h.a.Policies = modelfleet.TrainingPolicies{Models: map[string]modelfleet.TrainingPolicy{
+		model:   {Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeAzureMLEdge, ComputeID: "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w/computes/arc"}, Command: "x"},
+		"other": {Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeLocal}, Command: "true"},
 	}}
 	for _, m := range []string{model, "other"} {
 		_, err := h.a.SubmitRetraining(ctx, SubmitRequest{Model: m, JobID: "j-2", Cycle: 1})
@@ -288,7 +288,7 @@ func TestSubmitRetrainingChoosesByPolicy(t *testing.T) {
 		}
 	}
 	// Azure ML's throttling becomes a retry after its Retry-After.
-	err = classify(&training.ThrottledError{RetryAfter: 2 * time.Minute, Err: errors.New("429")})
+	err = classify(&modelfleet.ThrottledError{RetryAfter: 2 * time.Minute, Err: errors.New("429")})
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.NonRetryable() || ae.NextRetryDelay() != 2*time.Minute {
 		t.Errorf("throttled: %v", err)
@@ -305,7 +305,7 @@ func TestAwaitRunCancellation(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.data, model, "train", "a.csv"), []byte("label\n1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.a.Policies = training.Policies{Default: &training.Policy{Compute: training.ComputePolicy{Kind: training.KindLocal}, Command: "sleep 30"}}
+	h.a.Policies = modelfleet.TrainingPolicies{Default: &modelfleet.TrainingPolicy{Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeLocal}, Command: "sleep 30"}}
 	for _, c := range []struct {
 		name string
 		ctx  func() (context.Context, context.CancelFunc)
@@ -313,12 +313,12 @@ func TestAwaitRunCancellation(t *testing.T) {
 	}{
 		{"deadline", func() (context.Context, context.CancelFunc) {
 			return context.WithTimeout(context.Background(), 150*time.Millisecond)
-		}, training.StatusRunning},
+		}, modelfleet.JobRunning},
 		{"cancel", func() (context.Context, context.CancelFunc) {
 			ctx, cancel := context.WithCancel(context.Background())
 			time.AfterFunc(150*time.Millisecond, cancel)
 			return ctx, cancel
-		}, training.StatusCanceled},
+		}, modelfleet.JobCanceled},
 	} {
 		sub, err := h.a.SubmitRetraining(context.Background(), SubmitRequest{Model: model, JobID: "sleep-" + c.name, Cycle: 1})
 		if err != nil {
@@ -352,7 +352,7 @@ func TestAwaitRunHeartbeats(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.data, model, "train", "a.csv"), []byte("label\n1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.a.Policies = training.Policies{Default: &training.Policy{Compute: training.ComputePolicy{Kind: training.KindLocal}, Command: "sleep 0.3; echo m > ${{outputs.model}}/model.txt"}}
+	h.a.Policies = modelfleet.TrainingPolicies{Default: &modelfleet.TrainingPolicy{Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeLocal}, Command: "sleep 0.3; echo m > ${{outputs.model}}/model.txt"}}
 	sub, err := h.a.SubmitRetraining(context.Background(), SubmitRequest{Model: model, JobID: "hb", Cycle: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -375,13 +375,13 @@ func TestAwaitRunHeartbeats(t *testing.T) {
 		t.Fatal(err)
 	}
 	var st JobStatus
-	if err := v.Get(&st); err != nil || st.Status != training.StatusCompleted {
+	if err := v.Get(&st); err != nil || st.Status != modelfleet.JobCompleted {
 		t.Fatalf("AwaitRun = %+v, %v", st, err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	// The SDK batches heartbeats: at least the first reaches the server.
-	if len(beats) == 0 || beats[0] != training.StatusRunning {
+	if len(beats) == 0 || beats[0] != modelfleet.JobRunning {
 		t.Errorf("heartbeats = %v, want the first one running", beats)
 	}
 }
@@ -392,7 +392,7 @@ func TestCheckChampion(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
 	h.registerExample(t, "1", filepath.Join(example, "model.txt"))
-	gate := func(v string, margin float64) Comparison {
+	gate := func(v string, margin float64) modelfleet.Comparison {
 		t.Helper()
 		c, err := h.a.CheckChampion(ctx, GateRequest{Model: modelfleet.ModelRef{Name: model, Version: v}, Margin: margin})
 		if err != nil {
@@ -474,7 +474,7 @@ func TestReleaseHistoryChampion(t *testing.T) {
 		t.Errorf("queries = %q", queries)
 	}
 	// Without the attribute, the version comes from the workflow ID.
-	if got := keyword(second.Executions[1].GetSearchAttributes().GetIndexedFields(), ReleaseVersionAttr); got != "" {
+	if got := keyword(second.Executions[1].GetSearchAttributes().GetIndexedFields(), modelfleet.SearchAttrVersion); got != "" {
 		t.Errorf("keyword of a missing attribute = %q", got)
 	}
 	c2 := mocks.NewClient(t)

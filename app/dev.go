@@ -22,7 +22,6 @@ import (
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // DevConfig configures the embedded stack. Zero values are the defaults a
@@ -184,7 +183,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	closers = append(closers, func() { d.Signals.Close() })
 
 	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Queues: []*queue.Queue{d.Signals},
-		Retrain: wfapi.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}, Logger: log})
+		Retrain: modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -217,7 +216,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 
 	mon, err := NewMonitor(MonitorConfig{
 		Queue: d.Signals, Temporal: d.Client, Directory: &fleet.Client{BaseURL: d.Gateway.URL()},
-		Retrain: wfapi.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)},
+		Retrain: modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)},
 		// A simulated site runs five machines: compare each with itself.
 		Drift: drift.Options{
 			Lookback: cmp.Or(cfg.MonitorLookback, DevMonitorLookback), MinRows: cfg.MonitorMinRows,

@@ -11,11 +11,11 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/telemetry"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // DefaultGatewayAddr is where the gateway listens by default.
@@ -35,7 +35,7 @@ type GatewayConfig struct {
 	EventAuth *events.AuthOptions
 	// Retrain is the input a retraining started by an Azure ML drift event
 	// gets (debounce, cooldown); zero values take the workflow's defaults.
-	Retrain wfapi.RetrainInput
+	Retrain modelfleet.RetrainInput
 	// DriftMonitors maps an Azure ML data drift monitor's name to the model
 	// it watches, for DatasetDriftDetected events that do not say.
 	DriftMonitors map[string]string

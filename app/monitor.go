@@ -19,7 +19,6 @@ import (
 	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/signals"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // MonitorConfig configures the cloud half of the monitoring loop.
@@ -33,7 +32,7 @@ type MonitorConfig struct {
 	Directory *fleet.Client
 	// Retrain is the input a retraining started by drift gets (debounce,
 	// cooldown); zero values take the workflow's defaults.
-	Retrain wfapi.RetrainInput
+	Retrain modelfleet.RetrainInput
 	// Drift overrides the monitor's options (lookback, minimum rows,
 	// thresholds); Baselines, Sink and Logger are set here.
 	Drift  drift.Options
@@ -118,7 +117,7 @@ func (d *directoryBaselines) Baseline(ctx context.Context, model, version string
 type verdictSink struct {
 	c       client.Client
 	dir     *fleet.Client
-	retrain wfapi.RetrainInput
+	retrain modelfleet.RetrainInput
 	log     *slog.Logger
 }
 
@@ -149,12 +148,12 @@ func (s *verdictSink) toRelease(ctx context.Context, v drift.Verdict) error {
 			ids = append(ids, holder)
 		}
 	}
-	sig := wfapi.MonitorVerdict{
+	sig := modelfleet.MonitorVerdict{
 		ID: v.ID, Site: v.Site, Version: v.Version, Reason: v.Reason, WindowEnd: v.WindowEnd,
 		DataDrift: v.DataDrift, PredictionDrift: v.PredictionDrift, QualityBreached: v.QualityBreached,
 	}
 	for _, id := range ids {
-		err := s.c.SignalWorkflow(ctx, id, "", wfapi.SignalMonitorVerdict, sig)
+		err := s.c.SignalWorkflow(ctx, id, "", modelfleet.SignalMonitorVerdict, sig)
 		var notFound *serviceerror.NotFound
 		if err != nil && !errors.As(err, &notFound) {
 			return fmt.Errorf("monitor: signal %s: %w", id, err)
@@ -171,8 +170,8 @@ func (s *verdictSink) toRetrain(ctx context.Context, v drift.Verdict) error {
 	for _, f := range v.Features {
 		coef = max(coef, f.Value)
 	}
-	t := wfapi.RetrainTrigger{
-		Reason: wfapi.ReasonEdgeDrift, Source: "modelfleet-monitor/" + v.Site, EventID: v.ID, Model: v.Model,
+	t := modelfleet.RetrainTrigger{
+		Reason: modelfleet.ReasonEdgeDrift, Source: "modelfleet-monitor/" + v.Site, EventID: v.ID, Model: v.Model,
 		DriftCoefficient: coef, Monitor: strings.TrimSpace(v.Reason), Time: v.WindowEnd,
 	}
 	in := s.retrain

@@ -18,14 +18,13 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/workflows"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // ReleaseStatus reads a release's status: from the workflow's status query
 // while a worker can answer it, else from the workflow's closing state.
-func ReleaseStatus(ctx context.Context, c client.Client, ref modelfleet.ModelRef) (workflows.ReleaseStatus, error) {
+func ReleaseStatus(ctx context.Context, c client.Client, ref modelfleet.ModelRef) (modelfleet.ReleaseStatus, error) {
 	if err := ref.Validate(); err != nil {
-		return workflows.ReleaseStatus{}, err
+		return modelfleet.ReleaseStatus{}, err
 	}
 	return ReleaseStatusByID(ctx, c, modelfleet.ReleaseWorkflowID(ref))
 }
@@ -33,15 +32,15 @@ func ReleaseStatus(ctx context.Context, c client.Client, ref modelfleet.ModelRef
 // ReleaseStatusByID reads the status of the release with workflow ID id: a
 // model version's (modelfleet.ReleaseWorkflowID) or a workload version's
 // (modelfleet.WorkloadReleaseWorkflowID).
-func ReleaseStatusByID(ctx context.Context, c client.Client, id string) (workflows.ReleaseStatus, error) {
+func ReleaseStatusByID(ctx context.Context, c client.Client, id string) (modelfleet.ReleaseStatus, error) {
 	if !strings.HasPrefix(id, "release/") {
-		return workflows.ReleaseStatus{}, modelfleet.Errorf(modelfleet.EINVALID, "%q is not a release's workflow ID (release/<model>/<version> or release/<model>/workload/<name>/<version>)", id)
+		return modelfleet.ReleaseStatus{}, modelfleet.Errorf(modelfleet.EINVALID, "%q is not a release's workflow ID (release/<model>/<version> or release/<model>/workload/<name>/<version>)", id)
 	}
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := c.QueryWorkflow(qctx, id, "", workflows.StatusQuery)
+	v, err := c.QueryWorkflow(qctx, id, "", modelfleet.StatusQuery)
 	if err == nil {
-		var st workflows.ReleaseStatus
+		var st modelfleet.ReleaseStatus
 		if err := v.Get(&st); err != nil {
 			return st, fmt.Errorf("decode status of %s: %w", id, err)
 		}
@@ -49,16 +48,16 @@ func ReleaseStatusByID(ctx context.Context, c client.Client, id string) (workflo
 	}
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return workflows.ReleaseStatus{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "no release %q: has the model version been registered, or the workload release started?", id)
+		return modelfleet.ReleaseStatus{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "no release %q: has the model version been registered, or the workload release started?", id)
 	}
 	// No worker to answer the query: fall back to what the server knows.
 	desc, derr := c.DescribeWorkflowExecution(ctx, id, "")
 	if derr != nil {
-		return workflows.ReleaseStatus{}, fmt.Errorf("status of %s: %w", id, err)
+		return modelfleet.ReleaseStatus{}, fmt.Errorf("status of %s: %w", id, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	s := summarize(info)
-	st := workflows.ReleaseStatus{Model: s.Model, Workload: s.Workload, Sites: []workflows.SiteStatus{}}
+	st := modelfleet.ReleaseStatus{Model: s.Model, Workload: s.Workload, Sites: []modelfleet.SiteStatus{}}
 	st.State = s.State
 	st.Reason = "status query unavailable (no cloud worker running?): " + err.Error()
 	return st, nil
@@ -80,7 +79,7 @@ type ReleaseSummary struct {
 // first, from Temporal's visibility store, using the search attributes the
 // release workflows maintain.
 func ListReleases(ctx context.Context, c client.Client, model string, limit int) ([]ReleaseSummary, error) {
-	query := fmt.Sprintf("(WorkflowType = %q OR WorkflowType = %q)", workflows.ReleaseWorkflowName, workflows.WorkloadReleaseWorkflowName)
+	query := fmt.Sprintf("(WorkflowType = %q OR WorkflowType = %q)", modelfleet.ReleaseWorkflowName, modelfleet.WorkloadReleaseWorkflowName)
 	if model != "" {
 		if err := modelfleet.ValidateName("model name", model); err != nil {
 			return nil, err
@@ -149,7 +148,7 @@ func parseReleaseID(id string) (modelfleet.ModelRef, *modelfleet.WorkloadRef) {
 // refused; a closed one (rolled back, say) may be run again. The search
 // attributes are set at the start, so a server without ModelfleetWorkload
 // registered refuses here rather than failing the workflow's first task.
-func StartWorkloadRelease(ctx context.Context, c client.Client, in wfapi.WorkloadReleaseInput) (client.WorkflowRun, error) {
+func StartWorkloadRelease(ctx context.Context, c client.Client, in modelfleet.WorkloadReleaseInput) (client.WorkflowRun, error) {
 	if err := modelfleet.ValidateName("model name", in.Model); err != nil {
 		return nil, err
 	}
@@ -167,10 +166,10 @@ func StartWorkloadRelease(ctx context.Context, c client.Client, in wfapi.Workloa
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ModelAttr.ValueSet(in.Model),
 			workflows.WorkloadAttr.ValueSet(in.Workload.String()),
-			workflows.StageAttr.ValueSet(workflows.StatePending),
+			workflows.StageAttr.ValueSet(modelfleet.StatePending),
 		),
 	}
-	run, err := c.ExecuteWorkflow(ctx, opts, workflows.WorkloadReleaseWorkflowName, in)
+	run, err := c.ExecuteWorkflow(ctx, opts, modelfleet.WorkloadReleaseWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil, modelfleet.Errorf(modelfleet.ECONFLICT, "release %s is already running", opts.ID)
@@ -187,7 +186,7 @@ func stateOf(s enumspb.WorkflowExecutionStatus, stage string) string {
 	// A release that ended as the operator asked (aborted, rolled back)
 	// completes normally; its last recorded stage says how it ended.
 	switch stage {
-	case workflows.StateAborted, workflows.StateRolledBack, workflows.StateFailed:
+	case modelfleet.StateAborted, modelfleet.StateRolledBack, modelfleet.StateFailed:
 		if s != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			return stage
 		}
@@ -195,13 +194,13 @@ func stateOf(s enumspb.WorkflowExecutionStatus, stage string) string {
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		if stage == "" {
-			return workflows.StatePending
+			return modelfleet.StatePending
 		}
 		return stage
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		return workflows.StateSucceeded
+		return modelfleet.StateSucceeded
 	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
-		return workflows.StateFailed
+		return modelfleet.StateFailed
 	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
 		return "canceled"
 	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:

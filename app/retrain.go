@@ -11,9 +11,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/training"
-	"github.com/modelfleet/modelfleet/workflows"
 )
 
 // exampleTrainer retrains the example model with its own trainer, on the
@@ -33,16 +33,16 @@ func devRetraining(dataDir string, c client.Client, log *slog.Logger) (*activiti
 		return nil, err
 	}
 	local := &training.Local{Root: filepath.Join(root, "runs"), Dir: cwd, Logger: log.With("component", "training")}
-	local.OnExit = func(ref training.RunRef, st training.RunStatus) {
+	local.OnExit = func(ref modelfleet.RunRef, st modelfleet.JobStatus) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		rs := workflows.RunStatus{Model: ref.Model, RunID: ref.ID, Status: st.Status, EventID: "local/" + ref.ID + "/" + st.Status, Time: time.Now().UTC()}
-		if err := c.SignalWorkflow(ctx, workflows.RetrainWorkflowID(ref.Model), "", workflows.RunStatusSignal, rs); err != nil {
+		rs := modelfleet.RunStatus{Model: ref.Model, RunID: ref.ID, Status: st.Status, EventID: "local/" + ref.ID + "/" + st.Status, Time: time.Now().UTC()}
+		if err := c.SignalWorkflow(ctx, modelfleet.RetrainWorkflowID(ref.Model), "", modelfleet.RunStatusSignal, rs); err != nil {
 			log.Warn("signal retraining run status; the poll will see it", "model", ref.Model, "run", ref.ID, "error", err)
 		}
 	}
-	policies := training.Policies{Models: map[string]training.Policy{
-		"bearing-failure": {Compute: training.ComputePolicy{Kind: training.KindLocal}, Command: exampleTrainer},
+	policies := modelfleet.TrainingPolicies{Models: map[string]modelfleet.TrainingPolicy{
+		"bearing-failure": {Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeLocal}, Command: exampleTrainer},
 	}}
 	if doc, err := os.ReadFile(filepath.Join(root, "policies.yaml")); err == nil {
 		if policies, err = training.ParsePolicies(doc); err != nil {
@@ -53,7 +53,7 @@ func devRetraining(dataDir string, c client.Client, log *slog.Logger) (*activiti
 	}
 	return &activities.Retraining{
 		Policies: policies,
-		Runners:  map[string]training.Runner{training.KindLocal: local},
+		Runners:  map[string]modelfleet.Trainer{modelfleet.ComputeLocal: local},
 		DataDir:  filepath.Join(root, "data"),
 	}, nil
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // Run tags the gateway reads.
@@ -21,7 +20,7 @@ const (
 	ModelTag = "modelfleet.model"
 	// RetrainRunTag marks a retraining job the product submitted; its value
 	// is the model name.
-	RetrainRunTag = wfapi.RetrainRunTag
+	RetrainRunTag = modelfleet.RetrainRunTag
 )
 
 // MonitorSeparator splits a drift monitor's (or monitoring signal's) name
@@ -32,17 +31,17 @@ const MonitorSeparator = "--"
 
 // driftTrigger reads a DatasetDriftDetected event: the model comes from the
 // data drift monitor's name (see modelForMonitor).
-func (d *TemporalDispatcher) driftTrigger(ev Event) (wfapi.RetrainTrigger, error) {
+func (d *TemporalDispatcher) driftTrigger(ev Event) (modelfleet.RetrainTrigger, error) {
 	dr, err := DecodeDatasetDriftDetected(ev)
 	if err != nil {
-		return wfapi.RetrainTrigger{}, err
+		return modelfleet.RetrainTrigger{}, err
 	}
 	model, err := d.modelForMonitor("data drift monitor", dr.DataDriftName)
 	if err != nil {
-		return wfapi.RetrainTrigger{}, err
+		return modelfleet.RetrainTrigger{}, err
 	}
-	return wfapi.RetrainTrigger{
-		Reason: wfapi.ReasonDatasetDrift, Source: ev.Source, EventID: ev.ID, Model: model,
+	return modelfleet.RetrainTrigger{
+		Reason: modelfleet.ReasonDatasetDrift, Source: ev.Source, EventID: ev.ID, Model: model,
 		DriftCoefficient: dr.DriftCoefficient, Monitor: dr.DataDriftName, RunID: dr.RunID, Time: ev.Time,
 	}, nil
 }
@@ -51,9 +50,9 @@ func (d *TemporalDispatcher) driftTrigger(ev Event) (wfapi.RetrainTrigger, error
 // the model is the run's ModelTag if set, else it comes from the signal
 // name in the breach message (Azure names signals <monitor>_<signal>, so a
 // monitor named by the MonitorSeparator convention carries the model).
-func (d *TemporalDispatcher) breachTrigger(ev Event, run Run) (wfapi.RetrainTrigger, error) {
-	t := wfapi.RetrainTrigger{
-		Reason: wfapi.ReasonMonitorThreshold, Source: ev.Source, EventID: ev.ID,
+func (d *TemporalDispatcher) breachTrigger(ev Event, run Run) (modelfleet.RetrainTrigger, error) {
+	t := modelfleet.RetrainTrigger{
+		Reason: modelfleet.ReasonMonitorThreshold, Source: ev.Source, EventID: ev.ID,
 		RunID: run.RunID, Time: ev.Time, Monitor: signalName(run.Tags[MonitorBreachTag]),
 	}
 	if m := run.Tags[ModelTag]; m != "" {
@@ -105,14 +104,14 @@ func signalName(msg string) string {
 
 // retrainRunStatus reads a RunCompleted or RunStatusChanged event of a
 // retraining job (RetrainRunTag set): the status for its workflow.
-func retrainRunStatus(ev Event, run Run, model string) (wfapi.RunStatus, error) {
+func retrainRunStatus(ev Event, run Run, model string) (modelfleet.RunStatus, error) {
 	if err := modelfleet.ValidateName("model name", model); err != nil {
-		return wfapi.RunStatus{}, dataError(strings.TrimPrefix(ev.Type, "Microsoft.MachineLearningServices."),
+		return modelfleet.RunStatus{}, dataError(strings.TrimPrefix(ev.Type, "Microsoft.MachineLearningServices."),
 			fmt.Errorf("run tag %q: %s", RetrainRunTag, modelfleet.ErrorMessage(err)))
 	}
 	status := run.Status
 	if ev.Type == modelfleet.EventRunCompleted {
 		status = "Completed"
 	}
-	return wfapi.RunStatus{Model: model, RunID: run.RunID, Status: status, EventID: ev.ID, Time: ev.Time}, nil
+	return modelfleet.RunStatus{Model: model, RunID: run.RunID, Status: status, EventID: ev.ID, Time: ev.Time}, nil
 }

@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // fakeTemporal records the calls the dispatcher makes; err answers every
@@ -141,7 +140,7 @@ func TestDispatchEffects(t *testing.T) {
 
 func TestDriftSignalWithStart(t *testing.T) {
 	f := &fakeTemporal{}
-	d := &TemporalDispatcher{Client: f, Logger: quietLogger(), Retrain: wfapi.RetrainInput{Debounce: time.Minute}}
+	d := &TemporalDispatcher{Client: f, Logger: quietLogger(), Retrain: modelfleet.RetrainInput{Debounce: time.Minute}}
 	if err := d.Dispatch(context.Background(), first(t, "eventgrid_dataset_drift_detected_model.json", ctJSON)); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +148,7 @@ func TestDriftSignalWithStart(t *testing.T) {
 	if got, want := c.opts.TaskQueue, modelfleet.CloudTaskQueue; got != want {
 		t.Errorf("task queue = %q, want %q", got, want)
 	}
-	if c.opts.ID != c.id || c.id != wfapi.RetrainWorkflowID("bearing-failure") {
+	if c.opts.ID != c.id || c.id != modelfleet.RetrainWorkflowID("bearing-failure") {
 		t.Errorf("ids = %q / %q", c.id, c.opts.ID)
 	}
 	if got, want := c.opts.WorkflowIDReusePolicy, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE; got != want {
@@ -161,18 +160,18 @@ func TestDriftSignalWithStart(t *testing.T) {
 	if m, _ := c.opts.TypedSearchAttributes.GetKeyword(temporal.NewSearchAttributeKeyKeyword("ModelfleetModel")); m != "bearing-failure" {
 		t.Errorf("model attribute = %q", m)
 	}
-	if s, _ := c.opts.TypedSearchAttributes.GetKeyword(temporal.NewSearchAttributeKeyKeyword("ModelfleetStage")); s != wfapi.RetrainCollecting {
+	if s, _ := c.opts.TypedSearchAttributes.GetKeyword(temporal.NewSearchAttributeKeyKeyword("ModelfleetStage")); s != modelfleet.RetrainCollecting {
 		t.Errorf("stage attribute = %q", s)
 	}
-	if c.workflow != wfapi.RetrainWorkflowName {
+	if c.workflow != modelfleet.RetrainWorkflowName {
 		t.Errorf("workflow = %v", c.workflow)
 	}
-	if in := c.input.(wfapi.RetrainInput); in.Model != "bearing-failure" || in.Debounce != time.Minute {
+	if in := c.input.(modelfleet.RetrainInput); in.Model != "bearing-failure" || in.Debounce != time.Minute {
 		t.Errorf("input = %+v", in)
 	}
-	tr := c.arg.(wfapi.RetrainTrigger)
-	want := wfapi.RetrainTrigger{
-		Reason: wfapi.ReasonDatasetDrift, EventID: "0c5e7a88-1b2d-4e3f-8a4b-5c6d7e8f9a01", Model: "bearing-failure",
+	tr := c.arg.(modelfleet.RetrainTrigger)
+	want := modelfleet.RetrainTrigger{
+		Reason: modelfleet.ReasonDatasetDrift, EventID: "0c5e7a88-1b2d-4e3f-8a4b-5c6d7e8f9a01", Model: "bearing-failure",
 		DriftCoefficient: 0.41, Monitor: "bearing-failure--weekly", RunID: "5b1f0c2e-9a3d-4e7f-8b6a-2c4d6e8fa0b1_1772442000000",
 		Source: "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/mlops-rg/providers/Microsoft.MachineLearningServices/workspaces/factory-ws",
 		Time:   time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
@@ -226,7 +225,7 @@ func TestDriftModelResolution(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, want := f.only(t).arg.(wfapi.RetrainTrigger).Model, tt.model; got != want {
+			if got, want := f.only(t).arg.(modelfleet.RetrainTrigger).Model, tt.model; got != want {
 				t.Errorf("model = %q, want %q", got, want)
 			}
 		})
@@ -239,8 +238,8 @@ func TestRunStatusSignal(t *testing.T) {
 	if err := d.Dispatch(context.Background(), first(t, "cloudevents_run_status_changed_retrain.json", ctCloudBatch)); err != nil {
 		t.Fatal(err)
 	}
-	got := f.only(t).arg.(wfapi.RunStatus)
-	want := wfapi.RunStatus{Model: "bearing-failure", RunID: "retrain-bearing-failure-0001", Status: "Failed",
+	got := f.only(t).arg.(modelfleet.RunStatus)
+	want := modelfleet.RunStatus{Model: "bearing-failure", RunID: "retrain-bearing-failure-0001", Status: "Failed",
 		EventID: "3f8badbb-4e5a-4b6c-9d7e-8f9a0b1c2d34", Time: got.Time}
 	if got != want || got.Time.IsZero() {
 		t.Errorf("run status = %+v, want %+v", got, want)

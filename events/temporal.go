@@ -13,15 +13,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // Search attributes set on a workflow at start, so it can be listed by model
 // (and stage) before it runs. The workflows keep them up to date.
 var (
-	modelKey   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrModel)
-	versionKey = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrVersion)
-	stageKey   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrStage)
+	modelKey   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrModel)
+	versionKey = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrVersion)
+	stageKey   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrStage)
 )
 
 // TemporalDispatcher is the Dispatcher of the gateway. What each Azure ML
@@ -47,7 +46,7 @@ type TemporalDispatcher struct {
 	DriftMonitors map[string]string
 	// Retrain is the input a retraining workflow starts with (its Model is
 	// set per event); zero durations take the workflow's defaults.
-	Retrain wfapi.RetrainInput
+	Retrain modelfleet.RetrainInput
 
 	mu      sync.Mutex
 	unknown map[string]bool // types logged once already
@@ -130,8 +129,8 @@ func (d *TemporalDispatcher) run(ctx context.Context, log *slog.Logger, ev Event
 
 // triggerRetrain signal-with-starts the model's retraining workflow
 // (StartRetrain) for an event.
-func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t wfapi.RetrainTrigger) error {
-	log = log.With("workflow_id", wfapi.RetrainWorkflowID(t.Model), "reason", t.Reason)
+func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t modelfleet.RetrainTrigger) error {
+	log = log.With("workflow_id", modelfleet.RetrainWorkflowID(t.Model), "reason", t.Reason)
 	run, err := StartRetrain(ctx, d.Client, d.Retrain, t)
 	if err != nil {
 		d.count(ev, "error")
@@ -147,10 +146,10 @@ func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logge
 // drops a redelivered trigger by its event ID); otherwise a new one starts
 // with in (its debounce and cooldown) and the trigger. The gateway's
 // Azure ML events and modelfleet's own drift monitor both come this way.
-func StartRetrain(ctx context.Context, c client.Client, in wfapi.RetrainInput, t wfapi.RetrainTrigger) (client.WorkflowRun, error) {
+func StartRetrain(ctx context.Context, c client.Client, in modelfleet.RetrainInput, t modelfleet.RetrainTrigger) (client.WorkflowRun, error) {
 	in.Model, in.State = t.Model, nil
 	opts := client.StartWorkflowOptions{
-		ID:        wfapi.RetrainWorkflowID(t.Model),
+		ID:        modelfleet.RetrainWorkflowID(t.Model),
 		TaskQueue: modelfleet.CloudTaskQueue,
 		// A closed retraining workflow is idle history: a new drift starts
 		// a new one under the same ID.
@@ -158,18 +157,18 @@ func StartRetrain(ctx context.Context, c client.Client, in wfapi.RetrainInput, t
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			modelKey.ValueSet(t.Model),
-			stageKey.ValueSet(wfapi.RetrainCollecting),
+			stageKey.ValueSet(modelfleet.RetrainCollecting),
 		),
 	}
-	return c.SignalWithStartWorkflow(ctx, opts.ID, wfapi.RetrainTriggerSignal, t, opts, wfapi.RetrainWorkflowName, in)
+	return c.SignalWithStartWorkflow(ctx, opts.ID, modelfleet.RetrainTriggerSignal, t, opts, modelfleet.RetrainWorkflowName, in)
 }
 
 // signalRunStatus tells a retraining workflow about its job. With no such
 // workflow running there is nobody to tell: acknowledged, not retried.
-func (d *TemporalDispatcher) signalRunStatus(ctx context.Context, log *slog.Logger, ev Event, s wfapi.RunStatus) error {
-	id := wfapi.RetrainWorkflowID(s.Model)
+func (d *TemporalDispatcher) signalRunStatus(ctx context.Context, log *slog.Logger, ev Event, s modelfleet.RunStatus) error {
+	id := modelfleet.RetrainWorkflowID(s.Model)
 	log = log.With("workflow_id", id, "status", clip(s.Status))
-	err := d.Client.SignalWorkflow(ctx, id, "", wfapi.RunStatusSignal, s)
+	err := d.Client.SignalWorkflow(ctx, id, "", modelfleet.RunStatusSignal, s)
 	var notFound *serviceerror.NotFound
 	switch {
 	case errors.As(err, &notFound):
@@ -230,12 +229,12 @@ func (d *TemporalDispatcher) startRelease(ctx context.Context, log *slog.Logger,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			modelKey.ValueSet(reg.Model.Name),
 			versionKey.ValueSet(reg.Model.Version),
-			stageKey.ValueSet(wfapi.StatePending),
+			stageKey.ValueSet(modelfleet.StatePending),
 		),
 	}
-	in := wfapi.ReleaseInput{Model: reg.Model, Tags: reg.Tags, Properties: reg.Properties, EventID: ev.ID}
+	in := modelfleet.ReleaseInput{Model: reg.Model, Tags: reg.Tags, Properties: reg.Properties, EventID: ev.ID}
 	log = log.With("workflow_id", opts.ID)
-	run, err := d.Client.ExecuteWorkflow(ctx, opts, wfapi.ReleaseWorkflowName, in)
+	run, err := d.Client.ExecuteWorkflow(ctx, opts, modelfleet.ReleaseWorkflowName, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):

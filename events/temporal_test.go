@@ -15,15 +15,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // startCall expects one ExecuteWorkflow and captures its options and input.
-func startCall(c *mocks.Client, opts *client.StartWorkflowOptions, in *wfapi.ReleaseInput) *mock.Call {
-	return c.On("ExecuteWorkflow", mock.Anything, mock.Anything, wfapi.ReleaseWorkflowName, mock.Anything).
+func startCall(c *mocks.Client, opts *client.StartWorkflowOptions, in *modelfleet.ReleaseInput) *mock.Call {
+	return c.On("ExecuteWorkflow", mock.Anything, mock.Anything, modelfleet.ReleaseWorkflowName, mock.Anything).
 		Run(func(args mock.Arguments) {
 			*opts = args.Get(1).(client.StartWorkflowOptions)
-			*in = args.Get(3).(wfapi.ReleaseInput)
+			*in = args.Get(3).(modelfleet.ReleaseInput)
 		}).Once()
 }
 
@@ -32,7 +31,7 @@ func TestTemporalDispatcherStartsRelease(t *testing.T) {
 	run := mocks.NewWorkflowRun(t)
 	run.On("GetRunID").Return("run-1").Maybe()
 	var opts client.StartWorkflowOptions
-	var in wfapi.ReleaseInput
+	var in modelfleet.ReleaseInput
 	startCall(c, &opts, &in).Return(run, nil)
 	reg := prometheus.NewRegistry()
 	d := NewTemporalDispatcher(c, quietLogger(), reg)
@@ -87,7 +86,7 @@ func TestTemporalDispatcherStartsRelease(t *testing.T) {
 func TestTemporalDispatcherAlreadyStartedIsSuccess(t *testing.T) {
 	c := mocks.NewClient(t)
 	var opts client.StartWorkflowOptions
-	var in wfapi.ReleaseInput
+	var in modelfleet.ReleaseInput
 	startCall(c, &opts, &in).Return(nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req", "run-0"))
 	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
 	if err := d.Dispatch(context.Background(), first(t, "eventgrid_model_registered.json", ctJSON)); err != nil {
@@ -98,7 +97,7 @@ func TestTemporalDispatcherAlreadyStartedIsSuccess(t *testing.T) {
 func TestTemporalDispatcherTransientError(t *testing.T) {
 	c := mocks.NewClient(t)
 	var opts client.StartWorkflowOptions
-	var in wfapi.ReleaseInput
+	var in modelfleet.ReleaseInput
 	unavailable := serviceerror.NewUnavailable("frontend down")
 	startCall(c, &opts, &in).Return(nil, unavailable)
 	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
@@ -182,7 +181,7 @@ func TestHandlerWithTemporalDispatcher(t *testing.T) {
 				run := mocks.NewWorkflowRun(t)
 				run.On("GetRunID").Return("run-1").Maybe()
 				var opts client.StartWorkflowOptions
-				var in wfapi.ReleaseInput
+				var in modelfleet.ReleaseInput
 				if tt.start != nil {
 					startCall(c, &opts, &in).Return(nil, tt.start)
 				} else {

@@ -81,8 +81,8 @@ type AzureML struct {
 }
 
 var (
-	_ Runner        = (*AzureML)(nil)
-	_ OutputFetcher = (*AzureML)(nil)
+	_ modelfleet.Trainer         = (*AzureML)(nil)
+	_ modelfleet.TrainingOutputs = (*AzureML)(nil)
 )
 
 // NewAzureML returns a runner for one workspace.
@@ -126,36 +126,36 @@ func NewAzureML(cfg AzureMLConfig) (*AzureML, error) {
 }
 
 // Submit creates the command job unless a job of that name exists.
-func (a *AzureML) Submit(ctx context.Context, job Job) (RunRef, error) {
+func (a *AzureML) Submit(ctx context.Context, job modelfleet.TrainingJob) (modelfleet.RunRef, error) {
 	if err := job.Validate(); err != nil {
-		return RunRef{}, err
+		return modelfleet.RunRef{}, err
 	}
-	p := ComputePolicy{Kind: job.Compute, ComputeID: job.ComputeID}
-	if job.Compute != KindAzureMLCloud && job.Compute != KindAzureMLEdge {
-		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: the Azure ML runner cannot run on compute %q", job.ID, job.Compute)
+	p := modelfleet.ComputePolicy{Kind: job.Compute, ComputeID: job.ComputeID}
+	if job.Compute != modelfleet.ComputeAzureMLCloud && job.Compute != modelfleet.ComputeAzureMLEdge {
+		return modelfleet.RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: the Azure ML runner cannot run on compute %q", job.ID, job.Compute)
 	}
 	if err := p.Validate(); err != nil {
-		return RunRef{}, err
+		return modelfleet.RunRef{}, err
 	}
 	if ws := workspaceOf(job.ComputeID); !strings.EqualFold(ws, a.cfg.Workspace) {
-		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: compute %s belongs to workspace %q, not %q", job.ID, p.ComputeName(), ws, a.cfg.Workspace)
+		return modelfleet.RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: compute %s belongs to workspace %q, not %q", job.ID, p.ComputeName(), ws, a.cfg.Workspace)
 	}
 	if job.Environment == "" {
-		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: an Azure ML environment is required", job.ID)
+		return modelfleet.RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: an Azure ML environment is required", job.ID)
 	}
 	if job.Output == "" {
 		job.Output = a.outputURI(job.ID)
 	}
-	ref := RunRef{Kind: job.Compute, ID: job.ID, Model: job.Model, ComputeID: job.ComputeID, OutputURI: job.Output}
+	ref := modelfleet.RunRef{Kind: job.Compute, ID: job.ID, Model: job.Model, ComputeID: job.ComputeID, OutputURI: job.Output}
 	// Idempotence: a job of this name is this job, submitted before.
 	if _, err := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, nil); err == nil {
 		return ref, nil
 	} else if !azureblob.IsStatus(err, http.StatusNotFound) {
-		return RunRef{}, a.err("get job "+job.ID, err)
+		return modelfleet.RunRef{}, a.err("get job "+job.ID, err)
 	}
-	if a.cfg.VerifyCompute && job.Compute == KindAzureMLEdge {
+	if a.cfg.VerifyCompute && job.Compute == modelfleet.ComputeAzureMLEdge {
 		if err := a.verifyEdge(ctx, p); err != nil {
-			return RunRef{}, err
+			return modelfleet.RunRef{}, err
 		}
 	}
 	_, err := a.jobs.CreateOrUpdate(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, job.ID, ml.JobBase{Properties: a.commandJob(job)}, nil)
@@ -167,19 +167,19 @@ func (a *AzureML) Submit(ctx context.Context, job Job) (RunRef, error) {
 		}
 	}
 	if err != nil {
-		return RunRef{}, a.err("create job "+job.ID, err)
+		return modelfleet.RunRef{}, a.err("create job "+job.ID, err)
 	}
 	return ref, nil
 }
 
 // commandJob is the job definition: the command with its data input and
 // model output, tagged so the gateway routes the job's events back.
-func (a *AzureML) commandJob(job Job) *ml.CommandJob {
+func (a *AzureML) commandJob(job modelfleet.TrainingJob) *ml.CommandJob {
 	tags := map[string]*string{}
 	for k, v := range job.Tags {
 		tags[k] = to.Ptr(v)
 	}
-	tags[RetrainTag] = to.Ptr(job.Model)
+	tags[modelfleet.RetrainRunTag] = to.Ptr(job.Model)
 	env := map[string]*string{EnvJob: to.Ptr(job.ID)}
 	for k, v := range job.Env {
 		env[k] = to.Ptr(v)
@@ -188,7 +188,7 @@ func (a *AzureML) commandJob(job Job) *ml.CommandJob {
 	// URI when the command ends, before the job completes, so a completed
 	// job's outputs are there to be read.
 	out := &ml.URIFolderJobOutput{JobOutputType: to.Ptr(ml.JobOutputTypeURIFolder), Mode: to.Ptr(ml.OutputDeliveryModeUpload),
-		URI: to.Ptr(job.Output), Description: to.Ptr("the trained model: " + ModelFile + " and " + MetricsFile)}
+		URI: to.Ptr(job.Output), Description: to.Ptr("the trained model: " + modelfleet.JobModelFile + " and " + modelfleet.JobMetricsFile)}
 	cj := &ml.CommandJob{
 		JobType:        to.Ptr(ml.JobTypeCommand),
 		Command:        to.Ptr(job.Command),
@@ -226,12 +226,12 @@ func (a *AzureML) outputURI(id string) string {
 // default for the job ID) into <OutputDir>/<job id>/, and returns that
 // folder. A folder downloaded before is returned as it is: files are
 // downloaded into a temporary folder renamed into place when complete.
-func (a *AzureML) Outputs(ctx context.Context, ref RunRef) (string, error) {
-	if !ValidJobID(ref.ID) {
+func (a *AzureML) Outputs(ctx context.Context, ref modelfleet.RunRef) (string, error) {
+	if !modelfleet.ValidJobID(ref.ID) {
 		return "", modelfleet.Errorf(modelfleet.EINVALID, "azure ml job id %q is invalid", ref.ID)
 	}
 	dir := filepath.Join(a.cfg.OutputDir, ref.ID)
-	if exists(filepath.Join(dir, ModelFile)) {
+	if exists(filepath.Join(dir, modelfleet.JobModelFile)) {
 		return dir, nil
 	}
 	base := ref.OutputURI
@@ -249,9 +249,9 @@ func (a *AzureML) Outputs(ctx context.Context, ref RunRef) (string, error) {
 		return "", fmt.Errorf("azure ml job %s outputs: %w", ref.ID, err)
 	}
 	defer os.RemoveAll(tmp) // gone once renamed
-	for _, name := range []string{ModelFile, MetricsFile} {
+	for _, name := range []string{modelfleet.JobModelFile, modelfleet.JobMetricsFile} {
 		err := a.download(ctx, base+name, filepath.Join(tmp, name))
-		if name == MetricsFile && modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+		if name == modelfleet.JobMetricsFile && modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 			continue // optional in the job contract
 		}
 		if err != nil {
@@ -260,7 +260,7 @@ func (a *AzureML) Outputs(ctx context.Context, ref RunRef) (string, error) {
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		// A concurrent call may have put its copy there first.
-		if exists(filepath.Join(dir, ModelFile)) {
+		if exists(filepath.Join(dir, modelfleet.JobModelFile)) {
 			return dir, nil
 		}
 		return "", fmt.Errorf("azure ml job %s outputs: %w", ref.ID, err)
@@ -288,7 +288,7 @@ func (a *AzureML) download(ctx context.Context, uri, path string) error {
 }
 
 // verifyEdge checks that an edge job's compute is an attached Arc cluster.
-func (a *AzureML) verifyEdge(ctx context.Context, p ComputePolicy) error {
+func (a *AzureML) verifyEdge(ctx context.Context, p modelfleet.ComputePolicy) error {
 	resp, err := a.computes.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, p.ComputeName(), nil)
 	if azureblob.IsStatus(err, http.StatusNotFound) {
 		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s does not exist in workspace %s", p.ComputeName(), a.cfg.Workspace)
@@ -297,29 +297,29 @@ func (a *AzureML) verifyEdge(ctx context.Context, p ComputePolicy) error {
 	}
 	k, ok := resp.Properties.(*ml.Kubernetes)
 	if !ok {
-		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s is not a Kubernetes compute: %s jobs keep the data in the plant and run only on an Arc-connected cluster", p.ComputeName(), KindAzureMLEdge)
+		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s is not a Kubernetes compute: %s jobs keep the data in the plant and run only on an Arc-connected cluster", p.ComputeName(), modelfleet.ComputeAzureMLEdge)
 	}
 	if rid := deref(k.ResourceID); !strings.Contains(strings.ToLower(rid), "/providers/microsoft.kubernetes/connectedclusters/") {
-		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s is backed by %q, not an Arc-connected cluster (Microsoft.Kubernetes/connectedClusters): %s jobs run only in the plant", p.ComputeName(), rid, KindAzureMLEdge)
+		return modelfleet.Errorf(modelfleet.EINVALID, "compute %s is backed by %q, not an Arc-connected cluster (Microsoft.Kubernetes/connectedClusters): %s jobs run only in the plant", p.ComputeName(), rid, modelfleet.ComputeAzureMLEdge)
 	}
 	return nil
 }
 
 // Status reads the job's status.
-func (a *AzureML) Status(ctx context.Context, ref RunRef) (RunStatus, error) {
+func (a *AzureML) Status(ctx context.Context, ref modelfleet.RunRef) (modelfleet.JobStatus, error) {
 	resp, err := a.jobs.Get(ctx, a.cfg.ResourceGroup, a.cfg.Workspace, ref.ID, nil)
 	if azureblob.IsStatus(err, http.StatusNotFound) {
-		return RunStatus{}, fmt.Errorf("azure ml job %s: %w", ref.ID, ErrNotFound)
+		return modelfleet.JobStatus{}, fmt.Errorf("azure ml job %s: %w", ref.ID, modelfleet.ErrRunNotFound)
 	} else if err != nil {
-		return RunStatus{}, a.err("get job "+ref.ID, err)
+		return modelfleet.JobStatus{}, a.err("get job "+ref.ID, err)
 	}
-	st := StatusNotStarted
+	st := modelfleet.JobNotStarted
 	if resp.Properties != nil {
 		if s := resp.Properties.GetJobBaseProperties().Status; s != nil {
 			st = string(*s)
 		}
 	}
-	out := RunStatus{Status: st, Terminal: Terminal(st)}
+	out := modelfleet.JobStatus{Status: st, Terminal: modelfleet.JobTerminal(st)}
 	if st == string(ml.JobStatusFailed) {
 		out.Message = "the Azure ML job failed: see job " + ref.ID + " in the studio for its logs"
 	}
@@ -328,9 +328,9 @@ func (a *AzureML) Status(ctx context.Context, ref RunRef) (RunStatus, error) {
 
 // Cancel requests cancellation and waits for it (the API's long-running
 // operation). A job that finished, or does not exist, is left alone.
-func (a *AzureML) Cancel(ctx context.Context, ref RunRef) error {
+func (a *AzureML) Cancel(ctx context.Context, ref modelfleet.RunRef) error {
 	st, err := a.Status(ctx, ref)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, modelfleet.ErrRunNotFound) {
 		return nil
 	} else if err != nil {
 		return err
@@ -365,7 +365,7 @@ func (a *AzureML) err(what string, err error) error {
 		if d <= 0 {
 			d = 30 * time.Second
 		}
-		return &ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml: %s: %s", what, re.ErrorCode)}
+		return &modelfleet.ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml: %s: %s", what, re.ErrorCode)}
 	case code == http.StatusUnauthorized, code == http.StatusForbidden:
 		return modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "azure ml: %s: %d %s: check the worker identity's role on workspace %s", what, code, re.ErrorCode, a.cfg.Workspace)
 	case code == http.StatusBadRequest, code == http.StatusNotFound, code == http.StatusUnprocessableEntity:

@@ -72,14 +72,14 @@ func TestAzureMLOutputs(t *testing.T) {
 	w, store, outDir := newWorkspace(), blobtest.Start(t), t.TempDir()
 	a := newAzureMLWithStorage(t, w, store, AzureMLConfig{OutputDir: outDir})
 	ctx := context.Background()
-	ref, err := a.Submit(ctx, azureJob("retrain-bf-9", KindAzureMLCloud, "cpu-cluster"))
+	ref, err := a.Submit(ctx, azureJob("retrain-bf-9", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	w.setStatus(ref.ID, ml.JobStatusCompleted)
 	folder := "/" + storeContainer + "/modelfleet/retrain/retrain-bf-9/model/"
 	model, metrics := []byte("tree\nversion=v4\n"), []byte(`{"train_auc":0.97}`)
-	store.Blobs[folder+ModelFile], store.Blobs[folder+MetricsFile] = model, metrics
+	store.Blobs[folder+modelfleet.JobModelFile], store.Blobs[folder+modelfleet.JobMetricsFile] = model, metrics
 
 	dir, err := a.Outputs(ctx, ref)
 	if err != nil {
@@ -88,12 +88,12 @@ func TestAzureMLOutputs(t *testing.T) {
 	if got, want := dir, filepath.Join(outDir, "retrain-bf-9"); got != want {
 		t.Errorf("dir = %s, want %s", got, want)
 	}
-	for name, want := range map[string][]byte{ModelFile: model, MetricsFile: metrics} {
+	for name, want := range map[string][]byte{modelfleet.JobModelFile: model, modelfleet.JobMetricsFile: metrics} {
 		if got, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(got) != string(want) {
 			t.Errorf("%s = %q, %v; want %q", name, got, err, want)
 		}
 	}
-	if m, err := ReadMetrics(filepath.Join(dir, MetricsFile)); err != nil || m["train_auc"] != 0.97 {
+	if m, err := modelfleet.ReadJobMetrics(filepath.Join(dir, modelfleet.JobMetricsFile)); err != nil || m["train_auc"] != 0.97 {
 		t.Errorf("metrics = %v, %v", m, err)
 	}
 	reqs := store.Requests()
@@ -130,52 +130,52 @@ func TestAzureMLOutputsFailures(t *testing.T) {
 	folder := func(id string) string { return "/" + storeContainer + "/modelfleet/retrain/" + id + "/model/" }
 
 	// no metrics.json
-	store.Blobs[folder("j-nometrics")+ModelFile] = []byte("tree\n")
-	dir, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-nometrics"})
+	store.Blobs[folder("j-nometrics")+modelfleet.JobModelFile] = []byte("tree\n")
+	dir, err := a.Outputs(ctx, modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "j-nometrics"})
 	if err != nil {
 		t.Fatalf("without metrics.json: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, MetricsFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, modelfleet.JobMetricsFile)); !os.IsNotExist(err) {
 		t.Errorf("metrics.json: %v, want none", err)
 	}
 
 	// no model.txt
-	ref := RunRef{Kind: KindAzureMLCloud, ID: "j-nomodel"}
-	store.Blobs[folder("j-nomodel")+MetricsFile] = []byte("{}")
+	ref := modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "j-nomodel"}
+	store.Blobs[folder("j-nomodel")+modelfleet.JobMetricsFile] = []byte("{}")
 	_, err = a.Outputs(ctx, ref)
-	if modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND || !strings.Contains(err.Error(), storeHost+folder("j-nomodel")+ModelFile) || !strings.Contains(err.Error(), "BlobNotFound") {
+	if modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND || !strings.Contains(err.Error(), storeHost+folder("j-nomodel")+modelfleet.JobModelFile) || !strings.Contains(err.Error(), "BlobNotFound") {
 		t.Errorf("without model.txt: %v, want ENOTFOUND naming the blob", err)
 	}
 	if _, err := os.Stat(filepath.Join(outDir, "j-nomodel")); !os.IsNotExist(err) {
 		t.Errorf("a failed download left its folder: %v", err)
 	}
-	store.Blobs[folder("j-nomodel")+ModelFile] = []byte("tree\n")
+	store.Blobs[folder("j-nomodel")+modelfleet.JobModelFile] = []byte("tree\n")
 	if _, err := a.Outputs(ctx, ref); err != nil {
 		t.Errorf("once model.txt is there: %v", err)
 	}
 
 	// 403
-	store.Blobs[folder("j-forbidden")+ModelFile] = []byte("tree\n")
-	store.Status[folder("j-forbidden")+ModelFile] = http.StatusForbidden
-	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-forbidden"}); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED || !strings.Contains(err.Error(), "Storage Blob Data Reader") {
+	store.Blobs[folder("j-forbidden")+modelfleet.JobModelFile] = []byte("tree\n")
+	store.Status[folder("j-forbidden")+modelfleet.JobModelFile] = http.StatusForbidden
+	if _, err := a.Outputs(ctx, modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "j-forbidden"}); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED || !strings.Contains(err.Error(), "Storage Blob Data Reader") {
 		t.Errorf("forbidden: %v, want EUNAUTHORIZED naming Storage Blob Data Reader", err)
 	}
 
 	// too large
-	store.Blobs[folder("j-large")+ModelFile] = []byte(strings.Repeat("x", 65))
-	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-large"}); modelfleet.ErrorCode(err) != modelfleet.ETOOLARGE {
+	store.Blobs[folder("j-large")+modelfleet.JobModelFile] = []byte(strings.Repeat("x", 65))
+	if _, err := a.Outputs(ctx, modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "j-large"}); modelfleet.ErrorCode(err) != modelfleet.ETOOLARGE {
 		t.Errorf("65 bytes over a bound of 64: %v, want ETOOLARGE", err)
 	}
 
 	// a policy's own output folder; a host that is not a blob endpoint
 	store.Blobs["/other/press/model.txt"] = []byte("tree\n")
-	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-policy", OutputURI: "https://" + storeHost + "/other/press"}); err != nil {
+	if _, err := a.Outputs(ctx, modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "j-policy", OutputURI: "https://" + storeHost + "/other/press"}); err != nil {
 		t.Errorf("policy output: %v", err)
 	}
-	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "j-evil", OutputURI: "https://attacker.example/c/"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+	if _, err := a.Outputs(ctx, modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "j-evil", OutputURI: "https://attacker.example/c/"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("foreign host: %v, want EINVALID", err)
 	}
-	if _, err := a.Outputs(ctx, RunRef{Kind: KindAzureMLCloud, ID: "../x"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+	if _, err := a.Outputs(ctx, modelfleet.RunRef{Kind: modelfleet.ComputeAzureMLCloud, ID: "../x"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("bad job id: %v, want EINVALID", err)
 	}
 	for _, r := range store.Requests() {

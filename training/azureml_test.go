@@ -207,8 +207,8 @@ func newAzureML(t *testing.T, w *workspace, wrap func(policy.Transporter) policy
 	return a
 }
 
-func azureJob(id, kind, compute string) Job {
-	return Job{
+func azureJob(id, kind, compute string) modelfleet.TrainingJob {
+	return modelfleet.TrainingJob{
 		ID: id, Model: "bearing-failure", Compute: kind, ComputeID: computes + compute,
 		Command:     "python train.py --data ${{inputs.data}} --out ${{outputs.model}}",
 		Data:        "azureml://datastores/plant_a/paths/bearing-failure/labelled/",
@@ -226,11 +226,11 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 	w := newWorkspace()
 	a := newAzureML(t, w, nil)
 	ctx := context.Background()
-	ref, err := a.Submit(ctx, azureJob("retrain-bf-1", KindAzureMLCloud, "cpu-cluster"))
+	ref, err := a.Submit(ctx, azureJob("retrain-bf-1", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ref.ID != "retrain-bf-1" || ref.Kind != KindAzureMLCloud || ref.ComputeID != computes+"cpu-cluster" {
+	if ref.ID != "retrain-bf-1" || ref.Kind != modelfleet.ComputeAzureMLCloud || ref.ComputeID != computes+"cpu-cluster" {
 		t.Errorf("ref = %+v", ref)
 	}
 	cj := w.jobs["retrain-bf-1"]
@@ -240,8 +240,8 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 	if *cj.ComputeID != computes+"cpu-cluster" || *cj.EnvironmentID != environID || *cj.CodeID != "azureml:retrain-code:1" || *cj.JobType != ml.JobTypeCommand {
 		t.Errorf("job = compute %q env %q code %q type %q", *cj.ComputeID, *cj.EnvironmentID, *cj.CodeID, *cj.JobType)
 	}
-	if v := cj.Tags[RetrainTag]; v == nil || *v != "bearing-failure" || *cj.Tags["modelfleet.cycle"] != "3" {
-		t.Errorf("tags = %v, want %s=bearing-failure", cj.Tags, RetrainTag)
+	if v := cj.Tags[modelfleet.RetrainRunTag]; v == nil || *v != "bearing-failure" || *cj.Tags["modelfleet.cycle"] != "3" {
+		t.Errorf("tags = %v, want %s=bearing-failure", cj.Tags, modelfleet.RetrainRunTag)
 	}
 	in, ok := cj.Inputs[InputData].(*ml.URIFolderJobInput)
 	if !ok || *in.URI != "azureml://datastores/plant_a/paths/bearing-failure/labelled/" || *in.Mode != ml.InputDeliveryModeReadOnlyMount {
@@ -262,7 +262,7 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 		t.Errorf("limits = %+v, want PT1H30M", cj.Limits)
 	}
 
-	if _, err := a.Submit(ctx, azureJob("retrain-bf-1", KindAzureMLCloud, "cpu-cluster")); err != nil {
+	if _, err := a.Submit(ctx, azureJob("retrain-bf-1", modelfleet.ComputeAzureMLCloud, "cpu-cluster")); err != nil {
 		t.Fatal(err)
 	}
 	if n := w.count("PUT retrain-bf-1"); n != 1 {
@@ -280,10 +280,10 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 		}
 	}
 	w.setStatus("retrain-bf-1", ml.JobStatusFailed)
-	if st, _ := a.Status(ctx, ref); st.Status != StatusFailed || !st.Terminal || st.Message == "" {
+	if st, _ := a.Status(ctx, ref); st.Status != modelfleet.JobFailed || !st.Terminal || st.Message == "" {
 		t.Errorf("failed job: %+v", st)
 	}
-	if _, err := a.Status(ctx, RunRef{ID: "nope"}); !errors.Is(err, ErrNotFound) {
+	if _, err := a.Status(ctx, modelfleet.RunRef{ID: "nope"}); !errors.Is(err, modelfleet.ErrRunNotFound) {
 		t.Errorf("unknown job: %v, want not found", err)
 	}
 }
@@ -294,7 +294,7 @@ func TestAzureMLCancel(t *testing.T) {
 	w := newWorkspace()
 	a := newAzureML(t, w, nil)
 	ctx := context.Background()
-	ref, err := a.Submit(ctx, azureJob("retrain-bf-2", KindAzureMLCloud, "cpu-cluster"))
+	ref, err := a.Submit(ctx, azureJob("retrain-bf-2", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestAzureMLCancel(t *testing.T) {
 	if err := a.Cancel(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := a.Status(ctx, ref); st.Status != StatusCanceled || !st.Terminal {
+	if st, _ := a.Status(ctx, ref); st.Status != modelfleet.JobCanceled || !st.Terminal {
 		t.Errorf("after cancel: %+v", st)
 	}
 	if err := a.Cancel(ctx, ref); err != nil {
@@ -311,11 +311,11 @@ func TestAzureMLCancel(t *testing.T) {
 	if n := w.count("CANCEL " + ref.ID); n != 1 {
 		t.Errorf("cancel requested %d times, want once (the job had ended)", n)
 	}
-	if err := a.Cancel(ctx, RunRef{ID: "nope"}); err != nil {
+	if err := a.Cancel(ctx, modelfleet.RunRef{ID: "nope"}); err != nil {
 		t.Errorf("cancel of an unknown job: %v", err)
 	}
 	// A failing cancel operation is an error (the activity retries).
-	ref3, _ := a.Submit(ctx, azureJob("retrain-bf-3", KindAzureMLCloud, "cpu-cluster"))
+	ref3, _ := a.Submit(ctx, azureJob("retrain-bf-3", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	w.setStatus(ref3.ID, ml.JobStatusRunning)
 	w.mu.Lock()
 	w.fail["CANCEL "+ref3.ID] = http.StatusInternalServerError
@@ -344,24 +344,24 @@ func TestAzureMLFailures(t *testing.T) {
 		w.mu.Lock()
 		w.fail["PUT "+id] = c.status
 		w.mu.Unlock()
-		_, err := a.Submit(ctx, azureJob(id, KindAzureMLCloud, "cpu-cluster"))
+		_, err := a.Submit(ctx, azureJob(id, modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 		if got := modelfleet.ErrorCode(err); got != c.code {
 			t.Errorf("PUT answered %d: error %v (code %q), want code %q", c.status, err, got, c.code)
 		}
 	}
 	// A job definition the service rejects is invalid, not retried.
-	j := azureJob("retrain-noenv", KindAzureMLCloud, "cpu-cluster")
+	j := azureJob("retrain-noenv", modelfleet.ComputeAzureMLCloud, "cpu-cluster")
 	j.Environment = ""
 	if _, err := a.Submit(ctx, j); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("no environment: %v", err)
 	}
 	// A compute of another workspace, or a local job, is refused up front.
-	j = azureJob("retrain-otherws", KindAzureMLCloud, "x")
+	j = azureJob("retrain-otherws", modelfleet.ComputeAzureMLCloud, "x")
 	j.ComputeID = strings.Replace(j.ComputeID, "/workspaces/ws/", "/workspaces/other/", 1)
 	if _, err := a.Submit(ctx, j); modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "other") {
 		t.Errorf("compute of another workspace: %v", err)
 	}
-	j = azureJob("retrain-local", KindLocal, "x")
+	j = azureJob("retrain-local", modelfleet.ComputeLocal, "x")
 	if _, err := a.Submit(ctx, j); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("local job on azure: %v", err)
 	}
@@ -376,7 +376,7 @@ func TestAzureMLThrottling(t *testing.T) {
 	a := newAzureML(t, w, func(tr policy.Transporter) policy.Transporter { th.next = tr; return th })
 	ctx := context.Background()
 	start := time.Now()
-	ref, err := a.Submit(ctx, azureJob("retrain-bf-4", KindAzureMLCloud, "cpu-cluster"))
+	ref, err := a.Submit(ctx, azureJob("retrain-bf-4", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	if err != nil {
 		t.Fatalf("submit through one 429: %v", err)
 	}
@@ -391,7 +391,7 @@ func TestAzureMLThrottling(t *testing.T) {
 	th.n, th.retryAfter = 100, "120"
 	th.mu.Unlock()
 	_, err = a.Status(ctx, ref)
-	var te *ThrottledError
+	var te *modelfleet.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != 120*time.Second {
 		t.Fatalf("status while throttled: %v, want a ThrottledError with 120s", err)
 	}
@@ -409,11 +409,11 @@ func TestAzureMLEdgeComputeIsVerified(t *testing.T) {
 	w.computes["cpu-cluster"] = &ml.AmlCompute{ComputeType: to.Ptr(ml.ComputeTypeAmlCompute)}
 	a := newAzureML(t, w, nil)
 	ctx := context.Background()
-	if _, err := a.Submit(ctx, azureJob("edge-ok", KindAzureMLEdge, "arc-plant-a")); err != nil {
+	if _, err := a.Submit(ctx, azureJob("edge-ok", modelfleet.ComputeAzureMLEdge, "arc-plant-a")); err != nil {
 		t.Fatalf("edge job on an Arc compute: %v", err)
 	}
 	for _, c := range []string{"aks", "cpu-cluster", "missing"} {
-		_, err := a.Submit(ctx, azureJob("edge-"+c, KindAzureMLEdge, c))
+		_, err := a.Submit(ctx, azureJob("edge-"+c, modelfleet.ComputeAzureMLEdge, c))
 		if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 			t.Errorf("edge job on %s: %v, want refused", c, err)
 		}
@@ -422,7 +422,7 @@ func TestAzureMLEdgeComputeIsVerified(t *testing.T) {
 		}
 	}
 	// Cloud jobs are not checked.
-	if _, err := a.Submit(ctx, azureJob("cloud-ok", KindAzureMLCloud, "cpu-cluster")); err != nil {
+	if _, err := a.Submit(ctx, azureJob("cloud-ok", modelfleet.ComputeAzureMLCloud, "cpu-cluster")); err != nil {
 		t.Fatal(err)
 	}
 	if w.count("GET compute cpu-cluster") != 1 { // only the edge attempt above

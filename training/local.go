@@ -3,10 +3,8 @@ package training
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -49,15 +47,15 @@ type Local struct {
 	// OnExit, if set, is called when a process this runner started ends,
 	// with its final status: the place to signal the workflow at once
 	// instead of waiting for its next poll.
-	OnExit func(RunRef, RunStatus)
+	OnExit func(modelfleet.RunRef, modelfleet.JobStatus)
 	Logger *slog.Logger
 
 	mu sync.Mutex // serialises Submit within the process; flock across processes
 }
 
 var _ interface {
-	Runner
-	OutputFetcher
+	modelfleet.Trainer
+	modelfleet.TrainingOutputs
 } = (*Local)(nil)
 
 // Files of a run folder.
@@ -74,38 +72,38 @@ const (
 
 func (l *Local) dir(id string) string { return filepath.Join(l.Root, id) }
 
-func (l *Local) ref(job Job) RunRef {
+func (l *Local) ref(job modelfleet.TrainingJob) modelfleet.RunRef {
 	d := l.dir(job.ID)
-	return RunRef{Kind: KindLocal, ID: job.ID, Model: job.Model, Dir: d, OutputDir: filepath.Join(d, localOutput)}
+	return modelfleet.RunRef{Kind: modelfleet.ComputeLocal, ID: job.ID, Model: job.Model, Dir: d, OutputDir: filepath.Join(d, localOutput)}
 }
 
 // Submit starts the job's command unless this job ID was started before.
-func (l *Local) Submit(ctx context.Context, job Job) (RunRef, error) {
+func (l *Local) Submit(ctx context.Context, job modelfleet.TrainingJob) (modelfleet.RunRef, error) {
 	if err := job.Validate(); err != nil {
-		return RunRef{}, err
+		return modelfleet.RunRef{}, err
 	}
-	if job.Compute != "" && job.Compute != KindLocal {
-		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: the local runner cannot run on compute %q", job.ID, job.Compute)
+	if job.Compute != "" && job.Compute != modelfleet.ComputeLocal {
+		return modelfleet.RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: the local runner cannot run on compute %q", job.ID, job.Compute)
 	}
 	if l.Root == "" {
-		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "local runner: no root folder configured")
+		return modelfleet.RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "local runner: no root folder configured")
 	}
 	data, err := filepath.Abs(job.Data)
 	if err != nil {
-		return RunRef{}, err
+		return modelfleet.RunRef{}, err
 	}
 	if fi, err := os.Stat(data); err != nil || !fi.IsDir() {
-		return RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: training data folder %q does not exist", job.ID, job.Data)
+		return modelfleet.RunRef{}, modelfleet.Errorf(modelfleet.EINVALID, "job %s: training data folder %q does not exist", job.ID, job.Data)
 	}
 	ref := l.ref(job)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := os.MkdirAll(filepath.Join(ref.Dir, localOutput), 0o755); err != nil {
-		return RunRef{}, fmt.Errorf("local runner: %w", err)
+		return modelfleet.RunRef{}, fmt.Errorf("local runner: %w", err)
 	}
 	unlock, err := lockFile(filepath.Join(ref.Dir, localLock))
 	if err != nil {
-		return RunRef{}, fmt.Errorf("local runner: lock %s: %w", job.ID, err)
+		return modelfleet.RunRef{}, fmt.Errorf("local runner: lock %s: %w", job.ID, err)
 	}
 	defer unlock()
 	for _, f := range []string{localPID, localExit, localCanceled} {
@@ -115,14 +113,14 @@ func (l *Local) Submit(ctx context.Context, job Job) (RunRef, error) {
 	}
 	job.Data = data
 	raw, _ := json.MarshalIndent(struct {
-		Job
+		modelfleet.TrainingJob
 		SubmittedAt time.Time `json:"submittedAt"`
 	}{job, time.Now().UTC()}, "", "  ")
 	if err := writeAtomic(filepath.Join(ref.Dir, localJob), raw); err != nil {
-		return RunRef{}, fmt.Errorf("local runner: %w", err)
+		return modelfleet.RunRef{}, fmt.Errorf("local runner: %w", err)
 	}
 	if err := l.start(job, ref); err != nil {
-		return RunRef{}, err
+		return modelfleet.RunRef{}, err
 	}
 	return ref, nil
 }
@@ -132,7 +130,7 @@ func (l *Local) Submit(ctx context.Context, job Job) (RunRef, error) {
 // after the job, which is how Status recognises it after a restart.
 const wrapper = `/bin/sh -c "$1"; code=$?; echo "$code" > "$2.tmp" && mv "$2.tmp" "$2"; exit "$code"`
 
-func (l *Local) start(job Job, ref RunRef) error {
+func (l *Local) start(job modelfleet.TrainingJob, ref modelfleet.RunRef) error {
 	logf, err := os.OpenFile(filepath.Join(ref.Dir, localLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("local runner: %w", err)
@@ -192,47 +190,47 @@ func (l *Local) start(job Job, ref RunRef) error {
 
 // runDir is the run's folder under Root (not ref.Dir, which names the
 // folder of the worker that submitted it).
-func (l *Local) runDir(ref RunRef) (string, error) {
-	if !ValidJobID(ref.ID) || l.Root == "" {
-		return "", fmt.Errorf("local run %q: %w", ref.ID, ErrNotFound)
+func (l *Local) runDir(ref modelfleet.RunRef) (string, error) {
+	if !modelfleet.ValidJobID(ref.ID) || l.Root == "" {
+		return "", fmt.Errorf("local run %q: %w", ref.ID, modelfleet.ErrRunNotFound)
 	}
 	return l.dir(ref.ID), nil
 }
 
 // Status reads the run folder.
-func (l *Local) Status(_ context.Context, ref RunRef) (RunStatus, error) {
+func (l *Local) Status(_ context.Context, ref modelfleet.RunRef) (modelfleet.JobStatus, error) {
 	d, err := l.runDir(ref)
 	if err != nil {
-		return RunStatus{}, err
+		return modelfleet.JobStatus{}, err
 	}
 	if !exists(filepath.Join(d, localLock)) {
-		return RunStatus{}, fmt.Errorf("local run %s: %w", ref.ID, ErrNotFound)
+		return modelfleet.JobStatus{}, fmt.Errorf("local run %s: %w", ref.ID, modelfleet.ErrRunNotFound)
 	}
 	if exists(filepath.Join(d, localCanceled)) {
-		return RunStatus{Status: StatusCanceled, Terminal: true, Message: "cancelled"}, nil
+		return modelfleet.JobStatus{Status: modelfleet.JobCanceled, Terminal: true, Message: "cancelled"}, nil
 	}
 	if b, err := os.ReadFile(filepath.Join(d, localTimedOut)); err == nil {
-		return RunStatus{Status: StatusFailed, Terminal: true, Message: "timed out after " + strings.TrimSpace(string(b))}, nil
+		return modelfleet.JobStatus{Status: modelfleet.JobFailed, Terminal: true, Message: "timed out after " + strings.TrimSpace(string(b))}, nil
 	}
 	if b, err := os.ReadFile(filepath.Join(d, localExit)); err == nil {
 		return exitStatus(d, string(b)), nil
 	}
 	b, err := os.ReadFile(filepath.Join(d, localPID))
 	if err != nil {
-		return RunStatus{Status: StatusNotStarted}, nil
+		return modelfleet.JobStatus{Status: modelfleet.JobNotStarted}, nil
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	if alive(pid, ref.ID) {
-		return RunStatus{Status: StatusRunning}, nil
+		return modelfleet.JobStatus{Status: modelfleet.JobRunning}, nil
 	}
 	// The exit file may have been written just now.
 	if b, err := os.ReadFile(filepath.Join(d, localExit)); err == nil {
 		return exitStatus(d, string(b)), nil
 	}
-	return RunStatus{Status: StatusFailed, Terminal: true, Message: "the process ended without recording its exit code (killed, or the machine restarted)"}, nil
+	return modelfleet.JobStatus{Status: modelfleet.JobFailed, Terminal: true, Message: "the process ended without recording its exit code (killed, or the machine restarted)"}, nil
 }
 
-func exitStatus(dir, exit string) RunStatus {
+func exitStatus(dir, exit string) modelfleet.JobStatus {
 	fields := strings.Fields(exit)
 	code := -1
 	if len(fields) > 0 {
@@ -246,42 +244,20 @@ func exitStatus(dir, exit string) RunStatus {
 		if tail := logTail(filepath.Join(dir, localLog)); tail != "" {
 			msg += ": " + tail
 		}
-		return RunStatus{Status: StatusFailed, Terminal: true, Message: msg}
+		return modelfleet.JobStatus{Status: modelfleet.JobFailed, Terminal: true, Message: msg}
 	}
 	out := filepath.Join(dir, localOutput)
-	if !exists(filepath.Join(out, ModelFile)) {
-		return RunStatus{Status: StatusFailed, Terminal: true, Message: "the command exited 0 but wrote no " + ModelFile + " into its output folder"}
+	if !exists(filepath.Join(out, modelfleet.JobModelFile)) {
+		return modelfleet.JobStatus{Status: modelfleet.JobFailed, Terminal: true, Message: "the command exited 0 but wrote no " + modelfleet.JobModelFile + " into its output folder"}
 	}
-	st := RunStatus{Status: StatusCompleted, Terminal: true}
-	st.Metrics, _ = ReadMetrics(filepath.Join(out, MetricsFile))
+	st := modelfleet.JobStatus{Status: modelfleet.JobCompleted, Terminal: true}
+	st.Metrics, _ = modelfleet.ReadJobMetrics(filepath.Join(out, modelfleet.JobMetricsFile))
 	return st
-}
-
-// ReadMetrics reads the numbers of a metrics.json file (other values are
-// skipped); a missing file is no metrics and no error.
-func ReadMetrics(path string) (map[string]float64, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("%s: %w", MetricsFile, err)
-	}
-	out := map[string]float64{}
-	for k, v := range raw {
-		if f, ok := v.(float64); ok {
-			out[k] = f
-		}
-	}
-	return out, nil
 }
 
 // Cancel stops the run's process group: SIGTERM, then SIGKILL after Grace.
 // A run that has not started yet never starts.
-func (l *Local) Cancel(_ context.Context, ref RunRef) error {
+func (l *Local) Cancel(_ context.Context, ref modelfleet.RunRef) error {
 	d, err := l.runDir(ref)
 	if err != nil {
 		return nil
@@ -324,14 +300,14 @@ func (l *Local) stop(pid int) {
 }
 
 // Outputs returns the run's output folder.
-func (l *Local) Outputs(_ context.Context, ref RunRef) (string, error) {
+func (l *Local) Outputs(_ context.Context, ref modelfleet.RunRef) (string, error) {
 	d, err := l.runDir(ref)
 	if err != nil {
 		return "", err
 	}
 	d = filepath.Join(d, localOutput)
 	if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-		return "", fmt.Errorf("local run %s: output folder: %w", ref.ID, ErrNotFound)
+		return "", fmt.Errorf("local run %s: output folder: %w", ref.ID, modelfleet.ErrRunNotFound)
 	}
 	return d, nil
 }

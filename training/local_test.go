@@ -28,12 +28,12 @@ func newLocal(t *testing.T) (*Local, string) {
 	return &Local{Root: filepath.Join(root, "runs"), Grace: 2 * time.Second}, data
 }
 
-func job(id, data, command string) Job {
-	return Job{ID: id, Model: "bearing-failure", Command: command, Data: data, Compute: KindLocal}
+func job(id, data, command string) modelfleet.TrainingJob {
+	return modelfleet.TrainingJob{ID: id, Model: "bearing-failure", Command: command, Data: data, Compute: modelfleet.ComputeLocal}
 }
 
 // wait polls Status until the run is terminal.
-func wait(t *testing.T, r Runner, ref RunRef) RunStatus {
+func wait(t *testing.T, r modelfleet.Trainer, ref modelfleet.RunRef) modelfleet.JobStatus {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		st, err := r.Status(context.Background(), ref)
@@ -45,7 +45,7 @@ func wait(t *testing.T, r Runner, ref RunRef) RunStatus {
 		}
 	}
 	t.Fatalf("run %s did not finish", ref.ID)
-	return RunStatus{}
+	return modelfleet.JobStatus{}
 }
 
 // The job contract: the data folder and the output folder reach the command
@@ -53,27 +53,31 @@ func wait(t *testing.T, r Runner, ref RunRef) RunStatus {
 // metrics.json; its output is logged.
 func TestLocalRunsTheJobContract(t *testing.T) {
 	l, data := newLocal(t)
-	var exited []RunStatus
+	var exited []modelfleet.JobStatus
 	var mu sync.Mutex
-	l.OnExit = func(_ RunRef, st RunStatus) { mu.Lock(); exited = append(exited, st); mu.Unlock() }
+	l.OnExit = func(_ modelfleet.RunRef, st modelfleet.JobStatus) {
+		mu.Lock()
+		exited = append(exited, st)
+		mu.Unlock()
+	}
 	cmd := `test "$MODELFLEET_TRAINING_DATA" = ${{inputs.data}} && test "$MODELFLEET_TRAINING_OUTPUT" = ${{outputs.model}} && ` +
 		`cat ${{inputs.data}}/*.csv > ${{outputs.model}}/model.txt && echo '{"rows": 2, "auc": 0.93, "note": "x"}' > "$MODELFLEET_TRAINING_OUTPUT/metrics.json" && echo trained $MODELFLEET_TRAINING_JOB`
 	ref, err := l.Submit(context.Background(), job("job-1", data, cmd))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ref.Kind != KindLocal || ref.ID != "job-1" || ref.OutputDir != filepath.Join(l.Root, "job-1", "output") {
+	if ref.Kind != modelfleet.ComputeLocal || ref.ID != "job-1" || ref.OutputDir != filepath.Join(l.Root, "job-1", "output") {
 		t.Errorf("ref = %+v", ref)
 	}
 	st := wait(t, l, ref)
-	if st.Status != StatusCompleted || st.Metrics["auc"] != 0.93 || st.Metrics["rows"] != 2 || len(st.Metrics) != 2 {
+	if st.Status != modelfleet.JobCompleted || st.Metrics["auc"] != 0.93 || st.Metrics["rows"] != 2 || len(st.Metrics) != 2 {
 		t.Fatalf("status = %+v, want completed with metrics auc and rows", st)
 	}
 	out, err := l.Outputs(context.Background(), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := os.ReadFile(filepath.Join(out, ModelFile)); string(b) != "x,label\n1,0\n2,1\n" {
+	if b, _ := os.ReadFile(filepath.Join(out, modelfleet.JobModelFile)); string(b) != "x,label\n1,0\n2,1\n" {
 		t.Errorf("model.txt = %q", b)
 	}
 	if b, _ := os.ReadFile(filepath.Join(l.Root, "job-1", "train.log")); !strings.Contains(string(b), "trained job-1") {
@@ -89,7 +93,7 @@ func TestLocalRunsTheJobContract(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(exited) != 1 || exited[0].Status != StatusCompleted {
+	if len(exited) != 1 || exited[0].Status != modelfleet.JobCompleted {
 		t.Errorf("OnExit saw %+v, want one completed", exited)
 	}
 }
@@ -116,7 +120,7 @@ func TestLocalSubmitIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := wait(t, other, ref); st.Status != StatusCompleted {
+	if st := wait(t, other, ref); st.Status != modelfleet.JobCompleted {
 		t.Fatalf("status = %+v", st)
 	}
 	if _, err := l.Submit(context.Background(), job("job-1", data, cmd)); err != nil {
@@ -142,25 +146,25 @@ func TestLocalFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := wait(t, l, ref)
-		if st.Status != StatusFailed || !strings.Contains(st.Message, c.want) {
+		if st.Status != modelfleet.JobFailed || !strings.Contains(st.Message, c.want) {
 			t.Errorf("%s: status %+v, want failed with %q", c.id, st, c.want)
 		}
 	}
 	// Invalid jobs are refused before anything is created.
-	for _, j := range []Job{
+	for _, j := range []modelfleet.TrainingJob{
 		job("bad id", data, "true"),
 		job("job-x", filepath.Join(data, "missing"), "true"),
 		job("job-y", data, " "),
-		{ID: "job-z", Model: "m", Command: "true", Data: data, Compute: KindAzureMLCloud},
+		{ID: "job-z", Model: "m", Command: "true", Data: data, Compute: modelfleet.ComputeAzureMLCloud},
 	} {
 		if _, err := l.Submit(ctx, j); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 			t.Errorf("submit %+v: %v, want invalid", j, err)
 		}
 	}
-	if _, err := l.Status(ctx, RunRef{ID: "never-submitted"}); !errors.Is(err, ErrNotFound) {
+	if _, err := l.Status(ctx, modelfleet.RunRef{ID: "never-submitted"}); !errors.Is(err, modelfleet.ErrRunNotFound) {
 		t.Errorf("status of an unknown run: %v, want not found", err)
 	}
-	if err := l.Cancel(ctx, RunRef{ID: "never-submitted"}); err != nil {
+	if err := l.Cancel(ctx, modelfleet.RunRef{ID: "never-submitted"}); err != nil {
 		t.Errorf("cancel of an unknown run: %v", err)
 	}
 }
@@ -186,13 +190,13 @@ func TestLocalCancelKillsTheProcessGroup(t *testing.T) {
 		t.Fatal("the command did not start")
 	}
 	restarted := &Local{Root: l.Root, Grace: 300 * time.Millisecond}
-	if st, err := restarted.Status(ctx, ref); err != nil || st.Status != StatusRunning {
+	if st, err := restarted.Status(ctx, ref); err != nil || st.Status != modelfleet.JobRunning {
 		t.Fatalf("status from another runner = %+v, %v; want running", st, err)
 	}
 	if err := restarted.Cancel(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	if st := wait(t, l, ref); st.Status != StatusCanceled {
+	if st := wait(t, l, ref); st.Status != modelfleet.JobCanceled {
 		t.Errorf("status = %+v, want canceled", st)
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -210,7 +214,7 @@ func TestLocalCancelKillsTheProcessGroup(t *testing.T) {
 	if _, err := l.Submit(ctx, job("long", data, cmd)); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := l.Status(ctx, ref); st.Status != StatusCanceled {
+	if st, _ := l.Status(ctx, ref); st.Status != modelfleet.JobCanceled {
 		t.Errorf("after resubmit: %+v", st)
 	}
 }
@@ -224,7 +228,7 @@ func TestLocalTimeoutAndLostProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := wait(t, l, ref); st.Status != StatusFailed || !strings.Contains(st.Message, "timed out after 200ms") {
+	if st := wait(t, l, ref); st.Status != modelfleet.JobFailed || !strings.Contains(st.Message, "timed out after 200ms") {
 		t.Errorf("status = %+v, want failed: timed out", st)
 	}
 
@@ -239,7 +243,7 @@ func TestLocalTimeoutAndLostProcess(t *testing.T) {
 	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if st := wait(t, l, ref); st.Status != StatusFailed || !strings.Contains(st.Message, "killed") {
+	if st := wait(t, l, ref); st.Status != modelfleet.JobFailed || !strings.Contains(st.Message, "killed") {
 		t.Errorf("status = %+v, want failed: killed", st)
 	}
 
@@ -254,7 +258,7 @@ func TestLocalTimeoutAndLostProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st, err := l.Status(ctx, RunRef{ID: "orphan"}); err != nil || st.Status != StatusFailed || !strings.Contains(st.Message, "without recording") {
+	if st, err := l.Status(ctx, modelfleet.RunRef{ID: "orphan"}); err != nil || st.Status != modelfleet.JobFailed || !strings.Contains(st.Message, "without recording") {
 		t.Errorf("orphan status = %+v, %v", st, err)
 	}
 }

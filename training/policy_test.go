@@ -27,13 +27,13 @@ models:
 		t.Fatal(err)
 	}
 	p, ok := ps.For("press")
-	if !ok || p.Compute.Kind != KindAzureMLEdge || p.Compute.ComputeName() != "arc-plant-a" || p.Timeout.Std() != 2*time.Hour {
+	if !ok || p.Compute.Kind != modelfleet.ComputeAzureMLEdge || p.Compute.ComputeName() != "arc-plant-a" || p.Timeout.Std() != 2*time.Hour {
 		t.Errorf("press = %+v", p)
 	}
 	if _, ok := ps.For("other"); ok {
 		t.Error("a model without a policy got one")
 	}
-	ps.Default = &Policy{Compute: ComputePolicy{Kind: KindLocal}, Command: "train"}
+	ps.Default = &modelfleet.TrainingPolicy{Compute: modelfleet.ComputePolicy{Kind: modelfleet.ComputeLocal}, Command: "train"}
 	if p, ok := ps.For("other"); !ok || p.Command != "train" {
 		t.Errorf("default = %+v %v", p, ok)
 	}
@@ -75,7 +75,7 @@ func TestValidJobID(t *testing.T) {
 		"retrain-bearing-failure-0a1b2c3d4e5f-1": true, "a": true, "A_b-9": true,
 		"": false, "-a": false, "a.b": false, "a/b": false, "../x": false, strings.Repeat("a", 256): false,
 	} {
-		if got := ValidJobID(id); got != want {
+		if got := modelfleet.ValidJobID(id); got != want {
 			t.Errorf("ValidJobID(%q) = %v, want %v", id, got, want)
 		}
 	}

@@ -63,9 +63,9 @@ func (c Connection) options(logger *slog.Logger) (client.Options, error) {
 // NewCloud returns the cloud worker: the workflows and the cloud activities.
 func NewCloud(c client.Client, a *activities.Cloud, r *activities.Retraining) worker.Worker {
 	w := worker.New(c, modelfleet.CloudTaskQueue, worker.Options{})
-	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: workflows.RetrainWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.WorkloadRelease, workflow.RegisterOptions{Name: workflows.WorkloadReleaseWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: modelfleet.RetrainWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.WorkloadRelease, workflow.RegisterOptions{Name: modelfleet.WorkloadReleaseWorkflowName})
 	w.RegisterActivity(a)
 	w.RegisterActivity(r)
 	return w

@@ -19,7 +19,7 @@ const historyLimit = 8000
 // Checkpoint is what a release carries into its next run when it continues
 // as new: everything the rest of the rollout needs, nothing it can re-read.
 type Checkpoint struct {
-	Status     ReleaseStatus             `json:"status"`
+	Status     modelfleet.ReleaseStatus  `json:"status"`
 	Plan       activities.RolloutPlan    `json:"plan"`
 	NewVersion modelfleet.DesiredVersion `json:"newVersion"`
 	Wave       int                       `json:"wave"`
@@ -29,7 +29,7 @@ type Checkpoint struct {
 }
 
 // decodeCheckpoint reads ReleaseInput.Resume: nil on a fresh start. The
-// input carries it as raw JSON (see wfapi.ReleaseInput); the JSON is the
+// input carries it as raw JSON (see modelfleet.ReleaseInput); the JSON is the
 // same as when the field was a *Checkpoint, so recorded histories replay.
 func decodeCheckpoint(resume []byte) (*Checkpoint, error) {
 	if len(resume) == 0 {
@@ -75,11 +75,11 @@ func (r *release) continueAsNew(ctx workflow.Context, wave int, remaining []acti
 	if r.workload != nil {
 		in := *r.workload
 		in.Resume = resume
-		return workflow.NewContinueAsNewError(ctx, WorkloadReleaseWorkflowName, in)
+		return workflow.NewContinueAsNewError(ctx, modelfleet.WorkloadReleaseWorkflowName, in)
 	}
 	in := r.in
 	in.Resume = resume
-	return workflow.NewContinueAsNewError(ctx, ReleaseWorkflowName, in)
+	return workflow.NewContinueAsNewError(ctx, modelfleet.ReleaseWorkflowName, in)
 }
 
 func (r *release) restore(c *Checkpoint) {
@@ -92,10 +92,10 @@ func (r *release) restore(c *Checkpoint) {
 }
 
 func (r *release) drainSignals(ctx workflow.Context) {
-	for _, name := range Signals {
+	for _, name := range modelfleet.Signals {
 		ch := workflow.GetSignalChannel(ctx, name)
 		for {
-			var ctl Control
+			var ctl modelfleet.Control
 			if !ch.ReceiveAsync(&ctl) {
 				break
 			}

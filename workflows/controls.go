@@ -1,51 +1,24 @@
 package workflows
 
 import (
+	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
-
-// Control signals on a release and their payload (see wfapi).
-const (
-	SignalApprove  = wfapi.SignalApprove
-	SignalReject   = wfapi.SignalReject
-	SignalPause    = wfapi.SignalPause
-	SignalResume   = wfapi.SignalResume
-	SignalAbort    = wfapi.SignalAbort
-	SignalRollback = wfapi.SignalRollback
-	SignalSkipBake = wfapi.SignalSkipBake
-)
-
-// Signals lists every control signal, in the order the CLI shows them.
-var Signals = wfapi.Signals
-
-// Control is the payload of every control signal.
-type Control = wfapi.Control
-
-// ControlRecord is a control as the release recorded it.
-type ControlRecord struct {
-	Action string `json:"action"`
-	By     string `json:"by"`
-	Reason string `json:"reason,omitempty"`
-	At     string `json:"at"`
-	Wave   string `json:"wave,omitempty"`
-}
 
 // controls is the release's view of the signals received so far. A
 // coroutine drains the channels; the main flow waits on these fields with
 // workflow.Await, so a control takes effect at the next safe point.
 type controls struct {
 	approved, rejected, paused, aborted, rollback, skipBake bool
-	log                                                     []ControlRecord
+	log                                                     []modelfleet.ControlRecord
 }
 
 func (r *release) listen(ctx workflow.Context) {
 	sel := workflow.NewSelector(ctx)
-	for _, name := range Signals {
+	for _, name := range modelfleet.Signals {
 		ch := workflow.GetSignalChannel(ctx, name)
 		sel.AddReceive(ch, func(c workflow.ReceiveChannel, _ bool) {
-			var ctl Control
+			var ctl modelfleet.Control
 			c.Receive(ctx, &ctl)
 			r.apply(ctx, name, ctl)
 		})
@@ -57,28 +30,28 @@ func (r *release) listen(ctx workflow.Context) {
 	})
 }
 
-func (r *release) apply(ctx workflow.Context, action string, ctl Control) {
+func (r *release) apply(ctx workflow.Context, action string, ctl modelfleet.Control) {
 	if ctl.By == "" {
 		ctl.By = "unknown"
 	}
 	c := &r.ctl
 	switch action {
-	case SignalApprove:
+	case modelfleet.SignalApprove:
 		c.approved = true
-	case SignalReject:
+	case modelfleet.SignalReject:
 		c.rejected = true
-	case SignalPause:
+	case modelfleet.SignalPause:
 		c.paused = true
-	case SignalResume:
+	case modelfleet.SignalResume:
 		c.paused = false
-	case SignalAbort:
+	case modelfleet.SignalAbort:
 		c.aborted = true
-	case SignalRollback:
+	case modelfleet.SignalRollback:
 		c.rollback = true
-	case SignalSkipBake:
+	case modelfleet.SignalSkipBake:
 		c.skipBake = true
 	}
-	rec := ControlRecord{Action: action, By: ctl.By, Reason: ctl.Reason, At: stamp(ctx), Wave: r.currentWave()}
+	rec := modelfleet.ControlRecord{Action: action, By: ctl.By, Reason: ctl.Reason, At: stamp(ctx), Wave: r.currentWave()}
 	c.log = append(c.log, rec)
 	r.status.Controls = c.log
 	r.status.Paused = c.paused

@@ -17,7 +17,7 @@ import (
 func TestContinuedInputsKeepTheirJSON(t *testing.T) {
 	margin := 0.01
 	cp := Checkpoint{
-		Status:     ReleaseStatus{Model: ref, State: StateDeploying, Sites: []SiteStatus{{Site: "s1", State: SiteHealthy}}},
+		Status:     modelfleet.ReleaseStatus{Model: ref, State: modelfleet.StateDeploying, Sites: []modelfleet.SiteStatus{{Site: "s1", State: modelfleet.SiteHealthy}}},
 		NewVersion: modelfleet.DesiredVersion{Version: "2", Digest: "sha256:ab<&>"},
 		Wave:       1,
 		Remaining:  []activities.PlannedSite{{ID: "s2"}},
@@ -35,14 +35,14 @@ func TestContinuedInputsKeepTheirJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameJSON(t, typedRelease, ReleaseInput{Model: ref, Tags: map[string]string{"a": "b"}, EventID: "e1", Resume: resume})
+	sameJSON(t, typedRelease, modelfleet.ReleaseInput{Model: ref, Tags: map[string]string{"a": "b"}, EventID: "e1", Resume: resume})
 	sameJSON(t, struct {
 		Model  modelfleet.ModelRef `json:"model"`
 		Resume *Checkpoint         `json:"resume,omitempty"`
-	}{Model: ref}, ReleaseInput{Model: ref})
+	}{Model: ref}, modelfleet.ReleaseInput{Model: ref})
 
 	st := RetrainState{
-		Status:   RetrainStatus{Model: model, Stage: RetrainWaiting, Current: &RetrainCycle{Number: 1, Run: &activities.RunRef{ID: "r1"}}},
+		Status:   RetrainStatus{Model: model, Stage: modelfleet.RetrainWaiting, Current: &RetrainCycle{Number: 1, Run: &activities.RunRef{ID: "r1"}}},
 		Seen:     []string{"e1"},
 		Deadline: time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC),
 	}
@@ -56,11 +56,11 @@ func TestContinuedInputsKeepTheirJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameJSON(t, typedRetrain, RetrainInput{Model: model, Debounce: time.Minute, Margin: &margin, State: state})
+	sameJSON(t, typedRetrain, modelfleet.RetrainInput{Model: model, Debounce: time.Minute, Margin: &margin, State: state})
 
 	// And what a typed run wrote decodes into the raw field.
 	b, _ := json.Marshal(typedRelease)
-	var in ReleaseInput
+	var in modelfleet.ReleaseInput
 	if err := json.Unmarshal(b, &in); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func sameJSON(t *testing.T, typed, raw any) {
 
 func TestCorruptContinuedStateFailsClearly(t *testing.T) {
 	env := newRetrainEnv(t)
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model, State: []byte(`{"status":"not an object"}`)})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model, State: []byte(`{"status":"not an object"}`)})
 	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), `decode the carried state (input field "state")`) {
 		t.Errorf("workflow error = %v, want the state decode error", err)
 	}

@@ -4,9 +4,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/workflow"
-
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // MaxMonitorVerdicts bounds the verdicts a release keeps in its status.
@@ -19,17 +18,17 @@ const MaxMonitorVerdicts = 20
 // and data-quality breaches are recorded only: they are about the inputs,
 // which no rollback cures (retraining, and the plant, are for those).
 func (r *release) listenMonitor(ctx workflow.Context) {
-	ch := workflow.GetSignalChannel(ctx, wfapi.SignalMonitorVerdict)
+	ch := workflow.GetSignalChannel(ctx, modelfleet.SignalMonitorVerdict)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			var v wfapi.MonitorVerdict
+			var v modelfleet.MonitorVerdict
 			ch.Receive(ctx, &v)
 			r.onVerdict(ctx, v)
 		}
 	})
 }
 
-func (r *release) onVerdict(ctx workflow.Context, v wfapi.MonitorVerdict) {
+func (r *release) onVerdict(ctx workflow.Context, v modelfleet.MonitorVerdict) {
 	// A model release judges its new version; a workload release changes
 	// the inputs of every version the site serves.
 	if r.workload == nil && v.Version != r.in.Model.Version {

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 func TestMonitorVerdictDuringBakeRollsBack(t *testing.T) {
@@ -16,7 +15,7 @@ func TestMonitorVerdictDuringBakeRollsBack(t *testing.T) {
 	// The canary's first step bakes for 10 minutes; the monitor finds the
 	// new version's predictions drifted at c1 five minutes in.
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+		h.env.SignalWorkflow(modelfleet.SignalMonitorVerdict, modelfleet.MonitorVerdict{
 			ID: "drift/c1/bearing-failure/2/1", Site: "c1", Version: ref.Version,
 			Reason: "prediction: jensen_shannon_distance 0.31 > 0.1", PredictionDrift: true,
 		})
@@ -26,7 +25,7 @@ func TestMonitorVerdictDuringBakeRollsBack(t *testing.T) {
 	if !errors.As(err, &appErr) || appErr.Type() != "Breach" || !strings.Contains(err.Error(), "drift monitor at site c1") {
 		t.Fatalf("workflow error = %v, want a breach naming the monitor and the site", err)
 	}
-	if st.State != StateRolledBack {
+	if st.State != modelfleet.StateRolledBack {
 		t.Errorf("state = %q, want rolled-back", st.State)
 	}
 	if len(h.rollback) != 1 || h.rollback[0][0] != "c1" {
@@ -45,14 +44,14 @@ func TestMonitorVerdictDuringBakeRollsBack(t *testing.T) {
 func TestMonitorInputVerdictsAreRecordedNotRolledBack(t *testing.T) {
 	h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+		h.env.SignalWorkflow(modelfleet.SignalMonitorVerdict, modelfleet.MonitorVerdict{
 			Site: "c1", Version: ref.Version, Reason: "vibration_rms: normalized_wasserstein_distance 0.4 > 0.1", DataDrift: true, QualityBreached: true,
 		})
 		// A verdict on another version (the one being replaced) is not this release's.
-		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{Site: "c1", Version: "1", PredictionDrift: true})
+		h.env.SignalWorkflow(modelfleet.SignalMonitorVerdict, modelfleet.MonitorVerdict{Site: "c1", Version: "1", PredictionDrift: true})
 	}, 5*time.Minute)
 	st, err := h.run()
-	if err != nil || st.State != StateSucceeded {
+	if err != nil || st.State != modelfleet.StateSucceeded {
 		t.Fatalf("state %q, error %v: data drift alone must not roll back", st.State, err)
 	}
 	if len(st.Monitor) != 1 || !st.Monitor[0].DataDrift {
@@ -69,7 +68,7 @@ waves:
 	t.Run("within", func(t *testing.T) {
 		h := newHarness(t, policy, sites("c1"), sites("f1"))
 		h.shift = 0.05
-		if st, err := h.run(); err != nil || st.State != StateSucceeded {
+		if st, err := h.run(); err != nil || st.State != modelfleet.StateSucceeded {
 			t.Fatalf("state %q, error %v", st.State, err)
 		}
 	})
@@ -77,7 +76,7 @@ waves:
 		h := newHarness(t, policy, sites("c1"), sites("f1"))
 		h.shift = 0.35
 		st, err := h.run()
-		if err == nil || !strings.Contains(err.Error(), "prediction shift 0.350") || st.State != StateRolledBack {
+		if err == nil || !strings.Contains(err.Error(), "prediction shift 0.350") || st.State != modelfleet.StateRolledBack {
 			t.Fatalf("state %q, error %v, want a prediction-shift breach", st.State, err)
 		}
 	})
@@ -88,12 +87,12 @@ waves:
 func TestMonitorVerdictRollsBackAWorkloadRelease(t *testing.T) {
 	h := newWorkloadHarness(t, twoWaves, sites("c1"), sites("f1"))
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(wfapi.SignalMonitorVerdict, wfapi.MonitorVerdict{
+		h.env.SignalWorkflow(modelfleet.SignalMonitorVerdict, modelfleet.MonitorVerdict{
 			Site: "c1", Version: "1", Reason: "prediction: normalized_wasserstein_distance 0.4 > 0.1", PredictionDrift: true,
 		})
 	}, 5*time.Minute)
-	st, err := h.run(WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
-	if err == nil || !strings.Contains(err.Error(), "drift monitor at site c1") || st.State != StateRolledBack {
+	st, err := h.run(modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
+	if err == nil || !strings.Contains(err.Error(), "drift monitor at site c1") || st.State != modelfleet.StateRolledBack {
 		t.Fatalf("state %q, error %v: want the canary's bake ended by the verdict and a rollback", st.State, err)
 	}
 	if len(h.rollback) != 1 || h.rollback[0][0] != "c1" {
@@ -121,12 +120,12 @@ waves:
 			h.labelled, h.correct = c.labelled, c.correct
 			st, err := h.run()
 			if !c.breach {
-				if err != nil || st.State != StateSucceeded {
+				if err != nil || st.State != modelfleet.StateSucceeded {
 					t.Fatalf("state %q, error %v", st.State, err)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), "accuracy 0.750") || st.State != StateRolledBack {
+			if err == nil || !strings.Contains(err.Error(), "accuracy 0.750") || st.State != modelfleet.StateRolledBack {
 				t.Fatalf("state %q, error %v: want an accuracy breach and a rollback", st.State, err)
 			}
 		})

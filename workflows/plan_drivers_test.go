@@ -21,7 +21,7 @@ import (
 func TestReleaseStopsWhenDriversRefuseThePlan(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
+	env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	env.RegisterActivity(&activities.Cloud{})
 	env.RegisterActivity(&activities.Retraining{})
 	report := passed()
@@ -42,22 +42,22 @@ func TestReleaseStopsWhenDriversRefuseThePlan(t *testing.T) {
 		return fleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
+	env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
 	if env.GetWorkflowError() == nil {
 		t.Fatal("release succeeded, want it failed by the plan")
 	}
-	v, err := env.QueryWorkflow(StatusQuery)
+	v, err := env.QueryWorkflow(modelfleet.StatusQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st ReleaseStatus
+	var st modelfleet.ReleaseStatus
 	if err := v.Get(&st); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := st.State, StateFailed; got != want {
+	if got, want := st.State, modelfleet.StateFailed; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
 	if !strings.Contains(st.Reason, `"endpoints per cluster" (60)`) {

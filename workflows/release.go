@@ -31,9 +31,9 @@ const maxSiteAttr = 50
 // each site's desired state, which the site's agent pulls. A breach rolls
 // every touched site back. Its workflow ID is modelfleet.ReleaseWorkflowID,
 // so a redelivered registration event cannot start a second release.
-func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
+func Release(ctx workflow.Context, in modelfleet.ReleaseInput) (modelfleet.ReleaseStatus, error) {
 	r := newRelease(ctx, in, modelfleet.ReleaseWorkflowID(in.Model), nil)
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (ReleaseStatus, error) { return r.status, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, modelfleet.StatusQuery, func() (modelfleet.ReleaseStatus, error) { return r.status, nil }); err != nil {
 		return r.status, err
 	}
 	r.listen(ctx)
@@ -68,12 +68,12 @@ func Release(ctx workflow.Context, in ReleaseInput) (ReleaseStatus, error) {
 }
 
 type release struct {
-	in ReleaseInput
+	in modelfleet.ReleaseInput
 	id string // the workflow ID: leases at the sites carry it
 	// workload is set on a workload-only release (WorkloadRelease): in
 	// names the model only, and the steps carry this workload version.
-	workload *WorkloadReleaseInput
-	status   ReleaseStatus
+	workload *modelfleet.WorkloadReleaseInput
+	status   modelfleet.ReleaseStatus
 	index    map[string]int // site id -> position in status.Sites
 	planned  activities.RolloutPlan
 	wave     int        // current wave, -1 before the first
@@ -87,8 +87,8 @@ type release struct {
 	monitorBreach string
 }
 
-func newRelease(ctx workflow.Context, in ReleaseInput, id string, wl *WorkloadReleaseInput) *release {
-	r := &release{in: in, id: id, workload: wl, status: ReleaseStatus{Model: in.Model, State: StatePending, Sites: []SiteStatus{}}, index: map[string]int{}}
+func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl *modelfleet.WorkloadReleaseInput) *release {
+	r := &release{in: in, id: id, workload: wl, status: modelfleet.ReleaseStatus{Model: in.Model, State: modelfleet.StatePending, Sites: []modelfleet.SiteStatus{}}, index: map[string]int{}}
 	if wl != nil {
 		r.status.Workload = &wl.Workload
 	}
@@ -110,7 +110,7 @@ func (r *release) cloudCtx(ctx workflow.Context) workflow.Context {
 }
 
 func (r *release) validate(ctx workflow.Context) (activities.ValidationReport, error) {
-	r.setState(ctx, StateValidating, "")
+	r.setState(ctx, modelfleet.StateValidating, "")
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute,
 		HeartbeatTimeout:    time.Minute,
@@ -152,13 +152,13 @@ func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (acti
 	r.wave = -1
 	for i, sites := range plan.Waves {
 		w := plan.Policy.Waves[i]
-		r.status.Waves = append(r.status.Waves, WaveStatus{
-			Name: w.Name, State: SitePending, Sites: len(sites), Counts: map[string]int{SitePending: len(sites)},
+		r.status.Waves = append(r.status.Waves, modelfleet.WaveStatus{
+			Name: w.Name, State: modelfleet.SitePending, Sites: len(sites), Counts: map[string]int{modelfleet.SitePending: len(sites)},
 			Budget: w.FailureBudget.Allowed(len(sites)),
 		})
 		for _, s := range sites {
 			r.index[s.ID] = len(r.status.Sites)
-			r.status.Sites = append(r.status.Sites, SiteStatus{Site: s.ID, Wave: w.Name, State: SitePending, UpdatedAt: stamp(ctx)})
+			r.status.Sites = append(r.status.Sites, modelfleet.SiteStatus{Site: s.ID, Wave: w.Name, State: modelfleet.SitePending, UpdatedAt: stamp(ctx)})
 			ids = append(ids, s.ID)
 		}
 		total += len(sites)
@@ -175,8 +175,8 @@ func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (acti
 // rollout runs the waves in order from wave first (whose sites not yet
 // changed are remaining), with the approval gates between them.
 func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion, first int, remaining []activities.PlannedSite) error {
-	if r.status.State != StatePaused && r.status.State != StateAwaitingApproval {
-		r.setState(ctx, StateDeploying, "")
+	if r.status.State != modelfleet.StatePaused && r.status.State != modelfleet.StateAwaitingApproval {
+		r.setState(ctx, modelfleet.StateDeploying, "")
 	}
 	p := r.planned.Policy
 	for i := first; i < len(r.planned.Waves); i++ {
@@ -187,13 +187,13 @@ func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion, fi
 		r.wave = i
 		ws := &r.status.Waves[i]
 		if len(r.planned.Waves[i]) == 0 {
-			ws.State, ws.Reason = SiteHealthy, "no sites in this wave"
+			ws.State, ws.Reason = modelfleet.SiteHealthy, "no sites in this wave"
 			continue
 		}
 		if err := r.runWave(ctx, i, sites, nv); err != nil {
 			return err
 		}
-		ws.State = SiteHealthy
+		ws.State = modelfleet.SiteHealthy
 		if p.GateAfter(p.Waves[i].Name) && i < len(r.planned.Waves)-1 {
 			if err := r.awaitApproval(ctx, p.Waves[i].Name); err != nil {
 				return err
@@ -208,7 +208,7 @@ func (r *release) rollout(ctx workflow.Context, nv modelfleet.DesiredVersion, fi
 func (r *release) runWave(ctx workflow.Context, i int, sites []activities.PlannedSite, nv modelfleet.DesiredVersion) error {
 	w := r.planned.Policy.Waves[i]
 	ws := &r.status.Waves[i]
-	ws.State = SiteDeploying
+	ws.State = modelfleet.SiteDeploying
 	remaining := sites
 	for len(remaining) > 0 {
 		if err := r.checkpoint(ctx); err != nil {
@@ -218,7 +218,7 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 		if len(batch) == 0 {
 			ws.WindowUntil = opens.UTC().Format(time.RFC3339)
 			for _, s := range remaining {
-				r.setSite(ctx, s.ID, SiteWaitingForWindow, "maintenance window closed; opens "+ws.WindowUntil)
+				r.setSite(ctx, s.ID, modelfleet.SiteWaitingForWindow, "maintenance window closed; opens "+ws.WindowUntil)
 			}
 			if _, err := workflow.AwaitWithTimeout(ctx, opens.Sub(workflow.Now(ctx)), r.ctl.stopping); err != nil {
 				return err
@@ -249,7 +249,7 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		}
 		ws.Weight = weight
 		for _, s := range batch {
-			r.setSite(ctx, s, SiteDeploying, fmt.Sprintf("%s at %d%%", r.target(nv), weight))
+			r.setSite(ctx, s, modelfleet.SiteDeploying, fmt.Sprintf("%s at %d%%", r.target(nv), weight))
 		}
 		var res fleet.StepResult
 		if err := r.applyActivity(ctx, nv, weight, batch).Get(ctx, &res); err != nil {
@@ -261,11 +261,11 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		}
 		var failed []string
 		for _, f := range prog.Failed {
-			r.setSite(ctx, f.Site, SiteFailed, f.Reason)
+			r.setSite(ctx, f.Site, modelfleet.SiteFailed, f.Reason)
 			failed = append(failed, f.Site)
 		}
 		for _, s := range prog.Pending {
-			r.setSite(ctx, s, SiteFailed, fmt.Sprintf("did not apply %d%% within %s (offline?)", weight, ConvergeTimeout))
+			r.setSite(ctx, s, modelfleet.SiteFailed, fmt.Sprintf("did not apply %d%% within %s (offline?)", weight, ConvergeTimeout))
 			failed = append(failed, s)
 		}
 		if len(failed) > 0 {
@@ -283,7 +283,7 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		}
 	}
 	for _, s := range batch {
-		r.setSite(ctx, s, SiteHealthy, r.done(nv))
+		r.setSite(ctx, s, modelfleet.SiteHealthy, r.done(nv))
 	}
 	return nil
 }
@@ -309,7 +309,7 @@ func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 	}
 	ws.BakeUntil = workflow.Now(ctx).Add(d).UTC().Format(time.RFC3339)
 	for _, s := range batch {
-		r.setSite(ctx, s, SiteBaking, "bake until "+ws.BakeUntil)
+		r.setSite(ctx, s, modelfleet.SiteBaking, "bake until "+ws.BakeUntil)
 	}
 	r.baking = batch
 	_, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() || r.monitorBreach != "" })
@@ -360,8 +360,8 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 func (r *release) awaitApproval(ctx workflow.Context, after string) error {
 	a := r.planned.Policy.Approval
 	now := workflow.Now(ctx)
-	r.status.Gate = &GateStatus{After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout}
-	r.setState(ctx, StateAwaitingApproval, "waiting for approval after wave "+after)
+	r.status.Gate = &modelfleet.GateStatus{After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout}
+	r.setState(ctx, modelfleet.StateAwaitingApproval, "waiting for approval after wave "+after)
 	ok, err := workflow.AwaitWithTimeout(ctx, a.Timeout.Std(), func() bool { return r.ctl.approved || r.ctl.stopping() })
 	r.status.Gate = nil
 	if err != nil {
@@ -369,16 +369,16 @@ func (r *release) awaitApproval(ctx workflow.Context, after string) error {
 	}
 	if ok && r.ctl.approved {
 		r.ctl.approved = false
-		r.setState(ctx, StateDeploying, "")
+		r.setState(ctx, modelfleet.StateDeploying, "")
 		return nil
 	}
 	if ok {
 		return r.checkpoint(ctx)
 	}
 	if a.OnTimeout == "proceed" {
-		r.ctl.log = append(r.ctl.log, ControlRecord{Action: SignalApprove, By: "timeout", Reason: "approval timed out; policy says proceed", At: stamp(ctx), Wave: after})
+		r.ctl.log = append(r.ctl.log, modelfleet.ControlRecord{Action: modelfleet.SignalApprove, By: "timeout", Reason: "approval timed out; policy says proceed", At: stamp(ctx), Wave: after})
 		r.status.Controls = r.ctl.log
-		r.setState(ctx, StateDeploying, "")
+		r.setState(ctx, modelfleet.StateDeploying, "")
 		return nil
 	}
 	return errAborted{reason: fmt.Sprintf("no approval after wave %q within %s", after, a.Timeout.Std())}
@@ -389,7 +389,7 @@ func (r *release) awaitApproval(ctx workflow.Context, after string) error {
 func (r *release) checkpoint(ctx workflow.Context) error {
 	if r.ctl.paused && !r.ctl.stopping() {
 		prev := r.status.State
-		r.setState(ctx, StatePaused, "paused by "+lastBy(r.ctl.log, SignalPause))
+		r.setState(ctx, modelfleet.StatePaused, "paused by "+lastBy(r.ctl.log, modelfleet.SignalPause))
 		if err := workflow.Await(ctx, func() bool { return !r.ctl.paused || r.ctl.stopping() }); err != nil {
 			return err
 		}
@@ -397,18 +397,18 @@ func (r *release) checkpoint(ctx workflow.Context) error {
 	}
 	switch {
 	case r.ctl.rollback:
-		return errRollback{reason: "rollback requested by " + lastBy(r.ctl.log, SignalRollback)}
+		return errRollback{reason: "rollback requested by " + lastBy(r.ctl.log, modelfleet.SignalRollback)}
 	case r.ctl.rejected:
-		return errRollback{reason: "rejected by " + lastBy(r.ctl.log, SignalReject)}
+		return errRollback{reason: "rejected by " + lastBy(r.ctl.log, modelfleet.SignalReject)}
 	case r.ctl.aborted:
-		return errAborted{reason: "aborted by " + lastBy(r.ctl.log, SignalAbort)}
+		return errAborted{reason: "aborted by " + lastBy(r.ctl.log, modelfleet.SignalAbort)}
 	}
 	return nil
 }
 
 // end settles the release: free the leases on success or abort, restore
 // every touched site on a breach, a rollback or a rejection.
-func (r *release) end(ctx workflow.Context, err error) (ReleaseStatus, error) {
+func (r *release) end(ctx workflow.Context, err error) (modelfleet.ReleaseStatus, error) {
 	var ab errAborted
 	var rb errRollback
 	var br *temporal.ApplicationError
@@ -417,13 +417,13 @@ func (r *release) end(ctx workflow.Context, err error) (ReleaseStatus, error) {
 		if ferr := r.release(ctx, cloud.FinishRelease); ferr != nil {
 			return r.fail(ctx, ferr)
 		}
-		r.setState(ctx, StateSucceeded, "")
+		r.setState(ctx, modelfleet.StateSucceeded, "")
 		return r.status, nil
 	case errors.As(err, &ab):
 		if ferr := r.release(ctx, cloud.FinishRelease); ferr != nil {
 			return r.fail(ctx, ferr)
 		}
-		r.setState(ctx, StateAborted, ab.reason+"; sites keep their current traffic")
+		r.setState(ctx, modelfleet.StateAborted, ab.reason+"; sites keep their current traffic")
 		return r.status, nil
 	case errors.As(err, &rb):
 		if rerr := r.rollback(ctx, rb.reason); rerr != nil {
@@ -445,7 +445,7 @@ func (r *release) end(ctx workflow.Context, err error) (ReleaseStatus, error) {
 // rollback restores every touched site, last wave first; a site that is
 // offline is restored when it returns (its desired state says so).
 func (r *release) rollback(ctx workflow.Context, reason string) error {
-	r.setState(ctx, StateRollingBack, reason)
+	r.setState(ctx, modelfleet.StateRollingBack, reason)
 	// Rollback must happen even if the workflow is being cancelled.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	for i := len(r.touched) - 1; i >= 0; i-- {
@@ -462,17 +462,17 @@ func (r *release) rollback(ctx workflow.Context, reason string) error {
 			return fmt.Errorf("rollback wave %q: %w", r.status.Waves[i].Name, err)
 		}
 		for _, s := range p.Converged {
-			r.setSite(ctx, s, SiteRolledBack, "restored its previous versions")
+			r.setSite(ctx, s, modelfleet.SiteRolledBack, "restored its previous versions")
 		}
 		for _, s := range p.Pending {
-			r.setSite(ctx, s, SiteRolledBack, "restore pending: applies when the site reconnects")
+			r.setSite(ctx, s, modelfleet.SiteRolledBack, "restore pending: applies when the site reconnects")
 		}
 		for _, f := range p.Failed {
-			r.setSite(ctx, f.Site, SiteFailed, "restore failed: "+f.Reason)
+			r.setSite(ctx, f.Site, modelfleet.SiteFailed, "restore failed: "+f.Reason)
 		}
-		r.status.Waves[i].State = SiteRolledBack
+		r.status.Waves[i].State = modelfleet.SiteRolledBack
 	}
-	r.setState(ctx, StateRolledBack, reason)
+	r.setState(ctx, modelfleet.StateRolledBack, reason)
 	return nil
 }
 
@@ -489,8 +489,8 @@ func (r *release) release(ctx workflow.Context, act any) error {
 	return workflow.ExecuteActivity(r.cloudCtx(ctx), act, fleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: all}).Get(ctx, &res)
 }
 
-func (r *release) fail(ctx workflow.Context, err error) (ReleaseStatus, error) {
-	r.setState(ctx, StateFailed, rootMessage(err))
+func (r *release) fail(ctx workflow.Context, err error) (modelfleet.ReleaseStatus, error) {
+	r.setState(ctx, modelfleet.StateFailed, rootMessage(err))
 	return r.status, err
 }
 
@@ -548,7 +548,7 @@ type errRollback struct{ reason string }
 
 func (e errRollback) Error() string { return e.reason }
 
-func lastBy(log []ControlRecord, action string) string {
+func lastBy(log []modelfleet.ControlRecord, action string) string {
 	for i := len(log) - 1; i >= 0; i-- {
 		if log[i].Action == action {
 			return log[i].By

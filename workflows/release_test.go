@@ -41,7 +41,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}}
-	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
+	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
 	h.env.RegisterActivity(&activities.Retraining{})
 	p, err := rollout.Parse([]byte(policy))
@@ -79,21 +79,21 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	return h
 }
 
-func (h *harness) run() (ReleaseStatus, error) {
-	h.env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: ref})
+func (h *harness) run() (modelfleet.ReleaseStatus, error) {
+	h.env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref})
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}
 	return h.status(), h.env.GetWorkflowError()
 }
 
-func (h *harness) status() ReleaseStatus {
+func (h *harness) status() modelfleet.ReleaseStatus {
 	h.t.Helper()
-	v, err := h.env.QueryWorkflow(StatusQuery)
+	v, err := h.env.QueryWorkflow(modelfleet.StatusQuery)
 	if err != nil {
 		h.t.Fatalf("status query: %v", err)
 	}
-	var st ReleaseStatus
+	var st modelfleet.ReleaseStatus
 	if err := v.Get(&st); err != nil {
 		h.t.Fatal(err)
 	}
@@ -101,13 +101,13 @@ func (h *harness) status() ReleaseStatus {
 }
 
 func (h *harness) signal(after time.Duration, name string, by string) {
-	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(name, Control{By: by, Reason: "test"}) }, after)
+	h.env.RegisterDelayedCallback(func() { h.env.SignalWorkflow(name, modelfleet.Control{By: by, Reason: "test"}) }, after)
 }
 
 func passed() activities.ValidationReport {
 	return activities.ValidationReport{
 		Model:  modelfleet.Model{ModelRef: ref, Format: "lightgbm", Digest: "sha256:" + strings.Repeat("a", 64), ArtifactURL: "http://registry/blob"},
-		Result: activities.ValidationResult{Metric: "auc", Value: 0.95, Threshold: 0.85, Rows: 100, Passed: true},
+		Result: modelfleet.ValidationResult{Metric: "auc", Value: 0.95, Threshold: 0.85, Rows: 100, Passed: true},
 	}
 }
 
@@ -131,7 +131,7 @@ func TestReleaseRollsOutWaveByWave(t *testing.T) {
 	if err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
-	if got, want := st.State, StateSucceeded; got != want {
+	if got, want := st.State, modelfleet.StateSucceeded; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
 	// canary: 3 steps; fleet: batches {f1,f2} and {f3}, one step each.
@@ -146,14 +146,14 @@ func TestReleaseRollsOutWaveByWave(t *testing.T) {
 		t.Errorf("step request = %+v", h.steps[0])
 	}
 	for _, s := range st.Sites {
-		if s.State != SiteHealthy {
+		if s.State != modelfleet.SiteHealthy {
 			t.Errorf("site %s = %q, want healthy", s.Site, s.State)
 		}
 	}
 	if len(h.finished) != 4 || len(h.rollback) != 0 {
 		t.Errorf("finished %v rolled back %v, want 4 leases freed and no rollback", h.finished, h.rollback)
 	}
-	if c := st.Waves[1].Counts; c[SiteHealthy] != 3 {
+	if c := st.Waves[1].Counts; c[modelfleet.SiteHealthy] != 3 {
 		t.Errorf("fleet wave counts = %v, want 3 healthy", c)
 	}
 }
@@ -169,7 +169,7 @@ func TestReleaseStopsWhenValidationFails(t *testing.T) {
 	if len(h.steps) != 0 {
 		t.Errorf("stepped %d times after failed validation", len(h.steps))
 	}
-	if st.State != StateFailed || !strings.Contains(st.Reason, "0.6100 is below the threshold 0.8500") {
+	if st.State != modelfleet.StateFailed || !strings.Contains(st.Reason, "0.6100 is below the threshold 0.8500") {
 		t.Errorf("status = %q %q", st.State, st.Reason)
 	}
 }
@@ -187,7 +187,7 @@ waves:
 	if !errors.As(err, &appErr) || appErr.Type() != "Breach" || !strings.Contains(err.Error(), "2 sites failed, over its failure budget of 1") {
 		t.Fatalf("workflow error = %v, want a budget breach", err)
 	}
-	if got, want := st.State, StateRolledBack; got != want {
+	if got, want := st.State, modelfleet.StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
 	if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
@@ -199,17 +199,17 @@ func TestApprovalGate(t *testing.T) {
 	policy := twoWaves + "approval: {after: [canary], timeout: 1h}\n"
 	t.Run("approved", func(t *testing.T) {
 		h := newHarness(t, policy, sites("c1"), sites("f1"))
-		var mid ReleaseStatus
+		var mid modelfleet.ReleaseStatus
 		h.env.RegisterDelayedCallback(func() { mid = h.status() }, 40*time.Minute)
-		h.signal(45*time.Minute, SignalApprove, "alice")
+		h.signal(45*time.Minute, modelfleet.SignalApprove, "alice")
 		st, err := h.run()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mid.State != StateAwaitingApproval || mid.Gate == nil || mid.Gate.After != "canary" {
+		if mid.State != modelfleet.StateAwaitingApproval || mid.Gate == nil || mid.Gate.After != "canary" {
 			t.Errorf("mid-gate status = %q gate %+v", mid.State, mid.Gate)
 		}
-		if st.State != StateSucceeded || len(st.Controls) != 1 || st.Controls[0].By != "alice" || st.Controls[0].Wave != "canary" {
+		if st.State != modelfleet.StateSucceeded || len(st.Controls) != 1 || st.Controls[0].By != "alice" || st.Controls[0].Wave != "canary" {
 			t.Errorf("final = %q controls %+v, want succeeded with alice's approval recorded", st.State, st.Controls)
 		}
 	})
@@ -219,7 +219,7 @@ func TestApprovalGate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.State != StateAborted || !strings.Contains(st.Reason, "no approval") {
+		if st.State != modelfleet.StateAborted || !strings.Contains(st.Reason, "no approval") {
 			t.Errorf("state = %q %q, want aborted for no approval", st.State, st.Reason)
 		}
 		if len(h.rollback) != 0 || strings.Join(h.finished, ",") != "c1" {
@@ -229,15 +229,15 @@ func TestApprovalGate(t *testing.T) {
 	t.Run("timeout proceeds", func(t *testing.T) {
 		h := newHarness(t, twoWaves+"approval: {after: [canary], timeout: 1h, onTimeout: proceed}\n", sites("c1"), sites("f1"))
 		st, err := h.run()
-		if err != nil || st.State != StateSucceeded {
+		if err != nil || st.State != modelfleet.StateSucceeded {
 			t.Fatalf("state = %q err %v, want succeeded", st.State, err)
 		}
 	})
 	t.Run("rejected rolls back", func(t *testing.T) {
 		h := newHarness(t, policy, sites("c1"), sites("f1"))
-		h.signal(45*time.Minute, SignalReject, "bob")
+		h.signal(45*time.Minute, modelfleet.SignalReject, "bob")
 		st, _ := h.run()
-		if st.State != StateRolledBack || !strings.Contains(st.Reason, "rejected by bob") || len(h.rollback) != 1 {
+		if st.State != modelfleet.StateRolledBack || !strings.Contains(st.Reason, "rejected by bob") || len(h.rollback) != 1 {
 			t.Errorf("state = %q %q rollback %v", st.State, st.Reason, h.rollback)
 		}
 	})
@@ -246,15 +246,15 @@ func TestApprovalGate(t *testing.T) {
 func TestControlsMidRollout(t *testing.T) {
 	t.Run("pause then resume", func(t *testing.T) {
 		h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
-		h.signal(5*time.Minute, SignalPause, "carol") // during the first bake
-		var mid ReleaseStatus
+		h.signal(5*time.Minute, modelfleet.SignalPause, "carol") // during the first bake
+		var mid modelfleet.ReleaseStatus
 		h.env.RegisterDelayedCallback(func() { mid = h.status() }, 3*time.Hour)
-		h.signal(4*time.Hour, SignalResume, "carol")
+		h.signal(4*time.Hour, modelfleet.SignalResume, "carol")
 		st, err := h.run()
-		if err != nil || st.State != StateSucceeded {
+		if err != nil || st.State != modelfleet.StateSucceeded {
 			t.Fatalf("state = %q err %v", st.State, err)
 		}
-		if mid.State != StatePaused || !mid.Paused {
+		if mid.State != modelfleet.StatePaused || !mid.Paused {
 			t.Errorf("mid-pause state = %q paused=%v", mid.State, mid.Paused)
 		}
 		if len(h.steps) != 4 {
@@ -263,28 +263,28 @@ func TestControlsMidRollout(t *testing.T) {
 	})
 	t.Run("abort keeps traffic", func(t *testing.T) {
 		h := newHarness(t, twoWaves, sites("c1"), sites("f1"))
-		h.signal(15*time.Minute, SignalAbort, "dave") // during the 50% bake
+		h.signal(15*time.Minute, modelfleet.SignalAbort, "dave") // during the 50% bake
 		st, _ := h.run()
-		if st.State != StateAborted || len(h.rollback) != 0 || len(h.steps) != 2 {
+		if st.State != modelfleet.StateAborted || len(h.rollback) != 0 || len(h.steps) != 2 {
 			t.Errorf("state %q rollback %v steps %d, want aborted after 2 steps, no rollback", st.State, h.rollback, len(h.steps))
 		}
 	})
 	t.Run("rollback", func(t *testing.T) {
 		h := newHarness(t, twoWaves, sites("c1"), sites("f1", "f2"))
-		h.signal(30*time.Minute+30*time.Second, SignalRollback, "erin") // fleet wave baking
+		h.signal(30*time.Minute+30*time.Second, modelfleet.SignalRollback, "erin") // fleet wave baking
 		st, _ := h.run()
-		if st.State != StateRolledBack || len(h.rollback) != 2 {
+		if st.State != modelfleet.StateRolledBack || len(h.rollback) != 2 {
 			t.Fatalf("state %q rollback %v", st.State, h.rollback)
 		}
 		for _, s := range st.Sites {
-			if s.State != SiteRolledBack {
+			if s.State != modelfleet.SiteRolledBack {
 				t.Errorf("site %s = %q, want rolled-back", s.Site, s.State)
 			}
 		}
 	})
 	t.Run("skip bake", func(t *testing.T) {
 		h := newHarness(t, "waves: [{name: all, bake: 24h}]", sites("s1"))
-		h.signal(time.Minute, SignalSkipBake, "frank")
+		h.signal(time.Minute, modelfleet.SignalSkipBake, "frank")
 		start := h.env.Now()
 		if _, err := h.run(); err != nil {
 			t.Fatal(err)
@@ -303,22 +303,22 @@ func TestMaintenanceWindowDelaysASite(t *testing.T) {
 	open := now.Add(time.Hour).Truncate(time.Minute)
 	win := &modelfleet.MaintenanceWindow{Schedule: strconv.Itoa(open.Minute()) + " " + strconv.Itoa(open.Hour()) + " * * *", Duration: "30m"}
 	h := newHarness(t, "waves: [{name: all}]", []activities.PlannedSite{{ID: "s1", Window: win}, {ID: "s2"}})
-	var mid ReleaseStatus
+	var mid modelfleet.ReleaseStatus
 	h.env.RegisterDelayedCallback(func() { mid = h.status() }, 30*time.Minute)
 	st, err := h.run()
-	if err != nil || st.State != StateSucceeded {
+	if err != nil || st.State != modelfleet.StateSucceeded {
 		t.Fatalf("state %q err %v", st.State, err)
 	}
 	if len(h.steps) != 2 || h.steps[0].Sites[0] != "s2" || h.steps[1].Sites[0] != "s1" {
 		t.Fatalf("steps = %+v, want s2 first, s1 when its window opens", h.steps)
 	}
-	var s1 SiteStatus
+	var s1 modelfleet.SiteStatus
 	for _, x := range mid.Sites {
 		if x.Site == "s1" {
 			s1 = x
 		}
 	}
-	if s1.State != SiteWaitingForWindow || mid.Waves[0].WindowUntil == "" {
+	if s1.State != modelfleet.SiteWaitingForWindow || mid.Waves[0].WindowUntil == "" {
 		t.Errorf("mid status s1 = %+v window %q, want waiting-for-window", s1, mid.Waves[0].WindowUntil)
 	}
 }
@@ -326,8 +326,8 @@ func TestMaintenanceWindowDelaysASite(t *testing.T) {
 func TestReleaseRejectsAnInvalidModelRef(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
-	env.ExecuteWorkflow(ReleaseWorkflowName, ReleaseInput{Model: modelfleet.ModelRef{Name: "../etc", Version: "1"}})
+	env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
+	env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: modelfleet.ModelRef{Name: "../etc", Version: "1"}})
 	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "model name") {
 		t.Fatalf("workflow error = %v, want an invalid model name error", err)
 	}
@@ -338,7 +338,7 @@ func TestLongRolloutContinuesAsNew(t *testing.T) {
 	for i := range 700 {
 		ids = append(ids, "s"+strconv.Itoa(i))
 	}
-	in := ReleaseInput{Model: ref}
+	in := modelfleet.ReleaseInput{Model: ref}
 	steps, runs := 0, 0
 	var last *harness
 	for {
@@ -347,7 +347,7 @@ func TestLongRolloutContinuesAsNew(t *testing.T) {
 			t.Fatal("release never finished")
 		}
 		h := newHarness(t, "waves: [{name: all, maxConcurrent: 1}]", sites(ids...))
-		h.env.ExecuteWorkflow(ReleaseWorkflowName, in)
+		h.env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, in)
 		steps += len(h.steps)
 		last = h
 		err := h.env.GetWorkflowError()
@@ -358,7 +358,7 @@ func TestLongRolloutContinuesAsNew(t *testing.T) {
 			}
 			break
 		}
-		in = ReleaseInput{}
+		in = modelfleet.ReleaseInput{}
 		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 			t.Fatal(err)
 		}
@@ -373,7 +373,7 @@ func TestLongRolloutContinuesAsNew(t *testing.T) {
 		t.Errorf("runs = %d, steps = %d; want several runs and each of 700 sites stepped once", runs, steps)
 	}
 	st := last.status()
-	if st.State != StateSucceeded || st.Waves[0].Counts[SiteHealthy] != 700 {
+	if st.State != modelfleet.StateSucceeded || st.Waves[0].Counts[modelfleet.SiteHealthy] != 700 {
 		t.Errorf("final = %q counts %v", st.State, st.Waves[0].Counts)
 	}
 	if len(last.finished) != 700 {

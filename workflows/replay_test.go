@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 )
@@ -17,9 +18,9 @@ import (
 // version the change with workflow.GetVersion.
 func TestReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflowName})
-	r.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: RetrainWorkflowName})
-	r.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: WorkloadReleaseWorkflowName})
+	r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
+	r.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: modelfleet.RetrainWorkflowName})
+	r.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: modelfleet.WorkloadReleaseWorkflowName})
 	for _, pattern := range []string{"release_*.json", "retrain_*.json", "workload_release_*.json"} {
 		files, err := filepath.Glob(filepath.Join("testdata", pattern))
 		if err != nil || len(files) == 0 {

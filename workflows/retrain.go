@@ -13,30 +13,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
-)
-
-// Names, stages, inputs and signal payloads of the retraining workflow
-// live in wfapi, for the gateway; they are aliased here.
-const (
-	RetrainWorkflowName  = wfapi.RetrainWorkflowName
-	RetrainTriggerSignal = wfapi.RetrainTriggerSignal
-	RunStatusSignal      = wfapi.RunStatusSignal
-	RetrainRunTag        = wfapi.RetrainRunTag
-)
-
-// RetrainWorkflowID is the one retraining workflow of a model (see wfapi).
-func RetrainWorkflowID(model string) string { return wfapi.RetrainWorkflowID(model) }
-
-// Stages of a retraining workflow (see wfapi).
-const (
-	RetrainCollecting  = wfapi.RetrainCollecting
-	RetrainWaiting     = wfapi.RetrainWaiting
-	RetrainEvaluating  = wfapi.RetrainEvaluating
-	RetrainRegistering = wfapi.RetrainRegistering
-	RetrainCooldown    = wfapi.RetrainCooldown
-	RetrainIdle        = wfapi.RetrainIdle
-	RetrainClosed      = wfapi.RetrainClosed
 )
 
 // Results of a retraining cycle (RetrainCycle.Result).
@@ -72,31 +48,15 @@ const (
 	maxCycleLog   = 20
 )
 
-// Reasons a RetrainTrigger gives (see wfapi).
-const (
-	ReasonDatasetDrift     = wfapi.ReasonDatasetDrift
-	ReasonMonitorThreshold = wfapi.ReasonMonitorThreshold
-)
-
-type (
-	// RetrainTrigger is one reason to retrain a model, from one event.
-	RetrainTrigger = wfapi.RetrainTrigger
-	// RunStatus is a status change of a retraining job in Azure ML.
-	RunStatus = wfapi.RunStatus
-	// RetrainInput starts (or continues) the retraining workflow of a
-	// model; its State is a RetrainState.
-	RetrainInput = wfapi.RetrainInput
-)
-
 // RetrainState is the whole state machine, so a continued run resumes it
 // exactly: deadlines are absolute times, not pending timers.
 type RetrainState struct {
-	Status       RetrainStatus    `json:"status"`
-	Seen         []string         `json:"seen,omitempty"`    // event IDs, oldest first
-	Pending      []RetrainTrigger `json:"pending,omitempty"` // deferred by a cooldown
-	Deadline     time.Time        `json:"deadline,omitzero"` // end of the current stage
-	LastFinished time.Time        `json:"lastFinished,omitzero"`
-	LastTrigger  time.Time        `json:"lastTrigger,omitzero"`
+	Status       RetrainStatus               `json:"status"`
+	Seen         []string                    `json:"seen,omitempty"`    // event IDs, oldest first
+	Pending      []modelfleet.RetrainTrigger `json:"pending,omitempty"` // deferred by a cooldown
+	Deadline     time.Time                   `json:"deadline,omitzero"` // end of the current stage
+	LastFinished time.Time                   `json:"lastFinished,omitzero"`
+	LastTrigger  time.Time                   `json:"lastTrigger,omitzero"`
 	// Cancels are runs to cancel (a timed-out job, a submission that lost
 	// its race), kept until cancelled so a continue-as-new loses none.
 	Cancels []RunCancel `json:"cancels,omitempty"`
@@ -110,23 +70,23 @@ type RunCancel struct {
 
 // RetrainStatus is what the status query answers and the workflow returns.
 type RetrainStatus struct {
-	Model         string          `json:"model"`
-	Stage         string          `json:"stage"`
-	Reason        string          `json:"reason,omitempty"` // why it is in that stage
-	Until         string          `json:"until,omitempty"`  // when the stage ends by itself
-	Current       *RetrainCycle   `json:"current,omitempty"`
-	Cycles        []RetrainCycle  `json:"cycles,omitempty"`   // finished, the last 20
-	Triggers      []TriggerRecord `json:"triggers,omitempty"` // the last 100
-	TriggersTotal int             `json:"triggersTotal"`
-	Duplicates    int             `json:"duplicates"` // redelivered events dropped
-	LastRun       *RunStatus      `json:"lastRun,omitempty"`
-	StartedAt     string          `json:"startedAt,omitempty"`
-	UpdatedAt     string          `json:"updatedAt,omitempty"`
+	Model         string                `json:"model"`
+	Stage         string                `json:"stage"`
+	Reason        string                `json:"reason,omitempty"` // why it is in that stage
+	Until         string                `json:"until,omitempty"`  // when the stage ends by itself
+	Current       *RetrainCycle         `json:"current,omitempty"`
+	Cycles        []RetrainCycle        `json:"cycles,omitempty"`   // finished, the last 20
+	Triggers      []TriggerRecord       `json:"triggers,omitempty"` // the last 100
+	TriggersTotal int                   `json:"triggersTotal"`
+	Duplicates    int                   `json:"duplicates"` // redelivered events dropped
+	LastRun       *modelfleet.RunStatus `json:"lastRun,omitempty"`
+	StartedAt     string                `json:"startedAt,omitempty"`
+	UpdatedAt     string                `json:"updatedAt,omitempty"`
 }
 
 // TriggerRecord is a trigger and what the workflow did with it.
 type TriggerRecord struct {
-	RetrainTrigger
+	modelfleet.RetrainTrigger
 	ReceivedAt  string `json:"receivedAt"`
 	Disposition string `json:"disposition"`
 }
@@ -161,7 +121,7 @@ type RetrainCycle struct {
 	StatusFrom string `json:"statusFrom,omitempty"`
 	Message    string `json:"message,omitempty"` // the run's failure message
 	// Evaluation is the challenger against the champion on the holdout.
-	Evaluation *activities.Comparison `json:"evaluation,omitempty"`
+	Evaluation *modelfleet.Comparison `json:"evaluation,omitempty"`
 	// Registered is the version the winning challenger became.
 	Registered *modelfleet.ModelRef `json:"registered,omitempty"`
 	// Outcome says in one sentence how the cycle ended, e.g. "rejected:
@@ -179,13 +139,13 @@ type RetrainCycle struct {
 // Margin. Then a cooldown holds new triggers back. A model without a
 // policy gets nothing submitted: the cycle waits for the status of a job
 // submitted elsewhere, as before retraining had compute.
-func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
+func Retrain(ctx workflow.Context, in modelfleet.RetrainInput) (RetrainStatus, error) {
 	r, err := newRetrain(ctx, in)
 	if err != nil {
-		return RetrainStatus{Model: in.Model, Stage: RetrainClosed, Reason: err.Error()},
+		return RetrainStatus{Model: in.Model, Stage: modelfleet.RetrainClosed, Reason: err.Error()},
 			temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err)
 	}
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (RetrainStatus, error) {
+	if err := workflow.SetQueryHandler(ctx, modelfleet.StatusQuery, func() (RetrainStatus, error) {
 		return r.st.Status, nil
 	}); err != nil {
 		return r.st.Status, err
@@ -194,8 +154,8 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 		return r.st.Status, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err)
 	}
 	r.index(ctx)
-	triggers := workflow.GetSignalChannel(ctx, RetrainTriggerSignal)
-	runs := workflow.GetSignalChannel(ctx, RunStatusSignal)
+	triggers := workflow.GetSignalChannel(ctx, modelfleet.RetrainTriggerSignal)
+	runs := workflow.GetSignalChannel(ctx, modelfleet.RunStatusSignal)
 	var timer workflow.Future
 	var timerAt time.Time
 	cancelTimer := func() {}
@@ -207,7 +167,7 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 			// The stage's deadline passed: move on, and close once idle for
 			// IdleTimeout unless a signal is already waiting.
 			if r.expire(ctx) && r.drain(ctx, triggers, runs) == 0 {
-				r.setStage(ctx, RetrainClosed, "idle for "+r.in.IdleTimeout.String())
+				r.setStage(ctx, modelfleet.RetrainClosed, "idle for "+r.in.IdleTimeout.String())
 				return r.st.Status, nil
 			}
 			continue
@@ -224,7 +184,7 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 				return r.st.Status, fmt.Errorf("retrain: encode state: %w", err)
 			}
 			next.State = st
-			return r.st.Status, workflow.NewContinueAsNewError(ctx, RetrainWorkflowName, next)
+			return r.st.Status, workflow.NewContinueAsNewError(ctx, modelfleet.RetrainWorkflowName, next)
 		}
 		r.reconcile(ctx)
 		if !r.st.Deadline.Equal(timerAt) {
@@ -237,12 +197,12 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 		}
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(triggers, func(c workflow.ReceiveChannel, _ bool) {
-			var t RetrainTrigger
+			var t modelfleet.RetrainTrigger
 			c.Receive(ctx, &t)
 			r.trigger(ctx, t)
 		})
 		sel.AddReceive(runs, func(c workflow.ReceiveChannel, _ bool) {
-			var s RunStatus
+			var s modelfleet.RunStatus
 			c.Receive(ctx, &s)
 			r.runStatus(ctx, s)
 		})
@@ -255,14 +215,14 @@ func Retrain(ctx workflow.Context, in RetrainInput) (RetrainStatus, error) {
 }
 
 type retrain struct {
-	in  RetrainInput
+	in  modelfleet.RetrainInput
 	st  RetrainState
 	ops []*op // activities in flight; never carried across continue-as-new
 }
 
 // newRetrain applies the input's defaults and restores the state a
 // continued run carries (RetrainInput.State, raw JSON of a RetrainState).
-func newRetrain(ctx workflow.Context, in RetrainInput) (*retrain, error) {
+func newRetrain(ctx workflow.Context, in modelfleet.RetrainInput) (*retrain, error) {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v
@@ -289,7 +249,7 @@ func newRetrain(ctx workflow.Context, in RetrainInput) (*retrain, error) {
 		return r, nil
 	}
 	now := workflow.Now(ctx)
-	r.st.Status = RetrainStatus{Model: in.Model, Stage: RetrainIdle, Reason: "no trigger yet", StartedAt: stamp(ctx)}
+	r.st.Status = RetrainStatus{Model: in.Model, Stage: modelfleet.RetrainIdle, Reason: "no trigger yet", StartedAt: stamp(ctx)}
 	r.st.Deadline = now.Add(in.IdleTimeout)
 	r.st.LastTrigger = now
 	r.st.Status.Until = r.st.Deadline.UTC().Format(time.RFC3339)
@@ -297,7 +257,7 @@ func newRetrain(ctx workflow.Context, in RetrainInput) (*retrain, error) {
 }
 
 // trigger records one trigger and applies it to the current stage.
-func (r *retrain) trigger(ctx workflow.Context, t RetrainTrigger) {
+func (r *retrain) trigger(ctx workflow.Context, t modelfleet.RetrainTrigger) {
 	if r.duplicate(t.EventID) {
 		return
 	}
@@ -306,14 +266,14 @@ func (r *retrain) trigger(ctx workflow.Context, t RetrainTrigger) {
 	switch {
 	case t.Model != "" && t.Model != r.in.Model:
 		disp = fmt.Sprintf("ignored: for model %q", t.Model)
-	case st.Status.Stage == RetrainIdle:
-		r.openCycle(ctx, []RetrainTrigger{t})
+	case st.Status.Stage == modelfleet.RetrainIdle:
+		r.openCycle(ctx, []modelfleet.RetrainTrigger{t})
 		disp = fmt.Sprintf("opened cycle %d", st.Status.Current.Number)
-	case st.Status.Stage == RetrainCollecting || st.Status.Stage == RetrainWaiting ||
-		st.Status.Stage == RetrainEvaluating || st.Status.Stage == RetrainRegistering:
+	case st.Status.Stage == modelfleet.RetrainCollecting || st.Status.Stage == modelfleet.RetrainWaiting ||
+		st.Status.Stage == modelfleet.RetrainEvaluating || st.Status.Stage == modelfleet.RetrainRegistering:
 		st.Status.Current.add(t)
 		disp = fmt.Sprintf("coalesced into cycle %d (%s)", st.Status.Current.Number, st.Status.Stage)
-	case st.Status.Stage == RetrainCooldown:
+	case st.Status.Stage == modelfleet.RetrainCooldown:
 		st.Pending = append(st.Pending, t)
 		disp = "deferred: cooldown until " + st.Status.Until
 	}
@@ -328,7 +288,7 @@ func (r *retrain) trigger(ctx workflow.Context, t RetrainTrigger) {
 
 // runStatus applies a status of the retraining job: a terminal one, while
 // the workflow waits for the job, ends the cycle.
-func (r *retrain) runStatus(ctx workflow.Context, s RunStatus) {
+func (r *retrain) runStatus(ctx workflow.Context, s modelfleet.RunStatus) {
 	if r.duplicate(s.EventID) {
 		return
 	}
@@ -336,12 +296,12 @@ func (r *retrain) runStatus(ctx workflow.Context, s RunStatus) {
 	st.LastRun = &s
 	st.UpdatedAt = stamp(ctx)
 	c := st.Current
-	if st.Stage != RetrainWaiting || c == nil || (c.RunID != "" && c.RunID != s.RunID) {
+	if st.Stage != modelfleet.RetrainWaiting || c == nil || (c.RunID != "" && c.RunID != s.RunID) {
 		return // not the job this cycle waits for: recorded in LastRun only
 	}
 	_, done := terminal(s.Status)
 	switch {
-	case !c.Submits || c.Compute == ComputeExternal:
+	case !c.Submits || c.Compute == modelfleet.ComputeExternal:
 		// A job submitted elsewhere: its first status names it.
 		c.RunID, c.RunStatus = s.RunID, s.Status
 		if done {
@@ -371,11 +331,11 @@ func (r *retrain) runStatus(ctx workflow.Context, s RunStatus) {
 func (r *retrain) expire(ctx workflow.Context) bool {
 	st := &r.st
 	switch st.Status.Stage {
-	case RetrainCollecting:
+	case modelfleet.RetrainCollecting:
 		r.requestRetraining(ctx)
-	case RetrainWaiting:
+	case modelfleet.RetrainWaiting:
 		r.timedOut(ctx)
-	case RetrainCooldown:
+	case modelfleet.RetrainCooldown:
 		if len(st.Pending) > 0 {
 			pending := st.Pending
 			st.Pending = nil
@@ -383,13 +343,13 @@ func (r *retrain) expire(ctx workflow.Context) bool {
 		} else {
 			r.idle(ctx, "cooldown over, no trigger pending")
 		}
-	case RetrainIdle:
+	case modelfleet.RetrainIdle:
 		return true
 	}
 	return false
 }
 
-func (r *retrain) openCycle(ctx workflow.Context, ts []RetrainTrigger) {
+func (r *retrain) openCycle(ctx workflow.Context, ts []modelfleet.RetrainTrigger) {
 	st := &r.st.Status
 	n := 1
 	if len(st.Cycles) > 0 {
@@ -400,7 +360,7 @@ func (r *retrain) openCycle(ctx workflow.Context, ts []RetrainTrigger) {
 		st.Current.add(t)
 	}
 	r.st.Deadline = workflow.Now(ctx).Add(r.in.Debounce)
-	r.setStage(ctx, RetrainCollecting, fmt.Sprintf("debounce: waiting %s for more triggers", r.in.Debounce))
+	r.setStage(ctx, modelfleet.RetrainCollecting, fmt.Sprintf("debounce: waiting %s for more triggers", r.in.Debounce))
 }
 
 // requestRetraining ends the debounce: the cycle now submits its job (the
@@ -413,7 +373,7 @@ func (r *retrain) requestRetraining(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, retrainSubmitChange, workflow.DefaultVersion, 1) >= 1 {
 		c.Submits, c.JobID = true, jobID(ctx, r.in.Model, c.Number)
 	}
-	r.setStage(ctx, RetrainWaiting, "retraining requested: "+c.Why)
+	r.setStage(ctx, modelfleet.RetrainWaiting, "retraining requested: "+c.Why)
 }
 
 func (r *retrain) finish(ctx workflow.Context, result, outcome string) {
@@ -424,7 +384,7 @@ func (r *retrain) finish(ctx workflow.Context, result, outcome string) {
 	st.Status.Current = nil
 	st.LastFinished = workflow.Now(ctx)
 	st.Deadline = st.LastFinished.Add(r.in.Cooldown)
-	r.setStage(ctx, RetrainCooldown, fmt.Sprintf("cycle %d %s; no retraining for %s", c.Number, result, r.in.Cooldown))
+	r.setStage(ctx, modelfleet.RetrainCooldown, fmt.Sprintf("cycle %d %s; no retraining for %s", c.Number, result, r.in.Cooldown))
 	workflow.GetLogger(ctx).Info("retraining cycle ended", "cycle", c.Number, "result", result, "outcome", outcome)
 }
 
@@ -433,7 +393,7 @@ func (r *retrain) idle(ctx workflow.Context, why string) {
 	if now := workflow.Now(ctx); r.st.Deadline.Before(now) {
 		r.st.Deadline = now
 	}
-	r.setStage(ctx, RetrainIdle, why)
+	r.setStage(ctx, modelfleet.RetrainIdle, why)
 }
 
 // duplicate reports whether the event was seen, and remembers it if not.
@@ -457,8 +417,8 @@ func (r *retrain) duplicate(id string) bool {
 func (r *retrain) drain(ctx workflow.Context, triggers, runs workflow.ReceiveChannel) int {
 	n := 0
 	for {
-		var t RetrainTrigger
-		var s RunStatus
+		var t modelfleet.RetrainTrigger
+		var s modelfleet.RunStatus
 		switch {
 		case triggers.ReceiveAsync(&t):
 			r.trigger(ctx, t)
@@ -481,7 +441,7 @@ func (r *retrain) setStage(ctx workflow.Context, stage, reason string) {
 	changed := st.Stage != stage
 	st.Stage, st.Reason, st.UpdatedAt = stage, reason, stamp(ctx)
 	st.Until = ""
-	if !r.st.Deadline.IsZero() && stage != RetrainClosed {
+	if !r.st.Deadline.IsZero() && stage != modelfleet.RetrainClosed {
 		st.Until = r.st.Deadline.UTC().Format(time.RFC3339)
 	}
 	if changed {
@@ -494,7 +454,7 @@ func (r *retrain) index(ctx workflow.Context) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, ModelAttr.ValueSet(r.in.Model), StageAttr.ValueSet(r.st.Status.Stage))
 }
 
-func (c *RetrainCycle) add(t RetrainTrigger) {
+func (c *RetrainCycle) add(t modelfleet.RetrainTrigger) {
 	c.Triggers++
 	if c.Reasons == nil {
 		c.Reasons = map[string]int{}

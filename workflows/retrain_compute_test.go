@@ -17,7 +17,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/training"
 )
 
 // calls records the retraining activities a test's workflow ran.
@@ -39,18 +38,18 @@ func (c *calls) count() (submits, awaits, evals, regs, cancels int) {
 }
 
 var (
-	winner = activities.Comparison{Model: model, Champion: "3", Metric: "auc", ChallengerValue: 0.9312, ChampionValue: 0.9200, Margin: 0.005, Rows: 2000, Passed: true, Compared: true,
+	winner = modelfleet.Comparison{Model: model, Champion: "3", Metric: "auc", ChallengerValue: 0.9312, ChampionValue: 0.9200, Margin: 0.005, Rows: 2000, Passed: true, Compared: true,
 		Reason: "challenger auc 0.9312 beats champion 3's 0.9200 by 0.0112 (margin 0.005) on 2000 rows"}
-	loser = activities.Comparison{Model: model, Champion: "3", Metric: "auc", ChallengerValue: 0.9100, ChampionValue: 0.9200, Margin: 0.01, Rows: 2000, Compared: true,
+	loser = modelfleet.Comparison{Model: model, Champion: "3", Metric: "auc", ChallengerValue: 0.9100, ChampionValue: 0.9200, Margin: 0.01, Rows: 2000, Compared: true,
 		Reason: "challenger auc 0.9100 does not beat champion 3's 0.9200 by 0.01 (difference -0.0100, 2000 rows)"}
-	running   = activities.JobStatus{Status: training.StatusRunning}
-	completed = activities.JobStatus{Status: training.StatusCompleted, Terminal: true}
+	running   = activities.JobStatus{Status: modelfleet.JobRunning}
+	completed = activities.JobStatus{Status: modelfleet.JobCompleted, Terminal: true}
 )
 
 // computeEnv is a retraining environment whose model has a local policy:
 // SubmitRetraining, EvaluateChallenger, RegisterChallenger and CancelRun
 // are mocked and recorded; each test mocks AwaitRun.
-func computeEnv(t *testing.T, cmp activities.Comparison, submitDelay time.Duration) (*testsuite.TestWorkflowEnvironment, *calls) {
+func computeEnv(t *testing.T, cmp modelfleet.Comparison, submitDelay time.Duration) (*testsuite.TestWorkflowEnvironment, *calls) {
 	t.Helper()
 	env := newRetrainEnv(t)
 	c := &calls{}
@@ -58,9 +57,9 @@ func computeEnv(t *testing.T, cmp activities.Comparison, submitDelay time.Durati
 		c.mu.Lock()
 		c.submits = append(c.submits, req)
 		c.mu.Unlock()
-		return activities.Submission{Compute: training.KindLocal, Ref: activities.RunRef{Kind: training.KindLocal, ID: req.JobID, Model: req.Model}}, nil
+		return activities.Submission{Compute: modelfleet.ComputeLocal, Ref: activities.RunRef{Kind: modelfleet.ComputeLocal, ID: req.JobID, Model: req.Model}}, nil
 	})
-	env.OnActivity("EvaluateChallenger", mock.Anything, mock.Anything).Return(func(ctx context.Context, req activities.EvaluateRequest) (activities.Comparison, error) {
+	env.OnActivity("EvaluateChallenger", mock.Anything, mock.Anything).Return(func(ctx context.Context, req activities.EvaluateRequest) (modelfleet.Comparison, error) {
 		c.mu.Lock()
 		c.evals = append(c.evals, req)
 		c.mu.Unlock()
@@ -105,18 +104,18 @@ func TestRetrainRegistersAWinner(t *testing.T) {
 		stage, _ := args.Get(0).(temporal.SearchAttributes).GetKeyword(StageAttr)
 		stages = append(stages, stage)
 	}).Return(nil)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	at(env, 30*time.Second, RetrainTriggerSignal, drift("e2"))
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	at(env, 30*time.Second, modelfleet.RetrainTriggerSignal, drift("e2"))
 	var waiting RetrainStatus
 	query(t, env, 6*time.Minute, &waiting) // the first AwaitRun returned Running at 5m1s
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 
 	if len(st.Cycles) != 1 {
 		t.Fatalf("cycles = %+v", st.Cycles)
 	}
 	cy := st.Cycles[0]
-	if cy.Result != ResultRegistered || cy.Registered == nil || cy.Registered.Version != "4" || cy.Compute != training.KindLocal ||
+	if cy.Result != ResultRegistered || cy.Registered == nil || cy.Registered.Version != "4" || cy.Compute != modelfleet.ComputeLocal ||
 		cy.Run == nil || cy.RunID != cy.JobID || cy.StatusFrom != "poll" || cy.Evaluation == nil || !cy.Evaluation.Passed {
 		t.Errorf("cycle = %+v", cy)
 	}
@@ -126,7 +125,7 @@ func TestRetrainRegistersAWinner(t *testing.T) {
 	if want := "registered bearing-failure:4 (its release starts now): " + winner.Reason; cy.Outcome != want {
 		t.Errorf("outcome = %q, want %q", cy.Outcome, want)
 	}
-	if waiting.Stage != RetrainWaiting || waiting.Current == nil || waiting.Current.RunStatus != training.StatusRunning ||
+	if waiting.Stage != modelfleet.RetrainWaiting || waiting.Current == nil || waiting.Current.RunStatus != modelfleet.JobRunning ||
 		!strings.Contains(waiting.Reason, "run "+cy.JobID+" on local") {
 		t.Errorf("status while the job runs = %q %q %+v", waiting.Stage, waiting.Reason, waiting.Current)
 	}
@@ -140,7 +139,7 @@ func TestRetrainRegistersAWinner(t *testing.T) {
 	if reg := c.regs[0]; reg.JobID != cy.JobID || reg.Comparison.Reason != winner.Reason || reg.Why != cy.Why || reg.Cycle != 1 {
 		t.Errorf("register %+v", reg)
 	}
-	want := []string{RetrainIdle, RetrainCollecting, RetrainWaiting, RetrainEvaluating, RetrainRegistering, RetrainCooldown, RetrainIdle, RetrainClosed}
+	want := []string{modelfleet.RetrainIdle, modelfleet.RetrainCollecting, modelfleet.RetrainWaiting, modelfleet.RetrainEvaluating, modelfleet.RetrainRegistering, modelfleet.RetrainCooldown, modelfleet.RetrainIdle, modelfleet.RetrainClosed}
 	if strings.Join(stages, ",") != strings.Join(want, ",") {
 		t.Errorf("stages = %v, want %v", stages, want)
 	}
@@ -151,9 +150,9 @@ func TestRetrainRegistersAWinner(t *testing.T) {
 func TestRetrainRejectsALoser(t *testing.T) {
 	env, c := computeEnv(t, loser, 0)
 	awaitReturns(env, c, time.Minute, completed)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
 	margin := 0.01
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model, Margin: &margin})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model, Margin: &margin})
 	st := result(t, env)
 	cy := st.Cycles[0]
 	if want := "rejected: challenger auc 0.9100 does not beat champion 3's 0.9200 by 0.01 (difference -0.0100, 2000 rows)"; cy.Result != ResultRejected || cy.Outcome != want {
@@ -174,9 +173,9 @@ func TestRetrainRejectsALoser(t *testing.T) {
 // evaluated.
 func TestRetrainRunFailed(t *testing.T) {
 	env, c := computeEnv(t, winner, 0)
-	awaitReturns(env, c, time.Minute, activities.JobStatus{Status: training.StatusFailed, Terminal: true, Message: "exit code 3: no label column"})
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	awaitReturns(env, c, time.Minute, activities.JobStatus{Status: modelfleet.JobFailed, Terminal: true, Message: "exit code 3: no label column"})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 	cy := st.Cycles[0]
 	if cy.Result != ResultFailed || cy.Outcome != "run "+cy.JobID+" failed: exit code 3: no label column" || cy.Evaluation != nil {
@@ -193,8 +192,8 @@ func TestRetrainSubmissionFails(t *testing.T) {
 	env := newRetrainEnv(t)
 	env.OnActivity("SubmitRetraining", mock.Anything, mock.Anything).Return(activities.Submission{},
 		temporal.NewNonRetryableApplicationError("no training data for bearing-failure: put labelled CSV files in /data/bearing-failure/train", "InvalidInput", nil))
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 	if cy := st.Cycles[0]; cy.Result != ResultFailed || !strings.Contains(cy.Outcome, "submitting the job failed: no training data") {
 		t.Errorf("cycle = %+v", cy)
@@ -206,8 +205,8 @@ func TestRetrainSubmissionFails(t *testing.T) {
 func TestRetrainTimeoutCancelsTheRun(t *testing.T) {
 	env, c := computeEnv(t, winner, 0)
 	awaitReturns(env, c, 10*time.Minute, running)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model, JobTimeout: time.Hour})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model, JobTimeout: time.Hour})
 	st := result(t, env)
 	cy := st.Cycles[0]
 	if cy.Result != ResultTimedOut || cy.Outcome != "no terminal status within 1h0m0s: cancelling run "+cy.JobID+"; run "+cy.JobID+" cancelled" {
@@ -217,7 +216,7 @@ func TestRetrainTimeoutCancelsTheRun(t *testing.T) {
 		t.Errorf("timed out after %s, want 1h", got)
 	}
 	_, a, e, _, x := c.count()
-	if x != 1 || c.cancels[0].Ref.ID != cy.JobID || c.cancels[0].Ref.Kind != training.KindLocal || e != 0 {
+	if x != 1 || c.cancels[0].Ref.ID != cy.JobID || c.cancels[0].Ref.Kind != modelfleet.ComputeLocal || e != 0 {
 		t.Errorf("cancels %+v, evaluations %d", c.cancels, e)
 	}
 	if a < 5 || a > 7 {
@@ -247,9 +246,9 @@ func TestRetrainSignalAndPollRace(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			env, c := computeEnv(t, winner, tc.submitDelay)
 			awaitReturns(env, c, tc.pollAfter, completed)
-			at(env, time.Second, RetrainTriggerSignal, drift("e1"))
+			at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
 			env.RegisterDelayedCallback(func() {
-				v, err := env.QueryWorkflow(StatusQuery)
+				v, err := env.QueryWorkflow(modelfleet.StatusQuery)
 				if err != nil {
 					t.Error(err)
 					return
@@ -257,9 +256,9 @@ func TestRetrainSignalAndPollRace(t *testing.T) {
 				var st RetrainStatus
 				_ = v.Get(&st)
 				id := jobIDOf(t, st)
-				env.SignalWorkflow(RunStatusSignal, RunStatus{Model: model, RunID: id, Status: "Completed", EventID: "r1"})
+				env.SignalWorkflow(modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: id, Status: "Completed", EventID: "r1"})
 			}, tc.signalAt)
-			env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+			env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 			st := result(t, env)
 			cy := st.Cycles[0]
 			if cy.Result != ResultRegistered || (tc.from != "" && cy.StatusFrom != tc.from) || cy.StatusFrom == "" {
@@ -292,10 +291,10 @@ func jobIDOf(t *testing.T, st RetrainStatus) string {
 func TestRetrainAdoptsAForeignJobWhileSubmitting(t *testing.T) {
 	env, c := computeEnv(t, winner, 30*time.Minute)
 	awaitReturns(env, c, time.Minute, completed)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	at(env, 5*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "job-1", Status: "Running", EventID: "r0"})
-	at(env, 6*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "job-1", Status: "Completed", EventID: "r1"})
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	at(env, 5*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "job-1", Status: "Running", EventID: "r0"})
+	at(env, 6*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "job-1", Status: "Completed", EventID: "r1"})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 	cy := st.Cycles[0]
 	if cy.Result != ResultCompleted || cy.RunID != "job-1" || !strings.Contains(cy.Outcome, "submitted elsewhere") || !strings.Contains(cy.Outcome, "run "+cy.JobID+" cancelled") {
@@ -310,9 +309,9 @@ func TestRetrainAdoptsAForeignJobWhileSubmitting(t *testing.T) {
 func TestRetrainWorkflowCancelCancelsTheRun(t *testing.T) {
 	env, c := computeEnv(t, winner, 0)
 	awaitReturns(env, c, 10*time.Minute, running)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
 	env.RegisterDelayedCallback(env.CancelWorkflow, 20*time.Minute)
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
 		t.Fatalf("workflow error = %v, want canceled", err)
 	}
@@ -326,21 +325,21 @@ func TestRetrainWorkflowCancelCancelsTheRun(t *testing.T) {
 func TestRetrainContinuesAsNewWithItsRun(t *testing.T) {
 	env, c := computeEnv(t, winner, 0)
 	awaitReturns(env, c, 10*time.Minute, running)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
 	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 5*time.Minute)
-	at(env, 6*time.Minute, RetrainTriggerSignal, drift("e2")) // wakes the loop: AwaitRun is in flight
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, 6*time.Minute, modelfleet.RetrainTriggerSignal, drift("e2")) // wakes the loop: AwaitRun is in flight
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	var can *workflow.ContinueAsNewError
 	if err := env.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("workflow error = %v, want continue-as-new", err)
 	}
-	var in RetrainInput
+	var in modelfleet.RetrainInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 		t.Fatal(err)
 	}
 	carried := carriedState(t, in)
 	cur := carried.Status.Current
-	if cur == nil || cur.Run == nil || cur.Compute != training.KindLocal || carried.Status.Stage != RetrainWaiting || cur.Triggers != 2 {
+	if cur == nil || cur.Run == nil || cur.Compute != modelfleet.ComputeLocal || carried.Status.Stage != modelfleet.RetrainWaiting || cur.Triggers != 2 {
 		t.Fatalf("carried %q %+v", carried.Status.Stage, cur)
 	}
 	if _, a, _, _, _ := c.count(); a != 1 {
@@ -350,30 +349,12 @@ func TestRetrainContinuesAsNewWithItsRun(t *testing.T) {
 	env2, c2 := computeEnv(t, winner, 0)
 	awaitReturns(env2, c2, time.Minute, completed)
 	env2.SetStartTime(parse(t, carried.Status.UpdatedAt)) // where the first run stopped
-	env2.ExecuteWorkflow(RetrainWorkflowName, in)
+	env2.ExecuteWorkflow(modelfleet.RetrainWorkflowName, in)
 	st := result(t, env2)
 	if s, _, e, r, _ := c2.count(); s != 0 || e != 1 || r != 1 {
 		t.Errorf("after continue-as-new: submitted %d, evaluated %d, registered %d; want 0, 1, 1", s, e, r)
 	}
 	if cy := st.Cycles[0]; cy.Result != ResultRegistered || cy.JobID != cur.JobID {
 		t.Errorf("cycle = %+v", cy)
-	}
-}
-
-// The names other packages repeat agree with the workflow's.
-func TestRetrainContracts(t *testing.T) {
-	if ComputeExternal != training.KindExternal || RetrainRunTag != training.RetrainTag {
-		t.Error("workflows and training disagree on the external compute or the run tag")
-	}
-	if activities.ReleaseWorkflowType != ReleaseWorkflowName || activities.ReleaseModelAttr != ModelAttr.GetName() ||
-		activities.ReleaseVersionAttr != VersionAttr.GetName() || activities.ReleaseStageAttr != StageAttr.GetName() ||
-		activities.ReleaseSucceededStage != StateSucceeded {
-		t.Error("activities.ReleaseHistory queries other names than the release workflow sets")
-	}
-	if activities.PropMargin != GateMarginProperty {
-		t.Error("the registered margin property is not the one the release gate reads")
-	}
-	if !training.ValidJobID("retrain-" + strings.Repeat("m", 200) + "-0123456789ab-100") {
-		t.Error("the longest job id is not valid")
 	}
 }

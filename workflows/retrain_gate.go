@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 )
 
@@ -19,45 +20,20 @@ import (
 // loses waits at the gate, recorded, for an operator's override (the
 // approve control), and fails if none comes.
 
-// GateMarginProperty is the model property that sets a version's margin
-// over the champion at the release gate (default 0: no worse than the
-// champion). Retrained versions carry the margin they won by.
-const GateMarginProperty = "modelfleet.gate.margin"
-
 // ChampionOverrideWindow is how long a release whose version lost to the
 // champion waits for an override before it fails.
 const ChampionOverrideWindow = 24 * time.Hour
 
-// ChampionGateName is GateStatus.After while a release waits at the
-// champion gate.
-const ChampionGateName = "champion"
-
 // championGateChange versions the gate into Release (replay safety:
 // histories recorded before it never ran it and replay without it).
 const championGateChange = "release-champion-gate"
-
-// Outcomes of the champion gate.
-const (
-	GatePassed     = "passed"
-	GateWaiting    = "waiting-for-override"
-	GateOverridden = "overridden"
-	GateRejected   = "rejected"
-	GateStopped    = "stopped" // rejected, aborted or rolled back by an operator at the gate
-)
-
-// ChampionCheck is the champion gate's record in a release's status.
-type ChampionCheck struct {
-	activities.Comparison
-	Outcome  string         `json:"outcome"`
-	Override *ControlRecord `json:"override,omitempty"`
-}
 
 // championGate runs the gate, publishing its record through *out as it
 // goes (the release passes &r.status.Champion, so the status query shows
 // it). nil: roll out. An error ends the release (r.end): a loss nobody
 // overrode is a non-retryable "ChampionGate" failure; an operator's reject,
 // abort or rollback at the gate ends it as those controls do.
-func (r *release) championGate(ctx workflow.Context, out **ChampionCheck) error {
+func (r *release) championGate(ctx workflow.Context, out **modelfleet.ChampionCheck) error {
 	if workflow.GetVersion(ctx, championGateChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
@@ -65,12 +41,12 @@ func (r *release) championGate(ctx workflow.Context, out **ChampionCheck) error 
 		StartToCloseTimeout: 10 * time.Minute, ScheduleToCloseTimeout: time.Hour,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 	})
-	var cmp activities.Comparison
+	var cmp modelfleet.Comparison
 	req := activities.GateRequest{Model: r.in.Model, Margin: gateMargin(r.in.Properties)}
 	if err := workflow.ExecuteActivity(actx, retraining.CheckChampion, req).Get(ctx, &cmp); err != nil {
 		return fmt.Errorf("champion gate could not run: %w", err)
 	}
-	check := &ChampionCheck{Comparison: cmp, Outcome: GatePassed}
+	check := &modelfleet.ChampionCheck{Comparison: cmp, Outcome: modelfleet.GatePassed}
 	*out = check
 	if cmp.Passed {
 		return nil
@@ -78,20 +54,20 @@ func (r *release) championGate(ctx workflow.Context, out **ChampionCheck) error 
 
 	// Lost: wait for an approve sent from now on (one sent earlier was
 	// meant for another gate) or a stop.
-	check.Outcome = GateWaiting
+	check.Outcome = modelfleet.GateWaiting
 	from := len(r.ctl.log)
-	override := func() *ControlRecord {
+	override := func() *modelfleet.ControlRecord {
 		for i := from; i < len(r.ctl.log); i++ {
-			if r.ctl.log[i].Action == SignalApprove {
+			if r.ctl.log[i].Action == modelfleet.SignalApprove {
 				return &r.ctl.log[i]
 			}
 		}
 		return nil
 	}
 	now := workflow.Now(ctx)
-	r.status.Gate = &GateStatus{After: ChampionGateName, Since: now.UTC().Format(time.RFC3339),
+	r.status.Gate = &modelfleet.GateStatus{After: modelfleet.ChampionGateName, Since: now.UTC().Format(time.RFC3339),
 		Deadline: now.Add(ChampionOverrideWindow).UTC().Format(time.RFC3339), OnTimeout: "fail"}
-	r.setState(ctx, StateAwaitingApproval, "champion gate: "+cmp.Reason+"; approve to override")
+	r.setState(ctx, modelfleet.StateAwaitingApproval, "champion gate: "+cmp.Reason+"; approve to override")
 	ok, err := workflow.AwaitWithTimeout(ctx, ChampionOverrideWindow, func() bool { return override() != nil || r.ctl.stopping() })
 	r.status.Gate = nil
 	if err != nil {
@@ -99,23 +75,23 @@ func (r *release) championGate(ctx workflow.Context, out **ChampionCheck) error 
 	}
 	switch rec := override(); {
 	case ok && r.ctl.stopping():
-		check.Outcome = GateStopped
+		check.Outcome = modelfleet.GateStopped
 		return r.checkpoint(ctx)
 	case ok && rec != nil:
 		r.ctl.approved = false // spent here: not a pass for a later gate
 		o := *rec
-		check.Outcome, check.Override = GateOverridden, &o
-		r.setState(ctx, StateValidating, fmt.Sprintf("champion gate overridden by %s: %s", o.By, o.Reason))
+		check.Outcome, check.Override = modelfleet.GateOverridden, &o
+		r.setState(ctx, modelfleet.StateValidating, fmt.Sprintf("champion gate overridden by %s: %s", o.By, o.Reason))
 		return nil
 	}
-	check.Outcome = GateRejected
+	check.Outcome = modelfleet.GateRejected
 	return temporal.NewNonRetryableApplicationError(
 		fmt.Sprintf("champion gate: %s; not overridden within %s", cmp.Reason, ChampionOverrideWindow), "ChampionGate", nil)
 }
 
-// gateMargin reads GateMarginProperty: a number from 0 to 1, else 0.
+// gateMargin reads modelfleet.PropGateMargin: a number from 0 to 1, else 0.
 func gateMargin(props map[string]string) float64 {
-	v, err := strconv.ParseFloat(props[GateMarginProperty], 64)
+	v, err := strconv.ParseFloat(props[modelfleet.PropGateMargin], 64)
 	if err != nil || v < 0 || v >= 1 {
 		return 0
 	}

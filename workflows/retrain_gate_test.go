@@ -20,17 +20,17 @@ import (
 // gate's record (ReleaseStatus gets a Champion field when the lead wires
 // the gate into Release).
 type gateResult struct {
-	Status ReleaseStatus  `json:"status"`
-	Check  *ChampionCheck `json:"check"`
-	Passed bool           `json:"passed"`
+	Status modelfleet.ReleaseStatus  `json:"status"`
+	Check  *modelfleet.ChampionCheck `json:"check"`
+	Passed bool                      `json:"passed"`
 }
 
 // gateWorkflow is the part of Release the gate sits in: controls listening,
 // the gate, and r.end for whatever it returns.
-func gateWorkflow(ctx workflow.Context, in ReleaseInput) (gateResult, error) {
-	r := &release{in: in, status: ReleaseStatus{Model: in.Model, State: StateValidating, Sites: []SiteStatus{}}, index: map[string]int{}}
-	var check *ChampionCheck
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (gateResult, error) {
+func gateWorkflow(ctx workflow.Context, in modelfleet.ReleaseInput) (gateResult, error) {
+	r := &release{in: in, status: modelfleet.ReleaseStatus{Model: in.Model, State: modelfleet.StateValidating, Sites: []modelfleet.SiteStatus{}}, index: map[string]int{}}
+	var check *modelfleet.ChampionCheck
+	if err := workflow.SetQueryHandler(ctx, modelfleet.StatusQuery, func() (gateResult, error) {
 		return gateResult{Status: r.status, Check: check}, nil
 	}); err != nil {
 		return gateResult{}, err
@@ -44,19 +44,19 @@ func gateWorkflow(ctx workflow.Context, in ReleaseInput) (gateResult, error) {
 }
 
 // newGateEnv mocks CheckChampion: it takes a minute and answers cmp.
-func newGateEnv(t *testing.T, cmp activities.Comparison) (*testsuite.TestWorkflowEnvironment, *[]activities.GateRequest) {
+func newGateEnv(t *testing.T, cmp modelfleet.Comparison) (*testsuite.TestWorkflowEnvironment, *[]activities.GateRequest) {
 	t.Helper()
 	env := newRetrainEnv(t)
 	env.RegisterWorkflowWithOptions(gateWorkflow, workflow.RegisterOptions{Name: "gate"})
 	var reqs []activities.GateRequest
-	env.OnActivity("CheckChampion", mock.Anything, mock.Anything).After(time.Minute).Return(func(_ context.Context, req activities.GateRequest) (activities.Comparison, error) {
+	env.OnActivity("CheckChampion", mock.Anything, mock.Anything).After(time.Minute).Return(func(_ context.Context, req activities.GateRequest) (modelfleet.Comparison, error) {
 		reqs = append(reqs, req)
 		return cmp, nil
 	})
 	return env, &reqs
 }
 
-var v5 = ReleaseInput{Model: modelfleet.ModelRef{Name: model, Version: "5"}}
+var v5 = modelfleet.ReleaseInput{Model: modelfleet.ModelRef{Name: model, Version: "5"}}
 
 func gateRun(t *testing.T, env *testsuite.TestWorkflowEnvironment) (gateResult, error) {
 	t.Helper()
@@ -76,10 +76,10 @@ func gateRun(t *testing.T, env *testsuite.TestWorkflowEnvironment) (gateResult, 
 func TestChampionGatePasses(t *testing.T) {
 	env, reqs := newGateEnv(t, winner)
 	in := v5
-	in.Properties = map[string]string{GateMarginProperty: "0.005"}
+	in.Properties = map[string]string{modelfleet.PropGateMargin: "0.005"}
 	env.ExecuteWorkflow("gate", in)
 	res, err := gateRun(t, env)
-	if err != nil || !res.Passed || res.Check == nil || res.Check.Outcome != GatePassed || res.Check.Reason != winner.Reason {
+	if err != nil || !res.Passed || res.Check == nil || res.Check.Outcome != modelfleet.GatePassed || res.Check.Reason != winner.Reason {
 		t.Fatalf("gate = %+v, %v", res, err)
 	}
 	if len(*reqs) != 1 || (*reqs)[0].Margin != 0.005 || (*reqs)[0].Model != v5.Model {
@@ -93,11 +93,11 @@ func TestChampionGatePasses(t *testing.T) {
 func TestChampionGateOverride(t *testing.T) {
 	env, reqs := newGateEnv(t, loser)
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalApprove, Control{By: "early", Reason: "meant for the canary gate"})
+		env.SignalWorkflow(modelfleet.SignalApprove, modelfleet.Control{By: "early", Reason: "meant for the canary gate"})
 	}, time.Second) // while the comparison runs
 	var waiting gateResult
 	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(StatusQuery)
+		v, err := env.QueryWorkflow(modelfleet.StatusQuery)
 		if err == nil {
 			err = v.Get(&waiting)
 		}
@@ -106,19 +106,19 @@ func TestChampionGateOverride(t *testing.T) {
 		}
 	}, time.Hour)
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalApprove, Control{By: "alice", Reason: "known regression on old data; the plant changed"})
+		env.SignalWorkflow(modelfleet.SignalApprove, modelfleet.Control{By: "alice", Reason: "known regression on old data; the plant changed"})
 	}, 2*time.Hour)
 	env.ExecuteWorkflow("gate", v5)
 	res, err := gateRun(t, env)
 	if err != nil || !res.Passed {
 		t.Fatalf("gate = %+v, %v", res, err)
 	}
-	if waiting.Status.State != StateAwaitingApproval || waiting.Status.Gate == nil || waiting.Status.Gate.After != ChampionGateName ||
-		!strings.Contains(waiting.Status.Reason, loser.Reason) || waiting.Check.Outcome != GateWaiting {
+	if waiting.Status.State != modelfleet.StateAwaitingApproval || waiting.Status.Gate == nil || waiting.Status.Gate.After != modelfleet.ChampionGateName ||
+		!strings.Contains(waiting.Status.Reason, loser.Reason) || waiting.Check.Outcome != modelfleet.GateWaiting {
 		t.Errorf("while waiting: %+v gate %+v check %+v", waiting.Status, waiting.Status.Gate, waiting.Check)
 	}
 	c := res.Check
-	if c.Outcome != GateOverridden || c.Override == nil || c.Override.By != "alice" || c.Passed {
+	if c.Outcome != modelfleet.GateOverridden || c.Override == nil || c.Override.By != "alice" || c.Passed {
 		t.Errorf("check = %+v", c)
 	}
 	if res.Status.Gate != nil || !strings.Contains(res.Status.Reason, "overridden by alice") || len(res.Status.Controls) != 2 {
@@ -144,17 +144,19 @@ func TestChampionGateRejects(t *testing.T) {
 // (nothing was touched: rolled back, trivially).
 func TestChampionGateStoppedByAnOperator(t *testing.T) {
 	env, _ := newGateEnv(t, loser)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalReject, Control{By: "bob", Reason: "worse, as it says"}) }, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(modelfleet.SignalReject, modelfleet.Control{By: "bob", Reason: "worse, as it says"})
+	}, time.Hour)
 	env.ExecuteWorkflow("gate", v5)
 	res, err := gateRun(t, env)
-	if err != nil || res.Passed || res.Status.State != StateRolledBack || res.Check.Outcome != GateStopped {
+	if err != nil || res.Passed || res.Status.State != modelfleet.StateRolledBack || res.Check.Outcome != modelfleet.GateStopped {
 		t.Fatalf("gate = %+v / %+v, %v", res.Status, res.Check, err)
 	}
 }
 
 func TestGateMargin(t *testing.T) {
 	for v, want := range map[string]float64{"": 0, "0.01": 0.01, "x": 0, "-1": 0, "1": 0, "0": 0} {
-		if got := gateMargin(map[string]string{GateMarginProperty: v}); got != want {
+		if got := gateMargin(map[string]string{modelfleet.PropGateMargin: v}); got != want {
 			t.Errorf("gateMargin(%q) = %v, want %v", v, got, want)
 		}
 	}

@@ -29,11 +29,6 @@ import (
 // retrainSubmitChange versions the change that made cycles submit jobs.
 const retrainSubmitChange = "retrain-submits-jobs"
 
-// ComputeExternal is a cycle's compute when the model has no retraining
-// policy: nothing is submitted and the cycle waits for the status of a job
-// submitted elsewhere (training.KindExternal).
-const ComputeExternal = "external"
-
 // retrainAwaitWindow is how long one AwaitRun follows a job before it
 // returns and is called again: it keeps each activity short, so the
 // workflow can continue as new between them.
@@ -64,21 +59,21 @@ func (r *retrain) reconcile(ctx workflow.Context) {
 	st := &r.st
 	if c := st.Status.Current; c != nil && c.Submits {
 		switch st.Status.Stage {
-		case RetrainWaiting:
+		case modelfleet.RetrainWaiting:
 			switch {
 			case c.Compute == "":
 				r.start(ctx, opSubmit, c.Number, "", retraining.SubmitRetraining,
 					activities.SubmitRequest{Model: r.in.Model, JobID: c.JobID, Cycle: c.Number, Why: c.Why})
-			case c.Compute != ComputeExternal && c.Run != nil:
+			case c.Compute != modelfleet.ComputeExternal && c.Run != nil:
 				if _, done := terminal(c.RunStatus); !done {
 					r.start(ctx, opAwait, c.Number, "", retraining.AwaitRun,
 						activities.AwaitRunRequest{Ref: *c.Run, Poll: r.in.PollInterval, Window: retrainAwaitWindow})
 				}
 			}
-		case RetrainEvaluating:
+		case modelfleet.RetrainEvaluating:
 			r.start(ctx, opEvaluate, c.Number, "", retraining.EvaluateChallenger,
 				activities.EvaluateRequest{Model: r.in.Model, Ref: *c.Run, Margin: *r.in.Margin})
-		case RetrainRegistering:
+		case modelfleet.RetrainRegistering:
 			r.start(ctx, opRegister, c.Number, "", retraining.RegisterChallenger,
 				activities.RegisterRequest{Model: r.in.Model, JobID: c.JobID, Cycle: c.Number, Why: c.Why, Ref: *c.Run, Comparison: *c.Evaluation})
 		}
@@ -164,7 +159,7 @@ func (r *retrain) done(ctx workflow.Context, o *op, f workflow.Future) {
 	case opSubmit:
 		var sub activities.Submission
 		err := f.Get(ctx, &sub)
-		c := r.current(o.cycle, RetrainWaiting)
+		c := r.current(o.cycle, modelfleet.RetrainWaiting)
 		if c == nil || c.Compute != "" || temporal.IsCanceledError(err) {
 			return
 		}
@@ -176,7 +171,7 @@ func (r *retrain) done(ctx workflow.Context, o *op, f workflow.Future) {
 	case opAwait:
 		var js activities.JobStatus
 		err := f.Get(ctx, &js)
-		c := r.current(o.cycle, RetrainWaiting)
+		c := r.current(o.cycle, modelfleet.RetrainWaiting)
 		if c == nil || temporal.IsCanceledError(err) {
 			return
 		}
@@ -190,9 +185,9 @@ func (r *retrain) done(ctx workflow.Context, o *op, f workflow.Future) {
 		}
 		r.st.Status.UpdatedAt = stamp(ctx)
 	case opEvaluate:
-		var cmp activities.Comparison
+		var cmp modelfleet.Comparison
 		err := f.Get(ctx, &cmp)
-		c := r.current(o.cycle, RetrainEvaluating)
+		c := r.current(o.cycle, modelfleet.RetrainEvaluating)
 		if c == nil || temporal.IsCanceledError(err) {
 			return
 		}
@@ -205,11 +200,11 @@ func (r *retrain) done(ctx workflow.Context, o *op, f workflow.Future) {
 			r.finish(ctx, ResultRejected, "rejected: "+cmp.Reason)
 			return
 		}
-		r.setStage(ctx, RetrainRegistering, "the challenger won: "+cmp.Reason)
+		r.setStage(ctx, modelfleet.RetrainRegistering, "the challenger won: "+cmp.Reason)
 	case opRegister:
 		var m modelfleet.Model
 		err := f.Get(ctx, &m)
-		c := r.current(o.cycle, RetrainRegistering)
+		c := r.current(o.cycle, modelfleet.RetrainRegistering)
 		if c == nil || temporal.IsCanceledError(err) {
 			return
 		}
@@ -243,12 +238,12 @@ func (r *retrain) done(ctx workflow.Context, o *op, f workflow.Future) {
 // arrived by signal before the submission returned is acted on now.
 func (r *retrain) submitted(ctx workflow.Context, c *RetrainCycle, sub activities.Submission) {
 	c.Compute, c.ComputeID = sub.Compute, sub.ComputeID
-	if sub.Compute == ComputeExternal {
+	if sub.Compute == modelfleet.ComputeExternal {
 		return
 	}
 	ref := sub.Ref
 	c.Run, c.RunID = &ref, ref.ID
-	r.setStage(ctx, RetrainWaiting, fmt.Sprintf("retraining requested: %s; run %s on %s", c.Why, ref.ID, sub.Compute))
+	r.setStage(ctx, modelfleet.RetrainWaiting, fmt.Sprintf("retraining requested: %s; run %s on %s", c.Why, ref.ID, sub.Compute))
 	if _, done := terminal(c.RunStatus); done {
 		r.endRun(ctx, c.RunStatus, "")
 	}
@@ -282,7 +277,7 @@ func (r *retrain) endRun(ctx workflow.Context, status, note string) {
 		outcome += ", submitted elsewhere: nothing evaluated"
 	case result == ResultCompleted:
 		r.st.Deadline = time.Time{}
-		r.setStage(ctx, RetrainEvaluating, fmt.Sprintf("run %s completed: evaluating the challenger against the champion", c.RunID))
+		r.setStage(ctx, modelfleet.RetrainEvaluating, fmt.Sprintf("run %s completed: evaluating the challenger against the champion", c.RunID))
 		return
 	case c.Message != "":
 		outcome += ": " + c.Message
@@ -297,7 +292,7 @@ func (r *retrain) endRun(ctx workflow.Context, status, note string) {
 // ours is cancelled.
 func (r *retrain) timedOut(ctx workflow.Context) {
 	c := r.st.Status.Current
-	if !c.Submits || c.Compute == ComputeExternal {
+	if !c.Submits || c.Compute == modelfleet.ComputeExternal {
 		r.finish(ctx, ResultTimedOut, fmt.Sprintf("no terminal status within %s", r.in.JobTimeout))
 		return
 	}
@@ -321,7 +316,7 @@ func (r *retrain) runRef(c *RetrainCycle) activities.RunRef {
 func (r *retrain) cancelled(ctx workflow.Context) (RetrainStatus, error) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	c := r.st.Status.Current
-	if c != nil && c.Submits && c.Compute != ComputeExternal && r.st.Status.Stage == RetrainWaiting {
+	if c != nil && c.Submits && c.Compute != modelfleet.ComputeExternal && r.st.Status.Stage == modelfleet.RetrainWaiting {
 		r.st.Cancels = append(r.st.Cancels, RunCancel{Cycle: c.Number, Ref: r.runRef(c)})
 	}
 	if c != nil {
@@ -336,7 +331,7 @@ func (r *retrain) cancelled(ctx workflow.Context) (RetrainStatus, error) {
 		}
 	}
 	r.st.Cancels = nil
-	r.setStage(dctx, RetrainClosed, "cancelled")
+	r.setStage(dctx, modelfleet.RetrainClosed, "cancelled")
 	return r.st.Status, temporal.NewCanceledError("retraining workflow cancelled")
 }
 

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 )
 
@@ -26,15 +27,15 @@ func newRetrainEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: RetrainWorkflowName})
+	env.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: modelfleet.RetrainWorkflowName})
 	// No retraining policies: every cycle waits for a job submitted
 	// elsewhere, as the workflow did before it could submit jobs.
 	env.RegisterActivity(&activities.Retraining{})
 	return env
 }
 
-func drift(id string) RetrainTrigger {
-	return RetrainTrigger{Reason: ReasonDatasetDrift, EventID: id, Model: model, DriftCoefficient: 0.8, Monitor: model + "--drift"}
+func drift(id string) modelfleet.RetrainTrigger {
+	return modelfleet.RetrainTrigger{Reason: modelfleet.ReasonDatasetDrift, EventID: id, Model: model, DriftCoefficient: 0.8, Monitor: model + "--drift"}
 }
 
 // at sends a signal d after the start.
@@ -45,7 +46,7 @@ func at(env *testsuite.TestWorkflowEnvironment, d time.Duration, name string, v 
 // query reads the status d after the start into *st.
 func query(t *testing.T, env *testsuite.TestWorkflowEnvironment, d time.Duration, st *RetrainStatus) {
 	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(StatusQuery)
+		v, err := env.QueryWorkflow(modelfleet.StatusQuery)
 		if err != nil {
 			t.Errorf("query at %s: %v", d, err)
 			return
@@ -73,25 +74,25 @@ func result(t *testing.T, env *testsuite.TestWorkflowEnvironment) RetrainStatus 
 
 func TestRetrainCoalescesTriggers(t *testing.T) {
 	env := newRetrainEnv(t)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	at(env, 30*time.Second, RetrainTriggerSignal, drift("e2"))
-	at(env, time.Minute, RetrainTriggerSignal, RetrainTrigger{Reason: ReasonMonitorThreshold, EventID: "e3", Model: model})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	at(env, 30*time.Second, modelfleet.RetrainTriggerSignal, drift("e2"))
+	at(env, time.Minute, modelfleet.RetrainTriggerSignal, modelfleet.RetrainTrigger{Reason: modelfleet.ReasonMonitorThreshold, EventID: "e3", Model: model})
 	// A trigger while the job runs joins the running retraining.
-	at(env, 5*time.Minute, RetrainTriggerSignal, drift("e4"))
+	at(env, 5*time.Minute, modelfleet.RetrainTriggerSignal, drift("e4"))
 	var collecting, waiting RetrainStatus
 	query(t, env, 90*time.Second, &collecting)
 	query(t, env, 4*time.Minute, &waiting)
-	at(env, 10*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "run-1", Status: "Completed", EventID: "r1"})
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, 10*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "Completed", EventID: "r1"})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 
-	if got, want := collecting.Stage, RetrainCollecting; got != want {
+	if got, want := collecting.Stage, modelfleet.RetrainCollecting; got != want {
 		t.Errorf("stage at 90s = %q, want %q", got, want)
 	}
 	if collecting.Current == nil || collecting.Current.Triggers != 3 {
 		t.Errorf("current cycle at 90s = %+v, want 3 triggers", collecting.Current)
 	}
-	if got, want := waiting.Stage, RetrainWaiting; got != want {
+	if got, want := waiting.Stage, modelfleet.RetrainWaiting; got != want {
 		t.Errorf("stage at 4m = %q, want %q", got, want)
 	}
 	if got, want := len(st.Cycles), 1; got != want {
@@ -104,7 +105,7 @@ func TestRetrainCoalescesTriggers(t *testing.T) {
 	if got, want := c.Why, "3 trigger(s) (dataset-drift x2, monitor-threshold-breached x1) within the 2m0s debounce"; got != want {
 		t.Errorf("why = %q, want %q", got, want)
 	}
-	if got, want := st.Stage, RetrainClosed; got != want {
+	if got, want := st.Stage, modelfleet.RetrainClosed; got != want {
 		t.Errorf("final stage = %q, want %q", got, want)
 	}
 	if got, want := st.TriggersTotal, 4; got != want {
@@ -121,13 +122,13 @@ func TestRetrainCoalescesTriggers(t *testing.T) {
 func TestRetrainDedupesByEventID(t *testing.T) {
 	env := newRetrainEnv(t)
 	for i := range 3 {
-		at(env, time.Duration(i+1)*time.Second, RetrainTriggerSignal, drift("same"))
+		at(env, time.Duration(i+1)*time.Second, modelfleet.RetrainTriggerSignal, drift("same"))
 	}
 	// A redelivered run status is dropped too.
-	done := RunStatus{Model: model, RunID: "run-1", Status: "Failed", EventID: "r1"}
-	at(env, 10*time.Minute, RunStatusSignal, done)
-	at(env, 11*time.Minute, RunStatusSignal, done)
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	done := modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "Failed", EventID: "r1"}
+	at(env, 10*time.Minute, modelfleet.RunStatusSignal, done)
+	at(env, 11*time.Minute, modelfleet.RunStatusSignal, done)
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 	if st.TriggersTotal != 1 || st.Duplicates != 3 {
 		t.Errorf("triggers total = %d, duplicates = %d, want 1 and 3", st.TriggersTotal, st.Duplicates)
@@ -139,17 +140,17 @@ func TestRetrainDedupesByEventID(t *testing.T) {
 
 func TestRetrainCooldown(t *testing.T) {
 	env := newRetrainEnv(t)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	at(env, 10*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "run-1", Status: "Completed", EventID: "r1"})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	at(env, 10*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "Completed", EventID: "r1"})
 	// Drift an hour after the retraining: deferred to the end of the cooldown.
-	at(env, 70*time.Minute, RetrainTriggerSignal, drift("e2"))
-	at(env, 80*time.Minute, RetrainTriggerSignal, drift("e3"))
+	at(env, 70*time.Minute, modelfleet.RetrainTriggerSignal, drift("e2"))
+	at(env, 80*time.Minute, modelfleet.RetrainTriggerSignal, drift("e3"))
 	var cooling RetrainStatus
 	query(t, env, 2*time.Hour, &cooling)
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 
-	if got, want := cooling.Stage, RetrainCooldown; got != want {
+	if got, want := cooling.Stage, modelfleet.RetrainCooldown; got != want {
 		t.Errorf("stage at 2h = %q, want %q", got, want)
 	}
 	if cooling.Current != nil {
@@ -178,19 +179,19 @@ func TestRetrainCooldown(t *testing.T) {
 
 func TestRetrainRunStatus(t *testing.T) {
 	env := newRetrainEnv(t)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
 	// Before the request: recorded, no effect.
-	at(env, 30*time.Second, RunStatusSignal, RunStatus{Model: model, RunID: "old", Status: "Completed", EventID: "r0"})
-	at(env, 5*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "run-1", Status: "Running", EventID: "r1"})
+	at(env, 30*time.Second, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "old", Status: "Completed", EventID: "r0"})
+	at(env, 5*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "Running", EventID: "r1"})
 	// Another job's final status does not end this one.
-	at(env, 6*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "other", Status: "Failed", EventID: "r2"})
+	at(env, 6*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "other", Status: "Failed", EventID: "r2"})
 	var running RetrainStatus
 	query(t, env, 7*time.Minute, &running)
-	at(env, 8*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "run-1", Status: "completed", EventID: "r3"})
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, 8*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "completed", EventID: "r3"})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	st := result(t, env)
 
-	if running.Stage != RetrainWaiting || running.Current == nil || running.Current.RunID != "run-1" || running.Current.RunStatus != "Running" {
+	if running.Stage != modelfleet.RetrainWaiting || running.Current == nil || running.Current.RunID != "run-1" || running.Current.RunStatus != "Running" {
 		t.Errorf("status at 7m = %+v / %+v, want waiting on run-1 Running", running, running.Current)
 	}
 	if len(st.Cycles) != 1 || st.Cycles[0].Result != "completed" || st.Cycles[0].RunID != "run-1" {
@@ -205,16 +206,16 @@ func TestRetrainStatusQueryAndTimeouts(t *testing.T) {
 	env := newRetrainEnv(t)
 	var idle RetrainStatus
 	query(t, env, time.Minute, &idle)
-	at(env, 2*time.Minute, RetrainTriggerSignal, drift("e1"))
+	at(env, 2*time.Minute, modelfleet.RetrainTriggerSignal, drift("e1"))
 	var waiting RetrainStatus
 	query(t, env, 10*time.Minute, &waiting)
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model, Debounce: 5 * time.Minute, JobTimeout: time.Hour, Cooldown: time.Hour, IdleTimeout: 2 * time.Hour})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model, Debounce: 5 * time.Minute, JobTimeout: time.Hour, Cooldown: time.Hour, IdleTimeout: 2 * time.Hour})
 	st := result(t, env)
 
-	if idle.Stage != RetrainIdle || idle.Model != model || idle.Until == "" {
+	if idle.Stage != modelfleet.RetrainIdle || idle.Model != model || idle.Until == "" {
 		t.Errorf("status before any trigger = %+v", idle)
 	}
-	if waiting.Stage != RetrainWaiting || waiting.Reason != "retraining requested: 1 trigger(s) (dataset-drift x1) within the 5m0s debounce" {
+	if waiting.Stage != modelfleet.RetrainWaiting || waiting.Reason != "retraining requested: 1 trigger(s) (dataset-drift x1) within the 5m0s debounce" {
 		t.Errorf("status at 10m = %q %q", waiting.Stage, waiting.Reason)
 	}
 	if len(st.Cycles) != 1 || st.Cycles[0].Result != "timed-out" {
@@ -228,16 +229,16 @@ func TestRetrainStatusQueryAndTimeouts(t *testing.T) {
 
 func TestRetrainContinuesAsNewWithItsState(t *testing.T) {
 	env := newRetrainEnv(t)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
 	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Minute)
 	// The suggestion is seen on the next wake-up: this signal.
-	at(env, 90*time.Second, RetrainTriggerSignal, drift("e2"))
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, 90*time.Second, modelfleet.RetrainTriggerSignal, drift("e2"))
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	var can *workflow.ContinueAsNewError
 	if err := env.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("workflow error = %v, want continue-as-new", err)
 	}
-	var in RetrainInput
+	var in modelfleet.RetrainInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &in); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func TestRetrainContinuesAsNewWithItsState(t *testing.T) {
 		t.Fatalf("carried input = %+v, want the model", in)
 	}
 	s := carriedState(t, in)
-	if s.Status.Stage != RetrainCollecting || s.Status.Current == nil || s.Status.Current.Triggers != 2 {
+	if s.Status.Stage != modelfleet.RetrainCollecting || s.Status.Current == nil || s.Status.Current.Triggers != 2 {
 		t.Errorf("carried stage %q, cycle %+v: want collecting with 2 triggers", s.Status.Stage, s.Status.Current)
 	}
 	if len(s.Seen) != 2 || s.Deadline.IsZero() {
@@ -256,9 +257,9 @@ func TestRetrainContinuesAsNewWithItsState(t *testing.T) {
 	// the carried deadline.
 	env2 := newRetrainEnv(t)
 	env2.SetStartTime(s.Deadline.Add(-30 * time.Second))
-	at(env2, time.Second, RetrainTriggerSignal, drift("e1"))
-	at(env2, 10*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "run-1", Status: "Canceled", EventID: "r1"})
-	env2.ExecuteWorkflow(RetrainWorkflowName, in)
+	at(env2, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	at(env2, 10*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "Canceled", EventID: "r1"})
+	env2.ExecuteWorkflow(modelfleet.RetrainWorkflowName, in)
 	st := result(t, env2)
 	if st.Duplicates != 1 || len(st.Cycles) != 1 || st.Cycles[0].Triggers != 2 || st.Cycles[0].Result != "canceled" {
 		t.Errorf("after continue-as-new: duplicates %d, cycles %+v", st.Duplicates, st.Cycles)
@@ -267,14 +268,14 @@ func TestRetrainContinuesAsNewWithItsState(t *testing.T) {
 
 func TestRetrainRejectsAnInvalidModel(t *testing.T) {
 	env := newRetrainEnv(t)
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: "../x"})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: "../x"})
 	if err := env.GetWorkflowError(); err == nil {
 		t.Fatal("workflow error = nil, want invalid model name")
 	}
 }
 
 // carriedState is the RetrainState a continued run's input carries.
-func carriedState(t *testing.T, in RetrainInput) *RetrainState {
+func carriedState(t *testing.T, in modelfleet.RetrainInput) *RetrainState {
 	t.Helper()
 	if len(in.State) == 0 {
 		t.Fatalf("carried input = %+v, want the state", in)
@@ -306,11 +307,11 @@ func TestRetrainIndexesItsStage(t *testing.T) {
 		stage, _ := sa.GetKeyword(StageAttr)
 		stages = append(stages, stage)
 	}).Return(nil)
-	at(env, time.Second, RetrainTriggerSignal, drift("e1"))
-	at(env, 10*time.Minute, RunStatusSignal, RunStatus{Model: model, RunID: "run-1", Status: "Completed", EventID: "r1"})
-	env.ExecuteWorkflow(RetrainWorkflowName, RetrainInput{Model: model})
+	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))
+	at(env, 10*time.Minute, modelfleet.RunStatusSignal, modelfleet.RunStatus{Model: model, RunID: "run-1", Status: "Completed", EventID: "r1"})
+	env.ExecuteWorkflow(modelfleet.RetrainWorkflowName, modelfleet.RetrainInput{Model: model})
 	result(t, env)
-	want := []string{RetrainIdle, RetrainCollecting, RetrainWaiting, RetrainCooldown, RetrainIdle, RetrainClosed}
+	want := []string{modelfleet.RetrainIdle, modelfleet.RetrainCollecting, modelfleet.RetrainWaiting, modelfleet.RetrainCooldown, modelfleet.RetrainIdle, modelfleet.RetrainClosed}
 	if !slices.Equal(stages, want) {
 		t.Errorf("stages = %v, want %v", stages, want)
 	}

@@ -1,9 +1,8 @@
 package workflows
 
 import (
+	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 )
 
 // Custom search attributes, registered with the Temporal server at start (the
@@ -11,12 +10,12 @@ import (
 // the Temporal UI and `modelfleet release list` can filter releases by model,
 // version, stage and site.
 var (
-	ModelAttr   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrModel)
-	VersionAttr = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrVersion)
-	StageAttr   = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrStage)
-	SitesAttr   = temporal.NewSearchAttributeKeyKeywordList(wfapi.SearchAttrSites)
+	ModelAttr   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrModel)
+	VersionAttr = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrVersion)
+	StageAttr   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrStage)
+	SitesAttr   = temporal.NewSearchAttributeKeyKeywordList(modelfleet.SearchAttrSites)
 	// WorkloadAttr ("name:version") is set by workload releases only.
-	WorkloadAttr = temporal.NewSearchAttributeKeyKeyword(wfapi.SearchAttrWorkload)
+	WorkloadAttr = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrWorkload)
 )
 
 // SearchAttributeTypes lists the custom attributes and their Temporal types,

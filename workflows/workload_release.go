@@ -19,9 +19,9 @@ import (
 // gate (no model version changes), and no traffic steps: a site runs one
 // version of a workload at a time, so each batch swaps once, then bakes.
 // Its workflow ID is modelfleet.WorkloadReleaseWorkflowID.
-func WorkloadRelease(ctx workflow.Context, in WorkloadReleaseInput) (ReleaseStatus, error) {
-	r := newRelease(ctx, ReleaseInput{Model: modelfleet.ModelRef{Name: in.Model}}, modelfleet.WorkloadReleaseWorkflowID(in.Model, in.Workload), &in)
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (ReleaseStatus, error) { return r.status, nil }); err != nil {
+func WorkloadRelease(ctx workflow.Context, in modelfleet.WorkloadReleaseInput) (modelfleet.ReleaseStatus, error) {
+	r := newRelease(ctx, modelfleet.ReleaseInput{Model: modelfleet.ModelRef{Name: in.Model}}, modelfleet.WorkloadReleaseWorkflowID(in.Model, in.Workload), &in)
+	if err := workflow.SetQueryHandler(ctx, modelfleet.StatusQuery, func() (modelfleet.ReleaseStatus, error) { return r.status, nil }); err != nil {
 		return r.status, err
 	}
 	r.listen(ctx)
@@ -45,7 +45,7 @@ func WorkloadRelease(ctx workflow.Context, in WorkloadReleaseInput) (ReleaseStat
 	return r.end(ctx, r.rollout(ctx, r.nv, 0, r.planned.Waves[0]))
 }
 
-func validWorkloadRelease(in WorkloadReleaseInput) error {
+func validWorkloadRelease(in modelfleet.WorkloadReleaseInput) error {
 	if err := modelfleet.ValidateName("model name", in.Model); err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (r *release) applyActivity(ctx workflow.Context, nv modelfleet.DesiredVersi
 // approver is who approved the release past its last gate, if anyone did.
 func (r *release) approver() string {
 	for i := len(r.ctl.log) - 1; i >= 0; i-- {
-		if r.ctl.log[i].Action == SignalApprove {
+		if r.ctl.log[i].Action == modelfleet.SignalApprove {
 			return r.ctl.log[i].By
 		}
 	}

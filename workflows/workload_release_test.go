@@ -40,7 +40,7 @@ func newWorkloadHarness(t *testing.T, policy string, waves ...[]activities.Plann
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	h := &workloadHarness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}}
-	h.env.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: WorkloadReleaseWorkflowName})
+	h.env.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: modelfleet.WorkloadReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
 	p, err := rollout.Parse([]byte(policy))
 	if err != nil {
@@ -85,16 +85,16 @@ func newWorkloadHarness(t *testing.T, policy string, waves ...[]activities.Plann
 	return h
 }
 
-func (h *workloadHarness) run(in WorkloadReleaseInput) (ReleaseStatus, error) {
-	h.env.ExecuteWorkflow(WorkloadReleaseWorkflowName, in)
+func (h *workloadHarness) run(in modelfleet.WorkloadReleaseInput) (modelfleet.ReleaseStatus, error) {
+	h.env.ExecuteWorkflow(modelfleet.WorkloadReleaseWorkflowName, in)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}
-	v, err := h.env.QueryWorkflow(StatusQuery)
+	v, err := h.env.QueryWorkflow(modelfleet.StatusQuery)
 	if err != nil {
 		h.t.Fatalf("status query: %v", err)
 	}
-	var st ReleaseStatus
+	var st modelfleet.ReleaseStatus
 	if err := v.Get(&st); err != nil {
 		h.t.Fatal(err)
 	}
@@ -105,11 +105,11 @@ func (h *workloadHarness) run(in WorkloadReleaseInput) (ReleaseStatus, error) {
 // batch (no traffic steps), and indexes itself by model, workload and stage.
 func TestWorkloadReleaseRollsOutWaveByWave(t *testing.T) {
 	h := newWorkloadHarness(t, twoWaves, sites("c1"), sites("f1", "f2", "f3"))
-	st, err := h.run(WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
+	st, err := h.run(modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
 	if err != nil {
 		t.Fatalf("workflow error: %v", err)
 	}
-	if got, want := st.State, StateSucceeded; got != want {
+	if got, want := st.State, modelfleet.StateSucceeded; got != want {
 		t.Errorf("state = %q (%s), want %q", got, st.Reason, want)
 	}
 	var got []string
@@ -129,7 +129,7 @@ func TestWorkloadReleaseRollsOutWaveByWave(t *testing.T) {
 		t.Errorf("status names workload %v, workflow %q", st.Workload, st.WorkflowID())
 	}
 	for _, s := range st.Sites {
-		if s.State != SiteHealthy || s.Reason != "running workload bearing-failure-line:2" {
+		if s.State != modelfleet.SiteHealthy || s.Reason != "running workload bearing-failure-line:2" {
 			t.Errorf("site %s = %q (%s)", s.Site, s.State, s.Reason)
 		}
 	}
@@ -144,7 +144,7 @@ func TestWorkloadReleaseRollsOutWaveByWave(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Contains(stages, StateDeploying) || stages[len(stages)-1] != StateSucceeded {
+	if !slices.Contains(stages, modelfleet.StateDeploying) || stages[len(stages)-1] != modelfleet.StateSucceeded {
 		t.Errorf("stages = %v", stages)
 	}
 }
@@ -158,11 +158,11 @@ waves:
   - {name: fleet, failureBudget: 0}
 `, sites("c1"), sites("f1", "f2"))
 	h.failing["f2"] = "workload bearing-failure-line:2: manifest needs field \"load_ratio\" the code does not read"
-	st, err := h.run(WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
+	st, err := h.run(modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
 	if err == nil {
 		t.Fatal("release succeeded, want a breach")
 	}
-	if got, want := st.State, StateRolledBack; got != want {
+	if got, want := st.State, modelfleet.StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
 	if want := [][]string{{"f1", "f2"}, {"c1"}}; !slices.EqualFunc(h.rollback, want, slices.Equal) {
@@ -178,24 +178,24 @@ waves:
 approval: {after: [canary], timeout: 1h, onTimeout: abort}
 `, sites("c1"), sites("f1"))
 	h.env.RegisterDelayedCallback(func() {
-		h.env.SignalWorkflow(SignalApprove, Control{By: "ops", Reason: "canary fine"})
+		h.env.SignalWorkflow(modelfleet.SignalApprove, modelfleet.Control{By: "ops", Reason: "canary fine"})
 	}, time.Minute)
-	st, err := h.run(WorkloadReleaseInput{Model: "bearing-failure", Workload: line2, Policy: "waves: [{name: all}]"})
-	if err != nil || st.State != StateSucceeded {
+	st, err := h.run(modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: line2, Policy: "waves: [{name: all}]"})
+	if err != nil || st.State != modelfleet.StateSucceeded {
 		t.Fatalf("state %q (%s), err %v", st.State, st.Reason, err)
 	}
 	if len(h.plans) != 1 || h.plans[0].Policy != "waves: [{name: all}]" {
 		t.Errorf("plan requests = %+v, want the input's policy passed on", h.plans)
 	}
-	if len(st.Controls) != 1 || st.Controls[0].Action != SignalApprove || st.Controls[0].Wave != "canary" {
+	if len(st.Controls) != 1 || st.Controls[0].Action != modelfleet.SignalApprove || st.Controls[0].Wave != "canary" {
 		t.Errorf("controls = %+v", st.Controls)
 	}
 }
 
 func TestWorkloadReleaseRejectsABadRef(t *testing.T) {
 	h := newWorkloadHarness(t, twoWaves, sites("c1"))
-	st, err := h.run(WorkloadReleaseInput{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "line", Version: "../2"}})
-	if err == nil || st.State != StateFailed || len(h.plans) != 0 {
+	st, err := h.run(modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "line", Version: "../2"}})
+	if err == nil || st.State != modelfleet.StateFailed || len(h.plans) != 0 {
 		t.Fatalf("state %q, err %v, plans %d: want failed before planning", st.State, err, len(h.plans))
 	}
 }
@@ -241,7 +241,7 @@ func newDirectoryFixture(t *testing.T, policy string) *directoryFixture {
 	}
 	var s testsuite.WorkflowTestSuite
 	f.env = s.NewTestWorkflowEnvironment()
-	f.env.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: WorkloadReleaseWorkflowName})
+	f.env.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: modelfleet.WorkloadReleaseWorkflowName})
 	f.env.RegisterActivity(&activities.Cloud{Fleet: &fleet.Client{BaseURL: srv.URL}})
 	return f
 }
@@ -292,17 +292,17 @@ func (f *directoryFixture) converge(t *testing.T, failing map[string]string) {
 	})
 }
 
-func (f *directoryFixture) run(t *testing.T, in WorkloadReleaseInput) (ReleaseStatus, error) {
+func (f *directoryFixture) run(t *testing.T, in modelfleet.WorkloadReleaseInput) (modelfleet.ReleaseStatus, error) {
 	t.Helper()
-	f.env.ExecuteWorkflow(WorkloadReleaseWorkflowName, in)
+	f.env.ExecuteWorkflow(modelfleet.WorkloadReleaseWorkflowName, in)
 	if !f.env.IsWorkflowCompleted() {
 		t.Fatal("workflow did not complete")
 	}
-	v, err := f.env.QueryWorkflow(StatusQuery)
+	v, err := f.env.QueryWorkflow(modelfleet.StatusQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st ReleaseStatus
+	var st modelfleet.ReleaseStatus
 	if err := v.Get(&st); err != nil {
 		t.Fatal(err)
 	}
@@ -332,8 +332,8 @@ func TestWorkloadReleaseThroughTheDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.converge(t, nil)
-	st, err := f.run(t, WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
-	if err != nil || st.State != StateSucceeded {
+	st, err := f.run(t, modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
+	if err != nil || st.State != modelfleet.StateSucceeded {
 		t.Fatalf("state %q (%s), err %v", st.State, st.Reason, err)
 	}
 	for _, s := range []string{"c1", "f1", "f2"} {
@@ -353,8 +353,8 @@ func TestWorkloadReleaseRollbackRestoresThePreviousWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.converge(t, map[string]string{"f2": "paired code refuses the manifest"})
-	st, err := f.run(t, WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
-	if err == nil || st.State != StateRolledBack {
+	st, err := f.run(t, modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: line2})
+	if err == nil || st.State != modelfleet.StateRolledBack {
 		t.Fatalf("state %q (%s), err %v; want rolled back", st.State, st.Reason, err)
 	}
 	for _, s := range []string{"c1", "f1", "f2"} {
@@ -385,8 +385,8 @@ func TestWorkloadReleaseRefusesAnIncompatiblePair(t *testing.T) {
 		steps++
 		return fleet.StepResult{}, nil
 	})
-	st, err := f.run(t, WorkloadReleaseInput{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "bearing-failure-line", Version: "3"}})
-	if err == nil || st.State != StateFailed {
+	st, err := f.run(t, modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "bearing-failure-line", Version: "3"}})
+	if err == nil || st.State != modelfleet.StateFailed {
 		t.Fatalf("state %q, err %v; want failed", st.State, err)
 	}
 	for _, want := range []string{`workload "bearing-failure-line:3"`, `model "bearing-failure:1"`, "refused before any site changed", "load_ratio", "at 3 sites"} {

@@ -104,8 +104,8 @@ func run(rateList string, dur time.Duration, segments int, redeliver float64, bi
 	defer c.Close()
 	if withWorker {
 		w := worker.New(c, modelfleet.CloudTaskQueue, worker.Options{})
-		w.RegisterWorkflowWithOptions(func(workflow.Context, workflows.ReleaseInput) error { return nil },
-			workflow.RegisterOptions{Name: workflows.ReleaseWorkflowName})
+		w.RegisterWorkflowWithOptions(func(workflow.Context, modelfleet.ReleaseInput) error { return nil },
+			workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 		if err := w.Start(); err != nil {
 			return err
 		}
@@ -226,10 +226,10 @@ func start(ctx context.Context, c client.Client, model string, ev event) error {
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.ModelAttr.ValueSet(ref.Name),
 			workflows.VersionAttr.ValueSet(ref.Version),
-			workflows.StageAttr.ValueSet(workflows.StatePending),
+			workflows.StageAttr.ValueSet(modelfleet.StatePending),
 		),
 	}
-	_, err := c.ExecuteWorkflow(ctx, opts, workflows.ReleaseWorkflowName, workflows.ReleaseInput{Model: ref, EventID: ev.id})
+	_, err := c.ExecuteWorkflow(ctx, opts, modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref, EventID: ev.id})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil

@@ -46,7 +46,7 @@ func TestRetrainOnRealTemporal(t *testing.T) {
 	}
 	defer c.Close()
 	w := worker.New(c, modelfleet.CloudTaskQueue, worker.Options{})
-	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: workflows.RetrainWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.Retrain, workflow.RegisterOptions{Name: modelfleet.RetrainWorkflowName})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -54,12 +54,12 @@ func TestRetrainOnRealTemporal(t *testing.T) {
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	d := events.NewTemporalDispatcher(c, quiet, nil)
-	d.Retrain = workflows.RetrainInput{Debounce: 2 * time.Second, Cooldown: time.Second, IdleTimeout: 4 * time.Second, JobTimeout: time.Minute}
+	d.Retrain = modelfleet.RetrainInput{Debounce: 2 * time.Second, Cooldown: time.Second, IdleTimeout: 4 * time.Second, JobTimeout: time.Minute}
 	gw := httptest.NewServer(events.NewHandler(d, events.HandlerOptions{Logger: quiet}))
 	defer gw.Close()
 
 	model := fmt.Sprintf("bench-retrain-%d", time.Now().UnixNano()%1e9)
-	id := workflows.RetrainWorkflowID(model)
+	id := modelfleet.RetrainWorkflowID(model)
 	drift := func(eventID string) string {
 		return fmt.Sprintf(`[{"id":%q,"eventType":%q,"subject":"datadrifts/d/runs/r","eventTime":"2026-03-02T09:00:00Z",`+
 			`"data":{"dataDriftId":"d","dataDriftName":"%s--weekly","driftCoefficient":0.7}}]`, eventID, modelfleet.EventDatasetDriftDetected, model)
@@ -67,7 +67,7 @@ func TestRetrainOnRealTemporal(t *testing.T) {
 	for _, ev := range []string{"e1", "e2", "e1", "e3"} { // e1 redelivered
 		postOK(t, gw.URL, drift(ev))
 	}
-	st := waitStage(t, c, id, workflows.RetrainWaiting)
+	st := waitStage(t, c, id, modelfleet.RetrainWaiting)
 	if st.TriggersTotal != 3 || st.Duplicates != 1 || st.Current == nil || st.Current.Triggers != 3 {
 		t.Errorf("status = %+v, want 3 triggers in one cycle and 1 duplicate", st)
 	}
@@ -102,7 +102,7 @@ func waitStage(t *testing.T, c client.Client, id, stage string) workflows.Retrai
 	t.Helper()
 	var st workflows.RetrainStatus
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		v, err := c.QueryWorkflow(context.Background(), id, "", workflows.StatusQuery)
+		v, err := c.QueryWorkflow(context.Background(), id, "", modelfleet.StatusQuery)
 		if err == nil && v.Get(&st) == nil && st.Stage == stage {
 			return st
 		}

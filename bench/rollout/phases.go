@@ -111,7 +111,7 @@ func (b *bench) rollout(ctx context.Context, r *result) error {
 	}
 	ref := m.ModelRef
 	st, h, err := b.await(ctx, ref)
-	if err != nil || st.State != workflows.StateSucceeded {
+	if err != nil || st.State != modelfleet.StateSucceeded {
 		return fmt.Errorf("release %s did not succeed (%v): %s", ref, err, b.explain(ctx, ref))
 	}
 	r.rollout = h.end().Sub(t0)
@@ -144,7 +144,7 @@ func (b *bench) breach(ctx context.Context, r *result) error {
 	}
 	ref := m.ModelRef
 	id := modelfleet.ReleaseWorkflowID(ref)
-	if err := b.awaitStage(ctx, ref, workflows.StateAwaitingApproval); err != nil {
+	if err := b.awaitStage(ctx, ref, modelfleet.StateAwaitingApproval); err != nil {
 		return err
 	}
 	onNew := b.serving("2:100")
@@ -152,7 +152,7 @@ func (b *bench) breach(ctx context.Context, r *result) error {
 	defer b.s.blobs.unblock()
 	before, use := b.s.meter.snapshot(), b.usage()
 	approved := time.Now()
-	if err := b.signal(ctx, id, workflows.SignalApprove, "benchmark: roll the last wave out (its artifact is now unavailable)"); err != nil {
+	if err := b.signal(ctx, id, modelfleet.SignalApprove, "benchmark: roll the last wave out (its artifact is now unavailable)"); err != nil {
 		return err
 	}
 	_, h, werr := b.await(ctx, ref)
@@ -161,7 +161,7 @@ func (b *bench) breach(ctx context.Context, r *result) error {
 		return err
 	}
 	at := h.breachAt()
-	if st.State != workflows.StateRolledBack || at.IsZero() {
+	if st.State != modelfleet.StateRolledBack || at.IsZero() {
 		return fmt.Errorf("release %s was not rolled back after a breach (%v): %s", ref, werr, b.explain(ctx, ref))
 	}
 	r.rollback = h.end().Sub(at)
@@ -186,20 +186,20 @@ func (b *bench) reject(ctx context.Context, r *result) error {
 	}
 	ref := m.ModelRef
 	id := modelfleet.ReleaseWorkflowID(ref)
-	if err := b.awaitStage(ctx, ref, workflows.StateAwaitingApproval); err != nil {
+	if err := b.awaitStage(ctx, ref, modelfleet.StateAwaitingApproval); err != nil {
 		return err
 	}
 	onNew := b.serving("3:100")
 	before, use := b.s.meter.snapshot(), b.usage()
 	sent := time.Now()
-	if err := b.signal(ctx, id, workflows.SignalReject, "benchmark: reject at the gate"); err != nil {
+	if err := b.signal(ctx, id, modelfleet.SignalReject, "benchmark: reject at the gate"); err != nil {
 		return err
 	}
 	st, h, err := b.await(ctx, ref)
-	if err != nil || st.State != workflows.StateRolledBack {
+	if err != nil || st.State != modelfleet.StateRolledBack {
 		return fmt.Errorf("release %s after reject (%v): %s", ref, err, b.explain(ctx, ref))
 	}
-	r.reject = h.end().Sub(h.signaledAt(workflows.SignalReject))
+	r.reject = h.end().Sub(h.signaledAt(modelfleet.SignalReject))
 	r.rejectRestored = onNew
 	b.printf("  reject of %s: %d sites on 3 at the gate rolled back in %.2fs (signal → closed); %s\n    %s\n",
 		ref, onNew, r.reject.Seconds(), b.s.meter.snapshot().minus(before), b.usage().since(use, b.n))
@@ -253,16 +253,16 @@ func (b *bench) putPolicy(doc string) error {
 }
 
 func (b *bench) signal(ctx context.Context, id, name, reason string) error {
-	return b.s.client.SignalWorkflow(ctx, id, "", name, workflows.Control{By: "bench-rollout", Reason: reason})
+	return b.s.client.SignalWorkflow(ctx, id, "", name, modelfleet.Control{By: "bench-rollout", Reason: reason})
 }
 
 // await waits for the release to exist (the event reaches the gateway
 // asynchronously), then for it to close, and reads its history.
-func (b *bench) await(ctx context.Context, ref modelfleet.ModelRef) (workflows.ReleaseStatus, history, error) {
+func (b *bench) await(ctx context.Context, ref modelfleet.ModelRef) (modelfleet.ReleaseStatus, history, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.o.timeout)
 	defer cancel()
 	id := modelfleet.ReleaseWorkflowID(ref)
-	var st workflows.ReleaseStatus
+	var st modelfleet.ReleaseStatus
 	if _, err := b.describe(ctx, id); err != nil {
 		return st, history{}, err
 	}
@@ -314,7 +314,7 @@ func (b *bench) explain(ctx context.Context, ref modelfleet.ModelRef) string {
 	msg := fmt.Sprintf("state %s: %s", st.State, st.Reason)
 	n := 0
 	for _, s := range st.Sites {
-		if s.State == workflows.SiteFailed {
+		if s.State == modelfleet.SiteFailed {
 			if n < 3 {
 				msg += fmt.Sprintf("; %s failed: %s", s.Site, s.Reason)
 			}

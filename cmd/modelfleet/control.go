@@ -12,19 +12,19 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
-	"github.com/modelfleet/modelfleet/workflows"
 )
 
 // controlHelp says what each control does, for --help.
 var controlHelp = map[string]string{
-	workflows.SignalApprove:  "Approve the release at its current approval gate",
-	workflows.SignalReject:   "Reject the release at its gate: every touched site rolls back",
-	workflows.SignalPause:    "Pause after the current step (resume continues)",
-	workflows.SignalResume:   "Resume a paused release",
-	workflows.SignalAbort:    "Stop the release where it is; sites keep their current traffic",
-	workflows.SignalRollback: "Roll every touched site back to its previous versions and weights",
-	workflows.SignalSkipBake: "End the current bake now (recorded)",
+	modelfleet.SignalApprove:  "Approve the release at its current approval gate",
+	modelfleet.SignalReject:   "Reject the release at its gate: every touched site rolls back",
+	modelfleet.SignalPause:    "Pause after the current step (resume continues)",
+	modelfleet.SignalResume:   "Resume a paused release",
+	modelfleet.SignalAbort:    "Stop the release where it is; sites keep their current traffic",
+	modelfleet.SignalRollback: "Roll every touched site back to its previous versions and weights",
+	modelfleet.SignalSkipBake: "End the current bake now (recorded)",
 }
 
 // identity is who the CLI acts as: $MODELFLEET_USER, else the login name and
@@ -43,7 +43,7 @@ func identity() string {
 
 func newControlCmds(g *globals) []*cobra.Command {
 	var cmds []*cobra.Command
-	for _, action := range workflows.Signals {
+	for _, action := range modelfleet.Signals {
 		var reason, as, wl string
 		cmd := &cobra.Command{
 			Use:   action + " " + releaseArgs + " --reason <why>",
@@ -62,7 +62,7 @@ func newControlCmds(g *globals) []*cobra.Command {
 					return err
 				}
 				defer c.Close()
-				ctl := workflows.Control{By: as, Reason: reason}
+				ctl := modelfleet.Control{By: as, Reason: reason}
 				if err := c.SignalWorkflow(cmd.Context(), id, "", action, ctl); err != nil {
 					return fmt.Errorf("%s %s: %w", action, id, err)
 				}
@@ -132,14 +132,14 @@ func watch(ctx context.Context, c client.Client, id string, every time.Duration)
 
 func terminal(state string) bool {
 	switch state {
-	case workflows.StateSucceeded, workflows.StateFailed, workflows.StateAborted, workflows.StateRolledBack, "terminated", "canceled", "timed-out":
+	case modelfleet.StateSucceeded, modelfleet.StateFailed, modelfleet.StateAborted, modelfleet.StateRolledBack, "terminated", "canceled", "timed-out":
 		return true
 	}
 	return false
 }
 
 // renderWaves draws one progress bar per wave.
-func renderWaves(st workflows.ReleaseStatus) string {
+func renderWaves(st modelfleet.ReleaseStatus) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s  %s", st.WorkflowID(), strings.ToUpper(st.State))
 	if st.Reason != "" {
@@ -154,7 +154,7 @@ func renderWaves(st workflows.ReleaseStatus) string {
 		fmt.Fprintf(&b, "  waiting for approval after %q until %s (then %s): modelfleet release approve %s --reason ...\n", g.After, g.Deadline, g.OnTimeout, target)
 	}
 	for _, w := range st.Waves {
-		done := w.Counts[workflows.SiteHealthy] + w.Counts[workflows.SiteFailed] + w.Counts[workflows.SiteRolledBack]
+		done := w.Counts[modelfleet.SiteHealthy] + w.Counts[modelfleet.SiteFailed] + w.Counts[modelfleet.SiteRolledBack]
 		const width = 30
 		filled := 0
 		if w.Sites > 0 {
@@ -162,12 +162,12 @@ func renderWaves(st workflows.ReleaseStatus) string {
 		}
 		bar := strings.Repeat("#", filled) + strings.Repeat("-", width-filled)
 		fmt.Fprintf(&b, "  %-12s [%s] %d/%d", w.Name, bar, done, w.Sites)
-		for _, k := range []string{workflows.SiteHealthy, workflows.SiteDeploying, workflows.SiteBaking, workflows.SiteWaitingForWindow, workflows.SiteFailed, workflows.SiteRolledBack} {
+		for _, k := range []string{modelfleet.SiteHealthy, modelfleet.SiteDeploying, modelfleet.SiteBaking, modelfleet.SiteWaitingForWindow, modelfleet.SiteFailed, modelfleet.SiteRolledBack} {
 			if n := w.Counts[k]; n > 0 {
 				fmt.Fprintf(&b, "  %s=%d", k, n)
 			}
 		}
-		if w.Weight > 0 && w.State == workflows.SiteDeploying {
+		if w.Weight > 0 && w.State == modelfleet.SiteDeploying {
 			fmt.Fprintf(&b, "  step %d%%", w.Weight)
 		}
 		if w.BakeUntil != "" {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
-	"github.com/modelfleet/modelfleet/workflows"
 )
 
 func newReleaseCmd(g *globals) *cobra.Command {
@@ -119,7 +118,7 @@ func releaseID(args []string, wl string) (string, error) {
 	return "", fmt.Errorf("name a release: %s", releaseArgs)
 }
 
-func printStatus(st workflows.ReleaseStatus) {
+func printStatus(st modelfleet.ReleaseStatus) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Release\t%s\n", st.WorkflowID())
 	if st.Workload != nil {

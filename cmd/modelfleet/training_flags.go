@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/spf13/pflag"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/training"
 )
@@ -48,8 +49,8 @@ func (t *trainingFlags) retraining(aml *amlarcFlags, reg *azuremlRegistryFlags, 
 	}
 	rt := &activities.Retraining{
 		Policies: ps,
-		Runners: map[string]training.Runner{
-			training.KindLocal: &training.Local{Root: filepath.Join(t.dir, "runs"), Logger: log.With("component", "training")},
+		Runners: map[string]modelfleet.Trainer{
+			modelfleet.ComputeLocal: &training.Local{Root: filepath.Join(t.dir, "runs"), Logger: log.With("component", "training")},
 		},
 		DataDir: filepath.Join(t.dir, "data"),
 	}
@@ -57,7 +58,7 @@ func (t *trainingFlags) retraining(aml *amlarcFlags, reg *azuremlRegistryFlags, 
 	for _, p := range ps.Models {
 		kinds = append(kinds, p.Compute.Kind)
 	}
-	if !slices.Contains(kinds, training.KindAzureMLCloud) && !slices.Contains(kinds, training.KindAzureMLEdge) {
+	if !slices.Contains(kinds, modelfleet.ComputeAzureMLCloud) && !slices.Contains(kinds, modelfleet.ComputeAzureMLEdge) {
 		return rt, nil
 	}
 	c := training.AzureMLConfig{OutputDir: filepath.Join(t.dir, "outputs")}
@@ -87,7 +88,7 @@ func (t *trainingFlags) retraining(aml *amlarcFlags, reg *azuremlRegistryFlags, 
 	if err != nil {
 		return nil, err
 	}
-	rt.Runners[training.KindAzureMLCloud], rt.Runners[training.KindAzureMLEdge] = cloud, edge
+	rt.Runners[modelfleet.ComputeAzureMLCloud], rt.Runners[modelfleet.ComputeAzureMLEdge] = cloud, edge
 	log.Info("azure ml training on", "subscription", c.SubscriptionID, "resource_group", c.ResourceGroup, "workspace", c.Workspace)
 	return rt, nil
 }

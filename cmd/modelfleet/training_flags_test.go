@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/modelfleet/modelfleet/training"
+	"github.com/modelfleet/modelfleet"
 )
 
 func writePolicies(t *testing.T, doc string) string {
@@ -50,7 +50,7 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := rt.Runners[training.KindLocal]; !ok || len(rt.Runners) != 1 || rt.DataDir != filepath.Join(dir, "data") {
+	if _, ok := rt.Runners[modelfleet.ComputeLocal]; !ok || len(rt.Runners) != 1 || rt.DataDir != filepath.Join(dir, "data") {
 		t.Errorf("local policy: runners %v, data %q", rt.Runners, rt.DataDir)
 	}
 	if _, ok := rt.Policies.Models["bearing-failure"]; !ok {
@@ -67,7 +67,7 @@ models:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{training.KindLocal, training.KindAzureMLCloud, training.KindAzureMLEdge} {
+	for _, k := range []string{modelfleet.ComputeLocal, modelfleet.ComputeAzureMLCloud, modelfleet.ComputeAzureMLEdge} {
 		if rt.Runners[k] == nil {
 			t.Errorf("runner %s missing: %v", k, rt.Runners)
 		}

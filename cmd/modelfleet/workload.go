@@ -14,7 +14,6 @@ import (
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/rollout"
-	"github.com/modelfleet/modelfleet/workflows/wfapi"
 	"github.com/modelfleet/modelfleet/workload"
 )
 
@@ -120,7 +119,7 @@ control it with "modelfleet release status|watch|approve|... <model>
 			if model != rec.Model {
 				return fmt.Errorf("workload %s calls model %q, not %q", ref, rec.Model, model)
 			}
-			in := wfapi.WorkloadReleaseInput{Model: model, Workload: ref, By: as}
+			in := modelfleet.WorkloadReleaseInput{Model: model, Workload: ref, By: as}
 			if policy != "" {
 				doc, err := os.ReadFile(policy)
 				if err != nil {

@@ -33,7 +33,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/azureblob"
-	"github.com/modelfleet/modelfleet/training"
 )
 
 // Defaults of Config.
@@ -328,7 +327,7 @@ func registryErr(err error) error {
 // err classifies an error from ARM or Blob Storage: 404 ENOTFOUND, 409
 // ECONFLICT, 401/403 EUNAUTHORIZED, 400/422 EINVALID (none of which a
 // retry fixes); throttling that outlasted the SDK's own retries becomes a
-// training.ThrottledError carrying Retry-After, which the activities turn
+// modelfleet.ThrottledError carrying Retry-After, which the activities turn
 // into a Temporal retry after that delay; anything else is transient.
 func (r *Registry) err(what string, err error) error {
 	var me *modelfleet.Error
@@ -353,7 +352,7 @@ func (r *Registry) err(what string, err error) error {
 		if d <= 0 {
 			d = 30 * time.Second
 		}
-		return &training.ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml registry: %s: throttled (%s)", what, re.ErrorCode)}
+		return &modelfleet.ThrottledError{RetryAfter: d, Err: fmt.Errorf("azure ml registry: %s: throttled (%s)", what, re.ErrorCode)}
 	}
 	return fmt.Errorf("azure ml registry: %s: %w", what, err)
 }

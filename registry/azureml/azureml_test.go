@@ -23,7 +23,6 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/registry/azureml"
-	"github.com/modelfleet/modelfleet/training"
 )
 
 var (
@@ -53,7 +52,7 @@ func bearing(version string) modelfleet.Model {
 		ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: version}, Format: modelfleet.FormatLightGBM,
 		Features:   features,
 		Tags:       map[string]string{"team": "maintenance", activities.TagRetrainJob: "retrain-bf-1"},
-		Properties: map[string]string{activities.PropMargin: "0.005"},
+		Properties: map[string]string{modelfleet.PropGateMargin: "0.005"},
 		Validation: &modelfleet.ValidationSpec{Metric: modelfleet.MetricAUC, Threshold: 0.8},
 	}
 }
@@ -112,7 +111,7 @@ func TestRegisterGetDownloadValidate(t *testing.T) {
 		"modelfleet.features":          `["vibration_rms_mm_s","vibration_peak_g","temperature_c","speed_rpm","load_pct","bearing_age_h"]`,
 		"modelfleet.validation.digest": data, "modelfleet.validation.metric": "auc", "modelfleet.validation.threshold": "0.8",
 		"modelfleet.validation.uri": "azureml://subscriptions/" + sub + "/resourcegroups/rg/workspaces/ws/datastores/workspaceblobstore/paths" + strings.TrimPrefix(wantPaths[1], "/"+bucket),
-		activities.PropMargin:       "0.005",
+		modelfleet.PropGateMargin:   "0.005",
 	}
 	if got := strs(p.Properties); !reflect.DeepEqual(got, wantProps) {
 		t.Errorf("properties\n got %v\nwant %v", got, wantProps)
@@ -419,7 +418,7 @@ func (t *throttle) Do(req *http.Request) (*http.Response, error) {
 }
 
 // A short Retry-After is waited out by the SDK; a long one comes back as
-// training.ThrottledError, which the activities turn into a retry after
+// modelfleet.ThrottledError, which the activities turn into a retry after
 // that delay. 401/403 and other errors are classified.
 func TestARMErrors(t *testing.T) {
 	th := &throttle{n: 1, retryAfter: "1"}
@@ -437,7 +436,7 @@ func TestARMErrors(t *testing.T) {
 	th.n, th.retryAfter = 100, "120"
 	th.mu.Unlock()
 	_, err := h.reg.Get(ctx, "bearing-failure", "1")
-	var te *training.ThrottledError
+	var te *modelfleet.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != 120*time.Second {
 		t.Fatalf("throttled: %v, want a ThrottledError of 120s", err)
 	}

@@ -1,20 +1,14 @@
-// Package wfapi is what a starter or signaller of modelfleet's workflows
-// needs, without the workflows: type names, IDs, signal and query names,
-// search attribute names, and the inputs and signal payloads. The gateway
-// (events/) starts and signals workflows through it, so the gateway binary
-// does not link the workflows' activities, drivers and training backends.
-//
-// It imports only the standard library and the root package, and must stay
-// so (a test checks it). Package workflows aliases every name here; the
-// strings and JSON shapes are recorded in workflow histories and must not
-// change (the replay test in workflows/ guards them).
-package wfapi
+// This file is the workflows' contract with everyone who starts, signals
+// or queries them: registered type names, IDs, signal and query names,
+// search attribute names, inputs and signal payloads. The strings and JSON
+// shapes are recorded in workflow histories and must not change (the replay
+// tests in workflows/ and TestRecordedNames guard them).
+
+package modelfleet
 
 import (
 	"encoding/json"
 	"time"
-
-	"github.com/modelfleet/modelfleet"
 )
 
 // Registered workflow type names. Starters use them instead of the
@@ -42,9 +36,9 @@ const (
 // ReleaseInput starts the release of one model version. It is derived from a
 // ModelRegistered event (Azure ML's or the embedded registry's).
 type ReleaseInput struct {
-	Model      modelfleet.ModelRef `json:"model"`
-	Tags       map[string]string   `json:"tags,omitempty"`
-	Properties map[string]string   `json:"properties,omitempty"`
+	Model      ModelRef          `json:"model"`
+	Tags       map[string]string `json:"tags,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"`
 	// EventID is the id of the event that caused the release, for audit.
 	EventID string `json:"eventId,omitempty"`
 	// Resume is set only by the release itself when it continues as new:
@@ -54,12 +48,12 @@ type ReleaseInput struct {
 }
 
 // WorkloadReleaseInput starts the release of one registered workload
-// version alone (modelfleet.WorkloadReleaseWorkflowID): the sites of the
+// version alone (WorkloadReleaseWorkflowID): the sites of the
 // model it calls swap to it wave by wave under the model's release policy,
 // and keep the model versions they serve.
 type WorkloadReleaseInput struct {
-	Model    string                 `json:"model"` // the model the workload calls
-	Workload modelfleet.WorkloadRef `json:"workload"`
+	Model    string      `json:"model"` // the model the workload calls
+	Workload WorkloadRef `json:"workload"`
 	// Policy is a rollout policy document (YAML, as `modelfleet policy set`
 	// takes) this release follows instead of the model's; empty: the
 	// model's policy.
@@ -184,4 +178,26 @@ type RetrainInput struct {
 	// State is carried across continue-as-new by the workflow itself: its
 	// workflows.RetrainState, as JSON. Starters leave it empty.
 	State json.RawMessage `json:"state,omitempty"`
+}
+
+// SignalMonitorVerdict carries a MonitorVerdict to a release: the drift
+// monitor found a version breaching at a site. It is not one of the
+// operators' Signals; the monitor sends it.
+const SignalMonitorVerdict = "monitor-verdict"
+
+// ReasonEdgeDrift is a retraining trigger from modelfleet's own drift
+// monitor, on the edge sites' signal messages.
+const ReasonEdgeDrift = "edge-drift"
+
+// MonitorVerdict is a breach the drift monitor found for one version at one
+// site over one window.
+type MonitorVerdict struct {
+	ID              string    `json:"id"` // the verdict's ID: site, model, version, window end
+	Site            string    `json:"site"`
+	Version         string    `json:"version"`
+	Reason          string    `json:"reason"`
+	WindowEnd       time.Time `json:"windowEnd"`
+	DataDrift       bool      `json:"dataDrift,omitempty"`
+	PredictionDrift bool      `json:"predictionDrift,omitempty"`
+	QualityBreached bool      `json:"qualityBreached,omitempty"`
 }

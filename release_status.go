@@ -1,0 +1,146 @@
+// This file holds what a release reports: the status its query answers and
+// its workflow returns, and the records inside it.
+
+package modelfleet
+
+// Per-site and per-wave states.
+const (
+	SitePending          = "pending"
+	SiteWaitingForWindow = "waiting-for-window"
+	SiteDeploying        = "deploying"
+	SiteBaking           = "baking"
+	SiteHealthy          = "healthy"
+	SiteFailed           = "failed"
+	SiteRolledBack       = "rolled-back"
+)
+
+// ReleaseStatus is what the status query answers and the workflow returns.
+type ReleaseStatus struct {
+	// Model is the model version released; of a workload release, the
+	// model its workload calls (no version), and Workload is set.
+	Model      ModelRef          `json:"model"`
+	Workload   *WorkloadRef      `json:"workload,omitempty"`
+	State      string            `json:"state"`
+	Reason     string            `json:"reason,omitempty"`
+	Digest     string            `json:"digest,omitempty"`
+	Validation *ValidationResult `json:"validation,omitempty"`
+	Champion   *ChampionCheck    `json:"champion,omitempty"`
+	Waves      []WaveStatus      `json:"waves,omitempty"`
+	Gate       *GateStatus       `json:"gate,omitempty"`
+	Paused     bool              `json:"paused,omitempty"`
+	Controls   []ControlRecord   `json:"controls,omitempty"`
+	// Monitor lists the drift monitor's breaches of the new version
+	// received while the release ran (the last MaxMonitorVerdicts).
+	Monitor   []MonitorVerdict `json:"monitor,omitempty"`
+	Sites     []SiteStatus     `json:"sites"`
+	StartedAt string           `json:"startedAt,omitempty"`
+	UpdatedAt string           `json:"updatedAt,omitempty"`
+}
+
+// WorkflowID is the release's workflow ID.
+func (s ReleaseStatus) WorkflowID() string {
+	if s.Workload != nil {
+		return WorkloadReleaseWorkflowID(s.Model.Name, *s.Workload)
+	}
+	return ReleaseWorkflowID(s.Model)
+}
+
+// WaveStatus is one wave's progress.
+type WaveStatus struct {
+	Name        string         `json:"name"`
+	State       string         `json:"state"`
+	Sites       int            `json:"sites"`
+	Counts      map[string]int `json:"counts"`
+	Weight      int            `json:"weight,omitempty"` // traffic share of the new version now
+	Failed      int            `json:"failed"`
+	Budget      int            `json:"budget"` // failures allowed
+	BakeUntil   string         `json:"bakeUntil,omitempty"`
+	WindowUntil string         `json:"windowUntil,omitempty"` // when the next maintenance window opens
+	Reason      string         `json:"reason,omitempty"`
+}
+
+// GateStatus is the approval gate the release waits at.
+type GateStatus struct {
+	After     string `json:"after"`
+	Since     string `json:"since"`
+	Deadline  string `json:"deadline"`
+	OnTimeout string `json:"onTimeout"`
+}
+
+// SiteStatus is one site's progress in a release.
+type SiteStatus struct {
+	Site      string `json:"site"`
+	Wave      string `json:"wave,omitempty"`
+	State     string `json:"state"`
+	Reason    string `json:"reason,omitempty"`
+	UpdatedAt string `json:"updatedAt,omitempty"`
+}
+
+// ControlRecord is a control as the release recorded it.
+type ControlRecord struct {
+	Action string `json:"action"`
+	By     string `json:"by"`
+	Reason string `json:"reason,omitempty"`
+	At     string `json:"at"`
+	Wave   string `json:"wave,omitempty"`
+}
+
+// ChampionGateName is GateStatus.After while a release waits at the
+// champion gate.
+const ChampionGateName = "champion"
+
+// Outcomes of the champion gate.
+const (
+	GatePassed     = "passed"
+	GateWaiting    = "waiting-for-override"
+	GateOverridden = "overridden"
+	GateRejected   = "rejected"
+	GateStopped    = "stopped" // rejected, aborted or rolled back by an operator at the gate
+)
+
+// ChampionCheck is the champion gate's record in a release's status.
+type ChampionCheck struct {
+	Comparison
+	Outcome  string         `json:"outcome"`
+	Override *ControlRecord `json:"override,omitempty"`
+}
+
+// Comparison is the champion/challenger gate's verdict: both models scored
+// on the same labelled data, the challenger passing when it beats the
+// champion by at least Margin on Metric.
+type Comparison struct {
+	Model string `json:"model"`
+	// Challenger is the registered version, or "run <id>" for a
+	// retraining output.
+	Challenger      string  `json:"challenger"`
+	Champion        string  `json:"champion,omitempty"` // version; "" when there is none
+	Metric          string  `json:"metric,omitempty"`
+	ChallengerValue float64 `json:"challengerValue"`
+	ChampionValue   float64 `json:"championValue"`
+	Margin          float64 `json:"margin"`
+	Rows            int     `json:"rows"`
+	// Holdout says which data: a local file, or a registered validation
+	// set (HoldoutURL and HoldoutDigest).
+	Holdout       string `json:"holdout,omitempty"`
+	HoldoutPath   string `json:"holdoutPath,omitempty"`
+	HoldoutURL    string `json:"holdoutUrl,omitempty"`
+	HoldoutDigest string `json:"holdoutDigest,omitempty"`
+	Passed        bool   `json:"passed"`
+	// Compared is false when no comparison was possible (no champion, no
+	// data); Reason says why and what was decided.
+	Compared bool   `json:"compared"`
+	Reason   string `json:"reason"`
+	// ChallengerMetrics is the training job's metrics.json.
+	ChallengerMetrics map[string]float64 `json:"challengerMetrics,omitempty"`
+	Features          []string           `json:"features,omitempty"`
+}
+
+// ValidationResult is the outcome of validating a model version.
+type ValidationResult struct {
+	Metric    string  `json:"metric,omitempty"`
+	Value     float64 `json:"value"`
+	Threshold float64 `json:"threshold"`
+	Rows      int     `json:"rows"`
+	Passed    bool    `json:"passed"`
+	Note      string  `json:"note,omitempty"`
+}
