@@ -59,7 +59,6 @@ type Edge struct {
 	cfg   EdgeConfig
 	http  *httpServer
 	log   *slog.Logger
-	wake  chan struct{}
 	sig   *edgeSignals
 	// converge loop state: the last revision applied and each model's error
 	lastApplied int64
@@ -103,7 +102,7 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	}
 	srv.serve(log, "router")
 	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(agent.Served()))
-	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1), sig: sig, lastError: map[string]string{}}, nil
+	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, sig: sig, lastError: map[string]string{}}, nil
 }
 
 // Site is the record the agent reports to the directory.
