@@ -191,8 +191,9 @@ var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 func ValidDigest(d string) bool { return digestRE.MatchString(d) }
 
 // Site is one factory edge site: where its agent's inference router answers,
-// the task queue its edge worker polls (outbound only), its labels, and what
-// it reported serving last.
+// its labels, and what it reported serving last. TaskQueue is required but
+// names a queue nothing polls: sites run no Temporal worker (see
+// SiteTaskQueue).
 type Site struct {
 	ID        string            `json:"id"`
 	RouterURL string            `json:"routerUrl"`
@@ -234,7 +235,8 @@ type MaintenanceWindow struct {
 	TimeZone string `json:"timeZone,omitempty"` // e.g. "Europe/Berlin"; default UTC
 }
 
-// SiteTaskQueue is the task queue a site's edge worker polls.
+// SiteTaskQueue is what an agent records as its site's TaskQueue. Sites once
+// ran a Temporal worker on it; none does now, and nothing schedules on it.
 func SiteTaskQueue(siteID string) string { return "modelfleet-site-" + siteID }
 
 // CloudTaskQueue is the task queue of the cloud worker (workflows and cloud

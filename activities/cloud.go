@@ -1,7 +1,7 @@
 // Package activities holds the Temporal activities: the only place the
-// release workflows touch the outside world. Cloud activities run on the
-// cloud worker; site activities run in each site's edge worker, on that
-// site's task queue. Every activity is idempotent: Temporal retries them.
+// release workflows touch the outside world. They all run on the cloud
+// worker; sites run no activities (they pull their desired state from the
+// gateway). Every activity is idempotent: Temporal retries them.
 package activities
 
 import (

@@ -32,7 +32,6 @@ func (e *Edge) converge(ctx context.Context) {
 	dl := &registry.Client{}
 	applied := int64(-1)
 	backoff := time.Second
-	var last modelfleet.Desired // the revision applied, for reports between changes
 	failing := false
 	report := func(actual modelfleet.Actual) bool {
 		rec := e.Site()
@@ -66,7 +65,7 @@ func (e *Edge) converge(ctx context.Context) {
 		// The long poll doubles as the report interval: when it ends with no
 		// change the site re-reports, so the router's live figures reach
 		// the release's criteria checks within one interval.
-		ds, woken, err := e.pollDesired(ctx, dir, applied)
+		ds, err := dir.Desired(ctx, e.cfg.SiteID, applied, e.cfg.HeartbeatInterval)
 		if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 			// Not in the directory yet: this report registers the site.
 			if !report(e.report(modelfleet.Desired{})) {
@@ -74,12 +73,6 @@ func (e *Edge) converge(ctx context.Context) {
 				backoff = min(2*backoff, 30*time.Second)
 			}
 			continue
-		}
-		if woken {
-			if applied < 0 {
-				continue // nothing fetched yet: poll at once
-			}
-			ds, err = last, nil
 		}
 		if err != nil {
 			if ctx.Err() == nil {
@@ -101,30 +94,7 @@ func (e *Edge) converge(ctx context.Context) {
 		if ds.Revision > applied {
 			applied, e.lastApplied = ds.Revision, ds.Revision
 		}
-		last = ds
 	}
-}
-
-// pollDesired long-polls the site's desired state above revision after,
-// for up to one interval. woken: wakeHeartbeat ended the wait early, to
-// report now (err is then the cancelled poll's and means nothing).
-func (e *Edge) pollDesired(ctx context.Context, dir *fleet.Client, after int64) (ds modelfleet.Desired, woken bool, err error) {
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-e.wake:
-			cancel()
-		case <-done:
-		}
-	}()
-	ds, err = dir.Desired(pctx, e.cfg.SiteID, after, e.cfg.HeartbeatInterval)
-	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
-		return ds, true, err
-	}
-	return ds, false, err
 }
 
 // apply makes the router serve each model's desired split, model by model;
@@ -170,17 +140,6 @@ func (e *Edge) report(ds modelfleet.Desired) modelfleet.Actual {
 		actual.Models[name] = modelfleet.ActualModel{Versions: e.Agent.Stats(name), Error: e.lastError[name]}
 	}
 	return actual
-}
-
-// wakeHeartbeat makes the converge loop report now rather than at the end
-// of its interval: what the site serves changed outside the loop (a
-// DeployModel through the site's Temporal worker). The report is the
-// heartbeat.
-func (e *Edge) wakeHeartbeat() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {

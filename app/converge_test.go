@@ -44,7 +44,7 @@ func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 	}
 	siteDir := filepath.Join(dir, "site")
 	start := func() (*Edge, context.CancelFunc) {
-		e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: siteDir, Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, NoWorker: true})
+		e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: siteDir, Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

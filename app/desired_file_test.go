@@ -39,7 +39,7 @@ func TestEdgeConvergesFromDesiredFile(t *testing.T) {
 	write(desired("s1", 1, v1))
 
 	e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0",
-		DesiredFile: file, HeartbeatInterval: 100 * time.Millisecond, NoWorker: true, NoSignals: true})
+		DesiredFile: file, HeartbeatInterval: 100 * time.Millisecond, NoSignals: true})
 	if err != nil {
 		t.Fatal(err)
 	}

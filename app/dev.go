@@ -234,7 +234,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	done := make(chan error, len(d.Edges))
 	ectx, cancelEdges := context.WithCancel(ctx)
 	for _, e := range d.Edges {
-		e.cfg.Temporal, e.cfg.GatewayURL = d.Client, d.Gateway.URL()
+		e.cfg.GatewayURL = d.Gateway.URL()
 		go func() { done <- e.Run(ectx) }()
 	}
 	closers = append(closers, func() {

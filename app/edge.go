@@ -6,37 +6,26 @@ import (
 	"log/slog"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/queue"
-	"github.com/modelfleet/modelfleet/registry"
-	"github.com/modelfleet/modelfleet/workers"
 )
 
 // DefaultHeartbeat is how often an edge agent reports to the site directory.
 const DefaultHeartbeat = 10 * time.Second
 
-// EdgeConfig configures the edge agent of one site.
+// EdgeConfig configures the edge agent of one site. A site holds no Temporal
+// credential and never dials Temporal; every connection it makes is
+// outbound: to the gateway (desired state, reports), to where its artifacts
+// are, and to where its signals go.
 type EdgeConfig struct {
-	SiteID       string
-	DataDir      string // the site's own directory: models and state.json
-	Listen       string // inference router address, e.g. 127.0.0.1:9001
-	AdvertiseURL string // router URL recorded in the directory (default: http://<bound address>)
-	GatewayURL   string // site directory, reached outbound
-	Labels       map[string]string
-	// Temporal is a shared client (the dev stack). If nil, the agent dials
-	// TemporalAddress/Namespace itself, secured by TemporalTLS and
-	// TemporalAPIKey (see workers.Connection), and keeps retrying while
-	// offline.
-	Temporal          client.Client
-	TemporalAddress   string
-	Namespace         string
-	TemporalTLS       workers.TLS
-	TemporalAPIKey    string
+	SiteID            string
+	DataDir           string // the site's own directory: models and state.json
+	Listen            string // inference router address, e.g. 127.0.0.1:9001
+	AdvertiseURL      string // router URL recorded in the directory (default: http://<bound address>)
+	GatewayURL        string // site directory, reached outbound
+	Labels            map[string]string
 	HeartbeatInterval time.Duration // default DefaultHeartbeat
 	// SignalInterval is how often the agent closes a monitoring window per
 	// model version and queues its signal message (default
@@ -54,10 +43,6 @@ type EdgeConfig struct {
 	// signal figures at /metrics (thousands of simulated sites in one
 	// benchmark process, where each site's buffer file would count).
 	NoSignals bool
-	// NoWorker skips the site's Temporal worker: the site then only pulls
-	// its desired state (what releases use), e.g. thousands of simulated
-	// sites in one benchmark process.
-	NoWorker bool
 	// ExternalWorkloads says the site's workloads run as processes of their
 	// own (`modelfleet workload run`, a Deployment the gitops driver
 	// renders), not in this agent: the agent then reports none, instead of
@@ -67,13 +52,13 @@ type EdgeConfig struct {
 }
 
 // Edge is a running edge agent: the router serves from disk as soon as
-// OpenEdge returns; Run connects outward (Temporal, the directory).
+// OpenEdge returns; Run connects outward (the gateway: desired state and
+// reports).
 type Edge struct {
 	Agent *edge.Agent
 	cfg   EdgeConfig
 	http  *httpServer
 	log   *slog.Logger
-	wake  chan struct{}
 	sig   *edgeSignals
 	// converge loop state: the last revision applied and each model's error
 	lastApplied int64
@@ -117,7 +102,7 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	}
 	srv.serve(log, "router")
 	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(agent.Served()))
-	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, wake: make(chan struct{}, 1), sig: sig, lastError: map[string]string{}}, nil
+	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, sig: sig, lastError: map[string]string{}}, nil
 }
 
 // Site is the record the agent reports to the directory.
@@ -125,14 +110,16 @@ func (e *Edge) Site() modelfleet.Site {
 	return modelfleet.Site{
 		ID:        e.cfg.SiteID,
 		RouterURL: e.cfg.AdvertiseURL,
+		// Nothing polls it (sites run no Temporal worker), but a gateway
+		// requires the field in a site record.
 		TaskQueue: modelfleet.SiteTaskQueue(e.cfg.SiteID),
 		Labels:    e.cfg.Labels,
 		Serving:   e.Agent.Served(),
 	}
 }
 
-// Run connects the site's edge worker to Temporal (outbound only, retrying
-// while offline) and reports to the directory until ctx is done.
+// Run pulls the site's desired state and reports what it serves (outbound
+// only, retrying while offline) until ctx is done.
 func (e *Edge) Run(ctx context.Context) error {
 	defer e.http.close()
 	e.sig.connect(e.cfg)
@@ -145,45 +132,6 @@ func (e *Edge) Run(ctx context.Context) error {
 	case e.cfg.GatewayURL != "":
 		go e.converge(ctx)
 	}
-	if e.cfg.NoWorker {
-		<-ctx.Done()
-		return nil
-	}
-	c := e.cfg.Temporal
-	if c == nil {
-		var err error
-		if c, err = e.dialUntil(ctx); err != nil {
-			return err
-		}
-		defer c.Close()
-	}
-	w := workers.NewSite(c, e.cfg.SiteID, &activities.Site{
-		Agent:       e.Agent,
-		Downloader:  &registry.Client{},
-		AfterDeploy: func(edge.DeployResult) { e.wakeHeartbeat() },
-	})
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("edge %s: worker: %w", e.cfg.SiteID, err)
-	}
-	e.log.Info("edge worker polling", "task_queue", modelfleet.SiteTaskQueue(e.cfg.SiteID))
 	<-ctx.Done()
-	w.Stop()
 	return nil
-}
-
-func (e *Edge) dialUntil(ctx context.Context) (client.Client, error) {
-	backoff := time.Second
-	for {
-		c, err := workers.Connection{Address: e.cfg.TemporalAddress, Namespace: e.cfg.Namespace, TLS: e.cfg.TemporalTLS, APIKey: e.cfg.TemporalAPIKey}.Dial(ctx, e.log)
-		if err == nil {
-			return c, nil
-		}
-		e.log.Warn("temporal unreachable; serving last good models meanwhile", "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Minute)
-	}
 }

@@ -60,7 +60,7 @@ func TestNewSiteRegistersByReportingOncePerInterval(t *testing.T) {
 
 	const interval = 200 * time.Millisecond
 	e, err := OpenEdge(EdgeConfig{SiteID: "fresh", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: front.URL,
-		Labels: map[string]string{"ring": "canary"}, HeartbeatInterval: interval, NoWorker: true})
+		Labels: map[string]string{"ring": "canary"}, HeartbeatInterval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}

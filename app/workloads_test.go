@@ -41,7 +41,7 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, NoWorker: true})
+	e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 // Package fleet is the site directory: which factory sites exist, where their
-// inference routers answer, which task queue their edge workers poll, their
-// labels, and what each last reported serving. Sites report themselves over
-// outbound HTTP; releases read the directory to plan their rollout.
+// inference routers answer, their labels, and what each last reported
+// serving. Sites report themselves over outbound HTTP; releases read the
+// directory to plan their rollout.
 package fleet
 
 import (

@@ -1,7 +1,7 @@
-// Package workers wires Temporal workers: the cloud worker (release workflows
-// and cloud activities on modelfleet.CloudTaskQueue) and one edge worker per
-// site (site activities on that site's queue). It also dials the Temporal
-// client every modelfleet process shares, with tracing on.
+// Package workers wires the Temporal worker: the cloud worker (release
+// workflows and cloud activities on modelfleet.CloudTaskQueue). It also dials
+// the Temporal client the cloud processes share, with tracing on. Sites run no
+// Temporal worker and never dial Temporal.
 package workers
 
 import (
@@ -35,7 +35,8 @@ func Dial(ctx context.Context, address, namespace string, logger *slog.Logger) (
 
 // options are the client's options: the OpenTelemetry tracing interceptor,
 // so the trace started by an Event Grid delivery continues through the
-// workflow into the activity at the edge, and the transport security.
+// workflow into its activities (ApplyStep carries it on to the sites, in
+// their desired state), and the transport security.
 func (c Connection) options(logger *slog.Logger) (client.Options, error) {
 	tracing, err := opentelemetry.NewTracingInterceptor(opentelemetry.TracerOptions{})
 	if err != nil {
@@ -68,17 +69,5 @@ func NewCloud(c client.Client, a *activities.Cloud, r *activities.Retraining) wo
 	w.RegisterWorkflowWithOptions(workflows.WorkloadRelease, workflow.RegisterOptions{Name: modelfleet.WorkloadReleaseWorkflowName})
 	w.RegisterActivity(a)
 	w.RegisterActivity(r)
-	return w
-}
-
-// NewSite returns the edge worker of one site. It polls only the site's own
-// task queue: the site connects out to Temporal and nothing connects in.
-func NewSite(c client.Client, siteID string, a *activities.Site) worker.Worker {
-	w := worker.New(c, modelfleet.SiteTaskQueue(siteID), worker.Options{
-		// A site deploys one thing at a time; its disk and router are the
-		// bottleneck, not the network.
-		MaxConcurrentActivityExecutionSize: 4,
-	})
-	w.RegisterActivity(a)
 	return w
 }

@@ -151,7 +151,6 @@ func (s *stack) startSites(cfg stackConfig) error {
 				GatewayURL:        s.gateway.URL(),
 				Labels:            map[string]string{"ring": ring(i, cfg.sites)},
 				HeartbeatInterval: cfg.heartbeat,
-				NoWorker:          true,
 				NoSignals:         true,
 				Logger:            cfg.log,
 			})

@@ -63,10 +63,10 @@ func setup(example string) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	// The site's agent as the dev stack builds it: store, router, no
-	// Temporal worker and no gateway (nothing to converge with).
+	// The site's agent as the dev stack builds it: store and router, no
+	// gateway (nothing to converge with).
 	if e.edge, err = app.OpenEdge(app.EdgeConfig{SiteID: "site-1", DataDir: filepath.Join(dir, "site-1"),
-		Listen: "127.0.0.1:0", NoWorker: true, Logger: quiet}); err != nil {
+		Listen: "127.0.0.1:0", Logger: quiet}); err != nil {
 		e.close()
 		return nil, err
 	}

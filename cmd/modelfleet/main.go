@@ -24,7 +24,7 @@ func main() {
 	}
 }
 
-// globals are the connection settings every command shares. Each has an
+// globals are the connection settings the commands share. Each has an
 // environment variable so scripts and containers need no flags.
 type globals struct {
 	temporalAddress string
@@ -45,18 +45,29 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.temporalAddress, "temporal-address", envOr("MODELFLEET_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port ($MODELFLEET_TEMPORAL_ADDRESS)")
-	pf.StringVar(&g.namespace, "namespace", envOr("MODELFLEET_NAMESPACE", "default"), "Temporal namespace ($MODELFLEET_NAMESPACE)")
-	g.addTemporalTLSFlags(pf)
 	pf.StringVar(&g.gatewayURL, "gateway-url", envOr("MODELFLEET_GATEWAY_URL", "http://127.0.0.1:8080"), "gateway base URL: events webhook and site directory ($MODELFLEET_GATEWAY_URL)")
 	pf.StringVar(&g.registryURL, "registry-url", envOr("MODELFLEET_REGISTRY_URL", "http://127.0.0.1:8081"), "embedded model registry base URL ($MODELFLEET_REGISTRY_URL)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("MODELFLEET_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	pf.BoolVar(&g.logJSON, "log-json", false, "write logs as JSON")
+	edge := newEdgeCmd(g)
 	root.AddCommand(
-		newDevCmd(g), newGatewayCmd(g), newWorkerCmd(g), newEdgeCmd(g),
+		newDevCmd(g), newGatewayCmd(g), newWorkerCmd(g), edge,
 		newModelCmd(g), newReleaseCmd(g), newSiteCmd(g), newPolicyCmd(g), newQueueCmd(g), newSimulateCmd(g),
 		newWorkloadCmd(g), newMonitorCmd(g),
 	)
+	// Every command but the edge agent takes the Temporal settings: a site
+	// holds no Temporal credential and never dials Temporal.
+	for _, c := range root.Commands() {
+		if c != edge {
+			g.addTemporalFlags(c.PersistentFlags())
+		}
+	}
+	// Cobra finds the command before it parses flags, and a flag it does
+	// not know there takes the next word as its value: known to the root
+	// (hidden, not inherited), `modelfleet --temporal-tls release list`
+	// still finds `release list`, which parses the flag for real.
+	root.Flags().Bool("temporal-tls", false, "")
+	_ = root.Flags().MarkHidden("temporal-tls")
 	return root
 }
 

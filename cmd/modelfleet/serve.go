@@ -42,7 +42,7 @@ func newDevCmd(g *globals) *cobra.Command {
 		Long: `Run the whole embedded stack in the foreground, with no Azure account: a Temporal
 dev server with its UI, the gateway (Event Grid webhook and site directory), the
 embedded model registry (emitting Azure ML's Event Grid events), the cloud worker
-and N simulated factory sites, each with its edge worker and inference router.
+and N simulated factory sites, each with its edge agent and inference router.
 State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -278,8 +278,13 @@ func newEdgeCmd(g *globals) *cobra.Command {
 	var labels []string
 	cmd := &cobra.Command{
 		Use:   "edge",
-		Short: "Run one site's edge agent: inference router + edge worker (outbound connections only)",
-		Args:  cobra.NoArgs,
+		Short: "Run one site's edge agent: inference router + desired-state pull (outbound connections only)",
+		Long: `Run one site's edge agent: the inference router, serving the site's last good
+models from --data-dir at once, and the long poll of the site's desired state
+from the gateway (--gateway-url, or --desired-file), where it also reports.
+Every connection it makes is outbound. A site holds no Temporal credential and
+never dials Temporal, so this command takes no Temporal flags.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.SiteID == "" {
 				return fmt.Errorf("--site is required")
@@ -301,8 +306,14 @@ func newEdgeCmd(g *globals) *cobra.Command {
 			}
 			defer stop()
 			cfg.Logger = g.logger()
-			cfg.TemporalAddress, cfg.Namespace, cfg.GatewayURL = g.temporalAddress, g.namespace, g.gatewayURL
-			cfg.TemporalTLS, cfg.TemporalAPIKey = g.temporalTLS, os.Getenv("MODELFLEET_TEMPORAL_API_KEY")
+			cfg.GatewayURL = g.gatewayURL
+			// A Temporal credential left in a site's environment (agents used
+			// to dial Temporal) is unused: say so, so it can be revoked.
+			for _, v := range []string{"MODELFLEET_TEMPORAL_API_KEY", "MODELFLEET_TEMPORAL_TLS_CERT", "MODELFLEET_TEMPORAL_TLS_KEY"} {
+				if os.Getenv(v) != "" {
+					cfg.Logger.Warn("ignoring a Temporal credential: edge agents never dial Temporal; remove it from the site and revoke it", "variable", v)
+				}
+			}
 			if cfg.SignalSender, err = signalSender(); err != nil {
 				return err
 			}

@@ -9,6 +9,14 @@ import (
 	"github.com/modelfleet/modelfleet/workers"
 )
 
+// addTemporalFlags adds where Temporal is and how to reach it: address,
+// namespace and transport security. Flag sets that share g share the values.
+func (g *globals) addTemporalFlags(pf *pflag.FlagSet) {
+	pf.StringVar(&g.temporalAddress, "temporal-address", envOr("MODELFLEET_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port ($MODELFLEET_TEMPORAL_ADDRESS)")
+	pf.StringVar(&g.namespace, "namespace", envOr("MODELFLEET_NAMESPACE", "default"), "Temporal namespace ($MODELFLEET_NAMESPACE)")
+	g.addTemporalTLSFlags(pf)
+}
+
 // addTemporalTLSFlags adds the transport security of the connection to
 // Temporal. The environment variables are the ones the Helm charts set from
 // temporal.tls (deploy/helm); the API key is read from the environment only,

@@ -8,14 +8,17 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// TestChartsTemporalSecurity renders both charts' ways of reaching Temporal
-// securely — mTLS with a private CA, mTLS with the system roots, an API key
-// alone — and checks the environment each process gets, and that every
-// MODELFLEET_TEMPORAL_* variable the charts set is one the binary reads
-// (cmd/modelfleet), so a renamed flag cannot leave the charts behind.
+// TestChartsTemporalSecurity renders the cloud chart's ways of reaching
+// Temporal securely — mTLS with a private CA, mTLS with the system roots, an
+// API key alone — and checks the environment each process gets, and that
+// every MODELFLEET_TEMPORAL_* variable the chart sets is one the binary reads
+// (cmd/modelfleet), so a renamed flag cannot leave the chart behind. The edge
+// chart, given the same values (left over from before sites stopped dialing
+// Temporal), gives its agent no Temporal setting, Secret or credential.
 func TestChartsTemporalSecurity(t *testing.T) {
 	const dir = "/etc/modelfleet/temporal-tls/"
 	cases := []struct {
@@ -32,42 +35,70 @@ func TestChartsTemporalSecurity(t *testing.T) {
 			map[string]string{"MODELFLEET_TEMPORAL_TLS": "", "MODELFLEET_TEMPORAL_TLS_CERT": ""}, "temporal-cloud/api-key"},
 	}
 	read := readByBinary(t, "MODELFLEET_TEMPORAL_")
-	for _, chart := range []string{"modelfleet-cloud", "modelfleet-edge"} {
-		for _, c := range cases {
-			t.Run(chart+"/"+c.name, func(t *testing.T) {
-				values := map[string]any{"temporal": c.temporal}
-				if chart == "modelfleet-edge" {
-					values["site"] = map[string]any{"id": "plant-a"}
-				}
-				lintChart(t, chart, values)
-				objs, err := render(t, chart, values)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, d := range deployments(objs) {
-					ctr := d.Spec.Template.Spec.Containers[0]
-					got := map[string]corev1.EnvVar{}
-					for _, e := range ctr.Env {
-						got[e.Name] = e
-						if strings.HasPrefix(e.Name, "MODELFLEET_TEMPORAL_") && !read[e.Name] {
-							t.Errorf("%s sets %s, which the binary does not read", d.Name, e.Name)
-						}
-					}
-					for k, v := range c.want {
-						if e, ok := got[k]; v == "" && ok || v != "" && e.Value != v {
-							t.Errorf("%s: %s = %q, want %q", d.Name, k, e.Value, v)
-						}
-					}
-					e, ok := got["MODELFLEET_TEMPORAL_API_KEY"]
-					switch {
-					case c.apiKey == "" && ok:
-						t.Errorf("%s: an API key without apiKeySecret", d.Name)
-					case c.apiKey != "" && (!ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
-						e.ValueFrom.SecretKeyRef.Name+"/"+e.ValueFrom.SecretKeyRef.Key != c.apiKey):
-						t.Errorf("%s: API key env %+v, want it from the Secret %s", d.Name, e, c.apiKey)
+	for _, c := range cases {
+		t.Run("modelfleet-edge/"+c.name, func(t *testing.T) {
+			values := map[string]any{"temporal": c.temporal, "site": map[string]any{"id": "plant-a"}}
+			objs, err := render(t, "modelfleet-edge", values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range deployments(objs) {
+				noTemporal(t, d)
+			}
+		})
+	}
+	const chart = "modelfleet-cloud"
+	for _, c := range cases {
+		t.Run(chart+"/"+c.name, func(t *testing.T) {
+			values := map[string]any{"temporal": c.temporal}
+			lintChart(t, chart, values)
+			objs, err := render(t, chart, values)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range deployments(objs) {
+				ctr := d.Spec.Template.Spec.Containers[0]
+				got := map[string]corev1.EnvVar{}
+				for _, e := range ctr.Env {
+					got[e.Name] = e
+					if strings.HasPrefix(e.Name, "MODELFLEET_TEMPORAL_") && !read[e.Name] {
+						t.Errorf("%s sets %s, which the binary does not read", d.Name, e.Name)
 					}
 				}
-			})
+				for k, v := range c.want {
+					if e, ok := got[k]; v == "" && ok || v != "" && e.Value != v {
+						t.Errorf("%s: %s = %q, want %q", d.Name, k, e.Value, v)
+					}
+				}
+				e, ok := got["MODELFLEET_TEMPORAL_API_KEY"]
+				switch {
+				case c.apiKey == "" && ok:
+					t.Errorf("%s: an API key without apiKeySecret", d.Name)
+				case c.apiKey != "" && (!ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+					e.ValueFrom.SecretKeyRef.Name+"/"+e.ValueFrom.SecretKeyRef.Key != c.apiKey):
+					t.Errorf("%s: API key env %+v, want it from the Secret %s", d.Name, e, c.apiKey)
+				}
+			}
+		})
+	}
+}
+
+// noTemporal checks that a site's agent is given nothing of Temporal: no
+// MODELFLEET_TEMPORAL_* or MODELFLEET_NAMESPACE variable, no Temporal
+// Secret mounted.
+func noTemporal(t *testing.T, d *appsv1.Deployment) {
+	t.Helper()
+	ps := d.Spec.Template.Spec
+	for _, c := range ps.Containers {
+		for _, e := range c.Env {
+			if strings.HasPrefix(e.Name, "MODELFLEET_TEMPORAL_") || e.Name == "MODELFLEET_NAMESPACE" {
+				t.Errorf("%s/%s: env %s: a site holds no Temporal setting or credential", d.Name, c.Name, e.Name)
+			}
+		}
+	}
+	for _, v := range ps.Volumes {
+		if strings.Contains(v.Name, "temporal") || v.Secret != nil && strings.Contains(v.Secret.SecretName, "temporal") {
+			t.Errorf("%s: volume %s: a site holds no Temporal credential", d.Name, v.Name)
 		}
 	}
 }

@@ -205,7 +205,7 @@ func TestCloudChart(t *testing.T) {
 func TestEdgeChart(t *testing.T) {
 	site := map[string]any{
 		"site":          map[string]any{"id": "plant-a-line-3", "labels": map[string]any{"ring": "canary", "plant": "plant-a"}},
-		"networkPolicy": map[string]any{"temporal": map[string]any{"cidr": "10.0.0.10/32", "port": 7233}, "gateway": map[string]any{"cidr": "10.0.0.20/32", "port": 443}},
+		"networkPolicy": map[string]any{"gateway": map[string]any{"cidr": "10.0.0.20/32", "port": 443}},
 	}
 	lintChart(t, "modelfleet-edge", site)
 	objs, err := render(t, "modelfleet-edge", site)
@@ -219,6 +219,7 @@ func TestEdgeChart(t *testing.T) {
 	}
 	d := objs["Deployment"][0].(*appsv1.Deployment)
 	hardened(t, d)
+	noTemporal(t, d)
 	c := d.Spec.Template.Spec.Containers[0]
 	args := strings.Join(c.Args, " ")
 	for _, want := range []string{"edge", "--site=plant-a-line-3", "--listen=0.0.0.0:9001", "--label=ring=canary", "--label=plant=plant-a", "--data-dir=/var/lib/modelfleet"} {
@@ -250,8 +251,8 @@ func TestEdgeChart(t *testing.T) {
 	}
 }
 
-// checkNetworkPolicy: ingress to the router port only; egress to DNS,
-// Temporal and the gateway only.
+// checkNetworkPolicy: ingress to the router port only; egress to DNS and
+// the gateway only (the agent never dials Temporal).
 func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
 	t.Helper()
 	if fmt.Sprint(np.Spec.PolicyTypes) != "[Ingress Egress]" {
@@ -270,7 +271,7 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy) {
 			got = append(got, fmt.Sprintf("%s:%s/%s", to, p.Port.String(), *p.Protocol))
 		}
 	}
-	want := []string{"dns:53/UDP", "dns:53/TCP", "10.0.0.10/32:7233/TCP", "10.0.0.20/32:443/TCP"}
+	want := []string{"dns:53/UDP", "dns:53/TCP", "10.0.0.20/32:443/TCP"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("egress %v, want %v", got, want)
 	}
