@@ -40,7 +40,7 @@ type Cloud struct {
 	// the drift monitor. Nil: versions get no baseline (counts only).
 	Baselines BaselineStore
 	// stepWorkloads caches each version's carried workload for ApplyStep
-	// (modelfleet.ModelRef -> *fleet.WorkloadRecord).
+	// (modelfleet.ModelRef -> *modelfleet.WorkloadRecord).
 	stepWorkloads sync.Map
 
 	// Artifacts mirrors artifacts the sites cannot fetch themselves (an

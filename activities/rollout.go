@@ -21,10 +21,10 @@ import (
 type Fleet interface {
 	List(ctx context.Context) ([]modelfleet.Site, error)
 	Policy(ctx context.Context, model string) (rollout.Policy, error)
-	Step(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error)
-	Rollback(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error)
-	Finish(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error)
-	Progress(ctx context.Context, req fleet.ProgressRequest) (fleet.Progress, error)
+	Step(ctx context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error)
+	Rollback(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error)
+	Finish(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error)
+	Progress(ctx context.Context, req modelfleet.ProgressRequest) (modelfleet.Progress, error)
 }
 
 var _ Fleet = (*fleet.Client)(nil)
@@ -88,17 +88,17 @@ func (a *Cloud) planWaves(ctx context.Context, model string, p rollout.Policy, n
 // ApplyStep writes one traffic step into the desired state of a batch of
 // sites. Sites another release holds make it fail retryably: the release
 // waits, serialised behind the other one, while the rest already moved.
-func (a *Cloud) ApplyStep(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
+func (a *Cloud) ApplyStep(ctx context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 	req.TraceParent = traceParent(ctx)
 	var err error
 	if req.Workload, err = a.stepWorkload(ctx, req); err != nil {
-		return fleet.StepResult{}, err
+		return modelfleet.StepResult{}, err
 	}
 	return a.step(ctx, req)
 }
 
 // step writes a step; conflicts are retryable (see ApplyStep).
-func (a *Cloud) step(ctx context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
+func (a *Cloud) step(ctx context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 	res, err := a.Fleet.Step(ctx, req)
 	if err != nil {
 		return res, nonRetryableIfInvalid(err)
@@ -131,7 +131,7 @@ type AwaitRequest struct {
 // failed to, or Timeout passes; sites still pending then are reported as
 // such (an offline site converges later, on its own). One activity per batch
 // however large: acknowledgements are aggregated by the directory.
-func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (fleet.Progress, error) {
+func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (modelfleet.Progress, error) {
 	poll := req.Poll
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
@@ -141,7 +141,7 @@ func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (fleet.Pro
 		// Heartbeat before the read too: at fleet scale one read can take
 		// long enough to miss the heartbeat timeout.
 		activity.RecordHeartbeat(ctx, "checking")
-		p, err := a.Fleet.Progress(ctx, fleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: req.Sites})
+		p, err := a.Fleet.Progress(ctx, modelfleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: req.Sites})
 		if err != nil {
 			return p, err
 		}
@@ -158,14 +158,14 @@ func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (fleet.Pro
 }
 
 // RollbackSites restores what the release's sites served before it.
-func (a *Cloud) RollbackSites(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+func (a *Cloud) RollbackSites(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 	req.TraceParent = traceParent(ctx)
 	res, err := a.Fleet.Rollback(ctx, req)
 	return res, nonRetryableIfInvalid(err)
 }
 
 // FinishRelease frees the release's site leases.
-func (a *Cloud) FinishRelease(ctx context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+func (a *Cloud) FinishRelease(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 	res, err := a.Fleet.Finish(ctx, req)
 	return res, nonRetryableIfInvalid(err)
 }

@@ -18,8 +18,8 @@ import (
 // directory. fleet.Client has it; a Fleet without it keeps no workloads, so
 // a release there can carry none (and is refused if its model names one).
 type WorkloadFleet interface {
-	Workload(ctx context.Context, name, version string) (fleet.WorkloadRecord, error)
-	Pairings(ctx context.Context, req fleet.PairingRequest) ([]fleet.SitePairing, error)
+	Workload(ctx context.Context, name, version string) (modelfleet.WorkloadRecord, error)
+	Pairings(ctx context.Context, req modelfleet.PairingRequest) ([]modelfleet.SitePairing, error)
 }
 
 var _ WorkloadFleet = (*fleet.Client)(nil)
@@ -76,10 +76,10 @@ func (a *Cloud) checkWorkloads(ctx context.Context, model string, nv *modelfleet
 			sites = append(sites, s.ID)
 		}
 	}
-	var pairings []fleet.SitePairing
+	var pairings []modelfleet.SitePairing
 	for len(sites) > 0 {
 		n := min(len(sites), pairingBatch)
-		p, err := wf.Pairings(ctx, fleet.PairingRequest{Model: model, Sites: sites[:n]})
+		p, err := wf.Pairings(ctx, modelfleet.PairingRequest{Model: model, Sites: sites[:n]})
 		if err != nil {
 			return fmt.Errorf("plan %s: pairings: %w", ref, err)
 		}
@@ -104,7 +104,7 @@ func splits(plan RolloutPlan) bool {
 // or each site's own workloads with m, and with the site's previous versions
 // when split. The error lists each distinct incompatible pair, naming both,
 // with how many sites it affects.
-func CheckPairings(m modelfleet.Model, carried *fleet.WorkloadRecord, split bool, sites []fleet.SitePairing) error {
+func CheckPairings(m modelfleet.Model, carried *modelfleet.WorkloadRecord, split bool, sites []modelfleet.SitePairing) error {
 	c := newPairChecks()
 	if carried != nil {
 		c.check("", manifestOf(carried.Name, carried.Version, carried.Model, carried.Features), m.ModelRef, m.Features, "")
@@ -216,7 +216,7 @@ func manifestOf(name, version, model string, features []string) workload.Manifes
 
 // releaseWorkload is the workload version model version m is released with
 // (its PropWorkload property), or nil when it names none.
-func (a *Cloud) releaseWorkload(ctx context.Context, m modelfleet.Model) (*fleet.WorkloadRecord, error) {
+func (a *Cloud) releaseWorkload(ctx context.Context, m modelfleet.Model) (*modelfleet.WorkloadRecord, error) {
 	s := m.Properties[modelfleet.PropWorkload]
 	if s == "" {
 		return nil, nil
@@ -245,7 +245,7 @@ func (a *Cloud) releaseWorkload(ctx context.Context, m modelfleet.Model) (*fleet
 
 // stepWorkload is the workload version a step of the release carries to
 // its sites (nil when its model version names none).
-func (a *Cloud) stepWorkload(ctx context.Context, req fleet.StepRequest) (*fleet.WorkloadRecord, error) {
+func (a *Cloud) stepWorkload(ctx context.Context, req modelfleet.StepRequest) (*modelfleet.WorkloadRecord, error) {
 	if a.Registry == nil {
 		return nil, nil
 	}
@@ -253,7 +253,7 @@ func (a *Cloud) stepWorkload(ctx context.Context, req fleet.StepRequest) (*fleet
 	// them up once per version, not on every step of every batch.
 	ref := modelfleet.ModelRef{Name: req.Model, Version: req.New.Version}
 	if w, ok := a.stepWorkloads.Load(ref); ok {
-		return w.(*fleet.WorkloadRecord), nil
+		return w.(*modelfleet.WorkloadRecord), nil
 	}
 	m, err := a.Registry.Get(ctx, req.Model, req.New.Version)
 	if err != nil {

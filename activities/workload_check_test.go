@@ -84,7 +84,7 @@ func newPlanFixture(t *testing.T) *planFixture {
 		t.Fatal(err)
 	}
 	v1 := modelfleet.DesiredVersion{Version: "1", Digest: "sha256:" + strings.Repeat("1", 64), Format: "lightgbm", Features: bearingFeatures, Weight: 100}
-	if _, err := d.Step(fleet.StepRequest{Release: "release/bearing-failure/1", Model: "bearing-failure", New: v1, Sites: []string{"c1", "f1"}, Workload: &w1}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "release/bearing-failure/1", Model: "bearing-failure", New: v1, Sites: []string{"c1", "f1"}, Workload: &w1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Finish("release/bearing-failure/1", "bearing-failure", []string{"c1", "f1"}); err != nil {
@@ -210,7 +210,7 @@ func TestPlanAcceptsCompatibleWorkloadAndStepCarriesIt(t *testing.T) {
 	if err != nil || len(plan.Waves) != 2 {
 		t.Fatalf("plan = %+v, %v", plan, err)
 	}
-	carried, err := f.cloud.stepWorkload(context.Background(), fleet.StepRequest{Model: "bearing-failure", New: modelfleet.DesiredVersion{Version: "2"}})
+	carried, err := f.cloud.stepWorkload(context.Background(), modelfleet.StepRequest{Model: "bearing-failure", New: modelfleet.DesiredVersion{Version: "2"}})
 	if err != nil || carried == nil || carried.Digest != w2.Digest {
 		t.Fatalf("step workload = %+v, %v", carried, err)
 	}
@@ -223,14 +223,14 @@ func TestPlanAcceptsCompatibleWorkloadAndStepCarriesIt(t *testing.T) {
 
 func TestCheckPairingsNamesBoth(t *testing.T) {
 	m := modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}, Features: bearingFeatures}
-	other := &fleet.WorkloadRecord{Name: "press-line", Version: "7", Model: "press", Features: bearingFeatures}
+	other := &modelfleet.WorkloadRecord{Name: "press-line", Version: "7", Model: "press", Features: bearingFeatures}
 	err := CheckPairings(m, other, false, nil)
 	var inc *workload.IncompatibleError
 	if !errors.As(err, &inc) || inc.Workload != "press-line:7" || inc.Model != "bearing-failure:2" || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("err = %v", err)
 	}
-	ok := &fleet.WorkloadRecord{Name: "bearing-failure-line", Version: "2", Model: "bearing-failure", Features: bearingFeatures}
-	if err := CheckPairings(m, ok, true, []fleet.SitePairing{{Site: "s", Versions: []modelfleet.DesiredVersion{{Version: "1", Features: bearingFeatures}}}}); err != nil {
+	ok := &modelfleet.WorkloadRecord{Name: "bearing-failure-line", Version: "2", Model: "bearing-failure", Features: bearingFeatures}
+	if err := CheckPairings(m, ok, true, []modelfleet.SitePairing{{Site: "s", Versions: []modelfleet.DesiredVersion{{Version: "1", Features: bearingFeatures}}}}); err != nil {
 		t.Errorf("compatible: %v", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/rollout"
 	"github.com/modelfleet/modelfleet/workload"
 )
@@ -49,10 +48,10 @@ func (a *Cloud) PlanWorkloadRelease(ctx context.Context, req WorkloadPlanRequest
 			sites = append(sites, s.ID)
 		}
 	}
-	var pairings []fleet.SitePairing
+	var pairings []modelfleet.SitePairing
 	for len(sites) > 0 {
 		n := min(len(sites), pairingBatch)
-		ps, err := a.Fleet.(WorkloadFleet).Pairings(ctx, fleet.PairingRequest{Model: req.Model, Sites: sites[:n]})
+		ps, err := a.Fleet.(WorkloadFleet).Pairings(ctx, modelfleet.PairingRequest{Model: req.Model, Sites: sites[:n]})
 		if err != nil {
 			return RolloutPlan{}, fmt.Errorf("%s: pairings: %w", subject, err)
 		}
@@ -65,7 +64,7 @@ func (a *Cloud) PlanWorkloadRelease(ctx context.Context, req WorkloadPlanRequest
 // version of model each site serves (the desired split, which the release
 // leaves as it is). A site serving none of model is refused too: the
 // workload would have nothing to call there.
-func CheckWorkloadPairings(model string, w fleet.WorkloadRecord, sites []fleet.SitePairing) error {
+func CheckWorkloadPairings(model string, w modelfleet.WorkloadRecord, sites []modelfleet.SitePairing) error {
 	subject := fmt.Sprintf("release of workload %s", w.Ref())
 	man := manifestOf(w.Name, w.Version, w.Model, w.Features)
 	c := newPairChecks()
@@ -94,7 +93,7 @@ type WorkloadStep struct {
 	Model    string                 `json:"model"`
 	Workload modelfleet.WorkloadRef `json:"workload"`
 	Sites    []string               `json:"sites"`
-	// Wave and ApprovedBy are recorded with the change (fleet.StepRequest).
+	// Wave and ApprovedBy are recorded with the change (modelfleet.StepRequest).
 	Wave       string `json:"wave,omitempty"`
 	ApprovedBy string `json:"approvedBy,omitempty"`
 }
@@ -102,23 +101,23 @@ type WorkloadStep struct {
 // ApplyWorkloadStep writes the workload version into the desired state of a
 // batch of sites, under the model's lease, leaving the model's versions as
 // they are. Conflicts are retryable, as in ApplyStep.
-func (a *Cloud) ApplyWorkloadStep(ctx context.Context, req WorkloadStep) (fleet.StepResult, error) {
+func (a *Cloud) ApplyWorkloadStep(ctx context.Context, req WorkloadStep) (modelfleet.StepResult, error) {
 	rec, err := a.workloadRecord(ctx, req.Model, req.Workload)
 	if err != nil {
-		return fleet.StepResult{}, nonRetryableIfInvalid(err)
+		return modelfleet.StepResult{}, nonRetryableIfInvalid(err)
 	}
-	return a.step(ctx, fleet.StepRequest{Release: req.Release, Model: req.Model, Sites: req.Sites, Workload: &rec, TraceParent: traceParent(ctx),
+	return a.step(ctx, modelfleet.StepRequest{Release: req.Release, Model: req.Model, Sites: req.Sites, Workload: &rec, TraceParent: traceParent(ctx),
 		Wave: req.Wave, ApprovedBy: req.ApprovedBy})
 }
 
 // workloadRecord fetches a registered workload version that calls model.
-func (a *Cloud) workloadRecord(ctx context.Context, model string, ref modelfleet.WorkloadRef) (fleet.WorkloadRecord, error) {
+func (a *Cloud) workloadRecord(ctx context.Context, model string, ref modelfleet.WorkloadRef) (modelfleet.WorkloadRecord, error) {
 	if _, err := modelfleet.ParseWorkloadRef(ref.String()); err != nil {
-		return fleet.WorkloadRecord{}, err
+		return modelfleet.WorkloadRecord{}, err
 	}
 	wf, ok := a.Fleet.(WorkloadFleet)
 	if !ok {
-		return fleet.WorkloadRecord{}, modelfleet.Errorf(modelfleet.EINVALID, "workload %s: this fleet directory keeps no workloads", ref)
+		return modelfleet.WorkloadRecord{}, modelfleet.Errorf(modelfleet.EINVALID, "workload %s: this fleet directory keeps no workloads", ref)
 	}
 	rec, err := wf.Workload(ctx, ref.Name, ref.Version)
 	if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {

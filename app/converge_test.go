@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/registry"
 )
 
@@ -35,7 +34,7 @@ func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 	}
 	step := func(v modelfleet.DesiredVersion, release string) {
 		t.Helper()
-		if _, err := gw.Directory.Step(fleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}}); err != nil {
+		if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := gw.Directory.Finish(release, "bearing-failure", []string{"s1"}); err != nil {

@@ -55,9 +55,9 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 	go func() { host.run(ctx, e); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 
-	step := func(release string, v modelfleet.DesiredVersion, w *fleet.WorkloadRecord) {
+	step := func(release string, v modelfleet.DesiredVersion, w *modelfleet.WorkloadRecord) {
 		t.Helper()
-		if _, err := gw.Directory.Step(fleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}, Workload: w}); err != nil {
+		if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}, Workload: w}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -129,7 +129,7 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 
 // registerSample registers the sample manifest as version, with one
 // replacement applied.
-func registerSample(t *testing.T, d *fleet.Directory, version, old, new string) fleet.WorkloadRecord {
+func registerSample(t *testing.T, d *fleet.Directory, version, old, new string) modelfleet.WorkloadRecord {
 	t.Helper()
 	doc, err := os.ReadFile(filepath.Join("..", "examples", "bearing-failure", "workload", "workload.yaml"))
 	if err != nil {
@@ -147,7 +147,7 @@ func registerSample(t *testing.T, d *fleet.Directory, version, old, new string) 
 }
 
 // awaitProgress waits until s1 has reported on its latest desired revision.
-func awaitProgress(t *testing.T, d *fleet.Directory, version string) fleet.Progress {
+func awaitProgress(t *testing.T, d *fleet.Directory, version string) modelfleet.Progress {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -66,7 +66,7 @@ func TestReconcilerConvergesDriverSites(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	nv := modelfleet.DesiredVersion{Version: "2", Digest: "sha256:" + strings.Repeat("b", 64), Format: "lightgbm", ArtifactURL: "x", Weight: 10}
-	if _, err := dir.Step(fleet.StepRequest{Release: "release/m/2", Model: "m", New: nv, Sites: []string{"arc-1", "agent-1"}}); err != nil {
+	if _, err := dir.Step(modelfleet.StepRequest{Release: "release/m/2", Model: "m", New: nv, Sites: []string{"arc-1", "agent-1"}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)

@@ -81,7 +81,7 @@ func TestBaselineRejectsBadDocuments(t *testing.T) {
 
 func TestProgressMeasuresPredictionShift(t *testing.T) {
 	d := mustOpen(t, "s1", "s2")
-	d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 50), Sites: []string{"s1", "s2"}})
+	d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("2", 50), Sites: []string{"s1", "s2"}})
 	rev := desired(t, d, "s1").Revision
 	// Version 1 predicts low, version 2 high: disjoint bins.
 	low := []int64{150, 50, 0, 0, 0, 0, 0, 0, 0, 0}
@@ -101,7 +101,7 @@ func TestProgressMeasuresPredictionShift(t *testing.T) {
 	// Too few samples of the new version at one site: not measured.
 	p, _ = d.Progress("m", "2", []string{"s1"})
 	if p.PredictionShift != 0 || p.ShiftSamples != 120 {
-		t.Errorf("120 samples: shift %v, want 0 (not measured below %d)", p.PredictionShift, MinShiftSamples)
+		t.Errorf("120 samples: shift %v, want 0 (not measured below %d)", p.PredictionShift, modelfleet.MinShiftSamples)
 	}
 	// The same distribution on both sides: no shift.
 	for _, s := range []string{"s1", "s2"} {
@@ -116,7 +116,7 @@ func TestProgressMeasuresPredictionShift(t *testing.T) {
 
 func TestProgressSumsLabelledPredictions(t *testing.T) {
 	d := mustOpen(t, "s1", "s2")
-	d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 50), Sites: []string{"s1", "s2"}})
+	d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("2", 50), Sites: []string{"s1", "s2"}})
 	rev := desired(t, d, "s1").Revision
 	for _, s := range []string{"s1", "s2"} {
 		d.ReportActual(modelfleet.Actual{Site: s, Revision: rev, Models: map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{

@@ -54,26 +54,26 @@ func (c *Client) ReportActual(ctx context.Context, a modelfleet.Actual) error {
 }
 
 // Step applies one traffic step of a release (see Directory.Step).
-func (c *Client) Step(ctx context.Context, req StepRequest) (StepResult, error) {
-	var res StepResult
+func (c *Client) Step(ctx context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
+	var res modelfleet.StepResult
 	return res, c.post(ctx, http.MethodPost, "/api/rollouts/step", req, &res)
 }
 
 // Rollback restores what the release's sites served before it.
-func (c *Client) Rollback(ctx context.Context, req LeaseRequest) (StepResult, error) {
-	var res StepResult
+func (c *Client) Rollback(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
+	var res modelfleet.StepResult
 	return res, c.post(ctx, http.MethodPost, "/api/rollouts/rollback", req, &res)
 }
 
 // Finish frees the release's leases.
-func (c *Client) Finish(ctx context.Context, req LeaseRequest) (StepResult, error) {
-	var res StepResult
+func (c *Client) Finish(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
+	var res modelfleet.StepResult
 	return res, c.post(ctx, http.MethodPost, "/api/rollouts/finish", req, &res)
 }
 
 // Progress reports how far sites converged.
-func (c *Client) Progress(ctx context.Context, req ProgressRequest) (Progress, error) {
-	var p Progress
+func (c *Client) Progress(ctx context.Context, req modelfleet.ProgressRequest) (modelfleet.Progress, error) {
+	var p modelfleet.Progress
 	return p, c.post(ctx, http.MethodPost, "/api/rollouts/progress", req, &p)
 }
 

@@ -18,40 +18,6 @@ var (
 	actualBucket  = []byte("actual")
 )
 
-// StepRequest moves sites one traffic step of a release: the new version
-// takes New.Weight percent and the version the site served before the
-// release (its primary) keeps the rest. A step of a workload-only release
-// has no New.Version: it carries Workload and leaves the model's versions
-// as they are, under the model's lease all the same.
-type StepRequest struct {
-	Release string                    `json:"release"`
-	Model   string                    `json:"model"`
-	New     modelfleet.DesiredVersion `json:"new"`
-	Sites   []string                  `json:"sites"`
-	// TraceParent (W3C) is recorded with the change for the sites' agents.
-	TraceParent string `json:"traceparent,omitempty"`
-	// Wave and ApprovedBy are recorded with the change (for GitOps commit
-	// messages): the release's wave, and who approved it past its gate.
-	Wave       string `json:"wave,omitempty"`
-	ApprovedBy string `json:"approvedBy,omitempty"`
-	// Workload is the workload version the release carries, if any: the
-	// sites run it from the first step on; a rollback restores what ran.
-	Workload *WorkloadRecord `json:"workload,omitempty"`
-}
-
-// StepResult says what a step or rollback did, site by site in aggregate.
-type StepResult struct {
-	Changed   int        `json:"changed"`
-	Unchanged int        `json:"unchanged"`
-	Conflicts []Conflict `json:"conflicts,omitempty"` // sites another release holds
-}
-
-// Conflict is a site whose lease another release holds.
-type Conflict struct {
-	Site   string `json:"site"`
-	Holder string `json:"holder"`
-}
-
 // notifier wakes agents long-polling for their desired state.
 type notifier struct {
 	mu sync.Mutex
@@ -86,24 +52,24 @@ func (n *notifier) notify(sites []string) {
 // Step applies one traffic step to every listed site in one transaction. It
 // is idempotent (a retried step changes nothing) and refuses sites whose
 // lease another release holds, reporting them as conflicts.
-func (d *Directory) Step(req StepRequest) (StepResult, error) {
+func (d *Directory) Step(req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 	if err := modelfleet.ValidateName("model name", req.Model); err != nil {
-		return StepResult{}, err
+		return modelfleet.StepResult{}, err
 	}
 	workloadOnly := req.New.Version == ""
 	switch {
 	case workloadOnly && req.Workload == nil:
-		return StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "a step carries a model version, a workload version, or both; this one carries neither")
+		return modelfleet.StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "a step carries a model version, a workload version, or both; this one carries neither")
 	case !workloadOnly && (req.New.Weight < 1 || req.New.Weight > 100):
-		return StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "step weight %d is out of range 1..100", req.New.Weight)
+		return modelfleet.StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "step weight %d is out of range 1..100", req.New.Weight)
 	}
 	if err := checkStepWorkload(req); err != nil {
-		return StepResult{}, err
+		return modelfleet.StepResult{}, err
 	}
-	return d.update(req.Sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+	return d.update(req.Sites, func(ds *modelfleet.Desired) (bool, *modelfleet.Conflict) {
 		dm := ds.Models[req.Model]
 		if dm.Release != "" && dm.Release != req.Release {
-			return false, &Conflict{Site: ds.Site, Holder: dm.Release}
+			return false, &modelfleet.Conflict{Site: ds.Site, Holder: dm.Release}
 		}
 		wchanged, conflict := stepWorkload(ds, req)
 		if conflict != nil {
@@ -161,8 +127,8 @@ func sameVersion(a, b modelfleet.DesiredVersion) bool {
 // Rollback restores, at every listed site the release holds, what the site
 // served before the release, and frees the lease. Sites the release never
 // touched are left alone; a site that is offline converges when it returns.
-func (d *Directory) Rollback(release, model string, sites []string, traceParent string) (StepResult, error) {
-	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+func (d *Directory) Rollback(release, model string, sites []string, traceParent string) (modelfleet.StepResult, error) {
+	return d.update(sites, func(ds *modelfleet.Desired) (bool, *modelfleet.Conflict) {
 		wchanged := releaseWorkloads(ds, release, true, traceParent)
 		dm, ok := ds.Models[model]
 		if !ok || dm.Release != release {
@@ -174,8 +140,8 @@ func (d *Directory) Rollback(release, model string, sites []string, traceParent 
 }
 
 // Finish frees the release's leases, keeping what the sites serve.
-func (d *Directory) Finish(release, model string, sites []string) (StepResult, error) {
-	return d.update(sites, func(ds *modelfleet.Desired) (bool, *Conflict) {
+func (d *Directory) Finish(release, model string, sites []string) (modelfleet.StepResult, error) {
+	return d.update(sites, func(ds *modelfleet.Desired) (bool, *modelfleet.Conflict) {
 		releaseWorkloads(ds, release, false, "")
 		dm, ok := ds.Models[model]
 		if !ok || dm.Release != release {
@@ -188,11 +154,11 @@ func (d *Directory) Finish(release, model string, sites []string) (StepResult, e
 
 // update runs f on each site's desired state in one transaction, bumping the
 // revision where f changed something, and wakes those sites' agents.
-func (d *Directory) update(sites []string, f func(*modelfleet.Desired) (bool, *Conflict)) (StepResult, error) {
-	var res StepResult
+func (d *Directory) update(sites []string, f func(*modelfleet.Desired) (bool, *modelfleet.Conflict)) (modelfleet.StepResult, error) {
+	var res modelfleet.StepResult
 	var changed []string
 	err := d.db.Update(func(tx *bolt.Tx) error {
-		res, changed = StepResult{}, changed[:0]
+		res, changed = modelfleet.StepResult{}, changed[:0]
 		b := tx.Bucket(desiredBucket)
 		for _, site := range sites {
 			if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
@@ -225,7 +191,7 @@ func (d *Directory) update(sites []string, f func(*modelfleet.Desired) (bool, *C
 		return nil
 	})
 	if err != nil {
-		return StepResult{}, fmt.Errorf("fleet: update desired state: %w", err)
+		return modelfleet.StepResult{}, fmt.Errorf("fleet: update desired state: %w", err)
 	}
 	d.notify.notify(changed)
 	return res, nil
@@ -315,50 +281,12 @@ func (d *Directory) ReportActual(a modelfleet.Actual) error {
 	return nil
 }
 
-// Progress is how far a set of sites has converged on a model's desired
-// state, with the live figures of the version being rolled out.
-type Progress struct {
-	Converged []string      `json:"converged"`
-	Pending   []string      `json:"pending"`
-	Failed    []SiteFailure `json:"failed,omitempty"`
-	// Figures of Version summed over converged sites (P99 is the worst site).
-	Requests     int64   `json:"requests"`
-	Errors       int64   `json:"errors"`
-	P99LatencyMs float64 `json:"p99LatencyMs"`
-	// PredictionShift is the Jensen–Shannon distance (base 2: 0 same, 1
-	// disjoint) between Version's predictions and those of the versions it
-	// runs beside at the converged sites (what it replaces), over
-	// modelfleet.PredictionBins. It is 0 while either side has fewer than
-	// MinShiftSamples predictions; ShiftSamples says how many Version had.
-	PredictionShift float64 `json:"predictionShift,omitempty"`
-	ShiftSamples    int64   `json:"shiftSamples,omitempty"`
-	// Labelled and Correct count Version's predictions whose ground truth
-	// the sites received, and those it got right.
-	Labelled int64 `json:"labelled,omitempty"`
-	Correct  int64 `json:"correct,omitempty"`
-}
-
-// MinQualitySamples is the fewest labelled predictions before a release's
-// minQuality criterion judges the new version.
-const MinQualitySamples = 50
-
-// MinShiftSamples is the fewest predictions, of the new version and of the
-// versions it replaces, before a prediction shift is measured: fewer differ
-// by chance.
-const MinShiftSamples = 200
-
-// SiteFailure is a site whose agent could not apply its desired state.
-type SiteFailure struct {
-	Site   string `json:"site"`
-	Reason string `json:"reason"`
-}
-
 // Progress compares each site's reported state with its desired revision.
 // With no version (a workload-only release) the figures are those of every
 // version of model the converged sites serve, and no prediction shift is
 // measured: nothing serves beside anything new.
-func (d *Directory) Progress(model, version string, sites []string) (Progress, error) {
-	p := Progress{Converged: []string{}, Pending: []string{}}
+func (d *Directory) Progress(model, version string, sites []string) (modelfleet.Progress, error) {
+	p := modelfleet.Progress{Converged: []string{}, Pending: []string{}}
 	nbins := len(modelfleet.PredictionBins) + 1
 	newPreds, oldPreds := make([]float64, nbins), make([]float64, nbins)
 	err := d.db.View(func(tx *bolt.Tx) error {
@@ -378,9 +306,9 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 			case a.Revision < ds.Revision:
 				p.Pending = append(p.Pending, site)
 			case am.Error != "":
-				p.Failed = append(p.Failed, SiteFailure{Site: site, Reason: am.Error})
+				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: am.Error})
 			case workloadError(ds, a, model) != "":
-				p.Failed = append(p.Failed, SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
+				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
 			default:
 				p.Converged = append(p.Converged, site)
 				for _, v := range am.Versions {
@@ -402,11 +330,11 @@ func (d *Directory) Progress(model, version string, sites []string) (Progress, e
 		return nil
 	})
 	if err != nil {
-		return Progress{}, fmt.Errorf("fleet: progress: %w", err)
+		return modelfleet.Progress{}, fmt.Errorf("fleet: progress: %w", err)
 	}
 	n, o := total(newPreds), total(oldPreds)
 	p.ShiftSamples = int64(n)
-	if n >= MinShiftSamples && o >= MinShiftSamples {
+	if n >= modelfleet.MinShiftSamples && o >= modelfleet.MinShiftSamples {
 		p.PredictionShift = drift.JensenShannonDistance(newPreds, oldPreds)
 	}
 	return p, nil

@@ -43,13 +43,13 @@ func desired(t *testing.T, d *Directory, site string) modelfleet.Desired {
 func TestStepSplitsTrafficAndRollbackRestores(t *testing.T) {
 	d := mustOpen(t, "s1", "s2")
 	// Version 1 is what the sites serve before the release under test.
-	if _, err := d.Step(StepRequest{Release: "r1", Model: "m", New: version("1", 100), Sites: []string{"s1", "s2"}}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: version("1", 100), Sites: []string{"s1", "s2"}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Finish("r1", "m", []string{"s1", "s2"}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := d.Step(StepRequest{Release: "r2", Model: "m", New: version("2", 10), Sites: []string{"s1", "s2"}})
+	res, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: version("2", 10), Sites: []string{"s1", "s2"}})
 	if err != nil || res.Changed != 2 {
 		t.Fatalf("step = %+v, %v; want 2 changed", res, err)
 	}
@@ -59,10 +59,10 @@ func TestStepSplitsTrafficAndRollbackRestores(t *testing.T) {
 	}
 	// The same step again is a no-op (a retried activity).
 	rev := ds.Revision
-	if res, _ := d.Step(StepRequest{Release: "r2", Model: "m", New: version("2", 10), Sites: []string{"s1"}}); res.Unchanged != 1 || desired(t, d, "s1").Revision != rev {
+	if res, _ := d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: version("2", 10), Sites: []string{"s1"}}); res.Unchanged != 1 || desired(t, d, "s1").Revision != rev {
 		t.Errorf("repeated step changed something: %+v", res)
 	}
-	d.Step(StepRequest{Release: "r2", Model: "m", New: version("2", 100), Sites: []string{"s1"}})
+	d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: version("2", 100), Sites: []string{"s1"}})
 	if got := modelfleet.SplitString(desired(t, d, "s1").Models["m"].Versions); got != "2:100" {
 		t.Errorf("split at 100%% = %s", got)
 	}
@@ -79,10 +79,10 @@ func TestStepSplitsTrafficAndRollbackRestores(t *testing.T) {
 
 func TestTwoReleasesCannotInterleaveAtASite(t *testing.T) {
 	d := mustOpen(t, "s1", "s2")
-	if _, err := d.Step(StepRequest{Release: "release/m/2", Model: "m", New: version("2", 50), Sites: []string{"s1"}}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "release/m/2", Model: "m", New: version("2", 50), Sites: []string{"s1"}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := d.Step(StepRequest{Release: "release/m/3", Model: "m", New: version("3", 50), Sites: []string{"s1", "s2"}})
+	res, err := d.Step(modelfleet.StepRequest{Release: "release/m/3", Model: "m", New: version("3", 50), Sites: []string{"s1", "s2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +93,11 @@ func TestTwoReleasesCannotInterleaveAtASite(t *testing.T) {
 		t.Errorf("s1 = %s, want release 2's state untouched", got)
 	}
 	// Another model at the same site is independent.
-	if res, _ := d.Step(StepRequest{Release: "release/x/1", Model: "x", New: version("1", 100), Sites: []string{"s1"}}); res.Changed != 1 {
+	if res, _ := d.Step(modelfleet.StepRequest{Release: "release/x/1", Model: "x", New: version("1", 100), Sites: []string{"s1"}}); res.Changed != 1 {
 		t.Errorf("other model blocked: %+v", res)
 	}
 	d.Finish("release/m/2", "m", []string{"s1"})
-	if res, _ := d.Step(StepRequest{Release: "release/m/3", Model: "m", New: version("3", 50), Sites: []string{"s1"}}); res.Changed != 1 || len(res.Conflicts) != 0 {
+	if res, _ := d.Step(modelfleet.StepRequest{Release: "release/m/3", Model: "m", New: version("3", 50), Sites: []string{"s1"}}); res.Changed != 1 || len(res.Conflicts) != 0 {
 		t.Errorf("after release 2 finished, step = %+v", res)
 	}
 	if got := modelfleet.SplitString(desired(t, d, "s1").Models["m"].Versions); got != "3:50,2:50" {
@@ -107,7 +107,7 @@ func TestTwoReleasesCannotInterleaveAtASite(t *testing.T) {
 
 func TestProgressAndOfflineSite(t *testing.T) {
 	d := mustOpen(t, "s1", "s2", "s3")
-	d.Step(StepRequest{Release: "r", Model: "m", New: version("1", 100), Sites: []string{"s1", "s2", "s3"}})
+	d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("1", 100), Sites: []string{"s1", "s2", "s3"}})
 	rev := desired(t, d, "s1").Revision
 	d.ReportActual(modelfleet.Actual{Site: "s1", Revision: rev, Models: map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{{Version: "1", Requests: 10, Errors: 1, P99LatencyMs: 3}}}}})
 	d.ReportActual(modelfleet.Actual{Site: "s2", Revision: rev, Models: map[string]modelfleet.ActualModel{"m": {Error: "digest mismatch"}}})
@@ -140,7 +140,7 @@ func TestDesiredLongPollWakesOnChange(t *testing.T) {
 		got <- ds.Revision
 	}()
 	time.Sleep(50 * time.Millisecond)
-	d.Step(StepRequest{Release: "r", Model: "m", New: version("1", 100), Sites: []string{"s1"}})
+	d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("1", 100), Sites: []string{"s1"}})
 	select {
 	case rev := <-got:
 		if rev != 1 {
@@ -153,7 +153,7 @@ func TestDesiredLongPollWakesOnChange(t *testing.T) {
 
 func TestStepRejectsBadInput(t *testing.T) {
 	d := mustOpen(t, "s1")
-	for _, req := range []StepRequest{
+	for _, req := range []modelfleet.StepRequest{
 		{Release: "r", Model: "../m", New: version("1", 10), Sites: []string{"s1"}},
 		{Release: "r", Model: "m", New: version("1", 0), Sites: []string{"s1"}},
 		{Release: "r", Model: "m", New: version("1", 101), Sites: []string{"s1"}},
@@ -164,7 +164,7 @@ func TestStepRejectsBadInput(t *testing.T) {
 	}
 	// An unknown site fails the whole step: nothing is half-applied.
 	d.Put(modelfleet.Site{ID: "s2", TaskQueue: "q"})
-	if _, err := d.Step(StepRequest{Release: "r", Model: "m", New: version("1", 100), Sites: []string{"s2", "nope"}}); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("1", 100), Sites: []string{"s2", "nope"}}); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
 		t.Fatalf("error = %v, want not found", err)
 	}
 	if ds := desired(t, d, "s2"); ds.Revision != 0 {
@@ -233,15 +233,15 @@ func FuzzSiteHandler(f *testing.F) {
 func TestStepRecordsWaveAndApprover(t *testing.T) {
 	d := mustOpen(t, "s1")
 	// Version 1 serves before the release under test.
-	d.Step(StepRequest{Release: "r0", Model: "m", New: version("1", 100), Sites: []string{"s1"}})
+	d.Step(modelfleet.StepRequest{Release: "r0", Model: "m", New: version("1", 100), Sites: []string{"s1"}})
 	d.Finish("r0", "m", []string{"s1"})
-	if _, err := d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 10), Sites: []string{"s1"}, Wave: "canary"}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("2", 10), Sites: []string{"s1"}, Wave: "canary"}); err != nil {
 		t.Fatal(err)
 	}
 	if dm := desired(t, d, "s1").Models["m"]; dm.Wave != "canary" || dm.ApprovedBy != "" {
 		t.Fatalf("after the canary step: wave %q approver %q", dm.Wave, dm.ApprovedBy)
 	}
-	if _, err := d.Step(StepRequest{Release: "r", Model: "m", New: version("2", 100), Sites: []string{"s1"}, Wave: "fleet", ApprovedBy: "alice"}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("2", 100), Sites: []string{"s1"}, Wave: "fleet", ApprovedBy: "alice"}); err != nil {
 		t.Fatal(err)
 	}
 	if dm := desired(t, d, "s1").Models["m"]; dm.Wave != "fleet" || dm.ApprovedBy != "alice" {

@@ -108,32 +108,32 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]any{"site": a.Site, "revision": a.Revision})
 	})
 	mux.HandleFunc("POST /api/rollouts/step", func(w http.ResponseWriter, r *http.Request) {
-		var req StepRequest
+		var req modelfleet.StepRequest
 		if !decodeBody(w, r, maxRolloutBody, "step request", &req) {
 			return
 		}
-		respond[StepResult](w)(d.Step(req))
+		respond[modelfleet.StepResult](w)(d.Step(req))
 	})
 	mux.HandleFunc("POST /api/rollouts/rollback", func(w http.ResponseWriter, r *http.Request) {
-		var req LeaseRequest
+		var req modelfleet.LeaseRequest
 		if !decodeBody(w, r, maxRolloutBody, "rollback request", &req) {
 			return
 		}
-		respond[StepResult](w)(d.Rollback(req.Release, req.Model, req.Sites, req.TraceParent))
+		respond[modelfleet.StepResult](w)(d.Rollback(req.Release, req.Model, req.Sites, req.TraceParent))
 	})
 	mux.HandleFunc("POST /api/rollouts/finish", func(w http.ResponseWriter, r *http.Request) {
-		var req LeaseRequest
+		var req modelfleet.LeaseRequest
 		if !decodeBody(w, r, maxRolloutBody, "finish request", &req) {
 			return
 		}
-		respond[StepResult](w)(d.Finish(req.Release, req.Model, req.Sites))
+		respond[modelfleet.StepResult](w)(d.Finish(req.Release, req.Model, req.Sites))
 	})
 	mux.HandleFunc("POST /api/rollouts/progress", func(w http.ResponseWriter, r *http.Request) {
-		var req ProgressRequest
+		var req modelfleet.ProgressRequest
 		if !decodeBody(w, r, maxRolloutBody, "progress request", &req) {
 			return
 		}
-		respond[Progress](w)(d.Progress(req.Model, req.Version, req.Sites))
+		respond[modelfleet.Progress](w)(d.Progress(req.Model, req.Version, req.Sites))
 	})
 	mux.HandleFunc("PUT /api/policies/{model}", func(w http.ResponseWriter, r *http.Request) {
 		doc, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSiteBody))
@@ -147,21 +147,6 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 		p, _, err := d.Policy(r.PathValue("model"))
 		respond[rollout.Policy](w)(p, err)
 	})
-}
-
-// LeaseRequest names a release's sites for a rollback or finish.
-type LeaseRequest struct {
-	Release     string   `json:"release"`
-	Model       string   `json:"model"`
-	Sites       []string `json:"sites"`
-	TraceParent string   `json:"traceparent,omitempty"`
-}
-
-// ProgressRequest asks how far sites converged on a model version.
-type ProgressRequest struct {
-	Model   string   `json:"model"`
-	Version string   `json:"version"`
-	Sites   []string `json:"sites"`
 }
 
 func respond[T any](w http.ResponseWriter) func(T, error) {

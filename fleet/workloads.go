@@ -22,38 +22,16 @@ var workloadsBucket = []byte("workloads")
 // maxWorkloadBody bounds a manifest upload (ParseManifest refuses more).
 const maxWorkloadBody = 1 << 20
 
-// WorkloadRecord is one registered workload version: its manifest exactly as
-// uploaded, content-addressed, with what release planning needs of it.
-type WorkloadRecord struct {
-	Name         string   `json:"name"`
-	Version      string   `json:"version"`
-	Model        string   `json:"model"`
-	Features     []string `json:"features"`
-	Digest       string   `json:"digest"` // "sha256:<hex>" of Manifest
-	Manifest     string   `json:"manifest"`
-	RegisteredAt string   `json:"registeredAt"`
-}
-
-// Ref is the record's "name:version".
-func (r WorkloadRecord) Ref() modelfleet.WorkloadRef {
-	return modelfleet.WorkloadRef{Name: r.Name, Version: r.Version}
-}
-
-// Desired is the record as a site's desired state carries it.
-func (r WorkloadRecord) Desired() modelfleet.DesiredWorkload {
-	return modelfleet.DesiredWorkload{Version: r.Version, Model: r.Model, Digest: r.Digest, Manifest: r.Manifest}
-}
-
 // RegisterWorkload validates and stores a workload manifest. A version is
 // immutable: registering it again with the same bytes is a no-op (created
 // false), with different bytes a conflict. A bad manifest stores nothing.
-func (d *Directory) RegisterWorkload(doc []byte) (rec WorkloadRecord, created bool, err error) {
+func (d *Directory) RegisterWorkload(doc []byte) (rec modelfleet.WorkloadRecord, created bool, err error) {
 	m, err := workload.ParseManifest(doc)
 	if err != nil {
 		return rec, false, err
 	}
 	sum := sha256.Sum256(doc)
-	rec = WorkloadRecord{Name: m.Name, Version: m.Version, Model: m.Model, Features: m.FeatureNames(),
+	rec = modelfleet.WorkloadRecord{Name: m.Name, Version: m.Version, Model: m.Model, Features: m.FeatureNames(),
 		Digest: "sha256:" + hex.EncodeToString(sum[:]), Manifest: string(doc), RegisteredAt: d.now().UTC().Format("2006-01-02T15:04:05Z")}
 	err = d.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(workloadsBucket)
@@ -62,7 +40,7 @@ func (d *Directory) RegisterWorkload(doc []byte) (rec WorkloadRecord, created bo
 		}
 		key := []byte(m.Name + "/" + m.Version)
 		if buf := b.Get(key); buf != nil {
-			var old WorkloadRecord
+			var old modelfleet.WorkloadRecord
 			if err := json.Unmarshal(buf, &old); err != nil {
 				return fmt.Errorf("decode workload %s: %w", m.Ref(), err)
 			}
@@ -80,18 +58,18 @@ func (d *Directory) RegisterWorkload(doc []byte) (rec WorkloadRecord, created bo
 		return b.Put(key, buf)
 	})
 	if err != nil {
-		return WorkloadRecord{}, false, err
+		return modelfleet.WorkloadRecord{}, false, err
 	}
 	return rec, created, nil
 }
 
 // Workload returns one registered workload version.
-func (d *Directory) Workload(name, version string) (WorkloadRecord, error) {
+func (d *Directory) Workload(name, version string) (modelfleet.WorkloadRecord, error) {
 	ref := modelfleet.WorkloadRef{Name: name, Version: version}
 	if _, err := modelfleet.ParseWorkloadRef(ref.String()); err != nil {
-		return WorkloadRecord{}, err
+		return modelfleet.WorkloadRecord{}, err
 	}
-	var rec WorkloadRecord
+	var rec modelfleet.WorkloadRecord
 	err := d.db.View(func(tx *bolt.Tx) error {
 		var buf []byte
 		if b := tx.Bucket(workloadsBucket); b != nil {
@@ -107,15 +85,15 @@ func (d *Directory) Workload(name, version string) (WorkloadRecord, error) {
 
 // Workloads lists every registered workload version, by name then version
 // (as stored: byte order).
-func (d *Directory) Workloads() ([]WorkloadRecord, error) {
-	out := []WorkloadRecord{}
+func (d *Directory) Workloads() ([]modelfleet.WorkloadRecord, error) {
+	out := []modelfleet.WorkloadRecord{}
 	err := d.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(workloadsBucket)
 		if b == nil {
 			return nil
 		}
 		return b.ForEach(func(_, v []byte) error {
-			var rec WorkloadRecord
+			var rec modelfleet.WorkloadRecord
 			if err := json.Unmarshal(v, &rec); err != nil {
 				return err
 			}
@@ -127,39 +105,15 @@ func (d *Directory) Workloads() ([]WorkloadRecord, error) {
 	return out, err
 }
 
-// PairingRequest asks what a model is paired with at some sites.
-type PairingRequest struct {
-	Model string   `json:"model"`
-	Sites []string `json:"sites"`
-}
-
-// SitePairing is what a release of Model would meet at one site: the
-// model's current split there, and the workloads there that call it.
-type SitePairing struct {
-	Site      string                      `json:"site"`
-	Versions  []modelfleet.DesiredVersion `json:"versions,omitempty"`
-	Workloads []PairedWorkload            `json:"workloads,omitempty"`
-}
-
-// PairedWorkload is a workload at a site and the schema it produces.
-// Source is "desired" (a release put it there) or "running" (the site
-// reports it, e.g. the version its agent was built with).
-type PairedWorkload struct {
-	Name     string   `json:"name"`
-	Version  string   `json:"version"`
-	Features []string `json:"features"`
-	Source   string   `json:"source"`
-}
-
 // Pairings reads, in one transaction, what each site serves of model and
 // which of its workloads call it: the desired workload where a release set
 // one, else what the site reports running.
-func (d *Directory) Pairings(model string, sites []string) ([]SitePairing, error) {
+func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePairing, error) {
 	if err := modelfleet.ValidateName("model name", model); err != nil {
 		return nil, err
 	}
 	parsed := map[string][]string{} // manifest digest -> features
-	out := make([]SitePairing, 0, len(sites))
+	out := make([]modelfleet.SitePairing, 0, len(sites))
 	err := d.db.View(func(tx *bolt.Tx) error {
 		for _, site := range sites {
 			ds, err := getDesired(tx.Bucket(desiredBucket), site)
@@ -172,7 +126,7 @@ func (d *Directory) Pairings(model string, sites []string) ([]SitePairing, error
 					return fmt.Errorf("decode actual state of %q: %w", site, err)
 				}
 			}
-			p := SitePairing{Site: site, Versions: ds.Models[model].Versions}
+			p := modelfleet.SitePairing{Site: site, Versions: ds.Models[model].Versions}
 			for name, dw := range ds.Workloads {
 				if dw.Model != model {
 					continue
@@ -186,15 +140,15 @@ func (d *Directory) Pairings(model string, sites []string) ([]SitePairing, error
 					f = m.FeatureNames()
 					parsed[dw.Digest] = f
 				}
-				p.Workloads = append(p.Workloads, PairedWorkload{Name: name, Version: dw.Version, Features: f, Source: "desired"})
+				p.Workloads = append(p.Workloads, modelfleet.PairedWorkload{Name: name, Version: dw.Version, Features: f, Source: "desired"})
 			}
 			for name, aw := range a.Workloads {
 				if _, set := ds.Workloads[name]; set || aw.Model != model {
 					continue
 				}
-				p.Workloads = append(p.Workloads, PairedWorkload{Name: name, Version: aw.Version, Features: aw.Features, Source: "running"})
+				p.Workloads = append(p.Workloads, modelfleet.PairedWorkload{Name: name, Version: aw.Version, Features: aw.Features, Source: "running"})
 			}
-			slices.SortFunc(p.Workloads, func(x, y PairedWorkload) int { return cmpString(x.Name, y.Name) })
+			slices.SortFunc(p.Workloads, func(x, y modelfleet.PairedWorkload) int { return cmpString(x.Name, y.Name) })
 			out = append(out, p)
 		}
 		return nil
@@ -219,14 +173,14 @@ func cmpString(a, b string) int {
 // state under the release's lease, remembering what ran before so a
 // rollback restores it. It reports whether anything changed, or the release
 // holding the workload when it is another one.
-func stepWorkload(ds *modelfleet.Desired, req StepRequest) (bool, *Conflict) {
+func stepWorkload(ds *modelfleet.Desired, req modelfleet.StepRequest) (bool, *modelfleet.Conflict) {
 	w := req.Workload
 	if w == nil {
 		return false, nil
 	}
 	cur, had := ds.Workloads[w.Name]
 	if had && cur.Release != "" && cur.Release != req.Release {
-		return false, &Conflict{Site: ds.Site, Holder: cur.Release}
+		return false, &modelfleet.Conflict{Site: ds.Site, Holder: cur.Release}
 	}
 	next := w.Desired()
 	next.Release, next.TraceParent = req.Release, req.TraceParent
@@ -249,7 +203,7 @@ func stepWorkload(ds *modelfleet.Desired, req StepRequest) (bool, *Conflict) {
 }
 
 // checkStepWorkload refuses a step whose workload does not belong to it.
-func checkStepWorkload(req StepRequest) error {
+func checkStepWorkload(req modelfleet.StepRequest) error {
 	w := req.Workload
 	if w == nil {
 		return nil
@@ -311,41 +265,41 @@ func (d *Directory) routeWorkloads(mux *http.ServeMux) {
 		writeJSON(w, status, rec)
 	})
 	mux.HandleFunc("GET /api/workloads", func(w http.ResponseWriter, r *http.Request) {
-		respond[[]WorkloadRecord](w)(d.Workloads())
+		respond[[]modelfleet.WorkloadRecord](w)(d.Workloads())
 	})
 	mux.HandleFunc("GET /api/workloads/{name}/{version}", func(w http.ResponseWriter, r *http.Request) {
-		respond[WorkloadRecord](w)(d.Workload(r.PathValue("name"), r.PathValue("version")))
+		respond[modelfleet.WorkloadRecord](w)(d.Workload(r.PathValue("name"), r.PathValue("version")))
 	})
 	mux.HandleFunc("POST /api/workloads/pairings", func(w http.ResponseWriter, r *http.Request) {
-		var req PairingRequest
+		var req modelfleet.PairingRequest
 		if !decodeBody(w, r, maxRolloutBody, "pairing request", &req) {
 			return
 		}
-		respond[[]SitePairing](w)(d.Pairings(req.Model, req.Sites))
+		respond[[]modelfleet.SitePairing](w)(d.Pairings(req.Model, req.Sites))
 	})
 }
 
 // RegisterWorkload uploads a workload manifest (see Directory.RegisterWorkload).
-func (c *Client) RegisterWorkload(ctx context.Context, doc []byte) (WorkloadRecord, error) {
-	var rec WorkloadRecord
+func (c *Client) RegisterWorkload(ctx context.Context, doc []byte) (modelfleet.WorkloadRecord, error) {
+	var rec modelfleet.WorkloadRecord
 	return rec, c.do(ctx, http.MethodPost, "/api/workloads", doc, &rec)
 }
 
 // Workload returns one registered workload version with its manifest.
-func (c *Client) Workload(ctx context.Context, name, version string) (WorkloadRecord, error) {
-	var rec WorkloadRecord
+func (c *Client) Workload(ctx context.Context, name, version string) (modelfleet.WorkloadRecord, error) {
+	var rec modelfleet.WorkloadRecord
 	return rec, c.do(ctx, http.MethodGet, "/api/workloads/"+url.PathEscape(name)+"/"+url.PathEscape(version), nil, &rec)
 }
 
 // Workloads lists the registered workload versions (without manifests).
-func (c *Client) Workloads(ctx context.Context) ([]WorkloadRecord, error) {
-	var out []WorkloadRecord
+func (c *Client) Workloads(ctx context.Context) ([]modelfleet.WorkloadRecord, error) {
+	var out []modelfleet.WorkloadRecord
 	return out, c.do(ctx, http.MethodGet, "/api/workloads", nil, &out)
 }
 
 // Pairings reads what a model is paired with at sites (see Directory.Pairings).
-func (c *Client) Pairings(ctx context.Context, req PairingRequest) ([]SitePairing, error) {
-	var out []SitePairing
+func (c *Client) Pairings(ctx context.Context, req modelfleet.PairingRequest) ([]modelfleet.SitePairing, error) {
+	var out []modelfleet.SitePairing
 	return out, c.post(ctx, http.MethodPost, "/api/workloads/pairings", req, &out)
 }
 

@@ -56,7 +56,7 @@ func TestStepCarriesWorkloadAndRollbackRestoresIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	sites := []string{"s1"}
-	if _, err := d.Step(StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Finish("r1", "bearing-failure", sites); err != nil {
@@ -67,13 +67,13 @@ func TestStepCarriesWorkloadAndRollbackRestoresIt(t *testing.T) {
 		t.Fatalf("after r1 = %+v", got)
 	}
 
-	res, err := d.Step(StepRequest{Release: "r2", Model: "bearing-failure", New: version("2", 10), Sites: sites, Workload: &w2})
+	res, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "bearing-failure", New: version("2", 10), Sites: sites, Workload: &w2})
 	if err != nil || res.Changed != 1 {
 		t.Fatalf("step = %+v, %v", res, err)
 	}
 	rev := desired(t, d, "s1").Revision
 	// A later step of the same release leaves the workload as it is.
-	if _, err := d.Step(StepRequest{Release: "r2", Model: "bearing-failure", New: version("2", 100), Sites: sites, Workload: &w2}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "bearing-failure", New: version("2", 100), Sites: sites, Workload: &w2}); err != nil {
 		t.Fatal(err)
 	}
 	ds = desired(t, d, "s1")
@@ -97,7 +97,7 @@ func TestStepCarriesWorkloadAndRollbackRestoresIt(t *testing.T) {
 	if _, _, err := d2.RegisterWorkload(sampleManifest(t, "1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d2.Step(StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
+	if _, err := d2.Step(modelfleet.StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d2.Rollback("r1", "bearing-failure", sites, ""); err != nil {
@@ -114,13 +114,13 @@ func TestStepRefusesAnotherModelsWorkload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = d.Step(StepRequest{Release: "r", Model: "other", New: version("1", 100), Sites: []string{"s1"}, Workload: &w})
+	_, err = d.Step(modelfleet.StepRequest{Release: "r", Model: "other", New: version("1", 100), Sites: []string{"s1"}, Workload: &w})
 	if modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "bearing-failure-line:1") {
 		t.Errorf("err = %v", err)
 	}
 	tampered := w
 	tampered.Manifest += "# edited\n"
-	_, err = d.Step(StepRequest{Release: "r", Model: "bearing-failure", New: version("1", 100), Sites: []string{"s1"}, Workload: &tampered})
+	_, err = d.Step(modelfleet.StepRequest{Release: "r", Model: "bearing-failure", New: version("1", 100), Sites: []string{"s1"}, Workload: &tampered})
 	if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("tampered manifest: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestWorkloadFailureFailsTheSiteAndPairings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Step(StepRequest{Release: "r", Model: "bearing-failure", New: version("1", 100), Sites: []string{"s1"}, Workload: &w}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r", Model: "bearing-failure", New: version("1", 100), Sites: []string{"s1"}, Workload: &w}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.ReportActual(modelfleet.Actual{Site: "s1", Revision: 1,
@@ -177,17 +177,17 @@ func TestWorkloadOnlyStepKeepsTheModelsVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	sites := []string{"s1"}
-	if _, err := d.Step(StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "bearing-failure", New: version("1", 100), Sites: sites, Workload: &w1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Finish("r1", "bearing-failure", sites); err != nil {
 		t.Fatal(err)
 	}
 	const wr = "release/bearing-failure/workload/bearing-failure-line/2"
-	if _, err := d.Step(StepRequest{Release: wr, Model: "bearing-failure", Sites: sites}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+	if _, err := d.Step(modelfleet.StepRequest{Release: wr, Model: "bearing-failure", Sites: sites}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("step with neither a model nor a workload version: %v, want invalid", err)
 	}
-	res, err := d.Step(StepRequest{Release: wr, Model: "bearing-failure", Sites: sites, Workload: &w2})
+	res, err := d.Step(modelfleet.StepRequest{Release: wr, Model: "bearing-failure", Sites: sites, Workload: &w2})
 	if err != nil || res.Changed != 1 {
 		t.Fatalf("workload step = %+v, %v", res, err)
 	}
@@ -199,7 +199,7 @@ func TestWorkloadOnlyStepKeepsTheModelsVersions(t *testing.T) {
 	if got := ds.Workloads["bearing-failure-line"]; got.Version != "2" || got.Release != wr || got.Previous == nil || got.Previous.Version != "1" {
 		t.Errorf("workload = %+v", got)
 	}
-	res, err = d.Step(StepRequest{Release: "release/bearing-failure/2", Model: "bearing-failure", New: version("2", 10), Sites: sites})
+	res, err = d.Step(modelfleet.StepRequest{Release: "release/bearing-failure/2", Model: "bearing-failure", New: version("2", 10), Sites: sites})
 	if err != nil || len(res.Conflicts) != 1 || res.Conflicts[0].Holder != wr {
 		t.Errorf("model release during the workload release = %+v, %v; want a conflict naming it", res, err)
 	}
@@ -214,7 +214,7 @@ func TestWorkloadOnlyStepKeepsTheModelsVersions(t *testing.T) {
 		t.Errorf("model after rollback = %+v", dm)
 	}
 
-	if _, err := d.Step(StepRequest{Release: wr, Model: "bearing-failure", Sites: sites, Workload: &w2}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: wr, Model: "bearing-failure", Sites: sites, Workload: &w2}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Finish(wr, "bearing-failure", sites); err != nil {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/fleet"
 )
 
 // A plan that a site's driver refuses (here: Azure ML's endpoints-per-cluster
@@ -37,9 +36,9 @@ func TestReleaseStopsWhenDriversRefuseThePlan(t *testing.T) {
 			return activities.RolloutPlan{}, temporal.NewNonRetryableApplicationError(refusal, "Invalid", nil)
 		})
 	var changed int
-	env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
+	env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 		changed += len(req.Sites)
-		return fleet.StepResult{Changed: len(req.Sites)}, nil
+		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 
 	env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref})

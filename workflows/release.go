@@ -13,7 +13,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/fleet"
 )
 
 // ConvergeTimeout is how long a step waits for its sites to apply it; a site
@@ -251,7 +250,7 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		for _, s := range batch {
 			r.setSite(ctx, s, modelfleet.SiteDeploying, fmt.Sprintf("%s at %d%%", r.target(nv), weight))
 		}
-		var res fleet.StepResult
+		var res modelfleet.StepResult
 		if err := r.applyActivity(ctx, nv, weight, batch).Get(ctx, &res); err != nil {
 			return fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
 		}
@@ -288,13 +287,13 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 	return nil
 }
 
-func (r *release) await(ctx workflow.Context, sites []string, timeout time.Duration) (fleet.Progress, error) {
+func (r *release) await(ctx workflow.Context, sites []string, timeout time.Duration) (modelfleet.Progress, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: timeout + time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second},
 	})
-	var p fleet.Progress
+	var p modelfleet.Progress
 	err := workflow.ExecuteActivity(actx, cloud.AwaitConverged, activities.AwaitRequest{
 		Model: r.in.Model.Name, Version: r.in.Model.Version, Sites: sites, Timeout: timeout,
 	}).Get(ctx, &p)
@@ -349,7 +348,7 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 		return breach("wave %q: prediction shift %.3f (Jensen–Shannon distance of %s's %d predictions from the versions it replaces) exceeds %.3f",
 			name, p.PredictionShift, r.in.Model.Version, p.ShiftSamples, c.MaxPredictionShift)
 	}
-	if c.MinQuality > 0 && p.Labelled >= fleet.MinQualitySamples {
+	if c.MinQuality > 0 && p.Labelled >= modelfleet.MinQualitySamples {
 		if acc := float64(p.Correct) / float64(p.Labelled); acc < c.MinQuality {
 			return breach("wave %q: accuracy %.3f of %s over %d labelled predictions is below %.3f", name, acc, r.in.Model.Version, p.Labelled, c.MinQuality)
 		}
@@ -453,8 +452,8 @@ func (r *release) rollback(ctx workflow.Context, reason string) error {
 		if len(sites) == 0 {
 			continue
 		}
-		var res fleet.StepResult
-		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.RollbackSites, fleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: sites}).Get(ctx, &res); err != nil {
+		var res modelfleet.StepResult
+		if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.RollbackSites, modelfleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: sites}).Get(ctx, &res); err != nil {
 			return fmt.Errorf("rollback wave %q: %w", r.status.Waves[i].Name, err)
 		}
 		p, err := r.await(ctx, sites, ConvergeTimeout)
@@ -485,8 +484,8 @@ func (r *release) release(ctx workflow.Context, act any) error {
 	if len(all) == 0 {
 		return nil
 	}
-	var res fleet.StepResult
-	return workflow.ExecuteActivity(r.cloudCtx(ctx), act, fleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: all}).Get(ctx, &res)
+	var res modelfleet.StepResult
+	return workflow.ExecuteActivity(r.cloudCtx(ctx), act, modelfleet.LeaseRequest{Release: r.id, Model: r.in.Model.Name, Sites: all}).Get(ctx, &res)
 }
 
 func (r *release) fail(ctx workflow.Context, err error) (modelfleet.ReleaseStatus, error) {

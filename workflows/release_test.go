@@ -16,7 +16,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
@@ -27,7 +26,7 @@ var ref = modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}
 type harness struct {
 	t        *testing.T
 	env      *testsuite.TestWorkflowEnvironment
-	steps    []fleet.StepRequest
+	steps    []modelfleet.StepRequest
 	rollback [][]string
 	finished []string
 	failing  map[string]string // site -> reason its agent reports
@@ -53,28 +52,28 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 		return h.report, nil
 	})
 	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name, mock.Anything).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
-	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.StepRequest) (fleet.StepResult, error) {
+	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 		h.steps = append(h.steps, req)
-		return fleet.StepResult{Changed: len(req.Sites)}, nil
+		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
-	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (fleet.Progress, error) {
-		p := fleet.Progress{PredictionShift: h.shift, ShiftSamples: 500, Labelled: h.labelled, Correct: h.correct}
+	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
+		p := modelfleet.Progress{PredictionShift: h.shift, ShiftSamples: 500, Labelled: h.labelled, Correct: h.correct}
 		for _, s := range req.Sites {
 			if reason, bad := h.failing[s]; bad {
-				p.Failed = append(p.Failed, fleet.SiteFailure{Site: s, Reason: reason})
+				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: s, Reason: reason})
 			} else {
 				p.Converged = append(p.Converged, s)
 			}
 		}
 		return p, nil
 	})
-	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		h.rollback = append(h.rollback, req.Sites)
-		return fleet.StepResult{Changed: len(req.Sites)}, nil
+		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
-	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		h.finished = append(h.finished, req.Sites...)
-		return fleet.StepResult{}, nil
+		return modelfleet.StepResult{}, nil
 	})
 	return h
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
-	"github.com/modelfleet/modelfleet/fleet"
 )
 
 // WorkloadRelease takes one registered workload version alone to the sites
@@ -78,7 +77,7 @@ func (r *release) applyActivity(ctx workflow.Context, nv modelfleet.DesiredVersi
 	}
 	step := nv
 	step.Weight = weight
-	return workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyStep, fleet.StepRequest{
+	return workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyStep, modelfleet.StepRequest{
 		Release: r.id, Model: r.in.Model.Name, New: step, Sites: batch, Wave: wave, ApprovedBy: approver,
 	})
 }

@@ -50,34 +50,34 @@ func newWorkloadHarness(t *testing.T, policy string, waves ...[]activities.Plann
 		h.plans = append(h.plans, req)
 		return activities.RolloutPlan{Policy: p, Waves: waves}, nil
 	})
-	h.env.OnActivity(cloud.ApplyWorkloadStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.WorkloadStep) (fleet.StepResult, error) {
+	h.env.OnActivity(cloud.ApplyWorkloadStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.WorkloadStep) (modelfleet.StepResult, error) {
 		h.steps = append(h.steps, req)
-		return fleet.StepResult{Changed: len(req.Sites)}, nil
+		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
-	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (fleet.Progress, error) {
+	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
 		if req.Version != "" {
 			t.Errorf("await for version %q, want none (the model's versions do not change)", req.Version)
 		}
-		var p fleet.Progress
+		var p modelfleet.Progress
 		for _, s := range req.Sites {
 			if reason, bad := h.failing[s]; bad {
-				p.Failed = append(p.Failed, fleet.SiteFailure{Site: s, Reason: reason})
+				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: s, Reason: reason})
 			} else {
 				p.Converged = append(p.Converged, s)
 			}
 		}
 		return p, nil
 	})
-	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		h.rollback = append(h.rollback, req.Sites)
-		return fleet.StepResult{Changed: len(req.Sites)}, nil
+		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
-	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req fleet.LeaseRequest) (fleet.StepResult, error) {
+	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		if req.Release != line2ID {
 			t.Errorf("finish %q, want %q", req.Release, line2ID)
 		}
 		h.finished = append(h.finished, req.Sites...)
-		return fleet.StepResult{}, nil
+		return modelfleet.StepResult{}, nil
 	})
 	h.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		h.attrs = append(h.attrs, args.Get(0).(temporal.SearchAttributes))
@@ -233,7 +233,7 @@ func newDirectoryFixture(t *testing.T, policy string) *directoryFixture {
 	features := []string{"vibration_rms_mm_s", "vibration_peak_g", "temperature_c", "speed_rpm", "load_pct", "bearing_age_h"}
 	f.v1 = modelfleet.DesiredVersion{Version: "1", Digest: "sha256:" + strings.Repeat("1", 64), Format: "lightgbm", Features: features, Weight: 100}
 	all := []string{"c1", "f1", "f2"}
-	if _, err := d.Step(fleet.StepRequest{Release: "release/bearing-failure/1", Model: "bearing-failure", New: f.v1, Sites: all, Workload: &w1}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "release/bearing-failure/1", Model: "bearing-failure", New: f.v1, Sites: all, Workload: &w1}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Finish("release/bearing-failure/1", "bearing-failure", all); err != nil {
@@ -267,11 +267,11 @@ func workloadManifest(t *testing.T, version string, rename ...string) []byte {
 // converge simulates the agents: each site reports its desired revision
 // applied, failing the sites in failing.
 func (f *directoryFixture) converge(t *testing.T, failing map[string]string) {
-	f.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(ctx context.Context, req activities.AwaitRequest) (fleet.Progress, error) {
+	f.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(ctx context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
 		for _, s := range req.Sites {
 			ds, err := f.dir.Desired(ctx, s, -1)
 			if err != nil {
-				return fleet.Progress{}, err
+				return modelfleet.Progress{}, err
 			}
 			a := modelfleet.Actual{Site: s, Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{}, Workloads: map[string]modelfleet.ActualWorkload{}}
 			for name, dm := range ds.Models {
@@ -285,7 +285,7 @@ func (f *directoryFixture) converge(t *testing.T, failing map[string]string) {
 				a.Workloads[name] = modelfleet.ActualWorkload{Version: dw.Version, Model: dw.Model, Error: failing[s]}
 			}
 			if err := f.dir.ReportActual(a); err != nil {
-				return fleet.Progress{}, err
+				return modelfleet.Progress{}, err
 			}
 		}
 		return f.dir.Progress(req.Model, req.Version, req.Sites)
@@ -381,9 +381,9 @@ func TestWorkloadReleaseRefusesAnIncompatiblePair(t *testing.T) {
 		before[s] = ds.Revision
 	}
 	var steps int
-	f.env.OnActivity(cloud.ApplyWorkloadStep, mock.Anything, mock.Anything).Return(func(context.Context, activities.WorkloadStep) (fleet.StepResult, error) {
+	f.env.OnActivity(cloud.ApplyWorkloadStep, mock.Anything, mock.Anything).Return(func(context.Context, activities.WorkloadStep) (modelfleet.StepResult, error) {
 		steps++
-		return fleet.StepResult{}, nil
+		return modelfleet.StepResult{}, nil
 	})
 	st, err := f.run(t, modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "bearing-failure-line", Version: "3"}})
 	if err == nil || st.State != modelfleet.StateFailed {
