@@ -115,7 +115,7 @@ func (r *Reconciler) loop(ctx context.Context, s modelfleet.Site, d Driver, sem 
 	backoff := time.Second
 	retry := func(err error, what string) {
 		log.Warn("reconciler: "+what, "error", err, "retry_in", backoff)
-		sleep(ctx, backoff)
+		_ = modelfleet.Sleep(ctx, backoff) // the loop checks ctx
 		backoff = min(2*backoff, time.Minute)
 	}
 	for ctx.Err() == nil {
@@ -169,11 +169,4 @@ func orDur(d, def time.Duration) time.Duration {
 		return def
 	}
 	return d
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }

@@ -198,7 +198,7 @@ func (c *consumer) receive(ctx context.Context, accepted, held chan struct{}, re
 				return fmt.Errorf("queue: consume: %w", err)
 			}
 			c.opts.Logger.Warn("receive failed; retrying", "retry_in", backoff, "err", err)
-			if !sleep(ctx, backoff) {
+			if modelfleet.Sleep(ctx, backoff) != nil {
 				return nil
 			}
 			backoff = min(2*backoff, maxReceiveBackoff)
@@ -363,7 +363,7 @@ func (c *consumer) renew(ctx context.Context, d *Delivery, log *slog.Logger) {
 		if every <= 0 {
 			every = time.Until(d.LockedUntil) / 2
 		}
-		if !sleep(ctx, max(every, minRenewEvery)) {
+		if modelfleet.Sleep(ctx, max(every, minRenewEvery)) != nil {
 			return
 		}
 		err := c.r.RenewLock(ctx, d)
@@ -381,17 +381,5 @@ func (c *consumer) renew(ctx context.Context, d *Delivery, log *slog.Logger) {
 		default:
 			log.Warn("renewing the lock failed; retrying", "err", err)
 		}
-	}
-}
-
-// sleep waits d or until ctx is done, reporting whether it waited fully.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -162,7 +162,7 @@ func (r *Registry) deliverLoop(ctx context.Context) {
 		key, raw, err := r.head()
 		if err != nil {
 			r.log.Error("read event outbox", "err", err)
-			if !sleep(ctx, r.opts.RetryMax) {
+			if modelfleet.Sleep(ctx, r.opts.RetryMax) != nil {
 				return
 			}
 			continue
@@ -209,7 +209,7 @@ func (r *Registry) deliverLoop(ctx context.Context) {
 		} else {
 			r.log.Warn("event delivery refused; retrying", "attempt", attempts, "retry_in", wait, "status", status, "response", body)
 		}
-		if !sleep(ctx, wait) {
+		if modelfleet.Sleep(ctx, wait) != nil {
 			return
 		}
 		backoff = min(2*backoff, r.opts.RetryMax)
@@ -279,7 +279,7 @@ func (r *Registry) settle(ctx context.Context, key []byte, dl *DeadLetter) bool 
 		// The event stays pending and goes out again: a duplicate, not a
 		// loss. Pause so a failing database does not turn into a send loop.
 		r.log.Error("settle delivered event", "err", err)
-		return sleep(ctx, r.opts.RetryMax)
+		return modelfleet.Sleep(ctx, r.opts.RetryMax) == nil
 	}
 	return true
 }
@@ -288,16 +288,4 @@ func (r *Registry) settle(ctx context.Context, key []byte, dl *DeadLetter) bool 
 // schedule so that many senders do not retry in step.
 func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-// sleep waits d or until ctx is done, reporting whether it waited fully.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -339,49 +339,9 @@ func (r *Registry) List() ([]modelfleet.Model, error) {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c
 		}
-		return compareVersions(a.Version, b.Version)
+		return modelfleet.CompareVersions(a.Version, b.Version)
 	})
 	return models, nil
-}
-
-// compareVersions orders versions as Azure ML numbers them: integer versions
-// numerically ("2" before "10"), then any others as strings. Keeping the two
-// groups apart makes this a total order even for mixed version names.
-func compareVersions(a, b string) int {
-	ai, bi := isDigits(a), isDigits(b)
-	switch {
-	case ai && bi:
-		ta, tb := trimZeros(a), trimZeros(b)
-		if len(ta) != len(tb) { // no overflow for any number of digits
-			return len(ta) - len(tb)
-		}
-		if c := strings.Compare(ta, tb); c != 0 {
-			return c
-		}
-		// "010" and "10": equal numbers, distinct versions; order them
-		// anyway so the list order is deterministic.
-	case ai:
-		return -1
-	case bi:
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-func isDigits(s string) bool {
-	for _, c := range []byte(s) {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
-func trimZeros(s string) string {
-	if t := strings.TrimLeft(s, "0"); t != "" {
-		return t
-	}
-	return "0"
 }
 
 // OpenBlob opens a stored blob by digest and returns its size. The reader

@@ -311,22 +311,6 @@ func TestGetAndList(t *testing.T) {
 	}
 }
 
-func TestCompareVersions(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want int
-	}{
-		{"2", "10", -1}, {"10", "2", 1}, {"007", "7", -1}, {"7", "007", 1}, {"0", "0", 0},
-		{"99999999999999999999999", "100000000000000000000000", -1},
-		{"9", "1a", -1}, {"1a", "9", 1}, {"a", "b", -1},
-	} {
-		got := compareVersions(tt.a, tt.b)
-		if (got < 0) != (tt.want < 0) || (got > 0) != (tt.want > 0) {
-			t.Errorf("compareVersions(%q, %q) = %d, want sign of %d", tt.a, tt.b, got, tt.want)
-		}
-	}
-}
-
 func TestStrayTempFilesRemovedOnOpen(t *testing.T) {
 	dir := t.TempDir()
 	r := openTest(t, dir, Options{})

@@ -2,7 +2,17 @@ package rollout
 
 import (
 	"time"
-	_ "time/tzdata" // windows name IANA zones; edge images may have no zoneinfo
+
+	// Window arithmetic runs inside workflows, and a workflow replayed on
+	// another worker must compute the same times there. With the zone
+	// database compiled in, a worker whose host has no zoneinfo (scratch,
+	// distroless, many edge images) resolves a window's IANA zone like the
+	// others instead of failing ParseWindow midway through a history. The
+	// time package still prefers the host's database where it finds one
+	// (see TestEmbeddedTZData), so hosts with different tzdata releases can
+	// disagree on a zone whose rules changed: keep images' tzdata current
+	// or leave it out.
+	_ "time/tzdata"
 
 	"github.com/robfig/cron/v3"
 

@@ -9,52 +9,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4/fake"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/azureblob/blobtest"
+	"github.com/modelfleet/modelfleet/internal/amlfake"
 )
 
 const (
-	storeAccount   = "mlwstore"
-	storeContainer = "azureml-blobstore-1234"
-	storeHost      = storeAccount + ".blob.core.windows.net"
+	storeContainer = amlfake.BlobContainer
+	storeHost      = amlfake.BlobHost
 )
 
-// datastoresServer is the workspace's default blob datastore.
-func datastoresServer(w *workspace) *fake.DatastoresServer {
-	return &fake.DatastoresServer{
-		Get: func(_ context.Context, _, _, name string, _ *ml.DatastoresClientGetOptions) (resp azfake.Responder[ml.DatastoresClientGetResponse], errResp azfake.ErrorResponder) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.record("GET datastore " + name)
-			if name != DefaultOutputDatastore {
-				errResp.SetResponseError(http.StatusNotFound, "UserError")
-				return
-			}
-			resp.SetResponse(http.StatusOK, ml.DatastoresClientGetResponse{Datastore: ml.Datastore{Name: to.Ptr(name), Properties: &ml.AzureBlobDatastore{
-				DatastoreType: to.Ptr(ml.DatastoreTypeAzureBlob), AccountName: to.Ptr(storeAccount), ContainerName: to.Ptr(storeContainer),
-				Endpoint: to.Ptr("core.windows.net"), Protocol: to.Ptr("https"),
-				Credentials: &ml.NoneDatastoreCredentials{CredentialsType: to.Ptr(ml.CredentialsTypeNone)}}}}, nil)
-			return
-		},
-	}
-}
-
 // newAzureMLWithStorage is the runner against the fake workspace (jobs,
-// computes, datastores) and a local Blob Storage.
-func newAzureMLWithStorage(t *testing.T, w *workspace, store *blobtest.Storage, cfg AzureMLConfig) *AzureML {
+// computes, its default datastore) and a local Blob Storage.
+func newAzureMLWithStorage(t *testing.T, w *amlfake.Workspace, store *blobtest.Storage, cfg AzureMLConfig) *AzureML {
 	t.Helper()
-	tr := mux{jobs: fake.NewJobsServerTransport(w.jobsServer()), computes: fake.NewComputeServerTransport(w.computeServer()),
-		datastores: fake.NewDatastoresServerTransport(datastoresServer(w))}
-	cfg.SubscriptionID, cfg.ResourceGroup, cfg.Workspace = sub, "rg", "ws"
+	cfg.SubscriptionID, cfg.ResourceGroup, cfg.Workspace = amlfake.SubscriptionID, amlfake.ResourceGroup, amlfake.Name
 	cfg.Credential = &azfake.TokenCredential{}
-	cfg.ClientOptions = &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr}}
+	cfg.ClientOptions = w.ClientOptions(nil)
 	cfg.BlobOptions = store.Options()
 	cfg.PollFrequency = time.Millisecond
 	a, err := NewAzureML(cfg)
@@ -69,14 +43,14 @@ func newAzureMLWithStorage(t *testing.T, w *workspace, store *blobtest.Storage, 
 // storage token; a second call (also from another runner, as after a
 // worker restart) reads nothing again.
 func TestAzureMLOutputs(t *testing.T) {
-	w, store, outDir := newWorkspace(), blobtest.Start(t), t.TempDir()
+	w, store, outDir := amlfake.New(), blobtest.Start(t), t.TempDir()
 	a := newAzureMLWithStorage(t, w, store, AzureMLConfig{OutputDir: outDir})
 	ctx := context.Background()
 	ref, err := a.Submit(ctx, azureJob("retrain-bf-9", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.setStatus(ref.ID, ml.JobStatusCompleted)
+	w.SetJobStatus(ref.ID, ml.JobStatusCompleted)
 	folder := "/" + storeContainer + "/modelfleet/retrain/retrain-bf-9/model/"
 	model, metrics := []byte("tree\nversion=v4\n"), []byte(`{"train_auc":0.97}`)
 	store.Blobs[folder+modelfleet.JobModelFile], store.Blobs[folder+modelfleet.JobMetricsFile] = model, metrics
@@ -124,7 +98,7 @@ func TestAzureMLOutputs(t *testing.T) {
 // refused. A failed download leaves no folder behind, so a later call
 // starts afresh.
 func TestAzureMLOutputsFailures(t *testing.T) {
-	w, store, outDir := newWorkspace(), blobtest.Start(t), t.TempDir()
+	w, store, outDir := amlfake.New(), blobtest.Start(t), t.TempDir()
 	a := newAzureMLWithStorage(t, w, store, AzureMLConfig{OutputDir: outDir, MaxOutputBytes: 64})
 	ctx := context.Background()
 	folder := func(id string) string { return "/" + storeContainer + "/modelfleet/retrain/" + id + "/model/" }
@@ -183,7 +157,7 @@ func TestAzureMLOutputsFailures(t *testing.T) {
 			t.Errorf("a request went to %s", r.Host)
 		}
 	}
-	if n := w.count("GET datastore " + DefaultOutputDatastore); n != 1 {
+	if n := w.Count("GET datastore " + DefaultOutputDatastore); n != 1 {
 		t.Errorf("datastore read %d times, want once (cached)", n)
 	}
 }

@@ -4,201 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4/fake"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/internal/amlfake"
 )
 
 const (
-	sub       = "00000000-0000-0000-0000-000000000000"
+	sub       = amlfake.SubscriptionID
 	computes  = "/subscriptions/" + sub + "/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws/computes/"
 	arcID     = "/subscriptions/" + sub + "/resourceGroups/plant/providers/Microsoft.Kubernetes/connectedClusters/plant-a"
 	aksID     = "/subscriptions/" + sub + "/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-1"
 	environID = "azureml:lightgbm-train:3"
 )
 
-// workspace is an in-memory Azure ML workspace behind the SDK's fake
-// servers: jobs (create, get, cancel as a long-running operation) and
-// computes (get).
-type workspace struct {
-	mu       sync.Mutex
-	jobs     map[string]*ml.CommandJob
-	computes map[string]ml.ComputeClassification
-	calls    []string
-	fail     map[string]int // "PUT job-1" -> HTTP status to answer once
-}
-
-func newWorkspace() *workspace {
-	return &workspace{jobs: map[string]*ml.CommandJob{}, computes: map[string]ml.ComputeClassification{}, fail: map[string]int{}}
-}
-
-func (w *workspace) record(call string) int {
-	w.calls = append(w.calls, call)
-	if s, ok := w.fail[call]; ok {
-		delete(w.fail, call)
-		return s
-	}
-	return 0
-}
-
-func (w *workspace) count(call string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := 0
-	for _, c := range w.calls {
-		if c == call {
-			n++
-		}
-	}
-	return n
-}
-
-func (w *workspace) setStatus(id string, s ml.JobStatus) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.jobs[id].Status = to.Ptr(s)
-}
-
-func (w *workspace) jobsServer() *fake.JobsServer {
-	return &fake.JobsServer{
-		CreateOrUpdate: func(_ context.Context, rg, ws, id string, body ml.JobBase, _ *ml.JobsClientCreateOrUpdateOptions) (resp azfake.Responder[ml.JobsClientCreateOrUpdateResponse], errResp azfake.ErrorResponder) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			if s := w.record("PUT " + id); s != 0 {
-				errResp.SetResponseError(s, http.StatusText(s))
-				return
-			}
-			cj, ok := body.Properties.(*ml.CommandJob)
-			if !ok || cj.Command == nil || cj.EnvironmentID == nil {
-				errResp.SetResponseError(http.StatusBadRequest, "UserError")
-				return
-			}
-			cj.Status = to.Ptr(ml.JobStatusNotStarted)
-			w.jobs[id] = cj
-			body.Name = to.Ptr(id)
-			resp.SetResponse(http.StatusCreated, ml.JobsClientCreateOrUpdateResponse{JobBase: body}, nil)
-			return
-		},
-		Get: func(_ context.Context, rg, ws, id string, _ *ml.JobsClientGetOptions) (resp azfake.Responder[ml.JobsClientGetResponse], errResp azfake.ErrorResponder) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			if s := w.record("GET " + id); s != 0 {
-				errResp.SetResponseError(s, http.StatusText(s))
-				return
-			}
-			cj, ok := w.jobs[id]
-			if !ok {
-				errResp.SetResponseError(http.StatusNotFound, "UserError")
-				return
-			}
-			c := *cj
-			resp.SetResponse(http.StatusOK, ml.JobsClientGetResponse{JobBase: ml.JobBase{Name: to.Ptr(id), Properties: &c}}, nil)
-			return
-		},
-		BeginCancel: func(_ context.Context, rg, ws, id string, _ *ml.JobsClientBeginCancelOptions) (resp azfake.PollerResponder[ml.JobsClientCancelResponse], errResp azfake.ErrorResponder) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			if s := w.record("CANCEL " + id); s != 0 {
-				errResp.SetResponseError(s, http.StatusText(s))
-				return
-			}
-			cj, ok := w.jobs[id]
-			if !ok {
-				errResp.SetResponseError(http.StatusNotFound, "UserError")
-				return
-			}
-			cj.Status = to.Ptr(ml.JobStatusCancelRequested)
-			resp.AddNonTerminalResponse(http.StatusAccepted, nil)
-			resp.AddNonTerminalResponse(http.StatusAccepted, nil)
-			resp.SetTerminalResponse(http.StatusOK, ml.JobsClientCancelResponse{}, nil)
-			cj.Status = to.Ptr(ml.JobStatusCanceled)
-			return
-		},
-	}
-}
-
-func (w *workspace) computeServer() *fake.ComputeServer {
-	return &fake.ComputeServer{
-		Get: func(_ context.Context, rg, ws, name string, _ *ml.ComputeClientGetOptions) (resp azfake.Responder[ml.ComputeClientGetResponse], errResp azfake.ErrorResponder) {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.record("GET compute " + name)
-			c, ok := w.computes[name]
-			if !ok {
-				errResp.SetResponseError(http.StatusNotFound, "NotFound")
-				return
-			}
-			resp.SetResponse(http.StatusOK, ml.ComputeClientGetResponse{ComputeResource: ml.ComputeResource{Name: to.Ptr(name), Properties: c}}, nil)
-			return
-		},
-	}
-}
-
-// mux sends each client's requests to its own fake server transport.
-type mux struct{ jobs, computes, datastores policy.Transporter }
-
-func (m mux) Do(req *http.Request) (*http.Response, error) {
-	name, _ := req.Context().Value(runtime.CtxAPINameKey{}).(string)
-	switch {
-	case strings.HasPrefix(name, "ComputeClient."):
-		return m.computes.Do(req)
-	case strings.HasPrefix(name, "DatastoresClient.") && m.datastores != nil:
-		return m.datastores.Do(req)
-	}
-	return m.jobs.Do(req)
-}
-
-// throttle answers the first n requests 429 with Retry-After, before the
-// fake sees them.
-type throttle struct {
-	next       policy.Transporter
-	mu         sync.Mutex
-	n          int
-	retryAfter string
-	seen       int
-}
-
-func (t *throttle) Do(req *http.Request) (*http.Response, error) {
-	t.mu.Lock()
-	t.seen++
-	throttled := t.n > 0
-	if throttled {
-		t.n--
-	}
-	t.mu.Unlock()
-	if throttled {
-		h := http.Header{}
-		h.Set("Retry-After", t.retryAfter)
-		h.Set("Content-Type", "application/json")
-		return &http.Response{StatusCode: http.StatusTooManyRequests, Status: "429 Too Many Requests", Header: h, Request: req,
-			Body: io.NopCloser(strings.NewReader(`{"error":{"code":"TooManyRequests","message":"slow down"}}`))}, nil
-	}
-	return t.next.Do(req)
-}
-
-func newAzureML(t *testing.T, w *workspace, wrap func(policy.Transporter) policy.Transporter) *AzureML {
+func newAzureML(t *testing.T, w *amlfake.Workspace, wrap func(policy.Transporter) policy.Transporter) *AzureML {
 	t.Helper()
-	var tr policy.Transporter = mux{jobs: fake.NewJobsServerTransport(w.jobsServer()), computes: fake.NewComputeServerTransport(w.computeServer())}
-	if wrap != nil {
-		tr = wrap(tr)
-	}
 	a, err := NewAzureML(AzureMLConfig{
-		SubscriptionID: sub, ResourceGroup: "rg", Workspace: "ws", Credential: &azfake.TokenCredential{},
-		ClientOptions: &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr}},
+		SubscriptionID: sub, ResourceGroup: amlfake.ResourceGroup, Workspace: amlfake.Name, Credential: &azfake.TokenCredential{},
+		ClientOptions: w.ClientOptions(wrap),
 		PollFrequency: time.Millisecond, VerifyCompute: true,
 	})
 	if err != nil {
@@ -223,7 +55,7 @@ func azureJob(id, kind, compute string) modelfleet.TrainingJob {
 // the data input and model output by the contract's names, tagged for the
 // gateway; a second Submit finds it instead of creating another.
 func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
-	w := newWorkspace()
+	w := amlfake.New()
 	a := newAzureML(t, w, nil)
 	ctx := context.Background()
 	ref, err := a.Submit(ctx, azureJob("retrain-bf-1", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
@@ -233,7 +65,10 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 	if ref.ID != "retrain-bf-1" || ref.Kind != modelfleet.ComputeAzureMLCloud || ref.ComputeID != computes+"cpu-cluster" {
 		t.Errorf("ref = %+v", ref)
 	}
-	cj := w.jobs["retrain-bf-1"]
+	cj := w.Job("retrain-bf-1")
+	if cj == nil {
+		t.Fatal("no job retrain-bf-1 in the workspace")
+	}
 	if got := *cj.Command; got != "python train.py --data ${{inputs.data}} --out ${{outputs.model}}" {
 		t.Errorf("command = %q", got)
 	}
@@ -265,12 +100,12 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 	if _, err := a.Submit(ctx, azureJob("retrain-bf-1", modelfleet.ComputeAzureMLCloud, "cpu-cluster")); err != nil {
 		t.Fatal(err)
 	}
-	if n := w.count("PUT retrain-bf-1"); n != 1 {
+	if n := w.Count("PUT job retrain-bf-1"); n != 1 {
 		t.Errorf("created %d times, want once", n)
 	}
 
 	for _, s := range []ml.JobStatus{ml.JobStatusQueued, ml.JobStatusRunning, ml.JobStatusFinalizing, ml.JobStatusCompleted} {
-		w.setStatus("retrain-bf-1", s)
+		w.SetJobStatus("retrain-bf-1", s)
 		st, err := a.Status(ctx, ref)
 		if err != nil {
 			t.Fatal(err)
@@ -279,7 +114,7 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 			t.Errorf("status %s: got %+v", s, st)
 		}
 	}
-	w.setStatus("retrain-bf-1", ml.JobStatusFailed)
+	w.SetJobStatus("retrain-bf-1", ml.JobStatusFailed)
 	if st, _ := a.Status(ctx, ref); st.Status != modelfleet.JobFailed || !st.Terminal || st.Message == "" {
 		t.Errorf("failed job: %+v", st)
 	}
@@ -291,14 +126,14 @@ func TestAzureMLSubmitStatusAndIdempotence(t *testing.T) {
 // Cancel runs the long-running cancel operation to its end; a finished or
 // unknown job is left alone.
 func TestAzureMLCancel(t *testing.T) {
-	w := newWorkspace()
+	w := amlfake.New()
 	a := newAzureML(t, w, nil)
 	ctx := context.Background()
 	ref, err := a.Submit(ctx, azureJob("retrain-bf-2", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.setStatus(ref.ID, ml.JobStatusRunning)
+	w.SetJobStatus(ref.ID, ml.JobStatusRunning)
 	if err := a.Cancel(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +143,7 @@ func TestAzureMLCancel(t *testing.T) {
 	if err := a.Cancel(ctx, ref); err != nil {
 		t.Errorf("second cancel: %v", err)
 	}
-	if n := w.count("CANCEL " + ref.ID); n != 1 {
+	if n := w.Count("CANCEL job " + ref.ID); n != 1 {
 		t.Errorf("cancel requested %d times, want once (the job had ended)", n)
 	}
 	if err := a.Cancel(ctx, modelfleet.RunRef{ID: "nope"}); err != nil {
@@ -316,10 +151,8 @@ func TestAzureMLCancel(t *testing.T) {
 	}
 	// A failing cancel operation is an error (the activity retries).
 	ref3, _ := a.Submit(ctx, azureJob("retrain-bf-3", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
-	w.setStatus(ref3.ID, ml.JobStatusRunning)
-	w.mu.Lock()
-	w.fail["CANCEL "+ref3.ID] = http.StatusInternalServerError
-	w.mu.Unlock()
+	w.SetJobStatus(ref3.ID, ml.JobStatusRunning)
+	w.FailNext("CANCEL job "+ref3.ID, http.StatusInternalServerError)
 	if err := a.Cancel(ctx, ref3); err == nil || modelfleet.ErrorCode(err) != modelfleet.EINTERNAL {
 		t.Errorf("cancel against a failing service: %v, want a transient error", err)
 	}
@@ -328,7 +161,7 @@ func TestAzureMLCancel(t *testing.T) {
 // Requests that cannot succeed are classified so the activity stops
 // retrying; transient ones are not.
 func TestAzureMLFailures(t *testing.T) {
-	w := newWorkspace()
+	w := amlfake.New()
 	a := newAzureML(t, w, func(tr policy.Transporter) policy.Transporter { return tr })
 	ctx := context.Background()
 	cases := []struct {
@@ -341,9 +174,7 @@ func TestAzureMLFailures(t *testing.T) {
 	}
 	for i, c := range cases {
 		id := fmt.Sprintf("retrain-fail-%d", i)
-		w.mu.Lock()
-		w.fail["PUT "+id] = c.status
-		w.mu.Unlock()
+		w.FailNext("PUT job "+id, c.status)
 		_, err := a.Submit(ctx, azureJob(id, modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
 		if got := modelfleet.ErrorCode(err); got != c.code {
 			t.Errorf("PUT answered %d: error %v (code %q), want code %q", c.status, err, got, c.code)
@@ -371,9 +202,9 @@ func TestAzureMLFailures(t *testing.T) {
 // itself; one longer than the client waits for comes back as a
 // ThrottledError carrying the delay, for Temporal's next retry.
 func TestAzureMLThrottling(t *testing.T) {
-	w := newWorkspace()
-	th := &throttle{n: 1, retryAfter: "1"}
-	a := newAzureML(t, w, func(tr policy.Transporter) policy.Transporter { th.next = tr; return th })
+	w := amlfake.New()
+	th := amlfake.NewThrottle(1, "1", nil)
+	a := newAzureML(t, w, th.Wrap)
 	ctx := context.Background()
 	start := time.Now()
 	ref, err := a.Submit(ctx, azureJob("retrain-bf-4", modelfleet.ComputeAzureMLCloud, "cpu-cluster"))
@@ -383,13 +214,11 @@ func TestAzureMLThrottling(t *testing.T) {
 	if el := time.Since(start); el < time.Second {
 		t.Errorf("retried after %s, want the 1s Retry-After honoured", el)
 	}
-	if w.count("PUT "+ref.ID) != 1 {
-		t.Errorf("job created %d times", w.count("PUT "+ref.ID))
+	if w.Count("PUT job "+ref.ID) != 1 {
+		t.Errorf("job created %d times", w.Count("PUT job "+ref.ID))
 	}
 
-	th.mu.Lock()
-	th.n, th.retryAfter = 100, "120"
-	th.mu.Unlock()
+	th.Set(100, "120")
 	_, err = a.Status(ctx, ref)
 	var te *modelfleet.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != 120*time.Second {
@@ -403,10 +232,10 @@ func TestAzureMLThrottling(t *testing.T) {
 // An edge job goes only to a Kubernetes compute backed by an Arc-connected
 // cluster.
 func TestAzureMLEdgeComputeIsVerified(t *testing.T) {
-	w := newWorkspace()
-	w.computes["arc-plant-a"] = &ml.Kubernetes{ComputeType: to.Ptr(ml.ComputeTypeKubernetes), ResourceID: to.Ptr(arcID)}
-	w.computes["aks"] = &ml.Kubernetes{ComputeType: to.Ptr(ml.ComputeTypeKubernetes), ResourceID: to.Ptr(aksID)}
-	w.computes["cpu-cluster"] = &ml.AmlCompute{ComputeType: to.Ptr(ml.ComputeTypeAmlCompute)}
+	w := amlfake.New()
+	w.SetCompute("arc-plant-a", &ml.Kubernetes{ComputeType: to.Ptr(ml.ComputeTypeKubernetes), ResourceID: to.Ptr(arcID)})
+	w.SetCompute("aks", &ml.Kubernetes{ComputeType: to.Ptr(ml.ComputeTypeKubernetes), ResourceID: to.Ptr(aksID)})
+	w.SetCompute("cpu-cluster", &ml.AmlCompute{ComputeType: to.Ptr(ml.ComputeTypeAmlCompute)})
 	a := newAzureML(t, w, nil)
 	ctx := context.Background()
 	if _, err := a.Submit(ctx, azureJob("edge-ok", modelfleet.ComputeAzureMLEdge, "arc-plant-a")); err != nil {
@@ -417,7 +246,7 @@ func TestAzureMLEdgeComputeIsVerified(t *testing.T) {
 		if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 			t.Errorf("edge job on %s: %v, want refused", c, err)
 		}
-		if w.count("PUT edge-"+c) != 0 {
+		if w.Count("PUT job edge-"+c) != 0 {
 			t.Errorf("edge job on %s was created", c)
 		}
 	}
@@ -425,8 +254,8 @@ func TestAzureMLEdgeComputeIsVerified(t *testing.T) {
 	if _, err := a.Submit(ctx, azureJob("cloud-ok", modelfleet.ComputeAzureMLCloud, "cpu-cluster")); err != nil {
 		t.Fatal(err)
 	}
-	if w.count("GET compute cpu-cluster") != 1 { // only the edge attempt above
-		t.Errorf("compute reads: %v", w.calls)
+	if w.Count("GET compute cpu-cluster") != 1 { // only the edge attempt above
+		t.Errorf("compute reads: %v", w.Calls())
 	}
 }
 

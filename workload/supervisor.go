@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/modelfleet/modelfleet"
 )
 
 // SupervisorConfig configures the supervision of one workload at one site.
@@ -109,7 +111,7 @@ func NewSupervisor(cfg SupervisorConfig) *Supervisor {
 		cfg.launch = func(c Config) (instance, error) { return New(c) }
 	}
 	if cfg.sleep == nil {
-		cfg.sleep = sleepCtx
+		cfg.sleep = modelfleet.Sleep
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -117,17 +119,6 @@ func NewSupervisor(cfg SupervisorConfig) *Supervisor {
 	}
 	return &Supervisor{cfg: cfg, log: log.With("component", "workload-supervisor", "site", cfg.Site),
 		Metrics: NewMetrics(), swaps: make(chan swapReq), state: StateStarting}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // backoff is the wait before restart number n (1, 2, ...) in a row.

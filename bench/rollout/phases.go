@@ -298,7 +298,7 @@ func (b *bench) awaitStage(ctx context.Context, ref modelfleet.ModelRef, stage s
 		if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			return fmt.Errorf("%s closed (%s) before reaching %q: %s", id, info.GetStatus(), stage, b.explain(ctx, ref))
 		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+		if err := modelfleet.Sleep(ctx, 50*time.Millisecond); err != nil {
 			return fmt.Errorf("%s did not reach %q within %s (stage %q)", id, stage, b.o.timeout, got)
 		}
 	}
@@ -338,7 +338,7 @@ func (b *bench) describe(ctx context.Context, id string) (*workflowpb.WorkflowEx
 		if !errors.As(err, &nf) {
 			return nil, fmt.Errorf("describe %s: %w", id, err)
 		}
-		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+		if err := modelfleet.Sleep(ctx, 20*time.Millisecond); err != nil {
 			return nil, fmt.Errorf("%s was never started: %w", id, err)
 		}
 	}
@@ -371,13 +371,4 @@ func splitString(w map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", v, w[v]))
 	}
 	return strings.Join(parts, ",")
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
 }

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -200,7 +201,7 @@ func (s *stack) waitIdle(ctx context.Context, timeout, settle time.Duration) (st
 		if time.Now().After(deadline) {
 			return "", fmt.Errorf("fleet not up after %s: %d/%d reports", timeout, c.reports, n)
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := modelfleet.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return "", err
 		}
 	}
@@ -213,7 +214,7 @@ func (s *stack) waitIdle(ctx context.Context, timeout, settle time.Duration) (st
 		if time.Now().After(deadline) {
 			return fmt.Sprintf("only %d of %d agents long-polling after %s more: the rest wait on their reports or heartbeats (directory saturated)", open, n, settle), nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+		if err := modelfleet.Sleep(ctx, 100*time.Millisecond); err != nil {
 			return "", err
 		}
 	}

@@ -10,22 +10,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	azfake "github.com/Azure/azure-sdk-for-go/sdk/azcore/fake"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4/fake"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/drivers"
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
+	"github.com/modelfleet/modelfleet/internal/amlfake"
 )
 
 // The compile-time check lives in the external test package: drivers'
 // factory imports amlarc, so amlarc cannot import drivers.
 var _ drivers.Driver = (*amlarc.Driver)(nil)
 
-const sub = "00000000-0000-0000-0000-000000000000"
+const sub = amlfake.SubscriptionID
 
 func digest(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
 
@@ -42,7 +42,7 @@ func desired(site string, rev int64, models map[string][]modelfleet.DesiredVersi
 }
 
 type harness struct {
-	ws     *workspace
+	ws     *amlfake.Workspace
 	d      *amlarc.Driver
 	mu     sync.Mutex
 	events []amlarc.Event
@@ -52,15 +52,11 @@ type harness struct {
 // sits between the SDK's pipeline and the fake (to inject raw responses).
 func newHarness(t *testing.T, wrap func(policy.Transporter) policy.Transporter) *harness {
 	t.Helper()
-	h := &harness{ws: newWorkspace()}
-	var tr policy.Transporter = fake.NewServerFactoryTransport(h.ws.server())
-	if wrap != nil {
-		tr = wrap(tr)
-	}
+	h := &harness{ws: amlfake.New()}
 	d, err := amlarc.New(amlarc.Config{
-		SubscriptionID: sub, ResourceGroup: "rg", Workspace: "ws", Location: "westeurope",
+		SubscriptionID: sub, ResourceGroup: amlfake.ResourceGroup, Workspace: amlfake.Name, Location: "westeurope",
 		Credential:    &azfake.TokenCredential{},
-		ClientOptions: &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: tr}},
+		ClientOptions: h.ws.ClientOptions(wrap),
 		EnvironmentID: "azureml:modelfleet-lightgbm:1",
 		PollFrequency: time.Millisecond,
 		Progress: func(e amlarc.Event) {
@@ -104,13 +100,13 @@ func TestReleaseLifecycle(t *testing.T) {
 		if a.Revision != ds.Revision || a.Models["bearing-failure"].Error != "" || len(a.Models["bearing-failure"].Versions) != len(st.vs) {
 			t.Fatalf("step %d: actual %+v", i, a)
 		}
-		got := h.ws.traffic(ep)
+		got := h.ws.Traffic(ep)
 		for k, v := range st.traffic {
 			if got[k] != v {
 				t.Fatalf("step %d: traffic %v, want %v", i, got, st.traffic)
 			}
 		}
-		names := h.ws.deploymentNames(ep)
+		names := h.ws.DeploymentNames(ep)
 		slices.Sort(names)
 		slices.Sort(st.deployments)
 		if !slices.Equal(names, st.deployments) {
@@ -118,23 +114,26 @@ func TestReleaseLifecycle(t *testing.T) {
 		}
 	}
 	// The endpoint is on the site's compute, with key auth.
-	e := h.ws.endpoints[ep]
+	e, ok := h.ws.Endpoint(ep)
+	if !ok {
+		t.Fatalf("no endpoint %s", ep)
+	}
 	if !strings.HasSuffix(*e.Properties.Compute, "/workspaces/ws/computes/arc-plant-a") || string(*e.Properties.AuthMode) != "Key" {
 		t.Fatalf("endpoint %+v", e.Properties)
 	}
 	// Applying the same state again changes nothing in Azure.
-	puts := h.ws.countCalls("PUT")
+	puts := h.ws.Count("PUT")
 	if _, err := h.d.Apply(ctx, site, desired(site.ID, 4, map[string][]modelfleet.DesiredVersion{"bearing-failure": steps[3].vs})); err != nil {
 		t.Fatal(err)
 	}
-	if n := h.ws.countCalls("PUT"); n != puts {
+	if n := h.ws.Count("PUT"); n != puts {
 		t.Fatalf("re-apply made %d PUTs", n-puts)
 	}
 	// Rollback to nothing served removes the endpoint.
 	if _, err := h.d.Apply(ctx, site, desired(site.ID, 5, map[string][]modelfleet.DesiredVersion{"bearing-failure": nil})); err != nil {
 		t.Fatal(err)
 	}
-	if h.ws.traffic(ep) != nil {
+	if h.ws.Traffic(ep) != nil {
 		t.Fatal("endpoint still there after the model was withdrawn")
 	}
 	// Long-running operations were observed while they ran.
@@ -156,7 +155,7 @@ func TestConflictIsRetried(t *testing.T) {
 	h := newHarness(t, nil)
 	ctx := context.Background()
 	ds := desired(site.ID, 1, map[string][]modelfleet.DesiredVersion{"m": {version("1", 'a', 100)}})
-	h.ws.failNext["PUT deployment"] = http.StatusConflict // another operation on it is under way
+	h.ws.FailNext("PUT deployment", http.StatusConflict) // another operation on it is under way
 	if _, err := h.d.Apply(ctx, site, ds); err == nil || !strings.Contains(err.Error(), "409") {
 		t.Fatalf("apply during a conflict: %v, want a retryable error naming 409", err)
 	}
@@ -166,43 +165,23 @@ func TestConflictIsRetried(t *testing.T) {
 	}
 }
 
-// throttle answers the first PUT of a deployment with 429 and Retry-After,
-// as ARM does, before the request reaches the fake server: what is tested is
-// the SDK's retry policy as the driver configures it.
-type throttle struct {
-	next  policy.Transporter
-	mu    sync.Mutex
-	seen  []time.Time
-	fired bool
-}
-
-func (t *throttle) Do(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/deployments/") {
-		t.mu.Lock()
-		t.seen = append(t.seen, time.Now())
-		fire := !t.fired
-		t.fired = true
-		t.mu.Unlock()
-		if fire {
-			return &http.Response{StatusCode: http.StatusTooManyRequests, Status: "429 Too Many Requests", Request: req,
-				Header: http.Header{"Retry-After": {"1"}, "Content-Type": {"application/json"}},
-				Body:   http.NoBody}, nil
-		}
-	}
-	return t.next.Do(req)
-}
-
 func TestThrottlingHonoursRetryAfter(t *testing.T) {
-	th := &throttle{}
-	h := newHarness(t, func(next policy.Transporter) policy.Transporter { th.next = next; return th })
+	// The first PUT of a deployment meets a 429 and Retry-After, as ARM
+	// answers, before the request reaches the fake: what is tested is the
+	// SDK's retry policy as the driver configures it.
+	th := amlfake.NewThrottle(1, "1", func(req *http.Request) bool {
+		return req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/deployments/")
+	})
+	h := newHarness(t, th.Wrap)
 	a, err := h.d.Apply(context.Background(), site, desired(site.ID, 1, map[string][]modelfleet.DesiredVersion{"m": {version("1", 'a', 100)}}))
 	if err != nil || a.Models["m"].Error != "" {
 		t.Fatalf("apply: %v %+v", err, a)
 	}
-	if len(th.seen) != 2 {
-		t.Fatalf("%d PUTs of the deployment, want the throttled one and its retry", len(th.seen))
+	seen := th.Seen()
+	if len(seen) != 2 {
+		t.Fatalf("%d PUTs of the deployment, want the throttled one and its retry", len(seen))
 	}
-	if gap := th.seen[1].Sub(th.seen[0]); gap < 900*time.Millisecond {
+	if gap := seen[1].Sub(seen[0]); gap < 900*time.Millisecond {
 		t.Fatalf("retried after %v, want Retry-After's 1s", gap)
 	}
 }
@@ -210,7 +189,7 @@ func TestThrottlingHonoursRetryAfter(t *testing.T) {
 func TestPollerFailureIsReportedNotRetried(t *testing.T) {
 	h := newHarness(t, nil)
 	bad := amlarc.DeploymentName("2", digest('b'))
-	h.ws.failPoll[bad] = true
+	h.ws.FailProvisioning(bad)
 	ds := desired(site.ID, 1, map[string][]modelfleet.DesiredVersion{
 		"broken": {version("2", 'b', 100)},
 		"fine":   {version("1", 'a', 100)},
@@ -226,7 +205,7 @@ func TestPollerFailureIsReportedNotRetried(t *testing.T) {
 		t.Fatalf("the other model must still converge: %+v", a.Models["fine"])
 	}
 	// No traffic went to the failed deployment.
-	if tr := h.ws.traffic(amlarc.EndpointName(site.ID, "broken")); tr[bad] != 0 {
+	if tr := h.ws.Traffic(amlarc.EndpointName(site.ID, "broken")); tr[bad] != 0 {
 		t.Fatalf("traffic %v", tr)
 	}
 	var failed bool
@@ -244,7 +223,7 @@ func TestInvalidSplitIsPermanent(t *testing.T) {
 	if err != nil || !strings.Contains(a.Models["m"].Error, "sum to 90") {
 		t.Fatalf("%v %+v", err, a)
 	}
-	if h.ws.countCalls("PUT") != 0 {
+	if h.ws.Count("PUT") != 0 {
 		t.Fatal("an invalid split reached Azure")
 	}
 }
@@ -307,7 +286,7 @@ func TestPlanLimits(t *testing.T) {
 	}
 	cases := []struct {
 		name            string
-		seed            func(*workspace)
+		seed            func(*amlfake.Workspace)
 		sites           int
 		models, perEach int
 		limit           string // "" = fits
@@ -316,24 +295,24 @@ func TestPlanLimits(t *testing.T) {
 		{"deployments per endpoint", nil, 1, 1, 21, "deployments per endpoint"},
 		{"endpoints per cluster", nil, 1, 61, 1, "endpoints per cluster"},
 		{"deployments per cluster", nil, 1, 6, 20, "deployments per cluster"},
-		{"endpoints per region, counting other sites' endpoints", func(w *workspace) {
+		{"endpoints per region, counting other sites' endpoints", func(w *amlfake.Workspace) {
 			for i := range 95 {
-				w.seed(fmt.Sprintf("other%d", i), fmt.Sprintf("other-%d", i), computeID+"elsewhere", 1)
+				seed(w, fmt.Sprintf("other%d", i), fmt.Sprintf("other-%d", i), computeID+"elsewhere", 1)
 			}
 		}, 6, 1, 2, "endpoints per subscription and region"},
-		{"deployments per region", func(w *workspace) {
+		{"deployments per region", func(w *amlfake.Workspace) {
 			for i := range 90 {
-				w.seed(fmt.Sprintf("other%d", i), fmt.Sprintf("other-%d", i), computeID+"elsewhere", 5)
+				seed(w, fmt.Sprintf("other%d", i), fmt.Sprintf("other-%d", i), computeID+"elsewhere", 5)
 			}
 		}, 3, 1, 20, "deployments per subscription and region"},
-		{"a cluster shared with endpoints modelfleet did not make", func(w *workspace) {
+		{"a cluster shared with endpoints modelfleet did not make", func(w *amlfake.Workspace) {
 			for i := range 58 {
-				w.seed(fmt.Sprintf("manual%d", i), "", computeID+"site-0", 1)
+				seed(w, fmt.Sprintf("manual%d", i), "", computeID+"site-0", 1)
 			}
 		}, 1, 3, 1, "endpoints per cluster"},
-		{"the planned sites' own endpoints are not counted twice", func(w *workspace) {
+		{"the planned sites' own endpoints are not counted twice", func(w *amlfake.Workspace) {
 			for i := range 99 {
-				w.seed(fmt.Sprintf("mine%d", i), fmt.Sprintf("site-%d", i), computeID+fmt.Sprintf("site-%d", i), 1)
+				seed(w, fmt.Sprintf("mine%d", i), fmt.Sprintf("site-%d", i), computeID+fmt.Sprintf("site-%d", i), 1)
 			}
 		}, 99, 1, 2, ""},
 	}
@@ -354,5 +333,14 @@ func TestPlanLimits(t *testing.T) {
 				t.Fatalf("plan error code %q, want invalid (not retryable)", modelfleet.ErrorCode(err))
 			}
 		})
+	}
+}
+
+// seed adds an endpoint with n deployments that belongs to someone else.
+func seed(w *amlfake.Workspace, name, site, compute string, n int) {
+	w.PutEndpoint(ml.OnlineEndpoint{Name: to.Ptr(name), Tags: map[string]*string{"modelfleet.site": to.Ptr(site)},
+		Properties: &ml.OnlineEndpointProperties{Compute: to.Ptr(compute), Traffic: map[string]*int32{}}})
+	for i := range n {
+		w.PutDeployment(name, ml.OnlineDeployment{Name: to.Ptr(fmt.Sprintf("d%d", i))})
 	}
 }

@@ -182,7 +182,7 @@ func (r *Registry) listVersions(ctx context.Context, name string) ([]modelfleet.
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b modelfleet.Model) int { return compareVersions(a.Version, b.Version) })
+	slices.SortFunc(out, func(a, b modelfleet.Model) int { return modelfleet.CompareVersions(a.Version, b.Version) })
 	return out, nil
 }
 
@@ -372,33 +372,3 @@ func fileDigest(path string) (string, int64, error) {
 }
 
 func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
-
-// compareVersions orders versions as Azure ML numbers them: integers
-// numerically, then any others as strings.
-func compareVersions(a, b string) int {
-	ai, bi := isDigits(a), isDigits(b)
-	switch {
-	case ai && bi:
-		ta, tb := strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-		if len(ta) != len(tb) {
-			return len(ta) - len(tb)
-		}
-		if c := strings.Compare(ta, tb); c != 0 {
-			return c
-		}
-	case ai:
-		return -1
-	case bi:
-		return 1
-	}
-	return strings.Compare(a, b)
-}
-
-func isDigits(s string) bool {
-	for _, c := range []byte(s) {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return s != ""
-}

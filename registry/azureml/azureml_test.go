@@ -12,16 +12,15 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	ml "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/machinelearning/armmachinelearning/v4"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/internal/amlfake"
 	"github.com/modelfleet/modelfleet/registry/azureml"
 )
 
@@ -100,7 +99,10 @@ func TestRegisterGetDownloadValidate(t *testing.T) {
 	}
 
 	// The model version, as Azure ML stored it.
-	mv := h.ws.versions["bearing-failure"]["2"]
+	mv, ok := h.ws.ModelVersion("bearing-failure", "2")
+	if !ok {
+		t.Fatal("no model version bearing-failure:2 in the workspace")
+	}
 	p := mv.Properties
 	wantURI := "azureml://subscriptions/" + sub + "/resourcegroups/rg/workspaces/ws/datastores/workspaceblobstore/paths/modelfleet/models/bearing-failure/2/" + strings.TrimPrefix(art, "sha256:") + "/model.txt"
 	if got := *p.ModelURI; got != wantURI {
@@ -136,7 +138,7 @@ func TestRegisterGetDownloadValidate(t *testing.T) {
 		t.Fatalf("Download artifact = %d, %v", n, err)
 	}
 	// The datastore was read once, then remembered.
-	if n := h.ws.count("GET datastore"); n != 1 {
+	if n := h.ws.Count("GET datastore"); n != 1 {
 		t.Errorf("datastore read %d times", n)
 	}
 
@@ -158,7 +160,7 @@ func TestRegisterIdempotent(t *testing.T) {
 	if _, _, err := h.reg.Register(ctx, bearing("3"), modelFile, validationFile); err != nil {
 		t.Fatal(err)
 	}
-	uploads, puts := len(h.store.Requests()), h.ws.count("PUT ")
+	uploads, puts := len(h.store.Requests()), h.ws.Count("PUT")
 
 	again := bearing("3")
 	again.Tags = map[string]string{"other": "tags"} // informational: the stored ones stand
@@ -180,7 +182,7 @@ func TestRegisterIdempotent(t *testing.T) {
 	if _, _, err := h.reg.Register(ctx, gate, modelFile, validationFile); modelfleet.ErrorCode(err) != modelfleet.ECONFLICT {
 		t.Errorf("other threshold: %v, want a conflict", err)
 	}
-	if n, p := len(h.store.Requests()), h.ws.count("PUT "); n != uploads || p != puts {
+	if n, p := len(h.store.Requests()), h.ws.Count("PUT"); n != uploads || p != puts {
 		t.Errorf("uploads %d->%d, PUTs %d->%d: a registration that exists must not write", uploads, n, puts, p)
 	}
 }
@@ -208,8 +210,11 @@ func TestRegisterRace(t *testing.T) {
 			if _, _, err := theirs.reg.Register(ctx, bearing("4"), path, validationFile); err != nil {
 				t.Fatal(err)
 			}
-			h.ws.fail["PUT bearing-failure/4"] = http.StatusConflict
-			h.ws.race = func() { h.ws.put("bearing-failure", "4", theirs.ws.versions["bearing-failure"]["4"]) }
+			// Theirs lands just before this PUT, which then meets a 409.
+			h.ws.FailNextAfter("PUT model bearing-failure/4", http.StatusConflict, func() {
+				mv, _ := theirs.ws.ModelVersion("bearing-failure", "4")
+				h.ws.PutModelVersion("bearing-failure", "4", mv)
+			})
 			m, created, err := h.reg.Register(ctx, bearing("4"), modelFile, validationFile)
 			if modelfleet.ErrorCode(err) != tc.code {
 				t.Fatalf("Register = %v, want code %q", err, tc.code)
@@ -246,7 +251,7 @@ func TestGetStrict(t *testing.T) {
 			if tc.uri != "" {
 				p.ModelURI = to.Ptr(tc.uri)
 			}
-			h.ws.put("m", "1", ml.ModelVersion{Properties: p})
+			h.ws.PutModelVersion("m", "1", ml.ModelVersion{Properties: p})
 			_, err := h.reg.Get(ctx, "m", "1")
 			if modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), `"m" version "1"`) {
 				t.Errorf("Get = %v, want EINVALID naming %s", err, tc.want)
@@ -254,7 +259,7 @@ func TestGetStrict(t *testing.T) {
 		})
 	}
 	// A folder model: the artifact is named inside it; the format defaults.
-	h.ws.put("m", "2", ml.ModelVersion{Properties: &ml.ModelVersionProperties{ModelURI: to.Ptr("azureml://datastores/d/paths/runs/7/model/"),
+	h.ws.PutModelVersion("m", "2", ml.ModelVersion{Properties: &ml.ModelVersionProperties{ModelURI: to.Ptr("azureml://datastores/d/paths/runs/7/model/"),
 		Properties: map[string]*string{"modelfleet.digest": to.Ptr(digest), "modelfleet.artifact": to.Ptr("model.txt"), "owner": to.Ptr("me")}}})
 	m, err := h.reg.Get(ctx, "m", "2")
 	if err != nil || m.ArtifactURL != "azureml://datastores/d/paths/runs/7/model/model.txt" || m.Format != "lightgbm" || !reflect.DeepEqual(m.Properties, map[string]string{"owner": "me"}) {
@@ -282,7 +287,7 @@ func TestList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h.ws.put("another", "1", ml.ModelVersion{Properties: &ml.ModelVersionProperties{ModelURI: to.Ptr("azureml://jobs/j/outputs/artifacts/paths/model/"), Tags: map[string]*string{"k": to.Ptr("v")}}})
+	h.ws.PutModelVersion("another", "1", ml.ModelVersion{Properties: &ml.ModelVersionProperties{ModelURI: to.Ptr("azureml://jobs/j/outputs/artifacts/paths/model/"), Tags: map[string]*string{"k": to.Ptr("v")}}})
 	ms, err := h.reg.List(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +338,7 @@ func TestDownload(t *testing.T) {
 	for _, tc := range []struct{ url, code, want string }{
 		{"azureml://datastores/workspaceblobstore/paths/data/missing.csv", modelfleet.ENOTFOUND, "BlobNotFound"},
 		{"azureml://datastores/nope/paths/a.csv", modelfleet.ENOTFOUND, `datastore "nope"`},
-		{"azureml://datastores/files/paths/a.csv", modelfleet.EINVALID, "AzureFile"},
+		{"azureml://datastores/" + amlfake.FileDatastore + "/paths/a.csv", modelfleet.EINVALID, "AzureFile"},
 		{"azureml://subscriptions/11111111-1111-1111-1111-111111111111/resourcegroups/rg/workspaces/ws/datastores/workspaceblobstore/paths/a", modelfleet.EINVALID, "subscription"},
 		{"azureml://jobs/j/outputs/artifacts/paths/model.txt", modelfleet.EINVALID, "only datastore paths"},
 		{"https://attacker.example.com/" + bucket + "/a?sig=secret", modelfleet.EINVALID, "not an Azure Storage blob endpoint"},
@@ -386,7 +391,7 @@ func TestContainerURL(t *testing.T) {
 	if _, err := h.reg.Download(ctx, m.ArtifactURL, m.Digest, io.Discard); err != nil {
 		t.Error(err)
 	}
-	if n := h.ws.count("GET datastore"); n != 0 {
+	if n := h.ws.Count("GET datastore"); n != 0 {
 		t.Errorf("datastore read %d times", n)
 	}
 	if _, err := azureml.New(azureml.Config{SubscriptionID: sub, ResourceGroup: rg, Workspace: ws, Credential: h.cred, ContainerURL: "http://x/c"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
@@ -394,35 +399,12 @@ func TestContainerURL(t *testing.T) {
 	}
 }
 
-// throttle answers the first n ARM requests 429 with Retry-After.
-type throttle struct {
-	next       policy.Transporter
-	mu         sync.Mutex
-	n          int
-	retryAfter string
-}
-
-func (t *throttle) Do(req *http.Request) (*http.Response, error) {
-	t.mu.Lock()
-	throttled := t.n > 0
-	if throttled {
-		t.n--
-	}
-	t.mu.Unlock()
-	if throttled {
-		return &http.Response{StatusCode: http.StatusTooManyRequests, Status: "429 Too Many Requests", Request: req,
-			Header: http.Header{"Retry-After": {t.retryAfter}, "Content-Type": {"application/json"}},
-			Body:   io.NopCloser(strings.NewReader(`{"error":{"code":"TooManyRequests","message":"slow down"}}`))}, nil
-	}
-	return t.next.Do(req)
-}
-
 // A short Retry-After is waited out by the SDK; a long one comes back as
 // modelfleet.ThrottledError, which the activities turn into a retry after
 // that delay. 401/403 and other errors are classified.
 func TestARMErrors(t *testing.T) {
-	th := &throttle{n: 1, retryAfter: "1"}
-	h := newHarness(t, azureml.Config{}, func(tr policy.Transporter) policy.Transporter { th.next = tr; return th })
+	th := amlfake.NewThrottle(1, "1", nil)
+	h := newHarness(t, azureml.Config{}, th.Wrap)
 	ctx := context.Background()
 	start := time.Now()
 	if _, _, err := h.reg.Register(ctx, bearing("1"), modelFile, validationFile); err != nil {
@@ -432,9 +414,7 @@ func TestARMErrors(t *testing.T) {
 		t.Errorf("retried after %s, want Retry-After's 1s", el)
 	}
 
-	th.mu.Lock()
-	th.n, th.retryAfter = 100, "120"
-	th.mu.Unlock()
+	th.Set(100, "120")
 	_, err := h.reg.Get(ctx, "bearing-failure", "1")
 	var te *modelfleet.ThrottledError
 	if !errors.As(err, &te) || te.RetryAfter != 120*time.Second {
@@ -443,18 +423,16 @@ func TestARMErrors(t *testing.T) {
 	if _, err := h.reg.List(ctx); !errors.As(err, &te) {
 		t.Errorf("list throttled: %v", err)
 	}
-	th.mu.Lock()
-	th.n = 0
-	th.mu.Unlock()
+	th.Set(0, "")
 
 	for status, code := range map[int]string{http.StatusForbidden: modelfleet.EUNAUTHORIZED, http.StatusBadRequest: modelfleet.EINVALID, http.StatusInternalServerError: modelfleet.EINTERNAL} {
-		h.ws.fail["GET bearing-failure/1"] = status
+		h.ws.FailNext("GET model bearing-failure/1", status)
 		_, err := h.reg.Get(ctx, "bearing-failure", "1")
 		if modelfleet.ErrorCode(err) != code {
 			t.Errorf("%d: %v, want %s", status, err, code)
 		}
 	}
-	h.ws.fail["PUT bearing-failure/5"] = http.StatusForbidden
+	h.ws.FailNext("PUT model bearing-failure/5", http.StatusForbidden)
 	if _, _, err := h.reg.Register(ctx, bearing("5"), modelFile, validationFile); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED || !strings.Contains(err.Error(), "AzureML Data Scientist") {
 		t.Errorf("forbidden PUT: %v", err)
 	}
@@ -463,7 +441,7 @@ func TestARMErrors(t *testing.T) {
 	if _, _, err := h.reg.Register(ctx, bearing("6"), modelFile, validationFile); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED {
 		t.Errorf("upload refused: %v", err)
 	}
-	if _, ok := h.ws.versions["bearing-failure"]["6"]; ok {
+	if _, ok := h.ws.ModelVersion("bearing-failure", "6"); ok {
 		t.Error("version created without its artifact")
 	}
 }
