@@ -11,7 +11,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/fleet"
-	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // WorkloadFleet is what pairing workloads with releases needs of the fleet
@@ -110,7 +110,7 @@ func CheckPairings(m modelfleet.Model, carried *modelfleet.WorkloadRecord, split
 		c.check("", manifestOf(carried.Name, carried.Version, carried.Model, carried.Features), m.ModelRef, m.Features, "")
 	}
 	for _, s := range sites {
-		var ws []workload.Manifest
+		var ws []spec.Manifest
 		if carried != nil {
 			ws = append(ws, manifestOf(carried.Name, carried.Version, carried.Model, carried.Features))
 		}
@@ -152,11 +152,11 @@ func newPairChecks() *pairChecks {
 
 // check checks w with model version mv (which takes features) at site ("":
 // not a site's pair); during says when the pair meets, if not for good.
-func (c *pairChecks) check(site string, w workload.Manifest, mv modelfleet.ModelRef, features []string, during string) {
+func (c *pairChecks) check(site string, w spec.Manifest, mv modelfleet.ModelRef, features []string, during string) {
 	p := pairKey{w.Ref() + "@" + strings.Join(w.FeatureNames(), ","), mv.String() + "@" + strings.Join(features, ",")}
 	if !c.checked[p] {
 		c.checked[p] = true
-		if err := workload.CheckRelease(w, mv, features); err != nil {
+		if err := spec.CheckRelease(w, mv, features); err != nil {
 			if during != "" {
 				err = fmt.Errorf("%s: %w", during, err)
 			}
@@ -188,15 +188,15 @@ func (c *pairChecks) err(subject string) error {
 		}
 		msgs = append(msgs, msg)
 	}
-	var first *workload.IncompatibleError
+	var first *spec.IncompatibleError
 	errors.As(c.bad[c.order[0]], &first)
 	return &PairingError{First: first, Message: subject + " refused before any site changed: " + strings.Join(msgs, "; ")}
 }
 
 // PairingError is a release refused for incompatible pairs. It unwraps to
-// the first pair's *workload.IncompatibleError (and so to EINVALID).
+// the first pair's *spec.IncompatibleError (and so to EINVALID).
 type PairingError struct {
-	First   *workload.IncompatibleError
+	First   *spec.IncompatibleError
 	Message string
 }
 
@@ -206,10 +206,10 @@ func (e *PairingError) Error() string { return e.Message }
 func (e *PairingError) Unwrap() error { return e.First }
 
 // manifestOf is as much of a manifest as the compatibility check reads.
-func manifestOf(name, version, model string, features []string) workload.Manifest {
-	m := workload.Manifest{Name: name, Version: version, Model: model}
+func manifestOf(name, version, model string, features []string) spec.Manifest {
+	m := spec.Manifest{Name: name, Version: version, Model: model}
 	for _, f := range features {
-		m.Features = append(m.Features, workload.Feature{Name: f})
+		m.Features = append(m.Features, spec.Feature{Name: f})
 	}
 	return m
 }
@@ -237,7 +237,7 @@ func (a *Cloud) releaseWorkload(ctx context.Context, m modelfleet.Model) (*model
 		return nil, fmt.Errorf("model %s: workload %s: %w", m.ModelRef, ref, err)
 	}
 	if rec.Model != m.Name {
-		return nil, &workload.IncompatibleError{Workload: ref.String(), Model: m.ModelRef.String(),
+		return nil, &spec.IncompatibleError{Workload: ref.String(), Model: m.ModelRef.String(),
 			Reasons: []string{fmt.Sprintf("the workload calls model %q", rec.Model)}}
 	}
 	return &rec, nil

@@ -18,7 +18,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/fleet"
-	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // bearingFeatures is the example model's schema (model.yaml).
@@ -225,7 +225,7 @@ func TestCheckPairingsNamesBoth(t *testing.T) {
 	m := modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}, Features: bearingFeatures}
 	other := &modelfleet.WorkloadRecord{Name: "press-line", Version: "7", Model: "press", Features: bearingFeatures}
 	err := CheckPairings(m, other, false, nil)
-	var inc *workload.IncompatibleError
+	var inc *spec.IncompatibleError
 	if !errors.As(err, &inc) || inc.Workload != "press-line:7" || inc.Model != "bearing-failure:2" || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 		t.Errorf("err = %v", err)
 	}

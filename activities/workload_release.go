@@ -6,7 +6,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/rollout"
-	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // WorkloadPlanRequest asks for the plan of a workload-only release.
@@ -127,7 +127,7 @@ func (a *Cloud) workloadRecord(ctx context.Context, model string, ref modelfleet
 		return rec, fmt.Errorf("workload %s: %w", ref, err)
 	}
 	if rec.Model != model {
-		return rec, &workload.IncompatibleError{Workload: ref.String(), Model: model,
+		return rec, &spec.IncompatibleError{Workload: ref.String(), Model: model,
 			Reasons: []string{fmt.Sprintf("the workload calls model %q", rec.Model)}}
 	}
 	return rec, nil

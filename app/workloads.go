@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // swapTimeout bounds one workload version swap at a site: the new version
@@ -82,7 +83,7 @@ func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 		if sum := sha256.Sum256([]byte(dw.Manifest)); dw.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
 			return fmt.Errorf("workload %s:%s: manifest does not match digest %q", h.code.Name, dw.Version, dw.Digest)
 		}
-		m, err := workload.ParseManifest([]byte(dw.Manifest))
+		m, err := spec.ParseManifest([]byte(dw.Manifest))
 		if err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 var workloadsBucket = []byte("workloads")
@@ -26,7 +26,7 @@ const maxWorkloadBody = 1 << 20
 // immutable: registering it again with the same bytes is a no-op (created
 // false), with different bytes a conflict. A bad manifest stores nothing.
 func (d *Directory) RegisterWorkload(doc []byte) (rec modelfleet.WorkloadRecord, created bool, err error) {
-	m, err := workload.ParseManifest(doc)
+	m, err := spec.ParseManifest(doc)
 	if err != nil {
 		return rec, false, err
 	}
@@ -133,7 +133,7 @@ func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePai
 				}
 				f, ok := parsed[dw.Digest]
 				if !ok {
-					m, err := workload.ParseManifest([]byte(dw.Manifest))
+					m, err := spec.ParseManifest([]byte(dw.Manifest))
 					if err != nil {
 						return fmt.Errorf("site %q: desired workload %s:%s: %w", site, name, dw.Version, err)
 					}

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // Code is the compiled half of a workload: the feature preparation its
@@ -20,12 +21,12 @@ type Code struct {
 	// Inputs are the payload fields the code reads; the manifest must
 	// declare each (it may declare more).
 	Inputs      []string
-	NewPreparer func(m *Manifest, machine string) Preparer
-	Decide      func(m *Manifest, p Prediction) string
+	NewPreparer func(m *spec.Manifest, machine string) Preparer
+	Decide      func(m *spec.Manifest, p Prediction) string
 }
 
 // Program pairs the code with a manifest version.
-func (c Code) Program(m Manifest) (Program, error) {
+func (c Code) Program(m spec.Manifest) (Program, error) {
 	bad := func(format string, args ...any) (Program, error) {
 		return Program{}, modelfleet.Errorf(modelfleet.EINVALID, "workload %s: "+format, append([]any{m.Ref()}, args...)...)
 	}

@@ -13,19 +13,20 @@ import (
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // testManifest is a one-field workload: feature f = 2*x over a window of
 // window samples (the mean).
-func testManifest(version string, window int) Manifest {
+func testManifest(version string, window int) spec.Manifest {
 	lo, hi, fhi := 0.0, 100.0, 150.0
-	m := Manifest{
-		APIVersion: APIVersion, Kind: KindWorkload, Name: "line", Version: version, Model: "m",
-		Features: []Feature{{Name: "f", Min: &lo, Max: &fhi}},
-		Input: Input{Topics: []string{"factory/{site}/+/telemetry"}, MaxSkew: Duration(time.Minute),
-			Fields: []Field{{Name: "x", Unit: "mm/s", Min: &lo, Max: &hi}}},
-		Output: Output{Decisions: "factory/{site}/decisions", DeadLetter: "factory/{site}/deadletter"},
-		Window: Window{Size: window},
+	m := spec.Manifest{
+		APIVersion: spec.APIVersion, Kind: spec.KindWorkload, Name: "line", Version: version, Model: "m",
+		Features: []spec.Feature{{Name: "f", Min: &lo, Max: &fhi}},
+		Input: spec.Input{Topics: []string{"factory/{site}/+/telemetry"}, MaxSkew: spec.Duration(time.Minute),
+			Fields: []spec.Field{{Name: "x", Unit: "mm/s", Min: &lo, Max: &hi}}},
+		Output: spec.Output{Decisions: "factory/{site}/decisions", DeadLetter: "factory/{site}/deadletter"},
+		Window: spec.Window{Size: window},
 	}
 	if err := m.Validate(); err != nil {
 		panic(err)
@@ -48,7 +49,7 @@ func (p *meanPrep) Prepare(s *Sample, out []float64) (bool, error) {
 }
 
 func testProgram(version string, window int) Program {
-	return Program{Manifest: testManifest(version, window), NewPreparer: func(m *Manifest, _ string) Preparer {
+	return Program{Manifest: testManifest(version, window), NewPreparer: func(m *spec.Manifest, _ string) Preparer {
 		return &meanPrep{r: NewRolling(m.Window.Size)}
 	}}
 }

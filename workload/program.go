@@ -1,19 +1,23 @@
 package workload
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/modelfleet/modelfleet/workload/spec"
+)
 
 // Program is a workload version as its author writes it: the manifest and
 // the code that turns a machine's samples into the model's features.
 type Program struct {
-	Manifest Manifest
+	Manifest spec.Manifest
 	// NewPreparer returns the feature state of one machine. The runtime
 	// calls it the first time it sees the machine and then feeds that
 	// machine's samples to it in order, from one goroutine at a time.
-	NewPreparer func(m *Manifest, machine string) Preparer
+	NewPreparer func(m *spec.Manifest, machine string) Preparer
 	// Decide turns a prediction into an action ("alert", "normal", or any
 	// word the consumers of the decision topic understand). Nil means: at
 	// or above output.threshold is "alert", else "normal".
-	Decide func(m *Manifest, p Prediction) string
+	Decide func(m *spec.Manifest, p Prediction) string
 }
 
 // Preparer folds one machine's samples into features.

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // Decision is what the workload publishes for every sample it accepts, and
@@ -51,7 +53,7 @@ type Record struct {
 // NewRecord returns a record of capacity n.
 func NewRecord(n int) *Record {
 	if n < 1 {
-		n = DefaultRecord
+		n = spec.DefaultRecord
 	}
 	return &Record{buf: make([]Decision, n)}
 }

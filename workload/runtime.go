@@ -14,6 +14,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // Config is where a workload version runs: the site, its broker and router.
@@ -148,7 +149,7 @@ func New(cfg Config) (*Runtime, error) {
 func ClientID(site, workload string) string { return "modelfleet-" + site + "-" + workload }
 
 // Manifest is the version's manifest, defaults filled.
-func (r *Runtime) Manifest() *Manifest { return &r.prog.Manifest }
+func (r *Runtime) Manifest() *spec.Manifest { return &r.prog.Manifest }
 
 // Ready reports whether the version can score: its router serves the
 // model. A supervisor swaps to a version only once it is ready.
@@ -244,7 +245,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 func (r *Runtime) topics() []string {
 	out := make([]string, len(r.prog.Manifest.Input.Topics))
 	for i, t := range r.prog.Manifest.Input.Topics {
-		out[i] = Topic(t, r.cfg.Site)
+		out[i] = spec.Topic(t, r.cfg.Site)
 	}
 	return out
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelfleet/modelfleet/workload/spec"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -154,7 +155,9 @@ func TestFeatureOutOfRange(t *testing.T) {
 	b := startBroker(t)
 	c := collect(t, b.URL(), "factory/s1/deadletter")
 	p := testProgram("1", 1)
-	p.NewPreparer = func(*Manifest, string) Preparer { return prepFunc(func(_ *Sample, out []float64) { out[0] = 1e9 }) }
+	p.NewPreparer = func(*spec.Manifest, string) Preparer {
+		return prepFunc(func(_ *Sample, out []float64) { out[0] = 1e9 })
+	}
 	rt, err := New(Config{Site: "s1", Program: p, Broker: b.URL(), Scorer: fakeScorer("1")})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // Dead-letter reasons: why a message was not scored. They are metric label
@@ -55,7 +57,7 @@ func reject(reason, format string, args ...any) *Reject {
 // Unix milliseconds), an optional integer sequence number and the declared
 // numeric fields, each within its range. Unknown fields are ignored, so a
 // gateway may add its own. now is the site's clock for the skew check.
-func ParseSample(in *Input, topic string, payload []byte, now time.Time) (*Sample, *Reject) {
+func ParseSample(in *spec.Input, topic string, payload []byte, now time.Time) (*Sample, *Reject) {
 	if len(payload) > in.MaxBytes {
 		return nil, reject(ReasonTooLarge, "payload is %d bytes, more than %d", len(payload), in.MaxBytes)
 	}

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 func TestParseSample(t *testing.T) {
@@ -43,7 +45,7 @@ func TestParseSample(t *testing.T) {
 		{`{"machine":"m1","ts":"2026-05-01T12:00:00Z","x":-1}`, ReasonOutOfRange, "outside"},
 		{`{"machine":"m1","ts":"2026-05-01T11:58:59Z","x":1}`, ReasonClockSkew, "from the site's clock"},
 		{`{"machine":"m1","ts":"2026-05-01T12:01:01Z","x":1}`, ReasonClockSkew, "more than 1m0s"},
-		{`{"machine":"m1","ts":"2026-05-01T12:00:00Z","x":1,"pad":"` + strings.Repeat("a", DefaultMaxBytes) + `"}`, ReasonTooLarge, "bytes"},
+		{`{"machine":"m1","ts":"2026-05-01T12:00:00Z","x":1,"pad":"` + strings.Repeat("a", spec.DefaultMaxBytes) + `"}`, ReasonTooLarge, "bytes"},
 		{"\xff", ReasonMalformed, "UTF-8"},
 	} {
 		_, rj := ParseSample(in, "t", []byte(c.payload), now)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // SupervisorConfig configures the supervision of one workload at one site.
@@ -48,7 +49,7 @@ type instance interface {
 	Close()
 	Done() <-chan struct{}
 	Health() Health
-	Manifest() *Manifest
+	Manifest() *spec.Manifest
 }
 
 // Supervisor keeps one workload running at a site: it starts it, checks
@@ -324,11 +325,11 @@ func (s *Supervisor) swap(req swapReq, old instance) (instance, error) {
 }
 
 // removed lists the old version's topic filters the new one drops.
-func removed(old, next *Manifest, site string) []string {
+func removed(old, next *spec.Manifest, site string) []string {
 	var out []string
 	for _, t := range old.Input.Topics {
 		if !slices.Contains(next.Input.Topics, t) {
-			out = append(out, Topic(t, site))
+			out = append(out, spec.Topic(t, site))
 		}
 	}
 	return out

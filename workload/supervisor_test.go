@@ -6,11 +6,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // fakeInstance is a workload version whose start and health a test scripts.
 type fakeInstance struct {
-	man      Manifest
+	man      spec.Manifest
 	startErr error
 	readyErr error
 	healthy  func() bool
@@ -24,7 +26,7 @@ func (f *fakeInstance) Ready(context.Context) error { return f.readyErr }
 func (f *fakeInstance) Drain(context.Context) error { f.drained = true; f.Close(); return nil }
 func (f *fakeInstance) Close()                      { f.once.Do(func() { close(f.done) }) }
 func (f *fakeInstance) Done() <-chan struct{}       { return f.done }
-func (f *fakeInstance) Manifest() *Manifest         { return &f.man }
+func (f *fakeInstance) Manifest() *spec.Manifest    { return &f.man }
 func (f *fakeInstance) Health() Health {
 	if f.healthy != nil && !f.healthy() {
 		return Health{Reason: "scripted"}

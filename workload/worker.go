@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // Score call policy: a few quick retries for a router that blips, none once
@@ -181,7 +182,7 @@ func (w *worker) publish(topic string, v any) bool {
 		r.log.Error("workload: encoding an output", "error", err)
 		return false
 	}
-	p := &paho.Publish{Topic: Topic(topic, r.cfg.Site), QoS: 1, Payload: payload}
+	p := &paho.Publish{Topic: spec.Topic(topic, r.cfg.Site), QoS: 1, Payload: payload}
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		ctx, cancel := context.WithTimeout(r.ctx, publishTimeout)
 		_, err := r.out.Publish(ctx, p)

@@ -17,6 +17,7 @@ import (
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/simulate"
 	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 type key struct {
@@ -154,9 +155,9 @@ func quantile(sorted []float64, q float64) float64 {
 
 // subscribe receives the site's decisions and dead letters (QoS 1) and
 // reports each with its arrival time.
-func subscribe(ctx context.Context, broker, site string, m workload.Manifest, on func(key, time.Time, bool)) (func(), error) {
+func subscribe(ctx context.Context, broker, site string, m spec.Manifest, on func(key, time.Time, bool)) (func(), error) {
 	u, _ := url.Parse(broker)
-	decisions, dead := workload.Topic(m.Output.Decisions, site), workload.Topic(m.Output.DeadLetter, site)
+	decisions, dead := spec.Topic(m.Output.Decisions, site), spec.Topic(m.Output.DeadLetter, site)
 	ready := make(chan struct{})
 	var once sync.Once
 	cctx, cancel := context.WithCancel(ctx)

@@ -18,6 +18,7 @@ import (
 	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 const (
@@ -101,7 +102,7 @@ func (e *env) routerURL() string { return e.edge.Site().RouterURL }
 // routerScorer calls the site's router with the model's key, as the
 // workload does in the stack.
 func (e *env) routerScorer() workload.Scorer {
-	return workload.NewRouterScorer(e.routerURL(), apiKey, workload.DefaultWorkers)
+	return workload.NewRouterScorer(e.routerURL(), apiKey, spec.DefaultWorkers)
 }
 
 // directScorer calls the same model in-process: the floor.

@@ -14,7 +14,7 @@ import (
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/rollout"
-	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 func newWorkloadCmd(g *globals) *cobra.Command {
@@ -43,7 +43,7 @@ pair's feature schemas differ at any site.`,
 				return err
 			}
 			// Checked here too, so a bad manifest is reported with its path.
-			if _, err := workload.ParseManifest(doc); err != nil {
+			if _, err := spec.ParseManifest(doc); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
 			rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).RegisterWorkload(cmd.Context(), doc)
@@ -171,11 +171,11 @@ func pairWorkload(ctx context.Context, g *globals, m *modelfleet.Model, ref stri
 	if err != nil {
 		return err
 	}
-	man, err := workload.ParseManifest([]byte(rec.Manifest))
+	man, err := spec.ParseManifest([]byte(rec.Manifest))
 	if err != nil {
 		return fmt.Errorf("workload %s: %w", wr, err)
 	}
-	if err := workload.CheckRelease(man, m.ModelRef, m.Features); err != nil {
+	if err := spec.CheckRelease(man, m.ModelRef, m.Features); err != nil {
 		return err
 	}
 	if m.Properties == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // builtinWorkloads is the feature code compiled into this binary: a
@@ -78,7 +79,7 @@ Every flag has an environment variable, for containers.`,
 
 // workloadProgram pairs a manifest with the code written for it.
 func workloadProgram(doc []byte, codes []workload.Code) (workload.Program, error) {
-	m, err := workload.ParseManifest(doc)
+	m, err := spec.ParseManifest(doc)
 	if err != nil {
 		return workload.Program{}, err
 	}

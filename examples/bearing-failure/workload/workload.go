@@ -18,6 +18,7 @@ import (
 	"fmt"
 
 	wl "github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 //go:embed workload.yaml
@@ -25,7 +26,7 @@ var manifestYAML []byte
 
 // Program returns the workload version this package builds.
 func Program() (wl.Program, error) {
-	m, err := wl.ParseManifest(manifestYAML)
+	m, err := spec.ParseManifest(manifestYAML)
 	if err != nil {
 		return wl.Program{}, err
 	}
@@ -55,7 +56,7 @@ type machine struct {
 	velocity, accel, temp, speed, load *wl.Rolling
 }
 
-func newMachine(m *wl.Manifest, _ string) wl.Preparer {
+func newMachine(m *spec.Manifest, _ string) wl.Preparer {
 	n := m.Window.Size
 	return &machine{velocity: wl.NewRolling(n), accel: wl.NewRolling(n), temp: wl.NewRolling(n), speed: wl.NewRolling(n), load: wl.NewRolling(n)}
 }

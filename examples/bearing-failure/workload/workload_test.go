@@ -12,6 +12,7 @@ import (
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/simulate"
 	wl "github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // TestManifestMatchesModel holds the manifest, the code and the model card
@@ -34,7 +35,7 @@ func TestManifestMatchesModel(t *testing.T) {
 	if !slices.Equal(p.Manifest.FeatureNames(), card.Features) || !slices.Equal(Features(), card.Features) {
 		t.Errorf("manifest %v, code %v, model card %v", p.Manifest.FeatureNames(), Features(), card.Features)
 	}
-	if err := wl.CheckRelease(p.Manifest, modelfleet.ModelRef{Name: "bearing-failure", Version: "1"}, card.Features); err != nil {
+	if err := spec.CheckRelease(p.Manifest, modelfleet.ModelRef{Name: "bearing-failure", Version: "1"}, card.Features); err != nil {
 		t.Error(err)
 	}
 	var in []string
