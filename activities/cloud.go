@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"strings"
 	"sync"
 
@@ -18,37 +17,30 @@ import (
 	"github.com/modelfleet/modelfleet/inference"
 )
 
-// Registry is what the cloud activities need of a model registry: the
-// embedded one (registry.Client) or, in Azure mode, Azure ML.
-type Registry interface {
-	Get(ctx context.Context, name, version string) (modelfleet.Model, error)
-	Download(ctx context.Context, url, digest string, w io.Writer) (int64, error)
-}
-
 // DefaultMaxArtifactBytes bounds what validation loads into memory.
 const DefaultMaxArtifactBytes = 512 << 20
 
 // Cloud holds the clients the cloud activities use. The cloud worker
 // registers one instance.
 type Cloud struct {
-	Registry Registry
+	Registry modelfleet.Registry
 	Fleet    Fleet
 	// MaxArtifactBytes bounds a model or data set downloaded for validation
 	// (default DefaultMaxArtifactBytes).
 	MaxArtifactBytes int64
 	// Baselines stores each validated version's baseline for the sites and
 	// the drift monitor. Nil: versions get no baseline (counts only).
-	Baselines BaselineStore
+	Baselines Baselines
 	// stepWorkloads caches each version's carried workload for ApplyStep
 	// (modelfleet.ModelRef -> *modelfleet.WorkloadRecord).
 	stepWorkloads sync.Map
 
 	// Artifacts mirrors artifacts the sites cannot fetch themselves (an
 	// azureml:// address) at the gateway. Nil: none is mirrored.
-	Artifacts ArtifactMirror
+	Artifacts modelfleet.ArtifactMirror
 	// Drivers checks each release's plan with the sites' deployment drivers
-	// (see DriverCheck). Nil: every site must use the agent.
-	Drivers *DriverCheck
+	// (drivers.Check). Nil: no check.
+	Drivers modelfleet.PlanChecker
 }
 
 // ValidationReport is what ValidateModel returns: the model record (digest,
@@ -155,12 +147,6 @@ func azureBlob(url string) bool {
 		host = host[:i]
 	}
 	return strings.HasSuffix(strings.ToLower(host), ".blob.core.windows.net")
-}
-
-// ArtifactMirror stores an artifact where the sites download from
-// (fleet.Client: the gateway) and returns its URL there.
-type ArtifactMirror interface {
-	MirrorArtifact(ctx context.Context, digest string, data []byte) (string, error)
 }
 
 // reachable returns the URL the sites download the artifact from: its own

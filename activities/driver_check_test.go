@@ -113,7 +113,7 @@ func TestPlanRolloutChecksDriverLimits(t *testing.T) {
 
 	t.Run("60 sites on one cluster fit", func(t *testing.T) {
 		f := &planFleet{sites: arcSites(60, "line-1")}
-		a := &Cloud{Fleet: f, Drivers: &DriverCheck{Drivers: set, Desired: f}}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{Drivers: set, Desired: f}}
 		plan, err := a.PlanRollout(ctx, "bearing-failure", &nv)
 		if err != nil {
 			t.Fatalf("plan refused: %v", err)
@@ -127,7 +127,7 @@ func TestPlanRolloutChecksDriverLimits(t *testing.T) {
 	})
 	t.Run("61 endpoints on one cluster", func(t *testing.T) {
 		f := &planFleet{sites: arcSites(61, "line-1")}
-		a := &Cloud{Fleet: f, Drivers: &DriverCheck{Drivers: set, Desired: f}}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{Drivers: set, Desired: f}}
 		_, err := a.PlanRollout(ctx, "bearing-failure", &nv)
 		mustRefuse(t, err, `"endpoints per cluster" (60)`)
 	})
@@ -140,7 +140,7 @@ func TestPlanRolloutChecksDriverLimits(t *testing.T) {
 		f := &planFleet{sites: site, desired: map[string]modelfleet.Desired{site[0].ID: {
 			Site: site[0].ID, Revision: 3, Models: map[string]modelfleet.DesiredModel{"bearing-failure": {Versions: serving}},
 		}}}
-		a := &Cloud{Fleet: f, Drivers: &DriverCheck{Drivers: set, Desired: f}}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{Drivers: set, Desired: f}}
 		_, err := a.PlanRollout(ctx, "bearing-failure", &nv)
 		mustRefuse(t, err, `"deployments per endpoint" (20)`)
 		// Re-releasing a version the site already serves adds nothing.
@@ -156,13 +156,13 @@ func TestPlanRolloutChecksDriverLimits(t *testing.T) {
 	t.Run("a driver this worker has not configured", func(t *testing.T) {
 		sites := append(arcSites(1, "line-1"), modelfleet.Site{ID: "git-site", TaskQueue: "q", Driver: drivers.GitOps})
 		f := &planFleet{sites: sites}
-		a := &Cloud{Fleet: f, Drivers: &DriverCheck{Drivers: set, Desired: f}}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{Drivers: set, Desired: f}}
 		_, err := a.PlanRollout(ctx, "bearing-failure", &nv)
 		mustRefuse(t, err, `site "git-site" uses driver "gitops", which this control plane has not configured`)
 	})
 	t.Run("no drivers configured: agent sites only", func(t *testing.T) {
 		f := &planFleet{sites: []modelfleet.Site{{ID: "a1", TaskQueue: "q"}, {ID: "a2", TaskQueue: "q", Driver: drivers.Agent}}}
-		a := &Cloud{Fleet: f}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{}} // no drivers configured: the agent only
 		if _, err := a.PlanRollout(ctx, "bearing-failure", &nv); err != nil {
 			t.Fatalf("agent-only plan refused: %v", err)
 		}
@@ -175,14 +175,14 @@ func TestPlanRolloutChecksDriverLimits(t *testing.T) {
 	})
 	t.Run("a release workflow older than the check", func(t *testing.T) {
 		f := &planFleet{sites: arcSites(61, "line-1")}
-		a := &Cloud{Fleet: f, Drivers: &DriverCheck{Drivers: set, Desired: f}}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{Drivers: set, Desired: f}}
 		if _, err := a.PlanRollout(ctx, "bearing-failure", nil); err != nil {
 			t.Fatalf("plan without a version refused: %v", err)
 		}
 	})
 	t.Run("an unreadable desired state is retried", func(t *testing.T) {
 		f := &planFleet{sites: arcSites(30, "line-1"), failOn: "plant-17"}
-		a := &Cloud{Fleet: f, Drivers: &DriverCheck{Drivers: set, Desired: f, Concurrency: 4}}
+		a := &Cloud{Fleet: f, Drivers: &drivers.Check{Drivers: set, Desired: f, Concurrency: 4}}
 		_, err := a.PlanRollout(ctx, "bearing-failure", &nv)
 		var appErr *temporal.ApplicationError
 		if err == nil || errors.As(err, &appErr) || !strings.Contains(err.Error(), `site "plant-17"`) {

@@ -33,21 +33,6 @@ type (
 	JobStatus = modelfleet.JobStatus
 )
 
-// RetrainRegistry is what retraining needs of a model registry: read
-// versions and blobs, list versions, register a new one (which emits
-// ModelRegistered and so starts its release). registry.Client is one.
-type RetrainRegistry interface {
-	Registry
-	List(ctx context.Context) ([]modelfleet.Model, error)
-	Register(ctx context.Context, m modelfleet.Model, artifactPath, validationPath string) (modelfleet.Model, bool, error)
-}
-
-// Champions tells which version of a model is the one in production: the
-// champion every challenger must beat. "" means the model has none yet.
-type Champions interface {
-	Champion(ctx context.Context, model string) (version string, err error)
-}
-
 // Defaults of the retraining activities.
 const (
 	DefaultPollInterval = 15 * time.Second
@@ -82,8 +67,8 @@ type Retraining struct {
 	// Runners by compute kind (modelfleet.ComputeLocal, KindAzureMLCloud,
 	// KindAzureMLEdge); both Azure kinds may share one *training.AzureML.
 	Runners   map[string]modelfleet.Trainer
-	Registry  RetrainRegistry
-	Champions Champions
+	Registry  modelfleet.RetrainRegistry
+	Champions modelfleet.Champions
 	// DataDir holds local training data: <DataDir>/<model>/train/ (the
 	// job's input, CSV files) and <DataDir>/<model>/holdout.csv (never
 	// given to the job; the challenger and the champion are compared on

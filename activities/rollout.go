@@ -12,22 +12,15 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
-// Fleet is what the rollout activities need of the site directory and its
-// desired-state channel (fleet.Client over HTTP, or *fleet.Directory).
+// Fleet is what the release activities need of the fleet directory: its
+// steps and the model's rollout policy (fleet.Client).
 type Fleet interface {
-	List(ctx context.Context) ([]modelfleet.Site, error)
+	modelfleet.FleetSteps
 	Policy(ctx context.Context, model string) (rollout.Policy, error)
-	Step(ctx context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error)
-	Rollback(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error)
-	Finish(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error)
-	Progress(ctx context.Context, req modelfleet.ProgressRequest) (modelfleet.Progress, error)
 }
-
-var _ Fleet = (*fleet.Client)(nil)
 
 // RolloutPlan is a release's plan: its policy and the sites of each wave.
 type RolloutPlan struct {
@@ -185,4 +178,14 @@ func traceParent(ctx context.Context) string {
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
 	return carrier.Get("traceparent")
+}
+
+// checkDrivers checks a release of nv to the planned sites with their
+// drivers. A nil nv (a release workflow older than the check scheduled the
+// activity) checks nothing: it cannot say what the release adds.
+func (a *Cloud) checkDrivers(ctx context.Context, model string, nv *modelfleet.DesiredVersion, sites []modelfleet.Site) error {
+	if nv == nil || a.Drivers == nil {
+		return nil
+	}
+	return a.Drivers.CheckPlan(ctx, model, *nv, sites)
 }

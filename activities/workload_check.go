@@ -10,19 +10,8 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
-
-// WorkloadFleet is what pairing workloads with releases needs of the fleet
-// directory. fleet.Client has it; a Fleet without it keeps no workloads, so
-// a release there can carry none (and is refused if its model names one).
-type WorkloadFleet interface {
-	Workload(ctx context.Context, name, version string) (modelfleet.WorkloadRecord, error)
-	Pairings(ctx context.Context, req modelfleet.PairingRequest) ([]modelfleet.SitePairing, error)
-}
-
-var _ WorkloadFleet = (*fleet.Client)(nil)
 
 // pairingBatch bounds the sites of one pairings request.
 const pairingBatch = 1000
@@ -66,10 +55,7 @@ func (a *Cloud) checkWorkloads(ctx context.Context, model string, nv *modelfleet
 	if err != nil {
 		return nonRetryableIfInvalid(err)
 	}
-	wf, ok := a.Fleet.(WorkloadFleet)
-	if !ok {
-		return nil
-	}
+	wf := a.Fleet
 	var sites []string
 	for _, w := range plan.Waves {
 		for _, s := range w {
@@ -225,10 +211,7 @@ func (a *Cloud) releaseWorkload(ctx context.Context, m modelfleet.Model) (*model
 	if err != nil {
 		return nil, modelfleet.Errorf(modelfleet.EINVALID, "model %s: property %s: %s", m.ModelRef, modelfleet.PropWorkload, modelfleet.ErrorMessage(err))
 	}
-	wf, ok := a.Fleet.(WorkloadFleet)
-	if !ok {
-		return nil, modelfleet.Errorf(modelfleet.EINVALID, "model %s is released with workload %s, but this fleet directory keeps no workloads", m.ModelRef, ref)
-	}
+	wf := a.Fleet
 	rec, err := wf.Workload(ctx, ref.Name, ref.Version)
 	if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 		return nil, modelfleet.Errorf(modelfleet.EINVALID, "model %s is released with workload %s, which is not registered (modelfleet workload register)", m.ModelRef, ref)

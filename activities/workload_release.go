@@ -51,7 +51,7 @@ func (a *Cloud) PlanWorkloadRelease(ctx context.Context, req WorkloadPlanRequest
 	var pairings []modelfleet.SitePairing
 	for len(sites) > 0 {
 		n := min(len(sites), pairingBatch)
-		ps, err := a.Fleet.(WorkloadFleet).Pairings(ctx, modelfleet.PairingRequest{Model: req.Model, Sites: sites[:n]})
+		ps, err := a.Fleet.Pairings(ctx, modelfleet.PairingRequest{Model: req.Model, Sites: sites[:n]})
 		if err != nil {
 			return RolloutPlan{}, fmt.Errorf("%s: pairings: %w", subject, err)
 		}
@@ -115,10 +115,7 @@ func (a *Cloud) workloadRecord(ctx context.Context, model string, ref modelfleet
 	if _, err := modelfleet.ParseWorkloadRef(ref.String()); err != nil {
 		return modelfleet.WorkloadRecord{}, err
 	}
-	wf, ok := a.Fleet.(WorkloadFleet)
-	if !ok {
-		return modelfleet.WorkloadRecord{}, modelfleet.Errorf(modelfleet.EINVALID, "workload %s: this fleet directory keeps no workloads", ref)
-	}
+	wf := a.Fleet
 	rec, err := wf.Workload(ctx, ref.Name, ref.Version)
 	if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 		return rec, modelfleet.Errorf(modelfleet.EINVALID, "workload %s is not registered (modelfleet workload register)", ref)

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/drivers"
 	"github.com/modelfleet/modelfleet/fleet"
@@ -22,7 +23,7 @@ type WorkerConfig struct {
 	// Registry is the model registry validation and retraining read and
 	// register into (Azure ML's in Azure mode, registry/azureml). Nil: the
 	// embedded registry at RegistryURL.
-	Registry   activities.RetrainRegistry
+	Registry   modelfleet.RetrainRegistry
 	GatewayURL string // the site directory
 	Logger     *slog.Logger
 	// Retraining runs retraining jobs and the champion/challenger gate.
@@ -55,7 +56,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.
-	a.Drivers = &activities.DriverCheck{Drivers: set, Desired: &fleet.Client{BaseURL: cfg.GatewayURL}}
+	a.Drivers = &drivers.Check{Drivers: set, Desired: &fleet.Client{BaseURL: cfg.GatewayURL}}
 	rt := cfg.Retraining
 	if rt == nil {
 		rt = &activities.Retraining{}

@@ -3,12 +3,14 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/signals"
 )
 
@@ -110,6 +112,27 @@ func (d *Directory) baselineRoutes(mux *http.ServeMux) {
 		}
 		writeJSON(w, http.StatusOK, rec)
 	})
+}
+
+// BaselineBins is how many bins each numerical feature, and the
+// predictions, of a baseline get: Azure ML model monitoring's default
+// histogram resolution is of this order, and 20 keeps a signal message of
+// 50 features well under a queue message's size.
+const BaselineBins = 20
+
+// StoreBaseline builds a validated version's baseline from its validation
+// data and the model's predictions on it and stores it (the validation
+// activity's activities.Baselines).
+func (c *Client) StoreBaseline(ctx context.Context, ref modelfleet.ModelRef, ds *inference.Dataset, predictions []float64) (string, error) {
+	b, err := signals.BuildBaseline(ds, BaselineBins, signals.WithPredictions(predictions))
+	if err != nil {
+		return "", err
+	}
+	digest, err := c.PutBaseline(ctx, ref.Name, ref.Version, b)
+	if err != nil {
+		return "", fmt.Errorf("store: %w", err)
+	}
+	return digest, nil
 }
 
 // PutBaseline stores a model version's baseline and returns its digest.

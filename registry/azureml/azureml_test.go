@@ -25,8 +25,8 @@ import (
 )
 
 var (
-	_ activities.Registry        = (*azureml.Registry)(nil)
-	_ activities.RetrainRegistry = (*azureml.Registry)(nil)
+	_ modelfleet.Registry        = (*azureml.Registry)(nil)
+	_ modelfleet.RetrainRegistry = (*azureml.Registry)(nil)
 )
 
 var features = []string{"vibration_rms_mm_s", "vibration_peak_g", "temperature_c", "speed_rpm", "load_pct", "bearing_age_h"}

@@ -1,4 +1,4 @@
-package activities
+package drivers
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/drivers"
 	"github.com/modelfleet/modelfleet/fleet"
 )
 
@@ -18,43 +17,36 @@ type DesiredStates interface {
 
 var _ DesiredStates = (*fleet.Client)(nil)
 
-// DriverCheck asks each site's deployment driver, before a release changes
+var _ modelfleet.PlanChecker = (*Check)(nil)
+
+// Check asks each site's deployment driver, before a release changes
 // anything, whether the release fits the driver's hard limits (Azure ML's
 // endpoint quotas for amlarc, renderable manifests for gitops): a rollout
 // refused at the start is better than one stuck half-way at wave 3.
-type DriverCheck struct {
-	// Drivers are the configured drivers by name (drivers.NewSet). Nil: the
+type Check struct {
+	// Drivers are the configured drivers by name (NewSet). Nil: the
 	// agent only, so a release to a site that names another driver fails
 	// its plan — no one would ever apply it there.
-	Drivers map[string]drivers.Driver
+	Drivers map[string]Driver
 	// Desired reads what each driver-managed site serves now; the release
-	// adds its version to that (drivers.Peak). Required when Drivers holds
+	// adds its version to that (Peak). Required when Drivers holds
 	// more than the agent.
 	Desired DesiredStates
 	// Concurrency bounds the desired-state reads in flight (default 16).
 	Concurrency int
 }
 
-// checkDrivers checks a release of nv to the planned sites with their
-// drivers. A nil nv (a release workflow older than the check scheduled the
-// activity) checks nothing: it cannot say what the release adds.
-func (a *Cloud) checkDrivers(ctx context.Context, model string, nv *modelfleet.DesiredVersion, sites []modelfleet.Site) error {
-	if nv == nil {
-		return nil
-	}
-	var c DriverCheck
-	if a.Drivers != nil {
-		c = *a.Drivers
-	}
+// CheckPlan checks a release of nv to sites with their drivers.
+func (c *Check) CheckPlan(ctx context.Context, model string, nv modelfleet.DesiredVersion, sites []modelfleet.Site) error {
 	set := c.Drivers
 	if set == nil {
-		set = map[string]drivers.Driver{drivers.Agent: drivers.Nop{}}
+		set = map[string]Driver{Agent: Nop{}}
 	}
 	// Agent sites plan against nothing; sites of unconfigured drivers fail
-	// in drivers.Plan. Only the rest need their desired state.
+	// in Plan. Only the rest need their desired state.
 	var managed []modelfleet.Site
 	for _, s := range sites {
-		if _, ok := set[drivers.NameOf(s)]; ok && drivers.NameOf(s) != drivers.Agent {
+		if _, ok := set[NameOf(s)]; ok && NameOf(s) != Agent {
 			managed = append(managed, s)
 		}
 	}
@@ -68,10 +60,10 @@ func (a *Cloud) checkDrivers(ctx context.Context, model string, nv *modelfleet.D
 			return err
 		}
 		for _, s := range managed {
-			peak[s.ID] = drivers.Peak(current[s.ID], model, *nv)
+			peak[s.ID] = Peak(current[s.ID], model, nv)
 		}
 	}
-	return drivers.Plan(ctx, set, sites, peak)
+	return Plan(ctx, set, sites, peak)
 }
 
 // readDesired reads the sites' current desired states, a few at a time.
