@@ -413,13 +413,13 @@ func (r *release) end(ctx workflow.Context, err error) (modelfleet.ReleaseStatus
 	var br *temporal.ApplicationError
 	switch {
 	case err == nil:
-		if ferr := r.release(ctx, cloud.FinishRelease); ferr != nil {
+		if ferr := r.freeLeases(ctx, cloud.FinishRelease); ferr != nil {
 			return r.fail(ctx, ferr)
 		}
 		r.setState(ctx, modelfleet.StateSucceeded, "")
 		return r.status, nil
 	case errors.As(err, &ab):
-		if ferr := r.release(ctx, cloud.FinishRelease); ferr != nil {
+		if ferr := r.freeLeases(ctx, cloud.FinishRelease); ferr != nil {
 			return r.fail(ctx, ferr)
 		}
 		r.setState(ctx, modelfleet.StateAborted, ab.reason+"; sites keep their current traffic")
@@ -475,8 +475,8 @@ func (r *release) rollback(ctx workflow.Context, reason string) error {
 	return nil
 }
 
-// release frees every touched site's lease through the given activity.
-func (r *release) release(ctx workflow.Context, act any) error {
+// freeLeases frees every touched site's lease through the given activity.
+func (r *release) freeLeases(ctx workflow.Context, act any) error {
 	var all []string
 	for _, s := range r.touched {
 		all = append(all, s...)
