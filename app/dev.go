@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/queue"
@@ -72,7 +73,7 @@ type Dev struct {
 	Registry *registry.Registry
 	// RegistryURL is the embedded registry's base URL.
 	RegistryURL string
-	Edges       []*Edge
+	Edges       []*agent.Edge
 	// Signals is the embedded edge-signal queue (Service Bus semantics).
 	Signals *queue.Queue
 	// Monitor consumes Signals: drift verdicts to releases and retraining.
@@ -142,7 +143,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	// Sites first: they serve from disk with nothing else running.
 	for i := 1; i <= cfg.Sites; i++ {
 		id := "site-" + strconv.Itoa(i)
-		e, err := OpenEdge(EdgeConfig{
+		e, err := agent.OpenEdge(agent.EdgeConfig{
 			SiteID:  id,
 			DataDir: filepath.Join(cfg.DataDir, "sites", id),
 			Listen:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.SiteBasePort+i-1)),
@@ -191,7 +192,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	for _, e := range d.Edges {
 		// Register each simulated site once, as an operator would; the
 		// agents keep their records current with their reports.
-		if _, err := d.Gateway.Directory.Get(e.cfg.SiteID); modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+		if _, err := d.Gateway.Directory.Get(e.Site().ID); modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 			if _, err := d.Gateway.Directory.Put(e.Site()); err != nil {
 				return err
 			}
@@ -234,7 +235,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	done := make(chan error, len(d.Edges))
 	ectx, cancelEdges := context.WithCancel(ctx)
 	for _, e := range d.Edges {
-		e.cfg.GatewayURL = d.Gateway.URL()
+		e.SetGatewayURL(d.Gateway.URL())
 		go func() { done <- e.Run(ectx) }()
 	}
 	closers = append(closers, func() {
@@ -304,17 +305,17 @@ func (d *Dev) banner(cfg DevConfig) {
 	fmt.Fprintf(w, "  Model registry\t%s\n", d.RegistryURL)
 	fmt.Fprintf(w, "  Signal queue\t%s/api/queues/signals/stats\n", d.Gateway.URL())
 	for i, e := range d.Edges {
-		fmt.Fprintf(w, "  %s router\t%s\n", e.cfg.SiteID, e.cfg.AdvertiseURL)
+		fmt.Fprintf(w, "  %s router\t%s\n", e.Site().ID, e.Site().RouterURL)
 		if f := d.factory; f != nil {
-			fmt.Fprintf(w, "  %s line simulator\t%s\n", e.cfg.SiteID, f.lines[i])
-			fmt.Fprintf(w, "  %s workload\t%s/decisions\n", e.cfg.SiteID, f.works[i])
+			fmt.Fprintf(w, "  %s line simulator\t%s\n", e.Site().ID, f.lines[i])
+			fmt.Fprintf(w, "  %s workload\t%s/decisions\n", e.Site().ID, f.works[i])
 		}
 	}
 	if f := d.factory; f != nil {
 		fmt.Fprintf(w, "  MQTT broker\t%s\n", f.broker.URL())
 	}
 	w.Flush()
-	first := d.Edges[0].cfg.AdvertiseURL
+	first := d.Edges[0].Site().RouterURL
 	fmt.Fprintf(cfg.Out, `
 Try, in another terminal:
   bin/modelfleet model register --name bearing-failure --version 1 --file examples/bearing-failure/model.txt

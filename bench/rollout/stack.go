@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -36,7 +37,7 @@ type stack struct {
 	regURL   string
 	blobs    *blobGate
 	worker   worker.Worker
-	edges    []*app.Edge
+	edges    []*agent.Edge
 	meter    *meter
 	tr       *http.Transport
 
@@ -134,7 +135,7 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 // operator would, and runs the agents: no Temporal worker, only the pull
 // loop and the heartbeat, as releases use them.
 func (s *stack) startSites(cfg stackConfig) error {
-	s.edges = make([]*app.Edge, cfg.sites)
+	s.edges = make([]*agent.Edge, cfg.sites)
 	errs := make([]error, cfg.sites)
 	// Opening a site is mostly mkdir and a listener: a few at a time keeps
 	// the disk busy without a thousand goroutines queueing on it.
@@ -145,7 +146,7 @@ func (s *stack) startSites(cfg stackConfig) error {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			id := siteID(i)
-			s.edges[i], errs[i] = app.OpenEdge(app.EdgeConfig{
+			s.edges[i], errs[i] = agent.OpenEdge(agent.EdgeConfig{
 				SiteID:            id,
 				DataDir:           filepath.Join(cfg.sitesDir, id),
 				Listen:            "127.0.0.1:0",

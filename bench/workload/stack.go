@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/workload"
@@ -31,7 +31,7 @@ const (
 type env struct {
 	dir      string
 	broker   *workload.Broker
-	edge     *app.Edge
+	edge     *agent.Edge
 	stopEdge context.CancelFunc
 	edgeDone chan error
 	model    *inference.Model
@@ -66,7 +66,7 @@ func setup(example string) (*env, error) {
 	}
 	// The site's agent as the dev stack builds it: store and router, no
 	// gateway (nothing to converge with).
-	if e.edge, err = app.OpenEdge(app.EdgeConfig{SiteID: "site-1", DataDir: filepath.Join(dir, "site-1"),
+	if e.edge, err = agent.OpenEdge(agent.EdgeConfig{SiteID: "site-1", DataDir: filepath.Join(dir, "site-1"),
 		Listen: "127.0.0.1:0", Logger: quiet}); err != nil {
 		e.close()
 		return nil, err

@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -47,12 +47,12 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 	}
 	defer e.Agent.Close()
 	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: "s1", Broker: b.URL(), Router: e.cfg.AdvertiseURL, HealthInterval: 100 * time.Millisecond})
-	host, detach := hostWorkload(e, bearing.Code(), bearing.MustProgram(), sup)
+	host, detach := HostWorkload(e, bearing.Code(), bearing.MustProgram(), sup)
 	defer detach()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { e.Run(ctx); done <- struct{}{} }()
-	go func() { host.run(ctx, e); done <- struct{}{} }()
+	go func() { host.Run(ctx, e); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 
 	step := func(release string, v modelfleet.DesiredVersion, w *modelfleet.WorkloadRecord) {

@@ -1,10 +1,11 @@
-package app
+package agent
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,10 +18,10 @@ import (
 // must become ready (its router serves its model) and the old one drain.
 const swapTimeout = 2 * time.Minute
 
-// workloadHost runs one workload at a site: the code the agent is built
+// WorkloadHost runs one workload at a site: the code the agent is built
 // with, the version that code runs when no release has set one (def), and
 // the supervisor that swaps versions without losing a message.
-type workloadHost struct {
+type WorkloadHost struct {
 	code workload.Code
 	def  workload.Program
 	sup  *workload.Supervisor
@@ -32,21 +33,21 @@ type workloadHost struct {
 	lastErr string
 }
 
-// workloadHosts maps an *Edge to its *workloadHost: the shop floor starts
+// workloadHosts maps an *Edge to its *WorkloadHost: the shop floor starts
 // workloads beside agents, and an agent without one runs no workloads.
 var workloadHosts sync.Map
 
-// hostWorkload attaches a supervised workload to e's pull loop; the
+// HostWorkload attaches a supervised workload to e's pull loop; the
 // returned func detaches it.
-func hostWorkload(e *Edge, code workload.Code, def workload.Program, sup *workload.Supervisor) (*workloadHost, func()) {
-	h := &workloadHost{code: code, def: def, sup: sup, current: def}
+func HostWorkload(e *Edge, code workload.Code, def workload.Program, sup *workload.Supervisor) (*WorkloadHost, func()) {
+	h := &WorkloadHost{code: code, def: def, sup: sup, current: def}
 	workloadHosts.Store(e, h)
 	return h, func() { workloadHosts.CompareAndDelete(e, h) }
 }
 
-// run starts the workload once the site serves the model it calls, so a
+// Run starts the workload once the site serves the model it calls, so a
 // fresh site does not dead-letter every reading before its first release.
-func (h *workloadHost) run(ctx context.Context, e *Edge) {
+func (h *WorkloadHost) Run(ctx context.Context, e *Edge) {
 	if !waitServes(ctx, e, h.model()) {
 		return
 	}
@@ -57,7 +58,7 @@ func (h *workloadHost) run(ctx context.Context, e *Edge) {
 	_ = h.sup.Run(ctx, p)
 }
 
-func (h *workloadHost) model() string {
+func (h *WorkloadHost) model() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.current.Manifest.Model
@@ -66,7 +67,7 @@ func (h *workloadHost) model() string {
 // apply makes the host run dw (nil: the built-in version). The manifest is
 // checked against its digest and the agent's code before anything changes;
 // a failed swap leaves the previous version running.
-func (h *workloadHost) apply(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
+func (h *WorkloadHost) apply(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	err := h.applyLocked(ctx, dw)
@@ -77,7 +78,7 @@ func (h *workloadHost) apply(ctx context.Context, dw *modelfleet.DesiredWorkload
 	return err
 }
 
-func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
+func (h *WorkloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
 	next, digest := h.def, ""
 	if dw != nil {
 		if sum := sha256.Sum256([]byte(dw.Manifest)); dw.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
@@ -107,7 +108,7 @@ func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 }
 
 // actual is the workload as the site reports it.
-func (h *workloadHost) actual() modelfleet.ActualWorkload {
+func (h *WorkloadHost) actual() modelfleet.ActualWorkload {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.current.Manifest
@@ -124,7 +125,7 @@ func (h *workloadHost) actual() modelfleet.ActualWorkload {
 // unless the site's workloads run outside the agent (ExternalWorkloads).
 func (e *Edge) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, changed bool, actual *modelfleet.Actual) {
 	v, _ := workloadHosts.Load(e)
-	h, _ := v.(*workloadHost)
+	h, _ := v.(*WorkloadHost)
 	if h == nil && (len(ds.Workloads) == 0 || e.cfg.ExternalWorkloads) {
 		return
 	}
@@ -148,4 +149,17 @@ func (e *Edge) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, cha
 		}
 	}
 	actual.Workloads[h.code.Name] = h.actual()
+}
+
+func waitServes(ctx context.Context, e *Edge, model string) bool {
+	for {
+		if slices.ContainsFunc(e.Agent.Served(), func(m modelfleet.ServedModel) bool { return m.Name == model }) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
 }

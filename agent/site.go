@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -135,3 +135,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
 }
+
+// SetGatewayURL points the agent at its gateway before Run: the embedded
+// stack learns the gateway's address only after its sites opened.
+func (e *Edge) SetGatewayURL(u string) { e.cfg.GatewayURL = u }
