@@ -1,9 +1,21 @@
+// Package agent is a site's edge agent: it opens the site's model store and
+// inference router (package edge), serving its last good models before it
+// connects to anything, then pulls the site's desired state from a
+// DesiredSource (the gateway, or a mounted file), applies it model by model
+// and workload by workload, and reports what it serves. Beside that loop it
+// measures what the router scores and sends the signal messages the drift
+// monitor consumes. Every connection it makes is outbound; it holds no
+// Temporal credential.
+//
+// `modelfleet edge` and the embedded stack's sites (`modelfleet dev`) are
+// both built by Open.
 package agent
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -15,18 +27,21 @@ import (
 // DefaultHeartbeat is how often an edge agent reports to the site directory.
 const DefaultHeartbeat = 10 * time.Second
 
-// EdgeConfig configures the edge agent of one site. A site holds no Temporal
+// Config configures the edge agent of one site. A site holds no Temporal
 // credential and never dials Temporal; every connection it makes is
 // outbound: to the gateway (desired state, reports), to where its artifacts
 // are, and to where its signals go.
-type EdgeConfig struct {
-	SiteID            string
-	DataDir           string // the site's own directory: models and state.json
-	Listen            string // inference router address, e.g. 127.0.0.1:9001
-	AdvertiseURL      string // router URL recorded in the directory (default: http://<bound address>)
-	GatewayURL        string // site directory, reached outbound
-	Labels            map[string]string
-	HeartbeatInterval time.Duration // default DefaultHeartbeat
+type Config struct {
+	SiteID       string
+	DataDir      string // the site's own directory: models and state.json
+	Listen       string // inference router address, e.g. 127.0.0.1:9001
+	AdvertiseURL string // router URL recorded in the directory (default: http://<bound address>)
+	GatewayURL   string // site directory, reached outbound
+	Labels       map[string]string
+	// HeartbeatInterval is how often the site reports (default
+	// DefaultHeartbeat): the gateway's long-poll wait, or how often the
+	// desired-state file is re-read.
+	HeartbeatInterval time.Duration
 	// SignalInterval is how often the agent closes a monitoring window per
 	// model version and queues its signal message (default
 	// signals.DefaultInterval).
@@ -51,23 +66,27 @@ type EdgeConfig struct {
 	Logger            *slog.Logger
 }
 
-// Edge is a running edge agent: the router serves from disk as soon as
-// OpenEdge returns; Run connects outward (the gateway: desired state and
-// reports).
-type Edge struct {
-	Agent *edge.Agent
-	cfg   EdgeConfig
-	http  *httpServer
-	log   *slog.Logger
-	sig   *edgeSignals
+// Site is a running edge agent: the router serves from disk as soon as Open
+// returns; Run connects outward (desired state and reports).
+type Site struct {
+	// Edge is the site's model store and inference router. Run does not
+	// close it: close it after Run returns.
+	Edge *edge.Agent
+	cfg  Config
+	http *httpServer
+	log  *slog.Logger
+	sig  *edgeSignals
+	// workload is the workload hosted beside the agent (RunWorkload), nil
+	// if none.
+	workload atomic.Pointer[workloadHost]
 	// converge loop state: the last revision applied and each model's error
 	lastApplied int64
 	lastError   map[string]string
 }
 
-// OpenEdge opens the site's store, loads its last good models and starts the
+// Open opens the site's store, loads its last good models and starts the
 // router, before connecting to anything: an offline site keeps serving.
-func OpenEdge(cfg EdgeConfig) (*Edge, error) {
+func Open(cfg Config) (*Site, error) {
 	if err := modelfleet.ValidateName("site id", cfg.SiteID); err != nil {
 		return nil, err
 	}
@@ -75,7 +94,7 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 		cfg.HeartbeatInterval = DefaultHeartbeat
 	}
 	log := orDefault(cfg.Logger).With("component", "edge", "site", cfg.SiteID)
-	agent, err := edge.Open(cfg.DataDir, edge.Config{
+	store, err := edge.Open(cfg.DataDir, edge.Config{
 		SiteID:     cfg.SiteID,
 		Loader:     func(format string, data []byte) (edge.Scorer, error) { return inference.Load(format, data) },
 		Vectorizer: inference.Vector,
@@ -86,11 +105,11 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 	}
 	var sig *edgeSignals
 	if !cfg.NoSignals {
-		if sig, err = openSignals(cfg, agent, log); err != nil {
+		if sig, err = openSignals(cfg, store, log); err != nil {
 			return nil, err
 		}
 	}
-	srv, err := listen(cfg.Listen, agent.Handler())
+	srv, err := listen(cfg.Listen, store.Handler())
 	if err != nil {
 		if sig != nil {
 			sig.buf.Close()
@@ -101,41 +120,40 @@ func OpenEdge(cfg EdgeConfig) (*Edge, error) {
 		cfg.AdvertiseURL = srv.URL()
 	}
 	srv.serve(log, "router")
-	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(agent.Served()))
-	return &Edge{Agent: agent, cfg: cfg, http: srv, log: log, sig: sig, lastError: map[string]string{}}, nil
+	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(store.Served()))
+	return &Site{Edge: store, cfg: cfg, http: srv, log: log, sig: sig, lastError: map[string]string{}}, nil
 }
 
-// Site is the record the agent reports to the directory.
-func (e *Edge) Site() modelfleet.Site {
+// Record is the site's record in the directory, which its reports carry.
+func (s *Site) Record() modelfleet.Site {
 	return modelfleet.Site{
-		ID:        e.cfg.SiteID,
-		RouterURL: e.cfg.AdvertiseURL,
+		ID:        s.cfg.SiteID,
+		RouterURL: s.cfg.AdvertiseURL,
 		// Nothing polls it (sites run no Temporal worker), but a gateway
 		// requires the field in a site record.
-		TaskQueue: modelfleet.SiteTaskQueue(e.cfg.SiteID),
-		Labels:    e.cfg.Labels,
-		Serving:   e.Agent.Served(),
+		TaskQueue: modelfleet.SiteTaskQueue(s.cfg.SiteID),
+		Labels:    s.cfg.Labels,
+		Serving:   s.Edge.Served(),
 	}
 }
 
-// Run pulls the site's desired state and reports what it serves (outbound
-// only, retrying while offline) until ctx is done.
-func (e *Edge) Run(ctx context.Context) error {
-	defer e.http.close()
-	e.sig.connect(e.cfg)
+// SetGateway points the site at its gateway; call it before Run. The
+// embedded stack opens its sites first, so they serve from disk while the
+// rest starts, and learns the gateway's address after.
+func (s *Site) SetGateway(url string) { s.cfg.GatewayURL = url }
+
+// Run pulls the site's desired state from the source its Config names
+// (NewSource) and reports what it serves, outbound only and retrying while
+// offline, until ctx is done. With no source the site serves what it has.
+func (s *Site) Run(ctx context.Context) error {
+	defer s.http.close()
+	s.sig.connect(s.cfg)
 	sigDone := make(chan struct{})
-	go func() { e.sig.run(ctx); close(sigDone) }()
+	go func() { s.sig.run(ctx); close(sigDone) }()
 	defer func() { <-sigDone }()
-	switch {
-	case e.cfg.DesiredFile != "":
-		go e.convergeFromFile(ctx)
-	case e.cfg.GatewayURL != "":
-		go e.converge(ctx)
+	if src := NewSource(s.cfg, s.log); src != nil {
+		s.converge(ctx, src)
 	}
 	<-ctx.Done()
 	return nil
 }
-
-// SetGatewayURL points the agent at its gateway before Run: the embedded
-// stack learns the gateway's address only after its sites opened.
-func (e *Edge) SetGatewayURL(u string) { e.cfg.GatewayURL = u }

@@ -18,58 +18,75 @@ import (
 // must become ready (its router serves its model) and the old one drain.
 const swapTimeout = 2 * time.Minute
 
-// WorkloadHost runs one workload at a site: the code the agent is built
+// workloadHost runs one workload at a site: the code the agent is built
 // with, the version that code runs when no release has set one (def), and
 // the supervisor that swaps versions without losing a message.
-type WorkloadHost struct {
+type workloadHost struct {
 	code workload.Code
 	def  workload.Program
 	sup  *workload.Supervisor
 
-	mu      sync.Mutex
-	started bool             // the supervisor runs (swaps go through it)
-	current workload.Program // running, or to start with
-	digest  string           // desired manifest digest applied; "" is def
-	lastErr string
+	mu       sync.Mutex
+	started  bool             // the supervisor runs (swaps go through it)
+	current  workload.Program // running, or to start with
+	digest   string           // desired manifest digest applied; "" is def
+	revision int64            // the desired revision applied; -1: none yet
+	lastErr  string
 }
 
-// workloadHosts maps an *Edge to its *WorkloadHost: the shop floor starts
-// workloads beside agents, and an agent without one runs no workloads.
-var workloadHosts sync.Map
-
-// HostWorkload attaches a supervised workload to e's pull loop; the
-// returned func detaches it.
-func HostWorkload(e *Edge, code workload.Code, def workload.Program, sup *workload.Supervisor) (*WorkloadHost, func()) {
-	h := &WorkloadHost{code: code, def: def, sup: sup, current: def}
-	workloadHosts.Store(e, h)
-	return h, func() { workloadHosts.CompareAndDelete(e, h) }
-}
-
-// Run starts the workload once the site serves the model it calls, so a
-// fresh site does not dead-letter every reading before its first release.
-func (h *WorkloadHost) Run(ctx context.Context, e *Edge) {
-	if !waitServes(ctx, e, h.model()) {
-		return
+// RunWorkload runs a workload beside the agent until ctx is done: code is
+// the feature code the agent is built with, def the version it runs until a
+// release sets one, and sup the supervisor that starts it and swaps
+// versions without losing a message. The workload starts once the site
+// serves the model it calls, so a fresh site does not dead-letter every
+// reading before its first release; the pull loop applies the workload
+// versions releases set (and reports them) from when RunWorkload is called.
+// A site hosts one workload; without one it runs none.
+func (s *Site) RunWorkload(ctx context.Context, code workload.Code, def workload.Program, sup *workload.Supervisor) error {
+	h := &workloadHost{code: code, def: def, sup: sup, current: def, revision: -1}
+	if !s.workload.CompareAndSwap(nil, h) {
+		return fmt.Errorf("site %s already hosts a workload", s.cfg.SiteID)
+	}
+	defer s.workload.CompareAndSwap(h, nil)
+	if !s.waitServes(ctx, h.model()) {
+		return nil
 	}
 	h.mu.Lock()
 	h.started = true
 	p := h.current
 	h.mu.Unlock()
-	_ = h.sup.Run(ctx, p)
+	return h.sup.Run(ctx, p)
 }
 
-func (h *WorkloadHost) model() string {
+// waitServes waits until the site serves model; false if ctx ended first.
+func (s *Site) waitServes(ctx context.Context, model string) bool {
+	for {
+		if slices.ContainsFunc(s.Edge.Served(), func(m modelfleet.ServedModel) bool { return m.Name == model }) {
+			return true
+		}
+		if modelfleet.Sleep(ctx, time.Second) != nil {
+			return false
+		}
+	}
+}
+
+func (h *workloadHost) model() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.current.Manifest.Model
 }
 
-// apply makes the host run dw (nil: the built-in version). The manifest is
-// checked against its digest and the agent's code before anything changes;
-// a failed swap leaves the previous version running.
-func (h *WorkloadHost) apply(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
+// apply makes the host run dw (nil: the built-in version) as of desired
+// revision rev; a revision it applied already changes nothing. The
+// manifest is checked against its digest and the agent's code before
+// anything changes; a failed swap leaves the previous version running.
+func (h *workloadHost) apply(ctx context.Context, rev int64, dw *modelfleet.DesiredWorkload) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if rev <= h.revision {
+		return nil
+	}
+	h.revision = rev
 	err := h.applyLocked(ctx, dw)
 	h.lastErr = ""
 	if err != nil {
@@ -78,7 +95,7 @@ func (h *WorkloadHost) apply(ctx context.Context, dw *modelfleet.DesiredWorkload
 	return err
 }
 
-func (h *WorkloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
+func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
 	next, digest := h.def, ""
 	if dw != nil {
 		if sum := sha256.Sum256([]byte(dw.Manifest)); dw.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
@@ -108,7 +125,7 @@ func (h *WorkloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 }
 
 // actual is the workload as the site reports it.
-func (h *WorkloadHost) actual() modelfleet.ActualWorkload {
+func (h *workloadHost) actual() modelfleet.ActualWorkload {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	m := h.current.Manifest
@@ -120,13 +137,13 @@ func (h *WorkloadHost) actual() modelfleet.ActualWorkload {
 }
 
 // convergeWorkloads applies the desired workloads after the models they
-// call (changed: a new revision) and adds what runs to the site's report.
-// A workload the agent has no code for is reported failed, not ignored,
-// unless the site's workloads run outside the agent (ExternalWorkloads).
-func (e *Edge) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, changed bool, actual *modelfleet.Actual) {
-	v, _ := workloadHosts.Load(e)
-	h, _ := v.(*WorkloadHost)
-	if h == nil && (len(ds.Workloads) == 0 || e.cfg.ExternalWorkloads) {
+// call (once per revision: a failed one is not retried until the next) and
+// adds what runs to the site's report. A workload the agent has no code
+// for is reported failed, not ignored, unless the site's workloads run
+// outside the agent (ExternalWorkloads).
+func (s *Site) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, actual *modelfleet.Actual) {
+	h := s.workload.Load()
+	if h == nil && (len(ds.Workloads) == 0 || s.cfg.ExternalWorkloads) {
 		return
 	}
 	actual.Workloads = map[string]modelfleet.ActualWorkload{}
@@ -139,27 +156,12 @@ func (e *Edge) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, cha
 	if h == nil {
 		return
 	}
-	if changed {
-		var dw *modelfleet.DesiredWorkload
-		if d, ok := ds.Workloads[h.code.Name]; ok {
-			dw = &d
-		}
-		if err := h.apply(ctx, dw); err != nil {
-			e.log.Warn("apply desired workload failed", "workload", h.code.Name, "revision", ds.Revision, "error", err)
-		}
+	var dw *modelfleet.DesiredWorkload
+	if d, ok := ds.Workloads[h.code.Name]; ok {
+		dw = &d
+	}
+	if err := h.apply(ctx, ds.Revision, dw); err != nil {
+		s.log.Warn("apply desired workload failed", "workload", h.code.Name, "revision", ds.Revision, "error", err)
 	}
 	actual.Workloads[h.code.Name] = h.actual()
-}
-
-func waitServes(ctx context.Context, e *Edge, model string) bool {
-	for {
-		if slices.ContainsFunc(e.Agent.Served(), func(m modelfleet.ServedModel) bool { return m.Name == model }) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -275,7 +275,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 }
 
 func newEdgeCmd(g *globals) *cobra.Command {
-	cfg := agent.EdgeConfig{}
+	cfg := agent.Config{}
 	var labels []string
 	cmd := &cobra.Command{
 		Use:   "edge",
@@ -318,11 +318,12 @@ never dials Temporal, so this command takes no Temporal flags.`,
 			if cfg.SignalSender, err = signalSender(); err != nil {
 				return err
 			}
-			e, err := agent.OpenEdge(cfg)
+			s, err := agent.Open(cfg)
 			if err != nil {
 				return err
 			}
-			return e.Run(cmd.Context())
+			defer s.Edge.Close()
+			return s.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
