@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/modelfleet/modelfleet"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/workload"
@@ -25,8 +23,8 @@ import (
 // manifest is run only with the code written for it.
 func builtinWorkloads() []workload.Code { return []workload.Code{bearing.Code()} }
 
-// workloadRun configures one standalone workload process.
-type workloadRun struct {
+// WorkloadRun configures one standalone workload process.
+type WorkloadRun struct {
 	Site     string
 	Manifest string // path of workload.yaml
 	Broker   string // mqtt://host:port
@@ -45,37 +43,6 @@ type workloadRun struct {
 
 // recordFile is where the bounded record of decisions survives a restart.
 const recordFile = "decisions.json"
-
-func newWorkloadRunCmd(g *globals) *cobra.Command {
-	r := workloadRun{}
-	cmd := &cobra.Command{
-		Use:   "run --site <id> --manifest <workload.yaml> --broker mqtt://host:port --router http://agent:port",
-		Short: "Run one site's workload as its own process, supervised, until SIGTERM",
-		Long: `Run a workload outside the embedded stack: the manifest is paired with the
-feature code built into this binary (refused if the code cannot serve it),
-then supervised — started, health-checked, restarted with backoff — on a
-persistent MQTT session (QoS 1) until SIGINT or SIGTERM, when it drains:
-what it holds is finished and acknowledged, the rest stays on the broker
-for the next start. It serves GET /healthz, /decisions and /metrics on
---listen and keeps its bounded record of decisions in --data-dir.
-
-Every flag has an environment variable, for containers.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			r.Logger = g.logger()
-			return r.run(cmd.Context())
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&r.Site, "site", os.Getenv("MODELFLEET_SITE"), "site id ($MODELFLEET_SITE, required)")
-	f.StringVar(&r.Manifest, "manifest", os.Getenv("MODELFLEET_WORKLOAD_MANIFEST"), "the workload's manifest, workload.yaml ($MODELFLEET_WORKLOAD_MANIFEST, required)")
-	f.StringVar(&r.Broker, "broker", envOr("MODELFLEET_MQTT_URL", "mqtt://127.0.0.1:1883"), "MQTT broker URL ($MODELFLEET_MQTT_URL)")
-	f.StringVar(&r.Router, "router", envOr("MODELFLEET_ROUTER_URL", "http://127.0.0.1:9001"), "the site's inference router ($MODELFLEET_ROUTER_URL)")
-	f.StringVar(&r.KeyFile, "key-file", os.Getenv("MODELFLEET_ROUTER_KEY_FILE"), "file holding the router API key for the model ($MODELFLEET_ROUTER_KEY_FILE; none: no key)")
-	f.StringVar(&r.Listen, "listen", envOr("MODELFLEET_WORKLOAD_LISTEN", "127.0.0.1:9100"), "health, decisions and metrics listen address ($MODELFLEET_WORKLOAD_LISTEN)")
-	f.StringVar(&r.DataDir, "data-dir", "", "where the record of decisions is kept (default $MODELFLEET_DATA_DIR/workloads/<site>)")
-	return cmd
-}
 
 // workloadProgram pairs a manifest with the code written for it.
 func workloadProgram(doc []byte, codes []workload.Code) (workload.Program, error) {
@@ -110,9 +77,9 @@ func readKey(path string) (string, error) {
 	return key, nil
 }
 
-// run checks the configuration, then supervises the workload until ctx
+// Run checks the configuration, then supervises the workload until ctx
 // ends and drains it.
-func (r workloadRun) run(ctx context.Context) error {
+func (r WorkloadRun) Run(ctx context.Context) error {
 	if r.Site == "" {
 		return errors.New("--site is required")
 	}
@@ -136,9 +103,6 @@ func (r workloadRun) run(ctx context.Context) error {
 	key, err := readKey(r.KeyFile)
 	if err != nil {
 		return err
-	}
-	if r.DataDir == "" {
-		r.DataDir = filepath.Join(dataDir(), "workloads", r.Site)
 	}
 	if err := os.MkdirAll(r.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ const testRouterKey = "s3cret-router-key-4711"
 // (old, new pairs) applied.
 func exampleManifest(t *testing.T, edits ...string) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../../examples/bearing-failure/workload/workload.yaml")
+	b, err := os.ReadFile("../examples/bearing-failure/workload/workload.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +114,12 @@ func TestWorkloadRunDecides(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- workloadRun{
+		done <- WorkloadRun{
 			Site: "site-1", Manifest: man, Broker: b.URL(), Router: router.URL, KeyFile: key,
 			Listen: "127.0.0.1:0", DataDir: dataDir,
 			Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			onListen: func(a net.Addr) { addr <- a },
-		}.run(ctx)
+		}.Run(ctx)
 	}()
 	var base string
 	select {
@@ -210,8 +210,8 @@ func TestWorkloadRunRefusesBadManifest(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			path := writeFile(t, "workload.yaml", c.doc)
-			err := workloadRun{Site: "site-1", Manifest: path, Broker: "mqtt://127.0.0.1:1", Router: "http://127.0.0.1:1",
-				Listen: "127.0.0.1:0", DataDir: t.TempDir()}.run(ctx)
+			err := WorkloadRun{Site: "site-1", Manifest: path, Broker: "mqtt://127.0.0.1:1", Router: "http://127.0.0.1:1",
+				Listen: "127.0.0.1:0", DataDir: t.TempDir()}.Run(ctx)
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("err = %v, want it to name %s and say %q", err, path, c.want)
 			}
@@ -219,7 +219,7 @@ func TestWorkloadRunRefusesBadManifest(t *testing.T) {
 	}
 	// An empty key file is an error that does not print a key.
 	path := writeFile(t, "workload.yaml", exampleManifest(t))
-	err := workloadRun{Site: "site-1", Manifest: path, KeyFile: writeFile(t, "key", []byte(" \n")), Listen: "127.0.0.1:0", DataDir: t.TempDir()}.run(context.Background())
+	err := WorkloadRun{Site: "site-1", Manifest: path, KeyFile: writeFile(t, "key", []byte(" \n")), Listen: "127.0.0.1:0", DataDir: t.TempDir()}.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Fatalf("empty key file: %v", err)
 	}
