@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,26 +17,35 @@ import (
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
-// builtinWorkloads is the feature code compiled into this binary: a
+// BuiltinWorkloads is the feature code compiled into this binary: a
 // manifest is run only with the code written for it.
-func builtinWorkloads() []workload.Code { return []workload.Code{bearing.Code()} }
+func BuiltinWorkloads() []workload.Code { return []workload.Code{bearing.Code()} }
 
-// WorkloadRun configures one standalone workload process.
-type WorkloadRun struct {
+// WorkloadRunnerConfig configures one site's workload run as a process of
+// its own (`modelfleet workload run`, the Deployment the gitops driver
+// renders) rather than inside the site's agent.
+type WorkloadRunnerConfig struct {
 	Site     string
 	Manifest string // path of workload.yaml
 	Broker   string // mqtt://host:port
-	Router   string // http://agent:port
+	Router   string // the site's inference router, http://agent:port
 	KeyFile  string // the router API key; optional, never logged
 	Listen   string // health, decisions and metrics
-	DataDir  string // the bounded local record of decisions
+	DataDir  string // the bounded local record of decisions (required)
 	Logger   *slog.Logger
-	Codes    []workload.Code
+	Codes    []workload.Code // the code manifests pair with (default BuiltinWorkloads)
+}
 
-	// onListen, when set, is told the bound address (tests listen on :0).
-	onListen func(net.Addr)
-	// supervisor tunes the supervisor (tests shorten its timers).
-	supervisor func(*workload.SupervisorConfig)
+// WorkloadRunner is a standalone workload, checked and listening, ready to
+// Run.
+type WorkloadRunner struct {
+	cfg     WorkloadRunnerConfig
+	prog    workload.Program
+	sup     *workload.Supervisor
+	srv     *httpServer
+	recPath string
+	keyed   bool
+	log     *slog.Logger
 }
 
 // recordFile is where the bounded record of decisions survives a restart.
@@ -77,63 +84,63 @@ func readKey(path string) (string, error) {
 	return key, nil
 }
 
-// Run checks the configuration, then supervises the workload until ctx
-// ends and drains it.
-func (r WorkloadRun) Run(ctx context.Context) error {
-	if r.Site == "" {
-		return errors.New("--site is required")
+// OpenWorkloadRunner pairs the manifest with the code written for it,
+// reads the router key, restores the record of decisions and binds the
+// listener: a manifest the code cannot serve is refused here, with the
+// reason, before anything connects.
+func OpenWorkloadRunner(cfg WorkloadRunnerConfig) (*WorkloadRunner, error) {
+	if err := modelfleet.ValidateName("site id", cfg.Site); err != nil {
+		return nil, err
 	}
-	if err := modelfleet.ValidateName("site id", r.Site); err != nil {
-		return err
+	if cfg.Manifest == "" {
+		return nil, errors.New("workload runner: no manifest")
 	}
-	if r.Manifest == "" {
-		return errors.New("--manifest is required")
+	if cfg.DataDir == "" {
+		return nil, errors.New("workload runner: no data directory")
 	}
-	doc, err := os.ReadFile(r.Manifest)
+	doc, err := os.ReadFile(cfg.Manifest)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if r.Codes == nil {
-		r.Codes = builtinWorkloads()
+	if cfg.Codes == nil {
+		cfg.Codes = BuiltinWorkloads()
 	}
-	prog, err := workloadProgram(doc, r.Codes)
+	prog, err := workloadProgram(doc, cfg.Codes)
 	if err != nil {
-		return fmt.Errorf("%s: %w", r.Manifest, err)
+		return nil, fmt.Errorf("%s: %w", cfg.Manifest, err)
 	}
-	key, err := readKey(r.KeyFile)
+	key, err := readKey(cfg.KeyFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := os.MkdirAll(r.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	log := r.Logger
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	scfg := workload.SupervisorConfig{Site: r.Site, Broker: r.Broker, Router: r.Router, APIKey: key, Logger: log}
-	if r.supervisor != nil {
-		r.supervisor(&scfg)
-	}
-	sup := workload.NewSupervisor(scfg)
-	recPath := filepath.Join(r.DataDir, recordFile)
+	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: cfg.Site, Broker: cfg.Broker, Router: cfg.Router, APIKey: key, Logger: log})
+	recPath := filepath.Join(cfg.DataDir, recordFile)
 	sup.Record = loadRecord(recPath, prog.Manifest.Output.Record, log)
-
-	ln, err := net.Listen("tcp", r.Listen)
+	srv, err := listen(cfg.Listen, sup.Handler())
 	if err != nil {
-		return fmt.Errorf("workload listen %s: %w", r.Listen, err)
+		return nil, fmt.Errorf("workload listen %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: sup.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("workload: health server stopped", "error", err)
-		}
-	}()
-	if r.onListen != nil {
-		r.onListen(ln.Addr())
-	}
-	log.Info("workload: starting", "workload", prog.Manifest.Ref(), "site", r.Site, "broker", r.Broker,
-		"router", r.Router, "router_key", key != "", "listen", ln.Addr().String(), "data_dir", r.DataDir)
+	return &WorkloadRunner{cfg: cfg, prog: prog, sup: sup, srv: srv, recPath: recPath, keyed: key != "", log: log}, nil
+}
+
+// URL is where the runner serves GET /healthz, /decisions and /metrics.
+func (r *WorkloadRunner) URL() string { return r.srv.URL() }
+
+// Run serves health, decisions and metrics and supervises the workload
+// until ctx ends, then drains it, saves the record of decisions and stops
+// serving.
+func (r *WorkloadRunner) Run(ctx context.Context) error {
+	log := r.log
+	r.srv.serve(log, "workload")
+	log.Info("workload: starting", "workload", r.prog.Manifest.Ref(), "site", r.cfg.Site, "broker", r.cfg.Broker,
+		"router", r.cfg.Router, "router_key", r.keyed, "listen", r.srv.ln.Addr().String(), "data_dir", r.cfg.DataDir)
 
 	// Save the record now and then, so a crash loses little of it.
 	saveCtx, stopSaving := context.WithCancel(context.Background())
@@ -147,26 +154,24 @@ func (r WorkloadRun) Run(ctx context.Context) error {
 			case <-saveCtx.Done():
 				return
 			case <-t.C:
-				if err := saveRecord(recPath, sup.Record); err != nil {
+				if err := saveRecord(r.recPath, r.sup.Record); err != nil {
 					log.Warn("workload: saving the record of decisions failed", "error", err)
 				}
 			}
 		}
 	}()
 
-	runErr := sup.Run(ctx, prog) // drains the running version when ctx ends
+	runErr := r.sup.Run(ctx, r.prog) // drains the running version when ctx ends
 	stopSaving()
 	<-saved
-	if err := saveRecord(recPath, sup.Record); err != nil {
+	if err := saveRecord(r.recPath, r.sup.Record); err != nil {
 		log.Warn("workload: saving the record of decisions failed", "error", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(sctx)
+	r.srv.close()
 	if runErr != nil {
 		return runErr
 	}
-	log.Info("workload: stopped", "workload", prog.Manifest.Ref())
+	log.Info("workload: stopped", "workload", r.prog.Manifest.Ref())
 	return nil
 }
 

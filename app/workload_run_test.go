@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -109,27 +108,19 @@ func TestWorkloadRunDecides(t *testing.T) {
 	key := writeFile(t, "key", []byte(testRouterKey+"\n"))
 	dataDir := t.TempDir()
 	var logs syncBuffer
-	addr := make(chan net.Addr, 1)
+	w, err := OpenWorkloadRunner(WorkloadRunnerConfig{
+		Site: "site-1", Manifest: man, Broker: b.URL(), Router: router.URL, KeyFile: key,
+		Listen: "127.0.0.1:0", DataDir: dataDir,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() {
-		done <- WorkloadRun{
-			Site: "site-1", Manifest: man, Broker: b.URL(), Router: router.URL, KeyFile: key,
-			Listen: "127.0.0.1:0", DataDir: dataDir,
-			Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-			onListen: func(a net.Addr) { addr <- a },
-		}.Run(ctx)
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a.String()
-	case err := <-done:
-		t.Fatalf("run returned early: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the workload never listened")
-	}
+	go func() { done <- w.Run(ctx) }()
+	base := w.URL()
 	waitHealthy(t, base+"/healthz")
 
 	decisions := subscribe(t, b.URL(), "factory/site-1/decisions/bearing-failure")
@@ -207,11 +198,12 @@ func TestWorkloadRunRefusesBadManifest(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
 			path := writeFile(t, "workload.yaml", c.doc)
-			err := WorkloadRun{Site: "site-1", Manifest: path, Broker: "mqtt://127.0.0.1:1", Router: "http://127.0.0.1:1",
-				Listen: "127.0.0.1:0", DataDir: t.TempDir()}.Run(ctx)
+			w, err := OpenWorkloadRunner(WorkloadRunnerConfig{Site: "site-1", Manifest: path, Broker: "mqtt://127.0.0.1:1", Router: "http://127.0.0.1:1",
+				Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+			if w != nil {
+				t.Fatalf("a runner for a manifest the code cannot serve, listening at %s", w.URL())
+			}
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("err = %v, want it to name %s and say %q", err, path, c.want)
 			}
@@ -219,7 +211,7 @@ func TestWorkloadRunRefusesBadManifest(t *testing.T) {
 	}
 	// An empty key file is an error that does not print a key.
 	path := writeFile(t, "workload.yaml", exampleManifest(t))
-	err := WorkloadRun{Site: "site-1", Manifest: path, KeyFile: writeFile(t, "key", []byte(" \n")), Listen: "127.0.0.1:0", DataDir: t.TempDir()}.Run(context.Background())
+	_, err := OpenWorkloadRunner(WorkloadRunnerConfig{Site: "site-1", Manifest: path, KeyFile: writeFile(t, "key", []byte(" \n")), Listen: "127.0.0.1:0", DataDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "is empty") {
 		t.Fatalf("empty key file: %v", err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -187,7 +188,7 @@ func pairWorkload(ctx context.Context, g *globals, m *modelfleet.Model, ref stri
 }
 
 func newWorkloadRunCmd(g *globals) *cobra.Command {
-	r := app.WorkloadRun{}
+	r := app.WorkloadRunnerConfig{}
 	cmd := &cobra.Command{
 		Use:   "run --site <id> --manifest <workload.yaml> --broker mqtt://host:port --router http://agent:port",
 		Short: "Run one site's workload as its own process, supervised, until SIGTERM",
@@ -202,11 +203,21 @@ for the next start. It serves GET /healthz, /decisions and /metrics on
 Every flag has an environment variable, for containers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r.Logger = g.logger()
-			if r.DataDir == "" && r.Site != "" {
+			if r.Site == "" {
+				return errors.New("--site is required")
+			}
+			if r.Manifest == "" {
+				return errors.New("--manifest is required")
+			}
+			if r.DataDir == "" {
 				r.DataDir = filepath.Join(dataDir(), "workloads", r.Site)
 			}
-			return r.Run(cmd.Context())
+			r.Logger = g.logger()
+			w, err := app.OpenWorkloadRunner(r)
+			if err != nil {
+				return err
+			}
+			return w.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
