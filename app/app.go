@@ -1,8 +1,11 @@
 // Package app wires modelfleet's components into runnable processes: the
-// gateway (events webhook + site directory), the cloud worker, the edge
-// agent of one site, and the embedded dev stack that runs all of them with a
-// Temporal dev server and the embedded registry on one machine. cmd/modelfleet
-// only parses flags and calls in here; the end-to-end tests use it too.
+// gateway (events webhook + site directory), the cloud worker, a site's
+// standalone workload (OpenWorkloadRunner), and the embedded dev stack that
+// runs them with a Temporal dev server, the embedded registry and simulated
+// sites on one machine. A site's edge agent is
+// package agent's (agent.Open, for `modelfleet edge` and the dev stack's
+// sites alike). cmd/modelfleet only parses flags and calls in here; the
+// end-to-end tests use it too.
 package app
 
 import (

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/queue"
@@ -72,7 +73,8 @@ type Dev struct {
 	Registry *registry.Registry
 	// RegistryURL is the embedded registry's base URL.
 	RegistryURL string
-	Edges       []*Edge
+	// Sites are the simulated sites' edge agents.
+	Sites []*agent.Site
 	// Signals is the embedded edge-signal queue (Service Bus semantics).
 	Signals *queue.Queue
 	// Monitor consumes Signals: drift verdicts to releases and retraining.
@@ -142,7 +144,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	// Sites first: they serve from disk with nothing else running.
 	for i := 1; i <= cfg.Sites; i++ {
 		id := "site-" + strconv.Itoa(i)
-		e, err := OpenEdge(EdgeConfig{
+		s, err := agent.Open(agent.Config{
 			SiteID:  id,
 			DataDir: filepath.Join(cfg.DataDir, "sites", id),
 			Listen:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.SiteBasePort+i-1)),
@@ -154,7 +156,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		if err != nil {
 			return err
 		}
-		d.Edges = append(d.Edges, e)
+		d.Sites = append(d.Sites, s)
 	}
 
 	d.Temporal, err = StartTemporal(ctx, TemporalOptions{
@@ -188,11 +190,11 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		return err
 	}
 	closers = append(closers, func() { d.Gateway.Close() })
-	for _, e := range d.Edges {
+	for _, s := range d.Sites {
 		// Register each simulated site once, as an operator would; the
 		// agents keep their records current with their reports.
-		if _, err := d.Gateway.Directory.Get(e.cfg.SiteID); modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
-			if _, err := d.Gateway.Directory.Put(e.Site()); err != nil {
+		if _, err := d.Gateway.Directory.Get(s.Record().ID); modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+			if _, err := d.Gateway.Directory.Put(s.Record()); err != nil {
 				return err
 			}
 		}
@@ -231,21 +233,21 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	stopMonitor := mon.Start(ctx, d.Gateway)
 	closers = append(closers, stopMonitor)
 
-	done := make(chan error, len(d.Edges))
-	ectx, cancelEdges := context.WithCancel(ctx)
-	for _, e := range d.Edges {
-		e.cfg.GatewayURL = d.Gateway.URL()
-		go func() { done <- e.Run(ectx) }()
+	done := make(chan error, len(d.Sites))
+	sctx, cancelSites := context.WithCancel(ctx)
+	for _, s := range d.Sites {
+		s.SetGateway(d.Gateway.URL())
+		go func() { done <- s.Run(sctx) }()
 	}
 	closers = append(closers, func() {
-		cancelEdges()
-		for range d.Edges {
+		cancelSites()
+		for range d.Sites {
 			<-done
 		}
 	})
 
 	if cfg.Factory {
-		d.factory, err = startFactory(ectx, cfg.DataDir, cfg.MQTTAddr, cfg.SimBasePort, cfg.WorkloadBasePort, d.Edges, log)
+		d.factory, err = startFactory(sctx, cfg.DataDir, cfg.MQTTAddr, cfg.SimBasePort, cfg.WorkloadBasePort, d.Sites, log)
 		if err != nil {
 			return err
 		}
@@ -303,18 +305,19 @@ func (d *Dev) banner(cfg DevConfig) {
 	fmt.Fprintf(w, "  Gateway webhook\t%s/api/events\n", d.Gateway.URL())
 	fmt.Fprintf(w, "  Model registry\t%s\n", d.RegistryURL)
 	fmt.Fprintf(w, "  Signal queue\t%s/api/queues/signals/stats\n", d.Gateway.URL())
-	for i, e := range d.Edges {
-		fmt.Fprintf(w, "  %s router\t%s\n", e.cfg.SiteID, e.cfg.AdvertiseURL)
+	for i, s := range d.Sites {
+		rec := s.Record()
+		fmt.Fprintf(w, "  %s router\t%s\n", rec.ID, rec.RouterURL)
 		if f := d.factory; f != nil {
-			fmt.Fprintf(w, "  %s line simulator\t%s\n", e.cfg.SiteID, f.lines[i])
-			fmt.Fprintf(w, "  %s workload\t%s/decisions\n", e.cfg.SiteID, f.works[i])
+			fmt.Fprintf(w, "  %s line simulator\t%s\n", rec.ID, f.lines[i])
+			fmt.Fprintf(w, "  %s workload\t%s/decisions\n", rec.ID, f.works[i])
 		}
 	}
 	if f := d.factory; f != nil {
 		fmt.Fprintf(w, "  MQTT broker\t%s\n", f.broker.URL())
 	}
 	w.Flush()
-	first := d.Edges[0].cfg.AdvertiseURL
+	first := d.Sites[0].Record().RouterURL
 	fmt.Fprintf(cfg.Out, `
 Try, in another terminal:
   bin/modelfleet model register --name bearing-failure --version 1 --file examples/bearing-failure/model.txt

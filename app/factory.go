@@ -7,11 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"time"
 
-	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/simulate"
 	"github.com/modelfleet/modelfleet/workload"
@@ -27,12 +25,12 @@ type factory struct {
 	stop   []func()
 }
 
-// startFactory starts the broker on mqttAddr, and for each edge a simulator
+// startFactory starts the broker on mqttAddr, and for each site a simulator
 // (control API on simBase+i) and the sample workload (supervisor API on
 // workBase+i). The workload starts once its site serves the model it calls,
 // so a fresh stack does not dead-letter every reading before the first
 // release.
-func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBase int, edges []*Edge, log *slog.Logger) (*factory, error) {
+func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBase int, sites []*agent.Site, log *slog.Logger) (*factory, error) {
 	if err := os.MkdirAll(filepath.Join(dataDir, "mqtt"), 0o755); err != nil {
 		return nil, err
 	}
@@ -43,8 +41,8 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 	f := &factory{broker: b}
 	f.stop = append(f.stop, func() { b.Close() })
 	prog := bearing.MustProgram()
-	for i, e := range edges {
-		site := e.cfg.SiteID
+	for i, s := range sites {
+		site := s.Record().ID
 		line, err := simulate.New(simulate.Config{Site: site, Broker: b.URL(), Rate: 10, Logger: log.With("component", "simulator", "site", site)})
 		if err != nil {
 			f.close()
@@ -56,7 +54,7 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 			return nil, fmt.Errorf("simulator %s: %w", site, err)
 		}
 		lsrv.serve(log, "simulator")
-		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: e.cfg.AdvertiseURL, Logger: log.With("component", "workload", "site", site)})
+		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: s.Record().RouterURL, Logger: log.With("component", "workload", "site", site)})
 		wsrv, err := listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(workBase+i)), sup.Handler())
 		if err != nil {
 			lsrv.close()
@@ -67,28 +65,17 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 		f.lines = append(f.lines, lsrv.URL())
 		f.works = append(f.works, wsrv.URL())
 		f.stop = append(f.stop, lsrv.close, wsrv.close)
-		// Releases that carry a workload version swap it in through the
-		// site's pull loop (workloads.go); until one does, the site runs the
-		// version the agent is built with.
-		host, detach := hostWorkload(e, bearing.Code(), prog, sup)
-		f.stop = append(f.stop, detach)
 		go func() { _ = line.Run(ctx) }()
-		go host.run(ctx, e)
+		// Releases that carry a workload version swap it in through the
+		// site's pull loop (agent/workloads.go); until one does, the site
+		// runs the version the agent is built with.
+		go func() {
+			if err := s.RunWorkload(ctx, bearing.Code(), prog, sup); err != nil {
+				log.Warn("workload stopped", "site", site, "error", err)
+			}
+		}()
 	}
 	return f, nil
-}
-
-func waitServes(ctx context.Context, e *Edge, model string) bool {
-	for {
-		if slices.ContainsFunc(e.Agent.Served(), func(m modelfleet.ServedModel) bool { return m.Name == model }) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 func (f *factory) close() {

@@ -62,6 +62,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
 )
 
@@ -86,7 +87,7 @@ func main() {
 	var o options
 	var sites, level string
 	flag.StringVar(&sites, "sites", "1000", "fleet sizes to measure, comma-separated; each gets a fresh stack")
-	flag.DurationVar(&o.heartbeat, "heartbeat", app.DefaultHeartbeat, "agents' heartbeat interval, which is also their long-poll wait and re-report interval")
+	flag.DurationVar(&o.heartbeat, "heartbeat", agent.DefaultHeartbeat, "agents' heartbeat interval, which is also their long-poll wait and re-report interval")
 	flag.StringVar(&o.transport, "transport", "auto", "how agents reach the gateway and registry: tcp (loopback), pipe (in memory), auto (tcp when the file-descriptor limit allows)")
 	flag.BoolVar(&o.reject, "reject", true, "also measure a rejection at the approval gate")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up on a release after this long")

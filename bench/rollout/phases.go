@@ -349,7 +349,7 @@ func (b *bench) describe(ctx context.Context, id string) (*workflowpb.WorkflowEx
 func (b *bench) serving(want string) int {
 	n := 0
 	for _, e := range b.s.edges {
-		if splitString(e.Agent.Traffic(modelName)) == want {
+		if splitString(e.Edge.Traffic(modelName)) == want {
 			n++
 		}
 	}
@@ -360,7 +360,7 @@ func (b *bench) serving(want string) int {
 func (b *bench) splits() map[string]int {
 	out := map[string]int{}
 	for _, e := range b.s.edges {
-		out[splitString(e.Agent.Traffic(modelName))]++
+		out[splitString(e.Edge.Traffic(modelName))]++
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -36,7 +37,7 @@ type stack struct {
 	regURL   string
 	blobs    *blobGate
 	worker   worker.Worker
-	edges    []*app.Edge
+	edges    []*agent.Site
 	meter    *meter
 	tr       *http.Transport
 
@@ -134,7 +135,7 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 // operator would, and runs the agents: no Temporal worker, only the pull
 // loop and the heartbeat, as releases use them.
 func (s *stack) startSites(cfg stackConfig) error {
-	s.edges = make([]*app.Edge, cfg.sites)
+	s.edges = make([]*agent.Site, cfg.sites)
 	errs := make([]error, cfg.sites)
 	// Opening a site is mostly mkdir and a listener: a few at a time keeps
 	// the disk busy without a thousand goroutines queueing on it.
@@ -145,7 +146,7 @@ func (s *stack) startSites(cfg stackConfig) error {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			id := siteID(i)
-			s.edges[i], errs[i] = app.OpenEdge(app.EdgeConfig{
+			s.edges[i], errs[i] = agent.Open(agent.Config{
 				SiteID:            id,
 				DataDir:           filepath.Join(cfg.sitesDir, id),
 				Listen:            "127.0.0.1:0",
@@ -158,14 +159,14 @@ func (s *stack) startSites(cfg stackConfig) error {
 			if errs[i] != nil {
 				return
 			}
-			_, errs[i] = s.gateway.Directory.Put(s.edges[i].Site())
+			_, errs[i] = s.gateway.Directory.Put(s.edges[i].Record())
 		})
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		for _, e := range s.edges {
 			if e != nil {
-				e.Agent.Close()
+				e.Edge.Close()
 			}
 		}
 		return err
@@ -179,7 +180,7 @@ func (s *stack) startSites(cfg stackConfig) error {
 		cancel()
 		running.Wait()
 		for _, e := range s.edges {
-			e.Agent.Close()
+			e.Edge.Close()
 		}
 	})
 	return nil

@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/workload"
@@ -31,7 +31,7 @@ const (
 type env struct {
 	dir      string
 	broker   *workload.Broker
-	edge     *app.Edge
+	site     *agent.Site
 	stopEdge context.CancelFunc
 	edgeDone chan error
 	model    *inference.Model
@@ -66,14 +66,14 @@ func setup(example string) (*env, error) {
 	}
 	// The site's agent as the dev stack builds it: store and router, no
 	// gateway (nothing to converge with).
-	if e.edge, err = app.OpenEdge(app.EdgeConfig{SiteID: "site-1", DataDir: filepath.Join(dir, "site-1"),
+	if e.site, err = agent.Open(agent.Config{SiteID: "site-1", DataDir: filepath.Join(dir, "site-1"),
 		Listen: "127.0.0.1:0", Logger: quiet}); err != nil {
 		e.close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stopEdge, e.edgeDone = cancel, make(chan error, 1)
-	go func() { e.edgeDone <- e.edge.Run(ctx) }()
+	go func() { e.edgeDone <- e.site.Run(ctx) }()
 
 	sum := sha256.Sum256(artifact)
 	req := edge.DeployRequest{Model: modelfleet.ModelRef{Name: modelName, Version: "1"}, Digest: "sha256:" + hex.EncodeToString(sum[:]),
@@ -82,11 +82,11 @@ func setup(example string) (*env, error) {
 		_, err := io.Copy(w, bytes.NewReader(artifact))
 		return err
 	}
-	if _, err := e.edge.Agent.Deploy(context.Background(), req, fetch); err != nil {
+	if _, err := e.site.Edge.Deploy(context.Background(), req, fetch); err != nil {
 		e.close()
 		return nil, err
 	}
-	if err := e.edge.Agent.SetKeys(modelName, []string{apiKey}); err != nil {
+	if err := e.site.Edge.SetKeys(modelName, []string{apiKey}); err != nil {
 		e.close()
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func setup(example string) (*env, error) {
 	return e, nil
 }
 
-func (e *env) routerURL() string { return e.edge.Site().RouterURL }
+func (e *env) routerURL() string { return e.site.Record().RouterURL }
 
 // routerScorer calls the site's router with the model's key, as the
 // workload does in the stack.
@@ -124,7 +124,7 @@ func (e *env) close() {
 	if e.stopEdge != nil {
 		e.stopEdge()
 		<-e.edgeDone
-		e.edge.Agent.Close()
+		e.site.Edge.Close()
 	}
 	if e.broker != nil {
 		e.broker.Close()

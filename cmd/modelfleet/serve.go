@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
@@ -147,7 +148,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
 					return err
 				}
-				sq, err := queue.Open(filepath.Join(cfg.DataDir, "queue", app.SignalQueue+".db"), queue.Options{Name: app.SignalQueue, Logger: cfg.Logger.With("component", "queue")})
+				sq, err := queue.Open(filepath.Join(cfg.DataDir, "queue", agent.SignalQueue+".db"), queue.Options{Name: agent.SignalQueue, Logger: cfg.Logger.With("component", "queue")})
 				if err != nil {
 					return err
 				}
@@ -274,7 +275,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 }
 
 func newEdgeCmd(g *globals) *cobra.Command {
-	cfg := app.EdgeConfig{}
+	cfg := agent.Config{}
 	var labels []string
 	cmd := &cobra.Command{
 		Use:   "edge",
@@ -317,11 +318,12 @@ never dials Temporal, so this command takes no Temporal flags.`,
 			if cfg.SignalSender, err = signalSender(); err != nil {
 				return err
 			}
-			e, err := app.OpenEdge(cfg)
+			s, err := agent.Open(cfg)
 			if err != nil {
 				return err
 			}
-			return e.Run(cmd.Context())
+			defer s.Edge.Close()
+			return s.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
@@ -330,7 +332,7 @@ never dials Temporal, so this command takes no Temporal flags.`,
 	f.StringVar(&cfg.AdvertiseURL, "advertise-url", "", "router URL recorded in the site directory (default http://<listen>)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "site state directory (default $MODELFLEET_DATA_DIR/sites/<site>)")
 	f.StringArrayVar(&labels, "label", nil, "site label key=value (repeatable), e.g. ring=canary")
-	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", app.DefaultHeartbeat, "how often to report to the site directory")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", agent.DefaultHeartbeat, "how often to report to the site directory")
 	f.StringVar(&cfg.DesiredFile, "desired-file", "", "take the desired state from this JSON file (the gitops driver's ConfigMap, mounted), re-read every --heartbeat, instead of the gateway")
 	f.BoolVar(&cfg.ExternalWorkloads, "external-workloads", false, "the site's workloads run as their own processes (modelfleet workload run), not in this agent")
 	return cmd

@@ -5,7 +5,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
-	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/queue"
 )
 
@@ -24,7 +24,7 @@ func serviceBus() (*azservicebus.Client, string, error) {
 		return nil, "", nil
 	}
 	c, err := queue.NewServiceBusClient(conn)
-	return c, envOr("MODELFLEET_SIGNAL_QUEUE", app.SignalQueue), err
+	return c, envOr("MODELFLEET_SIGNAL_QUEUE", agent.SignalQueue), err
 }
 
 // signalSender is the agent's Service Bus sender, or nil for the embedded

@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -16,12 +16,12 @@ func TestExternalWorkloadsAreNotReportedFailed(t *testing.T) {
 		"bearing-failure-line": {Version: "2", Model: "bearing-failure"},
 	}}
 	var inAgent modelfleet.Actual
-	(&Edge{cfg: EdgeConfig{SiteID: "s1"}}).convergeWorkloads(context.Background(), ds, true, &inAgent)
+	(&Site{cfg: Config{SiteID: "s1"}}).convergeWorkloads(context.Background(), ds, &inAgent)
 	if aw := inAgent.Workloads["bearing-failure-line"]; !strings.Contains(aw.Error, "no code for workload") {
 		t.Fatalf("agent without the code reported %+v", inAgent.Workloads)
 	}
 	var external modelfleet.Actual
-	(&Edge{cfg: EdgeConfig{SiteID: "s1", ExternalWorkloads: true}}).convergeWorkloads(context.Background(), ds, true, &external)
+	(&Site{cfg: Config{SiteID: "s1", ExternalWorkloads: true}}).convergeWorkloads(context.Background(), ds, &external)
 	if len(external.Workloads) != 0 {
 		t.Fatalf("external workloads reported %+v", external.Workloads)
 	}

@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -42,15 +42,15 @@ func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 		}
 	}
 	siteDir := filepath.Join(dir, "site")
-	start := func() (*Edge, context.CancelFunc) {
-		e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: siteDir, Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond})
+	start := func() (*Site, context.CancelFunc) {
+		e, err := Open(Config{SiteID: "s1", DataDir: siteDir, Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { e.Run(ctx); close(done) }()
-		return e, func() { cancel(); <-done; e.Agent.Close() }
+		return e, func() { cancel(); <-done; e.Edge.Close() }
 	}
 
 	step(v1, "release/bearing-failure/1")
@@ -136,9 +136,9 @@ func reopenGateway(t *testing.T, old *Gateway, url string) *Gateway {
 	return gw
 }
 
-func servedVersion(t *testing.T, e *Edge) string {
+func servedVersion(t *testing.T, e *Site) string {
 	t.Helper()
-	resp, err := http.Post(e.cfg.AdvertiseURL+"/score/bearing-failure", "application/json", strings.NewReader(sample(t)))
+	resp, err := http.Post(e.Record().RouterURL+"/score/bearing-failure", "application/json", strings.NewReader(sample(t)))
 	if err != nil {
 		return ""
 	}
@@ -146,7 +146,7 @@ func servedVersion(t *testing.T, e *Edge) string {
 	return resp.Header.Get("X-Modelfleet-Version")
 }
 
-func waitServing(t *testing.T, e *Edge, version string) {
+func waitServing(t *testing.T, e *Site, version string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {

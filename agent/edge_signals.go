@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -47,7 +47,7 @@ type edgeSignals struct {
 // version counts by, so a restart can set them before the first request.
 type baselineIndex map[string]string // "model/version" -> digest
 
-func openSignals(cfg EdgeConfig, agent *edge.Agent, log *slog.Logger) (*edgeSignals, error) {
+func openSignals(cfg Config, agent *edge.Agent, log *slog.Logger) (*edgeSignals, error) {
 	s := &edgeSignals{
 		cache:  filepath.Join(cfg.DataDir, "baselines"),
 		router: agent.Router(),
@@ -79,7 +79,7 @@ func openSignals(cfg EdgeConfig, agent *edge.Agent, log *slog.Logger) (*edgeSign
 // and the directory baselines come from. The embedded stack learns the
 // gateway's address only after the sites opened, so this is separate from
 // openSignals; it is called before run and before the converge loop.
-func (s *edgeSignals) connect(cfg EdgeConfig) {
+func (s *edgeSignals) connect(cfg Config) {
 	if s == nil {
 		return
 	}

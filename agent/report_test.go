@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -59,12 +59,12 @@ func TestNewSiteRegistersByReportingOncePerInterval(t *testing.T) {
 	defer front.Close()
 
 	const interval = 200 * time.Millisecond
-	e, err := OpenEdge(EdgeConfig{SiteID: "fresh", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: front.URL,
+	e, err := Open(Config{SiteID: "fresh", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: front.URL,
 		Labels: map[string]string{"ring": "canary"}, HeartbeatInterval: interval})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Agent.Close()
+	defer e.Edge.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
@@ -82,7 +82,7 @@ func TestNewSiteRegistersByReportingOncePerInterval(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if site.RouterURL != e.cfg.AdvertiseURL || site.TaskQueue != modelfleet.SiteTaskQueue("fresh") || site.Labels["ring"] != "canary" || site.LastSeen == "" {
+	if site.RouterURL != e.Record().RouterURL || site.TaskQueue != modelfleet.SiteTaskQueue("fresh") || site.Labels["ring"] != "canary" || site.LastSeen == "" {
 		t.Errorf("registered = %+v", site)
 	}
 

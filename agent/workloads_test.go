@@ -1,4 +1,4 @@
-package app
+package agent
 
 import (
 	"context"
@@ -41,18 +41,21 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	e, err := OpenEdge(EdgeConfig{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond})
+	e, err := Open(Config{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Agent.Close()
-	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: "s1", Broker: b.URL(), Router: e.cfg.AdvertiseURL, HealthInterval: 100 * time.Millisecond})
-	host, detach := hostWorkload(e, bearing.Code(), bearing.MustProgram(), sup)
-	defer detach()
+	defer e.Edge.Close()
+	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: "s1", Broker: b.URL(), Router: e.Record().RouterURL, HealthInterval: 100 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { e.Run(ctx); done <- struct{}{} }()
-	go func() { host.run(ctx, e); done <- struct{}{} }()
+	go func() {
+		if err := e.RunWorkload(ctx, bearing.Code(), bearing.MustProgram(), sup); err != nil {
+			t.Error(err)
+		}
+		done <- struct{}{}
+	}()
 	defer func() { cancel(); <-done; <-done }()
 
 	step := func(release string, v modelfleet.DesiredVersion, w *modelfleet.WorkloadRecord) {
@@ -75,6 +78,9 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 
 	step("release/bearing-failure/1", v1, nil)
 	running("1") // the built-in version, once the model is served
+	if err := e.RunWorkload(ctx, bearing.Code(), bearing.MustProgram(), sup); err == nil || !strings.Contains(err.Error(), "already hosts") {
+		t.Errorf("a second workload at the site: %v, want it refused", err)
+	}
 	if _, err := gw.Directory.Finish("release/bearing-failure/1", "bearing-failure", []string{"s1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,6 +131,54 @@ func TestReleaseSwapsWorkloadThroughDesiredState(t *testing.T) {
 		t.Fatal(err)
 	}
 	running("2")
+}
+
+// A workload started after the site applied a revision that carries a
+// workload version runs that version, not the built-in one: the pull loop
+// applies the revision it holds to a workload that joins later.
+func TestWorkloadJoiningLaterRunsTheDesiredVersion(t *testing.T) {
+	dir := t.TempDir()
+	v1 := exampleVersions(t, dir, "1")[0]
+	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Directory.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	w2 := registerSample(t, gw.Directory, "2", "size: 16", "size: 8")
+	if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: "release/bearing-failure/1", Model: "bearing-failure", New: v1, Sites: []string{"s1"}, Workload: &w2}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := workload.StartBroker(workload.BrokerConfig{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	e, err := Open(Config{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, NoSignals: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Edge.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	defer func() { cancel(); <-done; <-done }()
+	go func() { e.Run(ctx); done <- struct{}{} }()
+	waitServing(t, e, "1") // the revision is applied before the workload joins
+
+	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: "s1", Broker: b.URL(), Router: e.Record().RouterURL, HealthInterval: 100 * time.Millisecond})
+	go func() { _ = e.RunWorkload(ctx, bearing.Code(), bearing.MustProgram(), sup); done <- struct{}{} }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if st := sup.Status(); st.Version == "2" && st.State == workload.StateRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workload runs %+v, want the desired version 2", sup.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // registerSample registers the sample manifest as version, with one
