@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // ReleaseStatus reads a release's status: from the workflow's status query
@@ -84,7 +84,7 @@ func ListReleases(ctx context.Context, c client.Client, model string, limit int)
 		if err := modelfleet.ValidateName("model name", model); err != nil {
 			return nil, err
 		}
-		query += fmt.Sprintf(" AND %s = %q", workflows.ModelAttr.GetName(), model)
+		query += fmt.Sprintf(" AND %s = %q", orchestrator.ModelAttr.GetName(), model)
 	}
 	out := []ReleaseSummary{}
 	var token []byte
@@ -110,12 +110,12 @@ func ListReleases(ctx context.Context, c client.Client, model string, limit int)
 func summarize(info *workflowpb.WorkflowExecutionInfo) ReleaseSummary {
 	f := info.GetSearchAttributes().GetIndexedFields()
 	s := ReleaseSummary{
-		Model:     modelfleet.ModelRef{Name: keyword(f, workflows.ModelAttr.GetName()), Version: keyword(f, workflows.VersionAttr.GetName())},
-		State:     stateOf(info.GetStatus(), keyword(f, workflows.StageAttr.GetName())),
+		Model:     modelfleet.ModelRef{Name: keyword(f, orchestrator.ModelAttr.GetName()), Version: keyword(f, orchestrator.VersionAttr.GetName())},
+		State:     stateOf(info.GetStatus(), keyword(f, orchestrator.StageAttr.GetName())),
 		Workflow:  info.GetExecution().GetWorkflowId(),
 		StartedAt: info.GetStartTime().AsTime(),
 	}
-	if w := keyword(f, workflows.WorkloadAttr.GetName()); w != "" {
+	if w := keyword(f, orchestrator.WorkloadAttr.GetName()); w != "" {
 		if ref, err := modelfleet.ParseWorkloadRef(w); err == nil {
 			s.Workload = &ref
 		}
@@ -164,9 +164,9 @@ func StartWorkloadRelease(ctx context.Context, c client.Client, in modelfleet.Wo
 		// Else the SDK hands back the running release as if it were new.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ModelAttr.ValueSet(in.Model),
-			workflows.WorkloadAttr.ValueSet(in.Workload.String()),
-			workflows.StageAttr.ValueSet(modelfleet.StatePending),
+			orchestrator.ModelAttr.ValueSet(in.Model),
+			orchestrator.WorkloadAttr.ValueSet(in.Workload.String()),
+			orchestrator.StageAttr.ValueSet(modelfleet.StatePending),
 		),
 	}
 	run, err := c.ExecuteWorkflow(ctx, opts, modelfleet.WorkloadReleaseWorkflowName, in)

@@ -41,7 +41,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 func main() {
@@ -224,9 +224,9 @@ func start(ctx context.Context, c client.Client, model string, ev event) error {
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ModelAttr.ValueSet(ref.Name),
-			workflows.VersionAttr.ValueSet(ref.Version),
-			workflows.StageAttr.ValueSet(modelfleet.StatePending),
+			orchestrator.ModelAttr.ValueSet(ref.Name),
+			orchestrator.VersionAttr.ValueSet(ref.Version),
+			orchestrator.StageAttr.ValueSet(modelfleet.StatePending),
 		),
 	}
 	_, err := c.ExecuteWorkflow(ctx, opts, modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref, EventID: ev.id})

@@ -18,7 +18,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 const modelName = "bearing-failure"
@@ -289,7 +289,7 @@ func (b *bench) awaitStage(ctx context.Context, ref modelfleet.ModelRef, stage s
 			return err
 		}
 		var got string
-		if p := info.GetSearchAttributes().GetIndexedFields()[workflows.StageAttr.GetName()]; p != nil {
+		if p := info.GetSearchAttributes().GetIndexedFields()[orchestrator.StageAttr.GetName()]; p != nil {
 			_ = converter.GetDefaultDataConverter().FromPayload(p, &got)
 		}
 		if got == stage {
