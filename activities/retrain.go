@@ -10,14 +10,9 @@ import (
 	"math"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 
@@ -219,77 +214,10 @@ func clip(s string, n int) string {
 
 // StaticChampions names each model's champion version outright: for tests,
 // and for a deployment that records its production versions elsewhere.
+// The control plane's is its orchestrator (orchestrator.Temporal.Champion).
 type StaticChampions map[string]string
 
 // Champion returns the named version, "" for none.
 func (s StaticChampions) Champion(_ context.Context, model string) (string, error) {
 	return s[model], nil
-}
-
-// ReleaseHistory finds a model's champion in Temporal: the version of its
-// most recently closed release that succeeded (every site serving it at
-// 100%). A later release that failed, was aborted or rolled back does not
-// change it: the sites kept, or went back to, the champion.
-type ReleaseHistory struct {
-	Client client.Client
-	// MaxScan bounds how many releases of one model are read (default 1000).
-	MaxScan int
-}
-
-// ChampionQuery is the visibility query for a model's succeeded releases.
-func ChampionQuery(model string) string {
-	return fmt.Sprintf("WorkflowType = %q AND %s = %q AND %s = %q AND ExecutionStatus = 'Completed'",
-		modelfleet.ReleaseWorkflowName, modelfleet.SearchAttrModel, model, modelfleet.SearchAttrStage, modelfleet.StateSucceeded)
-}
-
-// Champion returns the version of the latest succeeded release, "" if none.
-func (h ReleaseHistory) Champion(ctx context.Context, model string) (string, error) {
-	if err := modelfleet.ValidateName("model name", model); err != nil {
-		return "", err
-	}
-	limit := h.MaxScan
-	if limit <= 0 {
-		limit = 1000
-	}
-	var best string
-	var bestAt time.Time
-	var token []byte
-	for seen := 0; seen < limit; {
-		resp, err := h.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: ChampionQuery(model), NextPageToken: token, PageSize: 100})
-		if err != nil {
-			return "", fmt.Errorf("list releases of %s: %w", model, err)
-		}
-		for _, info := range resp.GetExecutions() {
-			seen++
-			closed := info.GetCloseTime().AsTime()
-			if best != "" && !closed.After(bestAt) {
-				continue
-			}
-			v := keyword(info.GetSearchAttributes().GetIndexedFields(), modelfleet.SearchAttrVersion)
-			if v == "" { // release/<model>/<version>
-				if parts := strings.SplitN(info.GetExecution().GetWorkflowId(), "/", 3); len(parts) == 3 && parts[1] == model {
-					v = parts[2]
-				}
-			}
-			if v != "" {
-				best, bestAt = v, closed
-			}
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
-		}
-	}
-	return best, nil
-}
-
-func keyword(fields map[string]*commonpb.Payload, name string) string {
-	p, ok := fields[name]
-	if !ok {
-		return ""
-	}
-	var s string
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &s); err != nil {
-		return ""
-	}
-	return s
 }

@@ -17,13 +17,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/mock"
-	"go.temporal.io/api/temporalproto"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/mocks"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -436,54 +432,6 @@ func TestCheckChampion(t *testing.T) {
 	h.registerExample(t, "4", garbage)
 	if c := gate("4", 0); c.Passed || !strings.Contains(c.Reason, "does not load") {
 		t.Errorf("garbage: %+v", c)
-	}
-}
-
-// The champion is the version of the latest release that succeeded.
-func TestReleaseHistoryChampion(t *testing.T) {
-	// Pages as the visibility store answers them ("IjMi" is the JSON
-	// payload "3"; the last execution has no version attribute).
-	page := func(js string) *workflowservice.ListWorkflowExecutionsResponse {
-		var r workflowservice.ListWorkflowExecutionsResponse
-		if err := (temporalproto.CustomJSONUnmarshalOptions{}).Unmarshal([]byte(js), &r); err != nil {
-			t.Fatal(err)
-		}
-		return &r
-	}
-	version := func(b64, closed string) string {
-		return `{"closeTime":"` + closed + `","searchAttributes":{"indexedFields":{"ModelfleetVersion":{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"` + b64 + `"}}}}`
-	}
-	first := page(`{"nextPageToken":"cDI=","executions":[` + version("IjMi", "2026-03-01T09:00:00Z") + `,` + version("IjUi", "2026-03-01T12:00:00Z") + `]}`)
-	second := page(`{"executions":[` + version("IjQi", "2026-03-01T10:00:00Z") +
-		`,{"execution":{"workflowId":"release/bearing-failure/6"},"closeTime":"2026-03-01T11:00:00Z"}]}`)
-	c := mocks.NewClient(t)
-	var queries []string
-	c.On("ListWorkflow", mock.Anything, mock.Anything).Return(func(_ context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
-		queries = append(queries, req.GetQuery())
-		if len(req.GetNextPageToken()) == 0 {
-			return first, nil
-		}
-		return second, nil
-	})
-	v, err := ReleaseHistory{Client: c}.Champion(context.Background(), model)
-	if err != nil || v != "5" {
-		t.Errorf("champion = %q, %v; want 5 (the latest to close)", v, err)
-	}
-	want := `WorkflowType = "Release" AND ModelfleetModel = "bearing-failure" AND ModelfleetStage = "succeeded" AND ExecutionStatus = 'Completed'`
-	if len(queries) != 2 || queries[0] != want {
-		t.Errorf("queries = %q", queries)
-	}
-	// Without the attribute, the version comes from the workflow ID.
-	if got := keyword(second.Executions[1].GetSearchAttributes().GetIndexedFields(), modelfleet.SearchAttrVersion); got != "" {
-		t.Errorf("keyword of a missing attribute = %q", got)
-	}
-	c2 := mocks.NewClient(t)
-	c2.On("ListWorkflow", mock.Anything, mock.Anything).Return(page(`{"executions":[{"execution":{"workflowId":"release/bearing-failure/6"},"closeTime":"2026-03-01T11:00:00Z"}]}`), nil)
-	if v, err := (ReleaseHistory{Client: c2}).Champion(context.Background(), model); err != nil || v != "6" {
-		t.Errorf("champion from the workflow id = %q, %v", v, err)
-	}
-	if _, err := (ReleaseHistory{Client: c}).Champion(context.Background(), "bad name"); err == nil {
-		t.Error("an invalid model name was queried")
 	}
 }
 

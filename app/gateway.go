@@ -14,6 +14,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/telemetry"
 )
@@ -79,7 +80,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	reg := telemetry.NewRegistry()
 	mux := http.NewServeMux()
-	disp := events.NewTemporalDispatcher(cfg.Temporal, log, reg)
+	disp := events.NewTemporalDispatcher(orchestrator.New(cfg.Temporal), log, reg)
 	disp.DriftMonitors = cfg.DriftMonitors
 	disp.Retrain = cfg.Retrain
 	var webhook http.Handler = events.NewHandler(disp, events.HandlerOptions{Logger: log, Registerer: reg})

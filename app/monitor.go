@@ -9,14 +9,13 @@ import (
 	"strings"
 	"sync"
 
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/drift"
-	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/httpjson"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/signals"
 )
@@ -26,8 +25,11 @@ type MonitorConfig struct {
 	// Queue is where the sites' signal messages arrive: the embedded
 	// queue, or Service Bus in Azure mode.
 	Queue queue.Receiver
-	// Temporal receives what the verdicts trigger.
+	// Temporal receives what the verdicts trigger, through
+	// orchestrator.New(Temporal).
 	Temporal client.Client
+	// Orchestrator, if set, is used instead of Temporal.
+	Orchestrator modelfleet.Orchestrator
 	// Directory holds the baselines the validation step stored.
 	Directory *fleet.Client
 	// Retrain is the input a retraining started by drift gets (debounce,
@@ -51,13 +53,16 @@ type Monitor struct {
 // DatasetDriftDetected takes; every breach of a version is also sent to
 // that version's running release, which rolls back if it is baking there.
 func NewMonitor(cfg MonitorConfig) (*Monitor, error) {
-	if cfg.Queue == nil || cfg.Temporal == nil || cfg.Directory == nil {
+	if cfg.Orchestrator == nil && cfg.Temporal != nil {
+		cfg.Orchestrator = orchestrator.New(cfg.Temporal)
+	}
+	if cfg.Queue == nil || cfg.Orchestrator == nil || cfg.Directory == nil {
 		return nil, errors.New("monitor: queue, Temporal client and directory are required")
 	}
 	log := orDefault(cfg.Logger).With("component", "monitor")
 	opts := cfg.Drift
 	opts.Baselines = &directoryBaselines{dir: cfg.Directory}
-	opts.Sink = &verdictSink{c: cfg.Temporal, dir: cfg.Directory, retrain: cfg.Retrain, log: log}
+	opts.Sink = &verdictSink{o: cfg.Orchestrator, dir: cfg.Directory, retrain: cfg.Retrain, log: log}
 	opts.Logger = log
 	m, err := drift.NewMonitor(opts)
 	if err != nil {
@@ -115,7 +120,7 @@ func (d *directoryBaselines) Baseline(ctx context.Context, model, version string
 
 // verdictSink turns verdicts into workflow signals.
 type verdictSink struct {
-	c       client.Client
+	o       modelfleet.Orchestrator
 	dir     *fleet.Client
 	retrain modelfleet.RetrainInput
 	log     *slog.Logger
@@ -153,18 +158,18 @@ func (s *verdictSink) toRelease(ctx context.Context, v drift.Verdict) error {
 		DataDrift: v.DataDrift, PredictionDrift: v.PredictionDrift, QualityBreached: v.QualityBreached,
 	}
 	for _, id := range ids {
-		err := s.c.SignalWorkflow(ctx, id, "", modelfleet.SignalMonitorVerdict, sig)
-		var notFound *serviceerror.NotFound
-		if err != nil && !errors.As(err, &notFound) {
+		err := s.o.SignalVerdict(ctx, id, sig)
+		if err != nil && modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
 			return fmt.Errorf("monitor: signal %s: %w", id, err)
 		}
 	}
 	return nil
 }
 
-// toRetrain signal-with-starts the model's retraining workflow; the verdict
-// ID is the trigger's event ID, so a verdict notified twice (after a
-// transient failure) is dropped there.
+// toRetrain signal-with-starts the model's retraining workflow
+// (Orchestrator.TriggerRetrain, as the gateway does for Azure ML's drift
+// events); the verdict ID is the trigger's event ID, so a verdict notified
+// twice (after a transient failure) is dropped there.
 func (s *verdictSink) toRetrain(ctx context.Context, v drift.Verdict) error {
 	coef := 0.0
 	for _, f := range v.Features {
@@ -174,8 +179,7 @@ func (s *verdictSink) toRetrain(ctx context.Context, v drift.Verdict) error {
 		Reason: modelfleet.ReasonEdgeDrift, Source: "modelfleet-monitor/" + v.Site, EventID: v.ID, Model: v.Model,
 		DriftCoefficient: coef, Monitor: strings.TrimSpace(v.Reason), Time: v.WindowEnd,
 	}
-	in := s.retrain
-	if _, err := events.StartRetrain(ctx, s.c, in, t); err != nil {
+	if _, err := s.o.TriggerRetrain(ctx, s.retrain, t); err != nil {
 		return fmt.Errorf("monitor: trigger retraining of %s: %w", v.Model, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/training"
 )
 
@@ -33,11 +34,12 @@ func devRetraining(dataDir string, c client.Client, log *slog.Logger) (*activiti
 		return nil, err
 	}
 	local := &training.Local{Root: filepath.Join(root, "runs"), Dir: cwd, Logger: log.With("component", "training")}
+	o := orchestrator.New(c)
 	local.OnExit = func(ref modelfleet.RunRef, st modelfleet.JobStatus) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		rs := modelfleet.RunStatus{Model: ref.Model, RunID: ref.ID, Status: st.Status, EventID: "local/" + ref.ID + "/" + st.Status, Time: time.Now().UTC()}
-		if err := c.SignalWorkflow(ctx, modelfleet.RetrainWorkflowID(ref.Model), "", modelfleet.RunStatusSignal, rs); err != nil {
+		if err := o.SignalRunStatus(ctx, rs); err != nil {
 			log.Warn("signal retraining run status; the poll will see it", "model", ref.Model, "run", ref.ID, "error", err)
 		}
 	}

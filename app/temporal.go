@@ -14,7 +14,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // TemporalVersion is the Temporal CLI the Makefile builds from the Go module
@@ -92,7 +92,7 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*TemporalServer, err
 		"--sqlite-pragma", "journal_mode=wal",
 		"--log-level", "warn",
 	}
-	for _, sa := range workflows.SearchAttributeTypes() {
+	for _, sa := range orchestrator.SearchAttributeTypes() {
 		args = append(args, "--search-attribute", sa)
 	}
 	cmd := exec.Command(o.Binary, args...)

@@ -12,6 +12,7 @@ import (
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/drivers"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
 )
@@ -65,7 +66,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		rt.Registry = reg
 	}
 	if rt.Champions == nil {
-		rt.Champions = activities.ReleaseHistory{Client: cfg.Temporal}
+		rt.Champions = orchestrator.New(cfg.Temporal)
 	}
 	w := workers.NewCloud(cfg.Temporal, a, rt)
 	if err := w.Start(); err != nil {

@@ -1,7 +1,8 @@
 // Package events receives Azure Machine Learning system events from Azure
 // Event Grid, pushed to a webhook (NewHandler, wrapped in Authenticate) or
-// pulled from an Event Grid namespace (Puller), and turns them into Temporal
-// workflow starts and signals (TemporalDispatcher): a release per registered
+// pulled from an Event Grid namespace (Puller), and turns them into workflow
+// starts and signals through a modelfleet.Orchestrator (TemporalDispatcher;
+// package orchestrator talks to Temporal): a release per registered
 // model version, a coalesced retraining per model on drift, run statuses to
 // the retraining that waits for them. docs/events.md is the contract.
 //

@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/messaging"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/orchestrator/orchestratortest"
 )
 
 // addSeeds seeds a fuzz target with every sample payload under testdata and
@@ -281,7 +282,7 @@ func FuzzFromCloudEvent(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"/s","type":"T","data_base64":"AAEC"}`))
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"/s","type":"Microsoft.MachineLearningServices.RunStatusChanged","data":{"runId":"r","runStatus":"Failed","runTags":{"azureml_modelmonitor_threshold_breached":"The signal 'a--b' has failed"}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		d := &TemporalDispatcher{Client: &fakeTemporal{}, Logger: quietLogger()}
+		d := &TemporalDispatcher{Orchestrator: &orchestratortest.Fake{}, Logger: quietLogger()}
 		var ce messaging.CloudEvent
 		if ce.UnmarshalJSON(body) != nil {
 			return // the SDK fails the whole receive: nothing to settle

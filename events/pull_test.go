@@ -15,10 +15,10 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/messaging"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
-	"go.temporal.io/api/serviceerror"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events/internal/nsfake"
+	"github.com/modelfleet/modelfleet/orchestrator/orchestratortest"
 )
 
 const nsKey = "namespace-key"
@@ -131,8 +131,8 @@ func TestPullRejectsMalformed(t *testing.T) {
 		json.RawMessage(`{"specversion":"1.0","id":"binary","source":"/s","type":"Microsoft.MachineLearningServices.ModelRegistered","data_base64":"AAEC"}`),
 		registeredCE("good"),
 	)
-	f := &fakeTemporal{}
-	p := puller(c, &TemporalDispatcher{Client: f, Logger: quietLogger()}, PullOptions{})
+	f := &orchestratortest.Fake{}
+	p := puller(c, &TemporalDispatcher{Orchestrator: f, Logger: quietLogger()}, PullOptions{})
 	if _, err := p.PullOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +144,8 @@ func TestPullRejectsMalformed(t *testing.T) {
 	if got := fake.Acked(); !slices.Equal(got, []string{"good"}) {
 		t.Errorf("acked %v, want [good]", got)
 	}
-	if len(f.calls) != 1 {
-		t.Errorf("temporal calls = %d, want 1 (only the good event)", len(f.calls))
+	if len(f.Calls()) != 1 {
+		t.Errorf("temporal calls = %d, want 1 (only the good event)", len(f.Calls()))
 	}
 }
 
@@ -170,8 +170,8 @@ func TestPullRenewsLocksWhileDispatchIsSlow(t *testing.T) {
 func TestPullAcknowledgesNothingWhenTemporalFails(t *testing.T) {
 	fake, c := namespace(t, nsKey)
 	fake.Publish(registeredCE("a"), registeredCE("b"))
-	f := &fakeTemporal{err: serviceerror.NewUnavailable("frontend down")}
-	p := puller(c, &TemporalDispatcher{Client: f, Logger: quietLogger()}, PullOptions{})
+	f := &orchestratortest.Fake{Err: errors.New("frontend down")}
+	p := puller(c, &TemporalDispatcher{Orchestrator: f, Logger: quietLogger()}, PullOptions{})
 	if _, err := p.PullOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}

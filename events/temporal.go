@@ -2,29 +2,17 @@ package events
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
 )
 
-// Search attributes set on a workflow at start, so it can be listed by model
-// (and stage) before it runs. The workflows keep them up to date.
-var (
-	modelKey   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrModel)
-	versionKey = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrVersion)
-	stageKey   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrStage)
-)
-
-// TemporalDispatcher is the Dispatcher of the gateway. What each Azure ML
-// event does (docs/events.md keeps the same table):
+// TemporalDispatcher is the Dispatcher of the gateway: each event becomes a
+// call of its Orchestrator (orchestrator.Temporal in the gateway). What
+// each Azure ML event does (docs/events.md keeps the same table):
 //
 //   - ModelRegistered starts the release workflow of that model version;
 //   - DatasetDriftDetected, and a RunStatusChanged carrying MonitorBreachTag,
@@ -35,8 +23,9 @@ var (
 //   - ModelDeployed is logged for audit; other runs and unknown types are
 //     acknowledged and counted.
 type TemporalDispatcher struct {
-	Client client.Client
-	Logger *slog.Logger // nil: slog.Default()
+	// Orchestrator starts and signals the workflows.
+	Orchestrator modelfleet.Orchestrator
+	Logger       *slog.Logger // nil: slog.Default()
 	// Counter counts events by type and result; nil: not counted.
 	// NewTemporalDispatcher makes and registers it.
 	Counter *prometheus.CounterVec
@@ -54,8 +43,8 @@ type TemporalDispatcher struct {
 
 // NewTemporalDispatcher returns a dispatcher whose counter is registered on
 // reg (nil: counted but not registered).
-func NewTemporalDispatcher(c client.Client, logger *slog.Logger, reg prometheus.Registerer) *TemporalDispatcher {
-	return &TemporalDispatcher{Client: c, Logger: logger, Counter: newDispatchCounter(reg)}
+func NewTemporalDispatcher(o modelfleet.Orchestrator, logger *slog.Logger, reg prometheus.Registerer) *TemporalDispatcher {
+	return &TemporalDispatcher{Orchestrator: o, Logger: logger, Counter: newDispatchCounter(reg)}
 }
 
 // Dispatch implements Dispatcher. It returns nil for every event it does
@@ -128,56 +117,30 @@ func (d *TemporalDispatcher) run(ctx context.Context, log *slog.Logger, ev Event
 }
 
 // triggerRetrain signal-with-starts the model's retraining workflow
-// (StartRetrain) for an event.
+// (Orchestrator.TriggerRetrain) for an event.
 func (d *TemporalDispatcher) triggerRetrain(ctx context.Context, log *slog.Logger, ev Event, t modelfleet.RetrainTrigger) error {
 	log = log.With("workflow_id", modelfleet.RetrainWorkflowID(t.Model), "reason", t.Reason)
-	run, err := StartRetrain(ctx, d.Client, d.Retrain, t)
+	run, err := d.Orchestrator.TriggerRetrain(ctx, d.Retrain, t)
 	if err != nil {
-		d.count(ev, "error")
-		return err
+		return d.failed(ev, err)
 	}
-	log.Info("retraining triggered", "run_id", run.GetRunID(), "monitor", clip(t.Monitor))
+	log.Info("retraining triggered", "run_id", run.RunID, "monitor", clip(t.Monitor))
 	d.count(ev, "triggered")
 	return nil
-}
-
-// StartRetrain signal-with-starts the model's retraining workflow: a
-// running one receives the trigger (repeated drift coalesces there, and it
-// drops a redelivered trigger by its event ID); otherwise a new one starts
-// with in (its debounce and cooldown) and the trigger. The gateway's
-// Azure ML events and modelfleet's own drift monitor both come this way.
-func StartRetrain(ctx context.Context, c client.Client, in modelfleet.RetrainInput, t modelfleet.RetrainTrigger) (client.WorkflowRun, error) {
-	in.Model, in.State = t.Model, nil
-	opts := client.StartWorkflowOptions{
-		ID:        modelfleet.RetrainWorkflowID(t.Model),
-		TaskQueue: modelfleet.CloudTaskQueue,
-		// A closed retraining workflow is idle history: a new drift starts
-		// a new one under the same ID.
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			modelKey.ValueSet(t.Model),
-			stageKey.ValueSet(modelfleet.RetrainCollecting),
-		),
-	}
-	return c.SignalWithStartWorkflow(ctx, opts.ID, modelfleet.RetrainTriggerSignal, t, opts, modelfleet.RetrainWorkflowName, in)
 }
 
 // signalRunStatus tells a retraining workflow about its job. With no such
 // workflow running there is nobody to tell: acknowledged, not retried.
 func (d *TemporalDispatcher) signalRunStatus(ctx context.Context, log *slog.Logger, ev Event, s modelfleet.RunStatus) error {
-	id := modelfleet.RetrainWorkflowID(s.Model)
-	log = log.With("workflow_id", id, "status", clip(s.Status))
-	err := d.Client.SignalWorkflow(ctx, id, "", modelfleet.RunStatusSignal, s)
-	var notFound *serviceerror.NotFound
+	log = log.With("workflow_id", modelfleet.RetrainWorkflowID(s.Model), "status", clip(s.Status))
+	err := d.Orchestrator.SignalRunStatus(ctx, s)
 	switch {
-	case errors.As(err, &notFound):
+	case modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND:
 		log.Info("retraining run status for no running workflow; acknowledged")
 		d.count(ev, "no_workflow")
 		return nil
 	case err != nil:
-		d.count(ev, "error")
-		return err
+		return d.failed(ev, err)
 	}
 	log.Info("retraining run status signaled")
 	d.count(ev, "signaled")
@@ -208,46 +171,41 @@ func (d *TemporalDispatcher) logUnknown(log *slog.Logger, typ string) {
 	}
 }
 
-// startRelease starts the release workflow. Its ID is derived from the model
-// reference, and the policies make a redelivered event harmless: a running
-// release is reused (USE_EXISTING), a closed one is not run again
-// (REJECT_DUPLICATE), which Temporal reports as WorkflowExecutionAlreadyStarted.
+// startRelease starts the release workflow (Orchestrator.StartRelease). A
+// redelivered event is harmless: a running release is reused, and one that
+// already ran is not run again (ECONFLICT), which is acknowledged.
 func (d *TemporalDispatcher) startRelease(ctx context.Context, log *slog.Logger, ev Event) error {
 	reg, err := DecodeModelRegistered(ev)
 	if err != nil {
 		d.count(ev, "invalid")
 		return err
 	}
-	opts := client.StartWorkflowOptions{
-		ID:                       modelfleet.ReleaseWorkflowID(reg.Model),
-		TaskQueue:                modelfleet.CloudTaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		// Without it the SDK hides a closed duplicate behind a handle to the
-		// old run; with it the duplicate is seen, and logged as such.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			modelKey.ValueSet(reg.Model.Name),
-			versionKey.ValueSet(reg.Model.Version),
-			stageKey.ValueSet(modelfleet.StatePending),
-		),
-	}
 	in := modelfleet.ReleaseInput{Model: reg.Model, Tags: reg.Tags, Properties: reg.Properties, EventID: ev.ID}
-	log = log.With("workflow_id", opts.ID)
-	run, err := d.Client.ExecuteWorkflow(ctx, opts, modelfleet.ReleaseWorkflowName, in)
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	log = log.With("workflow_id", modelfleet.ReleaseWorkflowID(reg.Model))
+	run, err := d.Orchestrator.StartRelease(ctx, in)
 	switch {
-	case errors.As(err, &started):
+	case modelfleet.ErrorCode(err) == modelfleet.ECONFLICT:
 		log.Info("release already ran; duplicate event acknowledged")
 		d.count(ev, "already_ran")
 		return nil
 	case err != nil:
-		d.count(ev, "error")
-		return err
+		return d.failed(ev, err)
 	}
-	log.Info("release started", "run_id", run.GetRunID())
+	log.Info("release started", "run_id", run.RunID)
 	d.count(ev, "started")
 	return nil
+}
+
+// failed counts an event the orchestrator refused or failed and returns
+// the error: EINVALID (the event can never succeed) is "invalid", anything
+// else "error".
+func (d *TemporalDispatcher) failed(ev Event, err error) error {
+	if modelfleet.ErrorCode(err) == modelfleet.EINVALID {
+		d.count(ev, "invalid")
+	} else {
+		d.count(ev, "error")
+	}
+	return err
 }
 
 func (d *TemporalDispatcher) count(ev Event, result string) {

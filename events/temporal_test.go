@@ -7,65 +7,30 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stretchr/testify/mock"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/mocks"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/orchestrator/orchestratortest"
 )
 
-// startCall expects one ExecuteWorkflow and captures its options and input.
-func startCall(c *mocks.Client, opts *client.StartWorkflowOptions, in *modelfleet.ReleaseInput) *mock.Call {
-	return c.On("ExecuteWorkflow", mock.Anything, mock.Anything, modelfleet.ReleaseWorkflowName, mock.Anything).
-		Run(func(args mock.Arguments) {
-			*opts = args.Get(1).(client.StartWorkflowOptions)
-			*in = args.Get(3).(modelfleet.ReleaseInput)
-		}).Once()
-}
+// The options Temporal gets (ID-reuse policies, search attributes) are
+// orchestrator's tests; these check what the dispatcher asks of the
+// orchestrator and how it answers Event Grid.
 
 func TestTemporalDispatcherStartsRelease(t *testing.T) {
-	c := mocks.NewClient(t)
-	run := mocks.NewWorkflowRun(t)
-	run.On("GetRunID").Return("run-1").Maybe()
-	var opts client.StartWorkflowOptions
-	var in modelfleet.ReleaseInput
-	startCall(c, &opts, &in).Return(run, nil)
+	f := &orchestratortest.Fake{}
 	reg := prometheus.NewRegistry()
-	d := NewTemporalDispatcher(c, quietLogger(), reg)
+	d := NewTemporalDispatcher(f, quietLogger(), reg)
 
 	ev := first(t, "eventgrid_model_registered_sample.json", ctJSON)
 	if err := d.Dispatch(context.Background(), ev); err != nil {
 		t.Fatalf("Dispatch: %v", err)
 	}
+	c := only(t, f)
 	ref := modelfleet.ModelRef{Name: "sklearn_regression_model", Version: "20"}
-	if got, want := opts.ID, "release/sklearn_regression_model/20"; got != want {
-		t.Errorf("workflow ID = %q, want %q", got, want)
+	if c.Method != orchestratortest.StartRelease || c.WorkflowID != "release/sklearn_regression_model/20" {
+		t.Errorf("call = %s %s, want StartRelease release/sklearn_regression_model/20", c.Method, c.WorkflowID)
 	}
-	if got, want := opts.ID, modelfleet.ReleaseWorkflowID(ref); got != want {
-		t.Errorf("workflow ID = %q, want %q", got, want)
-	}
-	if got, want := opts.TaskQueue, modelfleet.CloudTaskQueue; got != want {
-		t.Errorf("task queue = %q, want %q", got, want)
-	}
-	if got, want := opts.WorkflowIDReusePolicy, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE; got != want {
-		t.Errorf("reuse policy = %v, want %v", got, want)
-	}
-	if got, want := opts.WorkflowIDConflictPolicy, enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING; got != want {
-		t.Errorf("conflict policy = %v, want %v", got, want)
-	}
-	if !opts.WorkflowExecutionErrorWhenAlreadyStarted {
-		t.Errorf("WorkflowExecutionErrorWhenAlreadyStarted = false, want true")
-	}
-	// The names are literal here: the Temporal server registers them and
-	// the UI filters on them, so renaming one is a breaking change.
-	for name, want := range map[string]string{"ModelfleetModel": ref.Name, "ModelfleetVersion": ref.Version, "ModelfleetStage": "pending"} {
-		if got, _ := opts.TypedSearchAttributes.GetKeyword(temporal.NewSearchAttributeKeyKeyword(name)); got != want {
-			t.Errorf("search attribute %s = %q, want %q", name, got, want)
-		}
-	}
+	in := c.Input.(modelfleet.ReleaseInput)
 	if got, want := in.Model, ref; got != want {
 		t.Errorf("input model = %v, want %v", got, want)
 	}
@@ -78,44 +43,72 @@ func TestTemporalDispatcherStartsRelease(t *testing.T) {
 	if got, want := in.Properties, map[string]string{"type": "test"}; !maps.Equal(got, want) {
 		t.Errorf("input properties = %v, want %v", got, want)
 	}
+	if in.Resume != nil {
+		t.Errorf("input resume = %s, want none", in.Resume)
+	}
 	if got, want := counters(t, reg, "modelfleet_events_dispatched_total")[modelfleet.EventModelRegistered+"/started"], 1.0; got != want {
 		t.Errorf("dispatched_total{started} = %v, want %v", got, want)
 	}
 }
 
-func TestTemporalDispatcherAlreadyStartedIsSuccess(t *testing.T) {
-	c := mocks.NewClient(t)
-	var opts client.StartWorkflowOptions
-	var in modelfleet.ReleaseInput
-	startCall(c, &opts, &in).Return(nil, serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req", "run-0"))
-	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
-	if err := d.Dispatch(context.Background(), first(t, "eventgrid_model_registered.json", ctJSON)); err != nil {
-		t.Fatalf("Dispatch = %v, want nil for a release that already ran", err)
+// A redelivered ModelRegistered is success whether its release still runs
+// (reused) or already ran (ECONFLICT, counted as such).
+func TestTemporalDispatcherRedeliveryIsSuccess(t *testing.T) {
+	ev := first(t, "eventgrid_model_registered.json", ctJSON)
+	id := "release/sklearn_regression_model/3"
+	for _, tt := range []struct {
+		name   string
+		before func(*orchestratortest.Fake)
+		result string
+	}{
+		{"still running", func(f *orchestratortest.Fake) { f.SetRunning(id) }, "started"},
+		{"already ran", func(f *orchestratortest.Fake) { f.Close(id) }, "already_ran"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &orchestratortest.Fake{}
+			tt.before(f)
+			reg := prometheus.NewRegistry()
+			d := NewTemporalDispatcher(f, quietLogger(), reg)
+			if err := d.Dispatch(context.Background(), ev); err != nil {
+				t.Fatalf("Dispatch = %v, want nil for a redelivered event", err)
+			}
+			if c := only(t, f); c.Method != orchestratortest.StartRelease || c.WorkflowID != id {
+				t.Errorf("call = %s %s", c.Method, c.WorkflowID)
+			}
+			if got := counters(t, reg, "modelfleet_events_dispatched_total")[ev.Type+"/"+tt.result]; got != 1 {
+				t.Errorf("dispatched_total{%s} = %v, want 1", tt.result, got)
+			}
+		})
 	}
 }
 
 func TestTemporalDispatcherTransientError(t *testing.T) {
-	c := mocks.NewClient(t)
-	var opts client.StartWorkflowOptions
-	var in modelfleet.ReleaseInput
-	unavailable := serviceerror.NewUnavailable("frontend down")
-	startCall(c, &opts, &in).Return(nil, unavailable)
-	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
-	err := d.Dispatch(context.Background(), first(t, "cloudevent_model_registered.json", ctCloud))
+	unavailable := errors.New("frontend down")
+	f := &orchestratortest.Fake{Err: unavailable}
+	reg := prometheus.NewRegistry()
+	d := NewTemporalDispatcher(f, quietLogger(), reg)
+	ev := first(t, "cloudevent_model_registered.json", ctCloud)
+	err := d.Dispatch(context.Background(), ev)
 	if !errors.Is(err, unavailable) {
 		t.Fatalf("Dispatch = %v, want %v", err, unavailable)
 	}
 	if got, want := modelfleet.ErrorCode(err), modelfleet.EINTERNAL; got != want {
 		t.Errorf("code = %q, want %q (transient: the handler answers 503)", got, want)
 	}
+	if got := counters(t, reg, "modelfleet_events_dispatched_total")[ev.Type+"/error"]; got != 1 {
+		t.Errorf("dispatched_total{error} = %v, want 1", got)
+	}
 }
 
 func TestTemporalDispatcherInvalidModelRegistered(t *testing.T) {
-	c := mocks.NewClient(t) // no calls expected
-	d := &TemporalDispatcher{Client: c, Logger: quietLogger()}
+	f := &orchestratortest.Fake{}
+	d := &TemporalDispatcher{Orchestrator: f, Logger: quietLogger()}
 	err := d.Dispatch(context.Background(), registered(`{"modelVersion":"1"}`))
 	if got, want := modelfleet.ErrorCode(err), modelfleet.EINVALID; got != want {
 		t.Fatalf("code = %q, want %q (%v)", got, want, err)
+	}
+	if calls := f.Calls(); len(calls) != 0 {
+		t.Errorf("calls = %+v, want none", calls)
 	}
 }
 
@@ -137,13 +130,16 @@ func TestTemporalDispatcherAcknowledgesOtherTypes(t *testing.T) {
 	// Malformed data of a type we only log is acknowledged too.
 	evs = append(evs, Event{ID: "x", Type: modelfleet.EventModelDeployed, Data: []byte(`[]`)})
 
-	c := mocks.NewClient(t) // no call must reach Temporal
+	f := &orchestratortest.Fake{} // no call must reach the orchestrator
 	reg := prometheus.NewRegistry()
-	d := NewTemporalDispatcher(c, quietLogger(), reg)
+	d := NewTemporalDispatcher(f, quietLogger(), reg)
 	for _, ev := range evs {
 		if err := d.Dispatch(context.Background(), ev); err != nil {
 			t.Errorf("Dispatch(%s) = %v, want nil", ev.Type, err)
 		}
+	}
+	if calls := f.Calls(); len(calls) != 0 {
+		t.Errorf("calls = %+v, want none", calls)
 	}
 	counts := counters(t, reg, "modelfleet_events_dispatched_total")
 	for labels, want := range map[string]float64{
@@ -158,47 +154,41 @@ func TestTemporalDispatcherAcknowledgesOtherTypes(t *testing.T) {
 	}
 }
 
-// The handler and the Temporal dispatcher together: Event Grid's view.
+// The handler and the dispatcher together: Event Grid's view.
 func TestHandlerWithTemporalDispatcher(t *testing.T) {
+	const id = "release/sklearn_regression_model/3"
 	tests := []struct {
 		name   string
 		file   string
-		start  error // what Temporal answers; nil: no start expected if status != 200
-		calls  bool
+		fake   func() *orchestratortest.Fake
+		calls  int
 		status int
 	}{
-		{"started", "eventgrid_model_registered.json", nil, true, 200},
+		{"started", "eventgrid_model_registered.json", func() *orchestratortest.Fake { return &orchestratortest.Fake{} }, 1, 200},
 		{"redelivered after the release closed", "eventgrid_model_registered.json",
-			serviceerror.NewWorkflowExecutionAlreadyStarted("already started", "req", "run-0"), true, 200},
-		{"temporal unavailable", "eventgrid_model_registered.json", serviceerror.NewUnavailable("down"), true, 503},
-		{"runs not submitted by modelfleet", "eventgrid_run_status_changed.json", nil, false, 200},
-		{"drift of a monitor naming no model", "eventgrid_dataset_drift_detected.json", nil, false, 400},
+			func() *orchestratortest.Fake { f := &orchestratortest.Fake{}; f.Close(id); return f }, 1, 200},
+		{"temporal unavailable", "eventgrid_model_registered.json",
+			func() *orchestratortest.Fake { return &orchestratortest.Fake{Err: errors.New("down")} }, 1, 503},
+		{"runs not submitted by modelfleet", "eventgrid_run_status_changed.json", func() *orchestratortest.Fake { return &orchestratortest.Fake{} }, 0, 200},
+		{"drift of a monitor naming no model", "eventgrid_dataset_drift_detected.json", func() *orchestratortest.Fake { return &orchestratortest.Fake{} }, 0, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := mocks.NewClient(t)
-			if tt.calls {
-				run := mocks.NewWorkflowRun(t)
-				run.On("GetRunID").Return("run-1").Maybe()
-				var opts client.StartWorkflowOptions
-				var in modelfleet.ReleaseInput
-				if tt.start != nil {
-					startCall(c, &opts, &in).Return(nil, tt.start)
-				} else {
-					startCall(c, &opts, &in).Return(run, nil)
-				}
-			}
-			h := NewHandler(&TemporalDispatcher{Client: c, Logger: quietLogger()}, HandlerOptions{Logger: quietLogger()})
+			f := tt.fake()
+			h := NewHandler(&TemporalDispatcher{Orchestrator: f, Logger: quietLogger()}, HandlerOptions{Logger: quietLogger()})
 			w := post(h, ctJSON, load(t, tt.file))
 			if got, want := w.Code, tt.status; got != want {
 				t.Errorf("status = %d, want %d (%s)", got, want, w.Body)
+			}
+			if got := len(f.Calls()); got != tt.calls {
+				t.Errorf("%d calls, want %d: %+v", got, tt.calls, f.Calls())
 			}
 		})
 	}
 
 	// Data without a model name can never start a release: 400, no start.
-	c := mocks.NewClient(t)
-	h := NewHandler(&TemporalDispatcher{Client: c, Logger: quietLogger()}, HandlerOptions{Logger: quietLogger()})
+	f := &orchestratortest.Fake{}
+	h := NewHandler(&TemporalDispatcher{Orchestrator: f, Logger: quietLogger()}, HandlerOptions{Logger: quietLogger()})
 	body := `[{"id":"e1","eventType":"Microsoft.MachineLearningServices.ModelRegistered","subject":"models/x:1","eventTime":"2026-01-01T00:00:00Z","data":{"modelVersion":"1"}}]`
 	w := post(h, ctJSON, []byte(body))
 	if got, want := w.Code, 400; got != want {
@@ -206,5 +196,51 @@ func TestHandlerWithTemporalDispatcher(t *testing.T) {
 	}
 	if got, want := decodeBody(t, w)["message"], `event[0] (id "e1"): ModelRegistered data: missing "modelName"`; got != want {
 		t.Errorf("message = %q, want %q", got, want)
+	}
+	if calls := f.Calls(); len(calls) != 0 {
+		t.Errorf("calls = %+v, want none", calls)
+	}
+}
+
+// How the dispatcher maps each of the orchestrator's error codes, on each
+// path that calls it: Event Grid's status and the counter's result.
+func TestOrchestratorErrorsMapToStatus(t *testing.T) {
+	files := map[string]string{
+		orchestratortest.StartRelease:    "eventgrid_model_registered.json",
+		orchestratortest.TriggerRetrain:  "eventgrid_dataset_drift_detected_model.json",
+		orchestratortest.SignalRunStatus: "eventgrid_run_completed_retrain.json",
+	}
+	tests := []struct {
+		method string
+		err    error
+		status int
+		result string
+	}{
+		{orchestratortest.StartRelease, modelfleet.Errorf(modelfleet.ECONFLICT, "already ran"), 200, "already_ran"},
+		{orchestratortest.StartRelease, modelfleet.Errorf(modelfleet.EINVALID, "bad"), 400, "invalid"},
+		{orchestratortest.StartRelease, errors.New("down"), 503, "error"},
+		{orchestratortest.TriggerRetrain, modelfleet.Errorf(modelfleet.EINVALID, "bad"), 400, "invalid"},
+		{orchestratortest.TriggerRetrain, errors.New("down"), 503, "error"},
+		{orchestratortest.SignalRunStatus, modelfleet.Errorf(modelfleet.ENOTFOUND, "not running"), 200, "no_workflow"},
+		{orchestratortest.SignalRunStatus, modelfleet.Errorf(modelfleet.EINVALID, "bad"), 400, "invalid"},
+		{orchestratortest.SignalRunStatus, errors.New("down"), 503, "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+"/"+tt.result+"/"+modelfleet.ErrorCode(tt.err), func(t *testing.T) {
+			f := &orchestratortest.Fake{Errs: map[string]error{tt.method: tt.err}}
+			reg := prometheus.NewRegistry()
+			h := NewHandler(NewTemporalDispatcher(f, quietLogger(), reg), HandlerOptions{Logger: quietLogger()})
+			w := post(h, ctJSON, load(t, files[tt.method]))
+			if w.Code != tt.status {
+				t.Errorf("status = %d, want %d (%s)", w.Code, tt.status, w.Body)
+			}
+			if c := only(t, f); c.Method != tt.method {
+				t.Errorf("call = %s, want %s", c.Method, tt.method)
+			}
+			typ := first(t, files[tt.method], ctJSON).Type
+			if got := counters(t, reg, "modelfleet_events_dispatched_total")[typ+"/"+tt.result]; got != 1 {
+				t.Errorf("dispatched_total{%s/%s} = %v, want 1 (all: %v)", typ, tt.result, got, counters(t, reg, "modelfleet_events_dispatched_total"))
+			}
+		})
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // ConvergeTimeout is how long a step waits for its sites to apply it; a site
@@ -166,7 +167,7 @@ func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (acti
 		return plan, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no site matches any wave of the policy (%d sites unselected)", len(plan.Unselected)), "NoSites", nil)
 	}
 	if len(ids) <= maxSiteAttr {
-		_ = workflow.UpsertTypedSearchAttributes(ctx, SitesAttr.ValueSet(ids))
+		_ = workflow.UpsertTypedSearchAttributes(ctx, orchestrator.SitesAttr.ValueSet(ids))
 	}
 	return plan, nil
 }
@@ -499,15 +500,15 @@ func (r *release) setState(ctx workflow.Context, state, reason string) {
 	// not fail the release.
 	if r.workload != nil {
 		_ = workflow.UpsertTypedSearchAttributes(ctx,
-			ModelAttr.ValueSet(r.in.Model.Name),
-			WorkloadAttr.ValueSet(r.workload.Workload.String()),
-			StageAttr.ValueSet(state))
+			orchestrator.ModelAttr.ValueSet(r.in.Model.Name),
+			orchestrator.WorkloadAttr.ValueSet(r.workload.Workload.String()),
+			orchestrator.StageAttr.ValueSet(state))
 		return
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		ModelAttr.ValueSet(r.in.Model.Name),
-		VersionAttr.ValueSet(r.in.Model.Version),
-		StageAttr.ValueSet(state))
+		orchestrator.ModelAttr.ValueSet(r.in.Model.Name),
+		orchestrator.VersionAttr.ValueSet(r.in.Model.Version),
+		orchestrator.StageAttr.ValueSet(state))
 }
 
 func (r *release) setSite(ctx workflow.Context, id, state, reason string) {

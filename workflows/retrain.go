@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // Results of a retraining cycle (RetrainCycle.Result).
@@ -451,7 +452,7 @@ func (r *retrain) setStage(ctx workflow.Context, stage, reason string) {
 
 // index upserts the search attributes; failing to is not worth failing for.
 func (r *retrain) index(ctx workflow.Context) {
-	_ = workflow.UpsertTypedSearchAttributes(ctx, ModelAttr.ValueSet(r.in.Model), StageAttr.ValueSet(r.st.Status.Stage))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, orchestrator.ModelAttr.ValueSet(r.in.Model), orchestrator.StageAttr.ValueSet(r.st.Status.Stage))
 }
 
 func (c *RetrainCycle) add(t modelfleet.RetrainTrigger) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // calls records the retraining activities a test's workflow ran.
@@ -101,7 +102,7 @@ func TestRetrainRegistersAWinner(t *testing.T) {
 	awaitReturns(env, c, 3*time.Minute, running, completed)
 	var stages []string
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
-		stage, _ := args.Get(0).(temporal.SearchAttributes).GetKeyword(StageAttr)
+		stage, _ := args.Get(0).(temporal.SearchAttributes).GetKeyword(orchestrator.StageAttr)
 		stages = append(stages, stage)
 	}).Return(nil)
 	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 const model = "bearing-failure"
@@ -301,10 +302,10 @@ func TestRetrainIndexesItsStage(t *testing.T) {
 	var stages []string
 	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
-		if m, _ := sa.GetKeyword(ModelAttr); m != model {
+		if m, _ := sa.GetKeyword(orchestrator.ModelAttr); m != model {
 			t.Errorf("model attribute = %q, want %q", m, model)
 		}
-		stage, _ := sa.GetKeyword(StageAttr)
+		stage, _ := sa.GetKeyword(orchestrator.StageAttr)
 		stages = append(stages, stage)
 	}).Return(nil)
 	at(env, time.Second, modelfleet.RetrainTriggerSignal, drift("e1"))

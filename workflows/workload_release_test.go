@@ -17,6 +17,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
@@ -135,10 +136,10 @@ func TestWorkloadReleaseRollsOutWaveByWave(t *testing.T) {
 	}
 	var stages []string
 	for _, sa := range h.attrs {
-		if st, ok := sa.GetKeyword(StageAttr); ok {
+		if st, ok := sa.GetKeyword(orchestrator.StageAttr); ok {
 			stages = append(stages, st)
-			m, _ := sa.GetKeyword(ModelAttr)
-			w, _ := sa.GetKeyword(WorkloadAttr)
+			m, _ := sa.GetKeyword(orchestrator.ModelAttr)
+			w, _ := sa.GetKeyword(orchestrator.WorkloadAttr)
 			if m != "bearing-failure" || w != "bearing-failure-line:2" {
 				t.Errorf("search attributes model %q workload %q", m, w)
 			}

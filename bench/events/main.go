@@ -15,7 +15,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -29,19 +28,16 @@ import (
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/opentelemetry"
 	"go.temporal.io/sdk/interceptor"
 	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 func main() {
@@ -112,7 +108,8 @@ func run(rateList string, dur time.Duration, segments int, redeliver float64, bi
 		defer w.Stop()
 	}
 
-	h := events.NewHandler(events.NewTemporalDispatcher(c, quiet, nil), events.HandlerOptions{Logger: quiet})
+	o := orchestrator.New(c)
+	h := events.NewHandler(events.NewTemporalDispatcher(o, quiet, nil), events.HandlerOptions{Logger: quiet})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -124,7 +121,7 @@ func run(rateList string, dur time.Duration, segments int, redeliver float64, bi
 	url := "http://" + l.Addr().String() + "/api/events"
 	send := map[string]sender{
 		"gateway":  func(ctx context.Context, model string, ev event) error { return post(ctx, hc, url, model, ev) },
-		"baseline": func(ctx context.Context, model string, ev event) error { return start(ctx, c, model, ev) },
+		"baseline": func(ctx context.Context, model string, ev event) error { return start(ctx, o, model, ev) },
 	}
 
 	runID := strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
@@ -213,25 +210,12 @@ func post(ctx context.Context, hc *http.Client, url, model string, ev event) err
 }
 
 // start is the baseline: the start the dispatcher makes for a
-// ModelRegistered event (events.TemporalDispatcher.startRelease), with the
-// same options, made directly.
-func start(ctx context.Context, c client.Client, model string, ev event) error {
+// ModelRegistered event (events.TemporalDispatcher.startRelease), made
+// directly through the same orchestrator, without the gateway.
+func start(ctx context.Context, o modelfleet.Orchestrator, model string, ev event) error {
 	ref := modelfleet.ModelRef{Name: model, Version: strconv.Itoa(ev.version)}
-	opts := client.StartWorkflowOptions{
-		ID:                                       modelfleet.ReleaseWorkflowID(ref),
-		TaskQueue:                                modelfleet.CloudTaskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.ModelAttr.ValueSet(ref.Name),
-			workflows.VersionAttr.ValueSet(ref.Version),
-			workflows.StageAttr.ValueSet(modelfleet.StatePending),
-		),
-	}
-	_, err := c.ExecuteWorkflow(ctx, opts, modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref, EventID: ev.id})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
+	_, err := o.StartRelease(ctx, modelfleet.ReleaseInput{Model: ref, EventID: ev.id})
+	if modelfleet.ErrorCode(err) == modelfleet.ECONFLICT {
 		return nil
 	}
 	return err

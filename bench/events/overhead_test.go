@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet/events"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // instantClient accepts every start at once: what remains is the gateway's
@@ -29,7 +30,7 @@ func (instantClient) ExecuteWorkflow(context.Context, client.StartWorkflowOption
 // event, POST to 200, with Temporal answering instantly.
 func BenchmarkGatewayCost(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := events.NewHandler(events.NewTemporalDispatcher(instantClient{}, quiet, nil), events.HandlerOptions{Logger: quiet})
+	h := events.NewHandler(events.NewTemporalDispatcher(orchestrator.New(instantClient{}), quiet, nil), events.HandlerOptions{Logger: quiet})
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/workflows"
 )
 
@@ -53,7 +54,7 @@ func TestRetrainOnRealTemporal(t *testing.T) {
 	defer w.Stop()
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := events.NewTemporalDispatcher(c, quiet, nil)
+	d := events.NewTemporalDispatcher(orchestrator.New(c), quiet, nil)
 	d.Retrain = modelfleet.RetrainInput{Debounce: 2 * time.Second, Cooldown: time.Second, IdleTimeout: 4 * time.Second, JobTimeout: time.Minute}
 	gw := httptest.NewServer(events.NewHandler(d, events.HandlerOptions{Logger: quiet}))
 	defer gw.Close()

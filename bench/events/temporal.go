@@ -19,7 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 var quietLogger = tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -64,7 +64,7 @@ func startDevServer(ctx context.Context, bin, dir string, memory bool) (*devServ
 	if !memory {
 		args = append(args, "--db-filename", filepath.Join(dir, "temporal.db"), "--sqlite-pragma", "journal_mode=wal")
 	}
-	for _, sa := range workflows.SearchAttributeTypes() {
+	for _, sa := range orchestrator.SearchAttributeTypes() {
 		args = append(args, "--search-attribute", sa)
 	}
 	log, err := os.Create(filepath.Join(dir, "temporal.log"))
@@ -116,7 +116,7 @@ func (s *devServer) stop() {
 // (checked with DescribeWorkflowExecution, so visibility lag is not loss).
 func audit(ctx context.Context, c client.Client, model string, acked map[string]bool) (duplicates, lost int, err error) {
 	runs := map[string]int{}
-	query := fmt.Sprintf("%s = '%s'", workflows.ModelAttr.GetName(), model)
+	query := fmt.Sprintf("%s = '%s'", orchestrator.ModelAttr.GetName(), model)
 	var token []byte
 	for {
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token, PageSize: 1000})

@@ -17,8 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/app"
-	"github.com/modelfleet/modelfleet/workflows"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 const modelName = "bearing-failure"
@@ -156,7 +155,7 @@ func (b *bench) breach(ctx context.Context, r *result) error {
 		return err
 	}
 	_, h, werr := b.await(ctx, ref)
-	st, err := app.ReleaseStatus(ctx, b.s.client, ref)
+	st, err := orchestrator.New(b.s.client).ReleaseStatus(ctx, modelfleet.ReleaseWorkflowID(ref))
 	if err != nil {
 		return err
 	}
@@ -253,7 +252,7 @@ func (b *bench) putPolicy(doc string) error {
 }
 
 func (b *bench) signal(ctx context.Context, id, name, reason string) error {
-	return b.s.client.SignalWorkflow(ctx, id, "", name, modelfleet.Control{By: "bench-rollout", Reason: reason})
+	return orchestrator.New(b.s.client).SignalControl(ctx, id, name, modelfleet.Control{By: "bench-rollout", Reason: reason})
 }
 
 // await waits for the release to exist (the event reaches the gateway
@@ -289,7 +288,7 @@ func (b *bench) awaitStage(ctx context.Context, ref modelfleet.ModelRef, stage s
 			return err
 		}
 		var got string
-		if p := info.GetSearchAttributes().GetIndexedFields()[workflows.StageAttr.GetName()]; p != nil {
+		if p := info.GetSearchAttributes().GetIndexedFields()[orchestrator.StageAttr.GetName()]; p != nil {
 			_ = converter.GetDefaultDataConverter().FromPayload(p, &got)
 		}
 		if got == stage {
@@ -307,7 +306,7 @@ func (b *bench) awaitStage(ctx context.Context, ref modelfleet.ModelRef, stage s
 // explain says why a release ended: its state and reason, and the first
 // failed sites with theirs.
 func (b *bench) explain(ctx context.Context, ref modelfleet.ModelRef) string {
-	st, err := app.ReleaseStatus(ctx, b.s.client, ref)
+	st, err := orchestrator.New(b.s.client).ReleaseStatus(ctx, modelfleet.ReleaseWorkflowID(ref))
 	if err != nil {
 		return err.Error()
 	}

@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 // controlHelp says what each control does, for --help.
@@ -63,7 +62,7 @@ func newControlCmds(g *globals) []*cobra.Command {
 				}
 				defer c.Close()
 				ctl := modelfleet.Control{By: as, Reason: reason}
-				if err := c.SignalWorkflow(cmd.Context(), id, "", action, ctl); err != nil {
+				if err := orchestrator.New(c).SignalControl(cmd.Context(), id, action, ctl); err != nil {
 					return fmt.Errorf("%s %s: %w", action, id, err)
 				}
 				fmt.Printf("%s sent to %s by %s\n", action, id, as)
@@ -95,7 +94,7 @@ func newWatchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return watch(cmd.Context(), c, id, interval)
+			return watch(cmd.Context(), orchestrator.New(c), id, interval)
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval")
@@ -103,11 +102,12 @@ func newWatchCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func watch(ctx context.Context, c client.Client, id string, every time.Duration) error {
+// watch draws the release's waves every interval until it ends.
+func watch(ctx context.Context, o modelfleet.Orchestrator, id string, every time.Duration) error {
 	tty := isTerminal()
 	last := ""
 	for {
-		st, err := app.ReleaseStatusByID(ctx, c, id)
+		st, err := o.ReleaseStatus(ctx, id)
 		if err != nil {
 			return err
 		}

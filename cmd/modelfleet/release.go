@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
 func newReleaseCmd(g *globals) *cobra.Command {
@@ -32,7 +32,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			st, err := app.ReleaseStatusByID(cmd.Context(), c, id)
+			st, err := orchestrator.New(c).ReleaseStatus(cmd.Context(), id)
 			if err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			rs, err := app.ListReleases(cmd.Context(), c, model, limit)
+			rs, err := orchestrator.New(c).ListReleases(cmd.Context(), model, limit)
 			if err != nil {
 				return err
 			}

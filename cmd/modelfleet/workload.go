@@ -15,6 +15,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/rollout"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
@@ -137,16 +138,17 @@ control it with "modelfleet release status|watch|approve|... <model>
 				return err
 			}
 			defer c.Close()
-			run, err := app.StartWorkloadRelease(cmd.Context(), c, in)
+			o := orchestrator.New(c)
+			run, err := o.StartWorkloadRelease(cmd.Context(), in)
 			if err != nil {
 				return err
 			}
-			fmt.Printf("release %s started (run %s)\n", run.GetID(), run.GetRunID())
+			fmt.Printf("release %s started (run %s)\n", run.WorkflowID, run.RunID)
 			if !follow {
 				fmt.Printf("follow it with  modelfleet release watch %s --workload %s\n", model, ref)
 				return nil
 			}
-			return watch(cmd.Context(), c, run.GetID(), time.Second)
+			return watch(cmd.Context(), o, run.WorkflowID, time.Second)
 		},
 	}
 	f := cmd.Flags()

@@ -1,14 +1,16 @@
-package workflows
+package orchestrator
 
 import (
-	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelfleet/modelfleet"
 )
 
 // Custom search attributes, registered with the Temporal server at start (the
 // dev stack passes them to `temporal server start-dev --search-attribute`) so
 // the Temporal UI and `modelfleet release list` can filter releases by model,
-// version, stage and site.
+// version, stage and site. The orchestrator sets them when it starts a
+// workflow; the workflows keep them up to date.
 var (
 	ModelAttr   = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrModel)
 	VersionAttr = temporal.NewSearchAttributeKeyKeyword(modelfleet.SearchAttrVersion)
