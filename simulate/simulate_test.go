@@ -172,3 +172,42 @@ func TestBearingsReplaced(t *testing.T) {
 		t.Error("no bearing was replaced in two million hours")
 	}
 }
+
+// TestImpactsOncePerCycle: a process impact lands once every ImpactEvery
+// samples of a machine, so 5% of the workload's 16-sample windows hold
+// one, as 5% of the trainer's rows do, and a few minutes of a line hold as
+// many as the next few.
+func TestImpactsOncePerCycle(t *testing.T) {
+	clock := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	l, err := New(Config{Site: "s1", Machines: 40, Seed: 9, HoursPerSecond: 1e-9, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := 0
+	for i, m := range l.machines {
+		if m.Degradation(clock, 0) > 0.05 {
+			continue // a worn bearing's own peaks reach an impact's
+		}
+		healthy++
+		var at []int
+		for k := range 10 * ImpactEvery {
+			// A healthy bearing peaks under 1.2 g; an impact adds 1 to 3 g.
+			if r := l.Reading(i); math.Abs(r.AccelMS2)/gravity > 1.2 {
+				at = append(at, k)
+			}
+		}
+		if len(at) != 10 {
+			t.Errorf("machine %d: %d impacts in %d samples at %v, want 10", i, len(at), 10*ImpactEvery, at)
+			continue
+		}
+		for j := 1; j < len(at); j++ {
+			if at[j]-at[j-1] != ImpactEvery {
+				t.Errorf("machine %d: impacts at %v, want %d apart", i, at, ImpactEvery)
+				break
+			}
+		}
+	}
+	if healthy < 10 {
+		t.Errorf("only %d healthy machines of 40", healthy)
+	}
+}
