@@ -52,15 +52,16 @@ type Machine struct {
 	failing time.Time
 }
 
-// ImpactEvery is the length of a machine's process cycle in samples: once
-// a cycle, at a phase of its own, the process (not the bearing) knocks the
-// housing with a shock of 1 to 3 g. The workload's peak over its 16
-// samples then carries it on 16 rows in 320, 5%: the share of the
-// trainer's rows with a process impact. (Impacts at random, 0.5% of
+// ImpactEvery is the length of the line's process cycle in samples of a
+// machine: once a cycle the process (not the bearing) knocks each
+// machine's housing with a shock of 1 to 3 g, the machines in turn (a
+// Line spreads their turns evenly over the cycle). The workload's peak
+// over its 16 samples then carries it on 16 rows in 320, 5%: the share of
+// the trainer's rows with a process impact. (Impacts at random, 0.5% of
 // samples, reached 7.7% of rows, and came in clusters: a site's first
-// minutes held twice or half the impacts of the next, and the site's own
-// reference drifted on vibration_peak_g within ten minutes at one site in
-// ten.)
+// minutes could hold twice or half the impacts of the next, and the site's
+// own reference drifted on vibration_peak_g within ten minutes at one
+// site in ten.)
 const ImpactEvery = 320
 
 // FailRamp is how long an injected failure takes to reach full degradation.

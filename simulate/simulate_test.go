@@ -175,8 +175,8 @@ func TestBearingsReplaced(t *testing.T) {
 
 // TestImpactsOncePerCycle: a process impact lands once every ImpactEvery
 // samples of a machine, so 5% of the workload's 16-sample windows hold
-// one, as 5% of the trainer's rows do, and a few minutes of a line hold as
-// many as the next few.
+// one, as 5% of the trainer's rows do, and the line's machines take their
+// turns evenly, so a minute of the line holds as many as the next.
 func TestImpactsOncePerCycle(t *testing.T) {
 	clock := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
 	l, err := New(Config{Site: "s1", Machines: 40, Seed: 9, HoursPerSecond: 1e-9, Now: func() time.Time { return clock }})
@@ -184,6 +184,7 @@ func TestImpactsOncePerCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	healthy := 0
+	firsts := map[int]bool{}
 	for i, m := range l.machines {
 		if m.Degradation(clock, 0) > 0.05 {
 			continue // a worn bearing's own peaks reach an impact's
@@ -206,6 +207,11 @@ func TestImpactsOncePerCycle(t *testing.T) {
 				break
 			}
 		}
+		// Forty machines: their turns are ImpactEvery/40 samples apart.
+		if firsts[at[0]] || (at[0]-(ImpactEvery-int(l.machines[0].cycle))%ImpactEvery)%(ImpactEvery/40) != 0 {
+			t.Errorf("machine %d: first impact at sample %d, not its own turn of the line's cycle", i, at[0])
+		}
+		firsts[at[0]] = true
 	}
 	if healthy < 10 {
 		t.Errorf("only %d healthy machines of 40", healthy)
