@@ -57,17 +57,22 @@ type Options struct {
 	Baselines  BaselineSource
 	Sink       Sink // nil: verdicts are only kept (Verdicts)
 	Thresholds Thresholds
+	// ModelThresholds, if set, gives model versions data-quality
+	// thresholds of their own (their model card's monitoring block) in
+	// place of Thresholds'. It is asked once per version and baseline.
+	ModelThresholds ThresholdSource
 	// Lookback is the rolling window's length. Default 10 min.
 	Lookback time.Duration
 	// Slots divides the window: it rolls forward one slot at a time, and
 	// memory per series is Slots message-sized sums whatever the message
 	// rate. Default 10.
 	Slots int
-	// MinRows is the fewest scored rows a window needs before anything in
-	// it breaches. Default 1000: smaller samples drift by chance (at 500
-	// rows the normalized Wasserstein distance of a sample from the
-	// baseline's own distribution exceeds 0.1 about 5% of the time; see
-	// docs/signals.md).
+	// MinRows is the fewest scored rows a window needs before it drifts.
+	// Default 1000: smaller samples drift by chance (at 500 rows the
+	// normalized Wasserstein distance of a sample from the baseline's own
+	// distribution exceeds 0.1 about 5% of the time; see docs/signals.md).
+	// It is also the default of Thresholds.MinQualityRows, the fewest rows
+	// a data-quality rate is judged over.
 	MinRows int64
 	// Cooldown is how long a breach that persists waits before it is
 	// reported again; the first breach and the recovery are reported at
@@ -140,6 +145,9 @@ func NewMonitor(opts Options) (*Monitor, error) {
 	}
 	if opts.MinRows <= 0 {
 		opts.MinRows = 1000
+	}
+	if opts.Thresholds.MinQualityRows <= 0 {
+		opts.Thresholds.MinQualityRows = opts.MinRows
 	}
 	if opts.Cooldown == 0 {
 		opts.Cooldown = 5 * time.Minute
@@ -320,13 +328,17 @@ func (m *Monitor) commit(s *series, id, newest, startMs int64) {
 	s.sum, s.scratch = s.scratch, s.sum
 }
 
-// bounds sets a window's start and end from the slots it keeps and the
-// incoming message: a subtraction cannot narrow them.
+// bounds sets a window's start and end, and its values' ranges, from the
+// slots it keeps and the incoming message: a subtraction cannot narrow
+// them.
 func (s *series) bounds(a *agg, newest int64, slots int) {
 	a.start, a.end = s.incoming.start, s.incoming.end
+	copy(a.lo, s.incoming.lo)
+	copy(a.hi, s.incoming.hi)
 	for i, sid := range s.slotID {
 		if sid >= 0 && sid > newest-int64(slots) {
 			a.widen(s.slots[i].start, s.slots[i].end)
+			a.widenRange(&s.slots[i])
 		}
 	}
 }
@@ -382,6 +394,9 @@ func (m *Monitor) layoutFor(ctx context.Context, msg *signals.Message) (*layout,
 		return nil, mismatch(msg, "it was binned by baseline %q, but the version's baseline is %q", msg.Baseline, b.Digest())
 	}
 	l := newLayout(b)
+	if l.t, err = m.thresholdsFor(ctx, ref); err != nil {
+		return nil, err
+	}
 	if old, loaded := m.layouts.LoadOrStore(ref, l); loaded {
 		if old.(*layout).digest == l.digest {
 			return old.(*layout), nil // another handler got there first
@@ -389,6 +404,34 @@ func (m *Monitor) layoutFor(ctx context.Context, msg *signals.Message) (*layout,
 		m.layouts.Store(ref, l)
 	}
 	return l, nil
+}
+
+// thresholdsFor is what a model version is judged with: Options.Thresholds
+// with the version's own monitoring thresholds, if it has any. Invalid ones
+// (which a model card's parser refuses) are logged and ignored: a typo must
+// not stop the version's signals.
+func (m *Monitor) thresholdsFor(ctx context.Context, ref modelfleet.ModelRef) (Thresholds, error) {
+	t := m.opts.Thresholds
+	if m.opts.ModelThresholds == nil {
+		return t, nil
+	}
+	c, err := m.opts.ModelThresholds.Monitoring(ctx, ref.Name, ref.Version)
+	switch {
+	case modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND || (err == nil && c == nil):
+		return t, nil
+	case err != nil:
+		return t, fmt.Errorf("drift: monitoring thresholds of model %q version %q: %w", ref.Name, ref.Version, err)
+	}
+	if err := c.Validate(); err != nil {
+		m.opts.Logger.Warn("drift: ignoring the model's monitoring thresholds", "model", ref.Name, "version", ref.Version, "err", err)
+		return t, nil
+	}
+	own, err := c.Apply(t).withDefaults()
+	if err != nil {
+		m.opts.Logger.Warn("drift: ignoring the model's monitoring thresholds", "model", ref.Name, "version", ref.Version, "err", err)
+		return t, nil
+	}
+	return own, nil
 }
 
 // Verdicts returns the latest verdict of every series, sorted by site,
@@ -416,7 +459,10 @@ func (m *Monitor) Verdicts() []Verdict {
 
 // evaluate judges a window.
 func (m *Monitor) evaluate(s *series, a *agg) Verdict {
-	l, t := s.layout, m.opts.Thresholds
+	l, t := s.layout, &s.layout.t
+	if len(l.refs) == 0 {
+		t = &m.opts.Thresholds // no baseline: nothing is judged
+	}
 	v := Verdict{
 		ID:   verdictID(s.key.site, s.key.model, s.key.version, a.end),
 		Site: s.key.site, Model: s.key.model, Version: s.key.version, Baseline: l.digest,
@@ -443,7 +489,6 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 		}
 		refs = s.siteRefs
 	}
-	rows := float64(a.scored + a.rejected)
 	for h, r := range refs {
 		off := l.offsets[h]
 		metrics, n, ok := r.evaluate(a.counts[off:off+len(r.p)], a.below[h], a.above[h])
@@ -461,14 +506,8 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 		if ok {
 			f.Value = metrics.Value(rule.Metric)
 			f.Breached = !v.Insufficient && rule.Breached(f.Value)
-			f.OutOfBoundsRate = float64((&signals.Histogram{Counts: a.counts[off : off+len(r.p)]}).OutOfBounds(r.categorical)) / float64(n)
 		}
-		if rows > 0 {
-			f.NullRate, f.TypeErrorRate = float64(a.nulls[h])/rows, float64(a.typeErrors[h])/rows
-		}
-		if h != l.pred {
-			f.QualityBreached = !v.Insufficient && (f.NullRate > t.NullRate || f.TypeErrorRate > t.TypeErrorRate || f.OutOfBoundsRate > t.OutOfBoundsRate)
-		}
+		f.quality(t, r, a, h, a.counts[off:off+len(r.p)], h != l.pred)
 		if h == l.pred {
 			p := f // only the prediction's escapes to the heap
 			v.Prediction = &p
@@ -476,8 +515,55 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 			v.Features = append(v.Features, f)
 		}
 	}
-	v.summarize()
+	v.summarize(t)
 	return v
+}
+
+// quality fills a feature's (or the prediction's) data-quality figures
+// from the window a, histogram h with counts, and with judge set judges
+// them against t: each rate over at least t.MinQualityRows rows, the
+// out-of-bounds one on the values beyond the baseline's bounds widened by
+// the margin (see FeatureVerdict.BeyondMarginRate).
+func (f *FeatureVerdict) quality(t *Thresholds, r *reference, a *agg, h int, counts []int64, judge bool) {
+	f.QualityRows = a.scored + a.rejected
+	if f.QualityRows > 0 {
+		rows := float64(f.QualityRows)
+		f.NullRate, f.TypeErrorRate = float64(a.nulls[h])/rows, float64(a.typeErrors[h])/rows
+	}
+	var below, above int64
+	last := len(counts) - 1
+	if r.categorical {
+		above = counts[last] // categories the baseline never saw
+	} else {
+		below, above = counts[0], counts[last]
+		e := r.f.Edges
+		f.Bounds = Range{Min: e[0], Max: e[len(e)-1], Valid: true}
+		f.Margin = t.margin() * (f.Bounds.Max - f.Bounds.Min)
+	}
+	beyond := below + above
+	if a.unranged[h] == 0 && a.lo[h] <= a.hi[h] {
+		f.Seen = Range{Min: a.lo[h], Max: a.hi[h], Valid: true}
+		if f.Bounds.Valid {
+			if f.Seen.Min >= f.Bounds.Min-f.Margin {
+				beyond -= below
+			}
+			if f.Seen.Max <= f.Bounds.Max+f.Margin {
+				beyond -= above
+			}
+		}
+	}
+	if f.Rows > 0 {
+		f.OutOfBoundsRate = float64(below+above) / float64(f.Rows)
+		f.BeyondMarginRate = float64(beyond) / float64(f.Rows)
+	}
+	if !judge {
+		return
+	}
+	enough := f.QualityRows >= t.MinQualityRows
+	f.nullBreached = enough && a.nulls[h] > 0 && f.NullRate > t.NullRate
+	f.typeBreached = enough && a.typeErrors[h] > 0 && f.TypeErrorRate > t.TypeErrorRate
+	f.boundsBreached = f.Rows >= t.MinQualityRows && beyond > 0 && f.BeyondMarginRate > t.OutOfBoundsRate
+	f.QualityBreached = f.nullBreached || f.typeBreached || f.boundsBreached
 }
 
 // p99 is the upper bound of the latency bucket holding the 99th percentile.

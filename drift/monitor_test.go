@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -365,7 +366,19 @@ func TestThresholds(t *testing.T) {
 	if r := m.opts.Thresholds.Numerical; r.Threshold != 0.05 || !r.Breached(0.01) || r.Breached(0.5) {
 		t.Errorf("chi-squared rule %+v: a p-value below the threshold breaches", r)
 	}
-	if d := DefaultThresholds(); d.Numerical.Threshold != 0.1 || d.Categorical.Metric != JensenShannon || d.OutOfBoundsRate != 0.01 {
+	if d := DefaultThresholds(); d.Numerical.Threshold != 0.1 || d.Categorical.Metric != JensenShannon || d.OutOfBoundsRate != 0.01 || d.BoundsMargin != 0.05 {
 		t.Errorf("defaults %+v", d)
+	}
+	// Data-quality rates are judged over MinRows rows unless told
+	// otherwise; a rule changed alone keeps the default margin.
+	if m.opts.Thresholds.MinQualityRows != 1000 || m.opts.Thresholds.BoundsMargin != DefaultBoundsMargin {
+		t.Errorf("thresholds %+v", m.opts.Thresholds)
+	}
+	m, err = NewMonitor(Options{Baselines: Baselines{}, MinRows: 300})
+	if err != nil || m.opts.Thresholds.MinQualityRows != 300 {
+		t.Errorf("MinRows 300: %+v %v", m.opts.Thresholds, err)
+	}
+	if _, err := NewMonitor(Options{Baselines: Baselines{}, Thresholds: Thresholds{NullRate: math.NaN()}}); err == nil {
+		t.Error("a NaN rate accepted")
 	}
 }

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/modelfleet/modelfleet/queue"
@@ -23,6 +24,9 @@ type layout struct {
 	offsets []int
 	pred    int // index in refs of the prediction, -1 if none
 	size    int // total counts
+	// t is what the version is judged with: the monitor's thresholds with
+	// the version's own (ModelThresholds), defaults resolved.
+	t Thresholds
 }
 
 func newLayout(b *signals.Baseline) *layout {
@@ -56,14 +60,36 @@ type agg struct {
 	counts                             []int64
 	below, above                       []float64 // per histogram
 	nulls, typeErrors                  []int64   // per histogram
+	// lo and hi are the range of each histogram's values (+Inf and -Inf
+	// when none is known), and unranged counts the values of messages that
+	// reported none. A range cannot be subtracted: after a slot leaves the
+	// window, the series recomputes the window's from the slots it keeps.
+	lo, hi   []float64
+	unranged []int64
 }
 
 func newAgg(l *layout) agg {
 	n := len(l.refs)
-	return agg{
+	a := agg{
 		counts: make([]int64, l.size),
 		below:  make([]float64, n), above: make([]float64, n),
 		nulls: make([]int64, n), typeErrors: make([]int64, n),
+		lo: make([]float64, n), hi: make([]float64, n), unranged: make([]int64, n),
+	}
+	a.clearRange()
+	return a
+}
+
+func (a *agg) clearRange() {
+	for i := range a.lo {
+		a.lo[i], a.hi[i] = math.Inf(1), math.Inf(-1)
+	}
+}
+
+// widenRange merges b's value ranges into a's.
+func (a *agg) widenRange(b *agg) {
+	for i := range a.lo {
+		a.lo[i], a.hi[i] = min(a.lo[i], b.lo[i]), max(a.hi[i], b.hi[i])
 	}
 }
 
@@ -76,6 +102,8 @@ func (a *agg) reset() {
 	clear(a.above)
 	clear(a.nulls)
 	clear(a.typeErrors)
+	a.clearRange()
+	clear(a.unranged)
 }
 
 // add adds b times sign (+1 or -1) into a. Window bounds are recomputed by
@@ -98,9 +126,11 @@ func (a *agg) add(b *agg, sign int64) {
 		a.above[i] += f * b.above[i]
 		a.nulls[i] += sign * b.nulls[i]
 		a.typeErrors[i] += sign * b.typeErrors[i]
+		a.unranged[i] += sign * b.unranged[i]
 	}
 	if sign > 0 {
 		a.widen(b.start, b.end)
+		a.widenRange(b)
 	}
 }
 
@@ -115,13 +145,18 @@ func (a *agg) widen(start, end time.Time) {
 
 func (a *agg) copyFrom(b *agg) {
 	counts, below, above, nulls, typeErrors := a.counts, a.below, a.above, a.nulls, a.typeErrors
+	lo, hi, unranged := a.lo, a.hi, a.unranged
 	*a = *b
 	a.counts, a.below, a.above, a.nulls, a.typeErrors = counts, below, above, nulls, typeErrors
+	a.lo, a.hi, a.unranged = lo, hi, unranged
 	copy(a.counts, b.counts)
 	copy(a.below, b.below)
 	copy(a.above, b.above)
 	copy(a.nulls, b.nulls)
 	copy(a.typeErrors, b.typeErrors)
+	copy(a.lo, b.lo)
+	copy(a.hi, b.hi)
+	copy(a.unranged, b.unranged)
 }
 
 // fromMessage sets a to one message. A histogram the baseline does not
@@ -163,6 +198,11 @@ func (a *agg) setHist(l *layout, h int, hist *signals.Histogram, m *signals.Mess
 	}
 	copy(a.counts[l.offsets[h]:], hist.Counts)
 	a.below[h], a.above[h] = hist.BelowSum, hist.AboveSum
+	if lo, hi, ok := hist.Range(); ok {
+		a.lo[h], a.hi[h] = lo, hi
+	} else {
+		a.unranged[h] = m.Scored // every histogram counts every scored row
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,6 +123,13 @@ func TestAggregatorMessage(t *testing.T) {
 	if vib.Name != "vibration_rms_mm_s" || vib.Counts[len(vib.Counts)-1] != 1 || vib.AboveSum != 99 || math.Abs(vib.Sum-100.6) > 1e-9 {
 		t.Errorf("vibration histogram %+v", vib)
 	}
+	// The range of the values seen, out-of-bounds ones included.
+	if lo, hi, ok := vib.Range(); !ok || lo != 1.6 || hi != 99 {
+		t.Errorf("vibration range %v–%v (%v), want 1.6–99", lo, hi, ok)
+	}
+	if lo, hi, ok := m.Prediction.Range(); !ok || lo != 0.02 || hi != 0.97 {
+		t.Errorf("prediction range %v–%v (%v)", lo, hi, ok)
+	}
 	// A positional row of two numbers: the four missing features are nulls.
 	if vib.Nulls != 0 || m.Features[2].Nulls != 1 || m.Features[5].Nulls != 1 {
 		t.Errorf("nulls: %d %d %d", vib.Nulls, m.Features[2].Nulls, m.Features[5].Nulls)
@@ -137,6 +145,20 @@ func TestAggregatorMessage(t *testing.T) {
 	next := a.Flush(c.add(time.Minute))
 	if len(next) != 1 || !next[0].WindowStart.Equal(m.WindowEnd.Add(time.Minute)) {
 		t.Errorf("next window %+v", next)
+	}
+	// Each window's range is its own.
+	if lo, hi, _ := next[0].Features[0].Range(); lo != 1.6 || hi != 1.6 {
+		t.Errorf("next window's vibration range %v–%v, want 1.6–1.6", lo, hi)
+	}
+	// A window whose requests all failed has no values, hence no range.
+	a.Observe("bearing-failure", "3", nil, 0, time.Millisecond, modelfleet.Errorf(modelfleet.EINTERNAL, "x"))
+	failed := a.Flush(c.add(time.Minute))
+	if _, _, ok := failed[0].Features[0].Range(); ok || failed[0].Features[0].Min != nil {
+		t.Errorf("a window without values has a range: %+v", failed[0].Features[0])
+	}
+	body, _ := json.Marshal(failed[0])
+	if strings.Contains(string(body), `"min"`) {
+		t.Errorf("an empty range is encoded: %s", body)
 	}
 }
 

@@ -245,6 +245,13 @@ func (h *Histogram) validate(name string, scored int64) error {
 			return invalidf("histogram %q: sums must be finite numbers", name)
 		}
 	}
+	if h.Min == nil && h.Max == nil {
+		return nil
+	}
+	lo, hi, ok := h.Range()
+	if !ok || math.IsInf(lo, 0) || math.IsInf(hi, 0) || !(lo <= hi) || scored == 0 {
+		return invalidf("histogram %q: min and max go together, finite, min at most max, and only with values counted", name)
+	}
 	return nil
 }
 

@@ -22,12 +22,14 @@ func validMessage() Message {
 		ErrorCodes: map[string]int64{"invalid": 1},
 		LatencyMs:  []int64{0, 0, 3, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 		Features: []FeatureHistogram{
-			{Name: "a", Histogram: Histogram{Counts: []int64{1, 2, 1, 0}, Sum: 3.5, BelowSum: -1}, Nulls: 1},
+			{Name: "a", Histogram: Histogram{Counts: []int64{1, 2, 1, 0}, Sum: 3.5, BelowSum: -1, Min: f64(-1), Max: f64(2.5)}, Nulls: 1},
 			{Name: "b", Histogram: Histogram{Counts: []int64{0, 4, 0, 0}, Sum: 8}, TypeErrors: 1},
 		},
 		Prediction: &Histogram{Counts: []int64{0, 3, 1, 0}, Sum: 1.2},
 	}
 }
+
+func f64(v float64) *float64 { return &v }
 
 func encode(t testing.TB, m any) []byte {
 	t.Helper()
@@ -86,6 +88,15 @@ func TestDecodeRejects(t *testing.T) {
 		{"nulls beyond rejected", ReasonInvalid, "nulls", mod(func(m *Message) { m.Features[0].Nulls = 2 })},
 		{"histograms without baseline", ReasonInvalid, "baseline", mod(func(m *Message) { m.Baseline = "" })},
 		{"prediction total", ReasonInvalid, "prediction", mod(func(m *Message) { m.Prediction.Counts[1] = 0 })},
+		{"min without max", ReasonInvalid, `"a": min and max`, mod(func(m *Message) { m.Features[0].Max = nil })},
+		{"max without min", ReasonInvalid, `"b": min and max`, mod(func(m *Message) { m.Features[1].Max = f64(2) })},
+		{"min above max", ReasonInvalid, `"a": min and max`, mod(func(m *Message) { m.Features[0].Min = f64(3) })},
+		{"range without values", ReasonInvalid, `"prediction": min and max`, mod(func(m *Message) {
+			m.Requests, m.Scored, m.Errors, m.Rejected, m.ErrorCodes = 0, 0, 0, 0, nil
+			m.LatencyMs = make([]int64, NumLatencyBuckets)
+			m.Features = nil
+			m.Prediction = &Histogram{Counts: []int64{0, 0}, Min: f64(0), Max: f64(0)}
+		})},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -141,6 +152,21 @@ func TestMessageIDIsDeterministic(t *testing.T) {
 	}
 	if id == MessageID("s", "m", "1", start.Add(time.Millisecond)) || MessageID("ab", "c", "1", start) == MessageID("a", "bc", "1", start) {
 		t.Error("different windows or names share an id")
+	}
+}
+
+// The edge's messages, with their optional ranges, take the fast path.
+func TestFastDecodeRange(t *testing.T) {
+	want := validMessage()
+	single, _, _, ok := fastDecode(encode(t, want))
+	if !ok || !reflect.DeepEqual(single, want) {
+		t.Fatalf("fast decoder: ok %v\n got %+v\nwant %+v", ok, single, want)
+	}
+	if lo, hi, ok := single.Features[0].Range(); !ok || lo != -1 || hi != 2.5 {
+		t.Errorf("range %v–%v (%v)", lo, hi, ok)
+	}
+	if _, _, ok := single.Features[1].Range(); ok {
+		t.Error("a histogram without a range has one")
 	}
 }
 

@@ -108,6 +108,12 @@ func (s *scanner) histogram(h *Histogram, f *FeatureHistogram) bool {
 		case "aboveSum":
 			n = 3
 			h.AboveSum, ok = s.float64()
+		case "min":
+			n = 7
+			h.Min, ok = s.float64p()
+		case "max":
+			n = 8
+			h.Max, ok = s.float64p()
 		}
 		if f != nil {
 			switch string(key) {

@@ -165,6 +165,15 @@ func (s *scanner) float64() (float64, bool) {
 	return v, err == nil
 }
 
+// float64p reads a number into a new variable (an optional field).
+func (s *scanner) float64p() (*float64, bool) {
+	v, ok := s.float64()
+	if !ok {
+		return nil, false
+	}
+	return &v, true
+}
+
 func (s *scanner) time() (time.Time, bool) {
 	s.ws()
 	start := s.i

@@ -75,6 +75,20 @@ type Histogram struct {
 	// Wasserstein distance needs and a bin count alone does not say.
 	BelowSum float64 `json:"belowSum,omitempty"`
 	AboveSum float64 `json:"aboveSum,omitempty"`
+	// Min and Max are the least and the greatest value counted (a NaN
+	// aside): how far out of the baseline's range values went, which the
+	// out-of-bounds count alone does not say. Optional, both or neither:
+	// absent when nothing was counted, and from agents that predate them.
+	Min *float64 `json:"min,omitempty"`
+	Max *float64 `json:"max,omitempty"`
+}
+
+// Range returns Min and Max, and whether the histogram has them.
+func (h *Histogram) Range() (lo, hi float64, ok bool) {
+	if h.Min == nil || h.Max == nil {
+		return 0, 0, false
+	}
+	return *h.Min, *h.Max, true
 }
 
 // FeatureHistogram is one input feature's histogram and data-quality counts.

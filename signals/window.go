@@ -83,16 +83,26 @@ type window struct {
 	latencySum                         float64   // seconds; local /metrics only
 	counts                             []int64   // every histogram's counts, back to back
 	sums, below, above                 []float64 // per histogram
+	lo, hi                             []float64 // per histogram: the values' range; +Inf, -Inf when none
 	nulls, typeErrors                  []int64   // per feature histogram
 }
 
 func newWindow(l *layout) *window {
 	n := len(l.hists)
-	return &window{
+	w := &window{
 		codes:  map[string]int64{},
 		counts: make([]int64, l.numCounts()),
 		sums:   make([]float64, n), below: make([]float64, n), above: make([]float64, n),
+		lo: make([]float64, n), hi: make([]float64, n),
 		nulls: make([]int64, n), typeErrors: make([]int64, n),
+	}
+	w.clearRange()
+	return w
+}
+
+func (w *window) clearRange() {
+	for i := range w.lo {
+		w.lo[i], w.hi[i] = math.Inf(1), math.Inf(-1)
 	}
 }
 
@@ -105,6 +115,7 @@ func (w *window) reset() {
 	clear(w.sums)
 	clear(w.below)
 	clear(w.above)
+	w.clearRange()
 	clear(w.nulls)
 	clear(w.typeErrors)
 }
@@ -129,6 +140,7 @@ func (w *window) addTo(t *window) {
 		t.sums[i] += w.sums[i]
 		t.below[i] += w.below[i]
 		t.above[i] += w.above[i]
+		t.lo[i], t.hi[i] = min(t.lo[i], w.lo[i]), max(t.hi[i], w.hi[i])
 		t.nulls[i] += w.nulls[i]
 		t.typeErrors[i] += w.typeErrors[i]
 	}
@@ -145,6 +157,7 @@ func (w *window) observe(l *layout, h int, v float64) {
 		return
 	}
 	w.sums[h] += v
+	w.lo[h], w.hi[h] = min(w.lo[h], v), max(w.hi[h], v)
 	if f.Kind == Numerical {
 		switch b {
 		case 0:
@@ -185,10 +198,17 @@ func (w *window) message(site, model, version string, l *layout, start, end time
 	m.Baseline = l.base.Digest()
 	hist := func(h int) Histogram {
 		off := l.offsets[h]
-		return Histogram{
+		hg := Histogram{
 			Counts: slices.Clone(w.counts[off : off+len(l.hists[h].Counts)]),
 			Sum:    w.sums[h], BelowSum: w.below[h], AboveSum: w.above[h],
 		}
+		// Only finite values are counted in the range: ±Inf (which no
+		// vectorizer produces) would not encode.
+		if lo, hi := w.lo[h], w.hi[h]; lo <= hi && !math.IsInf(lo, 0) && !math.IsInf(hi, 0) {
+			r := [2]float64{lo, hi}
+			hg.Min, hg.Max = &r[0], &r[1]
+		}
+		return hg
 	}
 	for h := range l.numFeatures() {
 		m.Features = append(m.Features, FeatureHistogram{

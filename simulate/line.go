@@ -105,9 +105,15 @@ func New(cfg Config) (*Line, error) {
 	}
 	l := &Line{cfg: cfg, log: log.With("component", "simulator", "site", cfg.Site, "line", cfg.Line), mu: make([]sync.Mutex, cfg.Machines)}
 	now := cfg.Now()
+	// The line's process cycle reaches its machines in turn: their
+	// impacts are spread evenly over it, so a minute of the line holds as
+	// many as the next.
+	first := rand.New(rand.NewPCG(cfg.Seed, math.MaxUint64)).Int64N(ImpactEvery)
 	for i := range cfg.Machines {
 		rng := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
-		l.machines = append(l.machines, NewMachine(fmt.Sprintf("%s-m%02d", cfg.Line, i+1), rng, now))
+		m := NewMachine(fmt.Sprintf("%s-m%02d", cfg.Line, i+1), rng, now)
+		m.cycle = (first + int64(i)*ImpactEvery/int64(cfg.Machines)) % ImpactEvery
+		l.machines = append(l.machines, m)
 	}
 	return l, nil
 }

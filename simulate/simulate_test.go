@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
@@ -89,5 +90,130 @@ func TestRunPublishes(t *testing.T) {
 	// benchmark measures the rate for real.
 	if st.Sent < 40 || st.Sent > 230 || st.Sent != n.Load() || st.SentBad == 0 || st.SentBad > st.Sent/4 {
 		t.Errorf("stats %+v, OnPublish %d", st, n.Load())
+	}
+}
+
+// TestVibrationRMSWithinTrainingRange: the RMS of any 16 consecutive
+// velocity samples (the workload's window) never falls below the
+// trainer's floor for the shaft speed, 0.8 + 0.6 speed/1485 mm/s (the
+// least its rms figure can be), nor rises above its ceiling for a failed
+// bearing plus four standard deviations of noise. At a random phase per
+// sample, 0.5% of windows fell below the floor.
+func TestVibrationRMSWithinTrainingRange(t *testing.T) {
+	const window = 16
+	below := 0
+	for seed := range uint64(40) {
+		clock := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+		l, err := New(Config{Site: "s1", Machines: 5, Seed: seed + 1, Now: func() time.Time { return clock }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 5 {
+			var v, rpm []float64
+			for range 300 {
+				clock = clock.Add(100 * time.Millisecond)
+				r := l.Reading(i)
+				v, rpm = append(v, r.VibrationMM), append(rpm, r.SpeedHz*60)
+			}
+			for k := window; k <= len(v); k++ {
+				var ss, lo, hi = 0.0, math.Inf(1), math.Inf(-1)
+				for _, x := range v[k-window : k] {
+					ss += x * x
+				}
+				for _, s := range rpm[k-window : k] {
+					lo, hi = min(lo, s), max(hi, s)
+				}
+				rms := math.Sqrt(ss / window)
+				if floor := 0.8 + 0.6*lo/1485; rms < floor-0.01 {
+					below++
+					if below < 5 {
+						t.Errorf("seed %d machine %d: window RMS %.3f below the trainer's floor %.3f", seed+1, i, rms, floor)
+					}
+				}
+				if ceiling := 0.8 + 0.6*hi/1485 + 6 + 0.4*4; rms > ceiling {
+					t.Errorf("seed %d machine %d: window RMS %.3f above %.3f", seed+1, i, rms, ceiling)
+				}
+			}
+		}
+	}
+	if below > 0 {
+		t.Errorf("%d windows below the floor", below)
+	}
+}
+
+// TestBearingsReplaced: bearings are refitted at ReplaceAfter hours, so a
+// line running for days shows ages inside the trainer's range, and a new
+// bearing is healthy.
+func TestBearingsReplaced(t *testing.T) {
+	clock := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	l, err := New(Config{Site: "s1", Machines: 3, Seed: 5, HoursPerSecond: 100, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := false
+	last := make([]float64, 3)
+	for range 2000 { // 2000 steps of 10 s at 100 h/s: 2 million hours
+		clock = clock.Add(10 * time.Second)
+		for i := range 3 {
+			r := l.Reading(i)
+			if r.BearingAgeH < 0 || r.BearingAgeH >= ReplaceAfter {
+				t.Fatalf("machine %d: bearing age %v outside [0, %v)", i, r.BearingAgeH, ReplaceAfter)
+			}
+			if r.BearingAgeH < last[i] {
+				wrapped = true
+				if d := l.machines[i].Degradation(clock, 100); d > 0.1 {
+					t.Errorf("machine %d: a new bearing (age %v) has degradation %.2f", i, r.BearingAgeH, d)
+				}
+			}
+			last[i] = r.BearingAgeH
+		}
+	}
+	if !wrapped {
+		t.Error("no bearing was replaced in two million hours")
+	}
+}
+
+// TestImpactsOncePerCycle: a process impact lands once every ImpactEvery
+// samples of a machine, so 5% of the workload's 16-sample windows hold
+// one, as 5% of the trainer's rows do, and the line's machines take their
+// turns evenly, so a minute of the line holds as many as the next.
+func TestImpactsOncePerCycle(t *testing.T) {
+	clock := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	l, err := New(Config{Site: "s1", Machines: 40, Seed: 9, HoursPerSecond: 1e-9, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := 0
+	firsts := map[int]bool{}
+	for i, m := range l.machines {
+		if m.Degradation(clock, 0) > 0.05 {
+			continue // a worn bearing's own peaks reach an impact's
+		}
+		healthy++
+		var at []int
+		for k := range 10 * ImpactEvery {
+			// A healthy bearing peaks under 1.2 g; an impact adds 1 to 3 g.
+			if r := l.Reading(i); math.Abs(r.AccelMS2)/gravity > 1.2 {
+				at = append(at, k)
+			}
+		}
+		if len(at) != 10 {
+			t.Errorf("machine %d: %d impacts in %d samples at %v, want 10", i, len(at), 10*ImpactEvery, at)
+			continue
+		}
+		for j := 1; j < len(at); j++ {
+			if at[j]-at[j-1] != ImpactEvery {
+				t.Errorf("machine %d: impacts at %v, want %d apart", i, at, ImpactEvery)
+				break
+			}
+		}
+		// Forty machines: their turns are ImpactEvery/40 samples apart.
+		if firsts[at[0]] || (at[0]-(ImpactEvery-int(l.machines[0].cycle))%ImpactEvery)%(ImpactEvery/40) != 0 {
+			t.Errorf("machine %d: first impact at sample %d, not its own turn of the line's cycle", i, at[0])
+		}
+		firsts[at[0]] = true
+	}
+	if healthy < 10 {
+		t.Errorf("only %d healthy machines of 40", healthy)
 	}
 }
