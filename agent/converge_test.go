@@ -63,7 +63,7 @@ func TestSiteConvergesAfterBeingOffline(t *testing.T) {
 	// Back, with the gateway unreachable at first: it serves its last good
 	// model from disk at once.
 	gwURL := gw.URL()
-	gw.http.close()
+	gw.http.Close()
 	e, stop = start()
 	defer stop()
 	if got := servedVersion(t, e); got != "1" {

@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 )
 
 // The agent's tests need of the gateway only what a site talks to: the site
@@ -21,7 +22,7 @@ type GatewayConfig struct {
 
 type Gateway struct {
 	Directory *fleet.Directory
-	http      *httpServer
+	http      *httpjson.Server
 	dataDir   string
 }
 
@@ -30,19 +31,19 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := listen(cfg.Addr, dir.Handler())
+	srv, err := httpjson.Listen(cfg.Addr, dir.Handler())
 	if err != nil {
 		dir.Close()
 		return nil, err
 	}
-	srv.serve(orDefault(nil), "gateway")
+	srv.Start(orDefault(nil), "gateway")
 	return &Gateway{Directory: dir, http: srv, dataDir: cfg.DataDir}, nil
 }
 
 func (g *Gateway) URL() string { return g.http.URL() }
 
 func (g *Gateway) Close() error {
-	g.http.close()
+	g.http.Close()
 	return g.Directory.Close()
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/edge"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/queue"
 )
@@ -73,7 +74,7 @@ type Site struct {
 	// close it: close it after Run returns.
 	Edge *edge.Agent
 	cfg  Config
-	http *httpServer
+	http *httpjson.Server
 	log  *slog.Logger
 	sig  *edgeSignals
 	// workload is the workload hosted beside the agent (RunWorkload), nil
@@ -109,7 +110,7 @@ func Open(cfg Config) (*Site, error) {
 			return nil, err
 		}
 	}
-	srv, err := listen(cfg.Listen, store.Handler())
+	srv, err := httpjson.Listen(cfg.Listen, store.Handler())
 	if err != nil {
 		if sig != nil {
 			sig.buf.Close()
@@ -119,7 +120,7 @@ func Open(cfg Config) (*Site, error) {
 	if cfg.AdvertiseURL == "" {
 		cfg.AdvertiseURL = srv.URL()
 	}
-	srv.serve(log, "router")
+	srv.Start(log, "router")
 	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(store.Served()))
 	return &Site{Edge: store, cfg: cfg, http: srv, log: log, sig: sig, lastError: map[string]string{}}, nil
 }
@@ -146,7 +147,7 @@ func (s *Site) SetGateway(url string) { s.cfg.GatewayURL = url }
 // (NewSource) and reports what it serves, outbound only and retrying while
 // offline, until ctx is done. With no source the site serves what it has.
 func (s *Site) Run(ctx context.Context) error {
-	defer s.http.close()
+	defer s.http.Close()
 	s.sig.connect(s.cfg)
 	sigDone := make(chan struct{})
 	go func() { s.sig.run(ctx); close(sigDone) }()

@@ -20,6 +20,7 @@ import (
 	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
@@ -204,7 +205,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	closers = append(closers, func() { regSrv.close(); d.Registry.Close() })
+	closers = append(closers, func() { regSrv.Close(); d.Registry.Close() })
 
 	rt, err := devRetraining(cfg.DataDir, d.Client, log)
 	if err != nil {
@@ -265,7 +266,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	return ctx.Err()
 }
 
-func (d *Dev) openRegistry(cfg DevConfig, log *slog.Logger) (*httpServer, error) {
+func (d *Dev) openRegistry(cfg DevConfig, log *slog.Logger) (*httpjson.Server, error) {
 	// Bind first so the registry knows its own public URL for artifact links.
 	ln, err := net.Listen("tcp", cfg.RegistryAddr)
 	if err != nil {
@@ -281,9 +282,8 @@ func (d *Dev) openRegistry(cfg DevConfig, log *slog.Logger) (*httpServer, error)
 		ln.Close()
 		return nil, err
 	}
-	srv := &httpServer{ln: ln}
-	srv.srv = newServer(d.Registry.Handler())
-	srv.serve(log, "registry")
+	srv := httpjson.NewServer(ln, d.Registry.Handler())
+	srv.Start(log, "registry")
 	return srv, nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelfleet/modelfleet/agent"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/simulate"
 	"github.com/modelfleet/modelfleet/workload"
 )
@@ -48,23 +49,23 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 			f.close()
 			return nil, err
 		}
-		lsrv, err := listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(simBase+i)), line.Handler())
+		lsrv, err := httpjson.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(simBase+i)), line.Handler())
 		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("simulator %s: %w", site, err)
 		}
-		lsrv.serve(log, "simulator")
+		lsrv.Start(log, "simulator")
 		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: s.Record().RouterURL, Logger: log.With("component", "workload", "site", site)})
-		wsrv, err := listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(workBase+i)), sup.Handler())
+		wsrv, err := httpjson.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(workBase+i)), sup.Handler())
 		if err != nil {
-			lsrv.close()
+			lsrv.Close()
 			f.close()
 			return nil, fmt.Errorf("workload %s: %w", site, err)
 		}
-		wsrv.serve(log, "workload")
+		wsrv.Start(log, "workload")
 		f.lines = append(f.lines, lsrv.URL())
 		f.works = append(f.works, wsrv.URL())
-		f.stop = append(f.stop, lsrv.close, wsrv.close)
+		f.stop = append(f.stop, lsrv.Close, wsrv.Close)
 		go func() { _ = line.Run(ctx) }()
 		// Releases that carry a workload version swap it in through the
 		// site's pull loop (agent/workloads.go); until one does, the site

@@ -14,6 +14,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/telemetry"
@@ -58,7 +59,7 @@ type PullConfig struct {
 type Gateway struct {
 	Directory *fleet.Directory
 	mux       *http.ServeMux
-	http      *httpServer
+	http      *httpjson.Server
 	dataDir   string
 	stopPull  context.CancelFunc
 	pullDone  chan struct{}
@@ -101,7 +102,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /metrics", metricsHandler(reg))
-	srv, err := listen(cfg.Addr, mux)
+	srv, err := httpjson.Listen(cfg.Addr, mux)
 	if err != nil {
 		dir.Close()
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
@@ -110,7 +111,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 	if p := cfg.Pull; p != nil {
 		rc, err := aznamespaces.NewReceiverClientWithSharedKeyCredential(p.Endpoint, p.Topic, p.Subscription, azcore.NewKeyCredential(p.Key), nil)
 		if err != nil {
-			srv.close()
+			srv.Close()
 			dir.Close()
 			return nil, fmt.Errorf("gateway: event grid namespace %s: %w", p.Endpoint, err)
 		}
@@ -124,7 +125,7 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		}()
 		log.Info("pulling events", "endpoint", p.Endpoint, "topic", p.Topic, "subscription", p.Subscription)
 	}
-	srv.serve(log, "gateway")
+	srv.Start(log, "gateway")
 	log.Info("gateway listening", "url", g.URL(), "webhook", g.URL()+"/api/events")
 	return g, nil
 }
@@ -138,6 +139,6 @@ func (g *Gateway) Close() error {
 		g.stopPull()
 		<-g.pullDone
 	}
-	g.http.close()
+	g.http.Close()
 	return g.Directory.Close()
 }

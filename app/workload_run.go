@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/workload"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
@@ -42,7 +43,7 @@ type WorkloadRunner struct {
 	cfg     WorkloadRunnerConfig
 	prog    workload.Program
 	sup     *workload.Supervisor
-	srv     *httpServer
+	srv     *httpjson.Server
 	recPath string
 	keyed   bool
 	log     *slog.Logger
@@ -123,7 +124,7 @@ func OpenWorkloadRunner(cfg WorkloadRunnerConfig) (*WorkloadRunner, error) {
 	sup := workload.NewSupervisor(workload.SupervisorConfig{Site: cfg.Site, Broker: cfg.Broker, Router: cfg.Router, APIKey: key, Logger: log})
 	recPath := filepath.Join(cfg.DataDir, recordFile)
 	sup.Record = loadRecord(recPath, prog.Manifest.Output.Record, log)
-	srv, err := listen(cfg.Listen, sup.Handler())
+	srv, err := httpjson.Listen(cfg.Listen, sup.Handler())
 	if err != nil {
 		return nil, fmt.Errorf("workload listen %s: %w", cfg.Listen, err)
 	}
@@ -138,9 +139,9 @@ func (r *WorkloadRunner) URL() string { return r.srv.URL() }
 // serving.
 func (r *WorkloadRunner) Run(ctx context.Context) error {
 	log := r.log
-	r.srv.serve(log, "workload")
+	r.srv.Start(log, "workload")
 	log.Info("workload: starting", "workload", r.prog.Manifest.Ref(), "site", r.cfg.Site, "broker", r.cfg.Broker,
-		"router", r.cfg.Router, "router_key", r.keyed, "listen", r.srv.ln.Addr().String(), "data_dir", r.cfg.DataDir)
+		"router", r.cfg.Router, "router_key", r.keyed, "listen", r.srv.Addr(), "data_dir", r.cfg.DataDir)
 
 	// Save the record now and then, so a crash loses little of it.
 	saveCtx, stopSaving := context.WithCancel(context.Background())
@@ -167,7 +168,7 @@ func (r *WorkloadRunner) Run(ctx context.Context) error {
 	if err := saveRecord(r.recPath, r.sup.Record); err != nil {
 		log.Warn("workload: saving the record of decisions failed", "error", err)
 	}
-	r.srv.close()
+	r.srv.Close()
 	if runErr != nil {
 		return runErr
 	}
