@@ -231,7 +231,17 @@ func (t *Temporal) ReleaseStatus(ctx context.Context, id string) (modelfleet.Rel
 	if derr != nil {
 		return modelfleet.ReleaseStatus{}, fmt.Errorf("status of %s: %w", id, err)
 	}
-	s := summarize(desc.GetWorkflowExecutionInfo())
+	info := desc.GetWorkflowExecutionInfo()
+	// A release that completed returns its final status as its result:
+	// as full as the query's answer (waves, sites, controls), with no
+	// worker needed. (A query can also miss a release closing under it.)
+	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		var st modelfleet.ReleaseStatus
+		if rerr := t.Client.GetWorkflow(ctx, id, info.GetExecution().GetRunId()).Get(ctx, &st); rerr == nil {
+			return st, nil
+		}
+	}
+	s := summarize(info)
 	st := modelfleet.ReleaseStatus{Model: s.Model, Workload: s.Workload, Sites: []modelfleet.SiteStatus{}}
 	st.State = s.State
 	st.Reason = "status query unavailable (no cloud worker running?): " + err.Error()

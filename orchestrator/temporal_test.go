@@ -441,6 +441,13 @@ func TestReleaseStatus(t *testing.T) {
 		c = mocks.NewClient(t)
 		c.On("QueryWorkflow", mock.Anything, tt.id, "", "status").Return(nil, serviceerror.NewDeadlineExceeded("no poller")).Once()
 		c.On("DescribeWorkflowExecution", mock.Anything, tt.id, "").Return(describe(tt.info), nil).Once()
+		if strings.Contains(tt.info, completed) {
+			// A result that does not decode (as one from before results
+			// carried the status) leaves the summary.
+			run := mocks.NewWorkflowRun(t)
+			run.On("Get", mock.Anything, mock.Anything).Return(errors.New("no result")).Once()
+			c.On("GetWorkflow", mock.Anything, tt.id, mock.Anything).Return(run).Once()
+		}
 		st, err := New(c).ReleaseStatus(ctx, tt.id)
 		if err != nil {
 			t.Fatal(err)
@@ -452,6 +459,20 @@ func TestReleaseStatus(t *testing.T) {
 		if (st.Workload == nil) != (tt.workload == nil) || st.Workload != nil && *st.Workload != *tt.workload {
 			t.Errorf("%s: workload = %v, want %v", tt.id, st.Workload, tt.workload)
 		}
+	}
+
+	// The query misses a release that completed: its result, in full.
+	c = mocks.NewClient(t)
+	c.On("QueryWorkflow", mock.Anything, id, "", "status").Return(nil, serviceerror.NewDeadlineExceeded("closing")).Once()
+	c.On("DescribeWorkflowExecution", mock.Anything, id, "").Return(describe(execution(id, completed, nil, "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z")), nil).Once()
+	run := mocks.NewWorkflowRun(t)
+	final := want
+	final.State, final.Controls = modelfleet.StateSucceeded, []modelfleet.ControlRecord{{Action: "approve", By: "ops"}}
+	run.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) { *args.Get(1).(*modelfleet.ReleaseStatus) = final }).Return(nil).Once()
+	c.On("GetWorkflow", mock.Anything, id, mock.Anything).Return(run).Once()
+	st, err = New(c).ReleaseStatus(ctx, id)
+	if err != nil || st.State != modelfleet.StateSucceeded || len(st.Controls) != 1 || st.Reason != "" {
+		t.Errorf("status of a completed release = %+v, %v; want its result %+v", st, err, final)
 	}
 
 	// Neither answers: the query's error.
