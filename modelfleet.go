@@ -18,7 +18,8 @@ const (
 	EINVALID      = "invalid"
 	ENOTFOUND     = "not_found"
 	ECONFLICT     = "conflict"
-	EUNAUTHORIZED = "unauthorized"
+	EUNAUTHORIZED = "unauthorized" // who is asking is unknown or unproven (HTTP 401)
+	EFORBIDDEN    = "forbidden"    // known, but not allowed to do this (HTTP 403)
 	ETOOLARGE     = "too_large"
 	EINTERNAL     = "internal"
 )

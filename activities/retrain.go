@@ -149,7 +149,7 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "RunNotFound", err)
 	}
 	switch modelfleet.ErrorCode(err) {
-	case modelfleet.EINVALID, modelfleet.EUNAUTHORIZED, modelfleet.ENOTFOUND:
+	case modelfleet.EINVALID, modelfleet.EUNAUTHORIZED, modelfleet.EFORBIDDEN, modelfleet.ENOTFOUND:
 		return nonRetryable(err)
 	}
 	return err
