@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/agent"
+	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
@@ -52,7 +54,12 @@ type GatewayConfig struct {
 	DriftMonitors map[string]string
 	// Pull, if set, also receives events from an Event Grid namespace
 	// topic subscription (pull delivery) besides the webhook.
-	Pull   *PullConfig
+	Pull *PullConfig
+	// Auth turns authentication and authorisation on (TLS, OIDC tokens,
+	// site certificates, the role model; docs/security.md). Nil: every
+	// endpoint is open, as in the benchmarks' baseline and in-process
+	// tests; the gateway command and the embedded stack always set it.
+	Auth   *AuthConfig
 	Logger *slog.Logger
 }
 
@@ -77,6 +84,8 @@ type Gateway struct {
 	dataDir     string
 	stopPull    context.CancelFunc
 	pullDone    chan struct{}
+	sec         *security
+	url         string
 }
 
 // Handle adds an API the gateway serves beside its own, e.g. the drift
@@ -117,6 +126,17 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	}
 	o := orchestrator.New(cfg.Temporal)
 	reg := telemetry.NewRegistry()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.Auth != nil {
+		if g.sec, g.url, err = openSecurity(cfg.Auth, cfg.DataDir, ln, log, reg); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		o.ControlKeys = g.sec.ControlKeys()
+	}
 	mux := http.NewServeMux()
 	disp := events.NewTemporalDispatcher(o, log, reg)
 	disp.DriftMonitors = cfg.DriftMonitors
@@ -134,13 +154,23 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	// state, rollouts and policies.
 	mux.Handle("/api/", g.Directory.Handler())
 	if g.Signals != nil {
-		mux.Handle("/api/queues/", queue.NewHandler(g.Signals))
+		var stamp queue.Stamp
+		if g.sec != nil {
+			stamp = stampSite
+		}
+		mux.Handle("/api/queues/", queue.NewStampingHandler(stamp, g.Signals))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /metrics", metricsHandler(reg))
 	g.mux = mux
-	if g.http, err = httpjson.Listen(cfg.Addr, mux); err != nil {
-		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	var handler http.Handler = mux
+	if g.sec != nil {
+		g.sec.routes(mux, g.Directory, o.SignalControl, o.ReleaseStatus)
+		handler = g.sec.guard.Wrap(gatewayRules(), mux)
+	}
+	g.http = httpjson.NewServer(ln, handler)
+	if g.sec != nil {
+		g.http.UseTLS(g.sec.tls)
 	}
 	if p := cfg.Pull; p != nil {
 		rc, err := aznamespaces.NewReceiverClientWithSharedKeyCredential(p.Endpoint, p.Topic, p.Subscription, azcore.NewKeyCredential(p.Key), nil)
@@ -160,8 +190,8 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	// The drift monitor reads baselines from, and serves its verdicts at,
 	// this gateway (docs/signals.md).
 	if g.Monitor, err = NewMonitor(MonitorConfig{
-		Queue: signals, Orchestrator: o, Directory: &fleet.Client{BaseURL: g.URL()},
-		Retrain: cfg.Retrain, Drift: cfg.Monitor, Logger: cfg.Logger,
+		Queue: signals, Orchestrator: o, Directory: LocalDirectory{g.Directory},
+		Retrain: cfg.Retrain, Drift: cfg.Monitor, Logger: cfg.Logger, SiteStamped: g.sec != nil,
 	}); err != nil {
 		return nil, err
 	}
@@ -171,8 +201,34 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	return g, nil
 }
 
-// URL is the gateway's base URL.
-func (g *Gateway) URL() string { return g.http.URL() }
+// URL is the gateway's base URL (https:// with Auth).
+func (g *Gateway) URL() string {
+	if g.url != "" {
+		return g.url
+	}
+	return g.http.URL()
+}
+
+// SiteProperty is the signal message property the gateway stamps with
+// the site the sender's certificate names; the monitor dead-letters a
+// message about another site.
+const SiteProperty = "modelfleet-site"
+
+// stampSite binds a signal message to its sender.
+func stampSite(r *http.Request, m *queue.Message) error {
+	p := auth.From(r.Context())
+	if p == nil || p.Site == "" {
+		return modelfleet.Errorf(modelfleet.EFORBIDDEN, "only sites send signal messages")
+	}
+	if v, ok := m.Properties[SiteProperty]; ok && v != p.Site {
+		return modelfleet.Errorf(modelfleet.EFORBIDDEN, "site %s may not send as %s", p.Site, v)
+	}
+	if m.Properties == nil {
+		m.Properties = map[string]string{}
+	}
+	m.Properties[SiteProperty] = p.Site
+	return nil
+}
 
 // Close stops the monitor, the event pull and serving, and closes the
 // queue and the directory. It is safe on a gateway OpenGateway left half

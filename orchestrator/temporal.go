@@ -43,6 +43,9 @@ type Temporal struct {
 	// MaxScan bounds how many releases of one model Champion reads
 	// (default DefaultMaxScan).
 	MaxScan int
+	// ControlKeys go into every release's input: the keys whose signed
+	// control statements it accepts (ReleaseInput.ControlKeys).
+	ControlKeys []modelfleet.TrustedKey
 }
 
 var _ modelfleet.Orchestrator = (*Temporal)(nil)
