@@ -107,25 +107,29 @@ func (r *release) admit(ctx workflow.Context, action string, ctl modelfleet.Cont
 		return rec, ""
 	}
 	gate := r.openGate()
-	if len(c.keys) > 0 {
-		now := workflow.Now(ctx)
-		st, err := modelfleet.VerifyControl(ctl, c.keys, action, r.id, now)
-		if err != nil {
-			return rec, modelfleet.ErrorMessage(err)
+	if len(c.keys) == 0 {
+		if action == modelfleet.SignalApprove && gate == "" {
+			return rec, "no approval gate is open"
 		}
-		// The nonce is spent by any verified statement, acted on or not:
-		// a statement refused now (an early approve) is not good later.
-		if refused := c.spend(st, now); refused != "" {
-			return rec, refused
-		}
-		if (action == modelfleet.SignalApprove || action == modelfleet.SignalReject) && st.Gate != gate {
-			return rec, "the statement answers gate " + quoteGate(st.Gate) + ", and the gate open is " + quoteGate(gate)
-		}
-		rec.By, rec.Reason, rec.Verified = st.Subject, st.Reason, true
+		return rec, ""
 	}
-	if action == modelfleet.SignalApprove && gate == "" {
+	now := workflow.Now(ctx)
+	st, err := modelfleet.VerifyControl(ctl, c.keys, action, r.id, now)
+	if err != nil {
+		return rec, modelfleet.ErrorMessage(err)
+	}
+	// The nonce is spent by any verified statement, acted on or not: a
+	// statement refused now (an early approve) is not good later.
+	if refused := c.spend(st, now); refused != "" {
+		return rec, refused
+	}
+	switch {
+	case action == modelfleet.SignalApprove && gate == "":
 		return rec, "no approval gate is open"
+	case (action == modelfleet.SignalApprove || action == modelfleet.SignalReject) && st.Gate != gate:
+		return rec, "the statement answers gate " + quoteGate(st.Gate) + ", and the gate open is " + quoteGate(gate)
 	}
+	rec.By, rec.Reason, rec.Verified = st.Subject, st.Reason, true
 	return rec, ""
 }
 
