@@ -43,8 +43,11 @@ type Temporal struct {
 	// MaxScan bounds how many releases of one model Champion reads
 	// (default DefaultMaxScan).
 	MaxScan int
-	// ControlKeys go into every release's input: the keys whose signed
-	// control statements it accepts (ReleaseInput.ControlKeys).
+	// ControlKeys, if set, are the keys whose signed control statements
+	// the releases it starts accept (ReleaseInput.ControlKeys): the
+	// gateway's current key and, during a rotation, the old ones. They
+	// replace whatever keys the caller's input names. Nil: the input's
+	// keys are passed as they are (none: unsigned controls are accepted).
 	ControlKeys []modelfleet.TrustedKey
 }
 
@@ -52,6 +55,15 @@ var _ modelfleet.Orchestrator = (*Temporal)(nil)
 
 // New returns the Orchestrator on c, with the defaults.
 func New(c client.Client) *Temporal { return &Temporal{Client: c} }
+
+// controlKeys are the keys a release starts with: t.ControlKeys if set,
+// else the caller's.
+func (t *Temporal) controlKeys(given []modelfleet.TrustedKey) []modelfleet.TrustedKey {
+	if len(t.ControlKeys) > 0 {
+		return slices.Clone(t.ControlKeys)
+	}
+	return given
+}
 
 // StartRelease implements modelfleet.Orchestrator. The workflow ID is
 // derived from the model reference, and the policies make a redelivered
@@ -63,6 +75,7 @@ func (t *Temporal) StartRelease(ctx context.Context, in modelfleet.ReleaseInput)
 		return modelfleet.Run{}, err
 	}
 	in.Resume = nil
+	in.ControlKeys = t.controlKeys(in.ControlKeys)
 	opts := client.StartWorkflowOptions{
 		ID:                       modelfleet.ReleaseWorkflowID(in.Model),
 		TaskQueue:                modelfleet.CloudTaskQueue,
@@ -101,6 +114,7 @@ func (t *Temporal) StartWorkloadRelease(ctx context.Context, in modelfleet.Workl
 		return modelfleet.Run{}, err
 	}
 	in.Resume = nil
+	in.ControlKeys = t.controlKeys(in.ControlKeys)
 	opts := client.StartWorkflowOptions{
 		ID:                       modelfleet.WorkloadReleaseWorkflowID(in.Model, in.Workload),
 		TaskQueue:                modelfleet.CloudTaskQueue,

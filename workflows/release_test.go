@@ -34,12 +34,13 @@ type harness struct {
 	labelled int64             // labelled predictions of the new version the sites report
 	correct  int64             // of which right
 	report   activities.ValidationReport
+	in       modelfleet.ReleaseInput // what run starts the release with
 }
 
 func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) *harness {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
-	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}}
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, in: modelfleet.ReleaseInput{Model: ref}}
 	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
 	h.env.RegisterActivity(&activities.Retraining{})
@@ -79,7 +80,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 }
 
 func (h *harness) run() (modelfleet.ReleaseStatus, error) {
-	h.env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref})
+	h.env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, h.in)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}

@@ -16,6 +16,11 @@ import (
 // change to Release, Retrain or WorkloadRelease
 // that would break running workflows fails here: record a new history, and
 // version the change with workflow.GetVersion.
+//
+// release_signed_approve.json is a release started with control keys on a
+// `temporal server start-dev` with stub activities (the gateway did not
+// sign controls yet): a forged approve during the canary's bake and one at
+// the gate, both refused, then a signed approve that passed the gate.
 func TestReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
