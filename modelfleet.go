@@ -111,6 +111,14 @@ func (r ModelRef) String() string { return r.Name + ":" + r.Version }
 // Model formats the edge runtime can load.
 const (
 	FormatLightGBM = "lightgbm" // LightGBM text model file
+	FormatXGBoost  = "xgboost"  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
+)
+
+// Tasks a model serves.
+const (
+	TaskBinary     = "binary"
+	TaskMulticlass = "multiclass"
+	TaskRegression = "regression"
 )
 
 // Validation metrics the validator can compute on a labelled data set.
@@ -166,8 +174,8 @@ func (m *Model) Validate() error {
 	if err := m.ModelRef.Validate(); err != nil {
 		return err
 	}
-	if m.Format != FormatLightGBM {
-		return Errorf(EINVALID, "model format %q is not supported: use %q", m.Format, FormatLightGBM)
+	if m.Format != FormatLightGBM && m.Format != FormatXGBoost {
+		return Errorf(EINVALID, "model format %q is not supported: use %q or %q", m.Format, FormatLightGBM, FormatXGBoost)
 	}
 	if !ValidDigest(m.Digest) {
 		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)
