@@ -25,6 +25,10 @@ type xgbExpected struct {
 	Features  []string     `json:"features"`
 	X         [][]*float64 `json:"X"`
 	Predict   []any        `json:"predict"`
+	// Y are the held-out labels, Metrics scikit-learn's metrics of Predict
+	// against them.
+	Y       []float64          `json:"y"`
+	Metrics map[string]float64 `json:"metrics"`
 }
 
 // python is the interpreter with the Debian packages the tests need: the
@@ -60,7 +64,7 @@ func TestXGBoostMatchesLibrary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("trains models with python3-xgboost")
 	}
-	needPython(t, "python3-xgboost", "xgboost", "numpy")
+	needPython(t, "python3-xgboost python3-sklearn", "xgboost", "numpy", "sklearn")
 	dir := t.TempDir()
 	cmd := exec.Command(python, "testdata/xgboost/gen.py", dir, "500")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -130,8 +134,10 @@ func checkXGBoost(t *testing.T, m *Model, exp *xgbExpected) {
 	}
 	var worst float64
 	missing := 0
+	d := &Dataset{Features: exp.Features, Y: exp.Y}
 	for i, row := range exp.X {
 		x := make([]float64, len(row))
+		d.X = append(d.X, x)
 		for j, v := range row {
 			if v == nil {
 				x[j] = math.NaN()
@@ -171,6 +177,15 @@ func checkXGBoost(t *testing.T, m *Model, exp *xgbExpected) {
 		t.Errorf("max abs difference from XGBoost %s: %g, want <= 1e-6", exp.XGBoost, worst)
 	}
 	t.Logf("XGBoost %s %s: %d rows, max abs difference %.3g", exp.XGBoost, exp.Objective, len(exp.X), worst)
+	if len(exp.Metrics) == 0 {
+		t.Fatal("no metrics recorded")
+	}
+	for metric, want := range exp.Metrics {
+		got, err := Evaluate(m, d, metric)
+		if err != nil || math.Abs(got-want) > 1e-6*max(1, math.Abs(want)) {
+			t.Errorf("Evaluate %s = %v, %v; scikit-learn says %v", metric, got, err, want)
+		}
+	}
 }
 
 // tinyXGB is a hand-written binary:logistic model over features a and b: one
