@@ -59,6 +59,9 @@ func Load(format string, data []byte) (m *Model, err error) {
 	case detected == formatPickle:
 		return nil, invalid("the file is a Python pickle: it is refused because loading a pickle runs arbitrary code. " +
 			"Export the model instead: booster.save_model(\"model.json\") for XGBoost, booster.save_model(\"model.txt\") for LightGBM")
+	case detected == formatONNX:
+		return nil, invalid("the file is an ONNX model, which the edge runtime does not load yet (docs/models.md): " +
+			"register the model as a LightGBM text file or an XGBoost JSON model")
 	case format == "" && detected == "":
 		return nil, invalid("the model format is not recognised: want a LightGBM text file or an XGBoost JSON/UBJSON model")
 	case format == "":
@@ -85,13 +88,15 @@ func Load(format string, data []byte) (m *Model, err error) {
 	return m, nil
 }
 
-// formatPickle is what Detect returns for a Python pickle, which no format
-// loads.
-const formatPickle = "pickle"
+// What Detect returns for files no format loads.
+const (
+	formatPickle = "pickle"
+	formatONNX   = "onnx"
+)
 
 // Detect names the format of a model artifact by its content: FormatLightGBM,
-// FormatXGBoost (ubj: in its UBJSON encoding), "pickle", or "" when it is none
-// of them.
+// FormatXGBoost (ubj: in its UBJSON encoding), "pickle", "onnx", or "" when it
+// is none of them.
 func Detect(data []byte) (format string, ubj bool) {
 	switch isJSON, isUBJ := sniffXGBoost(data); {
 	case isJSON || isUBJ:
@@ -100,6 +105,8 @@ func Detect(data []byte) (format string, ubj bool) {
 		return FormatLightGBM, false
 	case isPickle(data):
 		return formatPickle, false
+	case isONNX(data):
+		return formatONNX, false
 	}
 	return "", false
 }
@@ -108,6 +115,15 @@ func Detect(data []byte) (format string, ubj bool) {
 // by default) by their PROTO opcode.
 func isPickle(data []byte) bool {
 	return len(data) >= 2 && data[0] == 0x80 && data[1] >= 2 && data[1] <= 5
+}
+
+// isONNX recognises an ONNX ModelProto as exporters write it: ir_version
+// (field 1, a varint from 3 to 20) first, then another ModelProto field
+// (producer_name, producer_version, domain, model_version, doc_string,
+// graph or opset_import).
+func isONNX(data []byte) bool {
+	return len(data) >= 3 && data[0] == 0x08 && data[1] >= 3 && data[1] <= 20 &&
+		bytes.IndexByte([]byte{0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42}, data[2]) >= 0
 }
 
 // Format is the format the model was loaded as.

@@ -270,6 +270,7 @@ func TestXGBoostRejects(t *testing.T) {
 		{"format mismatch", modelfleet.FormatLightGBM, []byte(tinyXGB), `says format "lightgbm" but the file is a xgboost model`},
 		{"unknown", "", []byte("hello"), "not recognised"},
 		{"pickle", modelfleet.FormatXGBoost, []byte("\x80\x04\x95\x10\x00\x00\x00"), "arbitrary code"},
+		{"onnx", "", []byte("\x08\x07\x12\x08skl2onnx\x1a\x061.13.1"), "ONNX model"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m, err := Load(c.format, c.data)
@@ -324,6 +325,44 @@ func TestUBJSON(t *testing.T) {
 	} {
 		if got, err := ubjsonToJSON([]byte(c.in)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ubjsonToJSON(%q) = %s, %v; want an error containing %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+// TestRefusesONNXAndPickles: the ONNX models of ONNX's own backend test data
+// (Debian libonnx-testdata) and a pickled and a joblib-dumped scikit-learn
+// model each fail to load with the reason.
+func TestRefusesONNXAndPickles(t *testing.T) {
+	if testing.Short() {
+		t.Skip("reads libonnx-testdata and runs python3")
+	}
+	files, _ := filepath.Glob("/usr/share/libonnx-testdata/data/*/*/model.onnx")
+	if len(files) == 0 {
+		msg := "needs ONNX's backend test data: apt-get install -y libonnx-testdata (or make deps)"
+		if requireDeps() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	for _, f := range files {
+		if _, err := Load("", readFile(t, f)); err == nil || !strings.Contains(err.Error(), "is an ONNX model") {
+			t.Fatalf("Load(%s) = %v, want the ONNX refusal", f, err)
+		}
+	}
+	t.Logf("%d ONNX files refused", len(files))
+	needPython(t, "python3-sklearn", "sklearn", "joblib")
+	script := `import io, joblib, pickle, sys
+from sklearn.linear_model import LogisticRegression
+m = LogisticRegression().fit([[0], [1]], [0, 1])
+b = io.BytesIO(); joblib.dump(m, b)
+sys.stdout.buffer.write(pickle.dumps(m) if sys.argv[1] == "pickle" else b.getvalue())`
+	for _, kind := range []string{"pickle", "joblib"} {
+		out, err := exec.Command(python, "-c", script, kind).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(modelfleet.FormatXGBoost, out); err == nil || !strings.Contains(err.Error(), "arbitrary code") {
+			t.Errorf("Load(%s) = %v, want the pickle refusal", kind, err)
 		}
 	}
 }
