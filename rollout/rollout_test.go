@@ -25,6 +25,15 @@ func TestParseRejectsBadPolicies(t *testing.T) {
 		{"bake", "waves: [{name: a, bake: soon}]", "duration"},
 		{"concurrency", "waves: [{name: a, maxConcurrent: -1}]", "maxConcurrent"},
 		{"criteria", "waves: [{name: a, criteria: {maxErrorRate: 2}}]", "criteria"},
+		{"criteria nan", "waves: [{name: a, criteria: {maxP99LatencyMs: .nan}}]", "criteria"},
+		{"p99 beyond buckets", "waves: [{name: a, criteria: {maxP99LatencyMs: 5000}}]", "slowest latency bucket"},
+		{"min samples negative", "waves: [{name: a, criteria: {maxErrorRate: 0.1, minRequests: -1}}]", "minRequests"},
+		{"min samples huge", "waves: [{name: a, criteria: {minQuality: 0.9, minLabelled: 2000000000}}]", "minLabelled"},
+		{"min predictions word", "waves: [{name: a, criteria: {minPredictions: many}}]", "rollout policy"},
+		{"on inconclusive", "waves: [{name: a, onInconclusive: shrug}]", "onInconclusive"},
+		{"max bake short", "waves: [{name: a, bake: 10m, maxBake: 5m}]", "maxBake"},
+		{"bake too long", "waves: [{name: a, bake: 200h}]", "at most"},
+		{"max bake too long", "waves: [{name: a, bake: 1h, maxBake: 1000h}]", "at most"},
 		{"catch-all first", "waves: [{name: a}, {name: b, select: {ring: x}}]", "selects every remaining site"},
 		{"gate unknown", "waves: [{name: a}]\napproval: {after: [canary]}", `wave "canary"`},
 		{"gate timeout", "waves: [{name: a}]\napproval: {after: [a], onTimeout: maybe}", "onTimeout"},
@@ -199,6 +208,9 @@ func mustWindow(t *testing.T, sched, dur, tz string) *Window {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("waves: [{name: a, steps: [10, 100], failureBudget: 5%}]\napproval: {after: [a]}"))
 	f.Add([]byte("waves: [{name: c, select: {ring: canary}}, {name: f}]"))
+	f.Add([]byte("waves: [{name: a, bake: 1m, maxBake: 5m, onInconclusive: pause, criteria: {maxErrorRate: 0.01, maxP99LatencyMs: 50, minRequests: 20}}]"))
+	f.Add([]byte("waves: [{name: a, onInconclusive: pass, criteria: {maxPredictionShift: 0.2, minPredictions: 10, minQuality: 0.9, minLabelled: 5}}]"))
+	f.Add([]byte("waves: [{name: a, criteria: {maxP99LatencyMs: 3276.8}, maxBake: 168h}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -208,4 +220,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("a parsed policy must stay valid: %v", err)
 		}
 	})
+}
+
+func TestParseAnalysisDefaults(t *testing.T) {
+	p, err := Parse([]byte(`
+waves:
+  - {name: canary, select: {ring: canary}, criteria: {maxErrorRate: 0.01}}
+  - {name: fleet, bake: 10m, maxBake: 1h, onInconclusive: pause, criteria: {minQuality: 0.9, minLabelled: 20}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, f := p.Waves[0], p.Waves[1]
+	if c.Bake.Std() != DefaultBake || c.BakeLimit() != 3*DefaultBake || c.Inconclusive() != OnInconclusiveFail || c.OnInconclusive != OnInconclusiveFail {
+		t.Errorf("canary: bake %v limit %v onInconclusive %q, want the defaults written out", c.Bake.Std(), c.BakeLimit(), c.OnInconclusive)
+	}
+	if c.Criteria.Requests() != DefaultMinRequests || c.Criteria.Predictions() != DefaultMinPredictions || c.Criteria.Labelled() != DefaultMinLabelled {
+		t.Errorf("canary minimums %d %d %d, want the defaults", c.Criteria.Requests(), c.Criteria.Predictions(), c.Criteria.Labelled())
+	}
+	if f.BakeLimit() != time.Hour || f.Inconclusive() != OnInconclusivePause || f.Criteria.Labelled() != 20 {
+		t.Errorf("fleet: limit %v onInconclusive %q minLabelled %d", f.BakeLimit(), f.Inconclusive(), f.Criteria.Labelled())
+	}
+	// A wave from a policy recorded before these fields (a running
+	// release's history) fails an inconclusive window, never passes it.
+	old := Wave{Bake: Duration(time.Minute)}
+	if old.Inconclusive() != OnInconclusiveFail || old.BakeLimit() != 3*time.Minute {
+		t.Errorf("zero wave: %q %v", old.Inconclusive(), old.BakeLimit())
+	}
 }
