@@ -93,7 +93,7 @@ func (c Criteria) Analyze(start, end modelfleet.Counters, reference []int64) []m
 			r.Note = fmt.Sprintf("Jensen–Shannon distance of %d predictions from %d of %s", n, m, against)
 		}
 		if r.Samples < r.MinSamples {
-			r.Note = fmt.Sprintf("%d predictions of the new version and %d of %s in the window, fewer than the %d required on each side", n, m, against, r.MinSamples)
+			r.Note = fmt.Sprintf("%d predictions of the new version and %d of %s, fewer than the %d required on each side", n, m, against, r.MinSamples)
 		}
 		judge(r, r.Value > c.MaxPredictionShift)
 	}
@@ -126,6 +126,9 @@ func Verdict(rs []modelfleet.CriterionResult) string {
 // the same sites with the same counters' epochs, and no counter lower at
 // the end. If not, why says so.
 func Comparable(start, end modelfleet.Counters) (ok bool, why string) {
+	if start.Epochs == "" || end.Epochs == "" {
+		return false, "the fleet directory reported no counters (a gateway older than the bake-window analysis?): the window starts again"
+	}
 	if start.Epochs != end.Epochs || start.Sites != end.Sites {
 		return false, "an agent restarted or the converged sites changed during the window (its counters start over): the window starts again"
 	}

@@ -85,6 +85,9 @@ type release struct {
 	// verdict on one of its sites, ends the bake and rolls back.
 	baking        []string
 	monitorBreach string
+	// analysis: criteria are judged over each bake window (see analyse);
+	// false replaying a history recorded before.
+	analysis bool
 }
 
 func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl *modelfleet.WorkloadReleaseInput) *release {
@@ -93,6 +96,7 @@ func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl 
 		r.status.Workload = &wl.Workload
 	}
 	r.status.StartedAt = stamp(ctx)
+	r.analysis = workflow.GetVersion(ctx, bakeWindowAnalysis, workflow.DefaultVersion, 1) >= 1
 	return r
 }
 
@@ -243,6 +247,27 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 	r.touched[i] = append(r.touched[i], batch...)
 	steps := r.steps(w.Steps)
 	r.events += eventsPerStep * len(steps)
+	analyse := r.analysis && w.Criteria.Any()
+	var reference []int64
+	if analyse && w.Criteria.MaxPredictionShift > 0 {
+		// What the sites predicted before this batch's first step: the
+		// prediction shift's reference once the replaced versions stop
+		// predicting beside the new one (the 100% step).
+		pre, err := r.await(ctx, batch, 0)
+		if err != nil {
+			return fmt.Errorf("wave %q: read the sites' predictions: %w", w.Name, err)
+		}
+		r.events += eventsPerRead
+		if c := pre.Counters; c != nil {
+			reference = make([]int64, len(c.Predictions))
+			for b := range reference {
+				reference[b] = c.Predictions[b]
+				if len(c.Replaced) == len(c.Predictions) {
+					reference[b] += c.Replaced[b]
+				}
+			}
+		}
+	}
 	for _, weight := range steps {
 		if err := r.checkpoint(ctx); err != nil {
 			return err
@@ -275,6 +300,12 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 				return breach("wave %q: %d sites failed, over its failure budget of %d", w.Name, ws.Failed, ws.Budget)
 			}
 		}
+		if analyse {
+			if err := r.analyse(ctx, i, batch, weight, prog.Counters, reference); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := r.bake(ctx, i, batch); err != nil {
 			return err
 		}
@@ -303,26 +334,34 @@ func (r *release) await(ctx workflow.Context, sites []string, timeout time.Durat
 
 func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 	d := r.planned.Policy.Waves[i].Bake.Std()
-	ws := &r.status.Waves[i]
 	if d <= 0 || len(batch) == 0 {
 		return nil
 	}
+	_, err := r.bakeFor(ctx, i, batch, d)
+	return err
+}
+
+// bakeFor holds the batch for d, ended early by a skip-bake (skipped), an
+// operator stopping the release, or a monitor breach (an error).
+func (r *release) bakeFor(ctx workflow.Context, i int, batch []string, d time.Duration) (skipped bool, err error) {
+	ws := &r.status.Waves[i]
 	ws.BakeUntil = workflow.Now(ctx).Add(d).UTC().Format(time.RFC3339)
 	for _, s := range batch {
 		r.setSite(ctx, s, modelfleet.SiteBaking, "bake until "+ws.BakeUntil)
 	}
 	r.baking = batch
-	_, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() || r.monitorBreach != "" })
+	_, err = workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() || r.monitorBreach != "" })
 	r.baking = nil
+	skipped = r.ctl.skipBake
 	r.ctl.skipBake = false
 	ws.BakeUntil = ""
 	if err != nil {
-		return err
+		return skipped, err
 	}
 	if r.monitorBreach != "" {
-		return breach("wave %q: %s", r.planned.Policy.Waves[i].Name, r.monitorBreach)
+		return skipped, breach("wave %q: %s", r.planned.Policy.Waves[i].Name, r.monitorBreach)
 	}
-	return r.checkpoint(ctx)
+	return skipped, r.checkpoint(ctx)
 }
 
 // checkCriteria compares the new version's live figures at the batch's

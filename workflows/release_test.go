@@ -34,12 +34,54 @@ type harness struct {
 	labelled int64             // labelled predictions of the new version the sites report
 	correct  int64             // of which right
 	report   activities.ValidationReport
+	// traffic is what each converged site's counters (Progress.Counters)
+	// gain per minute of workflow time, over lifetime counters that
+	// already hold before; epoch is the agents' epoch (change it to
+	// restart them).
+	traffic, before siteTraffic
+	epoch           string
+	t0              time.Time
+	reads           int // progress reads
+}
+
+// siteTraffic is one site's figures of the new version (and the replaced
+// versions' predictions), per minute or in total.
+type siteTraffic struct {
+	requests, errors  int64
+	latencyBin        int
+	preds, replaced   []int64
+	labelled, correct int64
+}
+
+// counters are the sites' counters at workflow time now.
+func (h *harness) counters(sites int, now time.Time) *modelfleet.Counters {
+	minutes := int64(now.Sub(h.t0) / time.Minute)
+	c := &modelfleet.Counters{Sites: sites, Epochs: h.epoch,
+		Latency: make([]int64, len(modelfleet.LatencyBuckets)+1), Predictions: make([]int64, 10), Replaced: make([]int64, 10)}
+	for _, t := range []struct {
+		f siteTraffic
+		k int64
+	}{{h.before, int64(sites)}, {h.traffic, int64(sites) * minutes}} {
+		c.Requests += t.f.requests * t.k
+		c.Errors += t.f.errors * t.k
+		c.Latency[t.f.latencyBin] += t.f.requests * t.k
+		c.Labelled += t.f.labelled * t.k
+		c.Correct += t.f.correct * t.k
+		for b := range t.f.preds {
+			c.Predictions[b] += t.f.preds[b] * t.k
+		}
+		for b := range t.f.replaced {
+			c.Replaced[b] += t.f.replaced[b] * t.k
+		}
+	}
+	return c
 }
 
 func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) *harness {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
-	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}}
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, epoch: "e1"}
+	h.t0 = h.env.Now()
 	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
 	h.env.RegisterActivity(&activities.Retraining{})
@@ -65,6 +107,8 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 				p.Converged = append(p.Converged, s)
 			}
 		}
+		h.reads++
+		p.Counters = h.counters(len(p.Converged), h.env.Now())
 		return p, nil
 	})
 	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
