@@ -74,6 +74,21 @@ type Wave struct {
 	// happens then: fail (default), pass or pause.
 	MaxBake        Duration `yaml:"maxBake,omitempty" json:"maxBake,omitempty"`
 	OnInconclusive string   `yaml:"onInconclusive,omitempty" json:"onInconclusive,omitempty"`
+	// BakeAcrossClose lets a step start in a site's maintenance window
+	// whose close comes before the step's bake ends; by default the step
+	// waits for a window with room for its bake. No step is ever applied
+	// outside the window either way.
+	BakeAcrossClose bool `yaml:"bakeAcrossClose,omitempty" json:"bakeAcrossClose,omitempty"`
+}
+
+// WindowRoom is how long a site's maintenance window must stay open after
+// a step of this wave is applied: its bake, or nothing with
+// BakeAcrossClose.
+func (w Wave) WindowRoom() time.Duration {
+	if w.BakeAcrossClose {
+		return 0
+	}
+	return w.Bake.Std()
 }
 
 // Criteria a wave must meet after each bake, measured over the bake window

@@ -34,6 +34,7 @@ func TestParseRejectsBadPolicies(t *testing.T) {
 		{"max bake short", "waves: [{name: a, bake: 10m, maxBake: 5m}]", "maxBake"},
 		{"bake too long", "waves: [{name: a, bake: 200h}]", "at most"},
 		{"max bake too long", "waves: [{name: a, bake: 1h, maxBake: 1000h}]", "at most"},
+		{"bake across close word", "waves: [{name: a, bakeAcrossClose: sometimes}]", "rollout policy"},
 		{"catch-all first", "waves: [{name: a}, {name: b, select: {ring: x}}]", "selects every remaining site"},
 		{"gate unknown", "waves: [{name: a}]\napproval: {after: [canary]}", `wave "canary"`},
 		{"gate timeout", "waves: [{name: a}]\napproval: {after: [a], onTimeout: maybe}", "onTimeout"},
@@ -211,6 +212,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("waves: [{name: a, bake: 1m, maxBake: 5m, onInconclusive: pause, criteria: {maxErrorRate: 0.01, maxP99LatencyMs: 50, minRequests: 20}}]"))
 	f.Add([]byte("waves: [{name: a, onInconclusive: pass, criteria: {maxPredictionShift: 0.2, minPredictions: 10, minQuality: 0.9, minLabelled: 5}}]"))
 	f.Add([]byte("waves: [{name: a, criteria: {maxP99LatencyMs: 3276.8}, maxBake: 168h}]"))
+	f.Add([]byte("waves: [{name: a, bake: 30m, bakeAcrossClose: true}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -246,5 +248,36 @@ waves:
 	old := Wave{Bake: Duration(time.Minute)}
 	if old.Inconclusive() != OnInconclusiveFail || old.BakeLimit() != 3*time.Minute {
 		t.Errorf("zero wave: %q %v", old.Inconclusive(), old.BakeLimit())
+	}
+}
+
+func TestWindowOpenFor(t *testing.T) {
+	w, err := ParseWindow(modelfleet.MaintenanceWindow{Schedule: "0 22 * * *", Duration: "2h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	for _, c := range []struct {
+		name string
+		t    time.Time
+		d    time.Duration
+		ok   bool
+		next time.Time
+	}{
+		{"closed", at(12, 0), 10 * time.Minute, false, at(22, 0)},
+		{"room to bake", at(22, 30), 30 * time.Minute, true, at(24, 0)},
+		{"bake ends at the close", at(23, 30), 30 * time.Minute, true, at(24, 0)},
+		{"bake would cross the close", at(23, 45), 30 * time.Minute, false, at(46, 0)},
+		{"longer than the window", at(22, 0), 3 * time.Hour, false, at(46, 0)},
+		{"no bake", at(23, 59), 0, true, at(24, 0)},
+	} {
+		ok, next := w.OpenFor(c.t, c.d)
+		if ok != c.ok || !next.Equal(c.next) {
+			t.Errorf("%s: OpenFor(%s, %s) = %v, %s; want %v, %s", c.name, c.t.Format("15:04"), c.d, ok, next, c.ok, c.next)
+		}
+	}
+	if w.Duration() != 2*time.Hour {
+		t.Errorf("duration %v", w.Duration())
 	}
 }

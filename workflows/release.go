@@ -86,8 +86,9 @@ type release struct {
 	baking        []string
 	monitorBreach string
 	// analysis: criteria are judged over each bake window (see analyse);
-	// false replaying a history recorded before.
-	analysis bool
+	// false replaying a history recorded before. windowsPerStep: every
+	// step waits for its sites' maintenance windows (see runBatch).
+	analysis, windowsPerStep bool
 }
 
 func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl *modelfleet.WorkloadReleaseInput) *release {
@@ -97,6 +98,7 @@ func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl 
 	}
 	r.status.StartedAt = stamp(ctx)
 	r.analysis = workflow.GetVersion(ctx, bakeWindowAnalysis, workflow.DefaultVersion, 1) >= 1
+	r.windowsPerStep = workflow.GetVersion(ctx, windowsPerStep, workflow.DefaultVersion, 1) >= 1
 	return r
 }
 
@@ -170,6 +172,11 @@ func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (acti
 	if total == 0 {
 		return plan, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no site matches any wave of the policy (%d sites unselected)", len(plan.Unselected)), "NoSites", nil)
 	}
+	if r.windowsPerStep {
+		if err := checkWindowRoom(plan); err != nil {
+			return plan, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err)
+		}
+	}
 	if len(ids) <= maxSiteAttr {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, orchestrator.SitesAttr.ValueSet(ids))
 	}
@@ -218,7 +225,11 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 		if err := r.checkpoint(ctx); err != nil {
 			return err
 		}
-		batch, rest, opens := nextBatch(workflow.Now(ctx), remaining, w.MaxConcurrent)
+		var room time.Duration
+		if r.windowsPerStep {
+			room = w.WindowRoom()
+		}
+		batch, rest, opens := nextBatch(workflow.Now(ctx), remaining, w.MaxConcurrent, room)
 		if len(batch) == 0 {
 			ws.WindowUntil = opens.UTC().Format(time.RFC3339)
 			for _, s := range remaining {
@@ -230,10 +241,11 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 			continue
 		}
 		ws.WindowUntil = ""
-		remaining = rest
-		if err := r.runBatch(ctx, i, ids(batch), nv); err != nil {
+		held, err := r.runBatch(ctx, i, batch, nv)
+		if err != nil {
 			return err
 		}
+		remaining = append(rest, held...)
 		if len(remaining) > 0 && r.historyFull(ctx) {
 			return r.continueAsNew(ctx, i, remaining)
 		}
@@ -241,10 +253,18 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 	return nil
 }
 
-func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv modelfleet.DesiredVersion) error {
+// runBatch takes a batch through the wave's traffic steps, from the step
+// its sites reached (a batch of sites held back by their windows resumes
+// there). Sites whose maintenance window has no room for a later step are
+// returned held, to be batched again when their window opens.
+func (r *release) runBatch(ctx workflow.Context, i int, planned []activities.PlannedSite, nv modelfleet.DesiredVersion) (held []activities.PlannedSite, err error) {
 	w := r.planned.Policy.Waves[i]
 	ws := &r.status.Waves[i]
-	r.touched[i] = append(r.touched[i], batch...)
+	batch := ids(planned)
+	first := planned[0].FromStep
+	if first == 0 {
+		r.touched[i] = append(r.touched[i], batch...)
+	}
 	steps := r.steps(w.Steps)
 	r.events += eventsPerStep * len(steps)
 	analyse := r.analysis && w.Criteria.Any()
@@ -255,7 +275,7 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		// predicting beside the new one (the 100% step).
 		pre, err := r.await(ctx, batch, 0)
 		if err != nil {
-			return fmt.Errorf("wave %q: read the sites' predictions: %w", w.Name, err)
+			return nil, fmt.Errorf("wave %q: read the sites' predictions: %w", w.Name, err)
 		}
 		r.events += eventsPerRead
 		if c := pre.Counters; c != nil {
@@ -268,9 +288,18 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 			}
 		}
 	}
-	for _, weight := range steps {
+	for k := first; k < len(steps); k++ {
+		weight := steps[k]
 		if err := r.checkpoint(ctx); err != nil {
-			return err
+			return nil, err
+		}
+		if r.windowsPerStep && k > first {
+			var wait []activities.PlannedSite
+			planned, wait = r.holdOutsideWindows(ctx, only(planned, batch), k, w.WindowRoom())
+			held = append(held, wait...)
+			if batch = ids(planned); len(batch) == 0 {
+				return held, nil
+			}
 		}
 		ws.Weight = weight
 		for _, s := range batch {
@@ -278,11 +307,11 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		}
 		var res modelfleet.StepResult
 		if err := r.applyActivity(ctx, nv, weight, batch).Get(ctx, &res); err != nil {
-			return fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
+			return nil, fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
 		}
 		prog, err := r.await(ctx, batch, ConvergeTimeout)
 		if err != nil {
-			return fmt.Errorf("wave %q: await sites: %w", w.Name, err)
+			return nil, fmt.Errorf("wave %q: await sites: %w", w.Name, err)
 		}
 		var failed []string
 		for _, f := range prog.Failed {
@@ -297,26 +326,42 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 			ws.Failed += len(failed)
 			batch = without(batch, failed)
 			if ws.Failed > ws.Budget {
-				return breach("wave %q: %d sites failed, over its failure budget of %d", w.Name, ws.Failed, ws.Budget)
+				return nil, breach("wave %q: %d sites failed, over its failure budget of %d", w.Name, ws.Failed, ws.Budget)
 			}
 		}
 		if analyse {
 			if err := r.analyse(ctx, i, batch, weight, prog.Counters, reference); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		if err := r.bake(ctx, i, batch); err != nil {
-			return err
+			return nil, err
 		}
 		if err := r.checkCriteria(ctx, i, batch); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, s := range batch {
 		r.setSite(ctx, s, modelfleet.SiteHealthy, r.done(nv))
 	}
-	return nil
+	return held, nil
+}
+
+// only keeps the planned sites whose IDs are in keep (failed sites drop
+// out of a batch between steps).
+func only(planned []activities.PlannedSite, keep []string) []activities.PlannedSite {
+	k := make(map[string]bool, len(keep))
+	for _, id := range keep {
+		k[id] = true
+	}
+	var out []activities.PlannedSite
+	for _, s := range planned {
+		if k[s.ID] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (r *release) await(ctx workflow.Context, sites []string, timeout time.Duration) (modelfleet.Progress, error) {

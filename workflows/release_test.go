@@ -42,6 +42,7 @@ type harness struct {
 	epoch           string
 	t0              time.Time
 	reads           int // progress reads
+	stepAt          []time.Time
 }
 
 // siteTraffic is one site's figures of the new version (and the replaced
@@ -96,6 +97,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name, mock.Anything).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
 	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 		h.steps = append(h.steps, req)
+		h.stepAt = append(h.stepAt, h.env.Now())
 		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
