@@ -526,12 +526,15 @@ func (r *release) end(ctx workflow.Context, err error) (modelfleet.ReleaseStatus
 	}
 }
 
-// rollback restores every touched site, last wave first; a site that is
-// offline is restored when it returns (its desired state says so).
+// rollback restores every touched site; a site that is offline is restored
+// when it returns (its desired state says so).
 func (r *release) rollback(ctx workflow.Context, reason string) error {
 	r.setState(ctx, modelfleet.StateRollingBack, reason)
 	// Rollback must happen even if the workflow is being cancelled.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	if workflow.GetVersion(ctx, rollbackAtOnce, workflow.DefaultVersion, 1) >= 1 {
+		return r.rollbackAll(ctx, reason)
+	}
 	for i := len(r.touched) - 1; i >= 0; i-- {
 		sites := r.touched[i]
 		if len(sites) == 0 {

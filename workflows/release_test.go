@@ -219,12 +219,24 @@ func TestReleaseStopsWhenValidationFails(t *testing.T) {
 	}
 }
 
-func TestBudgetBreachRollsBackEveryTouchedSiteInReverse(t *testing.T) {
+func TestBudgetBreachRollsBackEveryTouchedSiteAtOnce(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at once", true: "legacy wave by wave"}[legacy], func(t *testing.T) {
+			testBudgetBreachRollsBack(t, legacy)
+		})
+	}
+}
+
+func testBudgetBreachRollsBack(t *testing.T, legacy bool) {
 	h := newHarness(t, `
 waves:
   - {name: canary, select: {ring: canary}}
   - {name: fleet, failureBudget: 1}
 `, sites("c1"), sites("f1", "f2", "f3"))
+	if legacy {
+		// Recorded histories rolled back wave by wave, last first.
+		h.env.OnGetVersion(rollbackAtOnce, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	h.failing["f1"] = "load failed: corrupt"
 	h.failing["f2"] = "digest mismatch"
 	st, err := h.run()
@@ -235,8 +247,24 @@ waves:
 	if got, want := st.State, modelfleet.StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
-	if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
-		t.Errorf("rollback order = %v, want fleet then canary", h.rollback)
+	if legacy {
+		if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
+			t.Errorf("rollback order = %v, want fleet then canary", h.rollback)
+		}
+		return
+	}
+	if len(h.rollback) != 1 || strings.Join(h.rollback[0], ",") != "c1,f1,f2,f3" {
+		t.Errorf("rollbacks = %v, want every touched site in one step", h.rollback)
+	}
+	for _, w := range st.Waves {
+		if w.State != modelfleet.SiteRolledBack {
+			t.Errorf("wave %s = %q, want rolled-back", w.Name, w.State)
+		}
+	}
+	for _, site := range st.Sites {
+		if site.State != modelfleet.SiteRolledBack && site.State != modelfleet.SiteFailed {
+			t.Errorf("site %s = %q after the rollback", site.Site, site.State)
+		}
 	}
 }
 
@@ -318,8 +346,8 @@ func TestControlsMidRollout(t *testing.T) {
 		h := newHarness(t, twoWaves, sites("c1"), sites("f1", "f2"))
 		h.signal(30*time.Minute+30*time.Second, modelfleet.SignalRollback, "erin") // fleet wave baking
 		st, _ := h.run()
-		if st.State != modelfleet.StateRolledBack || len(h.rollback) != 2 {
-			t.Fatalf("state %q rollback %v", st.State, h.rollback)
+		if st.State != modelfleet.StateRolledBack || len(h.rollback) != 1 || len(h.rollback[0]) != 3 {
+			t.Fatalf("state %q rollback %v, want all three sites in one step", st.State, h.rollback)
 		}
 		for _, s := range st.Sites {
 			if s.State != modelfleet.SiteRolledBack {
