@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -279,5 +281,23 @@ func TestWindowOpenFor(t *testing.T) {
 	}
 	if w.Duration() != 2*time.Hour {
 		t.Errorf("duration %v", w.Duration())
+	}
+}
+
+// The example's policies are what a newcomer copies: they must parse.
+func TestExamplePoliciesParse(t *testing.T) {
+	for _, name := range []string{"rollout.yaml", "rollout-gated.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "examples", "bearing-failure", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Parse(data)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if c := p.Waves[0]; !c.Criteria.Any() || c.BakeLimit() <= c.Bake.Std() {
+			t.Errorf("%s: canary %+v, want criteria with room to extend an inconclusive bake", name, c)
+		}
 	}
 }
