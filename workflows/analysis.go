@@ -3,7 +3,6 @@ package workflows
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -43,11 +42,12 @@ func (r *release) analyse(ctx workflow.Context, i int, batch []string, weight in
 	}
 	began := workflow.Now(ctx)
 	entry := r.addAnalysis(i, modelfleet.BakeAnalysis{Step: weight, Sites: len(batch), From: stamp(ctx), Verdict: modelfleet.VerdictInconclusive})
-	d, limit := w.Bake.Std(), w.BakeLimit()
-	if d <= 0 {
+	bake, limit := w.Bake.Std(), w.BakeLimit()
+	if bake <= 0 {
 		// A policy recorded before Normalize gave criteria a bake.
-		d, limit = rollout.DefaultBake, max(limit, rollout.DefaultBake)
+		bake, limit = rollout.DefaultBake, max(limit, rollout.DefaultBake)
 	}
+	d := bake
 	for {
 		skipped, err := r.bakeFor(ctx, i, batch, d)
 		if err != nil {
@@ -82,7 +82,7 @@ func (r *release) analyse(ctx workflow.Context, i int, batch []string, weight in
 		}
 		if elapsed := workflow.Now(ctx).Sub(began); elapsed < limit {
 			a.Extended++
-			d = min(max(w.Bake.Std(), time.Minute), limit-elapsed)
+			d = min(bake, limit-elapsed)
 			r.events += eventsPerExtension
 			continue
 		}
