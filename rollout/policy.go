@@ -31,8 +31,14 @@ const (
 	DefaultBake            = 5 * time.Minute
 	DefaultApprovalTimeout = 24 * time.Hour
 	// DefaultMaxBakeFactor: an inconclusive window extends the bake up to
-	// maxBake, by default three times the bake.
+	// maxBake, by default three times the bake, and at least
+	// MinAnalysisSpan.
 	DefaultMaxBakeFactor = 3
+	// MinAnalysisSpan is the shortest maxBake of a wave with criteria:
+	// sites report their counters with their heartbeat (every 10 s by
+	// default, agent.DefaultHeartbeat), so a shorter window may hold no
+	// report newer than its start, and could never be judged.
+	MinAnalysisSpan = 30 * time.Second
 	// Minimum samples over a bake window before a criterion is judged.
 	DefaultMinRequests    = 100                          // maxErrorRate, maxP99LatencyMs
 	DefaultMinPredictions = modelfleet.MinShiftSamples   // maxPredictionShift, each side
@@ -125,12 +131,14 @@ func (w Wave) Inconclusive() string {
 }
 
 // BakeLimit is how long a bake may grow while inconclusive: MaxBake, never
-// less than Bake (default DefaultMaxBakeFactor times Bake).
+// less than Bake (default DefaultMaxBakeFactor times Bake), and never less
+// than MinAnalysisSpan.
 func (w Wave) BakeLimit() time.Duration {
+	limit := DefaultMaxBakeFactor * w.Bake.Std()
 	if w.MaxBake.Std() >= w.Bake.Std() && w.MaxBake > 0 {
-		return w.MaxBake.Std()
+		limit = w.MaxBake.Std()
 	}
-	return DefaultMaxBakeFactor * w.Bake.Std()
+	return max(limit, MinAnalysisSpan)
 }
 
 // Approval gates: after each named wave the rollout waits for a human.
@@ -314,6 +322,9 @@ func (p *Policy) Normalize() error {
 		}
 		if w.MaxBake != 0 && w.MaxBake < w.Bake {
 			return bad("wave %q: maxBake %s is shorter than bake %s: an inconclusive bake extends up to maxBake", w.Name, w.MaxBake.Std(), w.Bake.Std())
+		}
+		if c.Any() && w.MaxBake != 0 && w.MaxBake.Std() < MinAnalysisSpan {
+			return bad("wave %q: maxBake %s is shorter than %s: sites report their counters every 10 s, so a shorter window may see none of them", w.Name, w.MaxBake.Std(), MinAnalysisSpan)
 		}
 		switch w.OnInconclusive {
 		case "", OnInconclusiveFail, OnInconclusivePass, OnInconclusivePause:

@@ -34,6 +34,7 @@ func TestParseRejectsBadPolicies(t *testing.T) {
 		{"min predictions word", "waves: [{name: a, criteria: {minPredictions: many}}]", "rollout policy"},
 		{"on inconclusive", "waves: [{name: a, onInconclusive: shrug}]", "onInconclusive"},
 		{"max bake short", "waves: [{name: a, bake: 10m, maxBake: 5m}]", "maxBake"},
+		{"max bake under a report", "waves: [{name: a, bake: 5s, maxBake: 20s, criteria: {maxErrorRate: 0.1}}]", "every 10 s"},
 		{"bake too long", "waves: [{name: a, bake: 200h}]", "at most"},
 		{"max bake too long", "waves: [{name: a, bake: 1h, maxBake: 1000h}]", "at most"},
 		{"bake across close word", "waves: [{name: a, bakeAcrossClose: sometimes}]", "rollout policy"},
@@ -250,6 +251,9 @@ waves:
 	old := Wave{Bake: Duration(time.Minute)}
 	if old.Inconclusive() != OnInconclusiveFail || old.BakeLimit() != 3*time.Minute {
 		t.Errorf("zero wave: %q %v", old.Inconclusive(), old.BakeLimit())
+	}
+	if short := (Wave{Bake: Duration(2 * time.Second)}); short.BakeLimit() != MinAnalysisSpan {
+		t.Errorf("2s bake: limit %v, want at least one report's worth, %v", short.BakeLimit(), MinAnalysisSpan)
 	}
 }
 

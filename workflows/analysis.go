@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -86,7 +87,7 @@ func (r *release) analyse(ctx workflow.Context, i int, batch []string, weight in
 			r.events += eventsPerExtension
 			continue
 		}
-		why := fmt.Sprintf("wave %q: step %d%%: inconclusive after %s: %s", w.Name, weight, workflow.Now(ctx).Sub(began), inconclusive(results))
+		why := fmt.Sprintf("wave %q: step %d%%: inconclusive after %s: %s", w.Name, weight, workflow.Now(ctx).Sub(began).Round(time.Second), inconclusive(results))
 		switch w.Inconclusive() {
 		case rollout.OnInconclusivePass:
 			a.Outcome = "passed by policy (onInconclusive: pass)"
