@@ -48,6 +48,21 @@ fuzz:
 clean:
 	rm -rf bin/modelfleet
 
+# --- deps: what the model runtime's real-library tests need (inference/; docs/models.md) ---
+# Debian packages. The tests skip without them, naming the package, and fail
+# instead when MODELFLEET_REQUIRE_DEPS=1 (as .ci/run sets).
+TEST_DEB_PACKAGES := python3-xgboost python3-sklearn libonnx-testdata
+SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+.PHONY: deps
+## deps: install the missing packages of TEST_DEB_PACKAGES (apt-get update once, non-interactive)
+deps:
+	@missing=$$(for p in $(TEST_DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing" $$missing; \
+	  $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+# --- end deps ---
+
 # Benchmarks: each bench/<name>.mk defines a bench-<name> target.
 -include $(wildcard bench/*.mk)
 -include deploy/deploy.mk

@@ -7,6 +7,7 @@ package modelfleet
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,7 +19,8 @@ const (
 	EINVALID      = "invalid"
 	ENOTFOUND     = "not_found"
 	ECONFLICT     = "conflict"
-	EUNAUTHORIZED = "unauthorized"
+	EUNAUTHORIZED = "unauthorized" // who is asking is unknown or unproven (HTTP 401)
+	EFORBIDDEN    = "forbidden"    // known, but not allowed to do this (HTTP 403)
 	ETOOLARGE     = "too_large"
 	EINTERNAL     = "internal"
 )
@@ -111,14 +113,39 @@ func (r ModelRef) String() string { return r.Name + ":" + r.Version }
 // Model formats the edge runtime can load.
 const (
 	FormatLightGBM = "lightgbm" // LightGBM text model file
+	FormatXGBoost  = "xgboost"  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
 )
 
-// Validation metrics the validator can compute on a labelled data set.
+// Tasks a model serves.
+const (
+	TaskBinary     = "binary"
+	TaskMulticlass = "multiclass"
+	TaskRegression = "regression"
+)
+
+// Validation metrics the validator can compute on a labelled data set:
+// AUC and F1 for binary classifiers, accuracy and log-loss for binary and
+// multiclass ones, macro-F1 for multiclass ones, RMSE, MAE and R² for
+// regressors.
 const (
 	MetricAUC      = "auc"
 	MetricAccuracy = "accuracy"
 	MetricF1       = "f1"
+	MetricMacroF1  = "macro_f1"
+	MetricLogLoss  = "log_loss"
+	MetricRMSE     = "rmse"
+	MetricMAE      = "mae"
+	MetricR2       = "r2"
 )
+
+// Metrics lists every validation metric.
+var Metrics = []string{MetricAUC, MetricAccuracy, MetricF1, MetricMacroF1, MetricLogLoss, MetricRMSE, MetricMAE, MetricR2}
+
+// LowerIsBetter reports whether a metric is an error (log-loss, RMSE, MAE),
+// whose threshold is the highest acceptable value rather than the lowest.
+func LowerIsBetter(metric string) bool {
+	return metric == MetricLogLoss || metric == MetricRMSE || metric == MetricMAE
+}
 
 // Model is one registered model version: its artifact (content-addressed by
 // sha256), the feature schema it consumes, and how it is to be validated.
@@ -137,7 +164,8 @@ type Model struct {
 
 // ValidationSpec declares how a model version proves itself before rollout:
 // a labelled data set (content-addressed like the artifact), the metric to
-// compute on it, and the lowest acceptable value.
+// compute on it, and the lowest acceptable value (the highest for an error
+// metric: LowerIsBetter).
 type ValidationSpec struct {
 	DataDigest string  `json:"dataDigest"`
 	DataURL    string  `json:"dataUrl,omitempty"`
@@ -148,12 +176,20 @@ type ValidationSpec struct {
 // Validate checks a validation spec.
 func (v *ValidationSpec) Validate() error {
 	switch v.Metric {
-	case MetricAUC, MetricAccuracy, MetricF1:
+	case MetricAUC, MetricAccuracy, MetricF1, MetricMacroF1:
+		if v.Threshold < 0 || v.Threshold > 1 {
+			return Errorf(EINVALID, "validation threshold %v is out of range: %s is between 0 and 1", v.Threshold, v.Metric)
+		}
+	case MetricR2:
+		if v.Threshold > 1 || math.IsNaN(v.Threshold) || math.IsInf(v.Threshold, 0) {
+			return Errorf(EINVALID, "validation threshold %v is out of range: %s is at most 1", v.Threshold, v.Metric)
+		}
+	case MetricLogLoss, MetricRMSE, MetricMAE:
+		if v.Threshold < 0 || math.IsNaN(v.Threshold) || math.IsInf(v.Threshold, 0) {
+			return Errorf(EINVALID, "validation threshold %v is out of range: %s is a finite maximum, 0 or more", v.Threshold, v.Metric)
+		}
 	default:
-		return Errorf(EINVALID, "validation metric %q is not supported: use %q, %q or %q", v.Metric, MetricAUC, MetricAccuracy, MetricF1)
-	}
-	if v.Threshold < 0 || v.Threshold > 1 {
-		return Errorf(EINVALID, "validation threshold %v is out of range: %s is between 0 and 1", v.Threshold, v.Metric)
+		return Errorf(EINVALID, "validation metric %q is not supported: use one of %s", v.Metric, strings.Join(Metrics, ", "))
 	}
 	if !ValidDigest(v.DataDigest) {
 		return Errorf(EINVALID, "validation data digest %q is invalid: want sha256:<64 hex digits>", v.DataDigest)
@@ -161,13 +197,22 @@ func (v *ValidationSpec) Validate() error {
 	return nil
 }
 
+// Passes reports whether a metric's value meets the threshold: at least
+// the threshold, or at most for an error metric.
+func (v *ValidationSpec) Passes(value float64) bool {
+	if LowerIsBetter(v.Metric) {
+		return value <= v.Threshold
+	}
+	return value >= v.Threshold
+}
+
 // Validate checks a model record before it is stored.
 func (m *Model) Validate() error {
 	if err := m.ModelRef.Validate(); err != nil {
 		return err
 	}
-	if m.Format != FormatLightGBM {
-		return Errorf(EINVALID, "model format %q is not supported: use %q", m.Format, FormatLightGBM)
+	if m.Format != FormatLightGBM && m.Format != FormatXGBoost {
+		return Errorf(EINVALID, "model format %q is not supported: use %q or %q", m.Format, FormatLightGBM, FormatXGBoost)
 	}
 	if !ValidDigest(m.Digest) {
 		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)

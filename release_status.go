@@ -124,6 +124,13 @@ type ControlRecord struct {
 	Reason string `json:"reason,omitempty"`
 	At     string `json:"at"`
 	Wave   string `json:"wave,omitempty"`
+	// Refused, if set, says why the release did not act on the control
+	// (an unsigned or forged statement, one for another gate, a replayed
+	// nonce, an approve with no gate open); By is then what the sender
+	// claimed.
+	Refused string `json:"refused,omitempty"`
+	// Verified: By is the subject of a statement the release verified.
+	Verified bool `json:"verified,omitempty"`
 }
 
 // ChampionGateName is GateStatus.After while a release waits at the

@@ -41,6 +41,11 @@ type ReleaseInput struct {
 	Properties map[string]string `json:"properties,omitempty"`
 	// EventID is the id of the event that caused the release, for audit.
 	EventID string `json:"eventId,omitempty"`
+	// ControlKeys are the public keys whose signed ControlStatements the
+	// release accepts as controls (the gateway's control-signing keys,
+	// new and old during a rotation). Empty: unsigned controls are
+	// accepted, as before signing existed.
+	ControlKeys []TrustedKey `json:"controlKeys,omitempty"`
 	// Resume is set only by the release itself when it continues as new:
 	// its workflows.Checkpoint, as JSON. Starters leave it empty. It is raw
 	// here so that starters need not link the types a checkpoint holds.
@@ -60,6 +65,8 @@ type WorkloadReleaseInput struct {
 	Policy string `json:"policy,omitempty"`
 	// By is who asked for it, for audit.
 	By string `json:"by,omitempty"`
+	// ControlKeys: as ReleaseInput.ControlKeys.
+	ControlKeys []TrustedKey `json:"controlKeys,omitempty"`
 	// Resume: as ReleaseInput.Resume.
 	Resume json.RawMessage `json:"resume,omitempty"`
 }
@@ -100,6 +107,11 @@ var Signals = []string{SignalApprove, SignalReject, SignalPause, SignalResume, S
 type Control struct {
 	By     string `json:"by"`
 	Reason string `json:"reason"`
+	// Statement is the gateway's signed ControlStatement (SignControl).
+	// A release started with ControlKeys accepts a control only with a
+	// statement one of them signed, and then records the statement's
+	// subject, not By.
+	Statement *Envelope `json:"statement,omitempty"`
 }
 
 // Signals the retraining workflow receives.

@@ -92,7 +92,7 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	if err != nil {
 		return ValidationReport{}, fmt.Errorf("validate %s: validation data: %w", ref, err)
 	}
-	ds, err := inference.ReadCSV(bytes.NewReader(data), m.Features)
+	ds, err := inference.ReadLabelled(bytes.NewReader(data), m.Features, model.Task())
 	if err != nil {
 		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: "validation data unusable: " + err.Error()}}, nil
 	}
@@ -102,7 +102,11 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 		res.Note = "evaluation failed: " + err.Error()
 		return ValidationReport{Model: m, Result: res}, nil
 	}
-	res.Passed = res.Value >= res.Threshold
+	res.Passed = m.Validation.Passes(res.Value)
+	if !res.Passed && modelfleet.LowerIsBetter(res.Metric) {
+		// The workflow's own message says "below the threshold".
+		res.Note = fmt.Sprintf("%s %.4f is above the maximum %.4f on %d rows", res.Metric, res.Value, res.Threshold, res.Rows)
+	}
 	report := ValidationReport{Model: m, Result: res}
 	if res.Passed {
 		if report.Baseline, err = a.storeBaseline(ctx, ref, model, ds); err != nil {

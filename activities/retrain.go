@@ -117,9 +117,10 @@ func (a *Retraining) download(ctx context.Context, url, digest string) ([]byte, 
 	return buf.Bytes(), nil
 }
 
-// score evaluates m on the CSV data, rows ordered by features.
+// score evaluates m on the CSV data, rows ordered by features, labels read
+// as m's task has them.
 func score(m *inference.Model, features []string, data []byte, metric string) (float64, int, error) {
-	ds, err := inference.ReadCSV(bytes.NewReader(data), features)
+	ds, err := inference.ReadLabelled(bytes.NewReader(data), features, m.Task())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -149,7 +150,7 @@ func classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), "RunNotFound", err)
 	}
 	switch modelfleet.ErrorCode(err) {
-	case modelfleet.EINVALID, modelfleet.EUNAUTHORIZED, modelfleet.ENOTFOUND:
+	case modelfleet.EINVALID, modelfleet.EUNAUTHORIZED, modelfleet.EFORBIDDEN, modelfleet.ENOTFOUND:
 		return nonRetryable(err)
 	}
 	return err

@@ -128,7 +128,7 @@ func (a *Retraining) CheckChampion(ctx context.Context, req GateRequest) (modelf
 // compare scores both models on data and decides.
 func (a *Retraining) compare(ctx context.Context, c modelfleet.Comparison, challenger []byte, declared []string, champ *modelfleet.Model, metric string, data []byte) modelfleet.Comparison {
 	c.Metric = metric
-	cm, err := inference.Load(modelfleet.FormatLightGBM, challenger)
+	cm, err := inference.Load("", challenger) // whatever the trainer wrote, by its content
 	if err != nil {
 		c.Reason = "the challenger does not load: " + modelfleet.ErrorMessage(err)
 		return c
@@ -161,7 +161,12 @@ func (a *Retraining) compare(ctx context.Context, c modelfleet.Comparison, chall
 		return c
 	}
 	c.Compared = true
+	// diff is how much better the challenger is: lower is better for an
+	// error metric (RMSE, MAE, log-loss).
 	diff := c.ChallengerValue - c.ChampionValue
+	if modelfleet.LowerIsBetter(metric) {
+		diff = -diff
+	}
 	c.Passed = diff >= c.Margin-1e-9
 	switch {
 	case c.Passed && c.Margin > 0:

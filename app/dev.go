@@ -19,7 +19,6 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/drift"
-	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry"
@@ -50,8 +49,14 @@ type DevConfig struct {
 	SignalInterval, MonitorLookback time.Duration
 	MonitorMinRows                  int64
 	RetrainDebounce                 time.Duration
-	Logger                          *slog.Logger
-	Out                             io.Writer // where the banner goes (default os.Stdout)
+	// EphemeralPorts binds every listener on a free port the kernel picks
+	// (Temporal's on free ports found just before it starts, retried if
+	// one is taken meanwhile), ignoring the addresses and base ports
+	// above. Read where things landed from Endpoints (EndpointsFile in
+	// DataDir). For tests and several stacks side by side.
+	EphemeralPorts bool
+	Logger         *slog.Logger
+	Out            io.Writer // where the banner goes (default os.Stdout)
 	// Ready, if set, is called once everything is up.
 	Ready func(*Dev)
 }
@@ -111,6 +116,10 @@ func (c *DevConfig) setDefaults() error {
 	if c.WorkloadBasePort == 0 {
 		c.WorkloadBasePort = 9201
 	}
+	if c.EphemeralPorts {
+		c.GatewayAddr, c.RegistryAddr, c.MQTTAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		c.SiteBasePort, c.SimBasePort, c.WorkloadBasePort = 0, 0, 0
+	}
 	if c.Out == nil {
 		c.Out = os.Stdout
 	}
@@ -148,7 +157,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		s, err := agent.Open(agent.Config{
 			SiteID:  id,
 			DataDir: filepath.Join(cfg.DataDir, "sites", id),
-			Listen:  net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.SiteBasePort+i-1)),
+			Listen:  listenAt(cfg.SiteBasePort, i-1),
 			Labels:  siteLabels(i),
 			Logger:  log,
 			// Short windows, so the drift demo shows within minutes.
@@ -160,10 +169,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		d.Sites = append(d.Sites, s)
 	}
 
-	d.Temporal, err = StartTemporal(ctx, TemporalOptions{
-		Binary: cfg.TemporalBinary, DataDir: filepath.Join(cfg.DataDir, "temporal"),
-		Port: cfg.TemporalPort, UIPort: cfg.UIPort, Logger: log,
-	})
+	d.Temporal, err = startDevTemporal(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -175,21 +181,22 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	}
 	closers = append(closers, d.Client.Close)
 
-	// The embedded stand-in for the Service Bus queue edge signals travel on.
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
-		return err
-	}
-	d.Signals, err = queue.Open(filepath.Join(cfg.DataDir, "queue", "signals.db"), queue.Options{Name: "signals", Logger: log.With("component", "queue")})
+	// The gateway, with the embedded stand-in for the Service Bus queue
+	// edge signals travel on and the drift monitor consuming it.
+	retrain := modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}
+	d.Gateway, err = OpenGateway(GatewayConfig{
+		Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), QueueDir: filepath.Join(cfg.DataDir, "queue"),
+		Temporal: d.Client, Retrain: retrain, Logger: log,
+		// A simulated site runs five machines: compare each with itself.
+		Monitor: drift.Options{
+			Lookback: cmp.Or(cfg.MonitorLookback, DevMonitorLookback), MinRows: cfg.MonitorMinRows,
+			Reference: drift.ReferenceSite,
+		},
+	})
 	if err != nil {
 		return err
 	}
-	closers = append(closers, func() { d.Signals.Close() })
-
-	d.Gateway, err = OpenGateway(GatewayConfig{Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), Temporal: d.Client, Queues: []*queue.Queue{d.Signals},
-		Retrain: modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}, Logger: log})
-	if err != nil {
-		return err
-	}
+	d.Signals, d.Monitor = d.Gateway.Signals, d.Gateway.Monitor
 	closers = append(closers, func() { d.Gateway.Close() })
 	for _, s := range d.Sites {
 		// Register each simulated site once, as an operator would; the
@@ -217,23 +224,6 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	}
 	closers = append(closers, cw.Stop)
 
-	mon, err := NewMonitor(MonitorConfig{
-		Queue: d.Signals, Temporal: d.Client, Directory: &fleet.Client{BaseURL: d.Gateway.URL()},
-		Retrain: modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)},
-		// A simulated site runs five machines: compare each with itself.
-		Drift: drift.Options{
-			Lookback: cmp.Or(cfg.MonitorLookback, DevMonitorLookback), MinRows: cfg.MonitorMinRows,
-			Reference: drift.ReferenceSite,
-		},
-		Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	d.Monitor = mon
-	stopMonitor := mon.Start(ctx, d.Gateway)
-	closers = append(closers, stopMonitor)
-
 	done := make(chan error, len(d.Sites))
 	sctx, cancelSites := context.WithCancel(ctx)
 	for _, s := range d.Sites {
@@ -255,6 +245,9 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 		closers = append(closers, d.factory.close)
 	}
 	d.banner(cfg)
+	if err := writeEndpoints(filepath.Join(cfg.DataDir, EndpointsFile), d.Endpoints()); err != nil {
+		return err
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(d)
 	}

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"github.com/modelfleet/modelfleet/agent"
 	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
@@ -49,14 +47,14 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 			f.close()
 			return nil, err
 		}
-		lsrv, err := httpjson.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(simBase+i)), line.Handler())
+		lsrv, err := httpjson.Listen(listenAt(simBase, i), line.Handler())
 		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("simulator %s: %w", site, err)
 		}
 		lsrv.Start(log, "simulator")
 		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: s.Record().RouterURL, Logger: log.With("component", "workload", "site", site)})
-		wsrv, err := httpjson.Listen(net.JoinHostPort("127.0.0.1", strconv.Itoa(workBase+i)), sup.Handler())
+		wsrv, err := httpjson.Listen(listenAt(workBase, i), sup.Handler())
 		if err != nil {
 			lsrv.Close()
 			f.close()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -12,6 +14,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
+	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/events"
 	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/httpjson"
@@ -28,9 +33,15 @@ type GatewayConfig struct {
 	Addr     string // listen address (default DefaultGatewayAddr)
 	DataDir  string // the site directory lives in DataDir/sites.db
 	Temporal client.Client
-	// Queues are served at /api/queues/{name} (admin, and sends from sites
-	// that reach the cloud over HTTP only). Nil: none.
-	Queues []*queue.Queue
+	// Signals is where the sites' signal messages arrive for the drift
+	// monitor the gateway runs: Service Bus in Azure mode. Nil: the
+	// embedded queue, opened in QueueDir (default DataDir/queue) and served
+	// at /api/queues/signals, where the agents send.
+	Signals  queue.Receiver
+	QueueDir string
+	// Monitor tunes the drift monitor (lookback, minimum rows, reference,
+	// thresholds); zero values take its defaults.
+	Monitor drift.Options
 	// EventAuth, if set, authenticates webhook deliveries (shared keys
 	// and/or Entra bearer tokens). Nil: the webhook is open, as in the
 	// embedded stack on loopback.
@@ -43,7 +54,12 @@ type GatewayConfig struct {
 	DriftMonitors map[string]string
 	// Pull, if set, also receives events from an Event Grid namespace
 	// topic subscription (pull delivery) besides the webhook.
-	Pull   *PullConfig
+	Pull *PullConfig
+	// Auth turns authentication and authorisation on (TLS, OIDC tokens,
+	// site certificates, the role model; docs/security.md). Nil: every
+	// endpoint is open, as in the benchmarks' baseline and in-process
+	// tests; the gateway command and the embedded stack always set it.
+	Auth   *AuthConfig
 	Logger *slog.Logger
 }
 
@@ -58,30 +74,71 @@ type PullConfig struct {
 // /metrics.
 type Gateway struct {
 	Directory *fleet.Directory
-	mux       *http.ServeMux
-	http      *httpjson.Server
-	dataDir   string
-	stopPull  context.CancelFunc
-	pullDone  chan struct{}
+	// Signals is the embedded signal queue (nil when the monitor consumes
+	// Service Bus), and Monitor the drift monitor consuming it.
+	Signals     *queue.Queue
+	Monitor     *Monitor
+	stopMonitor func()
+	mux         *http.ServeMux
+	http        *httpjson.Server
+	dataDir     string
+	stopPull    context.CancelFunc
+	pullDone    chan struct{}
+	sec         *security
+	url         string
 }
 
 // Handle adds an API the gateway serves beside its own, e.g. the drift
 // monitor's (GET /api/monitor) where it runs in the same process.
 func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
 
-// OpenGateway opens the site directory and binds the listener; call Serve.
-func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
+// OpenGateway opens the site directory and the embedded signal queue,
+// starts serving and starts the drift monitor; Close stops it all. The
+// gateway command and the embedded stack (RunDev) both build the gateway
+// here, so `modelfleet dev` runs the production wiring.
+func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultGatewayAddr
 	}
+	if cfg.QueueDir == "" {
+		cfg.QueueDir = filepath.Join(cfg.DataDir, "queue")
+	}
 	log := orDefault(cfg.Logger).With("component", "gateway")
-	dir, err := fleet.Open(filepath.Clean(cfg.DataDir))
-	if err != nil {
+	g = &Gateway{dataDir: cfg.DataDir}
+	defer func() {
+		if err != nil {
+			g.Close()
+		}
+	}()
+	if g.Directory, err = fleet.Open(filepath.Clean(cfg.DataDir)); err != nil {
 		return nil, err
 	}
+	signals := cfg.Signals
+	if signals == nil {
+		if err := os.MkdirAll(cfg.QueueDir, 0o755); err != nil {
+			return nil, err
+		}
+		g.Signals, err = queue.Open(filepath.Join(cfg.QueueDir, agent.SignalQueue+".db"), queue.Options{Name: agent.SignalQueue, Logger: log.With("component", "queue")})
+		if err != nil {
+			return nil, err
+		}
+		signals = g.Signals
+	}
+	o := orchestrator.New(cfg.Temporal)
 	reg := telemetry.NewRegistry()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.Auth != nil {
+		if g.sec, g.url, err = openSecurity(cfg.Auth, cfg.DataDir, ln, log, reg); err != nil {
+			ln.Close()
+			return nil, err
+		}
+		o.ControlKeys = g.sec.ControlKeys()
+	}
 	mux := http.NewServeMux()
-	disp := events.NewTemporalDispatcher(orchestrator.New(cfg.Temporal), log, reg)
+	disp := events.NewTemporalDispatcher(o, log, reg)
 	disp.DriftMonitors = cfg.DriftMonitors
 	disp.Retrain = cfg.Retrain
 	var webhook http.Handler = events.NewHandler(disp, events.HandlerOptions{Logger: log, Registerer: reg})
@@ -89,30 +146,35 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		a := *cfg.EventAuth
 		a.Logger, a.Registerer = log, reg
 		if webhook, err = events.Authenticate(webhook, a); err != nil {
-			dir.Close()
 			return nil, fmt.Errorf("gateway: webhook auth: %w", err)
 		}
 	}
 	mux.Handle("/api/events", webhook)
 	// Everything else under /api/ is the directory: sites, their desired
 	// state, rollouts and policies.
-	mux.Handle("/api/", dir.Handler())
-	if len(cfg.Queues) > 0 {
-		mux.Handle("/api/queues/", queue.NewHandler(cfg.Queues...))
+	mux.Handle("/api/", g.Directory.Handler())
+	if g.Signals != nil {
+		var stamp queue.Stamp
+		if g.sec != nil {
+			stamp = stampSite
+		}
+		mux.Handle("/api/queues/", queue.NewStampingHandler(stamp, g.Signals))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.Handle("GET /metrics", metricsHandler(reg))
-	srv, err := httpjson.Listen(cfg.Addr, mux)
-	if err != nil {
-		dir.Close()
-		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
+	g.mux = mux
+	var handler http.Handler = mux
+	if g.sec != nil {
+		g.sec.routes(mux, g.Directory, o.SignalControl, o.ReleaseStatus)
+		handler = g.sec.guard.Wrap(gatewayRules(), mux)
 	}
-	g := &Gateway{Directory: dir, mux: mux, http: srv, dataDir: cfg.DataDir}
+	g.http = httpjson.NewServer(ln, handler)
+	if g.sec != nil {
+		g.http.UseTLS(g.sec.tls)
+	}
 	if p := cfg.Pull; p != nil {
 		rc, err := aznamespaces.NewReceiverClientWithSharedKeyCredential(p.Endpoint, p.Topic, p.Subscription, azcore.NewKeyCredential(p.Key), nil)
 		if err != nil {
-			srv.Close()
-			dir.Close()
 			return nil, fmt.Errorf("gateway: event grid namespace %s: %w", p.Endpoint, err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -125,20 +187,68 @@ func OpenGateway(cfg GatewayConfig) (*Gateway, error) {
 		}()
 		log.Info("pulling events", "endpoint", p.Endpoint, "topic", p.Topic, "subscription", p.Subscription)
 	}
-	srv.Start(log, "gateway")
+	// The drift monitor reads baselines from, and serves its verdicts at,
+	// this gateway (docs/signals.md).
+	if g.Monitor, err = NewMonitor(MonitorConfig{
+		Queue: signals, Orchestrator: o, Directory: LocalDirectory{g.Directory},
+		Retrain: cfg.Retrain, Drift: cfg.Monitor, Logger: cfg.Logger, SiteStamped: g.sec != nil,
+	}); err != nil {
+		return nil, err
+	}
+	g.stopMonitor = g.Monitor.Start(context.Background(), g)
+	g.http.Start(log, "gateway")
 	log.Info("gateway listening", "url", g.URL(), "webhook", g.URL()+"/api/events")
 	return g, nil
 }
 
-// URL is the gateway's base URL.
-func (g *Gateway) URL() string { return g.http.URL() }
+// URL is the gateway's base URL (https:// with Auth).
+func (g *Gateway) URL() string {
+	if g.url != "" {
+		return g.url
+	}
+	return g.http.URL()
+}
 
-// Close stops serving and closes the directory.
+// SiteProperty is the signal message property the gateway stamps with
+// the site the sender's certificate names; the monitor dead-letters a
+// message about another site.
+const SiteProperty = "modelfleet-site"
+
+// stampSite binds a signal message to its sender.
+func stampSite(r *http.Request, m *queue.Message) error {
+	p := auth.From(r.Context())
+	if p == nil || p.Site == "" {
+		return modelfleet.Errorf(modelfleet.EFORBIDDEN, "only sites send signal messages")
+	}
+	if v, ok := m.Properties[SiteProperty]; ok && v != p.Site {
+		return modelfleet.Errorf(modelfleet.EFORBIDDEN, "site %s may not send as %s", p.Site, v)
+	}
+	if m.Properties == nil {
+		m.Properties = map[string]string{}
+	}
+	m.Properties[SiteProperty] = p.Site
+	return nil
+}
+
+// Close stops the monitor, the event pull and serving, and closes the
+// queue and the directory. It is safe on a gateway OpenGateway left half
+// open.
 func (g *Gateway) Close() error {
+	if g.stopMonitor != nil {
+		g.stopMonitor()
+	}
 	if g.stopPull != nil {
 		g.stopPull()
 		<-g.pullDone
 	}
-	g.http.Close()
+	if g.http != nil {
+		g.http.Close()
+	}
+	if g.Signals != nil {
+		g.Signals.Close()
+	}
+	if g.Directory == nil {
+		return nil
+	}
 	return g.Directory.Close()
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -30,8 +31,10 @@ type MonitorConfig struct {
 	Temporal client.Client
 	// Orchestrator, if set, is used instead of Temporal.
 	Orchestrator modelfleet.Orchestrator
-	// Directory holds the baselines the validation step stored.
-	Directory *fleet.Client
+	// Directory holds the baselines the validation step stored and the
+	// sites' desired states: the gateway's own (LocalDirectory) where the
+	// monitor runs in the gateway, a fleet.Client elsewhere.
+	Directory MonitorDirectory
 	// Retrain is the input a retraining started by drift gets (debounce,
 	// cooldown); zero values take the workflow's defaults.
 	Retrain modelfleet.RetrainInput
@@ -39,6 +42,33 @@ type MonitorConfig struct {
 	// thresholds); Baselines, Sink and Logger are set here.
 	Drift  drift.Options
 	Logger *slog.Logger
+	// SiteStamped: every message must carry the SiteProperty the gateway
+	// stamps from its sender's certificate, and speak only of that site;
+	// any other is dead-lettered. Set when the gateway authenticates
+	// sites.
+	SiteStamped bool
+}
+
+// MonitorDirectory is what the monitor reads from the fleet directory.
+type MonitorDirectory interface {
+	Baseline(ctx context.Context, model, version string) (fleet.BaselineRecord, error)
+	Desired(ctx context.Context, site string, after int64, wait time.Duration) (modelfleet.Desired, error)
+}
+
+var _ MonitorDirectory = (*fleet.Client)(nil)
+
+// LocalDirectory reads a directory in the same process.
+type LocalDirectory struct{ *fleet.Directory }
+
+// Baseline implements MonitorDirectory.
+func (l LocalDirectory) Baseline(_ context.Context, model, version string) (fleet.BaselineRecord, error) {
+	return l.Directory.Baseline(model, version)
+}
+
+// Desired implements MonitorDirectory: the current desired state (wait is
+// ignored: after -1 never waits).
+func (l LocalDirectory) Desired(ctx context.Context, site string, after int64, _ time.Duration) (modelfleet.Desired, error) {
+	return l.Directory.Desired(ctx, site, after)
 }
 
 // Monitor is the running drift monitor.
@@ -80,7 +110,24 @@ func (m *Monitor) Run(ctx context.Context) error {
 	// ahead, let each queue commit settle several messages at once
 	// (bench-signals: 21,600 signals/s on two cores, against 17,900 with
 	// four handlers and a prefetch of eight).
-	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Concurrency: 8, Prefetch: 32, Logger: m.log})
+	return queue.Consume(ctx, m.cfg.Queue, m.handle, queue.ConsumeOptions{Concurrency: 8, Prefetch: 32, Logger: m.log})
+}
+
+// handle checks a message's sender before the monitor reads it.
+func (m *Monitor) handle(ctx context.Context, d queue.Delivery) error {
+	if m.cfg.SiteStamped {
+		sender := d.Properties[SiteProperty]
+		if sender == "" {
+			return queue.PermanentReason("UnknownSender", fmt.Errorf("signal message %s: no %s property: not sent through the gateway by an enrolled site", d.ID, SiteProperty))
+		}
+		msgs, _ := signals.DecodeAny(d.Body)
+		for _, msg := range msgs {
+			if msg.Site != sender {
+				return queue.PermanentReason("SiteMismatch", fmt.Errorf("signal message %s: sent by site %s about site %s", d.ID, sender, msg.Site))
+			}
+		}
+	}
+	return m.Handle(ctx, d)
 }
 
 // Start runs the monitor in the background and serves its verdicts at the
@@ -101,7 +148,7 @@ func (m *Monitor) Start(ctx context.Context, gw *Gateway) (stop func()) {
 // directoryBaselines reads baselines from the fleet directory, once per
 // version (a version's baseline never changes once validated).
 type directoryBaselines struct {
-	dir   *fleet.Client
+	dir   MonitorDirectory
 	cache sync.Map // modelfleet.ModelRef -> *signals.Baseline
 }
 
@@ -121,7 +168,7 @@ func (d *directoryBaselines) Baseline(ctx context.Context, model, version string
 // verdictSink turns verdicts into workflow signals.
 type verdictSink struct {
 	o       modelfleet.Orchestrator
-	dir     *fleet.Client
+	dir     MonitorDirectory
 	retrain modelfleet.RetrainInput
 	log     *slog.Logger
 }

@@ -65,6 +65,10 @@ func FindTemporal() (string, error) {
 	return "", errors.New("temporal CLI not found: run `make tools` (builds github.com/temporalio/cli/cmd/temporal@" + TemporalVersion + " into bin/tools) or set MODELFLEET_TEMPORAL_BIN")
 }
 
+// errExitedEarly: the dev server stopped before it answered, as when its
+// port is taken.
+var errExitedEarly = errors.New("dev server exited before it was ready")
+
 // StartTemporal starts the dev server and waits until its frontend answers.
 // SQLite runs in WAL mode (measured ~3x faster than the default rollback
 // journal for Temporal's write pattern) and the custom search attributes are
@@ -126,7 +130,7 @@ func (s *TemporalServer) waitReady(ctx context.Context, timeout time.Duration) e
 	for {
 		select {
 		case <-s.exited:
-			return fmt.Errorf("dev server exited before it was ready: %v", s.waitErr)
+			return fmt.Errorf("%w: %v", errExitedEarly, s.waitErr)
 		case <-ctx.Done():
 			return ctx.Err()
 		default:

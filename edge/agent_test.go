@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"reflect"
 	"testing"
 
 	"github.com/modelfleet/modelfleet"
@@ -63,7 +64,7 @@ func TestRestartServesLastGoodWithoutFetch(t *testing.T) {
 	if got, want := b.Served(), a.Served(); len(got) != 1 || got[0] != want[0] {
 		t.Fatalf("served after restart = %+v, want %+v", got, want)
 	}
-	if after := scoreOK(t, b, "bearing-failure"); after != before {
+	if after := scoreOK(t, b, "bearing-failure"); !reflect.DeepEqual(after, before) {
 		t.Errorf("score after restart = %+v, want %+v", after, before)
 	}
 	if rec := do(b.Handler(), "GET", "/readyz", ""); rec.Code != 200 {

@@ -27,11 +27,19 @@ import (
 
 // Scorer is one loaded model, as the router needs it.
 type Scorer interface {
-	// Predict scores one ordered feature row; for a binary model it returns
-	// the probability of the positive class.
+	// Predict scores one ordered feature row: for a binary model it returns
+	// the probability of the positive class, for a multiclass one the most
+	// probable class, for a regressor the value.
 	Predict(x []float64) (float64, error)
+	// Probabilities appends each class's probability to dst (a multiclass
+	// model; the router calls it instead of Predict for one).
+	Probabilities(x []float64, dst []float64) ([]float64, error)
 	// NumFeatures is the row length Predict expects.
 	NumFeatures() int
+	// Task is modelfleet.TaskBinary, TaskMulticlass or TaskRegression, and
+	// NumClasses the number of classes of a classifier.
+	Task() string
+	NumClasses() int
 }
 
 // Loader parses a model artifact of the given format.

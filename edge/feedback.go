@@ -100,6 +100,18 @@ func (r *Router) remember(req *http.Request, model string, a *arm, label int) {
 	r.feedback.outcomes.record(model, id, a.Model.Version, label)
 }
 
+// classes is the largest number of classes of the route's versions (2 for
+// a route of binary models or regressors, or no route at all).
+func (rt *route) classes() int {
+	n := 2
+	if rt != nil {
+		for _, a := range rt.arms {
+			n = max(n, a.classes)
+		}
+	}
+	return n
+}
+
 // feedbackRequest is the body of POST /feedback/{model}.
 type feedbackRequest struct {
 	RequestID string `json:"requestId"`
@@ -138,8 +150,8 @@ func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
 	case fb.RequestID == "" || len(fb.RequestID) > MaxRequestID:
 		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("requestId must be 1 to %d characters", MaxRequestID))
 		return
-	case fb.Label == nil || (*fb.Label != 0 && *fb.Label != 1):
-		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, "label must be 0 or 1")
+	case fb.Label == nil || *fb.Label < 0 || *fb.Label >= rt.classes():
+		writeError(w, http.StatusBadRequest, modelfleet.EINVALID, fmt.Sprintf("label must be a class of model %q: 0 to %d", name, rt.classes()-1))
 		return
 	}
 	out, ok := r.feedback.outcomes.take(name, fb.RequestID)

@@ -27,6 +27,12 @@ type fakeScorer struct {
 }
 
 func (s *fakeScorer) NumFeatures() int { return len(s.weights) }
+func (s *fakeScorer) Task() string     { return modelfleet.TaskBinary }
+func (s *fakeScorer) NumClasses() int  { return 2 }
+func (s *fakeScorer) Probabilities(x, dst []float64) ([]float64, error) {
+	p, err := s.Predict(x)
+	return append(dst, p), err
+}
 
 func (s *fakeScorer) Predict(x []float64) (float64, error) {
 	if len(x) != len(s.weights) {

@@ -31,8 +31,13 @@ type scoreResponse struct {
 	Model      string  `json:"model"`
 	Version    string  `json:"version"`
 	Prediction float64 `json:"prediction"`
-	Label      int     `json:"label"`
-	Site       string  `json:"site"`
+	// Label is the class answered: for a binary model 1 from probability
+	// 0.5, for a multiclass one the prediction itself. A regressor's
+	// response has none.
+	Label *int `json:"label,omitempty"`
+	// Probabilities are a multiclass model's, one per class.
+	Probabilities []float64 `json:"probabilities,omitempty"`
+	Site          string    `json:"site"`
 	// Shadow is true only for a request pinned to a shadow version: normal
 	// traffic is always answered by a version that takes traffic.
 	Shadow bool `json:"shadow"`
@@ -133,19 +138,21 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		r.observeRejected(a, body, start)
 		return
 	}
-	p, err := r.predict(a.LoadedModel, x)
+	p, probs, err := r.predict(a, x)
 	if err != nil {
 		r.log.Error("edge: score", "model", a.Model.String(), "err", err)
 		r.fail(w, rt, a, start, http.StatusInternalServerError, modelfleet.EINTERNAL, fmt.Sprintf("model %s failed to score the request", a.Model))
 		r.observeFailed(a, modelfleet.EINTERNAL, start)
 		return
 	}
-	label := labelOf(p)
+	label := a.labelOf(p)
 	if len(rt.shadows) > 0 {
 		r.mirror(rt, a, x, body, label)
 	}
-	writeScore(w, a, p, label)
-	r.remember(req, name, a, label)
+	writeScore(w, a, p, label, probs)
+	if label >= 0 {
+		r.remember(req, name, a, label)
+	}
 	a.m.ok.Inc()
 	a.m.latency.Observe(time.Since(start).Seconds())
 	a.m.predictions.Observe(p)
@@ -172,23 +179,44 @@ func (r *Router) fail(w http.ResponseWriter, rt *route, a *arm, start time.Time,
 
 // predict guards the Scorer: a row of the wrong length may panic in a runtime
 // that trusts its caller, and a non-finite result cannot even be encoded.
-func (r *Router) predict(m *LoadedModel, x []float64) (p float64, err error) {
+// For a multiclass model it returns the class probabilities too, and the
+// most probable class (the first on a tie) as the prediction.
+func (r *Router) predict(a *arm, x []float64) (p float64, probs []float64, err error) {
+	m := a.LoadedModel
 	defer func() {
 		if v := recover(); v != nil {
-			p, err = 0, fmt.Errorf("model %s panicked: %v", m.Model, v)
+			p, probs, err = 0, nil, fmt.Errorf("model %s panicked: %v", m.Model, v)
 		}
 	}()
 	if n := m.Scorer.NumFeatures(); len(x) != n {
-		return 0, fmt.Errorf("vectorizer returned %d values, model %s expects %d", len(x), m.Model, n)
+		return 0, nil, fmt.Errorf("vectorizer returned %d values, model %s expects %d", len(x), m.Model, n)
+	}
+	if a.task == modelfleet.TaskMulticlass {
+		if probs, err = m.Scorer.Probabilities(x, nil); err != nil {
+			return 0, nil, err
+		}
+		if len(probs) != a.classes {
+			return 0, nil, fmt.Errorf("model %s returned %d probabilities for %d classes", m.Model, len(probs), a.classes)
+		}
+		best := 0
+		for i, q := range probs {
+			if math.IsNaN(q) || math.IsInf(q, 0) {
+				return 0, nil, fmt.Errorf("model %s returned a non-finite probability %v", m.Model, q)
+			}
+			if q > probs[best] {
+				best = i
+			}
+		}
+		return float64(best), probs, nil
 	}
 	p, err = m.Scorer.Predict(x)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if math.IsNaN(p) || math.IsInf(p, 0) {
-		return 0, fmt.Errorf("model %s returned a non-finite prediction %v", m.Model, p)
+		return 0, nil, fmt.Errorf("model %s returned a non-finite prediction %v", m.Model, p)
 	}
-	return p, nil
+	return p, nil, nil
 }
 
 func (r *Router) readyz(w http.ResponseWriter, _ *http.Request) {

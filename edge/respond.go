@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+
+	"github.com/modelfleet/modelfleet"
 )
 
 // Header values shared by every score response; net/http only reads them.
@@ -17,19 +19,51 @@ var scoreBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b
 
 // writeScore writes the score response of arm a: the precomputed prefix and
 // suffix around the prediction, the same bytes json.NewEncoder would write
-// for scoreResponse, without reflection or an encoder per request.
-func writeScore(w http.ResponseWriter, a *arm, p float64, label int) {
+// for scoreResponse, without reflection or an encoder per request. A binary
+// model's response is what it always was; a multiclass one adds the class
+// probabilities (probs), a regressor's has no label.
+func writeScore(w http.ResponseWriter, a *arm, p float64, label int, probs []float64) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
 	h["Cache-Control"] = noStore
 	buf := scoreBufs.Get().(*[]byte)
 	b := append((*buf)[:0], a.prefix...)
 	b = appendJSONFloat(b, p)
-	b = append(b, a.suffix[label]...)
+	switch a.task {
+	case modelfleet.TaskRegression:
+		b = append(b, a.tail...)
+	case modelfleet.TaskMulticlass:
+		b = append(b, `,"label":`...)
+		b = strconv.AppendInt(b, int64(label), 10)
+		b = append(b, `,"probabilities":[`...)
+		for i, q := range probs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONFloat(b, q)
+		}
+		b = append(b, ']')
+		b = append(b, a.tail...)
+	default:
+		b = append(b, a.suffix[label]...)
+	}
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 	*buf = b
 	scoreBufs.Put(buf)
+}
+
+// labelOf is the class a prediction of arm a answers: for a binary model the
+// positive class from probability 0.5, for a multiclass one the predicted
+// class itself, and -1 for a regressor, which answers no class.
+func (a *arm) labelOf(p float64) int {
+	switch a.task {
+	case modelfleet.TaskRegression:
+		return -1
+	case modelfleet.TaskMulticlass:
+		return int(p)
+	}
+	return labelOf(p)
 }
 
 // appendJSONFloat formats f as encoding/json does: the shortest

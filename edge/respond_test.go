@@ -26,9 +26,10 @@ func TestWriteScoreMatchesEncodingJSON(t *testing.T) {
 		a := r.lookup("m").version("2")
 		for _, p := range values {
 			rec := httptest.NewRecorder()
-			writeScore(rec, a, p, labelOf(p))
+			label := labelOf(p)
+			writeScore(rec, a, p, label, nil)
 			var want bytes.Buffer
-			json.NewEncoder(&want).Encode(scoreResponse{Model: "m", Version: "2", Prediction: p, Label: labelOf(p), Site: r.Site, Shadow: shadow})
+			json.NewEncoder(&want).Encode(scoreResponse{Model: "m", Version: "2", Prediction: p, Label: &label, Site: r.Site, Shadow: shadow})
 			if got := rec.Body.String(); got != want.String() {
 				t.Fatalf("writeScore(%v) = %s, encoding/json = %s", p, got, want.String())
 			}

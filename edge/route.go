@@ -58,9 +58,12 @@ type arm struct {
 	// features: a shadow with the primary's rows scores the primary's row
 	// instead of decoding the body again.
 	rows    int
-	version []string // value of the X-Modelfleet-Version response header
-	prefix  []byte   // the score response up to the prediction
-	suffix  [2][]byte
+	version []string  // value of the X-Modelfleet-Version response header
+	prefix  []byte    // the score response up to the prediction
+	suffix  [2][]byte // after a binary prediction: the label, site and shadow
+	tail    []byte    // the end of every response: site and shadow
+	task    string
+	classes int
 	m       armMetrics
 }
 
@@ -86,10 +89,11 @@ func (r *Router) newRoute(name string, versions []WeightedModel) *route {
 		a.rows = slices.IndexFunc(rt.arms, func(o *arm) bool { return slices.Equal(o.Features, a.Features) })
 		a.version = []string{a.Model.Version}
 		a.prefix = []byte(`{"model":` + jsonString(name) + `,"version":` + jsonString(a.Model.Version) + `,"prediction":`)
+		a.tail = []byte(`,"site":` + jsonString(r.Site) + `,"shadow":` + strconv.FormatBool(a.shadow) + "}\n")
 		for label := range a.suffix {
-			a.suffix[label] = []byte(`,"label":` + strconv.Itoa(label) + `,"site":` + jsonString(r.Site) +
-				`,"shadow":` + strconv.FormatBool(a.shadow) + "}\n")
+			a.suffix[label] = append([]byte(`,"label":`+strconv.Itoa(label)), a.tail...)
 		}
+		a.task, a.classes = a.Scorer.Task(), a.Scorer.NumClasses()
 		a.m = r.metrics.arm(name, a.Model.Version, a.shadow)
 		quoted[i] = strconv.Quote(a.Model.Version)
 	}

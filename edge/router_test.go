@@ -209,6 +209,12 @@ func TestSwapDuringScoring(t *testing.T) {
 type badScorer struct{ p float64 }
 
 func (s badScorer) NumFeatures() int { return 3 }
+func (s badScorer) Task() string     { return modelfleet.TaskBinary }
+func (s badScorer) NumClasses() int  { return 2 }
+func (s badScorer) Probabilities(x, dst []float64) ([]float64, error) {
+	p, err := s.Predict(x)
+	return append(dst, p), err
+}
 func (s badScorer) Predict([]float64) (float64, error) {
 	if s.p < 0 {
 		panic("boom")

@@ -102,7 +102,7 @@ func (r *Router) runShadow(j shadowJob) {
 	}
 	var p float64
 	if err == nil {
-		p, err = r.predict(j.arm.LoadedModel, row)
+		p, _, err = r.predict(j.arm, row)
 	}
 	m.shadowLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -112,14 +112,17 @@ func (r *Router) runShadow(j shadowJob) {
 	}
 	m.shadowOK.Inc()
 	m.shadowPredictions.Observe(p)
-	if labelOf(p) == j.label {
+	switch label := j.arm.labelOf(p); {
+	case label < 0 || j.label < 0:
+		// A regressor answers no class to agree on.
+	case label == j.label:
 		m.agree.Inc()
-	} else {
+	default:
 		m.disagree.Inc()
 	}
 }
 
-// labelOf is the class a probability answers.
+// labelOf is the class a binary model's probability answers.
 func labelOf(p float64) int {
 	if p >= 0.5 {
 		return 1

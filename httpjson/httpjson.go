@@ -33,6 +33,8 @@ func Status(code string) int {
 		return http.StatusConflict
 	case modelfleet.EUNAUTHORIZED:
 		return http.StatusUnauthorized
+	case modelfleet.EFORBIDDEN:
+		return http.StatusForbidden
 	case modelfleet.ETOOLARGE:
 		return http.StatusRequestEntityTooLarge
 	default:
@@ -50,8 +52,10 @@ func Code(status int) string {
 		return modelfleet.ENOTFOUND
 	case http.StatusConflict:
 		return modelfleet.ECONFLICT
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusUnauthorized:
 		return modelfleet.EUNAUTHORIZED
+	case http.StatusForbidden:
+		return modelfleet.EFORBIDDEN
 	case http.StatusRequestEntityTooLarge:
 		return modelfleet.ETOOLARGE
 	default:

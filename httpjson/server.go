@@ -2,6 +2,7 @@ package httpjson
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -12,8 +13,9 @@ import (
 // Server is a listener plus a server, so callers learn the bound address
 // (port 0 in tests) before serving. Every process's HTTP endpoints use it.
 type Server struct {
-	ln  net.Listener
-	srv *http.Server
+	ln     net.Listener
+	srv    *http.Server
+	scheme string
 }
 
 // Listen binds addr and returns a Server for h; Start serves it.
@@ -27,14 +29,19 @@ func Listen(addr string, h http.Handler) (*Server, error) {
 
 // NewServer serves h on an already bound listener once started.
 func NewServer(ln net.Listener, h http.Handler) *Server {
-	return &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	return &Server{ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, scheme: "http"}
+}
+
+// UseTLS serves TLS with cfg instead of plain HTTP; call before Start.
+func (s *Server) UseTLS(cfg *tls.Config) {
+	s.ln, s.scheme = tls.NewListener(s.ln, cfg), "https"
 }
 
 // Addr is the bound address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// URL is http://<bound address>.
-func (s *Server) URL() string { return "http://" + s.Addr() }
+// URL is http(s)://<bound address>.
+func (s *Server) URL() string { return s.scheme + "://" + s.Addr() }
 
 // Start serves in the background; a server that stops other than by Close
 // is logged under name.

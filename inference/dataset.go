@@ -16,11 +16,13 @@ const (
 	maxValues = 50_000_000 // feature values in all rows (400 MB of float64)
 )
 
-// LabelColumn is the CSV column holding the 0/1 label.
+// LabelColumn is the CSV column holding the label: 0 or 1 for a binary
+// classifier, the class (0, 1, 2, ...) for a multiclass one, the target
+// value for a regressor.
 const LabelColumn = "label"
 
 // Dataset is a labelled data set: X[i] is a row ordered by Features and
-// Y[i] its label, 0 or 1.
+// Y[i] its label.
 type Dataset struct {
 	Features []string
 	X        [][]float64
@@ -34,6 +36,17 @@ type Dataset struct {
 // feature, in header order. Values must be finite numbers. Callers bound the
 // reader's size; rows beyond MaxRows are an error.
 func ReadCSV(r io.Reader, features []string) (*Dataset, error) {
+	return ReadLabelled(r, features, TaskBinary)
+}
+
+// ReadLabelled is ReadCSV for a model of the given task: labels are 0 or 1
+// for TaskBinary, classes (integers from 0) for TaskMulticlass, and any
+// finite number for TaskRegression.
+func ReadLabelled(r io.Reader, features []string, task string) (*Dataset, error) {
+	checkLabel, err := labelChecker(task)
+	if err != nil {
+		return nil, err
+	}
 	cr := csv.NewReader(r)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -83,8 +96,8 @@ func ReadCSV(r io.Reader, features []string) (*Dataset, error) {
 		}
 		line, _ := cr.FieldPos(0)
 		y, err := strconv.ParseFloat(strings.TrimSpace(rec[label]), 64)
-		if err != nil || (y != 0 && y != 1) {
-			return nil, invalid("line %d: label %q must be 0 or 1", line, rec[label])
+		if msg := checkLabel(y, err); msg != "" {
+			return nil, invalid("line %d: label %q must be %s", line, rec[label], msg)
 		}
 		row := make([]float64, len(features))
 		for j, c := range index {
@@ -97,6 +110,39 @@ func ReadCSV(r io.Reader, features []string) (*Dataset, error) {
 		d.X = append(d.X, row)
 		d.Y = append(d.Y, y)
 	}
+}
+
+// maxClasses bounds a multiclass label, so a typo cannot make the
+// validator allocate per-class counts without bound.
+const maxClasses = 10_000
+
+// labelChecker returns the label check of a task: what a label must be, or
+// "" when y (parsed with err) is one.
+func labelChecker(task string) (func(y float64, err error) string, error) {
+	switch task {
+	case TaskBinary:
+		return func(y float64, err error) string {
+			if err != nil || (y != 0 && y != 1) {
+				return "0 or 1"
+			}
+			return ""
+		}, nil
+	case TaskMulticlass:
+		return func(y float64, err error) string {
+			if err != nil || y < 0 || y >= maxClasses || y != math.Trunc(y) {
+				return "a class: an integer from 0"
+			}
+			return ""
+		}, nil
+	case TaskRegression:
+		return func(y float64, err error) string {
+			if err != nil || math.IsNaN(y) || math.IsInf(y, 0) {
+				return "a finite number"
+			}
+			return ""
+		}, nil
+	}
+	return nil, invalid("task %q is not supported: use %q, %q or %q", task, TaskBinary, TaskMulticlass, TaskRegression)
 }
 
 // csvError keeps read errors (the caller's I/O, e.g. a size limit) as they

@@ -57,7 +57,8 @@ func TestEvaluateErrors(t *testing.T) {
 		metric string
 		want   string
 	}{
-		{"metric", &Dataset{X: [][]float64{{1}}, Y: []float64{1}}, "rmse", `metric "rmse" is not supported`},
+		{"metric", &Dataset{X: [][]float64{{1}}, Y: []float64{1}}, "brier", `metric "brier" is not supported`},
+		{"metric for task", &Dataset{X: [][]float64{{1}}, Y: []float64{1}}, "rmse", `metric "rmse" does not apply to a binary model`},
 		{"nil", nil, modelfleet.MetricAUC, "data set is empty"},
 		{"empty", &Dataset{}, modelfleet.MetricAccuracy, "data set is empty"},
 		{"labels", &Dataset{X: [][]float64{{1}, {2}}, Y: []float64{1}}, modelfleet.MetricAUC, "2 rows but 1 labels"},

@@ -9,8 +9,48 @@ import (
 	"math"
 	"strings"
 
+	"github.com/dmitryikh/leaves"
 	"github.com/dmitryikh/leaves/util"
 )
+
+// lgbModel is a single-output LightGBM model through leaves.
+type lgbModel struct{ ens *leaves.Ensemble }
+
+func (m lgbModel) numOutputs() int { return 1 }
+
+func (m lgbModel) output(x []float64) float64 { return m.ens.PredictSingle(x, 0) }
+
+func (m lgbModel) outputs(x []float64, out []float64) { out[0] = m.output(x) }
+
+// loadLightGBM reads a LightGBM text model with a single output: binary or
+// regression. The file is checked before leaves sees it.
+func loadLightGBM(data []byte) (*Model, error) {
+	names, err := checkLightGBM(data)
+	if err != nil {
+		return nil, err
+	}
+	// checkLightGBM read the header already, so this cannot fail.
+	h, _ := util.ReadParamsUntilBlank(bufio.NewReader(bytes.NewReader(data)))
+	objective, _, _ := strings.Cut(h["objective"], " ")
+	ens, err := leaves.LGEnsembleFromReader(bufio.NewReader(bytes.NewReader(data)), true)
+	if err != nil {
+		return nil, err
+	}
+	if ens.NOutputGroups() != 1 {
+		return nil, fmt.Errorf("%d outputs: only single-output models are supported", ens.NOutputGroups())
+	}
+	task := TaskRegression
+	if objective == "binary" {
+		task = TaskBinary
+	}
+	// The file's feature_names, since leaves reports 0 features for a
+	// one-feature model.
+	m := &Model{rt: lgbModel{ens}, format: FormatLightGBM, task: task, classes: 1, features: names}
+	if task == TaskBinary {
+		m.classes = 2
+	}
+	return m, nil
+}
 
 // params is the part of leaves' parsed "key=value" block that checkTree
 // uses. Reading the file with leaves' own parser means the checks below see

@@ -43,12 +43,27 @@ type Temporal struct {
 	// MaxScan bounds how many releases of one model Champion reads
 	// (default DefaultMaxScan).
 	MaxScan int
+	// ControlKeys, if set, are the keys whose signed control statements
+	// the releases it starts accept (ReleaseInput.ControlKeys): the
+	// gateway's current key and, during a rotation, the old ones. They
+	// replace whatever keys the caller's input names. Nil: the input's
+	// keys are passed as they are (none: unsigned controls are accepted).
+	ControlKeys []modelfleet.TrustedKey
 }
 
 var _ modelfleet.Orchestrator = (*Temporal)(nil)
 
 // New returns the Orchestrator on c, with the defaults.
 func New(c client.Client) *Temporal { return &Temporal{Client: c} }
+
+// controlKeys are the keys a release starts with: t.ControlKeys if set,
+// else the caller's.
+func (t *Temporal) controlKeys(given []modelfleet.TrustedKey) []modelfleet.TrustedKey {
+	if len(t.ControlKeys) > 0 {
+		return slices.Clone(t.ControlKeys)
+	}
+	return given
+}
 
 // StartRelease implements modelfleet.Orchestrator. The workflow ID is
 // derived from the model reference, and the policies make a redelivered
@@ -60,6 +75,7 @@ func (t *Temporal) StartRelease(ctx context.Context, in modelfleet.ReleaseInput)
 		return modelfleet.Run{}, err
 	}
 	in.Resume = nil
+	in.ControlKeys = t.controlKeys(in.ControlKeys)
 	opts := client.StartWorkflowOptions{
 		ID:                       modelfleet.ReleaseWorkflowID(in.Model),
 		TaskQueue:                modelfleet.CloudTaskQueue,
@@ -98,6 +114,7 @@ func (t *Temporal) StartWorkloadRelease(ctx context.Context, in modelfleet.Workl
 		return modelfleet.Run{}, err
 	}
 	in.Resume = nil
+	in.ControlKeys = t.controlKeys(in.ControlKeys)
 	opts := client.StartWorkflowOptions{
 		ID:                       modelfleet.WorkloadReleaseWorkflowID(in.Model, in.Workload),
 		TaskQueue:                modelfleet.CloudTaskQueue,
@@ -231,7 +248,17 @@ func (t *Temporal) ReleaseStatus(ctx context.Context, id string) (modelfleet.Rel
 	if derr != nil {
 		return modelfleet.ReleaseStatus{}, fmt.Errorf("status of %s: %w", id, err)
 	}
-	s := summarize(desc.GetWorkflowExecutionInfo())
+	info := desc.GetWorkflowExecutionInfo()
+	// A release that completed returns its final status as its result:
+	// as full as the query's answer (waves, sites, controls), with no
+	// worker needed. (A query can also miss a release closing under it.)
+	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		var st modelfleet.ReleaseStatus
+		if rerr := t.Client.GetWorkflow(ctx, id, info.GetExecution().GetRunId()).Get(ctx, &st); rerr == nil {
+			return st, nil
+		}
+	}
+	s := summarize(info)
 	st := modelfleet.ReleaseStatus{Model: s.Model, Workload: s.Workload, Sites: []modelfleet.SiteStatus{}}
 	st.State = s.State
 	st.Reason = "status query unavailable (no cloud worker running?): " + err.Error()

@@ -2,10 +2,12 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -441,6 +443,13 @@ func TestReleaseStatus(t *testing.T) {
 		c = mocks.NewClient(t)
 		c.On("QueryWorkflow", mock.Anything, tt.id, "", "status").Return(nil, serviceerror.NewDeadlineExceeded("no poller")).Once()
 		c.On("DescribeWorkflowExecution", mock.Anything, tt.id, "").Return(describe(tt.info), nil).Once()
+		if strings.Contains(tt.info, completed) {
+			// A result that does not decode (as one from before results
+			// carried the status) leaves the summary.
+			run := mocks.NewWorkflowRun(t)
+			run.On("Get", mock.Anything, mock.Anything).Return(errors.New("no result")).Once()
+			c.On("GetWorkflow", mock.Anything, tt.id, mock.Anything).Return(run).Once()
+		}
 		st, err := New(c).ReleaseStatus(ctx, tt.id)
 		if err != nil {
 			t.Fatal(err)
@@ -452,6 +461,20 @@ func TestReleaseStatus(t *testing.T) {
 		if (st.Workload == nil) != (tt.workload == nil) || st.Workload != nil && *st.Workload != *tt.workload {
 			t.Errorf("%s: workload = %v, want %v", tt.id, st.Workload, tt.workload)
 		}
+	}
+
+	// The query misses a release that completed: its result, in full.
+	c = mocks.NewClient(t)
+	c.On("QueryWorkflow", mock.Anything, id, "", "status").Return(nil, serviceerror.NewDeadlineExceeded("closing")).Once()
+	c.On("DescribeWorkflowExecution", mock.Anything, id, "").Return(describe(execution(id, completed, nil, "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z")), nil).Once()
+	run := mocks.NewWorkflowRun(t)
+	final := want
+	final.State, final.Controls = modelfleet.StateSucceeded, []modelfleet.ControlRecord{{Action: "approve", By: "ops"}}
+	run.On("Get", mock.Anything, mock.Anything).Run(func(args mock.Arguments) { *args.Get(1).(*modelfleet.ReleaseStatus) = final }).Return(nil).Once()
+	c.On("GetWorkflow", mock.Anything, id, mock.Anything).Return(run).Once()
+	st, err = New(c).ReleaseStatus(ctx, id)
+	if err != nil || st.State != modelfleet.StateSucceeded || len(st.Controls) != 1 || st.Reason != "" {
+		t.Errorf("status of a completed release = %+v, %v; want its result %+v", st, err, final)
 	}
 
 	// Neither answers: the query's error.
@@ -577,5 +600,56 @@ func TestSearchAttributeTypes(t *testing.T) {
 	want := "ModelfleetModel=Keyword ModelfleetVersion=Keyword ModelfleetStage=Keyword ModelfleetSite=KeywordList ModelfleetWorkload=Keyword"
 	if got != want {
 		t.Errorf("SearchAttributeTypes = %q, want %q", got, want)
+	}
+}
+
+// The keys of the orchestrator, not of its caller, go into a release's
+// input: whoever starts a release cannot choose whose statements it
+// accepts. Without keys of its own it passes the caller's.
+func TestStartCarriesControlKeys(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := []modelfleet.TrustedKey{{ID: modelfleet.KeyID(pub), PublicKey: pub}, {ID: "ed25519:old", PublicKey: make([]byte, 32)}}
+	theirs := []modelfleet.TrustedKey{{ID: "ed25519:caller", PublicKey: make([]byte, 32)}}
+	eq := func(a, b []modelfleet.TrustedKey) bool {
+		return slices.EqualFunc(a, b, func(x, y modelfleet.TrustedKey) bool {
+			return x.ID == y.ID && string(x.PublicKey) == string(y.PublicKey)
+		})
+	}
+	for _, tc := range []struct {
+		name       string
+		keys, give []modelfleet.TrustedKey
+		want       []modelfleet.TrustedKey
+	}{
+		{"its keys", ours, nil, ours},
+		{"its keys over the caller's", ours, theirs, ours},
+		{"none: the caller's", nil, theirs, theirs},
+		{"none at all", nil, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mocks.NewClient(t)
+			var opts client.StartWorkflowOptions
+			var in modelfleet.ReleaseInput
+			startCall(c, modelfleet.ReleaseWorkflowName, &opts, &in).Return(newRun(t, "run-1"), nil)
+			o := New(c)
+			o.ControlKeys = tc.keys
+			if _, err := o.StartRelease(context.Background(), modelfleet.ReleaseInput{Model: modelfleet.ModelRef{Name: model, Version: "1"}, ControlKeys: tc.give}); err != nil {
+				t.Fatal(err)
+			}
+			if !eq(in.ControlKeys, tc.want) {
+				t.Errorf("release input keys = %v, want %v", in.ControlKeys, tc.want)
+			}
+			var win modelfleet.WorkloadReleaseInput
+			startCall(c, modelfleet.WorkloadReleaseWorkflowName, &opts, &win).Return(newRun(t, "run-2"), nil)
+			wl := modelfleet.WorkloadReleaseInput{Model: model, Workload: modelfleet.WorkloadRef{Name: "line", Version: "2"}, ControlKeys: tc.give}
+			if _, err := o.StartWorkloadRelease(context.Background(), wl); err != nil {
+				t.Fatal(err)
+			}
+			if !eq(win.ControlKeys, tc.want) {
+				t.Errorf("workload release input keys = %v, want %v", win.ControlKeys, tc.want)
+			}
+		})
 	}
 }

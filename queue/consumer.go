@@ -254,7 +254,7 @@ func fatalReceive(err error) bool {
 		return true
 	}
 	switch modelfleet.ErrorCode(err) {
-	case modelfleet.EINVALID, modelfleet.ENOTFOUND, modelfleet.EUNAUTHORIZED:
+	case modelfleet.EINVALID, modelfleet.ENOTFOUND, modelfleet.EUNAUTHORIZED, modelfleet.EFORBIDDEN:
 		return true
 	}
 	return false

@@ -56,8 +56,16 @@ func (q *Queue) Handler() http.Handler { return NewHandler(q) }
 // queue or path, 405 wrong method, 413 oversize message or body, 500
 // internal (details only in the log). Two queues with one name panic here,
 // as conflicting http.ServeMux patterns do.
-func NewHandler(queues ...*Queue) http.Handler {
-	h := &handler{queues: map[string]*Queue{}}
+func NewHandler(queues ...*Queue) http.Handler { return NewStampingHandler(nil, queues...) }
+
+// Stamp inspects and may amend each message an HTTP sender sends before it
+// is enqueued (the gateway stamps the site the sender's certificate names);
+// an error refuses the send, with its code.
+type Stamp func(r *http.Request, m *Message) error
+
+// NewStampingHandler is NewHandler with sends passed through stamp.
+func NewStampingHandler(stamp Stamp, queues ...*Queue) http.Handler {
+	h := &handler{queues: map[string]*Queue{}, stamp: stamp}
 	for _, q := range queues {
 		if h.queues[q.Name()] != nil {
 			panic(fmt.Sprintf("queue: NewHandler: two queues named %q", q.Name()))
@@ -75,6 +83,7 @@ func NewHandler(queues ...*Queue) http.Handler {
 }
 
 type handler struct {
+	stamp  Stamp
 	queues map[string]*Queue
 }
 
@@ -163,6 +172,12 @@ func (h *handler) send(w http.ResponseWriter, r *http.Request, q *Queue) {
 		return
 	}
 	m := Message{ID: req.ID, Body: req.Body, ContentType: req.ContentType, Properties: req.Properties}
+	if h.stamp != nil {
+		if err := h.stamp(r, &m); err != nil {
+			writeError(w, r, q, err)
+			return
+		}
+	}
 	if err := q.Send(r.Context(), m); err != nil {
 		writeError(w, r, q, err)
 		return

@@ -53,7 +53,7 @@ func TestDriftStartsRetraining(t *testing.T) {
 
 	// site-1's line drifts: hotter, more loaded, more vibration.
 	s.mustCLI("simulate", "drift", "--site", "site-1", "--model", "bearing-failure", "--shift", "2",
-		"--simulator-url", fmt.Sprintf("http://127.0.0.1:%d", s.simBase))
+		"--simulator-url", s.simulators[0])
 	waitFor(t, 90*time.Second, "site-1's drift to start retraining", func() error {
 		out, err := s.retrainStatus()
 		if err != nil {

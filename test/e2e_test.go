@@ -10,11 +10,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,7 +28,7 @@ type stack struct {
 	bin, dataDir                        string
 	temporal, gateway, registry, router string
 	sitePorts                           []int
-	simBase, workBase                   int
+	simulators, workloads               []string // site-1, -2, -3's URLs
 	mqtt                                string
 	cmd                                 *exec.Cmd
 	log                                 *bytes.Buffer
@@ -55,35 +56,17 @@ func newStack(t *testing.T) *stack {
 			t.Fatalf("%s is missing: run `make build tools` (or `make test`) first", p)
 		}
 	}
-	ports := freePorts(t, 7)
-	s.temporal = fmt.Sprintf("127.0.0.1:%d", ports[0])
-	s.gateway = fmt.Sprintf("127.0.0.1:%d", ports[2])
-	s.registry = fmt.Sprintf("127.0.0.1:%d", ports[3])
-	// Sites take consecutive ports from a base; find a free run of three.
-	base := freeRun(t, 9)
-	s.sitePorts = []int{base, base + 1, base + 2}
-	s.simBase, s.workBase = base+3, base+6
-	s.mqtt = fmt.Sprintf("127.0.0.1:%d", ports[4])
 	return s
 }
 
 func (s *stack) start() {
 	t := s.t
 	t.Helper()
-	ui := strings.Split(s.temporal, ":")[1]
-	var uiPort int
-	fmt.Sscan(ui, &uiPort)
 	s.log = &bytes.Buffer{}
-	s.cmd = exec.Command(s.bin, "dev",
-		"--data-dir", s.dataDir, "--sites", "3",
-		"--temporal-port", strings.Split(s.temporal, ":")[1],
-		"--ui-port", fmt.Sprint(freePorts(t, 1)[0]),
-		"--gateway-addr", s.gateway, "--registry-addr", s.registry,
-		"--site-base-port", fmt.Sprint(s.sitePorts[0]),
-		"--mqtt-addr", s.mqtt,
-		"--sim-base-port", fmt.Sprint(s.simBase),
-		"--workload-base-port", fmt.Sprint(s.workBase),
-	)
+	// Every listener on a port the kernel picks; endpoints.json says which.
+	endpoints := filepath.Join(s.dataDir, "endpoints.json")
+	_ = os.Remove(endpoints)
+	s.cmd = exec.Command(s.bin, "dev", "--data-dir", s.dataDir, "--sites", "3", "--ephemeral-ports")
 	s.cmd.Args = append(s.cmd.Args, s.extra...)
 	s.cmd.Env = append(os.Environ(), "MODELFLEET_TEMPORAL_BIN="+filepath.Join(repoRoot(t), "bin", "tools", "temporal"))
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -93,6 +76,9 @@ func (s *stack) start() {
 	}
 	t.Cleanup(s.stop)
 	waitFor(t, 3*time.Minute, "the stack to come up", func() error {
+		if err := s.readEndpoints(endpoints); err != nil {
+			return err
+		}
 		out, err := s.cli("site", "list", "--json")
 		if err != nil {
 			return err
@@ -195,46 +181,36 @@ func (s *stack) score(port int, model string) (map[string]any, error) {
 	return out, json.Unmarshal(buf, &out)
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+// readEndpoints takes the stack's addresses from the endpoints file
+// `modelfleet dev` writes once it is up (app.Endpoints).
+func (s *stack) readEndpoints(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var e struct {
+		Temporal, Gateway, Registry, MQTT string
+		Sites                             []struct{ Router, Simulator, Workload string }
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	s.temporal, s.mqtt = e.Temporal, strings.TrimPrefix(e.MQTT, "mqtt://")
+	s.gateway, s.registry = strings.TrimPrefix(e.Gateway, "http://"), strings.TrimPrefix(e.Registry, "http://")
+	s.sitePorts, s.simulators, s.workloads = nil, nil, nil
+	for _, site := range e.Sites {
+		s.simulators, s.workloads = append(s.simulators, site.Simulator), append(s.workloads, site.Workload)
+		u, err := url.Parse(site.Router)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		p, err := strconv.Atoi(u.Port())
+		if err != nil {
+			return fmt.Errorf("site router %q: %w", site.Router, err)
+		}
+		s.sitePorts = append(s.sitePorts, p)
 	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
-func freeRun(t *testing.T, n int) int {
-	t.Helper()
-	for base := 20000 + os.Getpid()%20000; base < 60000; base += n {
-		ok := true
-		var ls []net.Listener
-		for i := range n {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ls = append(ls, l)
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free port range")
-	return 0
+	return nil
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {

@@ -49,7 +49,7 @@ func TestNewcomerPath(t *testing.T) {
 	// The shop floor: site-1's workload turns simulated sensor readings into
 	// decisions through the model it now serves.
 	waitFor(t, time.Minute, "site-1's workload to publish decisions", func() error {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/decisions?limit=1", s.workBase))
+		resp, err := http.Get(s.workloads[0] + "/decisions?limit=1")
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,9 @@ func decodeCheckpoint(resume []byte) (*Checkpoint, error) {
 // ControlState is the controls' effect so far, carried across runs.
 type ControlState struct {
 	Paused, Aborted, Rollback, Rejected bool
+	// Nonces of the verified statements not yet expired: a statement
+	// used in one run is not good in the next.
+	Nonces []SeenNonce `json:"nonces,omitempty"`
 }
 
 // eventsPerStep is a generous estimate of the history events one batch step
@@ -65,7 +68,7 @@ func (r *release) continueAsNew(ctx workflow.Context, wave int, remaining []acti
 	r.drainSignals(ctx)
 	c := &Checkpoint{
 		Status: r.status, Plan: r.planned, NewVersion: r.nv, Wave: wave, Remaining: remaining, Touched: r.touched,
-		Controls: ControlState{Paused: r.ctl.paused, Aborted: r.ctl.aborted, Rollback: r.ctl.rollback, Rejected: r.ctl.rejected},
+		Controls: ControlState{Paused: r.ctl.paused, Aborted: r.ctl.aborted, Rollback: r.ctl.rollback, Rejected: r.ctl.rejected, Nonces: r.ctl.nonces},
 	}
 	resume, err := json.Marshal(c)
 	if err != nil {
@@ -85,7 +88,7 @@ func (r *release) continueAsNew(ctx workflow.Context, wave int, remaining []acti
 func (r *release) restore(c *Checkpoint) {
 	r.status, r.planned, r.nv, r.touched, r.wave = c.Status, c.Plan, c.NewVersion, c.Touched, c.Wave
 	r.ctl.paused, r.ctl.aborted, r.ctl.rollback, r.ctl.rejected = c.Controls.Paused, c.Controls.Aborted, c.Controls.Rollback, c.Controls.Rejected
-	r.ctl.log = c.Status.Controls
+	r.ctl.log, r.ctl.nonces = c.Status.Controls, c.Controls.Nonces
 	for i, s := range r.status.Sites {
 		r.index[s.Site] = i
 	}

@@ -1,8 +1,29 @@
 package workflows
 
 import (
+	"fmt"
+	"strings"
+	"time"
+
 	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/workflow"
+)
+
+// signedControls versions the rules of apply (replay safety: histories
+// recorded before them accepted every control as it came, an early approve
+// included). Each run decides once, in newRelease.
+const signedControls = "signed-controls"
+
+// Bounds of what a release keeps about controls.
+const (
+	// MaxControlNonces bounds the nonces of unexpired statements a release
+	// remembers; a statement past it is refused until one expires.
+	MaxControlNonces = 512
+	// MaxRefusedControls bounds the refused controls recorded in the
+	// status (every one is still logged and in the workflow history).
+	MaxRefusedControls = 100
+	// maxClaim bounds what a refused control's sender claimed, as recorded.
+	maxClaim = 200
 )
 
 // controls is the release's view of the signals received so far. A
@@ -11,6 +32,20 @@ import (
 type controls struct {
 	approved, rejected, paused, aborted, rollback, skipBake bool
 	log                                                     []modelfleet.ControlRecord
+	// strict: this run applies the signed-controls rules — an approve
+	// counts only for the gate open when it arrives, and with keys every
+	// control needs a statement one of them signed, for the open gate,
+	// used once.
+	strict bool
+	keys   []modelfleet.TrustedKey
+	nonces []SeenNonce
+}
+
+// SeenNonce is the nonce of a statement the release verified, kept until
+// the statement expires so that it is accepted once.
+type SeenNonce struct {
+	Nonce   string    `json:"nonce"`
+	Expires time.Time `json:"expires"`
 }
 
 func (r *release) listen(ctx workflow.Context) {
@@ -34,6 +69,11 @@ func (r *release) apply(ctx workflow.Context, action string, ctl modelfleet.Cont
 	if ctl.By == "" {
 		ctl.By = "unknown"
 	}
+	rec, refused := r.admit(ctx, action, ctl)
+	if refused != "" {
+		r.refuse(ctx, rec, refused)
+		return
+	}
 	c := &r.ctl
 	switch action {
 	case modelfleet.SignalApprove:
@@ -51,12 +91,117 @@ func (r *release) apply(ctx workflow.Context, action string, ctl modelfleet.Cont
 	case modelfleet.SignalSkipBake:
 		c.skipBake = true
 	}
-	rec := modelfleet.ControlRecord{Action: action, By: ctl.By, Reason: ctl.Reason, At: stamp(ctx), Wave: r.currentWave()}
 	c.log = append(c.log, rec)
 	r.status.Controls = c.log
 	r.status.Paused = c.paused
-	workflow.GetLogger(ctx).Info("release control", "action", action, "by", ctl.By, "reason", ctl.Reason)
+	workflow.GetLogger(ctx).Info("release control", "action", action, "by", rec.By, "verified", rec.Verified, "reason", rec.Reason)
+}
+
+// admit decides whether the release acts on a control: the record to keep
+// if it does (who sent it: the statement's subject when verified), and
+// otherwise why not.
+func (r *release) admit(ctx workflow.Context, action string, ctl modelfleet.Control) (modelfleet.ControlRecord, string) {
+	rec := modelfleet.ControlRecord{Action: action, By: ctl.By, Reason: ctl.Reason, At: stamp(ctx), Wave: r.currentWave()}
+	c := &r.ctl
+	if !c.strict {
+		return rec, ""
+	}
+	gate := r.openGate()
+	if len(c.keys) == 0 {
+		if action == modelfleet.SignalApprove && gate == "" {
+			return rec, "no approval gate is open"
+		}
+		return rec, ""
+	}
+	now := workflow.Now(ctx)
+	st, err := modelfleet.VerifyControl(ctl, c.keys, action, r.id, now)
+	if err != nil {
+		return rec, modelfleet.ErrorMessage(err)
+	}
+	// The nonce is spent by any verified statement, acted on or not: a
+	// statement refused now (an early approve) is not good later.
+	if refused := c.spend(st, now); refused != "" {
+		return rec, refused
+	}
+	switch {
+	case action == modelfleet.SignalApprove && gate == "":
+		return rec, "no approval gate is open"
+	case (action == modelfleet.SignalApprove || action == modelfleet.SignalReject) && st.Gate != gate:
+		return rec, "the statement answers gate " + quoteGate(st.Gate) + ", and the gate open is " + quoteGate(gate)
+	}
+	rec.By, rec.Reason, rec.Verified = st.Subject, st.Reason, true
+	return rec, ""
+}
+
+// spend records st's nonce, forgetting expired ones; it refuses a nonce
+// seen before, or one past MaxControlNonces.
+func (c *controls) spend(st modelfleet.ControlStatement, now time.Time) string {
+	kept := c.nonces[:0]
+	for _, n := range c.nonces {
+		if n.Nonce == st.Nonce {
+			return "the statement was already used (nonce " + clip(st.Nonce) + ")"
+		}
+		if now.Before(n.Expires) {
+			kept = append(kept, n)
+		}
+	}
+	c.nonces = kept
+	if len(c.nonces) >= MaxControlNonces {
+		return "too many unexpired statements; send it again when older ones expire"
+	}
+	c.nonces = append(c.nonces, SeenNonce{Nonce: st.Nonce, Expires: st.Expires})
+	return ""
+}
+
+// refuse records a control the release does not act on, with what its
+// sender claimed, and changes nothing else.
+func (r *release) refuse(ctx workflow.Context, rec modelfleet.ControlRecord, why string) {
+	workflow.GetLogger(ctx).Warn("release control refused", "action", rec.Action, "claimed_by", rec.By, "refused", why)
+	n := 0
+	for _, l := range r.ctl.log {
+		if l.Refused != "" {
+			n++
+		}
+	}
+	if n >= MaxRefusedControls {
+		return
+	}
+	rec.By, rec.Reason, rec.Refused, rec.Verified = clip(rec.By), clip(rec.Reason), why, false
+	r.ctl.log = append(r.ctl.log, rec)
+	r.status.Controls = r.ctl.log
+}
+
+// openGate is the approval gate the release waits at ("" if none).
+func (r *release) openGate() string {
+	if r.status.Gate == nil {
+		return ""
+	}
+	return r.status.Gate.After
+}
+
+// closeGate ends the wait at a gate. Under the signed-controls rules an
+// approve not spent there is dropped: it answered this gate, no later one.
+func (r *release) closeGate() {
+	r.status.Gate = nil
+	if r.ctl.strict {
+		r.ctl.approved = false
+	}
 }
 
 // stopping reports whether an operator asked the release to stop.
 func (c *controls) stopping() bool { return c.aborted || c.rollback || c.rejected }
+
+func quoteGate(g string) string {
+	if g == "" {
+		return "none"
+	}
+	return fmt.Sprintf("%q", clip(g))
+}
+
+// clip bounds text a sender chose before the release records it.
+func clip(s string) string {
+	if len(s) <= maxClaim {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxClaim], "") + "…"
+}

@@ -93,9 +93,14 @@ type release struct {
 
 func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl *modelfleet.WorkloadReleaseInput) *release {
 	r := &release{in: in, id: id, workload: wl, status: modelfleet.ReleaseStatus{Model: in.Model, State: modelfleet.StatePending, Sites: []modelfleet.SiteStatus{}}, index: map[string]int{}}
+	r.ctl.keys = in.ControlKeys
 	if wl != nil {
 		r.status.Workload = &wl.Workload
+		r.ctl.keys = wl.ControlKeys
 	}
+	// Before any signal is read: the rules a run applies to controls
+	// are decided once, at its start.
+	r.ctl.strict = workflow.GetVersion(ctx, signedControls, workflow.DefaultVersion, 1) >= 1
 	r.status.StartedAt = stamp(ctx)
 	r.analysis = workflow.GetVersion(ctx, bakeWindowAnalysis, workflow.DefaultVersion, 1) >= 1
 	r.windowsPerStep = workflow.GetVersion(ctx, windowsPerStep, workflow.DefaultVersion, 1) >= 1
@@ -447,11 +452,12 @@ func (r *release) awaitApproval(ctx workflow.Context, after string) error {
 	r.status.Gate = &modelfleet.GateStatus{After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout}
 	r.setState(ctx, modelfleet.StateAwaitingApproval, "waiting for approval after wave "+after)
 	ok, err := workflow.AwaitWithTimeout(ctx, a.Timeout.Std(), func() bool { return r.ctl.approved || r.ctl.stopping() })
-	r.status.Gate = nil
+	approved := r.ctl.approved
+	r.closeGate()
 	if err != nil {
 		return err
 	}
-	if ok && r.ctl.approved {
+	if ok && approved {
 		r.ctl.approved = false
 		r.setState(ctx, modelfleet.StateDeploying, "")
 		return nil
@@ -635,13 +641,21 @@ type errRollback struct{ reason string }
 
 func (e errRollback) Error() string { return e.reason }
 
+// lastBy is who sent the last control of action the release accepted.
 func lastBy(log []modelfleet.ControlRecord, action string) string {
+	if by := lastAccepted(log, action); by != "" {
+		return by
+	}
+	return "an operator"
+}
+
+func lastAccepted(log []modelfleet.ControlRecord, action string) string {
 	for i := len(log) - 1; i >= 0; i-- {
-		if log[i].Action == action {
+		if log[i].Action == action && log[i].Refused == "" {
 			return log[i].By
 		}
 	}
-	return "an operator"
+	return ""
 }
 
 func ids(sites []activities.PlannedSite) []string {

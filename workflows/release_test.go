@@ -43,6 +43,7 @@ type harness struct {
 	t0              time.Time
 	reads           int // progress reads
 	stepAt          []time.Time
+	in              modelfleet.ReleaseInput // what run starts the release with
 }
 
 // siteTraffic is one site's figures of the new version (and the replaced
@@ -81,7 +82,7 @@ func (h *harness) counters(sites int, now time.Time) *modelfleet.Counters {
 func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) *harness {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
-	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, epoch: "e1"}
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, in: modelfleet.ReleaseInput{Model: ref}, epoch: "e1"}
 	h.t0 = h.env.Now()
 	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
@@ -125,7 +126,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 }
 
 func (h *harness) run() (modelfleet.ReleaseStatus, error) {
-	h.env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, modelfleet.ReleaseInput{Model: ref})
+	h.env.ExecuteWorkflow(modelfleet.ReleaseWorkflowName, h.in)
 	if !h.env.IsWorkflowCompleted() {
 		h.t.Fatal("workflow did not complete")
 	}

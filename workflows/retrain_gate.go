@@ -53,12 +53,13 @@ func (r *release) championGate(ctx workflow.Context, out **modelfleet.ChampionCh
 	}
 
 	// Lost: wait for an approve sent from now on (one sent earlier was
-	// meant for another gate) or a stop.
+	// meant for another gate; under the signed-controls rules it was
+	// refused) or a stop. A refused approve overrides nothing.
 	check.Outcome = modelfleet.GateWaiting
 	from := len(r.ctl.log)
 	override := func() *modelfleet.ControlRecord {
 		for i := from; i < len(r.ctl.log); i++ {
-			if r.ctl.log[i].Action == modelfleet.SignalApprove {
+			if r.ctl.log[i].Action == modelfleet.SignalApprove && r.ctl.log[i].Refused == "" {
 				return &r.ctl.log[i]
 			}
 		}
@@ -69,7 +70,7 @@ func (r *release) championGate(ctx workflow.Context, out **modelfleet.ChampionCh
 		Deadline: now.Add(ChampionOverrideWindow).UTC().Format(time.RFC3339), OnTimeout: "fail"}
 	r.setState(ctx, modelfleet.StateAwaitingApproval, "champion gate: "+cmp.Reason+"; approve to override")
 	ok, err := workflow.AwaitWithTimeout(ctx, ChampionOverrideWindow, func() bool { return override() != nil || r.ctl.stopping() })
-	r.status.Gate = nil
+	r.closeGate()
 	if err != nil {
 		return err
 	}

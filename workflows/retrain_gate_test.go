@@ -28,7 +28,8 @@ type gateResult struct {
 // gateWorkflow is the part of Release the gate sits in: controls listening,
 // the gate, and r.end for whatever it returns.
 func gateWorkflow(ctx workflow.Context, in modelfleet.ReleaseInput) (gateResult, error) {
-	r := &release{in: in, status: modelfleet.ReleaseStatus{Model: in.Model, State: modelfleet.StateValidating, Sites: []modelfleet.SiteStatus{}}, index: map[string]int{}}
+	r := newRelease(ctx, in, modelfleet.ReleaseWorkflowID(in.Model), nil)
+	r.status.State = modelfleet.StateValidating
 	var check *modelfleet.ChampionCheck
 	if err := workflow.SetQueryHandler(ctx, modelfleet.StatusQuery, func() (gateResult, error) {
 		return gateResult{Status: r.status, Check: check}, nil
@@ -122,7 +123,10 @@ func TestChampionGateOverride(t *testing.T) {
 		t.Errorf("check = %+v", c)
 	}
 	if res.Status.Gate != nil || !strings.Contains(res.Status.Reason, "overridden by alice") || len(res.Status.Controls) != 2 {
-		t.Errorf("status = %+v", res.Status)
+		t.Fatalf("status = %+v", res.Status)
+	}
+	if early := res.Status.Controls[0]; early.By != "early" || early.Refused != "no approval gate is open" {
+		t.Errorf("early approve recorded as %+v, want refused: no gate was open", early)
 	}
 	if len(*reqs) != 1 || (*reqs)[0].Margin != 0 {
 		t.Errorf("requests = %+v (default margin 0)", *reqs)

@@ -84,12 +84,7 @@ func (r *release) applyActivity(ctx workflow.Context, nv modelfleet.DesiredVersi
 
 // approver is who approved the release past its last gate, if anyone did.
 func (r *release) approver() string {
-	for i := len(r.ctl.log) - 1; i >= 0; i-- {
-		if r.ctl.log[i].Action == modelfleet.SignalApprove {
-			return r.ctl.log[i].By
-		}
-	}
-	return ""
+	return lastAccepted(r.ctl.log, modelfleet.SignalApprove)
 }
 
 // steps are a wave's traffic steps; a workload release has one, 100%.

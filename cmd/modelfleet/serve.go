@@ -16,8 +16,6 @@ import (
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
 	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
-	"github.com/modelfleet/modelfleet/fleet"
-	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/registry/azureml"
 	"github.com/modelfleet/modelfleet/telemetry"
 )
@@ -72,6 +70,7 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 	f.StringVar(&cfg.RegistryAddr, "registry-addr", "127.0.0.1:8081", "embedded registry listen address")
 	f.IntVar(&cfg.SiteBasePort, "site-base-port", 9001, "site-N's router listens on this port + N - 1")
 	f.StringVar(&cfg.TemporalBinary, "temporal-bin", os.Getenv("MODELFLEET_TEMPORAL_BIN"), "Temporal CLI binary (default: bin/tools/temporal, then $PATH)")
+	f.BoolVar(&cfg.EphemeralPorts, "ephemeral-ports", false, "bind every listener on a free port (ignoring the address and port flags); <data-dir>/"+app.EndpointsFile+" says where each landed")
 	f.BoolVar(&traces, "traces", true, "write OpenTelemetry spans to <data-dir>/traces.jsonl")
 	f.BoolVar(&cfg.Factory, "factory", true, "run the shop floor: MQTT broker, a line simulator and the sample workload per site")
 	f.StringVar(&cfg.MQTTAddr, "mqtt-addr", "127.0.0.1:1883", "embedded MQTT broker address")
@@ -137,39 +136,20 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				}
 				cfg.Pull = &app.PullConfig{Endpoint: nsEndpoint, Topic: nsTopic, Subscription: nsSub, Key: key}
 			}
-			// The embedded signal queue the sites' agents send to, and the
-			// drift monitor consuming it (docs/signals.md).
-			// (Service Bus instead in Azure mode: see servicebus.go.)
-			signals, err := signalReceiver()
-			if err != nil {
+			// The drift monitor consumes the gateway's embedded signal
+			// queue, or Service Bus in Azure mode (servicebus.go).
+			if cfg.Signals, err = signalReceiver(); err != nil {
 				return err
 			}
-			if signals == nil {
-				if err := os.MkdirAll(filepath.Join(cfg.DataDir, "queue"), 0o755); err != nil {
-					return err
-				}
-				sq, err := queue.Open(filepath.Join(cfg.DataDir, "queue", agent.SignalQueue+".db"), queue.Options{Name: agent.SignalQueue, Logger: cfg.Logger.With("component", "queue")})
-				if err != nil {
-					return err
-				}
-				defer sq.Close()
-				cfg.Queues, signals = []*queue.Queue{sq}, sq
-			} else {
+			if cfg.Signals != nil {
 				cfg.Logger.Info("drift monitor consuming the Service Bus signal queue")
 			}
+			cfg.Monitor = drift.Options{Reference: reference, Lookback: lookback}
 			gw, err := app.OpenGateway(cfg)
 			if err != nil {
 				return err
 			}
 			defer gw.Close()
-			mon, err := app.NewMonitor(app.MonitorConfig{
-				Queue: signals, Temporal: c, Directory: &fleet.Client{BaseURL: gw.URL()},
-				Drift: drift.Options{Reference: reference, Lookback: lookback}, Logger: cfg.Logger,
-			})
-			if err != nil {
-				return err
-			}
-			defer mon.Start(cmd.Context(), gw)()
 			<-cmd.Context().Done()
 			return nil
 		},

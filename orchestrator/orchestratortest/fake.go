@@ -59,6 +59,9 @@ type Fake struct {
 	Releases []modelfleet.ReleaseSummary
 	// Champions answers Champion by model.
 	Champions map[string]string
+	// ControlKeys, as orchestrator.Temporal's: if set, they replace the
+	// keys of a start's input, and the recorded Call.Input has them.
+	ControlKeys []modelfleet.TrustedKey
 
 	mu      sync.Mutex
 	calls   []Call
@@ -138,10 +141,20 @@ func (f *Fake) start(id string) modelfleet.Run {
 	return run
 }
 
+// controlKeys are the keys a start passes: f.ControlKeys if set, else
+// the caller's.
+func (f *Fake) controlKeys(given []modelfleet.TrustedKey) []modelfleet.TrustedKey {
+	if len(f.ControlKeys) > 0 {
+		return slices.Clone(f.ControlKeys)
+	}
+	return given
+}
+
 func (f *Fake) StartRelease(_ context.Context, in modelfleet.ReleaseInput) (modelfleet.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := modelfleet.ReleaseWorkflowID(in.Model)
+	in.ControlKeys = f.controlKeys(in.ControlKeys)
 	if err := f.record(Call{Method: StartRelease, WorkflowID: id, Input: in}); err != nil {
 		return modelfleet.Run{}, err
 	}
@@ -161,6 +174,7 @@ func (f *Fake) StartWorkloadRelease(_ context.Context, in modelfleet.WorkloadRel
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := modelfleet.WorkloadReleaseWorkflowID(in.Model, in.Workload)
+	in.ControlKeys = f.controlKeys(in.ControlKeys)
 	if err := f.record(Call{Method: StartWorkloadRelease, WorkflowID: id, Input: in}); err != nil {
 		return modelfleet.Run{}, err
 	}

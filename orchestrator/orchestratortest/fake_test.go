@@ -78,3 +78,24 @@ func TestFakeKeepsTheContract(t *testing.T) {
 		t.Errorf("%d calls recorded, want 17", n)
 	}
 }
+
+// Like orchestrator.Temporal, the fake starts releases with its own keys.
+func TestFakeStartsWithItsControlKeys(t *testing.T) {
+	keys := []modelfleet.TrustedKey{{ID: "ed25519:gateway", PublicKey: make([]byte, 32)}}
+	f := &Fake{ControlKeys: keys}
+	ctx := context.Background()
+	caller := []modelfleet.TrustedKey{{ID: "ed25519:caller"}}
+	if _, err := f.StartRelease(ctx, modelfleet.ReleaseInput{Model: modelfleet.ModelRef{Name: "m", Version: "1"}, ControlKeys: caller}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.StartWorkloadRelease(ctx, modelfleet.WorkloadReleaseInput{Model: "m", Workload: modelfleet.WorkloadRef{Name: "line", Version: "2"}}); err != nil {
+		t.Fatal(err)
+	}
+	calls := f.Calls()
+	if in := calls[0].Input.(modelfleet.ReleaseInput); len(in.ControlKeys) != 1 || in.ControlKeys[0].ID != "ed25519:gateway" {
+		t.Errorf("release started with keys %v, want the fake's", in.ControlKeys)
+	}
+	if in := calls[1].Input.(modelfleet.WorkloadReleaseInput); len(in.ControlKeys) != 1 || in.ControlKeys[0].ID != "ed25519:gateway" {
+		t.Errorf("workload release started with keys %v, want the fake's", in.ControlKeys)
+	}
+}

@@ -1,0 +1,329 @@
+package app
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/httpjson"
+)
+
+// AuthConfig turns the gateway's authentication and authorisation on
+// (docs/security.md): it then serves TLS only, people and services
+// present OIDC bearer tokens, sites their client certificates from the
+// site CA, and every endpoint checks a permission.
+type AuthConfig struct {
+	// PKIDir holds the site CA, the control-signing keys and the
+	// enrolment store (default <gateway data dir>/pki).
+	PKIDir string
+	// Hosts the server certificate names, besides the listen address's
+	// host, localhost and 127.0.0.1.
+	Hosts []string
+	// TLSCertFile and TLSKeyFile bring your own server certificate
+	// (default: one the site CA issues at start).
+	TLSCertFile, TLSKeyFile string
+	// SiteCACertFile (and SiteCAKeyFile, to enrol) bring your own site
+	// CA (cert-manager, Key Vault); default: one created in PKIDir.
+	SiteCACertFile, SiteCAKeyFile string
+	// OIDC is the token issuer people and services authenticate with.
+	// Nil with DevIssuer: the embedded stack's own.
+	OIDC *auth.OIDCConfig
+	// DevIssuer runs the embedded issuer at <gateway>/oidc and writes dev
+	// credentials to CredentialsDir (default <data dir>/credentials).
+	DevIssuer      bool
+	CredentialsDir string
+	// BindingsFile is the role bindings file; empty with DevIssuer: the
+	// dev identities' bindings (DevBindings).
+	BindingsFile string
+	// SiteCertLifetime is how long a site certificate lives (default 7
+	// days; agents renew at two thirds).
+	SiteCertLifetime time.Duration
+}
+
+// security is the gateway's running trust: who is who, and the keys.
+type security struct {
+	ca          *auth.CA
+	enrol       *auth.Enrolments
+	issuer      *auth.Issuer
+	guard       *auth.Guard
+	tls         *tls.Config
+	controlKeys []ed25519.PrivateKey
+	lifetime    time.Duration
+	log         *slog.Logger
+}
+
+// openSecurity prepares the gateway's trust from cfg; url is the
+// gateway's own base URL (https://host:port) once bound.
+func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Logger, reg prometheus.Registerer) (*security, string, error) {
+	pki := cfg.PKIDir
+	if pki == "" {
+		pki = filepath.Join(dataDir, "pki")
+	}
+	s := &security{log: log, lifetime: cfg.SiteCertLifetime}
+	if s.lifetime <= 0 {
+		s.lifetime = auth.DefaultSiteCertLifetime
+	}
+	var err error
+	if cfg.SiteCACertFile != "" {
+		s.ca, err = auth.LoadCA(cfg.SiteCACertFile, cfg.SiteCAKeyFile)
+	} else {
+		s.ca, err = auth.OpenCA(pki)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if s.enrol, err = auth.OpenEnrolments(filepath.Join(pki, "enrolments.json")); err != nil {
+		return nil, "", err
+	}
+	if s.controlKeys, err = loadControlKeys(filepath.Join(pki, "control-keys")); err != nil {
+		return nil, "", err
+	}
+	host, port, _ := net.SplitHostPort(ln.Addr().String())
+	var cert tls.Certificate
+	if cfg.TLSCertFile != "" {
+		if cert, err = tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+			return nil, "", fmt.Errorf("gateway TLS: %w", err)
+		}
+	} else {
+		hosts := append([]string{host, "localhost", "127.0.0.1", "::1"}, cfg.Hosts...)
+		if hn, err := os.Hostname(); err == nil {
+			hosts = append(hosts, hn)
+		}
+		if cert, err = s.ca.ServerCert(hosts); err != nil {
+			return nil, "", err
+		}
+	}
+	s.tls = &tls.Config{
+		MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+		// Sites present a client certificate; people and services do
+		// not (they send a bearer token), so the certificate is optional
+		// at the handshake and required per endpoint by the guard.
+		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: s.ca.Pool(),
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	url := "https://" + net.JoinHostPort(host, port)
+
+	oidcCfg := cfg.OIDC
+	if cfg.DevIssuer {
+		if s.issuer, err = auth.OpenIssuer(pki, url+"/oidc", DevAudience); err != nil {
+			return nil, "", err
+		}
+		oidcCfg = &auth.OIDCConfig{Issuer: s.issuer.URL, Audience: DevAudience, KeySet: s.issuer.KeySet()}
+	}
+	var verifier *auth.OIDC
+	if oidcCfg != nil {
+		if verifier, err = auth.NewOIDC(*oidcCfg); err != nil {
+			return nil, "", err
+		}
+	}
+	var bindings *auth.Bindings
+	switch {
+	case cfg.BindingsFile != "":
+		if bindings, err = auth.LoadBindings(cfg.BindingsFile); err != nil {
+			return nil, "", err
+		}
+	case cfg.DevIssuer:
+		bindings = DevBindings()
+	default:
+		return nil, "", errors.New("gateway auth: give a role bindings file (--role-bindings; docs/security.md)")
+	}
+	s.guard = auth.NewGuard(verifier, bindings, log, reg)
+	s.guard.CA, s.guard.Enrolments = s.ca, s.enrol
+	if cfg.DevIssuer {
+		dir := cfg.CredentialsDir
+		if dir == "" {
+			dir = filepath.Join(filepath.Dir(filepath.Clean(dataDir)), "credentials")
+		}
+		if err := s.writeDevCredentials(dir, url); err != nil {
+			return nil, "", err
+		}
+	}
+	return s, url, nil
+}
+
+// ControlKeys are the public keys releases started now accept controls
+// signed with.
+func (s *security) ControlKeys() []modelfleet.TrustedKey {
+	var out []modelfleet.TrustedKey
+	for _, k := range s.controlKeys {
+		pub := k.Public().(ed25519.PublicKey)
+		out = append(out, modelfleet.TrustedKey{ID: modelfleet.KeyID(pub), PublicKey: pub})
+	}
+	return out
+}
+
+// loadControlKeys reads every *.key in dir (ed25519, PKCS#8 PEM),
+// creating one on first use. All of them sign every statement (DSSE
+// carries several signatures), so a release started before a rotation
+// still finds a signature by a key it trusts: rotate by adding a key, and
+// delete the old one once the releases started before have closed.
+func loadControlKeys(dir string) ([]ed25519.PrivateKey, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.key"))
+	if len(paths) == 0 {
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(k)
+		if err != nil {
+			return nil, err
+		}
+		p := filepath.Join(dir, time.Now().UTC().Format("20060102T150405Z")+".key")
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, err
+		}
+		paths = []string{p}
+	}
+	slices.Sort(paths)
+	var keys []ed25519.PrivateKey
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			return nil, fmt.Errorf("control key %s: no PEM block", p)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("control key %s: %w", p, err)
+		}
+		ek, ok := k.(ed25519.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("control key %s: not ed25519", p)
+		}
+		keys = append(keys, ek)
+	}
+	return keys, nil
+}
+
+// sign signs a control statement with every control key.
+func (s *security) sign(st modelfleet.ControlStatement) (modelfleet.Control, error) {
+	ctl, err := modelfleet.SignControl(st, s.controlKeys[len(s.controlKeys)-1])
+	if err != nil {
+		return ctl, err
+	}
+	pae := modelfleet.PAE(ctl.Statement.PayloadType, ctl.Statement.Payload)
+	for _, k := range s.controlKeys[:len(s.controlKeys)-1] {
+		ctl.Statement.Signatures = append(ctl.Statement.Signatures, modelfleet.Signature{KeyID: modelfleet.KeyID(k.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(k, pae)})
+	}
+	return ctl, nil
+}
+
+// DevAudience is the audience of the embedded issuer's tokens.
+const DevAudience = "modelfleet"
+
+// The embedded stack's identities: the newcomer's own (every human role,
+// so the README's commands work as they are), one per role to try the
+// others with, and the cloud worker's service identity.
+var devIdentities = []struct {
+	file string
+	id   auth.Identity
+}{
+	{"token", auth.Identity{Subject: "dev@modelfleet.local", Groups: []string{"modelfleet-dev"}}},
+	{"viewer.token", auth.Identity{Subject: "viewer@modelfleet.local"}},
+	{"ml-engineer.token", auth.Identity{Subject: "engineer@modelfleet.local"}},
+	{"release-manager.token", auth.Identity{Subject: "manager@modelfleet.local"}},
+	{"approver-plant-a.token", auth.Identity{Subject: "approver-a@modelfleet.local"}},
+	{"admin.token", auth.Identity{Subject: "admin@modelfleet.local"}},
+	{"worker.token", auth.Identity{Subject: "modelfleet-worker", Service: true, Roles: []string{"Modelfleet.Worker"}}},
+}
+
+// DevBindings binds the embedded issuer's identities.
+func DevBindings() *auth.Bindings {
+	b, err := auth.ParseBindings([]byte(`
+apiVersion: modelfleet.dev/v1
+kind: RoleBindings
+bindings:
+  - {role: viewer, groups: [modelfleet-dev], subjects: [viewer@modelfleet.local]}
+  - {role: ml-engineer, groups: [modelfleet-dev], subjects: [engineer@modelfleet.local]}
+  - {role: release-manager, groups: [modelfleet-dev], subjects: [manager@modelfleet.local]}
+  - {role: approver, groups: [modelfleet-dev]}
+  - {role: approver, subjects: [approver-a@modelfleet.local], scope: {plant: plant-a}}
+  - {role: admin, groups: [modelfleet-dev], subjects: [admin@modelfleet.local]}
+  - {role: cloud-worker, appRoles: [Modelfleet.Worker]}
+`))
+	if err != nil {
+		panic(err) // a constant document
+	}
+	return b
+}
+
+// DevTokenLifetime is how long the embedded issuer's tokens live; they
+// are minted again at every start.
+const DevTokenLifetime = 30 * 24 * time.Hour
+
+// writeDevCredentials mints the dev identities' tokens into dir, with the
+// gateway's URL and CA, which the CLI reads (cmd/modelfleet/credentials.go).
+func (s *security) writeDevCredentials(dir, url string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range devIdentities {
+		tok, err := s.issuer.Mint(d.id, DevTokenLifetime)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, d.file), []byte(tok+"\n"), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), s.ca.Bundle, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "gateway-url"), []byte(url+"\n"), 0o644)
+}
+
+// devToken mints a token for a dev identity by its file name.
+func (s *security) devToken(file string) (string, error) {
+	for _, d := range devIdentities {
+		if d.file == file {
+			return s.issuer.Mint(d.id, DevTokenLifetime)
+		}
+	}
+	return "", fmt.Errorf("no dev identity %s", file)
+}
+
+// decodeJSON reads a bounded JSON body strictly.
+func decodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return modelfleet.Errorf(modelfleet.ETOOLARGE, "request body exceeds %d bytes", max)
+		}
+		return modelfleet.Errorf(modelfleet.EINVALID, "request body: %v", err)
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		return modelfleet.Errorf(modelfleet.EINVALID, "request body has trailing data after the JSON object")
+	}
+	return nil
+}
+
+var _ = strings.TrimSpace
+var _ = httpjson.Write
