@@ -1,6 +1,9 @@
 package edge
 
 import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
 	"testing"
 
 	"github.com/modelfleet/modelfleet"
@@ -70,4 +73,44 @@ func sum(xs []int64) int64 {
 		n += x
 	}
 	return n
+}
+
+// A rollback restores the versions the last change unloaded: from memory,
+// without reading, hashing and parsing their files again. Only the last
+// change's are kept.
+func TestRollbackReusesTheVersionsTheLastChangeUnloaded(t *testing.T) {
+	var loads atomic.Int32
+	counting := func(format string, data []byte) (Scorer, error) {
+		loads.Add(1)
+		return fakeLoad(format, data)
+	}
+	a, err := Open(t.TempDir(), Config{SiteID: "site-1", Loader: counting, Vectorizer: fakeVector, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	arts := map[string][]byte{"1": fakeArtifact(0, 1, 1, 1), "2": fakeArtifact(1, 1, 1, 1), "3": fakeArtifact(2, 1, 1, 1)}
+	fetch := func(v modelfleet.DesiredVersion) FetchFunc { return (&fetcher{data: arts[v.Version]}).fetch }
+	apply := func(version string, wantLoads int32) {
+		t.Helper()
+		dv := modelfleet.DesiredVersion{Version: version, Digest: digestOf(arts[version]), Format: modelfleet.FormatLightGBM,
+			ArtifactURL: "https://example.invalid/m/" + version, Features: testFeatures, Weight: 100}
+		if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv}, fetch); err != nil {
+			t.Fatalf("apply %s: %v", version, err)
+		}
+		if got := loads.Load(); got != wantLoads {
+			t.Errorf("after applying %s: %d loads, want %d", version, got, wantLoads)
+		}
+		var resp scoreResponse
+		rec := do(a.Handler(), "POST", "/score/m", goodRow)
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || rec.Code != 200 || resp.Version != version {
+			t.Errorf("after applying %s: %d %s", version, rec.Code, rec.Body)
+		}
+	}
+	apply("1", 1)
+	apply("2", 2)
+	apply("1", 2) // rollback: version 1 from memory
+	apply("2", 2) // and forward again: version 2 was what the rollback unloaded
+	apply("3", 3)
+	apply("1", 4) // version 1 was unloaded two changes ago: read from disk
 }
