@@ -70,6 +70,7 @@ const (
 	VerdictPass         = "pass"
 	VerdictFail         = "fail"
 	VerdictInconclusive = "inconclusive" // too few samples, or readings not comparable
+	VerdictMeasuring    = "measuring"    // a bake's first window, not judged yet
 )
 
 // BakeAnalysis is one bake's judgement of the wave's criteria, measured

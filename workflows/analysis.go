@@ -42,7 +42,7 @@ func (r *release) analyse(ctx workflow.Context, i int, batch []string, weight in
 		from = *start
 	}
 	began := workflow.Now(ctx)
-	entry := r.addAnalysis(i, modelfleet.BakeAnalysis{Step: weight, Sites: len(batch), From: stamp(ctx), Verdict: modelfleet.VerdictInconclusive})
+	entry := r.addAnalysis(i, modelfleet.BakeAnalysis{Step: weight, Sites: len(batch), From: stamp(ctx), Verdict: modelfleet.VerdictMeasuring})
 	bake, limit := w.Bake.Std(), w.BakeLimit()
 	if bake <= 0 {
 		// A policy recorded before Normalize gave criteria a bake.

@@ -178,3 +178,17 @@ func TestNoCriteriaNoAnalysis(t *testing.T) {
 		t.Fatalf("err %v analyses %+v reads %d, want a plain bake and one convergence read", err, st.Waves[0].Analyses, h.reads)
 	}
 }
+
+// While its first window runs, a bake says it is measuring, not a verdict.
+func TestABakeIsMeasuringUntilItsWindowEnds(t *testing.T) {
+	h := newHarness(t, "waves: [{name: all, bake: 10m, criteria: {maxErrorRate: 0.01}}]", sites("s1"))
+	h.before, h.traffic = lifetime, siteTraffic{requests: 50, latencyBin: 2}
+	var mid modelfleet.ReleaseStatus
+	h.env.RegisterDelayedCallback(func() { mid = h.status() }, 5*time.Minute)
+	if st, err := h.run(); err != nil || st.Waves[0].Analyses[0].Verdict != modelfleet.VerdictPass {
+		t.Fatalf("err %v, analyses %+v", err, st.Waves[0].Analyses)
+	}
+	if a := mid.Waves[0].Analyses; len(a) != 1 || a[0].Verdict != modelfleet.VerdictMeasuring || a[0].To != "" {
+		t.Errorf("mid-bake analyses %+v, want one measuring", a)
+	}
+}
