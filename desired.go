@@ -183,6 +183,24 @@ type ServedVersion struct {
 	// right: what a release's minQuality criterion reads.
 	Labelled int64 `json:"labelled,omitempty"`
 	Correct  int64 `json:"correct,omitempty"`
+	// Latency counts the version's score requests by duration over
+	// LatencyBuckets (a last bin takes everything slower), and Epoch
+	// identifies the run of the counters (the agent's start, unix
+	// nanoseconds): every figure above is cumulative within one epoch, so
+	// the control plane measures a bake window as the difference of two
+	// reports with the same epoch. Absent from agents older than the window
+	// analysis, and from drivers that measure nothing.
+	Latency []int64 `json:"latency,omitempty"`
+	Epoch   int64   `json:"epoch,omitempty"`
+}
+
+// LatencyBuckets are the upper edges, in seconds, of the bins a site counts
+// score durations into (a last bin takes everything above the last edge):
+// 0.1 ms doubling to 3.3 s. Tree ensembles answer in well under a
+// millisecond; the upper bins are for big bodies on slow links.
+var LatencyBuckets = []float64{
+	0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128,
+	0.0256, 0.0512, 0.1024, 0.2048, 0.4096, 0.8192, 1.6384, 3.2768,
 }
 
 // PredictionBins are the upper edges of the bins a site counts predicted

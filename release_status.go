@@ -57,6 +57,48 @@ type WaveStatus struct {
 	BakeUntil   string         `json:"bakeUntil,omitempty"`
 	WindowUntil string         `json:"windowUntil,omitempty"` // when the next maintenance window opens
 	Reason      string         `json:"reason,omitempty"`
+	// Analyses are the wave's bake analyses, the last MaxAnalyses.
+	Analyses []BakeAnalysis `json:"analyses,omitempty"`
+}
+
+// MaxAnalyses bounds WaveStatus.Analyses: a wave of many batches keeps its
+// latest.
+const MaxAnalyses = 10
+
+// Verdicts of a bake analysis and of each criterion in it.
+const (
+	VerdictPass         = "pass"
+	VerdictFail         = "fail"
+	VerdictInconclusive = "inconclusive" // too few samples, or readings not comparable
+	VerdictMeasuring    = "measuring"    // a bake's first window, not judged yet
+)
+
+// BakeAnalysis is one bake's judgement of the wave's criteria, measured
+// over the bake window alone: the difference between the sites' counters
+// read when the step converged and when the bake ended.
+type BakeAnalysis struct {
+	Step  int    `json:"step"`  // the new version's traffic share, percent
+	Sites int    `json:"sites"` // sites measured
+	From  string `json:"from"`  // the window, in workflow time
+	To    string `json:"to,omitempty"`
+	// Extended counts the times an inconclusive window extended the bake.
+	Extended int    `json:"extended,omitempty"`
+	Verdict  string `json:"verdict"`
+	// Outcome says what the release did with an inconclusive verdict
+	// (the wave's onInconclusive, or an operator's control).
+	Outcome  string            `json:"outcome,omitempty"`
+	Criteria []CriterionResult `json:"criteria"`
+}
+
+// CriterionResult is one criterion over one bake window.
+type CriterionResult struct {
+	Name       string  `json:"name"` // errorRate, p99LatencyMs, predictionShift, quality
+	Value      float64 `json:"value"`
+	Threshold  float64 `json:"threshold"`
+	Samples    int64   `json:"samples"`
+	MinSamples int64   `json:"minSamples"`
+	Verdict    string  `json:"verdict"`
+	Note       string  `json:"note,omitempty"`
 }
 
 // GateStatus is the approval gate the release waits at.

@@ -59,6 +59,32 @@ type Progress struct {
 	// the sites received, and those it got right.
 	Labelled int64 `json:"labelled,omitempty"`
 	Correct  int64 `json:"correct,omitempty"`
+	// Counters are the cumulative counters behind these figures, summed
+	// over the converged sites: a release subtracts the counters read at a
+	// bake's start from those read at its end to judge the bake window
+	// alone. Nil from a directory older than the window analysis.
+	Counters *Counters `json:"counters,omitempty"`
+}
+
+// Counters are a version's cumulative counters summed over a set of sites.
+// Two readings of the same sites are comparable only while Epochs is equal:
+// it changes when any site's agent restarts (its counters start over) or a
+// site joins or leaves the set.
+type Counters struct {
+	Sites int `json:"sites"` // converged sites counted
+	// Epochs fingerprints the counted sites and their counters' epochs.
+	Epochs   string `json:"epochs"`
+	Requests int64  `json:"requests"`
+	Errors   int64  `json:"errors"`
+	// Latency counts requests per LatencyBuckets bin; Predictions per
+	// PredictionBins bin. Replaced counts the predictions of the versions
+	// the new version runs beside (what it replaces); in a workload-only
+	// release every version's predictions are in Predictions.
+	Latency     []int64 `json:"latency,omitempty"`
+	Predictions []int64 `json:"predictions,omitempty"`
+	Replaced    []int64 `json:"replaced,omitempty"`
+	Labelled    int64   `json:"labelled"`
+	Correct     int64   `json:"correct"`
 }
 
 // MinQualitySamples is the fewest labelled predictions before a release's

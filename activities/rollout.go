@@ -33,6 +33,10 @@ type RolloutPlan struct {
 type PlannedSite struct {
 	ID     string                        `json:"id"`
 	Window *modelfleet.MaintenanceWindow `json:"window,omitempty"`
+	// FromStep is the index of the traffic step the site continues from:
+	// a site whose maintenance window closed mid-batch waits at its last
+	// step for the next window (0: the site has not started).
+	FromStep int `json:"fromStep,omitempty"`
 }
 
 // PlanRollout reads the model's policy (the default if it has none) and the

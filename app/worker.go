@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
@@ -12,8 +15,10 @@ import (
 	"github.com/modelfleet/modelfleet/activities"
 	"github.com/modelfleet/modelfleet/drivers"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/registry"
+	"github.com/modelfleet/modelfleet/telemetry"
 	"github.com/modelfleet/modelfleet/workers"
 )
 
@@ -35,6 +40,13 @@ type WorkerConfig struct {
 	// registration names one are reconciled from the worker. Zero: agent
 	// sites only.
 	Drivers drivers.Config
+	// MetricsAddr, if set, is where the worker serves GET /metrics (the
+	// Metrics registry: process, Go runtime, and whatever the Temporal
+	// client records into it — see workers.Connection.Meter), /healthz
+	// (the process runs) and /readyz (the worker polls and Temporal
+	// answers). Metrics nil: a registry of the process alone.
+	MetricsAddr string
+	Metrics     *prometheus.Registry
 }
 
 // StartCloudWorker starts the worker that runs the workflows and the cloud
@@ -72,20 +84,68 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("cloud worker: %w", err)
 	}
+	log := orDefault(cfg.Logger)
+	s := &stopping{Worker: w}
 	if cfg.Drivers.AMLArc != nil || cfg.Drivers.GitOps != nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		rec := &drivers.Reconciler{Dir: &fleet.Client{BaseURL: cfg.GatewayURL}, Drivers: set, Log: orDefault(cfg.Logger).With("component", "drivers")}
+		rec := &drivers.Reconciler{Dir: &fleet.Client{BaseURL: cfg.GatewayURL}, Drivers: set, Log: log.With("component", "drivers")}
 		go func() { _ = rec.Run(ctx) }()
-		return &stopping{Worker: w, stop: cancel}, nil
+		s.stops = append(s.stops, cancel)
 	}
-	orDefault(cfg.Logger).Info("cloud worker started", "registry", cfg.RegistryURL, "sites", cfg.GatewayURL)
-	return w, nil
+	if cfg.MetricsAddr != "" {
+		reg := cfg.Metrics
+		if reg == nil {
+			reg = telemetry.NewRegistry()
+		}
+		srv, err := httpjson.Listen(cfg.MetricsAddr, workerHTTP(reg, func(ctx context.Context) error {
+			_, err := cfg.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}))
+		if err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("cloud worker: metrics listener: %w", err)
+		}
+		srv.Start(log, "worker metrics")
+		s.stops = append(s.stops, srv.Close)
+		log.Info("cloud worker metrics", "url", srv.URL()+"/metrics")
+	}
+	log.Info("cloud worker started", "registry", cfg.RegistryURL, "sites", cfg.GatewayURL)
+	return s, nil
 }
 
-// stopping stops the driver reconciler with the worker.
+// stopping stops what runs beside the worker (the driver reconciler, the
+// metrics server) with it.
 type stopping struct {
 	worker.Worker
-	stop context.CancelFunc
+	stops []func()
 }
 
-func (s *stopping) Stop() { s.stop(); s.Worker.Stop() }
+func (s *stopping) Stop() {
+	s.Worker.Stop()
+	for _, stop := range s.stops {
+		stop()
+	}
+}
+
+// workerHTTP serves the worker's /metrics, /healthz, and /readyz: ready
+// while Temporal answers (a worker whose frontend is gone polls nothing;
+// the worker itself started before this is served).
+func workerHTTP(reg *prometheus.Registry, temporalHealth func(context.Context) error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler(reg))
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := temporalHealth(ctx); err != nil {
+			httpjson.Write(w, http.StatusServiceUnavailable, map[string]string{"status": "unready", "reason": "temporal: " + err.Error()})
+			return
+		}
+		httpjson.Write(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return mux
+}
+
+// readyTimeout bounds /readyz's call to Temporal, well inside a probe's
+// default timeout.
+const readyTimeout = 2 * time.Second

@@ -99,31 +99,6 @@ func NormalizedWassersteinDistance(distance, baselineStd float64) float64 {
 	return distance / max(baselineStd, MinStd)
 }
 
-// JensenShannonDistance is the Jensen-Shannon distance, base 2, between two
-// histograms (counts or probabilities; each is normalized by its sum), as
-// scipy.spatial.distance.jensenshannon(p, q, base=2) and Azure ML compute
-// it: the square root of the Jensen-Shannon divergence, between 0 (same)
-// and 1 (disjoint).
-func JensenShannonDistance(p, q []float64) float64 { return JensenShannonDistanceBase(p, q, 2) }
-
-// JensenShannonDistanceBase is the Jensen-Shannon distance with logarithms
-// of the given base (SciPy's default is e).
-func JensenShannonDistanceBase(p, q []float64, base float64) float64 {
-	sp, sq := sumOf(p), sumOf(q)
-	var js float64 // divergence in nats: 1/2 KL(p||m) + 1/2 KL(q||m)
-	for i := range p {
-		pi, qi := p[i]/sp, q[i]/sq
-		m := 0.5 * (pi + qi)
-		if pi > 0 {
-			js += 0.5 * pi * math.Log(pi/m)
-		}
-		if qi > 0 {
-			js += 0.5 * qi * math.Log(qi/m)
-		}
-	}
-	return math.Sqrt(max(js, 0) / math.Log(base))
-}
-
 // PopulationStabilityIndex is PSI as Azure ML computes it: with one added to
 // every bin's count, so that an empty bin does not make it infinite,
 // divided by the uncorrected totals:

@@ -7,6 +7,7 @@ import (
 
 	"gonum.org/v1/gonum/stat"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/signals"
 )
 
@@ -40,15 +41,15 @@ var (
 
 func TestJensenShannonScipy(t *testing.T) {
 	// scipy.spatial.distance.jensenshannon docstring examples.
-	near(t, "JS([1,0,0],[0,1,0],2)", JensenShannonDistance([]float64{1, 0, 0}, []float64{0, 1, 0}), 1.0, 1e-12)
-	near(t, "JS([1,0],[.5,.5]) base e", JensenShannonDistanceBase([]float64{1, 0}, []float64{0.5, 0.5}, math.E), 0.46450140402245893, 1e-12)
-	near(t, "JS([1,0,0],[1,0,0])", JensenShannonDistance([]float64{1, 0, 0}, []float64{1, 0, 0}), 0, 0)
+	near(t, "JS([1,0,0],[0,1,0],2)", modelfleet.JensenShannonDistance([]float64{1, 0, 0}, []float64{0, 1, 0}), 1.0, 1e-12)
+	near(t, "JS([1,0],[.5,.5]) base e", modelfleet.JensenShannonDistanceBase([]float64{1, 0}, []float64{0.5, 0.5}, math.E), 0.46450140402245893, 1e-12)
+	near(t, "JS([1,0,0],[1,0,0])", modelfleet.JensenShannonDistance([]float64{1, 0, 0}, []float64{1, 0, 0}), 0, 0)
 	// Computed with SciPy.
-	near(t, "JS([1,0],[.5,.5],2)", JensenShannonDistance([]float64{1, 0}, []float64{0.5, 0.5}), 0.5579230452841438, 1e-12)
-	near(t, "JS(counts,2)", JensenShannonDistance(baseCounts, prodCounts), 0.2668545773755449, 1e-12)
+	near(t, "JS([1,0],[.5,.5],2)", modelfleet.JensenShannonDistance([]float64{1, 0}, []float64{0.5, 0.5}), 0.5579230452841438, 1e-12)
+	near(t, "JS(counts,2)", modelfleet.JensenShannonDistance(baseCounts, prodCounts), 0.2668545773755449, 1e-12)
 	// And gonum's divergence (nats) agrees once normalized and converted.
 	p, q := normalized(baseCounts), normalized(prodCounts)
-	near(t, "JS vs gonum", JensenShannonDistance(baseCounts, prodCounts), math.Sqrt(stat.JensenShannon(p, q)/math.Ln2), 1e-12)
+	near(t, "JS vs gonum", modelfleet.JensenShannonDistance(baseCounts, prodCounts), math.Sqrt(stat.JensenShannon(p, q)/math.Ln2), 1e-12)
 }
 
 func normalized(xs []float64) []float64 {
@@ -114,7 +115,7 @@ func TestReferenceMatchesMetrics(t *testing.T) {
 	locs := append(append([]float64{-1.5}, centres...), 9)
 	base, pc := floats(f.Counts), floats(prod)
 	near(t, "normalized wasserstein", got.NormalizedWasserstein, Wasserstein(locs, locs, base, pc)/1.3, 1e-12)
-	near(t, "jensen-shannon", got.JensenShannon, JensenShannonDistance(base, pc), 1e-12)
+	near(t, "jensen-shannon", got.JensenShannon, modelfleet.JensenShannonDistance(base, pc), 1e-12)
 	near(t, "psi", got.PSI, PopulationStabilityIndex(base, pc), 1e-12)
 	stat, _, p := ChiSquaredTest(base, pc)
 	if !math.IsInf(stat, 1) || got.ChiSquaredP != p {

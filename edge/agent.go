@@ -44,6 +44,13 @@ type Agent struct {
 	router  *Router
 	handler http.Handler
 	deploys sync.Map // model name -> *sync.Mutex: one change of a model's versions at a time
+	// replaced holds, per model name, the versions its last change
+	// unloaded ([]LoadedModel): a rollback restores exactly those, and
+	// with them in memory it needs no read, digest check and parse of the
+	// files again — at a fleet's scale, the bulk of a rollback's work at
+	// the sites. Only the last change's, so at most a model's previous
+	// split stays in memory beside the current one.
+	replaced sync.Map
 
 	keysMu sync.Mutex // serialises writes of keys.json
 	keys   keysFile
@@ -160,6 +167,9 @@ func (a *Agent) Deploy(ctx context.Context, req DeployRequest, fetch FetchFunc) 
 		return DeployResult{}, err
 	}
 	m, ok := loaded(cur, &req)
+	if !ok {
+		m, ok = a.recall(req.Model, req.Digest)
+	}
 	if !ok {
 		if m, err = a.loadModel(&req, path, time.Now().UTC()); err != nil {
 			return DeployResult{}, fmt.Errorf("edge: deploy %s: %w", req.Model, err)

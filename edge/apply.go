@@ -68,14 +68,17 @@ func same(a, b map[string]int) bool {
 }
 
 // Stats returns each loaded version of model with its weight and the
-// router's figures since the process started: requests, errors, and the p99
-// latency estimated from the latency histogram's buckets.
+// router's figures since the process started (its counters' epoch):
+// requests, errors, the latency histogram and the p99 latency estimated
+// from it, predictions, feedback. They are cumulative: the control plane
+// measures a window as the difference of two reports.
 func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 	var out []modelfleet.ServedVersion
 	idx := map[string]int{}
+	epoch := a.router.metrics.epoch
 	for _, v := range a.router.Versions(model) {
 		idx[v.Model.Version] = len(out)
-		out = append(out, modelfleet.ServedVersion{Version: v.Model.Version, Digest: v.Digest, Weight: v.Weight})
+		out = append(out, modelfleet.ServedVersion{Version: v.Model.Version, Digest: v.Digest, Weight: v.Weight, Epoch: epoch})
 	}
 	families, err := a.router.Registry().Gather()
 	if err != nil {
@@ -113,6 +116,7 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 			for _, m := range f.GetMetric() {
 				if i, ok := versionOf(m, model, idx); ok {
 					out[i].P99LatencyMs = quantile(m.GetHistogram(), 0.99) * 1000
+					out[i].Latency = binCounts(m.GetHistogram())
 				}
 			}
 		}
@@ -120,9 +124,9 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 	return out
 }
 
-// binCounts turns a prediction histogram's cumulative buckets into counts
-// per modelfleet.PredictionBins bin (the last is everything above the last
-// edge). Nil when nothing was predicted yet.
+// binCounts turns a histogram's cumulative buckets into counts per bin
+// (modelfleet.PredictionBins or LatencyBuckets; the last is everything
+// above the last edge). Nil when nothing was observed yet.
 func binCounts(h *dto.Histogram) []int64 {
 	total := h.GetSampleCount()
 	if total == 0 {

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelfleet/modelfleet"
@@ -15,7 +17,11 @@ const unknownModel = "(unknown)"
 // metrics are per router, in the router's own registry, so that two agents in
 // one process (tests, a simulator) do not collide in a global one.
 type metrics struct {
-	reg         *prometheus.Registry
+	reg *prometheus.Registry
+	// epoch is when these counters started (unix nanoseconds): reported
+	// with them, so that the control plane never subtracts the counters of
+	// one run of the agent from another's.
+	epoch       int64
 	requests    *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	predictions *prometheus.HistogramVec
@@ -49,12 +55,13 @@ func newMetrics(site string) *metrics {
 	reg := prometheus.NewRegistry()
 	siteLabel := prometheus.Labels{"site": site}
 	mv := []string{"model", "version"}
-	// Tree ensembles answer in well under a millisecond; the upper buckets
-	// are for big bodies on slow links.
-	latencyBuckets := prometheus.ExponentialBuckets(0.0001, 2, 16)
+	// The agent reports these bins to the control plane, which judges a
+	// release's latency criterion on them: one layout for both.
+	latencyBuckets := modelfleet.LatencyBuckets
 	predictionBuckets := modelfleet.PredictionBins
 	m := &metrics{
-		reg: reg,
+		reg:   reg,
+		epoch: time.Now().UnixNano(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name:        "modelfleet_edge_score_requests_total",
 			Help:        "Score requests by model, version and outcome (ok or an error code).",

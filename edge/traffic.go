@@ -59,9 +59,11 @@ func (a *Agent) SetTraffic(ctx context.Context, model string, weights map[string
 		if err != nil {
 			return fmt.Errorf("edge: set traffic %s: %w", model, err)
 		}
-		m, err := a.loadModel(&req, a.store.Path(req.Model, req.Digest), time.Now().UTC())
-		if err != nil {
-			return fmt.Errorf("edge: set traffic %s: %w", model, err)
+		m, ok := a.recall(req.Model, req.Digest)
+		if !ok {
+			if m, err = a.loadModel(&req, a.store.Path(req.Model, req.Digest), time.Now().UTC()); err != nil {
+				return fmt.Errorf("edge: set traffic %s: %w", model, err)
+			}
 		}
 		next = append(next, WeightedModel{LoadedModel: m, Weight: w})
 	}
@@ -100,7 +102,33 @@ func (a *Agent) commit(name string, ws []WeightedModel) error {
 	if err := a.store.PutModel(name, entries); err != nil {
 		return err
 	}
-	return a.router.Set(name, ws)
+	prev := a.router.Versions(name)
+	if err := a.router.Set(name, ws); err != nil {
+		return err
+	}
+	var dropped []LoadedModel
+	for _, p := range prev {
+		if !slices.ContainsFunc(ws, func(w WeightedModel) bool { return w.Model == p.Model && w.Digest == p.Digest }) {
+			dropped = append(dropped, p.LoadedModel)
+		}
+	}
+	a.replaced.Store(name, dropped)
+	return nil
+}
+
+// recall returns the version ref with digest if the model's last change
+// unloaded it (see Agent.replaced). Callers hold the model's lock.
+func (a *Agent) recall(ref modelfleet.ModelRef, digest string) (LoadedModel, bool) {
+	v, ok := a.replaced.Load(ref.Name)
+	if !ok {
+		return LoadedModel{}, false
+	}
+	for _, m := range v.([]LoadedModel) {
+		if m.Model == ref && m.Digest == digest {
+			return m, true
+		}
+	}
+	return LoadedModel{}, false
 }
 
 // recorded reports whether state.json lists exactly the versions served.

@@ -131,3 +131,59 @@ func TestProgressSumsLabelledPredictions(t *testing.T) {
 		t.Errorf("labelled %d correct %d, want the new version's 80 and 60", p.Labelled, p.Correct)
 	}
 }
+
+// The counters behind a bake window: the new version's, summed over the
+// converged sites, the replaced versions' predictions apart, and an epoch
+// fingerprint that changes when a site's agent restarts.
+func TestProgressCountersForBakeWindows(t *testing.T) {
+	d := mustOpen(t, "s1", "s2")
+	d.Step(modelfleet.StepRequest{Release: "r", Model: "m", New: version("2", 50), Sites: []string{"s1", "s2"}})
+	rev := desired(t, d, "s1").Revision
+	lat := make([]int64, len(modelfleet.LatencyBuckets)+1)
+	lat[3], lat[len(lat)-1] = 90, 10
+	report := func(site string, epoch, requests int64) {
+		t.Helper()
+		err := d.ReportActual(modelfleet.Actual{Site: site, Revision: rev, Models: map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{
+			{Version: "1", Requests: 1000, Errors: 500, Predictions: []int64{1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, Epoch: epoch},
+			{Version: "2", Requests: requests, Errors: 7, Latency: lat, Labelled: 5, Correct: 4,
+				Predictions: []int64{0, 0, 0, 0, 0, 0, 0, 0, 0, 3}, Epoch: epoch},
+		}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("s1", 11, 100)
+	report("s2", 22, 100)
+	p, err := d.Progress("m", "2", []string{"s1", "s2"})
+	if err != nil || p.Counters == nil {
+		t.Fatalf("progress %+v, %v: want counters", p, err)
+	}
+	c := *p.Counters
+	if c.Sites != 2 || c.Requests != 200 || c.Errors != 14 || c.Labelled != 10 || c.Correct != 8 {
+		t.Errorf("counters = %+v, want version 2's at both sites", c)
+	}
+	if c.Latency[3] != 180 || c.Latency[len(c.Latency)-1] != 20 || c.Predictions[9] != 6 || c.Replaced[0] != 2 {
+		t.Errorf("bins: latency %v predictions %v replaced %v", c.Latency, c.Predictions, c.Replaced)
+	}
+	// More traffic, same agents: the fingerprint holds.
+	report("s1", 11, 150)
+	if q, _ := d.Progress("m", "2", []string{"s2", "s1"}); q.Counters.Epochs != c.Epochs || q.Counters.Requests != 250 {
+		t.Errorf("same agents: epochs %q requests %d, want %q and 250", q.Counters.Epochs, q.Counters.Requests, c.Epochs)
+	}
+	// s2's agent restarted: its counters started over.
+	report("s2", 33, 10)
+	if q, _ := d.Progress("m", "2", []string{"s1", "s2"}); q.Counters.Epochs == c.Epochs {
+		t.Errorf("a restarted agent left the epoch fingerprint %q unchanged", c.Epochs)
+	}
+	// A report with a wrong bin layout or negative counts cannot skew the sums.
+	err = d.ReportActual(modelfleet.Actual{Site: "s1", Revision: rev, Models: map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{
+		{Version: "2", Requests: -5, Errors: 9, Latency: []int64{1, 2}, Predictions: []int64{-4, 0, 0, 0, 0, 0, 0, 0, 0, 0}, Epoch: 11},
+	}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _ := d.Progress("m", "2", []string{"s1"})
+	if q.Counters.Requests != 0 || q.Counters.Errors != 0 || q.Counters.Latency[0] != 0 || q.Counters.Predictions[0] != 0 {
+		t.Errorf("bad report counted: %+v", q.Counters)
+	}
+}

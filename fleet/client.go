@@ -59,10 +59,31 @@ func (c *Client) Step(ctx context.Context, req modelfleet.StepRequest) (modelfle
 	return res, c.post(ctx, http.MethodPost, "/api/rollouts/step", req, &res)
 }
 
-// Rollback restores what the release's sites served before it.
+// maxSitesPerCall bounds the sites of one rollback request, well inside
+// the server's maxRolloutBody however long the site IDs.
+var maxSitesPerCall = 20_000
+
+// Rollback restores what the release's sites served before it: a whole
+// fleet at once, in as few requests as the body limit allows (one up to
+// maxSitesPerCall sites). Each request is one directory transaction, and
+// restoring a site twice changes nothing, so a retry after a partial
+// failure is safe.
 func (c *Client) Rollback(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
-	var res modelfleet.StepResult
-	return res, c.post(ctx, http.MethodPost, "/api/rollouts/rollback", req, &res)
+	var total modelfleet.StepResult
+	sites := req.Sites
+	for first := true; first || len(sites) > 0; first = false {
+		part := req
+		part.Sites = sites[:min(len(sites), maxSitesPerCall)]
+		sites = sites[len(part.Sites):]
+		var res modelfleet.StepResult
+		if err := c.post(ctx, http.MethodPost, "/api/rollouts/rollback", part, &res); err != nil {
+			return total, err
+		}
+		total.Changed += res.Changed
+		total.Unchanged += res.Unchanged
+		total.Conflicts = append(total.Conflicts, res.Conflicts...)
+	}
+	return total, nil
 }
 
 // Finish frees the release's leases.

@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"slices"
+	"strconv"
 	"sync"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/drift"
 )
 
 var (
@@ -289,6 +290,12 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 	p := modelfleet.Progress{Converged: []string{}, Pending: []string{}}
 	nbins := len(modelfleet.PredictionBins) + 1
 	newPreds, oldPreds := make([]float64, nbins), make([]float64, nbins)
+	c := &modelfleet.Counters{
+		Latency:     make([]int64, len(modelfleet.LatencyBuckets)+1),
+		Predictions: make([]int64, nbins),
+		Replaced:    make([]int64, nbins),
+	}
+	var epochs uint64
 	err := d.db.View(func(tx *bolt.Tx) error {
 		for _, site := range sites {
 			ds, err := getDesired(tx.Bucket(desiredBucket), site)
@@ -311,11 +318,19 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
 			default:
 				p.Converged = append(p.Converged, site)
+				var epoch int64
 				for _, v := range am.Versions {
+					epoch = max(epoch, v.Epoch)
 					if v.Version == version || version == "" {
 						p.Requests += v.Requests
 						p.Errors += v.Errors
 						p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
+						c.Requests += max(v.Requests, 0)
+						c.Errors += min(max(v.Errors, 0), max(v.Requests, 0))
+						addCounts(c.Latency, v.Latency)
+						addCounts(c.Predictions, v.Predictions)
+						c.Labelled += max(v.Labelled, 0)
+						c.Correct += max(v.Correct, 0)
 					}
 					if v.Version == version {
 						p.Labelled += v.Labelled
@@ -323,8 +338,10 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 						addBins(newPreds, v.Predictions)
 					} else if version != "" {
 						addBins(oldPreds, v.Predictions)
+						addCounts(c.Replaced, v.Predictions)
 					}
 				}
+				epochs += siteEpoch(site, epoch)
 			}
 		}
 		return nil
@@ -332,10 +349,13 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 	if err != nil {
 		return modelfleet.Progress{}, fmt.Errorf("fleet: progress: %w", err)
 	}
+	c.Sites = len(p.Converged)
+	c.Epochs = strconv.FormatUint(epochs, 16)
+	p.Counters = c
 	n, o := total(newPreds), total(oldPreds)
 	p.ShiftSamples = int64(n)
 	if n >= modelfleet.MinShiftSamples && o >= modelfleet.MinShiftSamples {
-		p.PredictionShift = drift.JensenShannonDistance(newPreds, oldPreds)
+		p.PredictionShift = modelfleet.JensenShannonDistance(newPreds, oldPreds)
 	}
 	return p, nil
 }
@@ -349,6 +369,26 @@ func addBins(sum []float64, counts []int64) {
 	for i, c := range counts {
 		sum[i] += float64(max(c, 0))
 	}
+}
+
+// addCounts adds a site's bin counts into sum, like addBins.
+func addCounts(sum, counts []int64) {
+	if len(counts) != len(sum) {
+		return
+	}
+	for i, c := range counts {
+		sum[i] += max(c, 0)
+	}
+}
+
+// siteEpoch is one site's share of Counters.Epochs: a sum of hashes, so
+// the fingerprint does not depend on the order the sites are listed in.
+func siteEpoch(site string, epoch int64) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(site))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.FormatInt(epoch, 10)))
+	return h.Sum64()
 }
 
 func total(xs []float64) float64 {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,5 +247,38 @@ func TestStepRecordsWaveAndApprover(t *testing.T) {
 	}
 	if dm := desired(t, d, "s1").Models["m"]; dm.Wave != "fleet" || dm.ApprovedBy != "alice" {
 		t.Errorf("after the approved step: wave %q approver %q, want fleet and alice", dm.Wave, dm.ApprovedBy)
+	}
+}
+
+// A rollback of more sites than one request may carry is split, and every
+// site is restored; the counts add up.
+func TestClientRollbackSplitsLargeRequests(t *testing.T) {
+	ids := []string{"s1", "s2", "s3", "s4", "s5"}
+	d := mustOpen(t, ids...)
+	d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: version("1", 100), Sites: ids})
+	d.Finish("r1", "m", ids)
+	d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: version("2", 100), Sites: ids})
+	var calls atomic.Int32
+	h := d.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/rollouts/rollback" {
+			calls.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer func(n int) { maxSitesPerCall = n }(maxSitesPerCall)
+	maxSitesPerCall = 2
+	res, err := (&Client{BaseURL: srv.URL}).Rollback(context.Background(), modelfleet.LeaseRequest{Release: "r2", Model: "m", Sites: ids})
+	if err != nil || res.Changed != 5 {
+		t.Fatalf("rollback = %+v, %v; want 5 changed", res, err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d requests, want 3 of at most 2 sites", n)
+	}
+	for _, s := range ids {
+		if got := modelfleet.SplitString(desired(t, d, s).Models["m"].Versions); got != "1:100" {
+			t.Errorf("%s after rollback = %s, want 1:100", s, got)
+		}
 	}
 }

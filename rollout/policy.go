@@ -26,10 +26,35 @@ const APIVersion = "modelfleet/v1"
 
 // Defaults, applied by Normalize where a policy is silent.
 const (
+	// DefaultBake is the bake of a wave with criteria and no bake: the
+	// criteria are measured over the bake, so one is needed.
 	DefaultBake            = 5 * time.Minute
 	DefaultApprovalTimeout = 24 * time.Hour
-	maxPolicyBytes         = 256 << 10
-	maxWaves               = 50
+	// DefaultMaxBakeFactor: an inconclusive window extends the bake up to
+	// maxBake, by default three times the bake, and at least
+	// MinAnalysisSpan.
+	DefaultMaxBakeFactor = 3
+	// MinAnalysisSpan is the shortest maxBake of a wave with criteria:
+	// sites report their counters with their heartbeat (every 10 s by
+	// default, agent.DefaultHeartbeat), so a shorter window may hold no
+	// report newer than its start, and could never be judged.
+	MinAnalysisSpan = 30 * time.Second
+	// Minimum samples over a bake window before a criterion is judged.
+	DefaultMinRequests    = 100                          // maxErrorRate, maxP99LatencyMs
+	DefaultMinPredictions = modelfleet.MinShiftSamples   // maxPredictionShift, each side
+	DefaultMinLabelled    = modelfleet.MinQualitySamples // minQuality
+	maxPolicyBytes        = 256 << 10
+	maxWaves              = 50
+	maxBakeLimit          = 7 * 24 * time.Hour
+	maxMinSamples         = 1_000_000_000
+)
+
+// What a wave does when its bake window stays inconclusive (too few
+// samples for a criterion) up to maxBake.
+const (
+	OnInconclusiveFail  = "fail"  // a breach: the release rolls back (default)
+	OnInconclusivePass  = "pass"  // the step passes, recorded as inconclusive
+	OnInconclusivePause = "pause" // the release pauses for an operator
 )
 
 // Policy is one model's rollout policy.
@@ -50,14 +75,70 @@ type Wave struct {
 	Bake          Duration          `yaml:"bake,omitempty" json:"bake,omitempty"`
 	Steps         []int             `yaml:"steps,omitempty" json:"steps,omitempty"`
 	Criteria      Criteria          `yaml:"criteria,omitempty" json:"criteria,omitempty"`
+	// MaxBake is how long a bake may grow while its window is
+	// inconclusive (default three times Bake); OnInconclusive says what
+	// happens then: fail (default), pass or pause.
+	MaxBake        Duration `yaml:"maxBake,omitempty" json:"maxBake,omitempty"`
+	OnInconclusive string   `yaml:"onInconclusive,omitempty" json:"onInconclusive,omitempty"`
+	// BakeAcrossClose lets a step start in a site's maintenance window
+	// whose close comes before the step's bake ends; by default the step
+	// waits for a window with room for its bake. No step is ever applied
+	// outside the window either way.
+	BakeAcrossClose bool `yaml:"bakeAcrossClose,omitempty" json:"bakeAcrossClose,omitempty"`
 }
 
-// Criteria a wave must meet after each bake. Zero values are not checked.
+// WindowRoom is how long a site's maintenance window must stay open after
+// a step of this wave is applied: its bake, or nothing with
+// BakeAcrossClose.
+func (w Wave) WindowRoom() time.Duration {
+	if w.BakeAcrossClose {
+		return 0
+	}
+	return w.Bake.Std()
+}
+
+// Criteria a wave must meet after each bake, measured over the bake window
+// alone. Zero thresholds are not checked. Each threshold is judged only
+// over at least its minimum of samples (zero: the default); below it the
+// window is inconclusive.
 type Criteria struct {
 	MaxErrorRate       float64 `yaml:"maxErrorRate,omitempty" json:"maxErrorRate,omitempty"`
 	MaxP99LatencyMs    float64 `yaml:"maxP99LatencyMs,omitempty" json:"maxP99LatencyMs,omitempty"`
 	MaxPredictionShift float64 `yaml:"maxPredictionShift,omitempty" json:"maxPredictionShift,omitempty"`
 	MinQuality         float64 `yaml:"minQuality,omitempty" json:"minQuality,omitempty"`
+	// MinRequests is the fewest requests of the new version for the error
+	// rate and p99 (default 100), MinPredictions the fewest predictions on
+	// each side of the prediction shift (default 200), MinLabelled the
+	// fewest labelled predictions for quality (default 50).
+	MinRequests    int64 `yaml:"minRequests,omitempty" json:"minRequests,omitempty"`
+	MinPredictions int64 `yaml:"minPredictions,omitempty" json:"minPredictions,omitempty"`
+	MinLabelled    int64 `yaml:"minLabelled,omitempty" json:"minLabelled,omitempty"`
+}
+
+// Any reports whether any criterion is set.
+func (c Criteria) Any() bool {
+	return c.MaxErrorRate > 0 || c.MaxP99LatencyMs > 0 || c.MaxPredictionShift > 0 || c.MinQuality > 0
+}
+
+// Inconclusive is what the wave does with an inconclusive window (default
+// fail: never a silent pass).
+func (w Wave) Inconclusive() string {
+	switch w.OnInconclusive {
+	case OnInconclusivePass, OnInconclusivePause:
+		return w.OnInconclusive
+	}
+	return OnInconclusiveFail
+}
+
+// BakeLimit is how long a bake may grow while inconclusive: MaxBake, never
+// less than Bake (default DefaultMaxBakeFactor times Bake), and never less
+// than MinAnalysisSpan.
+func (w Wave) BakeLimit() time.Duration {
+	limit := DefaultMaxBakeFactor * w.Bake.Std()
+	if w.MaxBake.Std() >= w.Bake.Std() && w.MaxBake > 0 {
+		limit = w.MaxBake.Std()
+	}
+	return max(limit, MinAnalysisSpan)
 }
 
 // Approval gates: after each named wave the rollout waits for a human.
@@ -218,8 +299,41 @@ func (p *Policy) Normalize() error {
 			return bad("wave %q: steps %v must end at 100 (the new version takes all traffic)", w.Name, w.Steps)
 		}
 		c := w.Criteria
-		if c.MaxErrorRate < 0 || c.MaxErrorRate > 1 || c.MaxPredictionShift < 0 || c.MaxPredictionShift > 1 || c.MaxP99LatencyMs < 0 || c.MinQuality < 0 || c.MinQuality > 1 {
+		if c.MaxErrorRate < 0 || c.MaxErrorRate > 1 || c.MaxPredictionShift < 0 || c.MaxPredictionShift > 1 || c.MaxP99LatencyMs < 0 || c.MinQuality < 0 || c.MinQuality > 1 ||
+			math.IsNaN(c.MaxErrorRate) || math.IsNaN(c.MaxPredictionShift) || math.IsNaN(c.MaxP99LatencyMs) || math.IsNaN(c.MinQuality) {
 			return bad("wave %q: criteria out of range (maxErrorRate, maxPredictionShift and minQuality are 0..1, maxP99LatencyMs non-negative)", w.Name)
+		}
+		if last := modelfleet.LatencyBuckets[len(modelfleet.LatencyBuckets)-1] * 1000; c.MaxP99LatencyMs > last {
+			return bad("wave %q: criteria: maxP99LatencyMs %g is above %g, the sites' slowest latency bucket: it could not be judged", w.Name, c.MaxP99LatencyMs, last)
+		}
+		for _, m := range []struct {
+			name string
+			v    int64
+		}{{"minRequests", c.MinRequests}, {"minPredictions", c.MinPredictions}, {"minLabelled", c.MinLabelled}} {
+			if m.v < 0 || m.v > maxMinSamples {
+				return bad("wave %q: criteria: %s %d must be between 1 and %d (0 or absent: the default)", w.Name, m.name, m.v, maxMinSamples)
+			}
+		}
+		if c.Any() && w.Bake == 0 {
+			w.Bake = Duration(DefaultBake)
+		}
+		if w.Bake.Std() > maxBakeLimit || w.MaxBake.Std() > maxBakeLimit {
+			return bad("wave %q: bake %s and maxBake %s must each be at most %s", w.Name, w.Bake.Std(), w.MaxBake.Std(), maxBakeLimit)
+		}
+		if w.MaxBake != 0 && w.MaxBake < w.Bake {
+			return bad("wave %q: maxBake %s is shorter than bake %s: an inconclusive bake extends up to maxBake", w.Name, w.MaxBake.Std(), w.Bake.Std())
+		}
+		if c.Any() && w.MaxBake != 0 && w.MaxBake.Std() < MinAnalysisSpan {
+			return bad("wave %q: maxBake %s is shorter than %s: sites report their counters every 10 s, so a shorter window may see none of them", w.Name, w.MaxBake.Std(), MinAnalysisSpan)
+		}
+		switch w.OnInconclusive {
+		case "", OnInconclusiveFail, OnInconclusivePass, OnInconclusivePause:
+		default:
+			return bad("wave %q: onInconclusive %q: use %q, %q or %q", w.Name, w.OnInconclusive, OnInconclusiveFail, OnInconclusivePass, OnInconclusivePause)
+		}
+		if c.Any() {
+			// Written out, so that `policy show` says what will happen.
+			w.MaxBake, w.OnInconclusive = Duration(w.BakeLimit()), w.Inconclusive()
 		}
 	}
 	// A selector-less wave before the last one would swallow every later wave.

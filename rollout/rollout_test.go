@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,17 @@ func TestParseRejectsBadPolicies(t *testing.T) {
 		{"bake", "waves: [{name: a, bake: soon}]", "duration"},
 		{"concurrency", "waves: [{name: a, maxConcurrent: -1}]", "maxConcurrent"},
 		{"criteria", "waves: [{name: a, criteria: {maxErrorRate: 2}}]", "criteria"},
+		{"criteria nan", "waves: [{name: a, criteria: {maxP99LatencyMs: .nan}}]", "criteria"},
+		{"p99 beyond buckets", "waves: [{name: a, criteria: {maxP99LatencyMs: 5000}}]", "slowest latency bucket"},
+		{"min samples negative", "waves: [{name: a, criteria: {maxErrorRate: 0.1, minRequests: -1}}]", "minRequests"},
+		{"min samples huge", "waves: [{name: a, criteria: {minQuality: 0.9, minLabelled: 2000000000}}]", "minLabelled"},
+		{"min predictions word", "waves: [{name: a, criteria: {minPredictions: many}}]", "rollout policy"},
+		{"on inconclusive", "waves: [{name: a, onInconclusive: shrug}]", "onInconclusive"},
+		{"max bake short", "waves: [{name: a, bake: 10m, maxBake: 5m}]", "maxBake"},
+		{"max bake under a report", "waves: [{name: a, bake: 5s, maxBake: 20s, criteria: {maxErrorRate: 0.1}}]", "every 10 s"},
+		{"bake too long", "waves: [{name: a, bake: 200h}]", "at most"},
+		{"max bake too long", "waves: [{name: a, bake: 1h, maxBake: 1000h}]", "at most"},
+		{"bake across close word", "waves: [{name: a, bakeAcrossClose: sometimes}]", "rollout policy"},
 		{"catch-all first", "waves: [{name: a}, {name: b, select: {ring: x}}]", "selects every remaining site"},
 		{"gate unknown", "waves: [{name: a}]\napproval: {after: [canary]}", `wave "canary"`},
 		{"gate timeout", "waves: [{name: a}]\napproval: {after: [a], onTimeout: maybe}", "onTimeout"},
@@ -199,6 +212,10 @@ func mustWindow(t *testing.T, sched, dur, tz string) *Window {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("waves: [{name: a, steps: [10, 100], failureBudget: 5%}]\napproval: {after: [a]}"))
 	f.Add([]byte("waves: [{name: c, select: {ring: canary}}, {name: f}]"))
+	f.Add([]byte("waves: [{name: a, bake: 1m, maxBake: 5m, onInconclusive: pause, criteria: {maxErrorRate: 0.01, maxP99LatencyMs: 50, minRequests: 20}}]"))
+	f.Add([]byte("waves: [{name: a, onInconclusive: pass, criteria: {maxPredictionShift: 0.2, minPredictions: 10, minQuality: 0.9, minLabelled: 5}}]"))
+	f.Add([]byte("waves: [{name: a, criteria: {maxP99LatencyMs: 3276.8}, maxBake: 168h}]"))
+	f.Add([]byte("waves: [{name: a, bake: 30m, bakeAcrossClose: true}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse(data)
 		if err != nil {
@@ -208,4 +225,83 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("a parsed policy must stay valid: %v", err)
 		}
 	})
+}
+
+func TestParseAnalysisDefaults(t *testing.T) {
+	p, err := Parse([]byte(`
+waves:
+  - {name: canary, select: {ring: canary}, criteria: {maxErrorRate: 0.01}}
+  - {name: fleet, bake: 10m, maxBake: 1h, onInconclusive: pause, criteria: {minQuality: 0.9, minLabelled: 20}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, f := p.Waves[0], p.Waves[1]
+	if c.Bake.Std() != DefaultBake || c.BakeLimit() != 3*DefaultBake || c.Inconclusive() != OnInconclusiveFail || c.OnInconclusive != OnInconclusiveFail {
+		t.Errorf("canary: bake %v limit %v onInconclusive %q, want the defaults written out", c.Bake.Std(), c.BakeLimit(), c.OnInconclusive)
+	}
+	if c.Criteria.Requests() != DefaultMinRequests || c.Criteria.Predictions() != DefaultMinPredictions || c.Criteria.Labelled() != DefaultMinLabelled {
+		t.Errorf("canary minimums %d %d %d, want the defaults", c.Criteria.Requests(), c.Criteria.Predictions(), c.Criteria.Labelled())
+	}
+	if f.BakeLimit() != time.Hour || f.Inconclusive() != OnInconclusivePause || f.Criteria.Labelled() != 20 {
+		t.Errorf("fleet: limit %v onInconclusive %q minLabelled %d", f.BakeLimit(), f.Inconclusive(), f.Criteria.Labelled())
+	}
+	// A wave from a policy recorded before these fields (a running
+	// release's history) fails an inconclusive window, never passes it.
+	old := Wave{Bake: Duration(time.Minute)}
+	if old.Inconclusive() != OnInconclusiveFail || old.BakeLimit() != 3*time.Minute {
+		t.Errorf("zero wave: %q %v", old.Inconclusive(), old.BakeLimit())
+	}
+	if short := (Wave{Bake: Duration(2 * time.Second)}); short.BakeLimit() != MinAnalysisSpan {
+		t.Errorf("2s bake: limit %v, want at least one report's worth, %v", short.BakeLimit(), MinAnalysisSpan)
+	}
+}
+
+func TestWindowOpenFor(t *testing.T) {
+	w, err := ParseWindow(modelfleet.MaintenanceWindow{Schedule: "0 22 * * *", Duration: "2h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	for _, c := range []struct {
+		name string
+		t    time.Time
+		d    time.Duration
+		ok   bool
+		next time.Time
+	}{
+		{"closed", at(12, 0), 10 * time.Minute, false, at(22, 0)},
+		{"room to bake", at(22, 30), 30 * time.Minute, true, at(24, 0)},
+		{"bake ends at the close", at(23, 30), 30 * time.Minute, true, at(24, 0)},
+		{"bake would cross the close", at(23, 45), 30 * time.Minute, false, at(46, 0)},
+		{"longer than the window", at(22, 0), 3 * time.Hour, false, at(46, 0)},
+		{"no bake", at(23, 59), 0, true, at(24, 0)},
+	} {
+		ok, next := w.OpenFor(c.t, c.d)
+		if ok != c.ok || !next.Equal(c.next) {
+			t.Errorf("%s: OpenFor(%s, %s) = %v, %s; want %v, %s", c.name, c.t.Format("15:04"), c.d, ok, next, c.ok, c.next)
+		}
+	}
+	if w.Duration() != 2*time.Hour {
+		t.Errorf("duration %v", w.Duration())
+	}
+}
+
+// The example's policies are what a newcomer copies: they must parse.
+func TestExamplePoliciesParse(t *testing.T) {
+	for _, name := range []string{"rollout.yaml", "rollout-gated.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "examples", "bearing-failure", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := Parse(data)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if c := p.Waves[0]; !c.Criteria.Any() || c.BakeLimit() <= c.Bake.Std() {
+			t.Errorf("%s: canary %+v, want criteria with room to extend an inconclusive bake", name, c)
+		}
+	}
 }

@@ -67,3 +67,22 @@ func (w *Window) State(t time.Time) (open bool, until time.Time) {
 	}
 	return false, w.sched.Next(t)
 }
+
+// Duration is how long the window stays open each time it opens.
+func (w *Window) Duration() time.Duration { return w.duration }
+
+// OpenFor says whether a change made at t, with d to watch it afterwards,
+// fits inside the window: open at t and still open at t+d. If not, next is
+// when to look again: the next opening (for an open window too short for
+// d, the one after it closes). A d longer than the window never fits.
+func (w *Window) OpenFor(t time.Time, d time.Duration) (ok bool, next time.Time) {
+	open, until := w.State(t)
+	if !open {
+		return false, until
+	}
+	if !t.Add(d).After(until) {
+		return true, until
+	}
+	_, next = w.State(until)
+	return false, next
+}

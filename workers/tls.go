@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/metric"
 	"log/slog"
 	"net"
 	"os"
@@ -28,6 +29,11 @@ type Connection struct {
 	// Cloud API keys); it implies TLS. Read it from the environment or a
 	// file, never a flag, and never log it.
 	APIKey string
+	// Meter, if set, records the Temporal SDK's metrics (workflow and
+	// activity task latencies, schedule-to-start, failures, poller and
+	// cache figures) and the activities' outcomes by type (ActivityMetric).
+	// Nil: no metrics.
+	Meter metric.Meter
 }
 
 // TLS is the transport security of the connection to Temporal, as files

@@ -52,6 +52,22 @@ func (c Connection) options(logger *slog.Logger) (client.Options, error) {
 		Interceptors:      []interceptor.ClientInterceptor{tracing},
 		ConnectionOptions: client.ConnectionOptions{TLS: tlsCfg},
 	}
+	if c.Meter != nil {
+		opts.MetricsHandler = opentelemetry.NewMetricsHandler(opentelemetry.MetricsHandlerOptions{
+			Meter: c.Meter,
+			// A metric the exporter refuses must not take the worker down.
+			OnError: func(err error) {
+				if logger != nil {
+					logger.Warn("temporal metrics", "error", err)
+				}
+			},
+		})
+		outcomes, err := newActivityOutcomes(c.Meter)
+		if err != nil {
+			return client.Options{}, err
+		}
+		opts.Interceptors = append(opts.Interceptors, outcomes)
+	}
 	if c.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
 	}

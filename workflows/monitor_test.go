@@ -8,6 +8,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
 )
 
 func TestMonitorVerdictDuringBakeRollsBack(t *testing.T) {
@@ -59,21 +60,28 @@ func TestMonitorInputVerdictsAreRecordedNotRolledBack(t *testing.T) {
 	}
 }
 
-func TestPredictionShiftCriterion(t *testing.T) {
+// legacy makes h replay the way releases ran before the bake-window
+// analysis: criteria on the sites' lifetime figures after the bake.
+func legacy(h *harness) *harness {
+	h.env.OnGetVersion(bakeWindowAnalysis, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	return h
+}
+
+func TestLegacyPredictionShiftCriterion(t *testing.T) {
 	policy := `
 waves:
   - {name: canary, select: {ring: canary}, steps: [10, 100], criteria: {maxPredictionShift: 0.2}}
   - {name: fleet}
 `
 	t.Run("within", func(t *testing.T) {
-		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		h := legacy(newHarness(t, policy, sites("c1"), sites("f1")))
 		h.shift = 0.05
 		if st, err := h.run(); err != nil || st.State != modelfleet.StateSucceeded {
 			t.Fatalf("state %q, error %v", st.State, err)
 		}
 	})
 	t.Run("exceeded", func(t *testing.T) {
-		h := newHarness(t, policy, sites("c1"), sites("f1"))
+		h := legacy(newHarness(t, policy, sites("c1"), sites("f1")))
 		h.shift = 0.35
 		st, err := h.run()
 		if err == nil || !strings.Contains(err.Error(), "prediction shift 0.350") || st.State != modelfleet.StateRolledBack {
@@ -100,7 +108,7 @@ func TestMonitorVerdictRollsBackAWorkloadRelease(t *testing.T) {
 	}
 }
 
-func TestMinQualityCriterion(t *testing.T) {
+func TestLegacyMinQualityCriterion(t *testing.T) {
 	policy := `
 waves:
   - {name: canary, select: {ring: canary}, steps: [10, 100], criteria: {minQuality: 0.9}}
@@ -116,7 +124,7 @@ waves:
 		{"below", 200, 150, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, policy, sites("c1"), sites("f1"))
+			h := legacy(newHarness(t, policy, sites("c1"), sites("f1")))
 			h.labelled, h.correct = c.labelled, c.correct
 			st, err := h.run()
 			if !c.breach {

@@ -85,6 +85,10 @@ type release struct {
 	// verdict on one of its sites, ends the bake and rolls back.
 	baking        []string
 	monitorBreach string
+	// analysis: criteria are judged over each bake window (see analyse);
+	// false replaying a history recorded before. windowsPerStep: every
+	// step waits for its sites' maintenance windows (see runBatch).
+	analysis, windowsPerStep bool
 }
 
 func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl *modelfleet.WorkloadReleaseInput) *release {
@@ -98,6 +102,8 @@ func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl 
 	// are decided once, at its start.
 	r.ctl.strict = workflow.GetVersion(ctx, signedControls, workflow.DefaultVersion, 1) >= 1
 	r.status.StartedAt = stamp(ctx)
+	r.analysis = workflow.GetVersion(ctx, bakeWindowAnalysis, workflow.DefaultVersion, 1) >= 1
+	r.windowsPerStep = workflow.GetVersion(ctx, windowsPerStep, workflow.DefaultVersion, 1) >= 1
 	return r
 }
 
@@ -171,6 +177,11 @@ func (r *release) plan(ctx workflow.Context, nv modelfleet.DesiredVersion) (acti
 	if total == 0 {
 		return plan, temporal.NewNonRetryableApplicationError(fmt.Sprintf("no site matches any wave of the policy (%d sites unselected)", len(plan.Unselected)), "NoSites", nil)
 	}
+	if r.windowsPerStep {
+		if err := checkWindowRoom(plan); err != nil {
+			return plan, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err)
+		}
+	}
 	if len(ids) <= maxSiteAttr {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, orchestrator.SitesAttr.ValueSet(ids))
 	}
@@ -219,7 +230,11 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 		if err := r.checkpoint(ctx); err != nil {
 			return err
 		}
-		batch, rest, opens := nextBatch(workflow.Now(ctx), remaining, w.MaxConcurrent)
+		var room time.Duration
+		if r.windowsPerStep {
+			room = w.WindowRoom()
+		}
+		batch, rest, opens := nextBatch(workflow.Now(ctx), remaining, w.MaxConcurrent, room)
 		if len(batch) == 0 {
 			ws.WindowUntil = opens.UTC().Format(time.RFC3339)
 			for _, s := range remaining {
@@ -231,10 +246,11 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 			continue
 		}
 		ws.WindowUntil = ""
-		remaining = rest
-		if err := r.runBatch(ctx, i, ids(batch), nv); err != nil {
+		held, err := r.runBatch(ctx, i, batch, nv)
+		if err != nil {
 			return err
 		}
+		remaining = append(rest, held...)
 		if len(remaining) > 0 && r.historyFull(ctx) {
 			return r.continueAsNew(ctx, i, remaining)
 		}
@@ -242,15 +258,53 @@ func (r *release) runWave(ctx workflow.Context, i int, sites []activities.Planne
 	return nil
 }
 
-func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv modelfleet.DesiredVersion) error {
+// runBatch takes a batch through the wave's traffic steps, from the step
+// its sites reached (a batch of sites held back by their windows resumes
+// there). Sites whose maintenance window has no room for a later step are
+// returned held, to be batched again when their window opens.
+func (r *release) runBatch(ctx workflow.Context, i int, planned []activities.PlannedSite, nv modelfleet.DesiredVersion) (held []activities.PlannedSite, err error) {
 	w := r.planned.Policy.Waves[i]
 	ws := &r.status.Waves[i]
-	r.touched[i] = append(r.touched[i], batch...)
+	batch := ids(planned)
+	first := planned[0].FromStep
+	if first == 0 {
+		r.touched[i] = append(r.touched[i], batch...)
+	}
 	steps := r.steps(w.Steps)
 	r.events += eventsPerStep * len(steps)
-	for _, weight := range steps {
+	analyse := r.analysis && w.Criteria.Any()
+	var reference []int64
+	if analyse && w.Criteria.MaxPredictionShift > 0 {
+		// What the sites predicted before this batch's first step: the
+		// prediction shift's reference once the replaced versions stop
+		// predicting beside the new one (the 100% step).
+		pre, err := r.await(ctx, batch, 0)
+		if err != nil {
+			return nil, fmt.Errorf("wave %q: read the sites' predictions: %w", w.Name, err)
+		}
+		r.events += eventsPerRead
+		if c := pre.Counters; c != nil {
+			reference = make([]int64, len(c.Predictions))
+			for b := range reference {
+				reference[b] = c.Predictions[b]
+				if len(c.Replaced) == len(c.Predictions) {
+					reference[b] += c.Replaced[b]
+				}
+			}
+		}
+	}
+	for k := first; k < len(steps); k++ {
+		weight := steps[k]
 		if err := r.checkpoint(ctx); err != nil {
-			return err
+			return nil, err
+		}
+		if r.windowsPerStep && k > first {
+			var wait []activities.PlannedSite
+			planned, wait = r.holdOutsideWindows(ctx, only(planned, batch), k, w.WindowRoom())
+			held = append(held, wait...)
+			if batch = ids(planned); len(batch) == 0 {
+				return held, nil
+			}
 		}
 		ws.Weight = weight
 		for _, s := range batch {
@@ -258,11 +312,11 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 		}
 		var res modelfleet.StepResult
 		if err := r.applyActivity(ctx, nv, weight, batch).Get(ctx, &res); err != nil {
-			return fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
+			return nil, fmt.Errorf("wave %q: apply %d%%: %w", w.Name, weight, err)
 		}
 		prog, err := r.await(ctx, batch, ConvergeTimeout)
 		if err != nil {
-			return fmt.Errorf("wave %q: await sites: %w", w.Name, err)
+			return nil, fmt.Errorf("wave %q: await sites: %w", w.Name, err)
 		}
 		var failed []string
 		for _, f := range prog.Failed {
@@ -277,20 +331,42 @@ func (r *release) runBatch(ctx workflow.Context, i int, batch []string, nv model
 			ws.Failed += len(failed)
 			batch = without(batch, failed)
 			if ws.Failed > ws.Budget {
-				return breach("wave %q: %d sites failed, over its failure budget of %d", w.Name, ws.Failed, ws.Budget)
+				return nil, breach("wave %q: %d sites failed, over its failure budget of %d", w.Name, ws.Failed, ws.Budget)
 			}
 		}
+		if analyse {
+			if err := r.analyse(ctx, i, batch, weight, prog.Counters, reference); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err := r.bake(ctx, i, batch); err != nil {
-			return err
+			return nil, err
 		}
 		if err := r.checkCriteria(ctx, i, batch); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for _, s := range batch {
 		r.setSite(ctx, s, modelfleet.SiteHealthy, r.done(nv))
 	}
-	return nil
+	return held, nil
+}
+
+// only keeps the planned sites whose IDs are in keep (failed sites drop
+// out of a batch between steps).
+func only(planned []activities.PlannedSite, keep []string) []activities.PlannedSite {
+	k := make(map[string]bool, len(keep))
+	for _, id := range keep {
+		k[id] = true
+	}
+	var out []activities.PlannedSite
+	for _, s := range planned {
+		if k[s.ID] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (r *release) await(ctx workflow.Context, sites []string, timeout time.Duration) (modelfleet.Progress, error) {
@@ -308,26 +384,34 @@ func (r *release) await(ctx workflow.Context, sites []string, timeout time.Durat
 
 func (r *release) bake(ctx workflow.Context, i int, batch []string) error {
 	d := r.planned.Policy.Waves[i].Bake.Std()
-	ws := &r.status.Waves[i]
 	if d <= 0 || len(batch) == 0 {
 		return nil
 	}
+	_, err := r.bakeFor(ctx, i, batch, d)
+	return err
+}
+
+// bakeFor holds the batch for d, ended early by a skip-bake (skipped), an
+// operator stopping the release, or a monitor breach (an error).
+func (r *release) bakeFor(ctx workflow.Context, i int, batch []string, d time.Duration) (skipped bool, err error) {
+	ws := &r.status.Waves[i]
 	ws.BakeUntil = workflow.Now(ctx).Add(d).UTC().Format(time.RFC3339)
 	for _, s := range batch {
 		r.setSite(ctx, s, modelfleet.SiteBaking, "bake until "+ws.BakeUntil)
 	}
 	r.baking = batch
-	_, err := workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() || r.monitorBreach != "" })
+	_, err = workflow.AwaitWithTimeout(ctx, d, func() bool { return r.ctl.skipBake || r.ctl.stopping() || r.monitorBreach != "" })
 	r.baking = nil
+	skipped = r.ctl.skipBake
 	r.ctl.skipBake = false
 	ws.BakeUntil = ""
 	if err != nil {
-		return err
+		return skipped, err
 	}
 	if r.monitorBreach != "" {
-		return breach("wave %q: %s", r.planned.Policy.Waves[i].Name, r.monitorBreach)
+		return skipped, breach("wave %q: %s", r.planned.Policy.Waves[i].Name, r.monitorBreach)
 	}
-	return r.checkpoint(ctx)
+	return skipped, r.checkpoint(ctx)
 }
 
 // checkCriteria compares the new version's live figures at the batch's
@@ -448,12 +532,15 @@ func (r *release) end(ctx workflow.Context, err error) (modelfleet.ReleaseStatus
 	}
 }
 
-// rollback restores every touched site, last wave first; a site that is
-// offline is restored when it returns (its desired state says so).
+// rollback restores every touched site; a site that is offline is restored
+// when it returns (its desired state says so).
 func (r *release) rollback(ctx workflow.Context, reason string) error {
 	r.setState(ctx, modelfleet.StateRollingBack, reason)
 	// Rollback must happen even if the workflow is being cancelled.
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	if workflow.GetVersion(ctx, rollbackAtOnce, workflow.DefaultVersion, 1) >= 1 {
+		return r.rollbackAll(ctx, reason)
+	}
 	for i := len(r.touched) - 1; i >= 0; i-- {
 		sites := r.touched[i]
 		if len(sites) == 0 {

@@ -34,13 +34,56 @@ type harness struct {
 	labelled int64             // labelled predictions of the new version the sites report
 	correct  int64             // of which right
 	report   activities.ValidationReport
-	in       modelfleet.ReleaseInput // what run starts the release with
+	// traffic is what each converged site's counters (Progress.Counters)
+	// gain per minute of workflow time, over lifetime counters that
+	// already hold before; epoch is the agents' epoch (change it to
+	// restart them).
+	traffic, before siteTraffic
+	epoch           string
+	t0              time.Time
+	reads           int // progress reads
+	stepAt          []time.Time
+	in              modelfleet.ReleaseInput // what run starts the release with
+}
+
+// siteTraffic is one site's figures of the new version (and the replaced
+// versions' predictions), per minute or in total.
+type siteTraffic struct {
+	requests, errors  int64
+	latencyBin        int
+	preds, replaced   []int64
+	labelled, correct int64
+}
+
+// counters are the sites' counters at workflow time now.
+func (h *harness) counters(sites int, now time.Time) *modelfleet.Counters {
+	minutes := int64(now.Sub(h.t0) / time.Minute)
+	c := &modelfleet.Counters{Sites: sites, Epochs: h.epoch,
+		Latency: make([]int64, len(modelfleet.LatencyBuckets)+1), Predictions: make([]int64, 10), Replaced: make([]int64, 10)}
+	for _, t := range []struct {
+		f siteTraffic
+		k int64
+	}{{h.before, int64(sites)}, {h.traffic, int64(sites) * minutes}} {
+		c.Requests += t.f.requests * t.k
+		c.Errors += t.f.errors * t.k
+		c.Latency[t.f.latencyBin] += t.f.requests * t.k
+		c.Labelled += t.f.labelled * t.k
+		c.Correct += t.f.correct * t.k
+		for b := range t.f.preds {
+			c.Predictions[b] += t.f.preds[b] * t.k
+		}
+		for b := range t.f.replaced {
+			c.Replaced[b] += t.f.replaced[b] * t.k
+		}
+	}
+	return c
 }
 
 func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) *harness {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
-	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, in: modelfleet.ReleaseInput{Model: ref}}
+	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, in: modelfleet.ReleaseInput{Model: ref}, epoch: "e1"}
+	h.t0 = h.env.Now()
 	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
 	h.env.RegisterActivity(&activities.Retraining{})
@@ -55,6 +98,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name, mock.Anything).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
 	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 		h.steps = append(h.steps, req)
+		h.stepAt = append(h.stepAt, h.env.Now())
 		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
@@ -66,6 +110,8 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 				p.Converged = append(p.Converged, s)
 			}
 		}
+		h.reads++
+		p.Counters = h.counters(len(p.Converged), h.env.Now())
 		return p, nil
 	})
 	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
@@ -174,12 +220,24 @@ func TestReleaseStopsWhenValidationFails(t *testing.T) {
 	}
 }
 
-func TestBudgetBreachRollsBackEveryTouchedSiteInReverse(t *testing.T) {
+func TestBudgetBreachRollsBackEveryTouchedSiteAtOnce(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at once", true: "legacy wave by wave"}[legacy], func(t *testing.T) {
+			testBudgetBreachRollsBack(t, legacy)
+		})
+	}
+}
+
+func testBudgetBreachRollsBack(t *testing.T, legacy bool) {
 	h := newHarness(t, `
 waves:
   - {name: canary, select: {ring: canary}}
   - {name: fleet, failureBudget: 1}
 `, sites("c1"), sites("f1", "f2", "f3"))
+	if legacy {
+		// Recorded histories rolled back wave by wave, last first.
+		h.env.OnGetVersion(rollbackAtOnce, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	h.failing["f1"] = "load failed: corrupt"
 	h.failing["f2"] = "digest mismatch"
 	st, err := h.run()
@@ -190,8 +248,24 @@ waves:
 	if got, want := st.State, modelfleet.StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
-	if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
-		t.Errorf("rollback order = %v, want fleet then canary", h.rollback)
+	if legacy {
+		if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
+			t.Errorf("rollback order = %v, want fleet then canary", h.rollback)
+		}
+		return
+	}
+	if len(h.rollback) != 1 || strings.Join(h.rollback[0], ",") != "c1,f1,f2,f3" {
+		t.Errorf("rollbacks = %v, want every touched site in one step", h.rollback)
+	}
+	for _, w := range st.Waves {
+		if w.State != modelfleet.SiteRolledBack {
+			t.Errorf("wave %s = %q, want rolled-back", w.Name, w.State)
+		}
+	}
+	for _, site := range st.Sites {
+		if site.State != modelfleet.SiteRolledBack && site.State != modelfleet.SiteFailed {
+			t.Errorf("site %s = %q after the rollback", site.Site, site.State)
+		}
 	}
 }
 
@@ -273,8 +347,8 @@ func TestControlsMidRollout(t *testing.T) {
 		h := newHarness(t, twoWaves, sites("c1"), sites("f1", "f2"))
 		h.signal(30*time.Minute+30*time.Second, modelfleet.SignalRollback, "erin") // fleet wave baking
 		st, _ := h.run()
-		if st.State != modelfleet.StateRolledBack || len(h.rollback) != 2 {
-			t.Fatalf("state %q rollback %v", st.State, h.rollback)
+		if st.State != modelfleet.StateRolledBack || len(h.rollback) != 1 || len(h.rollback[0]) != 3 {
+			t.Fatalf("state %q rollback %v, want all three sites in one step", st.State, h.rollback)
 		}
 		for _, s := range st.Sites {
 			if s.State != modelfleet.SiteRolledBack {

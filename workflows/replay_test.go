@@ -17,6 +17,13 @@ import (
 // that would break running workflows fails here: record a new history, and
 // version the change with workflow.GetVersion.
 //
+// release_window_*.json were recorded with the bake-window analysis,
+// per-step windows and the all-at-once rollback: after bearing-failure 1
+// (the example's policy), version 2 under criteria {maxErrorRate,
+// maxP99LatencyMs, minRequests} on the canary and a fleet wave of one site
+// at a time (succeeded), version 3 with a fleet p99 threshold of 0.1 ms
+// (breach, every site rolled back in one step).
+//
 // release_signed_approve.json is a release started with control keys on a
 // `temporal server start-dev` with stub activities (the gateway did not
 // sign controls yet): a forged approve during the canary's bake and one at

@@ -166,7 +166,7 @@ waves:
 	if got, want := st.State, modelfleet.StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
-	if want := [][]string{{"f1", "f2"}, {"c1"}}; !slices.EqualFunc(h.rollback, want, slices.Equal) {
+	if want := [][]string{{"c1", "f1", "f2"}}; !slices.EqualFunc(h.rollback, want, slices.Equal) {
 		t.Errorf("rolled back %v, want %v", h.rollback, want)
 	}
 }

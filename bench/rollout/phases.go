@@ -91,6 +91,7 @@ func (r result) printTargets(w io.Writer) {
 		check("rollback, 1,000 sites", r.rollback.Seconds(), 5, "s")
 	case 10000:
 		check("rollout, 10,000 sites", r.rollout.Seconds(), 120, "s")
+		check("rollback, 10,000 sites", r.rollback.Seconds(), 5, "s")
 	}
 	check(fmt.Sprintf("max history events, %d sites", r.sites), float64(r.maxHistory), 10000, "")
 }

@@ -180,8 +180,43 @@ func renderWaves(st modelfleet.ReleaseStatus) string {
 			fmt.Fprintf(&b, "  failures %d/%d budget", w.Failed, w.Budget)
 		}
 		b.WriteString("\n")
+		renderAnalyses(&b, w.Analyses)
 	}
 	return b.String()
+}
+
+// renderAnalyses lists a wave's bake analyses: per bake its window and
+// verdict, per criterion the value measured over the window, the
+// threshold, the samples against their minimum, and the verdict.
+func renderAnalyses(b *strings.Builder, as []modelfleet.BakeAnalysis) {
+	for _, a := range as {
+		fmt.Fprintf(b, "    bake at %d%% on %d sites, %s to %s: %s", a.Step, a.Sites, a.From, orDash(a.To), strings.ToUpper(a.Verdict))
+		if a.Extended > 0 {
+			fmt.Fprintf(b, " (extended %d×)", a.Extended)
+		}
+		if a.Outcome != "" {
+			fmt.Fprintf(b, " — %s", a.Outcome)
+		}
+		b.WriteString("\n")
+		for _, c := range a.Criteria {
+			op := "<="
+			if c.Name == "quality" {
+				op = ">="
+			}
+			fmt.Fprintf(b, "      %-16s %10.4g  want %s %-8g  samples %d (min %d)  %s", c.Name, c.Value, op, c.Threshold, c.Samples, c.MinSamples, c.Verdict)
+			if c.Note != "" && c.Verdict != modelfleet.VerdictPass {
+				fmt.Fprintf(b, ": %s", c.Note)
+			}
+			b.WriteString("\n")
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func isTerminal() bool {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,5 +50,30 @@ func TestWatchStopsWhenTheReleaseEnds(t *testing.T) {
 	err := watch(context.Background(), f, "release/bearing-failure/4", time.Millisecond)
 	if modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
 		t.Errorf("watch of no release = %v, want not found", err)
+	}
+}
+
+// release status and release watch show each bake's criteria: value,
+// threshold, samples and verdict, and an inconclusive window's outcome.
+func TestRenderWavesShowsBakeAnalyses(t *testing.T) {
+	st := modelfleet.ReleaseStatus{Model: modelfleet.ModelRef{Name: "m", Version: "2"}, State: modelfleet.StateRolledBack, Waves: []modelfleet.WaveStatus{{
+		Name: "canary", Sites: 2, Counts: map[string]int{}, Analyses: []modelfleet.BakeAnalysis{{
+			Step: 10, Sites: 2, From: "2026-01-01T10:00:00Z", To: "2026-01-01T10:30:00Z", Extended: 2,
+			Verdict: modelfleet.VerdictInconclusive, Outcome: "failed by policy (onInconclusive: fail)",
+			Criteria: []modelfleet.CriterionResult{
+				{Name: "errorRate", Value: 0.002, Threshold: 0.01, Samples: 300, MinSamples: 500, Verdict: modelfleet.VerdictInconclusive, Note: "300 samples in the window, fewer than the 500 required"},
+				{Name: "quality", Value: 0.95, Threshold: 0.9, Samples: 80, MinSamples: 50, Verdict: modelfleet.VerdictPass},
+			},
+		}},
+	}}}
+	out := renderWaves(st)
+	for _, want := range []string{
+		"bake at 10% on 2 sites, 2026-01-01T10:00:00Z to 2026-01-01T10:30:00Z: INCONCLUSIVE (extended 2×) — failed by policy",
+		"errorRate", "0.002  want <= 0.01", "samples 300 (min 500)  inconclusive: 300 samples in the window",
+		"want >= 0.9", "samples 80 (min 50)  pass",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
 	}
 }

@@ -181,6 +181,7 @@ func splitList(s string) []string {
 }
 
 func newWorkerCmd(g *globals) *cobra.Command {
+	var metricsAddr string
 	var gitCfg gitops.Config
 	var aml amlarcFlags
 	var amlReg azuremlRegistryFlags
@@ -196,12 +197,22 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			}
 			defer stop()
 			log := g.logger()
-			c, err := g.temporal().Dial(cmd.Context(), log)
+			conn := g.temporal()
+			reg := telemetry.NewRegistry()
+			if metricsAddr != "" {
+				mp, err := telemetry.NewMeterProvider(reg)
+				if err != nil {
+					return err
+				}
+				defer mp.Shutdown(context.Background())
+				conn.Meter = mp.Meter("temporal-sdk-go")
+			}
+			c, err := conn.Dial(cmd.Context(), log)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			wc := app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log}
+			wc := app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log, MetricsAddr: metricsAddr, Metrics: reg}
 			if gitCfg.URL != "" {
 				gitCfg.GatewayURL, gitCfg.Log = g.gatewayURL, log
 				// MODELFLEET_GITOPS_TOKEN (https) or _SSH_KEY (ssh).
@@ -242,6 +253,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&metricsAddr, "metrics-addr", envOr("MODELFLEET_WORKER_METRICS_ADDR", ":9090"), "serve /metrics (process, Temporal SDK, activity outcomes by type), /healthz and /readyz here; empty: off ($MODELFLEET_WORKER_METRICS_ADDR)")
 	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path; credentials from $MODELFLEET_GITOPS_TOKEN or $MODELFLEET_GITOPS_SSH_KEY)")
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
 	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -34,6 +36,23 @@ var typed = map[string]struct {
 	"PersistentVolumeClaim": {"v1", func() any { return &corev1.PersistentVolumeClaim{} }},
 	"PodDisruptionBudget":   {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
 	"NetworkPolicy":         {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
+	"ServiceMonitor":        {"monitoring.coreos.com/v1", func() any { return &serviceMonitor{} }},
+}
+
+// serviceMonitor is the part of the Prometheus Operator's ServiceMonitor
+// the cloud chart renders (decoded strictly: a misspelt field fails).
+type serviceMonitor struct {
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Metadata   metav1.ObjectMeta `json:"metadata"`
+	Spec       struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"endpoints"`
+	} `json:"spec"`
 }
 
 // render renders a chart as `helm template` would, then decodes every
@@ -167,8 +186,38 @@ func TestCloudChart(t *testing.T) {
 	if e["MODELFLEET_TEMPORAL_ADDRESS"] != "temporal-frontend.temporal:7233" || e["MODELFLEET_GATEWAY_URL"] != "http://mf-modelfleet-cloud-gateway.modelfleet:8080" {
 		t.Errorf("gateway env %v", e)
 	}
-	if len(objs["PersistentVolumeClaim"]) != 1 || len(objs["Service"]) != 1 || len(objs["ServiceAccount"]) != 1 {
-		t.Errorf("kinds: %d PVC, %d Service, %d ServiceAccount", len(objs["PersistentVolumeClaim"]), len(objs["Service"]), len(objs["ServiceAccount"]))
+	if len(objs["PersistentVolumeClaim"]) != 1 || len(objs["Service"]) != 2 || len(objs["ServiceAccount"]) != 1 || len(objs["ServiceMonitor"]) != 0 {
+		t.Errorf("kinds: %d PVC, %d Service, %d ServiceAccount, %d ServiceMonitor", len(objs["PersistentVolumeClaim"]), len(objs["Service"]), len(objs["ServiceAccount"]), len(objs["ServiceMonitor"]))
+	}
+	// The worker serves /metrics, /readyz and /healthz on its metrics port,
+	// and says so to Prometheus.
+	wc := wk.Spec.Template.Spec.Containers[0]
+	if !slices.Contains(wc.Args, "--metrics-addr=:9090") || len(wc.Ports) != 1 || wc.Ports[0].ContainerPort != 9090 ||
+		wc.ReadinessProbe.HTTPGet.Path != "/readyz" || wc.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("worker container: args %v ports %v probes %+v %+v", wc.Args, wc.Ports, wc.ReadinessProbe, wc.LivenessProbe)
+	}
+	if a := wk.Spec.Template.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != "9090" || a["prometheus.io/path"] != "/metrics" {
+		t.Errorf("worker pod annotations %v", a)
+	}
+	sm := map[string]any{"worker": map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}}}}}
+	lintChart(t, "modelfleet-cloud", sm)
+	objs, err = render(t, "modelfleet-cloud", sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs["ServiceMonitor"]) != 1 {
+		t.Fatalf("%d ServiceMonitors, want one", len(objs["ServiceMonitor"]))
+	}
+	mon := objs["ServiceMonitor"][0].(*serviceMonitor)
+	var metricsSvc *corev1.Service
+	for _, o := range objs["Service"] {
+		if svc := o.(*corev1.Service); strings.HasSuffix(svc.Name, "-worker-metrics") {
+			metricsSvc = svc
+		}
+	}
+	if metricsSvc == nil || !reflect.DeepEqual(subset(metricsSvc.Labels, mon.Spec.Selector.MatchLabels), mon.Spec.Selector.MatchLabels) ||
+		mon.Metadata.Labels["release"] != "kps" || len(mon.Spec.Endpoints) != 1 || mon.Spec.Endpoints[0].Port != metricsSvc.Spec.Ports[0].Name {
+		t.Errorf("service monitor %+v does not select the worker's metrics service %+v", mon, metricsSvc)
 	}
 
 	// mTLS to Temporal and Workload Identity.

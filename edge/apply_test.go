@@ -1,0 +1,116 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// The control plane judges a bake window as the difference of two reports:
+// every figure must be cumulative, latency must come in the bins it sums,
+// and the epoch must say which run of the counters the figures belong to.
+func TestStatsReportCumulativeCountersWithTheirEpoch(t *testing.T) {
+	art := fakeArtifact(0, 1, 1, 1)
+	dir := t.TempDir()
+	a := openAgent(t, dir)
+	mustDeploy(t, a, deployReq("bearing-failure", "1", art), art)
+	h := a.Handler()
+	score := func(ok, bad int) {
+		for range ok {
+			if rec := do(h, "POST", "/score/bearing-failure", goodRow); rec.Code != 200 {
+				t.Fatalf("score: %d %s", rec.Code, rec.Body)
+			}
+		}
+		for range bad {
+			if rec := do(h, "POST", "/score/bearing-failure", `{"temp":"hot"}`); rec.Code != 400 {
+				t.Fatalf("bad score: %d %s", rec.Code, rec.Body)
+			}
+		}
+	}
+	score(7, 3)
+	first := a.Stats("bearing-failure")
+	if len(first) != 1 {
+		t.Fatalf("stats = %+v, want one version", first)
+	}
+	v := first[0]
+	if v.Requests != 10 || v.Errors != 3 {
+		t.Errorf("requests %d errors %d, want 10 and 3", v.Requests, v.Errors)
+	}
+	if got, want := len(v.Latency), len(modelfleet.LatencyBuckets)+1; got != want {
+		t.Fatalf("latency bins = %d, want %d (LatencyBuckets and an overflow bin)", got, want)
+	}
+	if n := sum(v.Latency); n != 10 {
+		t.Errorf("latency histogram counts %d requests, want 10", n)
+	}
+	if n := sum(v.Predictions); n != 7 {
+		t.Errorf("prediction histogram counts %d, want the 7 scored", n)
+	}
+	if v.Epoch == 0 {
+		t.Error("no epoch: the control plane could not tell a restart from a quiet window")
+	}
+	score(5, 1)
+	second := a.Stats("bearing-failure")[0]
+	if second.Requests != 16 || second.Errors != 4 || sum(second.Latency) != 16 || second.Epoch != v.Epoch {
+		t.Errorf("after more traffic: requests %d errors %d latency %d epoch %d, want 16, 4, 16 and the same epoch %d",
+			second.Requests, second.Errors, sum(second.Latency), second.Epoch, v.Epoch)
+	}
+	// A restarted agent counts from zero under a new epoch.
+	a.Close()
+	b := openAgent(t, dir)
+	defer b.Close()
+	after := b.Stats("bearing-failure")
+	if len(after) != 1 || after[0].Requests != 0 || after[0].Epoch == v.Epoch {
+		t.Errorf("after a restart: %+v, want zero requests under an epoch other than %d", after, v.Epoch)
+	}
+}
+
+func sum(xs []int64) int64 {
+	var n int64
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// A rollback restores the versions the last change unloaded: from memory,
+// without reading, hashing and parsing their files again. Only the last
+// change's are kept.
+func TestRollbackReusesTheVersionsTheLastChangeUnloaded(t *testing.T) {
+	var loads atomic.Int32
+	counting := func(format string, data []byte) (Scorer, error) {
+		loads.Add(1)
+		return fakeLoad(format, data)
+	}
+	a, err := Open(t.TempDir(), Config{SiteID: "site-1", Loader: counting, Vectorizer: fakeVector, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	arts := map[string][]byte{"1": fakeArtifact(0, 1, 1, 1), "2": fakeArtifact(1, 1, 1, 1), "3": fakeArtifact(2, 1, 1, 1)}
+	fetch := func(v modelfleet.DesiredVersion) FetchFunc { return (&fetcher{data: arts[v.Version]}).fetch }
+	apply := func(version string, wantLoads int32) {
+		t.Helper()
+		dv := modelfleet.DesiredVersion{Version: version, Digest: digestOf(arts[version]), Format: modelfleet.FormatLightGBM,
+			ArtifactURL: "https://example.invalid/m/" + version, Features: testFeatures, Weight: 100}
+		if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv}, fetch); err != nil {
+			t.Fatalf("apply %s: %v", version, err)
+		}
+		if got := loads.Load(); got != wantLoads {
+			t.Errorf("after applying %s: %d loads, want %d", version, got, wantLoads)
+		}
+		var resp scoreResponse
+		rec := do(a.Handler(), "POST", "/score/m", goodRow)
+		if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || rec.Code != 200 || resp.Version != version {
+			t.Errorf("after applying %s: %d %s", version, rec.Code, rec.Body)
+		}
+	}
+	apply("1", 1)
+	apply("2", 2)
+	apply("1", 2) // rollback: version 1 from memory
+	apply("2", 2) // and forward again: version 2 was what the rollback unloaded
+	apply("3", 3)
+	apply("1", 4) // version 1 was unloaded two changes ago: read from disk
+}
