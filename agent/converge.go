@@ -28,7 +28,7 @@ import (
 // in the same transaction, so an agent writes once per interval; and a site
 // the directory does not know yet registers itself with its first report.
 func (s *Site) converge(ctx context.Context, src DesiredSource) {
-	dl := &registry.Client{}
+	dl := &registry.Client{HTTPClient: s.downloadClient()}
 	applied := int64(-1)
 	backoff := time.Second
 	wait := func() {

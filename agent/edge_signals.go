@@ -85,11 +85,11 @@ func (s *edgeSignals) connect(cfg Config) {
 	}
 	q := cfg.SignalSender
 	if q == nil && cfg.GatewayURL != "" {
-		q = &queue.Client{BaseURL: cfg.GatewayURL, Queue: SignalQueue}
+		q = &queue.Client{BaseURL: cfg.GatewayURL, Queue: SignalQueue, HTTPClient: cfg.GatewayClient}
 	}
 	s.send.Queue = q
 	if cfg.GatewayURL != "" {
-		s.dir = &fleet.Client{BaseURL: cfg.GatewayURL}
+		s.dir = &fleet.Client{BaseURL: cfg.GatewayURL, HTTPClient: cfg.GatewayClient}
 	}
 }
 

@@ -14,7 +14,9 @@ func NewSource(cfg Config, log *slog.Logger) DesiredSource {
 	case cfg.DesiredFile != "":
 		return NewFileSource(cfg.DesiredFile, cfg.SiteID, cfg.HeartbeatInterval, log)
 	case cfg.GatewayURL != "":
-		return NewHTTPSource(cfg.GatewayURL, cfg.SiteID, cfg.HeartbeatInterval)
+		src := NewHTTPSource(cfg.GatewayURL, cfg.SiteID, cfg.HeartbeatInterval)
+		src.client.HTTPClient = cfg.GatewayClient
+		return src
 	}
 	return nil
 }

@@ -235,3 +235,84 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// identity returns the site's identity, enrolling with the join token if
+// it has none (retrying while the gateway is unreachable). Nil if the
+// site cannot enrol: it then serves what it has and says why.
+func (s *Site) identity(ctx context.Context) *Identity {
+	dir := identityDir(s.cfg.DataDir)
+	id, err := LoadIdentity(dir, s.cfg.SiteID)
+	if err != nil {
+		s.log.Error("site identity unreadable: enrol the site again (`modelfleet site enroll`, then --join-token)", "dir", dir, "error", err)
+		return nil
+	}
+	if id != nil {
+		return id
+	}
+	if s.cfg.JoinToken == "" {
+		s.log.Error("site not enrolled: the gateway takes only enrolled sites; ask an admin for a join token (`modelfleet site enroll " + s.cfg.SiteID + "`) and start the agent with --join-token (or $MODELFLEET_JOIN_TOKEN)")
+		return nil
+	}
+	backoff := time.Second
+	for ctx.Err() == nil {
+		id, err := Enroll(ctx, s.cfg.GatewayURL, s.cfg.JoinToken, dir)
+		if err == nil {
+			s.log.Info("site enrolled", "certificate_expires", id.NotAfter().Format(time.RFC3339))
+			return id
+		}
+		code := modelfleet.ErrorCode(err)
+		if code == modelfleet.EUNAUTHORIZED || code == modelfleet.EINVALID || code == modelfleet.EFORBIDDEN {
+			s.log.Error("enrolment refused", "error", err)
+			return nil
+		}
+		s.log.Warn("enrolment failed; retrying", "error", err)
+		_ = modelfleet.Sleep(ctx, backoff)
+		backoff = min(2*backoff, 30*time.Second)
+	}
+	return nil
+}
+
+// renew renews the site's certificate at two thirds of its life.
+func (s *Site) renew(ctx context.Context, id *Identity) {
+	for {
+		wait := time.Until(id.NotAfter()) / 10
+		wait = max(min(wait, time.Hour), 10*time.Second)
+		if modelfleet.Sleep(ctx, wait) != nil {
+			return
+		}
+		if !id.dueForRenewal(time.Now()) {
+			continue
+		}
+		if err := id.Renew(ctx, s.cfg.GatewayURL); err != nil {
+			s.log.Warn("certificate renewal failed; retrying", "expires", id.NotAfter().Format(time.RFC3339), "error", err)
+			continue
+		}
+		s.log.Info("certificate renewed", "expires", id.NotAfter().Format(time.RFC3339))
+	}
+}
+
+// downloadClient fetches artifacts: over the site's mTLS client from the
+// gateway (its artifact mirror), with the default client from anywhere
+// else (the registry, blob storage).
+func (s *Site) downloadClient() *http.Client {
+	if s.cfg.GatewayClient == nil {
+		return nil
+	}
+	gw, err := url.Parse(s.cfg.GatewayURL)
+	if err != nil {
+		return nil
+	}
+	return &http.Client{Transport: hostRouter{host: gw.Host, gateway: s.cfg.GatewayClient.Transport, other: http.DefaultTransport}}
+}
+
+type hostRouter struct {
+	host           string
+	gateway, other http.RoundTripper
+}
+
+func (h hostRouter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == h.host {
+		return h.gateway.RoundTrip(r)
+	}
+	return h.other.RoundTrip(r)
+}

@@ -15,6 +15,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -64,7 +66,15 @@ type Config struct {
 	// renders), not in this agent: the agent then reports none, instead of
 	// failing each for want of its code.
 	ExternalWorkloads bool
-	Logger            *slog.Logger
+	// JoinToken enrols a site that has no identity yet (`modelfleet site
+	// enroll` prints one): with an https:// gateway, Run enrols before it
+	// pulls, keeps the identity in <DataDir>/identity and renews it. A
+	// site already enrolled needs none.
+	JoinToken string
+	// GatewayClient reaches the gateway. Nil: Run builds it from the
+	// site's identity (mTLS) for an https:// gateway, else plain HTTP.
+	GatewayClient *http.Client
+	Logger        *slog.Logger
 }
 
 // Site is a running edge agent: the router serves from disk as soon as Open
@@ -138,6 +148,16 @@ func (s *Site) Record() modelfleet.Site {
 	}
 }
 
+// SetJoinToken gives a site that has not enrolled its join token; call
+// it before Run.
+func (s *Site) SetJoinToken(token string) { s.cfg.JoinToken = token }
+
+// Enrolled reports whether the site holds an identity.
+func (s *Site) Enrolled() bool {
+	id, err := LoadIdentity(identityDir(s.cfg.DataDir), s.cfg.SiteID)
+	return err == nil && id != nil
+}
+
 // SetGateway points the site at its gateway; call it before Run. The
 // embedded stack opens its sites first, so they serve from disk while the
 // rest starts, and learns the gateway's address after.
@@ -148,6 +168,19 @@ func (s *Site) SetGateway(url string) { s.cfg.GatewayURL = url }
 // offline, until ctx is done. With no source the site serves what it has.
 func (s *Site) Run(ctx context.Context) error {
 	defer s.http.Close()
+	if s.cfg.GatewayClient == nil && strings.HasPrefix(s.cfg.GatewayURL, "https://") && s.cfg.DesiredFile == "" {
+		id := s.identity(ctx)
+		if id == nil {
+			<-ctx.Done()
+			return nil
+		}
+		t, err := id.Transport()
+		if err != nil {
+			return err
+		}
+		s.cfg.GatewayClient = &http.Client{Transport: t}
+		go s.renew(ctx, id)
+	}
 	s.sig.connect(s.cfg)
 	sigDone := make(chan struct{})
 	go func() { s.sig.run(ctx); close(sigDone) }()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/agent"
+	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/queue"
@@ -187,6 +188,10 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	d.Gateway, err = OpenGateway(GatewayConfig{
 		Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), QueueDir: filepath.Join(cfg.DataDir, "queue"),
 		Temporal: d.Client, Retrain: retrain, Logger: log,
+		// Authentication on, with the stack's own OIDC issuer: the CLI
+		// finds its credential, the CA and the gateway's URL in
+		// <data-dir>/credentials.
+		Auth: &AuthConfig{DevIssuer: true, CredentialsDir: filepath.Join(cfg.DataDir, "credentials")},
 		// A simulated site runs five machines: compare each with itself.
 		Monitor: drift.Options{
 			Lookback: cmp.Or(cfg.MonitorLookback, DevMonitorLookback), MinRows: cfg.MonitorMinRows,
@@ -206,6 +211,20 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 				return err
 			}
 		}
+		// And enrol it once, as `modelfleet site enroll` and `edge
+		// --join-token` do: the agent generates its key and gets its
+		// certificate over the same API a real site uses.
+		if !s.Enrolled() {
+			tok, err := d.Gateway.JoinToken(s.Record().ID, s.Record().Labels, "modelfleet dev")
+			if err != nil {
+				return err
+			}
+			s.SetJoinToken(tok)
+		}
+	}
+	gwClient, err := d.Gateway.Client("worker.token")
+	if err != nil {
+		return err
 	}
 
 	regSrv, err := d.openRegistry(cfg, log)
@@ -218,7 +237,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), Retraining: rt, Logger: log})
+	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), GatewayClient: gwClient, Retraining: rt, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -266,8 +285,17 @@ func (d *Dev) openRegistry(cfg DevConfig, log *slog.Logger) (*httpjson.Server, e
 		return nil, fmt.Errorf("registry: listen %s: %w", cfg.RegistryAddr, err)
 	}
 	d.RegistryURL = "http://" + ln.Addr().String()
+	// Deliveries go to the gateway over TLS (the webhook's route is
+	// public: Event Grid authenticates with its own keys or tokens).
+	webhookClient, err := auth.Client(d.Gateway.CABundle(), nil)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	webhookClient.Timeout = 30 * time.Second
 	d.Registry, err = registry.Open(filepath.Join(cfg.DataDir, "registry"), registry.Options{
 		WebhookURL: d.Gateway.URL() + "/api/events",
+		HTTPClient: webhookClient,
 		PublicURL:  d.RegistryURL,
 		Logger:     log.With("component", "registry"),
 	})

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -165,7 +166,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	g.mux = mux
 	var handler http.Handler = mux
 	if g.sec != nil {
-		g.sec.routes(mux, g.Directory, o.SignalControl, o.ReleaseStatus)
+		g.sec.routes(mux, g.Directory, o)
 		handler = g.sec.guard.Wrap(gatewayRules(), mux)
 	}
 	g.http = httpjson.NewServer(ln, handler)
@@ -207,6 +208,42 @@ func (g *Gateway) URL() string {
 		return g.url
 	}
 	return g.http.URL()
+}
+
+// CABundle is the PEM bundle clients verify the gateway with (nil without
+// Auth).
+func (g *Gateway) CABundle() []byte {
+	if g.sec == nil {
+		return nil
+	}
+	return g.sec.ca.Bundle
+}
+
+// JoinToken makes a one-time enrolment token for site, as `modelfleet
+// site enroll` does through the API.
+func (g *Gateway) JoinToken(site string, labels map[string]string, by string) (string, error) {
+	if g.sec == nil {
+		return "", errors.New("gateway: no auth, no enrolment")
+	}
+	t, _, err := g.sec.enrol.NewJoinToken(site, labels, 0, by, g.sec.ca.Fingerprint())
+	return t.String(), err
+}
+
+// Client returns an HTTP client for this gateway acting as one of the
+// embedded issuer's identities (the credentials file name, e.g.
+// "worker.token"); without Auth, a plain client.
+func (g *Gateway) Client(identity string) (*http.Client, error) {
+	if g.sec == nil {
+		return &http.Client{}, nil
+	}
+	if g.sec.issuer == nil {
+		return nil, errors.New("gateway: no embedded issuer to mint a credential with")
+	}
+	tok, err := g.sec.devToken(identity)
+	if err != nil {
+		return nil, err
+	}
+	return auth.Client(g.sec.ca.Bundle, auth.StaticToken(tok))
 }
 
 // SiteProperty is the signal message property the gateway stamps with

@@ -60,6 +60,7 @@ func gatewayRules() []auth.Rule {
 
 		// Release controls: the handler checks the action against the
 		// caller's roles (and an approver's scope), then signs.
+		{Pattern: "POST /api/workload-releases", Any: p(auth.ReleasesStart)},
 		{Pattern: "POST /api/controls", Any: p(auth.ReleasesApprove, auth.ReleasesControl, auth.ReleasesAbortOwn)},
 	}
 }

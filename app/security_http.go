@@ -35,7 +35,27 @@ type RevokeResponse struct {
 	Revoked int    `json:"revoked"`
 }
 
-func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, signal func(ctx context.Context, release, action string, ctl modelfleet.Control) error, status func(ctx context.Context, release string) (modelfleet.ReleaseStatus, error)) {
+func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet.Orchestrator) {
+	signal, status := o.SignalControl, o.ReleaseStatus
+	mux.HandleFunc("POST /api/workload-releases", func(w http.ResponseWriter, r *http.Request) {
+		var in modelfleet.WorkloadReleaseInput
+		if err := decodeJSON(w, r, 256<<10, &in); err != nil {
+			httpjson.WriteError(w, err)
+			return
+		}
+		if len(in.Resume) > 0 || len(in.ControlKeys) > 0 {
+			httpjson.WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "resume and controlKeys are the release's own to set"))
+			return
+		}
+		// Who asked is who the token says, whatever the body claims.
+		in.By = auth.From(r.Context()).Subject
+		run, err := o.StartWorkloadRelease(r.Context(), in)
+		if err != nil {
+			httpjson.WriteError(w, err)
+			return
+		}
+		httpjson.Write(w, http.StatusCreated, run)
+	})
 	mux.HandleFunc("GET /api/enroll/ca", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		_, _ = w.Write(s.ca.Bundle)

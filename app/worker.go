@@ -31,7 +31,10 @@ type WorkerConfig struct {
 	// embedded registry at RegistryURL.
 	Registry   modelfleet.RetrainRegistry
 	GatewayURL string // the site directory
-	Logger     *slog.Logger
+	// GatewayClient reaches the gateway (TLS and the worker's bearer
+	// token, auth.Client). Nil: plain HTTP.
+	GatewayClient *http.Client
+	Logger        *slog.Logger
 	// Retraining runs retraining jobs and the champion/challenger gate.
 	// Nil: no compute policies (jobs submitted elsewhere), champions from
 	// the release history.
@@ -52,7 +55,7 @@ type WorkerConfig struct {
 // StartCloudWorker starts the worker that runs the workflows and the cloud
 // activities. Stop it with Stop().
 func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
-	dir := &fleet.Client{BaseURL: cfg.GatewayURL}
+	dir := &fleet.Client{BaseURL: cfg.GatewayURL, HTTPClient: cfg.GatewayClient}
 	set, err := drivers.NewSet(cfg.Drivers)
 	if err != nil {
 		return nil, err
@@ -69,7 +72,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.
-	a.Drivers = &drivers.Check{Drivers: set, Desired: &fleet.Client{BaseURL: cfg.GatewayURL}}
+	a.Drivers = &drivers.Check{Drivers: set, Desired: dir}
 	rt := cfg.Retraining
 	if rt == nil {
 		rt = &activities.Retraining{}
@@ -88,7 +91,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	s := &stopping{Worker: w}
 	if cfg.Drivers.AMLArc != nil || cfg.Drivers.GitOps != nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		rec := &drivers.Reconciler{Dir: &fleet.Client{BaseURL: cfg.GatewayURL}, Drivers: set, Log: log.With("component", "drivers")}
+		rec := &drivers.Reconciler{Dir: dir, Drivers: set, Log: log.With("component", "drivers")}
 		go func() { _ = rec.Run(ctx) }()
 		s.stops = append(s.stops, cancel)
 	}

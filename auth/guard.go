@@ -50,7 +50,7 @@ type Guard struct {
 // NewGuard returns a guard with bindings; audit records go to log with
 // component=audit.
 func NewGuard(oidc *OIDC, b *Bindings, log *slog.Logger, reg prometheus.Registerer) *Guard {
-	g := &Guard{OIDC: oidc, audit: log.With("component", "audit")}
+	g := &Guard{OIDC: oidc, audit: log.With("log", "audit")}
 	g.bindings.Store(b)
 	g.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelfleet_auth_decisions_total", Help: "Authorisation decisions at the gateway, by outcome.",
@@ -152,7 +152,7 @@ func (g *Guard) Authenticate(r *http.Request) (*Principal, error) {
 		p.Grants = g.bindings.Load().Grants(p)
 		return p, nil
 	}
-	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (`modelfleet login`, or $MODELFLEET_TOKEN), or a site's client certificate")
+	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (for the CLI: $MODELFLEET_TOKEN, or the embedded stack's credentials), or a site's client certificate")
 }
 
 func (g *Guard) siteFromCert(c *x509.Certificate) (*Principal, error) {

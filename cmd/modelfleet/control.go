@@ -2,16 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
-	"os/user"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
@@ -26,28 +29,25 @@ var controlHelp = map[string]string{
 	modelfleet.SignalSkipBake: "End the current bake now (recorded)",
 }
 
-// identity is who the CLI acts as: $MODELFLEET_USER, else the login name and
-// host, so the workflow history records a person, not "cli".
-func identity() string {
-	if u := os.Getenv("MODELFLEET_USER"); u != "" {
-		return u
-	}
-	name := "unknown"
-	if u, err := user.Current(); err == nil {
-		name = u.Username
-	}
-	host, _ := os.Hostname()
-	return name + "@" + host
-}
-
 func newControlCmds(g *globals) []*cobra.Command {
 	var cmds []*cobra.Command
 	for _, action := range modelfleet.Signals {
-		var reason, as, wl string
+		var reason, wl string
+		var printSignal bool
 		cmd := &cobra.Command{
 			Use:   action + " " + releaseArgs + " --reason <why>",
 			Short: controlHelp[action],
-			Args:  cobra.RangeArgs(1, 2),
+			Long: controlHelp[action] + `.
+
+The control goes through the gateway, which checks your identity and role
+(an approver only for the sites in its scope) and signs it; the release
+verifies that signature and records who you are. A control signalled to
+Temporal directly, without the gateway's signature, is refused and
+recorded as refused. With --print-signal the gateway signs but does not
+send: paste the printed JSON as the input of the "` + action + `" signal in
+the Temporal UI or ` + "`temporal workflow signal`" + `; the release accepts it once,
+within 15 minutes.`,
+			Args: cobra.RangeArgs(1, 2),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				id, err := releaseID(args, wl)
 				if err != nil {
@@ -56,21 +56,26 @@ func newControlCmds(g *globals) []*cobra.Command {
 				if strings.TrimSpace(reason) == "" {
 					return errors.New("--reason is required: it is recorded in the release's history")
 				}
-				c, err := g.dial(cmd.Context())
+				body, err := json.Marshal(app.ControlRequest{Release: id, Action: action, Reason: reason, PrintSignal: printSignal})
 				if err != nil {
 					return err
 				}
-				defer c.Close()
-				ctl := modelfleet.Control{By: as, Reason: reason}
-				if err := orchestrator.New(c).SignalControl(cmd.Context(), id, action, ctl); err != nil {
+				var res app.ControlResponse
+				if err := httpjson.Do(cmd.Context(), g.http(), "gateway", http.MethodPost, g.gatewayURL+"/api/controls", body, &res); err != nil {
 					return fmt.Errorf("%s %s: %w", action, id, err)
 				}
-				fmt.Printf("%s sent to %s by %s\n", action, id, as)
+				if printSignal {
+					out, _ := json.MarshalIndent(res.Signal, "", "  ")
+					fmt.Printf("%s\n", out)
+					fmt.Fprintf(os.Stderr, "signed for %s as %s (%s); signal %q of workflow %s with it\n", action, res.By, res.Role, action, id)
+					return nil
+				}
+				fmt.Printf("%s sent to %s by %s (%s)\n", action, id, res.By, res.Role)
 				return nil
 			},
 		}
 		cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the workflow history)")
-		cmd.Flags().StringVar(&as, "as", identity(), "who is acting ($MODELFLEET_USER, default user@host)")
+		cmd.Flags().BoolVar(&printSignal, "print-signal", false, "print the signed signal payload instead of sending it (for the Temporal UI or `temporal workflow signal`)")
 		workloadFlag(cmd, &wl)
 		cmds = append(cmds, cmd)
 	}

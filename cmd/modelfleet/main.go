@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -34,6 +35,7 @@ type globals struct {
 	registryURL     string
 	logLevel        string
 	logJSON         bool
+	httpClient      *http.Client
 }
 
 func newRoot() *cobra.Command {
@@ -45,7 +47,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.gatewayURL, "gateway-url", envOr("MODELFLEET_GATEWAY_URL", "http://127.0.0.1:8080"), "gateway base URL: events webhook and site directory ($MODELFLEET_GATEWAY_URL)")
+	pf.StringVar(&g.gatewayURL, "gateway-url", defaultGatewayURL(), "gateway base URL: events webhook and site directory ($MODELFLEET_GATEWAY_URL)")
 	pf.StringVar(&g.registryURL, "registry-url", envOr("MODELFLEET_REGISTRY_URL", "http://127.0.0.1:8081"), "embedded model registry base URL ($MODELFLEET_REGISTRY_URL)")
 	pf.StringVar(&g.logLevel, "log-level", envOr("MODELFLEET_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	pf.BoolVar(&g.logJSON, "log-json", false, "write logs as JSON")

@@ -199,7 +199,7 @@ func putPolicy(ctx context.Context, g *globals, model, path string) error {
 	if _, err := rollout.Parse(doc); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if _, err := (&fleet.Client{BaseURL: g.gatewayURL}).PutPolicy(ctx, model, doc); err != nil {
+	if _, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).PutPolicy(ctx, model, doc); err != nil {
 		return fmt.Errorf("store rollout policy %s: %w", path, err)
 	}
 	fmt.Printf("rollout policy for %s: %s\n", model, path)
@@ -220,7 +220,7 @@ func newPolicyCmd(g *globals) *cobra.Command {
 		Short: "Print a model's rollout policy (the default when it has none)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := (&fleet.Client{BaseURL: g.gatewayURL}).Policy(cmd.Context(), args[0])
+			p, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).Policy(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}

@@ -10,7 +10,7 @@ import (
 
 func newQueueCmd(g *globals) *cobra.Command {
 	var name string
-	client := func() *queue.Client { return &queue.Client{BaseURL: g.gatewayURL, Queue: name} }
+	client := func() *queue.Client { return &queue.Client{BaseURL: g.gatewayURL, Queue: name, HTTPClient: g.http()} }
 	cmd := &cobra.Command{Use: "queue", Short: "Inspect and re-drive the embedded signal queue (Service Bus semantics)"}
 	cmd.PersistentFlags().StringVar(&name, "queue", "signals", "queue name")
 

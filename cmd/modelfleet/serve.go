@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
 	"github.com/modelfleet/modelfleet/drivers/gitops"
@@ -90,6 +93,11 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		issuers, audiences, monitors               []string
 		reference                                  string
 		lookback                                   time.Duration
+		authCfg                                    app.AuthConfig
+		oidcIssuer, oidcAudience                   string
+		groupsClaim, rolesClaim                    string
+		oidcTenants                                []string
+		insecureNoAuth, insecureWebhook            bool
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -105,6 +113,18 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 				return err
 			}
+			if !insecureNoAuth {
+				cfg.Auth = &authCfg
+				if oidcIssuer != "" {
+					cfg.Auth.OIDC = &auth.OIDCConfig{Issuer: oidcIssuer, Audience: oidcAudience, Tenants: oidcTenants, GroupsClaim: groupsClaim, RolesClaim: rolesClaim}
+				} else if authCfg.BindingsFile != "" {
+					return errors.New("--role-bindings needs --oidc-issuer and --oidc-audience: the issuer people and services get their tokens from")
+				} else {
+					return errors.New("the gateway authenticates every caller: give --oidc-issuer, --oidc-audience and --role-bindings (docs/security.md), or --insecure-no-auth for a throwaway gateway")
+				}
+			} else {
+				cfg.Logger.Warn("AUTHENTICATION IS OFF (--insecure-no-auth): anyone who reaches this gateway can make every site load any model")
+			}
 			c, err := g.temporal().Dial(cmd.Context(), cfg.Logger)
 			if err != nil {
 				return err
@@ -118,6 +138,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				if jwks != "" {
 					cfg.EventAuth.Entra = &events.EntraOptions{JWKSURL: jwks, Issuers: issuers, Audiences: audiences}
 				}
+			}
+			if cfg.EventAuth == nil && !insecureWebhook && !loopback(cfg.Addr) {
+				return fmt.Errorf("the Event Grid webhook needs authentication when the gateway listens on %s (not loopback): set $MODELFLEET_EVENT_KEYS (shared keys) or --entra-jwks-url with --entra-issuer and --entra-audience, or pass --insecure-webhook", cfg.Addr)
 			}
 			if len(monitors) > 0 {
 				cfg.DriftMonitors = map[string]string{}
@@ -155,6 +178,20 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&oidcIssuer, "oidc-issuer", "", "OIDC issuer of people's and services' bearer tokens (Entra ID: https://login.microsoftonline.com/<tenant>/v2.0)")
+	f.StringVar(&oidcAudience, "oidc-audience", "", "audience the tokens must carry (the gateway's application ID or URI)")
+	f.StringArrayVar(&oidcTenants, "oidc-tenant", nil, "accept only tokens of this Entra tenant ID (tid; repeatable)")
+	f.StringVar(&groupsClaim, "oidc-groups-claim", "groups", "claim carrying the caller's groups")
+	f.StringVar(&rolesClaim, "oidc-roles-claim", "roles", "claim carrying the caller's app roles")
+	f.StringVar(&authCfg.BindingsFile, "role-bindings", "", "role bindings file (docs/security.md)")
+	f.StringVar(&authCfg.PKIDir, "pki-dir", "", "site CA, control-signing keys and enrolments (default <data-dir>/pki)")
+	f.StringArrayVar(&authCfg.Hosts, "tls-host", nil, "name or IP the gateway's server certificate is for (repeatable)")
+	f.StringVar(&authCfg.TLSCertFile, "tls-cert", "", "server certificate (default: issued by the site CA)")
+	f.StringVar(&authCfg.TLSKeyFile, "tls-key", "", "server certificate key")
+	f.StringVar(&authCfg.SiteCACertFile, "site-ca-cert", "", "bring your own site CA certificate (cert-manager, Key Vault)")
+	f.StringVar(&authCfg.SiteCAKeyFile, "site-ca-key", "", "its key, to enrol sites (without it: verify only)")
+	f.BoolVar(&insecureWebhook, "insecure-webhook", false, "accept unauthenticated Event Grid deliveries on a non-loopback address")
+	f.BoolVar(&insecureNoAuth, "insecure-no-auth", false, "serve plain HTTP with no authentication at all (never on a plant network)")
 	f.StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
 	f.StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
 	f.StringVar(&keyParam, "event-key-param", events.DefaultKeyQueryParam, "query parameter carrying the webhook key (keys: $MODELFLEET_EVENT_KEYS, comma-separated)")
@@ -168,6 +205,19 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&reference, "monitor-reference", drift.ReferenceTraining, "what the drift monitor compares each site's window with: training (the version's baseline) or site (the site's own first half-window)")
 	f.DurationVar(&lookback, "monitor-lookback", 10*time.Minute, "the drift monitor's rolling window")
 	return cmd
+}
+
+// loopback reports whether addr listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {
@@ -306,6 +356,16 @@ never dials Temporal, so this command takes no Temporal flags.`,
 				if os.Getenv(v) != "" {
 					cfg.Logger.Warn("ignoring a Temporal credential: edge agents never dial Temporal; remove it from the site and revoke it", "variable", v)
 				}
+			}
+			// The join token is a credential: from the environment, or a
+			// file (the edge chart's Secret), never a flag.
+			cfg.JoinToken = os.Getenv("MODELFLEET_JOIN_TOKEN")
+			if f := os.Getenv("MODELFLEET_JOIN_TOKEN_FILE"); cfg.JoinToken == "" && f != "" {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return fmt.Errorf("join token: %w", err)
+				}
+				cfg.JoinToken = strings.TrimSpace(string(b))
 			}
 			if cfg.SignalSender, err = signalSender(); err != nil {
 				return err

@@ -20,7 +20,7 @@ func newSiteCmd(g *globals) *cobra.Command {
 		Short: "List sites, their router URLs and what each serves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c := &fleet.Client{BaseURL: g.gatewayURL}
+			c := &fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}
 			sites, err := c.List(cmd.Context())
 			if err != nil {
 				return err

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/rollout"
 	"github.com/modelfleet/modelfleet/workload/spec"
@@ -49,7 +52,7 @@ pair's feature schemas differ at any site.`,
 			if _, err := spec.ParseManifest(doc); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).RegisterWorkload(cmd.Context(), doc)
+			rec, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).RegisterWorkload(cmd.Context(), doc)
 			if err != nil {
 				return err
 			}
@@ -68,7 +71,7 @@ func newWorkloadListCmd(g *globals) *cobra.Command {
 		Short: "List registered workload versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ws, err := (&fleet.Client{BaseURL: g.gatewayURL}).Workloads(cmd.Context())
+			ws, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).Workloads(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -88,7 +91,7 @@ func newWorkloadListCmd(g *globals) *cobra.Command {
 }
 
 func newWorkloadReleaseCmd(g *globals) *cobra.Command {
-	var model, policy, as string
+	var model, policy string
 	var follow bool
 	cmd := &cobra.Command{
 		Use:   "release <name>:<version> [--model <model>] [--policy <rollout.yaml>]",
@@ -109,7 +112,7 @@ control it with "modelfleet release status|watch|approve|... <model>
 			if err != nil {
 				return err
 			}
-			rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).Workload(cmd.Context(), ref.Name, ref.Version)
+			rec, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).Workload(cmd.Context(), ref.Name, ref.Version)
 			if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 				return fmt.Errorf("workload %s is not registered: run modelfleet workload register <workload.yaml> first", ref)
 			}
@@ -122,7 +125,7 @@ control it with "modelfleet release status|watch|approve|... <model>
 			if model != rec.Model {
 				return fmt.Errorf("workload %s calls model %q, not %q", ref, rec.Model, model)
 			}
-			in := modelfleet.WorkloadReleaseInput{Model: model, Workload: ref, By: as}
+			in := modelfleet.WorkloadReleaseInput{Model: model, Workload: ref}
 			if policy != "" {
 				doc, err := os.ReadFile(policy)
 				if err != nil {
@@ -133,14 +136,15 @@ control it with "modelfleet release status|watch|approve|... <model>
 				}
 				in.Policy = string(doc)
 			}
-			c, err := g.dial(cmd.Context())
+			// Through the gateway, which records who asked (from the
+			// token) and gives the release the keys its controls must be
+			// signed with.
+			body, err := json.Marshal(in)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			o := orchestrator.New(c)
-			run, err := o.StartWorkloadRelease(cmd.Context(), in)
-			if err != nil {
+			var run modelfleet.Run
+			if err := httpjson.Do(cmd.Context(), g.http(), "gateway", http.MethodPost, g.gatewayURL+"/api/workload-releases", body, &run); err != nil {
 				return err
 			}
 			fmt.Printf("release %s started (run %s)\n", run.WorkflowID, run.RunID)
@@ -148,13 +152,17 @@ control it with "modelfleet release status|watch|approve|... <model>
 				fmt.Printf("follow it with  modelfleet release watch %s --workload %s\n", model, ref)
 				return nil
 			}
-			return watch(cmd.Context(), o, run.WorkflowID, time.Second)
+			c, err := g.dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return watch(cmd.Context(), orchestrator.New(c), run.WorkflowID, time.Second)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&model, "model", "", "the model the workload calls (default: the one its manifest names)")
 	f.StringVar(&policy, "policy", "", "rollout policy for this release (default: the model's)")
-	f.StringVar(&as, "as", identity(), "who is releasing ($MODELFLEET_USER, default user@host)")
 	f.BoolVar(&follow, "watch", false, "follow the release until it ends")
 	return cmd
 }
@@ -168,7 +176,7 @@ func pairWorkload(ctx context.Context, g *globals, m *modelfleet.Model, ref stri
 	if err != nil {
 		return err
 	}
-	rec, err := (&fleet.Client{BaseURL: g.gatewayURL}).Workload(ctx, wr.Name, wr.Version)
+	rec, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).Workload(ctx, wr.Name, wr.Version)
 	if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 		return fmt.Errorf("workload %s is not registered: run modelfleet workload register <workload.yaml> first", wr)
 	}
