@@ -34,6 +34,8 @@ type GatewayConfig struct {
 	Addr     string // listen address (default DefaultGatewayAddr)
 	DataDir  string // the site directory lives in DataDir/sites.db
 	Temporal client.Client
+	// Orchestrator, if set, is used instead of Temporal (tests).
+	Orchestrator modelfleet.Orchestrator
 	// Signals is where the sites' signal messages arrive for the drift
 	// monitor the gateway runs: Service Bus in Azure mode. Nil: the
 	// embedded queue, opened in QueueDir (default DataDir/queue) and served
@@ -125,7 +127,11 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 		}
 		signals = g.Signals
 	}
-	o := orchestrator.New(cfg.Temporal)
+	var o modelfleet.Orchestrator = cfg.Orchestrator
+	to := orchestrator.New(cfg.Temporal)
+	if o == nil {
+		o = to
+	}
 	reg := telemetry.NewRegistry()
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -136,7 +142,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 			ln.Close()
 			return nil, err
 		}
-		o.ControlKeys = g.sec.ControlKeys()
+		to.ControlKeys = g.sec.ControlKeys()
 	}
 	mux := http.NewServeMux()
 	disp := events.NewTemporalDispatcher(o, log, reg)
