@@ -121,17 +121,18 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (*Principal, error) {
 			break
 		}
 	}
-	// A client-credentials token names no user: the client is the
-	// subject (Entra: appid/azp, and idtyp "app").
-	if _, user := claims["preferred_username"]; !user {
-		if idtyp, _ := claims["idtyp"].(string); idtyp == "app" || claims["email"] == nil && claims["upn"] == nil {
-			for _, c := range []string{"azp", "appid", "client_id"} {
-				if s, _ := claims[c].(string); s != "" {
-					p.Kind, p.Subject = KindService, s
-					break
-				}
-			}
+	// A client-credentials token names a client, not a user: Entra marks
+	// it idtyp=app; elsewhere its subject is the client itself.
+	sub, _ := claims["sub"].(string)
+	for _, c := range []string{"azp", "appid", "client_id"} {
+		client, _ := claims[c].(string)
+		if client == "" {
+			continue
 		}
+		if idtyp, _ := claims["idtyp"].(string); idtyp == "app" || sub == client {
+			p.Kind, p.Subject = KindService, client
+		}
+		break
 	}
 	if p.Subject == "" {
 		return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "bearer token names no subject (claims %s)", strings.Join(o.cfg.SubjectClaims, ", "))
