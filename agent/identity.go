@@ -250,7 +250,7 @@ func (s *Site) identity(ctx context.Context) *Identity {
 		return id
 	}
 	if s.cfg.JoinToken == "" {
-		s.log.Error("site not enrolled: the gateway takes only enrolled sites; ask an admin for a join token (`modelfleet site enroll " + s.cfg.SiteID + "`) and start the agent with --join-token (or $MODELFLEET_JOIN_TOKEN)")
+		s.log.Error("site not enrolled: the gateway takes only enrolled sites; ask an admin for a join token (`modelfleet site enroll " + s.cfg.SiteID + "`) and give it to the agent in $MODELFLEET_JOIN_TOKEN or $MODELFLEET_JOIN_TOKEN_FILE")
 		return nil
 	}
 	backoff := time.Second

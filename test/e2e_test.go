@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +35,26 @@ type stack struct {
 	cmd                                 *exec.Cmd
 	log                                 *bytes.Buffer
 	extra                               []string // more `modelfleet dev` flags
+	as                                  string   // credentials file the CLI uses (default: the newcomer's)
+}
+
+// cliAs runs the CLI as another of the stack's dev identities
+// (<data-dir>/credentials/<file>).
+func (s *stack) cliAs(file string, args ...string) ([]byte, error) {
+	s.as = file
+	defer func() { s.as = "" }()
+	return s.cli(args...)
+}
+
+// client trusts the stack's gateway CA and sends no credential.
+func (s *stack) client() *http.Client {
+	ca, err := os.ReadFile(filepath.Join(s.dataDir, "credentials", "ca.crt"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 30 * time.Second}
 }
 
 func repoRoot(t *testing.T) string {
@@ -116,9 +138,15 @@ func (s *stack) cli(args ...string) ([]byte, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, s.bin, append([]string{
 		"--temporal-address", s.temporal,
-		"--gateway-url", "http://" + s.gateway,
+		"--gateway-url", s.gateway,
 		"--registry-url", "http://" + s.registry,
 	}, args...)...)
+	// The credentials the stack minted into its data dir: the
+	// newcomer's own, or another identity's (cliAs).
+	cmd.Env = append(os.Environ(), "MODELFLEET_DATA_DIR="+s.dataDir)
+	if s.as != "" {
+		cmd.Env = append(cmd.Env, "MODELFLEET_TOKEN_FILE="+filepath.Join(s.dataDir, "credentials", s.as))
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -196,7 +224,7 @@ func (s *stack) readEndpoints(path string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	s.temporal, s.mqtt = e.Temporal, strings.TrimPrefix(e.MQTT, "mqtt://")
-	s.gateway, s.registry = strings.TrimPrefix(e.Gateway, "http://"), strings.TrimPrefix(e.Registry, "http://")
+	s.gateway, s.registry = e.Gateway, strings.TrimPrefix(e.Registry, "http://")
 	s.sitePorts, s.simulators, s.workloads = nil, nil, nil
 	for _, site := range e.Sites {
 		s.simulators, s.workloads = append(s.simulators, site.Simulator), append(s.workloads, site.Workload)

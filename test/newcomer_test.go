@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func TestNewcomerPath(t *testing.T) {
 	// Nor does Event Grid redelivering the event (same subject, new id).
 	for i := range 2 {
 		body := fmt.Sprintf(`[{"id":"redelivery-%d","topic":"/subscriptions/x/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w","subject":"models/bearing-failure:1","eventType":"Microsoft.MachineLearningServices.ModelRegistered","eventTime":"2026-11-28T10:00:00Z","dataVersion":"2","metadataVersion":"1","data":{"modelName":"bearing-failure","modelVersion":"1"}}]`, i)
-		resp, err := http.Post("http://"+s.gateway+"/api/events", "application/json", strings.NewReader(body))
+		resp, err := s.client().Post(s.gateway+"/api/events", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,6 +99,8 @@ func TestNewcomerPath(t *testing.T) {
 	if res, err := s.score(s.sitePorts[0], "bearing-failure"); err != nil || res["version"] != "1" {
 		t.Errorf("after the failed release site-1 serves %v (%v), want version 1", res, err)
 	}
+
+	s.takeover(t)
 
 	// Restart: every site serves its last good model again.
 	s.stop()
@@ -168,4 +171,44 @@ func checkTrace(t *testing.T, path string) {
 		}
 	}
 	t.Errorf("no trace spans webhook -> RunWorkflow:Release -> edge.apply at a site; traces: %v", names)
+}
+
+// takeover replays what an attacker on the plant network with no
+// credentials did before authentication existed (issue 12): each step is
+// refused, nothing changes, and site-1 still serves its last good model.
+func (s *stack) takeover(t *testing.T) {
+	t.Helper()
+	before := string(s.mustCLI("site", "list", "--json")) + string(s.mustCLI("policy", "show", "bearing-failure"))
+	digest := "sha256:" + strings.Repeat("6", 64)
+	for _, step := range []struct{ method, path, body string }{
+		{"PUT", "/api/policies/bearing-failure", "waves: [{name: all, bake: 1s}]"},
+		{"POST", "/api/rollouts/step", `{"release":"release/bearing-failure/666","model":"bearing-failure","new":{"version":"666","url":"http://attacker/m","digest":"` + digest + `","weight":100},"sites":["site-1"]}`},
+		{"PUT", "/api/sites/site-1/actual", `{"site":"site-1","revision":99,"models":{}}`},
+		{"PUT", "/api/sites/site-1", `{"id":"site-1","taskQueue":"modelfleet-site-site-1","labels":{"ring":"canary","plant":"evil"}}`},
+		{"POST", "/api/queues/signals/messages", `{"id":"forged","body":"e30="}`},
+		{"POST", "/api/controls", `{"release":"release/bearing-failure/1","action":"rollback","reason":"x"}`},
+	} {
+		req, _ := http.NewRequest(step.method, s.gateway+step.path, strings.NewReader(step.body))
+		resp, err := s.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("takeover: %s %s answered %s %s, want 401", step.method, step.path, resp.Status, body)
+		}
+	}
+	after := string(s.mustCLI("site", "list", "--json")) + string(s.mustCLI("policy", "show", "bearing-failure"))
+	if stripSeen(before) != stripSeen(after) {
+		t.Errorf("takeover changed the fleet:\nbefore %s\nafter  %s", before, after)
+	}
+	if res, err := s.score(s.sitePorts[0], "bearing-failure"); err != nil || res["version"] != "1" {
+		t.Errorf("after the takeover attempt site-1 serves %v (%v), want version 1", res, err)
+	}
+}
+
+// stripSeen drops the heartbeat stamps that move on their own.
+func stripSeen(s string) string {
+	return regexp.MustCompile(`"lastSeen":\s*"[^"]*"`).ReplaceAllString(s, "")
 }

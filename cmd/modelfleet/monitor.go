@@ -26,7 +26,7 @@ func newMonitorCmd(g *globals) *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
 			var rep app.MonitorReport
-			if err := httpjson.Do(ctx, nil, "monitor", http.MethodGet, strings.TrimRight(g.gatewayURL, "/")+"/api/monitor", nil, &rep); err != nil {
+			if err := httpjson.Do(ctx, g.http(), "monitor", http.MethodGet, strings.TrimRight(g.gatewayURL, "/")+"/api/monitor", nil, &rep); err != nil {
 				return err
 			}
 			if asJSON {

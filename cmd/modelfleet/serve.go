@@ -262,7 +262,11 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			wc := app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, Logger: log, MetricsAddr: metricsAddr, Metrics: reg}
+			// The worker's identity at the gateway: a token from your
+			// issuer (client credentials, workload identity) in
+			// $MODELFLEET_TOKEN or $MODELFLEET_TOKEN_FILE, and the
+			// gateway's CA in $MODELFLEET_GATEWAY_CA.
+			wc := app.WorkerConfig{Temporal: c, RegistryURL: g.registryURL, GatewayURL: g.gatewayURL, GatewayClient: g.http(), Logger: log, MetricsAddr: metricsAddr, Metrics: reg}
 			if gitCfg.URL != "" {
 				gitCfg.GatewayURL, gitCfg.Log = g.gatewayURL, log
 				// MODELFLEET_GITOPS_TOKEN (https) or _SSH_KEY (ssh).
