@@ -292,9 +292,11 @@ func TestEdgeChart(t *testing.T) {
 	}
 	checkNetworkPolicy(t, objs["NetworkPolicy"][0].(*networkingv1.NetworkPolicy))
 
-	// Without persistence the store is an emptyDir; a site id is required.
+	// Without persistence the store is an emptyDir (the site's identity
+	// keeps a volume of its own: TestEdgeChartEnrollment); a site id is
+	// required.
 	objs, err = render(t, "modelfleet-edge", map[string]any{"site": map[string]any{"id": "s"}, "persistence": map[string]any{"enabled": false}})
-	if err != nil || len(objs["PersistentVolumeClaim"]) != 0 || objs["Deployment"][0].(*appsv1.Deployment).Spec.Template.Spec.Volumes[0].EmptyDir == nil {
+	if err != nil || len(objs["PersistentVolumeClaim"]) != 1 || objs["Deployment"][0].(*appsv1.Deployment).Spec.Template.Spec.Volumes[0].EmptyDir == nil {
 		t.Errorf("without persistence: %v", err)
 	}
 	if _, err := render(t, "modelfleet-edge", nil); err == nil || !strings.Contains(err.Error(), "site.id is required") {
