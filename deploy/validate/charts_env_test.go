@@ -50,7 +50,7 @@ func TestChartsTemporalSecurity(t *testing.T) {
 	const chart = "modelfleet-cloud"
 	for _, c := range cases {
 		t.Run(chart+"/"+c.name, func(t *testing.T) {
-			values := map[string]any{"temporal": c.temporal}
+			values := cloudValues(map[string]any{"temporal": c.temporal})
 			lintChart(t, chart, values)
 			objs, err := render(t, chart, values)
 			if err != nil {
@@ -109,7 +109,7 @@ func noTemporal(t *testing.T, d *appsv1.Deployment) {
 func TestCloudChartAMLArc(t *testing.T) {
 	read := readByBinary(t, "MODELFLEET_AMLARC_")
 	aml := map[string]any{"workspace": "mlw-factory", "subscriptionID": "11111111-1111-1111-1111-111111111111", "resourceGroup": "rg-factory", "location": "westeurope", "environment": "azureml:modelfleet-lightgbm:1"}
-	values := map[string]any{"amlarc": aml, "azure": map[string]any{"workloadIdentityClientID": "22222222-2222-2222-2222-222222222222"}}
+	values := cloudValues(map[string]any{"amlarc": aml, "azure": map[string]any{"workloadIdentityClientID": "22222222-2222-2222-2222-222222222222"}})
 	lintChart(t, "modelfleet-cloud", values)
 	objs, err := render(t, "modelfleet-cloud", values)
 	if err != nil {

@@ -36,6 +36,8 @@ var typed = map[string]struct {
 	"PersistentVolumeClaim": {"v1", func() any { return &corev1.PersistentVolumeClaim{} }},
 	"PodDisruptionBudget":   {"policy/v1", func() any { return &policyv1.PodDisruptionBudget{} }},
 	"NetworkPolicy":         {"networking.k8s.io/v1", func() any { return &networkingv1.NetworkPolicy{} }},
+	"ConfigMap":             {"v1", func() any { return &corev1.ConfigMap{} }},
+	"Secret":                {"v1", func() any { return &corev1.Secret{} }},
 	"ServiceMonitor":        {"monitoring.coreos.com/v1", func() any { return &serviceMonitor{} }},
 }
 
@@ -167,8 +169,8 @@ func env(c corev1.Container) map[string]string {
 }
 
 func TestCloudChart(t *testing.T) {
-	lintChart(t, "modelfleet-cloud", nil)
-	objs, err := render(t, "modelfleet-cloud", nil)
+	lintChart(t, "modelfleet-cloud", cloudValues(nil))
+	objs, err := render(t, "modelfleet-cloud", cloudValues(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,11 +185,11 @@ func TestCloudChart(t *testing.T) {
 		t.Error("the gateway's bbolt directory needs exactly one writer")
 	}
 	e := env(gw.Spec.Template.Spec.Containers[0])
-	if e["MODELFLEET_TEMPORAL_ADDRESS"] != "temporal-frontend.temporal:7233" || e["MODELFLEET_GATEWAY_URL"] != "http://mf-modelfleet-cloud-gateway.modelfleet:8080" {
+	if e["MODELFLEET_TEMPORAL_ADDRESS"] != "temporal-frontend.temporal:7233" || e["MODELFLEET_GATEWAY_URL"] != "https://mf-modelfleet-cloud-gateway.modelfleet:8080" {
 		t.Errorf("gateway env %v", e)
 	}
-	if len(objs["PersistentVolumeClaim"]) != 1 || len(objs["Service"]) != 2 || len(objs["ServiceAccount"]) != 1 || len(objs["ServiceMonitor"]) != 0 {
-		t.Errorf("kinds: %d PVC, %d Service, %d ServiceAccount, %d ServiceMonitor", len(objs["PersistentVolumeClaim"]), len(objs["Service"]), len(objs["ServiceAccount"]), len(objs["ServiceMonitor"]))
+	if len(objs["PersistentVolumeClaim"]) != 1 || len(objs["Service"]) != 2 || len(objs["ServiceAccount"]) != 1 || len(objs["ServiceMonitor"]) != 0 || len(objs["ConfigMap"]) != 1 || len(objs["Secret"]) != 0 {
+		t.Errorf("kinds: %d PVC, %d Service, %d ServiceAccount, %d ServiceMonitor, %d ConfigMap, %d Secret", len(objs["PersistentVolumeClaim"]), len(objs["Service"]), len(objs["ServiceAccount"]), len(objs["ServiceMonitor"]), len(objs["ConfigMap"]), len(objs["Secret"]))
 	}
 	// The worker serves /metrics, /readyz and /healthz on its metrics port,
 	// and says so to Prometheus.
@@ -199,7 +201,7 @@ func TestCloudChart(t *testing.T) {
 	if a := wk.Spec.Template.Annotations; a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != "9090" || a["prometheus.io/path"] != "/metrics" {
 		t.Errorf("worker pod annotations %v", a)
 	}
-	sm := map[string]any{"worker": map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}}}}}
+	sm := cloudValues(map[string]any{"worker": map[string]any{"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true, "labels": map[string]any{"release": "kps"}}}}})
 	lintChart(t, "modelfleet-cloud", sm)
 	objs, err = render(t, "modelfleet-cloud", sm)
 	if err != nil {
@@ -221,10 +223,10 @@ func TestCloudChart(t *testing.T) {
 	}
 
 	// mTLS to Temporal and Workload Identity.
-	tls := map[string]any{
+	tls := cloudValues(map[string]any{
 		"temporal": map[string]any{"tls": map[string]any{"enabled": true, "secretName": "temporal-mtls", "serverName": "ns.tmprl.cloud"}},
 		"azure":    map[string]any{"workloadIdentityClientID": "11111111-2222-3333-4444-555555555555"},
-	}
+	})
 	lintChart(t, "modelfleet-cloud", tls)
 	objs, err = render(t, "modelfleet-cloud", tls)
 	if err != nil {
@@ -246,7 +248,7 @@ func TestCloudChart(t *testing.T) {
 	if sa := objs["ServiceAccount"][0].(*corev1.ServiceAccount); sa.Annotations["azure.workload.identity/client-id"] == "" {
 		t.Error("service account lacks the workload identity client id")
 	}
-	if _, err := render(t, "modelfleet-cloud", map[string]any{"temporal": map[string]any{"tls": map[string]any{"enabled": true}}}); err == nil || !strings.Contains(err.Error(), "secretName is required") {
+	if _, err := render(t, "modelfleet-cloud", cloudValues(map[string]any{"temporal": map[string]any{"tls": map[string]any{"enabled": true}}})); err == nil || !strings.Contains(err.Error(), "secretName is required") {
 		t.Errorf("tls without a secret: %v", err)
 	}
 }
@@ -290,9 +292,11 @@ func TestEdgeChart(t *testing.T) {
 	}
 	checkNetworkPolicy(t, objs["NetworkPolicy"][0].(*networkingv1.NetworkPolicy))
 
-	// Without persistence the store is an emptyDir; a site id is required.
+	// Without persistence the store is an emptyDir (the site's identity
+	// keeps a volume of its own: TestEdgeChartEnrollment); a site id is
+	// required.
 	objs, err = render(t, "modelfleet-edge", map[string]any{"site": map[string]any{"id": "s"}, "persistence": map[string]any{"enabled": false}})
-	if err != nil || len(objs["PersistentVolumeClaim"]) != 0 || objs["Deployment"][0].(*appsv1.Deployment).Spec.Template.Spec.Volumes[0].EmptyDir == nil {
+	if err != nil || len(objs["PersistentVolumeClaim"]) != 1 || objs["Deployment"][0].(*appsv1.Deployment).Spec.Template.Spec.Volumes[0].EmptyDir == nil {
 		t.Errorf("without persistence: %v", err)
 	}
 	if _, err := render(t, "modelfleet-edge", nil); err == nil || !strings.Contains(err.Error(), "site.id is required") {

@@ -28,7 +28,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 - name: MODELFLEET_NAMESPACE
   value: {{ .Values.temporal.namespace | quote }}
 - name: MODELFLEET_GATEWAY_URL
-  value: {{ printf "http://%s-gateway.%s:%v" (include "modelfleet-cloud.fullname" .) .Release.Namespace .Values.gateway.service.port | quote }}
+  value: {{ include "modelfleet-cloud.gatewayURL" . | quote }}
 {{- with .Values.registryURL }}
 - name: MODELFLEET_REGISTRY_URL
   value: {{ . | quote }}
@@ -76,4 +76,63 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
   mountPath: /etc/modelfleet/temporal-tls
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* The gateway's URL as the worker reaches it: HTTPS unless auth is off. */}}
+{{- define "modelfleet-cloud.gatewayURL" -}}
+{{- if .Values.gateway.url -}}
+{{ .Values.gateway.url }}
+{{- else -}}
+{{ printf "%s://%s-gateway.%s:%v" (include "modelfleet-cloud.scheme" . | lower) (include "modelfleet-cloud.fullname" .) .Release.Namespace .Values.gateway.service.port }}
+{{- end -}}
+{{- end -}}
+
+{{/* HTTPS with auth on (the gateway then serves nothing else), HTTP without. */}}
+{{- define "modelfleet-cloud.scheme" -}}
+{{- if .Values.auth.insecureNoAuth -}}HTTP{{- else -}}HTTPS{{- end -}}
+{{- end -}}
+
+{{/*
+The checks the gateway makes at start, made at rendering instead, so a
+release that could only crash-loop does not install. Include it from every
+template that depends on auth.
+*/}}
+{{- define "modelfleet-cloud.validateAuth" -}}
+{{- $a := .Values.auth -}}
+{{- if not $a.insecureNoAuth -}}
+{{- if or (not $a.oidcIssuer) (not $a.oidcAudience) -}}
+{{- fail "auth.oidcIssuer and auth.oidcAudience are required: the gateway authenticates every caller with an OIDC bearer token (Entra ID: --set auth.oidcIssuer=https://login.microsoftonline.com/<tenant>/v2.0 --set auth.oidcAudience=<the gateway's application ID>); see deploy/README.md. auth.insecureNoAuth=true turns authentication off (a throwaway cluster only)" -}}
+{{- end -}}
+{{- if not (kindIs "slice" $a.roleBindings) -}}
+{{- fail "auth.roleBindings must be a list of bindings ({role, subjects, groups, appRoles, scope}); the chart writes the file's apiVersion and kind" -}}
+{{- end -}}
+{{- if and (gt (int .Values.worker.replicas) 0) (not (or .Values.worker.gatewayToken.secretName .Values.worker.gatewayToken.projected.audience .Values.worker.gatewayToken.file)) -}}
+{{- fail "worker.gatewayToken: the worker calls the gateway with a bearer token bound to the cloud-worker role: set worker.gatewayToken.secretName, .projected.audience or .file (deploy/README.md)" -}}
+{{- end -}}
+{{- end -}}
+{{- $w := .Values.gateway.webhook -}}
+{{- if not (or $w.keysSecret.name $w.entra.jwksURL $w.insecure) -}}
+{{- fail "gateway.webhook: the gateway listens on every address, so Event Grid deliveries must authenticate: set gateway.webhook.keysSecret.name (shared keys) or gateway.webhook.entra.jwksURL (with issuers and audiences), or gateway.webhook.insecure=true" -}}
+{{- end -}}
+{{- if and $w.entra.jwksURL (or (not $w.entra.issuers) (not $w.entra.audiences)) -}}
+{{- fail "gateway.webhook.entra.jwksURL needs gateway.webhook.entra.issuers and .audiences" -}}
+{{- end -}}
+{{- with .Values.worker.gatewayCA -}}
+{{- if and .configMapName .secretName -}}
+{{- fail "worker.gatewayCA: give configMapName or secretName, not both" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The role bindings file (auth/bindings.go), as the ConfigMap's data. */}}
+{{- define "modelfleet-cloud.roleBindingsFile" -}}
+role-bindings.yaml: |
+  apiVersion: modelfleet.dev/v1
+  kind: RoleBindings
+  {{- if .Values.auth.roleBindings }}
+  bindings:
+    {{- toYaml .Values.auth.roleBindings | nindent 4 }}
+  {{- else }}
+  bindings: []
+  {{- end }}
 {{- end -}}
