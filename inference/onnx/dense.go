@@ -240,6 +240,9 @@ func (g *gemm) run(in []*Tensor) ([]*Tensor, error) {
 	if k != k2 {
 		return nil, fmt.Errorf("A %v and B %v do not multiply", a.Shape, b.Shape)
 	}
+	if err := checkWork(m*nn, k); err != nil {
+		return nil, err
+	}
 	out, err := newTensor(a.Type, []int{m, nn})
 	if err != nil {
 		return nil, err
@@ -312,6 +315,13 @@ func matmul(in []*Tensor) ([]*Tensor, error) {
 		return nil, err
 	}
 	shape := append(append([]int{}, batch...), m, nn)
+	outLen, err := numel(shape)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkWork(outLen, k); err != nil {
+		return nil, err
+	}
 	out, err := newTensor(a.Type, shape)
 	if err != nil {
 		return nil, err
@@ -341,6 +351,17 @@ func matmul(in []*Tensor) ([]*Tensor, error) {
 		out.Shape = shape[:len(shape)-1]
 	}
 	return []*Tensor{out}, nil
+}
+
+// maxWork bounds the multiply-adds of one product, so that a small hostile
+// graph cannot keep a core busy for minutes.
+const maxWork = 1 << 28
+
+func checkWork(outputs, k int) error {
+	if k > 0 && outputs > maxWork/k {
+		return fmt.Errorf("the product needs more than %d multiply-adds", maxWork)
+	}
+	return nil
 }
 
 // axis resolves a possibly negative axis against a rank.

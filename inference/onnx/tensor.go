@@ -308,11 +308,25 @@ func (t *Tensor) fill(n int, raw []byte, hasRaw bool, f32 []float32, f64 []float
 	if !ok {
 		return errors.New("the element type is not supported")
 	}
-	t.F = make([]float64, n)
-	if hasRaw {
+	// Check the count before allocating: a few bytes of dims must not
+	// allocate what the data does not hold.
+	got := len(ints)
+	switch {
+	case hasRaw:
+		got = len(raw) / size
 		if len(raw) != n*size {
 			return fmt.Errorf("raw_data has %d bytes, want %d", len(raw), n*size)
 		}
+	case t.Type == Float:
+		got = len(f32)
+	case t.Type == Double:
+		got = len(f64)
+	}
+	if got != n {
+		return fmt.Errorf("has %d values, want %d", got, n)
+	}
+	t.F = make([]float64, n)
+	if hasRaw {
 		for i := range t.F {
 			b := raw[i*size:]
 			var v float64
@@ -354,19 +368,15 @@ func (t *Tensor) fill(n int, raw []byte, hasRaw bool, f32 []float32, f64 []float
 		}
 		return nil
 	}
-	var got int
 	switch t.Type {
 	case Float:
-		got = len(f32)
-		for i := 0; i < n && i < got; i++ {
+		for i := 0; i < n; i++ {
 			t.F[i] = float64(f32[i])
 		}
 	case Double:
-		got = len(f64)
 		copy(t.F, f64)
 	default:
-		got = len(ints)
-		for i := 0; i < n && i < got; i++ {
+		for i := 0; i < n; i++ {
 			v := ints[i]
 			switch t.Type {
 			case Float16:
@@ -385,9 +395,6 @@ func (t *Tensor) fill(n int, raw []byte, hasRaw bool, f32 []float32, f64 []float
 				t.F[i] = fit(t.Type, float64(v))
 			}
 		}
-	}
-	if got != n {
-		return fmt.Errorf("has %d values, want %d", got, n)
 	}
 	return nil
 }
