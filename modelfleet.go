@@ -114,6 +114,7 @@ func (r ModelRef) String() string { return r.Name + ":" + r.Version }
 const (
 	FormatLightGBM = "lightgbm" // LightGBM text model file
 	FormatXGBoost  = "xgboost"  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
+	FormatONNX     = "onnx"     // ONNX model (ai.onnx and ai.onnx.ml operators; docs/models.md)
 )
 
 // Tasks a model serves.
@@ -211,8 +212,8 @@ func (m *Model) Validate() error {
 	if err := m.ModelRef.Validate(); err != nil {
 		return err
 	}
-	if m.Format != FormatLightGBM && m.Format != FormatXGBoost {
-		return Errorf(EINVALID, "model format %q is not supported: use %q or %q", m.Format, FormatLightGBM, FormatXGBoost)
+	if m.Format != FormatLightGBM && m.Format != FormatXGBoost && m.Format != FormatONNX {
+		return Errorf(EINVALID, "model format %q is not supported: use %q, %q or %q", m.Format, FormatLightGBM, FormatXGBoost, FormatONNX)
 	}
 	if !ValidDigest(m.Digest) {
 		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)

@@ -130,7 +130,7 @@ func TestModelThatFailsToLoadNeverBecomesLastGood(t *testing.T) {
 	}{
 		"unparseable":      {data: []byte("not a model")},
 		"feature mismatch": {data: fakeArtifact(0, 1, 1)}, // 2 weights, 3 declared features
-		"wrong format":     {data: fakeArtifact(0, 1, 1, 1), mutate: func(r *DeployRequest) { r.Format = "onnx" }},
+		"wrong format":     {data: fakeArtifact(0, 1, 1, 1), mutate: func(r *DeployRequest) { r.Format = "pmml" }},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 const (
 	FormatLightGBM = modelfleet.FormatLightGBM // LightGBM text model file
 	FormatXGBoost  = modelfleet.FormatXGBoost  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
+	FormatONNX     = modelfleet.FormatONNX     // ONNX model (inference/onnx)
 )
 
 // Tasks a model serves.
@@ -49,7 +50,7 @@ type Model struct {
 }
 
 // Load parses a model artifact. format is what the model card declares
-// (modelfleet.FormatLightGBM or modelfleet.FormatXGBoost), or "" to go by
+// (FormatLightGBM, FormatXGBoost or FormatONNX), or "" to go by
 // the content alone; a declared format the content contradicts is an error
 // naming what the content is. Artifacts come from users, so every file is
 // checked before it is scored and a panic while parsing becomes an error.
@@ -58,16 +59,14 @@ func Load(format string, data []byte) (m *Model, err error) {
 	switch {
 	case detected == formatPickle:
 		return nil, invalid("the file is a Python pickle: it is refused because loading a pickle runs arbitrary code. " +
-			"Export the model instead: booster.save_model(\"model.json\") for XGBoost, booster.save_model(\"model.txt\") for LightGBM")
-	case detected == formatONNX:
-		return nil, invalid("the file is an ONNX model, which the edge runtime does not load yet (docs/models.md): " +
-			"register the model as a LightGBM text file or an XGBoost JSON model")
+			"Export the model instead: booster.save_model(\"model.json\") for XGBoost, booster.save_model(\"model.txt\") for LightGBM, " +
+			"skl2onnx.to_onnx(model, X[:1]) for scikit-learn (ONNX)")
 	case format == "" && detected == "":
-		return nil, invalid("the model format is not recognised: want a LightGBM text file or an XGBoost JSON/UBJSON model")
+		return nil, invalid("the model format is not recognised: want a LightGBM text file, an XGBoost JSON/UBJSON model or an ONNX model")
 	case format == "":
 		format = detected
-	case format != FormatLightGBM && format != FormatXGBoost:
-		return nil, invalid("model format %q is not supported: use %q or %q", format, FormatLightGBM, FormatXGBoost)
+	case format != FormatLightGBM && format != FormatXGBoost && format != FormatONNX:
+		return nil, invalid("model format %q is not supported: use %q, %q or %q", format, FormatLightGBM, FormatXGBoost, FormatONNX)
 	case detected != "" && detected != format:
 		return nil, invalid("the model card says format %q but the file is a %s model", format, detected)
 	}
@@ -79,6 +78,8 @@ func Load(format string, data []byte) (m *Model, err error) {
 	switch format {
 	case FormatXGBoost:
 		m, err = loadXGBoost(data, ubj)
+	case FormatONNX:
+		m, err = loadONNX(data)
 	default:
 		m, err = loadLightGBM(data)
 	}
@@ -89,14 +90,11 @@ func Load(format string, data []byte) (m *Model, err error) {
 }
 
 // What Detect returns for files no format loads.
-const (
-	formatPickle = "pickle"
-	formatONNX   = "onnx"
-)
+const formatPickle = "pickle"
 
 // Detect names the format of a model artifact by its content: FormatLightGBM,
-// FormatXGBoost (ubj: in its UBJSON encoding), "pickle", "onnx", or "" when it
-// is none of them.
+// FormatXGBoost (ubj: in its UBJSON encoding), FormatONNX, "pickle", or ""
+// when it is none of them.
 func Detect(data []byte) (format string, ubj bool) {
 	switch isJSON, isUBJ := sniffXGBoost(data); {
 	case isJSON || isUBJ:
@@ -106,7 +104,7 @@ func Detect(data []byte) (format string, ubj bool) {
 	case isPickle(data):
 		return formatPickle, false
 	case isONNX(data):
-		return formatONNX, false
+		return FormatONNX, false
 	}
 	return "", false
 }

@@ -83,7 +83,7 @@ func TestLoadErrors(t *testing.T) {
 		return strings.Replace(step, old, new, 1)
 	}
 	for _, c := range []struct{ name, format, data, want string }{
-		{"format", "onnx", step, `model format "onnx" is not supported`},
+		{"format", "pmml", step, `model format "pmml" is not supported`},
 		{"empty", "lightgbm", "", "unexpected end of file"},
 		{"garbage", "lightgbm", "\x00\x01hello\n\n", "not a LightGBM text model"},
 		{"truncated", "lightgbm", example[:len(example)/2], "tree "},

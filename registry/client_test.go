@@ -109,7 +109,7 @@ func TestClientErrors(t *testing.T) {
 
 	// Refused before the artifact is read at all.
 	bad := testModel("bad", "1")
-	bad.Format = "onnx"
+	bad.Format = "pmml"
 	_, _, err = c.Register(ctx, bad, writeFile(t, "big.txt", strings.Repeat("x", 4<<20)), "")
 	wantCode(t, err, modelfleet.EINVALID)
 

@@ -174,7 +174,7 @@ func TestHTTPRegisterErrors(t *testing.T) {
 		}, 400, modelfleet.EINVALID},
 		{"invalid model", func() (io.Reader, string) {
 			m := testModel("m", "1")
-			m.Format = "onnx"
+			m.Format = "pmml"
 			return multipartBody(t, metadata(t, m), part{"artifact", "x"})
 		}, 400, modelfleet.EINVALID},
 		{"no artifact", func() (io.Reader, string) { return multipartBody(t, valid) }, 400, modelfleet.EINVALID},

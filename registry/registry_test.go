@@ -189,7 +189,7 @@ func TestRegisterValidation(t *testing.T) {
 		{"threshold out of range", func() modelfleet.Model { m := withValidation(valid); m.Validation.Threshold = 1.5; return m }, false, false},
 		{"bad name", func() modelfleet.Model { m := valid; m.Name = "../etc"; return m }, false, false},
 		{"missing version", func() modelfleet.Model { m := valid; m.Version = ""; return m }, false, false},
-		{"bad format", func() modelfleet.Model { m := valid; m.Format = "onnx"; return m }, false, false},
+		{"bad format", func() modelfleet.Model { m := valid; m.Format = "pmml"; return m }, false, false},
 		{"duplicate feature", func() modelfleet.Model { m := valid; m.Features = []string{"a", "a"}; return m }, false, false},
 		{"malformed expected digest", func() modelfleet.Model { m := valid; m.Digest = "md5:abc"; return m }, false, false},
 		{"wrong expected digest", func() modelfleet.Model { m := valid; m.Digest = sha("other"); return m }, false, false},
@@ -224,7 +224,7 @@ func TestRegisterValidation(t *testing.T) {
 		dir := t.TempDir()
 		r := openTest(t, dir, Options{})
 		m := valid
-		m.Format = "onnx"
+		m.Format = "pmml"
 		_, _, err := r.Register(context.Background(), m, strings.NewReader("artifact"), nil)
 		wantCode(t, err, modelfleet.EINVALID)
 		if files := blobFiles(t, dir); len(files) != 0 {

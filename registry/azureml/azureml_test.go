@@ -244,7 +244,7 @@ func TestGetStrict(t *testing.T) {
 		{"half a gate", map[string]*string{"modelfleet.digest": to.Ptr(digest), "modelfleet.validation.metric": to.Ptr("auc")}, "azureml://datastores/d/paths/m",
 			`missing "modelfleet.validation.uri", "modelfleet.validation.digest", "modelfleet.validation.threshold"`},
 		{"features not json", map[string]*string{"modelfleet.digest": to.Ptr(digest), "modelfleet.features": to.Ptr("a,b")}, "azureml://datastores/d/paths/m", `"modelfleet.features" is not a JSON array`},
-		{"unknown format", map[string]*string{"modelfleet.digest": to.Ptr(digest), "modelfleet.format": to.Ptr("onnx")}, "azureml://datastores/d/paths/m", `format "onnx"`},
+		{"unknown format", map[string]*string{"modelfleet.digest": to.Ptr(digest), "modelfleet.format": to.Ptr("pmml")}, "azureml://datastores/d/paths/m", `format "pmml"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &ml.ModelVersionProperties{Properties: tc.props}

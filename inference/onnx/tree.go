@@ -1,0 +1,436 @@
+package onnx
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// TreeEnsembleRegressor and TreeEnsembleClassifier (ai.onnx.ml 1 and 3).
+
+func init() {
+	kernels[DomainML]["TreeEnsembleRegressor"] = newTreeRegressor
+	kernels[DomainML]["TreeEnsembleClassifier"] = newTreeClassifier
+}
+
+// Node modes.
+const (
+	leaf = iota
+	branchLEQ
+	branchLT
+	branchGTE
+	branchGT
+	branchEQ
+	branchNEQ
+)
+
+var modes = map[string]uint8{"LEAF": leaf, "BRANCH_LEQ": branchLEQ, "BRANCH_LT": branchLT,
+	"BRANCH_GTE": branchGTE, "BRANCH_GT": branchGT, "BRANCH_EQ": branchEQ, "BRANCH_NEQ": branchNEQ}
+
+type treeNode struct {
+	mode        uint8
+	missingTrue bool // a NaN feature takes the true branch
+	feature     int
+	value       float64
+	t, f        int32 // indexes into ensemble.nodes
+	weights     []treeWeight
+}
+
+type treeWeight struct {
+	target int
+	w      float64
+}
+
+// ensemble is the trees of either operator: nodes in one slice, and the
+// index of each tree's root.
+type ensemble struct {
+	nodes      []treeNode
+	roots      []int32
+	maxFeature int // the largest feature a branch reads, -1 if none
+	post       string
+	base       []float64
+}
+
+type treeKey struct{ tree, node int64 }
+
+// newEnsemble checks and links the nodes_* attributes, and the weights
+// (prefix "target" or "class") of targets 0 to targets-1.
+func newEnsemble(n *Node, prefix string, targets int) (*ensemble, error) {
+	treeIDs, err1 := attrInts(n, "nodes_treeids")
+	nodeIDs, err2 := attrInts(n, "nodes_nodeids")
+	features, err3 := attrInts(n, "nodes_featureids")
+	values, err4 := attrFloats(n, "nodes_values")
+	modeNames, err5 := attrStrings(n, "nodes_modes")
+	trueIDs, err6 := attrInts(n, "nodes_truenodeids")
+	falseIDs, err7 := attrInts(n, "nodes_falsenodeids")
+	missing, err8 := attrInts(n, "nodes_missing_value_tracks_true")
+	post, err9 := attrPostTransform(n)
+	base, err10 := attrFloats(n, "base_values")
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10); err != nil {
+		return nil, err
+	}
+	nn := len(nodeIDs)
+	if nn == 0 {
+		return nil, errors.New("has no nodes")
+	}
+	for name, l := range map[string]int{"nodes_treeids": len(treeIDs), "nodes_featureids": len(features),
+		"nodes_values": len(values), "nodes_modes": len(modeNames), "nodes_truenodeids": len(trueIDs),
+		"nodes_falsenodeids": len(falseIDs)} {
+		if l != nn {
+			return nil, fmt.Errorf("%s has %d entries, nodes_nodeids %d", name, l, nn)
+		}
+	}
+	if len(missing) != 0 && len(missing) != nn {
+		return nil, fmt.Errorf("nodes_missing_value_tracks_true has %d entries, nodes_nodeids %d", len(missing), nn)
+	}
+	e := &ensemble{nodes: make([]treeNode, nn), maxFeature: -1, post: post, base: base}
+	index := make(map[treeKey]int32, nn)
+	for i := range nodeIDs {
+		k := treeKey{treeIDs[i], nodeIDs[i]}
+		if _, dup := index[k]; dup {
+			return nil, fmt.Errorf("tree %d has node %d twice", k.tree, k.node)
+		}
+		index[k] = int32(i)
+	}
+	reached := make([]bool, nn)
+	for i := range e.nodes {
+		m, ok := modes[modeNames[i]]
+		if !ok {
+			return nil, fmt.Errorf("tree %d node %d: mode %q is not one of LEAF, BRANCH_LEQ, BRANCH_LT, BRANCH_GTE, BRANCH_GT, BRANCH_EQ, BRANCH_NEQ",
+				treeIDs[i], nodeIDs[i], modeNames[i])
+		}
+		t := &e.nodes[i]
+		t.mode = m
+		t.missingTrue = len(missing) > 0 && missing[i] != 0
+		if m == leaf {
+			continue
+		}
+		if features[i] < 0 || features[i] > math.MaxInt32 {
+			return nil, fmt.Errorf("tree %d node %d: feature %d", treeIDs[i], nodeIDs[i], features[i])
+		}
+		t.feature, t.value = int(features[i]), values[i]
+		e.maxFeature = max(e.maxFeature, t.feature)
+		for j, child := range []int64{trueIDs[i], falseIDs[i]} {
+			c, ok := index[treeKey{treeIDs[i], child}]
+			if !ok || reached[c] {
+				return nil, fmt.Errorf("tree %d node %d: child %d is not a node of the tree, or is reached twice", treeIDs[i], nodeIDs[i], child)
+			}
+			reached[c] = true
+			if j == 0 {
+				t.t = c
+			} else {
+				t.f = c
+			}
+		}
+	}
+	// Each tree has one root: the one node no branch reaches. With every
+	// other node reached once, no walk from a root can cycle.
+	rootOf := map[int64]bool{}
+	for i := range e.nodes {
+		if !reached[i] {
+			if rootOf[treeIDs[i]] {
+				return nil, fmt.Errorf("tree %d has more than one root (nodes no branch reaches)", treeIDs[i])
+			}
+			rootOf[treeIDs[i]] = true
+			e.roots = append(e.roots, int32(i))
+		}
+	}
+	for _, id := range treeIDs {
+		if !rootOf[id] {
+			return nil, fmt.Errorf("tree %d has no root: its branches form a cycle", id)
+		}
+	}
+	// Weights at leaves.
+	wTrees, err1 := attrInts(n, prefix+"_treeids")
+	wNodes, err2 := attrInts(n, prefix+"_nodeids")
+	wIDs, err3 := attrInts(n, prefix+"_ids")
+	ws, err4 := attrFloats(n, prefix+"_weights")
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
+	}
+	if len(wNodes) != len(wTrees) || len(wIDs) != len(wTrees) || len(ws) != len(wTrees) {
+		return nil, fmt.Errorf("%s_treeids, _nodeids, _ids and _weights have %d, %d, %d and %d entries",
+			prefix, len(wTrees), len(wNodes), len(wIDs), len(ws))
+	}
+	for i := range wTrees {
+		c, ok := index[treeKey{wTrees[i], wNodes[i]}]
+		if !ok {
+			return nil, fmt.Errorf("%s weight %d: tree %d has no node %d", prefix, i, wTrees[i], wNodes[i])
+		}
+		if wIDs[i] < 0 || wIDs[i] >= int64(targets) {
+			return nil, fmt.Errorf("%s weight %d: %s id %d, want below %d", prefix, i, prefix, wIDs[i], targets)
+		}
+		e.nodes[c].weights = append(e.nodes[c].weights, treeWeight{int(wIDs[i]), ws[i]})
+	}
+	return e, nil
+}
+
+// leaf walks a tree from its root to the leaf a row reaches.
+func (e *ensemble) leaf(root int32, x []float64) *treeNode {
+	t := &e.nodes[root]
+	for t.mode != leaf {
+		v := x[t.feature]
+		var ok bool
+		if t.missingTrue && math.IsNaN(v) {
+			ok = true
+		} else {
+			switch t.mode {
+			case branchLEQ:
+				ok = v <= t.value
+			case branchLT:
+				ok = v < t.value
+			case branchGTE:
+				ok = v >= t.value
+			case branchGT:
+				ok = v > t.value
+			case branchEQ:
+				ok = v == t.value
+			case branchNEQ:
+				ok = v != t.value
+			}
+		}
+		if ok {
+			t = &e.nodes[t.t]
+		} else {
+			t = &e.nodes[t.f]
+		}
+	}
+	return t
+}
+
+// input checks the input has the features the branches read.
+func (e *ensemble) input(x *Tensor) (nr, f int, err error) {
+	nr, f, err = rows(x)
+	if err == nil && e.maxFeature >= f {
+		err = fmt.Errorf("input has %d features, the trees read feature %d", f, e.maxFeature)
+	}
+	return nr, f, err
+}
+
+type treeRegressor struct {
+	*ensemble
+	targets   int
+	aggregate string
+}
+
+func newTreeRegressor(n *Node, _ int64) (kernel, error) {
+	targets, err1 := attrInt(n, "n_targets", 1)
+	agg, err2 := attrString(n, "aggregate_function", "SUM")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	if targets < 1 || targets > 100_000 {
+		return nil, fmt.Errorf("n_targets %d", targets)
+	}
+	if agg != "SUM" && agg != "AVERAGE" && agg != "MIN" && agg != "MAX" {
+		return nil, fmt.Errorf("aggregate_function %q is not one of SUM, AVERAGE, MIN, MAX", agg)
+	}
+	e, err := newEnsemble(n, "target", int(targets))
+	if err != nil {
+		return nil, err
+	}
+	if len(e.base) != 0 && len(e.base) != int(targets) {
+		return nil, fmt.Errorf("base_values has %d values for %d targets", len(e.base), targets)
+	}
+	return &treeRegressor{e, int(targets), agg}, wantArity(n, 1, 1)
+}
+
+func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
+	x := in[0]
+	nr, f, err := r.input(x)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float64, nr*r.targets)
+	has := make([]bool, r.targets)
+	for row := 0; row < nr; row++ {
+		s := out[row*r.targets : (row+1)*r.targets]
+		clear(has)
+		for _, root := range r.roots {
+			for _, w := range r.leaf(root, x.F[row*f:(row+1)*f]).weights {
+				switch {
+				case r.aggregate == "MIN" && has[w.target]:
+					s[w.target] = math.Min(s[w.target], w.w)
+				case r.aggregate == "MAX" && has[w.target]:
+					s[w.target] = math.Max(s[w.target], w.w)
+				default:
+					s[w.target] += w.w
+				}
+				has[w.target] = true
+			}
+		}
+		for k := range s {
+			if r.aggregate == "AVERAGE" {
+				s[k] /= float64(len(r.roots))
+			}
+			if len(r.base) > 0 {
+				s[k] += r.base[k]
+			}
+		}
+		transform(r.post, s)
+		for k, v := range s {
+			s[k] = fit(Float, v)
+		}
+	}
+	return []*Tensor{{Type: Float, Shape: []int{nr, r.targets}, F: out}}, nil
+}
+
+type treeClassifier struct {
+	*ensemble
+	ints []int64
+	strs []string
+	// binary: two classes and weights for one class only; positive: no
+	// negative weight. onnxruntime then derives the other class's score.
+	binary, positive bool
+}
+
+func newTreeClassifier(n *Node, _ int64) (kernel, error) {
+	ints, strs, err := classLabels(n, "classlabels_int64s")
+	if err != nil {
+		return nil, err
+	}
+	classes := len(ints) + len(strs)
+	e, err := newEnsemble(n, "class", classes)
+	if err != nil {
+		return nil, err
+	}
+	if len(e.base) != 0 && len(e.base) != classes && !(classes == 2 && len(e.base) == 1) {
+		return nil, fmt.Errorf("base_values has %d values for %d classes", len(e.base), classes)
+	}
+	if len(n.Outputs) != 2 {
+		return nil, fmt.Errorf("has %d outputs, want 2 (label and scores)", len(n.Outputs))
+	}
+	ids := map[int]bool{}
+	positive := true
+	for _, t := range e.nodes {
+		for _, w := range t.weights {
+			ids[w.target] = true
+			positive = positive && w.w >= 0
+		}
+	}
+	return &treeClassifier{e, ints, strs, classes == 2 && len(ids) == 1, positive}, wantArity(n, 1, 1)
+}
+
+func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) {
+	x := in[0]
+	nr, f, err := c.input(x)
+	if err != nil {
+		return nil, err
+	}
+	classes := len(c.ints) + len(c.strs)
+	z := &Tensor{Type: Float, Shape: []int{nr, classes}, F: make([]float64, nr*classes)}
+	idx := make([]int, nr)
+	s := make([]float64, classes)
+	has := make([]bool, classes)
+	for row := 0; row < nr; row++ {
+		clear(s)
+		clear(has)
+		for _, root := range c.roots {
+			for _, w := range c.leaf(root, x.F[row*f:(row+1)*f]).weights {
+				s[w.target] += w.w
+				has[w.target] = true
+			}
+		}
+		out := z.F[row*classes : (row+1)*classes]
+		if classes > 2 {
+			idx[row] = c.multiclass(s, has, out)
+		} else {
+			idx[row] = c.binaryScores(s, has, out)
+		}
+		for i, v := range out {
+			out[i] = fit(Float, v)
+		}
+	}
+	return []*Tensor{labelTensor(c.ints, c.strs, idx), z}, nil
+}
+
+func (c *treeClassifier) multiclass(s []float64, has []bool, out []float64) int {
+	for k, b := range c.base {
+		s[k] += b
+		has[k] = true
+	}
+	best := -1
+	for k := range s {
+		if has[k] && (best < 0 || s[k] > s[best]) {
+			best = k
+		}
+	}
+	copy(out, s)
+	transform(c.post, out)
+	return max(best, 0)
+}
+
+// binaryScores is onnxruntime's TreeEnsembleClassifier for two classes
+// (tree_ensemble_aggregator.h, FinalizeScores and write_scores), which the
+// specification leaves open: with weights for one class only, the other
+// class's score is derived from it.
+func (c *treeClassifier) binaryScores(s []float64, has []bool, out []float64) int {
+	n := 2
+	add := -1
+	switch len(c.base) {
+	case 2:
+		if has[1] {
+			s[1] = c.base[1] + s[0]
+			s[0] = -s[1]
+		} else {
+			s[1] += c.base[1]
+			s[0] += c.base[0]
+		}
+	case 1:
+		s[0] += c.base[0]
+		if !has[1] {
+			n = 1
+		}
+	case 0:
+		add = 3
+		if !has[1] {
+			n = 1
+		}
+	}
+	var pos float64
+	switch {
+	case n == 2 && has[1]:
+		pos = s[1]
+	case has[0]:
+		pos = s[0]
+	}
+	label := 0
+	switch {
+	case c.binary && c.positive:
+		if pos > 0.5 {
+			add, label = 0, 1
+		} else {
+			add = 1
+		}
+	case c.binary:
+		if pos > 0 {
+			add, label = 2, 1
+		} else {
+			add = 3
+		}
+	case n == 2:
+		label = argmaxFirst(s)
+	case pos > 0:
+		label = 1
+	}
+	if n == 2 {
+		copy(out, s)
+		transform(c.post, out)
+		return label
+	}
+	v := s[0]
+	switch {
+	case c.post == "PROBIT":
+		// onnxruntime writes one column; the second stays 0.
+		out[0], out[1] = math.Sqrt2*math.Erfinv(2*v-1), 0
+	case add == 0 || add == 1:
+		out[0], out[1] = 1-v, v
+	case c.post == "LOGISTIC":
+		out[0], out[1] = logistic(-v), logistic(v)
+	case add == 2:
+		out[0], out[1] = -v, v
+	default:
+		out[0], out[1] = v, -v
+	}
+	return label
+}
