@@ -185,7 +185,7 @@ func TestRegisterValidation(t *testing.T) {
 	}{
 		{"spec without data", func() modelfleet.Model { return withValidation(valid) }, true, false},
 		{"data without spec", func() modelfleet.Model { return valid }, false, true},
-		{"bad metric", func() modelfleet.Model { m := withValidation(valid); m.Validation.Metric = "rmse"; return m }, false, false},
+		{"bad metric", func() modelfleet.Model { m := withValidation(valid); m.Validation.Metric = "vibes"; return m }, false, false},
 		{"threshold out of range", func() modelfleet.Model { m := withValidation(valid); m.Validation.Threshold = 1.5; return m }, false, false},
 		{"bad name", func() modelfleet.Model { m := valid; m.Name = "../etc"; return m }, false, false},
 		{"missing version", func() modelfleet.Model { m := valid; m.Version = ""; return m }, false, false},
