@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/edge"
 	"github.com/modelfleet/modelfleet/httpjson"
 )
 
@@ -206,7 +206,7 @@ func (id *Identity) Renew(ctx context.Context, gatewayURL string) error {
 	if err := httpjson.Do(ctx, &http.Client{Transport: tr}, "renew", http.MethodPost, gatewayURL+"/api/sites/"+url.PathEscape(id.site)+"/renew", body, &res); err != nil {
 		return err
 	}
-	if res.CABundle != "" && !bytes.Equal([]byte(res.CABundle), id.ca) {
+	if res.CABundle != "" {
 		id.ca = []byte(res.CABundle)
 	}
 	return id.store([]byte(res.Certificate), keyPEM)
@@ -220,20 +220,12 @@ func (id *Identity) store(certPEM, keyPEM []byte) error {
 		return err
 	}
 	for name, b := range map[string][]byte{"site.key": keyPEM, "ca.crt": id.ca} {
-		if err := writeAtomic(filepath.Join(id.dir, name), b, 0o600); err != nil {
+		if err := edge.WriteFileAtomic(filepath.Join(id.dir, name), b); err != nil {
 			return err
 		}
 	}
 	// The certificate last: its presence says the identity is complete.
-	return writeAtomic(filepath.Join(id.dir, "site.crt"), certPEM, 0o600)
-}
-
-func writeAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return edge.WriteFileAtomic(filepath.Join(id.dir, "site.crt"), certPEM)
 }
 
 // identity returns the site's identity, enrolling with the join token if

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
+
+	"github.com/modelfleet/modelfleet/edge"
 )
 
 // EndpointsFile, in the embedded stack's data dir, says where every part of
@@ -58,11 +59,7 @@ func writeEndpoints(path string, e Endpoints) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return edge.WriteFileAtomic(path, append(b, '\n'))
 }
 
 // listenAt is the loopback address of the i-th listener of a run starting

@@ -5,25 +5,20 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/auth"
-	"github.com/modelfleet/modelfleet/httpjson"
 )
 
 // AuthConfig turns the gateway's authentication and authorisation on
@@ -307,23 +302,3 @@ func (s *security) devToken(file string) (string, error) {
 	}
 	return "", fmt.Errorf("no dev identity %s", file)
 }
-
-// decodeJSON reads a bounded JSON body strictly.
-func decodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return modelfleet.Errorf(modelfleet.ETOOLARGE, "request body exceeds %d bytes", max)
-		}
-		return modelfleet.Errorf(modelfleet.EINVALID, "request body: %v", err)
-	}
-	if err := dec.Decode(&struct{}{}); err != io.EOF {
-		return modelfleet.Errorf(modelfleet.EINVALID, "request body has trailing data after the JSON object")
-	}
-	return nil
-}
-
-var _ = strings.TrimSpace
-var _ = httpjson.Write

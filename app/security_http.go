@@ -39,7 +39,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 	signal, status := o.SignalControl, o.ReleaseStatus
 	mux.HandleFunc("POST /api/workload-releases", func(w http.ResponseWriter, r *http.Request) {
 		var in modelfleet.WorkloadReleaseInput
-		if err := decodeJSON(w, r, 256<<10, &in); err != nil {
+		if err := httpjson.DecodeJSON(w, r, 256<<10, &in); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}
@@ -62,7 +62,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 	})
 	mux.HandleFunc("POST /api/enroll", func(w http.ResponseWriter, r *http.Request) {
 		var req modelfleet.EnrollRequest
-		if err := decodeJSON(w, r, 32<<10, &req); err != nil {
+		if err := httpjson.DecodeJSON(w, r, 32<<10, &req); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}
@@ -73,7 +73,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 			return
 		}
 		// Check the request before spending the token on it.
-		if _, _, err := s.ca.IssueSite(t.Site, []byte(req.CSR), time.Minute); err != nil {
+		if _, err := auth.ParseCSR([]byte(req.CSR)); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}
@@ -93,7 +93,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 	})
 	mux.HandleFunc("POST /api/sites/{id}/renew", func(w http.ResponseWriter, r *http.Request) {
 		var req modelfleet.EnrollRequest
-		if err := decodeJSON(w, r, 32<<10, &req); err != nil {
+		if err := httpjson.DecodeJSON(w, r, 32<<10, &req); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}
@@ -101,7 +101,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 	})
 	mux.HandleFunc("POST /api/sites/{id}/enroll", func(w http.ResponseWriter, r *http.Request) {
 		var req JoinTokenRequest
-		if err := decodeJSON(w, r, 16<<10, &req); err != nil {
+		if err := httpjson.DecodeJSON(w, r, 16<<10, &req); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}
@@ -146,7 +146,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 	})
 	mux.HandleFunc("POST /api/controls", func(w http.ResponseWriter, r *http.Request) {
 		var req ControlRequest
-		if err := decodeJSON(w, r, 16<<10, &req); err != nil {
+		if err := httpjson.DecodeJSON(w, r, 16<<10, &req); err != nil {
 			httpjson.WriteError(w, err)
 			return
 		}

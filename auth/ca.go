@@ -163,29 +163,9 @@ func (ca *CA) IssueSite(site string, csrPEM []byte, lifetime time.Duration) ([]b
 	if !ca.CanIssue() {
 		return nil, nil, modelfleet.Errorf(modelfleet.EINVALID, "this gateway verifies sites against a trust bundle only: issue site certificates with your PKI")
 	}
-	if len(csrPEM) > 16<<10 {
-		return nil, nil, modelfleet.Errorf(modelfleet.ETOOLARGE, "certificate request over 16 KiB")
-	}
-	blk, _ := pem.Decode(csrPEM)
-	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
-		return nil, nil, modelfleet.Errorf(modelfleet.EINVALID, "want a PEM CERTIFICATE REQUEST")
-	}
-	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	csr, err := ParseCSR(csrPEM)
 	if err != nil {
-		return nil, nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request: %v", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request signature: %v", err)
-	}
-	switch k := csr.PublicKey.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
-			return nil, nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request: use an ECDSA P-256 or P-384 or an ed25519 key")
-		}
-	case interface{ Equal(crypto.PublicKey) bool }:
-		if csr.PublicKeyAlgorithm != x509.Ed25519 {
-			return nil, nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request: use an ECDSA P-256 or P-384 or an ed25519 key")
-		}
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -199,6 +179,33 @@ func (ca *CA) IssueSite(site string, csrPEM []byte, lifetime time.Duration) ([]b
 	}
 	c, err := x509.ParseCertificate(der)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), c, err
+}
+
+// ParseCSR checks a site's certificate request: PEM, bounded, signed by
+// the key it carries, and that key ECDSA P-256/P-384 or ed25519.
+func ParseCSR(csrPEM []byte) (*x509.CertificateRequest, error) {
+	if len(csrPEM) > 16<<10 {
+		return nil, modelfleet.Errorf(modelfleet.ETOOLARGE, "certificate request over 16 KiB")
+	}
+	blk, _ := pem.Decode(csrPEM)
+	if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "want a PEM CERTIFICATE REQUEST")
+	}
+	csr, err := x509.ParseCertificateRequest(blk.Bytes)
+	if err != nil {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request: %v", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request signature: %v", err)
+	}
+	ok := csr.PublicKeyAlgorithm == x509.Ed25519
+	if k, isEC := csr.PublicKey.(*ecdsa.PublicKey); isEC {
+		ok = k.Curve == elliptic.P256() || k.Curve == elliptic.P384()
+	}
+	if !ok {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "certificate request: use an ECDSA P-256 or P-384 or an ed25519 key")
+	}
+	return csr, nil
 }
 
 // ServerCert issues the site listener's TLS certificate for hosts (names

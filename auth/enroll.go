@@ -70,21 +70,15 @@ func OpenEnrolments(path string) (*Enrolments, error) {
 	if err := json.Unmarshal(b, &e.st); err != nil {
 		return nil, fmt.Errorf("enrolments %s: %w", path, err)
 	}
-	for _, m := range []any{&e.st.Tokens, &e.st.Serials, &e.st.Revoked} {
-		switch m := m.(type) {
-		case *map[string]joinToken:
-			if *m == nil {
-				*m = map[string]joinToken{}
-			}
-		case *map[string][]string:
-			if *m == nil {
-				*m = map[string][]string{}
-			}
-		case *map[string]time.Time:
-			if *m == nil {
-				*m = map[string]time.Time{}
-			}
-		}
+	// A file written by hand may lack a section.
+	if e.st.Tokens == nil {
+		e.st.Tokens = map[string]joinToken{}
+	}
+	if e.st.Serials == nil {
+		e.st.Serials = map[string][]string{}
+	}
+	if e.st.Revoked == nil {
+		e.st.Revoked = map[string]time.Time{}
 	}
 	return e, nil
 }

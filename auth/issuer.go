@@ -70,7 +70,7 @@ func OpenIssuer(dir, issuerURL, audience string) (*Issuer, error) {
 		}
 	}
 	pub := jose.JSONWebKey{Key: &k.PublicKey}
-	tp, err := pub.Thumbprint(cryptoSHA256)
+	tp, err := pub.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil, err
 	}
@@ -137,5 +137,3 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
-
-var cryptoSHA256 = crypto.SHA256

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,7 +111,7 @@ func (o *OIDC) Verify(ctx context.Context, raw string) (*Principal, error) {
 	}
 	if len(o.cfg.Tenants) > 0 {
 		tid, _ := claims["tid"].(string)
-		if !contains(o.cfg.Tenants, tid) {
+		if !slices.Contains(o.cfg.Tenants, tid) {
 			return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "bearer token from tenant %q, which this gateway does not accept", tid)
 		}
 	}
@@ -154,15 +155,6 @@ func stringList(v any) []string {
 		return strings.Fields(v)
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // bearer extracts a bearer token from a request.

@@ -54,9 +54,14 @@ func (f SinkFunc) Notify(ctx context.Context, v Verdict) error { return f(ctx, v
 
 // Options configures a Monitor. Zero values take the defaults.
 type Options struct {
-	Baselines  BaselineSource
-	Sink       Sink // nil: verdicts are only kept (Verdicts)
-	Thresholds Thresholds
+	// SenderProperty, if set, names the queue message property that says
+	// which site sent it (the gateway stamps it from the sender's
+	// certificate): a message without it, or speaking of another site, is
+	// dead-lettered.
+	SenderProperty string
+	Baselines      BaselineSource
+	Sink           Sink // nil: verdicts are only kept (Verdicts)
+	Thresholds     Thresholds
 	// ModelThresholds, if set, gives model versions data-quality
 	// thresholds of their own (their model card's monitoring block) in
 	// place of Thresholds'. It is asked once per version and baseline.
@@ -188,12 +193,32 @@ func (m *Monitor) Stats() Stats {
 // as a queue.PermanentError whose reason names the problem, so it is
 // dead-lettered at once and never stops the consumer.
 func (m *Monitor) Handle(ctx context.Context, d queue.Delivery) error {
+	if p := m.opts.SenderProperty; p != "" {
+		sender := d.Properties[p]
+		if sender == "" {
+			m.rejected.Add(1)
+			return queue.PermanentReason("UnknownSender", fmt.Errorf("signal message %s: no %s property: not sent through the gateway by an enrolled site", d.ID, p))
+		}
+		return m.process(ctx, d.Body, sender)
+	}
 	return m.Process(ctx, d.Body)
 }
 
 // Process applies one queue message body (a message or a batch).
-func (m *Monitor) Process(ctx context.Context, body []byte) error {
+func (m *Monitor) Process(ctx context.Context, body []byte) error { return m.process(ctx, body, "") }
+
+// process applies body; with sender set, messages about another site are
+// refused.
+func (m *Monitor) process(ctx context.Context, body []byte, sender string) error {
 	msgs, derr := signals.DecodeAny(body)
+	if sender != "" {
+		for _, msg := range msgs {
+			if msg.Site != sender {
+				m.rejected.Add(1)
+				return queue.PermanentReason("SiteMismatch", fmt.Errorf("signal message: sent by site %s about site %s", sender, msg.Site))
+			}
+		}
+	}
 	var perm error
 	for i := range msgs {
 		m.received.Add(1)

@@ -382,3 +382,31 @@ func TestThresholds(t *testing.T) {
 		t.Error("a NaN rate accepted")
 	}
 }
+
+// TestMonitorChecksTheSender: with SenderProperty, a message reaches the
+// windows only if the site its sender's certificate names is the site it
+// speaks of.
+func TestMonitorChecksTheSender(t *testing.T) {
+	fx := newFixture(t)
+	m := fx.monitor(nil, Options{SenderProperty: "modelfleet-site"})
+	ctx := context.Background()
+	d := func(props map[string]string) queue.Delivery {
+		return queue.Delivery{Message: queue.Message{ID: "m", Body: fx.window(600, 0), Properties: props}}
+	}
+	var pe *queue.PermanentError
+	if err := m.Handle(ctx, d(nil)); !errors.As(err, &pe) || !strings.Contains(err.Error(), "no modelfleet-site") {
+		t.Errorf("no sender: %v", err)
+	}
+	if err := m.Handle(ctx, d(map[string]string{"modelfleet-site": "plant-2"})); !errors.As(err, &pe) || !strings.Contains(err.Error(), "sent by site plant-2 about site plant-1") {
+		t.Errorf("another site: %v", err)
+	}
+	if st := m.Stats(); st.Evaluated != 0 || st.Rejected != 2 {
+		t.Errorf("after two refused messages: %+v", st)
+	}
+	if err := m.Handle(ctx, d(map[string]string{"modelfleet-site": "plant-1"})); err != nil {
+		t.Errorf("its own site: %v", err)
+	}
+	if st := m.Stats(); st.Evaluated != 1 {
+		t.Errorf("the site's own message was not evaluated: %+v", st)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -119,6 +120,25 @@ func Do(ctx context.Context, hc *http.Client, what, method, url string, body []b
 	}
 	if err := json.Unmarshal(buf, out); err != nil {
 		return fmt.Errorf("%s: %s %s: decode response: %w", what, method, req.URL.Path, err)
+	}
+	return nil
+}
+
+// DecodeJSON reads a request body of at most max bytes into v strictly:
+// unknown fields, trailing data and an oversize body are errors (EINVALID,
+// ETOOLARGE) fit for the caller.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, max int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return modelfleet.Errorf(modelfleet.ETOOLARGE, "request body exceeds %d bytes", max)
+		}
+		return modelfleet.Errorf(modelfleet.EINVALID, "request body: %v", err)
+	}
+	if err := dec.Decode(&struct{}{}); err != io.EOF {
+		return modelfleet.Errorf(modelfleet.EINVALID, "request body has trailing data after the JSON object")
 	}
 	return nil
 }
