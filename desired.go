@@ -18,6 +18,11 @@ type Desired struct {
 	// workload name. Absent in documents written before workloads travelled
 	// with releases: the site then runs what it was built with.
 	Workloads map[string]DesiredWorkload `json:"workloads,omitempty"`
+	// ReleaseKeys is the control plane's current release key set, signed
+	// (KeySetPayloadType): how a site learns a rotated-in key or a
+	// revocation after enrolment. A site takes it only if a key it already
+	// trusts signed it, so whoever writes desired states cannot add one.
+	ReleaseKeys *Envelope `json:"releaseKeys,omitempty"`
 }
 
 // DesiredModel is one model's desired versions at a site, and which release
@@ -51,6 +56,13 @@ type DesiredVersion struct {
 	// directory, /api/baselines/{model}/{version}): the bins the site
 	// counts inputs and predictions into. "" when it has none.
 	Baseline string `json:"baseline,omitempty"`
+	// Size is the artifact's size in bytes, and Statement the release's
+	// signed statement about it (release_statement.go): a site that pinned
+	// release keys loads the version only if a trusted key signed exactly
+	// this artifact as this version. Absent from versions released before
+	// releases were signed.
+	Size      int64     `json:"size,omitempty"`
+	Statement *Envelope `json:"statement,omitempty"`
 }
 
 // ValidateSplit checks a traffic split: distinct versions, weights 0..100

@@ -19,4 +19,7 @@ type EnrollResponse struct {
 	NotAfter    time.Time         `json:"notAfter"`
 	Labels      map[string]string `json:"labels,omitempty"`
 	ControlKeys []TrustedKey      `json:"controlKeys"`
+	// ReleaseKeys are the keys the site pins to verify release statements
+	// with (and the revoked ones): a site loads only what they signed.
+	ReleaseKeys *Trust `json:"releaseKeys,omitempty"`
 }

@@ -24,11 +24,14 @@ type ReleaseStatus struct {
 	Reason     string            `json:"reason,omitempty"`
 	Digest     string            `json:"digest,omitempty"`
 	Validation *ValidationResult `json:"validation,omitempty"`
-	Champion   *ChampionCheck    `json:"champion,omitempty"`
-	Waves      []WaveStatus      `json:"waves,omitempty"`
-	Gate       *GateStatus       `json:"gate,omitempty"`
-	Paused     bool              `json:"paused,omitempty"`
-	Controls   []ControlRecord   `json:"controls,omitempty"`
+	// Signed says the validated version's release statement was signed
+	// (sites that pinned release keys load only a signed version).
+	Signed   bool            `json:"signed,omitempty"`
+	Champion *ChampionCheck  `json:"champion,omitempty"`
+	Waves    []WaveStatus    `json:"waves,omitempty"`
+	Gate     *GateStatus     `json:"gate,omitempty"`
+	Paused   bool            `json:"paused,omitempty"`
+	Controls []ControlRecord `json:"controls,omitempty"`
 	// Monitor lists the drift monitor's breaches of the new version
 	// received while the release ran (the last MaxMonitorVerdicts).
 	Monitor   []MonitorVerdict `json:"monitor,omitempty"`

@@ -41,6 +41,9 @@ type Cloud struct {
 	// Drivers checks each release's plan with the sites' deployment drivers
 	// (drivers.Check). Nil: no check.
 	Drivers modelfleet.PlanChecker
+	// Signer signs each validated version's release statement
+	// (SignRelease). Nil: versions travel unsigned.
+	Signer modelfleet.ReleaseSigner
 }
 
 // ValidationReport is what ValidateModel returns: the model record (digest,
@@ -73,6 +76,9 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	if err != nil {
 		return ValidationReport{}, fmt.Errorf("validate %s: artifact: %w", ref, err)
 	}
+	// The size the release signs is that of the bytes verified here: a
+	// site stops any download of the artifact there.
+	m.Size = int64(len(artifact))
 	if m.ArtifactURL, err = a.reachable(ctx, m.ArtifactURL, m.Digest, artifact); err != nil {
 		return ValidationReport{}, fmt.Errorf("validate %s: %w", ref, err)
 	}

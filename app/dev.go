@@ -237,7 +237,8 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), GatewayClient: gwClient, Retraining: rt, Logger: log})
+	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), GatewayClient: gwClient, Retraining: rt, Logger: log,
+		ReleaseSigner: d.Gateway.ReleaseSigner()})
 	if err != nil {
 		return err
 	}

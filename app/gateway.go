@@ -143,6 +143,9 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 			return nil, err
 		}
 		to.ControlKeys = g.sec.ControlKeys()
+		// Every desired state carries the signed release key set: how
+		// sites learn a rotation or a revocation.
+		g.Directory.SetReleaseKeys(g.sec.release.KeySet())
 	}
 	mux := http.NewServeMux()
 	disp := events.NewTemporalDispatcher(o, log, reg)
@@ -214,6 +217,15 @@ func (g *Gateway) URL() string {
 		return g.url
 	}
 	return g.http.URL()
+}
+
+// ReleaseSigner is the release-signing keys the gateway gives sites at
+// enrolment (nil without Auth): the embedded stack's worker signs with them.
+func (g *Gateway) ReleaseSigner() modelfleet.ReleaseSigner {
+	if g.sec == nil {
+		return nil
+	}
+	return g.sec.release
 }
 
 // CABundle is the PEM bundle clients verify the gateway with (nil without

@@ -61,6 +61,7 @@ type security struct {
 	guard       *auth.Guard
 	tls         *tls.Config
 	controlKeys []ed25519.PrivateKey
+	release     *ReleaseKeys // release_keys.go
 	lifetime    time.Duration
 	log         *slog.Logger
 }
@@ -89,6 +90,9 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 		return nil, "", err
 	}
 	if s.controlKeys, err = loadControlKeys(filepath.Join(pki, "control-keys")); err != nil {
+		return nil, "", err
+	}
+	if s.release, err = OpenReleaseKeys(filepath.Join(pki, "release-keys"), true); err != nil {
 		return nil, "", err
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())

@@ -180,7 +180,7 @@ func (s *security) issue(w http.ResponseWriter, site, csr string, labels map[str
 		return
 	}
 	s.guard.Audit(&auth.Principal{Subject: site}, how, site, true, "certificate "+cert.SerialNumber.Text(16)+" until "+cert.NotAfter.Format(time.RFC3339))
-	httpjson.Write(w, http.StatusOK, modelfleet.EnrollResponse{Site: site, Certificate: string(certPEM), CABundle: string(s.ca.Bundle), NotAfter: cert.NotAfter, Labels: labels, ControlKeys: s.ControlKeys()})
+	httpjson.Write(w, http.StatusOK, modelfleet.EnrollResponse{Site: site, Certificate: string(certPEM), CABundle: string(s.ca.Bundle), NotAfter: cert.NotAfter, Labels: labels, ControlKeys: s.ControlKeys(), ReleaseKeys: s.release.Trust()})
 }
 
 // ControlRequest is POST /api/controls's body: a control for a release.

@@ -50,6 +50,10 @@ type WorkerConfig struct {
 	// answers). Metrics nil: a registry of the process alone.
 	MetricsAddr string
 	Metrics     *prometheus.Registry
+	// ReleaseSigner signs each validated version's release statement
+	// (ReleaseKeys from --release-keys). Nil: versions travel unsigned,
+	// and sites that pinned release keys refuse them.
+	ReleaseSigner modelfleet.ReleaseSigner
 }
 
 // StartCloudWorker starts the worker that runs the workflows and the cloud
@@ -69,6 +73,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		Fleet:     dir,
 		Baselines: dir,
 		Artifacts: dir,
+		Signer:    cfg.ReleaseSigner,
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.

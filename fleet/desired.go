@@ -39,6 +39,16 @@ func (n *notifier) wait(site string) <-chan struct{} {
 	return c
 }
 
+// forget drops the wake-up channel of a site that turned out not to exist,
+// so polls for unknown site IDs leave nothing behind.
+func (n *notifier) forget(site string, c <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if cur, ok := n.ch[site]; ok && (<-chan struct{})(cur) == c {
+		delete(n.ch, site)
+	}
+}
+
 func (n *notifier) notify(sites []string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -226,6 +236,9 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 			ds, err = getDesired(tx.Bucket(desiredBucket), site)
 			return err
 		})
+		if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+			d.notify.forget(site, wake)
+		}
 		if err != nil || ds.Revision > after {
 			return ds, err
 		}

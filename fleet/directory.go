@@ -27,6 +27,11 @@ type Directory struct {
 	artifacts *registry.BlobStore // the mirror of artifacts sites cannot fetch (artifacts.go)
 	now       func() time.Time
 	notify    notifier
+	// releaseKeys is the signed release key set every desired state
+	// carries to its site (SetReleaseKeys); polls bounds the long polls
+	// waiting at once (long_poll.go).
+	releaseKeys *modelfleet.Envelope
+	polls       chan struct{}
 }
 
 // Open opens (creating if needed) the directory stored in dir/sites.db.
@@ -54,7 +59,7 @@ func Open(dir string) (*Directory, error) {
 		db.Close()
 		return nil, fmt.Errorf("fleet: artifact mirror: %w", err)
 	}
-	return &Directory{db: db, now: time.Now, artifacts: arts}, nil
+	return &Directory{db: db, now: time.Now, artifacts: arts, polls: make(chan struct{}, DefaultMaxLongPolls)}, nil
 }
 
 // Close releases the database file.

@@ -83,13 +83,20 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "wait %q is not a duration", r.URL.Query().Get("wait")))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), min(wait, maxLongPoll))
+		wait = min(wait, maxLongPoll)
+		done, ok := d.beginLongPoll(w, wait)
+		if !ok {
+			return
+		}
+		defer done()
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
 		ds, err := d.Desired(ctx, r.PathValue("id"), after)
 		if err != nil {
 			WriteError(w, err)
 			return
 		}
+		ds.ReleaseKeys = d.releaseKeys
 		writeJSON(w, http.StatusOK, ds)
 	})
 	mux.HandleFunc("PUT /api/sites/{id}/actual", func(w http.ResponseWriter, r *http.Request) {

@@ -58,6 +58,9 @@ func Release(ctx workflow.Context, in modelfleet.ReleaseInput) (modelfleet.Relea
 		return r.end(ctx, err)
 	}
 	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features, Baseline: report.Baseline}
+	if nv, err = r.sign(ctx, report, nv); err != nil {
+		return r.fail(ctx, err)
+	}
 	plan, err := r.plan(ctx, nv)
 	if err != nil {
 		return r.fail(ctx, err)

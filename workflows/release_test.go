@@ -44,6 +44,7 @@ type harness struct {
 	reads           int // progress reads
 	stepAt          []time.Time
 	in              modelfleet.ReleaseInput // what run starts the release with
+	signed          []activities.SignRequest
 }
 
 // siteTraffic is one site's figures of the new version (and the replaced
@@ -95,6 +96,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	h.env.OnActivity(cloud.ValidateModel, mock.Anything, ref).Return(func(context.Context, modelfleet.ModelRef) (activities.ValidationReport, error) {
 		return h.report, nil
 	})
+	h.env.OnActivity(cloud.SignRelease, mock.Anything, mock.Anything).Return(h.sign)
 	h.env.OnActivity(cloud.PlanRollout, mock.Anything, ref.Name, mock.Anything).Return(activities.RolloutPlan{Policy: p, Waves: waves}, nil)
 	h.env.OnActivity(cloud.ApplyStep, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.StepRequest) (modelfleet.StepResult, error) {
 		h.steps = append(h.steps, req)
@@ -152,7 +154,7 @@ func (h *harness) signal(after time.Duration, name string, by string) {
 
 func passed() activities.ValidationReport {
 	return activities.ValidationReport{
-		Model:  modelfleet.Model{ModelRef: ref, Format: "lightgbm", Digest: "sha256:" + strings.Repeat("a", 64), ArtifactURL: "http://registry/blob"},
+		Model:  modelfleet.Model{ModelRef: ref, Format: "lightgbm", Digest: "sha256:" + strings.Repeat("a", 64), Size: 1234, ArtifactURL: "http://registry/blob"},
 		Result: modelfleet.ValidationResult{Metric: "auc", Value: 0.95, Threshold: 0.85, Rows: 100, Passed: true},
 	}
 }

@@ -1,0 +1,53 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// SignRequest asks for the signed statement of a validated version.
+type SignRequest struct {
+	Release string           `json:"release"` // the release's workflow ID
+	Report  ValidationReport `json:"report"`
+}
+
+// SignRelease signs the in-toto statement a site verifies before it loads
+// the version: the artifact's digest and size, the validation result, the
+// baseline, the workload version it is released with and its manifest's
+// digest, the release. Only a passed validation is signed. With no signer
+// configured it returns nil: the version travels unsigned, and sites that
+// pinned release keys refuse it.
+func (a *Cloud) SignRelease(ctx context.Context, req SignRequest) (*modelfleet.Envelope, error) {
+	m, res := req.Report.Model, req.Report.Result
+	if !res.Passed {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("sign %s: validation did not pass", m.ModelRef), "InvalidInput", nil)
+	}
+	if !modelfleet.ValidDigest(m.Digest) || m.Size <= 0 {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("sign %s: digest %q, size %d: nothing to sign", m.ModelRef, m.Digest, m.Size), "InvalidInput", nil)
+	}
+	if a.Signer == nil {
+		return nil, nil
+	}
+	p := modelfleet.ReleasePredicate{
+		Model: m.Name, Version: m.Version, Format: m.Format, Features: m.Features,
+		Validation: res, Baseline: req.Report.Baseline, Release: req.Release,
+		SignedAt: time.Now().UTC().Truncate(time.Second),
+	}
+	w, err := a.releaseWorkload(ctx, m)
+	if err != nil {
+		return nil, nonRetryableIfInvalid(fmt.Errorf("sign %s: %w", m.ModelRef, err))
+	}
+	if w != nil {
+		p.Workload = &modelfleet.SignedWorkload{Name: w.Name, Version: w.Version, ManifestDigest: w.Digest}
+	}
+	env, err := a.Signer.SignRelease(ctx, modelfleet.NewReleaseStatement(m.Digest, m.Size, p))
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", m.ModelRef, err)
+	}
+	return env, nil
+}
