@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -32,6 +33,13 @@ type Config struct {
 	// for shadow versions; 0 means GOMAXPROCS and DefaultShadowQueue.
 	ShadowWorkers int
 	ShadowQueue   int
+	// Trust, if set, is what release statements are verified with: a
+	// version loads, at start and on every apply, only with a statement
+	// a trusted key signed (verify.go). Nil: unsigned versions load.
+	Trust *modelfleet.Trust
+	// MaxModelBytes bounds a model file read to be parsed (default
+	// DefaultMaxModelBytes).
+	MaxModelBytes int64
 }
 
 // Agent is a site's edge agent: the store on disk and the router serving
@@ -54,6 +62,11 @@ type Agent struct {
 
 	keysMu sync.Mutex // serialises writes of keys.json
 	keys   keysFile
+
+	trust     atomic.Pointer[modelfleet.Trust]
+	maxModel  int64
+	refusedMu sync.Mutex
+	refused   map[string]string // model -> why its versions were not restored
 }
 
 // Open opens the site directory dir and loads every model version
@@ -79,7 +92,11 @@ func Open(dir string, cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{site: cfg.SiteID, load: cfg.Loader, log: log, store: store, router: NewRouter(cfg.SiteID, cfg.Vectorizer, log)}
+	a := &Agent{site: cfg.SiteID, load: cfg.Loader, log: log, store: store, router: NewRouter(cfg.SiteID, cfg.Vectorizer, log), maxModel: cfg.MaxModelBytes}
+	if a.maxModel <= 0 {
+		a.maxModel = DefaultMaxModelBytes
+	}
+	a.trust.Store(cfg.Trust)
 	a.router.shadow = newShadowPool(cfg.ShadowWorkers, cfg.ShadowQueue)
 	// Keys before models: a model must never be served without its keys.
 	if err := a.loadKeys(); err != nil {
@@ -107,9 +124,14 @@ func (a *Agent) restore(name string, entries []StateEntry) {
 	weights := make([]int, 0, len(entries))
 	for _, e := range entries {
 		req := e.request()
-		m, err := a.loadModel(&req, a.store.Path(e.ModelRef, e.Digest), e.LoadedAt)
+		err := a.verifyOnDisk(e)
+		var m LoadedModel
+		if err == nil {
+			m, err = a.loadModel(&req, a.store.Path(e.ModelRef, e.Digest), e.LoadedAt)
+		}
 		if err != nil {
 			a.log.Error("edge: last good model not loaded; serving the others", "model", e.ModelRef.String(), "digest", e.Digest, "err", err)
+			a.refuse(name, fmt.Sprintf("version %s not served since the agent started: %v", e.Version, err))
 			continue
 		}
 		ws = append(ws, WeightedModel{LoadedModel: m, Weight: e.weight(), Shadow: e.Shadow})
@@ -199,6 +221,13 @@ func (a *Agent) lockModel(name string) func() {
 func (a *Agent) loadModel(req *DeployRequest, path string, loadedAt time.Time) (m LoadedModel, err error) {
 	if err := req.Validate(); err != nil {
 		return m, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return m, err
+	}
+	if limit := a.maxModel; limit > 0 && fi.Size() > limit {
+		return m, modelfleet.Errorf(modelfleet.EINVALID, "model %s is %d bytes, over this site's limit of %d for a model file", req.Model, fi.Size(), limit)
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

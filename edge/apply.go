@@ -35,9 +35,18 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 		a.log.Info("edge: model no longer served", "model", model)
 		return nil
 	}
+	// Every version's statement is checked before anything is installed:
+	// a refused split changes nothing at the site.
+	sizes, err := a.verifyDesired(model, versions)
+	if err != nil {
+		return fmt.Errorf("edge: apply %s: %w", model, err)
+	}
 	weights := make(map[string]int, len(versions))
-	for _, v := range versions {
-		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features}
+	for i, v := range versions {
+		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features, Size: sizes[i]}
+		if sizes[i] > 0 {
+			req.Statement = v.Statement
+		}
 		if err := req.Validate(); err != nil {
 			return fmt.Errorf("edge: apply %s: %w", req.Model, err)
 		}

@@ -73,6 +73,11 @@ type DeployRequest struct {
 	// every request another version answers, and its answers are measured,
 	// never returned. Weight must then be nil or 0.
 	Shadow bool `json:"shadow,omitempty"`
+	// Size, when set, is the artifact's signed size: a download stops
+	// there, and one of another length fails. Statement is the verified
+	// release statement kept beside the artifact (verify.go).
+	Size      int64                `json:"size,omitempty"`
+	Statement *modelfleet.Envelope `json:"statement,omitempty"`
 }
 
 // DeployResult reports what a Deploy did.

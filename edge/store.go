@@ -247,6 +247,9 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 	if err := writeMeta(dst, &req); err != nil {
 		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 	}
+	if err := writeStatement(dst, req.Statement); err != nil {
+		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+	}
 	s.prune(req.Model.Name, dst)
 	return dst, nil
 }
@@ -271,8 +274,16 @@ func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc
 		}
 	}()
 	h := sha256.New()
-	if err := fetch(ctx, io.MultiWriter(f, h)); err != nil {
+	var w io.Writer = io.MultiWriter(f, h)
+	sized := &sizedWriter{w: w, left: req.Size}
+	if req.Size > 0 {
+		w = sized
+	}
+	if err := fetch(ctx, w); err != nil {
 		return fmt.Errorf("fetch: %w", err)
+	}
+	if req.Size > 0 && sized.n != req.Size {
+		return fmt.Errorf("%w: downloaded %d bytes, the signed size is %d", ErrDigestMismatch, sized.n, req.Size)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -336,6 +347,7 @@ func (s *Store) prune(name, installed string) {
 			continue
 		}
 		os.Remove(metaPath(a.path))
+		os.Remove(statementPath(a.path))
 		s.log.Info("edge: pruned old model version", "model", name, "path", a.path)
 		os.Remove(filepath.Dir(a.path)) // only succeeds when the version dir is now empty
 	}

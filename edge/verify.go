@@ -1,0 +1,164 @@
+package edge
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// A site that pinned release keys (SetTrust, Config.Trust) loads a version
+// only if a key it trusts signed a release statement for exactly that
+// artifact as that version of that model (modelfleet.Trust.VerifyRelease).
+// The statement is kept beside the artifact, <hex digest>.statement.json,
+// and verified again when the site starts: a file changed on disk is
+// refused, and the versions that still verify serve.
+
+// DefaultMaxModelBytes bounds a model file the agent reads into memory to
+// parse: a larger one is refused before it is read, so one artifact cannot
+// exhaust a small edge pod (Config.MaxModelBytes).
+const DefaultMaxModelBytes = 64 << 20
+
+// maxStatementFile bounds a statement file read back from disk.
+const maxStatementFile = 64 << 10
+
+// ErrRefused is wrapped by Apply when a version has no valid release
+// statement: the site keeps serving what it served.
+var ErrRefused = errors.New("refused")
+
+func statementPath(artifact string) string {
+	return strings.TrimSuffix(artifact, ".model") + ".statement.json"
+}
+
+// SetTrust sets the keys release statements are verified with from now on
+// (nil: versions load unsigned, as before releases were signed).
+func (a *Agent) SetTrust(t *modelfleet.Trust) { a.trust.Store(t) }
+
+// Trust is what the agent verifies release statements with (nil: nothing).
+func (a *Agent) Trust() *modelfleet.Trust { return a.trust.Load() }
+
+// Refused says, by model, why versions state.json lists were not served
+// when the agent started (a statement that no longer verifies, a file
+// changed on disk), so the agent reports it.
+func (a *Agent) Refused() map[string]string {
+	a.refusedMu.Lock()
+	defer a.refusedMu.Unlock()
+	out := make(map[string]string, len(a.refused))
+	for k, v := range a.refused {
+		out[k] = v
+	}
+	return out
+}
+
+func (a *Agent) refuse(model, reason string) {
+	a.refusedMu.Lock()
+	defer a.refusedMu.Unlock()
+	if a.refused == nil {
+		a.refused = map[string]string{}
+	}
+	a.refused[model] = reason
+}
+
+// verifyDesired checks the release statements of a split before anything
+// of it is installed, and returns the signed size of each version (by
+// index; 0 with no trust set).
+func (a *Agent) verifyDesired(model string, versions []modelfleet.DesiredVersion) ([]int64, error) {
+	sizes := make([]int64, len(versions))
+	t := a.trust.Load()
+	if t == nil {
+		return sizes, nil
+	}
+	for i, v := range versions {
+		st, err := t.VerifyRelease(v.Statement, model, v)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+		}
+		sizes[i] = st.Subject[0].Annotations.Size
+	}
+	return sizes, nil
+}
+
+// verifyOnDisk checks the statement kept beside an installed artifact
+// against what state.json says of it and the file's size.
+func (a *Agent) verifyOnDisk(e StateEntry) error {
+	t := a.trust.Load()
+	if t == nil {
+		return nil
+	}
+	p := a.store.Path(e.ModelRef, e.Digest)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	env, err := readStatement(statementPath(p))
+	if err != nil {
+		return fmt.Errorf("%w: version %s: release statement on disk: %w", ErrRefused, e.ModelRef, err)
+	}
+	v := modelfleet.DesiredVersion{Version: e.Version, Digest: e.Digest, Format: e.Format, Features: e.Features, Size: fi.Size()}
+	if _, err := t.VerifyRelease(env, e.Name, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nil
+}
+
+func readStatement(p string) (*modelfleet.Envelope, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStatementFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxStatementFile {
+		return nil, fmt.Errorf("larger than %d bytes", maxStatementFile)
+	}
+	var env modelfleet.Envelope
+	if err := json.Unmarshal(b, &env); err != nil {
+		return nil, err
+	}
+	return &env, nil
+}
+
+// writeStatement keeps env beside the artifact at path, unless the file
+// already holds exactly that.
+func writeStatement(path string, env *modelfleet.Envelope) error {
+	if env == nil {
+		return nil
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(statementPath(path)); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	return WriteFileAtomic(statementPath(path), b)
+}
+
+// sizedWriter stops a download at the signed size: a longer artifact is
+// cut off there, not written to the disk until it fills.
+type sizedWriter struct {
+	w    io.Writer
+	left int64
+	n    int64
+}
+
+// errTooLong is wrapped when an artifact runs past its signed size.
+var errTooLong = errors.New("artifact is longer than its signed size")
+
+func (s *sizedWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > s.left {
+		return 0, fmt.Errorf("%w (%d bytes): download stopped", errTooLong, s.n+s.left)
+	}
+	n, err := s.w.Write(p)
+	s.left -= int64(n)
+	s.n += int64(n)
+	return n, err
+}

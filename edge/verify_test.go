@@ -1,0 +1,209 @@
+package edge
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// signer is a release key and the trust that pins it.
+type signer struct {
+	key   ed25519.PrivateKey
+	trust *modelfleet.Trust
+}
+
+func newSigner(t *testing.T) signer {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := k.Public().(ed25519.PublicKey)
+	return signer{k, &modelfleet.Trust{Keys: []modelfleet.TrustedKey{{ID: modelfleet.KeyID(pub), PublicKey: pub}}}}
+}
+
+// version is a desired version of artifact, signed by s as model:version.
+func (s signer) version(t *testing.T, model, version string, artifact []byte, weight int) modelfleet.DesiredVersion {
+	t.Helper()
+	st := modelfleet.NewReleaseStatement(digestOf(artifact), int64(len(artifact)), modelfleet.ReleasePredicate{
+		Model: model, Version: version, Format: modelfleet.FormatLightGBM, Features: testFeatures, Release: "release/" + model + "/" + version, SignedAt: time.Now()})
+	env, err := modelfleet.SignStatement(st, []ed25519.PrivateKey{s.key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return modelfleet.DesiredVersion{Version: version, Digest: digestOf(artifact), Size: int64(len(artifact)), Format: modelfleet.FormatLightGBM,
+		ArtifactURL: "https://example.invalid/" + version, Features: testFeatures, Weight: weight, Statement: env}
+}
+
+func openTrusting(t *testing.T, dir string, trust *modelfleet.Trust) *Agent {
+	t.Helper()
+	a, err := Open(dir, Config{SiteID: "site-1", Loader: fakeLoad, Vectorizer: fakeVector, Logger: testLogger(t), Trust: trust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Close)
+	return a
+}
+
+// fetchAll serves each artifact by its desired version's URL.
+func fetchAll(arts map[string][]byte) func(modelfleet.DesiredVersion) FetchFunc {
+	return func(v modelfleet.DesiredVersion) FetchFunc {
+		return func(_ context.Context, w io.Writer) error {
+			_, err := w.Write(arts[v.Version])
+			return err
+		}
+	}
+}
+
+func served(a *Agent, model string) string {
+	var vs []string
+	for _, v := range a.router.Versions(model) {
+		vs = append(vs, v.Model.Version)
+	}
+	return strings.Join(vs, ",")
+}
+
+// Every refusal the issue names: the site keeps serving its last good
+// version, and the error says why (the agent reports it).
+func TestApplyRefusesWhatNoTrustedKeySigned(t *testing.T) {
+	good, rogue := newSigner(t), newSigner(t)
+	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(1, 2, 2, 2)
+	arts := map[string][]byte{"1": v1, "2": v2}
+	revoked := *good.trust
+	revoked.Revoked = []string{good.trust.Keys[0].ID}
+
+	unsigned := good.version(t, "m", "2", v2, 100)
+	unsigned.Statement = nil
+	otherDigest := good.version(t, "m", "2", v1, 100) // a statement for v1's bytes
+	otherDigest.Digest, otherDigest.Size = digestOf(v2), int64(len(v2))
+	otherModel := good.version(t, "n", "2", v2, 100)
+	otherVersion := good.version(t, "m", "3", v2, 100)
+	otherVersion.Version = "2"
+	for name, c := range map[string]struct {
+		trust *modelfleet.Trust
+		v     modelfleet.DesiredVersion
+		want  string
+	}{
+		"no statement":    {good.trust, unsigned, "no signed release statement"},
+		"other digest":    {good.trust, otherDigest, "is for artifact"},
+		"untrusted key":   {good.trust, rogue.version(t, "m", "2", v2, 100), "not signed by a trusted key"},
+		"revoked key":     {&revoked, good.version(t, "m", "2", v2, 100), "not signed by a trusted key"},
+		"other model":     {good.trust, otherModel, "is for n:2"},
+		"other version":   {good.trust, otherVersion, "is for m:3"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := openTrusting(t, t.TempDir(), good.trust)
+			if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{good.version(t, "m", "1", v1, 100)}, fetchAll(arts)); err != nil {
+				t.Fatalf("apply the good version: %v", err)
+			}
+			a.SetTrust(c.trust)
+			err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{good.version(t, "m", "1", v1, 50), atWeight(c.v, 50)}, fetchAll(arts))
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("apply: %v, want refused saying %q", err, c.want)
+			}
+			if got := served(a, "m"); got != "1" {
+				t.Fatalf("serving %q after a refused step, want the last good version 1", got)
+			}
+			if _, err := os.Stat(a.store.Path(modelfleet.ModelRef{Name: "m", Version: "2"}, digestOf(v2))); err == nil {
+				t.Fatal("the refused artifact was downloaded")
+			}
+		})
+	}
+}
+
+func atWeight(v modelfleet.DesiredVersion, w int) modelfleet.DesiredVersion {
+	v.Weight = w
+	return v
+}
+
+// The statement is kept beside the model and verified at start: a model
+// file or statement changed on disk is refused, the other versions serve,
+// and the reason is kept for the agent's report.
+func TestTamperedFilesOnDiskAreRefusedAtStart(t *testing.T) {
+	s := newSigner(t)
+	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(1, 2, 2, 2)
+	arts := map[string][]byte{"1": v1, "2": v2}
+	for name, tamper := range map[string]func(t *testing.T, model, statement string){
+		"model file": func(t *testing.T, model, _ string) {
+			if err := os.WriteFile(model, fakeArtifact(9, 9, 9, 9), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"statement file": func(t *testing.T, _, statement string) {
+			b, _ := os.ReadFile(statement)
+			b = []byte(strings.Replace(string(b), `"sig":"`, `"sig":"AAAA`, 1))
+			if err := os.WriteFile(statement, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"statement removed": func(t *testing.T, _, statement string) {
+			if err := os.Remove(statement); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := openTrusting(t, dir, s.trust)
+			if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{s.version(t, "m", "1", v1, 90), s.version(t, "m", "2", v2, 10)}, fetchAll(arts)); err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "2"}, digestOf(v2))
+			tamper(t, p, statementPath(p))
+			b := openTrusting(t, dir, s.trust)
+			if got := served(b, "m"); got != "1" {
+				t.Fatalf("serving %q after version 2 was tampered with, want 1 alone", got)
+			}
+			if w := b.Traffic("m"); w["1"] != 100 {
+				t.Fatalf("traffic %v, want version 1 at 100", w)
+			}
+			if r := b.Refused()["m"]; !strings.Contains(r, "version 2") {
+				t.Fatalf("refusal reason %q does not name version 2", r)
+			}
+		})
+	}
+}
+
+// An artifact URL that serves more than the signed size is cut off there:
+// the disk never holds more than the signed size.
+func TestDownloadStopsAtTheSignedSize(t *testing.T) {
+	s := newSigner(t)
+	v1 := fakeArtifact(0, 1, 1, 1)
+	a := openTrusting(t, t.TempDir(), s.trust)
+	var written int64
+	endless := func(modelfleet.DesiredVersion) FetchFunc {
+		return func(ctx context.Context, w io.Writer) error {
+			chunk := make([]byte, 4096)
+			for ctx.Err() == nil {
+				n, err := w.Write(chunk)
+				written += int64(n)
+				if err != nil {
+					return err
+				}
+				if written > 1<<30 {
+					t.Fatal("an endless artifact was not cut off")
+				}
+			}
+			return ctx.Err()
+		}
+	}
+	err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{s.version(t, "m", "1", v1, 100)}, endless)
+	if err == nil || !strings.Contains(err.Error(), "longer than its signed size") {
+		t.Fatalf("apply: %v, want the download cut off at the signed size", err)
+	}
+	if written > int64(len(v1)) {
+		t.Fatalf("%d bytes written, more than the signed %d", written, len(v1))
+	}
+	if got := served(a, "m"); got != "" {
+		t.Fatalf("serving %q", got)
+	}
+}
