@@ -92,12 +92,12 @@ func TestApplyRefusesWhatNoTrustedKeySigned(t *testing.T) {
 		v     modelfleet.DesiredVersion
 		want  string
 	}{
-		"no statement":    {good.trust, unsigned, "no signed release statement"},
-		"other digest":    {good.trust, otherDigest, "is for artifact"},
-		"untrusted key":   {good.trust, rogue.version(t, "m", "2", v2, 100), "not signed by a trusted key"},
-		"revoked key":     {&revoked, good.version(t, "m", "2", v2, 100), "not signed by a trusted key"},
-		"other model":     {good.trust, otherModel, "is for n:2"},
-		"other version":   {good.trust, otherVersion, "is for m:3"},
+		"no statement":  {good.trust, unsigned, "no signed release statement"},
+		"other digest":  {good.trust, otherDigest, "is for artifact"},
+		"untrusted key": {good.trust, rogue.version(t, "m", "2", v2, 100), "not signed by a trusted key"},
+		"revoked key":   {&revoked, good.version(t, "m", "2", v2, 100), "not signed by a trusted key"},
+		"other model":   {good.trust, otherModel, "is for n:2"},
+		"other version": {good.trust, otherVersion, "is for m:3"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := openTrusting(t, t.TempDir(), good.trust)
