@@ -135,7 +135,7 @@ func (t *Trust) trusted() []TrustedKey {
 // EUNAUTHORIZED with the reason a site reports.
 func (t *Trust) VerifyRelease(env *Envelope, model string, v DesiredVersion) (Statement, error) {
 	if env == nil {
-		return Statement{}, Errorf(EUNAUTHORIZED, "version %s:%s has no signed release statement: refused", model, v.Version)
+		return Statement{}, Errorf(EUNAUTHORIZED, "version %s:%s has no signed release statement", model, v.Version)
 	}
 	payload, _, err := env.Verify(InTotoPayloadType, t.trusted())
 	if err != nil {

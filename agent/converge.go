@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"io"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -28,7 +27,7 @@ import (
 // in the same transaction, so an agent writes once per interval; and a site
 // the directory does not know yet registers itself with its first report.
 func (s *Site) converge(ctx context.Context, src DesiredSource) {
-	dl := &registry.Client{HTTPClient: s.downloadClient()}
+	dl := &registry.Client{HTTPClient: s.downloadClient(), AllowedHosts: s.cfg.ArtifactHosts}
 	applied := int64(-1)
 	backoff := time.Second
 	wait := func() {
@@ -81,6 +80,7 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 			continue
 		}
 		backoff = time.Second
+		s.learnKeys(ds.ReleaseKeys)
 		changed := ds.Revision > applied
 		var actual modelfleet.Actual
 		if changed {
@@ -100,12 +100,7 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 func (s *Site) apply(ctx context.Context, ds modelfleet.Desired, dl *registry.Client) modelfleet.Actual {
 	actual := modelfleet.Actual{Site: s.cfg.SiteID, Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{}}
 	for name, dm := range ds.Models {
-		fetch := func(v modelfleet.DesiredVersion) edge.FetchFunc {
-			return func(ctx context.Context, w io.Writer) error {
-				_, err := dl.Download(ctx, v.ArtifactURL, v.Digest, w)
-				return err
-			}
-		}
+		fetch := func(v modelfleet.DesiredVersion) edge.FetchFunc { return s.fetchArtifact(dl, v) }
 		am := modelfleet.ActualModel{}
 		// Continue the release's trace: registration event -> workflow ->
 		// step activity -> this apply at the site.

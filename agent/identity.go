@@ -39,6 +39,9 @@ type Identity struct {
 	cert *tls.Certificate
 	leaf *x509.Certificate
 	ca   []byte
+	// releaseKeys are what the gateway gave at the last enrolment or
+	// renewal (the site pins them: trust.go).
+	releaseKeys *modelfleet.Trust
 }
 
 // identityDir is where a site keeps its identity.
@@ -153,7 +156,7 @@ func Enroll(ctx context.Context, gatewayURL, token, dir string) (*Identity, erro
 	if err := httpjson.Do(ctx, &http.Client{Transport: tr}, "enroll", http.MethodPost, gatewayURL+"/api/enroll", body, &res); err != nil {
 		return nil, err
 	}
-	id := &Identity{dir: dir, site: t.Site, ca: []byte(res.CABundle)}
+	id := &Identity{dir: dir, site: t.Site, ca: []byte(res.CABundle), releaseKeys: res.ReleaseKeys}
 	if err := id.store([]byte(res.Certificate), keyPEM); err != nil {
 		return nil, err
 	}
@@ -209,6 +212,7 @@ func (id *Identity) Renew(ctx context.Context, gatewayURL string) error {
 	if res.CABundle != "" {
 		id.ca = []byte(res.CABundle)
 	}
+	id.releaseKeys = res.ReleaseKeys
 	return id.store([]byte(res.Certificate), keyPEM)
 }
 
@@ -249,6 +253,7 @@ func (s *Site) identity(ctx context.Context) *Identity {
 	for ctx.Err() == nil {
 		id, err := Enroll(ctx, s.cfg.GatewayURL, s.cfg.JoinToken, dir)
 		if err == nil {
+			s.pin(id.releaseKeys)
 			s.log.Info("site enrolled", "certificate_expires", id.NotAfter().Format(time.RFC3339))
 			return id
 		}
@@ -279,6 +284,7 @@ func (s *Site) renew(ctx context.Context, id *Identity) {
 			s.log.Warn("certificate renewal failed; retrying", "expires", id.NotAfter().Format(time.RFC3339), "error", err)
 			continue
 		}
+		s.pin(id.releaseKeys)
 		s.log.Info("certificate renewed", "expires", id.NotAfter().Format(time.RFC3339))
 	}
 }

@@ -75,6 +75,16 @@ type Config struct {
 	// site's identity (mTLS) for an https:// gateway, else plain HTTP.
 	GatewayClient *http.Client
 	Logger        *slog.Logger
+	// ReleaseKeysFile, if set, pins the release keys (a JSON
+	// modelfleet.Trust) by hand; default <DataDir>/identity/
+	// release-keys.json, written at enrolment. A site with release keys
+	// loads only versions they signed (trust.go).
+	ReleaseKeysFile string
+	// ArtifactHosts, if set, are the only hosts artifacts are downloaded
+	// from ("host" or "host:port"); DownloadTimeout bounds a download
+	// (default DefaultDownloadTimeout).
+	ArtifactHosts   []string
+	DownloadTimeout time.Duration
 }
 
 // Site is a running edge agent: the router serves from disk as soon as Open
@@ -105,7 +115,19 @@ func Open(cfg Config) (*Site, error) {
 		cfg.HeartbeatInterval = DefaultHeartbeat
 	}
 	log := orDefault(cfg.Logger).With("component", "edge", "site", cfg.SiteID)
+	tp := cfg.ReleaseKeysFile
+	if tp == "" {
+		tp = trustPath(cfg.DataDir)
+	}
+	trust, err := LoadTrust(tp)
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
+	}
+	if cfg.ReleaseKeysFile != "" && trust == nil {
+		return nil, fmt.Errorf("edge %s: release keys file %s does not exist", cfg.SiteID, cfg.ReleaseKeysFile)
+	}
 	store, err := edge.Open(cfg.DataDir, edge.Config{
+		Trust:      trust,
 		SiteID:     cfg.SiteID,
 		Loader:     func(format string, data []byte) (edge.Scorer, error) { return inference.Load(format, data) },
 		Vectorizer: inference.Vector,
@@ -132,7 +154,11 @@ func Open(cfg Config) (*Site, error) {
 	}
 	srv.Start(log, "router")
 	log.Info("inference router serving", "url", cfg.AdvertiseURL, "models", len(store.Served()))
-	return &Site{Edge: store, cfg: cfg, http: srv, log: log, sig: sig, lastError: map[string]string{}}, nil
+	if trust == nil {
+		log.Warn("no release keys pinned: versions load unsigned until the site enrols")
+	}
+	// Why a version was not restored is reported until the next apply.
+	return &Site{Edge: store, cfg: cfg, http: srv, log: log, sig: sig, lastError: store.Refused()}, nil
 }
 
 // Record is the site's record in the directory, which its reports carry.

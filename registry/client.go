@@ -24,7 +24,14 @@ import (
 type Client struct {
 	BaseURL    string       // e.g. "http://localhost:8081"
 	HTTPClient *http.Client // nil means http.DefaultClient
+	// AllowedHosts, if set, are the only hosts Download fetches from
+	// ("host" matches any port, "host:port" that port only). Nil: any.
+	AllowedHosts []string
 }
+
+// ErrHostNotAllowed is wrapped by Download when the URL's host is not in
+// AllowedHosts.
+var ErrHostNotAllowed = errors.New("artifact host not allowed")
 
 // ErrDigestMismatch is wrapped by Download when the bytes received do not
 // hash to the expected digest: corrupt or truncated in transit, or the wrong
@@ -145,11 +152,21 @@ func (c *Client) List(ctx context.Context) ([]modelfleet.Model, error) {
 // digest. w has then received bad bytes: write to a temp file and rename it
 // into place only when Download succeeds.
 func (c *Client) Download(ctx context.Context, rawURL, digest string, w io.Writer) (int64, error) {
+	return c.DownloadSized(ctx, rawURL, digest, 0, w)
+}
+
+// DownloadSized is Download of an artifact of known size (0: unknown): a
+// response announcing another length fails before its body is read, and
+// one running longer is cut off at size.
+func (c *Client) DownloadSized(ctx context.Context, rawURL, digest string, size int64, w io.Writer) (int64, error) {
 	if !modelfleet.ValidDigest(digest) {
 		return 0, modelfleet.Errorf(modelfleet.EINVALID, "digest %q is invalid: want sha256:<64 hex digits>", digest)
 	}
 	u, err := c.resolve(rawURL)
 	if err != nil {
+		return 0, err
+	}
+	if err := c.allowed(u); err != nil {
 		return 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -164,15 +181,50 @@ func (c *Client) Download(ctx context.Context, rawURL, digest string, w io.Write
 	if resp.StatusCode != http.StatusOK {
 		return 0, responseError(req, resp)
 	}
+	var body io.Reader = resp.Body
+	if size > 0 {
+		if resp.ContentLength >= 0 && resp.ContentLength != size {
+			return 0, fmt.Errorf("registry: download %q: %w: the server announces %d bytes, want %d", u, ErrDigestMismatch, resp.ContentLength, size)
+		}
+		body = io.LimitReader(resp.Body, size+1)
+	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, h), resp.Body)
+	n, err := io.Copy(io.MultiWriter(w, h), body)
 	if err != nil {
 		return n, fmt.Errorf("registry: download %q: %w", u, err)
+	}
+	if size > 0 && n != size {
+		return n, fmt.Errorf("registry: download %q: %w: got %d bytes or more, want %d", u, ErrDigestMismatch, n, size)
 	}
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
 		return n, fmt.Errorf("registry: download %q: %w: got %s, want %s", u, ErrDigestMismatch, got, digest)
 	}
 	return n, nil
+}
+
+// allowed checks u's host against AllowedHosts.
+func (c *Client) allowed(u string) error {
+	if len(c.AllowedHosts) == 0 {
+		return nil
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return modelfleet.Errorf(modelfleet.EINVALID, "download url %q is invalid: %v", u, err)
+	}
+	for _, h := range c.AllowedHosts {
+		if strings.EqualFold(h, pu.Host) || strings.EqualFold(h, pu.Hostname()) {
+			return nil
+		}
+	}
+	return modelfleet.Errorf(modelfleet.EFORBIDDEN, "download %q: %v: %q is not one of %v", redactURL(pu), ErrHostNotAllowed, pu.Host, c.AllowedHosts)
+}
+
+// redactURL drops a URL's credentials and query (a SAS token, say) for an
+// error message.
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery, c.Fragment = nil, "", ""
+	return c.String()
 }
 
 func (c *Client) client() *http.Client {

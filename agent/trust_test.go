@@ -1,0 +1,121 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+func releaseKey(t *testing.T) (ed25519.PrivateKey, modelfleet.TrustedKey) {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := k.Public().(ed25519.PublicKey)
+	return k, modelfleet.TrustedKey{ID: modelfleet.KeyID(pub), PublicKey: pub}
+}
+
+func signVersion(t *testing.T, v modelfleet.DesiredVersion, size int64, keys ...ed25519.PrivateKey) modelfleet.DesiredVersion {
+	t.Helper()
+	st := modelfleet.NewReleaseStatement(v.Digest, size, modelfleet.ReleasePredicate{Model: "bearing-failure", Version: v.Version, Format: v.Format, Features: v.Features, Baseline: v.Baseline, Release: "release/bearing-failure/" + v.Version})
+	env, err := modelfleet.SignStatement(st, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Size, v.Statement = size, env
+	return v
+}
+
+// A site with pinned release keys refuses an unsigned step, keeps serving
+// its last good version and reports why (what the release's status shows
+// and its failure budget counts); it learns a rotated key and a revocation
+// from the signed key set its desired state carries.
+func TestSiteRefusesUnsignedStepsAndLearnsRotatedKeys(t *testing.T) {
+	dir := t.TempDir()
+	vs := exampleVersions(t, dir, "1", "2", "3", "4")
+	oldKey, oldPub := releaseKey(t)
+	newKey, newPub := releaseKey(t)
+	keysFile := filepath.Join(dir, "release-keys.json")
+	if err := saveTrust(keysFile, &modelfleet.Trust{Keys: []modelfleet.TrustedKey{oldPub}, Serial: 1}); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Directory.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(v modelfleet.DesiredVersion) {
+		t.Helper()
+		release := "release/bearing-failure/" + v.Version
+		if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gw.Directory.Finish(release, "bearing-failure", []string{"s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	failure := func(version string) string {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			p, err := gw.Directory.Progress("bearing-failure", version, []string{"s1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Failed) == 1 {
+				return p.Failed[0].Reason
+			}
+		}
+		t.Fatalf("the site never reported version %s failed", version)
+		return ""
+	}
+	e, err := Open(Config{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, ReleaseKeysFile: keysFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; e.Edge.Close() }()
+
+	// Every version registers the example's model file.
+	fi, err := os.Stat(filepath.Join("..", "examples", "bearing-failure", "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func(modelfleet.DesiredVersion) int64 { return fi.Size() }
+	step(signVersion(t, vs[0], size(vs[0]), oldKey))
+	waitServing(t, e, "1")
+
+	step(vs[1]) // unsigned
+	if r := failure("2"); !strings.Contains(r, "no signed release statement") {
+		t.Fatalf("reported %q, want the missing statement named", r)
+	}
+	if got := servedVersion(t, e); got != "1" {
+		t.Fatalf("serving %q after a refused step, want the last good version 1", got)
+	}
+
+	// Rotate: the new key signs, the old is revoked; the key set is signed
+	// by both, so the site, which knows the old key only, takes it.
+	set, err := modelfleet.SignKeySet(modelfleet.Trust{Keys: []modelfleet.TrustedKey{newPub}, Revoked: []string{oldPub.ID}, Serial: 2}, []ed25519.PrivateKey{newKey, oldKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Directory.SetReleaseKeys(set)
+	step(signVersion(t, vs[2], size(vs[2]), oldKey)) // by the revoked key
+	if r := failure("3"); !strings.Contains(r, "not signed by a trusted key") {
+		t.Fatalf("reported %q, want the revoked key refused", r)
+	}
+	step(signVersion(t, vs[3], size(vs[3]), newKey))
+	waitServing(t, e, "4")
+}
