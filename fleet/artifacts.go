@@ -30,6 +30,7 @@ const MaxArtifactBytes = 512 << 20
 //	GET /api/artifacts/{digest}   read
 func (d *Directory) artifactRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /api/artifacts/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.LongRequest(w, httpjson.BulkTransferTimeout)
 		body := http.MaxBytesReader(w, r.Body, MaxArtifactBytes+1)
 		if err := d.artifacts.Put(r.Context(), "artifact", body, MaxArtifactBytes, r.PathValue("digest")); err != nil {
 			var mbe *http.MaxBytesError
@@ -42,6 +43,7 @@ func (d *Directory) artifactRoutes(mux *http.ServeMux) {
 		writeJSON(w, http.StatusOK, map[string]string{"digest": r.PathValue("digest")})
 	})
 	mux.HandleFunc("GET /api/artifacts/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.LongRequest(w, httpjson.BulkTransferTimeout)
 		f, _, err := d.artifacts.Open(r.PathValue("digest"))
 		if err != nil {
 			WriteError(w, err)

@@ -46,6 +46,6 @@ func (d *Directory) beginLongPoll(w http.ResponseWriter, wait time.Duration) (re
 		return nil, false
 	}
 	// Servers without a write deadline (tests' httptest) say so: fine.
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + longPollSlack))
+	httpjson.LongRequest(w, wait+longPollSlack)
 	return func() { <-d.polls }, true
 }

@@ -44,6 +44,7 @@ func (r *Registry) Handler() http.Handler {
 func (r *Registry) handleRegister(w http.ResponseWriter, req *http.Request) {
 	// Two blobs, the metadata and the multipart framing; each blob is held
 	// to MaxArtifactBytes on its own by the blob store.
+	httpjson.LongRequest(w, httpjson.BulkTransferTimeout)
 	req.Body = http.MaxBytesReader(w, req.Body, 2*r.opts.MaxArtifactBytes+2*maxMetadataBytes)
 	mr, err := req.MultipartReader()
 	if err != nil {
@@ -197,6 +198,7 @@ func (r *Registry) handleGet(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Registry) handleBlob(w http.ResponseWriter, req *http.Request) {
+	httpjson.LongRequest(w, httpjson.BulkTransferTimeout)
 	digest := req.PathValue("digest")
 	f, _, err := r.blobs.open(digest)
 	if err != nil {

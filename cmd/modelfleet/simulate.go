@@ -3,14 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/simulate"
 )
 
@@ -40,8 +40,8 @@ func newSimulateLineCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: line.Handler(), ReadHeaderTimeout: 10 * time.Second}
-			go srv.Serve(ln)
+			srv := httpjson.NewServer(ln, line.Handler())
+			srv.Start(slog.Default(), "line simulator")
 			defer srv.Close()
 			fmt.Printf("simulating %s on %s; control API http://%s (POST /drift, POST /fail)\n", cfg.Site, cfg.Broker, ln.Addr())
 			return line.Run(cmd.Context())
