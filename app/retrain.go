@@ -33,7 +33,10 @@ func devRetraining(dataDir string, c client.Client, log *slog.Logger) (*activiti
 	if err != nil {
 		return nil, err
 	}
-	local := &training.Local{Root: filepath.Join(root, "runs"), Dir: cwd, Logger: log.With("component", "training")}
+	local := &training.Local{Root: filepath.Join(root, "runs"), Dir: cwd, Logger: log.With("component", "training"),
+		// The example trainer is `go run`: it needs the Go toolchain's
+		// settings, and nothing else of the worker's environment.
+		PassEnv: []string{"GOROOT", "GOPATH", "GOCACHE", "GOMODCACHE", "GOFLAGS", "GOPROXY", "GONOSUMDB", "GONOSUMCHECK", "GOSUMDB", "GOTOOLCHAIN", "CGO_ENABLED"}}
 	o := orchestrator.New(c)
 	local.OnExit = func(ref modelfleet.RunRef, st modelfleet.JobStatus) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

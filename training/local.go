@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,11 @@ type Local struct {
 	// instead of waiting for its next poll.
 	OnExit func(modelfleet.RunRef, modelfleet.JobStatus)
 	Logger *slog.Logger
+	// PassEnv names variables of the worker's environment the command also
+	// gets, beside BaseEnv and the job's own Env. The command never
+	// inherits the worker's environment whole: it holds the Temporal API
+	// key, the GitOps token, the Service Bus connection string.
+	PassEnv []string
 
 	mu sync.Mutex // serialises Submit within the process; flock across processes
 }
@@ -125,13 +131,30 @@ func (l *Local) Submit(ctx context.Context, job modelfleet.TrainingJob) (modelfl
 	return ref, nil
 }
 
+// BaseEnv are the variables of the worker's environment every command gets:
+// what a shell, Python and its virtual environments need to start, nothing
+// that carries a credential.
+var BaseEnv = []string{"PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV"}
+
+// environ is the command's environment from the worker's: BaseEnv and
+// PassEnv only.
+func (l *Local) environ() []string {
+	var env []string
+	for _, k := range append(slices.Clone(BaseEnv), l.PassEnv...) {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
 // wrapper runs the command ($1) in a child shell and records its exit code
 // in the file $2, atomically, before exiting with it. $0 names the process
 // after the job, which is how Status recognises it after a restart.
 const wrapper = `/bin/sh -c "$1"; code=$?; echo "$code" > "$2.tmp" && mv "$2.tmp" "$2"; exit "$code"`
 
 func (l *Local) start(job modelfleet.TrainingJob, ref modelfleet.RunRef) error {
-	logf, err := os.OpenFile(filepath.Join(ref.Dir, localLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(ref.Dir, localLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("local runner: %w", err)
 	}
@@ -141,7 +164,7 @@ func (l *Local) start(job modelfleet.TrainingJob, ref modelfleet.RunRef) error {
 	if cmd.Dir == "" {
 		cmd.Dir = ref.Dir
 	}
-	cmd.Env = append(os.Environ(), EnvData+"="+job.Data, EnvOutput+"="+ref.OutputDir, EnvJob+"="+job.ID)
+	cmd.Env = append(l.environ(), EnvData+"="+job.Data, EnvOutput+"="+ref.OutputDir, EnvJob+"="+job.ID)
 	for k, v := range job.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
@@ -370,10 +393,11 @@ func exists(path string) bool {
 	return err == nil
 }
 
-// writeAtomic writes a file through a temporary file and a rename.
+// writeAtomic writes a file through a temporary file and a rename, readable
+// by the worker's user alone (job.json holds the job's environment).
 func writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

@@ -42,7 +42,7 @@ func CredentialsFromEnv() Credentials {
 func (c Credentials) AuthFor(url string) (transport.AuthMethod, error) {
 	ep, err := transport.NewEndpoint(url)
 	if err != nil {
-		return nil, fmt.Errorf("gitops: repository %q: %w", url, err)
+		return nil, redactErr(fmt.Errorf("gitops: repository %q: %w", redactURL(url), err), url)
 	}
 	switch {
 	case c.Token != "" && c.SSHKeyFile != "":
@@ -76,6 +76,34 @@ func (c Credentials) AuthFor(url string) (transport.AuthMethod, error) {
 func isLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
+
+// redactErr rewrites err's message with every copy of url, and of the
+// credentials written into it, redacted: errors reach logs, the site's
+// reported state and so workflow histories. errors.Is and As still see
+// the wrapped error.
+func redactErr(err error, url string) error {
+	if err == nil || url == redactURL(url) {
+		return err
+	}
+	msg := strings.ReplaceAll(err.Error(), url, redactURL(url))
+	if j, i := strings.Index(url, "://"), strings.Index(url, "@"); j >= 0 && i > j+3 {
+		if cred := url[j+3 : i]; cred != "" {
+			msg = strings.ReplaceAll(msg, cred, "***")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // redactURL drops a password written into a URL.
 func redactURL(u string) string {

@@ -139,7 +139,7 @@ func (d *Driver) Apply(ctx context.Context, site modelfleet.Site, ds modelfleet.
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.commit(ctx, site.ID, ds, files); err != nil {
-		return modelfleet.Actual{}, fmt.Errorf("gitops: site %q: %w", site.ID, err)
+		return modelfleet.Actual{}, redactErr(fmt.Errorf("gitops: site %q: %w", site.ID, err), d.cfg.URL)
 	}
 	return served(site.ID, ds), nil
 }

@@ -85,7 +85,7 @@ func (d *Driver) commit(ctx context.Context, site string, ds modelfleet.Desired,
 			return nil
 		case rejected(err):
 			// Another writer won the race: go round again on top of theirs.
-			d.cfg.Log.Info("gitops: push rejected; re-applying on the new head", "site", site, "attempt", attempt, "error", err)
+			d.cfg.Log.Info("gitops: push rejected; re-applying on the new head", "site", site, "attempt", attempt, "error", redactErr(err, d.cfg.URL))
 			last = err
 		default:
 			return fmt.Errorf("push: %w", err)
@@ -124,7 +124,7 @@ func (d *Driver) sync(ctx context.Context) error {
 			return nil
 		}
 		if !noBranch(err) {
-			return fmt.Errorf("clone %q: %w", d.cfg.URL, err)
+			return fmt.Errorf("clone %q: %w", redactURL(d.cfg.URL), err)
 		}
 		return d.initEmpty()
 	}

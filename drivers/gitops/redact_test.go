@@ -1,0 +1,36 @@
+package gitops_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// A remote URL with a credential written into it never shows in an error
+// (errors reach the site's reported state, and from there workflow
+// histories): the clone fails against a closed port, and its error names
+// the repository redacted.
+func TestErrorsRedactTheRepositoryURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	url := "https://deploy-bot:ghp_s3cretT0ken@" + addr + "/fleet.git"
+	d := newDriver(t, url, nil)
+	site := modelfleet.Site{ID: "line-1", TaskQueue: modelfleet.SiteTaskQueue("line-1")}
+	_, err = d.Apply(context.Background(), site, desired("line-1", 1, modelfleet.DesiredVersion{Version: "2", Digest: digest('a'), Format: "lightgbm", Features: []string{"a"}, Weight: 100, ArtifactURL: "http://r/a"}))
+	if err == nil {
+		t.Fatal("apply to a closed port succeeded")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("the error shows the credential: %v", err)
+	}
+	if !strings.Contains(err.Error(), addr) {
+		t.Fatalf("the error does not name the repository: %v", err)
+	}
+}
