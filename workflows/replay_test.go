@@ -28,6 +28,11 @@ import (
 // `temporal server start-dev` with stub activities (the gateway did not
 // sign controls yet): a forged approve during the canary's bake and one at
 // the gate, both refused, then a signed approve that passed the gate.
+//
+// release_signed_statement.json is a release of bearing-failure 7 on a
+// `temporal server start-dev` with stub activities: validated, champion
+// gate passed, the release statement signed (SignRelease) and carried by
+// every step of a canary wave (50%, 100%) and a fleet wave.
 func TestReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
