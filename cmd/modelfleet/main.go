@@ -55,7 +55,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(
 		newDevCmd(g), newGatewayCmd(g), newWorkerCmd(g), edge,
 		newModelCmd(g), newReleaseCmd(g), newSiteCmd(g), newPolicyCmd(g), newQueueCmd(g), newSimulateCmd(g),
-		newWorkloadCmd(g), newMonitorCmd(g),
+		newWorkloadCmd(g), newMonitorCmd(g), newKeysCmd(),
 	)
 	// Every command but the edge agent takes the Temporal settings: a site
 	// holds no Temporal credential and never dials Temporal.

@@ -231,7 +231,7 @@ func splitList(s string) []string {
 }
 
 func newWorkerCmd(g *globals) *cobra.Command {
-	var metricsAddr string
+	var metricsAddr, releaseKeys string
 	var gitCfg gitops.Config
 	var aml amlarcFlags
 	var amlReg azuremlRegistryFlags
@@ -297,6 +297,15 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if wc.Retraining, err = train.retraining(&aml, &amlReg, log); err != nil {
 				return err
 			}
+			if releaseKeys != "" {
+				rk, err := app.OpenReleaseKeys(releaseKeys, false)
+				if err != nil {
+					return err
+				}
+				wc.ReleaseSigner = rk
+			} else {
+				log.Warn("no --release-keys: validated versions are not signed, and sites that pinned release keys refuse them")
+			}
 			w, err := app.StartCloudWorker(wc)
 			if err != nil {
 				return err
@@ -307,6 +316,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&releaseKeys, "release-keys", os.Getenv("MODELFLEET_RELEASE_KEYS"), "directory of the release-signing keys (the gateway's <pki-dir>/release-keys, mounted read-only) ($MODELFLEET_RELEASE_KEYS)")
 	f.StringVar(&metricsAddr, "metrics-addr", envOr("MODELFLEET_WORKER_METRICS_ADDR", ":9090"), "serve /metrics (process, Temporal SDK, activity outcomes by type), /healthz and /readyz here; empty: off ($MODELFLEET_WORKER_METRICS_ADDR)")
 	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path; credentials from $MODELFLEET_GITOPS_TOKEN or $MODELFLEET_GITOPS_SSH_KEY)")
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
@@ -391,5 +401,8 @@ never dials Temporal, so this command takes no Temporal flags.`,
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat", agent.DefaultHeartbeat, "how often to report to the site directory")
 	f.StringVar(&cfg.DesiredFile, "desired-file", "", "take the desired state from this JSON file (the gitops driver's ConfigMap, mounted), re-read every --heartbeat, instead of the gateway")
 	f.BoolVar(&cfg.ExternalWorkloads, "external-workloads", false, "the site's workloads run as their own processes (modelfleet workload run), not in this agent")
+	f.StringVar(&cfg.ReleaseKeysFile, "release-keys", "", "pin the release keys by hand (JSON, as `modelfleet keys export` prints); default: those the gateway gave at enrolment")
+	f.StringArrayVar(&cfg.ArtifactHosts, "artifact-host", nil, "download artifacts only from this host or host:port (repeatable; default: any)")
+	f.DurationVar(&cfg.DownloadTimeout, "download-timeout", agent.DefaultDownloadTimeout, "how long one artifact download may take")
 	return cmd
 }
