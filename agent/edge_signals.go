@@ -218,8 +218,14 @@ func (s *edgeSignals) fetch(ctx context.Context, model, version, digest string) 
 	if err != nil {
 		return nil, err
 	}
-	if rec.Digest != digest {
-		return nil, fmt.Errorf("the directory's baseline is %s, the desired state names %s", rec.Digest, digest)
+	// The digest of the content as decoded, not the one the record
+	// claims: the desired state's digest is what the release signed.
+	if rec.Baseline == nil || rec.Baseline.Digest() != digest {
+		got := rec.Digest
+		if rec.Baseline != nil {
+			got = rec.Baseline.Digest()
+		}
+		return nil, fmt.Errorf("the directory's baseline is %s, the desired state names %s", got, digest)
 	}
 	buf, err := json.Marshal(rec.Baseline)
 	if err != nil {
