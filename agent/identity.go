@@ -228,6 +228,18 @@ func (id *Identity) store(certPEM, keyPEM []byte) error {
 			return err
 		}
 	}
+	// The release keys the gateway gave, merged with what the site knew
+	// (revocations only accumulate): trust.go.
+	if id.releaseKeys != nil {
+		p := filepath.Join(id.dir, releaseKeysFile)
+		old, err := LoadTrust(p)
+		if err != nil {
+			return err
+		}
+		if err := saveTrust(p, pinned(old, id.releaseKeys)); err != nil {
+			return err
+		}
+	}
 	// The certificate last: its presence says the identity is complete.
 	return edge.WriteFileAtomic(filepath.Join(id.dir, "site.crt"), certPEM)
 }

@@ -98,17 +98,15 @@ func (s *Site) trustPathOf() string {
 	return trustPath(s.cfg.DataDir)
 }
 
-// pin stores and applies the keys the gateway gave (enrolment, renewal).
+// pin applies the keys the gateway gave at enrolment or renewal, which
+// the identity stored (Identity.store) merged with what the site knew.
 func (s *Site) pin(got *modelfleet.Trust) {
-	if s.cfg.ReleaseKeysFile != "" {
-		return // pinned by hand
+	if s.cfg.ReleaseKeysFile != "" || got == nil {
+		return // pinned by hand, or nothing given
 	}
-	t := pinned(s.Edge.Trust(), got)
-	if t == nil || t == s.Edge.Trust() {
-		return
-	}
-	if err := saveTrust(s.trustPathOf(), t); err != nil {
-		s.log.Error("release keys not stored", "error", err)
+	t, err := LoadTrust(s.trustPathOf())
+	if err != nil || t == nil {
+		s.log.Error("release keys unreadable", "error", err)
 		return
 	}
 	s.Edge.SetTrust(t)
