@@ -50,7 +50,7 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 		if err := req.Validate(); err != nil {
 			return fmt.Errorf("edge: apply %s: %w", req.Model, err)
 		}
-		if _, err := a.store.Install(ctx, req, fetch(v)); err != nil {
+		if _, err := a.store.Install(ctx, req, a.capped(fetch(v))); err != nil {
 			return fmt.Errorf("edge: apply %s: %w", req.Model, err)
 		}
 		weights[v.Version] = v.Weight

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,17 +149,37 @@ type sizedWriter struct {
 	w    io.Writer
 	left int64
 	n    int64
+	err  error // what running past left is (errTooLong by default)
 }
 
-// errTooLong is wrapped when an artifact runs past its signed size.
-var errTooLong = errors.New("artifact is longer than its signed size")
+// errTooLong is wrapped when an artifact runs past its signed size;
+// errTooLarge when one with no signed size runs past the model budget.
+var (
+	errTooLong  = errors.New("artifact is longer than its signed size")
+	errTooLarge = errors.New("artifact is larger than this site's model budget")
+)
 
 func (s *sizedWriter) Write(p []byte) (int, error) {
 	if int64(len(p)) > s.left {
-		return 0, fmt.Errorf("%w (%d bytes): download stopped", errTooLong, s.n+s.left)
+		err := s.err
+		if err == nil {
+			err = errTooLong
+		}
+		return 0, fmt.Errorf("%w (%d bytes): download stopped", err, s.n+s.left)
 	}
 	n, err := s.w.Write(p)
 	s.left -= int64(n)
 	s.n += int64(n)
 	return n, err
+}
+
+// capped bounds a fetch with no signed size by the model budget: a file
+// larger could not be loaded anyway, and must not fill the disk first.
+func (a *Agent) capped(fetch FetchFunc) FetchFunc {
+	if fetch == nil {
+		return nil
+	}
+	return func(ctx context.Context, w io.Writer) error {
+		return fetch(ctx, &sizedWriter{w: w, left: a.maxModel, err: errTooLarge})
+	}
 }

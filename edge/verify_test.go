@@ -207,3 +207,34 @@ func TestDownloadStopsAtTheSignedSize(t *testing.T) {
 		t.Fatalf("serving %q", got)
 	}
 }
+
+// With no signed size (no release keys pinned), a download is cut off at
+// the model budget: a file larger could not be loaded anyway.
+func TestUnsignedDownloadStopsAtTheModelBudget(t *testing.T) {
+	a, err := Open(t.TempDir(), Config{SiteID: "site-1", Loader: fakeLoad, Vectorizer: fakeVector, Logger: testLogger(t), MaxModelBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var written int64
+	endless := func(modelfleet.DesiredVersion) FetchFunc {
+		return func(ctx context.Context, w io.Writer) error {
+			for written < 1<<20 {
+				n, err := w.Write(make([]byte, 100))
+				written += int64(n)
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	v := modelfleet.DesiredVersion{Version: "1", Digest: digestOf([]byte("x")), Format: modelfleet.FormatLightGBM, Features: testFeatures, Weight: 100, ArtifactURL: "https://example.invalid/1"}
+	err = a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{v}, endless)
+	if err == nil || !errors.Is(err, errTooLarge) {
+		t.Fatalf("apply: %v, want the download cut off at the model budget", err)
+	}
+	if written > 1<<10 {
+		t.Fatalf("%d bytes written past a budget of %d", written, 1<<10)
+	}
+}
