@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/registry"
 )
 
 func releaseKey(t *testing.T) (ed25519.PrivateKey, modelfleet.TrustedKey) {
@@ -118,4 +122,23 @@ func TestSiteRefusesUnsignedStepsAndLearnsRotatedKeys(t *testing.T) {
 	}
 	step(signVersion(t, vs[3], size(vs[3]), newKey))
 	waitServing(t, e, "4")
+}
+
+// A download that stalls is cut off by the download timeout, however long
+// its server holds the connection open.
+func TestStalledDownloadIsCutOffByTheTimeout(t *testing.T) {
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		_, _ = w.Write([]byte("a few bytes, then nothing"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer stall.Close()
+	s := &Site{cfg: Config{DownloadTimeout: 200 * time.Millisecond}}
+	v := modelfleet.DesiredVersion{Version: "1", Digest: "sha256:" + strings.Repeat("0", 64), Size: 100, ArtifactURL: stall.URL + "/a"}
+	start := time.Now()
+	err := s.fetchArtifact(&registry.Client{}, v)(context.Background(), io.Discard)
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("a stalled download ended after %s with %v, want cut off at the timeout", time.Since(start), err)
+	}
 }
