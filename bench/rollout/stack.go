@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -39,7 +41,9 @@ type stack struct {
 	worker   worker.Worker
 	edges    []*agent.Site
 	meter    *meter
-	tr       *http.Transport
+	// trustFile pins the release keys at every site ("" without verify).
+	trustFile string
+	tr        *http.Transport
 
 	closers []func()
 }
@@ -52,6 +56,10 @@ type stackConfig struct {
 	heartbeat time.Duration
 	temporal  string
 	log       *slog.Logger
+	// verify signs every validated version and has every site verify it
+	// (release keys pinned by hand, as a gitops site does); false: the
+	// versions travel unsigned and the sites load them unchecked.
+	verify bool
 }
 
 // startStack starts everything but the sites' agents, then opens the
@@ -123,7 +131,26 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 		s.serve(fab.route(hostOf(s.regURL)), s.blobs)
 	}
 
-	if s.worker, err = app.StartCloudWorker(app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}); err != nil {
+	wc := app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}
+	if cfg.verify {
+		rk, err := app.OpenReleaseKeys(filepath.Join(cfg.dir, "release-keys"), true)
+		if err != nil {
+			return s, err
+		}
+		b, err := json.Marshal(rk.Trust())
+		if err != nil {
+			return s, err
+		}
+		s.trustFile = filepath.Join(cfg.dir, "release-keys.json")
+		if err := os.WriteFile(s.trustFile, b, 0o600); err != nil {
+			return s, err
+		}
+		wc.ReleaseSigner = rk
+		// Every desired state carries the signed key set, as with auth on:
+		// each site checks it on every poll.
+		s.gateway.Directory.SetReleaseKeys(rk.KeySet())
+	}
+	if s.worker, err = app.StartCloudWorker(wc); err != nil {
 		return s, err
 	}
 	s.closers = append(s.closers, s.worker.Stop)
@@ -155,6 +182,7 @@ func (s *stack) startSites(cfg stackConfig) error {
 				HeartbeatInterval: cfg.heartbeat,
 				NoSignals:         true,
 				Logger:            cfg.log,
+				ReleaseKeysFile:   s.trustFile,
 			})
 			if errs[i] != nil {
 				return
