@@ -105,21 +105,37 @@ func Open(dir string, cfg Config) (*Agent, error) {
 	if len(cfg.Keys) > 0 {
 		a.router.setKeys("", newKeySet(cfg.Keys))
 	}
-	models := store.State().Models
+	st := store.State()
+	models := st.Models
 	for len(models) > 0 {
 		n := 1
 		for n < len(models) && models[n].Name == models[0].Name {
 			n++
 		}
-		a.restore(models[0].Name, models[:n])
+		name := models[0].Name
+		if !a.restore(name, models[:n]) {
+			// None of the current versions verifies or loads (a file
+			// changed on disk): serve what served before the last change.
+			var prev []StateEntry
+			for _, e := range st.Previous[name] {
+				if e.Name == name {
+					prev = append(prev, e)
+				}
+			}
+			if len(prev) > 0 && a.restore(name, prev) {
+				a.log.Warn("edge: serving the versions the last change replaced", "model", name)
+				a.refuse(name, a.Refused()[name]+"; serving the previous versions instead")
+			}
+		}
 		models = models[n:]
 	}
 	a.handler = a.router.Handler()
 	return a, nil
 }
 
-// restore loads the recorded versions of one model into the router.
-func (a *Agent) restore(name string, entries []StateEntry) {
+// restore loads the recorded versions of one model into the router, and
+// reports whether it serves any.
+func (a *Agent) restore(name string, entries []StateEntry) bool {
 	var ws []WeightedModel
 	weights := make([]int, 0, len(entries))
 	for _, e := range entries {
@@ -138,7 +154,7 @@ func (a *Agent) restore(name string, entries []StateEntry) {
 		weights = append(weights, e.weight())
 	}
 	if len(ws) == 0 {
-		return
+		return false
 	}
 	// The share of a version that did not load goes to those that did, in
 	// proportion. A version at 0 is not promoted on its own, though: with
@@ -146,16 +162,17 @@ func (a *Agent) restore(name string, entries []StateEntry) {
 	shares := scale(weights, 100)
 	if slices.Max(shares) == 0 {
 		a.log.Error("edge: no loaded version of the model takes traffic; not serving it", "model", name)
-		return
+		return false
 	}
 	for i := range ws {
 		ws[i].Weight = shares[i]
 	}
 	if err := a.router.Set(name, ws); err != nil {
 		a.log.Error("edge: last good model not served", "model", name, "err", err)
-		return
+		return false
 	}
 	a.log.Info("edge: serving last good model", "model", name, "traffic", trafficString(ws))
+	return true
 }
 
 // Deploy makes the site serve req: install the artifact (downloading through

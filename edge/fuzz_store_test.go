@@ -10,7 +10,7 @@ import (
 
 // FuzzOpenSiteFiles opens a site directory whose state.json and keys.json
 // hold anything: Open fails or serves, never panics, and a version it
-// serves is one state.json lists.
+// serves is one state.json lists (current or previous).
 func FuzzOpenSiteFiles(f *testing.F) {
 	f.Add([]byte(`{"models":[{"name":"m","version":"1","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","format":"lightgbm","features":["a"],"weight":100}]}`),
 		[]byte(`{"site":["00"],"models":{"m":["ab"]}}`))
@@ -31,8 +31,14 @@ func FuzzOpenSiteFiles(f *testing.F) {
 		}
 		defer a.Close()
 		listed := map[string]bool{}
-		for _, e := range a.store.State().Models {
+		st := a.store.State()
+		for _, e := range st.Models {
 			listed[e.Name+":"+e.Version] = true
+		}
+		for _, es := range st.Previous {
+			for _, e := range es {
+				listed[e.Name+":"+e.Version] = true
+			}
 		}
 		for _, m := range a.Served() {
 			if !listed[m.String()] {

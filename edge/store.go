@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -59,6 +60,10 @@ type Store struct {
 // State is the content of state.json.
 type State struct {
 	Models []StateEntry `json:"models"`
+	// Previous holds, by model, the versions the last change of the model
+	// replaced: what the site falls back to when none of the model's
+	// current versions verifies or loads at start (a file changed on disk).
+	Previous map[string][]StateEntry `json:"previous,omitempty"`
 }
 
 // StateEntry is one loaded model version as last deployed successfully. A
@@ -139,7 +144,11 @@ func relPath(ref modelfleet.ModelRef, digest string) string {
 func (s *Store) State() State {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return State{Models: slices.Clone(s.state.Models)}
+	prev := make(map[string][]StateEntry, len(s.state.Previous))
+	for k, v := range s.state.Previous {
+		prev[k] = slices.Clone(v)
+	}
+	return State{Models: slices.Clone(s.state.Models), Previous: prev}
 }
 
 // Put records e as the only loaded version of its model, with all the
@@ -173,14 +182,22 @@ func (s *Store) PutModel(name string, entries []StateEntry) error {
 	}
 	i, _ := slices.BinarySearchFunc(next, name, func(x StateEntry, name string) int { return strings.Compare(x.Name, name) })
 	next = slices.Insert(next, i, entries...)
-	b, err := json.MarshalIndent(State{Models: next}, "", "  ")
+	prev := s.state.Previous
+	if old := s.entriesLocked(name); len(old) > 0 && !sameVersions(old, entries) {
+		prev = maps.Clone(prev)
+		if prev == nil {
+			prev = map[string][]StateEntry{}
+		}
+		prev[name] = old
+	}
+	b, err := json.MarshalIndent(State{Models: next, Previous: prev}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("edge: save state: %w", err)
 	}
 	if err := WriteFileAtomic(filepath.Join(s.dir, stateFile), b); err != nil {
 		return fmt.Errorf("edge: save state: %w", err)
 	}
-	s.state.Models = next
+	s.state.Models, s.state.Previous = next, prev
 	return nil
 }
 
@@ -208,6 +225,24 @@ func checkEntries(name string, entries []StateEntry) error {
 func (s *Store) entries(name string) []StateEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.entriesLocked(name)
+}
+
+// sameVersions reports whether two recorded splits hold the same versions
+// (by version and digest; weights aside).
+func sameVersions(a, b []StateEntry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Version != b[i].Version || a[i].Digest != b[i].Digest {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) entriesLocked(name string) []StateEntry {
 	var out []StateEntry
 	for _, e := range s.state.Models {
 		if e.Name == name {
@@ -322,6 +357,15 @@ func (s *Store) prune(name, installed string) {
 	keep := map[string]bool{installed: true}
 	for _, e := range s.entries(name) {
 		keep[s.Path(e.ModelRef, e.Digest)] = true
+	}
+	// And what the site falls back to at start.
+	s.mu.Lock()
+	prev := slices.Clone(s.state.Previous[name])
+	s.mu.Unlock()
+	for _, e := range prev {
+		if e.Validate() == nil && modelfleet.ValidDigest(e.Digest) {
+			keep[s.Path(e.ModelRef, e.Digest)] = true
+		}
 	}
 	modelDir := filepath.Join(s.dir, modelsDir, name)
 	files, _ := filepath.Glob(filepath.Join(modelDir, "*", "*.model"))

@@ -91,6 +91,10 @@ func (a *Agent) verifyOnDisk(e StateEntry) error {
 	if t == nil {
 		return nil
 	}
+	req := e.request()
+	if err := req.Validate(); err != nil {
+		return err
+	}
 	p := a.store.Path(e.ModelRef, e.Digest)
 	fi, err := os.Stat(p)
 	if err != nil {

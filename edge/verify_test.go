@@ -238,3 +238,44 @@ func TestUnsignedDownloadStopsAtTheModelBudget(t *testing.T) {
 		t.Fatalf("%d bytes written past a budget of %d", written, 1<<10)
 	}
 }
+
+// When the only version a site serves is refused at start (its file
+// changed on disk), the site serves the versions the last change replaced:
+// its previous good version, kept on disk and verified again.
+func TestTamperedOnlyVersionFallsBackToThePreviousGoodOne(t *testing.T) {
+	s := newSigner(t)
+	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(1, 2, 2, 2)
+	arts := map[string][]byte{"1": v1, "2": v2}
+	dir := t.TempDir()
+	a := openTrusting(t, dir, s.trust)
+	for _, v := range []modelfleet.DesiredVersion{s.version(t, "m", "1", v1, 100), s.version(t, "m", "2", v2, 100)} {
+		if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{v}, fetchAll(arts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := served(a, "m"); got != "2" {
+		t.Fatalf("serving %q, want 2", got)
+	}
+	a.Close()
+	p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "2"}, digestOf(v2))
+	if err := os.WriteFile(statementPath(p), []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := openTrusting(t, dir, s.trust)
+	if got := served(b, "m"); got != "1" {
+		t.Fatalf("serving %q after the only version was tampered with, want the previous good version 1", got)
+	}
+	if r := b.Refused()["m"]; !strings.Contains(r, "version 2") || !strings.Contains(r, "previous") {
+		t.Fatalf("refusal reason %q", r)
+	}
+	// Without the previous version's own statement, nothing serves.
+	b.Close()
+	p1 := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(v1))
+	if err := os.Remove(statementPath(p1)); err != nil {
+		t.Fatal(err)
+	}
+	c := openTrusting(t, dir, s.trust)
+	if got := served(c, "m"); got != "" {
+		t.Fatalf("serving %q with no version that verifies", got)
+	}
+}
