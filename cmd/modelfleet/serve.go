@@ -184,7 +184,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&groupsClaim, "oidc-groups-claim", "groups", "claim carrying the caller's groups")
 	f.StringVar(&rolesClaim, "oidc-roles-claim", "roles", "claim carrying the caller's app roles")
 	f.StringVar(&authCfg.BindingsFile, "role-bindings", "", "role bindings file (docs/security.md)")
-	f.StringVar(&authCfg.PKIDir, "pki-dir", "", "site CA, control-signing keys and enrolments (default <data-dir>/pki)")
+	f.StringVar(&authCfg.PKIDir, "pki-dir", "", "site CA, control- and release-signing keys (release-keys/) and enrolments (default <data-dir>/pki)")
 	f.StringArrayVar(&authCfg.Hosts, "tls-host", nil, "name or IP the gateway's server certificate is for (repeatable)")
 	f.StringVar(&authCfg.TLSCertFile, "tls-cert", "", "server certificate (default: issued by the site CA)")
 	f.StringVar(&authCfg.TLSKeyFile, "tls-key", "", "server certificate key")
