@@ -145,6 +145,10 @@ type DesiredWorkload struct {
 	Release     string           `json:"release,omitempty"`
 	Previous    *DesiredWorkload `json:"previous,omitempty"`
 	TraceParent string           `json:"traceparent,omitempty"`
+	// Statement is the signed statement of a workload released alone
+	// (workload_statement.go); one carried by a model release is vouched
+	// for by the model version's statement instead.
+	Statement *Envelope `json:"statement,omitempty"`
 }
 
 // ActualWorkload is a workload as the site runs it.

@@ -214,6 +214,7 @@ const (
 // implement it too).
 type ReleaseSigner interface {
 	SignRelease(ctx context.Context, st Statement) (*Envelope, error)
+	WorkloadSigner
 }
 
 // SignAll signs payload as payloadType with every key, the first one's

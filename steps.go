@@ -23,6 +23,9 @@ type StepRequest struct {
 	// Workload is the workload version the release carries, if any: the
 	// sites run it from the first step on; a rollback restores what ran.
 	Workload *WorkloadRecord `json:"workload,omitempty"`
+	// WorkloadStatement is the signed statement of Workload when a
+	// workload release carries it alone (DesiredWorkload.Statement).
+	WorkloadStatement *Envelope `json:"workloadStatement,omitempty"`
 }
 
 // StepResult says what a step or rollback did, site by site in aggregate.

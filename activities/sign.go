@@ -51,3 +51,30 @@ func (a *Cloud) SignRelease(ctx context.Context, req SignRequest) (*modelfleet.E
 	}
 	return env, nil
 }
+
+// WorkloadSignRequest asks for the signed statement of a workload version
+// released alone.
+type WorkloadSignRequest struct {
+	Release  string                 `json:"release"`
+	Model    string                 `json:"model"`
+	Workload modelfleet.WorkloadRef `json:"workload"`
+}
+
+// SignWorkloadRelease signs the statement a site verifies before it runs
+// the workload version's manifest. With no signer configured it returns
+// nil: the workload travels unsigned, and sites that pinned release keys
+// refuse it.
+func (a *Cloud) SignWorkloadRelease(ctx context.Context, req WorkloadSignRequest) (*modelfleet.Envelope, error) {
+	if a.Signer == nil {
+		return nil, nil
+	}
+	rec, err := a.workloadRecord(ctx, req.Model, req.Workload)
+	if err != nil {
+		return nil, nonRetryableIfInvalid(err)
+	}
+	env, err := a.Signer.SignWorkload(ctx, modelfleet.NewWorkloadStatement(rec, req.Release, time.Now().UTC().Truncate(time.Second)))
+	if err != nil {
+		return nil, fmt.Errorf("sign workload %s: %w", req.Workload, err)
+	}
+	return env, nil
+}

@@ -16,6 +16,10 @@ func (k keySigner) SignRelease(_ context.Context, st modelfleet.Statement) (*mod
 	return modelfleet.SignStatement(st, []ed25519.PrivateKey{k.key})
 }
 
+func (k keySigner) SignWorkload(_ context.Context, st modelfleet.WorkloadStatement) (*modelfleet.Envelope, error) {
+	return modelfleet.SignWorkloadStatement(st, []ed25519.PrivateKey{k.key})
+}
+
 func TestSignReleaseSignsWhatValidationPassed(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	a := &Cloud{Signer: keySigner{key}}

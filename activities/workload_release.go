@@ -96,6 +96,9 @@ type WorkloadStep struct {
 	// Wave and ApprovedBy are recorded with the change (modelfleet.StepRequest).
 	Wave       string `json:"wave,omitempty"`
 	ApprovedBy string `json:"approvedBy,omitempty"`
+	// Statement is the workload version's signed statement
+	// (SignWorkloadRelease), for the sites.
+	Statement *modelfleet.Envelope `json:"statement,omitempty"`
 }
 
 // ApplyWorkloadStep writes the workload version into the desired state of a
@@ -107,7 +110,7 @@ func (a *Cloud) ApplyWorkloadStep(ctx context.Context, req WorkloadStep) (modelf
 		return modelfleet.StepResult{}, nonRetryableIfInvalid(err)
 	}
 	return a.step(ctx, modelfleet.StepRequest{Release: req.Release, Model: req.Model, Sites: req.Sites, Workload: &rec, TraceParent: traceParent(ctx),
-		Wave: req.Wave, ApprovedBy: req.ApprovedBy})
+		Wave: req.Wave, ApprovedBy: req.ApprovedBy, WorkloadStatement: req.Statement})
 }
 
 // workloadRecord fetches a registered workload version that calls model.

@@ -95,6 +95,17 @@ func (h *workloadHost) apply(ctx context.Context, rev int64, dw *modelfleet.Desi
 	return err
 }
 
+// refuse records that desired revision rev was refused, changing nothing
+// that runs.
+func (h *workloadHost) refuse(rev int64, err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rev <= h.revision {
+		return
+	}
+	h.revision, h.lastErr = rev, err.Error()
+}
+
 func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWorkload) error {
 	next, digest := h.def, ""
 	if dw != nil {
@@ -159,6 +170,16 @@ func (s *Site) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, act
 	var dw *modelfleet.DesiredWorkload
 	if d, ok := ds.Workloads[h.code.Name]; ok {
 		dw = &d
+	}
+	// A site with release keys runs a manifest only if a signed statement
+	// vouches for it; a refused one leaves what runs running.
+	if t := s.Edge.Trust(); dw != nil && t != nil {
+		if err := t.VouchWorkload(ds, h.code.Name, *dw); err != nil {
+			h.refuse(ds.Revision, err)
+			s.log.Warn("desired workload refused", "workload", h.code.Name, "revision", ds.Revision, "error", err)
+			actual.Workloads[h.code.Name] = h.actual()
+			return
+		}
 	}
 	if err := h.apply(ctx, ds.Revision, dw); err != nil {
 		s.log.Warn("apply desired workload failed", "workload", h.code.Name, "revision", ds.Revision, "error", err)

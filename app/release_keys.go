@@ -237,3 +237,10 @@ func RotateReleaseKeys(dir string, revoke []string) (string, error) {
 	}
 	return modelfleet.KeyID(k.Public().(ed25519.PublicKey)), nil
 }
+
+var _ modelfleet.WorkloadSigner = (*ReleaseKeys)(nil)
+
+// SignWorkload signs a workload statement with every key not revoked.
+func (r *ReleaseKeys) SignWorkload(_ context.Context, st modelfleet.WorkloadStatement) (*modelfleet.Envelope, error) {
+	return modelfleet.SignWorkloadStatement(st, r.keys)
+}

@@ -183,7 +183,7 @@ func stepWorkload(ds *modelfleet.Desired, req modelfleet.StepRequest) (bool, *mo
 		return false, &modelfleet.Conflict{Site: ds.Site, Holder: cur.Release}
 	}
 	next := w.Desired()
-	next.Release, next.TraceParent = req.Release, req.TraceParent
+	next.Release, next.TraceParent, next.Statement = req.Release, req.TraceParent, req.WorkloadStatement
 	switch {
 	case had && cur.Release == req.Release: // a later step of this release
 		if cur.Digest == next.Digest {

@@ -33,6 +33,9 @@ import (
 // `temporal server start-dev` with stub activities: validated, champion
 // gate passed, the release statement signed (SignRelease) and carried by
 // every step of a canary wave (50%, 100%) and a fleet wave.
+// workload_release_signed.json, the same way: a workload-only release of
+// bearing-failure-line 5 whose workload statement was signed after the plan
+// and carried by the steps of both waves.
 func TestReplay(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})

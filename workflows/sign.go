@@ -40,3 +40,24 @@ func (r *release) sign(ctx workflow.Context, report activities.ValidationReport,
 	r.status.Signed = env != nil
 	return nv, nil
 }
+
+// signedWorkloadReleases versions signing the workload version a workload
+// release carries (SignWorkloadRelease) between the plan and the first
+// wave: histories recorded before scheduled no such activity.
+const signedWorkloadReleases = "workload-release-signed-statement"
+
+// signWorkload has the workload release's statement signed and keeps it in
+// r.nv, which the steps (and a continued-as-new run's checkpoint) carry.
+func (r *release) signWorkload(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, signedWorkloadReleases, workflow.DefaultVersion, 1) < 1 {
+		return nil
+	}
+	var env *modelfleet.Envelope
+	req := activities.WorkloadSignRequest{Release: r.id, Model: r.workload.Model, Workload: r.workload.Workload}
+	if err := workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.SignWorkloadRelease, req).Get(ctx, &env); err != nil {
+		return fmt.Errorf("sign the workload statement: %w", err)
+	}
+	r.nv.Statement = env
+	r.status.Signed = env != nil
+	return nil
+}

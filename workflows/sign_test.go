@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/stretchr/testify/mock"
+
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/activities"
 )
@@ -48,5 +50,31 @@ func TestReleaseSignsNothingThatFailedValidation(t *testing.T) {
 	}
 	if len(h.signed) != 0 || len(h.steps) != 0 {
 		t.Fatalf("signed %d, stepped %d after a failed validation", len(h.signed), len(h.steps))
+	}
+}
+
+// A workload release signs its workload version once, after the plan, and
+// every step carries the statement to the sites.
+func TestWorkloadReleaseSignsItsWorkload(t *testing.T) {
+	h := newWorkloadHarness(t, twoWaves, sites("c1"), sites("f1", "f2"))
+	var signed []activities.WorkloadSignRequest
+	h.env.OnActivity(cloud.SignWorkloadRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.WorkloadSignRequest) (*modelfleet.Envelope, error) {
+		signed = append(signed, req)
+		return &modelfleet.Envelope{PayloadType: modelfleet.InTotoPayloadType, Payload: []byte(req.Workload.String())}, nil
+	})
+	h.env.ExecuteWorkflow(modelfleet.WorkloadReleaseWorkflowName, modelfleet.WorkloadReleaseInput{Model: "bearing-failure", Workload: modelfleet.WorkloadRef{Name: "bearing-failure-line", Version: "2"}})
+	if err := h.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(signed) != 1 || signed[0].Release != line2ID || signed[0].Workload.Version != "2" {
+		t.Fatalf("signed %+v, want the workload version once for %s", signed, line2ID)
+	}
+	if len(h.steps) == 0 {
+		t.Fatal("no steps")
+	}
+	for _, s := range h.steps {
+		if s.Statement == nil || string(s.Statement.Payload) != "bearing-failure-line:2" {
+			t.Fatalf("step %+v does not carry the statement", s)
+		}
 	}
 }

@@ -41,6 +41,9 @@ func WorkloadRelease(ctx workflow.Context, in modelfleet.WorkloadReleaseInput) (
 		return r.fail(ctx, err)
 	}
 	r.planned = plan
+	if err := r.signWorkload(ctx); err != nil {
+		return r.fail(ctx, err)
+	}
 	return r.end(ctx, r.rollout(ctx, r.nv, 0, r.planned.Waves[0]))
 }
 
@@ -72,7 +75,7 @@ func (r *release) applyActivity(ctx workflow.Context, nv modelfleet.DesiredVersi
 	wave, approver := r.currentWave(), r.approver()
 	if w := r.workload; w != nil {
 		return workflow.ExecuteActivity(r.cloudCtx(ctx), cloud.ApplyWorkloadStep, activities.WorkloadStep{
-			Release: r.id, Model: w.Model, Workload: w.Workload, Sites: batch, Wave: wave, ApprovedBy: approver,
+			Release: r.id, Model: w.Model, Workload: w.Workload, Sites: batch, Wave: wave, ApprovedBy: approver, Statement: nv.Statement,
 		})
 	}
 	step := nv
