@@ -34,6 +34,9 @@ type Cloud struct {
 	// stepWorkloads caches each version's carried workload for ApplyStep
 	// (modelfleet.ModelRef -> *modelfleet.WorkloadRecord).
 	stepWorkloads sync.Map
+	// workloadStatements caches the signed statement of each workload a
+	// release carries (release + "|" + workload ref -> *Envelope).
+	workloadStatements sync.Map
 
 	// Artifacts mirrors artifacts the sites cannot fetch themselves (an
 	// azureml:// address) at the gateway. Nil: none is mirrored.

@@ -91,6 +91,9 @@ func (a *Cloud) ApplyStep(ctx context.Context, req modelfleet.StepRequest) (mode
 	if req.Workload, err = a.stepWorkload(ctx, req); err != nil {
 		return modelfleet.StepResult{}, err
 	}
+	if req.WorkloadStatement, err = a.carriedWorkloadStatement(ctx, req); err != nil {
+		return modelfleet.StepResult{}, err
+	}
 	return a.step(ctx, req)
 }
 

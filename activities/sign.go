@@ -78,3 +78,23 @@ func (a *Cloud) SignWorkloadRelease(ctx context.Context, req WorkloadSignRequest
 	}
 	return env, nil
 }
+
+// carriedWorkloadStatement signs the workload a model release carries, so
+// that it stays vouched for at the sites after later releases of the model
+// replace the version whose statement names it (nil without a workload or
+// a signer). Signed once per release and workload version.
+func (a *Cloud) carriedWorkloadStatement(ctx context.Context, req modelfleet.StepRequest) (*modelfleet.Envelope, error) {
+	if req.Workload == nil || a.Signer == nil {
+		return nil, nil
+	}
+	key := req.Release + "|" + req.Workload.Ref().String()
+	if env, ok := a.workloadStatements.Load(key); ok {
+		return env.(*modelfleet.Envelope), nil
+	}
+	env, err := a.Signer.SignWorkload(ctx, modelfleet.NewWorkloadStatement(*req.Workload, req.Release, time.Now().UTC().Truncate(time.Second)))
+	if err != nil {
+		return nil, fmt.Errorf("sign workload %s: %w", req.Workload.Ref(), err)
+	}
+	a.workloadStatements.Store(key, env)
+	return env, nil
+}

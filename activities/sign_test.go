@@ -48,3 +48,34 @@ func TestSignReleaseSignsWhatValidationPassed(t *testing.T) {
 		t.Fatal("signed a version that failed validation")
 	}
 }
+
+// A step that carries a workload carries its signed statement too, so the
+// workload stays vouched for at the sites after a later release of the
+// model (one naming no workload) replaces the version that brought it.
+func TestApplyStepSignsTheWorkloadItCarries(t *testing.T) {
+	f := newPlanFixture(t)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	f.cloud.Signer = keySigner{key}
+	w2, _, err := f.dir.RegisterWorkload(workloadDoc(t, "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.model("2", "bearing-failure-line:2", bearingFeatures...)
+	v2 := modelfleet.DesiredVersion{Version: "2", Digest: "sha256:" + strings.Repeat("2", 64), Format: "lightgbm", Features: bearingFeatures, Weight: 100}
+	if _, err := f.cloud.ApplyStep(context.Background(), modelfleet.StepRequest{Release: "release/bearing-failure/2", Model: "bearing-failure", New: v2, Sites: []string{"c1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := f.dir.Desired(context.Background(), "c1", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dw := ds.Workloads["bearing-failure-line"]
+	pub := key.Public().(ed25519.PublicKey)
+	trust := &modelfleet.Trust{Keys: []modelfleet.TrustedKey{{ID: modelfleet.KeyID(pub), PublicKey: pub}}}
+	if dw.Version != "2" || dw.Digest != w2.Digest {
+		t.Fatalf("desired workload %+v, want version 2", dw)
+	}
+	if err := trust.VerifyWorkload(dw.Statement, "bearing-failure-line", dw); err != nil {
+		t.Fatalf("the carried workload's statement: %v", err)
+	}
+}
