@@ -303,6 +303,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 					return err
 				}
 				wc.ReleaseSigner = rk
+				// Azure ML deploys only what they signed, too.
+				if a := wc.Drivers.AMLArc; a != nil {
+					a.Trust = rk.Trust()
+				}
 			} else {
 				log.Warn("no --release-keys: validated versions are not signed, and sites that pinned release keys refuse them")
 			}

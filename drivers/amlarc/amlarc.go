@@ -52,6 +52,10 @@ type Config struct {
 	// Limits are Azure's; zero fields take the documented defaults. Lower
 	// them when other workspaces share the subscription and region.
 	Limits Limits
+	// Trust, if set, are the release keys: a version deploys only with a
+	// release statement they verify (as an agent site loads it), and the
+	// statement travels to the deployment (MODELFLEET_STATEMENT).
+	Trust *modelfleet.Trust
 	// PollFrequency is how often a long-running operation is polled (default 10s).
 	PollFrequency time.Duration
 	// Progress, if set, hears every poll of every long-running operation:
@@ -131,3 +135,7 @@ func (d *Driver) modelID(model string, v modelfleet.DesiredVersion) string {
 	}
 	return d.workspaceID() + "/models/" + model + "/versions/" + v.Version
 }
+
+// SetTrust sets the release keys versions are verified with (Config.Trust);
+// call it before the driver is used.
+func (d *Driver) SetTrust(t *modelfleet.Trust) { d.cfg.Trust = t }

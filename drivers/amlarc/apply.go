@@ -2,6 +2,8 @@ package amlarc
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -79,6 +81,15 @@ func (d *Driver) applyModel(ctx context.Context, site modelfleet.Site, model str
 	}
 	if err := checkTraffic(traffic); err != nil {
 		return permanent{err}
+	}
+	// Like an agent, the driver deploys only what a trusted key signed,
+	// every version checked before anything changes in Azure ML.
+	if t := d.cfg.Trust; t != nil {
+		for _, v := range dm.Versions {
+			if _, err := t.VerifyRelease(v.Statement, model, v); err != nil {
+				return permanent{err}
+			}
+		}
 	}
 	cur, err := d.ensureEndpoint(ctx, site, model, ep)
 	if err != nil {
@@ -213,6 +224,13 @@ func (d *Driver) deployment(site modelfleet.Site, model string, v modelfleet.Des
 			PollingInterval:             to.Ptr("PT10S"),
 		},
 		EnvironmentVariables: map[string]*string{"MODELFLEET_MODEL": to.Ptr(model), "MODELFLEET_VERSION": to.Ptr(v.Version), "MODELFLEET_DIGEST": to.Ptr(v.Digest)},
+	}
+	if v.Statement != nil {
+		// The release statement travels with the deployment, for a scoring
+		// script to verify the model it loads against (base64 DSSE JSON).
+		if b, err := json.Marshal(v.Statement); err == nil {
+			props.EnvironmentVariables["MODELFLEET_STATEMENT"] = to.Ptr(base64.StdEncoding.EncodeToString(b))
+		}
 	}
 	if d.cfg.ScoringScript != "" {
 		props.CodeConfiguration = &ml.CodeConfiguration{ScoringScript: to.Ptr(d.cfg.ScoringScript)}
