@@ -108,6 +108,9 @@ func Render(cfg Config, site modelfleet.Site, ds modelfleet.Desired) (map[string
 	if err := add(path.Join(dir, "agent-patch.yaml"), sitePatch(site, ds, hex.EncodeToString(sum[:]))); err != nil {
 		return nil, err
 	}
+	if err := addStatements(files, dir, ds); err != nil {
+		return nil, err
+	}
 	resources := []string{"../../" + BaseDir, "desired.yaml"}
 	wnames := make([]string, 0, len(ds.Workloads))
 	for n := range ds.Workloads {
@@ -285,3 +288,34 @@ func labelValue(s string) string {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// StatementFile is where a version's signed release statement is committed
+// beside the site's manifests (DSSE JSON; kustomize builds only what the
+// kustomization lists, so Flux applies none of them): an auditor, or a
+// verifier in the cluster, reads what the control plane vouched for next to
+// what it asked for. The agent verifies the copy inside desired.yaml.
+func StatementFile(model, version string) string {
+	return "statement-" + model + "-" + version + ".intoto.json"
+}
+
+func addStatements(files map[string][]byte, dir string, ds modelfleet.Desired) error {
+	for model, dm := range ds.Models {
+		for _, v := range dm.Versions {
+			if v.Statement == nil {
+				continue
+			}
+			if err := modelfleet.ValidateName("model name", model); err != nil {
+				return err
+			}
+			if err := modelfleet.ValidateName("model version", v.Version); err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(v.Statement, "", "  ")
+			if err != nil {
+				return err
+			}
+			files[path.Join(dir, StatementFile(model, v.Version))] = append(b, '\n')
+		}
+	}
+	return nil
+}
