@@ -31,9 +31,12 @@ const DefaultGatewayAddr = "127.0.0.1:8080"
 
 // GatewayConfig configures the gateway process.
 type GatewayConfig struct {
-	Addr     string // listen address (default DefaultGatewayAddr)
-	DataDir  string // the site directory lives in DataDir/sites.db
-	Temporal client.Client
+	Addr    string // listen address (default DefaultGatewayAddr)
+	DataDir string // the site directory lives in DataDir/sites.db
+	// MaxLongPolls caps the sites' desired-state long polls held open at
+	// once (default fleet.DefaultMaxLongPolls).
+	MaxLongPolls int
+	Temporal     client.Client
 	// Orchestrator, if set, is used instead of Temporal (tests).
 	Orchestrator modelfleet.Orchestrator
 	// Signals is where the sites' signal messages arrive for the drift
@@ -116,6 +119,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	if g.Directory, err = fleet.Open(filepath.Clean(cfg.DataDir)); err != nil {
 		return nil, err
 	}
+	g.Directory.SetMaxLongPolls(cfg.MaxLongPolls)
 	signals := cfg.Signals
 	if signals == nil {
 		if err := os.MkdirAll(cfg.QueueDir, 0o755); err != nil {

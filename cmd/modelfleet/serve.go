@@ -19,6 +19,7 @@ import (
 	"github.com/modelfleet/modelfleet/drivers/amlarc"
 	"github.com/modelfleet/modelfleet/drivers/gitops"
 	"github.com/modelfleet/modelfleet/events"
+	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/registry/azureml"
 	"github.com/modelfleet/modelfleet/telemetry"
 )
@@ -193,6 +194,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.BoolVar(&insecureWebhook, "insecure-webhook", false, "accept unauthenticated Event Grid deliveries on a non-loopback address")
 	f.BoolVar(&insecureNoAuth, "insecure-no-auth", false, "serve plain HTTP with no authentication at all (never on a plant network)")
 	f.StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
+	f.IntVar(&cfg.MaxLongPolls, "max-long-polls", fleet.DefaultMaxLongPolls, "sites' desired-state long polls held open at once; past it a site is told to retry later")
 	f.StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
 	f.StringVar(&keyParam, "event-key-param", events.DefaultKeyQueryParam, "query parameter carrying the webhook key (keys: $MODELFLEET_EVENT_KEYS, comma-separated)")
 	f.StringVar(&jwks, "entra-jwks-url", "", "require Microsoft Entra bearer tokens signed by a key from this JWKS URL")
