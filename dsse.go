@@ -29,7 +29,7 @@ type Signature struct {
 // TrustedKey is a public key a verifier accepts, by ID.
 type TrustedKey struct {
 	ID        string `json:"id"`
-	PublicKey []byte `json:"publicKey"` // ed25519, 32 bytes
+	PublicKey []byte `json:"publicKey"` // ed25519, 32 bytes; ECDSA P-256 (ID "ecdsa-p256:…"), PKIX DER
 }
 
 // Bounds of what a verifier reads from an envelope it is handed.
@@ -81,7 +81,7 @@ func (e *Envelope) Verify(payloadType string, keys []TrustedKey) ([]byte, string
 	pae := PAE(e.PayloadType, e.Payload)
 	for _, s := range e.Signatures {
 		for _, k := range keys {
-			if k.ID == s.KeyID && len(k.PublicKey) == ed25519.PublicKeySize && ed25519.Verify(ed25519.PublicKey(k.PublicKey), pae, s.Sig) {
+			if k.ID == s.KeyID && k.verify(pae, s.Sig) {
 				return e.Payload, k.ID, nil
 			}
 		}

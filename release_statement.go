@@ -3,7 +3,7 @@ package modelfleet
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
+	"crypto"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -217,23 +217,28 @@ type ReleaseSigner interface {
 	WorkloadSigner
 }
 
-// SignAll signs payload as payloadType with every key, the first one's
-// signature first: during a rotation sites that know only the old key and
-// sites that know only the new one both find a signature they trust.
-func SignAll(payloadType string, payload []byte, keys []ed25519.PrivateKey) (*Envelope, error) {
+// SignAll signs payload as payloadType with every key (ed25519 or ECDSA
+// P-256), the first one's signature first: during a rotation sites that
+// know only the old key and sites that know only the new one both find a
+// signature they trust.
+func SignAll[K crypto.Signer](payloadType string, payload []byte, keys []K) (*Envelope, error) {
 	if len(keys) == 0 {
 		return nil, Errorf(EINVALID, "no signing key")
 	}
-	env := SignEnvelope(payloadType, payload, keys[0])
+	env := Envelope{PayloadType: payloadType, Payload: payload}
 	pae := PAE(payloadType, payload)
-	for _, k := range keys[1:] {
-		env.Signatures = append(env.Signatures, Signature{KeyID: KeyID(k.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(k, pae)})
+	for _, k := range keys {
+		sig, err := sign(k, pae)
+		if err != nil {
+			return nil, err
+		}
+		env.Signatures = append(env.Signatures, sig)
 	}
 	return &env, nil
 }
 
 // SignStatement signs a release statement with keys (see SignAll).
-func SignStatement(st Statement, keys []ed25519.PrivateKey) (*Envelope, error) {
+func SignStatement[K crypto.Signer](st Statement, keys []K) (*Envelope, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, err
@@ -242,7 +247,7 @@ func SignStatement(st Statement, keys []ed25519.PrivateKey) (*Envelope, error) {
 }
 
 // SignKeySet signs a key set with keys (see Trust.Update).
-func SignKeySet(t Trust, keys []ed25519.PrivateKey) (*Envelope, error) {
+func SignKeySet[K crypto.Signer](t Trust, keys []K) (*Envelope, error) {
 	b, err := json.Marshal(t)
 	if err != nil {
 		return nil, err

@@ -3,7 +3,7 @@ package modelfleet
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
+	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -53,7 +53,7 @@ func NewWorkloadStatement(rec WorkloadRecord, release string, at time.Time) Work
 }
 
 // SignWorkloadStatement signs a workload statement with keys (SignAll).
-func SignWorkloadStatement(st WorkloadStatement, keys []ed25519.PrivateKey) (*Envelope, error) {
+func SignWorkloadStatement[K crypto.Signer](st WorkloadStatement, keys []K) (*Envelope, error) {
 	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, err

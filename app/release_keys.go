@@ -4,7 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
@@ -32,7 +35,7 @@ const RevokedFile = "revoked"
 // sites at enrolment and, as a signed key set, with every desired state.
 type ReleaseKeys struct {
 	dir    string
-	keys   []ed25519.PrivateKey // not revoked, newest first
+	keys   []crypto.Signer // not revoked, newest first
 	trust  modelfleet.Trust
 	keySet *modelfleet.Envelope
 }
@@ -62,13 +65,15 @@ func OpenReleaseKeys(dir string, create bool) (*ReleaseKeys, error) {
 	}
 	r := &ReleaseKeys{dir: dir, trust: modelfleet.Trust{Revoked: revoked}}
 	for _, k := range all {
-		pub := k.Public().(ed25519.PublicKey)
-		id := modelfleet.KeyID(pub)
-		if slices.Contains(revoked, id) {
+		tk, err := modelfleet.TrustedKeyOf(k.Public())
+		if err != nil {
+			return nil, fmt.Errorf("release keys: %w", err)
+		}
+		if slices.Contains(revoked, tk.ID) {
 			continue
 		}
 		r.keys = append(r.keys, k)
-		r.trust.Keys = append(r.trust.Keys, modelfleet.TrustedKey{ID: id, PublicKey: pub})
+		r.trust.Keys = append(r.trust.Keys, tk)
 	}
 	if len(r.keys) == 0 {
 		return nil, fmt.Errorf("release keys: every key in %s is revoked: rotate first (`modelfleet keys rotate`)", dir)
@@ -99,7 +104,7 @@ func OpenReleaseKeys(dir string, create bool) (*ReleaseKeys, error) {
 
 // readKeysNewestFirst reads the *.key files in dir, the most recently
 // written first.
-func readKeysNewestFirst(dir string) ([]ed25519.PrivateKey, error) {
+func readKeysNewestFirst(dir string) ([]crypto.Signer, error) {
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.key"))
 	type file struct {
 		path string
@@ -119,7 +124,7 @@ func readKeysNewestFirst(dir string) ([]ed25519.PrivateKey, error) {
 		}
 		return strings.Compare(b.path, a.path)
 	})
-	var keys []ed25519.PrivateKey
+	var keys []crypto.Signer
 	for _, f := range files {
 		b, err := os.ReadFile(f.path)
 		if err != nil {
@@ -133,11 +138,14 @@ func readKeysNewestFirst(dir string) ([]ed25519.PrivateKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("release key %s: %w", f.path, err)
 		}
-		ek, ok := k.(ed25519.PrivateKey)
+		signer, ok := k.(crypto.Signer)
 		if !ok {
-			return nil, fmt.Errorf("release key %s: not ed25519", f.path)
+			return nil, fmt.Errorf("release key %s: not a signing key", f.path)
 		}
-		keys = append(keys, ek)
+		if _, err := modelfleet.TrustedKeyOf(signer.Public()); err != nil {
+			return nil, fmt.Errorf("release key %s: %w", f.path, err)
+		}
+		keys = append(keys, signer)
 	}
 	return keys, nil
 }
@@ -180,7 +188,7 @@ func (r *ReleaseKeys) KeySet() *modelfleet.Envelope { return r.keySet }
 // and the worker to use it: sites learn the key set with their next desired
 // state (it is signed by the keys they already trust), and from then on
 // refuse what only a revoked key signed.
-func RotateReleaseKeys(dir string, revoke []string) (string, error) {
+func RotateReleaseKeys(dir string, revoke []string, alg string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
@@ -195,7 +203,9 @@ func RotateReleaseKeys(dir string, revoke []string) (string, error) {
 			return "", err
 		}
 		for _, k := range keys {
-			known[modelfleet.KeyID(k.Public().(ed25519.PublicKey))] = true
+			if tk, err := modelfleet.TrustedKeyOf(k.Public()); err == nil {
+				known[tk.ID] = true
+			}
 		}
 	}
 	for _, id := range revoke {
@@ -203,7 +213,15 @@ func RotateReleaseKeys(dir string, revoke []string) (string, error) {
 			return "", fmt.Errorf("release keys: no key %q in %s", id, dir)
 		}
 	}
-	_, k, err := ed25519.GenerateKey(rand.Reader)
+	var k crypto.Signer
+	switch alg {
+	case "", KeyEd25519:
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	case KeyECDSAP256:
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	default:
+		return "", fmt.Errorf("release keys: algorithm %q: want %s or %s", alg, KeyEd25519, KeyECDSAP256)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -235,8 +253,15 @@ func RotateReleaseKeys(dir string, revoke []string) (string, error) {
 			return "", err
 		}
 	}
-	return modelfleet.KeyID(k.Public().(ed25519.PublicKey)), nil
+	tk, err := modelfleet.TrustedKeyOf(k.Public())
+	return tk.ID, err
 }
+
+// Release key algorithms (RotateReleaseKeys).
+const (
+	KeyEd25519   = "ed25519"
+	KeyECDSAP256 = "ecdsa-p256"
+)
 
 var _ modelfleet.WorkloadSigner = (*ReleaseKeys)(nil)
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,10 +22,10 @@ func TestReleaseKeysRotateAndRevoke(t *testing.T) {
 	if len(old.Keys) != 1 {
 		t.Fatalf("%d keys, want one created", len(old.Keys))
 	}
-	if _, err := RotateReleaseKeys(dir, []string{"ed25519:nosuchkey"}); err == nil {
+	if _, err := RotateReleaseKeys(dir, []string{"ed25519:nosuchkey"}, ""); err == nil {
 		t.Fatal("revoking an unknown key succeeded")
 	}
-	newID, err := RotateReleaseKeys(dir, nil)
+	newID, err := RotateReleaseKeys(dir, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestReleaseKeysRotateAndRevoke(t *testing.T) {
 	}
 	// Revoke the first key (mtime resolution: make the change later).
 	time.Sleep(1100 * time.Millisecond)
-	if _, err := RotateReleaseKeys(dir, []string{old.Keys[0].ID}); err != nil {
+	if _, err := RotateReleaseKeys(dir, []string{old.Keys[0].ID}, ""); err != nil {
 		t.Fatal(err)
 	}
 	last, err := OpenReleaseKeys(dir, false)
@@ -68,5 +69,40 @@ func TestReleaseKeysRotateAndRevoke(t *testing.T) {
 	byOld, _ := first.SignRelease(context.Background(), st)
 	if _, err := next.VerifyRelease(byOld, "m", v); err == nil {
 		t.Fatal("a statement by the revoked key is trusted after the site learned the revocation")
+	}
+}
+
+// An ECDSA P-256 key rotates in beside an ed25519 one; both sign, and a
+// site that knows only the new key verifies.
+func TestReleaseKeysECDSA(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := OpenReleaseKeys(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	id, err := RotateReleaseKeys(dir, nil, KeyECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := OpenReleaseKeys(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := modelfleet.NewReleaseStatement("sha256:"+strings.Repeat("0", 64), 5, modelfleet.ReleasePredicate{Model: "m", Version: "1", Format: "onnx"})
+	env, err := rk.SignRelease(context.Background(), st)
+	if err != nil || len(env.Signatures) != 2 || env.Signatures[0].KeyID != id {
+		t.Fatalf("signatures %v (%v), want the ECDSA key's first", env, err)
+	}
+	var only modelfleet.Trust
+	for _, k := range rk.Trust().Keys {
+		if k.ID == id {
+			only.Keys = append(only.Keys, k)
+		}
+	}
+	v := modelfleet.DesiredVersion{Version: "1", Digest: "sha256:" + strings.Repeat("0", 64), Size: 5, Format: "onnx"}
+	if _, err := only.VerifyRelease(env, "m", v); err != nil {
+		t.Fatalf("a site pinning the ECDSA key alone: %v", err)
+	}
+	if _, err := RotateReleaseKeys(dir, nil, "rsa"); err == nil {
+		t.Fatal("an RSA key was made")
 	}
 }

@@ -19,6 +19,7 @@ func newKeysCmd() *cobra.Command {
 	dir := filepath.Join(dataDir(), "gateway", "pki", "release-keys")
 	cmd.PersistentFlags().StringVar(&dir, "dir", dir, "the release keys directory (the gateway's <pki-dir>/release-keys)")
 	var revoke []string
+	var alg string
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Add a new release key (it signs first from the next start of the gateway and worker); --revoke retires old ones",
@@ -31,7 +32,7 @@ from then on refuse what only a revoked key signed. Revoke a key by its ID
 site has learned the revocation.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			id, err := app.RotateReleaseKeys(dir, revoke)
+			id, err := app.RotateReleaseKeys(dir, revoke, alg)
 			if err != nil {
 				return err
 			}
@@ -44,6 +45,7 @@ site has learned the revocation.`,
 		},
 	}
 	rotate.Flags().StringArrayVar(&revoke, "revoke", nil, "revoke the key with this ID (repeatable)")
+	rotate.Flags().StringVar(&alg, "algorithm", app.KeyEd25519, "the new key's algorithm: "+app.KeyEd25519+" or "+app.KeyECDSAP256)
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Print the release keys sites pin (JSON; for `modelfleet edge --release-keys`)",
