@@ -103,6 +103,7 @@ type Site struct {
 	// converge loop state: the last revision applied and each model's error
 	lastApplied int64
 	lastError   map[string]string
+	lastKeySet  string // the last release key set checked (learnKeys)
 }
 
 // Open opens the site's store, loads its last good models and starts the

@@ -120,6 +120,16 @@ func (s *Site) learnKeys(env *modelfleet.Envelope) {
 	if env == nil || cur == nil {
 		return
 	}
+	// The same set comes with every poll: check (and log) each once per
+	// trust the site holds (a renewal may pin keys that take it).
+	seen := fmt.Sprintf("%p|", cur) + string(env.Payload)
+	for _, sig := range env.Signatures {
+		seen += "|" + sig.KeyID + ":" + string(sig.Sig)
+	}
+	if seen == s.lastKeySet {
+		return
+	}
+	s.lastKeySet = seen
 	next, ok, err := cur.Update(env)
 	if err != nil {
 		s.log.Warn("release key set refused", "error", err)
