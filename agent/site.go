@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -127,12 +128,24 @@ func Open(cfg Config) (*Site, error) {
 	if cfg.ReleaseKeysFile != "" && trust == nil {
 		return nil, fmt.Errorf("edge %s: release keys file %s does not exist", cfg.SiteID, cfg.ReleaseKeysFile)
 	}
+	grand, recorded, err := loadGrandfathered(filepath.Join(cfg.DataDir, grandfatheredFile))
+	if err != nil {
+		return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
+	}
+	if trust != nil && !recorded {
+		// Keys pinned by hand (or a site upgraded with keys): what
+		// state.json lists ran before them, once.
+		if grand, err = grandfatherState(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
+		}
+	}
 	store, err := edge.Open(cfg.DataDir, edge.Config{
-		Trust:      trust,
-		SiteID:     cfg.SiteID,
-		Loader:     func(format string, data []byte) (edge.Scorer, error) { return inference.Load(format, data) },
-		Vectorizer: inference.Vector,
-		Logger:     log,
+		Trust:         trust,
+		Grandfathered: grand,
+		SiteID:        cfg.SiteID,
+		Loader:        func(format string, data []byte) (edge.Scorer, error) { return inference.Load(format, data) },
+		Vectorizer:    inference.Vector,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, err

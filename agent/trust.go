@@ -109,6 +109,19 @@ func (s *Site) pin(got *modelfleet.Trust) {
 		s.log.Error("release keys unreadable", "error", err)
 		return
 	}
+	if s.Edge.Trust() == nil {
+		// The first keys: what the site serves now keeps loading.
+		var ds []string
+		for _, m := range s.Edge.Served() {
+			ds = append(ds, m.Digest)
+		}
+		grand, err := grandfather(s.cfg.DataDir, ds)
+		if err != nil {
+			s.log.Error("release keys not pinned: record what runs", "error", err)
+			return
+		}
+		s.Edge.SetGrandfathered(grand)
+	}
 	s.Edge.SetTrust(t)
 	s.log.Info("release keys pinned", "keys", len(t.Keys), "revoked", len(t.Revoked))
 }
@@ -168,4 +181,60 @@ func (s *Site) downloadTimeout() time.Duration {
 		return s.cfg.DownloadTimeout
 	}
 	return DefaultDownloadTimeout
+}
+
+// grandfatheredFile lists, in the site's data dir, the artifact digests the
+// site ran when it first pinned release keys: they load without a
+// statement, so a fleet upgraded to signed releases keeps serving (and can
+// roll back to) what it ran. Written once; nothing is added later.
+const grandfatheredFile = "release-grandfathered.json"
+
+func loadGrandfathered(p string) ([]string, bool, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	var ds []string
+	if err := json.Unmarshal(b, &ds); err != nil {
+		return nil, true, fmt.Errorf("%s: %w", p, err)
+	}
+	return ds, true, nil
+}
+
+// grandfather records digests as what ran before keys were pinned, unless
+// a list was recorded before.
+func grandfather(dataDir string, digests []string) ([]string, error) {
+	p := filepath.Join(dataDir, grandfatheredFile)
+	if old, exists, err := loadGrandfathered(p); exists || err != nil {
+		return old, err
+	}
+	slices.Sort(digests)
+	digests = slices.Compact(digests)
+	b, err := json.Marshal(append([]string{}, digests...))
+	if err != nil {
+		return nil, err
+	}
+	return digests, edge.WriteFileAtomic(p, b)
+}
+
+// grandfatherState records the digests state.json lists (current and
+// previous versions), once.
+func grandfatherState(dataDir string) ([]string, error) {
+	st, err := edge.OpenStore(dataDir, 0, nil)
+	if err != nil {
+		return nil, err
+	}
+	var ds []string
+	for _, e := range st.State().Models {
+		ds = append(ds, e.Digest)
+	}
+	for _, es := range st.State().Previous {
+		for _, e := range es {
+			ds = append(ds, e.Digest)
+		}
+	}
+	return grandfather(dataDir, ds)
 }

@@ -142,3 +142,80 @@ func TestStalledDownloadIsCutOffByTheTimeout(t *testing.T) {
 		t.Fatalf("a stalled download ended after %s with %v, want cut off at the timeout", time.Since(start), err)
 	}
 }
+
+// A site upgraded to signed releases keeps what it ran before it pinned
+// keys: those versions load without a statement (at start and in a split
+// beside a signed version), and nothing else unsigned does.
+func TestVersionsServedBeforeKeysAreGrandfathered(t *testing.T) {
+	dir := t.TempDir()
+	vs := exampleVersions(t, dir, "1", "2", "3")
+	key, pub := releaseKey(t)
+	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Directory.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(v modelfleet.DesiredVersion) {
+		t.Helper()
+		release := "release/bearing-failure/" + v.Version
+		if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gw.Directory.Finish(release, "bearing-failure", []string{"s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keysFile := filepath.Join(dir, "release-keys.json")
+	start := func(keys string) (*Site, func()) {
+		e, err := Open(Config{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 200 * time.Millisecond, ReleaseKeysFile: keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { e.Run(ctx); close(done) }()
+		return e, func() { cancel(); <-done; e.Edge.Close() }
+	}
+	// Before signed releases: version 1, unsigned.
+	e, stop := start("")
+	step(vs[0])
+	waitServing(t, e, "1")
+	stop()
+
+	// Keys pinned: 1 still serves after the restart.
+	if err := saveTrust(keysFile, &modelfleet.Trust{Keys: []modelfleet.TrustedKey{pub}, Serial: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e, stop = start(keysFile)
+	defer stop()
+	if got := servedVersion(t, e); got != "1" {
+		t.Fatalf("after pinning keys the site serves %q, want version 1 it ran before", got)
+	}
+	// A signed 2 at 10% beside the unsigned 1 applies.
+	fi, err := os.Stat(filepath.Join("..", "examples", "bearing-failure", "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := signVersion(t, vs[1], fi.Size(), key)
+	v2.Weight = 10
+	if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: "release/bearing-failure/2", Model: "bearing-failure", New: v2, Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := awaitProgress(t, gw.Directory, "2")
+	if len(p.Converged) != 1 {
+		t.Fatalf("signed 2 beside grandfathered 1: %+v", p)
+	}
+	if _, err := gw.Directory.Finish("release/bearing-failure/2", "bearing-failure", []string{"s1"}); err != nil {
+		t.Fatal(err)
+	}
+	// An unsigned 3 (other bytes) was never run here: refused.
+	v3 := vs[2]
+	v3.Digest = "sha256:" + strings.Repeat("e", 64)
+	step(v3)
+	if p := awaitProgress(t, gw.Directory, "3"); len(p.Failed) != 1 || !strings.Contains(p.Failed[0].Reason, "no signed release statement") {
+		t.Fatalf("unsigned 3: %+v", p)
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	// MaxModelBytes bounds a model file read to be parsed (default
 	// DefaultMaxModelBytes).
 	MaxModelBytes int64
+	// Grandfathered are artifact digests that load without a statement
+	// (SetGrandfathered).
+	Grandfathered []string
 }
 
 // Agent is a site's edge agent: the store on disk and the router serving
@@ -63,10 +66,12 @@ type Agent struct {
 	keysMu sync.Mutex // serialises writes of keys.json
 	keys   keysFile
 
-	trust     atomic.Pointer[modelfleet.Trust]
-	maxModel  int64
-	refusedMu sync.Mutex
-	refused   map[string]string // model -> why its versions were not restored
+	trust atomic.Pointer[modelfleet.Trust]
+	// grandfathered: digests that load without a statement (SetGrandfathered)
+	grandfathered atomic.Pointer[[]string]
+	maxModel      int64
+	refusedMu     sync.Mutex
+	refused       map[string]string // model -> why its versions were not restored
 }
 
 // Open opens the site directory dir and loads every model version
@@ -97,6 +102,7 @@ func Open(dir string, cfg Config) (*Agent, error) {
 		a.maxModel = DefaultMaxModelBytes
 	}
 	a.trust.Store(cfg.Trust)
+	a.SetGrandfathered(cfg.Grandfathered)
 	a.router.shadow = newShadowPool(cfg.ShadowWorkers, cfg.ShadowQueue)
 	// Keys before models: a model must never be served without its keys.
 	if err := a.loadKeys(); err != nil {

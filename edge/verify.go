@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/modelfleet/modelfleet"
@@ -65,6 +66,20 @@ func (a *Agent) refuse(model, reason string) {
 	a.refused[model] = reason
 }
 
+// SetGrandfathered sets the artifact digests a site ran before it pinned
+// release keys: they load without a statement (a fleet upgraded to signed
+// releases keeps serving, and rolling back to, what it ran). Nothing else
+// does.
+func (a *Agent) SetGrandfathered(digests []string) {
+	d := slices.Clone(digests)
+	a.grandfathered.Store(&d)
+}
+
+func (a *Agent) isGrandfathered(digest string) bool {
+	d := a.grandfathered.Load()
+	return d != nil && slices.Contains(*d, digest)
+}
+
 // verifyDesired checks the release statements of a split before anything
 // of it is installed, and returns the signed size of each version (by
 // index; 0 with no trust set).
@@ -75,6 +90,9 @@ func (a *Agent) verifyDesired(model string, versions []modelfleet.DesiredVersion
 		return sizes, nil
 	}
 	for i, v := range versions {
+		if v.Statement == nil && a.isGrandfathered(v.Digest) {
+			continue
+		}
 		st, err := t.VerifyRelease(v.Statement, model, v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrRefused, err)
@@ -101,6 +119,9 @@ func (a *Agent) verifyOnDisk(e StateEntry) error {
 		return err
 	}
 	env, err := readStatement(statementPath(p))
+	if errors.Is(err, os.ErrNotExist) && a.isGrandfathered(e.Digest) {
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("%w: version %s: release statement on disk: %w", ErrRefused, e.ModelRef, err)
 	}
