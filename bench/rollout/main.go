@@ -81,6 +81,8 @@ type options struct {
 	cpuprofile string
 	pprofAddr  string
 	logLevel   slog.Level
+	store      string // bbolt, or postgres (then each size also runs on bbolt, for the ratio)
+	replicas   int
 }
 
 func main() {
@@ -100,6 +102,8 @@ func main() {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while running")
 	flag.StringVar(&level, "log", "error", "log level of the stack's components: debug, info, warn, error")
+	flag.StringVar(&o.store, "store", "bbolt", "where the gateway keeps the fleet: bbolt, or postgres (a PostgreSQL server this run starts, as the tests do; each size then also runs on bbolt for ratio_vs_bbolt)")
+	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.Parse()
 	if err := o.parse(sites, level); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-rollout:", err)
@@ -126,6 +130,12 @@ func (o *options) parse(sites, level string) error {
 	case "auto", "tcp", "pipe":
 	default:
 		return fmt.Errorf("-transport %q: want tcp, pipe or auto", o.transport)
+	}
+	switch {
+	case o.store != "bbolt" && o.store != "postgres":
+		return fmt.Errorf("-store %q: want bbolt or postgres", o.store)
+	case o.replicas < 1 || (o.replicas > 1 && o.store != "postgres"):
+		return fmt.Errorf("-replicas %d: want 1, or more with -store postgres", o.replicas)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("-log %q: %w", level, err)
@@ -170,10 +180,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	fmt.Fprintf(out, "bench-rollout: sizes %v, heartbeat %s, open-files limit %d, %s\n", o.sites, o.heartbeat, fdLimit, ex.describe())
 
+	if o.store == "postgres" {
+		return runPostgres(ctx, o, fdLimit, ex, log, out)
+	}
 	var results []result
 	var failed []error
 	for _, n := range o.sites {
-		r, err := measure(ctx, o, n, fdLimit, ex, log, out)
+		r, err := measure(ctx, o, n, fdLimit, ex, log, out, "", 1)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%d sites: %w", n, err))
 			if ctx.Err() != nil {
@@ -211,7 +224,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 }
 
 // measure runs the three phases on a fresh stack of n sites.
-func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer) (r result, err error) {
+func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer, store string, replicas int) (r result, err error) {
 	r.sites = n
 	// Over loopback TCP each site holds about six descriptors at the peak of
 	// a wave (its router's listener, both ends of its long poll, both ends
@@ -247,7 +260,7 @@ func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, 
 	res := startSampler()
 	defer res.stop()
 	began := time.Now()
-	s, err := startStack(ctx, stackConfig{dir: dir, sitesDir: sitesDir, sites: n, pipes: pipes, heartbeat: o.heartbeat, temporal: o.temporal, log: log})
+	s, err := startStack(ctx, stackConfig{dir: dir, sitesDir: sitesDir, sites: n, pipes: pipes, heartbeat: o.heartbeat, temporal: o.temporal, log: log, store: store, replicas: replicas})
 	if err != nil {
 		return r, err
 	}

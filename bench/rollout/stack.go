@@ -32,7 +32,8 @@ type stack struct {
 	log      *slog.Logger
 	temporal *app.TemporalServer
 	client   client.Client
-	gateway  *app.Gateway
+	gateway  *app.Gateway   // the first replica: the registry's webhook and the worker use it
+	gateways []*app.Gateway // every replica; the agents are spread over them
 	registry *registry.Registry
 	regURL   string
 	blobs    *blobGate
@@ -52,6 +53,8 @@ type stackConfig struct {
 	heartbeat time.Duration
 	temporal  string
 	log       *slog.Logger
+	store     string // PostgreSQL DSN; "" for bbolt (one replica)
+	replicas  int    // gateway replicas on store (default 1)
 }
 
 // startStack starts everything but the sites' agents, then opens the
@@ -82,11 +85,15 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	}
 	s.closers = append(s.closers, s.client.Close)
 
-	s.gateway, err = app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway"), Temporal: s.client, Logger: cfg.log})
-	if err != nil {
-		return s, err
+	for i := range max(cfg.replicas, 1) {
+		gw, err := app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway", strconv.Itoa(i)), Temporal: s.client, Logger: cfg.log, Store: cfg.store})
+		if err != nil {
+			return s, err
+		}
+		s.closers = append(s.closers, func() { gw.Close() })
+		s.gateways = append(s.gateways, gw)
 	}
-	s.closers = append(s.closers, func() { s.gateway.Close() })
+	s.gateway = s.gateways[0]
 
 	// The fleet's transport, installed before anything uses
 	// http.DefaultClient. In pipe mode the directory (everything the agents
@@ -98,7 +105,9 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	s.meter = &meter{next: s.tr}
 	http.DefaultTransport = s.meter
 	if cfg.pipes {
-		s.serve(fab.route(hostOf(s.gateway.URL())), s.gateway.Directory.Handler())
+		for _, gw := range s.gateways {
+			s.serve(fab.route(hostOf(gw.URL())), gw.Directory.Handler())
+		}
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -150,7 +159,7 @@ func (s *stack) startSites(cfg stackConfig) error {
 				SiteID:            id,
 				DataDir:           filepath.Join(cfg.sitesDir, id),
 				Listen:            "127.0.0.1:0",
-				GatewayURL:        s.gateway.URL(),
+				GatewayURL:        s.gateways[i%len(s.gateways)].URL(),
 				Labels:            map[string]string{"ring": ring(i, cfg.sites)},
 				HeartbeatInterval: cfg.heartbeat,
 				NoSignals:         true,

@@ -258,6 +258,21 @@ func (s *Server) exec(sql string) error {
 	return nil
 }
 
+// CreateDatabase creates an empty database called name (letters, digits
+// and underscores) and returns its DSN, for programs that are not tests
+// (the rollout benchmark).
+func (s *Server) CreateDatabase(name string) (string, error) {
+	for _, r := range name {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return "", fmt.Errorf("pgtest: database name %q: want lowercase letters, digits and underscores", name)
+		}
+	}
+	if err := s.exec("CREATE DATABASE " + name); err != nil {
+		return "", err
+	}
+	return s.dsn(name), nil
+}
+
 // Stop stops the server at once and removes its directory.
 func (s *Server) Stop() {
 	_ = s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "stop")
