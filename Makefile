@@ -50,8 +50,10 @@ clean:
 
 # --- deps: what the model runtime's real-library tests need (inference/; docs/models.md) ---
 # Debian packages. The tests skip without them, naming the package, and fail
-# instead when MODELFLEET_REQUIRE_DEPS=1 (as .ci/run sets).
-TEST_DEB_PACKAGES := python3-xgboost python3-sklearn python3-onnx libonnx-testdata
+# instead when MODELFLEET_REQUIRE_DEPS=1 (as .ci/run sets). postgresql: the
+# PostgreSQL store's tests start a real server (internal/pgtest; as root they
+# run it as the package's `postgres` user).
+TEST_DEB_PACKAGES := python3-xgboost python3-sklearn python3-onnx libonnx-testdata postgresql
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: deps
 ## deps: install the missing packages of TEST_DEB_PACKAGES (apt-get update once, non-interactive)

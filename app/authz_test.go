@@ -181,6 +181,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 		allowed            []string // besides these, every caller is refused
 	}{
 		{"GET", "/healthz", "", all},
+		{"GET", "/readyz", "", all},
 		{"GET", "/metrics", "", all},
 		// Event Grid's deliveries: authenticated by the webhook's own keys
 		// or Entra tokens (none configured here, on loopback).

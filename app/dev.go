@@ -30,6 +30,7 @@ import (
 // newcomer gets from `make run`.
 type DevConfig struct {
 	DataDir        string // default ./.modelfleet
+	Store          string // PostgreSQL DSN for the gateway's state (default: bbolt in DataDir)
 	Sites          int    // simulated factory sites (default 3)
 	TemporalBinary string // default FindTemporal()
 	TemporalPort   int    // default 7233
@@ -83,7 +84,7 @@ type Dev struct {
 	// Sites are the simulated sites' edge agents.
 	Sites []*agent.Site
 	// Signals is the embedded edge-signal queue (Service Bus semantics).
-	Signals *queue.Queue
+	Signals queue.Store
 	// Monitor consumes Signals: drift verdicts to releases and retraining.
 	Monitor *Monitor
 	factory *factory
@@ -187,7 +188,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	retrain := modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}
 	d.Gateway, err = OpenGateway(GatewayConfig{
 		Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), QueueDir: filepath.Join(cfg.DataDir, "queue"),
-		Temporal: d.Client, Retrain: retrain, Logger: log,
+		Temporal: d.Client, Retrain: retrain, Logger: log, Store: cfg.Store,
 		// Authentication on, with the stack's own OIDC issuer: the CLI
 		// finds its credential, the CA and the gateway's URL in
 		// <data-dir>/credentials.

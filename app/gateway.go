@@ -7,15 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/events"
@@ -45,6 +44,11 @@ type GatewayConfig struct {
 	// at /api/queues/signals, where the agents send.
 	Signals  queue.Receiver
 	QueueDir string
+	// Store, if set, is the PostgreSQL database (a postgres:// DSN) that
+	// keeps the fleet directory and the embedded signal queue, shared by
+	// any number of gateway replicas. Empty: bbolt files in DataDir and
+	// QueueDir, one replica (the embedded default).
+	Store string
 	// Monitor tunes the drift monitor (lookback, minimum rows, reference,
 	// thresholds); zero values take its defaults.
 	Monitor drift.Options
@@ -82,8 +86,9 @@ type Gateway struct {
 	Directory *fleet.Directory
 	// Signals is the embedded signal queue (nil when the monitor consumes
 	// Service Bus), and Monitor the drift monitor consuming it.
-	Signals     *queue.Queue
+	Signals     queue.Store
 	Monitor     *Monitor
+	pool        *pgxpool.Pool // the shared database, with Store
 	stopMonitor func()
 	mux         *http.ServeMux
 	http        *httpjson.Server
@@ -116,19 +121,12 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 			g.Close()
 		}
 	}()
-	if g.Directory, err = fleet.Open(filepath.Clean(cfg.DataDir)); err != nil {
+	if err := g.openStores(cfg, log); err != nil {
 		return nil, err
 	}
 	g.Directory.SetMaxLongPolls(cfg.MaxLongPolls)
 	signals := cfg.Signals
 	if signals == nil {
-		if err := os.MkdirAll(cfg.QueueDir, 0o755); err != nil {
-			return nil, err
-		}
-		g.Signals, err = queue.Open(filepath.Join(cfg.QueueDir, agent.SignalQueue+".db"), queue.Options{Name: agent.SignalQueue, Logger: log.With("component", "queue")})
-		if err != nil {
-			return nil, err
-		}
 		signals = g.Signals
 	}
 	var o modelfleet.Orchestrator = cfg.Orchestrator
@@ -175,6 +173,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 		mux.Handle("/api/queues/", queue.NewStampingHandler(stamp, g.Signals))
 	}
 	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", g.readyz)
 	mux.Handle("GET /metrics", metricsHandler(reg))
 	g.mux = mux
 	var handler http.Handler = mux
@@ -303,11 +302,5 @@ func (g *Gateway) Close() error {
 	if g.http != nil {
 		g.http.Close()
 	}
-	if g.Signals != nil {
-		g.Signals.Close()
-	}
-	if g.Directory == nil {
-		return nil
-	}
-	return g.Directory.Close()
+	return g.closeStores()
 }

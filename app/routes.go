@@ -13,6 +13,7 @@ func gatewayRules() []auth.Rule {
 	p := func(perms ...auth.Permission) []auth.Permission { return perms }
 	return []auth.Rule{
 		{Pattern: "GET /healthz", Public: true},
+		{Pattern: "GET /readyz", Public: true},
 		{Pattern: "GET /metrics", Public: true},
 		// Event Grid deliveries authenticate themselves (keys or Entra
 		// tokens, events.Authenticate).

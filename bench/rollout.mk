@@ -1,8 +1,13 @@
 ## bench-rollout: a release through 4 waves to ROLLOUT_SITES simulated sites (real edge agents, one
 ## process) on a real Temporal dev server, then a breach with automatic rollback and a rejection.
-## Final line: bench=rollout sites= rollout_s= rollback_s= max_history_events= flux_pickup_s= rollback_10k_s= verify_overhead_ratio=
+## Final line: bench=rollout sites= rollout_s= rollback_s= max_history_events= flux_pickup_s= rollback_10k_s=
+## STORE=postgres REPLICAS=3: the same on REPLICAS gateways sharing one PostgreSQL (started by the run;
+## Debian's postgresql, make deps), after the same size on bbolt; final line:
+## store=postgres replicas= sites= rollout_s= rollback_s= ratio_vs_bbolt=
 ## ROLLOUT_ARGS passes more flags (see `go run ./bench/rollout -h`), e.g. ROLLOUT_ARGS=-cpuprofile=cpu.out
 ROLLOUT_SITES ?= 1000,10000
+STORE ?= bbolt
+REPLICAS ?= 1
 .PHONY: bench-rollout
 bench-rollout: tools
-	$(GO) run ./bench/rollout -sites $(ROLLOUT_SITES) -temporal $(TEMPORAL) $(ROLLOUT_ARGS)
+	$(GO) run ./bench/rollout -sites $(ROLLOUT_SITES) -temporal $(TEMPORAL) -store $(STORE) -replicas $(REPLICAS) $(ROLLOUT_ARGS)

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/signals"
@@ -21,8 +19,6 @@ import (
 // stores it here, beside the sites that use it, so it exists whichever
 // registry (embedded or Azure ML) holds the model.
 
-var baselinesBucket = []byte("baselines")
-
 // maxBaselineBody bounds a stored baseline: MaxFeatures features of MaxBins
 // bins is well under it.
 const maxBaselineBody = 8 << 20
@@ -34,8 +30,6 @@ type BaselineRecord struct {
 	Digest   string            `json:"digest"`
 	Baseline *signals.Baseline `json:"baseline"`
 }
-
-func baselineKey(model, version string) []byte { return []byte(model + "/" + version) }
 
 // PutBaseline stores a model version's baseline, replacing any earlier one
 // (a re-validation builds the same bytes, so the digest is stable).
@@ -53,10 +47,7 @@ func (d *Directory) PutBaseline(model, version string, b *signals.Baseline) (str
 	if err != nil {
 		return "", err
 	}
-	err = d.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(baselinesBucket).Put(baselineKey(model, version), buf)
-	})
-	if err != nil {
+	if err := d.store.PutBaseline(context.Background(), model, version, buf); err != nil {
 		return "", modelfleet.Errorf(modelfleet.EINTERNAL, "fleet: store baseline of %s:%s: %v", model, version, err)
 	}
 	return b.Digest(), nil
@@ -64,11 +55,8 @@ func (d *Directory) PutBaseline(model, version string, b *signals.Baseline) (str
 
 // Baseline returns a model version's baseline; ENOTFOUND if none was stored.
 func (d *Directory) Baseline(model, version string) (BaselineRecord, error) {
-	var buf []byte
-	if err := d.db.View(func(tx *bolt.Tx) error {
-		buf = append(buf, tx.Bucket(baselinesBucket).Get(baselineKey(model, version))...)
-		return nil
-	}); err != nil {
+	buf, err := d.store.Baseline(context.Background(), model, version)
+	if err != nil {
 		return BaselineRecord{}, err
 	}
 	if len(buf) == 0 {

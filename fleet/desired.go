@@ -2,21 +2,14 @@ package fleet
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"slices"
 	"strconv"
 	"sync"
-
-	bolt "go.etcd.io/bbolt"
+	"time"
 
 	"github.com/modelfleet/modelfleet"
-)
-
-var (
-	desiredBucket = []byte("desired")
-	actualBucket  = []byte("actual")
 )
 
 // notifier wakes agents long-polling for their desired state.
@@ -46,6 +39,16 @@ func (n *notifier) forget(site string, c <-chan struct{}) {
 	defer n.mu.Unlock()
 	if cur, ok := n.ch[site]; ok && (<-chan struct{})(cur) == c {
 		delete(n.ch, site)
+	}
+}
+
+// notifyAll wakes every waiting agent: wake-ups may have been lost.
+func (n *notifier) notifyAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for s, c := range n.ch {
+		close(c)
+		delete(n.ch, s)
 	}
 }
 
@@ -165,60 +168,13 @@ func (d *Directory) Finish(release, model string, sites []string) (modelfleet.St
 
 // update runs f on each site's desired state in one transaction, bumping the
 // revision where f changed something, and wakes those sites' agents.
-func (d *Directory) update(sites []string, f func(*modelfleet.Desired) (bool, *modelfleet.Conflict)) (modelfleet.StepResult, error) {
-	var res modelfleet.StepResult
-	var changed []string
-	err := d.db.Update(func(tx *bolt.Tx) error {
-		res, changed = modelfleet.StepResult{}, changed[:0]
-		b := tx.Bucket(desiredBucket)
-		for _, site := range sites {
-			if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
-				return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
-			}
-			ds, err := getDesired(b, site)
-			if err != nil {
-				return err
-			}
-			mod, conflict := f(&ds)
-			if conflict != nil {
-				res.Conflicts = append(res.Conflicts, *conflict)
-				continue
-			}
-			if mod {
-				ds.Revision++
-				res.Changed++
-				changed = append(changed, site)
-			} else {
-				res.Unchanged++
-			}
-			buf, err := json.Marshal(ds)
-			if err != nil {
-				return err
-			}
-			if err := b.Put([]byte(site), buf); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult, error) {
+	res, changed, err := d.store.UpdateDesired(context.Background(), sites, f)
 	if err != nil {
 		return modelfleet.StepResult{}, fmt.Errorf("fleet: update desired state: %w", err)
 	}
 	d.notify.notify(changed)
 	return res, nil
-}
-
-func getDesired(b *bolt.Bucket, site string) (modelfleet.Desired, error) {
-	ds := modelfleet.Desired{Site: site, Models: map[string]modelfleet.DesiredModel{}}
-	if buf := b.Get([]byte(site)); buf != nil {
-		if err := json.Unmarshal(buf, &ds); err != nil {
-			return ds, fmt.Errorf("decode desired state of %q: %w", site, err)
-		}
-		if ds.Models == nil {
-			ds.Models = map[string]modelfleet.DesiredModel{}
-		}
-	}
-	return ds, nil
 }
 
 // Desired returns a site's desired state. If its revision is not above
@@ -227,23 +183,24 @@ func getDesired(b *bolt.Bucket, site string) (modelfleet.Desired, error) {
 func (d *Directory) Desired(ctx context.Context, site string, after int64) (modelfleet.Desired, error) {
 	for {
 		wake := d.notify.wait(site)
-		var ds modelfleet.Desired
-		err := d.db.View(func(tx *bolt.Tx) error {
-			if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
-				return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
-			}
-			var err error
-			ds, err = getDesired(tx.Bucket(desiredBucket), site)
-			return err
-		})
+		ds, err := d.store.Desired(ctx, site)
 		if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 			d.notify.forget(site, wake)
 		}
 		if err != nil || ds.Revision > after {
 			return ds, err
 		}
+		// A store shared by replicas wakes this one when another writes;
+		// the poll covers a wake-up lost while its listener reconnected.
+		var poll <-chan time.Time
+		if d.poll > 0 {
+			t := time.NewTimer(d.poll)
+			defer t.Stop()
+			poll = t.C
+		}
 		select {
 		case <-wake:
+		case <-poll:
 		case <-ctx.Done():
 			return ds, nil
 		}
@@ -274,21 +231,7 @@ func (d *Directory) ReportActual(a modelfleet.Actual) error {
 	// The record lives in the sites bucket only: the stored report does
 	// not carry a second, staler copy of it.
 	a.SiteRecord = nil
-	buf, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	// Batched: every site reports every interval (and after every apply).
-	err = d.db.Batch(func(tx *bolt.Tx) error {
-		if rec != nil {
-			if err := putSite(tx, rec); err != nil {
-				return err
-			}
-		} else if tx.Bucket(sitesBucket).Get([]byte(a.Site)) == nil {
-			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
-		}
-		return tx.Bucket(actualBucket).Put([]byte(a.Site), buf)
-	})
+	err := d.store.ReportActual(context.Background(), rec, a)
 	if err != nil {
 		return fmt.Errorf("fleet: report of site %q: %w", a.Site, err)
 	}
@@ -309,58 +252,47 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 		Replaced:    make([]int64, nbins),
 	}
 	var epochs uint64
-	err := d.db.View(func(tx *bolt.Tx) error {
-		for _, site := range sites {
-			ds, err := getDesired(tx.Bucket(desiredBucket), site)
-			if err != nil {
-				return err
-			}
-			var a modelfleet.Actual
-			if buf := tx.Bucket(actualBucket).Get([]byte(site)); buf != nil {
-				if err := json.Unmarshal(buf, &a); err != nil {
-					return fmt.Errorf("decode actual state of %q: %w", site, err)
-				}
-			}
-			am := a.Models[model]
-			switch {
-			case a.Revision < ds.Revision:
-				p.Pending = append(p.Pending, site)
-			case am.Error != "":
-				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: am.Error})
-			case workloadError(ds, a, model) != "":
-				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
-			default:
-				p.Converged = append(p.Converged, site)
-				var epoch int64
-				for _, v := range am.Versions {
-					epoch = max(epoch, v.Epoch)
-					if v.Version == version || version == "" {
-						p.Requests += v.Requests
-						p.Errors += v.Errors
-						p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
-						c.Requests += max(v.Requests, 0)
-						c.Errors += min(max(v.Errors, 0), max(v.Requests, 0))
-						addCounts(c.Latency, v.Latency)
-						addCounts(c.Predictions, v.Predictions)
-						c.Labelled += max(v.Labelled, 0)
-						c.Correct += max(v.Correct, 0)
-					}
-					if v.Version == version {
-						p.Labelled += v.Labelled
-						p.Correct += v.Correct
-						addBins(newPreds, v.Predictions)
-					} else if version != "" {
-						addBins(oldPreds, v.Predictions)
-						addCounts(c.Replaced, v.Predictions)
-					}
-				}
-				epochs += siteEpoch(site, epoch)
-			}
-		}
-		return nil
-	})
+	states, err := d.store.States(context.Background(), sites)
 	if err != nil {
 		return modelfleet.Progress{}, fmt.Errorf("fleet: progress: %w", err)
+	}
+	for i, site := range sites {
+		ds, a := states[i].Desired, states[i].Actual
+		am := a.Models[model]
+		switch {
+		case a.Revision < ds.Revision:
+			p.Pending = append(p.Pending, site)
+		case am.Error != "":
+			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: am.Error})
+		case workloadError(ds, a, model) != "":
+			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
+		default:
+			p.Converged = append(p.Converged, site)
+			var epoch int64
+			for _, v := range am.Versions {
+				epoch = max(epoch, v.Epoch)
+				if v.Version == version || version == "" {
+					p.Requests += v.Requests
+					p.Errors += v.Errors
+					p.P99LatencyMs = max(p.P99LatencyMs, v.P99LatencyMs)
+					c.Requests += max(v.Requests, 0)
+					c.Errors += min(max(v.Errors, 0), max(v.Requests, 0))
+					addCounts(c.Latency, v.Latency)
+					addCounts(c.Predictions, v.Predictions)
+					c.Labelled += max(v.Labelled, 0)
+					c.Correct += max(v.Correct, 0)
+				}
+				if v.Version == version {
+					p.Labelled += v.Labelled
+					p.Correct += v.Correct
+					addBins(newPreds, v.Predictions)
+				} else if version != "" {
+					addBins(oldPreds, v.Predictions)
+					addCounts(c.Replaced, v.Predictions)
+				}
+			}
+			epochs += siteEpoch(site, epoch)
+		}
 	}
 	c.Sites = len(p.Converged)
 	c.Epochs = strconv.FormatUint(epochs, 16)

@@ -5,25 +5,20 @@
 package fleet
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"sort"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
-var sitesBucket = []byte("sites")
-
-// Directory is the durable site directory, stored in one bbolt file.
+// Directory is the durable site directory: the rules of the fleet's
+// records over a Store (bbolt or PostgreSQL).
 type Directory struct {
-	db        *bolt.DB
+	store     Store
 	artifacts *registry.BlobStore // the mirror of artifacts sites cannot fetch (artifacts.go)
 	now       func() time.Time
 	notify    notifier
@@ -32,38 +27,47 @@ type Directory struct {
 	// waiting at once (long_poll.go).
 	releaseKeys *modelfleet.Envelope
 	polls       chan struct{}
+	poll        time.Duration // how often a long poll re-reads (Store.Watch)
 }
 
-// Open opens (creating if needed) the directory stored in dir/sites.db.
+// Open opens (creating if needed) the directory stored in dir/sites.db, the
+// embedded default: one process at a time.
 func Open(dir string) (*Directory, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("fleet: open directory: %w", err)
-	}
-	db, err := bolt.Open(filepath.Join(dir, "sites.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	st, err := openBolt(dir)
 	if err != nil {
-		return nil, fmt.Errorf("fleet: open directory: %w", err)
+		return nil, err
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{sitesBucket, desiredBucket, actualBucket, policiesBucket, baselinesBucket} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("fleet: init directory: %w", err)
-	}
-	arts, err := registry.OpenBlobStore(filepath.Join(dir, "artifacts"))
+	d, err := New(st, filepath.Join(dir, "artifacts"))
 	if err != nil {
-		db.Close()
+		st.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// New makes a directory over store, mirroring artifacts in artifactsDir
+// (with several replicas: a volume they share). Close closes store.
+func New(store Store, artifactsDir string) (*Directory, error) {
+	arts, err := registry.OpenBlobStore(artifactsDir)
+	if err != nil {
 		return nil, fmt.Errorf("fleet: artifact mirror: %w", err)
 	}
-	return &Directory{db: db, now: time.Now, artifacts: arts, polls: make(chan struct{}, DefaultMaxLongPolls)}, nil
+	d := &Directory{store: store, now: time.Now, artifacts: arts, polls: make(chan struct{}, DefaultMaxLongPolls)}
+	d.poll = store.Watch(func(site string) {
+		if site == "" {
+			d.notify.notifyAll()
+			return
+		}
+		d.notify.notify([]string{site})
+	})
+	return d, nil
 }
 
-// Close releases the database file.
-func (d *Directory) Close() error { return d.db.Close() }
+// Close releases the store.
+func (d *Directory) Close() error { return d.store.Close() }
+
+// Ping reports whether the directory's store can serve (readiness).
+func (d *Directory) Ping(ctx context.Context) error { return d.store.Ping(ctx) }
 
 // Put registers or updates a site. Labels are kept when the update carries
 // none, so an agent's report does not erase what an operator set.
@@ -71,11 +75,7 @@ func (d *Directory) Put(s modelfleet.Site) (modelfleet.Site, error) {
 	if err := d.stampSite(&s); err != nil {
 		return modelfleet.Site{}, err
 	}
-	// Batch, not Update: thousands of agents report at once, and one fsync
-	// per report caps a directory at a few hundred sites a second. The
-	// function is idempotent, as Batch requires.
-	err := d.db.Batch(func(tx *bolt.Tx) error { return putSite(tx, &s) })
-	if err != nil {
+	if err := d.store.PutSite(context.Background(), &s); err != nil {
 		return modelfleet.Site{}, fmt.Errorf("fleet: put site %q: %w", s.ID, err)
 	}
 	return s, nil
@@ -98,52 +98,16 @@ func (d *Directory) stampSite(s *modelfleet.Site) error {
 	return nil
 }
 
-// putSite stores s in tx, keeping the stored labels when s has none. It
-// may run twice for one s (Batch retries), with the same result.
-func putSite(tx *bolt.Tx, s *modelfleet.Site) error {
-	b := tx.Bucket(sitesBucket)
-	if old := b.Get([]byte(s.ID)); old != nil && len(s.Labels) == 0 {
-		var prev modelfleet.Site
-		if err := json.Unmarshal(old, &prev); err == nil {
-			s.Labels = prev.Labels
-		}
-	}
-	buf, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(s.ID), buf)
-}
-
 // Get returns one site.
 func (d *Directory) Get(id string) (modelfleet.Site, error) {
-	var s modelfleet.Site
-	err := d.db.View(func(tx *bolt.Tx) error {
-		buf := tx.Bucket(sitesBucket).Get([]byte(id))
-		if buf == nil {
-			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", id)
-		}
-		return json.Unmarshal(buf, &s)
-	})
-	return s, err
+	return d.store.Site(context.Background(), id)
 }
 
 // List returns every site, ordered by ID.
 func (d *Directory) List() ([]modelfleet.Site, error) {
-	sites := []modelfleet.Site{}
-	err := d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(sitesBucket).ForEach(func(_, v []byte) error {
-			var s modelfleet.Site
-			if err := json.Unmarshal(v, &s); err != nil {
-				return err
-			}
-			sites = append(sites, s)
-			return nil
-		})
-	})
+	sites, err := d.store.Sites(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("fleet: list sites: %w", err)
 	}
-	sort.Slice(sites, func(i, j int) bool { return sites[i].ID < sites[j].ID })
 	return sites, nil
 }

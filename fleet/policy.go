@@ -1,13 +1,11 @@
 package fleet
 
 import (
-	bolt "go.etcd.io/bbolt"
+	"context"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/rollout"
 )
-
-var policiesBucket = []byte("policies")
 
 // PutPolicy validates and stores a model's rollout policy document. A bad
 // document is refused whole: nothing is stored.
@@ -19,19 +17,14 @@ func (d *Directory) PutPolicy(model string, doc []byte) (rollout.Policy, error) 
 	if err != nil {
 		return p, err
 	}
-	return p, d.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(policiesBucket).Put([]byte(model), doc)
-	})
+	return p, d.store.PutPolicy(context.Background(), model, doc)
 }
 
 // Policy returns a model's rollout policy, or rollout.Default() when it has
 // none; custom reports which.
 func (d *Directory) Policy(model string) (p rollout.Policy, custom bool, err error) {
-	var doc []byte
-	if err := d.db.View(func(tx *bolt.Tx) error {
-		doc = append(doc, tx.Bucket(policiesBucket).Get([]byte(model))...)
-		return nil
-	}); err != nil {
+	doc, err := d.store.Policy(context.Background(), model)
+	if err != nil {
 		return p, false, err
 	}
 	if doc == nil {

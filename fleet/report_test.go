@@ -21,7 +21,7 @@ func record(id, router string) *modelfleet.Site {
 func storedActual(t *testing.T, d *Directory, site string) string {
 	t.Helper()
 	var raw string
-	d.db.View(func(tx *bolt.Tx) error {
+	d.store.(*boltStore).db.View(func(tx *bolt.Tx) error {
 		raw = string(tx.Bucket(actualBucket).Get([]byte(site)))
 		return nil
 	})

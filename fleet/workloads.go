@@ -4,20 +4,15 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
-
-var workloadsBucket = []byte("workloads")
 
 // maxWorkloadBody bounds a manifest upload (ParseManifest refuses more).
 const maxWorkloadBody = 1 << 20
@@ -33,34 +28,14 @@ func (d *Directory) RegisterWorkload(doc []byte) (rec modelfleet.WorkloadRecord,
 	sum := sha256.Sum256(doc)
 	rec = modelfleet.WorkloadRecord{Name: m.Name, Version: m.Version, Model: m.Model, Features: m.FeatureNames(),
 		Digest: "sha256:" + hex.EncodeToString(sum[:]), Manifest: string(doc), RegisteredAt: d.now().UTC().Format("2006-01-02T15:04:05Z")}
-	err = d.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(workloadsBucket)
-		if err != nil {
-			return err
-		}
-		key := []byte(m.Name + "/" + m.Version)
-		if buf := b.Get(key); buf != nil {
-			var old modelfleet.WorkloadRecord
-			if err := json.Unmarshal(buf, &old); err != nil {
-				return fmt.Errorf("decode workload %s: %w", m.Ref(), err)
-			}
-			if old.Digest != rec.Digest {
-				return modelfleet.Errorf(modelfleet.ECONFLICT, "workload %s is already registered with another manifest (%s); versions are immutable, register a new version", m.Ref(), old.Digest)
-			}
-			rec = old
-			return nil
-		}
-		created = true
-		buf, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		return b.Put(key, buf)
-	})
+	stored, created, err := d.store.PutWorkload(context.Background(), rec)
 	if err != nil {
 		return modelfleet.WorkloadRecord{}, false, err
 	}
-	return rec, created, nil
+	if !created && stored.Digest != rec.Digest {
+		return modelfleet.WorkloadRecord{}, false, modelfleet.Errorf(modelfleet.ECONFLICT, "workload %s is already registered with another manifest (%s); versions are immutable, register a new version", m.Ref(), stored.Digest)
+	}
+	return stored, created, nil
 }
 
 // Workload returns one registered workload version.
@@ -69,39 +44,20 @@ func (d *Directory) Workload(name, version string) (modelfleet.WorkloadRecord, e
 	if _, err := modelfleet.ParseWorkloadRef(ref.String()); err != nil {
 		return modelfleet.WorkloadRecord{}, err
 	}
-	var rec modelfleet.WorkloadRecord
-	err := d.db.View(func(tx *bolt.Tx) error {
-		var buf []byte
-		if b := tx.Bucket(workloadsBucket); b != nil {
-			buf = b.Get([]byte(name + "/" + version))
-		}
-		if buf == nil {
-			return modelfleet.Errorf(modelfleet.ENOTFOUND, "workload %s is not registered", ref)
-		}
-		return json.Unmarshal(buf, &rec)
-	})
+	rec, ok, err := d.store.Workload(context.Background(), name, version)
+	if err == nil && !ok {
+		err = modelfleet.Errorf(modelfleet.ENOTFOUND, "workload %s is not registered", ref)
+	}
 	return rec, err
 }
 
 // Workloads lists every registered workload version, by name then version
 // (as stored: byte order).
 func (d *Directory) Workloads() ([]modelfleet.WorkloadRecord, error) {
-	out := []modelfleet.WorkloadRecord{}
-	err := d.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(workloadsBucket)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(_, v []byte) error {
-			var rec modelfleet.WorkloadRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
-				return err
-			}
-			rec.Manifest = "" // the list is an index; Workload has the manifest
-			out = append(out, rec)
-			return nil
-		})
-	})
+	out, err := d.store.Workloads(context.Background())
+	for i := range out {
+		out[i].Manifest = "" // the list is an index; Workload has the manifest
+	}
 	return out, err
 }
 
@@ -114,18 +70,13 @@ func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePai
 	}
 	parsed := map[string][]string{} // manifest digest -> features
 	out := make([]modelfleet.SitePairing, 0, len(sites))
-	err := d.db.View(func(tx *bolt.Tx) error {
-		for _, site := range sites {
-			ds, err := getDesired(tx.Bucket(desiredBucket), site)
-			if err != nil {
-				return err
-			}
-			var a modelfleet.Actual
-			if buf := tx.Bucket(actualBucket).Get([]byte(site)); buf != nil {
-				if err := json.Unmarshal(buf, &a); err != nil {
-					return fmt.Errorf("decode actual state of %q: %w", site, err)
-				}
-			}
+	states, err := d.store.States(context.Background(), sites)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: pairings: %w", err)
+	}
+	err = func() error {
+		for i, site := range sites {
+			ds, a := states[i].Desired, states[i].Actual
 			p := modelfleet.SitePairing{Site: site, Versions: ds.Models[model].Versions}
 			for name, dw := range ds.Workloads {
 				if dw.Model != model {
@@ -152,7 +103,7 @@ func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePai
 			out = append(out, p)
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return nil, fmt.Errorf("fleet: pairings: %w", err)
 	}

@@ -139,6 +139,8 @@ func Open(path string, opts Options) (*Queue, error) {
 	return &Queue{opts: opts, db: db, changed: make(chan struct{}), closed: make(chan struct{})}, nil
 }
 
+func (q *Queue) options() *Options { return &q.opts }
+
 // Name is the queue's name in the HTTP API.
 func (q *Queue) Name() string { return q.opts.Name }
 

@@ -56,7 +56,7 @@ func (q *Queue) Handler() http.Handler { return NewHandler(q) }
 // queue or path, 405 wrong method, 413 oversize message or body, 500
 // internal (details only in the log). Two queues with one name panic here,
 // as conflicting http.ServeMux patterns do.
-func NewHandler(queues ...*Queue) http.Handler { return NewStampingHandler(nil, queues...) }
+func NewHandler(queues ...Store) http.Handler { return NewStampingHandler(nil, queues...) }
 
 // Stamp inspects and may amend each message an HTTP sender sends before it
 // is enqueued (the gateway stamps the site the sender's certificate names);
@@ -64,8 +64,8 @@ func NewHandler(queues ...*Queue) http.Handler { return NewStampingHandler(nil, 
 type Stamp func(r *http.Request, m *Message) error
 
 // NewStampingHandler is NewHandler with sends passed through stamp.
-func NewStampingHandler(stamp Stamp, queues ...*Queue) http.Handler {
-	h := &handler{queues: map[string]*Queue{}, stamp: stamp}
+func NewStampingHandler(stamp Stamp, queues ...Store) http.Handler {
+	h := &handler{queues: map[string]Store{}, stamp: stamp}
 	for _, q := range queues {
 		if h.queues[q.Name()] != nil {
 			panic(fmt.Sprintf("queue: NewHandler: two queues named %q", q.Name()))
@@ -84,10 +84,10 @@ func NewStampingHandler(stamp Stamp, queues ...*Queue) http.Handler {
 
 type handler struct {
 	stamp  Stamp
-	queues map[string]*Queue
+	queues map[string]Store
 }
 
-type routes map[string]func(http.ResponseWriter, *http.Request, *Queue)
+type routes map[string]func(http.ResponseWriter, *http.Request, Store)
 
 // methods dispatches on the method and resolves the queue, so that a wrong
 // method is a JSON 405 and an unknown queue a JSON 404.
@@ -112,7 +112,7 @@ func (h *handler) methods(rs routes) http.Handler {
 	})
 }
 
-func (h *handler) stats(w http.ResponseWriter, r *http.Request, q *Queue) {
+func (h *handler) stats(w http.ResponseWriter, r *http.Request, q Store) {
 	s, err := q.Stats()
 	if err != nil {
 		writeError(w, r, q, err)
@@ -121,7 +121,7 @@ func (h *handler) stats(w http.ResponseWriter, r *http.Request, q *Queue) {
 	writeJSON(w, http.StatusOK, s)
 }
 
-func (h *handler) peek(w http.ResponseWriter, r *http.Request, q *Queue) {
+func (h *handler) peek(w http.ResponseWriter, r *http.Request, q Store) {
 	qs := r.URL.Query()
 	from, err := intParam(qs.Get("from"), "from", 0)
 	if err != nil {
@@ -151,10 +151,10 @@ func (h *handler) peek(w http.ResponseWriter, r *http.Request, q *Queue) {
 	writeJSON(w, http.StatusOK, ms)
 }
 
-func (h *handler) send(w http.ResponseWriter, r *http.Request, q *Queue) {
+func (h *handler) send(w http.ResponseWriter, r *http.Request, q Store) {
 	// Base64 grows the body by a third; the rest is room for the envelope
 	// and escaped properties. Send itself enforces the exact limit.
-	limit := int64(q.opts.MaxMessageBytes)*2 + 64<<10
+	limit := int64(q.options().MaxMessageBytes)*2 + 64<<10
 	var req SendRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
@@ -185,7 +185,7 @@ func (h *handler) send(w http.ResponseWriter, r *http.Request, q *Queue) {
 	writeJSON(w, http.StatusCreated, SendResponse{ID: req.ID})
 }
 
-func (h *handler) redrive(w http.ResponseWriter, r *http.Request, q *Queue) {
+func (h *handler) redrive(w http.ResponseWriter, r *http.Request, q Store) {
 	max, err := intParam(r.URL.Query().Get("max"), "max", math.MaxInt)
 	if err != nil {
 		writeError(w, r, q, err)
@@ -213,9 +213,9 @@ func intParam(v, name string, def int64) (int64, error) {
 
 // writeError writes err with the status its code maps to. Internal errors
 // are logged (to q's logger when there is a queue) and never leak details.
-func writeError(w http.ResponseWriter, r *http.Request, q *Queue, err error) {
+func writeError(w http.ResponseWriter, r *http.Request, q Store, err error) {
 	if modelfleet.ErrorCode(err) == modelfleet.EINTERNAL && q != nil {
-		q.opts.Logger.Error("queue request failed", "queue", q.Name(), "method", r.Method, "path", r.URL.Path, "err", err)
+		q.options().Logger.Error("queue request failed", "queue", q.Name(), "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	httpjson.WriteError(w, err)
 }

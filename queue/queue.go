@@ -133,3 +133,17 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Store is a queue the gateway keeps and serves over HTTP (NewHandler):
+// the embedded Queue (bbolt) or PostgresQueue, shared by replicas. Both
+// pass the conformance suite in queue/queuetest.
+type Store interface {
+	Sender
+	Receiver
+	Name() string
+	Stats() (Stats, error)
+	Peek(from int64, max int, deadLetter bool) ([]PeekedMessage, error)
+	Redrive(ctx context.Context, max int) (int, error)
+	Close() error
+	options() *Options
+}

@@ -39,12 +39,7 @@
 //
 // The last line is that of the largest size that completed:
 //
-//	bench=rollout sites=<N> rollout_s=<> rollback_s=<> max_history_events=<> flux_pickup_s=<> rollback_10k_s=<> verify_overhead_ratio=<>
-//
-// Every size runs with release signing and verification, as production
-// does; at -verify-overhead sites (1000) a second fresh stack rolls out
-// without them, and verify_overhead_ratio is the first rollout_s over the
-// second ("-" when not measured).
+//	bench=rollout sites=<N> rollout_s=<> rollback_s=<> max_history_events=<> flux_pickup_s=<> rollback_10k_s=<>
 package main
 
 import (
@@ -86,9 +81,8 @@ type options struct {
 	cpuprofile string
 	pprofAddr  string
 	logLevel   slog.Level
-	// verifyOverhead is the size also measured without signing and
-	// verification, for verify_overhead_ratio (0: none).
-	verifyOverhead int
+	store      string // bbolt, or postgres (then each size also runs on bbolt, for the ratio)
+	replicas   int
 }
 
 func main() {
@@ -107,8 +101,9 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep each size's data dir (Temporal db and log, directory, sites)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while running")
-	flag.IntVar(&o.verifyOverhead, "verify-overhead", 1000, "at this fleet size, also roll out without release signing and verification (a second fresh stack) and print verify_overhead_ratio, the rollout with verification over the one without; 0: skip")
 	flag.StringVar(&level, "log", "error", "log level of the stack's components: debug, info, warn, error")
+	flag.StringVar(&o.store, "store", "bbolt", "where the gateway keeps the fleet: bbolt, or postgres (a PostgreSQL server this run starts, as the tests do; each size then also runs on bbolt for ratio_vs_bbolt)")
+	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.Parse()
 	if err := o.parse(sites, level); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-rollout:", err)
@@ -135,6 +130,12 @@ func (o *options) parse(sites, level string) error {
 	case "auto", "tcp", "pipe":
 	default:
 		return fmt.Errorf("-transport %q: want tcp, pipe or auto", o.transport)
+	}
+	switch {
+	case o.store != "bbolt" && o.store != "postgres":
+		return fmt.Errorf("-store %q: want bbolt or postgres", o.store)
+	case o.replicas < 1 || (o.replicas > 1 && o.store != "postgres"):
+		return fmt.Errorf("-replicas %d: want 1, or more with -store postgres", o.replicas)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("-log %q: %w", level, err)
@@ -179,11 +180,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.logLevel}))
 	fmt.Fprintf(out, "bench-rollout: sizes %v, heartbeat %s, open-files limit %d, %s\n", o.sites, o.heartbeat, fdLimit, ex.describe())
 
+	if o.store == "postgres" {
+		return runPostgres(ctx, o, fdLimit, ex, log, out)
+	}
 	var results []result
 	var failed []error
-	verifyRatio := "-"
 	for _, n := range o.sites {
-		r, err := measure(ctx, o, n, true, fdLimit, ex, log, out)
+		r, err := measure(ctx, o, n, fdLimit, ex, log, out, "", 1)
 		if err != nil {
 			failed = append(failed, fmt.Errorf("%d sites: %w", n, err))
 			if ctx.Err() != nil {
@@ -192,21 +195,6 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			continue
 		}
 		results = append(results, r)
-		if n == o.verifyOverhead {
-			// The same size without signatures: the ratio of the two
-			// rollouts is what verifying costs a release (issue 13).
-			fmt.Fprintf(out, "\n== %d sites again, without release signing and verification\n", n)
-			plain, err := measure(ctx, o, n, false, fdLimit, ex, log, out)
-			if err != nil {
-				failed = append(failed, fmt.Errorf("%d sites unverified: %w", n, err))
-				if ctx.Err() != nil {
-					break
-				}
-				continue
-			}
-			verifyRatio = fmt.Sprintf("%.3f", r.rollout.Seconds()/plain.rollout.Seconds())
-			fmt.Fprintf(out, "  rollout_s verified %.2f, unverified %.2f: verify_overhead_ratio=%s\n", r.rollout.Seconds(), plain.rollout.Seconds(), verifyRatio)
-		}
 	}
 	fmt.Fprintln(out)
 	for _, err := range failed {
@@ -230,13 +218,13 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			rollback10k = fmt.Sprintf("%.2f", r.rollback.Seconds())
 		}
 	}
-	fmt.Fprintf(out, "bench=rollout sites=%d rollout_s=%.2f rollback_s=%.2f max_history_events=%d flux_pickup_s=%.1f rollback_10k_s=%s verify_overhead_ratio=%s\n",
-		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds(), rollback10k, verifyRatio)
+	fmt.Fprintf(out, "bench=rollout sites=%d rollout_s=%.2f rollback_s=%.2f max_history_events=%d flux_pickup_s=%.1f rollback_10k_s=%s\n",
+		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds(), rollback10k)
 	return errors.Join(failed...)
 }
 
 // measure runs the three phases on a fresh stack of n sites.
-func measure(ctx context.Context, o options, n int, verify bool, fdLimit uint64, ex example, log *slog.Logger, out io.Writer) (r result, err error) {
+func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer, store string, replicas int) (r result, err error) {
 	r.sites = n
 	// Over loopback TCP each site holds about six descriptors at the peak of
 	// a wave (its router's listener, both ends of its long poll, both ends
@@ -272,7 +260,7 @@ func measure(ctx context.Context, o options, n int, verify bool, fdLimit uint64,
 	res := startSampler()
 	defer res.stop()
 	began := time.Now()
-	s, err := startStack(ctx, stackConfig{dir: dir, sitesDir: sitesDir, sites: n, pipes: pipes, heartbeat: o.heartbeat, temporal: o.temporal, log: log, verify: verify})
+	s, err := startStack(ctx, stackConfig{dir: dir, sitesDir: sitesDir, sites: n, pipes: pipes, heartbeat: o.heartbeat, temporal: o.temporal, log: log, store: store, replicas: replicas})
 	if err != nil {
 		return r, err
 	}

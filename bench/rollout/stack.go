@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,16 +32,15 @@ type stack struct {
 	log      *slog.Logger
 	temporal *app.TemporalServer
 	client   client.Client
-	gateway  *app.Gateway
+	gateway  *app.Gateway   // the first replica: the registry's webhook and the worker use it
+	gateways []*app.Gateway // every replica; the agents are spread over them
 	registry *registry.Registry
 	regURL   string
 	blobs    *blobGate
 	worker   worker.Worker
 	edges    []*agent.Site
 	meter    *meter
-	// trustFile pins the release keys at every site ("" without verify).
-	trustFile string
-	tr        *http.Transport
+	tr       *http.Transport
 
 	closers []func()
 }
@@ -56,10 +53,8 @@ type stackConfig struct {
 	heartbeat time.Duration
 	temporal  string
 	log       *slog.Logger
-	// verify signs every validated version and has every site verify it
-	// (release keys pinned by hand, as a gitops site does); false: the
-	// versions travel unsigned and the sites load them unchecked.
-	verify bool
+	store     string // PostgreSQL DSN; "" for bbolt (one replica)
+	replicas  int    // gateway replicas on store (default 1)
 }
 
 // startStack starts everything but the sites' agents, then opens the
@@ -90,11 +85,15 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	}
 	s.closers = append(s.closers, s.client.Close)
 
-	s.gateway, err = app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway"), Temporal: s.client, Logger: cfg.log})
-	if err != nil {
-		return s, err
+	for i := range max(cfg.replicas, 1) {
+		gw, err := app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway", strconv.Itoa(i)), Temporal: s.client, Logger: cfg.log, Store: cfg.store})
+		if err != nil {
+			return s, err
+		}
+		s.closers = append(s.closers, func() { gw.Close() })
+		s.gateways = append(s.gateways, gw)
 	}
-	s.closers = append(s.closers, func() { s.gateway.Close() })
+	s.gateway = s.gateways[0]
 
 	// The fleet's transport, installed before anything uses
 	// http.DefaultClient. In pipe mode the directory (everything the agents
@@ -106,7 +105,9 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	s.meter = &meter{next: s.tr}
 	http.DefaultTransport = s.meter
 	if cfg.pipes {
-		s.serve(fab.route(hostOf(s.gateway.URL())), s.gateway.Directory.Handler())
+		for _, gw := range s.gateways {
+			s.serve(fab.route(hostOf(gw.URL())), gw.Directory.Handler())
+		}
 	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -131,26 +132,7 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 		s.serve(fab.route(hostOf(s.regURL)), s.blobs)
 	}
 
-	wc := app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}
-	if cfg.verify {
-		rk, err := app.OpenReleaseKeys(filepath.Join(cfg.dir, "release-keys"), true)
-		if err != nil {
-			return s, err
-		}
-		b, err := json.Marshal(rk.Trust())
-		if err != nil {
-			return s, err
-		}
-		s.trustFile = filepath.Join(cfg.dir, "release-keys.json")
-		if err := os.WriteFile(s.trustFile, b, 0o600); err != nil {
-			return s, err
-		}
-		wc.ReleaseSigner = rk
-		// Every desired state carries the signed key set, as with auth on:
-		// each site checks it on every poll.
-		s.gateway.Directory.SetReleaseKeys(rk.KeySet())
-	}
-	if s.worker, err = app.StartCloudWorker(wc); err != nil {
+	if s.worker, err = app.StartCloudWorker(app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}); err != nil {
 		return s, err
 	}
 	s.closers = append(s.closers, s.worker.Stop)
@@ -177,12 +159,11 @@ func (s *stack) startSites(cfg stackConfig) error {
 				SiteID:            id,
 				DataDir:           filepath.Join(cfg.sitesDir, id),
 				Listen:            "127.0.0.1:0",
-				GatewayURL:        s.gateway.URL(),
+				GatewayURL:        s.gateways[i%len(s.gateways)].URL(),
 				Labels:            map[string]string{"ring": ring(i, cfg.sites)},
 				HeartbeatInterval: cfg.heartbeat,
 				NoSignals:         true,
 				Logger:            cfg.log,
-				ReleaseKeysFile:   s.trustFile,
 			})
 			if errs[i] != nil {
 				return

@@ -39,6 +39,7 @@ func setupTelemetry(ctx context.Context, service, traceFile string) (func(), err
 func newDevCmd(g *globals) *cobra.Command {
 	cfg := app.DevConfig{}
 	var traces bool
+	var store string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole embedded stack: Temporal dev server + UI, gateway, registry, cloud worker, simulated sites",
@@ -62,11 +63,15 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 			}
 			defer stop()
 			cfg.Logger = g.logger()
+			if cfg.Store, err = storeDSN(store); err != nil {
+				return err
+			}
 			return app.RunDev(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", dataDir(), "where all state lives ($MODELFLEET_DATA_DIR)")
+	f.StringVar(&store, "store", "", storeFlagHelp)
 	f.IntVar(&cfg.Sites, "sites", 3, "number of simulated factory sites")
 	f.IntVar(&cfg.TemporalPort, "temporal-port", 7233, "Temporal frontend port")
 	f.IntVar(&cfg.UIPort, "ui-port", 8233, "Temporal UI port")
@@ -99,6 +104,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		groupsClaim, rolesClaim                    string
 		oidcTenants                                []string
 		insecureNoAuth, insecureWebhook            bool
+		store                                      string
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -169,6 +175,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				cfg.Logger.Info("drift monitor consuming the Service Bus signal queue")
 			}
 			cfg.Monitor = drift.Options{Reference: reference, Lookback: lookback}
+			if cfg.Store, err = storeDSN(store); err != nil {
+				return err
+			}
 			gw, err := app.OpenGateway(cfg)
 			if err != nil {
 				return err
@@ -196,6 +205,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
 	f.IntVar(&cfg.MaxLongPolls, "max-long-polls", fleet.DefaultMaxLongPolls, "sites' desired-state long polls held open at once; past it a site is told to retry later")
 	f.StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
+	f.StringVar(&store, "store", "", storeFlagHelp)
 	f.StringVar(&keyParam, "event-key-param", events.DefaultKeyQueryParam, "query parameter carrying the webhook key (keys: $MODELFLEET_EVENT_KEYS, comma-separated)")
 	f.StringVar(&jwks, "entra-jwks-url", "", "require Microsoft Entra bearer tokens signed by a key from this JWKS URL")
 	f.StringArrayVar(&issuers, "entra-issuer", nil, "accepted token issuer (repeatable)")

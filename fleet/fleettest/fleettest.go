@@ -1,0 +1,344 @@
+// Package fleettest is the conformance suite every fleet.Store passes: the
+// same tests, unchanged, against the directory on bbolt and on PostgreSQL.
+package fleettest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/inference"
+	"github.com/modelfleet/modelfleet/signals"
+)
+
+// Open returns a new, empty directory, closed at t's cleanup.
+type Open func(t *testing.T) *fleet.Directory
+
+// Run runs the conformance suite against the directories open makes.
+func Run(t *testing.T, open Open) {
+	tests := []struct {
+		name string
+		run  func(*testing.T, *fleet.Directory)
+	}{
+		{"Sites", testSites},
+		{"StepsAndLeases", testStepsAndLeases},
+		{"UnknownSiteChangesNothing", testUnknownSiteChangesNothing},
+		{"LongPollWakes", testLongPollWakes},
+		{"ReportAndProgress", testReportAndProgress},
+		{"Policies", testPolicies},
+		{"Baselines", testBaselines},
+		{"Workloads", testWorkloads},
+		{"ConcurrentStepsOneLease", testConcurrentSteps},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })
+	}
+}
+
+func put(t *testing.T, d *fleet.Directory, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		if _, err := d.Put(modelfleet.Site{ID: id, TaskQueue: modelfleet.SiteTaskQueue(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Version is a desired version v at weight w.
+func Version(v string, w int) modelfleet.DesiredVersion {
+	return modelfleet.DesiredVersion{Version: v, Digest: "sha256:" + strings.Repeat(v, 64)[:64], Format: "lightgbm", ArtifactURL: "http://r/" + v, Weight: w}
+}
+
+func desired(t *testing.T, d *fleet.Directory, site string) modelfleet.Desired {
+	t.Helper()
+	ds, err := d.Desired(context.Background(), site, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+func testSites(t *testing.T, d *fleet.Directory) {
+	put(t, d, "b", "a", "B")
+	sites, err := d.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range sites {
+		ids = append(ids, s.ID)
+	}
+	if got, want := strings.Join(ids, ","), "B,a,b"; got != want {
+		t.Errorf("list = %s, want %s (byte order)", got, want)
+	}
+	if _, err := d.Get("nope"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("get unknown: %v, want not found", err)
+	}
+	if _, err := d.Put(modelfleet.Site{ID: "a", TaskQueue: modelfleet.SiteTaskQueue("a"), Labels: map[string]string{"ring": "canary"}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := d.Put(modelfleet.Site{ID: "a", TaskQueue: modelfleet.SiteTaskQueue("a"), RouterURL: "http://10.0.0.9:9001"})
+	if err != nil || s.Labels["ring"] != "canary" {
+		t.Errorf("update without labels = %+v, %v; want the labels kept", s, err)
+	}
+	if s, _ := d.Get("a"); s.Labels["ring"] != "canary" || s.RouterURL != "http://10.0.0.9:9001" || s.LastSeen == "" {
+		t.Errorf("stored = %+v", s)
+	}
+	if _, err := d.Put(modelfleet.Site{ID: "bad id/"}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("bad id: %v, want invalid", err)
+	}
+	if ds := desired(t, d, "a"); ds.Revision != 0 || len(ds.Models) != 0 || ds.Site != "a" {
+		t.Errorf("desired before any step = %+v", ds)
+	}
+}
+
+func testStepsAndLeases(t *testing.T, d *fleet.Directory) {
+	put(t, d, "s1", "s2")
+	sites := []string{"s1", "s2"}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: sites}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Finish("r1", "m", sites); err != nil {
+		t.Fatal(err)
+	}
+	res, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 10), Sites: sites})
+	if err != nil || res.Changed != 2 {
+		t.Fatalf("step = %+v, %v; want 2 changed", res, err)
+	}
+	ds := desired(t, d, "s1")
+	if got, want := modelfleet.SplitString(ds.Models["m"].Versions), "2:10,1:90"; got != want || ds.Revision != 2 || ds.Models["m"].Release != "r2" {
+		t.Errorf("desired = %s rev %d lease %q, want %s rev 2 lease r2", got, ds.Revision, ds.Models["m"].Release, want)
+	}
+	// A retried step changes nothing.
+	res, err = d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 10), Sites: sites})
+	if err != nil || res.Changed != 0 || res.Unchanged != 2 || desired(t, d, "s1").Revision != 2 {
+		t.Errorf("retried step = %+v, %v; want unchanged", res, err)
+	}
+	// Another release meets the lease.
+	res, err = d.Step(modelfleet.StepRequest{Release: "r3", Model: "m", New: Version("3", 50), Sites: sites})
+	if err != nil || len(res.Conflicts) != 2 || res.Conflicts[0].Holder != "r2" {
+		t.Errorf("step of another release = %+v, %v; want 2 conflicts held by r2", res, err)
+	}
+	if res, err := d.Rollback("r2", "m", sites, ""); err != nil || res.Changed != 2 {
+		t.Fatalf("rollback = %+v, %v", res, err)
+	}
+	ds = desired(t, d, "s2")
+	if got := modelfleet.SplitString(ds.Models["m"].Versions); got != "1:100" || ds.Revision != 3 || ds.Models["m"].Release != "" {
+		t.Errorf("after rollback = %s rev %d lease %q; want 1:100 rev 3 free", got, ds.Revision, ds.Models["m"].Release)
+	}
+	// Bad input is refused whole.
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r4", Model: "m", New: Version("4", 101), Sites: sites}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("weight 101: %v, want invalid", err)
+	}
+	if desired(t, d, "s1").Revision != 3 {
+		t.Error("a refused step changed the revision")
+	}
+}
+
+func testUnknownSiteChangesNothing(t *testing.T, d *fleet.Directory) {
+	put(t, d, "s1")
+	_, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: []string{"s1", "ghost"}})
+	if modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Fatalf("step with an unknown site: %v, want not found", err)
+	}
+	if ds := desired(t, d, "s1"); ds.Revision != 0 || len(ds.Models) != 0 {
+		t.Errorf("s1 = %+v; the failed step was half applied", ds)
+	}
+	if _, err := d.Desired(context.Background(), "ghost", -1); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("desired of unknown: %v", err)
+	}
+}
+
+func testLongPollWakes(t *testing.T, d *fleet.Directory) {
+	put(t, d, "s1")
+	got := make(chan modelfleet.Desired, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		ds, _ := d.Desired(ctx, "s1", 0)
+		got <- ds
+	}()
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if ds := <-got; ds.Revision != 1 {
+		t.Errorf("long poll returned revision %d, want 1", ds.Revision)
+	}
+	// Nothing new: the poll waits out its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if ds, err := d.Desired(ctx, "s1", 1); err != nil || ds.Revision != 1 {
+		t.Errorf("idle long poll = %+v, %v", ds, err)
+	}
+}
+
+func testReportAndProgress(t *testing.T, d *fleet.Directory) {
+	rec := &modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1"), RouterURL: "http://10.0.0.1:9001"}
+	if err := d.ReportActual(modelfleet.Actual{Site: "s1", SiteRecord: rec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Get("s1"); err != nil {
+		t.Fatalf("the first report did not register the site: %v", err)
+	}
+	if err := d.ReportActual(modelfleet.Actual{Site: "ghost"}); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("report of an unknown site without record: %v", err)
+	}
+	bad := &modelfleet.Site{ID: "other", TaskQueue: "x"}
+	if err := d.ReportActual(modelfleet.Actual{Site: "s2", SiteRecord: bad}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("mismatched record: %v", err)
+	}
+	if _, err := d.Get("s2"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Error("a refused report registered its site")
+	}
+	put(t, d, "s2")
+	sites := []string{"s1", "s2"}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: sites}); err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{{Version: "1", Requests: 10, Errors: 1}}}}
+	if err := d.ReportActual(modelfleet.Actual{Site: "s1", Revision: 1, Models: served}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Progress("m", "1", sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.Converged, ",") != "s1" || strings.Join(p.Pending, ",") != "s2" || p.Requests != 10 || p.Errors != 1 {
+		t.Errorf("progress = %+v; want s1 converged with 10 requests, s2 pending", p)
+	}
+	pairs, err := d.Pairings("m", sites)
+	if err != nil || len(pairs) != 2 || pairs[1].Site != "s2" || modelfleet.SplitString(pairs[0].Versions) != "1:100" {
+		t.Errorf("pairings = %+v, %v", pairs, err)
+	}
+}
+
+func testPolicies(t *testing.T, d *fleet.Directory) {
+	if _, custom, err := d.Policy("m"); err != nil || custom {
+		t.Errorf("policy of a model without one: custom %v, %v", custom, err)
+	}
+	if _, err := d.PutPolicy("m", []byte("waves: [")); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("bad policy: %v, want invalid", err)
+	}
+	if _, custom, _ := d.Policy("m"); custom {
+		t.Error("a bad policy was stored")
+	}
+	if _, err := d.PutPolicy("m", []byte("apiVersion: modelfleet/v1\nwaves:\n  - name: all\n    steps: [100]\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, custom, err := d.Policy("m"); err != nil || !custom {
+		t.Errorf("stored policy: custom %v, %v", custom, err)
+	}
+}
+
+func testBaselines(t *testing.T, d *fleet.Directory) {
+	if _, err := d.Baseline("m", "1"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("missing baseline: %v", err)
+	}
+	ds := &inference.Dataset{Features: []string{"a", "b"}}
+	for i := range 50 {
+		ds.X = append(ds.X, []float64{float64(i), float64(i % 7)})
+	}
+	b, err := signals.BuildBaseline(ds, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := d.PutBaseline("m", "1", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := d.Baseline("m", "1")
+	if err != nil || rec.Digest != digest {
+		t.Errorf("baseline = %s, %v; want digest %s", rec.Digest, err, digest)
+	}
+}
+
+// manifest reads the example workload manifest at version.
+func manifest(t *testing.T, version string) []byte {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for ; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil || dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join(dir, "examples/bearing-failure/workload/workload.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(strings.Replace(string(doc), `version: "1"`, `version: "`+version+`"`, 1))
+}
+
+func testWorkloads(t *testing.T, d *fleet.Directory) {
+	for _, v := range []string{"2", "10", "1"} {
+		if _, created, err := d.RegisterWorkload(manifest(t, v)); err != nil || !created {
+			t.Fatalf("register %s = %v, %v", v, created, err)
+		}
+	}
+	if _, created, err := d.RegisterWorkload(manifest(t, "1")); err != nil || created {
+		t.Errorf("same bytes again = %v, %v; want a no-op", created, err)
+	}
+	if _, _, err := d.RegisterWorkload(append(manifest(t, "1"), "# retuned\n"...)); modelfleet.ErrorCode(err) != modelfleet.ECONFLICT {
+		t.Errorf("other bytes, same version: %v, want conflict", err)
+	}
+	list, err := d.Workloads()
+	var vs []string
+	for _, r := range list {
+		vs = append(vs, r.Version)
+		if r.Manifest != "" {
+			t.Error("the list carries manifests")
+		}
+	}
+	if err != nil || strings.Join(vs, ",") != "1,10,2" {
+		t.Errorf("list = %v, %v; want 1,10,2 (byte order)", vs, err)
+	}
+	rec, err := d.Workload("bearing-failure-line", "10")
+	if err != nil || rec.Manifest == "" {
+		t.Errorf("workload = %+v, %v", rec, err)
+	}
+	if _, err := d.Workload("bearing-failure-line", "9"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("unknown version: %v", err)
+	}
+}
+
+// Releases racing for the same sites: each site's lease goes to exactly
+// one, every step is counted once, and the revisions add up.
+func testConcurrentSteps(t *testing.T, d *fleet.Directory) {
+	sites := []string{"c1", "c2", "c3", "c4"}
+	put(t, d, sites...)
+	const releases = 6
+	var wg sync.WaitGroup
+	results := make([]modelfleet.StepResult, releases)
+	errs := make([]error, releases)
+	for i := range releases {
+		wg.Go(func() {
+			// Each release lists the sites in another order: row locks
+			// taken in request order would deadlock.
+			order := append(append([]string{}, sites[i%len(sites):]...), sites[:i%len(sites)]...)
+			results[i], errs[i] = d.Step(modelfleet.StepRequest{Release: fmt.Sprintf("r%d", i), Model: "m", New: Version("1", 100), Sites: order})
+		})
+	}
+	wg.Wait()
+	changed := 0
+	for i := range releases {
+		if errs[i] != nil {
+			t.Fatalf("release %d: %v", i, errs[i])
+		}
+		changed += results[i].Changed
+	}
+	if changed != len(sites) {
+		t.Errorf("%d sites changed in all, want %d (one lease per site)", changed, len(sites))
+	}
+	for _, s := range sites {
+		ds := desired(t, d, s)
+		if ds.Revision != 1 || ds.Models["m"].Release == "" {
+			t.Errorf("%s = rev %d lease %q; want rev 1 held by one release", s, ds.Revision, ds.Models["m"].Release)
+		}
+	}
+}

@@ -1,0 +1,439 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// PostgresStore keeps the directory in PostgreSQL (the schema is
+// internal/pgdb's), shared by any number of gateway replicas: a step locks
+// its sites' rows (SELECT ... FOR UPDATE, in site order, so two steps never
+// deadlock), and a write of desired state notifies every replica's long
+// polls through LISTEN/NOTIFY.
+type PostgresStore struct {
+	pool   *pgxpool.Pool
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+var _ Store = (*PostgresStore)(nil)
+
+// notifyChannel is the channel desired-state writes are announced on; a
+// payload is site IDs separated by newlines (IDs never hold one).
+const notifyChannel = "modelfleet_desired"
+
+// maxNotifyPayload stays under PostgreSQL's 8000-byte payload limit.
+const maxNotifyPayload = 7000
+
+// PostgresPoll is how often a long poll on PostgreSQL re-reads its site in
+// case a notification was lost (default 5 s).
+var PostgresPoll = 5 * time.Second
+
+// NewPostgresStore keeps the directory in the database pool reaches (already
+// migrated: pgdb.Open). The pool stays the caller's: Close does not close it.
+func NewPostgresStore(pool *pgxpool.Pool) *PostgresStore {
+	return &PostgresStore{pool: pool}
+}
+
+// OpenPostgres opens a directory on PostgreSQL, mirroring artifacts in
+// artifactsDir (a volume the replicas share).
+func OpenPostgres(pool *pgxpool.Pool, artifactsDir string) (*Directory, error) {
+	return New(NewPostgresStore(pool), artifactsDir)
+}
+
+// Close stops listening; the pool stays open.
+func (p *PostgresStore) Close() error {
+	p.once.Do(func() {
+		if p.cancel != nil {
+			p.cancel()
+			<-p.done
+		}
+	})
+	return nil
+}
+
+// Ping checks the database answers.
+func (p *PostgresStore) Ping(ctx context.Context) error { return p.pool.Ping(ctx) }
+
+// Watch listens for other replicas' desired-state writes on one dedicated
+// connection, reconnecting (and waking every long poll, which re-reads) when
+// it is lost.
+func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel, p.done = cancel, make(chan struct{})
+	go func() {
+		defer close(p.done)
+		backoff := 100 * time.Millisecond
+		for ctx.Err() == nil {
+			err := p.listen(ctx, wake)
+			if ctx.Err() != nil {
+				return
+			}
+			_ = err // lost the connection: anything may have changed meanwhile
+			wake("")
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}()
+	return PostgresPoll
+}
+
+func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
+	c, err := p.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection carries LISTEN state: never hand it back to the pool.
+	defer func() {
+		c.Conn().Close(context.Background())
+		c.Release()
+	}()
+	if _, err := c.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
+		return err
+	}
+	wake("") // writes between the last connection and this LISTEN
+	for {
+		n, err := c.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		for site := range strings.SplitSeq(n.Payload, "\n") {
+			wake(site)
+		}
+	}
+}
+
+func (p *PostgresStore) PutSite(ctx context.Context, s *modelfleet.Site) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return pgPutSite(ctx, tx, s) })
+}
+
+// pgPutSite upserts a site, keeping the stored labels when s has none, and
+// creates its desired-state row (which steps lock).
+func pgPutSite(ctx context.Context, tx pgx.Tx, s *modelfleet.Site) error {
+	buf, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	var stored []byte
+	err = tx.QueryRow(ctx, `
+		INSERT INTO fleet_sites (id, doc) VALUES ($1, $2)
+		ON CONFLICT (id) DO UPDATE SET doc = CASE
+			WHEN $3 AND fleet_sites.doc ? 'labels' THEN jsonb_set(EXCLUDED.doc, '{labels}', fleet_sites.doc->'labels')
+			ELSE EXCLUDED.doc END
+		RETURNING doc`, s.ID, buf, len(s.Labels) == 0).Scan(&stored)
+	if err != nil {
+		return err
+	}
+	var out modelfleet.Site
+	if err := json.Unmarshal(stored, &out); err != nil {
+		return err
+	}
+	s.Labels = out.Labels
+	_, err = tx.Exec(ctx, `INSERT INTO fleet_desired (site) VALUES ($1) ON CONFLICT DO NOTHING`, s.ID)
+	return err
+}
+
+func (p *PostgresStore) Site(ctx context.Context, id string) (modelfleet.Site, error) {
+	var s modelfleet.Site
+	var buf []byte
+	err := p.pool.QueryRow(ctx, `SELECT doc FROM fleet_sites WHERE id = $1`, id).Scan(&buf)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", id)
+	}
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(buf, &s)
+}
+
+func (p *PostgresStore) Sites(ctx context.Context) ([]modelfleet.Site, error) {
+	rows, err := p.pool.Query(ctx, `SELECT doc FROM fleet_sites ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	sites := []modelfleet.Site{}
+	for _, buf := range collectBytes(rows, &err) {
+		var s modelfleet.Site
+		if err := json.Unmarshal(buf, &s); err != nil {
+			return nil, err
+		}
+		sites = append(sites, s)
+	}
+	return sites, err
+}
+
+func collectBytes(rows pgx.Rows, err *error) [][]byte {
+	out, e := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	*err = e
+	return out
+}
+
+func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f UpdateFunc) (modelfleet.StepResult, []string, error) {
+	var res modelfleet.StepResult
+	var changed []string
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		res, changed = modelfleet.StepResult{}, changed[:0]
+		rows, err := tx.Query(ctx, `SELECT site, doc FROM fleet_desired WHERE site = ANY($1) ORDER BY site FOR UPDATE`, sites)
+		if err != nil {
+			return err
+		}
+		docs := map[string][]byte{}
+		var site string
+		var doc []byte
+		_, err = pgx.ForEachRow(rows, []any{&site, &doc}, func() error {
+			docs[site] = doc
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var ids []string
+		var bufs [][]byte
+		seen := map[string]bool{}
+		for _, site := range sites {
+			buf, ok := docs[site]
+			if !ok {
+				return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+			}
+			ds := emptyDesired(site)
+			if buf != nil {
+				if err := json.Unmarshal(buf, &ds); err != nil {
+					return fmt.Errorf("decode desired state of %q: %w", site, err)
+				}
+				if ds.Models == nil {
+					ds.Models = map[string]modelfleet.DesiredModel{}
+				}
+			}
+			mod, conflict := f(&ds)
+			if conflict != nil {
+				res.Conflicts = append(res.Conflicts, *conflict)
+				continue
+			}
+			if mod {
+				ds.Revision++
+				res.Changed++
+				changed = append(changed, site)
+			} else {
+				res.Unchanged++
+			}
+			out, err := json.Marshal(ds)
+			if err != nil {
+				return err
+			}
+			// A site listed twice is applied twice, as in bbolt: the
+			// second sees the first's result.
+			docs[site] = out
+			if !seen[site] {
+				ids = append(ids, site)
+				seen[site] = true
+			}
+		}
+		for i := range ids {
+			bufs = append(bufs, docs[ids[i]])
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE fleet_desired d SET doc = u.doc, revision = (u.doc->>'revision')::bigint
+			FROM unnest($1::text[], $2::jsonb[]) AS u(site, doc) WHERE d.site = u.site`, ids, bufs); err != nil {
+			return err
+		}
+		for _, payload := range notifyPayloads(changed) {
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return res, changed, err
+}
+
+// notifyPayloads packs site IDs into NOTIFY payloads under the size limit.
+func notifyPayloads(sites []string) []string {
+	var out []string
+	var b strings.Builder
+	for _, s := range sites {
+		if b.Len() > 0 && b.Len()+1+len(s) > maxNotifyPayload {
+			out = append(out, b.String())
+			b.Reset()
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(s)
+	}
+	if b.Len() > 0 {
+		out = append(out, b.String())
+	}
+	return out
+}
+
+func (p *PostgresStore) Desired(ctx context.Context, site string) (modelfleet.Desired, error) {
+	var buf []byte
+	err := p.pool.QueryRow(ctx, `SELECT doc FROM fleet_desired WHERE site = $1`, site).Scan(&buf)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return modelfleet.Desired{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+	}
+	if err != nil {
+		return modelfleet.Desired{}, err
+	}
+	return decodeDesired(site, buf)
+}
+
+func decodeDesired(site string, buf []byte) (modelfleet.Desired, error) {
+	ds := emptyDesired(site)
+	if buf == nil {
+		return ds, nil
+	}
+	if err := json.Unmarshal(buf, &ds); err != nil {
+		return ds, fmt.Errorf("decode desired state of %q: %w", site, err)
+	}
+	if ds.Models == nil {
+		ds.Models = map[string]modelfleet.DesiredModel{}
+	}
+	return ds, nil
+}
+
+func (p *PostgresStore) ReportActual(ctx context.Context, rec *modelfleet.Site, a modelfleet.Actual) error {
+	buf, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if rec != nil {
+			if err := pgPutSite(ctx, tx, rec); err != nil {
+				return err
+			}
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO fleet_actual (site, doc) SELECT id, $2 FROM fleet_sites WHERE id = $1
+			ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc`, a.Site, buf)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
+		}
+		return nil
+	})
+}
+
+func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT u.site, d.doc, a.doc
+		FROM unnest($1::text[]) WITH ORDINALITY AS u(site, i)
+		LEFT JOIN fleet_desired d ON d.site = u.site
+		LEFT JOIN fleet_actual a ON a.site = u.site
+		ORDER BY u.i`, sites)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SiteState, 0, len(sites))
+	var site string
+	var dbuf, abuf []byte
+	_, err = pgx.ForEachRow(rows, []any{&site, &dbuf, &abuf}, func() error {
+		ds, err := decodeDesired(site, dbuf)
+		if err != nil {
+			return err
+		}
+		var a modelfleet.Actual
+		if abuf != nil {
+			if err := json.Unmarshal(abuf, &a); err != nil {
+				return fmt.Errorf("decode actual state of %q: %w", site, err)
+			}
+		}
+		out = append(out, SiteState{Desired: ds, Actual: a})
+		return nil
+	})
+	return out, err
+}
+
+func (p *PostgresStore) PutPolicy(ctx context.Context, model string, doc []byte) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO fleet_policies (model, doc) VALUES ($1, $2)
+		ON CONFLICT (model) DO UPDATE SET doc = EXCLUDED.doc`, model, doc)
+	return err
+}
+
+func (p *PostgresStore) Policy(ctx context.Context, model string) ([]byte, error) {
+	return p.bytes(ctx, `SELECT doc FROM fleet_policies WHERE model = $1`, model)
+}
+
+func (p *PostgresStore) bytes(ctx context.Context, sql string, args ...any) ([]byte, error) {
+	var buf []byte
+	err := p.pool.QueryRow(ctx, sql, args...).Scan(&buf)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if buf == nil && err == nil {
+		buf = []byte{}
+	}
+	return buf, err
+}
+
+func (p *PostgresStore) PutBaseline(ctx context.Context, model, version string, doc []byte) error {
+	_, err := p.pool.Exec(ctx, `INSERT INTO fleet_baselines (model, version, doc) VALUES ($1, $2, $3)
+		ON CONFLICT (model, version) DO UPDATE SET doc = EXCLUDED.doc`, model, version, doc)
+	return err
+}
+
+func (p *PostgresStore) Baseline(ctx context.Context, model, version string) ([]byte, error) {
+	return p.bytes(ctx, `SELECT doc FROM fleet_baselines WHERE model = $1 AND version = $2`, model, version)
+}
+
+func (p *PostgresStore) PutWorkload(ctx context.Context, rec modelfleet.WorkloadRecord) (modelfleet.WorkloadRecord, bool, error) {
+	buf, err := json.Marshal(rec)
+	if err != nil {
+		return rec, false, err
+	}
+	// Insert, or read what a concurrent registration stored first.
+	tag, err := p.pool.Exec(ctx, `INSERT INTO fleet_workloads (name, version, rec) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, rec.Name, rec.Version, buf)
+	if err != nil {
+		return rec, false, err
+	}
+	if tag.RowsAffected() == 1 {
+		return rec, true, nil
+	}
+	old, ok, err := p.Workload(ctx, rec.Name, rec.Version)
+	if err == nil && !ok {
+		err = fmt.Errorf("workload %s:%s vanished while registering", rec.Name, rec.Version)
+	}
+	return old, false, err
+}
+
+func (p *PostgresStore) Workload(ctx context.Context, name, version string) (modelfleet.WorkloadRecord, bool, error) {
+	var rec modelfleet.WorkloadRecord
+	buf, err := p.bytes(ctx, `SELECT rec FROM fleet_workloads WHERE name = $1 AND version = $2`, name, version)
+	if err != nil || buf == nil {
+		return rec, false, err
+	}
+	return rec, true, json.Unmarshal(buf, &rec)
+}
+
+func (p *PostgresStore) Workloads(ctx context.Context) ([]modelfleet.WorkloadRecord, error) {
+	rows, err := p.pool.Query(ctx, `SELECT rec FROM fleet_workloads ORDER BY name || '/' || version`)
+	if err != nil {
+		return nil, err
+	}
+	out := []modelfleet.WorkloadRecord{}
+	for _, buf := range collectBytes(rows, &err) {
+		var rec modelfleet.WorkloadRecord
+		if err := json.Unmarshal(buf, &rec); err != nil {
+			return nil, err
+		}
+		out = append(out, rec)
+	}
+	return out, err
+}

@@ -1,0 +1,84 @@
+package fleet
+
+import (
+	"context"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// Store is where the directory keeps its records: bbolt in one file for
+// the embedded default (Open), PostgreSQL shared by any number of gateway
+// replicas (OpenPostgres). The Directory holds the rules (validation,
+// steps and leases, progress); a Store only keeps records, atomically.
+//
+// Every implementation passes the conformance suite in fleet/fleettest.
+type Store interface {
+	// PutSite stores s; when s has no labels it keeps the stored ones and
+	// sets them in s.
+	PutSite(ctx context.Context, s *modelfleet.Site) error
+	// Site returns one site (ENOTFOUND if it is not registered).
+	Site(ctx context.Context, id string) (modelfleet.Site, error)
+	// Sites returns every site ordered by ID (byte order).
+	Sites(ctx context.Context) ([]modelfleet.Site, error)
+	// UpdateDesired runs f on each site's desired state in one
+	// transaction, holding every listed site against concurrent updates
+	// from any process, writes back what f did not refuse with a conflict,
+	// bumps the revision of the sites where f changed something, and
+	// returns them. An unregistered site fails the whole update with
+	// ENOTFOUND and changes nothing. Stores wake the long polls of the
+	// changed sites in other processes; the Directory wakes its own.
+	UpdateDesired(ctx context.Context, sites []string, f UpdateFunc) (res modelfleet.StepResult, changed []string, err error)
+	// Desired returns a site's desired state (revision 0 and no models
+	// before its first step; ENOTFOUND if the site is not registered).
+	Desired(ctx context.Context, site string) (modelfleet.Desired, error)
+	// ReportActual stores a site's report (without its record); rec, if
+	// not nil, is stored in the same transaction as PutSite would. Without
+	// rec the site must be registered (ENOTFOUND).
+	ReportActual(ctx context.Context, rec *modelfleet.Site, a modelfleet.Actual) error
+	// States reads the desired and actual state of each listed site in
+	// one consistent snapshot, in the order listed; a site without one
+	// has the zero state.
+	States(ctx context.Context, sites []string) ([]SiteState, error)
+	// PutPolicy and Policy keep a model's rollout policy document; Policy
+	// returns nil when the model has none.
+	PutPolicy(ctx context.Context, model string, doc []byte) error
+	Policy(ctx context.Context, model string) ([]byte, error)
+	// PutBaseline and Baseline keep a model version's baseline; Baseline
+	// returns nil when there is none.
+	PutBaseline(ctx context.Context, model, version string, doc []byte) error
+	Baseline(ctx context.Context, model, version string) ([]byte, error)
+	// PutWorkload stores rec unless its name and version are stored
+	// already: then it returns the stored record and created false.
+	PutWorkload(ctx context.Context, rec modelfleet.WorkloadRecord) (stored modelfleet.WorkloadRecord, created bool, err error)
+	// Workload returns one workload version; ok is false when it is not
+	// registered.
+	Workload(ctx context.Context, name, version string) (rec modelfleet.WorkloadRecord, ok bool, err error)
+	// Workloads lists every workload version by name, then version (byte
+	// order), with their manifests.
+	Workloads(ctx context.Context) ([]modelfleet.WorkloadRecord, error)
+	// Watch has wake called with each site whose desired state another
+	// process changed ("" when any may have: after a reconnection), until
+	// Close. It returns how often a long poll re-reads anyway, in case a
+	// wake-up was lost (0: never; the store sees every write itself).
+	Watch(wake func(site string)) (poll time.Duration)
+	// Ping reports whether the store can serve (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// UpdateFunc changes one site's desired state: changed says whether the
+// site's agent has something to do (the revision is bumped), a conflict
+// refuses the site (nothing of it is written).
+type UpdateFunc func(ds *modelfleet.Desired) (changed bool, conflict *modelfleet.Conflict)
+
+// SiteState is a site's desired and reported state.
+type SiteState struct {
+	Desired modelfleet.Desired
+	Actual  modelfleet.Actual
+}
+
+// emptyDesired is a site's desired state before its first step.
+func emptyDesired(site string) modelfleet.Desired {
+	return modelfleet.Desired{Site: site, Models: map[string]modelfleet.DesiredModel{}}
+}
