@@ -1,13 +1,17 @@
 package app
 
-import "github.com/modelfleet/modelfleet/auth"
+import (
+	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/ui"
+)
 
 // gatewayRules is the gateway's route table: what every endpoint needs.
 // A request no rule covers is refused, so an endpoint added without a
 // rule here is closed; TestAuthorisationMatrix walks this table.
 func gatewayRules() []auth.Rule {
 	p := func(perms ...auth.Permission) []auth.Permission { return perms }
-	return []auth.Rule{
+	// The dashboard's pages (/ui/) are in ui.Rules.
+	return append([]auth.Rule{
 		{Pattern: "GET /healthz", Public: true},
 		{Pattern: "GET /metrics", Public: true},
 		// Event Grid deliveries authenticate themselves (keys or Entra
@@ -62,5 +66,5 @@ func gatewayRules() []auth.Rule {
 		// caller's roles (and an approver's scope), then signs.
 		{Pattern: "POST /api/workload-releases", Any: p(auth.ReleasesStart)},
 		{Pattern: "POST /api/controls", Any: p(auth.ReleasesApprove, auth.ReleasesControl, auth.ReleasesAbortOwn)},
-	}
+	}, ui.Rules()...)
 }
