@@ -37,8 +37,9 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, name string, bu
 		title, data, err := build(r)
 		pg := h.newPage(r, name, title, data)
 		if err != nil {
-			pg.Error = modelfleet.ErrorMessage(err)
+			pg.Error, pg.Code = modelfleet.ErrorMessage(err), modelfleet.ErrorCode(err)
 		}
+		pg.Flash = r.URL.Query().Get("flash")
 		body, err := h.renderMain(name, pg)
 		if err != nil {
 			h.cfg.Logger.Error("ui: render live", "page", name, "error", err)

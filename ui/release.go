@@ -78,9 +78,11 @@ func (h *Handler) releaseData(r *http.Request) (string, any, error) {
 		byID[s.ID] = s
 	}
 	d.Status = st.WithReports(byID)
-	for _, s := range d.Status.Sites {
-		if s.State == modelfleet.SiteServing {
-			d.Serving++
+	for _, ss := range st.Sites {
+		for _, m := range byID[ss.Site].Serving {
+			if m.ModelRef == ref {
+				d.Serving++
+			}
 		}
 	}
 	now := h.cfg.Now()

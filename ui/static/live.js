@@ -7,7 +7,6 @@
   if (!main || !window.EventSource) return;
   var url = new URL(window.location.href);
   url.searchParams.set("live", "1");
-  url.searchParams.delete("flash");
   var pending = null;
   function busy() {
     var a = document.activeElement;
