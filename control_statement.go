@@ -13,6 +13,11 @@ const ControlPayloadType = "application/vnd.modelfleet.control.v1+json"
 // verifier's clock (the gateway's and Temporal's clocks differ a little).
 const ControlSkew = 2 * time.Minute
 
+// RoleOwner is a statement's Role when the control was allowed because the
+// caller owns the release (ReleaseStatus.Owner): an ml-engineer aborting a
+// release of their own. A release takes such a statement for nothing else.
+const RoleOwner = "owner"
+
 // ControlStatement is what the gateway signs once it has authenticated
 // and authorised a release control (an approve, a rollback, ...). The
 // workflow verifies the signature with the keys its input carries, so

@@ -28,7 +28,11 @@ type ReleaseStatus struct {
 	Waves      []WaveStatus      `json:"waves,omitempty"`
 	Gate       *GateStatus       `json:"gate,omitempty"`
 	Paused     bool              `json:"paused,omitempty"`
-	Controls   []ControlRecord   `json:"controls,omitempty"`
+	// Owner is who registered the model version (PropRegisteredBy) or
+	// started the workload release: the identity an ml-engineer's abort
+	// must match, and whose approve a policy may forbid.
+	Owner    string          `json:"owner,omitempty"`
+	Controls []ControlRecord `json:"controls,omitempty"`
 	// Monitor lists the drift monitor's breaches of the new version
 	// received while the release ran (the last MaxMonitorVerdicts).
 	Monitor   []MonitorVerdict `json:"monitor,omitempty"`
@@ -107,7 +111,18 @@ type GateStatus struct {
 	Since     string `json:"since"`
 	Deadline  string `json:"deadline"`
 	OnTimeout string `json:"onTimeout"`
+	// Needed approvals pass the gate (the policy's approval.count; 0
+	// means 1), from as many different identities when Distinct.
+	Needed   int  `json:"needed,omitempty"`
+	Distinct bool `json:"distinct,omitempty"`
+	// SelfApprovalForbidden: the release's Owner may not approve.
+	SelfApprovalForbidden bool `json:"selfApprovalForbidden,omitempty"`
+	// Approvals are who approved this gate so far.
+	Approvals []string `json:"approvals,omitempty"`
 }
+
+// Quorum reports whether the gate has the approvals it needs.
+func (g *GateStatus) Quorum() bool { return len(g.Approvals) >= max(g.Needed, 1) }
 
 // SiteStatus is one site's progress in a release.
 type SiteStatus struct {

@@ -33,6 +33,10 @@ const (
 	SearchAttrWorkload = "ModelfleetWorkload"
 )
 
+// PropRegisteredBy is the model version property in which the registry
+// records the verified identity that registered it: the release's owner.
+const PropRegisteredBy = "modelfleet.registeredBy"
+
 // ReleaseInput starts the release of one model version. It is derived from a
 // ModelRegistered event (Azure ML's or the embedded registry's).
 type ReleaseInput struct {

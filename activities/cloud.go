@@ -38,6 +38,9 @@ type Cloud struct {
 	// Artifacts mirrors artifacts the sites cannot fetch themselves (an
 	// azureml:// address) at the gateway. Nil: none is mirrored.
 	Artifacts modelfleet.ArtifactMirror
+	// MirrorArtifacts mirrors every artifact, so that the sites download
+	// from the gateway alone.
+	MirrorArtifacts bool
 	// Drivers checks each release's plan with the sites' deployment drivers
 	// (drivers.Check). Nil: no check.
 	Drivers modelfleet.PlanChecker
@@ -159,7 +162,7 @@ func azureBlob(url string) bool {
 // for).
 func (a *Cloud) reachable(ctx context.Context, url, digest string, data []byte) (string, error) {
 	web := strings.HasPrefix(url, "http://") || strings.HasPrefix(url, "https://")
-	if a.Artifacts == nil || (web && !azureBlob(url)) {
+	if a.Artifacts == nil || (web && !azureBlob(url) && !a.MirrorArtifacts) {
 		return url, nil
 	}
 	mirrored, err := a.Artifacts.MirrorArtifact(ctx, digest, data)

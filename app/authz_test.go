@@ -339,3 +339,41 @@ func TestSignalsAreBoundToTheirSender(t *testing.T) {
 		t.Errorf("queued = %+v, %v; want one stamped site-1", msgs, err)
 	}
 }
+
+// TestOwnershipAndQuorum: an ml-engineer aborts only a release they own;
+// a policy's self-approval ban and distinct approvers are enforced before
+// anything is signed.
+func TestOwnershipAndQuorum(t *testing.T) {
+	s := newAuthzStack(t)
+	s.fake.Statuses["release/m/2"] = modelfleet.ReleaseStatus{
+		Model: modelfleet.ModelRef{Name: "m", Version: "2"}, State: modelfleet.StateAwaitingApproval, Owner: "engineer@modelfleet.local",
+		Gate:  &modelfleet.GateStatus{After: "canary", Needed: 2, Distinct: true, SelfApprovalForbidden: true, Approvals: []string{"approver-a@modelfleet.local"}},
+		Waves: []modelfleet.WaveStatus{{Name: "canary"}, {Name: "fleet"}},
+		Sites: []modelfleet.SiteStatus{{Site: "site-1", Wave: "canary"}, {Site: "site-1", Wave: "fleet"}},
+	}
+	s.fake.SetRunning("release/m/2")
+	for _, tc := range []struct {
+		who, release, action string
+		code                 int
+		says                 string
+	}{
+		{engineer, "release/m/1", "abort", http.StatusForbidden, "may abort only releases they own"},
+		{engineer, "release/m/2", "pause", http.StatusForbidden, "needs permission releases.control"},
+		{engineer, "release/m/2", "abort", http.StatusOK, `"role":"owner"`},
+		{approver, "release/m/2", "approve", http.StatusConflict, "already approved"},
+		// dev holds every role: the approver role, but it owns nothing here.
+		{dev, "release/m/2", "approve", http.StatusOK, `"role":"approver"`},
+	} {
+		code, body := s.do(t, tc.who, "POST", "/api/controls", `{"release":"`+tc.release+`","action":"`+tc.action+`","reason":"x","printSignal":true}`)
+		if code != tc.code || !strings.Contains(strings.ReplaceAll(body, " ", ""), strings.ReplaceAll(tc.says, " ", "")) && !strings.Contains(body, tc.says) {
+			t.Errorf("%s %s of %s: %d %s; want %d saying %s", tc.who, tc.action, tc.release, code, body, tc.code, tc.says)
+		}
+	}
+	// The owner, were they an approver, may not approve their own release.
+	st := s.fake.Statuses["release/m/2"]
+	st.Owner = "dev@modelfleet.local"
+	s.fake.Statuses["release/m/2"] = st
+	if code, body := s.do(t, dev, "POST", "/api/controls", `{"release":"release/m/2","action":"approve","reason":"mine","printSignal":true}`); code != http.StatusForbidden || !strings.Contains(body, "forbids self-approval") {
+		t.Errorf("self-approval: %d %s", code, body)
+	}
+}

@@ -237,7 +237,9 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), GatewayClient: gwClient, Retraining: rt, Logger: log})
+	// With authentication on, sites reach nothing but the gateway: every
+	// artifact is mirrored there (the registry wants a token).
+	cw, err := StartCloudWorker(WorkerConfig{Temporal: d.Client, RegistryURL: d.RegistryURL, GatewayURL: d.Gateway.URL(), GatewayClient: gwClient, MirrorArtifacts: d.Gateway.sec != nil, Retraining: rt, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -298,12 +300,17 @@ func (d *Dev) openRegistry(cfg DevConfig, log *slog.Logger) (*httpjson.Server, e
 		HTTPClient: webhookClient,
 		PublicURL:  d.RegistryURL,
 		Logger:     log.With("component", "registry"),
+		Subject:    registeredBy,
 	})
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	srv := httpjson.NewServer(ln, d.Registry.Handler())
+	handler := d.Registry.Handler()
+	if sec := d.Gateway.sec; sec != nil {
+		handler = sec.guard.Wrap(registryRules(), handler)
+	}
+	srv := httpjson.NewServer(ln, handler)
 	srv.Start(log, "registry")
 	return srv, nil
 }

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"net/http"
+
 	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/ui"
 )
@@ -67,4 +69,28 @@ func gatewayRules() []auth.Rule {
 		{Pattern: "POST /api/workload-releases", Any: p(auth.ReleasesStart)},
 		{Pattern: "POST /api/controls", Any: p(auth.ReleasesApprove, auth.ReleasesControl, auth.ReleasesAbortOwn)},
 	}, ui.Rules()...)
+}
+
+// registryRules guard the embedded model registry (a stand-in for Azure
+// ML's, which has its own access control) when authentication is on.
+// Registering a model starts its release, so it needs models.register; the
+// registry records the caller as the version's owner (registeredBy).
+func registryRules() []auth.Rule {
+	p := func(perms ...auth.Permission) []auth.Permission { return perms }
+	return []auth.Rule{
+		{Pattern: "GET /healthz", Public: true},
+		{Pattern: "GET /metrics", Public: true},
+		{Pattern: "POST /api/models", Any: p(auth.ModelsRegister)},
+		{Pattern: "GET /api/models", Any: p(auth.ReleasesRead, auth.FleetSteps)},
+		{Pattern: "GET /api/models/{name}/versions/{version}", Any: p(auth.ReleasesRead, auth.FleetSteps)},
+		{Pattern: "GET /api/blobs/{digest}", Any: p(auth.FleetSteps)},
+	}
+}
+
+// registeredBy is the registry's Subject: the caller the guard verified.
+func registeredBy(r *http.Request) string {
+	if p := auth.From(r.Context()); p != nil {
+		return p.Subject
+	}
+	return ""
 }

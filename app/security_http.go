@@ -245,12 +245,24 @@ func (s *security) control(ctx context.Context, p *auth.Principal, req ControlRe
 		} else if !auth.InScope(grants, sites) {
 			return deny(fmt.Sprintf("%s may approve only for sites in scope, and the wave after %s of %s has sites outside it", p.Subject, gate, req.Release))
 		}
+		if st.Gate.SelfApprovalForbidden && st.Owner != "" && st.Owner == p.Subject {
+			return deny(fmt.Sprintf("%s owns %s (registered the version or started it), and its policy forbids self-approval", p.Subject, req.Release))
+		}
+		if st.Gate.Distinct && slices.Contains(st.Gate.Approvals, p.Subject) {
+			return ControlResponse{}, modelfleet.Errorf(modelfleet.ECONFLICT, "%s already approved the %s gate of %s; it needs %d distinct approvers", p.Subject, gate, req.Release, max(st.Gate.Needed, 1))
+		}
 		role = auth.RoleApprover
 	default:
-		if len(p.Has(auth.ReleasesControl)) == 0 {
+		switch {
+		case len(p.Has(auth.ReleasesControl)) > 0:
+			role = auth.RoleReleaseManager
+		case req.Action == modelfleet.SignalAbort && len(p.Has(auth.ReleasesAbortOwn)) > 0 && st.Owner != "" && st.Owner == p.Subject:
+			role = modelfleet.RoleOwner
+		case req.Action == modelfleet.SignalAbort && len(p.Has(auth.ReleasesAbortOwn)) > 0:
+			return deny(fmt.Sprintf("%s may abort only releases they own, and %s is owned by %s; aborting it needs permission %s (role release-manager)", p.Subject, req.Release, ownerOrNobody(st.Owner), auth.ReleasesControl))
+		default:
 			return deny(fmt.Sprintf("%s of %s needs permission %s (role release-manager); %s holds %s", req.Action, req.Release, auth.ReleasesControl, p.Subject, strings.Join(p.RoleNames(), ", ")))
 		}
-		role = auth.RoleReleaseManager
 	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -266,6 +278,13 @@ func (s *security) control(ctx context.Context, p *auth.Principal, req ControlRe
 	}
 	s.guard.Audit(p, req.Action, req.Release, true, "role "+role+", gate "+gate)
 	return ControlResponse{Release: req.Release, Action: req.Action, By: p.Subject, Role: role, Gate: gate, Signal: ctl}, nil
+}
+
+func ownerOrNobody(owner string) string {
+	if owner == "" {
+		return "nobody (the registry recorded no owner)"
+	}
+	return owner
 }
 
 // nextWaveLabels returns the labels of the sites of the wave after the

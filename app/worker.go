@@ -34,7 +34,12 @@ type WorkerConfig struct {
 	// GatewayClient reaches the gateway (TLS and the worker's bearer
 	// token, auth.Client). Nil: plain HTTP.
 	GatewayClient *http.Client
-	Logger        *slog.Logger
+	// MirrorArtifacts copies every artifact to the gateway for the sites,
+	// not only those they could not otherwise reach (Azure blob storage):
+	// then sites talk to nothing but the gateway. The embedded registry
+	// is then reached with GatewayClient's credentials.
+	MirrorArtifacts bool
+	Logger          *slog.Logger
 	// Retraining runs retraining jobs and the champion/challenger gate.
 	// Nil: no compute policies (jobs submitted elsewhere), champions from
 	// the release history.
@@ -62,13 +67,14 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 	}
 	reg := cfg.Registry
 	if reg == nil {
-		reg = &registry.Client{BaseURL: cfg.RegistryURL}
+		reg = &registry.Client{BaseURL: cfg.RegistryURL, HTTPClient: cfg.GatewayClient}
 	}
 	a := &activities.Cloud{
-		Registry:  reg,
-		Fleet:     dir,
-		Baselines: dir,
-		Artifacts: dir,
+		Registry:        reg,
+		Fleet:           dir,
+		Baselines:       dir,
+		Artifacts:       dir,
+		MirrorArtifacts: cfg.MirrorArtifacts,
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.

@@ -67,7 +67,7 @@ var rolePermissions = map[string][]Permission{
 	RoleApprover:       append(slices.Clone(reads), ReleasesApprove),
 	RoleSite:           {SiteSelf},
 	RoleAdmin:          append(slices.Clone(reads), SitesWrite, SitesEnroll, SitesRevoke, BindingsWrite, KeysManage, QueuesManage),
-	RoleWorker:         {FleetSteps, ReleasesRead, SitesRead, PoliciesRead, WorkloadsRead},
+	RoleWorker:         {FleetSteps, ReleasesRead, SitesRead, PoliciesRead, WorkloadsRead, ModelsRegister}, // retraining registers challengers
 }
 
 // Roles lists every role, sorted.

@@ -56,6 +56,15 @@ func (r *Registry) handleRegister(w http.ResponseWriter, req *http.Request) {
 		r.writeError(w, req, err)
 		return
 	}
+	delete(m.Properties, modelfleet.PropRegisteredBy)
+	if r.opts.Subject != nil {
+		if sub := r.opts.Subject(req); sub != "" {
+			if m.Properties == nil {
+				m.Properties = map[string]string{}
+			}
+			m.Properties[modelfleet.PropRegisteredBy] = sub
+		}
+	}
 	m, created, err := r.commit(m, *art, data)
 	if err != nil {
 		r.writeError(w, req, err)

@@ -44,6 +44,12 @@ type Options struct {
 	// HTTPClient posts events. Default: a client with a 30 s timeout (Event
 	// Grid also gives up on an attempt after 30 s and retries).
 	HTTPClient *http.Client
+	// Subject, if set, names the authenticated caller of a request (the
+	// process that guards the registry knows it). A registration records
+	// it as the version's modelfleet.PropRegisteredBy property, the
+	// release's owner; a value the caller put there is always replaced,
+	// or dropped when Subject is nil or names nobody.
+	Subject func(*http.Request) string
 	// RetryInitial and RetryMax bound the exponential backoff between
 	// delivery attempts. Defaults 200 ms and 30 s.
 	RetryInitial, RetryMax time.Duration

@@ -146,7 +146,18 @@ type Approval struct {
 	After     []string `yaml:"after" json:"after"`
 	Timeout   Duration `yaml:"timeout,omitempty" json:"timeout,omitempty"`
 	OnTimeout string   `yaml:"onTimeout,omitempty" json:"onTimeout,omitempty"` // "abort" (default) or "proceed"
+	// Count approvals pass a gate (default 1); with Distinct they must
+	// come from as many different identities (a second approve from the
+	// same one is refused).
+	Count    int  `yaml:"count,omitempty" json:"count,omitempty"`
+	Distinct bool `yaml:"distinct,omitempty" json:"distinct,omitempty"`
+	// ForbidSelfApproval refuses an approve from the release's owner: the
+	// identity that registered the model version or started the release.
+	ForbidSelfApproval bool `yaml:"forbidSelfApproval,omitempty" json:"forbidSelfApproval,omitempty"`
 }
+
+// MaxApprovals bounds Approval.Count.
+const MaxApprovals = 10
 
 // On-timeout behaviours of an approval gate.
 const (
@@ -350,6 +361,12 @@ func (p *Policy) Normalize() error {
 		}
 		if a.Timeout == 0 {
 			a.Timeout = Duration(DefaultApprovalTimeout)
+		}
+		switch {
+		case a.Count == 0:
+			a.Count = 1
+		case a.Count < 0 || a.Count > MaxApprovals:
+			return bad("approval.count %d: want 1 to %d", a.Count, MaxApprovals)
 		}
 		switch a.OnTimeout {
 		case "":

@@ -42,8 +42,10 @@ type releaseData struct {
 	Action   string // where the control form posts
 	// What the person may do now.
 	CanApprove, CanControl bool
-	Running                bool
-	Serving                int // sites that report serving the version
+	// CanAbortOwn: an ml-engineer's own release.
+	CanAbortOwn bool
+	Running     bool
+	Serving     int // sites that report serving the version
 }
 
 type waveRow struct {
@@ -103,6 +105,7 @@ func (h *Handler) releaseData(r *http.Request) (string, any, error) {
 	p := auth.From(r.Context())
 	d.CanApprove = d.Running && st.Gate != nil && len(p.Has(auth.ReleasesApprove)) > 0
 	d.CanControl = d.Running && len(p.Has(auth.ReleasesControl)) > 0
+	d.CanAbortOwn = d.Running && !d.CanControl && st.Owner != "" && st.Owner == p.Subject && len(p.Has(auth.ReleasesAbortOwn)) > 0
 	return title, d, nil
 }
 

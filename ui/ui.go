@@ -161,7 +161,7 @@ func Rules() []auth.Rule {
 		{Pattern: "GET /ui/releases/{model}/{version}", Any: p(auth.ReleasesRead), Session: true},
 		// The handler checks the action against the person's roles and an
 		// approver's scope, as POST /api/controls does.
-		{Pattern: "POST /ui/releases/{model}/{version}/control", Any: p(auth.ReleasesApprove, auth.ReleasesControl), Session: true},
+		{Pattern: "POST /ui/releases/{model}/{version}/control", Any: p(auth.ReleasesApprove, auth.ReleasesControl, auth.ReleasesAbortOwn), Session: true},
 		{Pattern: "GET /ui/drift", Any: p(auth.MonitorRead), Session: true},
 		{Pattern: "GET /ui/queues", Any: p(auth.QueuesRead), Session: true},
 		{Pattern: "POST /ui/queues/redrive", Any: p(auth.QueuesManage), Session: true},

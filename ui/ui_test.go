@@ -159,7 +159,8 @@ func TestReleasePageShowsReportsAndButtonsByRole(t *testing.T) {
 	fl := fleetOf(2)
 	fl[0].Serving = []modelfleet.ServedModel{{ModelRef: modelfleet.ModelRef{Name: "m", Version: "2"}, LoadedAt: now.Format(time.RFC3339)}}
 	var sent []string
-	h := newHandler(t, Config{Sites: fl, Releases: gated(), TemporalUI: "http://temporal:8233",
+	rel := gated()
+	h := newHandler(t, Config{Sites: fl, Releases: rel, TemporalUI: "http://temporal:8233",
 		Control: func(_ context.Context, p *auth.Principal, release, action, reason string) error {
 			sent = append(sent, p.Subject+" "+release+" "+action+" "+reason)
 			return nil
@@ -185,6 +186,16 @@ func TestReleasePageShowsReportsAndButtonsByRole(t *testing.T) {
 	_, body = get(t, as(h, auth.RoleReleaseManager), "/ui/releases/m/2")
 	if !strings.Contains(body, `value="rollback"`) || strings.Contains(body, `value="approve"`) {
 		t.Error("a release manager's buttons: want rollback, not approve")
+	}
+	// An ml-engineer may abort their own release only.
+	if _, body = get(t, as(h, auth.RoleMLEngineer), "/ui/releases/m/2"); strings.Contains(body, `value="abort"`) {
+		t.Error("an ml-engineer may abort a release not theirs")
+	}
+	rel.mu.Lock()
+	rel.status.Owner = "someone@example.com"
+	rel.mu.Unlock()
+	if _, body = get(t, as(h, auth.RoleMLEngineer), "/ui/releases/m/2"); !strings.Contains(body, `value="abort"`) || strings.Contains(body, `value="rollback"`) {
+		t.Error("the owner, an ml-engineer, gets no abort button (or more than it)")
 	}
 	if code, _ := get(t, as(h, auth.RoleViewer), "/ui/releases/m/9"); code != http.StatusNotFound {
 		t.Errorf("an unknown release: %d, want 404", code)

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -77,7 +78,15 @@ func (r *release) apply(ctx workflow.Context, action string, ctl modelfleet.Cont
 	c := &r.ctl
 	switch action {
 	case modelfleet.SignalApprove:
-		c.approved = true
+		// Under the signed-controls rules an approve is one vote at the
+		// open gate; the gate passes at its quorum (the policy's
+		// approval.count, 1 by default).
+		if g := r.status.Gate; c.strict && g != nil {
+			g.Approvals = append(g.Approvals, rec.By)
+			c.approved = g.Quorum()
+		} else {
+			c.approved = true
+		}
 	case modelfleet.SignalReject:
 		c.rejected = true
 	case modelfleet.SignalPause:
@@ -111,6 +120,9 @@ func (r *release) admit(ctx workflow.Context, action string, ctl modelfleet.Cont
 		if action == modelfleet.SignalApprove && gate == "" {
 			return rec, "no approval gate is open"
 		}
+		if action == modelfleet.SignalApprove {
+			return rec, r.approvalRefused(rec.By)
+		}
 		return rec, ""
 	}
 	now := workflow.Now(ctx)
@@ -128,9 +140,32 @@ func (r *release) admit(ctx workflow.Context, action string, ctl modelfleet.Cont
 		return rec, "no approval gate is open"
 	case (action == modelfleet.SignalApprove || action == modelfleet.SignalReject) && st.Gate != gate:
 		return rec, "the statement answers gate " + quoteGate(st.Gate) + ", and the gate open is " + quoteGate(gate)
+	case st.Role == modelfleet.RoleOwner && (action != modelfleet.SignalAbort || st.Subject != r.status.Owner):
+		return rec, "an owner's statement may only abort the release it owns, and " + clip(st.Subject) + " does not own this one"
+	case action == modelfleet.SignalApprove:
+		if why := r.approvalRefused(st.Subject); why != "" {
+			return rec, why
+		}
 	}
 	rec.By, rec.Reason, rec.Verified = st.Subject, st.Reason, true
 	return rec, ""
+}
+
+// approvalRefused says why the open gate does not take an approve from
+// by: the release's owner when the policy forbids self-approval, or a
+// second approve from the same identity when approvals must be distinct.
+func (r *release) approvalRefused(by string) string {
+	g := r.status.Gate
+	if g == nil {
+		return ""
+	}
+	if g.SelfApprovalForbidden && r.status.Owner != "" && by == r.status.Owner {
+		return clip(by) + " owns this release (registered the version or started it), and the policy forbids self-approval"
+	}
+	if g.Distinct && slices.Contains(g.Approvals, by) {
+		return fmt.Sprintf("%s already approved this gate; the policy needs %d distinct approvers", clip(by), max(g.Needed, 1))
+	}
+	return ""
 }
 
 // spend records st's nonce, forgetting expired ones; it refuses a nonce

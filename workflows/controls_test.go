@@ -331,3 +331,97 @@ func TestNonceBound(t *testing.T) {
 		t.Errorf("reused: %q", why)
 	}
 }
+
+// statementBy is s.statement sent by another identity in another role.
+func (s *signer) statementBy(env *testsuite.TestWorkflowEnvironment, subject, role, action, release, gate string) modelfleet.ControlStatement {
+	st := s.statement(env, action, release, gate)
+	st.Subject, st.Role = subject, role
+	return st
+}
+
+// A policy may need several approvals from distinct identities, and may
+// forbid the release's owner to approve it.
+func TestApprovalQuorum(t *testing.T) {
+	const quorum = twoWaves + "approval: {after: [canary], timeout: 1h, count: 2, distinct: true, forbidSelfApproval: true}\n"
+	approve := func(h *harness, s *signer, at time.Duration, who string) {
+		sendAt(h.env, at, modelfleet.SignalApprove, s.sign(h.t, s.statementBy(h.env, who, "approver", modelfleet.SignalApprove, releaseID, "canary")))
+	}
+	accepted := func(st modelfleet.ReleaseStatus) string {
+		var got []string
+		for _, c := range st.Controls {
+			if c.Refused == "" {
+				got = append(got, c.By)
+			} else {
+				got = append(got, "refused:"+c.By)
+			}
+		}
+		return strings.Join(got, " ")
+	}
+	t.Run("two distinct approvers pass", func(t *testing.T) {
+		h, s := newHarness(t, quorum, sites("c1"), sites("f1")), newSigner(t)
+		h.in.ControlKeys = s.trusted
+		approve(h, s, 35*time.Minute, "alice@plant")
+		approve(h, s, 40*time.Minute, "bob@plant")
+		st, err := h.run()
+		if err != nil || st.State != modelfleet.StateSucceeded {
+			t.Fatalf("state %q (%s), err %v; want succeeded", st.State, st.Reason, err)
+		}
+		// The fleet stepped only after the second approve.
+		if last := h.stepAt[len(h.stepAt)-1].Sub(h.t0); last < 40*time.Minute {
+			t.Errorf("the fleet stepped at %v, before the second approve at 40m", last)
+		}
+		if got := accepted(st); got != "alice@plant bob@plant" {
+			t.Errorf("controls = %s", got)
+		}
+	})
+	t.Run("one approver twice does not", func(t *testing.T) {
+		h, s := newHarness(t, quorum, sites("c1"), sites("f1")), newSigner(t)
+		h.in.ControlKeys = s.trusted
+		approve(h, s, 35*time.Minute, "alice@plant")
+		approve(h, s, 40*time.Minute, "alice@plant")
+		st, _ := h.run()
+		stuckAtGate(t, h, st, "alice@plant", "already approved this gate; the policy needs 2 distinct approvers")
+	})
+	t.Run("the owner's approve does not count", func(t *testing.T) {
+		h, s := newHarness(t, quorum, sites("c1"), sites("f1")), newSigner(t)
+		h.in.ControlKeys = s.trusted
+		h.report.Model.Properties = map[string]string{modelfleet.PropRegisteredBy: "bob@plant"}
+		approve(h, s, 35*time.Minute, "alice@plant")
+		approve(h, s, 40*time.Minute, "bob@plant")
+		st, _ := h.run()
+		stuckAtGate(t, h, st, "bob@plant", "bob@plant owns this release")
+		if st.Owner != "bob@plant" {
+			t.Errorf("owner = %q, want bob@plant (from the registry's record)", st.Owner)
+		}
+	})
+	t.Run("without keys the same rules", func(t *testing.T) {
+		h := newHarness(t, quorum, sites("c1"), sites("f1"))
+		h.signal(35*time.Minute, modelfleet.SignalApprove, "alice")
+		h.signal(40*time.Minute, modelfleet.SignalApprove, "alice")
+		st, _ := h.run()
+		stuckAtGate(t, h, st, "alice", "already approved")
+	})
+}
+
+// An owner's statement aborts the release it owns, and nothing else.
+func TestOwnerMayOnlyAbort(t *testing.T) {
+	for _, tc := range []struct {
+		name, subject, action string
+		want                  string
+	}{
+		{"owner aborts", "bob@plant", modelfleet.SignalAbort, modelfleet.StateAborted},
+		{"another's abort refused", "eve@plant", modelfleet.SignalAbort, modelfleet.StateSucceeded},
+		{"owner's rollback refused", "bob@plant", modelfleet.SignalRollback, modelfleet.StateSucceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, s := newHarness(t, twoWaves, sites("c1"), sites("f1")), newSigner(t)
+			h.in.ControlKeys = s.trusted
+			h.report.Model.Properties = map[string]string{modelfleet.PropRegisteredBy: "bob@plant"}
+			sendAt(h.env, 5*time.Minute, tc.action, s.sign(t, s.statementBy(h.env, tc.subject, modelfleet.RoleOwner, tc.action, releaseID, "")))
+			st, _ := h.run()
+			if st.State != tc.want {
+				t.Errorf("state %q (%s), want %s; controls %+v", st.State, st.Reason, tc.want, st.Controls)
+			}
+		})
+	}
+}

@@ -97,6 +97,7 @@ func newRelease(ctx workflow.Context, in modelfleet.ReleaseInput, id string, wl 
 	if wl != nil {
 		r.status.Workload = &wl.Workload
 		r.ctl.keys = wl.ControlKeys
+		r.status.Owner = wl.By
 	}
 	// Before any signal is read: the rules a run applies to controls
 	// are decided once, at its start.
@@ -137,6 +138,9 @@ func (r *release) validate(ctx workflow.Context) (activities.ValidationReport, e
 	res := report.Result
 	r.status.Validation = &res
 	r.status.Digest = report.Model.Digest
+	// The owner as the registry recorded it (the event's copy of the
+	// properties is only as trustworthy as its sender).
+	r.status.Owner = report.Model.Properties[modelfleet.PropRegisteredBy]
 	if !res.Passed {
 		msg := res.Note
 		if msg == "" {
@@ -449,7 +453,10 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 func (r *release) awaitApproval(ctx workflow.Context, after string) error {
 	a := r.planned.Policy.Approval
 	now := workflow.Now(ctx)
-	r.status.Gate = &modelfleet.GateStatus{After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout}
+	r.status.Gate = &modelfleet.GateStatus{
+		After: after, Since: now.UTC().Format(time.RFC3339), Deadline: now.Add(a.Timeout.Std()).UTC().Format(time.RFC3339), OnTimeout: a.OnTimeout,
+		Needed: a.Count, Distinct: a.Distinct, SelfApprovalForbidden: a.ForbidSelfApproval,
+	}
 	r.setState(ctx, modelfleet.StateAwaitingApproval, "waiting for approval after wave "+after)
 	ok, err := workflow.AwaitWithTimeout(ctx, a.Timeout.Std(), func() bool { return r.ctl.approved || r.ctl.stopping() })
 	approved := r.ctl.approved

@@ -112,7 +112,7 @@ version the release carries to the sites with the model.`,
 					return err
 				}
 			}
-			rc := &registry.Client{BaseURL: g.registryURL}
+			rc := &registry.Client{BaseURL: g.registryURL, HTTPClient: g.http()}
 			got, created, err := rc.Register(cmd.Context(), m, file, data)
 			if err != nil {
 				return err
@@ -163,7 +163,7 @@ func newModelListCmd(g *globals) *cobra.Command {
 		Short: "List registered model versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rc := &registry.Client{BaseURL: g.registryURL}
+			rc := &registry.Client{BaseURL: g.registryURL, HTTPClient: g.http()}
 			ms, err := rc.List(cmd.Context())
 			if err != nil {
 				return err

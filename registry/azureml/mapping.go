@@ -99,8 +99,22 @@ func toModel(name, version string, mv ml.ModelVersion, strict bool) (modelfleet.
 	if len(m.Properties) == 0 {
 		m.Properties = nil
 	}
-	if mv.SystemData != nil && mv.SystemData.CreatedAt != nil {
-		m.CreatedAt = mv.SystemData.CreatedAt.UTC().Format("2006-01-02T15:04:05Z07:00")
+	// Who registered the version is Azure ML's to say (systemData), never
+	// a property anyone with write access could set.
+	delete(m.Properties, modelfleet.PropRegisteredBy)
+	if sd := mv.SystemData; sd != nil {
+		if sd.CreatedAt != nil {
+			m.CreatedAt = sd.CreatedAt.UTC().Format("2006-01-02T15:04:05Z07:00")
+		}
+		if sd.CreatedBy != nil && *sd.CreatedBy != "" {
+			if m.Properties == nil {
+				m.Properties = map[string]string{}
+			}
+			m.Properties[modelfleet.PropRegisteredBy] = *sd.CreatedBy
+		}
+	}
+	if len(m.Properties) == 0 {
+		m.Properties = nil
 	}
 	if !strict {
 		return m, nil
