@@ -140,7 +140,31 @@ func New(cfg Config) (*Handler, error) {
 	mux.HandleFunc("GET /ui/queues", h.page("queues", h.queuesData))
 	mux.HandleFunc("POST /ui/queues/redrive", h.redrive)
 	h.mux = mux
+	if cfg.Monitor != nil {
+		// The monitor keeps each series' latest verdict only: sample it, so
+		// the drift page has each feature's history even when nobody
+		// looked at it meanwhile.
+		go h.sampleDrift(DefaultDriftSample)
+	}
 	return h, nil
+}
+
+// DefaultDriftSample is how often the dashboard records the drift
+// monitor's verdicts for its history.
+const DefaultDriftSample = 15 * time.Second
+
+func (h *Handler) sampleDrift(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		_, vs := h.cfg.Monitor()
+		h.history.record(vs)
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Rules is the dashboard's part of the gateway's route table: pages need

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -211,8 +212,13 @@ func TestDriftPageDrawsFeaturesAgainstThresholds(t *testing.T) {
 			{Name: "vibration_rms", Metric: "psi", Value: 0.6, Threshold: 0.2, Breached: true},
 			{Name: "temperature", Metric: "psi", Value: 0.01, Threshold: 0.2},
 		}}
+	var mu sync.Mutex
 	verdicts := []drift.Verdict{v}
-	h := as(newHandler(t, Config{Monitor: func() (drift.Stats, []drift.Verdict) { return drift.Stats{Received: 7}, verdicts }}), auth.RoleViewer)
+	h := as(newHandler(t, Config{Monitor: func() (drift.Stats, []drift.Verdict) {
+		mu.Lock()
+		defer mu.Unlock()
+		return drift.Stats{Received: 7}, verdicts
+	}}), auth.RoleViewer)
 	_, body := get(t, h, "/ui/drift")
 	for _, want := range []string{`data-feature="vibration_rms"`, "breached", "drifting", `aria-label="0.6 of threshold 0.2"`, "7 signal messages"} {
 		if !strings.Contains(body, want) {
@@ -224,8 +230,11 @@ func TestDriftPageDrawsFeaturesAgainstThresholds(t *testing.T) {
 		t.Errorf("vibration_rms's bar is not full and red with the threshold at a third: %s", body)
 	}
 	// The next window adds to the feature's history.
+	v.Features = slices.Clone(v.Features)
 	v.ID, v.WindowEnd, v.Features[0].Value = "w2", now.Add(time.Minute), 0.7
+	mu.Lock()
 	verdicts = []drift.Verdict{v}
+	mu.Unlock()
 	_, body = get(t, h, "/ui/drift")
 	if !strings.Contains(body, `aria-label="2 windows, latest 0.7, threshold 0.2"`) {
 		t.Errorf("vibration_rms's history has not two windows: %s", body)
