@@ -27,6 +27,7 @@ func (g *Gateway) mountUI(cfg GatewayConfig, mux *http.ServeMux, o modelfleet.Or
 			return err
 		},
 		Verify: g.sec.guard.VerifyToken,
+		Audit:  g.sec.guard.RecentAudit,
 		Monitor: func() (drift.Stats, []drift.Verdict) {
 			if g.Monitor == nil {
 				return drift.Stats{}, nil

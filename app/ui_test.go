@@ -155,6 +155,19 @@ func TestDashboardSession(t *testing.T) {
 		t.Errorf("out-of-scope approve: %d %s", resp.StatusCode, body)
 	}
 
+	// The audit on the queues page: an admin's, not a viewer's.
+	admin := newBrowser(t, s)
+	admin.signIn("admin.token")
+	_, body = admin.do("GET", "/ui/queues", nil)
+	for _, want := range []string{"viewer@modelfleet.local", "POST /ui/releases/m/1/control", "approver-a@modelfleet.local", "in scope", "dev@modelfleet.local"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the admin's audit lacks %q", want)
+		}
+	}
+	if _, body = viewer.do("GET", "/ui/queues", nil); strings.Contains(body, "Audit: controls and denials") {
+		t.Error("a viewer sees the audit")
+	}
+
 	// Signing out clears the cookie.
 	resp, _ = dev.do("POST", "/ui/logout", url.Values{})
 	if resp.StatusCode != http.StatusSeeOther || dev.cookie.MaxAge >= 0 {

@@ -51,6 +51,7 @@ type Guard struct {
 	// browser's: a sign-in page rather than a JSON error).
 	Pages     func(w http.ResponseWriter, r *http.Request, err error)
 	audit     *slog.Logger
+	recent    auditRing
 	decisions *prometheus.CounterVec
 }
 
@@ -105,6 +106,7 @@ func (g *Guard) serve(rule Rule, next http.Handler, w http.ResponseWriter, r *ht
 	g.decisions.WithLabelValues("allowed").Inc()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		g.audit.Info("allowed", "who", p.Subject, "kind", p.Kind, "method", r.Method, "path", r.URL.Path, "permission", string(perm))
+		g.recent.add(AuditRecord{Allowed: true, Who: p.Subject, Action: r.Method + " " + r.URL.Path, Why: string(perm)})
 	}
 	next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 }
@@ -136,6 +138,7 @@ func (g *Guard) deny(w http.ResponseWriter, r *http.Request, rule Rule, p *Princ
 	}
 	g.decisions.WithLabelValues("denied").Inc()
 	g.audit.Warn("denied", "who", who, "kind", kind, "method", r.Method, "path", r.URL.Path, "permission", string(perm), "why", err.Error())
+	g.recent.add(AuditRecord{Who: who, Action: r.Method + " " + r.URL.Path, Why: err.Error()})
 	if rule.Session && g.Pages != nil {
 		g.Pages(w, r, err)
 		return
@@ -189,10 +192,12 @@ func (g *Guard) Audit(p *Principal, action, object string, allowed bool, why str
 	}
 	if allowed {
 		g.audit.Info("allowed", "who", who, "action", action, "object", object, "why", why)
+		g.recent.add(AuditRecord{Allowed: true, Who: who, Action: action, Object: object, Why: why})
 		return
 	}
 	g.decisions.WithLabelValues("denied").Inc()
 	g.audit.Warn("denied", "who", who, "action", action, "object", object, "why", why)
+	g.recent.add(AuditRecord{Who: who, Action: action, Object: object, Why: why})
 }
 
 func rolesWith(perm Permission) []string {

@@ -21,30 +21,37 @@ type queuesData struct {
 	Active      []queue.PeekedMessage
 	Monitor     *drift.Stats
 	CanRedrive  bool
+	// Audit is shown to admins (bindings.write): who was refused what,
+	// and who changed what, by name.
+	ShowAudit bool
+	Audit     []auth.AuditRecord
 }
 
 func (h *Handler) queuesData(r *http.Request) (string, any, error) {
 	d := &queuesData{}
+	if h.cfg.Audit != nil && len(auth.From(r.Context()).Has(auth.BindingsWrite)) > 0 {
+		d.ShowAudit, d.Audit = true, h.cfg.Audit()
+	}
 	if h.cfg.Monitor != nil {
 		st, _ := h.cfg.Monitor()
 		d.Monitor = &st
 	}
 	if h.cfg.Queue == nil {
-		return "Queues", d, nil
+		return "Queues and audit", d, nil
 	}
 	d.Enabled = true
 	var err error
 	if d.Stats, err = h.cfg.Queue.Stats(); err != nil {
-		return "Queues", d, err
+		return "Queues and audit", d, err
 	}
 	if d.DeadLetters, err = h.cfg.Queue.Peek(0, peekRows, true); err != nil {
-		return "Queues", d, err
+		return "Queues and audit", d, err
 	}
 	if d.Active, err = h.cfg.Queue.Peek(0, peekRows, false); err != nil {
-		return "Queues", d, err
+		return "Queues and audit", d, err
 	}
 	d.CanRedrive = d.Stats.DeadLettered > 0 && len(auth.From(r.Context()).Has(auth.QueuesManage)) > 0
-	return "Queues", d, nil
+	return "Queues and audit", d, nil
 }
 
 // redrive moves dead letters back to the queue (queues.manage).

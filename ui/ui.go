@@ -63,6 +63,9 @@ type Config struct {
 	Monitor func() (drift.Stats, []drift.Verdict)
 	// Queue is the embedded signal queue (nil: Service Bus, not shown).
 	Queue Queue
+	// Audit returns the gateway's latest audit records, newest first (the
+	// guard's RecentAudit); admins see them on the queues and audit page.
+	Audit func() []auth.AuditRecord
 	// TemporalUI is the Temporal UI's base URL, for links to a release's
 	// workflow in Namespace (default "default"); empty: no links.
 	TemporalUI, Namespace string
