@@ -119,11 +119,13 @@ func (p *person) do(steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// text reads an element's text by script, in one step: the live stream
+// may replace the element between a query and a read.
 func (p *person) text(sel string) string {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || ""`, sel)))
 	if err != nil {
 		p.t.Fatalf("text of %s: %v", sel, err)
 	}
