@@ -5,7 +5,7 @@ TOOLS           := $(CURDIR)/bin/tools
 TEMPORAL        := $(TOOLS)/temporal
 export CGO_ENABLED ?= 0
 
-.PHONY: all build tools run test test-unit test-e2e fuzz lint clean
+.PHONY: all build tools run test test-unit test-e2e fuzz lint clean screenshots
 
 all: build
 
@@ -45,6 +45,10 @@ fuzz:
 	  done; \
 	done
 
+## screenshots: the dashboard's screenshots in docs/img (the browser test, headless Chromium)
+screenshots: build tools
+	MODELFLEET_SCREENSHOTS=1 $(GO) test -count=1 -run TestDashboardInABrowser ./test
+
 clean:
 	rm -rf bin/modelfleet
 
@@ -52,8 +56,9 @@ clean:
 # Debian packages. The tests skip without them, naming the package, and fail
 # instead when MODELFLEET_REQUIRE_DEPS=1 (as .ci/run sets). postgresql: the
 # PostgreSQL store's tests start a real server (internal/pgtest; as root they
-# run it as the package's `postgres` user).
-TEST_DEB_PACKAGES := python3-xgboost python3-sklearn python3-onnx libonnx-testdata postgresql
+# run it as the package's `postgres` user). chromium: the dashboard's browser
+# tests (test/ui_test.go) drive it headless.
+TEST_DEB_PACKAGES := python3-xgboost python3-sklearn python3-onnx libonnx-testdata postgresql chromium
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: deps
 ## deps: install the missing packages of TEST_DEB_PACKAGES (apt-get update once, non-interactive)

@@ -211,3 +211,42 @@ type ValidationResult struct {
 	Passed    bool    `json:"passed"`
 	Note      string  `json:"note,omitempty"`
 }
+
+// SiteServing is a site's state as its own report shows it: it serves the
+// release's version. The release's status changes a site's state only
+// when its batch completes, so a site may serve the new version for a
+// while as "deploying"; WithReports says what the site says.
+const SiteServing = "serving"
+
+// WithReports returns s with the state of each site that is still
+// pending, waiting or deploying in the release's eyes taken from the
+// site's own record (sites, by ID: what its agent last reported it
+// serves): SiteServing once it serves the released version. Other states
+// (baking, healthy, failed, rolled back) are the release's verdicts and
+// stay. A workload release (no model version) is returned as it is.
+func (s ReleaseStatus) WithReports(sites map[string]Site) ReleaseStatus {
+	if s.Model.Version == "" || s.Workload != nil {
+		return s
+	}
+	out := s
+	out.Sites = make([]SiteStatus, len(s.Sites))
+	for i, ss := range s.Sites {
+		out.Sites[i] = ss
+		switch ss.State {
+		case SitePending, SiteWaitingForWindow, SiteDeploying:
+		default:
+			continue
+		}
+		for _, m := range sites[ss.Site].Serving {
+			if m.ModelRef == s.Model {
+				out.Sites[i].State = SiteServing
+				out.Sites[i].Reason = "the site reports serving " + s.Model.Name + ":" + s.Model.Version
+				if m.LoadedAt != "" {
+					out.Sites[i].Reason += " since " + m.LoadedAt
+					out.Sites[i].UpdatedAt = m.LoadedAt
+				}
+			}
+		}
+	}
+	return out
+}

@@ -102,6 +102,10 @@ func (s *authzStack) do(t *testing.T, who, method, path, body string) (int, stri
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if strings.HasPrefix(path, "/ui/") {
+		// The dashboard's forms.
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
 	resp, err := s.clients[who].Do(req)
 	if err != nil {
 		t.Fatalf("%s %s as %s: %v", method, path, who, err)
@@ -221,6 +225,21 @@ func TestAuthorisationMatrix(t *testing.T) {
 		{"POST", "/api/workload-releases", `{"model":"m","workload":{"name":"w","version":"1"}}`, []string{engineer, dev}},
 		{"POST", "/api/controls", `{"release":"release/m/1","action":"pause","reason":"x"}`, []string{manager, dev}},
 		{"POST", "/api/controls", `{"release":"release/m/1","action":"approve","reason":"x"}`, []string{dev}},
+		// The dashboard: the same permissions as the API it shows (with
+		// a bearer token here; the session cookie in TestDashboardSession).
+		{"GET", "/ui/login", "", all},
+		{"POST", "/ui/login", "token=not-a-token", nil}, // the token is the credential: a bad one is refused for everyone
+		{"POST", "/ui/logout", "", all},
+		{"GET", "/ui/static/app.css", "", all},
+		{"GET", "/ui/", "", append(slices.Clone(people), workerID)},
+		{"GET", "/ui/fleet", "", append(slices.Clone(people), workerID)},
+		{"GET", "/ui/releases", "", append(slices.Clone(people), workerID)},
+		{"GET", "/ui/releases/m/1", "", append(slices.Clone(people), workerID)},
+		{"POST", "/ui/releases/m/1/control", "action=pause&reason=x", []string{manager, dev}},
+		{"POST", "/ui/releases/m/1/control", "action=approve&reason=x", []string{dev}},
+		{"GET", "/ui/drift", "", people},
+		{"GET", "/ui/queues", "", people},
+		{"POST", "/ui/queues/redrive", "", []string{manager, admin, dev}},
 		{"DELETE", "/api/sites/site-1", "", nil},
 		{"GET", "/api/nothing-here", "", nil},
 	} {

@@ -188,7 +188,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 	retrain := modelfleet.RetrainInput{Debounce: cmp.Or(cfg.RetrainDebounce, DevRetrainDebounce)}
 	d.Gateway, err = OpenGateway(GatewayConfig{
 		Addr: cfg.GatewayAddr, DataDir: filepath.Join(cfg.DataDir, "gateway"), QueueDir: filepath.Join(cfg.DataDir, "queue"),
-		Temporal: d.Client, Retrain: retrain, Logger: log, Store: cfg.Store,
+		Temporal: d.Client, Retrain: retrain, Logger: log, Store: cfg.Store, TemporalUI: d.Temporal.UIURL,
 		// Authentication on, with the stack's own OIDC issuer: the CLI
 		// finds its credential, the CA and the gateway's URL in
 		// <data-dir>/credentials.
@@ -330,6 +330,13 @@ func siteLabels(i int) map[string]string {
 func (d *Dev) banner(cfg DevConfig) {
 	w := tabwriter.NewWriter(cfg.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "\nmodelfleet embedded stack is up (data in %s)\n\n", cfg.DataDir)
+	// A one-time link signs the browser in as the newcomer's identity;
+	// the other identities' tokens can be pasted at /ui/login.
+	if link, err := d.Gateway.DashboardLink("token"); err == nil {
+		fmt.Fprintf(w, "  Dashboard\t%s\n", link)
+	} else {
+		fmt.Fprintf(w, "  Dashboard\t%s/ui/ (%v)\n", d.Gateway.URL(), err)
+	}
 	fmt.Fprintf(w, "  Temporal UI\t%s\n", d.Temporal.UIURL)
 	fmt.Fprintf(w, "  Temporal frontend\t%s\n", d.Temporal.Address)
 	fmt.Fprintf(w, "  Gateway webhook\t%s/api/events\n", d.Gateway.URL())

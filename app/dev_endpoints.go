@@ -24,6 +24,7 @@ type Endpoints struct {
 	Temporal   string          `json:"temporal"`   // frontend host:port
 	TemporalUI string          `json:"temporalUI"` // URL
 	Gateway    string          `json:"gateway"`    // URL
+	Dashboard  string          `json:"dashboard"`  // URL (sign in with a token)
 	Registry   string          `json:"registry"`   // URL
 	MQTT       string          `json:"mqtt,omitempty"`
 	Sites      []SiteEndpoints `json:"sites"`
@@ -39,7 +40,7 @@ type SiteEndpoints struct {
 
 // Endpoints reports where the running stack listens.
 func (d *Dev) Endpoints() Endpoints {
-	e := Endpoints{Temporal: d.Temporal.Address, TemporalUI: d.Temporal.UIURL, Gateway: d.Gateway.URL(), Registry: d.RegistryURL}
+	e := Endpoints{Temporal: d.Temporal.Address, TemporalUI: d.Temporal.UIURL, Gateway: d.Gateway.URL(), Dashboard: d.Gateway.URL() + "/ui/", Registry: d.RegistryURL}
 	if d.factory != nil {
 		e.MQTT = d.factory.broker.URL()
 	}

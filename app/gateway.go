@@ -23,6 +23,7 @@ import (
 	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/queue"
 	"github.com/modelfleet/modelfleet/telemetry"
+	"github.com/modelfleet/modelfleet/ui"
 )
 
 // DefaultGatewayAddr is where the gateway listens by default.
@@ -65,6 +66,9 @@ type GatewayConfig struct {
 	// Pull, if set, also receives events from an Event Grid namespace
 	// topic subscription (pull delivery) besides the webhook.
 	Pull *PullConfig
+	// TemporalUI is the Temporal UI's base URL the dashboard links
+	// releases to (empty: no links).
+	TemporalUI string
 	// Auth turns authentication and authorisation on (TLS, OIDC tokens,
 	// site certificates, the role model; docs/security.md). Nil: every
 	// endpoint is open, as in the benchmarks' baseline and in-process
@@ -97,6 +101,7 @@ type Gateway struct {
 	pullDone    chan struct{}
 	sec         *security
 	url         string
+	ui          *ui.Handler
 }
 
 // Handle adds an API the gateway serves beside its own, e.g. the drift
@@ -179,6 +184,9 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	var handler http.Handler = mux
 	if g.sec != nil {
 		g.sec.routes(mux, g.Directory, o)
+		if err := g.mountUI(cfg, mux, o); err != nil {
+			return nil, err
+		}
 		handler = g.sec.guard.Wrap(gatewayRules(), mux)
 	}
 	g.http = httpjson.NewServer(ln, handler)
@@ -294,6 +302,9 @@ func stampSite(r *http.Request, m *queue.Message) error {
 func (g *Gateway) Close() error {
 	if g.stopMonitor != nil {
 		g.stopMonitor()
+	}
+	if g.ui != nil {
+		g.ui.Close()
 	}
 	if g.stopPull != nil {
 		g.stopPull()

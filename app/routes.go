@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/ui"
 )
 
 // gatewayRules is the gateway's route table: what every endpoint needs.
@@ -11,7 +12,8 @@ import (
 // rule here is closed; TestAuthorisationMatrix walks this table.
 func gatewayRules() []auth.Rule {
 	p := func(perms ...auth.Permission) []auth.Permission { return perms }
-	return []auth.Rule{
+	// The dashboard's pages (/ui/) are in ui.Rules.
+	return append([]auth.Rule{
 		{Pattern: "GET /healthz", Public: true},
 		{Pattern: "GET /readyz", Public: true},
 		{Pattern: "GET /metrics", Public: true},
@@ -67,7 +69,7 @@ func gatewayRules() []auth.Rule {
 		// caller's roles (and an approver's scope), then signs.
 		{Pattern: "POST /api/workload-releases", Any: p(auth.ReleasesStart)},
 		{Pattern: "POST /api/controls", Any: p(auth.ReleasesApprove, auth.ReleasesControl, auth.ReleasesAbortOwn)},
-	}
+	}, ui.Rules()...)
 }
 
 // registryRules guard the embedded model registry (a stand-in for Azure

@@ -36,7 +36,6 @@ type RevokeResponse struct {
 }
 
 func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet.Orchestrator) {
-	signal, status := o.SignalControl, o.ReleaseStatus
 	mux.HandleFunc("POST /api/workload-releases", func(w http.ResponseWriter, r *http.Request) {
 		var in modelfleet.WorkloadReleaseInput
 		if err := httpjson.DecodeJSON(w, r, 256<<10, &in); err != nil {
@@ -150,17 +149,10 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 			httpjson.WriteError(w, err)
 			return
 		}
-		res, err := s.control(r.Context(), auth.From(r.Context()), req, dir, status)
+		res, err := s.sendControl(r.Context(), auth.From(r.Context()), req, dir, o)
 		if err != nil {
 			httpjson.WriteError(w, err)
 			return
-		}
-		if !req.PrintSignal {
-			if err := signal(r.Context(), req.Release, req.Action, res.Signal); err != nil {
-				httpjson.WriteError(w, err)
-				return
-			}
-			res.Sent = true
 		}
 		httpjson.Write(w, http.StatusOK, res)
 	})

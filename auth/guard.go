@@ -29,6 +29,10 @@ type Rule struct {
 	// request touches: a site may only touch its own records. Empty: the
 	// endpoint names no site (an artifact by digest, a baseline).
 	SiteParam string
+	// Session marks a dashboard page: a person may also authenticate
+	// with the session cookie (SessionCookie), and a change made so must
+	// carry the session's CSRF token. Refusals go to Guard.Pages.
+	Session bool
 }
 
 // Guard authenticates every request, authorises it against its route's
@@ -43,8 +47,12 @@ type Guard struct {
 	CA         *CA
 	Enrolments *Enrolments
 	bindings   atomic.Pointer[Bindings]
-	audit      *slog.Logger
-	decisions  *prometheus.CounterVec
+	// Pages, if set, writes the refusal of a Session rule's request (a
+	// browser's: a sign-in page rather than a JSON error).
+	Pages     func(w http.ResponseWriter, r *http.Request, err error)
+	audit     *slog.Logger
+	recent    auditRing
+	decisions *prometheus.CounterVec
 }
 
 // NewGuard returns a guard with bindings; audit records go to log with
@@ -72,7 +80,7 @@ func (g *Guard) Wrap(rules []Rule, next http.Handler) http.Handler {
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := g.Authenticate(r); err != nil {
-			g.deny(w, r, nil, "", err)
+			g.deny(w, r, Rule{}, nil, "", err)
 			return
 		}
 		httpjson.WriteError(w, modelfleet.Errorf(modelfleet.ENOTFOUND, "no endpoint %s %s", r.Method, r.URL.Path))
@@ -85,19 +93,20 @@ func (g *Guard) serve(rule Rule, next http.Handler, w http.ResponseWriter, r *ht
 		next.ServeHTTP(w, r)
 		return
 	}
-	p, err := g.Authenticate(r)
+	p, err := g.authenticate(r, rule.Session)
 	if err != nil {
-		g.deny(w, r, nil, "", err)
+		g.deny(w, r, rule, nil, "", err)
 		return
 	}
 	perm, err := g.authorize(rule, p, r)
 	if err != nil {
-		g.deny(w, r, p, perm, err)
+		g.deny(w, r, rule, p, perm, err)
 		return
 	}
 	g.decisions.WithLabelValues("allowed").Inc()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		g.audit.Info("allowed", "who", p.Subject, "kind", p.Kind, "method", r.Method, "path", r.URL.Path, "permission", string(perm))
+		g.recent.add(AuditRecord{Allowed: true, Who: p.Subject, Action: r.Method + " " + r.URL.Path, Why: string(perm)})
 	}
 	next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 }
@@ -122,13 +131,18 @@ func (g *Guard) authorize(rule Rule, p *Principal, r *http.Request) (Permission,
 		r.Method, r.URL.Path, strings.Join(names, " or "), p.Subject, orNone(p.RoleNames()))
 }
 
-func (g *Guard) deny(w http.ResponseWriter, r *http.Request, p *Principal, perm Permission, err error) {
+func (g *Guard) deny(w http.ResponseWriter, r *http.Request, rule Rule, p *Principal, perm Permission, err error) {
 	who, kind := "anonymous", ""
 	if p != nil {
 		who, kind = p.Subject, p.Kind
 	}
 	g.decisions.WithLabelValues("denied").Inc()
 	g.audit.Warn("denied", "who", who, "kind", kind, "method", r.Method, "path", r.URL.Path, "permission", string(perm), "why", err.Error())
+	g.recent.add(AuditRecord{Who: who, Action: r.Method + " " + r.URL.Path, Why: err.Error()})
+	if rule.Session && g.Pages != nil {
+		g.Pages(w, r, err)
+		return
+	}
 	if modelfleet.ErrorCode(err) == modelfleet.EUNAUTHORIZED {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="modelfleet"`)
 	}
@@ -137,20 +151,23 @@ func (g *Guard) deny(w http.ResponseWriter, r *http.Request, p *Principal, perm 
 
 // Authenticate names the caller: a site by its verified client
 // certificate, a person or service by its bearer token.
-func (g *Guard) Authenticate(r *http.Request) (*Principal, error) {
+func (g *Guard) Authenticate(r *http.Request) (*Principal, error) { return g.authenticate(r, false) }
+
+// authenticate is Authenticate, also taking the dashboard's session
+// cookie where session is set (a Session rule).
+func (g *Guard) authenticate(r *http.Request, session bool) (*Principal, error) {
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && g.CA != nil {
 		return g.siteFromCert(r.TLS.VerifiedChains[0][0])
 	}
 	if raw, ok := bearer(r); ok {
-		if g.OIDC == nil {
-			return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "this endpoint takes no bearer tokens")
-		}
-		p, err := g.OIDC.Verify(r.Context(), raw)
+		return g.VerifyToken(r.Context(), raw)
+	}
+	if session {
+		raw, err := sessionToken(r)
 		if err != nil {
 			return nil, err
 		}
-		p.Grants = g.bindings.Load().Grants(p)
-		return p, nil
+		return g.VerifyToken(r.Context(), raw)
 	}
 	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (for the CLI: $MODELFLEET_TOKEN, or the embedded stack's credentials), or a site's client certificate")
 }
@@ -175,10 +192,12 @@ func (g *Guard) Audit(p *Principal, action, object string, allowed bool, why str
 	}
 	if allowed {
 		g.audit.Info("allowed", "who", who, "action", action, "object", object, "why", why)
+		g.recent.add(AuditRecord{Allowed: true, Who: who, Action: action, Object: object, Why: why})
 		return
 	}
 	g.decisions.WithLabelValues("denied").Inc()
 	g.audit.Warn("denied", "who", who, "action", action, "object", object, "why", why)
+	g.recent.add(AuditRecord{Who: who, Action: action, Object: object, Why: why})
 }
 
 func rolesWith(perm Permission) []string {

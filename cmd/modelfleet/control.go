@@ -99,7 +99,7 @@ func newWatchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			return watch(cmd.Context(), orchestrator.New(c), id, interval)
+			return watch(cmd.Context(), orchestrator.New(c), id, interval, g.reported)
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "refresh interval")
@@ -107,14 +107,18 @@ func newWatchCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// watch draws the release's waves every interval until it ends.
-func watch(ctx context.Context, o modelfleet.Orchestrator, id string, every time.Duration) error {
+// watch draws the release's waves every interval until it ends, with
+// each site's state as reported says (nil: the release's own).
+func watch(ctx context.Context, o modelfleet.Orchestrator, id string, every time.Duration, reported func(context.Context, modelfleet.ReleaseStatus) modelfleet.ReleaseStatus) error {
 	tty := isTerminal()
 	last := ""
 	for {
 		st, err := o.ReleaseStatus(ctx, id)
 		if err != nil {
 			return err
+		}
+		if reported != nil {
+			st = reported(ctx, st)
 		}
 		view := renderWaves(st)
 		if view != last {
@@ -171,6 +175,17 @@ func renderWaves(st modelfleet.ReleaseStatus) string {
 			if n := w.Counts[k]; n > 0 {
 				fmt.Fprintf(&b, "  %s=%d", k, n)
 			}
+		}
+		// Sites of the wave that report serving the version already,
+		// before their batch completes.
+		serving := 0
+		for _, s := range st.Sites {
+			if s.Wave == w.Name && s.State == modelfleet.SiteServing {
+				serving++
+			}
+		}
+		if serving > 0 {
+			fmt.Fprintf(&b, "  serving=%d (reported)", serving)
 		}
 		if w.Weight > 0 && w.State == modelfleet.SiteDeploying {
 			fmt.Fprintf(&b, "  step %d%%", w.Weight)

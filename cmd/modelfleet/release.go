@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/fleet"
 	"github.com/modelfleet/modelfleet/orchestrator"
 )
 
@@ -36,6 +38,7 @@ func newReleaseCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			st = g.reported(cmd.Context(), st)
 			if asJSON {
 				return printJSON(st)
 			}
@@ -171,4 +174,22 @@ func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// reported returns st with each site's state as its own report shows it
+// (ReleaseStatus.WithReports): the release changes a site's state only
+// when its batch completes, so a site serving the new version for a
+// minute would read "deploying". The sites come from the gateway; without
+// it, the release's own view, with a note on stderr.
+func (g *globals) reported(ctx context.Context, st modelfleet.ReleaseStatus) modelfleet.ReleaseStatus {
+	sites, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).List(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "per-site states are the release's own (the sites' reports are unavailable: %v)\n", err)
+		return st
+	}
+	byID := make(map[string]modelfleet.Site, len(sites))
+	for _, s := range sites {
+		byID[s.ID] = s
+	}
+	return st.WithReports(byID)
 }

@@ -41,13 +41,13 @@ func TestWatchStopsWhenTheReleaseEnds(t *testing.T) {
 	f := &orchestratortest.Fake{Statuses: map[string]modelfleet.ReleaseStatus{
 		id: {Model: modelfleet.ModelRef{Name: "bearing-failure", Version: "3"}, State: modelfleet.StateRolledBack},
 	}}
-	if err := watch(context.Background(), f, id, time.Millisecond); err != nil {
+	if err := watch(context.Background(), f, id, time.Millisecond, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := len(f.CallsTo(orchestratortest.ReleaseStatus)); n != 1 {
 		t.Errorf("%d status reads, want 1", n)
 	}
-	err := watch(context.Background(), f, "release/bearing-failure/4", time.Millisecond)
+	err := watch(context.Background(), f, "release/bearing-failure/4", time.Millisecond, nil)
 	if modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
 		t.Errorf("watch of no release = %v, want not found", err)
 	}
@@ -75,5 +75,18 @@ func TestRenderWavesShowsBakeAnalyses(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// release watch counts the sites of a wave that report serving the new
+// version before their batch completes.
+func TestRenderWavesShowsReportedServing(t *testing.T) {
+	st := modelfleet.ReleaseStatus{Model: modelfleet.ModelRef{Name: "m", Version: "2"}, State: modelfleet.StateDeploying,
+		Waves: []modelfleet.WaveStatus{{Name: "fleet", Sites: 2, Counts: map[string]int{modelfleet.SiteDeploying: 2}}},
+		Sites: []modelfleet.SiteStatus{{Site: "a", Wave: "fleet", State: modelfleet.SiteDeploying}, {Site: "b", Wave: "fleet", State: modelfleet.SiteDeploying}},
+	}
+	st = st.WithReports(map[string]modelfleet.Site{"a": {ID: "a", Serving: []modelfleet.ServedModel{{ModelRef: st.Model}}}})
+	if got := renderWaves(st); !strings.Contains(got, "deploying=2  serving=1 (reported)") {
+		t.Errorf("renderWaves = %q, want the reported serving site counted", got)
 	}
 }

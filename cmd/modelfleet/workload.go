@@ -157,7 +157,7 @@ control it with "modelfleet release status|watch|approve|... <model>
 				return err
 			}
 			defer c.Close()
-			return watch(cmd.Context(), orchestrator.New(c), run.WorkflowID, time.Second)
+			return watch(cmd.Context(), orchestrator.New(c), run.WorkflowID, time.Second, nil)
 		},
 	}
 	f := cmd.Flags()

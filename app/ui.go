@@ -1,0 +1,77 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/drift"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/ui"
+)
+
+// mountUI serves the dashboard at /ui/ behind the guard (its rules are
+// ui.Rules, in gatewayRules): only with Auth, since its pages act as the
+// signed-in person.
+func (g *Gateway) mountUI(cfg GatewayConfig, mux *http.ServeMux, o modelfleet.Orchestrator) error {
+	var q ui.Queue
+	if g.Signals != nil {
+		q = g.Signals
+	}
+	h, err := ui.New(ui.Config{
+		Sites: g.Directory, Releases: o, Queue: q,
+		Control: func(ctx context.Context, p *auth.Principal, release, action, reason string) error {
+			_, err := g.sec.sendControl(ctx, p, ControlRequest{Release: release, Action: action, Reason: reason}, g.Directory, o)
+			return err
+		},
+		Verify: g.sec.guard.VerifyToken,
+		Audit:  g.sec.guard.RecentAudit,
+		Monitor: func() (drift.Stats, []drift.Verdict) {
+			if g.Monitor == nil {
+				return drift.Stats{}, nil
+			}
+			return g.Monitor.Stats(), g.Monitor.Verdicts()
+		},
+		TemporalUI: cfg.TemporalUI,
+		Logger:     orDefault(cfg.Logger).With("component", "ui"),
+	})
+	if err != nil {
+		return err
+	}
+	g.ui = h
+	g.sec.guard.Pages = h.Refuse
+	mux.Handle(ui.Prefix, h)
+	return nil
+}
+
+// sendControl authorises, signs and (unless req.PrintSignal) sends a
+// control: POST /api/controls and the dashboard's buttons.
+func (s *security) sendControl(ctx context.Context, p *auth.Principal, req ControlRequest, dir *fleet.Directory, o modelfleet.Orchestrator) (ControlResponse, error) {
+	res, err := s.control(ctx, p, req, dir, o.ReleaseStatus)
+	if err != nil {
+		return res, err
+	}
+	if !req.PrintSignal {
+		if err := o.SignalControl(ctx, req.Release, req.Action, res.Signal); err != nil {
+			return res, err
+		}
+		res.Sent = true
+	}
+	return res, nil
+}
+
+// DashboardLink returns a one-time sign-in link to the dashboard as one
+// of the embedded issuer's identities (a credentials file name, e.g.
+// "token"): what `modelfleet dev` prints.
+func (g *Gateway) DashboardLink(identity string) (string, error) {
+	if g.ui == nil || g.sec.issuer == nil {
+		return "", errors.New("gateway: no dashboard, or no embedded issuer to sign in with")
+	}
+	tok, err := g.sec.devToken(identity)
+	if err != nil {
+		return "", err
+	}
+	return g.ui.LoginLink(g.URL(), tok)
+}

@@ -1,0 +1,326 @@
+package ui
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/drift"
+)
+
+var now = time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+
+type sites []modelfleet.Site
+
+func (s sites) List() ([]modelfleet.Site, error) { return s, nil }
+
+type releases struct {
+	mu     sync.Mutex
+	status modelfleet.ReleaseStatus
+}
+
+func (r *releases) ListReleases(context.Context, string, int) ([]modelfleet.ReleaseSummary, error) {
+	return []modelfleet.ReleaseSummary{{Model: r.status.Model, State: r.status.State, Workflow: r.status.WorkflowID(), StartedAt: now}}, nil
+}
+
+func (r *releases) ReleaseStatus(_ context.Context, id string) (modelfleet.ReleaseStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id != r.status.WorkflowID() {
+		return modelfleet.ReleaseStatus{}, modelfleet.Errorf(modelfleet.ENOTFOUND, "no release %s", id)
+	}
+	return r.status, nil
+}
+
+// fleetOf makes n sites over two plants, site-i serving m:1 or, every
+// third, m:2; every tenth has not reported for an hour.
+func fleetOf(n int) sites {
+	var out sites
+	for i := 1; i <= n; i++ {
+		v, seen := "1", now.Add(-10*time.Second)
+		if i%3 == 0 {
+			v = "2"
+		}
+		if i%10 == 0 {
+			seen = now.Add(-time.Hour)
+		}
+		out = append(out, modelfleet.Site{
+			ID: fmt.Sprintf("site-%d", i), Labels: map[string]string{"plant": fmt.Sprintf("plant-%c", 'a'+i%2)},
+			Serving: []modelfleet.ServedModel{{ModelRef: modelfleet.ModelRef{Name: "m", Version: v}}}, LastSeen: seen.Format(time.RFC3339),
+		})
+	}
+	return out
+}
+
+// as wraps h as the guard does, with a principal holding roles.
+func as(h http.Handler, roles ...string) http.Handler {
+	p := &auth.Principal{Kind: auth.KindPerson, Subject: "someone@example.com"}
+	for _, r := range roles {
+		p.Grants = append(p.Grants, auth.Grant{Role: r})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), p)))
+	})
+}
+
+func newHandler(t *testing.T, cfg Config) *Handler {
+	t.Helper()
+	cfg.Now = func() time.Time { return now }
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+func get(t *testing.T, h http.Handler, path string) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+	return rec.Code, rec.Body.String()
+}
+
+var siteRowRE = regexp.MustCompile(`<tr data-site="(site-\d+)">`)
+
+func rowsOf(body string) []string {
+	var out []string
+	for _, m := range siteRowRE.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
+func TestFleetPagesFiltersAndCounts(t *testing.T) {
+	h := as(newHandler(t, Config{Sites: fleetOf(1000)}), auth.RoleViewer)
+	code, body := get(t, h, "/ui/fleet")
+	if code != http.StatusOK {
+		t.Fatalf("fleet: %d %s", code, body)
+	}
+	rows := rowsOf(body)
+	if len(rows) != DefaultPageSize {
+		t.Errorf("first page has %d rows, want %d", len(rows), DefaultPageSize)
+	}
+	// Grouped by plant, naturally ordered: plant-a holds the even sites.
+	if rows[0] != "site-2" || rows[1] != "site-4" {
+		t.Errorf("first rows %v, want site-2, site-4 (plant-a, natural order)", rows[:2])
+	}
+	// Counts cover the whole filtered fleet, not the page: 333 sites
+	// serve m:2, 667 m:1; 100 are offline.
+	for _, want := range []string{`>1</span></td><td>667<`, `>2</span></td><td>333<`, "1000 of 1000 sites", "100 not online", "page 1 of 10"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("fleet page lacks %q", want)
+		}
+	}
+	_, body = get(t, h, "/ui/fleet?page=10")
+	if rows := rowsOf(body); len(rows) != 100 || rows[len(rows)-1] != "site-999" {
+		t.Errorf("last page: %d rows ending %v", len(rows), rows[len(rows)-1:])
+	}
+	// Filters: version, label and status combine.
+	_, body = get(t, h, "/ui/fleet?version=2&label=plant%3Dplant-b&status=offline")
+	rows = rowsOf(body)
+	// Odd multiples of 3 that are multiples of 10: none (a multiple of 10
+	// is even); even ones are plant-a.
+	if len(rows) != 0 {
+		t.Errorf("version 2, plant-b, offline: %v, want none", rows)
+	}
+	_, body = get(t, h, "/ui/fleet?version=2&label=plant%3Dplant-a&status=offline")
+	if rows := rowsOf(body); len(rows) != 33 || rows[0] != "site-30" {
+		t.Errorf("version 2, plant-a, offline: %d rows from %v, want 33 from site-30", len(rows), rows[:min(1, len(rows))])
+	}
+	if code, _ := get(t, h, "/ui/fleet?label=nolabel"); code != http.StatusBadRequest {
+		t.Errorf("a label filter without '=': %d, want 400", code)
+	}
+}
+
+func gated() *releases {
+	return &releases{status: modelfleet.ReleaseStatus{
+		Model: modelfleet.ModelRef{Name: "m", Version: "2"}, State: modelfleet.StateAwaitingApproval,
+		Gate: &modelfleet.GateStatus{After: "canary", Since: "x", Deadline: "y", OnTimeout: "abort"},
+		Waves: []modelfleet.WaveStatus{
+			{Name: "canary", State: "healthy", Sites: 1, Failed: 0, Budget: 1, Analyses: []modelfleet.BakeAnalysis{{Verdict: "pass", Criteria: []modelfleet.CriterionResult{{Name: "errorRate", Value: 0.004, Threshold: 0.05, Verdict: "pass"}}}}},
+			{Name: "fleet", State: "pending", Sites: 2, BakeUntil: now.Add(90 * time.Second).Format(time.RFC3339)},
+		},
+		Sites: []modelfleet.SiteStatus{{Site: "site-1", Wave: "canary", State: modelfleet.SiteDeploying}, {Site: "site-2", Wave: "fleet", State: modelfleet.SitePending}},
+	}}
+}
+
+func TestReleasePageShowsReportsAndButtonsByRole(t *testing.T) {
+	fl := fleetOf(2)
+	fl[0].Serving = []modelfleet.ServedModel{{ModelRef: modelfleet.ModelRef{Name: "m", Version: "2"}, LoadedAt: now.Format(time.RFC3339)}}
+	var sent []string
+	rel := gated()
+	h := newHandler(t, Config{Sites: fl, Releases: rel, TemporalUI: "http://temporal:8233",
+		Control: func(_ context.Context, p *auth.Principal, release, action, reason string) error {
+			sent = append(sent, p.Subject+" "+release+" "+action+" "+reason)
+			return nil
+		}})
+	_, body := get(t, as(h, auth.RoleApprover), "/ui/releases/m/2")
+	for _, want := range []string{
+		`<tr data-site="site-1"><th scope="row">site-1</th><td>canary</td><td><span class="badge ok">serving</span>`, // its report, before the batch completes
+		`<tr data-site="site-2"><th scope="row">site-2</th><td>fleet</td><td><span class="badge info">pending</span>`,
+		`value="approve"`, `value="reject"`, "1m30s", "errorRate", "0.004", "0.05",
+		`href="http://temporal:8233/namespaces/default/workflows/release%2Fm%2F2"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("release page as approver lacks %q", want)
+		}
+	}
+	if strings.Contains(body, `value="rollback"`) {
+		t.Error("an approver gets the release manager's buttons")
+	}
+	_, body = get(t, as(h, auth.RoleViewer), "/ui/releases/m/2")
+	if strings.Contains(body, "<button type=\"submit\" name=\"action\"") {
+		t.Error("a viewer gets control buttons")
+	}
+	_, body = get(t, as(h, auth.RoleReleaseManager), "/ui/releases/m/2")
+	if !strings.Contains(body, `value="rollback"`) || strings.Contains(body, `value="approve"`) {
+		t.Error("a release manager's buttons: want rollback, not approve")
+	}
+	// An ml-engineer may abort their own release only.
+	if _, body = get(t, as(h, auth.RoleMLEngineer), "/ui/releases/m/2"); strings.Contains(body, `value="abort"`) {
+		t.Error("an ml-engineer may abort a release not theirs")
+	}
+	rel.mu.Lock()
+	rel.status.Owner = "someone@example.com"
+	rel.mu.Unlock()
+	if _, body = get(t, as(h, auth.RoleMLEngineer), "/ui/releases/m/2"); !strings.Contains(body, `value="abort"`) || strings.Contains(body, `value="rollback"`) {
+		t.Error("the owner, an ml-engineer, gets no abort button (or more than it)")
+	}
+	if code, _ := get(t, as(h, auth.RoleViewer), "/ui/releases/m/9"); code != http.StatusNotFound {
+		t.Errorf("an unknown release: %d, want 404", code)
+	}
+	if len(sent) != 0 {
+		t.Errorf("pages sent controls: %v", sent)
+	}
+}
+
+func TestDriftPageDrawsFeaturesAgainstThresholds(t *testing.T) {
+	v := drift.Verdict{ID: "w1", Site: "site-1", Model: "m", Version: "1", WindowEnd: now, Requests: 2000, DataDrift: true,
+		Features: []drift.FeatureVerdict{
+			{Name: "vibration_rms", Metric: "psi", Value: 0.6, Threshold: 0.2, Breached: true},
+			{Name: "temperature", Metric: "psi", Value: 0.01, Threshold: 0.2},
+		}}
+	var mu sync.Mutex
+	verdicts := []drift.Verdict{v}
+	h := as(newHandler(t, Config{Monitor: func() (drift.Stats, []drift.Verdict) {
+		mu.Lock()
+		defer mu.Unlock()
+		return drift.Stats{Received: 7}, verdicts
+	}}), auth.RoleViewer)
+	_, body := get(t, h, "/ui/drift")
+	for _, want := range []string{`data-feature="vibration_rms"`, "breached", "drifting", `aria-label="0.6 of threshold 0.2"`, "7 signal messages"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("drift page lacks %q", want)
+		}
+	}
+	// A bar over its threshold is red and the threshold mark inside it.
+	if !regexp.MustCompile(`aria-label="0.6 of threshold 0.2"><rect[^>]*/><rect x="0" y="2" width="200.0" height="10" fill="#b91c1c"/><line x1="66.7"`).MatchString(body) {
+		t.Errorf("vibration_rms's bar is not full and red with the threshold at a third: %s", body)
+	}
+	// The next window adds to the feature's history.
+	v.Features = slices.Clone(v.Features)
+	v.ID, v.WindowEnd, v.Features[0].Value = "w2", now.Add(time.Minute), 0.7
+	mu.Lock()
+	verdicts = []drift.Verdict{v}
+	mu.Unlock()
+	_, body = get(t, h, "/ui/drift")
+	if !strings.Contains(body, `aria-label="2 windows, latest 0.7, threshold 0.2"`) {
+		t.Errorf("vibration_rms's history has not two windows: %s", body)
+	}
+}
+
+func TestLiveStreamPushesChanges(t *testing.T) {
+	rel := gated()
+	h := newHandler(t, Config{Sites: fleetOf(2), Releases: rel, LiveInterval: 10 * time.Millisecond})
+	srv := httptest.NewServer(as(h, auth.RoleViewer))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/ui/releases/m/2?live=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	events := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev strings.Builder
+		for sc.Scan() {
+			if sc.Text() == "" && ev.Len() > 0 {
+				events <- ev.String()
+				ev.Reset()
+				continue
+			}
+			ev.WriteString(sc.Text() + "\n")
+		}
+		close(events)
+	}()
+	next := func() string {
+		for e := range events {
+			if strings.HasPrefix(e, "event: page") {
+				return e
+			}
+		}
+		t.Fatal("stream ended")
+		return ""
+	}
+	if first := next(); !strings.Contains(first, "awaiting-approval") {
+		t.Fatalf("first event: %s", first)
+	}
+	rel.mu.Lock()
+	rel.status.State, rel.status.Gate = modelfleet.StateDeploying, nil
+	rel.mu.Unlock()
+	if second := next(); !strings.Contains(second, `id="release-state">deploying`) {
+		t.Errorf("after the gate passed: %s", second)
+	}
+	cancel()
+	_, _ = io.Copy(io.Discard, resp.Body)
+}
+
+func TestStaticAssetsAreEmbedded(t *testing.T) {
+	h := newHandler(t, Config{})
+	for _, p := range []string{"/ui/static/live.js", "/ui/static/app.css"} {
+		if code, body := get(t, h, p); code != http.StatusOK || len(body) < 100 {
+			t.Errorf("%s: %d, %d bytes", p, code, len(body))
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/ui/login", nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("CSP %q", csp)
+	}
+	if strings.Contains(rec.Body.String(), "http://") || strings.Contains(rec.Body.String(), "https://") {
+		t.Errorf("the login page refers to another origin: %s", rec.Body.String())
+	}
+}
+
+func TestSafeNext(t *testing.T) {
+	for in, want := range map[string]string{
+		"/ui/releases/m/1?x=1": "/ui/releases/m/1?x=1",
+		"//evil.example/ui/":   "/ui/fleet",
+		"https://evil/ui/":     "/ui/fleet",
+		"/api/sites":           "/ui/fleet",
+		"":                     "/ui/fleet",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
