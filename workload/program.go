@@ -18,6 +18,9 @@ type Program struct {
 	// word the consumers of the decision topic understand). Nil means: at
 	// or above output.threshold is "alert", else "normal".
 	Decide func(m *spec.Manifest, p Prediction) string
+	// Module, when set, is the code instead of NewPreparer and Decide: a
+	// sandboxed module the manifest names (Manifest.Module).
+	Module Module
 }
 
 // Preparer folds one machine's samples into features.
@@ -48,6 +51,12 @@ const (
 func (p *Program) Validate() error {
 	if err := p.Manifest.Validate(); err != nil {
 		return err
+	}
+	if p.Module != nil {
+		if p.Manifest.Module == nil {
+			return fmt.Errorf("workload %s: the manifest names no module", p.Manifest.Ref())
+		}
+		return nil
 	}
 	if p.NewPreparer == nil {
 		return fmt.Errorf("workload %s: NewPreparer is required", p.Manifest.Ref())

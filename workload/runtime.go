@@ -80,13 +80,22 @@ type Runtime struct {
 	doneOnce   sync.Once
 	err        atomic.Pointer[error]
 
-	connected   atomic.Bool
-	downSince   atomic.Int64 // unix nanos, 0 while connected
-	lastMessage atomic.Int64
-	busySince   []atomic.Int64 // per worker, 0 while idle
-	processed   atomic.Uint64
-	deadLetters atomic.Uint64
-	failing     atomic.Int32 // consecutive score failures: fail fast past a few
+	connected      atomic.Bool
+	downSince      atomic.Int64 // unix nanos, 0 while connected
+	lastMessage    atomic.Int64
+	busySince      []atomic.Int64 // per worker, 0 while idle
+	processed      atomic.Uint64
+	deadLetters    atomic.Uint64
+	failing        atomic.Int32 // consecutive score failures: fail fast past a few
+	workersStarted bool         // the workers own codes from then on
+	codes          []code       // per worker, made by New; a worker replaces its own after a fault
+	faults         atomic.Uint64
+	lastFault      atomic.Pointer[faultAt]
+}
+
+type faultAt struct {
+	at  time.Time
+	msg string
 }
 
 type job struct {
@@ -142,7 +151,49 @@ func New(cfg Config) (*Runtime, error) {
 		busySince: make([]atomic.Int64, prog.Manifest.Scaling.Workers),
 	}
 	r.downSince.Store(time.Now().UnixNano())
+	// Instances start here, so a module that cannot start (wrong ABI,
+	// more memory than its limit, a trap in its initialisation) fails the
+	// launch, before a supervisor drains the version running now.
+	for range prog.Manifest.Scaling.Workers {
+		c, err := r.newCode(context.Background())
+		if err != nil {
+			r.closeCodes()
+			return nil, fmt.Errorf("workload %s: %w", prog.Manifest.Ref(), err)
+		}
+		r.codes = append(r.codes, c)
+	}
 	return r, nil
+}
+
+// newCode is a worker's code: the built-in preparers, or an instance of
+// the module.
+func (r *Runtime) newCode(ctx context.Context) (code, error) {
+	if r.prog.Module == nil {
+		return &builtin{prog: r.prog, machines: map[string]Preparer{}}, nil
+	}
+	inst, err := r.prog.Module.Instantiate(ctx, &r.prog.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	return sandboxed{inst}, nil
+}
+
+// closeCodes closes the instances of workers that never started.
+func (r *Runtime) closeCodes() {
+	for _, c := range r.codes {
+		c.close()
+	}
+	r.codes = nil
+}
+
+// faultWindow is how long after a module fault the runtime reports itself
+// unhealthy.
+const faultWindow = time.Minute
+
+func (r *Runtime) recordFault(f *ModuleFault) {
+	r.faults.Add(1)
+	r.lastFault.Store(&faultAt{at: time.Now(), msg: f.Error()})
+	r.log.Warn("workload: module fault; the message is dead-lettered and the instance replaced", "reason", f.Reason, "error", f.Message)
 }
 
 // ClientID is the stable MQTT client ID of a workload at a site.
@@ -228,6 +279,7 @@ func (r *Runtime) Start(ctx context.Context) error {
 	// Workers start once r.cm is set: a resumed session delivers at once,
 	// and what arrives meanwhile waits in the queues.
 	r.cm = cm
+	r.workersStarted = true
 	for i := range r.in {
 		r.workers.Add(1)
 		go r.work(i)
@@ -314,7 +366,12 @@ func (r *Runtime) receive(pr paho.PublishReceived) (bool, error) {
 
 func (r *Runtime) work(i int) {
 	defer r.workers.Done()
-	w := &worker{r: r, id: i, machines: map[string]Preparer{}, row: make([]float64, len(r.prog.Manifest.Features))}
+	w := &worker{r: r, id: i, code: r.codes[i], machines: map[string]bool{}, row: make([]float64, len(r.prog.Manifest.Features))}
+	defer func() {
+		if w.code != nil {
+			w.code.close()
+		}
+	}()
 	for j := range r.in[i] {
 		r.busySince[i].Store(time.Now().UnixNano())
 		w.handle(j)
@@ -364,6 +421,9 @@ func (r *Runtime) Close() {
 		r.cancel()
 	}
 	r.stopWorkers()
+	if !r.workersStarted {
+		r.closeCodes()
+	}
 	if r.cm != nil {
 		<-r.cm.Done()
 	}
@@ -447,6 +507,9 @@ func (r *Runtime) Health() Health {
 	}
 	if d := r.downSince.Load(); d != 0 && now.Sub(time.Unix(0, d)) > r.cfg.MaxDisconnected {
 		h.Healthy, h.Reason = false, fmt.Sprintf("not connected to the broker for %s", now.Sub(time.Unix(0, d)).Round(time.Second))
+	}
+	if f := r.lastFault.Load(); f != nil && now.Sub(f.at) < faultWindow {
+		h.Healthy, h.Reason = false, fmt.Sprintf("module fault %s ago (%d in all): %s", now.Sub(f.at).Round(time.Second), r.faults.Load(), f.msg)
 	}
 	for i := range r.busySince {
 		if b := r.busySince[i].Load(); b != 0 && now.Sub(time.Unix(0, b)) > stuckAfter {

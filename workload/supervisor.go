@@ -292,6 +292,9 @@ func (s *Supervisor) swap(req swapReq, old instance) (instance, error) {
 		rctx, cancel := context.WithTimeout(req.ctx, s.cfg.StartTimeout)
 		err = next.Ready(rctx)
 		cancel()
+		if err != nil {
+			next.Close() // it never started: this frees its module instances
+		}
 	}
 	if err != nil {
 		s.Metrics.swaps.WithLabelValues(req.prog.Manifest.Name, "refused").Inc()

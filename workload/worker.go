@@ -31,7 +31,8 @@ var scoreBackoff = [scoreAttempts]time.Duration{0, 20 * time.Millisecond, 100 * 
 type worker struct {
 	r        *Runtime
 	id       int
-	machines map[string]Preparer
+	code     code // nil after a module fault, until the next message
+	machines map[string]bool
 	row      []float64
 }
 
@@ -65,18 +66,23 @@ func (w *worker) process(j job) bool {
 	if rj != nil {
 		return w.deadLetter(j, rj)
 	}
-	pr, ok := w.machines[s.Machine]
-	if !ok {
+	if !w.machines[s.Machine] {
 		if r.machines.Load() >= maxMachines {
 			return w.deadLetter(j, reject(ReasonBadField, "more than %d machines: machine %q is not tracked", maxMachines, s.Machine))
 		}
-		pr = r.prog.NewPreparer(man, s.Machine)
-		w.machines[s.Machine] = pr
+		w.machines[s.Machine] = true
 		r.machines.Add(1)
 	}
-	ready, err := prepare(pr, s, w.row)
+	if w.code == nil {
+		c, err := r.newCode(r.ctx)
+		if err != nil {
+			return w.deadLetter(j, w.fault(err))
+		}
+		w.code = c
+	}
+	ready, err := w.code.prepare(s, w.row)
 	if err != nil {
-		return w.deadLetter(j, reject(ReasonPrepare, "%v", err))
+		return w.deadLetter(j, w.fault(err))
 	}
 	d := Decision{Site: r.cfg.Site, Workload: man.Name, WorkloadVersion: man.Version, Model: man.Model,
 		Machine: s.Machine, SampleTime: s.Time}
@@ -109,8 +115,12 @@ func (w *worker) process(j job) bool {
 		}
 		return w.deadLetter(j, reject(reason, "%v", err))
 	}
+	action, err := w.code.decide(pred, s.Machine)
+	if err != nil {
+		return w.deadLetter(j, w.fault(err))
+	}
 	d.ModelVersion, d.Prediction, d.Label = pred.Version, &pred.Value, &pred.Label
-	d.Action, d.DecidedAt = r.prog.decide(pred), r.cfg.Now()
+	d.Action, d.DecidedAt = action, r.cfg.Now()
 	if !w.publish(man.Output.Decisions, d) {
 		return false
 	}
@@ -148,6 +158,25 @@ func (w *worker) score(machine string) (Prediction, error) {
 	}
 	r.failing.Add(1)
 	return Prediction{}, err
+}
+
+// fault is the dead-letter reason for an error of the workload's code. A
+// module fault also drops the instance (the next message gets a fresh one)
+// and marks the runtime unhealthy for a while.
+func (w *worker) fault(err error) *Reject {
+	var f *ModuleFault
+	if !errors.As(err, &f) {
+		return reject(ReasonPrepare, "%v", err)
+	}
+	if w.code != nil {
+		w.code.close()
+		w.code = nil
+		// The instance held this worker's machines' windows: they fill again.
+		w.r.machines.Add(-int64(len(w.machines)))
+		clear(w.machines)
+	}
+	w.r.recordFault(f)
+	return reject(f.Reason, "%s", f.Message)
 }
 
 // deadLetter publishes the message with the reason it was refused.

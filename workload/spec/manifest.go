@@ -50,6 +50,10 @@ type Manifest struct {
 	Output   Output    `yaml:"output" json:"output"`
 	Window   Window    `yaml:"window" json:"window"`
 	Scaling  Scaling   `yaml:"scaling" json:"scaling"`
+	// Module, when set, is the workload's code as a WebAssembly module
+	// (docs/workloads.md, "ABI"); without it the site pairs the manifest
+	// with feature code built into its agent.
+	Module *Module `yaml:"module,omitempty" json:"module,omitempty"`
 }
 
 // Feature is one feature the workload produces: its name as the model
@@ -198,6 +202,11 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Scaling.Queue == 0 {
 		m.Scaling.Queue = DefaultQueue
+	}
+	if m.Module != nil {
+		if err := m.Module.validate(); err != nil {
+			return bad("%v", err)
+		}
 	}
 	if m.Scaling.Workers < 1 || m.Scaling.Workers > 256 || m.Scaling.Queue < 1 || m.Scaling.Queue > 1<<16 {
 		return bad("scaling: workers %d and queue %d must be 1..256 and 1..65536", m.Scaling.Workers, m.Scaling.Queue)
