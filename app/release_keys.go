@@ -19,7 +19,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
+
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/keyvault"
 )
 
 // RevokedFile lists the revoked release keys of a release-keys directory,
@@ -45,30 +49,51 @@ var _ modelfleet.ReleaseSigner = (*ReleaseKeys)(nil)
 // OpenReleaseKeys reads the release keys in dir, creating the first one if
 // there is none and create is set (the gateway, the embedded stack). A
 // directory whose keys are all revoked is an error: nothing could sign.
-func OpenReleaseKeys(dir string, create bool) (*ReleaseKeys, error) {
-	paths, _ := filepath.Glob(filepath.Join(dir, "*.key"))
-	if len(paths) == 0 && !create {
-		return nil, fmt.Errorf("release keys: no *.key in %s (`modelfleet keys rotate --dir %s` makes one)", dir, dir)
-	}
-	if len(paths) == 0 {
-		if _, err := loadControlKeys(dir); err != nil { // same format; creates one
-			return nil, fmt.Errorf("release keys: %w", err)
+//
+// vault are release keys held in Azure Key Vault (--release-key-vault):
+// they sign first, in the order given, then the directory's keys; the
+// directory's revoked file revokes them too. With vault keys the directory
+// may be empty ("" for none: the worker signing only in the vault), and
+// none is created in it.
+func OpenReleaseKeys(dir string, create bool, vault ...*keyvault.Key) (*ReleaseKeys, error) {
+	var all []crypto.Signer
+	var revoked []string
+	if dir != "" {
+		paths, _ := filepath.Glob(filepath.Join(dir, "*.key"))
+		if len(paths) == 0 && !create && len(vault) == 0 {
+			return nil, fmt.Errorf("release keys: no *.key in %s (`modelfleet keys rotate --dir %s` makes one)", dir, dir)
 		}
+		if len(paths) == 0 && create && len(vault) == 0 {
+			if _, err := loadControlKeys(dir); err != nil { // same format; creates one
+				return nil, fmt.Errorf("release keys: %w", err)
+			}
+		}
+		var err error
+		if all, err = readKeysNewestFirst(dir); err != nil {
+			return nil, err
+		}
+		if revoked, err = readRevoked(filepath.Join(dir, RevokedFile)); err != nil {
+			return nil, err
+		}
+	} else if len(vault) == 0 {
+		return nil, fmt.Errorf("release keys: neither a directory nor a Key Vault key")
 	}
-	all, err := readKeysNewestFirst(dir)
-	if err != nil {
-		return nil, err
+	vs := make([]crypto.Signer, 0, len(vault)+len(all))
+	for _, k := range vault {
+		vs = append(vs, k)
 	}
-	revoked, err := readRevoked(filepath.Join(dir, RevokedFile))
-	if err != nil {
-		return nil, err
-	}
+	all = append(vs, all...)
 	r := &ReleaseKeys{dir: dir, trust: modelfleet.Trust{Revoked: revoked}}
+	seen := map[string]bool{}
 	for _, k := range all {
 		tk, err := modelfleet.TrustedKeyOf(k.Public())
 		if err != nil {
 			return nil, fmt.Errorf("release keys: %w", err)
 		}
+		if seen[tk.ID] {
+			return nil, fmt.Errorf("release keys: key %s is configured twice", tk.ID)
+		}
+		seen[tk.ID] = true
 		if slices.Contains(revoked, tk.ID) {
 			continue
 		}
@@ -81,12 +106,21 @@ func OpenReleaseKeys(dir string, create bool) (*ReleaseKeys, error) {
 	if len(all) > modelfleet.MaxEnvelopeSignatures || len(revoked) > modelfleet.MaxRevokedKeys {
 		// Every key signs the key set, and a verifier reads at most
 		// MaxEnvelopeSignatures signatures.
-		return nil, fmt.Errorf("release keys: %d keys (%d revoked) in %s, at most %d: delete the files of keys revoked long ago (sites keep their revocation)", len(all), len(revoked), dir, modelfleet.MaxEnvelopeSignatures)
+		return nil, fmt.Errorf("release keys: %d keys (%d revoked) in %s and Key Vault, at most %d: delete the files of keys revoked long ago (sites keep their revocation)", len(all), len(revoked), dir, modelfleet.MaxEnvelopeSignatures)
 	}
-	paths, _ = filepath.Glob(filepath.Join(dir, "*.key"))
+	// A Key Vault key created or updated after the last rotation moves
+	// the serial too, so sites learn it.
+	for _, k := range vault {
+		r.trust.Serial = max(r.trust.Serial, k.Changed().Unix())
+	}
 	// The serial orders key sets at the sites: it moves with every
 	// rotation (a newer key file) and revocation (the revoked file).
-	for _, p := range append(paths, filepath.Join(dir, RevokedFile)) {
+	var paths []string
+	if dir != "" {
+		paths, _ = filepath.Glob(filepath.Join(dir, "*.key"))
+		paths = append(paths, filepath.Join(dir, RevokedFile))
+	}
+	for _, p := range paths {
 		if fi, err := os.Stat(p); err == nil {
 			r.trust.Serial = max(r.trust.Serial, fi.ModTime().Unix())
 		}
@@ -96,10 +130,29 @@ func OpenReleaseKeys(dir string, create bool) (*ReleaseKeys, error) {
 	// it (and the keys that replace it). A revoked key's holder can sign
 	// key sets anyway; sites that learned the revocation no longer trust
 	// that signature, and the others find the rest.
+	var err error
 	if r.keySet, err = modelfleet.SignKeySet(r.trust, all); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// VaultKeys are release keys in Azure Key Vault, in the order they sign.
+type VaultKeys = []*keyvault.Key
+
+// OpenVaultKeys opens the release keys at the Azure Key Vault key URLs
+// (--release-key-vault: https://<vault>.vault.azure.net/keys/<name>[/<version>])
+// with cred, in order; opts may be nil.
+func OpenVaultKeys(ctx context.Context, urls []string, cred azcore.TokenCredential, opts *azkeys.ClientOptions) (VaultKeys, error) {
+	keys := make([]*keyvault.Key, 0, len(urls))
+	for _, u := range urls {
+		k, err := keyvault.Open(ctx, u, cred, opts)
+		if err != nil {
+			return nil, fmt.Errorf("release keys: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // readKeysNewestFirst reads the *.key files in dir, the most recently

@@ -19,6 +19,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/keyvault"
 )
 
 // AuthConfig turns the gateway's authentication and authorisation on
@@ -38,6 +39,11 @@ type AuthConfig struct {
 	// SiteCACertFile (and SiteCAKeyFile, to enrol) bring your own site
 	// CA (cert-manager, Key Vault); default: one created in PKIDir.
 	SiteCACertFile, SiteCAKeyFile string
+	// ReleaseVaultKeys are release-signing keys in Azure Key Vault
+	// (--release-key-vault, OpenVaultKeys), given to sites and signing
+	// the key set beside those in <PKIDir>/release-keys; with them no
+	// key file is created there.
+	ReleaseVaultKeys []*keyvault.Key
 	// OIDC is the token issuer people and services authenticate with.
 	// Nil with DevIssuer: the embedded stack's own.
 	OIDC *auth.OIDCConfig
@@ -92,7 +98,7 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	if s.controlKeys, err = loadControlKeys(filepath.Join(pki, "control-keys")); err != nil {
 		return nil, "", err
 	}
-	if s.release, err = OpenReleaseKeys(filepath.Join(pki, "release-keys"), true); err != nil {
+	if s.release, err = OpenReleaseKeys(filepath.Join(pki, "release-keys"), true, cfg.ReleaseVaultKeys...); err != nil {
 		return nil, "", err
 	}
 	host, port, _ := net.SplitHostPort(ln.Addr().String())

@@ -105,6 +105,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		oidcTenants                                []string
 		insecureNoAuth, insecureWebhook            bool
 		store                                      string
+		releaseVault                               []string
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -121,6 +122,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !insecureNoAuth {
+				if authCfg.ReleaseVaultKeys, err = openReleaseVault(cmd.Context(), releaseVault); err != nil {
+					return err
+				}
 				cfg.Auth = &authCfg
 				if oidcIssuer != "" {
 					cfg.Auth.OIDC = &auth.OIDCConfig{Issuer: oidcIssuer, Audience: oidcAudience, Tenants: oidcTenants, GroupsClaim: groupsClaim, RolesClaim: rolesClaim}
@@ -199,6 +203,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&authCfg.TLSCertFile, "tls-cert", "", "server certificate (default: issued by the site CA)")
 	f.StringVar(&authCfg.TLSKeyFile, "tls-key", "", "server certificate key")
 	f.StringVar(&authCfg.SiteCACertFile, "site-ca-cert", "", "bring your own site CA certificate (cert-manager, Key Vault)")
+	addReleaseVaultFlag(f, &releaseVault)
 	f.StringVar(&authCfg.SiteCAKeyFile, "site-ca-key", "", "its key, to enrol sites (without it: verify only)")
 	f.BoolVar(&insecureWebhook, "insecure-webhook", false, "accept unauthenticated Event Grid deliveries on a non-loopback address")
 	f.BoolVar(&insecureNoAuth, "insecure-no-auth", false, "serve plain HTTP with no authentication at all (never on a plant network)")
@@ -244,6 +249,7 @@ func splitList(s string) []string {
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var metricsAddr, releaseKeys string
+	var releaseVault []string
 	var gitCfg gitops.Config
 	var aml amlarcFlags
 	var amlReg azuremlRegistryFlags
@@ -309,8 +315,12 @@ func newWorkerCmd(g *globals) *cobra.Command {
 			if wc.Retraining, err = train.retraining(&aml, &amlReg, log); err != nil {
 				return err
 			}
-			if releaseKeys != "" {
-				rk, err := app.OpenReleaseKeys(releaseKeys, false)
+			if releaseKeys != "" || len(releaseVault) > 0 {
+				vk, err := openReleaseVault(cmd.Context(), releaseVault)
+				if err != nil {
+					return err
+				}
+				rk, err := app.OpenReleaseKeys(releaseKeys, false, vk...)
 				if err != nil {
 					return err
 				}
@@ -320,7 +330,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 					a.Trust = rk.Trust()
 				}
 			} else {
-				log.Warn("no --release-keys: validated versions are not signed, and sites that pinned release keys refuse them")
+				log.Warn("no --release-keys or --release-key-vault: validated versions are not signed, and sites that pinned release keys refuse them")
 			}
 			w, err := app.StartCloudWorker(wc)
 			if err != nil {
@@ -333,6 +343,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&releaseKeys, "release-keys", os.Getenv("MODELFLEET_RELEASE_KEYS"), "directory of the release-signing keys (the gateway's <pki-dir>/release-keys, mounted read-only) ($MODELFLEET_RELEASE_KEYS)")
+	addReleaseVaultFlag(f, &releaseVault)
 	f.StringVar(&metricsAddr, "metrics-addr", envOr("MODELFLEET_WORKER_METRICS_ADDR", ":9090"), "serve /metrics (process, Temporal SDK, activity outcomes by type), /healthz and /readyz here; empty: off ($MODELFLEET_WORKER_METRICS_ADDR)")
 	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path; credentials from $MODELFLEET_GITOPS_TOKEN or $MODELFLEET_GITOPS_SSH_KEY)")
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
