@@ -107,8 +107,11 @@ func (k jwk) rsa() (*rsa.PublicKey, error) {
 		return nil, fmt.Errorf("jwk %q: bad exponent", k.Kid)
 	}
 	exp := int(new(big.Int).SetBytes(e).Int64())
-	if len(n) < 256 || exp < 3 {
+	// The modulus's bits, not its encoding's bytes: leading zero bytes
+	// (which RFC 7518 §6.3.1.1 forbids) would let a tiny modulus pass.
+	mod := new(big.Int).SetBytes(n)
+	if mod.BitLen() < 2048 || exp < 3 {
 		return nil, fmt.Errorf("jwk %q: key too weak", k.Kid)
 	}
-	return &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: exp}, nil
+	return &rsa.PublicKey{N: mod, E: exp}, nil
 }

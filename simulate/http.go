@@ -83,6 +83,12 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "invalid", fmt.Sprintf("request body: %v", err))
 		return false
 	}
+	// One JSON value, nothing after it: trailing data is a malformed
+	// request, not something to ignore.
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "invalid", "request body: data after the JSON value")
+		return false
+	}
 	return true
 }
 
