@@ -250,6 +250,7 @@ func splitList(s string) []string {
 func newWorkerCmd(g *globals) *cobra.Command {
 	var metricsAddr, releaseKeys string
 	var releaseVault []string
+	var gitSigningKey string
 	var gitCfg gitops.Config
 	var aml amlarcFlags
 	var amlReg azuremlRegistryFlags
@@ -290,6 +291,11 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				// MODELFLEET_GITOPS_TOKEN (https) or _SSH_KEY (ssh).
 				if gitCfg.Auth, err = gitops.CredentialsFromEnv().AuthFor(gitCfg.URL); err != nil {
 					return err
+				}
+				if gitSigningKey != "" {
+					if gitCfg.SignKey, err = gitops.LoadSigningKey(gitSigningKey); err != nil {
+						return err
+					}
 				}
 				wc.Drivers.GitOps = &gitCfg
 			}
@@ -347,6 +353,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 	f.StringVar(&metricsAddr, "metrics-addr", envOr("MODELFLEET_WORKER_METRICS_ADDR", ":9090"), "serve /metrics (process, Temporal SDK, activity outcomes by type), /healthz and /readyz here; empty: off ($MODELFLEET_WORKER_METRICS_ADDR)")
 	f.StringVar(&gitCfg.URL, "gitops-repo", "", "fleet repository for sites whose driver is gitops (https, ssh or a path; credentials from $MODELFLEET_GITOPS_TOKEN or $MODELFLEET_GITOPS_SSH_KEY)")
 	f.StringVar(&gitCfg.Branch, "gitops-branch", "main", "branch the clusters' Flux follows")
+	f.StringVar(&gitSigningKey, "gitops-signing-key", os.Getenv("MODELFLEET_GITOPS_SIGNING_KEY"), "sign every gitops commit with this OpenPGP secret key (armored, no passphrase), for Flux's GitRepository verify ($MODELFLEET_GITOPS_SIGNING_KEY)")
 	f.BoolVar(&gitCfg.PullRequests, "gitops-pull-requests", false, "push each change to a branch for a pull request instead")
 	f.StringVar(&gitCfg.Image, "gitops-agent-image", "", "edge agent image in rendered manifests (default modelfleet:latest)")
 	f.StringVar(&gitCfg.MQTTURL, "gitops-mqtt-url", os.Getenv("MODELFLEET_GITOPS_MQTT_URL"), "the sites' MQTT broker as their pods reach it, for workload Deployments ($MODELFLEET_GITOPS_MQTT_URL)")

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
@@ -35,6 +36,10 @@ type Config struct {
 	PullRequests bool
 	// AuthorName and AuthorEmail sign the commits (default "modelfleet").
 	AuthorName, AuthorEmail string
+	// SignKey, if set, signs every commit (OpenPGP, LoadSigningKey), so
+	// that Flux's GitRepository verification (spec.verify) accepts only
+	// commits this driver made. Nil: commits are unsigned.
+	SignKey *openpgp.Entity
 
 	Image      string // the agent's image (default "modelfleet:latest")
 	Namespace  string // where the agent runs (default "modelfleet")

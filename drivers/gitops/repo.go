@@ -58,7 +58,8 @@ func (d *Driver) commit(ctx context.Context, site string, ds modelfleet.Desired,
 			return fmt.Errorf("stage: %w", err)
 		}
 		hash, err := wt.Commit(message(site, ds, d.describe(site, ds)), &git.CommitOptions{
-			Author: &object.Signature{Name: d.cfg.AuthorName, Email: d.cfg.AuthorEmail, When: time.Now()},
+			Author:  &object.Signature{Name: d.cfg.AuthorName, Email: d.cfg.AuthorEmail, When: time.Now()},
+			SignKey: d.cfg.SignKey,
 		})
 		if err != nil {
 			return fmt.Errorf("commit: %w", err)
