@@ -1,12 +1,39 @@
 package app
 
-import "testing"
+import (
+	"bytes"
+	"testing"
 
-// FuzzParseModelCard parses any model card without a panic.
+	"gopkg.in/yaml.v3"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+// FuzzParseModelCard parses any model card: an invalid-input error, or a
+// card that survives a round trip through YAML.
 func FuzzParseModelCard(f *testing.F) {
 	f.Add([]byte("name: bearing-failure\nformat: lightgbm\nfeatures: [a, b]\n"))
+	f.Add([]byte("name: m\nworkload: w:1\nvalidation: {data: v.csv, metric: auc, threshold: 0.8}\n"))
 	f.Add([]byte("features: {"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = ParseModelCard(data)
+		c, err := ParseModelCard(data)
+		if err != nil {
+			if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+				t.Fatalf("a refusal that is not invalid input: %v", err)
+			}
+			return
+		}
+		b, err := yaml.Marshal(c)
+		if err != nil {
+			t.Fatalf("an accepted card does not encode: %v", err)
+		}
+		// Compared as YAML: an empty list or map and none read alike.
+		again, err := ParseModelCard(b)
+		if err != nil {
+			t.Fatalf("its own YAML is refused: %v\n%s", err, b)
+		}
+		if b2, _ := yaml.Marshal(again); !bytes.Equal(b, b2) {
+			t.Fatalf("round trip:\n%s\n→\n%s", b, b2)
+		}
 	})
 }
