@@ -210,8 +210,8 @@ const (
 )
 
 // ReleaseSigner signs release statements with the control plane's
-// release-signing keys (a key file at the cloud worker; Key Vault would
-// implement it too).
+// release-signing keys (key files, keys in Azure Key Vault, or both:
+// app.ReleaseKeys).
 type ReleaseSigner interface {
 	SignRelease(ctx context.Context, st Statement) (*Envelope, error)
 	WorkloadSigner

@@ -331,6 +331,11 @@ func newWorkerCmd(g *globals) *cobra.Command {
 					return err
 				}
 				wc.ReleaseSigner = rk
+				var ids []string
+				for _, k := range rk.Trust().Keys {
+					ids = append(ids, k.ID)
+				}
+				log.Info("release statements are signed", "keys", ids, "key_vault_keys", len(vk))
 				// Azure ML deploys only what they signed, too.
 				if a := wc.Drivers.AMLArc; a != nil {
 					a.Trust = rk.Trust()
