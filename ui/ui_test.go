@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -92,7 +93,7 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
-var siteRowRE = regexp.MustCompile(`<tr data-site="(site-\d+)">`)
+var siteRowRE = regexp.MustCompile(`<tr data-site="(site-\d+)"`)
 
 func rowsOf(body string) []string {
 	var out []string
@@ -323,4 +324,91 @@ func TestSafeNext(t *testing.T) {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// TestFleetMarksHealthWindowsAndDrift: a site outside its maintenance
+// window and a site whose drift verdict drifted are marked, coloured and
+// can be filtered for; the tiles view shows the same sites; a bad filter
+// is refused with the reason.
+func TestFleetMarksHealthWindowsAndDrift(t *testing.T) {
+	fleet := fleetOf(6)
+	// now is Saturday 12:00 UTC: a weekday-night window is closed, a
+	// daily noon one open.
+	fleet[0].Window = &modelfleet.MaintenanceWindow{Schedule: "0 22 * * 1-5", Duration: "2h"}
+	fleet[1].Window = &modelfleet.MaintenanceWindow{Schedule: "0 11 * * *", Duration: "2h"}
+	monitor := func() (drift.Stats, []drift.Verdict) {
+		return drift.Stats{}, []drift.Verdict{
+			{Site: "site-3", Model: "m", Version: "2", DataDrift: true},
+			{Site: "site-4", Model: "m", Version: "1"},
+		}
+	}
+	h := as(newHandler(t, Config{Sites: fleet, Monitor: monitor}), auth.RoleViewer)
+	code, body := get(t, h, "/ui/fleet")
+	if code != http.StatusOK {
+		t.Fatalf("fleet: %d %s", code, body)
+	}
+	for _, want := range []string{
+		`<tr data-site="site-1" class="h-ok">`, `<span class="badge warn">outside</span> outside window, opens Mon 22:00 UTC`,
+		`in window until 13:00 UTC`,
+		`<tr data-site="site-3" class="h-drifting">`, `<tr data-site="site-4" class="h-ok">`,
+		"1 drifting", "1 outside their maintenance window",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("fleet page lacks %q", want)
+		}
+	}
+	for query, want := range map[string][]string{
+		"status=outside-window": {"site-1"},
+		"status=drifting":       {"site-3"},
+		"status=online":         {"site-1", "site-2", "site-3", "site-4", "site-5", "site-6"},
+	} {
+		_, body := get(t, h, "/ui/fleet?"+query)
+		got := rowsOf(body)
+		slices.SortFunc(got, naturalCompare)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", query, got, want)
+		}
+	}
+	_, body = get(t, h, "/ui/fleet?view=tiles&status=drifting")
+	if !strings.Contains(body, `<li class="tile h-drifting" data-site="site-3">`) || strings.Contains(body, `data-site="site-1"`) {
+		t.Errorf("tiles of drifting sites: %s", body)
+	}
+	for query, want := range map[string]string{
+		"status=sleeping":                         "status filter",
+		"view=cards":                              "view",
+		"page=-1":                                 "page",
+		"per=lots":                                "per",
+		"model=" + strings.Repeat("m", 300):       "model filter",
+		"label=" + strings.Repeat("k", 300) + "=": "label filter",
+	} {
+		code, body := get(t, h, "/ui/fleet?"+query)
+		if code != http.StatusBadRequest || !strings.Contains(body, want) {
+			t.Errorf("%s: %d, want 400 naming %q", truncate(query, 30), code, want)
+		}
+	}
+}
+
+// FuzzFleetQuery: any query the fleet page gets is parsed or refused,
+// and what it accepts is bounded.
+func FuzzFleetQuery(f *testing.F) {
+	for _, q := range []string{"", "model=m&version=2&label=plant%3Da&status=offline&group=line&per=50&page=3&view=tiles", "per=100000", "status=x", "page=0", "label=a"} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		fl, page, err := parseFleetQuery(q)
+		if err != nil {
+			if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+				t.Fatalf("%q: %v, want an invalid-input error", raw, err)
+			}
+			return
+		}
+		if fl.Per < 1 || fl.Per > MaxPageSize || page < 1 || len(fl.Model) > maxFilterLen || len(fl.Label) > maxFilterLen ||
+			(fl.Status != "" && !slices.Contains(statuses, fl.Status)) || (fl.View != "rows" && fl.View != "tiles") {
+			t.Fatalf("%q accepted as %+v page %d", raw, fl, page)
+		}
+	})
 }
