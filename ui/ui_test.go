@@ -374,11 +374,11 @@ func TestFleetMarksHealthWindowsAndDrift(t *testing.T) {
 		t.Errorf("tiles of drifting sites: %s", body)
 	}
 	for query, want := range map[string]string{
-		"status=sleeping":                         "status filter",
-		"view=cards":                              "view",
-		"page=-1":                                 "page",
-		"per=lots":                                "per",
-		"model=" + strings.Repeat("m", 300):       "model filter",
+		"status=sleeping":                   "status filter",
+		"view=cards":                        "view",
+		"page=-1":                           "page",
+		"per=lots":                          "per",
+		"model=" + strings.Repeat("m", 300): "model filter",
 		"label=" + strings.Repeat("k", 300) + "=": "label filter",
 	} {
 		code, body := get(t, h, "/ui/fleet?"+query)
