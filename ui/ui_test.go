@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
+	"github.com/modelfleet/modelfleet/queue"
 )
 
 var now = time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
@@ -411,4 +413,89 @@ func FuzzFleetQuery(f *testing.F) {
 			t.Fatalf("%q accepted as %+v page %d", raw, fl, page)
 		}
 	})
+}
+
+// TestQueuesPagePeeksAndRedrives runs on a real embedded queue: the
+// page shows its depth and each dead letter with its reason and the
+// start of its body, pages through dead letters, offers re-drive only to
+// those who may, and a re-drive puts them back in the queue.
+func TestQueuesPagePeeksAndRedrives(t *testing.T) {
+	q, err := queue.Open(filepath.Join(t.TempDir(), "signals.db"), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	ctx := context.Background()
+	for i := range peekRows + 5 {
+		body := fmt.Sprintf(`{"site":"site-%d","poison":true}`, i)
+		if i == 0 {
+			body = strings.Repeat("x", bodyPreview+50)
+		}
+		if err := q.Send(ctx, queue.Message{ID: fmt.Sprintf("msg-%d", i), Body: []byte(body), Properties: map[string]string{"modelfleet-site": fmt.Sprintf("site-%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := q.Receive(ctx, peekRows+2)
+	if err != nil || len(ds) != peekRows+2 {
+		t.Fatalf("receive: %d, %v", len(ds), err)
+	}
+	for _, d := range ds {
+		if err := q.DeadLetter(ctx, d, "SchemaInvalid", "unknown field poison"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audit := func() []auth.AuditRecord {
+		return []auth.AuditRecord{
+			{At: now, Allowed: true, Who: "ana@example.com", Action: "approve", Object: "release/m/1"},
+			{At: now, Who: "eve@example.com", Action: "POST /ui/queues/redrive", Why: "lacks queues.manage"},
+		}
+	}
+	h := newHandler(t, Config{Queue: q, Audit: audit})
+	viewer := as(h, auth.RoleViewer)
+	code, body := get(t, viewer, "/ui/queues")
+	if code != http.StatusOK {
+		t.Fatalf("queues: %d %s", code, body)
+	}
+	for _, want := range []string{
+		`<dd id="queue-depth">3</dd>`, `<dd id="dead-letters" class="bad">22</dd>`,
+		"SchemaInvalid", "unknown field poison", "modelfleet-site=site-0", strings.Repeat("x", bodyPreview) + "…</pre>",
+		`{&#34;site&#34;:&#34;site-1&#34;,&#34;poison&#34;:true}`, `rel="next"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("queues page lacks %q", want)
+		}
+	}
+	if strings.Contains(body, strings.Repeat("x", bodyPreview+1)) {
+		t.Error("the page shows more of a body than its preview")
+	}
+	if strings.Contains(body, "Re-drive") || strings.Contains(body, "Audit:") {
+		t.Error("a viewer is offered re-drive or sees the audit")
+	}
+	// The next page of dead letters starts after the first 20.
+	next := regexp.MustCompile(`href="(/ui/queues\?dead_from=\d+)" rel="next"`).FindStringSubmatch(body)
+	if next == nil {
+		t.Fatal("no link to the next dead letters")
+	}
+	_, body = get(t, viewer, strings.ReplaceAll(next[1], "&amp;", "&"))
+	if n := strings.Count(body, `<tr data-seq=`); n != 2 {
+		t.Errorf("second page of dead letters: %d rows, want 2", n)
+	}
+	if code, _ := get(t, viewer, "/ui/queues?dead_from=-1"); code != http.StatusBadRequest {
+		t.Errorf("dead_from=-1: %d, want 400", code)
+	}
+
+	admin := as(h, auth.RoleAdmin)
+	_, body = get(t, admin, "/ui/queues?audit=denied")
+	if !strings.Contains(body, "Re-drive 22 dead letters") || !strings.Contains(body, "eve@example.com") || strings.Contains(body, "ana@example.com") {
+		t.Errorf("an admin's queues page with denials only: %s", body)
+	}
+	rec := httptest.NewRecorder()
+	admin.ServeHTTP(rec, httptest.NewRequest("POST", "/ui/queues/redrive", nil))
+	if rec.Code != http.StatusSeeOther || !strings.Contains(rec.Header().Get("Location"), "22+messages+re-driven") {
+		t.Fatalf("re-drive: %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+	st, err := q.Stats()
+	if err != nil || st.DeadLettered != 0 || st.Active != 25 {
+		t.Errorf("after re-drive: %+v, %v; want 0 dead letters, 25 active", st, err)
+	}
 }
