@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
-	"github.com/modelfleet/modelfleet/rollout"
 )
 
 // Paging of the fleet page.
@@ -100,11 +99,11 @@ type versionCount struct {
 func (h *Handler) fleetData(r *http.Request) (string, any, error) {
 	q := r.URL.Query()
 	f, page, err := parseFleetQuery(q)
-	d := &fleetData{Filter: f}
+	d := &fleetData{Filter: f, Statuses: statuses}
 	if err != nil {
 		return "Fleet", d, err
 	}
-	sites, err := h.cfg.Sites.List()
+	sites, order, err := h.list()
 	if err != nil {
 		return "Fleet", d, err
 	}
@@ -112,58 +111,67 @@ func (h *Handler) fleetData(r *http.Request) (string, any, error) {
 	now := h.cfg.Now()
 	drifting := h.driftingSites()
 	models, keys := map[string]bool{}, map[string]bool{}
-	var rows []siteRow
-	groupOf := map[string]string{}
-	counts := map[[2]string]int{}
-	for _, s := range sites {
+	counts := map[modelfleet.ModelRef]int{}
+	// One light pass over the fleet, in natural ID order: what the filter
+	// and the summary need. Full rows are built for the page's sites only.
+	states := make([]siteState, len(sites))
+	groups := map[string][]int{}
+	for _, i := range order {
+		s := &sites[i]
 		for _, m := range s.Serving {
 			models[m.Name] = true
 		}
 		for k := range s.Labels {
 			keys[k] = true
 		}
-		row := h.siteRow(s, now, drifting[s.ID])
-		if !f.keeps(s, row) {
+		st := h.siteState(s, now, drifting[s.ID])
+		states[i] = st
+		if !f.keeps(s, st) {
 			continue
 		}
 		for _, m := range s.Serving {
-			counts[[2]string{m.Name, m.Version}]++
+			counts[m.ModelRef]++
 		}
-		if row.Status != StatusOnline {
+		if st.Status != StatusOnline {
 			d.Offline++
 		}
-		if row.Outside {
+		if st.Outside {
 			d.Outside++
 		}
-		if len(row.Drifting) > 0 {
+		if len(st.Drifting) > 0 {
 			d.Drifting++
 		}
-		groupOf[s.ID] = cmp.Or(s.Labels[f.Group], "(no "+f.Group+")")
-		rows = append(rows, row)
+		g := cmp.Or(s.Labels[f.Group], "(no "+f.Group+")")
+		groups[g] = append(groups[g], i)
+		d.Matched++
 	}
-	d.Matched = len(rows)
-	d.Statuses = statuses
 	d.Models = slices.Sorted(maps.Keys(models))
 	d.LabelKey = slices.Sorted(maps.Keys(keys))
 	for k, n := range counts {
-		d.Counts = append(d.Counts, versionCount{Model: k[0], Version: k[1], Sites: n, Colour: colour(k[1])})
+		d.Counts = append(d.Counts, versionCount{Model: k.Name, Version: k.Version, Sites: n, Colour: colour(k.Version)})
 	}
 	slices.SortFunc(d.Counts, func(a, b versionCount) int {
 		return cmp.Or(cmp.Compare(a.Model, b.Model), naturalCompare(a.Version, b.Version))
 	})
-	slices.SortFunc(rows, func(a, b siteRow) int {
-		return cmp.Or(naturalCompare(groupOf[a.ID], groupOf[b.ID]), naturalCompare(a.ID, b.ID))
-	})
-	d.Pages = max(1, (len(rows)+f.Per-1)/f.Per)
+	d.Pages = max(1, (d.Matched+f.Per-1)/f.Per)
 	d.Page = min(page, d.Pages)
 	lo := (d.Page - 1) * f.Per
-	hi := min(lo+f.Per, len(rows))
-	for _, row := range rows[lo:hi] {
-		g := groupOf[row.ID]
-		if n := len(d.Groups); n == 0 || d.Groups[n-1].Name != g {
-			d.Groups = append(d.Groups, siteGroup{Name: g})
+	hi := min(lo+f.Per, d.Matched)
+	// The groups in natural order, each's sites in natural ID order: the
+	// page is the [lo, hi) slice of that sequence.
+	at := 0
+	for _, g := range slices.SortedFunc(maps.Keys(groups), naturalCompare) {
+		idx := groups[g]
+		from, to := max(lo-at, 0), min(hi-at, len(idx))
+		at += len(idx)
+		if from >= to {
+			continue
 		}
-		d.Groups[len(d.Groups)-1].Sites = append(d.Groups[len(d.Groups)-1].Sites, row)
+		sg := siteGroup{Name: g}
+		for _, i := range idx[from:to] {
+			sg.Sites = append(sg.Sites, h.siteRow(sites[i], states[i]))
+		}
+		d.Groups = append(d.Groups, sg)
 	}
 	link := func(p int) string {
 		v := url.Values{}
@@ -251,31 +259,49 @@ func (h *Handler) driftingSites() map[string][]string {
 	return out
 }
 
-func (h *Handler) siteRow(s modelfleet.Site, now time.Time, drifting []string) siteRow {
-	row := siteRow{ID: s.ID, Status: StatusNever, LastSeen: s.LastSeen, Drifting: drifting}
+// siteState is what the filter and the summary need of a site.
+type siteState struct {
+	Status   string        // online, offline, never
+	Since    time.Duration // since the site was last seen
+	Window   string
+	Outside  bool
+	Drifting []string
+}
+
+func (h *Handler) siteState(s *modelfleet.Site, now time.Time, drifting []string) siteState {
+	st := siteState{Status: StatusNever, Drifting: drifting}
+	if t, err := time.Parse(time.RFC3339Nano, s.LastSeen); err == nil {
+		st.Status = StatusOnline
+		if now.Sub(t) > h.cfg.OfflineAfter {
+			st.Status = StatusOffline
+		}
+		st.Since = now.Sub(t)
+	}
+	if s.Window != nil {
+		if w, err := h.window(*s.Window); err == nil {
+			if open, until := w.State(now); open {
+				st.Window = "in window until " + until.UTC().Format("15:04 UTC")
+			} else {
+				st.Window, st.Outside = "outside window, opens "+until.UTC().Format("Mon 15:04 UTC"), true
+			}
+		} else {
+			st.Window = "window unreadable: " + err.Error()
+		}
+	}
+	return st
+}
+
+// siteRow is a site's full row on the page.
+func (h *Handler) siteRow(s modelfleet.Site, st siteState) siteRow {
+	row := siteRow{ID: s.ID, Status: st.Status, LastSeen: s.LastSeen, Window: st.Window, Outside: st.Outside, Drifting: st.Drifting}
+	if st.Status != StatusNever {
+		row.Ago = ago(st.Since)
+	}
 	var labels []string
 	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		labels = append(labels, k+"="+s.Labels[k])
 	}
 	row.Labels = strings.Join(labels, " ")
-	if t, err := time.Parse(time.RFC3339Nano, s.LastSeen); err == nil {
-		row.Status = StatusOnline
-		if now.Sub(t) > h.cfg.OfflineAfter {
-			row.Status = StatusOffline
-		}
-		row.Ago = ago(now.Sub(t))
-	}
-	if s.Window != nil {
-		if w, err := rollout.ParseWindow(*s.Window); err == nil {
-			if open, until := w.State(now); open {
-				row.Window = "in window until " + until.UTC().Format("15:04 UTC")
-			} else {
-				row.Window, row.Outside = "outside window, opens "+until.UTC().Format("Mon 15:04 UTC"), true
-			}
-		} else {
-			row.Window = "window unreadable: " + err.Error()
-		}
-	}
 	for _, m := range s.Serving {
 		row.Serving = append(row.Serving, servedRow{Model: m.Name, Version: m.Version, Colour: colour(m.Version)})
 	}
@@ -286,13 +312,13 @@ func (h *Handler) siteRow(s modelfleet.Site, now time.Time, drifting []string) s
 	switch {
 	case row.Status != StatusOnline:
 		row.Health = row.Status
-	case len(drifting) > 0:
+	case len(row.Drifting) > 0:
 		row.Health = StatusDrifting
 	}
 	return row
 }
 
-func (f fleetFilter) keeps(s modelfleet.Site, row siteRow) bool {
+func (f fleetFilter) keeps(s *modelfleet.Site, row siteState) bool {
 	switch f.Status {
 	case "":
 	case StatusOutsideWindow:

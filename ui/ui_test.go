@@ -499,3 +499,50 @@ func TestQueuesPagePeeksAndRedrives(t *testing.T) {
 		t.Errorf("after re-drive: %+v, %v; want 0 dead letters, 25 active", st, err)
 	}
 }
+
+// mutableSites is a directory whose sites the test changes.
+type mutableSites struct {
+	mu sync.Mutex
+	s  sites
+}
+
+func (m *mutableSites) List() ([]modelfleet.Site, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.s), nil
+}
+
+// TestFleetListingFollowsTheDirectory: the fleet page's shared listing
+// and its natural order follow sites joining and leaving, and reports
+// changing, once the listing has expired.
+func TestFleetListingFollowsTheDirectory(t *testing.T) {
+	dir := &mutableSites{s: fleetOf(9)}
+	hh := newHandler(t, Config{Sites: dir})
+	h := as(hh, auth.RoleViewer)
+	_, body := get(t, h, "/ui/fleet?group=none")
+	if got := rowsOf(body); len(got) != 9 || got[0] != "site-1" || got[8] != "site-9" {
+		t.Fatalf("rows %v", got)
+	}
+	dir.mu.Lock()
+	// The directory lists by ID bytes: site-10 sorts before site-2 there.
+	dir.s = append(sites{fleetOf(10)[9]}, dir.s[1:]...)
+	dir.s[0].LastSeen = now.Format(time.RFC3339)
+	dir.mu.Unlock()
+	// Within the listing's lifetime the page shows the listing it has.
+	_, body = get(t, h, "/ui/fleet?group=none")
+	if got := rowsOf(body); len(got) != 9 || got[0] != "site-1" {
+		t.Errorf("rows within the listing's lifetime %v", got)
+	}
+	hh.fleet.mu.Lock()
+	hh.fleet.at = time.Time{} // expired
+	hh.fleet.mu.Unlock()
+	_, body = get(t, h, "/ui/fleet?group=none")
+	got := rowsOf(body)
+	want := []string{"site-2", "site-3", "site-4", "site-5", "site-6", "site-7", "site-8", "site-9", "site-10"}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows after the change %v, want %v", got, want)
+	}
+	if !strings.Contains(body, `<tr data-site="site-10" class="h-ok">`) {
+		t.Errorf("site-10, reported now, is not shown online")
+	}
+}
