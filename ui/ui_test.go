@@ -546,3 +546,41 @@ func TestFleetListingFollowsTheDirectory(t *testing.T) {
 		t.Errorf("site-10, reported now, is not shown online")
 	}
 }
+
+// TestReleasePageSitesInPages: a release to 250 sites shows them 100 at
+// a time, counts each state over all of them, and filters by state.
+func TestReleasePageSitesInPages(t *testing.T) {
+	rel := gated()
+	rel.status.Sites = nil
+	for i := 1; i <= 250; i++ {
+		st := modelfleet.SitePending
+		if i%25 == 0 {
+			st = modelfleet.SiteFailed
+		}
+		rel.status.Sites = append(rel.status.Sites, modelfleet.SiteStatus{Site: fmt.Sprintf("site-%d", i), Wave: "fleet", State: st})
+	}
+	h := as(newHandler(t, Config{Sites: sites{}, Releases: rel}), auth.RoleViewer)
+	_, body := get(t, h, "/ui/releases/m/2")
+	if rows := rowsOf(body); len(rows) != 100 || rows[0] != "site-1" {
+		t.Errorf("first page: %d rows from %v", len(rows), rows[:min(1, len(rows))])
+	}
+	for _, want := range []string{"page 1 of 3 (250 sites)", `<span class="badge bad">failed</span> 10</a>`, `<span class="badge info">pending</span> 240</a>`,
+		`href="/ui/releases/m/2?sites_page=2#release-sites" rel="next"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("release page lacks %q", want)
+		}
+	}
+	_, body = get(t, h, "/ui/releases/m/2?sites_page=3")
+	if rows := rowsOf(body); len(rows) != 50 || rows[49] != "site-250" {
+		t.Errorf("last page: %d rows", len(rows))
+	}
+	_, body = get(t, h, "/ui/releases/m/2?site_state=failed")
+	if rows := rowsOf(body); len(rows) != 10 || rows[0] != "site-25" || !strings.Contains(body, "all states") {
+		t.Errorf("failed sites: %v", rows)
+	}
+	for _, q := range []string{"sites_page=0", "sites_page=x", "site_state=" + strings.Repeat("s", 65)} {
+		if code, _ := get(t, h, "/ui/releases/m/2?"+q); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", truncate(q, 20), code)
+		}
+	}
+}
