@@ -584,3 +584,39 @@ func TestReleasePageSitesInPages(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPageQueries: whatever query a page gets, it answers 200 or a 400
+// that says why, never a failure of its own.
+func FuzzPageQueries(f *testing.F) {
+	for _, q := range []string{"", "sites_page=2&site_state=failed", "dead_from=5&audit=denied", "view=tiles&status=drifting&per=5&page=2", "sites_page=-1", "audit=x"} {
+		f.Add(q)
+	}
+	q, err := queue.Open(filepath.Join(f.TempDir(), "signals.db"), queue.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { q.Close() })
+	h, err := New(Config{Sites: fleetOf(30), Releases: gated(), Queue: q, Now: func() time.Time { return now }})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(h.Close)
+	handler := as(h, auth.RoleAdmin)
+	f.Fuzz(func(t *testing.T, raw string) {
+		if strings.ContainsAny(raw, "# \t\r\n") {
+			return // not one query string
+		}
+		for _, page := range []string{"/ui/fleet", "/ui/releases/m/2", "/ui/queues"} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/", nil)
+			req.URL.Path, req.URL.RawQuery = page, raw
+			if req.URL.Query().Get("live") != "" {
+				return // the stream, not the page
+			}
+			handler.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest {
+				t.Fatalf("%s?%s: %d %s", page, raw, rec.Code, rec.Body.String())
+			}
+		}
+	})
+}
