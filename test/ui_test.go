@@ -300,8 +300,19 @@ approval: {after: [canary], timeout: 10m}
 	approver.waitText(`tr[data-site="site-1"]`, "drifting", 30*time.Second)
 	approver.screenshot(shots, "ui-fleet.png")
 
+	// Queues and audit: the sites' signal messages went through the
+	// queue; the audit (the newcomer is an admin too) names the viewer's
+	// forged approve, refused.
 	approver.do(chromedp.Navigate(s.gateway + "/ui/queues"))
 	approver.waitText("h1", "Queues", 30*time.Second)
+	var sent int
+	approver.eval(`Number(document.querySelector("#queue-sent").textContent)`, &sent)
+	if sent == 0 {
+		t.Errorf("the queues page counts no signal message sent")
+	}
+	if got := approver.text(`section[aria-labelledby="audit"]`); !strings.Contains(got, "viewer@modelfleet.local") || !strings.Contains(got, "releases.approve") {
+		t.Errorf("the audit lacks the viewer's refused approve: %q", tail(got, 10))
+	}
 	approver.screenshot(shots, "ui-queues.png")
 	checkAccessibility(t, approver, "queues")
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/http"
@@ -35,10 +36,41 @@ type queuesData struct {
 	Monitor             *drift.Stats
 	CanRedrive          bool
 	// Audit is shown to admins (bindings.write): who was refused what,
-	// and who changed what, by name. DeniedOnly filters it.
-	ShowAudit  bool
-	DeniedOnly bool
-	Audit      []auth.AuditRecord
+	// and who changed what, by name. AuditView filters it: "controls"
+	// (the default: denials and people's changes), "denied", or "all"
+	// (also reads and the sites' and the worker's routine traffic).
+	ShowAudit bool
+	AuditView string
+	Audit     []auth.AuditRecord
+	// AuditViews are the other views' links.
+	AuditViews []auditView
+}
+
+type auditView struct{ Name, Label, URL string }
+
+// The audit views.
+var auditViews = []auditView{
+	{"controls", "controls and denials", Prefix + "queues"},
+	{"denied", "denials only", Prefix + "queues?audit=denied"},
+	{"all", "everything", Prefix + "queues?audit=all"},
+}
+
+// auditShown reports whether view shows record a. Sites and the cloud
+// worker pass the guard many times a minute (reports, signals, steps):
+// under "controls" their allowed requests, and every allowed read, are
+// left out.
+func auditShown(view string, a auth.AuditRecord) bool {
+	switch view {
+	case "all":
+		return true
+	case "denied":
+		return !a.Allowed
+	}
+	if !a.Allowed {
+		return true
+	}
+	routine := a.Why == string(auth.SiteSelf) || a.Why == string(auth.FleetSteps)
+	return !routine && !strings.HasPrefix(a.Action, http.MethodGet+" ")
 }
 
 // peekedRow is a message as the page shows it: its properties in one
@@ -73,12 +105,14 @@ func (h *Handler) queuesData(r *http.Request) (string, any, error) {
 	const title = "Queues and audit"
 	d := &queuesData{}
 	q := r.URL.Query()
-	switch a := q.Get("audit"); a {
-	case "", "all":
-	case "denied":
-		d.DeniedOnly = true
-	default:
-		return title, d, modelfleet.Errorf(modelfleet.EINVALID, "audit %q: want all or denied", truncate(a, 40))
+	d.AuditView = cmp.Or(q.Get("audit"), "controls")
+	if !slices.ContainsFunc(auditViews, func(v auditView) bool { return v.Name == d.AuditView }) {
+		return title, d, modelfleet.Errorf(modelfleet.EINVALID, "audit %q: want controls, denied or all", truncate(d.AuditView, 40))
+	}
+	for _, v := range auditViews {
+		if v.Name != d.AuditView {
+			d.AuditViews = append(d.AuditViews, v)
+		}
 	}
 	if v := q.Get("dead_from"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -91,7 +125,7 @@ func (h *Handler) queuesData(r *http.Request) (string, any, error) {
 	if h.cfg.Audit != nil && len(p.Has(auth.BindingsWrite)) > 0 {
 		d.ShowAudit = true
 		for _, a := range h.cfg.Audit() {
-			if !d.DeniedOnly || !a.Allowed {
+			if auditShown(d.AuditView, a) {
 				d.Audit = append(d.Audit, a)
 			}
 		}
@@ -124,8 +158,8 @@ func (h *Handler) queuesData(r *http.Request) (string, any, error) {
 	}
 	link := func(from int64) string {
 		v := url.Values{}
-		if d.DeniedOnly {
-			v.Set("audit", "denied")
+		if d.AuditView != "controls" {
+			v.Set("audit", d.AuditView)
 		}
 		if from > 0 {
 			v.Set("dead_from", strconv.FormatInt(from, 10))

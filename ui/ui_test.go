@@ -448,6 +448,8 @@ func TestQueuesPagePeeksAndRedrives(t *testing.T) {
 		return []auth.AuditRecord{
 			{At: now, Allowed: true, Who: "ana@example.com", Action: "approve", Object: "release/m/1"},
 			{At: now, Who: "eve@example.com", Action: "POST /ui/queues/redrive", Why: "lacks queues.manage"},
+			{At: now, Allowed: true, Who: "edge-42", Action: "PUT /api/sites/edge-42/actual", Why: string(auth.SiteSelf)},
+			{At: now, Allowed: true, Who: "bob@example.com", Action: "GET /ui/fleet", Why: string(auth.SitesRead)},
 		}
 	}
 	h := newHandler(t, Config{Queue: q, Audit: audit})
@@ -485,6 +487,18 @@ func TestQueuesPagePeeksAndRedrives(t *testing.T) {
 	}
 
 	admin := as(h, auth.RoleAdmin)
+	// By default: denials and people's changes, not the sites' reports
+	// nor page views.
+	_, body = get(t, admin, "/ui/queues")
+	if !strings.Contains(body, "ana@example.com") || !strings.Contains(body, "eve@example.com") || strings.Contains(body, "edge-42") || strings.Contains(body, "bob@example.com") {
+		t.Errorf("an admin's default audit: %s", body)
+	}
+	if _, body = get(t, admin, "/ui/queues?audit=all"); !strings.Contains(body, "edge-42") || !strings.Contains(body, "bob@example.com") {
+		t.Errorf("the whole audit lacks the routine records")
+	}
+	if code, _ := get(t, admin, "/ui/queues?audit=some"); code != http.StatusBadRequest {
+		t.Errorf("audit=some: %d, want 400", code)
+	}
 	_, body = get(t, admin, "/ui/queues?audit=denied")
 	if !strings.Contains(body, "Re-drive 22 dead letters") || !strings.Contains(body, "eve@example.com") || strings.Contains(body, "ana@example.com") {
 		t.Errorf("an admin's queues page with denials only: %s", body)
