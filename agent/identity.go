@@ -167,7 +167,7 @@ func Enroll(ctx context.Context, gatewayURL, token, dir string) (*Identity, erro
 // connection and accepts it only if its first certificate hashes to the
 // fingerprint.
 func fetchPinnedCA(ctx context.Context, gatewayURL, fingerprint string) ([]byte, error) {
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := auth.BaseTransport()
 	t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the bundle is verified by its pinned hash below
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, gatewayURL+"/api/enroll/ca", nil)
 	if err != nil {

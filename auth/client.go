@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strings"
+	"time"
 )
 
 // TokenSource returns the bearer token to send now.
@@ -67,9 +69,28 @@ func TLSTransport(caPEM []byte, cert func(*tls.CertificateRequestInfo) (*tls.Cer
 		}
 		cfg.RootCAs = pool
 	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
+	t := BaseTransport()
 	t.TLSClientConfig = cfg
 	return t, nil
+}
+
+// BaseTransport is a fresh copy of http.DefaultTransport's settings
+// (proxy from the environment, dial and idle timeouts, HTTP/2). A program
+// that replaced http.DefaultTransport with a RoundTripper of its own (a
+// metering or tracing wrapper) gets the standard library's defaults.
+func BaseTransport() *http.Transport {
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		return t.Clone()
+	}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
 }
 
 // Client returns an HTTP client for the gateway: trusting caPEM, with
