@@ -620,7 +620,7 @@ func FuzzPageQueries(f *testing.F) {
 		if strings.ContainsAny(raw, "# \t\r\n") {
 			return // not one query string
 		}
-		for _, page := range []string{"/ui/fleet", "/ui/releases/m/2", "/ui/queues"} {
+		for _, page := range []string{"/ui/fleet", "/ui/releases/m/2", "/ui/queues", "/ui/drift"} {
 			rec := httptest.NewRecorder()
 			req := httptest.NewRequest("GET", "/", nil)
 			req.URL.Path, req.URL.RawQuery = page, raw
@@ -633,4 +633,55 @@ func FuzzPageQueries(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDriftPageAtManySites: 60 series are shown 25 at a time, the
+// drifting ones first; the filter keeps the breached ones only.
+func TestDriftPageAtManySites(t *testing.T) {
+	var vs []drift.Verdict
+	for i := 1; i <= 60; i++ {
+		v := drift.Verdict{ID: fmt.Sprint(i), Site: fmt.Sprintf("site-%d", i), Model: "m", Version: "1", WindowEnd: now,
+			Features: []drift.FeatureVerdict{{Name: "f", Metric: "psi", Value: 0.1, Threshold: 0.2}}}
+		if i%20 == 0 {
+			v.DataDrift = true
+		}
+		vs = append(vs, v)
+	}
+	h := as(newHandler(t, Config{Monitor: func() (drift.Stats, []drift.Verdict) { return drift.Stats{}, vs }}), auth.RoleViewer)
+	seriesRE := regexp.MustCompile(`<section class="series" aria-label="[^"]*" data-site="(site-\d+)">`)
+	sitesOf := func(body string) []string {
+		var out []string
+		for _, m := range seriesRE.FindAllStringSubmatch(body, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	_, body := get(t, h, "/ui/drift")
+	got := sitesOf(body)
+	if len(got) != driftPageSize || !slices.Equal(got[:4], []string{"site-20", "site-40", "site-60", "site-1"}) {
+		t.Errorf("first page: %d series, starting %v; want 25, drifting first", len(got), got[:min(4, len(got))])
+	}
+	if !strings.Contains(body, "60 of 60 series") || !strings.Contains(body, "3 drifting") || !strings.Contains(body, "page 1 of 3") {
+		t.Errorf("drift summary or pager missing")
+	}
+	_, body = get(t, h, "/ui/drift?page=3")
+	if got := sitesOf(body); len(got) != 10 || got[9] != "site-59" {
+		t.Errorf("last page: %v", got)
+	}
+	_, body = get(t, h, "/ui/drift?state=breached")
+	if got := sitesOf(body); !slices.Equal(got, []string{"site-20", "site-40", "site-60"}) {
+		t.Errorf("breached only: %v", got)
+	}
+	_, body = get(t, h, "/ui/drift?site=site-7")
+	if got := sitesOf(body); !slices.Equal(got, []string{"site-7"}) {
+		t.Errorf("site-7: %v", got)
+	}
+	if _, body = get(t, h, "/ui/drift?site=nowhere"); !strings.Contains(body, "No series matches.") {
+		t.Errorf("a filter keeping nothing does not say so")
+	}
+	for _, q := range []string{"state=calm", "page=0", "site=" + strings.Repeat("s", 300)} {
+		if code, _ := get(t, h, "/ui/drift?"+q); code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", truncate(q, 20), code)
+		}
+	}
 }
