@@ -9,7 +9,7 @@ import (
 	"github.com/modelfleet/modelfleet/rollout"
 )
 
-// What makes the fleet page cheap at 10,000 sites, rendered again every
+// What makes the fleet and release pages cheap at 10,000 sites, rendered again every
 // LiveInterval for every open dashboard: one listing of the directory
 // shared by the pages rendered within listTTL, the sites' natural order
 // kept while the set of sites stays the same, and each maintenance window
