@@ -116,6 +116,7 @@ func (h *Handler) fleetData(r *http.Request) (string, any, error) {
 	// and the summary need. Full rows are built for the page's sites only.
 	states := make([]siteState, len(sites))
 	groups := map[string][]int{}
+	noGroup := "(no " + f.Group + ")"
 	for _, i := range order {
 		s := &sites[i]
 		for _, m := range s.Serving {
@@ -141,7 +142,7 @@ func (h *Handler) fleetData(r *http.Request) (string, any, error) {
 		if len(st.Drifting) > 0 {
 			d.Drifting++
 		}
-		g := cmp.Or(s.Labels[f.Group], "(no "+f.Group+")")
+		g := cmp.Or(s.Labels[f.Group], noGroup)
 		groups[g] = append(groups[g], i)
 		d.Matched++
 	}
