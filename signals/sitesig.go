@@ -22,6 +22,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
@@ -48,8 +49,9 @@ const (
 	signaturePayloadType = "modelfleet-signal-v1"
 	// MaxSignatureProperty and MaxCertificateProperty bound the two
 	// properties before they are decoded: an ECDSA P-384 signature is at
-	// most 104 bytes, and a site certificate well under 2 KiB.
-	MaxSignatureProperty   = 256
+	// most 104 bytes, an RSA-4096 one 512 (684 in base64), and a site
+	// certificate well under 2 KiB.
+	MaxSignatureProperty   = 700
 	MaxCertificateProperty = 8 << 10
 )
 
@@ -99,12 +101,22 @@ func signedPayload(id, contentType string, body []byte) []byte {
 	return []byte(b.String())
 }
 
-// digestFor is the hash an ECDSA key of curve c signs with; ed25519 signs
-// the message itself.
+// minRSABits is the smallest RSA key a site may sign with (a site CA of
+// your own PKI may issue RSA certificates; enrolment issues ECDSA).
+const minRSABits = 2048
+
+// digestFor is what a site key signs: the SHA-256 (P-256, RSA) or SHA-384
+// (P-384) digest of msg, or msg itself for ed25519.
 func digestFor(pub crypto.PublicKey, msg []byte) ([]byte, crypto.Hash, error) {
 	switch k := pub.(type) {
 	case ed25519.PublicKey:
 		return msg, crypto.Hash(0), nil
+	case *rsa.PublicKey:
+		if k.N.BitLen() < minRSABits {
+			return nil, 0, fmt.Errorf("RSA key of %d bits: at least %d are needed", k.N.BitLen(), minRSABits)
+		}
+		s := sha256.Sum256(msg)
+		return s[:], crypto.SHA256, nil
 	case *ecdsa.PublicKey:
 		switch k.Curve {
 		case elliptic.P256():
@@ -115,7 +127,7 @@ func digestFor(pub crypto.PublicKey, msg []byte) ([]byte, crypto.Hash, error) {
 			return s[:], crypto.SHA384, nil
 		}
 	}
-	return nil, 0, fmt.Errorf("unsupported key type %T (want ECDSA P-256/P-384 or ed25519)", pub)
+	return nil, 0, fmt.Errorf("unsupported key type %T (want ECDSA P-256/P-384, ed25519 or RSA)", pub)
 }
 
 // Sign signs m with the site's key and attaches the signature and the
@@ -261,6 +273,10 @@ func (v *SiteVerifier) Verify(m queue.Message, at time.Time) (string, error) {
 		ok = ed25519.Verify(k, digest, sig)
 	case *ecdsa.PublicKey:
 		ok = ecdsa.VerifyASN1(k, digest, sig)
+	case *rsa.PublicKey:
+		// PKCS #1 v1.5, what crypto.Signer.Sign gives for an RSA key with
+		// crypto.SHA256 as its options.
+		ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest, sig) == nil
 	}
 	if !ok {
 		return "", sigErr(ReasonBadSignature, "message %q: the signature of site %s does not match the message (changed after signing, or signed by another key)", m.ID, site)

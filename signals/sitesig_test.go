@@ -7,11 +7,14 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"math/big"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +222,52 @@ func FuzzSiteSignature(f *testing.F) {
 			t.Fatalf("refused without a reason: %v", err)
 		}
 	})
+}
+
+// A site CA of your own PKI may issue RSA site certificates: they sign
+// (PKCS #1 v1.5, SHA-256) from 2048 bits on.
+func TestSiteSignatureRSA(t *testing.T) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "plant PKI"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	roots := x509.NewCertPool()
+	roots.AddCert(caCert)
+	leaf := func(bits int) (*rsa.PrivateKey, *x509.Certificate) {
+		k, err := rsa.GenerateKey(rand.Reader, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse("spiffe://modelfleet/site/site-9")
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(int64(bits)), Subject: pkix.Name{CommonName: "site-9"}, URIs: []*url.URL{u},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _ := x509.ParseCertificate(der)
+		return k, c
+	}
+	v := &SiteVerifier{Roots: roots}
+	k, c := leaf(2048)
+	m := signed(t, k, c, queue.Message{ID: "r", Body: []byte(`{}`)})
+	if site, err := v.Verify(m, now); err != nil || site != "site-9" {
+		t.Fatalf("RSA-2048: %q %v", site, err)
+	}
+	m.Body = []byte(`{ }`)
+	if _, err := v.Verify(m, now); ReasonOf(err) != ReasonBadSignature {
+		t.Errorf("RSA-2048, tampered: %v", err)
+	}
+	k, c = leaf(1024)
+	if err := Sign(&queue.Message{ID: "r"}, k, c.Raw); err == nil || !strings.Contains(err.Error(), "2048") {
+		t.Errorf("RSA-1024 signs: %v", err)
+	}
 }
