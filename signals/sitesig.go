@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -198,30 +199,66 @@ type SiteVerifier struct {
 	// hex) was revoked: the gateway's enrolment store. Nil: no revocation
 	// list is available.
 	Revoked func(serialHex string) bool
+
+	// chains caches certificates verified against Roots, by their
+	// property value: a site signs thousands of messages with one
+	// certificate, and its chain need not be verified for each.
+	// Revocation and the signature are checked on every message.
+	mu     sync.Mutex
+	chains map[string]*verifiedChain
 }
+
+// verifiedChain is a site certificate that chains to the roots while
+// every certificate of the chain is valid: from notBefore to notAfter.
+type verifiedChain struct {
+	cert                *x509.Certificate
+	site                string
+	notBefore, notAfter time.Time
+}
+
+// maxCachedChains bounds the cache: past it, it starts over (a fleet's
+// sites hold at most a few certificates each at a time).
+const maxCachedChains = 16384
 
 // DecodeSignature reads and bounds the signature properties of m: the
 // signature bytes and the parsed certificate.
 func DecodeSignature(m queue.Message) (sig []byte, cert *x509.Certificate, err error) {
+	sig, c64, err := signatureProperties(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err = parseCertificate(m.ID, c64)
+	return sig, cert, err
+}
+
+// signatureProperties returns the decoded signature and the certificate
+// property, both within their bounds.
+func signatureProperties(m queue.Message) ([]byte, string, error) {
 	s64, ok := m.Properties[PropertySignature]
 	c64, ok2 := m.Properties[PropertyCertificate]
 	if !ok || !ok2 {
-		return nil, nil, sigErr(ReasonUnsigned, "message %q carries no site signature (properties %s and %s)", m.ID, PropertySignature, PropertyCertificate)
+		return nil, "", sigErr(ReasonUnsigned, "message %q carries no site signature (properties %s and %s)", m.ID, PropertySignature, PropertyCertificate)
 	}
 	if len(s64) > MaxSignatureProperty || len(c64) > MaxCertificateProperty {
-		return nil, nil, sigErr(ReasonBadSignature, "message %q: signature property over %d or certificate property over %d bytes", m.ID, MaxSignatureProperty, MaxCertificateProperty)
+		return nil, "", sigErr(ReasonBadSignature, "message %q: signature property over %d or certificate property over %d bytes", m.ID, MaxSignatureProperty, MaxCertificateProperty)
 	}
-	if sig, err = base64.StdEncoding.Strict().DecodeString(s64); err != nil || len(sig) == 0 {
-		return nil, nil, sigErr(ReasonBadSignature, "message %q: %s is not standard base64", m.ID, PropertySignature)
+	sig, err := base64.StdEncoding.Strict().DecodeString(s64)
+	if err != nil || len(sig) == 0 {
+		return nil, "", sigErr(ReasonBadSignature, "message %q: %s is not standard base64", m.ID, PropertySignature)
 	}
+	return sig, c64, nil
+}
+
+func parseCertificate(id, c64 string) (*x509.Certificate, error) {
 	der, err := base64.StdEncoding.Strict().DecodeString(c64)
 	if err != nil || len(der) == 0 {
-		return nil, nil, sigErr(ReasonBadCertificate, "message %q: %s is not standard base64", m.ID, PropertyCertificate)
+		return nil, sigErr(ReasonBadCertificate, "message %q: %s is not standard base64", id, PropertyCertificate)
 	}
-	if cert, err = x509.ParseCertificate(der); err != nil {
-		return nil, nil, sigErr(ReasonBadCertificate, "message %q: certificate: %v", m.ID, err)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, sigErr(ReasonBadCertificate, "message %q: certificate: %v", id, err)
 	}
-	return sig, cert, nil
+	return cert, nil
 }
 
 // SiteOf returns the site a certificate names in its SPIFFE URI SAN.
@@ -243,7 +280,7 @@ func SiteOf(c *x509.Certificate) (string, error) {
 // waits in the queue) and returns the site that signed it. Errors are
 // *SignatureError.
 func (v *SiteVerifier) Verify(m queue.Message, at time.Time) (string, error) {
-	sig, cert, err := DecodeSignature(m)
+	sig, c64, err := signatureProperties(m)
 	if err != nil {
 		return "", err
 	}
@@ -253,13 +290,11 @@ func (v *SiteVerifier) Verify(m queue.Message, at time.Time) (string, error) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: v.Roots, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		return "", sigErr(ReasonUntrustedCertificate, "message %q: certificate %s does not chain to the site CA: %v", m.ID, cert.SerialNumber.Text(16), err)
-	}
-	site, err := SiteOf(cert)
+	vc, err := v.chain(m.ID, c64, at)
 	if err != nil {
-		return "", sigErr(ReasonBadCertificate, "message %q: %v", m.ID, err)
+		return "", err
 	}
+	cert, site := vc.cert, vc.site
 	if v.Revoked != nil && v.Revoked(cert.SerialNumber.Text(16)) {
 		return "", sigErr(ReasonRevokedCertificate, "message %q: certificate %s of site %s is revoked", m.ID, cert.SerialNumber.Text(16), site)
 	}
@@ -282,6 +317,46 @@ func (v *SiteVerifier) Verify(m queue.Message, at time.Time) (string, error) {
 		return "", sigErr(ReasonBadSignature, "message %q: the signature of site %s does not match the message (changed after signing, or signed by another key)", m.ID, site)
 	}
 	return site, nil
+}
+
+// chain returns the certificate in c64 verified against the roots as of
+// at, and the site it names: from the cache when it was verified for a
+// window holding at.
+func (v *SiteVerifier) chain(id, c64 string, at time.Time) (*verifiedChain, error) {
+	v.mu.Lock()
+	vc := v.chains[c64]
+	v.mu.Unlock()
+	if vc != nil && !at.Before(vc.notBefore) && !at.After(vc.notAfter) {
+		return vc, nil
+	}
+	cert, err := parseCertificate(id, c64)
+	if err != nil {
+		return nil, err
+	}
+	chains, err := cert.Verify(x509.VerifyOptions{Roots: v.Roots, CurrentTime: at, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return nil, sigErr(ReasonUntrustedCertificate, "message %q: certificate %s does not chain to the site CA: %v", id, cert.SerialNumber.Text(16), err)
+	}
+	site, err := SiteOf(cert)
+	if err != nil {
+		return nil, sigErr(ReasonBadCertificate, "message %q: %v", id, err)
+	}
+	vc = &verifiedChain{cert: cert, site: site, notBefore: cert.NotBefore, notAfter: cert.NotAfter}
+	for _, c := range chains[0] {
+		if c.NotBefore.After(vc.notBefore) {
+			vc.notBefore = c.NotBefore
+		}
+		if c.NotAfter.Before(vc.notAfter) {
+			vc.notAfter = c.NotAfter
+		}
+	}
+	v.mu.Lock()
+	if v.chains == nil || len(v.chains) >= maxCachedChains {
+		v.chains = map[string]*verifiedChain{}
+	}
+	v.chains[c64] = vc
+	v.mu.Unlock()
+	return vc, nil
 }
 
 // ReasonOf returns the reason of a *SignatureError, or "" for any other.

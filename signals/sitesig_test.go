@@ -137,6 +137,21 @@ func TestSiteSignature(t *testing.T) {
 		}
 	}
 
+	// A certificate verified once is cached, but never beyond its validity,
+	// and the signature is checked on every message.
+	if _, err := v.Verify(m, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(m, cert.NotBefore.Add(-time.Minute)); ReasonOf(err) != ReasonUntrustedCertificate {
+		t.Errorf("cached certificate before its validity: %v", err)
+	}
+	forged := change(func(c *queue.Message) {
+		c.Properties[PropertySignature] = signed(t, okey, ocert, *c).Properties[PropertySignature]
+	})
+	if _, err := v.Verify(forged, time.Now()); ReasonOf(err) != ReasonBadSignature {
+		t.Errorf("cached certificate, another key's signature: %v", err)
+	}
+
 	revoked[cert.SerialNumber.Text(16)] = true
 	if _, err := v.Verify(m, time.Now()); ReasonOf(err) != ReasonRevokedCertificate || !strings.Contains(err.Error(), "site-1") {
 		t.Errorf("revoked: %v", err)
