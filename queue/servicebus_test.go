@@ -215,3 +215,25 @@ func TestServiceBusCarriesSiteSignatures(t *testing.T) {
 		t.Errorf("delivery %+v", d.Message)
 	}
 }
+
+// FuzzServiceBusNamespace: any namespace is accepted only as a fully
+// qualified host name, or refused as invalid without being repeated.
+func FuzzServiceBusNamespace(f *testing.F) {
+	for _, s := range []string{"plant-fleet.servicebus.windows.net", "sb://x.y/", "a.b:5671", "Endpoint=sb://x;SharedAccessKey=k", "a..b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ns string) {
+		err := validNamespace(ns)
+		if err == nil {
+			if len(ns) > maxNamespaceLength || !strings.Contains(ns, ".") || strings.ContainsAny(ns, ":/;=@ ") {
+				t.Fatalf("accepted %q", ns)
+			}
+			return
+		}
+		// The message is one of a few fixed ones: nothing of the input
+		// (a pasted connection string holds a key) comes back.
+		if modelfleet.ErrorCode(err) != modelfleet.EINVALID || strings.Contains(err.Error(), "SharedAccessKey") || strings.ContainsAny(err.Error(), ";=\x00") {
+			t.Fatalf("%q: %v", ns, err)
+		}
+	})
+}
