@@ -273,6 +273,10 @@ approval: {after: [canary], timeout: 10m}
 		t.Errorf("per-version counts: %q, want press 1 on 3 sites", got)
 	}
 	checkAccessibility(t, approver, "fleet")
+	// The tiles view: the same sites, as readable.
+	approver.do(chromedp.Navigate(s.gateway + "/ui/fleet?view=tiles"))
+	approver.waitText(`li.tile[data-site="site-3"]`, "press:1", 30*time.Second)
+	checkAccessibility(t, approver, "tiles")
 
 	// Drift: once site-1 has its reference, its line drifts; the drift
 	// page shows the feature, the fleet page the site.

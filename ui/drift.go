@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,10 +36,28 @@ func newDriftHistory() *driftHistory {
 
 func seriesKey(v drift.Verdict) string { return v.Site + "\x00" + v.Model + "\x00" + v.Version }
 
-// record adds the verdicts not seen yet.
+// record adds the verdicts not seen yet, and forgets the series the
+// monitor no longer reports (a site gone, a version replaced), so the
+// history holds the current fleet's only.
 func (h *driftHistory) record(vs []drift.Verdict) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.seen) > len(vs) {
+		current := make(map[string]bool, len(vs))
+		for _, v := range vs {
+			current[seriesKey(v)] = true
+		}
+		for k := range h.seen {
+			if !current[k] {
+				delete(h.seen, k)
+			}
+		}
+		for fk := range h.points {
+			if k, _, ok := cutLast(fk); ok && !current[k] {
+				delete(h.points, fk)
+			}
+		}
+	}
 	for _, v := range vs {
 		k := seriesKey(v)
 		if h.seen[k] == v.ID {
@@ -58,6 +77,15 @@ func (h *driftHistory) record(vs []drift.Verdict) {
 			h.points[fk] = ps
 		}
 	}
+}
+
+// cutLast splits a feature's key into its series key and the feature.
+func cutLast(fk string) (series, feature string, ok bool) {
+	i := strings.LastIndexByte(fk, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	return fk[:i], fk[i+1:], true
 }
 
 func (h *driftHistory) of(v drift.Verdict, feature string) []point {

@@ -685,3 +685,24 @@ func TestDriftPageAtManySites(t *testing.T) {
 		}
 	}
 }
+
+// TestDriftHistoryForgetsGoneSeries: the history keeps each current
+// series' windows and drops a series the monitor no longer reports.
+func TestDriftHistoryForgetsGoneSeries(t *testing.T) {
+	h := newDriftHistory()
+	v := func(site, id string, val float64) drift.Verdict {
+		return drift.Verdict{ID: id, Site: site, Model: "m", Version: "1", WindowEnd: now, Features: []drift.FeatureVerdict{{Name: "f", Value: val}}}
+	}
+	h.record([]drift.Verdict{v("site-1", "a", 1), v("site-2", "b", 2)})
+	h.record([]drift.Verdict{v("site-1", "c", 3), v("site-2", "b", 2)}) // site-2's again: no new point
+	if got := h.of(v("site-1", "", 0), "f"); len(got) != 2 || got[1].Value != 3 {
+		t.Errorf("site-1's history %v, want two windows", got)
+	}
+	if got := h.of(v("site-2", "", 0), "f"); len(got) != 1 {
+		t.Errorf("site-2's history %v, want one window", got)
+	}
+	h.record([]drift.Verdict{v("site-1", "d", 4)})
+	if got := h.of(v("site-2", "", 0), "f"); len(got) != 0 || len(h.seen) != 1 || len(h.points) != 1 {
+		t.Errorf("site-2 gone: history %v, %d series, %d features; want none of it kept", got, len(h.seen), len(h.points))
+	}
+}
