@@ -1,0 +1,363 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zitadel/oidc/v3/example/server/storage"
+	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/modelfleet/modelfleet"
+)
+
+const deviceClientID = "modelfleet-cli-device"
+
+// deviceStorage is zitadel/oidc's example storage with the CLI's client
+// as Entra ID and Keycloak register it: public (no secret), allowed the
+// device code and refresh token grants, issuing JWT access tokens. The
+// example remembers the client of a refresh token only for the
+// authorisation-code flow; the device flow's is filled in here so the
+// provider's own refresh checks pass.
+type deviceStorage struct{ *storage.Storage }
+
+type publicDeviceClient struct{ op.Client }
+
+func (publicDeviceClient) AuthMethod() zoidc.AuthMethod        { return zoidc.AuthMethodNone }
+func (publicDeviceClient) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
+func (publicDeviceClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
+func (publicDeviceClient) GrantTypes() []zoidc.GrantType {
+	return []zoidc.GrantType{zoidc.GrantTypeDeviceCode, zoidc.GrantTypeRefreshToken}
+}
+
+func (s deviceStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
+	c, err := s.Storage.GetClientByClientID(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return publicDeviceClient{c}, nil
+}
+
+func (s deviceStorage) TokenRequestByRefreshToken(ctx context.Context, rt string) (op.RefreshTokenRequest, error) {
+	r, err := s.Storage.TokenRequestByRefreshToken(ctx, rt)
+	if rr, ok := r.(*storage.RefreshTokenRequest); ok && rr.ApplicationID == "" {
+		rr.ApplicationID = deviceClientID
+	}
+	return r, err
+}
+
+// deviceOP is a real OpenID Provider (zitadel/oidc's op package) with
+// the device authorization grant on, polled every second, its codes
+// living lifetime.
+type deviceOP struct {
+	issuer string
+	st     *storage.Storage
+	users  storage.UserStore
+}
+
+func startDeviceOP(t *testing.T, lifetime time.Duration) *deviceOP {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer := "http://" + ln.Addr().String()
+	users := storage.NewUserStore(issuer)
+	st := storage.NewStorageWithClients(users,
+		map[string]*storage.Client{deviceClientID: storage.DeviceClient(deviceClientID, "")})
+	provider, err := op.NewProvider(&op.Config{
+		CryptoKey:             sha256.Sum256([]byte("device-test")),
+		GrantTypeRefreshToken: true,
+		DeviceAuthorization: op.DeviceAuthorizationConfig{
+			Lifetime: lifetime, PollInterval: time.Second, UserFormPath: "/device", UserCode: op.UserCodeBase20,
+		},
+	}, deviceStorage{st}, op.StaticIssuer(issuer), op.WithAllowInsecure(), op.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(provider)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &deviceOP{issuer: issuer, st: st, users: users}
+}
+
+// user is the person at the provider's device page: they sign in with
+// the example's test user, enter the code shown and allow or deny, as
+// the page's handlers do (exampleop/device.go, which records the
+// username where the provider later looks up a user ID; the ID is
+// recorded here).
+func (o *deviceOP) user(userCode string, allow bool) error {
+	ctx := context.Background()
+	host, _, _ := net.SplitHostPort(strings.TrimPrefix(o.issuer, "http://"))
+	username := "test-user@" + host
+	if err := o.st.CheckUsernamePasswordSimple(username, "verysecure"); err != nil {
+		return err
+	}
+	if _, err := o.st.GetDeviceAuthorizationByUserCode(ctx, userCode); err != nil {
+		return err
+	}
+	if allow {
+		return o.st.CompleteDeviceAuthorization(ctx, userCode, o.users.GetUserByUsername(username).ID)
+	}
+	return o.st.DenyDeviceAuthorization(ctx, userCode)
+}
+
+// TestDeviceLoginWithARealProvider runs the CLI's login against a real
+// OpenID Provider: the person approves the code shown, the token kept
+// (0600) is accepted by the gateway's verifier and guard, and once
+// expired it is refreshed with the refresh token, written back, and
+// accepted again. A denied login, a wrong code, an unknown client and an
+// issuer without a device endpoint each fail with a clear error.
+func TestDeviceLoginWithARealProvider(t *testing.T) {
+	o := startDeviceOP(t, 3*time.Second)
+	ctx := context.Background()
+	person := "id1" // the example's test user: the access token's sub
+
+	var shown DevicePrompt
+	d := DeviceLogin{Issuer: o.issuer, ClientID: deviceClientID, Prompt: func(p DevicePrompt) {
+		shown = p
+		if err := o.user(p.UserCode, true); err != nil {
+			t.Errorf("approving %s: %v", p.UserCode, err)
+		}
+	}}
+	tok, err := d.Run(ctx)
+	if err != nil {
+		t.Fatalf("login: %v", err)
+	}
+	if !strings.HasPrefix(shown.VerificationURI, o.issuer+"/device") || shown.UserCode == "" {
+		t.Errorf("prompt = %+v", shown)
+	}
+	if tok.RefreshToken == "" || tok.Expiry.IsZero() || tok.TokenURL == "" {
+		t.Fatalf("token kept = %v", tok)
+	}
+	if s := tok.String(); strings.Contains(s, tok.AccessToken) || strings.Contains(s, tok.RefreshToken) {
+		t.Errorf("String() shows a token: %s", s)
+	}
+
+	path := filepath.Join(t.TempDir(), "modelfleet", "token.json")
+	if err := (&LoginFile{Path: path}).Save(tok); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("token file: %v, %v", fi, err)
+	}
+
+	// The gateway: its verifier (discovery, JWKS, audience) and its guard
+	// with a binding for the person.
+	v, err := NewOIDC(OIDCConfig{Issuer: o.issuer, Audience: deviceClientID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ParseBindings([]byte("apiVersion: modelfleet.dev/v1\nkind: RoleBindings\nbindings:\n  - {role: viewer, subjects: [" + person + "]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := NewGuard(v, b, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	gw := httptest.NewServer(g.Wrap([]Rule{{Pattern: "GET /api/sites", Any: []Permission{SitesRead}}},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, From(r.Context()).Subject) })))
+	t.Cleanup(gw.Close)
+	get := func(lf *LoginFile) string {
+		t.Helper()
+		c, err := Client(nil, lf.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Get(gw.URL + "/api/sites")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("gateway: %s %s", resp.Status, body)
+		}
+		return string(body)
+	}
+	if p, err := v.Verify(ctx, tok.AccessToken); err != nil || p.Subject != person || p.Kind != KindPerson {
+		t.Fatalf("verify the login's token: %+v, %v", p, err)
+	}
+	if who := get(&LoginFile{Path: path}); who != person {
+		t.Errorf("gateway saw %q, want %q", who, person)
+	}
+
+	// Expired: the next command refreshes it and writes it back.
+	old, err := (&LoginFile{Path: path}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Expiry = time.Now().Add(-time.Minute)
+	if err := (&LoginFile{Path: path}).Save(old); err != nil {
+		t.Fatal(err)
+	}
+	if who := get(&LoginFile{Path: path}); who != person {
+		t.Errorf("after refresh the gateway saw %q", who)
+	}
+	renewed, err := (&LoginFile{Path: path}).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed.AccessToken == old.AccessToken || renewed.RefreshToken == old.RefreshToken || !renewed.Expiry.After(time.Now()) {
+		t.Errorf("not refreshed and written back: %v (was %v)", renewed, old)
+	}
+	if _, err := v.Verify(ctx, renewed.AccessToken); err != nil {
+		t.Errorf("refreshed token: %v", err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("rewritten with mode %o", fi.Mode().Perm())
+	}
+	// The rotated-out refresh token no longer works: a stale copy fails
+	// with a clear error rather than a request without a token.
+	stale := filepath.Join(t.TempDir(), "token.json")
+	if err := (&LoginFile{Path: stale}).Save(old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&LoginFile{Path: stale}).Token(); err == nil || !strings.Contains(err.Error(), "modelfleet login") {
+		t.Errorf("stale refresh token: %v", err)
+	}
+
+	// The person denies.
+	d.Prompt = func(p DevicePrompt) { _ = o.user(p.UserCode, false) }
+	_, err = d.Run(ctx)
+	t.Log(err)
+	if modelfleet.ErrorCode(err) != modelfleet.EFORBIDDEN || !strings.Contains(err.Error(), "denied") {
+		t.Errorf("denied: %v", err)
+	}
+	// The person mistypes the code: the provider refuses it, nobody
+	// approves, and the login ends when the code expires.
+	d.Prompt = func(p DevicePrompt) {
+		if err := o.user("BBBB-BBBB", true); err == nil {
+			t.Error("a wrong user code was accepted")
+		}
+	}
+	_, err = d.Run(ctx)
+	t.Log(err)
+	if err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("wrong code: %v", err)
+	}
+	// A client the issuer does not know.
+	d.ClientID, d.Prompt = "nobody", nil
+	_, err = d.Run(ctx)
+	t.Log(err)
+	if err == nil || !strings.Contains(err.Error(), `"nobody"`) {
+		t.Errorf("unknown client: %v", err)
+	}
+}
+
+// An issuer without a device endpoint (the embedded stack's) is refused
+// before anything else is asked of it.
+func TestDeviceLoginNeedsADeviceEndpoint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := OpenIssuer(t.TempDir(), "http://"+ln.Addr().String(), "modelfleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(iss.Handler())
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	_, err = DeviceLogin{Issuer: iss.URL, ClientID: "cli"}.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "no device authorization endpoint") {
+		t.Errorf("issuer without a device endpoint: %v", err)
+	}
+	if _, err := (DeviceLogin{Issuer: "http://127.0.0.1:1", ClientID: "cli"}).Run(context.Background()); err == nil || !strings.Contains(err.Error(), "discovery") {
+		t.Errorf("unreachable issuer: %v", err)
+	}
+}
+
+func TestLoginInputsAndFile(t *testing.T) {
+	for _, c := range []struct{ issuer, client, scope string }{
+		{"", "cli", ""},
+		{"http://idp.example.com", "cli", ""}, // plain http off loopback
+		{"ftp://idp", "cli", ""},
+		{"https://u:p@idp", "cli", ""},
+		{"https://idp", "", ""},
+		{"https://idp", "a b", ""},
+		{"https://idp", strings.Repeat("c", 300), ""},
+		{"https://idp", "cli", "openid\x00"},
+		{"https://idp", "cli", strings.Repeat("s ", 40)},
+	} {
+		if err := ValidateLoginInputs(c.issuer, c.client, SplitScopes(c.scope)); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+			t.Errorf("%q %q %q: %v", c.issuer, c.client, c.scope, err)
+		}
+	}
+	if err := ValidateLoginInputs("https://login.microsoftonline.com/t/v2.0", "cli", SplitScopes("api://gw/.default, offline_access")); err != nil {
+		t.Error(err)
+	}
+	if got := SplitScopes("openid, offline_access  profile"); len(got) != 3 {
+		t.Errorf("SplitScopes = %q", got)
+	}
+
+	dir := t.TempDir()
+	lf := &LoginFile{Path: filepath.Join(dir, "token.json")}
+	if _, err := lf.Token(); err == nil || !strings.Contains(err.Error(), "modelfleet login") {
+		t.Errorf("no file: %v", err)
+	}
+	tok := &LoginToken{Issuer: "https://idp", ClientID: "cli", AccessToken: "at", Expiry: time.Now().Add(-time.Hour)}
+	if err := lf.Save(tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lf.Token(); err == nil || !strings.Contains(err.Error(), "no refresh token") {
+		t.Errorf("expired without a refresh token: %v", err)
+	}
+	tok.Expiry = time.Time{}
+	if err := lf.Save(tok); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := (&LoginFile{Path: lf.Path}).Token(); err != nil || got != "at" {
+		t.Errorf("token = %q, %v", got, err)
+	}
+	if err := os.Chmod(lf.Path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&LoginFile{Path: lf.Path}).Token(); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Errorf("a world-readable token: %v", err)
+	}
+	if ok, err := lf.Remove(); !ok || err != nil {
+		t.Errorf("remove: %v %v", ok, err)
+	}
+	if ok, err := lf.Remove(); ok || err != nil {
+		t.Errorf("remove again: %v %v", ok, err)
+	}
+	for name, doc := range map[string]string{
+		"unknown field":  `{"version":1,"issuer":"https://idp","clientId":"c","accessToken":"a","x":1}`,
+		"wrong version":  `{"version":2,"issuer":"https://idp","clientId":"c","accessToken":"a"}`,
+		"no token":       `{"version":1,"issuer":"https://idp","clientId":"c"}`,
+		"refresh no url": `{"version":1,"issuer":"https://idp","clientId":"c","accessToken":"a","refreshToken":"r"}`,
+		"bad issuer":     `{"version":1,"issuer":"idp","clientId":"c","accessToken":"a"}`,
+		"huge":           strings.Repeat(" ", maxLoginTokenSize+1),
+	} {
+		if _, err := ParseLoginToken([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzLoginInputs(f *testing.F) {
+	f.Add("https://login.microsoftonline.com/t/v2.0", "cli", "api://gw/.default offline_access", []byte(`{"version":1,"issuer":"https://idp","clientId":"c","accessToken":"a"}`))
+	f.Fuzz(func(t *testing.T, issuer, client, scope string, file []byte) {
+		if ValidateLoginInputs(issuer, client, SplitScopes(scope)) == nil {
+			if len(client) > maxClientIDLen || strings.ContainsAny(client, " \t\n") || !strings.HasPrefix(issuer, "http") {
+				t.Fatalf("accepted %q %q", issuer, client)
+			}
+		}
+		if tok, err := ParseLoginToken(file); err == nil && (tok.AccessToken == "" || tok.Version != LoginTokenVersion) {
+			t.Fatalf("accepted %q", file)
+		}
+	})
+}
