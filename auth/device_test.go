@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
 	"io"
 	"log/slog"
 	"net"
@@ -14,105 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
-
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/internal/oidctest"
 )
 
 const deviceClientID = "modelfleet-cli-device"
-
-// deviceStorage is zitadel/oidc's example storage with the CLI's client
-// as Entra ID and Keycloak register it: public (no secret), allowed the
-// device code and refresh token grants, issuing JWT access tokens. The
-// example remembers the client of a refresh token only for the
-// authorisation-code flow; the device flow's is filled in here so the
-// provider's own refresh checks pass.
-type deviceStorage struct{ *storage.Storage }
-
-type publicDeviceClient struct{ op.Client }
-
-func (publicDeviceClient) AuthMethod() zoidc.AuthMethod        { return zoidc.AuthMethodNone }
-func (publicDeviceClient) ApplicationType() op.ApplicationType { return op.ApplicationTypeNative }
-func (publicDeviceClient) AccessTokenType() op.AccessTokenType { return op.AccessTokenTypeJWT }
-func (publicDeviceClient) GrantTypes() []zoidc.GrantType {
-	return []zoidc.GrantType{zoidc.GrantTypeDeviceCode, zoidc.GrantTypeRefreshToken}
-}
-
-func (s deviceStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
-	c, err := s.Storage.GetClientByClientID(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return publicDeviceClient{c}, nil
-}
-
-func (s deviceStorage) TokenRequestByRefreshToken(ctx context.Context, rt string) (op.RefreshTokenRequest, error) {
-	r, err := s.Storage.TokenRequestByRefreshToken(ctx, rt)
-	if rr, ok := r.(*storage.RefreshTokenRequest); ok && rr.ApplicationID == "" {
-		rr.ApplicationID = deviceClientID
-	}
-	return r, err
-}
-
-// deviceOP is a real OpenID Provider (zitadel/oidc's op package) with
-// the device authorization grant on, polled every second, its codes
-// living lifetime.
-type deviceOP struct {
-	issuer string
-	st     *storage.Storage
-	users  storage.UserStore
-}
-
-func startDeviceOP(t *testing.T, lifetime time.Duration) *deviceOP {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	issuer := "http://" + ln.Addr().String()
-	users := storage.NewUserStore(issuer)
-	st := storage.NewStorageWithClients(users,
-		map[string]*storage.Client{deviceClientID: storage.DeviceClient(deviceClientID, "")})
-	provider, err := op.NewProvider(&op.Config{
-		CryptoKey:             sha256.Sum256([]byte("device-test")),
-		GrantTypeRefreshToken: true,
-		DeviceAuthorization: op.DeviceAuthorizationConfig{
-			Lifetime: lifetime, PollInterval: time.Second, UserFormPath: "/device", UserCode: op.UserCodeBase20,
-		},
-	}, deviceStorage{st}, op.StaticIssuer(issuer), op.WithAllowInsecure(), op.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(provider)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return &deviceOP{issuer: issuer, st: st, users: users}
-}
-
-// user is the person at the provider's device page: they sign in with
-// the example's test user, enter the code shown and allow or deny, as
-// the page's handlers do (exampleop/device.go, which records the
-// username where the provider later looks up a user ID; the ID is
-// recorded here).
-func (o *deviceOP) user(userCode string, allow bool) error {
-	ctx := context.Background()
-	host, _, _ := net.SplitHostPort(strings.TrimPrefix(o.issuer, "http://"))
-	username := "test-user@" + host
-	if err := o.st.CheckUsernamePasswordSimple(username, "verysecure"); err != nil {
-		return err
-	}
-	if _, err := o.st.GetDeviceAuthorizationByUserCode(ctx, userCode); err != nil {
-		return err
-	}
-	if allow {
-		return o.st.CompleteDeviceAuthorization(ctx, userCode, o.users.GetUserByUsername(username).ID)
-	}
-	return o.st.DenyDeviceAuthorization(ctx, userCode)
-}
 
 // TestDeviceLoginWithARealProvider runs the CLI's login against a real
 // OpenID Provider: the person approves the code shown, the token kept
@@ -121,14 +26,14 @@ func (o *deviceOP) user(userCode string, allow bool) error {
 // accepted again. A denied login, a wrong code, an unknown client and an
 // issuer without a device endpoint each fail with a clear error.
 func TestDeviceLoginWithARealProvider(t *testing.T) {
-	o := startDeviceOP(t, 3*time.Second)
+	o := oidctest.Start(t, deviceClientID, 3*time.Second)
 	ctx := context.Background()
-	person := "id1" // the example's test user: the access token's sub
+	person := o.Subject
 
 	var shown DevicePrompt
-	d := DeviceLogin{Issuer: o.issuer, ClientID: deviceClientID, Prompt: func(p DevicePrompt) {
+	d := DeviceLogin{Issuer: o.Issuer, ClientID: deviceClientID, Prompt: func(p DevicePrompt) {
 		shown = p
-		if err := o.user(p.UserCode, true); err != nil {
+		if err := o.User(p.UserCode, true); err != nil {
 			t.Errorf("approving %s: %v", p.UserCode, err)
 		}
 	}}
@@ -136,7 +41,7 @@ func TestDeviceLoginWithARealProvider(t *testing.T) {
 	if err != nil {
 		t.Fatalf("login: %v", err)
 	}
-	if !strings.HasPrefix(shown.VerificationURI, o.issuer+"/device") || shown.UserCode == "" {
+	if !strings.HasPrefix(shown.VerificationURI, o.Issuer+"/device") || shown.UserCode == "" {
 		t.Errorf("prompt = %+v", shown)
 	}
 	if tok.RefreshToken == "" || tok.Expiry.IsZero() || tok.TokenURL == "" {
@@ -156,7 +61,7 @@ func TestDeviceLoginWithARealProvider(t *testing.T) {
 
 	// The gateway: its verifier (discovery, JWKS, audience) and its guard
 	// with a binding for the person.
-	v, err := NewOIDC(OIDCConfig{Issuer: o.issuer, Audience: deviceClientID})
+	v, err := NewOIDC(OIDCConfig{Issuer: o.Issuer, Audience: deviceClientID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +133,7 @@ func TestDeviceLoginWithARealProvider(t *testing.T) {
 	}
 
 	// The person denies.
-	d.Prompt = func(p DevicePrompt) { _ = o.user(p.UserCode, false) }
+	d.Prompt = func(p DevicePrompt) { _ = o.User(p.UserCode, false) }
 	_, err = d.Run(ctx)
 	t.Log(err)
 	if modelfleet.ErrorCode(err) != modelfleet.EFORBIDDEN || !strings.Contains(err.Error(), "denied") {
@@ -237,7 +142,7 @@ func TestDeviceLoginWithARealProvider(t *testing.T) {
 	// The person mistypes the code: the provider refuses it, nobody
 	// approves, and the login ends when the code expires.
 	d.Prompt = func(p DevicePrompt) {
-		if err := o.user("BBBB-BBBB", true); err == nil {
+		if err := o.User("BBBB-BBBB", true); err == nil {
 			t.Error("a wrong user code was accepted")
 		}
 	}
