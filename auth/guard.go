@@ -200,6 +200,17 @@ func (g *Guard) Audit(p *Principal, action, object string, allowed bool, why str
 	g.recent.add(AuditRecord{Who: who, Action: action, Object: object, Why: why})
 }
 
+// record audits a change no request made (a reloaded bindings file):
+// it is no authorisation decision, so it is not counted as one.
+func (g *Guard) record(who, action, object string, allowed bool, why string) {
+	if allowed {
+		g.audit.Info("allowed", "who", who, "action", action, "object", object, "why", why)
+	} else {
+		g.audit.Warn("denied", "who", who, "action", action, "object", object, "why", why)
+	}
+	g.recent.add(AuditRecord{Allowed: allowed, Who: who, Action: action, Object: object, Why: why})
+}
+
 func rolesWith(perm Permission) []string {
 	var out []string
 	for _, r := range Roles() {
