@@ -169,7 +169,7 @@ func (g *Guard) authenticate(r *http.Request, session bool) (*Principal, error) 
 		}
 		return g.VerifyToken(r.Context(), raw)
 	}
-	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (for the CLI: $MODELFLEET_TOKEN, or the embedded stack's credentials), or a site's client certificate")
+	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (for the CLI: `modelfleet login`, $MODELFLEET_TOKEN, or the embedded stack's credentials), or a site's client certificate")
 }
 
 func (g *Guard) siteFromCert(c *x509.Certificate) (*Principal, error) {
