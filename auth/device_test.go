@@ -122,6 +122,25 @@ func TestDeviceLoginWithARealProvider(t *testing.T) {
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
 		t.Errorf("rewritten with mode %o", fi.Mode().Perm())
 	}
+	// Several commands at once (a script) find it expired together: they
+	// take turns, one refreshes, the others use its token; none spends
+	// the rotated-out refresh token.
+	renewed.Expiry = time.Now().Add(-time.Minute)
+	if err := (&LoginFile{Path: path}).Save(renewed); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			_, err := (&LoginFile{Path: path}).Token()
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent refresh: %v", err)
+		}
+	}
 	// The rotated-out refresh token no longer works: a stale copy fails
 	// with a clear error rather than a request without a token.
 	stale := filepath.Join(t.TempDir(), "token.json")

@@ -168,6 +168,7 @@ func (f *LoginFile) Remove() (bool, error) {
 	f.mu.Lock()
 	f.cur = nil
 	f.mu.Unlock()
+	_ = os.Remove(f.Path + ".lock")
 	err := os.Remove(f.Path)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -189,6 +190,18 @@ func (f *LoginFile) Token() (string, error) {
 	}
 	if fresh(f.cur) {
 		return f.cur.AccessToken, nil
+	}
+	// Refresh under the file's lock, with the file as it is once the lock
+	// is ours: another process may have refreshed (and rotated) it.
+	if unlock, err := lockFile(f.Path + ".lock"); err == nil {
+		defer unlock()
+		t, err := f.Load()
+		if err != nil {
+			return "", err
+		}
+		if f.cur = t; fresh(t) {
+			return t.AccessToken, nil
+		}
 	}
 	t, err := f.refresh(f.cur)
 	if err != nil {
