@@ -159,6 +159,11 @@ func (d DeviceLogin) Run(ctx context.Context) (*LoginToken, error) {
 	if d.Prompt != nil {
 		d.Prompt(DevicePrompt{VerificationURI: da.VerificationURI, VerificationURIComplete: da.VerificationURIComplete, UserCode: da.UserCode, Expires: da.Expiry})
 	}
+	if da.Expiry.IsZero() {
+		// expires_in is required (RFC 8628 §3.2); without it, wait no
+		// longer than issuers' usual 15 minutes.
+		da.Expiry = time.Now().Add(15 * time.Minute)
+	}
 	tok, err := conf.DeviceAccessToken(ctx, da)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
