@@ -13,8 +13,8 @@ import (
 )
 
 // TestRoleBindingsReload: the gateway's guard follows its bindings file —
-// a valid change (here by ReloadBindings, as on SIGHUP) grants at once;
-// a file that does not parse keeps the bindings in force.
+// a valid change is picked up by the poll, or at once by ReloadBindings
+// (SIGHUP); a file that does not parse keeps the bindings in force.
 func TestRoleBindingsReload(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "bindings.yaml")
@@ -27,7 +27,7 @@ func TestRoleBindingsReload(t *testing.T) {
 	write("  - {role: viewer, subjects: [viewer@modelfleet.local]}\n")
 	gw, err := OpenGateway(GatewayConfig{
 		Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway"), Orchestrator: &orchestratortest.Fake{},
-		Auth: &AuthConfig{DevIssuer: true, CredentialsDir: filepath.Join(dir, "credentials"), BindingsFile: file, BindingsPoll: time.Hour},
+		Auth: &AuthConfig{DevIssuer: true, CredentialsDir: filepath.Join(dir, "credentials"), BindingsFile: file, BindingsPoll: 20 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -50,19 +50,28 @@ func TestRoleBindingsReload(t *testing.T) {
 		t.Fatalf("at start: viewer %d, engineer %d", v, e)
 	}
 
+	// The poll notices a change (waiting for it, at most a minute).
 	write("  - {role: viewer, subjects: [viewer@modelfleet.local, engineer@modelfleet.local]}\n")
+	for deadline := time.Now().Add(time.Minute); status("ml-engineer.token") != http.StatusOK; {
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never applied the changed file")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// SIGHUP applies at once.
+	write("  - {role: viewer, subjects: [engineer@modelfleet.local]}\n")
 	if err := gw.ReloadBindings(); err != nil {
 		t.Fatal(err)
 	}
-	if e := status("ml-engineer.token"); e != http.StatusOK {
-		t.Errorf("after the reload the engineer gets %d", e)
+	if v := status("viewer.token"); v != http.StatusForbidden {
+		t.Errorf("after the reload the viewer gets %d", v)
 	}
 
 	write("  - {role: viewer, subjects: [viewer@modelfleet.local], scope: {plant: a}}\n")
 	if err := gw.ReloadBindings(); err == nil || !strings.Contains(err.Error(), "scope") {
 		t.Errorf("broken file: %v", err)
 	}
-	if v, e := status("viewer.token"), status("ml-engineer.token"); v != http.StatusOK || e != http.StatusOK {
+	if v, e := status("viewer.token"), status("ml-engineer.token"); v != http.StatusForbidden || e != http.StatusOK {
 		t.Errorf("a broken file changed the bindings: viewer %d, engineer %d", v, e)
 	}
 	if err := gw.ReloadBindings(); err == nil {
