@@ -169,8 +169,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				cfg.Pull = &app.PullConfig{Endpoint: nsEndpoint, Topic: nsTopic, Subscription: nsSub, Key: key}
 			}
 			// The drift monitor consumes the gateway's embedded signal
-			// queue, or Service Bus in Azure mode (servicebus.go).
-			if cfg.Signals, err = signalReceiver(); err != nil {
+			// queue, or Service Bus in Azure mode, where the gateway
+			// relays the sites' messages to it (servicebus.go).
+			if cfg.Signals, cfg.SignalRelay, err = gatewaySignals(); err != nil {
 				return err
 			}
 			if cfg.Signals != nil {
