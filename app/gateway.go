@@ -336,5 +336,8 @@ func (g *Gateway) Close() error {
 	if g.http != nil {
 		g.http.Close()
 	}
+	if g.sec != nil {
+		g.sec.close()
+	}
 	return g.closeStores()
 }
