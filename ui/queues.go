@@ -66,11 +66,7 @@ func auditShown(view string, a auth.AuditRecord) bool {
 	case "denied":
 		return !a.Allowed
 	}
-	if !a.Allowed {
-		return true
-	}
-	routine := a.Why == string(auth.SiteSelf) || a.Why == string(auth.FleetSteps)
-	return !routine && !strings.HasPrefix(a.Action, http.MethodGet+" ")
+	return !a.Routine()
 }
 
 // peekedRow is a message as the page shows it: its properties in one
