@@ -137,3 +137,107 @@ func HashAPIKey(key string) string {
 	h := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(h[:])
 }
+
+// Bounds of an APIKeysRequest.
+const (
+	MaxAPIKeysRequestSites = 10000
+	MaxSelectorLabels      = 16
+	MaxAPIKeysRequestBody  = 1 << 20
+)
+
+// APIKeysRequest is PUT /api/apikeys's body: the hashes of one scope's
+// keys — a model's, or site-wide with no Model — at the sites listed, the
+// sites a label selector selects, or all sites. No hashes remove the scope
+// from those sites' desired state. Keys are hashed by the caller (the CLI
+// does it): a key never reaches the control plane.
+type APIKeysRequest struct {
+	Sites    []string          `json:"sites,omitempty"`
+	Selector map[string]string `json:"selector,omitempty"`
+	All      bool              `json:"all,omitempty"`
+	Model    string            `json:"model,omitempty"`
+	SHA256   []string          `json:"sha256"`
+}
+
+// APIKeysResult says which sites a PUT /api/apikeys addressed, and at how
+// many their desired state changed (each of those converges on it).
+type APIKeysResult struct {
+	Sites     []string `json:"sites"`
+	Changed   int      `json:"changed"`
+	Unchanged int      `json:"unchanged"`
+}
+
+// Validate checks the request's bounds and that it addresses sites one
+// way only.
+func (r *APIKeysRequest) Validate() error {
+	ways := 0
+	for _, b := range []bool{len(r.Sites) > 0, len(r.Selector) > 0, r.All} {
+		if b {
+			ways++
+		}
+	}
+	if ways != 1 {
+		return Errorf(EINVALID, "say which sites: sites, selector or all (exactly one)")
+	}
+	if len(r.Sites) > MaxAPIKeysRequestSites {
+		return Errorf(EINVALID, "%d sites, at most %d at once", len(r.Sites), MaxAPIKeysRequestSites)
+	}
+	seen := make(map[string]bool, len(r.Sites))
+	for _, s := range r.Sites {
+		if err := ValidateName("site id", s); err != nil {
+			return err
+		}
+		if seen[s] {
+			return Errorf(EINVALID, "site %q is listed twice", s)
+		}
+		seen[s] = true
+	}
+	if len(r.Selector) > MaxSelectorLabels {
+		return Errorf(EINVALID, "selector has %d labels, at most %d", len(r.Selector), MaxSelectorLabels)
+	}
+	for k, v := range r.Selector {
+		if k == "" || len(k) > 253 || len(v) > 255 {
+			return Errorf(EINVALID, "selector label %.40q=%.40q: a key of 1 to 253 characters, a value of at most 255", k, v)
+		}
+	}
+	if r.Model != "" {
+		if err := ValidateName("model name", r.Model); err != nil {
+			return err
+		}
+	}
+	scope := "site-wide"
+	if r.Model != "" {
+		scope = "model " + r.Model
+	}
+	return ValidateKeyHashes(scope, r.SHA256)
+}
+
+// With returns a copy of k with the scope of model ("" site-wide) set to
+// hashes, or removed with none; nil when nothing is left.
+func (k *APIKeys) With(model string, hashes []string) *APIKeys {
+	next := k.Clone()
+	if next == nil {
+		next = &APIKeys{}
+	}
+	hashes = slices.Clone(hashes)
+	if len(hashes) == 0 {
+		hashes = nil
+	}
+	switch {
+	case model == "":
+		next.SHA256 = hashes
+	case hashes == nil:
+		delete(next.Models, model)
+	default:
+		if next.Models == nil {
+			next.Models = map[string]KeyHashes{}
+		}
+		next.Models[model] = KeyHashes{SHA256: hashes}
+	}
+	if len(next.Models) == 0 {
+		next.Models = nil
+	}
+	if next.Empty() {
+		return nil
+	}
+	return next
+}
