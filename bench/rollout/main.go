@@ -37,9 +37,11 @@
 // -transport=auto carries the fleet's HTTP to the gateway and the registry
 // over in-memory pipes instead (same handlers, same HTTP, no sockets).
 //
-// The last line is that of the largest size that completed:
+// Then (-overhead-sites, 1,000 by default) it compares the same rollouts on
+// a plain, a signed and a secure stack (overhead.go). The last line is that
+// of the largest size that completed, with the overhead ratios:
 //
-//	bench=rollout sites=<N> rollout_s=<> rollback_s=<> max_history_events=<> flux_pickup_s=<> rollback_10k_s=<>
+//	bench=rollout sites=<N> rollout_s=<> rollback_s=<> max_history_events=<> flux_pickup_s=<> rollback_10k_s=<> auth_overhead_ratio=<> verify_overhead_ratio=<>
 package main
 
 import (
@@ -83,6 +85,9 @@ type options struct {
 	logLevel   slog.Level
 	store      string // bbolt, or postgres (then each size also runs on bbolt, for the ratio)
 	replicas   int
+
+	overheadSites  int // fleet size of the trust overhead comparison (overhead.go); 0: none
+	overheadRounds int // rollouts per variant
 }
 
 func main() {
@@ -104,6 +109,8 @@ func main() {
 	flag.StringVar(&level, "log", "error", "log level of the stack's components: debug, info, warn, error")
 	flag.StringVar(&o.store, "store", "bbolt", "where the gateway keeps the fleet: bbolt, or postgres (a PostgreSQL server this run starts, as the tests do; each size then also runs on bbolt for ratio_vs_bbolt)")
 	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
+	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
+	flag.IntVar(&o.overheadRounds, "overhead-rounds", 3, "rollouts per stack of the overhead comparison (the median counts)")
 	flag.Parse()
 	if err := o.parse(sites, level); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-rollout:", err)
@@ -136,6 +143,9 @@ func (o *options) parse(sites, level string) error {
 		return fmt.Errorf("-store %q: want bbolt or postgres", o.store)
 	case o.replicas < 1 || (o.replicas > 1 && o.store != "postgres"):
 		return fmt.Errorf("-replicas %d: want 1, or more with -store postgres", o.replicas)
+	}
+	if o.overheadSites != 0 && (o.overheadSites < 4 || o.overheadRounds < 1) {
+		return fmt.Errorf("-overhead-sites %d -overhead-rounds %d: want at least 4 sites and 1 round, or -overhead-sites 0", o.overheadSites, o.overheadRounds)
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("-log %q: %w", level, err)
@@ -196,9 +206,18 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		results = append(results, r)
 	}
+	var ov *overhead
+	if o.overheadSites > 0 && ctx.Err() == nil {
+		if ov, err = measureOverhead(ctx, o, o.overheadSites, fdLimit, ex, log, out); err != nil {
+			failed = append(failed, err)
+		}
+	}
 	fmt.Fprintln(out)
 	for _, err := range failed {
 		fmt.Fprintf(out, "size FAILED %v\n", err)
+	}
+	if ov != nil {
+		ov.print(out)
 	}
 	if len(results) == 0 {
 		return errors.Join(failed...)
@@ -218,13 +237,41 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			rollback10k = fmt.Sprintf("%.2f", r.rollback.Seconds())
 		}
 	}
-	fmt.Fprintf(out, "bench=rollout sites=%d rollout_s=%.2f rollback_s=%.2f max_history_events=%d flux_pickup_s=%.1f rollback_10k_s=%s\n",
-		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds(), rollback10k)
+	fmt.Fprintf(out, "bench=rollout sites=%d rollout_s=%.2f rollback_s=%.2f max_history_events=%d flux_pickup_s=%.1f rollback_10k_s=%s %s\n",
+		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds(), rollback10k, ov.figures())
 	return errors.Join(failed...)
 }
 
 // measure runs the three phases on a fresh stack of n sites.
-func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer, store string, replicas int) (r result, err error) {
+func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer, store string, replicas int) (result, error) {
+	return measureOn(ctx, o, n, fdLimit, ex, log, out, stackConfig{store: store, replicas: replicas, variant: plain}, (*bench).phases)
+}
+
+// phases are the full benchmark: rollout, breach, reject, cost.
+func (b *bench) phases(ctx context.Context, r *result) error {
+	if err := b.rollout(ctx, r); err != nil {
+		return err
+	}
+	if err := b.breach(ctx, r); err != nil {
+		return err
+	}
+	if b.o.reject {
+		if err := b.reject(ctx, r); err != nil {
+			return err
+		}
+	}
+	if err := b.cost(ctx, r); err != nil {
+		return err
+	}
+	r.flux = fluxPickup(ringSizes(b.n), fluxInterval)
+	b.printf("  flux: %s\n", fluxExplain(ringSizes(b.n), fluxInterval))
+	return nil
+}
+
+// measureOn starts a fresh stack of n sites as sc says (store, replicas,
+// variant; the rest comes from o), waits until the fleet is idle, runs
+// phases on it and tears it down.
+func measureOn(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer, sc stackConfig, phases func(*bench, context.Context, *result) error) (r result, err error) {
 	r.sites = n
 	// Over loopback TCP each site holds about six descriptors at the peak of
 	// a wave (its router's listener, both ends of its long poll, both ends
@@ -255,12 +302,13 @@ func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, 
 		}
 		dirs = append(dirs, sitesDir)
 	}
-	fmt.Fprintf(out, "\n== %d sites (%s transport, data in %s, sites in %s)\n", n, r.transport, dir, sitesDir)
+	fmt.Fprintf(out, "\n== %d sites, %s (%s transport, data in %s, sites in %s)\n", n, sc.variant, r.transport, dir, sitesDir)
 
 	res := startSampler()
 	defer res.stop()
 	began := time.Now()
-	s, err := startStack(ctx, stackConfig{dir: dir, sitesDir: sitesDir, sites: n, pipes: pipes, heartbeat: o.heartbeat, temporal: o.temporal, log: log, store: store, replicas: replicas})
+	sc.dir, sc.sitesDir, sc.sites, sc.pipes, sc.heartbeat, sc.temporal, sc.log = dir, sitesDir, n, pipes, o.heartbeat, o.temporal, log
+	s, err := startStack(ctx, sc)
 	if err != nil {
 		return r, err
 	}
@@ -283,22 +331,9 @@ func measure(ctx context.Context, o options, n int, fdLimit uint64, ex example, 
 	fmt.Fprintf(out, "  stack up in %.1fs: %d agents registered and reported, %s (rings %v)\n", r.setup.Seconds(), n, idle, ringSizes(n))
 
 	b := &bench{o: o, s: s, ex: ex, n: n, out: out, temporalPID: findChild("temporal"), dev: deviceOf(dir)}
-	if err := b.rollout(ctx, &r); err != nil {
+	if err := phases(b, ctx, &r); err != nil {
 		return r, err
 	}
-	if err := b.breach(ctx, &r); err != nil {
-		return r, err
-	}
-	if o.reject {
-		if err := b.reject(ctx, &r); err != nil {
-			return r, err
-		}
-	}
-	if err := b.cost(ctx, &r); err != nil {
-		return r, err
-	}
-	r.flux = fluxPickup(ringSizes(n), fluxInterval)
-	fmt.Fprintf(out, "  flux: %s\n", fluxExplain(ringSizes(n), fluxInterval))
 	r.peak = res.peak()
 	fmt.Fprintf(out, "  process peaks: %s\n", r.peak)
 	return r, nil

@@ -151,11 +151,24 @@ func (c counts) String() string {
 		c.downloads, c.downloadErrs, c.reports, mean(c.reportTime, c.reports), c.polls)
 }
 
-func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
+func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) { return m.roundTrip(m.next, r) }
+
+// via meters requests sent through next (a site's own mTLS transport) in
+// the same counters.
+func (m *meter) via(next http.RoundTripper) http.RoundTripper { return meterVia{m, next} }
+
+type meterVia struct {
+	m    *meter
+	next http.RoundTripper
+}
+
+func (v meterVia) RoundTrip(r *http.Request) (*http.Response, error) { return v.m.roundTrip(v.next, r) }
+
+func (m *meter) roundTrip(next http.RoundTripper, r *http.Request) (*http.Response, error) {
 	p := r.URL.Path
 	switch {
 	case r.Method == http.MethodGet && strings.HasPrefix(p, "/api/blobs/"):
-		resp, err := m.next.RoundTrip(r)
+		resp, err := next.RoundTrip(r)
 		if err == nil && resp.StatusCode == http.StatusOK {
 			m.downloads.Add(1)
 		} else {
@@ -165,22 +178,22 @@ func (m *meter) RoundTrip(r *http.Request) (*http.Response, error) {
 	case r.Method == http.MethodGet && strings.HasSuffix(p, "/desired"):
 		m.pollsOpen.Add(1)
 		defer m.pollsOpen.Add(-1)
-		resp, err := m.next.RoundTrip(r)
+		resp, err := next.RoundTrip(r)
 		if err == nil {
 			m.polls.Add(1)
 		}
 		return resp, err
 	case r.Method == http.MethodPut && strings.HasSuffix(p, "/actual"):
-		return m.timed(r, &m.reports, &m.reportNanos)
+		return m.timed(next, r, &m.reports, &m.reportNanos)
 	}
-	return m.next.RoundTrip(r)
+	return next.RoundTrip(r)
 }
 
 // timed forwards a directory write and, if it succeeded, counts it and its
 // latency.
-func (m *meter) timed(r *http.Request, ok, nanos *atomic.Int64) (*http.Response, error) {
+func (m *meter) timed(next http.RoundTripper, r *http.Request, ok, nanos *atomic.Int64) (*http.Response, error) {
 	began := time.Now()
-	resp, err := m.next.RoundTrip(r)
+	resp, err := next.RoundTrip(r)
 	if err == nil && resp.StatusCode/100 == 2 {
 		nanos.Add(int64(time.Since(began)))
 		ok.Add(1)

@@ -103,27 +103,42 @@ func (b *bench) rollout(ctx context.Context, r *result) error {
 	if err := b.putPolicy(wavesYAML); err != nil {
 		return err
 	}
-	before, use := b.s.meter.snapshot(), b.usage()
-	t0 := time.Now()
-	m, err := b.register(ctx, "1", b.ex.artifact)
+	d, h, err := b.rolloutVersion(ctx, "1", b.ex.artifact)
 	if err != nil {
 		return err
 	}
-	ref := m.ModelRef
-	st, h, err := b.await(ctx, ref)
-	if err != nil || st.State != modelfleet.StateSucceeded {
-		return fmt.Errorf("release %s did not succeed (%v): %s", ref, err, b.explain(ctx, ref))
-	}
-	r.rollout = h.end().Sub(t0)
-	b.printf("  rollout of %s: %.2fs from registration to release succeeded; %s\n    %s\n", ref, r.rollout.Seconds(), b.s.meter.snapshot().minus(before), b.usage().since(use, b.n))
-	h.printTimeline(b.out, t0)
-	if got := b.serving("1:100"); got != b.n {
-		return fmt.Errorf("after release %s, %d of %d sites serve 1:100 (%v)", ref, got, b.n, b.splits())
-	}
+	r.rollout = d
 	r.releaseActions = h.actions()
 	b.printf("  every site serves 1 at 100%%; the release's history: %d events, %d actions (%.4f per site)\n",
 		len(h.events), h.actions(), float64(h.actions())/float64(b.n))
 	return nil
+}
+
+// rolloutVersion registers version (artifact) under the current policy and
+// waits for its release to succeed with every site serving it at 100%: the
+// time from registration to the release's close.
+func (b *bench) rolloutVersion(ctx context.Context, version string, artifact []byte) (time.Duration, history, error) {
+	before, use := b.s.meter.snapshot(), b.usage()
+	t0 := time.Now()
+	m, err := b.register(ctx, version, artifact)
+	if err != nil {
+		return 0, history{}, err
+	}
+	ref := m.ModelRef
+	st, h, err := b.await(ctx, ref)
+	if err != nil || st.State != modelfleet.StateSucceeded {
+		return 0, h, fmt.Errorf("release %s did not succeed (%v): %s", ref, err, b.explain(ctx, ref))
+	}
+	if b.s.trust != nil && !st.Signed {
+		return 0, h, fmt.Errorf("release %s of a stack with release keys was not signed", ref)
+	}
+	d := h.end().Sub(t0)
+	b.printf("  rollout of %s: %.2fs from registration to release succeeded; %s\n    %s\n", ref, d.Seconds(), b.s.meter.snapshot().minus(before), b.usage().since(use, b.n))
+	h.printTimeline(b.out, t0)
+	if got := b.serving(version + ":100"); got != b.n {
+		return 0, h, fmt.Errorf("after release %s, %d of %d sites serve %s:100 (%v)", ref, got, b.n, version, b.splits())
+	}
+	return d, h, nil
 }
 
 // breach: version 2 reaches the first three waves, then its artifact

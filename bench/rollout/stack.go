@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,6 +23,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
 )
@@ -41,6 +44,7 @@ type stack struct {
 	edges    []*agent.Site
 	meter    *meter
 	tr       *http.Transport
+	trust    *modelfleet.Trust // release keys the sites pin; nil: plain
 
 	closers []func()
 }
@@ -55,7 +59,21 @@ type stackConfig struct {
 	log       *slog.Logger
 	store     string // PostgreSQL DSN; "" for bbolt (one replica)
 	replicas  int    // gateway replicas on store (default 1)
+	variant   variant
 }
+
+// variant is how much trust the stack runs with (overhead.go compares
+// them): plain (no authentication, unsigned versions), signed (the worker
+// signs each validated version, every site verifies before it loads), or
+// secure (signed, plus what `make run` runs: sites enrolled with their own
+// certificates over mTLS, the worker with an OIDC token).
+type variant string
+
+const (
+	plain  variant = "plain"
+	signed variant = "signed"
+	secure variant = "secure"
+)
 
 // startStack starts everything but the sites' agents, then opens the
 // agents, registers them in the directory and runs them. Close undoes it
@@ -85,8 +103,15 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	}
 	s.closers = append(s.closers, s.client.Close)
 
+	var gwAuth *app.AuthConfig
+	if cfg.variant == secure {
+		if cfg.pipes || cfg.replicas > 1 {
+			return s, errors.New("the secure variant runs over TCP with one gateway")
+		}
+		gwAuth = &app.AuthConfig{DevIssuer: true, CredentialsDir: filepath.Join(cfg.dir, "credentials")}
+	}
 	for i := range max(cfg.replicas, 1) {
-		gw, err := app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway", strconv.Itoa(i)), Temporal: s.client, Logger: cfg.log, Store: cfg.store})
+		gw, err := app.OpenGateway(app.GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(cfg.dir, "gateway", strconv.Itoa(i)), Temporal: s.client, Logger: cfg.log, Store: cfg.store, Auth: gwAuth})
 		if err != nil {
 			return s, err
 		}
@@ -115,11 +140,19 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 		return s, err
 	}
 	s.regURL = "http://" + ln.Addr().String()
+	webhook := &http.Client{Transport: &http.Transport{}}
+	if cfg.variant == secure {
+		if webhook, err = auth.Client(s.gateway.CABundle(), nil); err != nil {
+			ln.Close()
+			return s, err
+		}
+	}
+	webhook.Timeout = 30 * time.Second
 	s.registry, err = registry.Open(filepath.Join(cfg.dir, "registry"), registry.Options{
 		WebhookURL: s.gateway.URL() + "/api/events",
 		PublicURL:  s.regURL,
 		Logger:     cfg.log,
-		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
+		HTTPClient: webhook,
 	})
 	if err != nil {
 		ln.Close()
@@ -132,18 +165,83 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 		s.serve(fab.route(hostOf(s.regURL)), s.blobs)
 	}
 
-	if s.worker, err = app.StartCloudWorker(app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}); err != nil {
+	wcfg := app.WorkerConfig{Temporal: s.client, RegistryURL: s.regURL, GatewayURL: s.gateway.URL(), Logger: cfg.log}
+	switch cfg.variant {
+	case signed:
+		keys, err := app.OpenReleaseKeys(filepath.Join(cfg.dir, "release-keys"), true)
+		if err != nil {
+			return s, err
+		}
+		wcfg.ReleaseSigner = keys
+		s.trust = keys.Trust()
+	case secure:
+		if wcfg.GatewayClient, err = s.gateway.Client("worker.token"); err != nil {
+			return s, err
+		}
+		keys, ok := s.gateway.ReleaseSigner().(*app.ReleaseKeys)
+		if !ok {
+			return s, errors.New("the secure gateway has no release keys")
+		}
+		wcfg.ReleaseSigner = keys
+		s.trust = keys.Trust()
+	}
+	if s.worker, err = app.StartCloudWorker(wcfg); err != nil {
 		return s, err
 	}
 	s.closers = append(s.closers, s.worker.Stop)
-	return s, s.startSites(cfg)
+	return s, s.startSites(ctx, cfg, fab)
+}
+
+// pinTrust writes the release keys every site of a signed or secure stack
+// pins (as enrolment or `modelfleet keys export` would give them) and
+// returns the file's path, "" for a plain stack.
+func (s *stack) pinTrust(dir string) (string, error) {
+	if s.trust == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(s.trust)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "release-keys.json")
+	return p, os.WriteFile(p, b, 0o644)
+}
+
+// enrol gives a secure stack's site its identity over the gateway's real
+// enrolment API (join token, CSR, certificate), as `modelfleet edge
+// --join-token` does, and returns the metered mTLS client the site then
+// reaches the gateway with; nil for the other variants.
+func (s *stack) enrol(ctx context.Context, cfg stackConfig, fab *fabric, id, dataDir string, labels map[string]string) (*http.Client, error) {
+	if cfg.variant != secure {
+		return nil, nil
+	}
+	tok, err := s.gateway.JoinToken(id, labels, "bench-rollout")
+	if err != nil {
+		return nil, err
+	}
+	ident, err := agent.Enroll(ctx, s.gateway.URL(), tok, filepath.Join(dataDir, "identity"))
+	if err != nil {
+		return nil, fmt.Errorf("enrol %s: %w", id, err)
+	}
+	t, err := ident.Transport()
+	if err != nil {
+		return nil, err
+	}
+	t.DialContext = fab.dial
+	t.MaxIdleConnsPerHost = 8
+	t.DisableCompression = true
+	return &http.Client{Transport: s.meter.via(t)}, nil
 }
 
 // startSites opens every site's agent (store, router listening on its own
 // port), registers the site in the directory with its wave label, as an
 // operator would, and runs the agents: no Temporal worker, only the pull
 // loop and the heartbeat, as releases use them.
-func (s *stack) startSites(cfg stackConfig) error {
+func (s *stack) startSites(ctx context.Context, cfg stackConfig, fab *fabric) error {
+	trustFile, err := s.pinTrust(cfg.dir)
+	if err != nil {
+		return err
+	}
 	s.edges = make([]*agent.Site, cfg.sites)
 	errs := make([]error, cfg.sites)
 	// Opening a site is mostly mkdir and a listener: a few at a time keeps
@@ -155,12 +253,20 @@ func (s *stack) startSites(cfg stackConfig) error {
 		wg.Go(func() {
 			defer func() { <-sem }()
 			id := siteID(i)
+			dataDir := filepath.Join(cfg.sitesDir, id)
+			labels := map[string]string{"ring": ring(i, cfg.sites)}
+			var gw *http.Client
+			if gw, errs[i] = s.enrol(ctx, cfg, fab, id, dataDir, labels); errs[i] != nil {
+				return
+			}
 			s.edges[i], errs[i] = agent.Open(agent.Config{
 				SiteID:            id,
-				DataDir:           filepath.Join(cfg.sitesDir, id),
+				DataDir:           dataDir,
 				Listen:            "127.0.0.1:0",
 				GatewayURL:        s.gateways[i%len(s.gateways)].URL(),
-				Labels:            map[string]string{"ring": ring(i, cfg.sites)},
+				GatewayClient:     gw,
+				ReleaseKeysFile:   trustFile,
+				Labels:            labels,
 				HeartbeatInterval: cfg.heartbeat,
 				NoSignals:         true,
 				Logger:            cfg.log,
