@@ -150,6 +150,11 @@ func (a *Agent) SetDesiredKeys(k *modelfleet.APIKeys) error {
 	if err := k.Validate(); err != nil {
 		return fmt.Errorf("edge: api keys of the desired state: %w", err)
 	}
+	// Compare in the form keys.json keeps (empty lists and maps are
+	// dropped there), or every poll after a restart would rewrite it.
+	if k = k.Clone(); k != nil && len(k.Models) == 0 {
+		k.Models = nil
+	}
 	if k.Empty() {
 		k = nil
 	}
@@ -163,7 +168,7 @@ func (a *Agent) SetDesiredKeys(k *modelfleet.APIKeys) error {
 		return fmt.Errorf("edge: api keys of the desired state: %w", err)
 	}
 	next := a.keys
-	next.Desired = k.Clone()
+	next.Desired = k
 	if err := a.writeKeys(next); err != nil {
 		return fmt.Errorf("edge: api keys of the desired state: %w", err)
 	}

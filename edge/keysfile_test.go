@@ -290,6 +290,29 @@ func TestKeyPrecedence(t *testing.T) {
 		t.Errorf("keys.json keeps the removed desired keys:\n%s", stored)
 	}
 
+	// The same keys, however written, change nothing on disk.
+	siteOnly := &modelfleet.APIKeys{SHA256: cp.SHA256}
+	if err := b.SetDesiredKeys(siteOnly); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(filepath.Join(dir, keysFileName))
+	b.Close()
+	c := openWithKeysFile(t, dir, p, &logs)
+	if err := c.SetDesiredKeys(&modelfleet.APIKeys{SHA256: cp.SHA256, Models: map[string]modelfleet.KeyHashes{}}); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(filepath.Join(dir, keysFileName)); !os.SameFile(before, after) {
+		t.Error("applying the keys in force rewrote keys.json")
+	}
+	if err := c.SetDesiredKeys(&modelfleet.APIKeys{Models: map[string]modelfleet.KeyHashes{}}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, c, "n", "local-n", 200) // an empty set is no set
+	if err := c.SetDesiredKeys(cp); err != nil {
+		t.Fatal(err)
+	}
+	b = c
+
 	// A bad set is refused whole: the keys in force stay.
 	if err := b.SetDesiredKeys(cp); err != nil {
 		t.Fatal(err)
