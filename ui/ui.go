@@ -98,6 +98,7 @@ type Handler struct {
 	static  http.Handler
 	codes   *loginCodes
 	history *driftHistory
+	fleet   fleetCache
 	done    chan struct{}
 	close   sync.Once
 }
