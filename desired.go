@@ -23,6 +23,12 @@ type Desired struct {
 	// revocation after enrolment. A site takes it only if a key it already
 	// trusts signed it, so whoever writes desired states cannot add one.
 	ReleaseKeys *Envelope `json:"releaseKeys,omitempty"`
+	// APIKeys are the hashes of the API keys the site's inference router
+	// asks callers for, site-wide and per model, as an operator set them
+	// (PUT /api/apikeys, router_keys.go). Only sha256 hashes travel, never a
+	// key. Nil: the control plane sets none, and the router uses the keys
+	// the site has (docs/security.md, "Router API keys", for precedence).
+	APIKeys *APIKeys `json:"apiKeys,omitempty"`
 }
 
 // DesiredModel is one model's desired versions at a site, and which release

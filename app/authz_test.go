@@ -209,6 +209,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 		{"POST", "/api/rollouts/progress", `{"model":"m","version":"1","sites":["site-1"]}`, []string{workerID}},
 		{"GET", "/api/policies/m", "", append(slices.Clone(people), workerID)},
 		{"PUT", "/api/policies/m", "waves: [{name: all, bake: 1s}]", []string{manager, dev}},
+		{"PUT", "/api/apikeys", `{"sites":["site-1"],"model":"m","sha256":["` + strings.Repeat("ab", 32) + `"]}`, []string{manager, admin, dev}},
 		{"GET", "/api/baselines/m/1", "", append(slices.Clone(people), workerID, site1, site2)},
 		{"PUT", "/api/baselines/m/1", `{}`, []string{workerID}},
 		{"GET", "/api/artifacts/sha256:" + strings.Repeat("a", 64), "", append(slices.Clone(people), workerID, site1, site2)},

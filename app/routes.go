@@ -46,6 +46,10 @@ func gatewayRules() []auth.Rule {
 		{Pattern: "GET /api/policies/{model}", Any: p(auth.PoliciesRead)},
 		{Pattern: "PUT /api/policies/{model}", Any: p(auth.PoliciesWrite)},
 
+		// Router API key hashes in sites' desired state (admin, release
+		// manager); the hashes are read with the desired state.
+		{Pattern: "PUT /api/apikeys", Any: p(auth.KeysManage, auth.PoliciesWrite)},
+
 		{Pattern: "GET /api/baselines/{model}/{version}", Any: p(auth.ReleasesRead, auth.SiteSelf)},
 		{Pattern: "PUT /api/baselines/{model}/{version}", Any: p(auth.FleetSteps)},
 		{Pattern: "GET /api/artifacts/{digest}", Any: p(auth.SiteSelf, auth.FleetSteps, auth.ReleasesRead)},

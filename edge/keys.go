@@ -82,27 +82,45 @@ func (kt *keyTable) allows(model string, known bool, header string) bool {
 	return kt.site.match(&h)|ms.match(&h) == 1
 }
 
+// allowsAny reports whether the Authorization header holds any key of the
+// table, site-wide or a model's: what GET /api/models asks for, since the
+// list names every model. No keys anywhere: anyone may list.
+func (kt *keyTable) allowsAny(header string) bool {
+	if !kt.all.required {
+		return true
+	}
+	h, ok := bearer(header)
+	return ok && kt.all.match(&h) == 1
+}
+
 // with returns a copy of kt with the key set of model ("" for the
 // site-wide set) replaced; an empty set removes it.
 func (kt *keyTable) with(model string, ks keySet) *keyTable {
-	next := &keyTable{site: kt.site, models: maps.Clone(kt.models)}
+	site, models := kt.site, maps.Clone(kt.models)
 	switch {
 	case model == "":
-		next.site = ks
+		site = ks
 	case ks.required:
-		if next.models == nil {
-			next.models = map[string]keySet{}
+		if models == nil {
+			models = map[string]keySet{}
 		}
-		next.models[model] = ks
+		models[model] = ks
 	default:
-		delete(next.models, model)
+		delete(models, model)
 	}
-	next.all = keySet{required: next.site.required, hashes: next.site.hashes[:len(next.site.hashes):len(next.site.hashes)]}
-	for _, s := range next.models {
-		next.all.required = true
-		next.all.hashes = append(next.all.hashes, s.hashes...)
+	return newKeyTable(site, models)
+}
+
+// newKeyTable makes the table of a site-wide set and the models' sets,
+// which it keeps (do not change them after).
+func newKeyTable(site keySet, models map[string]keySet) *keyTable {
+	kt := &keyTable{site: site, models: models}
+	kt.all = keySet{required: site.required, hashes: site.hashes[:len(site.hashes):len(site.hashes)]}
+	for _, s := range models {
+		kt.all.required = kt.all.required || s.required
+		kt.all.hashes = append(kt.all.hashes, s.hashes...)
 	}
-	return next
+	return kt
 }
 
 // SetKeys replaces the API keys of model, or the site-wide keys when model
@@ -138,12 +156,26 @@ func (r *Router) setKeys(model string, ks keySet) {
 	r.table.Store(&table{routes: old.routes, keys: old.keys.with(model, ks)})
 }
 
+// setKeyTable replaces every key set at once: a request sees the table
+// before or the table after, never a mix, which is why a rotation (old and
+// new keys, then only the new) never refuses a key valid on both sides.
+func (r *Router) setKeyTable(kt *keyTable) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.table.Load()
+	r.table.Store(&table{routes: old.routes, keys: kt})
+}
+
 // keysFile is keys.json: the sha256 of every API key, hex-encoded, so that
 // a restart keeps protecting the models it protected. A random API key
 // cannot be recovered from its hash; the file is written 0600 all the same.
 type keysFile struct {
 	Site   []string            `json:"site,omitempty"`
 	Models map[string][]string `json:"models,omitempty"`
+	// Desired are the hashes the site's desired state carried last
+	// (Agent.SetDesiredKeys), kept so that a site restarted offline keeps
+	// asking for them.
+	Desired *modelfleet.APIKeys `json:"desired,omitempty"`
 }
 
 func hexHashes(keys []string) []string {
