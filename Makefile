@@ -5,13 +5,18 @@ TOOLS           := $(CURDIR)/bin/tools
 TEMPORAL        := $(TOOLS)/temporal
 export CGO_ENABLED ?= 0
 
-.PHONY: all build tools run test test-unit test-e2e fuzz lint clean screenshots
+.PHONY: all build tools run test test-unit test-e2e fuzz lint clean screenshots workload-module
 
 all: build
 
 ## build: the modelfleet binary (static, no cgo) into bin/
 build:
 	$(GO) build -o bin/modelfleet ./cmd/modelfleet
+
+## workload-module: the bearing-failure workload as a WebAssembly module (ABI v1), from source, into bin/
+workload-module:
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o bin/bearing-failure-line.wasm ./examples/bearing-failure/workload/module
+	@sha256sum bin/bearing-failure-line.wasm | awk '{print "bin/bearing-failure-line.wasm  module.digest: sha256:" $$1}'
 
 ## tools: the pinned Temporal CLI (dev server + UI), built once from the Go module proxy
 tools: $(TEMPORAL)
