@@ -56,13 +56,15 @@ func (ms *Modules) Program(ctx context.Context, m spec.Manifest) (Program, error
 	if m.Module == nil {
 		return Program{}, modelfleet.Errorf(modelfleet.EINVALID, "workload %s names no module", m.Ref())
 	}
+	// Errors name the module, not the workload: whoever reports them
+	// names the workload version already.
 	code, err := ms.read(ctx, m.Module.Digest)
 	if err != nil {
-		return Program{}, fmt.Errorf("workload %s: %w", m.Ref(), err)
+		return Program{}, err
 	}
 	mod, err := ms.engine.Load(ctx, m.Module, code)
 	if err != nil {
-		return Program{}, fmt.Errorf("workload %s: %w", m.Ref(), err)
+		return Program{}, err
 	}
 	p := Program{Manifest: m, Module: WasmModule(mod)}
 	return p, p.Validate()
