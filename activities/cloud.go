@@ -50,6 +50,10 @@ type Cloud struct {
 	// Signer signs each validated version's release statement
 	// (SignRelease). Nil: versions travel unsigned.
 	Signer modelfleet.ReleaseSigner
+	// Modules reads the WebAssembly modules of the workloads releases
+	// carry, for validation (workload_module.go). Nil: a release carrying
+	// a workload whose manifest names a module is refused.
+	Modules WorkloadModules
 }
 
 // ValidationReport is what ValidateModel returns: the model record (digest,

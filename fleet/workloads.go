@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/httpjson"
@@ -278,6 +279,44 @@ func (c *Client) UploadWorkloadModule(ctx context.Context, digest string, code [
 		Digest string `json:"digest"`
 	}
 	return c.do(ctx, http.MethodPut, "/api/workloads/modules/"+digest, code, &out)
+}
+
+// DownloadWorkloadModule reads a workload's module from the gateway's
+// artifact store into w, failing (EINVALID) unless its bytes hash to digest
+// and fit spec.MaxModuleBytes; w may then have received bad bytes.
+func (c *Client) DownloadWorkloadModule(ctx context.Context, digest string, w io.Writer) error {
+	if !modelfleet.ValidDigest(digest) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module digest %q is invalid", digest)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+"/api/artifacts/"+digest, nil)
+	if err != nil {
+		return err
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("fleet: download module %s: %w", digest, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		buf, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return httpjson.ResponseError(resp.StatusCode, "fleet: download module "+digest+": "+resp.Status, buf)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, spec.MaxModuleBytes+1))
+	if err != nil {
+		return fmt.Errorf("fleet: download module %s: %w", digest, err)
+	}
+	if n > spec.MaxModuleBytes {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module %s is larger than %d bytes", digest, spec.MaxModuleBytes)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module %s: the gateway's bytes hash to %s", digest, got)
+	}
+	return nil
 }
 
 // Workload returns one registered workload version with its manifest.
