@@ -25,6 +25,9 @@ type WorkloadModules interface {
 // without a module has nothing to run here: its code is built into the
 // sites' agents and checked there.
 func (a *Cloud) validateModule(ctx context.Context, rec modelfleet.WorkloadRecord) error {
+	if _, ok := a.validModules.Load(rec.Digest); ok {
+		return nil
+	}
 	m, err := spec.ParseManifest([]byte(rec.Manifest))
 	if err != nil {
 		return fmt.Errorf("workload %s: %w", rec.Ref(), err)
@@ -45,5 +48,6 @@ func (a *Cloud) validateModule(ctx context.Context, rec modelfleet.WorkloadRecor
 	if _, err := wasm.Validate(ctx, &m, buf.Bytes()); err != nil {
 		return fmt.Errorf("validation of workload %s refused it before any site changed: %w", rec.Ref(), err)
 	}
+	a.validModules.Store(rec.Digest, true)
 	return nil
 }

@@ -84,8 +84,8 @@ func TestPlanValidatesWorkloadModule(t *testing.T) {
 	f.unchanged(t)
 
 	// Without a way to read modules, a module is not waved through.
-	f.cloud.Modules = nil
-	if _, err := f.cloud.PlanWorkloadRelease(ctx, req("2")); err == nil || !strings.Contains(err.Error(), "nowhere to read modules") {
+	bare := &Cloud{Registry: f.models, Fleet: f.cloud.Fleet}
+	if _, err := bare.PlanWorkloadRelease(ctx, req("2")); err == nil || !strings.Contains(err.Error(), "nowhere to read modules") {
 		t.Errorf("no module reader: %v", err)
 	}
 }
