@@ -264,3 +264,29 @@ func TestValidate(t *testing.T) {
 		t.Errorf("a malformed module: %v", err)
 	}
 }
+
+// FuzzLoad loads any bytes as a module: an EINVALID error or a module,
+// never a panic; a module that loads must export ABI v1.
+func FuzzLoad(f *testing.F) {
+	f.Add(emptyModule)
+	f.Add(abi2Module)
+	f.Add([]byte("not a module"))
+	e, err := NewEngine("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { e.Close(context.Background()) })
+	f.Fuzz(func(t *testing.T, code []byte) {
+		ms := spec.Module{Digest: Digest(code), ABI: 1, MemoryMiB: 1, CallTimeout: spec.Duration(10 * time.Millisecond)}
+		m, err := e.Load(context.Background(), &ms, code)
+		if err != nil {
+			if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+				t.Fatalf("not EINVALID: %v", err)
+			}
+			return
+		}
+		if err := checkExports(m.cm); err != nil {
+			t.Fatalf("loaded a module without the ABI: %v", err)
+		}
+	})
+}
