@@ -213,3 +213,16 @@ func TestModulesFromDiskAndDownload(t *testing.T) {
 		t.Error("a failed download left a file under the digest")
 	}
 }
+
+// Built-in code never stands in for the module a manifest names.
+func TestCodeRefusesModuleManifest(t *testing.T) {
+	m := moduleManifest([]byte("x"), "2", nil)
+	c := Code{Name: m.Name, Features: m.FeatureNames(), NewPreparer: func(*spec.Manifest, string) Preparer { return nil }}
+	if _, err := c.Program(m); err == nil || !strings.Contains(err.Error(), "names WebAssembly module") {
+		t.Errorf("built-in code paired with a module manifest: %v", err)
+	}
+	m.Module = nil
+	if _, err := c.Program(m); err != nil {
+		t.Errorf("without a module: %v", err)
+	}
+}
