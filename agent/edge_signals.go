@@ -79,13 +79,18 @@ func openSignals(cfg Config, agent *edge.Agent, log *slog.Logger) (*edgeSignals,
 // and the directory baselines come from. The embedded stack learns the
 // gateway's address only after the sites opened, so this is separate from
 // openSignals; it is called before run and before the converge loop.
-func (s *edgeSignals) connect(cfg Config) {
+// Every message is signed with the site's identity (id, or the one on
+// disk), so the monitor can tell which site sent it on any transport.
+func (s *edgeSignals) connect(cfg Config, id *Identity) {
 	if s == nil {
 		return
 	}
 	q := cfg.SignalSender
 	if q == nil && cfg.GatewayURL != "" {
 		q = &queue.Client{BaseURL: cfg.GatewayURL, Queue: SignalQueue, HTTPClient: cfg.GatewayClient}
+	}
+	if q != nil {
+		q = s.signedQueue(cfg, id, q)
 	}
 	s.send.Queue = q
 	if cfg.GatewayURL != "" {

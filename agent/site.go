@@ -208,8 +208,9 @@ func (s *Site) SetGateway(url string) { s.cfg.GatewayURL = url }
 // offline, until ctx is done. With no source the site serves what it has.
 func (s *Site) Run(ctx context.Context) error {
 	defer s.http.Close()
+	var id *Identity
 	if s.cfg.GatewayClient == nil && strings.HasPrefix(s.cfg.GatewayURL, "https://") && s.cfg.DesiredFile == "" {
-		id := s.identity(ctx)
+		id = s.identity(ctx)
 		if id == nil {
 			<-ctx.Done()
 			return nil
@@ -221,7 +222,7 @@ func (s *Site) Run(ctx context.Context) error {
 		s.cfg.GatewayClient = &http.Client{Transport: t}
 		go s.renew(ctx, id)
 	}
-	s.sig.connect(s.cfg)
+	s.sig.connect(s.cfg, id)
 	sigDone := make(chan struct{})
 	go func() { s.sig.run(ctx); close(sigDone) }()
 	defer func() { <-sigDone }()

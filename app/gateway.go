@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
 	"github.com/modelfleet/modelfleet/events"
@@ -22,6 +23,7 @@ import (
 	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/queue"
+	"github.com/modelfleet/modelfleet/signals"
 	"github.com/modelfleet/modelfleet/telemetry"
 	"github.com/modelfleet/modelfleet/ui"
 )
@@ -43,8 +45,15 @@ type GatewayConfig struct {
 	// monitor the gateway runs: Service Bus in Azure mode. Nil: the
 	// embedded queue, opened in QueueDir (default DataDir/queue) and served
 	// at /api/queues/signals, where the agents send.
-	Signals  queue.Receiver
-	QueueDir string
+	Signals queue.Receiver
+	// SignalRelay, with Signals on Service Bus, is where the gateway
+	// forwards the signal messages sites send it (POST
+	// /api/queues/signals/messages, over mTLS, stamped with the sender's
+	// site), with the gateway's own Entra identity: the sites then hold no
+	// Service Bus credential. Nil: the gateway takes no signal messages
+	// (sites with their own identity send to Service Bus themselves).
+	SignalRelay queue.Sender
+	QueueDir    string
 	// Store, if set, is the PostgreSQL database (a postgres:// DSN) that
 	// keeps the fleet directory and the embedded signal queue, shared by
 	// any number of gateway replicas. Empty: bbolt files in DataDir and
@@ -130,9 +139,9 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 		return nil, err
 	}
 	g.Directory.SetMaxLongPolls(cfg.MaxLongPolls)
-	signals := cfg.Signals
-	if signals == nil {
-		signals = g.Signals
+	sigq := cfg.Signals
+	if sigq == nil {
+		sigq = g.Signals
 	}
 	var o modelfleet.Orchestrator = cfg.Orchestrator
 	to := orchestrator.New(cfg.Temporal)
@@ -170,12 +179,16 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	// Everything else under /api/ is the directory: sites, their desired
 	// state, rollouts and policies.
 	mux.Handle("/api/", g.Directory.Handler())
-	if g.Signals != nil {
-		var stamp queue.Stamp
-		if g.sec != nil {
-			stamp = stampSite
-		}
+	var stamp queue.Stamp
+	if g.sec != nil {
+		stamp = stampSite
+	}
+	switch {
+	case g.Signals != nil:
 		mux.Handle("/api/queues/", queue.NewStampingHandler(stamp, g.Signals))
+	case cfg.SignalRelay != nil:
+		mux.Handle("/api/queues/", &queue.Relay{Name: agent.SignalQueue, Stamp: stamp, To: cfg.SignalRelay, Logger: log})
+		log.Info("relaying the sites' signal messages to Service Bus")
 	}
 	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", g.readyz)
@@ -210,9 +223,19 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	}
 	// The drift monitor reads baselines from, and serves its verdicts at,
 	// this gateway (docs/signals.md).
+	// With auth, a message counts only from the site that sent it: by its
+	// site signature, checked against the site CA and the revocations,
+	// or, on the embedded queue, which only this gateway writes to, by the
+	// stamp it set from the sender's certificate. On Service Bus anyone
+	// with send rights could set a stamp: there the signature is required
+	// (docs/security.md, Signals).
+	mon := cfg.Monitor
+	if g.sec != nil {
+		mon.Sites = &signals.SiteVerifier{Roots: g.sec.ca.Pool(), Revoked: g.sec.enrol.IsRevoked}
+	}
 	if g.Monitor, err = NewMonitor(MonitorConfig{
-		Queue: signals, Orchestrator: o, Directory: LocalDirectory{g.Directory},
-		Retrain: cfg.Retrain, Drift: cfg.Monitor, Logger: cfg.Logger, SiteStamped: g.sec != nil,
+		Queue: sigq, Orchestrator: o, Directory: LocalDirectory{g.Directory},
+		Retrain: cfg.Retrain, Drift: mon, Logger: cfg.Logger, SiteStamped: g.sec != nil && g.Signals != nil,
 	}); err != nil {
 		return nil, err
 	}
@@ -276,8 +299,8 @@ func (g *Gateway) Client(identity string) (*http.Client, error) {
 }
 
 // SiteProperty is the signal message property the gateway stamps with
-// the site the sender's certificate names; the monitor dead-letters a
-// message about another site.
+// the site the sender's certificate names, on its embedded queue and on
+// what it relays; the monitor dead-letters a message about another site.
 const SiteProperty = "modelfleet-site"
 
 // stampSite binds a signal message to its sender.
@@ -312,6 +335,9 @@ func (g *Gateway) Close() error {
 	}
 	if g.http != nil {
 		g.http.Close()
+	}
+	if g.sec != nil {
+		g.sec.close()
 	}
 	return g.closeStores()
 }

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -46,8 +47,12 @@ type AuthConfig struct {
 	DevIssuer      bool
 	CredentialsDir string
 	// BindingsFile is the role bindings file; empty with DevIssuer: the
-	// dev identities' bindings (DevBindings).
+	// dev identities' bindings (DevBindings). The gateway re-reads it
+	// when its content changes (checked every BindingsPoll, default 5s)
+	// and on ReloadBindings (SIGHUP); a file that does not parse keeps
+	// the bindings in force.
 	BindingsFile string
+	BindingsPoll time.Duration
 	// SiteCertLifetime is how long a site certificate lives (default 7
 	// days; agents renew at two thirds).
 	SiteCertLifetime time.Duration
@@ -64,6 +69,8 @@ type security struct {
 	release     *ReleaseKeys // release_keys.go
 	lifetime    time.Duration
 	log         *slog.Logger
+	reloader    *auth.BindingsReloader // nil without a bindings file
+	stopReload  func()
 }
 
 // openSecurity prepares the gateway's trust from cfg; url is the
@@ -138,7 +145,9 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	var bindings *auth.Bindings
 	switch {
 	case cfg.BindingsFile != "":
-		if bindings, err = auth.LoadBindings(cfg.BindingsFile); err != nil {
+		s.reloader = auth.NewBindingsReloader(cfg.BindingsFile, log, reg)
+		s.reloader.Poll = cfg.BindingsPoll
+		if bindings, err = s.reloader.Load(); err != nil {
 			return nil, "", err
 		}
 	case cfg.DevIssuer:
@@ -157,7 +166,35 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 			return nil, "", err
 		}
 	}
+	if s.reloader != nil {
+		s.reloader.Guard = s.guard
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.reloader.Run(ctx)
+		}()
+		s.stopReload = func() { cancel(); <-done }
+	}
 	return s, url, nil
+}
+
+// close stops watching the role bindings file.
+func (s *security) close() {
+	if s.stopReload != nil {
+		s.stopReload()
+		s.stopReload = nil
+	}
+}
+
+// ReloadBindings re-reads the gateway's role bindings file now (the
+// gateway command does on SIGHUP). A file that does not parse keeps the
+// bindings in force, and the error says why.
+func (g *Gateway) ReloadBindings() error {
+	if g.sec == nil || g.sec.reloader == nil {
+		return errors.New("gateway: no role bindings file to reload (--role-bindings)")
+	}
+	return g.sec.reloader.Reload()
 }
 
 // ControlKeys are the public keys releases started now accept controls

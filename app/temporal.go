@@ -165,6 +165,17 @@ func (s *TemporalServer) Close() error {
 	return nil
 }
 
+// Kill stops the dev server at once (SIGKILL to its process group), as a
+// crash would: the chaos suite's way to restart Temporal mid-wave. Its
+// SQLite file survives for the next StartTemporal on the same DataDir.
+func (s *TemporalServer) Kill() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
+}
+
 // quietLogger drops the SDK's connection-retry noise while we poll for
 // readiness.
 type quietLogger struct{}

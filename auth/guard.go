@@ -169,7 +169,7 @@ func (g *Guard) authenticate(r *http.Request, session bool) (*Principal, error) 
 		}
 		return g.VerifyToken(r.Context(), raw)
 	}
-	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (for the CLI: $MODELFLEET_TOKEN, or the embedded stack's credentials), or a site's client certificate")
+	return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "authentication required: send \"Authorization: Bearer <token>\" (for the CLI: `modelfleet login`, $MODELFLEET_TOKEN, or the embedded stack's credentials), or a site's client certificate")
 }
 
 func (g *Guard) siteFromCert(c *x509.Certificate) (*Principal, error) {
@@ -198,6 +198,17 @@ func (g *Guard) Audit(p *Principal, action, object string, allowed bool, why str
 	g.decisions.WithLabelValues("denied").Inc()
 	g.audit.Warn("denied", "who", who, "action", action, "object", object, "why", why)
 	g.recent.add(AuditRecord{Who: who, Action: action, Object: object, Why: why})
+}
+
+// record audits a change no request made (a reloaded bindings file):
+// it is no authorisation decision, so it is not counted as one.
+func (g *Guard) record(who, action, object string, allowed bool, why string) {
+	if allowed {
+		g.audit.Info("allowed", "who", who, "action", action, "object", object, "why", why)
+	} else {
+		g.audit.Warn("denied", "who", who, "action", action, "object", object, "why", why)
+	}
+	g.recent.add(AuditRecord{Allowed: allowed, Who: who, Action: action, Object: object, Why: why})
 }
 
 func rolesWith(perm Permission) []string {

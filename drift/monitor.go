@@ -57,11 +57,22 @@ type Options struct {
 	// SenderProperty, if set, names the queue message property that says
 	// which site sent it (the gateway stamps it from the sender's
 	// certificate): a message without it, or speaking of another site, is
-	// dead-lettered.
+	// dead-lettered. Set it only where the gateway is the queue's only
+	// writer (the embedded queue): on Service Bus anyone allowed to send
+	// could set the property.
 	SenderProperty string
-	Baselines      BaselineSource
-	Sink           Sink // nil: verdicts are only kept (Verdicts)
-	Thresholds     Thresholds
+	// Sites, if set, verifies the site signature a message carries
+	// (signals.Sign): one whose certificate does not chain to the site CA,
+	// is revoked, or whose signature does not match is dead-lettered with
+	// the reason (signals.Reason*), and one speaking of another site than
+	// the certificate names is a SiteMismatch. With Sites or
+	// SenderProperty set, every message needs a sender: a valid signature,
+	// or the SenderProperty stamp; a signature, when present, is always
+	// checked, and a stamp beside it must agree.
+	Sites      *signals.SiteVerifier
+	Baselines  BaselineSource
+	Sink       Sink // nil: verdicts are only kept (Verdicts)
+	Thresholds Thresholds
 	// ModelThresholds, if set, gives model versions data-quality
 	// thresholds of their own (their model card's monitoring block) in
 	// place of Thresholds'. It is asked once per version and baseline.
@@ -193,15 +204,51 @@ func (m *Monitor) Stats() Stats {
 // as a queue.PermanentError whose reason names the problem, so it is
 // dead-lettered at once and never stops the consumer.
 func (m *Monitor) Handle(ctx context.Context, d queue.Delivery) error {
-	if p := m.opts.SenderProperty; p != "" {
-		sender := d.Properties[p]
-		if sender == "" {
-			m.rejected.Add(1)
-			return queue.PermanentReason("UnknownSender", fmt.Errorf("signal message %s: no %s property: not sent through the gateway by an enrolled site", d.ID, p))
-		}
-		return m.process(ctx, d.Body, sender)
+	if m.opts.SenderProperty == "" && m.opts.Sites == nil {
+		return m.Process(ctx, d.Body)
 	}
-	return m.Process(ctx, d.Body)
+	sender, err := m.sender(d)
+	if err != nil {
+		m.rejected.Add(1)
+		return err
+	}
+	return m.process(ctx, d.Body, sender)
+}
+
+// ReasonSiteMismatch is the dead-letter reason of a message about another
+// site than the one that sent it.
+const ReasonSiteMismatch = "SiteMismatch"
+
+// ReasonUnknownSender is the dead-letter reason of a message that names
+// no sender the monitor trusts: unsigned, and without the gateway's stamp.
+const ReasonUnknownSender = "UnknownSender"
+
+// sender is the site that sent d, by its site signature or the gateway's
+// stamp (Options.Sites, Options.SenderProperty).
+func (m *Monitor) sender(d queue.Delivery) (string, error) {
+	stamp := ""
+	if p := m.opts.SenderProperty; p != "" {
+		stamp = d.Properties[p]
+	}
+	if m.opts.Sites != nil && signals.Signed(d.Message) {
+		site, err := m.opts.Sites.Verify(d.Message, d.EnqueuedAt)
+		if err != nil {
+			return "", queue.PermanentReason(signals.ReasonOf(err), fmt.Errorf("signal message %s: %w", d.ID, err))
+		}
+		if stamp != "" && stamp != site {
+			return "", queue.PermanentReason(ReasonSiteMismatch, fmt.Errorf("signal message %s: signed by site %s, stamped by the gateway as sent by site %s", d.ID, site, stamp))
+		}
+		return site, nil
+	}
+	switch {
+	case stamp != "":
+		return stamp, nil
+	case m.opts.SenderProperty == "":
+		return "", queue.PermanentReason(signals.ReasonUnsigned, fmt.Errorf("signal message %s: no site signature (properties %s, %s): every message on this queue must be signed by its site", d.ID, signals.PropertySignature, signals.PropertyCertificate))
+	case m.opts.Sites != nil:
+		return "", queue.PermanentReason(ReasonUnknownSender, fmt.Errorf("signal message %s: no %s property and no site signature: not sent through the gateway by an enrolled site", d.ID, m.opts.SenderProperty))
+	}
+	return "", queue.PermanentReason(ReasonUnknownSender, fmt.Errorf("signal message %s: no %s property: not sent through the gateway by an enrolled site", d.ID, m.opts.SenderProperty))
 }
 
 // Process applies one queue message body (a message or a batch).
@@ -215,7 +262,7 @@ func (m *Monitor) process(ctx context.Context, body []byte, sender string) error
 		for _, msg := range msgs {
 			if msg.Site != sender {
 				m.rejected.Add(1)
-				return queue.PermanentReason("SiteMismatch", fmt.Errorf("signal message: sent by site %s about site %s", sender, msg.Site))
+				return queue.PermanentReason(ReasonSiteMismatch, fmt.Errorf("signal message: sent by site %s about site %s", sender, msg.Site))
 			}
 		}
 	}

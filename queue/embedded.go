@@ -76,8 +76,7 @@ type Queue struct {
 	opts Options
 	db   *bbolt.DB
 
-	mu      sync.Mutex
-	changed chan struct{} // closed and replaced when a message may have become available
+	wake // receivers wait here (wake.go)
 
 	// Group commit (commit.go): writes waiting for the transaction in
 	// progress, and whether one is.
@@ -86,7 +85,6 @@ type Queue struct {
 	committing bool
 	commits    atomic.Int64 // transactions committed or tried, for tests
 
-	closed    chan struct{}
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -136,7 +134,7 @@ func Open(path string, opts Options) (*Queue, error) {
 		db.Close()
 		return nil, fmt.Errorf("queue: create buckets in %s: %w", path, err)
 	}
-	return &Queue{opts: opts, db: db, changed: make(chan struct{}), closed: make(chan struct{})}, nil
+	return &Queue{opts: opts, db: db, wake: newWake()}, nil
 }
 
 func (q *Queue) options() *Options { return &q.opts }
@@ -151,31 +149,6 @@ func (q *Queue) Close() error {
 		q.closeErr = q.db.Close()
 	})
 	return q.closeErr
-}
-
-func (q *Queue) isClosed() bool {
-	select {
-	case <-q.closed:
-		return true
-	default:
-		return false
-	}
-}
-
-// signal returns a channel closed at the next broadcast. Receive takes it
-// before it looks for messages, so a Send in between is never missed.
-func (q *Queue) signal() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.changed
-}
-
-// broadcast wakes every waiting Receive.
-func (q *Queue) broadcast() {
-	q.mu.Lock()
-	close(q.changed)
-	q.changed = make(chan struct{})
-	q.mu.Unlock()
 }
 
 // Send stores m durably (the bbolt transaction has committed when it
@@ -219,43 +192,7 @@ func (q *Queue) Send(ctx context.Context, m Message) error {
 // Waiting costs nothing: Receive sleeps until a Send, an Abandon or the
 // earliest lock expiry.
 func (q *Queue) Receive(ctx context.Context, max int) ([]Delivery, error) {
-	if max <= 0 {
-		return nil, modelfleet.Errorf(modelfleet.EINVALID, "receive: max must be positive, got %d", max)
-	}
-	for {
-		if q.isClosed() {
-			return nil, ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		wake := q.signal()
-		ds, next, err := q.lockBatch(max)
-		if err != nil {
-			return nil, fmt.Errorf("queue: receive: %w", err)
-		}
-		if len(ds) > 0 {
-			return ds, nil
-		}
-		q.wait(ctx, wake, next)
-	}
-}
-
-// wait sleeps until wake is closed, the lock expiry next passes (never if
-// zero), ctx is done or the queue closes; the caller's loop sorts out which.
-func (q *Queue) wait(ctx context.Context, wake <-chan struct{}, next time.Time) {
-	var expiry <-chan time.Time
-	if !next.IsZero() {
-		t := time.NewTimer(next.Sub(q.opts.Now()))
-		defer t.Stop()
-		expiry = t.C
-	}
-	select {
-	case <-ctx.Done():
-	case <-q.closed:
-	case <-wake:
-	case <-expiry:
-	}
+	return q.receive(ctx, max, func(_ context.Context, max int) ([]Delivery, time.Time, error) { return q.lockBatch(max) }, 0, q.opts.Now)
 }
 
 // lockBatch locks up to max available messages in one transaction. When it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"math"
 	"net/http"
@@ -152,37 +153,103 @@ func (h *handler) peek(w http.ResponseWriter, r *http.Request, q Store) {
 }
 
 func (h *handler) send(w http.ResponseWriter, r *http.Request, q Store) {
+	m, err := decodeSend(w, r, q.options().MaxMessageBytes)
+	if err == nil && h.stamp != nil {
+		err = h.stamp(r, &m)
+	}
+	if err == nil {
+		err = q.Send(r.Context(), m)
+	}
+	if err != nil {
+		writeError(w, r, q, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, SendResponse{ID: m.ID})
+}
+
+// decodeSend reads a SendRequest, bounded for a queue whose messages are at
+// most maxMessageBytes.
+func decodeSend(w http.ResponseWriter, r *http.Request, maxMessageBytes int) (Message, error) {
 	// Base64 grows the body by a third; the rest is room for the envelope
 	// and escaped properties. Send itself enforces the exact limit.
-	limit := int64(q.options().MaxMessageBytes)*2 + 64<<10
+	limit := int64(maxMessageBytes)*2 + 64<<10
 	var req SendRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, r, q, modelfleet.Errorf(modelfleet.ETOOLARGE, "request body exceeds %d bytes", limit))
-			return
+			return Message{}, modelfleet.Errorf(modelfleet.ETOOLARGE, "request body exceeds %d bytes", limit)
 		}
-		writeError(w, r, q, modelfleet.Errorf(modelfleet.EINVALID, "request body is not a valid message: %v (want {\"id\", \"body\" (base64), \"contentType\", \"properties\"})", err))
-		return
+		return Message{}, modelfleet.Errorf(modelfleet.EINVALID, "request body is not a valid message: %v (want {\"id\", \"body\" (base64), \"contentType\", \"properties\"})", err)
 	}
 	if err := dec.Decode(&struct{}{}); err != io.EOF {
-		writeError(w, r, q, modelfleet.Errorf(modelfleet.EINVALID, "request body has trailing data after the JSON object"))
+		return Message{}, modelfleet.Errorf(modelfleet.EINVALID, "request body has trailing data after the JSON object")
+	}
+	return Message{ID: req.ID, Body: req.Body, ContentType: req.ContentType, Properties: req.Properties}, nil
+}
+
+// Relay serves POST /api/queues/{Name}/messages for a queue kept elsewhere
+// (Service Bus): each message is decoded and bounded as NewHandler does,
+// passed through Stamp, and sent to To with the relay's own credential, so
+// senders hold none. Every other path is 404: stats, peek and redrive
+// belong to the broker's own tools.
+type Relay struct {
+	Name  string
+	Stamp Stamp // nil: messages are relayed as sent
+	To    Sender
+	// MaxMessageBytes is To's limit. Default DefaultMaxMessageBytes.
+	MaxMessageBytes int
+	// Logger gets failed relays (their details never reach the sender).
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// ServeHTTP implements http.Handler.
+func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutPrefix(r.URL.Path, "/api/queues/")
+	name, ok2 := strings.CutSuffix(name, "/messages")
+	if !ok || !ok2 || strings.Contains(name, "/") {
+		httpjson.WriteError(w, modelfleet.Errorf(modelfleet.ENOTFOUND, "no such path %q: this gateway relays signal messages to Service Bus and keeps no queue", r.URL.Path))
 		return
 	}
-	m := Message{ID: req.ID, Body: req.Body, ContentType: req.ContentType, Properties: req.Properties}
-	if h.stamp != nil {
-		if err := h.stamp(r, &m); err != nil {
-			writeError(w, r, q, err)
-			return
+	if name != rl.Name {
+		httpjson.WriteError(w, modelfleet.Errorf(modelfleet.ENOTFOUND, "queue %q not found", name))
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeJSON(w, http.StatusMethodNotAllowed, httpjson.ErrorBody{Error: modelfleet.EINVALID, Message: fmt.Sprintf("method %s is not allowed on %s: this gateway relays sends only", r.Method, r.URL.Path)})
+		return
+	}
+	limit := orDefault(rl.MaxMessageBytes, DefaultMaxMessageBytes)
+	m, err := decodeSend(w, r, limit)
+	if err == nil && rl.Stamp != nil {
+		err = rl.Stamp(r, &m)
+	}
+	if err == nil {
+		// Checked here too, so an invalid message is refused with the
+		// embedded queue's code whatever the broker would say.
+		err = checkMessage(m, limit)
+	}
+	if err == nil {
+		err = rl.To.Send(r.Context(), m)
+	}
+	if err != nil {
+		if modelfleet.ErrorCode(err) == modelfleet.EINTERNAL || modelfleet.ErrorCode(err) == modelfleet.EUNAUTHORIZED {
+			// The relay's own credential or the broker failed: the
+			// sender retries; the operator must know.
+			log := rl.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Error("relay to the queue failed", "queue", rl.Name, "message_id", m.ID, "err", err)
+			err = fmt.Errorf("relay: %w", errors.New("the queue is unavailable"))
 		}
-	}
-	if err := q.Send(r.Context(), m); err != nil {
-		writeError(w, r, q, err)
+		httpjson.WriteError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, SendResponse{ID: req.ID})
+	writeJSON(w, http.StatusCreated, SendResponse{ID: m.ID})
 }
 
 func (h *handler) redrive(w http.ResponseWriter, r *http.Request, q Store) {

@@ -26,12 +26,10 @@ type PostgresQueue struct {
 	pool  *pgxpool.Pool
 	sends atomic.Int64
 
-	mu      sync.Mutex
-	changed chan struct{}
+	wake // receivers wait here (wake.go)
 
 	cancel    context.CancelFunc
 	done      chan struct{}
-	closed    chan struct{}
 	closeOnce sync.Once
 }
 
@@ -61,7 +59,7 @@ func OpenPostgres(pool *pgxpool.Pool, opts Options) (*PostgresQueue, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &PostgresQueue{opts: opts, pool: pool, changed: make(chan struct{}), cancel: cancel, done: make(chan struct{}), closed: make(chan struct{})}
+	q := &PostgresQueue{opts: opts, pool: pool, wake: newWake(), cancel: cancel, done: make(chan struct{})}
 	if _, err := pool.Exec(ctx, `INSERT INTO queue_counters (queue) VALUES ($1) ON CONFLICT DO NOTHING`, opts.Name); err != nil {
 		cancel()
 		return nil, fmt.Errorf("queue: open %q on PostgreSQL: %w", opts.Name, err)
@@ -83,28 +81,6 @@ func (q *PostgresQueue) Close() error {
 		<-q.done
 	})
 	return nil
-}
-
-func (q *PostgresQueue) isClosed() bool {
-	select {
-	case <-q.closed:
-		return true
-	default:
-		return false
-	}
-}
-
-func (q *PostgresQueue) signal() <-chan struct{} {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.changed
-}
-
-func (q *PostgresQueue) broadcast() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	close(q.changed)
-	q.changed = make(chan struct{})
 }
 
 // listen wakes this replica's receivers when any replica sends.
@@ -203,47 +179,7 @@ func nonNil(b []byte) []byte {
 // until there is at least one or ctx is done. A message whose next
 // delivery would exceed MaxDeliveryCount is dead-lettered instead.
 func (q *PostgresQueue) Receive(ctx context.Context, max int) ([]Delivery, error) {
-	if max <= 0 {
-		return nil, modelfleet.Errorf(modelfleet.EINVALID, "receive: max must be positive, got %d", max)
-	}
-	for {
-		if q.isClosed() {
-			return nil, ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		wake := q.signal()
-		ds, next, err := q.lockBatch(ctx, max)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, fmt.Errorf("queue: receive: %w", err)
-		}
-		if len(ds) > 0 {
-			return ds, nil
-		}
-		wait := PostgresPoll
-		if !next.IsZero() {
-			wait = min(wait, max0(next.Sub(q.opts.Now())))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-		case <-q.closed:
-		case <-wake:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-func max0(d time.Duration) time.Duration {
-	if d < 0 {
-		return 0
-	}
-	return d
+	return q.receive(ctx, max, q.lockBatch, PostgresPoll, q.opts.Now)
 }
 
 const deliveryColumns = `seq, id, body, content_type, properties, enqueued_at, deliveries`

@@ -26,9 +26,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/modelfleet/modelfleet"
 )
@@ -38,10 +40,60 @@ var (
 	_ Receiver = (*ServiceBusReceiver)(nil)
 )
 
+// NewServiceBusNamespaceClient connects (lazily) to a namespace, given
+// fully qualified ("plant-fleet.servicebus.windows.net"), with an Entra ID
+// credential: a workload or managed identity, so no key exists to leak and
+// the namespace can keep disableLocalAuth (deploy/bicep/servicebus.bicep).
+func NewServiceBusNamespaceClient(namespace string, cred azcore.TokenCredential) (*azservicebus.Client, error) {
+	if err := validNamespace(namespace); err != nil {
+		return nil, err
+	}
+	if cred == nil {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "service bus namespace %q: no credential", namespace)
+	}
+	c, err := azservicebus.NewClient(namespace, cred, nil)
+	if err != nil {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "service bus namespace %q: %v", namespace, err)
+	}
+	return c, nil
+}
+
+// maxNamespaceLength is DNS's limit on a host name.
+const maxNamespaceLength = 253
+
+// validNamespace accepts a fully qualified host name, without scheme, port
+// or path: what azservicebus.NewClient expects.
+func validNamespace(ns string) error {
+	bad := func(why string) error {
+		// The value is not repeated: a connection string pasted here
+		// holds a key.
+		return modelfleet.Errorf(modelfleet.EINVALID, "service bus namespace %s (want the fully qualified namespace, e.g. plant-fleet.servicebus.windows.net)", why)
+	}
+	if ns == "" || len(ns) > maxNamespaceLength {
+		return bad(fmt.Sprintf("is empty or over %d bytes", maxNamespaceLength))
+	}
+	labels := strings.Split(ns, ".")
+	if len(labels) < 2 {
+		return bad("is not fully qualified")
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return bad("has an empty, long or hyphen-edged label")
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return bad("holds a character a host name may not (no scheme, port or path)")
+			}
+		}
+	}
+	return nil
+}
+
 // NewServiceBusClient connects (lazily: the first send or receive dials) to
 // the namespace in a connection string ("Endpoint=sb://...;
-// SharedAccessKeyName=...;SharedAccessKey=..."). With a managed identity,
-// build the client with azservicebus.NewClient instead.
+// SharedAccessKeyName=...;SharedAccessKey=..."): a shared key, for the
+// Service Bus emulator (UseDevelopmentEmulator=true) or a namespace with
+// local auth enabled. In Azure use NewServiceBusNamespaceClient.
 func NewServiceBusClient(connectionString string) (*azservicebus.Client, error) {
 	c, err := azservicebus.NewClientFromConnectionString(connectionString, nil)
 	if err != nil {

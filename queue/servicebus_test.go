@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/modelfleet/modelfleet"
 )
@@ -144,4 +146,94 @@ func TestNewServiceBusClientBadConnectionString(t *testing.T) {
 	if err := s.Send(context.Background(), Message{ID: "a", Body: make([]byte, DefaultMaxMessageBytes)}); modelfleet.ErrorCode(err) != modelfleet.ETOOLARGE {
 		t.Errorf("oversize send: %v", err)
 	}
+}
+
+// tokenCredential is an Entra credential that never hands out a token:
+// nothing here dials (the SDK connects at the first send or receive).
+type tokenCredential struct{}
+
+func (tokenCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{}, errors.New("no token offline")
+}
+
+func TestNewServiceBusNamespaceClient(t *testing.T) {
+	for _, ns := range []string{
+		"",
+		"plant-fleet", // not fully qualified
+		"sb://plant-fleet.servicebus.windows.net/",                         // a URL
+		"plant-fleet.servicebus.windows.net:5671",                          // a port
+		"plant_fleet.servicebus.windows.net",                               // not a host name
+		"-plant.servicebus.windows.net",                                    // hyphen-edged label
+		"plant..servicebus.windows.net",                                    // empty label
+		strings.Repeat("a", 64) + ".windows.net",                           // label too long
+		strings.Repeat("a.", 130) + "net",                                  // name too long
+		"Endpoint=sb://x.servicebus.windows.net/;SharedAccessKey=c2VjcmV0", // a connection string
+	} {
+		_, err := NewServiceBusNamespaceClient(ns, tokenCredential{})
+		if modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "fully qualified namespace") {
+			t.Errorf("namespace %q: %v, want a clear invalid error", ns, err)
+		}
+		if strings.Contains(ns, "c2VjcmV0") && strings.Contains(err.Error(), "c2VjcmV0") {
+			t.Errorf("the error repeats a key: %v", err)
+		}
+	}
+	if _, err := NewServiceBusNamespaceClient("plant-fleet.servicebus.windows.net", nil); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("no credential: %v", err)
+	}
+	c, err := NewServiceBusNamespaceClient("plant-fleet.servicebus.windows.net", tokenCredential{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServiceBusReceiver(c, "signals"); err != nil {
+		t.Errorf("receiver: %v", err)
+	}
+	s, err := NewServiceBusSender(c, "signals")
+	if err != nil {
+		t.Fatalf("sender: %v", err)
+	}
+	if err := s.Send(context.Background(), Message{Body: []byte("x")}); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("send without id: %v", err)
+	}
+}
+
+// A site's signature and certificate travel as string application
+// properties of a few KiB: they reach the receiver byte for byte.
+func TestServiceBusCarriesSiteSignatures(t *testing.T) {
+	props := map[string]string{
+		"modelfleet-signature":   strings.Repeat("MEUCIQ+/", 32),
+		"modelfleet-certificate": strings.Repeat("MIIB+/==", 1024),
+		"modelfleet-site":        "site-1",
+	}
+	out := toServiceBus(Message{ID: "sig-1", Body: []byte(`{}`), ContentType: "application/json", Properties: props})
+	d := fromServiceBus(&azservicebus.ReceivedMessage{MessageID: *out.MessageID, Body: out.Body, ContentType: out.ContentType, ApplicationProperties: out.ApplicationProperties})
+	for k, v := range props {
+		if d.Properties[k] != v {
+			t.Errorf("property %s changed on its way through Service Bus", k)
+		}
+	}
+	if d.ContentType != "application/json" || d.ID != "sig-1" {
+		t.Errorf("delivery %+v", d.Message)
+	}
+}
+
+// FuzzServiceBusNamespace: any namespace is accepted only as a fully
+// qualified host name, or refused as invalid without being repeated.
+func FuzzServiceBusNamespace(f *testing.F) {
+	for _, s := range []string{"plant-fleet.servicebus.windows.net", "sb://x.y/", "a.b:5671", "Endpoint=sb://x;SharedAccessKey=k", "a..b", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, ns string) {
+		err := validNamespace(ns)
+		if err == nil {
+			if len(ns) > maxNamespaceLength || !strings.Contains(ns, ".") || strings.ContainsAny(ns, ":/;=@ ") {
+				t.Fatalf("accepted %q", ns)
+			}
+			return
+		}
+		// The message is one of a few fixed ones: nothing of the input
+		// (a pasted connection string holds a key) comes back.
+		if modelfleet.ErrorCode(err) != modelfleet.EINVALID || strings.Contains(err.Error(), "SharedAccessKey") || strings.ContainsAny(err.Error(), ";=\x00") {
+			t.Fatalf("%q: %v", ns, err)
+		}
+	})
 }

@@ -15,6 +15,8 @@ import (
 //   - $MODELFLEET_TOKEN: a bearer token (from your OIDC issuer: Entra ID,
 //     Keycloak, ...);
 //   - $MODELFLEET_TOKEN_FILE: a file holding one, read on every request;
+//   - the token `modelfleet login` kept (login.go), refreshed with its
+//     refresh token when it expires and written back;
 //   - <data dir>/credentials/token: what the embedded stack (`make run`)
 //     mints for its dev identity, so the README's commands work as they are.
 //
@@ -42,6 +44,9 @@ func tokenSource() auth.TokenSource {
 	}
 	if f := os.Getenv("MODELFLEET_TOKEN_FILE"); f != "" {
 		return auth.FileToken(f)
+	}
+	if f, err := loginTokenPath(); err == nil && fileExists(f) {
+		return (&auth.LoginFile{Path: f}).Token
 	}
 	if f := filepath.Join(credentialsDir(), "token"); fileExists(f) {
 		return auth.FileToken(f)

@@ -64,6 +64,8 @@ func newRoot() *cobra.Command {
 			g.addTemporalFlags(c.PersistentFlags())
 		}
 	}
+	// Signing in talks to the issuer only.
+	root.AddCommand(newLoginCmd(), newLogoutCmd())
 	// Cobra finds the command before it parses flags, and a flag it does
 	// not know there takes the next word as its value: known to the root
 	// (hidden, not inherited), `modelfleet --temporal-tls release list`

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -167,8 +169,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				cfg.Pull = &app.PullConfig{Endpoint: nsEndpoint, Topic: nsTopic, Subscription: nsSub, Key: key}
 			}
 			// The drift monitor consumes the gateway's embedded signal
-			// queue, or Service Bus in Azure mode (servicebus.go).
-			if cfg.Signals, err = signalReceiver(); err != nil {
+			// queue, or Service Bus in Azure mode, where the gateway
+			// relays the sites' messages to it (servicebus.go).
+			if cfg.Signals, cfg.SignalRelay, err = gatewaySignals(); err != nil {
 				return err
 			}
 			if cfg.Signals != nil {
@@ -183,6 +186,21 @@ func newGatewayCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer gw.Close()
+			if cfg.Auth != nil && cfg.Auth.BindingsFile != "" {
+				// SIGHUP re-reads the role bindings now; the reloader logs
+				// and audits what it applied or refused.
+				hup := make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				defer signal.Stop(hup)
+				for {
+					select {
+					case <-hup:
+						_ = gw.ReloadBindings()
+					case <-cmd.Context().Done():
+						return nil
+					}
+				}
+			}
 			<-cmd.Context().Done()
 			return nil
 		},
@@ -193,7 +211,8 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&oidcTenants, "oidc-tenant", nil, "accept only tokens of this Entra tenant ID (tid; repeatable)")
 	f.StringVar(&groupsClaim, "oidc-groups-claim", "groups", "claim carrying the caller's groups")
 	f.StringVar(&rolesClaim, "oidc-roles-claim", "roles", "claim carrying the caller's app roles")
-	f.StringVar(&authCfg.BindingsFile, "role-bindings", "", "role bindings file (docs/security.md)")
+	f.StringVar(&authCfg.BindingsFile, "role-bindings", "", "role bindings file (docs/security.md); re-read when it changes and on SIGHUP")
+	f.DurationVar(&authCfg.BindingsPoll, "role-bindings-poll", auth.DefaultBindingsPoll, "how often the gateway checks the role bindings file for a change")
 	f.StringVar(&authCfg.PKIDir, "pki-dir", "", "site CA, control- and release-signing keys (release-keys/) and enrolments (default <data-dir>/pki)")
 	f.StringArrayVar(&authCfg.Hosts, "tls-host", nil, "name or IP the gateway's server certificate is for (repeatable)")
 	f.StringVar(&authCfg.TLSCertFile, "tls-cert", "", "server certificate (default: issued by the site CA)")

@@ -23,8 +23,14 @@ param serviceBusName string
 @description('Principal (object) ID of the cloud side\'s managed identity: gateway and worker.')
 param cloudPrincipalId string
 
-@description('Principal ID of the identity the edge sites send signals with; empty: none.')
+@description('Deprecated: one identity every edge site sends signals with; empty: none (sites send through the gateway, which relays).')
 param edgePrincipalId string = ''
+
+@description('Principal IDs of per-site identities (workload or managed identities) that send signals to Service Bus themselves; empty: every site sends through the gateway.')
+param siteSenderPrincipalIds array = []
+
+@description('The gateway relays the sites\' signals to Service Bus with its identity (Azure Service Bus Data Sender on the queue).')
+param relayFromGateway bool = true
 
 @description('Grant the cloud identity AzureML Data Scientist on the workspace (the amlarc driver creates endpoints and deployments).')
 param grantAmlArc bool = true
@@ -46,7 +52,9 @@ module queue 'servicebus.bicep' = {
     location: location
     name: serviceBusName
     receiverPrincipalId: cloudPrincipalId
+    relayFromGateway: relayFromGateway
     senderPrincipalId: edgePrincipalId
+    siteSenderPrincipalIds: siteSenderPrincipalIds
   }
 }
 
@@ -70,4 +78,5 @@ resource amlRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (gran
 
 output systemTopicId string = events.outputs.systemTopicId
 output serviceBusEndpoint string = queue.outputs.endpoint
+output serviceBusNamespace string = queue.outputs.namespace
 output queueName string = queue.outputs.queueName

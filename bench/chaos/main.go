@@ -1,0 +1,155 @@
+// Command chaos is `make chaos`: releases that stay right when processes
+// die. It runs the stack as production does, each part its own process —
+// the Temporal dev server, the gateway, the cloud worker and N edge agents
+// (the modelfleet binary's `gateway`, `worker` and `edge` commands, plain
+// HTTP with --insecure-no-auth) — plus the model registry in this process
+// (Azure ML's stand-in, which is not under test), and releases version
+// after version of examples/bearing-failure through a gated, baked,
+// two-wave policy while it SIGKILLs and restarts a process every few
+// seconds: each kind in turn (gateway, worker, Temporal, an agent), takes
+// an agent offline for several seconds, and corrupts a stored model file
+// before restarting an agent.
+//
+// Invariants, checked throughout from outside (observe.go) and reported:
+//
+//   - every release ends in a terminal state within -release-timeout
+//     (stuck counts those that did not);
+//   - no desired-state revision of a site is ever seen with two contents
+//     (duplicate_steps) and no site's revision goes backwards
+//     (revision_regressions);
+//   - every site answers /score for the model whenever its agent is up,
+//     once it has served it (score_errors of scores);
+//   - the signal queue loses nothing: sent = completed + dead-lettered +
+//     still queued (lost_signals);
+//   - an agent brought back converges on its desired state
+//     (max_recovery_s, the longest time from restart to converged).
+//
+// Final line:
+//
+//	bench=chaos kills=<> releases=<> completed=<> stuck=0 duplicate_steps=0 revision_regressions=0 score_errors=<> lost_signals=0 max_recovery_s=<>
+//
+// The exit status is 1 when an invariant with a 0 above is broken.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/modelfleet/modelfleet/app"
+)
+
+const modelName = "bearing-failure"
+
+type options struct {
+	bin            string // the modelfleet binary
+	temporal       string
+	sites          int
+	releases       int
+	killsEach      int // at least this many kills of each kind of process
+	interval       time.Duration
+	releaseTimeout time.Duration
+	maxDuration    time.Duration
+	example        string
+	dir            string
+	keep           bool
+	seed           uint64
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "modelfleet", "bin/modelfleet", "the modelfleet binary whose processes are killed")
+	flag.StringVar(&o.temporal, "temporal", "", "Temporal CLI (default: app.FindTemporal)")
+	flag.IntVar(&o.sites, "sites", 4, "edge agents (the first is the canary)")
+	flag.IntVar(&o.releases, "releases", 6, "releases at least; more run until every kind of process was killed -kills times")
+	flag.IntVar(&o.killsEach, "kills", 10, "SIGKILLs of each kind of process (gateway, worker, temporal, agent) at least")
+	flag.DurationVar(&o.interval, "interval", 3*time.Second, "mean time between two chaos actions")
+	flag.DurationVar(&o.releaseTimeout, "release-timeout", 4*time.Minute, "a release not terminal after this long is stuck")
+	flag.DurationVar(&o.maxDuration, "max-duration", 30*time.Minute, "stop starting releases after this long")
+	flag.StringVar(&o.example, "example", "examples/bearing-failure", "the example model's folder")
+	flag.StringVar(&o.dir, "dir", "", "parent of the run's data dir (default: the system temp dir)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the data dir (every process's log is there)")
+	flag.Uint64Var(&o.seed, "seed", 0, "random seed of the chaos schedule (0: from the clock; printed)")
+	flag.Parse()
+	if o.temporal == "" {
+		bin, err := app.FindTemporal()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(2)
+		}
+		o.temporal = bin
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	r, err := run(ctx, o, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+	if err := r.broken(); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		os.Exit(1)
+	}
+}
+
+// report is the run's figures.
+type report struct {
+	kills          map[string]int64
+	releases       int
+	completed      int
+	stuck          int
+	outcomes       map[string]int
+	duplicateSteps int64
+	regressions    int64
+	scores         int64
+	scoreErrors    int64
+	signalsSent    int64
+	lostSignals    int64
+	maxRecovery    time.Duration
+	unrecovered    int // agents that did not converge after coming back
+	corruptions    int
+	offline        int
+}
+
+func (r report) totalKills() int64 {
+	var n int64
+	for _, k := range r.kills {
+		n += k
+	}
+	return n
+}
+
+func (r report) line() string {
+	return fmt.Sprintf("bench=chaos kills=%d releases=%d completed=%d stuck=%d duplicate_steps=%d revision_regressions=%d score_errors=%d lost_signals=%d max_recovery_s=%.1f",
+		r.totalKills(), r.releases, r.completed, r.stuck, r.duplicateSteps, r.regressions, r.scoreErrors, r.lostSignals, r.maxRecovery.Seconds())
+}
+
+func (r report) print(w io.Writer) {
+	fmt.Fprintf(w, "kills by kind: %v; agents taken offline: %d; model files corrupted: %d\n", r.kills, r.offline, r.corruptions)
+	fmt.Fprintf(w, "releases: %d started, %d terminal %v, %d stuck\n", r.releases, r.completed, r.outcomes, r.stuck)
+	fmt.Fprintf(w, "scores while up: %d, failed %d; signals sent %d, lost %d; agents not converged after return: %d\n", r.scores, r.scoreErrors, r.signalsSent, r.lostSignals, r.unrecovered)
+	fmt.Fprintln(w, r.line())
+}
+
+// broken names the invariants the run broke.
+func (r report) broken() error {
+	var errs []error
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(r.stuck > 0, "%d releases stuck (not terminal within the timeout)", r.stuck)
+	check(r.completed != r.releases, "%d of %d releases ended", r.completed, r.releases)
+	check(r.duplicateSteps > 0, "%d desired-state revisions seen with two contents", r.duplicateSteps)
+	check(r.regressions > 0, "%d desired-state revisions went backwards", r.regressions)
+	check(r.lostSignals != 0, "%d signal messages lost", r.lostSignals)
+	check(r.unrecovered > 0, "%d agents did not converge after coming back", r.unrecovered)
+	return errors.Join(errs...)
+}
