@@ -14,7 +14,6 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/simulate"
 	"github.com/modelfleet/modelfleet/workload"
 	"github.com/modelfleet/modelfleet/workload/spec"
@@ -41,13 +40,9 @@ func (r result) print(name string) {
 // measure runs the workload for site with scorer, drives it with the
 // simulator for warmup+duration, and matches every reading sent during
 // the measured part with its outcome (decision or dead letter).
-func (e *env) measure(c config, site string, scorer workload.Scorer) (result, error) {
+func (e *env) measure(c config, site string, scorer workload.Scorer, prog workload.Program) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	prog, err := bearing.Program()
-	if err != nil {
-		return result{}, err
-	}
 	if c.workers > 0 {
 		prog.Manifest.Scaling.Workers = c.workers
 	}
