@@ -14,9 +14,9 @@ build:
 	$(GO) build -o bin/modelfleet ./cmd/modelfleet
 
 ## workload-module: the bearing-failure workload as a WebAssembly module (ABI v1), from source, into bin/
-workload-module:
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -o bin/bearing-failure-line.wasm ./examples/bearing-failure/workload/module
-	@sha256sum bin/bearing-failure-line.wasm | awk '{print "bin/bearing-failure-line.wasm  module.digest: sha256:" $$1}'
+## (modelfleet workload build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared, then checks the ABI and prints the digest)
+workload-module: build
+	bin/modelfleet workload build ./examples/bearing-failure/workload/module -o bin/bearing-failure-line.wasm --go $(GO)
 
 ## tools: the pinned Temporal CLI (dev server + UI), built once from the Go module proxy
 tools: $(TEMPORAL)
