@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,31 +19,50 @@ type AuditRecord struct {
 	Why     string    `json:"why,omitempty"`
 }
 
-// RecentAudit is how many audit records a guard keeps in memory for the
-// dashboard; the log holds them all.
+// RecentAudit is how many audit records of each kind a guard keeps in
+// memory for the dashboard: notable ones (denials, allowed changes by
+// people) and routine ones (Routine); the log holds them all. Kept apart,
+// a busy fleet's routine traffic never pushes the controls and denials
+// out.
 const RecentAudit = 200
 
+// Routine reports whether r is the fleet's routine traffic: an allowed
+// read, or an allowed request of a site or the cloud worker (reports,
+// signals, steps), which pass the guard many times a minute.
+func (r AuditRecord) Routine() bool {
+	if !r.Allowed {
+		return false
+	}
+	return r.Why == string(SiteSelf) || r.Why == string(FleetSteps) || strings.HasPrefix(r.Action, http.MethodGet+" ")
+}
+
 type auditRing struct {
-	mu   sync.Mutex
-	recs []AuditRecord
+	mu      sync.Mutex
+	notable []AuditRecord
+	routine []AuditRecord
 }
 
 func (a *auditRing) add(r AuditRecord) {
 	r.At = time.Now().UTC()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.recs) == RecentAudit {
-		a.recs = slices.Delete(a.recs, 0, 1)
+	ring := &a.notable
+	if r.Routine() {
+		ring = &a.routine
 	}
-	a.recs = append(a.recs, r)
+	if len(*ring) == RecentAudit {
+		*ring = slices.Delete(*ring, 0, 1)
+	}
+	*ring = append(*ring, r)
 }
 
 // RecentAudit returns this guard's latest audit records, newest first
-// (this process's only: the log is the complete record).
+// (this process's only: the log is the complete record): up to
+// RecentAudit notable and RecentAudit routine ones.
 func (g *Guard) RecentAudit() []AuditRecord {
 	g.recent.mu.Lock()
-	defer g.recent.mu.Unlock()
-	out := slices.Clone(g.recent.recs)
-	slices.Reverse(out)
+	out := slices.Concat(g.recent.notable, g.recent.routine)
+	g.recent.mu.Unlock()
+	slices.SortStableFunc(out, func(a, b AuditRecord) int { return b.At.Compare(a.At) })
 	return out
 }

@@ -182,16 +182,26 @@ func (p *person) screenshot(dir, name string) {
 // TestDashboardInABrowser drives the dashboard in headless Chromium
 // against the real stack: a gated release's page, open in a viewer's
 // browser, follows the release live; the viewer sees no button and a
-// forged POST of theirs is refused; the approver's click passes the gate
-// and the workflow records who; the fleet page lists the three sites
-// with the version each serves; the accessibility tree has the landmarks
-// and names a screen reader and a keyboard need.
+// forged POST of theirs is refused; the approver reaches the approve
+// button by keyboard, and their click passes the gate and the workflow
+// records who; the fleet page lists the three sites with the version
+// each serves; after `modelfleet simulate drift` the drift page shows
+// site-1's drifting feature and the fleet page marks site-1; on every
+// page the accessibility tree names what a screen reader and a keyboard
+// need and the text is readable (WCAG AA contrast).
 func TestDashboardInABrowser(t *testing.T) {
 	s := newStack(t)
+	// Short monitoring windows, so that site-1's line drifts within the
+	// test: 2 s signal windows, a minute of lookback (each site's
+	// reference is its first half-minute), and no retraining meanwhile.
+	s.extra = []string{"--signal-interval", "2s", "--monitor-lookback", "60s", "--monitor-min-rows", "300", "--retrain-debounce", "10m"}
 	browser := browserFor(t)
 	s.start()
 	shots := screenshotDir(t)
 	model := filepath.Join(repoRoot(t), "examples", "bearing-failure", "model.txt")
+	// The model the simulated lines feed, first: its sites build their
+	// drift references while the gated release below runs.
+	s.mustCLI("model", "register", "--name", "bearing-failure", "--version", "1", "--file", model)
 	policy := filepath.Join(t.TempDir(), "gated.yaml")
 	if err := os.WriteFile(policy, []byte(`
 waves:
@@ -224,15 +234,18 @@ approval: {after: [canary], timeout: 10m}
 		t.Errorf("a viewer's forged approve: %d %s", forged.Status, forged.Body)
 	}
 
-	// The newcomer's identity approves fleet-wide.
+	// The newcomer's identity approves fleet-wide, from the keyboard.
 	approver := signIn(t, browser, s, "token")
 	approver.do(chromedp.Navigate(s.gateway + "/ui/releases/press/1"))
 	approver.waitText("#release-state", "awaiting-approval", 30*time.Second)
+	approver.waitText(`tr[data-site="site-1"]`, "canary", 30*time.Second)
 	approver.screenshot(shots, "ui-release.png")
-	approver.do(
-		chromedp.SetValue(chromedp.ID("gate-reason"), "canary looks fine"),
-		chromedp.Click(chromedp.CSS(`button[value="approve"]`)),
-	)
+	checkAccessibility(t, approver, "release")
+	tabTo(t, approver, `button[value="approve"]`, 30)
+	approver.do(chromedp.SetValue(chromedp.ID("gate-reason"), "canary looks fine"))
+	// Enter on the focused button: what a keyboard user does.
+	approver.do(chromedp.Evaluate[chromedp.Void](`document.querySelector('button[value="approve"]').focus()`))
+	approver.do(chromedp.KeyEvent("\r"))
 	approver.waitText(".flash", "approve sent as dev@modelfleet.local", 30*time.Second)
 	// The viewer's page, never reloaded, follows the release over its
 	// live stream to its end.
@@ -259,21 +272,113 @@ approval: {after: [canary], timeout: 10m}
 	if got := approver.text("table.counts tbody"); !strings.Contains(got, "press") || !strings.Contains(got, "3") {
 		t.Errorf("per-version counts: %q, want press 1 on 3 sites", got)
 	}
-	approver.screenshot(shots, "ui-fleet.png")
-	checkAccessibility(t, approver)
+	checkAccessibility(t, approver, "fleet")
+	// The tiles view: the same sites, as readable.
+	approver.do(chromedp.Navigate(s.gateway + "/ui/fleet?view=tiles"))
+	approver.waitText(`li.tile[data-site="site-3"]`, "press:1", 30*time.Second)
+	checkAccessibility(t, approver, "tiles")
 
-	for _, page := range []string{"drift", "queues"} {
-		approver.do(chromedp.Navigate(s.gateway + "/ui/" + page))
-		approver.waitText("h1", map[string]string{"drift": "Drift", "queues": "Queues"}[page], 30*time.Second)
-		approver.screenshot(shots, "ui-"+page+".png")
+	// Drift: once site-1 has its reference, its line drifts; the drift
+	// page shows the feature, the fleet page the site.
+	waitFor(t, 2*time.Minute, "site-1's drift reference", func() error {
+		rep, err := s.monitor()
+		if err != nil {
+			return err
+		}
+		for _, v := range rep.Verdicts {
+			if v.Site == "site-1" && !v.Insufficient && len(v.Features) > 0 {
+				return nil
+			}
+		}
+		return fmt.Errorf("no judged verdict of site-1 yet (stats %v)", rep.Stats)
+	})
+	s.mustCLI("simulate", "drift", "--site", "site-1", "--model", "bearing-failure", "--shift", "2", "--simulator-url", s.simulators[0])
+	approver.do(chromedp.Navigate(s.gateway + "/ui/drift"))
+	approver.waitText(`section[data-site="site-1"] h2`, "drifting", 2*time.Minute)
+	if got := approver.text(`section[data-site="site-1"] tr.breached th`); !strings.Contains(got, "breached") {
+		t.Errorf("site-1's drift section names no breached feature: %q", got)
 	}
+	approver.screenshot(shots, "ui-drift.png")
+	checkAccessibility(t, approver, "drift")
+	approver.do(chromedp.Navigate(s.gateway + "/ui/fleet"))
+	approver.waitText(`tr[data-site="site-1"]`, "drifting", 30*time.Second)
+	approver.screenshot(shots, "ui-fleet.png")
+
+	// Queues and audit: the sites' signal messages went through the
+	// queue; the audit (the newcomer is an admin too) names the viewer's
+	// forged approve, refused.
+	approver.do(chromedp.Navigate(s.gateway + "/ui/queues"))
+	approver.waitText("h1", "Queues", 30*time.Second)
+	var sent int
+	approver.eval(`Number(document.querySelector("#queue-sent").textContent)`, &sent)
+	if sent == 0 {
+		t.Errorf("the queues page counts no signal message sent")
+	}
+	if got := approver.text(`section[aria-labelledby="audit"]`); !strings.Contains(got, "viewer@modelfleet.local") || !strings.Contains(got, "releases.approve") {
+		t.Errorf("the audit lacks the viewer's refused approve: %q", tail(got, 10))
+	}
+	approver.screenshot(shots, "ui-queues.png")
+	checkAccessibility(t, approver, "queues")
 }
+
+// tabTo presses Tab from the top of the page until sel has the focus, at
+// most max times: the control is reachable by keyboard, in an order
+// that passes its label first.
+func tabTo(t *testing.T, p *person, sel string, max int) {
+	t.Helper()
+	var seen []string
+	for range max {
+		p.do(chromedp.KeyEvent("\t"))
+		var at struct {
+			Match bool   `json:"match"`
+			What  string `json:"what"`
+		}
+		p.eval(fmt.Sprintf(`(() => { const a = document.activeElement; return {match: a.matches(%q), what: a.tagName + " " + (a.id || a.getAttribute("value") || a.textContent.trim()).slice(0, 40)}; })()`, sel), &at)
+		seen = append(seen, at.What)
+		if at.Match {
+			return
+		}
+	}
+	t.Errorf("%d Tabs never reach %s; they visit %q", max, sel, seen)
+}
+
+// contrastJS measures, for every element with text of its own that is
+// rendered, the WCAG 2 contrast ratio of its colour against the
+// background it sits on (composited up the ancestors, white at the top),
+// and returns those under 4.5:1.
+const contrastJS = `(() => {
+  const parse = c => { const m = c.match(/[\d.]+/g).map(Number); return {r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1}; };
+  const over = (top, bottom) => ({r: top.r*top.a + bottom.r*(1-top.a), g: top.g*top.a + bottom.g*(1-top.a), b: top.b*top.a + bottom.b*(1-top.a), a: 1});
+  const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v/12.92 : Math.pow((v+0.055)/1.055, 2.4); }; return 0.2126*f(c.r) + 0.7152*f(c.g) + 0.0722*f(c.b); };
+  const background = el => {
+    const chain = [];
+    for (let e = el; e && e.nodeType === 1; e = e.parentElement) chain.push(parse(getComputedStyle(e).backgroundColor));
+    let bg = {r: 255, g: 255, b: 255, a: 1};
+    for (let i = chain.length - 1; i >= 0; i--) bg = over(chain[i], bg);
+    return bg;
+  };
+  const out = [];
+  let checked = 0;
+  for (const el of document.querySelectorAll("body *")) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim() !== "");
+    if (!own || el.getClientRects().length === 0) continue;
+    const st = getComputedStyle(el);
+    if (st.visibility === "hidden" || el.closest("svg, .skip:not(:focus), details:not([open]) > :not(summary)")) continue;
+    const bg = background(el), fg = over(parse(st.color), bg);
+    const l1 = lum(fg), l2 = lum(bg);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    checked++;
+    if (ratio < 4.5) out.push(el.tagName.toLowerCase() + (el.className ? "." + String(el.className).replace(/ /g, ".") : "") + " " + JSON.stringify(el.textContent.trim().slice(0, 30)) + " " + st.color + " on " + JSON.stringify(bg) + " = " + ratio.toFixed(2));
+  }
+  return {checked, failing: out};
+})()`
 
 // checkAccessibility reads the page's accessibility tree as a screen
 // reader would get it: one main landmark, a named navigation, headings,
-// named controls and table headers; and a first Tab lands on the skip
-// link.
-func checkAccessibility(t *testing.T, p *person) {
+// every button, link and field named, table headers; the text's contrast
+// against its background is at least 4.5:1; and a first Tab lands on
+// the skip link.
+func checkAccessibility(t *testing.T, p *person, page string) {
 	t.Helper()
 	tree, err := chromedp.Run(p.ctx, func(ctx context.Context, tg *chromedp.Target) (accessibility.GetFullAXTreeResult, error) {
 		return cdp.Call(ctx, tg, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
@@ -298,34 +403,61 @@ func checkAccessibility(t *testing.T, p *person) {
 		roles[role] = append(roles[role], name)
 	}
 	if len(roles["main"]) != 1 {
-		t.Errorf("main landmarks: %d, want 1", len(roles["main"]))
+		t.Errorf("%s: main landmarks: %d, want 1", page, len(roles["main"]))
 	}
-	if !slices.Contains(roles["navigation"], "Pages") || !slices.Contains(roles["navigation"], "Pages of sites") {
-		t.Errorf("navigation landmarks %q, want Pages and Pages of sites", roles["navigation"])
+	if !slices.Contains(roles["navigation"], "Pages") {
+		t.Errorf("%s: navigation landmarks %q, want Pages", page, roles["navigation"])
 	}
-	if !slices.Contains(roles["heading"], "Fleet") || !slices.Contains(roles["heading"], "What runs where") {
-		t.Errorf("headings %q", roles["heading"])
+	if len(roles["heading"]) < 2 {
+		t.Errorf("%s: headings %q", page, roles["heading"])
 	}
-	for _, role := range []string{"button", "link", "combobox", "textbox"} {
+	for _, role := range []string{"button", "link", "combobox", "textbox", "img"} {
 		for _, name := range roles[role] {
 			if strings.TrimSpace(name) == "" {
-				t.Errorf("a %s without an accessible name", role)
+				t.Errorf("%s: a %s without an accessible name", page, role)
 			}
 		}
 	}
-	for _, want := range []string{"Model", "Version", "Label", "Status", "Group by"} {
-		if !slices.Contains(roles["combobox"], want) && !slices.Contains(roles["textbox"], want) {
-			t.Errorf("filter %q has no labelled control (comboboxes %q, textboxes %q)", want, roles["combobox"], roles["textbox"])
+	switch page {
+	case "fleet":
+		if !slices.Contains(roles["navigation"], "Pages of sites") || !slices.Contains(roles["heading"], "What runs where") {
+			t.Errorf("fleet: navigation %q, headings %q", roles["navigation"], roles["heading"])
+		}
+		for _, want := range []string{"Model", "Version", "Label", "Status", "Group by", "Show as"} {
+			if !slices.Contains(roles["combobox"], want) && !slices.Contains(roles["textbox"], want) {
+				t.Errorf("fleet: filter %q has no labelled control (comboboxes %q, textboxes %q)", want, roles["combobox"], roles["textbox"])
+			}
+		}
+		if len(roles["columnheader"]) < 6 || len(roles["rowheader"]) != 3 {
+			t.Errorf("fleet: table headers: %d column, %d row (sites), want >= 6 and 3", len(roles["columnheader"]), len(roles["rowheader"]))
+		}
+	case "release":
+		for _, want := range []string{"Approve", "Reject"} {
+			if !slices.Contains(roles["button"], want) {
+				t.Errorf("release: buttons %q, want %s", roles["button"], want)
+			}
+		}
+		if !slices.Contains(roles["textbox"], "Reason") {
+			t.Errorf("release: the gate's reason field is not labelled: textboxes %q", roles["textbox"])
 		}
 	}
-	if len(roles["columnheader"]) < 6 || len(roles["rowheader"]) != 3 {
-		t.Errorf("table headers: %d column, %d row (sites), want >= 6 and 3", len(roles["columnheader"]), len(roles["rowheader"]))
+	var contrast struct {
+		Checked int      `json:"checked"`
+		Failing []string `json:"failing"`
 	}
-	// Keyboard: the first Tab reaches the skip link, and it leads to main.
+	p.eval(contrastJS, &contrast)
+	if contrast.Checked < 10 {
+		t.Errorf("%s: contrast checked on %d elements only", page, contrast.Checked)
+	}
+	for _, f := range contrast.Failing {
+		t.Errorf("%s: text contrast under 4.5:1: %s", page, f)
+	}
+	// Keyboard: the first Tab on the freshly loaded page reaches the skip
+	// link.
 	p.do(chromedp.KeyEvent("\t"))
 	var focused string
 	p.eval(`document.activeElement.textContent`, &focused)
 	if focused != "Skip to content" {
-		t.Errorf("the first Tab focuses %q, want the skip link", focused)
+		t.Errorf("%s: the first Tab focuses %q, want the skip link", page, focused)
 	}
 }

@@ -3,10 +3,14 @@ package ui
 import (
 	"cmp"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/drift"
 )
 
@@ -32,10 +36,28 @@ func newDriftHistory() *driftHistory {
 
 func seriesKey(v drift.Verdict) string { return v.Site + "\x00" + v.Model + "\x00" + v.Version }
 
-// record adds the verdicts not seen yet.
+// record adds the verdicts not seen yet, and forgets the series the
+// monitor no longer reports (a site gone, a version replaced), so the
+// history holds the current fleet's only.
 func (h *driftHistory) record(vs []drift.Verdict) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.seen) > len(vs) {
+		current := make(map[string]bool, len(vs))
+		for _, v := range vs {
+			current[seriesKey(v)] = true
+		}
+		for k := range h.seen {
+			if !current[k] {
+				delete(h.seen, k)
+			}
+		}
+		for fk := range h.points {
+			if k, _, ok := cutLast(fk); ok && !current[k] {
+				delete(h.points, fk)
+			}
+		}
+	}
 	for _, v := range vs {
 		k := seriesKey(v)
 		if h.seen[k] == v.ID {
@@ -57,6 +79,15 @@ func (h *driftHistory) record(vs []drift.Verdict) {
 	}
 }
 
+// cutLast splits a feature's key into its series key and the feature.
+func cutLast(fk string) (series, feature string, ok bool) {
+	i := strings.LastIndexByte(fk, 0)
+	if i < 0 {
+		return "", "", false
+	}
+	return fk[:i], fk[i+1:], true
+}
+
 func (h *driftHistory) of(v drift.Verdict, feature string) []point {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -66,8 +97,22 @@ func (h *driftHistory) of(v drift.Verdict, feature string) []point {
 type driftData struct {
 	Enabled bool
 	Stats   drift.Stats
-	Series  []driftSeries
+	Series  []driftSeries // this page's
+	// The filter: site, model, and State "" (every series) or "breached"
+	// (drifted or a data-quality breach).
+	Site, Model, State string
+	// Series counts: every one the monitor judges, those the filter
+	// keeps, and of those the drifting.
+	Total, Matched, Drifting int
+	Page, Pages              int
+	PrevURL, NextURL         string
+	// Retraining is each monitored model's retraining, newest cycles first.
+	Retraining []RetrainView
 }
+
+// driftPageSize is how many series (site, model, version) a drift page
+// shows: each is a table of its features with two charts.
+const driftPageSize = 25
 
 type driftSeries struct {
 	drift.Verdict
@@ -81,7 +126,24 @@ type featureRow struct {
 }
 
 func (h *Handler) driftData(r *http.Request) (string, any, error) {
-	d := &driftData{}
+	q := r.URL.Query()
+	d := &driftData{Site: q.Get("site"), Model: q.Get("model"), State: q.Get("state")}
+	for name, v := range map[string]string{"site": d.Site, "model": d.Model} {
+		if len(v) > maxFilterLen {
+			return "Drift", d, modelfleet.Errorf(modelfleet.EINVALID, "%s filter: %d bytes, at most %d", name, len(v), maxFilterLen)
+		}
+	}
+	if d.State != "" && d.State != "breached" {
+		return "Drift", d, modelfleet.Errorf(modelfleet.EINVALID, "state %q: want breached, or nothing for every series", truncate(d.State, 40))
+	}
+	page := 1
+	if v := q.Get("page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return "Drift", d, modelfleet.Errorf(modelfleet.EINVALID, "page %q: want a whole number from 1", truncate(v, 40))
+		}
+		page = n
+	}
 	if h.cfg.Monitor == nil {
 		return "Drift", d, nil
 	}
@@ -89,11 +151,41 @@ func (h *Handler) driftData(r *http.Request) (string, any, error) {
 	var vs []drift.Verdict
 	d.Stats, vs = h.cfg.Monitor()
 	h.history.record(vs)
-	site, model := r.URL.Query().Get("site"), r.URL.Query().Get("model")
+	d.Total = len(vs)
+	models := make([]string, 0, len(vs))
 	for _, v := range vs {
-		if (site != "" && v.Site != site) || (model != "" && v.Model != model) {
+		models = append(models, v.Model)
+	}
+	d.Retraining = h.retraining(r.Context(), models)
+	var kept []drift.Verdict
+	for _, v := range vs {
+		if (d.Site != "" && v.Site != d.Site) || (d.Model != "" && v.Model != d.Model) || (d.State != "" && !v.Breached()) {
 			continue
 		}
+		kept = append(kept, v)
+		if v.Drifted() {
+			d.Drifting++
+		}
+	}
+	// Drifting series first, then data-quality breaches: what an operator
+	// looks for at a thousand sites; then by site, model and version.
+	rank := func(v *drift.Verdict) int {
+		switch {
+		case v.Drifted():
+			return 0
+		case v.QualityBreached:
+			return 1
+		}
+		return 2
+	}
+	slices.SortFunc(kept, func(a, b drift.Verdict) int {
+		return cmp.Or(cmp.Compare(rank(&a), rank(&b)), naturalCompare(a.Site, b.Site), cmp.Compare(a.Model, b.Model), naturalCompare(a.Version, b.Version))
+	})
+	d.Matched = len(kept)
+	d.Pages = max(1, (len(kept)+driftPageSize-1)/driftPageSize)
+	d.Page = min(page, d.Pages)
+	lo := (d.Page - 1) * driftPageSize
+	for _, v := range kept[lo:min(lo+driftPageSize, len(kept))] {
 		s := driftSeries{Verdict: v}
 		feats := v.Features
 		if v.Prediction != nil {
@@ -104,8 +196,21 @@ func (h *Handler) driftData(r *http.Request) (string, any, error) {
 		}
 		d.Series = append(d.Series, s)
 	}
-	slices.SortFunc(d.Series, func(a, b driftSeries) int {
-		return cmp.Or(naturalCompare(a.Site, b.Site), cmp.Compare(a.Model, b.Model), naturalCompare(a.Version, b.Version))
-	})
+	link := func(p int) string {
+		v := url.Values{}
+		for k, val := range map[string]string{"site": d.Site, "model": d.Model, "state": d.State} {
+			if val != "" {
+				v.Set(k, val)
+			}
+		}
+		v.Set("page", strconv.Itoa(p))
+		return Prefix + "drift?" + v.Encode()
+	}
+	if d.Page > 1 {
+		d.PrevURL = link(d.Page - 1)
+	}
+	if d.Page < d.Pages {
+		d.NextURL = link(d.Page + 1)
+	}
 	return "Drift", d, nil
 }

@@ -1,9 +1,11 @@
 package ui
 
 import (
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -46,6 +48,21 @@ type releaseData struct {
 	CanAbortOwn bool
 	Running     bool
 	Serving     int // sites that report serving the version
+	// The sites table, a page at a time (thousands of sites), optionally
+	// of one state: SiteStates counts each state over every site.
+	Sites            []modelfleet.SiteStatus
+	SiteState        string
+	SiteStates       []stateCount
+	SitePage, Pages  int
+	PrevURL, NextURL string
+	AllSitesURL      string
+	MatchedSites     int
+}
+
+type stateCount struct {
+	State string
+	Sites int
+	URL   string
 }
 
 type waveRow struct {
@@ -70,8 +87,10 @@ func (h *Handler) releaseData(r *http.Request) (string, any, error) {
 		return title, d, err
 	}
 	// Each site's state as it reports it: a site serving the new version
-	// says so before its batch completes.
-	sites, err := h.cfg.Sites.List()
+	// says so before its batch completes. (The listing the fleet pages
+	// share: a release page open at 10,000 sites lists them once a
+	// second at most, whoever watches.)
+	sites, _, err := h.list()
 	if err != nil {
 		return title, d, err
 	}
@@ -80,6 +99,9 @@ func (h *Handler) releaseData(r *http.Request) (string, any, error) {
 		byID[s.ID] = s
 	}
 	d.Status = st.WithReports(byID)
+	if err := d.pageSites(r.URL.Query()); err != nil {
+		return title, d, err
+	}
 	for _, ss := range st.Sites {
 		for _, m := range byID[ss.Site].Serving {
 			if m.ModelRef == ref {
@@ -142,6 +164,63 @@ func (h *Handler) control(w http.ResponseWriter, r *http.Request) {
 	}
 	h.cfg.Logger.Info("ui: control sent", "who", p.Subject, "action", action, "release", modelfleet.ReleaseWorkflowID(ref))
 	http.Redirect(w, r, page+"?flash="+url.QueryEscape(action+" sent as "+p.Subject), http.StatusSeeOther)
+}
+
+// pageSites fills the sites table's page from the query: site_state
+// (one state, or all) and sites_page.
+func (d *releaseData) pageSites(q url.Values) error {
+	d.SiteState = q.Get("site_state")
+	if len(d.SiteState) > 64 {
+		return modelfleet.Errorf(modelfleet.EINVALID, "site_state: %d bytes, at most 64", len(d.SiteState))
+	}
+	page := 1
+	if v := q.Get("sites_page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return modelfleet.Errorf(modelfleet.EINVALID, "sites_page %q: want a whole number from 1", truncate(v, 40))
+		}
+		page = n
+	}
+	link := func(state string, p int) string {
+		v := url.Values{}
+		if state != "" {
+			v.Set("site_state", state)
+		}
+		if p > 1 {
+			v.Set("sites_page", strconv.Itoa(p))
+		}
+		u := strings.TrimSuffix(d.Action, "/control")
+		if len(v) > 0 {
+			u += "?" + v.Encode()
+		}
+		return u + "#release-sites"
+	}
+	counts := map[string]int{}
+	var kept []modelfleet.SiteStatus
+	for _, s := range d.Status.Sites {
+		counts[s.State]++
+		if d.SiteState == "" || s.State == d.SiteState {
+			kept = append(kept, s)
+		}
+	}
+	for _, st := range slices.Sorted(maps.Keys(counts)) {
+		d.SiteStates = append(d.SiteStates, stateCount{State: st, Sites: counts[st], URL: link(st, 1)})
+	}
+	if d.SiteState != "" {
+		d.AllSitesURL = link("", 1)
+	}
+	d.MatchedSites = len(kept)
+	d.Pages = max(1, (len(kept)+DefaultPageSize-1)/DefaultPageSize)
+	d.SitePage = min(page, d.Pages)
+	lo := (d.SitePage - 1) * DefaultPageSize
+	d.Sites = kept[lo:min(lo+DefaultPageSize, len(kept))]
+	if d.SitePage > 1 {
+		d.PrevURL = link(d.SiteState, d.SitePage-1)
+	}
+	if d.SitePage < d.Pages {
+		d.NextURL = link(d.SiteState, d.SitePage+1)
+	}
+	return nil
 }
 
 func (h *Handler) temporalLink(workflowID string) string {

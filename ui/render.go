@@ -149,9 +149,9 @@ func (h *Handler) Refuse(w http.ResponseWriter, r *http.Request, err error) {
 
 func verdictClass(v string) string {
 	switch v {
-	case modelfleet.VerdictPass, modelfleet.SiteHealthy, modelfleet.SiteServing, "online", "succeeded":
+	case modelfleet.VerdictPass, modelfleet.SiteHealthy, modelfleet.SiteServing, "online", "succeeded", "ok":
 		return "ok"
-	case modelfleet.VerdictFail, modelfleet.SiteFailed, modelfleet.SiteRolledBack, "offline", "breached", modelfleet.StateAborted:
+	case modelfleet.VerdictFail, modelfleet.SiteFailed, modelfleet.SiteRolledBack, "offline", "breached", "drifting", modelfleet.StateAborted:
 		return "bad"
 	case modelfleet.VerdictInconclusive, modelfleet.StateAwaitingApproval, "never", "closed":
 		return "warn"

@@ -38,20 +38,42 @@ func defaultGatewayURL() string {
 	return "http://127.0.0.1:8080"
 }
 
-func tokenSource() auth.TokenSource {
+// tokenSource is the credential sent to the gateway at gatewayURL. The
+// embedded stack's own credential goes first to the embedded stack's own
+// gateway (the URL it wrote beside the credential), so a person logged in
+// to a production issuer never sends that token to a local `make run`.
+func tokenSource(gatewayURL string) auth.TokenSource {
 	if t := os.Getenv("MODELFLEET_TOKEN"); t != "" {
 		return auth.StaticToken(t)
 	}
 	if f := os.Getenv("MODELFLEET_TOKEN_FILE"); f != "" {
 		return auth.FileToken(f)
 	}
+	dev := filepath.Join(credentialsDir(), "token")
+	if fileExists(dev) && gatewayURL != "" && sameURL(gatewayURL, embeddedGatewayURL()) {
+		return auth.FileToken(dev)
+	}
 	if f, err := loginTokenPath(); err == nil && fileExists(f) {
 		return (&auth.LoginFile{Path: f}).Token
 	}
-	if f := filepath.Join(credentialsDir(), "token"); fileExists(f) {
-		return auth.FileToken(f)
+	if fileExists(dev) {
+		return auth.FileToken(dev)
 	}
 	return nil
+}
+
+// embeddedGatewayURL is the URL the embedded stack wrote beside its
+// credential, "" if none.
+func embeddedGatewayURL() string {
+	b, err := os.ReadFile(filepath.Join(credentialsDir(), "gateway-url"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func sameURL(a, b string) bool {
+	return a != "" && strings.TrimRight(a, "/") == strings.TrimRight(b, "/")
 }
 
 func gatewayCA() ([]byte, error) {
@@ -76,7 +98,7 @@ func (g *globals) http() *http.Client {
 	}
 	ca, err := gatewayCA()
 	if err == nil {
-		g.httpClient, err = auth.Client(ca, tokenSource())
+		g.httpClient, err = auth.Client(ca, tokenSource(g.gatewayURL))
 	}
 	if err != nil {
 		// Surface it at the first request rather than at flag parsing.

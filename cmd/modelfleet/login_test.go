@@ -49,7 +49,7 @@ func TestLoginCommand(t *testing.T) {
 	}
 	current := func() string {
 		t.Helper()
-		ts := tokenSource()
+		ts := tokenSource("https://gateway.plant-a.example:8443")
 		if ts == nil {
 			return ""
 		}
@@ -91,6 +91,14 @@ func TestLoginCommand(t *testing.T) {
 	tok := current()
 	if tok != kept.AccessToken {
 		t.Fatalf("after login the CLI sends %q", tok)
+	}
+	// The embedded stack's own gateway still gets the embedded stack's
+	// credential, never the login's.
+	if err := os.WriteFile(filepath.Join(credentialsDir(), "gateway-url"), []byte("https://127.0.0.1:8080/\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := tokenSource("https://127.0.0.1:8080")(); err != nil || tok != "dev-credential" {
+		t.Fatalf("to the embedded stack's gateway after login the CLI sends %q (%v), want its dev credential", tok, err)
 	}
 	v, _ := auth.NewOIDC(auth.OIDCConfig{Issuer: op.Issuer, Audience: op.ClientID})
 	if p, err := v.Verify(context.Background(), tok); err != nil || p.Subject != op.Subject {

@@ -1,6 +1,7 @@
 // Live updates for the dashboard: the page's <main data-live> is replaced
 // by what the server pushes on the same URL with ?live=1 (Server-Sent
-// Events). An update waits while someone types in a form in it.
+// Events). An update waits while someone types in a form in it, and
+// keeps the keyboard focus on the same link or button when it replaces it.
 (function () {
   "use strict";
   var main = document.querySelector("main[data-live]");
@@ -15,10 +16,23 @@
     for (var i = 0; i < fields.length; i++) if (fields[i].value) return true;
     return false;
   }
+  // focusKey names a focusable element by what it does, so its copy in
+  // the new content can be found.
+  function focusKey(el) {
+    return [el.tagName, el.id, el.getAttribute("name"), el.getAttribute("value"), el.getAttribute("href"), el.textContent].join("\u0000");
+  }
   function apply() {
     if (pending === null || busy()) return;
+    var a = document.activeElement, key = null;
+    if (a && a !== main && main.contains(a)) key = focusKey(a);
     main.innerHTML = pending;
     pending = null;
+    if (key !== null) {
+      var same = main.querySelectorAll(a.tagName);
+      for (var i = 0; i < same.length; i++) {
+        if (focusKey(same[i]) === key) { same[i].focus({ preventScroll: true }); break; }
+      }
+    }
     main.dispatchEvent(new CustomEvent("live-update", { bubbles: true }));
   }
   var es = new EventSource(url.toString());
