@@ -139,7 +139,9 @@ func ParseWorkloadRef(s string) (WorkloadRef, error) {
 // DesiredWorkload is the workload version a site should run, carried by the
 // release of the model it calls. The manifest travels whole, so an offline
 // site has all it needs when it returns; the code that prepares features is
-// built into the site's agent and checked against the manifest there.
+// built into the site's agent and checked against the manifest there, or is
+// the WebAssembly module the manifest names by digest (module.digest), which
+// the site downloads from the gateway and checks against that digest.
 type DesiredWorkload struct {
 	Version  string `json:"version"`
 	Model    string `json:"model"`    // the model the workload calls

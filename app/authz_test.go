@@ -217,6 +217,7 @@ func TestAuthorisationMatrix(t *testing.T) {
 		{"GET", "/api/workloads", "", append(slices.Clone(people), workerID, site1, site2)},
 		{"GET", "/api/workloads/w/1", "", append(slices.Clone(people), workerID, site1, site2)},
 		{"POST", "/api/workloads", "name: w", []string{engineer, dev}},
+		{"PUT", "/api/workloads/modules/sha256:" + strings.Repeat("0", 64), "not a module", []string{engineer, dev}},
 		{"POST", "/api/workloads/pairings", `{"model":"m","sites":["site-1"]}`, []string{engineer, dev, workerID}},
 		{"GET", "/api/queues/signals/stats", "", people},
 		{"GET", "/api/queues/signals/messages", "", people},

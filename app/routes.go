@@ -58,6 +58,7 @@ func gatewayRules() []auth.Rule {
 		{Pattern: "GET /api/workloads", Any: p(auth.WorkloadsRead, auth.SiteSelf)},
 		{Pattern: "GET /api/workloads/{name}/{version}", Any: p(auth.WorkloadsRead, auth.SiteSelf)},
 		{Pattern: "POST /api/workloads", Any: p(auth.WorkloadsRegister)},
+		{Pattern: "PUT /api/workloads/modules/{digest}", Any: p(auth.WorkloadsRegister)},
 		{Pattern: "POST /api/workloads/pairings", Any: p(auth.FleetSteps, auth.WorkloadsRegister)},
 
 		{Pattern: "GET /api/queues/{name}/stats", Any: p(auth.QueuesRead)},
