@@ -60,6 +60,16 @@ type keyTable struct {
 	// present: answering it 404 but a protected model 401 would tell an
 	// anonymous caller which models exist.
 	all keySet
+	// internal is the hash of the router's own key (Router.InternalKey),
+	// valid for every model whatever the sets say: the workloads the agent
+	// hosts itself use it. Zero: none.
+	internal [sha256.Size]byte
+}
+
+// isInternal reports whether h is the router's own key.
+func (kt *keyTable) isInternal(h *[sha256.Size]byte) bool {
+	var zero [sha256.Size]byte
+	return kt.internal != zero && subtle.ConstantTimeCompare(h[:], kt.internal[:]) == 1
 }
 
 // allows reports whether the Authorization header lets a request for model
@@ -76,6 +86,9 @@ func (kt *keyTable) allows(model string, known bool, header string) bool {
 	if !ok {
 		return false
 	}
+	if kt.isInternal(&h) {
+		return true
+	}
 	if !known {
 		return ms.match(&h) == 1
 	}
@@ -90,7 +103,7 @@ func (kt *keyTable) allowsAny(header string) bool {
 		return true
 	}
 	h, ok := bearer(header)
-	return ok && kt.all.match(&h) == 1
+	return ok && (kt.isInternal(&h) || kt.all.match(&h) == 1)
 }
 
 // with returns a copy of kt with the key set of model ("" for the
@@ -108,7 +121,9 @@ func (kt *keyTable) with(model string, ks keySet) *keyTable {
 	default:
 		delete(models, model)
 	}
-	return newKeyTable(site, models)
+	next := newKeyTable(site, models)
+	next.internal = kt.internal
+	return next
 }
 
 // newKeyTable makes the table of a site-wide set and the models' sets,
@@ -163,8 +178,15 @@ func (r *Router) setKeyTable(kt *keyTable) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.table.Load()
+	kt.internal = old.keys.internal
 	r.table.Store(&table{routes: old.routes, keys: kt})
 }
+
+// InternalKey is the router's own API key: random, made when the router
+// is, never stored or logged, valid for every model whatever keys are set.
+// The agent gives it to the workloads it hosts in its own process, so
+// keying a model never cuts them off.
+func (r *Router) InternalKey() string { return r.internalKey }
 
 // keysFile is keys.json: the sha256 of every API key, hex-encoded, so that
 // a restart keeps protecting the models it protected. A random API key

@@ -468,3 +468,39 @@ func FuzzParseKeysFile(f *testing.F) {
 		_ = context.Background()
 	})
 }
+
+// The router's own key (what the agent gives the workloads it hosts) is
+// valid for every model whatever keys are set, and survives every change
+// of them; another router's is not.
+func TestInternalKeyOutlivesKeyChanges(t *testing.T) {
+	a := openAgent(t, t.TempDir())
+	data := fakeArtifact(0, 1, 1, 1)
+	mustDeploy(t, a, deployReq("m", "1", data), data)
+	internal := a.Router().InternalKey()
+	if len(internal) < 32 || internal == openAgent(t, t.TempDir()).Router().InternalKey() {
+		t.Fatalf("internal key %q is not a random key of its own", internal)
+	}
+	score := func(key string) int {
+		return do(a.Handler(), "POST", "/score/m", goodRow, "Authorization", "Bearer "+key).Code
+	}
+	if err := a.SetKeys("m", []string{"model-m-key-0123456789"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetKeys("", []string{"site-wide-key-0123456789"}); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int{internal: 200, "model-m-key-0123456789": 200, "wrong-key-0123456789": 401, internal[:len(internal)-1]: 401} {
+		if got := score(key); got != want {
+			t.Errorf("score with %.12q… = %d, want %d", key, got, want)
+		}
+	}
+	if got := do(a.Handler(), "GET", "/api/models", "", "Authorization", "Bearer "+internal).Code; got != 200 {
+		t.Errorf("GET /api/models with the internal key = %d", got)
+	}
+	if err := a.SetDesiredKeys(&modelfleet.APIKeys{SHA256: []string{strings.Repeat("ab", 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := score(internal); got != 200 {
+		t.Errorf("after the desired state's keys, the internal key scores %d", got)
+	}
+}
