@@ -5,13 +5,18 @@ TOOLS           := $(CURDIR)/bin/tools
 TEMPORAL        := $(TOOLS)/temporal
 export CGO_ENABLED ?= 0
 
-.PHONY: all build tools run test test-unit test-e2e fuzz fuzz-campaign lint clean screenshots
+.PHONY: all build tools run test test-unit test-e2e fuzz fuzz-campaign lint clean screenshots workload-module
 
 all: build
 
 ## build: the modelfleet binary (static, no cgo) into bin/
 build:
 	$(GO) build -o bin/modelfleet ./cmd/modelfleet
+
+## workload-module: the bearing-failure workload as a WebAssembly module (ABI v1), from source, into bin/
+## (modelfleet workload build: GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared, then checks the ABI and prints the digest)
+workload-module: build
+	bin/modelfleet workload build ./examples/bearing-failure/workload/module -o bin/bearing-failure-line.wasm --go $(GO)
 
 ## tools: the pinned Temporal CLI (dev server + UI), built once from the Go module proxy
 tools: $(TEMPORAL)

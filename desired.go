@@ -23,6 +23,12 @@ type Desired struct {
 	// revocation after enrolment. A site takes it only if a key it already
 	// trusts signed it, so whoever writes desired states cannot add one.
 	ReleaseKeys *Envelope `json:"releaseKeys,omitempty"`
+	// APIKeys are the hashes of the API keys the site's inference router
+	// asks callers for, site-wide and per model, as an operator set them
+	// (PUT /api/apikeys, router_keys.go). Only sha256 hashes travel, never a
+	// key. Nil: the control plane sets none, and the router uses the keys
+	// the site has (docs/security.md, "Router API keys", for precedence).
+	APIKeys *APIKeys `json:"apiKeys,omitempty"`
 }
 
 // DesiredModel is one model's desired versions at a site, and which release
@@ -133,7 +139,9 @@ func ParseWorkloadRef(s string) (WorkloadRef, error) {
 // DesiredWorkload is the workload version a site should run, carried by the
 // release of the model it calls. The manifest travels whole, so an offline
 // site has all it needs when it returns; the code that prepares features is
-// built into the site's agent and checked against the manifest there.
+// built into the site's agent and checked against the manifest there, or is
+// the WebAssembly module the manifest names by digest (module.digest), which
+// the site downloads from the gateway and checks against that digest.
 type DesiredWorkload struct {
 	Version  string `json:"version"`
 	Model    string `json:"model"`    // the model the workload calls

@@ -50,6 +50,13 @@ type Cloud struct {
 	// Signer signs each validated version's release statement
 	// (SignRelease). Nil: versions travel unsigned.
 	Signer modelfleet.ReleaseSigner
+	// Modules reads the WebAssembly modules of the workloads releases
+	// carry, for validation (workload_module.go). Nil: a release carrying
+	// a workload whose manifest names a module is refused.
+	Modules WorkloadModules
+	// validModules remembers the workload manifests (by digest) whose
+	// module passed validation: a manifest and its module never change.
+	validModules sync.Map
 }
 
 // ValidationReport is what ValidateModel returns: the model record (digest,

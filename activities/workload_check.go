@@ -55,6 +55,11 @@ func (a *Cloud) checkWorkloads(ctx context.Context, model string, nv *modelfleet
 	if err != nil {
 		return nonRetryableIfInvalid(err)
 	}
+	if carried != nil {
+		if err := a.validateModule(ctx, *carried); err != nil {
+			return nonRetryableIfInvalid(err)
+		}
+	}
 	wf := a.Fleet
 	var sites []string
 	for _, w := range plan.Waves {

@@ -109,6 +109,7 @@ func (f *planFixture) plan(t *testing.T, version string) (RolloutPlan, error) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(2 * time.Minute) // validating a workload module compiles it
 	env.RegisterActivity(f.cloud)
 	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, model string) (RolloutPlan, error) {
 		ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,

@@ -30,6 +30,9 @@ func (a *Cloud) PlanWorkloadRelease(ctx context.Context, req WorkloadPlanRequest
 	if err != nil {
 		return RolloutPlan{}, nonRetryableIfInvalid(err)
 	}
+	if err := a.validateModule(ctx, rec); err != nil {
+		return RolloutPlan{}, nonRetryableIfInvalid(err)
+	}
 	var p rollout.Policy
 	if req.Policy != "" {
 		if p, err = rollout.Parse([]byte(req.Policy)); err != nil {

@@ -81,6 +81,11 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 		}
 		backoff = time.Second
 		s.learnKeys(ds.ReleaseKeys)
+		// API keys before models: a model the desired state protects is
+		// not served without its keys. A bad set keeps the keys in force.
+		if err := s.Edge.SetDesiredKeys(ds.APIKeys); err != nil {
+			s.log.Error("api keys of the desired state not applied; keeping the keys in force", "revision", ds.Revision, "error", err)
+		}
 		changed := ds.Revision > applied
 		var actual modelfleet.Actual
 		if changed {

@@ -86,6 +86,12 @@ type Config struct {
 	// (default DefaultDownloadTimeout).
 	ArtifactHosts   []string
 	DownloadTimeout time.Duration
+	// APIKeysFile, if set, is the router API keys file (a mounted Secret;
+	// edge.KeysFile), read before the router serves and every
+	// APIKeysPoll (default edge.DefaultKeysFilePoll) after. Its scopes win
+	// over the desired state's (docs/security.md, "Router API keys").
+	APIKeysFile string
+	APIKeysPoll time.Duration
 }
 
 // Site is a running edge agent: the router serves from disk as soon as Open
@@ -146,6 +152,7 @@ func Open(cfg Config) (*Site, error) {
 		Loader:        func(format string, data []byte) (edge.Scorer, error) { return inference.Load(format, data) },
 		Vectorizer:    inference.Vector,
 		Logger:        log,
+		KeysFile:      cfg.APIKeysFile,
 	})
 	if err != nil {
 		return nil, err
@@ -222,6 +229,9 @@ func (s *Site) Run(ctx context.Context) error {
 		s.cfg.GatewayClient = &http.Client{Transport: t}
 		go s.renew(ctx, id)
 	}
+	keysDone := make(chan struct{})
+	go func() { s.Edge.WatchKeysFile(ctx, s.cfg.APIKeysPoll); close(keysDone) }()
+	defer func() { <-keysDone }()
 	s.sig.connect(s.cfg, id)
 	sigDone := make(chan struct{})
 	go func() { s.sig.run(ctx); close(sigDone) }()

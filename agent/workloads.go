@@ -5,11 +5,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workload"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
@@ -22,9 +26,10 @@ const swapTimeout = 2 * time.Minute
 // with, the version that code runs when no release has set one (def), and
 // the supervisor that swaps versions without losing a message.
 type workloadHost struct {
-	code workload.Code
-	def  workload.Program
-	sup  *workload.Supervisor
+	code    workload.Code
+	def     workload.Program
+	sup     *workload.Supervisor
+	modules *workload.Modules // the WebAssembly modules manifests name
 
 	mu       sync.Mutex
 	started  bool             // the supervisor runs (swaps go through it)
@@ -42,8 +47,20 @@ type workloadHost struct {
 // reading before its first release; the pull loop applies the workload
 // versions releases set (and reports them) from when RunWorkload is called.
 // A site hosts one workload; without one it runs none.
+//
+// A version whose manifest names a WebAssembly module (module.digest) runs
+// that module instead of the agent's code: it is read from the site's disk
+// (<DataDir>/workloads/modules, re-hashed on every read) or downloaded from
+// the gateway's artifact store by its digest, and compiled once. The
+// manifest's digest is what the release's signed statement vouches for, so
+// the module is vouched for too.
 func (s *Site) RunWorkload(ctx context.Context, code workload.Code, def workload.Program, sup *workload.Supervisor) error {
-	h := &workloadHost{code: code, def: def, sup: sup, current: def, revision: -1}
+	modules, err := workload.OpenModules(filepath.Join(s.cfg.DataDir, "workloads", "modules"), s.fetchModule)
+	if err != nil {
+		return fmt.Errorf("site %s: %w", s.cfg.SiteID, err)
+	}
+	defer modules.Close()
+	h := &workloadHost{code: code, def: def, sup: sup, modules: modules, current: def, revision: -1}
 	if !s.workload.CompareAndSwap(nil, h) {
 		return fmt.Errorf("site %s already hosts a workload", s.cfg.SiteID)
 	}
@@ -112,12 +129,24 @@ func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 		if sum := sha256.Sum256([]byte(dw.Manifest)); dw.Digest != "sha256:"+hex.EncodeToString(sum[:]) {
 			return fmt.Errorf("workload %s:%s: manifest does not match digest %q", h.code.Name, dw.Version, dw.Digest)
 		}
+		if dw.Digest == h.digest {
+			return nil // runs already
+		}
 		m, err := spec.ParseManifest([]byte(dw.Manifest))
 		if err != nil {
 			return err
 		}
-		if next, err = h.code.Program(m); err != nil {
-			return err
+		switch {
+		case m.Module != nil && m.Name != h.code.Name:
+			return fmt.Errorf("workload %s: this site hosts workload %q", m.Ref(), h.code.Name)
+		case m.Module != nil:
+			if next, err = h.modules.Program(ctx, m); err != nil {
+				return err
+			}
+		default:
+			if next, err = h.code.Program(m); err != nil {
+				return err
+			}
 		}
 		digest = dw.Digest
 	}
@@ -133,6 +162,19 @@ func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 	}
 	h.current, h.digest = next, digest
 	return nil
+}
+
+// fetchModule downloads a workload module from the gateway's artifact
+// store, checking its digest, over the connection the site pulls through.
+func (s *Site) fetchModule(ctx context.Context, digest string, w io.Writer) error {
+	if s.cfg.GatewayURL == "" {
+		return fmt.Errorf("the site has no gateway to download module %s from", digest)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.downloadTimeout())
+	defer cancel()
+	dl := &registry.Client{HTTPClient: s.downloadClient(), AllowedHosts: s.cfg.ArtifactHosts}
+	_, err := dl.Download(ctx, strings.TrimRight(s.cfg.GatewayURL, "/")+"/api/artifacts/"+digest, digest, w)
+	return err
 }
 
 // actual is the workload as the site reports it.

@@ -53,7 +53,9 @@ func startFactory(ctx context.Context, dataDir, mqttAddr string, simBase, workBa
 			return nil, fmt.Errorf("simulator %s: %w", site, err)
 		}
 		lsrv.Start(log, "simulator")
-		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: s.Record().RouterURL, Logger: log.With("component", "workload", "site", site)})
+		// The hosted workload scores with the router's own key, so keying
+		// the model for the line's other callers never cuts it off.
+		sup := workload.NewSupervisor(workload.SupervisorConfig{Site: site, Broker: b.URL(), Router: s.Record().RouterURL, APIKey: s.Edge.Router().InternalKey(), Logger: log.With("component", "workload", "site", site)})
 		wsrv, err := httpjson.Listen(listenAt(workBase, i), sup.Handler())
 		if err != nil {
 			lsrv.Close()

@@ -179,6 +179,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	// Everything else under /api/ is the directory: sites, their desired
 	// state, rollouts and policies.
 	mux.Handle("/api/", g.Directory.Handler())
+	mux.Handle("PUT /api/apikeys", apiKeysHandler(g.Directory))
 	var stamp queue.Stamp
 	if g.sec != nil {
 		stamp = stampSite

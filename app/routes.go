@@ -46,6 +46,10 @@ func gatewayRules() []auth.Rule {
 		{Pattern: "GET /api/policies/{model}", Any: p(auth.PoliciesRead)},
 		{Pattern: "PUT /api/policies/{model}", Any: p(auth.PoliciesWrite)},
 
+		// Router API key hashes in sites' desired state (admin, release
+		// manager); the hashes are read with the desired state.
+		{Pattern: "PUT /api/apikeys", Any: p(auth.KeysManage, auth.PoliciesWrite)},
+
 		{Pattern: "GET /api/baselines/{model}/{version}", Any: p(auth.ReleasesRead, auth.SiteSelf)},
 		{Pattern: "PUT /api/baselines/{model}/{version}", Any: p(auth.FleetSteps)},
 		{Pattern: "GET /api/artifacts/{digest}", Any: p(auth.SiteSelf, auth.FleetSteps, auth.ReleasesRead)},
@@ -54,6 +58,7 @@ func gatewayRules() []auth.Rule {
 		{Pattern: "GET /api/workloads", Any: p(auth.WorkloadsRead, auth.SiteSelf)},
 		{Pattern: "GET /api/workloads/{name}/{version}", Any: p(auth.WorkloadsRead, auth.SiteSelf)},
 		{Pattern: "POST /api/workloads", Any: p(auth.WorkloadsRegister)},
+		{Pattern: "PUT /api/workloads/modules/{digest}", Any: p(auth.WorkloadsRegister)},
 		{Pattern: "POST /api/workloads/pairings", Any: p(auth.FleetSteps, auth.WorkloadsRegister)},
 
 		{Pattern: "GET /api/queues/{name}/stats", Any: p(auth.QueuesRead)},

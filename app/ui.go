@@ -5,6 +5,9 @@ import (
 	"errors"
 	"net/http"
 
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/auth"
 	"github.com/modelfleet/modelfleet/drift"
@@ -33,6 +36,9 @@ func (g *Gateway) mountUI(cfg GatewayConfig, mux *http.ServeMux, o modelfleet.Or
 				return drift.Stats{}, nil
 			}
 			return g.Monitor.Stats(), g.Monitor.Verdicts()
+		},
+		Retraining: func(ctx context.Context, model string) (*ui.RetrainView, error) {
+			return retrainView(ctx, cfg.Temporal, model)
 		},
 		TemporalUI: cfg.TemporalUI,
 		Logger:     orDefault(cfg.Logger).With("component", "ui"),
@@ -74,4 +80,26 @@ func (g *Gateway) DashboardLink(identity string) (string, error) {
 		return "", err
 	}
 	return g.ui.LoginLink(g.URL(), tok)
+}
+
+// retrainView is the retraining workflow's status query of model, as the
+// dashboard shows it; nil when the model was never retrained (or there is
+// no Temporal client).
+func retrainView(ctx context.Context, c client.Client, model string) (*ui.RetrainView, error) {
+	if c == nil {
+		return nil, nil
+	}
+	v, err := c.QueryWorkflow(ctx, modelfleet.RetrainWorkflowID(model), "", modelfleet.StatusQuery)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var st ui.RetrainView
+	if err := v.Get(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
 }

@@ -80,6 +80,7 @@ func StartCloudWorker(cfg WorkerConfig) (worker.Worker, error) {
 		Artifacts:       dir,
 		MirrorArtifacts: cfg.MirrorArtifacts,
 		Signer:          cfg.ReleaseSigner,
+		Modules:         dir,
 	}
 	// Every release's plan is checked with its sites' drivers (Azure ML's
 	// quotas for amlarc) before any site changes.

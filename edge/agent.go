@@ -26,6 +26,11 @@ type Config struct {
 	// replace, for this run, the site-wide keys persisted by SetKeys; with
 	// neither (nor any model keys) there is no authentication.
 	Keys []string
+	// KeysFile, if set, is the router API keys file (keysfile.go; a
+	// mounted Secret): read before any model is served — a file that does
+	// not parse stops Open — and again by ReloadKeysFile and WatchKeysFile.
+	// Its scopes win over the desired state's and the local ones (keyLayer).
+	KeysFile string
 	// KeepVersions is how many versions per model stay on disk for rollback;
 	// 0 means DefaultKeepVersions. Loaded versions are always kept.
 	KeepVersions int
@@ -63,8 +68,14 @@ type Agent struct {
 	// split stays in memory beside the current one.
 	replaced sync.Map
 
-	keysMu sync.Mutex // serialises writes of keys.json
-	keys   keysFile
+	keysMu sync.Mutex // serialises writes of keys.json and changes of the layers below
+	keys   keysFile   // keys.json as written
+	// The layers of API keys (apikeys.go), first wins per scope.
+	configured, fromDesired, local keyLayer
+	cfgKeys                        []string // Config.Keys
+	keysPath                       string   // Config.KeysFile
+	keysSum                        [sha256.Size]byte
+	keysSeen                       bool // keysSum is the last content read
 
 	trust atomic.Pointer[modelfleet.Trust]
 	// grandfathered: digests that load without a statement (SetGrandfathered)
@@ -108,9 +119,17 @@ func Open(dir string, cfg Config) (*Agent, error) {
 	if err := a.loadKeys(); err != nil {
 		return nil, err
 	}
+	a.cfgKeys, a.keysPath = cfg.Keys, cfg.KeysFile
 	if len(cfg.Keys) > 0 {
-		a.router.setKeys("", newKeySet(cfg.Keys))
+		ks := newKeySet(cfg.Keys)
+		a.configured.site = &ks
 	}
+	if _, err := a.ReloadKeysFile(); err != nil {
+		return nil, err
+	}
+	a.keysMu.Lock()
+	a.installKeys()
+	a.keysMu.Unlock()
 	st := store.State()
 	models := st.Models
 	for len(models) > 0 {

@@ -8,8 +8,10 @@
 // sticky by the X-Modelfleet-Route-Key header, a version pinned by the
 // X-Modelfleet-Version header, shadow versions that get a mirrored copy of
 // the traffic, and API keys per model and per site that rotate without a
-// restart (Agent.SetKeys). Splits and key hashes are persisted with the
-// models, so a restart keeps them.
+// restart: from a mounted keys file (Config.KeysFile), the desired state
+// (Agent.SetDesiredKeys) or set locally (Agent.SetKeys), first wins per
+// scope (apikeys.go). Splits and key hashes are persisted with the models,
+// so a restart keeps them.
 //
 // The package does not import the model runtime. The binary wires a Loader and
 // a Vectorizer in (inference.Load and inference.Vector), which keeps the agent

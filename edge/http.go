@@ -49,7 +49,8 @@ type scoreResponse struct {
 //	POST /feedback/{model}  the true label of an identified prediction
 //	GET  /healthz        the process is alive
 //	GET  /readyz         at least one model is loaded
-//	GET  /api/models     the loaded model versions, with weights
+//	GET  /api/models     the loaded model versions, with weights (any valid
+//	                     key, when the router has keys)
 //	GET  /metrics        Prometheus metrics
 //
 // A score request may carry X-Modelfleet-Route-Key (sticky routing) or
@@ -67,7 +68,14 @@ func (r *Router) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})))
 	mux.Handle("/readyz", onlyGet(http.HandlerFunc(r.readyz)))
-	mux.Handle("/api/models", onlyGet(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("/api/models", onlyGet(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// The list names every model: any valid key, site-wide or a
+		// model's, may read it; without one nothing is said.
+		if !r.table.Load().keys.allowsAny(req.Header.Get("Authorization")) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="modelfleet-edge"`)
+			writeError(w, http.StatusUnauthorized, modelfleet.EUNAUTHORIZED, "a valid API key is required: send \"Authorization: Bearer <key>\"")
+			return
+		}
 		writeJSON(w, http.StatusOK, r.served())
 	})))
 	mux.Handle("/metrics", onlyGet(promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{Registry: r.metrics.reg})))

@@ -60,6 +60,16 @@ type keyTable struct {
 	// present: answering it 404 but a protected model 401 would tell an
 	// anonymous caller which models exist.
 	all keySet
+	// internal is the hash of the router's own key (Router.InternalKey),
+	// valid for every model whatever the sets say: the workloads the agent
+	// hosts itself use it. Zero: none.
+	internal [sha256.Size]byte
+}
+
+// isInternal reports whether h is the router's own key.
+func (kt *keyTable) isInternal(h *[sha256.Size]byte) bool {
+	var zero [sha256.Size]byte
+	return kt.internal != zero && subtle.ConstantTimeCompare(h[:], kt.internal[:]) == 1
 }
 
 // allows reports whether the Authorization header lets a request for model
@@ -76,33 +86,56 @@ func (kt *keyTable) allows(model string, known bool, header string) bool {
 	if !ok {
 		return false
 	}
+	if kt.isInternal(&h) {
+		return true
+	}
 	if !known {
 		return ms.match(&h) == 1
 	}
 	return kt.site.match(&h)|ms.match(&h) == 1
 }
 
+// allowsAny reports whether the Authorization header holds any key of the
+// table, site-wide or a model's: what GET /api/models asks for, since the
+// list names every model. No keys anywhere: anyone may list.
+func (kt *keyTable) allowsAny(header string) bool {
+	if !kt.all.required {
+		return true
+	}
+	h, ok := bearer(header)
+	return ok && (kt.isInternal(&h) || kt.all.match(&h) == 1)
+}
+
 // with returns a copy of kt with the key set of model ("" for the
 // site-wide set) replaced; an empty set removes it.
 func (kt *keyTable) with(model string, ks keySet) *keyTable {
-	next := &keyTable{site: kt.site, models: maps.Clone(kt.models)}
+	site, models := kt.site, maps.Clone(kt.models)
 	switch {
 	case model == "":
-		next.site = ks
+		site = ks
 	case ks.required:
-		if next.models == nil {
-			next.models = map[string]keySet{}
+		if models == nil {
+			models = map[string]keySet{}
 		}
-		next.models[model] = ks
+		models[model] = ks
 	default:
-		delete(next.models, model)
+		delete(models, model)
 	}
-	next.all = keySet{required: next.site.required, hashes: next.site.hashes[:len(next.site.hashes):len(next.site.hashes)]}
-	for _, s := range next.models {
-		next.all.required = true
-		next.all.hashes = append(next.all.hashes, s.hashes...)
-	}
+	next := newKeyTable(site, models)
+	next.internal = kt.internal
 	return next
+}
+
+// newKeyTable makes the table of a site-wide set and the models' sets,
+// which it keeps (do not change them after).
+func newKeyTable(site keySet, models map[string]keySet) *keyTable {
+	kt := &keyTable{site: site, models: models}
+	kt.all = keySet{required: site.required, hashes: site.hashes[:len(site.hashes):len(site.hashes)]}
+	for _, s := range models {
+		kt.all.required = kt.all.required || s.required
+		kt.all.hashes = append(kt.all.hashes, s.hashes...)
+	}
+	return kt
 }
 
 // SetKeys replaces the API keys of model, or the site-wide keys when model
@@ -138,12 +171,33 @@ func (r *Router) setKeys(model string, ks keySet) {
 	r.table.Store(&table{routes: old.routes, keys: old.keys.with(model, ks)})
 }
 
+// setKeyTable replaces every key set at once: a request sees the table
+// before or the table after, never a mix, which is why a rotation (old and
+// new keys, then only the new) never refuses a key valid on both sides.
+func (r *Router) setKeyTable(kt *keyTable) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.table.Load()
+	kt.internal = old.keys.internal
+	r.table.Store(&table{routes: old.routes, keys: kt})
+}
+
+// InternalKey is the router's own API key: random, made when the router
+// is, never stored or logged, valid for every model whatever keys are set.
+// The agent gives it to the workloads it hosts in its own process, so
+// keying a model never cuts them off.
+func (r *Router) InternalKey() string { return r.internalKey }
+
 // keysFile is keys.json: the sha256 of every API key, hex-encoded, so that
 // a restart keeps protecting the models it protected. A random API key
 // cannot be recovered from its hash; the file is written 0600 all the same.
 type keysFile struct {
 	Site   []string            `json:"site,omitempty"`
 	Models map[string][]string `json:"models,omitempty"`
+	// Desired are the hashes the site's desired state carried last
+	// (Agent.SetDesiredKeys), kept so that a site restarted offline keeps
+	// asking for them.
+	Desired *modelfleet.APIKeys `json:"desired,omitempty"`
 }
 
 func hexHashes(keys []string) []string {

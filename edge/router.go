@@ -1,6 +1,9 @@
 package edge
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -44,6 +47,8 @@ type WeightedModel struct {
 // change finishes on that version's Scorer, so a change never drops or fails
 // an in-flight request.
 type Router struct {
+	internalKey string // InternalKey; its hash is in every key table
+
 	// Site is reported in every score response. It is read when a route is
 	// set, so set it first.
 	Site string
@@ -70,7 +75,10 @@ func NewRouter(site string, vectorize Vectorizer, logger *slog.Logger) *Router {
 	}
 	r := &Router{Site: site, log: logger, vectorize: vectorize, metrics: newMetrics(site), shadow: newShadowPool(0, 0)}
 	r.feedback = newFeedbackState(r.metrics.reg, site)
-	r.table.Store(&table{routes: map[string]*route{}, keys: &keyTable{}})
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand: never fails (Go 1.24+)
+	r.internalKey = hex.EncodeToString(b[:])
+	r.table.Store(&table{routes: map[string]*route{}, keys: &keyTable{internal: sha256.Sum256([]byte(r.internalKey))}})
 	return r
 }
 

@@ -4,13 +4,16 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
@@ -24,6 +27,21 @@ func (d *Directory) RegisterWorkload(doc []byte) (rec modelfleet.WorkloadRecord,
 	m, err := spec.ParseManifest(doc)
 	if err != nil {
 		return rec, false, err
+	}
+	if m.Module != nil {
+		// The module must be here before a manifest names it: sites fetch
+		// it from this gateway's artifact store by that digest.
+		f, size, err := d.artifacts.Open(m.Module.Digest)
+		if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+			return rec, false, modelfleet.Errorf(modelfleet.EINVALID, "workload %s names module %s, which was not uploaded: register the manifest with its module (modelfleet workload register --module <file.wasm>)", m.Ref(), m.Module.Digest)
+		}
+		if err != nil {
+			return rec, false, err
+		}
+		f.Close()
+		if size > spec.MaxModuleBytes {
+			return rec, false, modelfleet.Errorf(modelfleet.EINVALID, "workload %s: module %s is %d bytes, more than %d", m.Ref(), m.Module.Digest, size, spec.MaxModuleBytes)
+		}
 	}
 	sum := sha256.Sum256(doc)
 	rec = modelfleet.WorkloadRecord{Name: m.Name, Version: m.Version, Model: m.Model, Features: m.FeatureNames(),
@@ -215,6 +233,21 @@ func (d *Directory) routeWorkloads(mux *http.ServeMux) {
 		}
 		writeJSON(w, status, rec)
 	})
+	// A workload's WebAssembly module, stored content-addressed beside the
+	// mirrored artifacts (sites download it from GET /api/artifacts/{digest}).
+	mux.HandleFunc("PUT /api/workloads/modules/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		httpjson.LongRequest(w, httpjson.BulkTransferTimeout)
+		body := http.MaxBytesReader(w, r.Body, spec.MaxModuleBytes+1)
+		if err := d.artifacts.Put(r.Context(), "workload module", body, spec.MaxModuleBytes, r.PathValue("digest")); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				err = modelfleet.Errorf(modelfleet.ETOOLARGE, "workload module is larger than %d bytes", spec.MaxModuleBytes)
+			}
+			WriteError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"digest": r.PathValue("digest")})
+	})
 	mux.HandleFunc("GET /api/workloads", func(w http.ResponseWriter, r *http.Request) {
 		respond[[]modelfleet.WorkloadRecord](w)(d.Workloads())
 	})
@@ -234,6 +267,56 @@ func (d *Directory) routeWorkloads(mux *http.ServeMux) {
 func (c *Client) RegisterWorkload(ctx context.Context, doc []byte) (modelfleet.WorkloadRecord, error) {
 	var rec modelfleet.WorkloadRecord
 	return rec, c.do(ctx, http.MethodPost, "/api/workloads", doc, &rec)
+}
+
+// UploadWorkloadModule stores a workload's module at the gateway under its
+// digest (before the manifest naming it is registered).
+func (c *Client) UploadWorkloadModule(ctx context.Context, digest string, code []byte) error {
+	if !modelfleet.ValidDigest(digest) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module digest %q is invalid", digest)
+	}
+	var out struct {
+		Digest string `json:"digest"`
+	}
+	return c.do(ctx, http.MethodPut, "/api/workloads/modules/"+digest, code, &out)
+}
+
+// DownloadWorkloadModule reads a workload's module from the gateway's
+// artifact store into w, failing (EINVALID) unless its bytes hash to digest
+// and fit spec.MaxModuleBytes; w may then have received bad bytes.
+func (c *Client) DownloadWorkloadModule(ctx context.Context, digest string, w io.Writer) error {
+	if !modelfleet.ValidDigest(digest) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module digest %q is invalid", digest)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.BaseURL, "/")+"/api/artifacts/"+digest, nil)
+	if err != nil {
+		return err
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("fleet: download module %s: %w", digest, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		buf, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		return httpjson.ResponseError(resp.StatusCode, "fleet: download module "+digest+": "+resp.Status, buf)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(resp.Body, spec.MaxModuleBytes+1))
+	if err != nil {
+		return fmt.Errorf("fleet: download module %s: %w", digest, err)
+	}
+	if n > spec.MaxModuleBytes {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module %s is larger than %d bytes", digest, spec.MaxModuleBytes)
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+		return modelfleet.Errorf(modelfleet.EINVALID, "module %s: the gateway's bytes hash to %s", digest, got)
+	}
+	return nil
 }
 
 // Workload returns one registered workload version with its manifest.

@@ -1,11 +1,18 @@
 package fleet
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 func sampleManifest(t *testing.T, version string) []byte {
@@ -236,5 +243,54 @@ func TestWorkloadOnlyStepKeepsTheModelsVersions(t *testing.T) {
 	p, err := d.Progress("bearing-failure", "", sites)
 	if err != nil || len(p.Converged) != 1 || p.Requests != 40 || p.Errors != 2 || p.PredictionShift != 0 {
 		t.Errorf("progress without a version = %+v, %v; want the model's figures", p, err)
+	}
+}
+
+// A manifest naming a module registers only once the module is stored
+// (uploaded under its digest, bounded, content-addressed with the mirrored
+// artifacts, where sites download it).
+func TestRegisterWorkloadWithModule(t *testing.T) {
+	d := mustOpen(t)
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	ctx := context.Background()
+	code := []byte("\x00asm\x01\x00\x00\x00 pretend module")
+	sum := sha256.Sum256(code)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	doc, err := spec.SetModuleDigest(sampleManifest(t, "2"), digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterWorkload(ctx, doc); modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "not uploaded") {
+		t.Fatalf("a manifest naming a module not uploaded: %v", err)
+	}
+	if err := c.UploadWorkloadModule(ctx, "sha256:"+strings.Repeat("0", 64), code); modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("a module under another digest: %v", err)
+	}
+	if err := c.UploadWorkloadModule(ctx, digest, code); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.RegisterWorkload(ctx, doc)
+	if err != nil || rec.Version != "2" {
+		t.Fatalf("%+v %v", rec, err)
+	}
+	// Sites read it from the artifact store.
+	var buf bytes.Buffer
+	if err := func() error {
+		resp, err := http.Get(srv.URL + "/api/artifacts/" + digest)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = buf.ReadFrom(resp.Body)
+		return err
+	}(); err != nil || !bytes.Equal(buf.Bytes(), code) {
+		t.Fatalf("GET /api/artifacts/%s: %q %v", digest, buf.Bytes(), err)
+	}
+	big := make([]byte, spec.MaxModuleBytes+1)
+	bs := sha256.Sum256(big)
+	if err := c.UploadWorkloadModule(ctx, "sha256:"+hex.EncodeToString(bs[:]), big); modelfleet.ErrorCode(err) != modelfleet.ETOOLARGE {
+		t.Errorf("a module above the limit: %v", err)
 	}
 }

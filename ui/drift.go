@@ -106,6 +106,8 @@ type driftData struct {
 	Total, Matched, Drifting int
 	Page, Pages              int
 	PrevURL, NextURL         string
+	// Retraining is each monitored model's retraining, newest cycles first.
+	Retraining []RetrainView
 }
 
 // driftPageSize is how many series (site, model, version) a drift page
@@ -150,6 +152,11 @@ func (h *Handler) driftData(r *http.Request) (string, any, error) {
 	d.Stats, vs = h.cfg.Monitor()
 	h.history.record(vs)
 	d.Total = len(vs)
+	models := make([]string, 0, len(vs))
+	for _, v := range vs {
+		models = append(models, v.Model)
+	}
+	d.Retraining = h.retraining(r.Context(), models)
 	var kept []drift.Verdict
 	for _, v := range vs {
 		if (d.Site != "" && v.Site != d.Site) || (d.Model != "" && v.Model != d.Model) || (d.State != "" && !v.Breached()) {

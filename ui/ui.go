@@ -61,6 +61,10 @@ type Config struct {
 	// Monitor returns the drift monitor's counts and latest verdicts (nil:
 	// no monitor in this process).
 	Monitor func() (drift.Stats, []drift.Verdict)
+	// Retraining returns a model's retraining status (nil, nil: it has
+	// never been retrained); the drift page shows its cycles, challenger
+	// against champion. Nil: not shown.
+	Retraining func(ctx context.Context, model string) (*RetrainView, error)
 	// Queue is the embedded signal queue (nil: Service Bus, not shown).
 	Queue Queue
 	// Audit returns the gateway's latest audit records, newest first (the

@@ -706,3 +706,43 @@ func TestDriftHistoryForgetsGoneSeries(t *testing.T) {
 		t.Errorf("site-2 gone: history %v, %d series, %d features; want none of it kept", got, len(h.seen), len(h.points))
 	}
 }
+
+// The drift page shows each monitored model's retraining cycles, newest
+// first, challenger against champion; a model never retrained has none.
+func TestDriftPageShowsRetrainingCycles(t *testing.T) {
+	vs := []drift.Verdict{
+		{ID: "w1", Site: "site-1", Model: "m", Version: "3", WindowEnd: now},
+		{ID: "w2", Site: "site-1", Model: "other", Version: "1", WindowEnd: now},
+	}
+	var asked []string
+	h := as(newHandler(t, Config{
+		Monitor: func() (drift.Stats, []drift.Verdict) { return drift.Stats{}, vs },
+		Retraining: func(_ context.Context, model string) (*RetrainView, error) {
+			asked = append(asked, model)
+			if model != "m" {
+				return nil, nil
+			}
+			return &RetrainView{Model: "m", Stage: "idle", Cycles: []RetrainCycleView{
+				{Number: 1, OpenedAt: "2026-12-01T10:00:00Z", Why: "data drift at site-1", Result: "rejected", Outcome: "rejected: challenger auc 0.9100 does not beat champion 3's 0.9200",
+					Evaluation: &modelfleet.Comparison{Model: "m", Challenger: "run r1", Champion: "3", Metric: "auc", ChallengerValue: 0.91, ChampionValue: 0.92, Rows: 400}},
+				{Number: 2, OpenedAt: "2026-12-02T10:00:00Z", Why: "data drift at site-1", Result: "registered", Registered: &modelfleet.ModelRef{Name: "m", Version: "4"},
+					Evaluation: &modelfleet.Comparison{Model: "m", Challenger: "run r2", Champion: "3", Metric: "auc", ChallengerValue: 0.95, ChampionValue: 0.92, Margin: 0.01, Rows: 400}},
+			}}, nil
+		},
+	}), auth.RoleViewer)
+	_, body := get(t, h, "/ui/drift")
+	if !slices.Equal(asked, []string{"m", "other"}) {
+		t.Errorf("asked about %v, want each monitored model once", asked)
+	}
+	for _, want := range []string{`aria-label="Retraining of m"`, "auc 0.95 (run r2) against 0.92 (3)", "→ m:4", "does not beat champion"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("drift page lacks %q", want)
+		}
+	}
+	if strings.Index(body, `data-cycle="2"`) > strings.Index(body, `data-cycle="1"`) {
+		t.Error("cycles are not newest first")
+	}
+	if strings.Contains(body, `aria-label="Retraining of other"`) {
+		t.Error("a model never retrained has a retraining section")
+	}
+}

@@ -33,6 +33,11 @@ func (c Code) Program(m spec.Manifest) (Program, error) {
 	if err := m.Validate(); err != nil {
 		return Program{}, err
 	}
+	if m.Module != nil {
+		// Running built-in code for a manifest that names a module would
+		// run other code than the release vouched for.
+		return bad("the manifest names WebAssembly module %s: it runs that module (workload.Modules), not code built into this binary", m.Module.Digest)
+	}
 	if m.Name != c.Name {
 		return bad("this agent has code for workload %q, not %q", c.Name, m.Name)
 	}

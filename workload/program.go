@@ -84,3 +84,7 @@ func prepare(pr Preparer, s *Sample, out []float64) (ready bool, err error) {
 	}()
 	return pr.Prepare(s, out)
 }
+
+// Decision is the action Decide (or the default rule) takes on pred: what
+// the built-in reference decides, for tests that hold a module to it.
+func (p *Program) Decision(pred Prediction) string { return p.decide(pred) }

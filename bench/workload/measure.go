@@ -14,7 +14,6 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 
-	bearing "github.com/modelfleet/modelfleet/examples/bearing-failure/workload"
 	"github.com/modelfleet/modelfleet/simulate"
 	"github.com/modelfleet/modelfleet/workload"
 	"github.com/modelfleet/modelfleet/workload/spec"
@@ -31,23 +30,20 @@ type result struct {
 	sent, got          int
 	p50, p99, max      float64 // ms
 	lost, deadLettered int
+	reasons            map[string]int // dead letters by reason
 }
 
 func (r result) print(name string) {
-	fmt.Printf("  %-26s sent %d at %.0f/s, outcomes %d, p50 %.2f ms, p99 %.2f ms, max %.2f ms, lost %d, dead-lettered %d\n",
-		name, r.sent, r.rate, r.got, r.p50, r.p99, r.max, r.lost, r.deadLettered)
+	fmt.Printf("  %-26s sent %d at %.0f/s, outcomes %d, p50 %.2f ms, p99 %.2f ms, max %.2f ms, lost %d, dead-lettered %d %v\n",
+		name, r.sent, r.rate, r.got, r.p50, r.p99, r.max, r.lost, r.deadLettered, r.reasons)
 }
 
 // measure runs the workload for site with scorer, drives it with the
 // simulator for warmup+duration, and matches every reading sent during
 // the measured part with its outcome (decision or dead letter).
-func (e *env) measure(c config, site string, scorer workload.Scorer) (result, error) {
+func (e *env) measure(c config, site string, scorer workload.Scorer, prog workload.Program) (result, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	prog, err := bearing.Program()
-	if err != nil {
-		return result{}, err
-	}
 	if c.workers > 0 {
 		prog.Manifest.Scaling.Workers = c.workers
 	}
@@ -66,13 +62,13 @@ func (e *env) measure(c config, site string, scorer workload.Scorer) (result, er
 	var mu sync.Mutex
 	sent := map[key]time.Time{}
 	got := map[key]time.Time{}
-	dead := map[key]bool{}
+	dead := map[key]string{}
 	var measuring atomic.Bool
-	stop, err := subscribe(ctx, e.broker.URL(), site, prog.Manifest, func(k key, at time.Time, deadLetter bool) {
+	stop, err := subscribe(ctx, e.broker.URL(), site, prog.Manifest, func(k key, at time.Time, reason string) {
 		mu.Lock()
 		if _, dup := got[k]; !dup {
 			got[k] = at
-			dead[k] = deadLetter
+			dead[k] = reason
 		}
 		mu.Unlock()
 	})
@@ -136,8 +132,12 @@ func (e *env) measure(c config, site string, scorer workload.Scorer) (result, er
 			continue
 		}
 		res.got++
-		if dead[k] {
+		if r := dead[k]; r != "" {
 			res.deadLettered++
+			if res.reasons == nil {
+				res.reasons = map[string]int{}
+			}
+			res.reasons[r]++
 		}
 		lat = append(lat, float64(t1.Sub(t0))/float64(time.Millisecond))
 	}
@@ -155,7 +155,7 @@ func quantile(sorted []float64, q float64) float64 {
 
 // subscribe receives the site's decisions and dead letters (QoS 1) and
 // reports each with its arrival time.
-func subscribe(ctx context.Context, broker, site string, m spec.Manifest, on func(key, time.Time, bool)) (func(), error) {
+func subscribe(ctx context.Context, broker, site string, m spec.Manifest, on func(k key, at time.Time, deadReason string)) (func(), error) {
 	u, _ := url.Parse(broker)
 	decisions, dead := spec.Topic(m.Output.Decisions, site), spec.Topic(m.Output.DeadLetter, site)
 	ready := make(chan struct{})
@@ -178,16 +178,18 @@ func subscribe(ctx context.Context, broker, site string, m spec.Manifest, on fun
 					Machine string `json:"machine"`
 					Seq     *int64 `json:"seq"`
 					Payload string `json:"payload"`
+					Reason  string `json:"reason"`
 				}
 				if json.Unmarshal(pr.Packet.Payload, &msg) != nil {
 					return true, nil
 				}
-				isDead := pr.Packet.Topic == dead
-				if isDead { // the reading is inside the dead letter
+				reason := ""
+				if pr.Packet.Topic == dead { // the reading is inside the dead letter
+					reason = msg.Reason
 					_ = json.Unmarshal([]byte(msg.Payload), &msg)
 				}
 				if msg.Seq != nil {
-					on(key{msg.Machine, *msg.Seq}, at, isDead)
+					on(key{msg.Machine, *msg.Seq}, at, reason)
 				}
 				return true, nil
 			}}},

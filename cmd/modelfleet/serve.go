@@ -462,5 +462,6 @@ never dials Temporal, so this command takes no Temporal flags.`,
 	f.StringVar(&cfg.ReleaseKeysFile, "release-keys", "", "pin the release keys by hand (JSON, as `modelfleet keys export` prints); default: those the gateway gave at enrolment")
 	f.StringArrayVar(&cfg.ArtifactHosts, "artifact-host", nil, "download artifacts only from this host or host:port (repeatable; default: any)")
 	f.DurationVar(&cfg.DownloadTimeout, "download-timeout", agent.DefaultDownloadTimeout, "how long one artifact download may take")
+	f.StringVar(&cfg.APIKeysFile, "api-keys-file", os.Getenv("MODELFLEET_API_KEYS_FILE"), "router API keys file (YAML or JSON, kind RouterAPIKeys; a mounted Secret), re-read when it changes; its scopes win over the desired state's ($MODELFLEET_API_KEYS_FILE)")
 	return cmd
 }

@@ -51,7 +51,7 @@ func newSiteCmd(g *globals) *cobra.Command {
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(list, newSiteEnrollCmd(g), newSiteRevokeCmd(g))
+	cmd.AddCommand(list, newSiteEnrollCmd(g), newSiteRevokeCmd(g), newSiteAPIKeysCmd(g))
 	return cmd
 }
 

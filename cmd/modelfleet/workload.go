@@ -20,22 +20,60 @@ import (
 	"github.com/modelfleet/modelfleet/httpjson"
 	"github.com/modelfleet/modelfleet/orchestrator"
 	"github.com/modelfleet/modelfleet/rollout"
+	"github.com/modelfleet/modelfleet/workload"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 func newWorkloadCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "workload", Short: "Register, list, release and run workload versions"}
-	cmd.AddCommand(newWorkloadRegisterCmd(g), newWorkloadListCmd(g), newWorkloadReleaseCmd(g), newWorkloadRunCmd(g))
+	cmd.AddCommand(newWorkloadBuildCmd(), newWorkloadRegisterCmd(g), newWorkloadListCmd(g), newWorkloadReleaseCmd(g), newWorkloadRunCmd(g))
+	return cmd
+}
+
+func newWorkloadBuildCmd() *cobra.Command {
+	var out, goTool string
+	cmd := &cobra.Command{
+		Use:   "build <dir> [-o workload.wasm]",
+		Short: "Build a workload's Go code into a WebAssembly module (ABI v1)",
+		Long: `Build the Go main package in <dir>, written against the guest SDK
+(github.com/modelfleet/modelfleet/workload/wasm/guest), into a WebAssembly
+module with the standard Go toolchain:
+
+  GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -trimpath -o <out> <dir>
+
+The module is checked before it is kept (at most 32 MiB, valid WebAssembly,
+the ABI v1 exports, WASI imports only) and its digest printed. Register it
+with its manifest: modelfleet workload register workload.yaml --module <out>.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			digest, err := workload.BuildModule(cmd.Context(), goTool, args[0], out)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s  module.digest: %s\n", out, digest)
+			fmt.Printf("register it with  modelfleet workload register <workload.yaml> --module %s\n", out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "workload.wasm", "the module file to write")
+	cmd.Flags().StringVar(&goTool, "go", envOr("GO", "go"), "the go command ($GO)")
 	return cmd
 }
 
 func newWorkloadRegisterCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "register <workload.yaml>",
-		Short: "Register a workload version's manifest in the fleet directory",
+	var modulePath, writeBack string
+	cmd := &cobra.Command{
+		Use:   "register <workload.yaml> [--module workload.wasm]",
+		Short: "Register a workload version's manifest (and its WebAssembly module) in the fleet directory",
 		Long: `Register a workload version: the manifest is validated and stored
 content-addressed (sha256) in the fleet directory. A version is immutable:
 registering the same bytes again changes nothing, other bytes are refused.
+
+With --module, the workload's code is that WebAssembly module (modelfleet
+workload build): it is checked (size, ABI v1), uploaded content-addressed
+to the gateway, where sites download it, and the manifest's module.digest
+is filled in (a manifest without module: gets one with the default limits)
+or checked against it. --write saves the manifest as registered.
 
 Registering does not deploy it. Release it alone with
 "modelfleet workload release <name>:<version>", or with a model version
@@ -48,11 +86,22 @@ pair's feature schemas differ at any site.`,
 			if err != nil {
 				return err
 			}
+			fc := &fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}
+			if modulePath != "" {
+				if doc, err = uploadModule(cmd.Context(), fc, args[0], doc, modulePath); err != nil {
+					return err
+				}
+				if writeBack != "" {
+					if err := os.WriteFile(writeBack, doc, 0o644); err != nil {
+						return err
+					}
+				}
+			}
 			// Checked here too, so a bad manifest is reported with its path.
 			if _, err := spec.ParseManifest(doc); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			rec, err := (&fleet.Client{BaseURL: g.gatewayURL, HTTPClient: g.http()}).RegisterWorkload(cmd.Context(), doc)
+			rec, err := fc.RegisterWorkload(cmd.Context(), doc)
 			if err != nil {
 				return err
 			}
@@ -62,6 +111,38 @@ pair's feature schemas differ at any site.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&modulePath, "module", "", "the workload's WebAssembly module (modelfleet workload build)")
+	cmd.Flags().StringVar(&writeBack, "write", "", "with --module: also write the manifest as registered (module.digest filled in) to this file")
+	return cmd
+}
+
+// uploadModule checks the module at path, fills or checks the manifest's
+// module.digest, and uploads the module to the gateway; it returns the
+// manifest to register.
+func uploadModule(ctx context.Context, fc *fleet.Client, manifestPath string, doc []byte, path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > spec.MaxModuleBytes {
+		return nil, fmt.Errorf("%s is %d bytes, more than a module may be (%d)", path, fi.Size(), spec.MaxModuleBytes)
+	}
+	code, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := workload.CheckModule(ctx, code)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if doc, err = spec.SetModuleDigest(doc, digest); err != nil {
+		return nil, fmt.Errorf("%s: %w", manifestPath, err)
+	}
+	if err := fc.UploadWorkloadModule(ctx, digest, code); err != nil {
+		return nil, err
+	}
+	fmt.Printf("module %s (%d bytes) uploaded\n", digest, len(code))
+	return doc, nil
 }
 
 func newWorkloadListCmd(g *globals) *cobra.Command {

@@ -1,10 +1,15 @@
 package spec
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/modelfleet/modelfleet"
 )
 
 // ABIVersion is the version of the WebAssembly workload ABI this release
@@ -65,4 +70,79 @@ func CheckDigest(d string) error {
 		return fmt.Errorf("%q is not a digest: want \"sha256:\" and 64 lowercase hex digits", d)
 	}
 	return nil
+}
+
+// SetModuleDigest names the module of digest in the manifest doc: a
+// manifest without module: gets one (digest, abi: 1, default limits); one
+// whose module has no digest gets it; one naming another digest is refused
+// (EINVALID) — it describes another module. The result is validated (and
+// is doc itself, byte for byte, when it named digest already).
+func SetModuleDigest(doc []byte, digest string) ([]byte, error) {
+	bad := func(format string, args ...any) ([]byte, error) {
+		return nil, modelfleet.Errorf(modelfleet.EINVALID, "workload manifest: "+format, args...)
+	}
+	if err := CheckDigest(digest); err != nil {
+		return bad("module: %v", err)
+	}
+	if len(doc) > maxManifestBytes {
+		return bad("larger than %d bytes", maxManifestBytes)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(doc, &root); err != nil {
+		return bad("%v", err)
+	}
+	if root.Kind != yaml.DocumentNode || len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
+		return bad("not a mapping")
+	}
+	top := root.Content[0]
+	var module *yaml.Node
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		if top.Content[i].Value == "module" {
+			module = top.Content[i+1]
+		}
+	}
+	out := doc
+	switch {
+	case module == nil:
+		// Appended as text, so the author's comments and layout stay.
+		out = append(bytes.TrimRight(append([]byte(nil), doc...), "\n"), "\n\nmodule:                # the workload's code (docs/workloads.md, \"ABI\")\n  digest: \""+digest+"\"\n  abi: 1\n"...)
+	case module.Kind != yaml.MappingNode:
+		return bad("module must be a mapping (digest, abi, memoryMiB, callTimeout)")
+	default:
+		var d *yaml.Node
+		for i := 0; i+1 < len(module.Content); i += 2 {
+			if module.Content[i].Value == "digest" {
+				d = module.Content[i+1]
+			}
+		}
+		switch {
+		case d != nil && d.Value == digest:
+		case d != nil && d.Value != "":
+			return bad("module.digest %q is not the digest of this module, %s: the manifest describes another module", clip(d.Value), digest)
+		default:
+			if d == nil {
+				d = &yaml.Node{Kind: yaml.ScalarNode}
+				module.Content = append([]*yaml.Node{{Kind: yaml.ScalarNode, Value: "digest"}, d}, module.Content...)
+			}
+			d.Kind, d.Tag, d.Value, d.Style = yaml.ScalarNode, "!!str", digest, yaml.DoubleQuotedStyle
+			var buf bytes.Buffer
+			enc := yaml.NewEncoder(&buf)
+			enc.SetIndent(2)
+			if err := enc.Encode(&root); err != nil {
+				return bad("%v", err)
+			}
+			out = buf.Bytes()
+		}
+	}
+	if _, err := ParseManifest(out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
 }

@@ -226,3 +226,67 @@ var abi2Module = func() []byte {
 	b = append(b, sec(10, 5, 4, 0, 0x41, 2, 0x0b, 4, 0, 0x41, 0, 0x0b, 4, 0, 0x42, 0, 0x0b, 4, 0, 0x42, 0, 0x0b, 4, 0, 0x42, 0, 0x0b)...)
 	return b
 }()
+
+// Validation runs a manifest's sample inputs through a module: a good one
+// passes with features and actions; a loop, a trap, a refusal or features
+// out of range fail with why, as does a module that is not ABI v1.
+func TestValidate(t *testing.T) {
+	code := BuildModule(t, badGuest)
+	ctx := context.Background()
+	m := manifest(t, code, ", callTimeout: 200ms")
+	v, err := Validate(ctx, m, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Samples != 12 || len(v.Rows) != 12 || len(v.Actions) != 6 {
+		t.Errorf("validation %+v", v)
+	}
+	out := *m
+	hi := 0.5
+	out.Features = []spec.Feature{{Name: "a", Max: &hi}, {Name: "b"}}
+	if _, err := Validate(ctx, &out, code); err == nil || !strings.Contains(err.Error(), "outside its declared range") || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+		t.Errorf("features out of range: %v", err)
+	}
+	abi := spec.Module{Digest: Digest(abi2Module), ABI: 1, MemoryMiB: 1, CallTimeout: spec.Duration(time.Second)}
+	m2 := *m
+	m2.Module = &abi
+	if _, err := Validate(ctx, &m2, abi2Module); err == nil || !strings.Contains(err.Error(), "speaks ABI 2") {
+		t.Errorf("a module speaking ABI 2: %v", err)
+	}
+	m3 := *m
+	m3.Module = &spec.Module{Digest: Digest(emptyModule), ABI: 1, MemoryMiB: 1}
+	if _, err := Validate(ctx, &m3, emptyModule); err == nil || !strings.Contains(err.Error(), "does not implement ABI 1") {
+		t.Errorf("a module without the ABI: %v", err)
+	}
+	junk := []byte("\x00asm\x01\x00\x00\x00\x01\xff")
+	m3.Module = &spec.Module{Digest: Digest(junk), ABI: 1, MemoryMiB: 1}
+	if _, err := Validate(ctx, &m3, junk); err == nil || !strings.Contains(err.Error(), "not a valid WebAssembly module") {
+		t.Errorf("a malformed module: %v", err)
+	}
+}
+
+// FuzzLoad loads any bytes as a module: an EINVALID error or a module,
+// never a panic; a module that loads must export ABI v1.
+func FuzzLoad(f *testing.F) {
+	f.Add(emptyModule)
+	f.Add(abi2Module)
+	f.Add([]byte("not a module"))
+	e, err := NewEngine("")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { e.Close(context.Background()) })
+	f.Fuzz(func(t *testing.T, code []byte) {
+		ms := spec.Module{Digest: Digest(code), ABI: 1, MemoryMiB: 1, CallTimeout: spec.Duration(10 * time.Millisecond)}
+		m, err := e.Load(context.Background(), &ms, code)
+		if err != nil {
+			if modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+				t.Fatalf("not EINVALID: %v", err)
+			}
+			return
+		}
+		if err := checkExports(m.cm); err != nil {
+			t.Fatalf("loaded a module without the ABI: %v", err)
+		}
+	})
+}
