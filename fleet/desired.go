@@ -180,32 +180,50 @@ func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult,
 // Desired returns a site's desired state. If its revision is not above
 // after, it waits until it is or ctx is done (long poll), then returns
 // whatever is current.
+//
+// ctx bounds the wait, not the reads: the store is read even when ctx is
+// already done (a request without a wait), each read bounded by
+// desiredReadTimeout.
 func (d *Directory) Desired(ctx context.Context, site string, after int64) (modelfleet.Desired, error) {
-	for {
-		wake := d.notify.wait(site)
-		ds, err := d.store.Desired(ctx, site)
+	read := func(wake <-chan struct{}) (modelfleet.Desired, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), desiredReadTimeout)
+		defer cancel()
+		ds, err := d.store.Desired(rctx, site)
 		if modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
 			d.notify.forget(site, wake)
 		}
+		return ds, err
+	}
+	for {
+		wake := d.notify.wait(site)
+		ds, err := read(wake)
 		if err != nil || ds.Revision > after {
 			return ds, err
 		}
 		// A store shared by replicas wakes this one when another writes;
 		// the poll covers a wake-up lost while its listener reconnected.
 		var poll <-chan time.Time
+		var t *time.Timer
 		if d.poll > 0 {
-			t := time.NewTimer(d.poll)
-			defer t.Stop()
+			t = time.NewTimer(d.poll)
 			poll = t.C
 		}
 		select {
 		case <-wake:
 		case <-poll:
 		case <-ctx.Done():
+		}
+		if t != nil {
+			t.Stop()
+		}
+		if ctx.Err() != nil {
 			return ds, nil
 		}
 	}
 }
+
+// desiredReadTimeout bounds one read of a desired state from the store.
+const desiredReadTimeout = 10 * time.Second
 
 // ReportActual records what a site's agent serves after applying a
 // revision. A report carrying the site's record (Actual.SiteRecord) is

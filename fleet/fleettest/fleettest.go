@@ -177,6 +177,13 @@ func testLongPollWakes(t *testing.T, d *fleet.Directory) {
 	if ds, err := d.Desired(ctx, "s1", 1); err != nil || ds.Revision != 1 {
 		t.Errorf("idle long poll = %+v, %v", ds, err)
 	}
+	// No wait at all (GET .../desired without ?wait): a context already
+	// done still reads the current state.
+	done, cancelDone := context.WithTimeout(context.Background(), 0)
+	defer cancelDone()
+	if ds, err := d.Desired(done, "s1", -1); err != nil || ds.Revision != 1 {
+		t.Errorf("read without a wait = %+v, %v", ds, err)
+	}
 }
 
 func testReportAndProgress(t *testing.T, d *fleet.Directory) {
