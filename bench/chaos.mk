@@ -6,3 +6,11 @@ CHAOS_ARGS ?=
 .PHONY: chaos
 chaos: build tools
 	$(GO) run ./bench/chaos -modelfleet bin/modelfleet -temporal $(TEMPORAL) $(CHAOS_ARGS)
+
+## chaos-store: the same with three gateway replicas on one PostgreSQL (started by the run; Debian's
+## postgresql, make deps) behind a balancer: replicas killed, PostgreSQL restarted mid-release.
+## Final line gains store=postgres replicas= store_restarts=
+CHAOS_STORE_ARGS ?= -sites 8
+.PHONY: chaos-store
+chaos-store: build tools
+	$(GO) run ./bench/chaos -modelfleet bin/modelfleet -temporal $(TEMPORAL) -store postgres -replicas 3 $(CHAOS_STORE_ARGS)

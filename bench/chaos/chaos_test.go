@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/modelfleet/modelfleet/internal/pgtest"
 )
 
 // TestChaosShort is `make chaos` made small for `make test`: 3 agents, 2
@@ -17,20 +19,7 @@ func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos suite: starts real processes (run `make test` or `make chaos`)")
 	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(root, "bin", "modelfleet")
-	temporal := filepath.Join(root, "bin", "tools", "temporal")
-	for _, p := range []string{bin, temporal} {
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("MODELFLEET_REQUIRE_DEPS") == "1" {
-				t.Fatalf("%s missing: `make test` builds it (make build tools)", p)
-			}
-			t.Skipf("%s missing: run `make build tools` first", p)
-		}
-	}
+	root, bin, temporal := binaries(t)
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -55,3 +44,56 @@ func TestChaosShort(t *testing.T) {
 		t.Error("no score was checked: the observer saw no site serve")
 	}
 }
+
+// TestChaosStoreShort is `make chaos-store` made small: three gateway
+// replicas on one PostgreSQL behind a balancer; a replica killed, the
+// database restarted mid-release, besides the rest of the chaos.
+func TestChaosStoreShort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos suite: starts real processes (run `make test` or `make chaos-store`)")
+	}
+	root, bin, temporal := binaries(t)
+	pg := pgtest.NeedServer(t)
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	r, err := run(ctx, options{
+		bin: bin, temporal: temporal, sites: 3, releases: 2, killsEach: 1,
+		interval: 2 * time.Second, releaseTimeout: 3 * time.Minute, maxDuration: 4 * time.Minute,
+		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(),
+		store: "postgres", replicas: 3, pg: pg,
+	}, &out)
+	t.Log("\n" + out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.broken(); err != nil {
+		t.Fatal(err)
+	}
+	if r.kills[restartStore] < 1 || r.kills[killGateway] < 1 || r.replicas != 3 {
+		t.Errorf("kills %v on %d replicas: want a replica killed and PostgreSQL restarted", r.kills, r.replicas)
+	}
+}
+
+// binaries are the repository's root, bin/modelfleet and the Temporal CLI
+// (`make test` builds both first).
+func binaries(t *testing.T) (root, bin, temporal string) {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(root, "bin", "modelfleet")
+	temporal = filepath.Join(root, "bin", "tools", "temporal")
+	for _, p := range []string{bin, temporal} {
+		if _, err := os.Stat(p); err != nil {
+			if os.Getenv("MODELFLEET_REQUIRE_DEPS") == "1" {
+				t.Fatalf("%s missing: `make test` builds it (make build tools)", p)
+			}
+			t.Skipf("%s missing: run `make build tools` first", p)
+		}
+	}
+	return root, bin, temporal
+}
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

@@ -28,6 +28,11 @@
 //
 //	bench=chaos kills=<> releases=<> completed=<> stuck=0 duplicate_steps=0 revision_regressions=0 score_errors=<> lost_signals=0 max_recovery_s=<>
 //
+// With -store postgres (`make chaos-store`) the gateway runs as -replicas
+// processes on one PostgreSQL server behind a balancer (store.go); the
+// chaos kills one replica at a time and also restarts PostgreSQL, and the
+// final line gains store=postgres replicas=<> store_restarts=<>.
+//
 // The exit status is 1 when an invariant with a 0 above is broken.
 package main
 
@@ -43,6 +48,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet/app"
+	"github.com/modelfleet/modelfleet/internal/pgtest"
 )
 
 const modelName = "bearing-failure"
@@ -60,6 +66,12 @@ type options struct {
 	dir            string
 	keep           bool
 	seed           uint64
+	// store is bbolt (one gateway) or postgres: replicas gateways on one
+	// PostgreSQL server (pg, started by the run unless given), behind a
+	// balancer; the chaos then also restarts PostgreSQL.
+	store    string
+	replicas int
+	pg       *pgtest.Server
 }
 
 func main() {
@@ -76,7 +88,18 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "parent of the run's data dir (default: the system temp dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the data dir (every process's log is there)")
 	flag.Uint64Var(&o.seed, "seed", 0, "random seed of the chaos schedule (0: from the clock; printed)")
+	flag.StringVar(&o.store, "store", "bbolt", "the gateway's store: bbolt (one gateway), or postgres (-replicas gateways on one PostgreSQL this run starts, behind a balancer;\nthe chaos then kills replicas and restarts PostgreSQL too; Debian's postgresql)")
+	flag.IntVar(&o.replicas, "replicas", 3, "gateway replicas with -store postgres")
 	flag.Parse()
+	if o.store == "postgres" {
+		srv, err := pgtest.Start()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(2)
+		}
+		defer srv.Stop()
+		o.pg = srv
+	}
 	if o.temporal == "" {
 		bin, err := app.FindTemporal()
 		if err != nil {
@@ -88,12 +111,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	r, err := run(ctx, o, os.Stdout)
 	stop()
+	if err == nil {
+		err = r.broken()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(1)
-	}
-	if err := r.broken(); err != nil {
-		fmt.Fprintln(os.Stderr, "chaos:", err)
+		if o.pg != nil {
+			o.pg.Stop()
+		}
 		os.Exit(1)
 	}
 }
@@ -115,6 +140,9 @@ type report struct {
 	unrecovered    int // agents that did not converge after coming back
 	corruptions    int
 	offline        int
+	store          string // "" for bbolt
+	replicas       int
+	storeRestarts  int64
 }
 
 func (r report) totalKills() int64 {
@@ -126,8 +154,12 @@ func (r report) totalKills() int64 {
 }
 
 func (r report) line() string {
-	return fmt.Sprintf("bench=chaos kills=%d releases=%d completed=%d stuck=%d duplicate_steps=%d revision_regressions=%d score_errors=%d lost_signals=%d max_recovery_s=%.1f",
+	l := fmt.Sprintf("bench=chaos kills=%d releases=%d completed=%d stuck=%d duplicate_steps=%d revision_regressions=%d score_errors=%d lost_signals=%d max_recovery_s=%.1f",
 		r.totalKills(), r.releases, r.completed, r.stuck, r.duplicateSteps, r.regressions, r.scoreErrors, r.lostSignals, r.maxRecovery.Seconds())
+	if r.store != "" {
+		l += fmt.Sprintf(" store=%s replicas=%d store_restarts=%d", r.store, r.replicas, r.storeRestarts)
+	}
+	return l
 }
 
 func (r report) print(w io.Writer) {

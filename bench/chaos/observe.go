@@ -186,11 +186,11 @@ func (o *observer) score(ctx context.Context, s *site) error {
 }
 
 // converged reports whether the site's router serves exactly the versions
-// and weights its desired state names.
-func (o *observer) converged(ctx context.Context, s *site) bool {
+// and weights its desired state names, and if not, what differs.
+func (o *observer) converged(ctx context.Context, s *site) (bool, string) {
 	d, err := o.desired(ctx, s.id)
 	if err != nil {
-		return false
+		return false, err.Error()
 	}
 	want := []string{}
 	for name, m := range d.Models {
@@ -200,10 +200,11 @@ func (o *observer) converged(ctx context.Context, s *site) bool {
 	}
 	got, err := o.served(ctx, s)
 	if err != nil {
-		return false
+		return false, err.Error()
 	}
 	slices.Sort(want)
-	return strings.Join(want, ",") == strings.Join(got, ",")
+	w, g := strings.Join(want, ","), strings.Join(got, ",")
+	return w == g, fmt.Sprintf("desired revision %d wants %s, the router serves %s", d.Revision, w, g)
 }
 
 // served lists what the site's router serves, as name:version:weight.
@@ -236,13 +237,16 @@ func (o *observer) served(ctx context.Context, s *site) ([]string, error) {
 
 // awaitConverged waits until the site serves its desired state; the time
 // it took, or false after limit.
-func (o *observer) awaitConverged(ctx context.Context, s *site, limit time.Duration) (time.Duration, bool) {
+func (o *observer) awaitConverged(ctx context.Context, s *site, limit time.Duration) (time.Duration, string, bool) {
 	start := time.Now()
+	why := ""
 	for time.Since(start) < limit && ctx.Err() == nil {
-		if o.converged(ctx, s) {
-			return time.Since(start), true
+		ok, w := o.converged(ctx, s)
+		if ok {
+			return time.Since(start), "", true
 		}
+		why = w
 		time.Sleep(100 * time.Millisecond)
 	}
-	return time.Since(start), false
+	return time.Since(start), why, false
 }

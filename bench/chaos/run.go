@@ -55,7 +55,8 @@ type chaos struct {
 	}
 	tc       client.Client
 	registry *registry.Registry
-	gateway  *proc
+	gateways []*proc // one, or the replicas behind the balancer
+	balancer *balancer
 	worker   *proc
 	sites    []*site
 	obs      *observer
@@ -65,6 +66,7 @@ type chaos struct {
 	card     app.ModelCard
 
 	temporalKills atomic.Int64
+	storeRestarts atomic.Int64
 	offline       atomic.Int64
 	corruptions   atomic.Int64
 	recoveryMu    sync.Mutex
@@ -103,7 +105,11 @@ func (c *chaos) start(ctx context.Context) error {
 	if err := c.loadExample(); err != nil {
 		return err
 	}
-	ports, err := freePorts(5 + c.o.sites)
+	replicas := 1
+	if c.o.pg != nil {
+		replicas = max(c.o.replicas, 1)
+	}
+	ports, err := freePorts(5 + c.o.sites + replicas)
 	if err != nil {
 		return err
 	}
@@ -120,11 +126,38 @@ func (c *chaos) start(ctx context.Context) error {
 	if err := os.MkdirAll(logs, 0o755); err != nil {
 		return err
 	}
-	c.gateway = &proc{name: "gateway", bin: c.o.bin, log: filepath.Join(logs, "gateway.log"), ready: c.gwURL + "/readyz",
-		args: []string{"gateway", "--insecure-no-auth", "--addr", strings.TrimPrefix(c.gwURL, "http://"),
-			"--data-dir", filepath.Join(c.dir, "gateway"), "--temporal-address", c.temporal.srv.Address, "--log-level", "warn"}}
-	if err := c.gateway.Start(ctx); err != nil {
-		return err
+	var dsn string
+	if c.o.pg != nil {
+		if dsn, err = c.o.pg.CreateDatabase(fmt.Sprintf("chaos_%d", c.rng.Uint32())); err != nil {
+			return err
+		}
+	}
+	for i := range replicas {
+		addr := strings.TrimPrefix(c.gwURL, "http://")
+		if c.o.pg != nil {
+			addr = fmt.Sprintf("127.0.0.1:%d", ports[5+c.o.sites+i])
+		}
+		args := []string{"gateway", "--insecure-no-auth", "--addr", addr,
+			"--data-dir", filepath.Join(c.dir, "gateway", strconv.Itoa(i)), "--temporal-address", c.temporal.srv.Address, "--log-level", "warn"}
+		if dsn != "" {
+			args = append(args, "--store", dsn)
+		}
+		gw := &proc{name: fmt.Sprintf("gateway-%d", i), bin: c.o.bin, log: filepath.Join(logs, fmt.Sprintf("gateway-%d.log", i)), ready: "http://" + addr + "/readyz", args: args}
+		if err := gw.Start(ctx); err != nil {
+			return err
+		}
+		c.gateways = append(c.gateways, gw)
+	}
+	if c.o.pg != nil {
+		ln, err := net.Listen("tcp", strings.TrimPrefix(c.gwURL, "http://"))
+		if err != nil {
+			return err
+		}
+		c.balancer = &balancer{ln: ln, replicas: c.gateways}
+		for _, gw := range c.gateways {
+			c.balancer.addrs = append(c.balancer.addrs, strings.TrimPrefix(strings.TrimSuffix(gw.ready, "/readyz"), "http://"))
+		}
+		go c.balancer.serve()
 	}
 
 	ln, err := net.Listen("tcp", regAddr)
@@ -217,8 +250,11 @@ func (c *chaos) close() {
 	if c.worker != nil {
 		c.worker.Stop()
 	}
-	if c.gateway != nil {
-		c.gateway.Stop()
+	for _, gw := range c.gateways {
+		gw.Stop()
+	}
+	if c.balancer != nil {
+		c.balancer.ln.Close()
 	}
 	if c.registry != nil {
 		c.registry.Close()
@@ -269,9 +305,9 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 	}
 	// Everything up again: every agent must converge on its desired state.
 	for _, s := range c.sites {
-		if d, ok := c.obs.awaitConverged(ctx, s, time.Minute); !ok {
+		if d, why, ok := c.obs.awaitConverged(ctx, s, time.Minute); !ok {
 			c.unrecovered.Add(1)
-			fmt.Fprintf(c.out, "%s: not converged %.0fs after the chaos stopped\n", s.id, d.Seconds())
+			fmt.Fprintf(c.out, "%s: not converged %.0fs after the chaos stopped: %s\n", s.id, d.Seconds(), why)
 		}
 	}
 	stopObs()
@@ -289,6 +325,9 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 	r.unrecovered = int(c.unrecovered.Load())
 	r.corruptions = int(c.corruptions.Load())
 	r.offline = int(c.offline.Load())
+	if c.o.pg != nil {
+		r.store, r.replicas, r.storeRestarts = "postgres", len(c.gateways), c.storeRestarts.Load()
+	}
 	r.print(c.out)
 	return r, nil
 }
@@ -345,19 +384,35 @@ const (
 	killAgent    = "agent"
 	takeOffline  = "offline"
 	corruptFile  = "corrupt"
+	restartStore = "store"
 )
 
-var actions = []string{killGateway, killWorker, killTemporal, killAgent, takeOffline, corruptFile}
+// actions are the chaos's, in turn; with PostgreSQL, restartStore too.
+func (c *chaos) actions() []string {
+	a := []string{killGateway, killWorker, killTemporal, killAgent, takeOffline, corruptFile}
+	if c.o.pg != nil {
+		a = append(a, restartStore)
+	}
+	return a
+}
 
 func (c *chaos) kills() map[string]int64 {
 	var agents int64
 	for _, s := range c.sites {
 		agents += s.proc.kills.Load()
 	}
-	return map[string]int64{
-		killGateway: c.gateway.kills.Load(), killWorker: c.worker.kills.Load(),
+	var gateways int64
+	for _, gw := range c.gateways {
+		gateways += gw.kills.Load()
+	}
+	k := map[string]int64{
+		killGateway: gateways, killWorker: c.worker.kills.Load(),
 		killTemporal: c.temporalKills.Load(), killAgent: agents,
 	}
+	if c.o.pg != nil {
+		k[restartStore] = c.storeRestarts.Load()
+	}
+	return k
 }
 
 func (c *chaos) killsDone() bool {
@@ -381,6 +436,7 @@ func (c *chaos) chaos(ctx context.Context) error {
 		}
 		// Restarts use a context of their own: stopping the chaos must not
 		// leave a process down.
+		actions := c.actions()
 		if err := c.act(context.WithoutCancel(ctx), actions[i%len(actions)]); err != nil {
 			return err
 		}
@@ -391,9 +447,14 @@ func (c *chaos) act(ctx context.Context, action string) error {
 	pause := func() { time.Sleep(time.Duration(200+c.rng.IntN(1300)) * time.Millisecond) }
 	switch action {
 	case killGateway:
-		c.gateway.Kill()
+		gw := c.gateways[c.rng.IntN(len(c.gateways))]
+		gw.Kill()
 		pause()
-		return c.gateway.Start(ctx)
+		return gw.Start(ctx)
+	case restartStore:
+		// Mid-wave, whatever the wave: every replica loses its connections.
+		c.storeRestarts.Add(1)
+		return c.o.pg.Restart()
 	case killWorker:
 		c.worker.Kill()
 		pause()
@@ -442,7 +503,7 @@ func (c *chaos) restartAgent(ctx context.Context, s *site) error {
 		return err
 	}
 	go func() {
-		d, ok := c.obs.awaitConverged(ctx, s, time.Minute)
+		d, _, ok := c.obs.awaitConverged(ctx, s, time.Minute)
 		if !ok {
 			// The release may have moved on meanwhile; the final check
 			// after the chaos decides whether the site recovered.
