@@ -88,6 +88,9 @@ type options struct {
 
 	overheadSites  int // fleet size of the trust overhead comparison (overhead.go); 0: none
 	overheadRounds int // rollouts per variant
+	// overheadVariants limits the comparison to these (profiling one); all
+	// three when empty.
+	overheadVariants []string
 }
 
 func main() {
@@ -111,7 +114,12 @@ func main() {
 	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
 	flag.IntVar(&o.overheadRounds, "overhead-rounds", 3, "rollouts per stack of the overhead comparison (the median counts)")
+	var onlyVariants string
+	flag.StringVar(&onlyVariants, "overhead-variants", "", "run only these stacks of the comparison (comma-separated: plain, signed, secure), e.g. to profile one with -cpuprofile")
 	flag.Parse()
+	if onlyVariants != "" {
+		o.overheadVariants = strings.Split(onlyVariants, ",")
+	}
 	if err := o.parse(sites, level); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-rollout:", err)
 		os.Exit(2)

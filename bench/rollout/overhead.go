@@ -84,6 +84,9 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 	ov := &overhead{sites: n, runs: map[variant][]time.Duration{}}
 	o.transport = "tcp" // the secure stack's mTLS runs over real sockets; so do the others, to compare
 	for _, v := range variants {
+		if len(o.overheadVariants) > 0 && !slices.Contains(o.overheadVariants, string(v)) {
+			continue
+		}
 		_, err := measureOn(ctx, o, n, fdLimit, ex, log, out, stackConfig{variant: v, replicas: 1}, func(b *bench, ctx context.Context, _ *result) error {
 			if err := b.putPolicy(wavesYAML); err != nil {
 				return err
