@@ -91,6 +91,8 @@ type options struct {
 	// overheadVariants limits the comparison to these (profiling one); all
 	// three when empty.
 	overheadVariants []string
+	overheadProfile  string // CPU profile of each variant's rollouts: <file>.<variant>
+	overheadSitesDir string // parent of the overhead stacks' sites' data dirs
 }
 
 func main() {
@@ -114,6 +116,12 @@ func main() {
 	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
 	flag.IntVar(&o.overheadRounds, "overhead-rounds", 3, "rollouts per stack of the overhead comparison (the median counts)")
+	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each overhead stack's rollouts (not its start-up) to this file + .<variant>")
+	shm := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		shm = "/dev/shm"
+	}
+	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
 	var onlyVariants string
 	flag.StringVar(&onlyVariants, "overhead-variants", "", "run only these stacks of the comparison (comma-separated: plain, signed, secure), e.g. to profile one with -cpuprofile")
 	flag.Parse()
