@@ -35,7 +35,8 @@ import (
 // fsync per site and version (the statement kept beside the model) queues
 // behind 999 others', which a fleet of sites with disks of their own never
 // does; measured on the shared disk, the ratios were 1.10–1.31 (verify) and
-// 1.38–1.63 (auth), mostly that queue.
+// 1.38–1.63 (auth), and a profile of the rollouts put most of the
+// difference in the sites' file system calls.
 type overhead struct {
 	sites int
 	runs  map[variant][]time.Duration
