@@ -27,7 +27,8 @@ import (
 //     enrolment API and talking mTLS with its own certificate, the cloud
 //     worker with a bearer token.
 //
-// Each stack rolls out rounds versions in turn (each a new artifact, so
+// The stacks run in two passes, the second in reverse order (plain,
+// signed, secure, secure, signed, plain). Each stack rolls out rounds versions in turn (each a new artifact, so
 // every site downloads, verifies and loads each), and the medians compare:
 // verify_overhead_ratio = signed / plain, auth_overhead_ratio = secure /
 // plain. The sites' data dirs are on /dev/shm by default
@@ -94,7 +95,11 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 	if o.overheadSitesDir != "" {
 		o.sitesDir = o.overheadSitesDir
 	}
-	for _, v := range variants {
+	// Two passes, the second in reverse order, so that a machine getting
+	// slower or faster over the run weighs on every variant alike.
+	rev := slices.Clone(variants)
+	slices.Reverse(rev)
+	for pass, v := range slices.Concat(variants, rev) {
 		if len(o.overheadVariants) > 0 && !slices.Contains(o.overheadVariants, string(v)) {
 			continue
 		}
@@ -104,7 +109,7 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 			}
 			if o.overheadProfile != "" {
 				// The rollouts alone, not the stack's start-up.
-				f, err := os.Create(fmt.Sprintf("%s.%s", o.overheadProfile, v))
+				f, err := os.Create(fmt.Sprintf("%s.%s.%d", o.overheadProfile, v, pass/len(variants)+1))
 				if err != nil {
 					return err
 				}
