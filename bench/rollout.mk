@@ -1,6 +1,6 @@
 ## bench-rollout: a release through 4 waves to ROLLOUT_SITES simulated sites (real edge agents, one
 ## process) on a real Temporal dev server, then a breach with automatic rollback and a rejection.
-## First the same rollouts (3 each, two passes) to 1,000 sites on a plain, a signed (sites verify release statements)
+## Then, in a fresh process, the same rollouts (3 each, two passes) to 1,000 sites on a plain, a signed (sites verify release statements)
 ## and a secure stack (mTLS-enrolled sites, tokens, signed): medians compared in the same run.
 ## Final line: bench=rollout sites= rollout_s= rollback_s= max_history_events= flux_pickup_s= rollback_10k_s=
 ##   auth_overhead_ratio= verify_overhead_ratio=

@@ -37,7 +37,7 @@
 // -transport=auto carries the fleet's HTTP to the gateway and the registry
 // over in-memory pipes instead (same handlers, same HTTP, no sockets).
 //
-// First (-overhead-sites, 1,000 by default) it compares the same rollouts on
+// Then, in a child process of its own (-overhead-sites, 1,000 by default), it compares the same rollouts on
 // a plain, a signed and a secure stack (overhead.go). The last line is that
 // of the largest size that completed, with the overhead ratios:
 //
@@ -45,6 +45,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -55,6 +56,7 @@ import (
 	"net/http"
 	_ "net/http/pprof"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
@@ -93,6 +95,7 @@ type options struct {
 	overheadVariants []string
 	overheadProfile  string // CPU profile of each variant's rollouts: <file>.<variant>
 	overheadSitesDir string // parent of the overhead stacks' sites' data dirs
+	overheadOnly     bool   // this process is the overhead comparison's (overheadInChild)
 }
 
 func main() {
@@ -122,6 +125,7 @@ func main() {
 		shm = "/dev/shm"
 	}
 	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
+	flag.BoolVar(&o.overheadOnly, "overhead-only", false, "run only the overhead comparison (what the benchmark runs in a child process); its last line is the ratios")
 	var onlyVariants string
 	flag.StringVar(&onlyVariants, "overhead-variants", "", "run only these stacks of the comparison (comma-separated: plain, signed, secure), e.g. to profile one with -cpuprofile")
 	flag.Parse()
@@ -209,16 +213,17 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if o.store == "postgres" {
 		return runPostgres(ctx, o, fdLimit, ex, log, out)
 	}
+	if o.overheadOnly {
+		ov, err := measureOverhead(ctx, o, o.overheadSites, fdLimit, ex, log, out)
+		if err != nil {
+			return err
+		}
+		ov.print(out)
+		fmt.Fprintln(out, ov.figures())
+		return nil
+	}
 	var results []result
 	var failed []error
-	// The trust overhead first, in a fresh process: after a 10,000-site
-	// stack the process runs measurably slower for a while.
-	var ov *overhead
-	if o.overheadSites > 0 {
-		if ov, err = measureOverhead(ctx, o, o.overheadSites, fdLimit, ex, log, out); err != nil {
-			failed = append(failed, err)
-		}
-	}
 	for _, n := range o.sites {
 		r, err := measure(ctx, o, n, fdLimit, ex, log, out, "", 1)
 		if err != nil {
@@ -230,12 +235,20 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 		results = append(results, r)
 	}
+	// The trust overhead in a process of its own: after a 10,000-site
+	// stack this one runs measurably slower for a while, and stacks of
+	// 1,000 before it slow the 10,000 down.
+	figures := (*overhead)(nil).figures()
+	if o.overheadSites > 0 && ctx.Err() == nil {
+		if f, err := overheadInChild(ctx, out); err != nil {
+			failed = append(failed, fmt.Errorf("overhead: %w", err))
+		} else {
+			figures = f
+		}
+	}
 	fmt.Fprintln(out)
 	for _, err := range failed {
 		fmt.Fprintf(out, "size FAILED %v\n", err)
-	}
-	if ov != nil {
-		ov.print(out)
 	}
 	if len(results) == 0 {
 		return errors.Join(failed...)
@@ -256,7 +269,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "bench=rollout sites=%d rollout_s=%.2f rollback_s=%.2f max_history_events=%d flux_pickup_s=%.1f rollback_10k_s=%s %s\n",
-		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds(), rollback10k, ov.figures())
+		last.sites, last.rollout.Seconds(), last.rollback.Seconds(), last.maxHistory, last.flux.Seconds(), rollback10k, figures)
 	return errors.Join(failed...)
 }
 
@@ -412,4 +425,36 @@ func loadExample(dir string) (example, error) {
 
 func (ex example) describe() string {
 	return fmt.Sprintf("model %s (%d KiB, %s, %d features)", modelName, len(ex.artifact)>>10, ex.card.Format, len(ex.card.Features))
+}
+
+// overheadInChild runs the overhead comparison in a fresh process (this
+// program with -overhead-only), copies its output and returns its last
+// line, the ratios.
+func overheadInChild(ctx context.Context, out io.Writer) (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, exe, append(slices.Clone(os.Args[1:]), "-overhead-only")...)
+	cmd.Stderr = os.Stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	last := ""
+	sc := bufio.NewScanner(pipe)
+	for sc.Scan() {
+		last = sc.Text()
+		fmt.Fprintln(out, last)
+	}
+	if err := cmd.Wait(); err != nil {
+		return "", err
+	}
+	if !strings.HasPrefix(last, "auth_overhead_ratio=") {
+		return "", fmt.Errorf("the comparison ended without its ratios (last line %q)", last)
+	}
+	return last, nil
 }
