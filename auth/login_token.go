@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/internal/flock"
 )
 
 // LoginTokenVersion is the version of the file `modelfleet login` writes.
@@ -193,7 +194,7 @@ func (f *LoginFile) Token() (string, error) {
 	}
 	// Refresh under the file's lock, with the file as it is once the lock
 	// is ours: another process may have refreshed (and rotated) it.
-	if unlock, err := lockFile(f.Path + ".lock"); err == nil {
+	if unlock, err := flock.Lock(f.Path+".lock", 0o600); err == nil {
 		defer unlock()
 		t, err := f.Load()
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/internal/flock"
 )
 
 // Local runs training commands as subprocesses of the worker: the embedded
@@ -107,7 +108,7 @@ func (l *Local) Submit(ctx context.Context, job modelfleet.TrainingJob) (modelfl
 	if err := os.MkdirAll(filepath.Join(ref.Dir, localOutput), 0o755); err != nil {
 		return modelfleet.RunRef{}, fmt.Errorf("local runner: %w", err)
 	}
-	unlock, err := lockFile(filepath.Join(ref.Dir, localLock))
+	unlock, err := flock.Lock(filepath.Join(ref.Dir, localLock), 0o644)
 	if err != nil {
 		return modelfleet.RunRef{}, fmt.Errorf("local runner: lock %s: %w", job.ID, err)
 	}
@@ -401,21 +402,4 @@ func writeAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// lockFile takes an exclusive flock on path (creating it) and returns its
-// release. The lock dies with the process, so a crash cannot leave it held.
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-		f.Close()
-	}, nil
 }
