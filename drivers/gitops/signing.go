@@ -33,7 +33,15 @@ func LoadSigningKey(path string) (*openpgp.Entity, error) {
 	return parseSigningKey(b)
 }
 
-func parseSigningKey(b []byte) (*openpgp.Entity, error) {
+func parseSigningKey(b []byte) (_ *openpgp.Entity, err error) {
+	// The OpenPGP packet reader panics on some malformed packets (found by
+	// FuzzParseSigningKey; seed kept in testdata/fuzz): a bad key file is
+	// an error, never a crash of the worker.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("gitops signing key: not an armored OpenPGP key: malformed packet (%v)", r)
+		}
+	}()
 	ring, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("gitops signing key: not an armored OpenPGP key: %v", err)
