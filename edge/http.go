@@ -161,7 +161,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	r.remember(req, name, a, label, p)
 	a.m.ok.Inc()
 	a.m.latency.Observe(time.Since(start).Seconds())
-	a.m.predictions.Observe(p)
+	a.m.predictions.Observe(a.shiftPoint(p))
 	r.observeScored(a, x, p, start)
 }
 

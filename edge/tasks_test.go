@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -200,5 +201,19 @@ func TestFeedbackRegression(t *testing.T) {
 	}
 	if _, ok := got.R2(); !ok {
 		t.Errorf("R² undefined over %+v", got)
+	}
+}
+
+// A multiclass model's classes each count in their own prediction bin, so
+// a release's prediction shift sees a change in the class mix.
+func TestMulticlassPredictionBins(t *testing.T) {
+	a := &arm{task: modelfleet.TaskMulticlass}
+	bins := append(slices.Clone(modelfleet.PredictionBins), math.Inf(1))
+	for k := range 12 {
+		want := min(k, len(bins)-1)
+		got, _ := slices.BinarySearch(bins, a.shiftPoint(float64(k)))
+		if got != want {
+			t.Errorf("class %d counts in bin %d, want %d", k, got, want)
+		}
 	}
 }
