@@ -156,6 +156,8 @@ func runnerProgram(doc []byte, cfg WorkloadRunnerConfig) (workload.Program, *wor
 		return workload.Program{}, nil, err
 	}
 	switch {
+	case m.Image != "":
+		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s is the container image %s: run that image, not modelfleet workload run", m.Ref(), m.Image)
 	case m.Module == nil && cfg.Module != "":
 		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s names no module, but --module %s was given: register the manifest with its module (modelfleet workload register --module)", m.Ref(), cfg.Module)
 	case m.Module == nil:
