@@ -489,9 +489,9 @@ func readLGBTrees(r *lgbLines, maxIdx, sizes int) ([]lgbTree, error) {
 		case !ok:
 			return nil, fmt.Errorf(`tree %d: unexpected end of file, want "Tree=%d" or "end of trees" (truncated file?)`, len(trees), len(trees))
 		case sizes == len(trees) && line != "Tree="+strconv.Itoa(len(trees)):
-			return nil, fmt.Errorf(`line %d: want "end of trees" after the %d trees tree_sizes lists, got %s`, r.line, sizes, lgbQuote(line))
+			return nil, fmt.Errorf(`line %d, after %d trees: want "end of trees" (tree_sizes lists %d trees), got %s`, r.line, sizes, sizes, lgbQuote(line))
 		case line != "Tree="+strconv.Itoa(len(trees)):
-			return nil, fmt.Errorf(`line %d: want "Tree=%d" or "end of trees" after %d trees, got %s (truncated file or wrong tree_sizes?)`, r.line, len(trees), len(trees), lgbQuote(line))
+			return nil, fmt.Errorf(`tree %d: line %d: want "Tree=%d" or "end of trees", got %s (truncated file or wrong tree_sizes?)`, len(trees), r.line, len(trees), lgbQuote(line))
 		case len(trees) >= maxLGBTrees:
 			return nil, fmt.Errorf("more than %d trees", maxLGBTrees)
 		}
@@ -704,7 +704,7 @@ func lgbField(p map[string]string, key string, n int) (string, error) {
 		return "", fmt.Errorf("no %s field", key)
 	}
 	if got := lgbCountFields(s); got != n {
-		return "", fmt.Errorf("num_leaves implies %d %s values, but %s has %d values", n, key, key, got)
+		return "", fmt.Errorf("%s has %d values, want %d", key, got, n)
 	}
 	return s, nil
 }
