@@ -277,3 +277,28 @@ func hasNaN(rows [][]float64) bool {
 	}
 	return false
 }
+
+// TestLightGBMBearingAsLeaves checks that the bearing example predicts
+// what leaves, which served LightGBM files before this reader, predicted
+// for every row of its validation set (recorded by the comparison test
+// that ran while leaves was a dependency; see testdata/lightgbm/README.md).
+func TestLightGBMBearingAsLeaves(t *testing.T) {
+	d, err := ReadCSV(bytes.NewReader(readFile(t, "../examples/bearing-failure/validation.csv")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(modelfleet.FormatLightGBM, readFile(t, "../examples/bearing-failure/model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readTable(t, "bearing_leaves_predictions.txt", 0)
+	if len(want) != len(d.X) || len(want) < 1000 {
+		t.Fatalf("%d recorded predictions for %d rows", len(want), len(d.X))
+	}
+	for i, x := range d.X {
+		got, err := m.Predict(x)
+		if err != nil || math.Abs(got-want[i][0]) > 1e-12 {
+			t.Fatalf("row %d: %v, %v; leaves predicted %v", i, got, err, want[i][0])
+		}
+	}
+}
