@@ -436,7 +436,7 @@ func readLGBHeader(r *lgbLines) (map[string]string, error) {
 		if !ok {
 			return nil, errors.New("reading header: unexpected end of file (no trees)")
 		}
-		if strings.HasPrefix(line, "Tree=") || line == "end of trees" {
+		if strings.HasPrefix(line, "Tree=") || isLGBTreesEnd(line) {
 			break
 		}
 		r.next()
@@ -470,6 +470,12 @@ func lgbHeaderInt(h map[string]string, key string, lo, hi int) (int, error) {
 	return v, nil
 }
 
+// isLGBTreesEnd reports whether line ends the trees: "end of trees" since
+// LightGBM 2.2, "feature importances:" before.
+func isLGBTreesEnd(line string) bool {
+	return line == "end of trees" || line == "feature importances:"
+}
+
 // readLGBTrees reads the "Tree=i" blocks up to "end of trees". sizes is the
 // number of trees tree_sizes lists, or -1 without one.
 func readLGBTrees(r *lgbLines, maxIdx, sizes int) ([]lgbTree, error) {
@@ -481,9 +487,9 @@ func readLGBTrees(r *lgbLines, maxIdx, sizes int) ([]lgbTree, error) {
 			line, ok = r.next()
 		}
 		switch {
-		case ok && line == "end of trees":
+		case ok && isLGBTreesEnd(line):
 			if sizes >= 0 && sizes != len(trees) {
-				return nil, fmt.Errorf(`tree %d: no num_leaves field: found "end of trees" after %d of the %d trees tree_sizes lists (truncated file?)`, len(trees), len(trees), sizes)
+				return nil, fmt.Errorf(`tree %d: no num_leaves field: found %s after %d of the %d trees tree_sizes lists (truncated file?)`, len(trees), lgbQuote(line), len(trees), sizes)
 			}
 			return trees, nil
 		case !ok:
