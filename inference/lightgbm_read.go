@@ -69,12 +69,12 @@ func loadLightGBM(data []byte) (*Model, error) {
 	if !ok {
 		return nil, errors.New("no feature_names line")
 	}
-	var features []string
+	if n := lgbCountFields(names); n != maxIdx+1 {
+		return nil, fmt.Errorf("max_feature_idx=%d but feature_names has %d names", maxIdx, n)
+	}
+	features := make([]string, 0, maxIdx+1)
 	// Cloned: the names outlive the file, which they would otherwise keep.
 	lgbFields(names, func(f string) error { features = append(features, strings.Clone(f)); return nil })
-	if len(features) != maxIdx+1 {
-		return nil, fmt.Errorf("max_feature_idx=%d but feature_names has %d names", maxIdx, len(features))
-	}
 	infos, ok := h["feature_infos"]
 	if !ok {
 		return nil, errors.New("no feature_infos line")
