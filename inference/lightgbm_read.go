@@ -420,54 +420,57 @@ func lgbField(p map[string]string, key string, n int) (string, error) {
 	return s, nil
 }
 
-func lgbFloats(p map[string]string, key string, n int, finite bool) ([]float64, error) {
+// lgbArray parses the array line key of n fields with parse, whose error
+// is the message.
+func lgbArray[T any](p map[string]string, key string, n int, parse func(string) (T, error)) ([]T, error) {
 	s, err := lgbField(p, key, n)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float64, 0, n)
-	return out, lgbFields(s, func(f string) error {
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil && !errors.Is(err, strconv.ErrRange) {
-			return fmt.Errorf("%s: %s is not a number", key, lgbQuote(f))
-		}
-		if math.IsNaN(v) || (finite && math.IsInf(v, 0)) {
-			return fmt.Errorf("%s: value %v is not finite", key, v)
+	out := make([]T, 0, n)
+	err = lgbFields(s, func(f string) error {
+		v, err := parse(f)
+		if err != nil {
+			return fmt.Errorf("%s: %v", key, err)
 		}
 		out = append(out, v)
 		return nil
 	})
+	return out, err
+}
+
+// lgbFloats parses an array of doubles: never NaN, and finite when finite
+// is set (thresholds may be infinite, values and coefficients not).
+func lgbFloats(p map[string]string, key string, n int, finite bool) ([]float64, error) {
+	return lgbArray(p, key, n, func(f string) (float64, error) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return 0, fmt.Errorf("%s is not a number", lgbQuote(f))
+		}
+		if math.IsNaN(v) || (finite && math.IsInf(v, 0)) {
+			return 0, fmt.Errorf("value %v is not finite", v)
+		}
+		return v, nil
+	})
 }
 
 func lgbInts(p map[string]string, key string, n int) ([]int32, error) {
-	s, err := lgbField(p, key, n)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]int32, 0, n)
-	return out, lgbFields(s, func(f string) error {
+	return lgbArray(p, key, n, func(f string) (int32, error) {
 		v, err := strconv.ParseInt(f, 10, 32)
 		if err != nil {
-			return fmt.Errorf("%s: %s is not a 32-bit integer", key, lgbQuote(f))
+			return 0, fmt.Errorf("%s is not a 32-bit integer", lgbQuote(f))
 		}
-		out = append(out, int32(v))
-		return nil
+		return int32(v), nil
 	})
 }
 
 func lgbUints(p map[string]string, key string, n int) ([]uint32, error) {
-	s, err := lgbField(p, key, n)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]uint32, 0, n)
-	return out, lgbFields(s, func(f string) error {
+	return lgbArray(p, key, n, func(f string) (uint32, error) {
 		v, err := strconv.ParseUint(f, 10, 32)
 		if err != nil {
-			return fmt.Errorf("%s: %s is not a 32-bit unsigned integer", key, lgbQuote(f))
+			return 0, fmt.Errorf("%s is not a 32-bit unsigned integer", lgbQuote(f))
 		}
-		out = append(out, uint32(v))
-		return nil
+		return uint32(v), nil
 	})
 }
 
