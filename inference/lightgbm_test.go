@@ -305,3 +305,16 @@ func TestLightGBMBearingAsLeaves(t *testing.T) {
 		}
 	}
 }
+
+// TestLightGBMPredictAllocatesNothing: the router scores single-output
+// models on its hot path, which allocates nothing per row.
+func TestLightGBMPredictAllocatesNothing(t *testing.T) {
+	m, err := Load(modelfleet.FormatLightGBM, readFile(t, "../examples/bearing-failure/model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float64{7.4, 3.1, 83.5, 1485, 96, 31000}
+	if n := testing.AllocsPerRun(100, func() { m.Predict(x) }); n != 0 {
+		t.Errorf("Predict allocates %v times per row", n)
+	}
+}
