@@ -16,8 +16,8 @@ const (
 	maxLGBLeaves   = 10_000_000 // all trees together (nodes: one fewer per tree)
 	maxLGBFeatures = 1_000_000
 	maxLGBClasses  = 10_000
-	maxLGBCatWords = 50_000_000 // categorical bitset words, all trees together
-	maxLGBCoeffs   = 50_000_000 // linear leaf coefficients, all trees together
+	maxLGBCatWords = 10_000_000 // categorical bitset words, all trees together
+	maxLGBCoeffs   = 10_000_000 // linear leaf coefficients, all trees together
 )
 
 // lgbZero is LightGBM's kZeroThreshold (the float 1e-35 widened to a
