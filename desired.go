@@ -29,6 +29,11 @@ type Desired struct {
 	// key. Nil: the control plane sets none, and the router uses the keys
 	// the site has (docs/security.md, "Router API keys", for precedence).
 	APIKeys *APIKeys `json:"apiKeys,omitempty"`
+	// APIKeysStatement is the gateway's signature of APIKeys for this site
+	// (router_keys_statement.go): a site that pinned release keys applies
+	// APIKeys only with it. Absent from desired states written before key
+	// sets were signed, or by a gateway without release keys.
+	APIKeysStatement *Envelope `json:"apiKeysStatement,omitempty"`
 }
 
 // DesiredModel is one model's desired versions at a site, and which release
@@ -181,6 +186,11 @@ type Actual struct {
 	// report with a record registers a site it does not know yet. Nil: the
 	// site must already be registered (PUT /api/sites/{id}).
 	SiteRecord *Site `json:"siteRecord,omitempty"`
+	// APIKeysError says why the site refused the router API keys of its
+	// desired state (unsigned, signed by a key it does not trust, for
+	// another site or set, older than the keys in force); the keys in
+	// force stay. "" when it took them.
+	APIKeysError string `json:"apiKeysError,omitempty"`
 }
 
 // ActualModel is one model as the site serves it, with the outcome of the

@@ -83,9 +83,7 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 		s.learnKeys(ds.ReleaseKeys)
 		// API keys before models: a model the desired state protects is
 		// not served without its keys. A bad set keeps the keys in force.
-		if err := s.Edge.SetDesiredKeys(ds.APIKeys); err != nil {
-			s.log.Error("api keys of the desired state not applied; keeping the keys in force", "revision", ds.Revision, "error", err)
-		}
+		s.applyAPIKeys(ds)
 		changed := ds.Revision > applied
 		var actual modelfleet.Actual
 		if changed {
@@ -96,6 +94,7 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 			actual = s.report(ds) // no change: refresh the figures only
 		}
 		s.convergeWorkloads(ctx, ds, &actual)
+		actual.APIKeysError = s.apiKeysError
 		report(actual)
 	}
 }

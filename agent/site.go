@@ -119,7 +119,10 @@ type Site struct {
 	lastApplied int64
 	lastError   map[string]string
 	lastKeySet  string // the last release key set checked (learnKeys)
-	external    externalWorkloads
+	// apiKeysError is why the desired state's router API keys were last
+	// refused ("" taken), reported with every actual state.
+	apiKeysError string
+	external     externalWorkloads
 }
 
 // Open opens the site's store, loads its last good models and starts the

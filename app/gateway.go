@@ -162,6 +162,9 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 		// Every desired state carries the signed release key set: how
 		// sites learn a rotation or a revocation.
 		g.Directory.SetReleaseKeys(g.sec.release.KeySet())
+		// Router API key sets are signed with the same keys: sites that
+		// pinned them apply no other.
+		g.Directory.SetAPIKeysSigner(g.sec.release)
 	}
 	mux := http.NewServeMux()
 	disp := events.NewTemporalDispatcher(o, log, reg)

@@ -322,3 +322,15 @@ var _ modelfleet.WorkloadSigner = (*ReleaseKeys)(nil)
 func (r *ReleaseKeys) SignWorkload(_ context.Context, st modelfleet.WorkloadStatement) (*modelfleet.Envelope, error) {
 	return modelfleet.SignWorkloadStatement(st, r.keys)
 }
+
+// SignAPIKeys signs a site's router API key set with every key not revoked
+// (fleet.Directory.SetAPIKeys, for sites that pinned these keys).
+func (r *ReleaseKeys) SignAPIKeys(st modelfleet.APIKeysStatement) (*modelfleet.Envelope, error) {
+	return modelfleet.SignAPIKeysStatement(st, r.keys)
+}
+
+// VerifyAPIKeys checks a signed API key set as a site that pinned these
+// keys would.
+func (r *ReleaseKeys) VerifyAPIKeys(env *modelfleet.Envelope, site string) (modelfleet.APIKeysStatement, error) {
+	return r.trust.VerifyAPIKeys(env, site)
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"time"
 
 	"github.com/modelfleet/modelfleet"
 )
@@ -147,6 +148,26 @@ func (a *Agent) SetKeys(model string, keys []string) error {
 // that does not validate is refused whole: the router keeps the keys it
 // has.
 func (a *Agent) SetDesiredKeys(k *modelfleet.APIKeys) error {
+	return a.setDesiredKeys(k, time.Time{})
+}
+
+// SetSignedDesiredKeys is SetDesiredKeys for a set the control plane
+// signed at signedAt (modelfleet.APIKeysStatement, verified by the
+// caller); the time is kept with the set in keys.json, so that an older
+// signed set is recognised as one after a restart too (DesiredKeys).
+func (a *Agent) SetSignedDesiredKeys(k *modelfleet.APIKeys, signedAt time.Time) error {
+	return a.setDesiredKeys(k, signedAt.UTC())
+}
+
+// DesiredKeys returns the desired state's key set in force (nil: none)
+// and when the statement that vouched for it was signed (zero: unsigned).
+func (a *Agent) DesiredKeys() (*modelfleet.APIKeys, time.Time) {
+	a.keysMu.Lock()
+	defer a.keysMu.Unlock()
+	return a.keys.Desired.Clone(), a.keys.DesiredSignedAt
+}
+
+func (a *Agent) setDesiredKeys(k *modelfleet.APIKeys, signedAt time.Time) error {
 	if err := k.Validate(); err != nil {
 		return fmt.Errorf("edge: api keys of the desired state: %w", err)
 	}
@@ -160,7 +181,7 @@ func (a *Agent) SetDesiredKeys(k *modelfleet.APIKeys) error {
 	}
 	a.keysMu.Lock()
 	defer a.keysMu.Unlock()
-	if reflect.DeepEqual(a.keys.Desired, k) {
+	if reflect.DeepEqual(a.keys.Desired, k) && a.keys.DesiredSignedAt.Equal(signedAt) {
 		return nil
 	}
 	l, err := desiredLayer(k)
@@ -168,7 +189,7 @@ func (a *Agent) SetDesiredKeys(k *modelfleet.APIKeys) error {
 		return fmt.Errorf("edge: api keys of the desired state: %w", err)
 	}
 	next := a.keys
-	next.Desired = k
+	next.Desired, next.DesiredSignedAt = k, signedAt
 	if err := a.writeKeys(next); err != nil {
 		return fmt.Errorf("edge: api keys of the desired state: %w", err)
 	}

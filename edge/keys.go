@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	"github.com/modelfleet/modelfleet"
 )
@@ -198,6 +199,9 @@ type keysFile struct {
 	// (Agent.SetDesiredKeys), kept so that a site restarted offline keeps
 	// asking for them.
 	Desired *modelfleet.APIKeys `json:"desired,omitempty"`
+	// DesiredSignedAt is when the control plane signed Desired (zero:
+	// unsigned): a site with pinned release keys takes no older set.
+	DesiredSignedAt time.Time `json:"desiredSignedAt,omitzero"`
 }
 
 func hexHashes(keys []string) []string {

@@ -41,20 +41,62 @@ func (d *Directory) SetAPIKeys(req modelfleet.APIKeysRequest) (modelfleet.APIKey
 		return modelfleet.APIKeysResult{}, fmt.Errorf("fleet: set api keys: %w", err)
 	}
 	for i, st := range states {
-		if err := st.Desired.APIKeys.With(req.Model, req.SHA256).Validate(); err != nil {
+		if err := d.signedAPIKeys(sites[i], &st.Desired).With(req.Model, req.SHA256).Validate(); err != nil {
 			return modelfleet.APIKeysResult{}, fmt.Errorf("site %q: %w", sites[i], err)
 		}
 	}
+	signer := d.apiKeysSigner
+	var signErr error
 	res, err := d.update(sites, func(ds *modelfleet.Desired) (bool, *modelfleet.Conflict) {
-		next := ds.APIKeys.With(req.Model, req.SHA256)
-		if reflect.DeepEqual(next, ds.APIKeys) {
+		next := d.signedAPIKeys(ds.Site, ds).With(req.Model, req.SHA256)
+		if reflect.DeepEqual(next, ds.APIKeys) && (signer == nil || ds.APIKeysStatement != nil) {
 			return false, nil
+		}
+		if signer != nil {
+			env, err := signer.SignAPIKeys(modelfleet.APIKeysStatement{Site: ds.Site, Keys: next, SignedAt: d.now().UTC()})
+			if err != nil {
+				signErr = err
+				return false, &modelfleet.Conflict{Site: ds.Site, Holder: "api keys not signed"}
+			}
+			ds.APIKeysStatement = env
 		}
 		ds.APIKeys = next
 		return true, nil
 	})
+	if err == nil && signErr != nil {
+		err = fmt.Errorf("fleet: sign api keys: %w", signErr)
+	}
 	if err != nil {
 		return modelfleet.APIKeysResult{}, err
 	}
 	return modelfleet.APIKeysResult{Sites: sites, Changed: res.Changed, Unchanged: res.Unchanged}, nil
+}
+
+// APIKeysSigner signs a site's router API key set, and checks a signed one,
+// with the control plane's release keys (app.ReleaseKeys).
+type APIKeysSigner interface {
+	SignAPIKeys(st modelfleet.APIKeysStatement) (*modelfleet.Envelope, error)
+	VerifyAPIKeys(env *modelfleet.Envelope, site string) (modelfleet.APIKeysStatement, error)
+}
+
+// SetAPIKeysSigner makes SetAPIKeys sign every site's key set it writes
+// (Desired.APIKeysStatement), which sites with pinned release keys
+// require; call it before serving.
+func (d *Directory) SetAPIKeysSigner(s APIKeysSigner) { d.apiKeysSigner = s }
+
+// signedAPIKeys is the key set a change of one scope starts from. With a
+// signer it is what the site's statement signed, if the signer's keys
+// verify it: a set changed in the store behind the gateway's back (or an
+// unsigned one, written before sets were signed) is not signed along with
+// the scope set now; only that scope is kept, and the others must be set
+// again.
+func (d *Directory) signedAPIKeys(site string, ds *modelfleet.Desired) *modelfleet.APIKeys {
+	if d.apiKeysSigner == nil {
+		return ds.APIKeys
+	}
+	st, err := d.apiKeysSigner.VerifyAPIKeys(ds.APIKeysStatement, site)
+	if err != nil {
+		return nil
+	}
+	return st.Keys
 }

@@ -26,8 +26,10 @@ type Directory struct {
 	// carries to its site (SetReleaseKeys); polls bounds the long polls
 	// waiting at once (long_poll.go).
 	releaseKeys *modelfleet.Envelope
-	polls       chan struct{}
-	poll        time.Duration // how often a long poll re-reads (Store.Watch)
+	// apiKeysSigner signs the router API key sets SetAPIKeys writes.
+	apiKeysSigner APIKeysSigner
+	polls         chan struct{}
+	poll          time.Duration // how often a long poll re-reads (Store.Watch)
 }
 
 // Open opens (creating if needed) the directory stored in dir/sites.db, the
