@@ -235,7 +235,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	// (docs/security.md, Signals).
 	mon := cfg.Monitor
 	if g.sec != nil {
-		mon.Sites = &signals.SiteVerifier{Roots: g.sec.ca.Pool(), Revoked: g.sec.enrol.IsRevoked}
+		mon.Sites = &signals.SiteVerifier{Roots: g.sec.ca.Pool(), Revoked: g.sec.enrol.IsRevoked, RevokedCert: g.sec.crls.Revoked}
 	}
 	if g.Monitor, err = NewMonitor(MonitorConfig{
 		Queue: sigq, Orchestrator: o, Directory: LocalDirectory{g.Directory},

@@ -40,6 +40,13 @@ type AuthConfig struct {
 	// SiteCACertFile (and SiteCAKeyFile, to enrol) bring your own site
 	// CA (cert-manager, Key Vault); default: one created in PKIDir.
 	SiteCACertFile, SiteCAKeyFile string
+	// SiteCRLFiles are certificate revocation lists of the site CA (PEM
+	// or DER; auth.CRLFiles): a site certificate one lists is refused at
+	// the gateway and its signals dead-lettered. Re-read when they change
+	// (checked every SiteCRLPoll, default 30s); files that do not read or
+	// verify keep the CRLs in force (at start they stop it).
+	SiteCRLFiles []string
+	SiteCRLPoll  time.Duration
 	// ReleaseVaultKeys are release-signing keys in Azure Key Vault
 	// (--release-key-vault, OpenVaultKeys), given to sites and signing
 	// the key set beside those in <PKIDir>/release-keys; with them no
@@ -77,6 +84,8 @@ type security struct {
 	log         *slog.Logger
 	reloader    *auth.BindingsReloader // nil without a bindings file
 	stopReload  func()
+	crls        *auth.CRLFiles // nil without --site-crl-file
+	stopCRLs    func()
 }
 
 // openSecurity prepares the gateway's trust from cfg; url is the
@@ -163,6 +172,23 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	}
 	s.guard = auth.NewGuard(verifier, bindings, log, reg)
 	s.guard.CA, s.guard.Enrolments = s.ca, s.enrol
+	if len(cfg.SiteCRLFiles) > 0 {
+		if s.crls, err = auth.NewCRLFiles(cfg.SiteCRLFiles, s.ca.Bundle, log, reg); err != nil {
+			return nil, "", err
+		}
+		s.crls.Poll = cfg.SiteCRLPoll
+		if err := s.crls.Load(); err != nil {
+			return nil, "", err
+		}
+		s.guard.CRLs = s.crls
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.crls.Run(ctx)
+		}()
+		s.stopCRLs = func() { cancel(); <-done }
+	}
 	if cfg.DevIssuer {
 		dir := cfg.CredentialsDir
 		if dir == "" {
@@ -190,6 +216,10 @@ func (s *security) close() {
 	if s.stopReload != nil {
 		s.stopReload()
 		s.stopReload = nil
+	}
+	if s.stopCRLs != nil {
+		s.stopCRLs()
+		s.stopCRLs = nil
 	}
 	s.enrol.Close()
 }

@@ -46,7 +46,10 @@ type Guard struct {
 	// checks the chain; the guard checks revocation and names the site).
 	CA         *CA
 	Enrolments *Enrolments
-	bindings   atomic.Pointer[Bindings]
+	// CRLs, if set, are a bring-your-own site CA's revocation lists
+	// (crl.go): a certificate one lists is refused like a revoked one.
+	CRLs     *CRLFiles
+	bindings atomic.Pointer[Bindings]
 	// Pages, if set, writes the refusal of a Session rule's request (a
 	// browser's: a sign-in page rather than a JSON error).
 	Pages     func(w http.ResponseWriter, r *http.Request, err error)
@@ -179,6 +182,9 @@ func (g *Guard) siteFromCert(c *x509.Certificate) (*Principal, error) {
 	}
 	if g.Enrolments != nil && g.Enrolments.IsRevoked(c.SerialNumber.Text(16)) {
 		return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "site %s's certificate was revoked: enrol the site again (`modelfleet site enroll %s`)", site, site)
+	}
+	if g.CRLs.Revoked(c) {
+		return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "site %s's certificate %s is revoked by a CRL of the site CA", site, c.SerialNumber.Text(16))
 	}
 	return &Principal{Kind: KindSite, Subject: site, Site: site, Grants: []Grant{{Role: RoleSite}}}, nil
 }

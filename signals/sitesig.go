@@ -199,6 +199,9 @@ type SiteVerifier struct {
 	// hex) was revoked: the gateway's enrolment store. Nil: no revocation
 	// list is available.
 	Revoked func(serialHex string) bool
+	// RevokedCert, if set, reports whether a certificate is revoked by
+	// other means: a bring-your-own CA's revocation lists (auth.CRLFiles).
+	RevokedCert func(*x509.Certificate) bool
 
 	// chains caches certificates verified against Roots, by their
 	// property value: a site signs thousands of messages with one
@@ -295,7 +298,7 @@ func (v *SiteVerifier) Verify(m queue.Message, at time.Time) (string, error) {
 		return "", err
 	}
 	cert, site := vc.cert, vc.site
-	if v.Revoked != nil && v.Revoked(cert.SerialNumber.Text(16)) {
+	if v.Revoked != nil && v.Revoked(cert.SerialNumber.Text(16)) || v.RevokedCert != nil && v.RevokedCert(cert) {
 		return "", sigErr(ReasonRevokedCertificate, "message %q: certificate %s of site %s is revoked", m.ID, cert.SerialNumber.Text(16), site)
 	}
 	digest, _, err := digestFor(cert.PublicKey, signedPayload(m.ID, m.ContentType, m.Body))

@@ -224,6 +224,8 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&authCfg.SiteCACertFile, "site-ca-cert", "", "bring your own site CA certificate (cert-manager, Key Vault)")
 	addReleaseVaultFlag(f, &releaseVault)
 	f.StringVar(&authCfg.SiteCAKeyFile, "site-ca-key", "", "its key, to enrol sites (without it: verify only)")
+	f.StringArrayVar(&authCfg.SiteCRLFiles, "site-crl-file", nil, "CRLs of the site CA (PEM, several blocks, or DER; repeatable): a certificate one lists is refused; re-read when the file changes")
+	f.DurationVar(&authCfg.SiteCRLPoll, "site-crl-poll", auth.DefaultCRLPoll, "how often the gateway checks the CRL files for a change")
 	f.BoolVar(&insecureWebhook, "insecure-webhook", false, "accept unauthenticated Event Grid deliveries on a non-loopback address")
 	f.BoolVar(&insecureNoAuth, "insecure-no-auth", false, "serve plain HTTP with no authentication at all (never on a plant network)")
 	f.StringVar(&cfg.Addr, "addr", app.DefaultGatewayAddr, "listen address")
