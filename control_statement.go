@@ -1,6 +1,7 @@
 package modelfleet
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"time"
@@ -48,6 +49,21 @@ func SignControl(st ControlStatement, key ed25519.PrivateKey) (Control, error) {
 	}
 	env := SignEnvelope(ControlPayloadType, b, key)
 	return Control{By: st.Subject, Reason: st.Reason, Statement: &env}, nil
+}
+
+// SignControlAll signs st with every key (ed25519 or ECDSA P-256, a Key
+// Vault key among them; SignAll), the first one's signature first, and
+// returns the signal payload carrying it.
+func SignControlAll[K crypto.Signer](st ControlStatement, keys []K) (Control, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return Control{}, err
+	}
+	env, err := SignAll(ControlPayloadType, b, keys)
+	if err != nil {
+		return Control{}, err
+	}
+	return Control{By: st.Subject, Reason: st.Reason, Statement: env}, nil
 }
 
 // VerifyControl checks a control's signed statement against keys: a valid

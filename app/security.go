@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
@@ -52,6 +53,11 @@ type AuthConfig struct {
 	// the key set beside those in <PKIDir>/release-keys; with them no
 	// key file is created there.
 	ReleaseVaultKeys []*keyvault.Key
+	// ControlVaultKeys are control-statement keys in Azure Key Vault
+	// (--control-key-vault): they sign every control statement (ES256)
+	// before the keys in <PKIDir>/control-keys, and releases started now
+	// accept them; with them no key file is created there.
+	ControlVaultKeys []*keyvault.Key
 	// OIDC is the token issuer people and services authenticate with.
 	// Nil with DevIssuer: the embedded stack's own.
 	OIDC *auth.OIDCConfig
@@ -78,8 +84,8 @@ type security struct {
 	issuer      *auth.Issuer
 	guard       *auth.Guard
 	tls         *tls.Config
-	controlKeys []ed25519.PrivateKey
-	release     *ReleaseKeys // release_keys.go
+	controlKeys []crypto.Signer // in signing order: Key Vault's, then the files', newest first
+	release     *ReleaseKeys    // release_keys.go
 	lifetime    time.Duration
 	log         *slog.Logger
 	reloader    *auth.BindingsReloader // nil without a bindings file
@@ -111,7 +117,7 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	if s.enrol, err = auth.OpenEnrolments(filepath.Join(pki, "enrolments.json")); err != nil {
 		return nil, "", err
 	}
-	if s.controlKeys, err = loadControlKeys(filepath.Join(pki, "control-keys")); err != nil {
+	if s.controlKeys, err = openControlKeys(filepath.Join(pki, "control-keys"), cfg.ControlVaultKeys); err != nil {
 		return nil, "", err
 	}
 	if s.release, err = OpenReleaseKeys(filepath.Join(pki, "release-keys"), true, cfg.ReleaseVaultKeys...); err != nil {
@@ -239,10 +245,60 @@ func (g *Gateway) ReloadBindings() error {
 func (s *security) ControlKeys() []modelfleet.TrustedKey {
 	var out []modelfleet.TrustedKey
 	for _, k := range s.controlKeys {
-		pub := k.Public().(ed25519.PublicKey)
-		out = append(out, modelfleet.TrustedKey{ID: modelfleet.KeyID(pub), PublicKey: pub})
+		tk, err := modelfleet.TrustedKeyOf(k.Public())
+		if err != nil {
+			continue // refused by openControlKeys
+		}
+		out = append(out, tk)
 	}
 	return out
+}
+
+// maxControlKeys bounds the control keys (files and Key Vault's): every
+// key signs every statement, and a verifier reads at most
+// MaxEnvelopeSignatures signatures.
+const maxControlKeys = modelfleet.MaxEnvelopeSignatures
+
+// openControlKeys returns the control-statement keys in signing order:
+// the Key Vault keys (ECDSA P-256) in the order given, then the ed25519
+// files of dir, newest first. With vault keys and no file in dir, none is
+// created.
+func openControlKeys(dir string, vault []*keyvault.Key) ([]crypto.Signer, error) {
+	keys := make([]crypto.Signer, 0, len(vault))
+	seen := map[string]bool{}
+	add := func(k crypto.Signer) error {
+		tk, err := modelfleet.TrustedKeyOf(k.Public())
+		if err != nil {
+			return fmt.Errorf("control keys: %w", err)
+		}
+		if seen[tk.ID] {
+			return fmt.Errorf("control keys: key %s is configured twice", tk.ID)
+		}
+		seen[tk.ID] = true
+		keys = append(keys, k)
+		return nil
+	}
+	for _, k := range vault {
+		if err := add(k); err != nil {
+			return nil, err
+		}
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.key"))
+	if len(paths) > 0 || len(vault) == 0 {
+		files, err := loadControlKeys(dir)
+		if err != nil {
+			return nil, err
+		}
+		for i := len(files) - 1; i >= 0; i-- { // newest (last by name) first
+			if err := add(files[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if len(keys) > maxControlKeys {
+		return nil, fmt.Errorf("control keys: %d (files in %s and Key Vault), at most %d: delete the files of keys no open release was started with", len(keys), dir, maxControlKeys)
+	}
+	return keys, nil
 }
 
 // loadControlKeys reads every *.key in dir (ed25519, PKCS#8 PEM),
@@ -296,15 +352,7 @@ func loadControlKeys(dir string) ([]ed25519.PrivateKey, error) {
 
 // sign signs a control statement with every control key.
 func (s *security) sign(st modelfleet.ControlStatement) (modelfleet.Control, error) {
-	ctl, err := modelfleet.SignControl(st, s.controlKeys[len(s.controlKeys)-1])
-	if err != nil {
-		return ctl, err
-	}
-	pae := modelfleet.PAE(ctl.Statement.PayloadType, ctl.Statement.Payload)
-	for _, k := range s.controlKeys[:len(s.controlKeys)-1] {
-		ctl.Statement.Signatures = append(ctl.Statement.Signatures, modelfleet.Signature{KeyID: modelfleet.KeyID(k.Public().(ed25519.PublicKey)), Sig: ed25519.Sign(k, pae)})
-	}
-	return ctl, nil
+	return modelfleet.SignControlAll(st, s.controlKeys)
 }
 
 // DevAudience is the audience of the embedded issuer's tokens.

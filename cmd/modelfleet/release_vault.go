@@ -24,12 +24,23 @@ func addReleaseVaultFlag(f *pflag.FlagSet, urls *[]string) {
 // identity needs the key permissions get and sign, e.g. the role Key Vault
 // Crypto User).
 func openReleaseVault(ctx context.Context, urls []string) (app.VaultKeys, error) {
+	return openVaultKeys(ctx, "release keys", urls)
+}
+
+// openVaultKeys opens Key Vault keys (--release-key-vault,
+// --control-key-vault; what names them in errors) with
+// DefaultAzureCredential.
+func openVaultKeys(ctx context.Context, what string, urls []string) (app.VaultKeys, error) {
 	if len(urls) == 0 {
 		return nil, nil
 	}
 	cred, err := azidentity.NewDefaultAzureCredential(nil)
 	if err != nil {
-		return nil, fmt.Errorf("release keys in key vault: azure credential: %w", err)
+		return nil, fmt.Errorf("%s in key vault: azure credential: %w", what, err)
 	}
-	return app.OpenVaultKeys(ctx, urls, cred, nil)
+	keys, err := app.OpenVaultKeys(ctx, urls, cred, nil)
+	if err != nil && what != "release keys" {
+		err = fmt.Errorf("%s: %w", what, err)
+	}
+	return keys, err
 }

@@ -107,7 +107,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		oidcTenants                                []string
 		insecureNoAuth, insecureWebhook            bool
 		store                                      string
-		releaseVault                               []string
+		releaseVault, controlVault                 []string
 	)
 	cmd := &cobra.Command{
 		Use:   "gateway",
@@ -125,6 +125,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			}
 			if !insecureNoAuth {
 				if authCfg.ReleaseVaultKeys, err = openReleaseVault(cmd.Context(), releaseVault); err != nil {
+					return err
+				}
+				if authCfg.ControlVaultKeys, err = openVaultKeys(cmd.Context(), "control keys", controlVault); err != nil {
 					return err
 				}
 				cfg.Auth = &authCfg
@@ -223,6 +226,8 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.StringVar(&authCfg.TLSKeyFile, "tls-key", "", "server certificate key")
 	f.StringVar(&authCfg.SiteCACertFile, "site-ca-cert", "", "bring your own site CA certificate (cert-manager, Key Vault)")
 	addReleaseVaultFlag(f, &releaseVault)
+	f.StringArrayVar(&controlVault, "control-key-vault", splitList(os.Getenv("MODELFLEET_CONTROL_KEY_VAULT")),
+		"control-statement (approval) signing key in Azure Key Vault, https://<vault>.vault.azure.net/keys/<name>[/<version>] (EC P-256; repeatable; signs before the keys in <pki-dir>/control-keys) ($MODELFLEET_CONTROL_KEY_VAULT, comma-separated)")
 	f.StringVar(&authCfg.SiteCAKeyFile, "site-ca-key", "", "its key, to enrol sites (without it: verify only)")
 	f.StringArrayVar(&authCfg.SiteCRLFiles, "site-crl-file", nil, "CRLs of the site CA (PEM, several blocks, or DER; repeatable): a certificate one lists is refused; re-read when the file changes")
 	f.DurationVar(&authCfg.SiteCRLPoll, "site-crl-poll", auth.DefaultCRLPoll, "how often the gateway checks the CRL files for a change")

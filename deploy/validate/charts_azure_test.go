@@ -56,4 +56,16 @@ func TestCloudChartAzureTrust(t *testing.T) {
 	if workers != 1 {
 		t.Errorf("%d worker Deployments", workers)
 	}
+
+	// Control keys in Key Vault: the gateway alone signs controls.
+	control := []any{"https://plant.vault.azure.net/keys/control"}
+	if !read["MODELFLEET_CONTROL_KEY_VAULT"] {
+		t.Error("the binary does not read MODELFLEET_CONTROL_KEY_VAULT")
+	}
+	for name, d := range deployments(mustRender(t, chart, merge(values, map[string]any{"controlKeys": map[string]any{"keyVault": control}}))) {
+		got := env(d.Spec.Template.Spec.Containers[0])["MODELFLEET_CONTROL_KEY_VAULT"]
+		if want := map[bool]string{true: control[0].(string)}[strings.HasSuffix(name, "-gateway")]; got != want {
+			t.Errorf("%s: MODELFLEET_CONTROL_KEY_VAULT=%q, want %q", name, got, want)
+		}
+	}
 }
