@@ -255,6 +255,10 @@ type Site struct {
 	Window   *MaintenanceWindow `json:"window,omitempty"`
 	Serving  []ServedModel      `json:"serving"`
 	LastSeen string             `json:"lastSeen,omitempty"` // RFC 3339, set by the directory
+	// APIKeysError is why the site's agent refuses the router API keys of
+	// its desired state, as it last reported (Actual.APIKeysError; `site
+	// list --json`). "" when it took them.
+	APIKeysError string `json:"apiKeysError,omitempty"`
 }
 
 // Validate checks a site registration.

@@ -225,6 +225,10 @@ func TestSignedAPIKeysAreVerifiedAtTheSite(t *testing.T) {
 		proxy.waitReason(t, c.reason)
 		holds()
 	}
+	// What an operator sees: the site record names the refusal.
+	if rec, err := gw.Directory.Get("s1"); err != nil || !strings.Contains(rec.APIKeysError, "not signed by a trusted key") {
+		t.Errorf("site record: %q, %v", rec.APIKeysError, err)
+	}
 	proxy.set(nil)
 	proxy.waitReason(t, "")
 	holds()

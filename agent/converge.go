@@ -37,6 +37,7 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 	failing := false
 	report := func(actual modelfleet.Actual) bool {
 		rec := s.Record()
+		rec.APIKeysError = actual.APIKeysError
 		actual.SiteRecord = &rec
 		for ctx.Err() == nil {
 			err := src.Report(ctx, actual)
