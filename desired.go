@@ -69,6 +69,10 @@ type DesiredVersion struct {
 	// releases were signed.
 	Size      int64     `json:"size,omitempty"`
 	Statement *Envelope `json:"statement,omitempty"`
+	// Server, with Format FormatOIP, is the external model server the
+	// version runs in (model_server.go); the artifact is its packed model
+	// directory. Nil for a built-in format.
+	Server *ModelServer `json:"server,omitempty"`
 }
 
 // ValidateSplit checks a traffic split: distinct versions, weights 0..100
@@ -95,6 +99,12 @@ func ValidateSplit(vs []DesiredVersion) error {
 		}
 		if v.Baseline != "" && !ValidDigest(v.Baseline) {
 			return Errorf(EINVALID, "version %q baseline digest %q is invalid", v.Version, v.Baseline)
+		}
+		if (v.Server != nil) != (v.Format == FormatOIP) {
+			return Errorf(EINVALID, "version %q: format %q and a model server go together", v.Version, FormatOIP)
+		}
+		if err := v.Server.Validate(); err != nil {
+			return Errorf(EINVALID, "version %q: %s", v.Version, ErrorMessage(err))
 		}
 		sum += v.Weight
 	}

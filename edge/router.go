@@ -22,7 +22,8 @@ type LoadedModel struct {
 	Model    modelfleet.ModelRef
 	Digest   string
 	Format   string
-	Features []string // declared feature names, in the order Scorer expects them
+	Features []string                // declared feature names, in the order Scorer expects them
+	Server   *modelfleet.ModelServer // the external server it runs in; nil: built in
 	Scorer   Scorer
 	LoadedAt time.Time
 }

@@ -97,7 +97,7 @@ func (a *Agent) commit(name string, ws []WeightedModel) error {
 	for i, w := range ws {
 		weight := w.Weight
 		entries[i] = StateEntry{ModelRef: w.Model, Digest: w.Digest, Format: w.Format, Features: w.Features,
-			LoadedAt: w.LoadedAt, Weight: &weight, Shadow: w.Shadow}
+			LoadedAt: w.LoadedAt, Weight: &weight, Shadow: w.Shadow, Server: w.Server}
 	}
 	if err := a.store.PutModel(name, entries); err != nil {
 		return err
@@ -113,6 +113,7 @@ func (a *Agent) commit(name string, ws []WeightedModel) error {
 		}
 	}
 	a.replaced.Store(name, dropped)
+	a.retainServers(name, ws)
 	return nil
 }
 
@@ -124,7 +125,8 @@ func (a *Agent) recall(ref modelfleet.ModelRef, digest string) (LoadedModel, boo
 		return LoadedModel{}, false
 	}
 	for _, m := range v.([]LoadedModel) {
-		if m.Model == ref && m.Digest == digest {
+		// An external server stopped with its version: it starts again.
+		if m.Model == ref && m.Digest == digest && m.Server == nil {
 			return m, true
 		}
 	}

@@ -390,7 +390,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 
 func newEdgeCmd(g *globals) *cobra.Command {
 	cfg := agent.Config{}
-	var labels []string
+	var labels, oipServers []string
 	cmd := &cobra.Command{
 		Use:   "edge",
 		Short: "Run one site's edge agent: inference router + desired-state pull (outbound connections only)",
@@ -414,6 +414,13 @@ never dials Temporal, so this command takes no Temporal flags.`,
 			}
 			if cfg.DataDir == "" {
 				cfg.DataDir = filepath.Join(dataDir(), "sites", cfg.SiteID)
+			}
+			for _, s := range oipServers {
+				d, err := agent.ParseOIPServer(s)
+				if err != nil {
+					return fmt.Errorf("--oip-server: %w", err)
+				}
+				cfg.OIPServers = append(cfg.OIPServers, d)
 			}
 			stop, err := setupTelemetry(cmd.Context(), "modelfleet-edge", "")
 			if err != nil {
@@ -462,6 +469,8 @@ never dials Temporal, so this command takes no Temporal flags.`,
 	f.StringVar(&cfg.ReleaseKeysFile, "release-keys", "", "pin the release keys by hand (JSON, as `modelfleet keys export` prints); default: those the gateway gave at enrolment")
 	f.StringArrayVar(&cfg.ArtifactHosts, "artifact-host", nil, "download artifacts only from this host or host:port (repeatable; default: any)")
 	f.DurationVar(&cfg.DownloadTimeout, "download-timeout", agent.DefaultDownloadTimeout, "how long one artifact download may take")
+	f.StringArrayVar(&oipServers, "oip-server", nil, "an external model server versions may run in: NAME=/abs/path/to/binary [ARG...] (repeatable; {port} and {model_dir} in ARGs; with ARGs, versions cannot bring their own)")
+	f.DurationVar(&cfg.ServerReadyTimeout, "oip-server-ready-timeout", agent.DefaultServerReadyTimeout, "how long an external model server may take to become ready")
 	f.StringVar(&cfg.APIKeysFile, "api-keys-file", os.Getenv("MODELFLEET_API_KEYS_FILE"), "router API keys file (YAML or JSON, kind RouterAPIKeys; a mounted Secret), re-read when it changes; its scopes win over the desired state's ($MODELFLEET_API_KEYS_FILE)")
 	return cmd
 }
