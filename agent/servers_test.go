@@ -1,0 +1,308 @@
+package agent
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/edge"
+	"github.com/modelfleet/modelfleet/inference"
+	"github.com/modelfleet/modelfleet/registry"
+)
+
+// TestMain lets the test binary be the external model server the tests
+// declare: run as "<test binary> oip-serve ...", it is ServeOIP in a
+// process of its own, as `modelfleet oip-serve` is.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "oip-serve" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err := ServeOIP(ctx, os.Args[2:], os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// blobs serves artifacts by digest, as the registry's blob endpoint does.
+type blobs struct {
+	mu sync.Mutex
+	m  map[string][]byte
+	*httptest.Server
+}
+
+func newBlobs(t *testing.T) *blobs {
+	b := &blobs{m: map[string][]byte{}}
+	b.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		data, ok := b.m[strings.TrimPrefix(r.URL.Path, "/")]
+		b.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = w.Write(data)
+	}))
+	t.Cleanup(b.Close)
+	return b
+}
+
+// add serves data and returns a version of it.
+func (b *blobs) add(version, format string, data []byte, features []string, weight int) modelfleet.DesiredVersion {
+	sum := sha256.Sum256(data)
+	d := "sha256:" + hex.EncodeToString(sum[:])
+	b.mu.Lock()
+	b.m[d] = data
+	b.mu.Unlock()
+	return modelfleet.DesiredVersion{Version: version, Digest: d, Format: format, ArtifactURL: b.URL + "/" + d, Features: features, Weight: weight, Size: int64(len(data))}
+}
+
+// tarball packs files (name -> content) as a gzip-compressed tar archive.
+func tarball(t *testing.T, files map[string][]byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	for name, data := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := gz.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// serverArgs run the test binary as the model server of model name.
+func serverArgs(name string) []string {
+	return []string{"oip-serve", "--port", modelfleet.ServerArgPort, "--model-dir", modelfleet.ServerArgModelDir, "--model", name}
+}
+
+func post(t *testing.T, url, body string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp, b.Bytes()
+}
+
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestExternalModelServer rolls out a version that runs in an external
+// model server — this test binary as `oip-serve`, a real separate process
+// speaking the Open Inference Protocol — beside a built-in version of the
+// same model (the XGBoost model trained by the real library,
+// inference/testdata/xgboost): a 50/50 split answered by both, through
+// /score and V2, with the same predictions as the model itself; a pinned
+// request; a crash (the server is restarted and serves again); a rollback
+// (the server is stopped); a version whose server never becomes ready
+// (refused, the site keeps serving what it served).
+func TestExternalModelServer(t *testing.T) {
+	data, err := os.ReadFile("../inference/testdata/xgboost/golden/binary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := inference.Load("", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	features := model.FeatureNames()
+	bs := newBlobs(t)
+	v1 := bs.add("1", modelfleet.FormatXGBoost, data, features, 50)
+	archive := tarball(t, map[string][]byte{"model.json": data, "README": []byte("a model directory\n")})
+	v2 := bs.add("2", modelfleet.FormatOIP, archive, features, 50)
+	v2.Server = &modelfleet.ModelServer{Name: "oip", Model: "bearing", Args: serverArgs("bearing"), Task: modelfleet.TaskBinary}
+
+	dir := t.TempDir()
+	s, err := Open(Config{SiteID: "s1", DataDir: dir, Listen: "127.0.0.1:0", NoSignals: true, Logger: testLog(t),
+		OIPServers: []OIPServer{{Name: "oip", Path: os.Args[0]}}, ServerReadyTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Edge.Close()
+	router := s.http.URL()
+	ctx := context.Background()
+	dl := &registry.Client{}
+	apply := func(rev int64, vs ...modelfleet.DesiredVersion) modelfleet.ActualModel {
+		t.Helper()
+		act := s.apply(ctx, modelfleet.Desired{Site: "s1", Revision: rev, Models: map[string]modelfleet.DesiredModel{"bearing-failure": {Versions: vs}}}, dl)
+		return act.Models["bearing-failure"]
+	}
+	if am := apply(1, v1, v2); am.Error != "" {
+		t.Fatalf("apply 50/50: %s", am.Error)
+	}
+
+	rows := [][]float64{{4.2, 1.1, 71, 1480, 80}, {0.5, 0.1, 40, 1500, 30}, {2.5, 0.7, 55, 1200, 60}}
+	check := func(version string, rows [][]float64, header ...string) {
+		t.Helper()
+		for _, row := range rows {
+			want, _ := model.Predict(row)
+			obj := map[string]float64{}
+			for j, f := range features {
+				obj[f] = row[j]
+			}
+			body, _ := json.Marshal(obj)
+			resp, b := post(t, router+"/score/bearing-failure", string(body), header...)
+			var sr struct {
+				Version    string
+				Prediction float64
+			}
+			if resp.StatusCode != 200 || json.Unmarshal(b, &sr) != nil {
+				t.Fatalf("score: %d %s", resp.StatusCode, b)
+			}
+			if version != "" && sr.Version != version {
+				t.Errorf("answered by %s, want %s", sr.Version, version)
+			}
+			if sr.Prediction != want {
+				t.Errorf("version %s: /score %v, the model %v", sr.Version, sr.Prediction, want)
+			}
+			v2body, _ := json.Marshal(edge.V2InferRequest{Inputs: []edge.V2Tensor{{Name: "x", Datatype: "FP64", Shape: []int64{1, int64(len(row))}, Data: mustJSON(row)}}})
+			resp, b = post(t, router+"/v2/models/bearing-failure/infer", string(v2body), header...)
+			var vr edge.V2InferResponse
+			if resp.StatusCode != 200 || json.Unmarshal(b, &vr) != nil {
+				t.Fatalf("v2 infer: %d %s", resp.StatusCode, b)
+			}
+			var p []float64
+			_ = json.Unmarshal(vr.Outputs[0].Data, &p)
+			if len(p) != 1 || p[0] != want {
+				t.Errorf("version %s: V2 %v, the model %v", vr.ModelVersion, p, want)
+			}
+		}
+	}
+	// The split: sticky keys land on both versions, each answering what
+	// the model answers (the external one through the server).
+	answered := map[string]int{}
+	for i := range 30 {
+		key := fmt.Sprintf("machine-%d", i)
+		resp, _ := post(t, router+"/score/bearing-failure", `{"vibration_rms_mm_s":1,"vibration_peak_g":1,"temperature_c":50,"speed_rpm":1500,"load_pct":50}`, edge.HeaderRouteKey, key)
+		answered[resp.Header.Get(edge.HeaderVersion)]++
+		check(resp.Header.Get(edge.HeaderVersion), rows[:1], edge.HeaderRouteKey, key)
+	}
+	if answered["1"] == 0 || answered["2"] == 0 {
+		t.Errorf("answered by %v: want both versions of a 50/50 split", answered)
+	}
+	check("2", rows, edge.HeaderVersion, "2")
+	check("1", rows, edge.HeaderVersion, "1")
+	if resp, b := post(t, router+"/v2/models/bearing-failure/versions/2/infer", `{"inputs":[{"name":"x","datatype":"FP32","shape":[1,5],"data":[1,1,50,1500,50]}]}`); resp.StatusCode != 200 {
+		t.Errorf("pinned by path: %d %s", resp.StatusCode, b)
+	}
+
+	// A crash: the server is restarted, and version 2 answers again.
+	ref2 := modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}
+	pid, _, ok := s.servers.status(ref2)
+	if !ok || pid == 0 {
+		t.Fatal("no server runs version 2")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the server's restart", func() bool {
+		p, restarts, ok := s.servers.status(ref2)
+		return ok && restarts >= 1 && p != 0 && p != pid
+	})
+	until(t, "version 2 to answer again", func() bool {
+		resp, _ := post(t, router+"/v2/models/bearing-failure/versions/2/infer", `{"inputs":[{"name":"x","datatype":"FP64","shape":[1,5],"data":[1,1,50,1500,50]}]}`)
+		return resp.StatusCode == 200
+	})
+	check("2", rows, edge.HeaderVersion, "2")
+
+	// A rollback to the built-in version stops the server.
+	v1.Weight = 100
+	if am := apply(2, v1); am.Error != "" {
+		t.Fatalf("rollback: %s", am.Error)
+	}
+	if _, _, ok := s.servers.status(ref2); ok {
+		t.Error("the server of version 2 still runs after the rollback")
+	}
+	check("1", rows)
+	// Rolling forward again starts it again, from the archive on disk.
+	v2.Weight = 100
+	if am := apply(3, v2); am.Error != "" {
+		t.Fatalf("roll forward: %s", am.Error)
+	}
+	check("2", rows)
+
+	// A server that never becomes ready (the model name is not the one it
+	// serves) fails the apply; the site keeps serving version 2 alone.
+	v3 := bs.add("3", modelfleet.FormatOIP, tarball(t, map[string][]byte{"model.json": data}), features, 50)
+	v3.Server = &modelfleet.ModelServer{Name: "oip", Model: "not-this-one", Args: serverArgs("bearing"), Task: modelfleet.TaskBinary}
+	v2.Weight = 50
+	am := apply(4, v2, v3)
+	if !strings.Contains(am.Error, "did not become ready") {
+		t.Errorf("apply of a server that is never ready: error %q", am.Error)
+	}
+	if got := s.Edge.Traffic("bearing-failure"); len(got) != 1 || got["2"] != 100 {
+		t.Errorf("traffic after the refused version = %v, want 2 at 100", got)
+	}
+	if _, _, ok := s.servers.status(modelfleet.ModelRef{Name: "bearing-failure", Version: "3"}); ok {
+		t.Error("the server that never became ready still runs")
+	}
+	check("2", rows)
+
+	// A version naming a server the site did not declare is refused.
+	v4 := v3
+	v4.Version, v4.Server = "4", &modelfleet.ModelServer{Name: "triton", Model: "bearing", Task: modelfleet.TaskBinary}
+	if am := apply(5, v2, v4); !strings.Contains(am.Error, `model server "triton" is not one this site runs`) {
+		t.Errorf("undeclared server: error %q", am.Error)
+	}
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// testLog logs to the test's log.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tlog struct{ t *testing.T }
+
+func (w tlog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
