@@ -162,7 +162,7 @@ func TestExternalModelServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Edge.Close()
+	defer func() { s.Edge.Close() }()
 	router := s.http.URL()
 	ctx := context.Background()
 	dl := &registry.Client{}
@@ -288,6 +288,22 @@ func TestExternalModelServer(t *testing.T) {
 	if am := apply(5, v2, v4); !strings.Contains(am.Error, `model server "triton" is not one this site runs`) {
 		t.Errorf("undeclared server: error %q", am.Error)
 	}
+
+	// A restarted agent starts the server of its last good version before
+	// it connects to anything.
+	s.http.Close()
+	s.Edge.Close()
+	if _, _, ok := s.servers.status(ref2); ok {
+		t.Error("the server still runs after the agent closed")
+	}
+	s, err = Open(Config{SiteID: "s1", DataDir: dir, Listen: "127.0.0.1:0", NoSignals: true, Logger: testLog(t),
+		OIPServers: []OIPServer{{Name: "oip", Path: os.Args[0]}}, ServerReadyTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.http.Close()
+	router = s.http.URL()
+	check("2", rows)
 }
 
 func mustJSON(v any) json.RawMessage {
