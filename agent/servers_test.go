@@ -258,19 +258,29 @@ func TestExternalModelServer(t *testing.T) {
 		t.Error("the server of version 2 still runs after the rollback")
 	}
 	check("1", rows)
+	// A change that starts version 2's server and then fails on another
+	// version (3, whose server is never ready) leaves no server running.
+	v3 := bs.add("3", modelfleet.FormatOIP, tarball(t, map[string][]byte{"model.json": data}), features, 0)
+	v3.Server = &modelfleet.ModelServer{Name: "oip", Model: "not-this-one", Args: serverArgs("bearing"), Task: modelfleet.TaskBinary}
+	v1.Weight, v2.Weight = 50, 50
+	if am := apply(3, v1, v2, v3); !strings.Contains(am.Error, "did not become ready") {
+		t.Errorf("apply with a server that is never ready: error %q", am.Error)
+	}
+	if _, _, ok := s.servers.status(ref2); ok {
+		t.Error("the server of version 2 runs although the change that started it failed")
+	}
+	check("1", rows)
 	// Rolling forward again starts it again, from the archive on disk.
 	v2.Weight = 100
-	if am := apply(3, v2); am.Error != "" {
+	if am := apply(4, v2); am.Error != "" {
 		t.Fatalf("roll forward: %s", am.Error)
 	}
 	check("2", rows)
 
 	// A server that never becomes ready (the model name is not the one it
 	// serves) fails the apply; the site keeps serving version 2 alone.
-	v3 := bs.add("3", modelfleet.FormatOIP, tarball(t, map[string][]byte{"model.json": data}), features, 50)
-	v3.Server = &modelfleet.ModelServer{Name: "oip", Model: "not-this-one", Args: serverArgs("bearing"), Task: modelfleet.TaskBinary}
-	v2.Weight = 50
-	am := apply(4, v2, v3)
+	v2.Weight, v3.Weight = 50, 50
+	am := apply(5, v2, v3)
 	if !strings.Contains(am.Error, "did not become ready") {
 		t.Errorf("apply of a server that is never ready: error %q", am.Error)
 	}
@@ -285,7 +295,7 @@ func TestExternalModelServer(t *testing.T) {
 	// A version naming a server the site did not declare is refused.
 	v4 := v3
 	v4.Version, v4.Server = "4", &modelfleet.ModelServer{Name: "triton", Model: "bearing", Task: modelfleet.TaskBinary}
-	if am := apply(5, v2, v4); !strings.Contains(am.Error, `model server "triton" is not one this site runs`) {
+	if am := apply(6, v2, v4); !strings.Contains(am.Error, `model server "triton" is not one this site runs`) {
 		t.Errorf("undeclared server: error %q", am.Error)
 	}
 

@@ -219,6 +219,7 @@ func (a *Agent) Deploy(ctx context.Context, req DeployRequest, fetch FetchFunc) 
 		return DeployResult{}, fmt.Errorf("edge: deploy: %w", err)
 	}
 	defer a.lockModel(req.Model.Name)()
+	defer a.settleServers(req.Model.Name)
 
 	res := DeployResult{Site: a.site, Model: req.Model, Digest: req.Digest}
 	cur := a.router.Versions(req.Model.Name)

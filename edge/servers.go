@@ -70,7 +70,6 @@ func (a *Agent) loadServed(req *DeployRequest, path string, loadedAt time.Time) 
 	}
 	c, err := NewV2Client(base, req.Server, req.Features, nil)
 	if err != nil {
-		a.servers.Retain(req.Model.Name, a.servedArtifacts(req.Model.Name))
 		return m, modelfleet.Errorf(modelfleet.EINVALID, "model %s: %s", req.Model, modelfleet.ErrorMessage(err))
 	}
 	return LoadedModel{Model: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server.Clone(), Scorer: c, LoadedAt: loadedAt}, nil
@@ -89,12 +88,13 @@ func (a *Agent) retainServers(model string, ws []WeightedModel) {
 	a.servers.Retain(model, keep)
 }
 
-func (a *Agent) servedArtifacts(model string) []modelfleet.ServedModel {
-	var keep []modelfleet.ServedModel
-	for _, v := range a.router.Versions(model) {
-		keep = append(keep, modelfleet.ServedModel{ModelRef: v.Model, Digest: v.Digest})
+// settleServers stops the servers of model's versions the router does not
+// serve: those a change started before it failed. Callers hold the
+// model's lock.
+func (a *Agent) settleServers(model string) {
+	if a.servers != nil {
+		a.retainServers(model, a.router.Versions(model))
 	}
-	return keep
 }
 
 // Bounds of the V2 client.

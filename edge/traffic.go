@@ -40,6 +40,8 @@ func (a *Agent) SetTraffic(ctx context.Context, model string, weights map[string
 		return fmt.Errorf("edge: set traffic %s: %w", model, err)
 	}
 	defer a.lockModel(model)()
+	// A server started for a change that then failed stops again.
+	defer a.settleServers(model)
 
 	cur := make(map[string]WeightedModel)
 	for _, v := range a.router.Versions(model) {
