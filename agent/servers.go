@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/edge"
 )
@@ -84,12 +86,24 @@ type serverHost struct {
 
 	mu    sync.Mutex
 	procs map[string]*serverProc // by key()
+
+	restarts *prometheus.CounterVec // by model, version, server
+	up       *prometheus.GaugeVec
 }
 
 var _ edge.ServerHost = (*serverHost)(nil)
 
 func newServerHost(decls []OIPServer, dir string, ready time.Duration, log *slog.Logger) (*serverHost, error) {
-	h := &serverHost{allowed: map[string]OIPServer{}, dir: dir, log: log, ready: ready, procs: map[string]*serverProc{}}
+	h := &serverHost{allowed: map[string]OIPServer{}, dir: dir, log: log, ready: ready, procs: map[string]*serverProc{},
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "modelfleet_edge_model_server_restarts_total",
+			Help: "Times an external model server exited and was restarted, by the version it serves.",
+		}, []string{"model", "version", "server"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "modelfleet_edge_model_server_up",
+			Help: "1 while the process of a version's external model server runs, 0 while it waits to be restarted.",
+		}, []string{"model", "version", "server"}),
+	}
 	if h.ready <= 0 {
 		h.ready = DefaultServerReadyTimeout
 	}
@@ -128,6 +142,20 @@ type serverProc struct {
 	mu       sync.Mutex
 	pid      int
 	restarts int
+
+	restartsTotal prometheus.Counter
+	up            prometheus.Gauge
+	forget        func() // deletes up: a stopped server is not "down"
+}
+
+// register adds the host's metrics to the router's registry, with the
+// site's label as the router's own metrics have it.
+func (h *serverHost) register(reg *prometheus.Registry, site string) error {
+	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"site": site}, reg)
+	if err := wrapped.Register(h.restarts); err != nil {
+		return err
+	}
+	return wrapped.Register(h.up)
 }
 
 // Start implements edge.ServerHost.
@@ -175,7 +203,9 @@ func (h *serverHost) Start(ref modelfleet.ModelRef, digest string, ms *modelflee
 		argv[i] = r.Replace(a)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &serverProc{ref: ref, digest: digest, server: *ms.Clone(), url: "http://127.0.0.1:" + strconv.Itoa(port), dir: dir, cancel: cancel, done: make(chan struct{})}
+	p := &serverProc{ref: ref, digest: digest, server: *ms.Clone(), url: "http://127.0.0.1:" + strconv.Itoa(port), dir: dir, cancel: cancel, done: make(chan struct{}),
+		restartsTotal: h.restarts.WithLabelValues(ref.Name, ref.Version, ms.Name), up: h.up.WithLabelValues(ref.Name, ref.Version, ms.Name)}
+	p.forget = func() { h.up.DeleteLabelValues(ref.Name, ref.Version, ms.Name) }
 	log := h.log.With("model", ref.String(), "server", ms.Name, "url", p.url)
 	go p.supervise(ctx, decl.Path, argv, log)
 	h.mu.Lock()
@@ -259,6 +289,7 @@ func (h *serverHost) declared() string {
 func (p *serverProc) stop() {
 	p.cancel()
 	<-p.done
+	p.forget()
 	_ = os.RemoveAll(p.dir)
 }
 
@@ -283,6 +314,7 @@ func (p *serverProc) supervise(ctx context.Context, path string, argv []string, 
 			p.mu.Lock()
 			p.pid = cmd.Process.Pid
 			p.mu.Unlock()
+			p.up.Set(1)
 			log.Info("model server started", "pid", cmd.Process.Pid)
 			err = cmd.Wait()
 		}
@@ -296,6 +328,8 @@ func (p *serverProc) supervise(ctx context.Context, path string, argv []string, 
 		p.restarts++
 		p.pid = 0
 		p.mu.Unlock()
+		p.up.Set(0)
+		p.restartsTotal.Inc()
 		log.Warn("model server exited; restarting", "err", err, "in", backoff)
 		if modelfleet.Sleep(ctx, backoff) != nil {
 			return

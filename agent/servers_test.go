@@ -248,6 +248,10 @@ func TestExternalModelServer(t *testing.T) {
 		return resp.StatusCode == 200
 	})
 	check("2", rows, edge.HeaderVersion, "2")
+	if m := metricsText(t, router); !strings.Contains(m, `modelfleet_edge_model_server_restarts_total{model="bearing-failure",server="oip",site="s1",version="2"} 1`) ||
+		!strings.Contains(m, `modelfleet_edge_model_server_up{model="bearing-failure",server="oip",site="s1",version="2"} 1`) {
+		t.Errorf("server metrics after a restart:\n%s", grep(m, "model_server"))
+	}
 
 	// A rollback to the built-in version stops the server.
 	v1.Weight = 100
@@ -256,6 +260,9 @@ func TestExternalModelServer(t *testing.T) {
 	}
 	if _, _, ok := s.servers.status(ref2); ok {
 		t.Error("the server of version 2 still runs after the rollback")
+	}
+	if m := metricsText(t, router); strings.Contains(m, `modelfleet_edge_model_server_up{model="bearing-failure",server="oip",site="s1",version="2"}`) {
+		t.Error("a stopped server is still reported up or down")
 	}
 	check("1", rows)
 	// A change that starts version 2's server and then fails on another
@@ -314,6 +321,28 @@ func TestExternalModelServer(t *testing.T) {
 	defer s.http.Close()
 	router = s.http.URL()
 	check("2", rows)
+}
+
+func metricsText(t *testing.T, router string) string {
+	t.Helper()
+	resp, err := http.Get(router + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return b.String()
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func mustJSON(v any) json.RawMessage {

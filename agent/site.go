@@ -178,6 +178,12 @@ func Open(cfg Config) (*Site, error) {
 		}
 		return nil, err
 	}
+	if servers != nil {
+		if err := servers.register(store.Router().Registry(), cfg.SiteID); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
+		}
+	}
 	var sig *edgeSignals
 	if !cfg.NoSignals {
 		if sig, err = openSignals(cfg, store, log); err != nil {
