@@ -1,6 +1,7 @@
 package modelfleet
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 )
@@ -51,6 +52,42 @@ type ModelServer struct {
 	// one every class's probability; for a regressor the value). Default:
 	// the first FP32 or FP64 output of the response.
 	Output string `json:"output,omitempty"`
+}
+
+// PropServer is the model property holding a FormatOIP version's
+// ModelServer as JSON: the model card's server block, kept with the
+// registered version and carried by its releases.
+const PropServer = "modelfleet.server"
+
+// MaxServerProp bounds the property's JSON.
+const MaxServerProp = 32 << 10
+
+// ServerOf returns the model server a model version runs in: nil for a
+// built-in format, an error when a FormatOIP version has no valid one.
+func ServerOf(m *Model) (*ModelServer, error) {
+	raw, ok := m.Properties[PropServer]
+	if m.Format != FormatOIP {
+		if ok {
+			return nil, Errorf(EINVALID, "model %s: property %s is for format %q only", m.ModelRef, PropServer, FormatOIP)
+		}
+		return nil, nil
+	}
+	if !ok {
+		return nil, Errorf(EINVALID, "model %s: format %q needs property %s (the model card's server block)", m.ModelRef, FormatOIP, PropServer)
+	}
+	if len(raw) > MaxServerProp {
+		return nil, Errorf(EINVALID, "model %s: property %s is larger than %d bytes", m.ModelRef, PropServer, MaxServerProp)
+	}
+	var s ModelServer
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return nil, Errorf(EINVALID, "model %s: property %s: %v", m.ModelRef, PropServer, err)
+	}
+	if err := s.Validate(); err != nil {
+		return nil, Errorf(EINVALID, "model %s: %s", m.ModelRef, ErrorMessage(err))
+	}
+	return &s, nil
 }
 
 var serverModelRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

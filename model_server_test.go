@@ -1,8 +1,10 @@
 package modelfleet
 
 import (
+	"crypto/ed25519"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestModelServerValidate(t *testing.T) {
@@ -70,4 +72,71 @@ func FuzzModelServer(f *testing.F) {
 			t.Fatalf("accepted %+v", s)
 		}
 	})
+}
+
+// TestReleaseStatementCoversTheServer: a site runs an external server only
+// as the release signed it: another server, model, arguments or none are
+// refused.
+func TestReleaseStatementCoversTheServer(t *testing.T) {
+	key := mustKey(t)
+	trust := trustOf(key)
+	srv := &ModelServer{Name: "triton", Model: "bearing", Args: []string{"--model-repository={model_dir}"}, Task: TaskBinary}
+	st := NewReleaseStatement(testDigest, 10, ReleasePredicate{Model: "m", Version: "2", Format: FormatOIP, Features: []string{"a"}, Server: srv, Release: "release/m", SignedAt: time.Unix(0, 0).UTC()})
+	env, err := SignStatement(st, []ed25519.PrivateKey{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := DesiredVersion{Version: "2", Digest: testDigest, Size: 10, Format: FormatOIP, Features: []string{"a"}, Weight: 100, Statement: env, Server: srv.Clone()}
+	if _, err := trust.VerifyRelease(env, "m", v); err != nil {
+		t.Fatalf("the signed server is refused: %v", err)
+	}
+	for name, edit := range map[string]func(*ModelServer){
+		"other server": func(s *ModelServer) { s.Name = "mlserver" },
+		"other model":  func(s *ModelServer) { s.Model = "other" },
+		"other args":   func(s *ModelServer) { s.Args = []string{"--backend-directory=/tmp/x"} },
+		"more args":    func(s *ModelServer) { s.Args = append(s.Args, "--x") },
+		"other task":   func(s *ModelServer) { s.Task = TaskRegression },
+	} {
+		w := v
+		w.Server = srv.Clone()
+		edit(w.Server)
+		if _, err := trust.VerifyRelease(env, "m", w); err == nil || !strings.Contains(err.Error(), "another model server") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	w := v
+	w.Server = nil
+	if _, err := trust.VerifyRelease(env, "m", w); err == nil {
+		t.Error("a version without the signed server was accepted")
+	}
+}
+
+func TestServerOf(t *testing.T) {
+	m := &Model{ModelRef: ModelRef{Name: "m", Version: "1"}, Format: FormatOIP, Digest: testDigest,
+		Properties: map[string]string{PropServer: `{"name":"triton","model":"bearing","task":"binary"}`}}
+	s, err := ServerOf(m)
+	if err != nil || s.Name != "triton" || s.Model != "bearing" {
+		t.Fatalf("ServerOf = %+v, %v", s, err)
+	}
+	if err := m.Validate(); err != nil {
+		t.Errorf("an oip model with its server: %v", err)
+	}
+	for name, c := range map[string]struct {
+		format, prop string
+		want         string
+	}{
+		"no server":     {FormatOIP, "", "needs property"},
+		"not json":      {FormatOIP, "{", "property modelfleet.server"},
+		"unknown field": {FormatOIP, `{"name":"t","model":"m","task":"binary","command":"sh"}`, "unknown field"},
+		"invalid":       {FormatOIP, `{"name":"t","model":"../m","task":"binary"}`, "invalid"},
+		"built-in":      {FormatXGBoost, `{"name":"t","model":"m","task":"binary"}`, "only"},
+	} {
+		m := &Model{ModelRef: ModelRef{Name: "m", Version: "1"}, Format: c.format, Digest: testDigest, Properties: map[string]string{}}
+		if c.prop != "" {
+			m.Properties[PropServer] = c.prop
+		}
+		if err := m.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", name, err, c.want)
+		}
+	}
 }

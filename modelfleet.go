@@ -212,8 +212,11 @@ func (m *Model) Validate() error {
 	if err := m.ModelRef.Validate(); err != nil {
 		return err
 	}
-	if m.Format != FormatLightGBM && m.Format != FormatXGBoost && m.Format != FormatONNX {
-		return Errorf(EINVALID, "model format %q is not supported: use %q, %q or %q", m.Format, FormatLightGBM, FormatXGBoost, FormatONNX)
+	if m.Format != FormatLightGBM && m.Format != FormatXGBoost && m.Format != FormatONNX && m.Format != FormatOIP {
+		return Errorf(EINVALID, "model format %q is not supported: use %q, %q, %q or %q (an external model server)", m.Format, FormatLightGBM, FormatXGBoost, FormatONNX, FormatOIP)
+	}
+	if _, err := ServerOf(m); err != nil {
+		return err
 	}
 	if !ValidDigest(m.Digest) {
 		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -360,4 +361,70 @@ type tlog struct{ t *testing.T }
 func (w tlog) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestSignedExternalModelServer: at a site that pins release keys, an
+// external server runs only as the release statement names it — another
+// argument is refused — and a restarted site verifies it again from disk
+// before starting it.
+func TestSignedExternalModelServer(t *testing.T) {
+	data, err := os.ReadFile("../inference/testdata/xgboost/golden/binary.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := inference.Load("", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := newBlobs(t)
+	archive := tarball(t, map[string][]byte{"model.json": data})
+	v2 := bs.add("2", modelfleet.FormatOIP, archive, model.FeatureNames(), 100)
+	v2.Server = &modelfleet.ModelServer{Name: "oip", Model: "bearing", Args: serverArgs("bearing"), Task: modelfleet.TaskBinary}
+	key, pub := releaseKey(t)
+	v2 = signVersion(t, v2, int64(len(archive)), key)
+
+	dir := t.TempDir()
+	keysFile := filepath.Join(dir, "release-keys.json")
+	if err := saveTrust(keysFile, &modelfleet.Trust{Keys: []modelfleet.TrustedKey{pub}, Serial: 1}); err != nil {
+		t.Fatal(err)
+	}
+	open := func() *Site {
+		s, err := Open(Config{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", NoSignals: true, Logger: testLog(t),
+			ReleaseKeysFile: keysFile, OIPServers: []OIPServer{{Name: "oip", Path: os.Args[0]}}, ServerReadyTimeout: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	apply := func(rev int64, v modelfleet.DesiredVersion) string {
+		act := s.apply(context.Background(), modelfleet.Desired{Site: "s1", Revision: rev, Models: map[string]modelfleet.DesiredModel{"bearing-failure": {Versions: []modelfleet.DesiredVersion{v}}}}, &registry.Client{})
+		return act.Models["bearing-failure"].Error
+	}
+	tampered := v2
+	tampered.Server = v2.Server.Clone()
+	tampered.Server.Args = append(tampered.Server.Args, "--backend-directory=/tmp/evil")
+	if e := apply(1, tampered); !strings.Contains(e, "another model server") {
+		t.Errorf("a server with other arguments than signed: error %q", e)
+	}
+	if _, _, ok := s.servers.status(modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}); ok {
+		t.Error("the refused server runs")
+	}
+	if e := apply(2, v2); e != "" {
+		t.Fatalf("the signed version: %s", e)
+	}
+	s.http.Close()
+	s.Edge.Close()
+	s = open()
+	defer func() { s.http.Close(); s.Edge.Close() }()
+	if got := s.Edge.Traffic("bearing-failure"); got["2"] != 100 {
+		t.Fatalf("after a restart the site serves %v (refused: %v)", got, s.Edge.Refused())
+	}
+	resp, b := post(t, s.http.URL()+"/v2/models/bearing-failure/infer", `{"inputs":[{"name":"x","datatype":"FP64","shape":[1,5],"data":[4.2,1.1,71,1480,80]}]}`)
+	want, _ := model.Predict([]float64{4.2, 1.1, 71, 1480, 80})
+	var vr edge.V2InferResponse
+	var p []float64
+	if resp.StatusCode != 200 || json.Unmarshal(b, &vr) != nil || json.Unmarshal(vr.Outputs[0].Data, &p) != nil || p[0] != want {
+		t.Errorf("after a restart: %d %s, want %v", resp.StatusCode, b, want)
+	}
 }
