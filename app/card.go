@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,20 @@ type ModelCard struct {
 	// Workload ("name:version") is the registered workload version the
 	// model version is released with (modelfleet.PropWorkload).
 	Workload string `yaml:"workload"`
+	// Server, with format oip, is the external model server the version
+	// runs in (its file is the packed model directory); it is registered
+	// as the modelfleet.PropServer property.
+	Server *modelfleet.ModelServer `yaml:"server"`
+}
+
+// ServerProperty is the card's server block as the PropServer property's
+// value ("" when it has none).
+func (c *ModelCard) ServerProperty() string {
+	if c.Server == nil {
+		return ""
+	}
+	b, _ := json.Marshal(c.Server)
+	return string(b)
 }
 
 // CardValidation is the card's validation block. Data is relative to the
@@ -56,6 +71,17 @@ func ParseModelCard(data []byte) (ModelCard, error) {
 	if c.Workload != "" {
 		if _, err := modelfleet.ParseWorkloadRef(c.Workload); err != nil {
 			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %s", modelfleet.ErrorMessage(err))
+		}
+	}
+	if (c.Server != nil) != (c.Format == modelfleet.FormatOIP) {
+		return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: format %q and a server block go together", modelfleet.FormatOIP)
+	}
+	if c.Server != nil {
+		if err := c.Server.Validate(); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: server: %s", modelfleet.ErrorMessage(err))
+		}
+		if c.Validation != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: a version served by a model server has no validation block: the worker cannot run the server")
 		}
 	}
 	if v := c.Validation; v != nil {

@@ -35,7 +35,7 @@ func newModelRegisterCmd(g *globals) *cobra.Command {
 		wref                     string
 	)
 	cmd := &cobra.Command{
-		Use:   "register --name <model> --version <v> --file <model file>",
+		Use:   "register --name <model> --version <v> --file <model file or model directory>",
 		Short: "Register a model version; its ModelRegistered event starts the release",
 		Long: `Register a model version in the embedded registry. The registry stores the
 artifact content-addressed (sha256) and delivers Azure ML's ModelRegistered event to
@@ -44,7 +44,11 @@ the gateway, which starts the release: validate, then deploy to every site.
 The model card (model.yaml beside the file, or --card) declares the format, the
 feature schema and the validation set, metric and threshold; flags override it.
 Its workload key (or --workload name:version) names the registered workload
-version the release carries to the sites with the model.`,
+version the release carries to the sites with the model.
+
+A version served by an external model server (card: format oip and a server
+block) registers its model directory: --file names the directory, packed
+here as a tar.gz archive (docs/models.md, "External model servers").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -55,6 +59,12 @@ version the release carries to the sites with the model.`,
 				return err
 			}
 			m.Format, m.Features, m.Tags, m.Properties = c.Format, c.Features, c.Tags, c.Properties
+			if p := c.ServerProperty(); p != "" {
+				if m.Properties == nil {
+					m.Properties = map[string]string{}
+				}
+				m.Properties[modelfleet.PropServer] = p
+			}
 			if f := cmd.Flags(); f.Changed("format") || m.Format == "" {
 				m.Format, _ = f.GetString("format")
 			}
@@ -111,6 +121,19 @@ version the release carries to the sites with the model.`,
 				if err := putPolicy(cmd.Context(), g, m.Name, policy); err != nil {
 					return err
 				}
+			}
+			if fi, err := os.Stat(file); err == nil && fi.IsDir() {
+				// An external model server's model directory: registered
+				// as its packed archive.
+				if m.Format != modelfleet.FormatOIP {
+					return fmt.Errorf("--file %s is a directory: only a version served by a model server (format %q, a server block in its card) registers a directory", file, modelfleet.FormatOIP)
+				}
+				packed, err := packModelDir(file)
+				if err != nil {
+					return err
+				}
+				defer os.Remove(packed)
+				file = packed
 			}
 			rc := &registry.Client{BaseURL: g.registryURL, HTTPClient: g.http()}
 			got, created, err := rc.Register(cmd.Context(), m, file, data)

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"crypto/sha256"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPackModelDir(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{"bearing/config.pbtxt": "name: \"bearing\"\n", "bearing/1/model.json": "{}", "README": "x"}
+	for name, content := range files {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	digest := func() [32]byte {
+		p, err := packModelDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(p)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sha256.Sum256(b)
+	}
+	first := digest()
+	later := time.Now().Add(time.Hour)
+	_ = os.Chtimes(filepath.Join(dir, "README"), later, later)
+	if digest() != first {
+		t.Error("packing the same directory again gives another archive")
+	}
+	p, err := packModelDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(p)
+	f, _ := os.Open(p)
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(gz)
+	got := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			got[h.Name] = string(b)
+		}
+	}
+	for name, content := range files {
+		if got[name] != content {
+			t.Errorf("%s = %q, want %q", name, got[name], content)
+		}
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := packModelDir(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("a link in the directory: %v", err)
+	}
+}
