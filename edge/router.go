@@ -24,6 +24,9 @@ type LoadedModel struct {
 	Format   string
 	Features []string                // declared feature names, in the order Scorer expects them
 	Server   *modelfleet.ModelServer // the external server it runs in; nil: built in
+	// Ready, when set, says whether the version can answer now (an
+	// external server: its readiness); nil: always, once loaded.
+	Ready func() error
 	Scorer   Scorer
 	LoadedAt time.Time
 }

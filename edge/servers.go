@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -68,11 +69,11 @@ func (a *Agent) loadServed(req *DeployRequest, path string, loadedAt time.Time) 
 	if err != nil {
 		return m, modelfleet.Errorf(modelfleet.EINVALID, "model %s: %s", req.Model, modelfleet.ErrorMessage(err))
 	}
-	c, err := NewV2Client(base, req.Server, req.Features, nil)
+	c, err := newV2Client(base, req.Server, req.Features, nil)
 	if err != nil {
 		return m, modelfleet.Errorf(modelfleet.EINVALID, "model %s: %s", req.Model, modelfleet.ErrorMessage(err))
 	}
-	return LoadedModel{Model: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server.Clone(), Scorer: c, LoadedAt: loadedAt}, nil
+	return LoadedModel{Model: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server.Clone(), Scorer: c, Ready: c.ready, LoadedAt: loadedAt}, nil
 }
 
 // retainServers stops the servers of model's versions that ws does not
@@ -127,6 +128,14 @@ var _ Scorer = (*v2Client)(nil)
 // input per feature named after it. hc nil: a client with
 // DefaultV2Timeout.
 func NewV2Client(base string, server *modelfleet.ModelServer, features []string, hc *http.Client) (Scorer, error) {
+	c, err := newV2Client(base, server, features, hc)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newV2Client(base string, server *modelfleet.ModelServer, features []string, hc *http.Client) (*v2Client, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: DefaultV2Timeout}
 	}
@@ -293,6 +302,12 @@ func (c *v2Client) score(x []float64) ([]float64, error) {
 		}
 	}
 	return v, nil
+}
+
+// ready asks the server whether the model is ready.
+func (c *v2Client) ready() error {
+	var v map[string]any
+	return c.get(strings.TrimSuffix(c.infer, "/infer")+"/ready", &v)
 }
 
 func (c *v2Client) get(url string, v any) error { return c.do(http.MethodGet, url, nil, v) }

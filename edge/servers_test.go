@@ -109,3 +109,29 @@ func TestServedVersionNeedsAServerHost(t *testing.T) {
 		t.Error("format oip without a server validated")
 	}
 }
+
+// TestV2ReadyAsksTheServer: a version backed by a model server is ready
+// only while the server says its model is.
+func TestV2ReadyAsksTheServer(t *testing.T) {
+	_, lm := realModel(t, "binary")
+	backend := NewRouter("server", inference.Vector, nil)
+	defer backend.Close()
+	backend.Swap(lm)
+	hs := httptest.NewServer(backend.Handler())
+	defer hs.Close()
+	c, err := newV2Client(hs.URL, &modelfleet.ModelServer{Name: "test", Model: "binary", Task: modelfleet.TaskBinary}, lm.Features, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRouter("site-1", inference.Vector, nil)
+	defer r.Close()
+	r.Swap(LoadedModel{Model: modelfleet.ModelRef{Name: "m", Version: "1"}, Format: modelfleet.FormatOIP, Features: lm.Features, Scorer: c, Ready: c.ready})
+	h := r.Handler()
+	if rec := do(h, "GET", "/v2/models/m/ready", ""); rec.Code != 200 {
+		t.Fatalf("ready: %d %s", rec.Code, rec.Body)
+	}
+	backend.Set("binary", nil) // the server no longer has the model
+	if rec := do(h, "GET", "/v2/models/m/versions/1/ready", ""); rec.Code != 503 || !strings.Contains(rec.Body.String(), "not ready") {
+		t.Errorf("ready while the server lacks the model: %d %s", rec.Code, rec.Body)
+	}
+}

@@ -603,6 +603,12 @@ func (r *Router) v2Model(ready bool) http.HandlerFunc {
 			}
 		}
 		if ready {
+			if a.Ready != nil {
+				if err := a.Ready(); err != nil {
+					writeV2Error(w, http.StatusServiceUnavailable, fmt.Sprintf("version %q of model %q is not ready: its model server: %v", a.Model.Version, name, err))
+					return
+				}
+			}
 			writeJSON(w, http.StatusOK, map[string]any{"name": name, "ready": true})
 			return
 		}
