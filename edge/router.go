@@ -26,7 +26,7 @@ type LoadedModel struct {
 	Server   *modelfleet.ModelServer // the external server it runs in; nil: built in
 	// Ready, when set, says whether the version can answer now (an
 	// external server: its readiness); nil: always, once loaded.
-	Ready func() error
+	Ready    func() error
 	Scorer   Scorer
 	LoadedAt time.Time
 }
