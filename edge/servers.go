@@ -73,7 +73,7 @@ func (a *Agent) loadServed(req *DeployRequest, path string, loadedAt time.Time) 
 	if err != nil {
 		return m, modelfleet.Errorf(modelfleet.EINVALID, "model %s: %s", req.Model, modelfleet.ErrorMessage(err))
 	}
-	return LoadedModel{Model: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server.Clone(), Scorer: c, Ready: c.ready, LoadedAt: loadedAt}, nil
+	return LoadedModel{Model: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server.Clone(), Scorer: c, Ready: c.ready, PredictRows: c.predictRows, LoadedAt: loadedAt}, nil
 }
 
 // retainServers stops the servers of model's versions that ws does not
@@ -224,12 +224,57 @@ func (c *v2Client) Probabilities(x, dst []float64) ([]float64, error) {
 	return append(dst, v...), nil
 }
 
-// score sends one row and returns the output's values, checked against the
-// task: 1 (or 2 for a binary model: both classes) or the classes.
+// score sends one row and returns the output's values for it.
 func (c *v2Client) score(x []float64) ([]float64, error) {
 	if len(x) != len(c.features) {
 		return nil, fmt.Errorf("got %d features, want %d", len(x), len(c.features))
 	}
+	v, _, err := c.scoreRows(x, 1)
+	return v, err
+}
+
+// predictRows scores n rows (x, row-major) in one request, as the router
+// answers them: per row the prediction (P(class 1), the most probable
+// class, the value) and, for a multiclass model, every class's
+// probability.
+func (c *v2Client) predictRows(x []float64, n int) (p, probs []float64, err error) {
+	if n < 1 || len(x) != n*len(c.features) {
+		return nil, nil, fmt.Errorf("got %d values for %d rows of %d features", len(x), n, len(c.features))
+	}
+	v, w, err := c.scoreRows(x, n)
+	if err != nil {
+		return nil, nil, err
+	}
+	p = make([]float64, n)
+	for i := range n {
+		row := v[i*w : (i+1)*w]
+		switch c.server.Task {
+		case modelfleet.TaskMulticlass:
+			best := 0
+			for k, q := range row {
+				if q > row[best] {
+					best = k
+				}
+			}
+			p[i] = float64(best)
+			probs = append(probs, row...)
+		case modelfleet.TaskBinary:
+			if q := row[w-1]; q < 0 || q > 1 {
+				return nil, nil, fmt.Errorf("model server %q answered %v, not a probability", c.server.Name, q)
+			}
+			p[i] = row[w-1]
+		default:
+			p[i] = row[0]
+		}
+	}
+	return p, probs, nil
+}
+
+// scoreRows sends n rows and returns the output's values, n × width, the
+// width checked against the task: 1 (or 2 for a binary model: both
+// classes) or the classes.
+func (c *v2Client) scoreRows(x []float64, n int) (v []float64, width int, err error) {
+	f := len(c.features)
 	req := V2InferRequest{}
 	enc := func(v []float64) json.RawMessage {
 		var b []byte
@@ -245,11 +290,15 @@ func (c *v2Client) score(x []float64) ([]float64, error) {
 		return b
 	}
 	if c.named {
-		for j, f := range c.features {
-			req.Inputs = append(req.Inputs, V2Tensor{Name: f, Datatype: c.datatype, Shape: []int64{1}, Data: enc(x[j : j+1])})
+		col := make([]float64, n)
+		for j, name := range c.features {
+			for i := range n {
+				col[i] = x[i*f+j]
+			}
+			req.Inputs = append(req.Inputs, V2Tensor{Name: name, Datatype: c.datatype, Shape: []int64{int64(n)}, Data: enc(col)})
 		}
 	} else {
-		req.Inputs = []V2Tensor{{Name: c.input, Datatype: c.datatype, Shape: []int64{1, int64(len(x))}, Data: enc(x)}}
+		req.Inputs = []V2Tensor{{Name: c.input, Datatype: c.datatype, Shape: []int64{int64(n), int64(f)}, Data: enc(x)}}
 	}
 	if c.server.Output != "" {
 		req.Outputs = []V2RequestOutput{{Name: c.server.Output}}
@@ -257,7 +306,7 @@ func (c *v2Client) score(x []float64) ([]float64, error) {
 	body, _ := json.Marshal(req)
 	var res V2InferResponse
 	if err := c.do(http.MethodPost, c.infer, body, &res); err != nil {
-		return nil, fmt.Errorf("model server %q: %w", c.server.Name, err)
+		return nil, 0, fmt.Errorf("model server %q: %w", c.server.Name, err)
 	}
 	var out *V2Tensor
 	for i := range res.Outputs {
@@ -268,23 +317,7 @@ func (c *v2Client) score(x []float64) ([]float64, error) {
 		}
 	}
 	if out == nil {
-		return nil, fmt.Errorf("model server %q: the response has no output %q", c.server.Name, c.server.Output)
-	}
-	n := int64(1)
-	for _, d := range out.Shape {
-		if d < 0 || d > MaxV2Elements {
-			return nil, fmt.Errorf("model server %q: output %q has shape %v", c.server.Name, out.Name, out.Shape)
-		}
-		n *= d
-		if n > MaxV2Elements {
-			return nil, fmt.Errorf("model server %q: output %q has shape %v", c.server.Name, out.Name, out.Shape)
-		}
-	}
-	t := *out
-	t.Datatype = "FP64" // read as sent: no FP32 rounding of what the server computed
-	v, err := v2Data(&t, int(n))
-	if err != nil {
-		return nil, fmt.Errorf("model server %q: output %q: %s", c.server.Name, out.Name, modelfleet.ErrorMessage(err))
+		return nil, 0, fmt.Errorf("model server %q: the response has no output %q", c.server.Name, c.server.Output)
 	}
 	want := []int{1}
 	switch c.server.Task {
@@ -293,15 +326,33 @@ func (c *v2Client) score(x []float64) ([]float64, error) {
 	case modelfleet.TaskMulticlass:
 		want = []int{c.server.Classes}
 	}
-	if !slices.Contains(want, len(v)) {
-		return nil, fmt.Errorf("model server %q: output %q has %d values for one row, want %v", c.server.Name, out.Name, len(v), want)
+	// At most the widest row the task allows: the shape sizes what is
+	// allocated before the data is read.
+	limit := int64(n) * int64(slices.Max(want))
+	total := int64(1)
+	for _, d := range out.Shape {
+		if d < 0 || d > limit {
+			return nil, 0, fmt.Errorf("model server %q: output %q has shape %v for %d rows", c.server.Name, out.Name, out.Shape, n)
+		}
+		if total *= d; total > limit {
+			return nil, 0, fmt.Errorf("model server %q: output %q has shape %v for %d rows", c.server.Name, out.Name, out.Shape, n)
+		}
+	}
+	t := *out
+	t.Datatype = "FP64" // read as sent: no FP32 rounding of what the server computed
+	if v, err = v2Data(&t, int(total)); err != nil {
+		return nil, 0, fmt.Errorf("model server %q: output %q: %s", c.server.Name, out.Name, modelfleet.ErrorMessage(err))
+	}
+	width = len(v) / n
+	if len(v)%n != 0 || !slices.Contains(want, width) {
+		return nil, 0, fmt.Errorf("model server %q: output %q has %d values for %d rows, want %v per row", c.server.Name, out.Name, len(v), n, want)
 	}
 	for _, q := range v {
 		if math.IsNaN(q) || math.IsInf(q, 0) {
-			return nil, fmt.Errorf("model server %q: output %q holds %v", c.server.Name, out.Name, q)
+			return nil, 0, fmt.Errorf("model server %q: output %q holds %v", c.server.Name, out.Name, q)
 		}
 	}
-	return v, nil
+	return v, width, nil
 }
 
 // ready asks the server whether the model is ready.

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/inference"
 )
@@ -37,6 +39,38 @@ func TestV2ClientTasks(t *testing.T) {
 			}
 			if s.Task() != m.Task() || s.NumClasses() != m.NumClasses() || s.NumFeatures() != len(lm.Features) {
 				t.Errorf("client says %s/%d/%d", s.Task(), s.NumClasses(), s.NumFeatures())
+			}
+			// Forwarded as a V2 request of all rows: one request to the
+			// server, the same answers row by row.
+			c := s.(*v2Client)
+			front := NewRouter("site-1", inference.Vector, nil)
+			defer front.Close()
+			front.Swap(LoadedModel{Model: modelfleet.ModelRef{Name: "m", Version: "1"}, Format: modelfleet.FormatOIP, Features: lm.Features, Scorer: c, PredictRows: c.predictRows})
+			before := testutil.ToFloat64(srv.lookup(c.server.Model).arms[0].m.ok)
+			rec := do(front.Handler(), "POST", "/v2/models/m/infer", v2Body("FP64", rows...))
+			if rec.Code != 200 {
+				t.Fatalf("forwarded batch: %d %s", rec.Code, rec.Body)
+			}
+			if n := testutil.ToFloat64(srv.lookup(c.server.Model).arms[0].m.ok) - before; n != 1 {
+				t.Errorf("the server answered %v requests for one batch", n)
+			}
+			_, out := decodeV2(t, rec.Body.Bytes())
+			for i, row := range rows {
+				want, _ := m.Predict(row)
+				name := map[string]string{modelfleet.TaskBinary: "probability:FP64", modelfleet.TaskMulticlass: "label:INT64", modelfleet.TaskRegression: "value:FP64"}[c.server.Task]
+				if len(out[name]) != len(rows) {
+					t.Fatalf("output %s = %v", name, out[name])
+				}
+				got := out[name][i]
+				if got != want {
+					t.Errorf("batch row %d: %v, the model %v", i, got, want)
+				}
+				if c.server.Task == modelfleet.TaskMulticlass {
+					probs, _ := m.Probabilities(row, nil)
+					if got := out["probabilities:FP64"][i*3 : i*3+3]; fmt.Sprint(got) != fmt.Sprint(probs) {
+						t.Errorf("batch row %d: probabilities %v, the model %v", i, got, probs)
+					}
+				}
 			}
 			for _, row := range rows {
 				got, err := s.Predict(row)

@@ -480,18 +480,12 @@ func (r *Router) v2Infer(w http.ResponseWriter, req *http.Request) {
 		r.observeRejected(a, nil, start)
 		return
 	}
-	res := &v2Result{p: make([]float64, b.n), labels: make([]int64, b.n)}
-	for i := range b.n {
-		p, probs, err := r.predict(a, b.row(i))
-		if err != nil {
-			r.log.Error("edge: v2 infer", "model", a.Model.String(), "err", err)
-			r.failV2(w, rt, a, start, http.StatusInternalServerError, modelfleet.EINTERNAL, fmt.Sprintf("model %s failed to score the request", a.Model))
-			r.observeFailed(a, modelfleet.EINTERNAL, start)
-			return
-		}
-		res.p[i] = p
-		res.probs = append(res.probs, probs...)
-		res.labels[i] = int64(a.labelOf(p))
+	res, err := r.predictBatch(a, b)
+	if err != nil {
+		r.log.Error("edge: v2 infer", "model", a.Model.String(), "err", err)
+		r.failV2(w, rt, a, start, http.StatusInternalServerError, modelfleet.EINTERNAL, fmt.Sprintf("model %s failed to score the request", a.Model))
+		r.observeFailed(a, modelfleet.EINTERNAL, start)
+		return
 	}
 	if a.task == modelfleet.TaskRegression {
 		res.labels = nil
@@ -510,6 +504,51 @@ func (r *Router) v2Infer(w http.ResponseWriter, req *http.Request) {
 		a.m.predictions.Observe(res.p[i])
 		r.observeScored(a, row, res.p[i], start)
 	}
+}
+
+// predictBatch scores every row of b: in one call where the version can
+// (PredictRows: an external server), else row by row, checked as predict
+// checks one.
+func (r *Router) predictBatch(a *arm, b *v2Batch) (res *v2Result, err error) {
+	res = &v2Result{p: make([]float64, b.n), labels: make([]int64, b.n)}
+	if a.PredictRows == nil {
+		for i := range b.n {
+			p, probs, err := r.predict(a, b.row(i))
+			if err != nil {
+				return nil, err
+			}
+			res.p[i] = p
+			res.probs = append(res.probs, probs...)
+			res.labels[i] = int64(a.labelOf(p))
+		}
+		return res, nil
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = nil, fmt.Errorf("model %s panicked: %v", a.Model, v)
+		}
+	}()
+	p, probs, err := a.PredictRows(b.x, b.n)
+	if err != nil {
+		return nil, err
+	}
+	want := 0
+	if a.task == modelfleet.TaskMulticlass {
+		want = b.n * a.classes
+	}
+	if len(p) != b.n || len(probs) != want {
+		return nil, fmt.Errorf("model %s returned %d predictions and %d probabilities for %d rows", a.Model, len(p), len(probs), b.n)
+	}
+	for _, q := range append(p[:len(p):len(p)], probs...) {
+		if math.IsNaN(q) || math.IsInf(q, 0) {
+			return nil, fmt.Errorf("model %s returned a non-finite value %v", a.Model, q)
+		}
+	}
+	res.p, res.probs = p, probs
+	for i, q := range p {
+		res.labels[i] = int64(a.labelOf(q))
+	}
+	return res, nil
 }
 
 // rowBody is a row as the JSON object a score request would have sent, for
