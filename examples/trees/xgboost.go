@@ -13,7 +13,7 @@ import (
 var xgbVersion = []int{1, 7, 4}
 
 type xgbTree struct {
-	BaseWeights        []number         `json:"base_weights"`
+	BaseWeights        []number          `json:"base_weights"`
 	Categories         []int             `json:"categories"`
 	CategoriesNodes    []int             `json:"categories_nodes"`
 	CategoriesSegments []int             `json:"categories_segments"`
@@ -21,13 +21,13 @@ type xgbTree struct {
 	DefaultLeft        []int             `json:"default_left"`
 	ID                 int               `json:"id"`
 	LeftChildren       []int             `json:"left_children"`
-	LossChanges        []number         `json:"loss_changes"`
+	LossChanges        []number          `json:"loss_changes"`
 	Parents            []int             `json:"parents"`
 	RightChildren      []int             `json:"right_children"`
-	SplitConditions    []number         `json:"split_conditions"`
+	SplitConditions    []number          `json:"split_conditions"`
 	SplitIndices       []int             `json:"split_indices"`
 	SplitType          []int             `json:"split_type"`
-	SumHessian         []number         `json:"sum_hessian"`
+	SumHessian         []number          `json:"sum_hessian"`
 	TreeParam          map[string]string `json:"tree_param"`
 }
 
