@@ -19,6 +19,10 @@
 //
 // The load generator shares the machine with the servers, so the figures
 // are for comparing the three, not absolute capacity.
+//
+// -model and -floor-model serve another model file of the example (its
+// format detected), and -latency-only keeps only the floor's and the
+// router's fixed-rate runs: bench-runtime runs it so for each model format.
 package main
 
 import (
