@@ -56,10 +56,7 @@ func (e *Ensemble) WriteXGBoostJSON(w io.Writer) error {
 	for i := range types {
 		types[i] = "float"
 	}
-	obj := map[string]any{"name": objective}
-	if e.Objective == Binary {
-		obj["reg_loss_param"] = map[string]string{"scale_pos_weight": "1"}
-	}
+	obj := map[string]any{"name": objective, "reg_loss_param": map[string]string{"scale_pos_weight": "1"}}
 	doc := map[string]any{
 		"version": xgbVersion,
 		"learner": map[string]any{
