@@ -10,7 +10,8 @@
 //
 //   - single-row latency (ns per prediction) and allocations per
 //     prediction, and a 32-row batch (the runtime has no batch API: 32
-//     predictions in a loop), with testing.Benchmark, best of -repeat runs;
+//     predictions in a loop), with testing.Benchmark, the predictors taking
+//     turns over -repeat rounds and each keeping its best;
 //     against the baseline, the LightGBM path as it was before issue 15: the
 //     leaves library's PredictSingle on the LightGBM file;
 //   - the router's end-to-end p50/p99 at BENCH_RATE (5,000 req/s) against
@@ -64,7 +65,7 @@ func main() {
 	flag.IntVar(&c.trees, "trees", 300, "trees in the generated ensemble")
 	flag.IntVar(&c.depth, "depth", 6, "depth of every tree")
 	flag.IntVar(&c.rows, "rows", 1000, "held-out rows the formats must agree on, and the rows predicted")
-	flag.IntVar(&c.repeat, "repeat", 3, "testing.Benchmark runs per measurement; the best is kept")
+	flag.IntVar(&c.repeat, "repeat", 3, "rounds of in-process measurements, the predictors taking turns; each keeps its best")
 	flag.Uint64Var(&c.seed, "seed", 15, "random seed of the ensemble and the rows")
 	flag.StringVar(&c.vegeta, "vegeta", envString("VEGETA", "bin/tools/vegeta"), "vegeta binary, passed to bench/router (VEGETA)")
 	flag.StringVar(&c.goCmd, "go", envString("GO", "go"), "the go command that builds bench/router (GO)")
@@ -120,12 +121,25 @@ func run(c config) error {
 			return p
 		}
 	}
+	// The predictors take turns, repetition after repetition, and each
+	// keeps its best: on a shared machine a burst of someone else's work
+	// then skews one run of one predictor, not the comparison.
+	names := append([]string{"baseline"}, formats...)
 	res := map[string]*figures{}
-	for _, name := range append([]string{"baseline"}, formats...) {
-		f := &figures{p50: math.NaN(), p99: math.NaN(), floorP99: math.NaN(), p99Rat: math.NaN()}
-		f.ns, f.allocs = c.measure(predictors[name], X, 1)
-		f.batchNs, _ = c.measure(predictors[name], X, 32)
-		res[name] = f
+	for _, name := range names {
+		res[name] = &figures{ns: math.Inf(1), batchNs: math.Inf(1), allocs: math.Inf(1),
+			p50: math.NaN(), p99: math.NaN(), floorP99: math.NaN(), p99Rat: math.NaN()}
+	}
+	for range c.repeat {
+		for _, name := range names {
+			f := res[name]
+			ns, allocs := measure(predictors[name], X, 1)
+			batch, _ := measure(predictors[name], X, 32)
+			f.ns, f.allocs, f.batchNs = min(f.ns, ns), min(f.allocs, allocs), min(f.batchNs, batch)
+		}
+	}
+	for _, name := range names {
+		f := res[name]
 		fmt.Printf("%-9s single row %8.0f ns (%.2f× baseline), 32-row batch %9.0f ns, %.1f allocs per prediction\n",
 			name, f.ns, f.ns/res["baseline"].ns, f.batchNs, f.allocs)
 	}
@@ -139,30 +153,25 @@ func run(c config) error {
 	return nil
 }
 
-// measure times predict over the rows, batch rows per operation, and
-// returns ns per operation and allocations per prediction of the best of
-// c.repeat runs.
-func (c config) measure(predict func([]float64) float64, X [][]float64, batch int) (ns, allocs float64) {
-	ns, allocs = math.Inf(1), math.Inf(1)
+// measure times predict over the rows, batch rows per operation, with
+// testing.Benchmark, and returns ns per operation and allocations per
+// prediction.
+func measure(predict func([]float64) float64, X [][]float64, batch int) (ns, allocs float64) {
 	var sink float64
-	for range c.repeat {
-		r := testing.Benchmark(func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				for range batch {
-					sink += predict(X[i])
-					if i++; i == len(X) {
-						i = 0
-					}
+	r := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			for range batch {
+				sink += predict(X[i])
+				if i++; i == len(X) {
+					i = 0
 				}
 			}
-		})
-		ns = min(ns, float64(r.NsPerOp()))
-		allocs = min(allocs, float64(r.MemAllocs)/float64(r.N)/float64(batch))
-	}
+		}
+	})
 	_ = sink
-	return ns, allocs
+	return float64(r.NsPerOp()), float64(r.MemAllocs) / float64(r.N) / float64(batch)
 }
 
 // routers writes the files into an example directory, builds bench/router
