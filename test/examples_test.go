@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOtherFormatsAndTasks releases the README's "Other formats and tasks"
@@ -18,6 +19,7 @@ import (
 // remaining-useful-life regressor. Each validates against its card's
 // metric, rolls out to every site, and scores there: the bearing models a
 // probability with a label, the regressor a value in hours without one.
+// Then a second version of the regressor is rolled back mid-rollout.
 func TestOtherFormatsAndTasks(t *testing.T) {
 	s := newStack(t)
 	s.start()
@@ -66,6 +68,73 @@ func TestOtherFormatsAndTasks(t *testing.T) {
 				t.Errorf("%s at :%d: %v, want a healthy machine's low probability and a label", c.name, p, res)
 			}
 		}
+	}
+	rollBackRegressor(t, s, rul)
+}
+
+// TestOtherFormatsAndTasks' regressor rolled back: version 2 (the same
+// model re-saved, so another digest) is rolled back while its fleet wave
+// bakes, and every site scores with version 1 again.
+func rollBackRegressor(t *testing.T, s *stack, rul string) {
+	t.Helper()
+	dir := t.TempDir()
+	model, err := os.ReadFile(filepath.Join(rul, "model.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := os.ReadFile(filepath.Join(rul, "model.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	csv, err := os.ReadFile(filepath.Join(rul, "validation.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"model.json": append(model, '\n'), "model.yaml": card, "validation.csv": csv,
+		"rollout.yaml": []byte(`waves:
+  - {name: canary, select: {ring: canary}, steps: [100], bake: 1s, maxBake: 1s, onInconclusive: pass}
+  - {name: fleet, bake: 5m, onInconclusive: pass}
+`)} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mustCLI("model", "register", "--name", "remaining-useful-life", "--version", "2", "--file", filepath.Join(dir, "model.json"))
+	waitFor(t, 2*time.Minute, "remaining-useful-life:2's fleet wave to bake", func() error {
+		st, err := s.releaseState("remaining-useful-life", "2")
+		if err != nil {
+			return err
+		}
+		if waves, _ := st["waves"].([]any); len(waves) == 2 {
+			if fleet, _ := waves[1].(map[string]any); fleet["bakeUntil"] != nil && fleet["bakeUntil"] != "" {
+				return nil
+			}
+		}
+		return fmt.Errorf("state %v waves %v", st["state"], st["waves"])
+	})
+	body, err := os.ReadFile(filepath.Join(rul, "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The canary, site-1, went to version 2 before the fleet wave started.
+	if res, err := scoreBody(s.sitePorts[0], "remaining-useful-life", body); err != nil || res["version"] != "2" {
+		t.Fatalf("site-1 during the fleet wave: %v (%v), want version 2", res, err)
+	}
+	if out, err := s.cliAs("release-manager.token", "release", "rollback", "remaining-useful-life", "2", "--reason", "checking the rollback"); err != nil {
+		t.Fatalf("rollback: %v %s", err, out)
+	}
+	waitState(t, s, "remaining-useful-life", "2", "rolled-back")
+	for _, p := range s.sitePorts {
+		waitFor(t, time.Minute, fmt.Sprintf("site :%d to serve remaining-useful-life:1 again", p), func() error {
+			res, err := scoreBody(p, "remaining-useful-life", body)
+			if err != nil {
+				return err
+			}
+			if res["version"] != "1" {
+				return fmt.Errorf("serves %v", res)
+			}
+			return nil
+		})
 	}
 }
 
