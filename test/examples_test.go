@@ -34,8 +34,18 @@ func TestOtherFormatsAndTasks(t *testing.T) {
 		{"bearing-failure-onnx", filepath.Join(bearing, "model.onnx"), filepath.Join(bearing, "model-onnx.yaml"), "auc", filepath.Join(bearing, "sample.json"), false},
 		{"remaining-useful-life", filepath.Join(rul, "model.json"), "", "rmse", filepath.Join(rul, "sample.json"), true},
 	}
+	// The README's commands, with a policy that does not wait for traffic
+	// no workload sends these models (the examples' rollout.yaml extends
+	// each canary step up to 30 s for it): the releases take seconds.
+	policy := filepath.Join(t.TempDir(), "fast.yaml")
+	if err := os.WriteFile(policy, []byte(`waves:
+  - {name: canary, select: {ring: canary}, steps: [50, 100], bake: 1s, maxBake: 1s, onInconclusive: pass}
+  - {name: fleet, bake: 1s, maxBake: 1s, onInconclusive: pass}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range cases {
-		args := []string{"model", "register", "--name", c.name, "--version", "1", "--file", c.file}
+		args := []string{"model", "register", "--name", c.name, "--version", "1", "--file", c.file, "--policy", policy}
 		if c.card != "" {
 			args = append(args, "--card", c.card)
 		}
