@@ -34,14 +34,14 @@ type WorkloadRunnerConfig struct {
 	// Module is the path of the WebAssembly module a manifest with a
 	// module: names (checked against its digest); "" for a manifest
 	// paired with built-in code.
-	Module string
-	Broker   string // mqtt://host:port
-	Router   string // the site's inference router, http://agent:port
-	KeyFile  string // the router API key; optional, never logged
-	Listen   string // health, decisions and metrics
-	DataDir  string // the bounded local record of decisions (required)
-	Logger   *slog.Logger
-	Codes    []workload.Code // the code manifests pair with (default BuiltinWorkloads)
+	Module  string
+	Broker  string // mqtt://host:port
+	Router  string // the site's inference router, http://agent:port
+	KeyFile string // the router API key; optional, never logged
+	Listen  string // health, decisions and metrics
+	DataDir string // the bounded local record of decisions (required)
+	Logger  *slog.Logger
+	Codes   []workload.Code // the code manifests pair with (default BuiltinWorkloads)
 }
 
 // WorkloadRunner is a standalone workload, checked and listening, ready to
@@ -156,6 +156,8 @@ func runnerProgram(doc []byte, cfg WorkloadRunnerConfig) (workload.Program, *wor
 		return workload.Program{}, nil, err
 	}
 	switch {
+	case m.Image != "":
+		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s is the container image %s: run that image, not modelfleet workload run", m.Ref(), m.Image)
 	case m.Module == nil && cfg.Module != "":
 		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s names no module, but --module %s was given: register the manifest with its module (modelfleet workload register --module)", m.Ref(), cfg.Module)
 	case m.Module == nil:
