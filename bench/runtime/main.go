@@ -101,7 +101,8 @@ func run(c config) error {
 	fmt.Printf("the three agree with the ensemble on %d held-out rows: largest difference lightgbm %.2g, xgboost %.2g, onnx %.2g\n",
 		len(X), worst["lightgbm"], worst["xgboost"], worst["onnx"])
 
-	// The baseline: the leaves library as inference's LightGBM path used it.
+	// The baseline: the leaves library, as inference's LightGBM path used it
+	// before issue 15 (the edge no longer links it; only this bench does).
 	ens, err := leaves.LGEnsembleFromReader(bufio.NewReader(bytes.NewReader(a.lightgbm)), true)
 	if err != nil {
 		return fmt.Errorf("leaves: %w", err)
