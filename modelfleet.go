@@ -115,7 +115,14 @@ const (
 	FormatLightGBM = "lightgbm" // LightGBM text model file
 	FormatXGBoost  = "xgboost"  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
 	FormatONNX     = "onnx"     // ONNX model (ai.onnx and ai.onnx.ml operators; docs/models.md)
+	// FormatMLflow is an MLflow model directory packed into one archive
+	// (inference/mlflow): its MLmodel names a lightgbm, xgboost or onnx
+	// flavour, and its signature is the feature schema.
+	FormatMLflow = "mlflow"
 )
+
+// Formats lists the model formats the edge runtime loads.
+var Formats = []string{FormatLightGBM, FormatXGBoost, FormatONNX, FormatMLflow}
 
 // Tasks a model serves.
 const (
@@ -212,8 +219,8 @@ func (m *Model) Validate() error {
 	if err := m.ModelRef.Validate(); err != nil {
 		return err
 	}
-	if m.Format != FormatLightGBM && m.Format != FormatXGBoost && m.Format != FormatONNX {
-		return Errorf(EINVALID, "model format %q is not supported: use %q, %q or %q", m.Format, FormatLightGBM, FormatXGBoost, FormatONNX)
+	if !slices.Contains(Formats, m.Format) {
+		return Errorf(EINVALID, "model format %q is not supported: use one of %s", m.Format, strings.Join(Formats, ", "))
 	}
 	if !ValidDigest(m.Digest) {
 		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)
