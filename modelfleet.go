@@ -124,6 +124,37 @@ const (
 // Formats lists the model formats the edge runtime loads.
 var Formats = []string{FormatLightGBM, FormatXGBoost, FormatONNX, FormatMLflow}
 
+// Feature types a model's schema may declare (an MLflow signature's column
+// types) and a workload manifest may give its features. Every feature
+// travels as a number; booleans as 0 and 1.
+const (
+	FeatureDouble  = "double"
+	FeatureFloat   = "float"
+	FeatureLong    = "long"
+	FeatureInteger = "integer"
+	FeatureBoolean = "boolean"
+)
+
+// FeatureTypes lists the feature types.
+var FeatureTypes = []string{FeatureDouble, FeatureFloat, FeatureLong, FeatureInteger, FeatureBoolean}
+
+// FeatureTypeTakes reports whether a model feature of type model takes the
+// values of a feature declared as type produced, by MLflow's schema
+// enforcement rules: a floating-point feature takes any number, a whole-number
+// one (long, integer) whole numbers only, a boolean one booleans only.
+// An undeclared type ("") on either side is not checked.
+func FeatureTypeTakes(model, produced string) bool {
+	switch {
+	case model == "" || produced == "" || model == produced:
+		return true
+	case model == FeatureDouble || model == FeatureFloat:
+		return produced != FeatureBoolean
+	case model == FeatureLong || model == FeatureInteger:
+		return produced == FeatureLong || produced == FeatureInteger
+	}
+	return false
+}
+
 // Tasks a model serves.
 const (
 	TaskBinary     = "binary"

@@ -95,7 +95,7 @@ func checkMLflowCases(t *testing.T, dir string) {
 			if got := m.FeatureNames(); !slices.Equal(got, wantNames) {
 				t.Errorf("features %q, want %q", got, wantNames)
 			}
-			if name == "sklearn_onnx" && m.FeatureTypes()[3] != mlflow.TypeLong {
+			if name == "sklearn_onnx" && m.FeatureTypes()[3] != modelfleet.FeatureLong {
 				t.Errorf("types %q: want speed_rpm long, as the signature says", m.FeatureTypes())
 			}
 			if len(m.InputExample()) < 2 {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelfleet/modelfleet"
 )
 
 func writeDir(t *testing.T, files map[string]string, mode os.FileMode, mtime time.Time) string {
@@ -152,8 +154,8 @@ func TestInputSchema(t *testing.T) {
 }
 
 func TestReadExample(t *testing.T) {
-	named := []Column{{"a", TypeDouble}, {"b", TypeBoolean}}
-	unnamed := []Column{{"", TypeFloat}, {"", TypeFloat}}
+	named := []Column{{"a", modelfleet.FeatureDouble}, {"b", modelfleet.FeatureBoolean}}
+	unnamed := []Column{{"", modelfleet.FeatureFloat}, {"", modelfleet.FeatureFloat}}
 	for _, c := range []struct {
 		cols []Column
 		doc  string

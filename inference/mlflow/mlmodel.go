@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/modelfleet/modelfleet"
 )
 
 // Limits of what a package declares.
@@ -82,18 +84,6 @@ func (m *MLmodel) FlavorNames() []string {
 	return names
 }
 
-// Column types of a signature the edge runtime takes: numbers and booleans
-// (as 0 and 1).
-const (
-	TypeDouble  = "double"
-	TypeFloat   = "float"
-	TypeLong    = "long"
-	TypeInteger = "integer"
-	TypeBoolean = "boolean"
-)
-
-// ColumnTypes lists the column types a signature may use.
-var ColumnTypes = []string{TypeDouble, TypeFloat, TypeLong, TypeInteger, TypeBoolean}
 
 // Column is one input of a signature: its name ("" when the signature's
 // columns are unnamed) and type.
@@ -140,9 +130,9 @@ func (s *Signature) InputSchema() ([]Column, error) {
 		case len(t.Shape) != 2 || t.Shape[1] < 1 || t.Shape[1] > MaxColumns:
 			return nil, fmt.Errorf("signature inputs: a tensor of shape %v: the edge runtime takes one 2-D tensor [-1, features] with a fixed number of features", t.Shape)
 		}
-		typ := TypeDouble
+		typ := modelfleet.FeatureDouble
 		if t.Dtype == "float32" {
-			typ = TypeFloat
+			typ = modelfleet.FeatureFloat
 		}
 		cols := make([]Column, t.Shape[1])
 		for i := range cols {
@@ -170,8 +160,8 @@ func (s *Signature) InputSchema() ([]Column, error) {
 		switch {
 		case sp.Type == "tensor":
 			return nil, fmt.Errorf("signature inputs: %s is a tensor beside columns", what)
-		case !slices.Contains(ColumnTypes, sp.Type):
-			return nil, fmt.Errorf("signature inputs: %s has type %q: the edge runtime takes %s features", what, sp.Type, strings.Join(ColumnTypes, ", "))
+		case !slices.Contains(modelfleet.FeatureTypes, sp.Type):
+			return nil, fmt.Errorf("signature inputs: %s has type %q: the edge runtime takes %s features", what, sp.Type, strings.Join(modelfleet.FeatureTypes, ", "))
 		case sp.Required != nil && !*sp.Required:
 			return nil, fmt.Errorf("signature inputs: %s is optional: the edge runtime sends every feature (a missing value is NaN)", what)
 		}
