@@ -84,7 +84,6 @@ func (m *MLmodel) FlavorNames() []string {
 	return names
 }
 
-
 // Column is one input of a signature: its name ("" when the signature's
 // columns are unnamed) and type.
 type Column struct {
