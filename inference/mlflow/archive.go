@@ -227,8 +227,11 @@ func Open(data []byte) (*Package, error) {
 		if len(p.names) == MaxEntries {
 			return nil, fmt.Errorf("mlflow package: more than %d files", MaxEntries)
 		}
-		if hdr.Size < 0 || hdr.Size > MaxFileBytes || hdr.Size > int64(len(data)) {
-			return nil, fmt.Errorf("mlflow package: %q: size %d is out of range (at most %d bytes, and within the archive)", hdr.Name, hdr.Size, MaxFileBytes)
+		switch {
+		case hdr.Size < 0 || hdr.Size > MaxFileBytes:
+			return nil, fmt.Errorf("mlflow package: %q: size %d is out of range (at most %d bytes)", hdr.Name, hdr.Size, MaxFileBytes)
+		case hdr.Size > int64(len(data)):
+			return nil, fmt.Errorf("mlflow package: %q: %d bytes, but the archive ends before them (truncated archive)", hdr.Name, hdr.Size)
 		}
 		b := make([]byte, hdr.Size)
 		if _, err := io.ReadFull(tr, b); err != nil {
