@@ -103,6 +103,11 @@ func TestValidateSchema(t *testing.T) {
 				if !rep.Result.Passed {
 					t.Fatalf("failed: %s", rep.Result.Note)
 				}
+				// The sites vectorise by the signature's names when the
+				// card declares none.
+				if !slices.Equal(rep.Model.Features, bearingFeatures) {
+					t.Fatalf("report features %q, want the signature's", rep.Model.Features)
+				}
 				return
 			}
 			if rep.Result.Passed || !strings.Contains(rep.Result.Note, c.note) {
