@@ -207,6 +207,9 @@ type ServedVersion struct {
 	// right: what a release's minQuality criterion reads.
 	Labelled int64 `json:"labelled,omitempty"`
 	Correct  int64 `json:"correct,omitempty"`
+	// Residuals sum a regressor's predictions whose true value came back
+	// (POST /feedback with a value): its minQuality is R² over them.
+	Residuals *Residuals `json:"residuals,omitempty"`
 	// Latency counts the version's score requests by duration over
 	// LatencyBuckets (a last bin takes everything slower), and Epoch
 	// identifies the run of the counters (the agent's start, unix

@@ -59,7 +59,7 @@ func (a *Cloud) checkWorkloads(ctx context.Context, model string, nv *modelfleet
 		return nonRetryableIfInvalid(err)
 	}
 	if carried != nil {
-		if err := a.validateModule(ctx, *carried); err != nil {
+		if err := a.validateModule(ctx, *carried, &m); err != nil {
 			return nonRetryableIfInvalid(err)
 		}
 	}

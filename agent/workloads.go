@@ -137,6 +137,8 @@ func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 			return err
 		}
 		switch {
+		case m.Image != "":
+			return fmt.Errorf("workload %s is a container image (%s): this site's agent hosts its workloads itself and runs WebAssembly modules or built-in code, not images; release it to Kubernetes sites (gitops driver) or give it a module", m.Ref(), m.Image)
 		case m.Module != nil && m.Name != h.code.Name:
 			return fmt.Errorf("workload %s: this site hosts workload %q", m.Ref(), h.code.Name)
 		case m.Module != nil:

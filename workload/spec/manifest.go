@@ -55,6 +55,13 @@ type Manifest struct {
 	// (docs/workloads.md, "ABI"); without it the site pairs the manifest
 	// with feature code built into its agent.
 	Module *Module `yaml:"module,omitempty" json:"module,omitempty"`
+	// Image, when set, is the workload's code as an OCI container image
+	// pinned by digest ("registry/repo@sha256:<64 hex>"), for sites whose
+	// workloads run as Kubernetes Deployments (the gitops driver): the
+	// container gets the same configuration as `modelfleet workload run`
+	// (docs/workloads.md, "Container images"). An agent that hosts its
+	// workloads itself cannot run one and reports it failed.
+	Image string `yaml:"image,omitempty" json:"image,omitempty"`
 }
 
 // Feature is one feature the workload produces: its name as the model
@@ -227,6 +234,14 @@ func (m *Manifest) Validate() error {
 	if m.Module != nil {
 		if err := m.Module.validate(); err != nil {
 			return bad("%v", err)
+		}
+	}
+	if m.Image != "" {
+		if m.Module != nil {
+			return bad("module and image are exclusive: the workload's code is one or the other")
+		}
+		if err := CheckImage(m.Image); err != nil {
+			return bad("image: %v", err)
 		}
 	}
 	if m.Scaling.Workers < 1 || m.Scaling.Workers > 256 || m.Scaling.Queue < 1 || m.Scaling.Queue > 1<<16 {
