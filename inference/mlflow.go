@@ -39,7 +39,11 @@ func loadMLflow(data []byte) (*Model, error) {
 	}
 	m, err := Load(format, inner)
 	if err != nil {
-		return nil, invalid("mlflow package: %s (the %s flavour's model): %s", file, flavor, err)
+		hint := ""
+		if detected, _ := Detect(inner); flavor == "xgboost" && detected == "" {
+			hint = " (XGBoost before 2.1 wrote its deprecated binary format under model_format \"xgb\": log the model with model_format=\"json\" or \"ubj\")"
+		}
+		return nil, invalid("mlflow package: %s (the %s flavour's model): %v%s", file, flavor, err, hint)
 	}
 	cols, err := mm.Signature.InputSchema()
 	if err != nil {
