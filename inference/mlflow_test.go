@@ -212,14 +212,15 @@ func TestMLflowLightGBM(t *testing.T) {
 	if a != b {
 		t.Fatalf("package predicts %v, the file alone %v", a, b)
 	}
-	if !Unnamed(plain.FeatureNames()) {
-		// The example's file carries its names: a reordered signature must fail.
-		swapped := slices.Clone(features)
-		swapped[0], swapped[1] = swapped[1], swapped[0]
-		_, err := Load("", pack(t, []mlflow.File{{Name: "MLmodel", Data: mlmodel(swapped)}, {Name: "model.lgb", Data: model}}))
-		if err == nil || !strings.Contains(err.Error(), "out of order") || !strings.Contains(err.Error(), "model.lgb") {
-			t.Fatalf("reordered signature: %v", err)
-		}
+	// The example's file carries its names: a reordered signature fails.
+	if !slices.Equal(plain.FeatureNames(), features) {
+		t.Fatalf("model.txt names %q", plain.FeatureNames())
+	}
+	swapped := slices.Clone(features)
+	swapped[0], swapped[1] = swapped[1], swapped[0]
+	_, err = Load("", pack(t, []mlflow.File{{Name: "MLmodel", Data: mlmodel(swapped)}, {Name: "model.lgb", Data: model}}))
+	if err == nil || !strings.Contains(err.Error(), `feature "vibration_peak_g" is out of order: at position 1, where the model takes "vibration_rms_mm_s"`) || !strings.Contains(err.Error(), "model.lgb") {
+		t.Fatalf("reordered signature: %v", err)
 	}
 }
 
