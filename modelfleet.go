@@ -140,8 +140,9 @@ var FeatureTypes = []string{FeatureDouble, FeatureFloat, FeatureLong, FeatureInt
 
 // FeatureTypeTakes reports whether a model feature of type model takes the
 // values of a feature declared as type produced, by MLflow's schema
-// enforcement rules: a floating-point feature takes any number, a whole-number
-// one (long, integer) whole numbers only, a boolean one booleans only.
+// enforcement rules: a floating-point feature takes any type but boolean, a
+// whole-number one (long, integer) whole numbers only, a boolean one booleans
+// only.
 // An undeclared type ("") on either side is not checked.
 func FeatureTypeTakes(model, produced string) bool {
 	switch {

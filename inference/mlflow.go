@@ -60,7 +60,7 @@ func loadMLflow(data []byte) (*Model, error) {
 		if cols == nil {
 			cols = make([]mlflow.Column, m.NumFeatures())
 		}
-		rows, err := mlflow.ReadExample(info, ex, cols)
+		rows, err := mlflow.ReadExample(ex, cols)
 		if err != nil {
 			return nil, invalid("mlflow package: input example %s: %v", info.ArtifactPath, err)
 		}

@@ -177,7 +177,7 @@ func TestReadExample(t *testing.T) {
 		{named, `[1e999]`, "", "neither a list"},
 		{named, `[]`, "", "no rows"},
 	} {
-		rows, err := ReadExample(&ExampleInfo{}, []byte(c.doc), c.cols)
+		rows, err := ReadExample([]byte(c.doc), c.cols)
 		got := ""
 		if rows != nil {
 			got = strings.ReplaceAll(strings.Trim(strings.ReplaceAll(fmtRows(rows), "  ", " "), " "), "] [", "] [")

@@ -67,7 +67,7 @@ func FuzzParseMLmodel(f *testing.F) {
 		if cols == nil {
 			cols = []Column{{}}
 		}
-		rows, err := ReadExample(m.InputExample, example, cols)
+		rows, err := ReadExample(example, cols)
 		if err != nil {
 			return
 		}

@@ -176,14 +176,14 @@ func (s *Signature) InputSchema() ([]Column, error) {
 // of the signature it was read against.
 type Example [][]float64
 
-// ReadExample reads the input example data (the file named by info) as rows
+// ReadExample reads the input example data (the file ExampleInfo names) as rows
 // of len(cols) values in cols' order. Dataframes are pandas' "split" orient
 // ({"columns": [...], "data": [[...]]}, as MLflow writes them) or
 // "records" ([{"name": value, ...}]); ndarrays are {"inputs": [[...]]}
 // (MLflow's tf-serving format) or a bare list of rows. Named columns are
 // matched by name, unnamed ones by position; null is a missing value (NaN),
 // true and false are 1 and 0.
-func ReadExample(info *ExampleInfo, data []byte, cols []Column) (Example, error) {
+func ReadExample(data []byte, cols []Column) (Example, error) {
 	if len(data) > MaxExampleBytes {
 		return nil, fmt.Errorf("%d bytes, more than %d", len(data), MaxExampleBytes)
 	}
