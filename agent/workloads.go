@@ -198,7 +198,11 @@ func (h *workloadHost) actual() modelfleet.ActualWorkload {
 // outside the agent (ExternalWorkloads).
 func (s *Site) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, actual *modelfleet.Actual) {
 	h := s.workload.Load()
-	if h == nil && (len(ds.Workloads) == 0 || s.cfg.ExternalWorkloads) {
+	if h == nil && s.cfg.ExternalWorkloads {
+		s.probeExternal(ctx, ds, actual)
+		return
+	}
+	if h == nil && len(ds.Workloads) == 0 {
 		return
 	}
 	actual.Workloads = map[string]modelfleet.ActualWorkload{}

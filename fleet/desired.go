@@ -285,6 +285,8 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: am.Error})
 		case workloadError(ds, a, model) != "":
 			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
+		case workloadPending(ds, a, model):
+			p.Pending = append(p.Pending, site)
 		default:
 			p.Converged = append(p.Converged, site)
 			var epoch int64
