@@ -12,7 +12,8 @@ import (
 // schemaNote checks a loaded artifact's own feature schema (an MLflow
 // signature's names, order and types, or the names an XGBoost, LightGBM or
 // ONNX file stores) against the model card's features, and then against
-// the features of the workload version the model is released with, and
+// the features of the workload version the model is released with (names,
+// types, and the units both declare), and
 // scores the artifact's input example. It returns why the version fails
 // validation ("" if it passes); an error only when the workload could not
 // be read (retried). It runs in ValidateModel, before any site is touched.
@@ -62,6 +63,9 @@ func (a *Cloud) schemaNote(ctx context.Context, m modelfleet.Model, model *infer
 		}
 	}
 	if err := spec.CheckSchema(w, m.ModelRef, cols, named || len(m.Features) == len(names)); err != nil {
+		return err.Error(), nil
+	}
+	if err := spec.CheckUnits(w, m.ModelRef, modelfleet.FeatureUnits(m.Properties)); err != nil {
 		return err.Error(), nil
 	}
 	return "", nil

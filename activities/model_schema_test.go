@@ -126,3 +126,32 @@ func packGolden(t *testing.T, name string) []byte {
 	}
 	return buf.Bytes()
 }
+
+// A workload declaring another unit for a feature than the model was
+// trained on (the model card's units, kept as properties) fails
+// validation, naming both; a unit only one side declares is not compared.
+func TestValidateUnits(t *testing.T) {
+	f := newPlanFixture(t)
+	for _, c := range []struct {
+		units map[string]string
+		note  string
+	}{
+		{map[string]string{"temperature_c": "degC", "oil_temp_c": "degF"}, ""},
+		{map[string]string{"temperature_c": "degF", "speed_rpm": "rpm"}, `feature "temperature_c": the workload produces degC, the model was trained on degF`},
+	} {
+		reg := &blobRegistry{blobs: map[string][]byte{}}
+		reg.m = modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: "7"}, Format: modelfleet.FormatMLflow,
+			Digest: reg.add(bearingPackage(t)), ArtifactURL: "http://registry.invalid/a", Features: bearingFeatures,
+			Properties: map[string]string{modelfleet.PropWorkload: "bearing-failure-line:1"}}
+		for f, u := range c.units {
+			reg.m.Properties[modelfleet.PropUnitPrefix+f] = u
+		}
+		rep, err := (&Cloud{Registry: reg, Fleet: f.cloud.Fleet}).ValidateModel(context.Background(), reg.m.ModelRef)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Result.Passed != (c.note == "") || !strings.Contains(rep.Result.Note, c.note) {
+			t.Errorf("units %v: %+v, want note %q", c.units, rep.Result, c.note)
+		}
+	}
+}

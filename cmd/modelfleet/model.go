@@ -61,6 +61,12 @@ version the release carries to the sites with the model.`,
 				return err
 			}
 			m.Format, m.Features, m.Tags, m.Properties = c.Format, c.Features, c.Tags, c.Properties
+			for f, u := range c.Units {
+				if m.Properties == nil {
+					m.Properties = map[string]string{}
+				}
+				m.Properties[modelfleet.PropUnitPrefix+f] = u
+			}
 			if f := cmd.Flags(); f.Changed("format") || m.Format == "" {
 				m.Format, _ = f.GetString("format")
 			}

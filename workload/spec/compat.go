@@ -137,3 +137,22 @@ func CheckSchema(w Manifest, model modelfleet.ModelRef, cols []Column, named boo
 	}
 	return nil
 }
+
+// CheckUnits refuses a workload that declares a unit for a feature other
+// than the unit the model version was trained on (units: the model's,
+// modelfleet.FeatureUnits). Units are compared as written, so write them
+// the same way on both sides (UCUM codes, e.g. "mm/s", "Cel", "g"); a
+// feature without a unit on either side is not compared. The error names
+// every mismatch.
+func CheckUnits(w Manifest, model modelfleet.ModelRef, units map[string]string) error {
+	var reasons []string
+	for _, f := range w.Features {
+		if want, ok := units[f.Name]; ok && f.Unit != "" && f.Unit != want {
+			reasons = append(reasons, fmt.Sprintf("feature %q: the workload produces %s, the model was trained on %s", f.Name, f.Unit, want))
+		}
+	}
+	if len(reasons) == 0 {
+		return nil
+	}
+	return &IncompatibleError{Workload: w.Ref(), Model: model.String(), Reasons: reasons}
+}
