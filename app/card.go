@@ -23,9 +23,9 @@ const maxCardBytes = 1 << 20
 // ModelCard declares what a model consumes and how it must be validated,
 // next to the artifact it describes (examples/bearing-failure/model.yaml).
 type ModelCard struct {
-	Format     string            `yaml:"format"`
-	Task       string            `yaml:"task"`
-	Features   []string          `yaml:"features"`
+	Format   string   `yaml:"format"`
+	Task     string   `yaml:"task"`
+	Features []string `yaml:"features"`
 	// Units gives features' units as the model was trained on them
 	// ("temperature_c: degC"): a release refuses a workload declaring
 	// another unit for one (modelfleet.PropUnitPrefix).

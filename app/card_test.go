@@ -12,9 +12,9 @@ func TestModelCardUnits(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 	for card, want := range map[string]string{
-		"features: [a]\nunits: {b: degC}\n":                             `units names feature "b", which is not one of its features`,
-		"features: [a]\nunits: {a: \" degC\"}\n":                        "printable characters",
-		"features: [a]\nunits: {a: \"\"}\n":                             "printable characters",
+		"features: [a]\nunits: {b: degC}\n":                            `units names feature "b", which is not one of its features`,
+		"features: [a]\nunits: {a: \" degC\"}\n":                       "printable characters",
+		"features: [a]\nunits: {a: \"\"}\n":                            "printable characters",
 		"features: [a]\nunits: {a: " + strings.Repeat("m", 40) + "}\n": "printable characters",
 	} {
 		if _, err := ParseModelCard([]byte(card)); err == nil || !strings.Contains(err.Error(), want) {
