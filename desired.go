@@ -3,6 +3,7 @@ package modelfleet
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Desired is what a site should serve: for each model, the versions and
@@ -119,6 +120,40 @@ func ValidateSplit(vs []DesiredVersion) error {
 // sets it; a release of that model version carries the workload to its sites.
 const PropWorkload = "modelfleet.workload"
 
+// PropUnitPrefix prefixes the model properties that give a feature's unit
+// ("modelfleet.unit.temperature_c" = "degC"): the model card's units key
+// sets them (an Azure ML model version's properties may carry them too),
+// and a release refuses a workload that declares another unit for the
+// feature (spec.CheckUnits).
+const PropUnitPrefix = "modelfleet.unit."
+
+// MaxUnit bounds a unit's length.
+const MaxUnit = 32
+
+// FeatureUnits returns the feature units in a model's properties
+// (PropUnitPrefix), nil if there are none.
+func FeatureUnits(props map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range props {
+		if f, ok := strings.CutPrefix(k, PropUnitPrefix); ok && f != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[f] = v
+		}
+	}
+	return out
+}
+
+// ValidateUnit checks a unit as written: 1 to MaxUnit printable
+// characters without spaces at either end.
+func ValidateUnit(feature, unit string) error {
+	if unit == "" || len(unit) > MaxUnit || strings.TrimSpace(unit) != unit || strings.IndexFunc(unit, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return Errorf(EINVALID, "feature %q: unit %q: want 1 to %d printable characters", feature, unit, MaxUnit)
+	}
+	return nil
+}
+
 // PropGateMargin is the model property that sets a version's margin over
 // the champion at the release's champion gate (a number from 0 to 1;
 // default 0: no worse than the champion). Retrained versions carry the
@@ -217,6 +252,9 @@ type ServedVersion struct {
 	// right: what a release's minQuality criterion reads.
 	Labelled int64 `json:"labelled,omitempty"`
 	Correct  int64 `json:"correct,omitempty"`
+	// Residuals sum a regressor's predictions whose true value came back
+	// (POST /feedback with a value): its minQuality is R² over them.
+	Residuals *Residuals `json:"residuals,omitempty"`
 	// Latency counts the version's score requests by duration over
 	// LatencyBuckets (a last bin takes everything slower), and Epoch
 	// identifies the run of the counters (the agent's start, unix

@@ -62,6 +62,9 @@ type Progress struct {
 	// the sites received, and those it got right.
 	Labelled int64 `json:"labelled,omitempty"`
 	Correct  int64 `json:"correct,omitempty"`
+	// Residuals sum Version's predictions whose true value the sites
+	// received, for a regressor (nil for classifiers).
+	Residuals *Residuals `json:"residuals,omitempty"`
 	// Counters are the cumulative counters behind these figures, summed
 	// over the converged sites: a release subtracts the counters read at a
 	// bake's start from those read at its end to judge the bake window
@@ -88,11 +91,48 @@ type Counters struct {
 	Replaced    []int64 `json:"replaced,omitempty"`
 	Labelled    int64   `json:"labelled"`
 	Correct     int64   `json:"correct"`
+	// Residuals: a regressor's labelled predictions (nil for classifiers).
+	Residuals *Residuals `json:"residuals,omitempty"`
 }
 
 // MinQualitySamples is the fewest labelled predictions before a release's
 // minQuality criterion judges the new version.
 const MinQualitySamples = 50
+
+// Residuals are a regressor's predictions whose true value came back
+// (POST /feedback with a value), as sums that add over sites and subtract
+// over a window: enough for the coefficient of determination R², which a
+// release's minQuality criterion reads for a regressor.
+type Residuals struct {
+	N             int64   `json:"n"`
+	SquaredError  float64 `json:"squaredError"`  // Σ (value − prediction)²
+	TargetSum     float64 `json:"targetSum"`     // Σ value
+	TargetSquares float64 `json:"targetSquares"` // Σ value²
+}
+
+// R2 is 1 − SSE/SST over the sums, as scikit-learn's r2_score; ok is
+// false when it is undefined (no values, or every value the same).
+func (r Residuals) R2() (r2 float64, ok bool) {
+	if r.N < 2 {
+		return 0, false
+	}
+	sst := r.TargetSquares - r.TargetSum*r.TargetSum/float64(r.N)
+	// Below rounding error of the squares, the targets are constant.
+	if !(sst > 1e-12*max(r.TargetSquares, 1)) {
+		return 0, false
+	}
+	return 1 - r.SquaredError/sst, true
+}
+
+// Add returns r plus o.
+func (r Residuals) Add(o Residuals) Residuals {
+	return Residuals{N: r.N + o.N, SquaredError: r.SquaredError + o.SquaredError, TargetSum: r.TargetSum + o.TargetSum, TargetSquares: r.TargetSquares + o.TargetSquares}
+}
+
+// Sub returns r minus o: the window between two readings.
+func (r Residuals) Sub(o Residuals) Residuals {
+	return Residuals{N: r.N - o.N, SquaredError: r.SquaredError - o.SquaredError, TargetSum: r.TargetSum - o.TargetSum, TargetSquares: r.TargetSquares - o.TargetSquares}
+}
 
 // MinShiftSamples is the fewest predictions, of the new version and of the
 // versions it replaces, before a prediction shift is measured: fewer differ

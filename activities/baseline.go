@@ -12,7 +12,9 @@ import (
 // data and the model's predictions on it, stores it where the sites and the
 // drift monitor read it, and returns its digest (fleet.BaselineWriter).
 type Baselines interface {
-	StoreBaseline(ctx context.Context, ref modelfleet.ModelRef, ds *inference.Dataset, predictions []float64) (digest string, err error)
+	// StoreBaseline: predictions are the model's on each row of ds, a
+	// model of the task (modelfleet.TaskBinary, ...) with classes classes.
+	StoreBaseline(ctx context.Context, ref modelfleet.ModelRef, ds *inference.Dataset, task string, classes int, predictions []float64) (digest string, err error)
 }
 
 // storeBaseline scores the validation data and stores the version's
@@ -31,7 +33,7 @@ func (a *Cloud) storeBaseline(ctx context.Context, ref modelfleet.ModelRef, m *i
 		}
 		preds[i] = p
 	}
-	digest, err := a.Baselines.StoreBaseline(ctx, ref, ds, preds)
+	digest, err := a.Baselines.StoreBaseline(ctx, ref, ds, m.Task(), m.NumClasses(), preds)
 	if err != nil {
 		return "", fmt.Errorf("baseline %s: %w", ref, err)
 	}

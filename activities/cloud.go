@@ -102,10 +102,13 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	if err != nil {
 		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: "model does not load: " + err.Error()}}, nil
 	}
-	if n := len(m.Features); n > 0 && n != model.NumFeatures() {
-		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{
-			Note: fmt.Sprintf("model declares %d features but the artifact takes %d", n, model.NumFeatures()),
-		}}, nil
+	if note, err := a.schemaNote(ctx, m, model); err != nil || note != "" {
+		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: note}}, err
+	}
+	if names := model.FeatureNames(); len(m.Features) == 0 && !inference.Unnamed(names) {
+		// The artifact's own schema (an MLflow signature, say) is what the
+		// sites vectorise requests by when the record declares none.
+		m.Features = names
 	}
 	if m.Validation == nil {
 		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Passed: true, Note: "no validation data declared: loaded and checked the feature schema only"}}, nil

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/inference"
 )
 
 // blobRegistry serves one model record and blobs by digest.
@@ -116,6 +117,56 @@ func TestValidateTasks(t *testing.T) {
 			}
 			if c.note == "" && (res.Rows < 10 || res.Metric != c.metric) {
 				t.Errorf("result %+v: want the metric over the held-out rows", res)
+			}
+		})
+	}
+}
+
+// baselineRecorder keeps what validation hands the baseline store.
+type baselineRecorder struct {
+	task    string
+	classes int
+	preds   []float64
+}
+
+func (b *baselineRecorder) StoreBaseline(_ context.Context, _ modelfleet.ModelRef, ds *inference.Dataset, task string, classes int, preds []float64) (string, error) {
+	if len(preds) != len(ds.X) {
+		return "", fmt.Errorf("%d predictions for %d rows", len(preds), len(ds.X))
+	}
+	b.task, b.classes, b.preds = task, classes, preds
+	return "sha256:" + strings.Repeat("0", 64), nil
+}
+
+// TestBaselineOfEachTask: a validated version's baseline gets the model's
+// task, so the prediction is binned as the task needs (a class, a value).
+func TestBaselineOfEachTask(t *testing.T) {
+	for _, c := range []struct {
+		model, metric, task string
+		threshold           float64
+		classes             int
+	}{
+		{"regression", modelfleet.MetricRMSE, modelfleet.TaskRegression, 50, 1},
+		{"softprob", modelfleet.MetricAccuracy, modelfleet.TaskMulticlass, 0.3, 3},
+		{"binary", modelfleet.MetricAUC, modelfleet.TaskBinary, 0.5, 2},
+	} {
+		t.Run(c.model, func(t *testing.T) {
+			artifact, csv, features := goldenCase(t, c.model)
+			reg := &blobRegistry{blobs: map[string][]byte{}}
+			reg.m = modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: c.model, Version: "1"}, Format: modelfleet.FormatXGBoost,
+				Digest: reg.add(artifact), ArtifactURL: "http://registry.invalid/a", Features: features,
+				Validation: &modelfleet.ValidationSpec{DataDigest: reg.add(csv), DataURL: "http://registry.invalid/d", Metric: c.metric, Threshold: c.threshold}}
+			rec := &baselineRecorder{}
+			rep, err := (&Cloud{Registry: reg, Baselines: rec}).ValidateModel(context.Background(), reg.m.ModelRef)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Result.Passed || rec.task != c.task || rec.classes != c.classes || len(rec.preds) == 0 {
+				t.Fatalf("result %+v: baseline of task %q with %d classes and %d predictions, want %q and %d", rep.Result, rec.task, rec.classes, len(rec.preds), c.task, c.classes)
+			}
+			for _, p := range rec.preds {
+				if c.task == modelfleet.TaskMulticlass && (p != float64(int(p)) || p < 0 || p >= 3) {
+					t.Fatalf("a multiclass prediction %v is not a class", p)
+				}
 			}
 		})
 	}

@@ -2,6 +2,8 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http/httptest"
@@ -24,8 +26,26 @@ import (
 // bearingFeatures is the example model's schema (model.yaml).
 var bearingFeatures = []string{"vibration_rms_mm_s", "vibration_peak_g", "temperature_c", "speed_rpm", "load_pct", "bearing_age_h"}
 
-// modelsOnly is a registry that knows model records only.
+// modelsOnly is a registry that knows model records, and serves the
+// example model's artifact (exampleArtifact) and the golden XGBoost
+// regressor's by digest.
 type modelsOnly map[string]modelfleet.Model
+
+// artifacts the test registry serves: the example's LightGBM model and a
+// 5-feature XGBoost regressor.
+var (
+	exampleArtifact   = "../examples/bearing-failure/model.txt"
+	regressorArtifact = "../inference/testdata/xgboost/golden/regression.json"
+)
+
+func fileDigest(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
 
 func (r modelsOnly) Get(_ context.Context, name, version string) (modelfleet.Model, error) {
 	m, ok := r[name+":"+version]
@@ -35,8 +55,18 @@ func (r modelsOnly) Get(_ context.Context, name, version string) (modelfleet.Mod
 	return m, nil
 }
 
-func (modelsOnly) Download(context.Context, string, string, io.Writer) (int64, error) {
-	return 0, errors.New("not needed")
+func (modelsOnly) Download(_ context.Context, _, digest string, w io.Writer) (int64, error) {
+	for _, p := range []string{exampleArtifact, regressorArtifact} {
+		if fileDigest(p) == digest {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return 0, err
+			}
+			n, err := w.Write(b)
+			return int64(n), err
+		}
+	}
+	return 0, errors.New("no such artifact")
 }
 
 // workloadDoc is the sample manifest as version, with features renamed.
@@ -95,7 +125,8 @@ func newPlanFixture(t *testing.T) *planFixture {
 }
 
 func (f *planFixture) model(version, workloadRef string, features ...string) {
-	m := modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: version}, Format: "lightgbm", Features: features}
+	m := modelfleet.Model{ModelRef: modelfleet.ModelRef{Name: "bearing-failure", Version: version}, Format: "lightgbm", Features: features,
+		Digest: fileDigest(exampleArtifact), ArtifactURL: "http://registry.invalid/model.txt"}
 	if workloadRef != "" {
 		m.Properties = map[string]string{modelfleet.PropWorkload: workloadRef}
 	}

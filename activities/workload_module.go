@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/workload/spec"
 	"github.com/modelfleet/modelfleet/workload/wasm"
 )
@@ -24,8 +26,16 @@ type WorkloadModules interface {
 // release (EINVALID, non-retryable) before any site is touched. A manifest
 // without a module has nothing to run here: its code is built into the
 // sites' agents and checked there.
-func (a *Cloud) validateModule(ctx context.Context, rec modelfleet.WorkloadRecord) error {
-	if _, ok := a.validModules.Load(rec.Digest); ok {
+//
+// With model (the release's version, nil in a workload-only release) the
+// model also scores every row the module prepares and the module decides on
+// its predictions (wasm.ValidateWith).
+func (a *Cloud) validateModule(ctx context.Context, rec modelfleet.WorkloadRecord, model *modelfleet.Model) error {
+	key := rec.Digest
+	if model != nil {
+		key += "+" + model.Digest
+	}
+	if _, ok := a.validModules.Load(key); ok {
 		return nil
 	}
 	m, err := spec.ParseManifest([]byte(rec.Manifest))
@@ -45,9 +55,35 @@ func (a *Cloud) validateModule(ctx context.Context, rec modelfleet.WorkloadRecor
 		}
 		return fmt.Errorf("workload %s: %w", rec.Ref(), err)
 	}
-	if _, err := wasm.Validate(ctx, &m, buf.Bytes()); err != nil {
+	var score wasm.Scorer
+	if model != nil {
+		artifact, err := a.download(ctx, model.ArtifactURL, model.Digest)
+		if err != nil {
+			return fmt.Errorf("workload %s: model %s: %w", rec.Ref(), model.ModelRef, err)
+		}
+		im, err := inference.Load(model.Format, artifact)
+		if err != nil {
+			return modelfleet.Errorf(modelfleet.EINVALID, "workload %s: model %s does not load: %v", rec.Ref(), model.ModelRef, err)
+		}
+		if im.NumFeatures() != len(m.Features) {
+			return modelfleet.Errorf(modelfleet.EINVALID, "workload %s prepares %d features, model %s takes %d", rec.Ref(), len(m.Features), model.ModelRef, im.NumFeatures())
+		}
+		score = func(row []float64) (float64, int, error) {
+			p, err := im.Predict(row)
+			switch {
+			case err != nil:
+				return 0, 0, err
+			case im.Task() == modelfleet.TaskRegression:
+				return p, -1, nil
+			case im.Task() == modelfleet.TaskMulticlass:
+				return p, int(p), nil
+			}
+			return p, int(math.Round(p)), nil
+		}
+	}
+	if _, err := wasm.ValidateWith(ctx, &m, buf.Bytes(), score); err != nil {
 		return fmt.Errorf("validation of workload %s refused it before any site changed: %w", rec.Ref(), err)
 	}
-	a.validModules.Store(rec.Digest, true)
+	a.validModules.Store(key, true)
 	return nil
 }

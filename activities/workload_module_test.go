@@ -81,6 +81,15 @@ func TestPlanValidatesWorkloadModule(t *testing.T) {
 	if _, err := f.plan(t, "6"); err != nil {
 		t.Errorf("a model release carrying the example's module: %v", err)
 	}
+	// The release's model scores what the module prepares: a model that
+	// takes other features than the module prepares is refused.
+	f.model("7", "bearing-failure-line:2", bearingFeatures...)
+	m7 := f.models["bearing-failure:7"]
+	m7.Format, m7.Digest = "xgboost", fileDigest(regressorArtifact)
+	f.models["bearing-failure:7"] = m7
+	if _, err := f.plan(t, "7"); err == nil || !strings.Contains(err.Error(), "prepares 6 features, model bearing-failure:7 takes 5") {
+		t.Errorf("a model release whose model cannot score the module's features: %v", err)
+	}
 	f.unchanged(t)
 
 	// Without a way to read modules, a module is not waved through.

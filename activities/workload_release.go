@@ -30,7 +30,7 @@ func (a *Cloud) PlanWorkloadRelease(ctx context.Context, req WorkloadPlanRequest
 	if err != nil {
 		return RolloutPlan{}, nonRetryableIfInvalid(err)
 	}
-	if err := a.validateModule(ctx, rec); err != nil {
+	if err := a.validateModule(ctx, rec, nil); err != nil {
 		return RolloutPlan{}, nonRetryableIfInvalid(err)
 	}
 	var p rollout.Policy

@@ -67,6 +67,14 @@ type Config struct {
 	// renders), not in this agent: the agent then reports none, instead of
 	// failing each for want of its code.
 	ExternalWorkloads bool
+	// ExternalWorkloadHealth is the URL of each external workload's GET
+	// /healthz, {name} the workload (default
+	// DefaultExternalWorkloadHealth; "none": not asked, none reported),
+	// and ExternalWorkloadGrace how long one may take to run the desired
+	// version before it is reported failed (default
+	// DefaultExternalWorkloadGrace).
+	ExternalWorkloadHealth string
+	ExternalWorkloadGrace  time.Duration
 	// JoinToken enrols a site that has no identity yet (`modelfleet site
 	// enroll` prints one): with an https:// gateway, Run enrols before it
 	// pulls, keeps the identity in <DataDir>/identity and renews it. A
@@ -120,6 +128,7 @@ type Site struct {
 	lastApplied int64
 	lastError   map[string]string
 	lastKeySet  string // the last release key set checked (learnKeys)
+	external    externalWorkloads
 }
 
 // Open opens the site's store, loads its last good models and starts the

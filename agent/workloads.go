@@ -137,6 +137,8 @@ func (h *workloadHost) applyLocked(ctx context.Context, dw *modelfleet.DesiredWo
 			return err
 		}
 		switch {
+		case m.Image != "":
+			return fmt.Errorf("workload %s is a container image (%s): this site's agent hosts its workloads itself and runs WebAssembly modules or built-in code, not images; release it to Kubernetes sites (gitops driver) or give it a module", m.Ref(), m.Image)
 		case m.Module != nil && m.Name != h.code.Name:
 			return fmt.Errorf("workload %s: this site hosts workload %q", m.Ref(), h.code.Name)
 		case m.Module != nil:
@@ -196,7 +198,11 @@ func (h *workloadHost) actual() modelfleet.ActualWorkload {
 // outside the agent (ExternalWorkloads).
 func (s *Site) convergeWorkloads(ctx context.Context, ds modelfleet.Desired, actual *modelfleet.Actual) {
 	h := s.workload.Load()
-	if h == nil && (len(ds.Workloads) == 0 || s.cfg.ExternalWorkloads) {
+	if h == nil && s.cfg.ExternalWorkloads {
+		s.probeExternal(ctx, ds, actual)
+		return
+	}
+	if h == nil && len(ds.Workloads) == 0 {
 		return
 	}
 	actual.Workloads = map[string]modelfleet.ActualWorkload{}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"gopkg.in/yaml.v3"
 
@@ -23,9 +24,13 @@ const maxCardBytes = 1 << 20
 // ModelCard declares what a model consumes and how it must be validated,
 // next to the artifact it describes (examples/bearing-failure/model.yaml).
 type ModelCard struct {
-	Format     string            `yaml:"format"`
-	Task       string            `yaml:"task"`
-	Features   []string          `yaml:"features"`
+	Format   string   `yaml:"format"`
+	Task     string   `yaml:"task"`
+	Features []string `yaml:"features"`
+	// Units gives features' units as the model was trained on them
+	// ("temperature_c: degC"): a release refuses a workload declaring
+	// another unit for one (modelfleet.PropUnitPrefix).
+	Units      map[string]string `yaml:"units"`
 	Validation *CardValidation   `yaml:"validation"`
 	Tags       map[string]string `yaml:"tags"`
 	Properties map[string]string `yaml:"properties"`
@@ -67,6 +72,17 @@ func ParseModelCard(data []byte) (ModelCard, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %v", err)
+	}
+	for f, u := range c.Units {
+		if len(c.Features) > 0 && !slices.Contains(c.Features, f) {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: units names feature %q, which is not one of its features", f)
+		}
+		if err := modelfleet.ValidateName("feature", f); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: units: %s", modelfleet.ErrorMessage(err))
+		}
+		if err := modelfleet.ValidateUnit(f, u); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: units: %s", modelfleet.ErrorMessage(err))
+		}
 	}
 	if c.Workload != "" {
 		if _, err := modelfleet.ParseWorkloadRef(c.Workload); err != nil {

@@ -191,6 +191,7 @@ func (s *security) close() {
 		s.stopReload()
 		s.stopReload = nil
 	}
+	s.enrol.Close()
 }
 
 // ReloadBindings re-reads the gateway's role bindings file now (the

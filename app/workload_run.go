@@ -2,9 +2,12 @@ package app
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,13 +31,17 @@ func BuiltinWorkloads() []workload.Code { return []workload.Code{bearing.Code()}
 type WorkloadRunnerConfig struct {
 	Site     string
 	Manifest string // path of workload.yaml
-	Broker   string // mqtt://host:port
-	Router   string // the site's inference router, http://agent:port
-	KeyFile  string // the router API key; optional, never logged
-	Listen   string // health, decisions and metrics
-	DataDir  string // the bounded local record of decisions (required)
-	Logger   *slog.Logger
-	Codes    []workload.Code // the code manifests pair with (default BuiltinWorkloads)
+	// Module is the path of the WebAssembly module a manifest with a
+	// module: names (checked against its digest); "" for a manifest
+	// paired with built-in code.
+	Module  string
+	Broker  string // mqtt://host:port
+	Router  string // the site's inference router, http://agent:port
+	KeyFile string // the router API key; optional, never logged
+	Listen  string // health, decisions and metrics
+	DataDir string // the bounded local record of decisions (required)
+	Logger  *slog.Logger
+	Codes   []workload.Code // the code manifests pair with (default BuiltinWorkloads)
 }
 
 // WorkloadRunner is a standalone workload, checked and listening, ready to
@@ -42,6 +49,7 @@ type WorkloadRunnerConfig struct {
 type WorkloadRunner struct {
 	cfg     WorkloadRunnerConfig
 	prog    workload.Program
+	modules *workload.Modules // nil for built-in code
 	sup     *workload.Supervisor
 	srv     *httpjson.Server
 	recPath string
@@ -106,16 +114,19 @@ func OpenWorkloadRunner(cfg WorkloadRunnerConfig) (*WorkloadRunner, error) {
 	if cfg.Codes == nil {
 		cfg.Codes = BuiltinWorkloads()
 	}
-	prog, err := workloadProgram(doc, cfg.Codes)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	prog, modules, err := runnerProgram(doc, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Manifest, err)
 	}
 	key, err := readKey(cfg.KeyFile)
 	if err != nil {
+		if modules != nil {
+			modules.Close()
+		}
 		return nil, err
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -126,9 +137,61 @@ func OpenWorkloadRunner(cfg WorkloadRunnerConfig) (*WorkloadRunner, error) {
 	sup.Record = loadRecord(recPath, prog.Manifest.Output.Record, log)
 	srv, err := httpjson.Listen(cfg.Listen, sup.Handler())
 	if err != nil {
+		if modules != nil {
+			modules.Close()
+		}
 		return nil, fmt.Errorf("workload listen %s: %w", cfg.Listen, err)
 	}
-	return &WorkloadRunner{cfg: cfg, prog: prog, sup: sup, srv: srv, recPath: recPath, keyed: key != "", log: log}, nil
+	return &WorkloadRunner{cfg: cfg, prog: prog, modules: modules, sup: sup, srv: srv, recPath: recPath, keyed: key != "", log: log}, nil
+}
+
+// runnerProgram is the workload version a runner runs: a manifest naming
+// a module runs the module file given (cfg.Module, which must hash to the
+// manifest's module.digest; it is kept in the data directory's module
+// cache and compiled once); any other manifest is paired with built-in
+// code.
+func runnerProgram(doc []byte, cfg WorkloadRunnerConfig) (workload.Program, *workload.Modules, error) {
+	m, err := spec.ParseManifest(doc)
+	if err != nil {
+		return workload.Program{}, nil, err
+	}
+	switch {
+	case m.Image != "":
+		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s is the container image %s: run that image, not modelfleet workload run", m.Ref(), m.Image)
+	case m.Module == nil && cfg.Module != "":
+		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s names no module, but --module %s was given: register the manifest with its module (modelfleet workload register --module)", m.Ref(), cfg.Module)
+	case m.Module == nil:
+		prog, err := workloadProgram(doc, cfg.Codes)
+		return prog, nil, err
+	case cfg.Module == "":
+		return workload.Program{}, nil, modelfleet.Errorf(modelfleet.EINVALID, "workload %s runs module %s: give its file with --module ($MODELFLEET_WORKLOAD_MODULE)", m.Ref(), m.Module.Digest)
+	}
+	file := cfg.Module
+	fetch := func(_ context.Context, digest string, w io.Writer) error {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(io.MultiWriter(w, h), io.LimitReader(f, spec.MaxModuleBytes+1)); err != nil {
+			return err
+		}
+		if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != digest {
+			return modelfleet.Errorf(modelfleet.EINVALID, "module file %s is %s, but workload %s names module %s", file, got, m.Ref(), digest)
+		}
+		return nil
+	}
+	ms, err := workload.OpenModules(filepath.Join(cfg.DataDir, "modules"), fetch)
+	if err != nil {
+		return workload.Program{}, nil, err
+	}
+	prog, err := ms.Program(context.Background(), m)
+	if err != nil {
+		ms.Close()
+		return workload.Program{}, nil, err
+	}
+	return prog, ms, nil
 }
 
 // URL is where the runner serves GET /healthz, /decisions and /metrics.
@@ -169,6 +232,9 @@ func (r *WorkloadRunner) Run(ctx context.Context) error {
 		log.Warn("workload: saving the record of decisions failed", "error", err)
 	}
 	r.srv.Close()
+	if r.modules != nil {
+		r.modules.Close()
+	}
 	if runErr != nil {
 		return runErr
 	}

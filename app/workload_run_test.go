@@ -21,6 +21,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 const testRouterKey = "s3cret-router-key-4711"
@@ -75,6 +76,63 @@ func (s *syncBuffer) String() string {
 // from --key-file; SIGTERM (ctx) drains, keeps the record, and the key is in
 // no log line.
 func TestWorkloadRunDecides(t *testing.T) {
+	// A window of one sample: the first reading is scored.
+	runDecides(t, exampleManifest(t, "size: 16", "size: 1"), "")
+}
+
+// The same with the workload's code as the example's WebAssembly module,
+// built from source: `workload run --module`.
+func TestWorkloadRunModule(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	code := filepath.Join(t.TempDir(), "line.wasm")
+	digest, err := workload.BuildModule(ctx, "", "../examples/bearing-failure/workload/module", code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := spec.SetModuleDigest(exampleManifest(t, "size: 16", "size: 1"), digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runDecides(t, doc, code)
+
+	// Refused before anything connects: the module file is not the one
+	// the manifest names; the manifest names a module and none is given;
+	// a module is given for a manifest without one.
+	other := writeFile(t, "other.wasm", append(mustRead(t, code), 0))
+	for _, c := range []struct {
+		doc    []byte
+		module string
+		want   string
+	}{
+		{doc, other, "but workload bearing-failure-line:1 names module " + digest},
+		{doc, "", "give its file with --module"},
+		{exampleManifest(t), code, "names no module, but --module"},
+	} {
+		w, err := OpenWorkloadRunner(WorkloadRunnerConfig{Site: "site-1", Manifest: writeFile(t, "workload.yaml", c.doc), Module: c.module,
+			Broker: "mqtt://127.0.0.1:1", Router: "http://127.0.0.1:1", Listen: "127.0.0.1:0", DataDir: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			if w != nil {
+				w.srv.Close()
+			}
+			t.Errorf("module %q: %v, want %q", c.module, err, c.want)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// runDecides runs the workload of manifest doc (with module, if any)
+// against the embedded broker and a router that answers 0.81.
+func runDecides(t *testing.T, doc []byte, module string) {
+	t.Helper()
 	b, err := workload.StartBroker(workload.BrokerConfig{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -103,13 +161,12 @@ func TestWorkloadRunDecides(t *testing.T) {
 	}))
 	defer router.Close()
 
-	// A window of one sample: the first reading is scored.
-	man := writeFile(t, "workload.yaml", exampleManifest(t, "size: 16", "size: 1"))
+	man := writeFile(t, "workload.yaml", doc)
 	key := writeFile(t, "key", []byte(testRouterKey+"\n"))
 	dataDir := t.TempDir()
 	var logs syncBuffer
 	w, err := OpenWorkloadRunner(WorkloadRunnerConfig{
-		Site: "site-1", Manifest: man, Broker: b.URL(), Router: router.URL, KeyFile: key,
+		Site: "site-1", Manifest: man, Module: module, Broker: b.URL(), Router: router.URL, KeyFile: key,
 		Listen: "127.0.0.1:0", DataDir: dataDir,
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})

@@ -160,3 +160,8 @@ func sumOf(xs []float64) float64 {
 	}
 	return s
 }
+
+// categoricalMetric reports whether a metric applies to a categorical
+// histogram (every metric but the Wasserstein distance, which needs
+// ordered values).
+func categoricalMetric(name string) bool { return name != NormalizedWasserstein }

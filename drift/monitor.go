@@ -569,6 +569,11 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 		}
 		rule, kind := t.Numerical, r.f.Kind
 		switch {
+		case h == l.pred && r.categorical && !categoricalMetric(t.Prediction.Metric):
+			// A multiclass model's predicted class: the class mix, judged
+			// by the categorical rule (the Wasserstein distance needs an
+			// order the classes do not have).
+			rule, kind = t.Categorical, "prediction"
 		case h == l.pred:
 			rule, kind = t.Prediction, "prediction"
 		case r.categorical:

@@ -109,9 +109,28 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 			for _, m := range f.GetMetric() {
 				if i, ok := versionOf(m, model, idx); ok {
 					n := int64(m.GetCounter().GetValue())
-					out[i].Labelled += n
-					if label(m, "outcome") == "correct" {
+					switch label(m, "outcome") {
+					case "correct":
 						out[i].Correct += n
+						out[i].Labelled += n
+					case "wrong":
+						out[i].Labelled += n
+					case "valued":
+						res(&out[i]).N += n
+					}
+				}
+			}
+		case "modelfleet_edge_feedback_residuals":
+			for _, m := range f.GetMetric() {
+				if i, ok := versionOf(m, model, idx); ok {
+					v := m.GetGauge().GetValue()
+					switch label(m, "stat") {
+					case statSquaredError:
+						res(&out[i]).SquaredError += v
+					case statTarget:
+						res(&out[i]).TargetSum += v
+					case statTargetSquares:
+						res(&out[i]).TargetSquares += v
 					}
 				}
 			}
@@ -192,4 +211,12 @@ func quantile(h *dto.Histogram, q float64) float64 {
 		return bs[len(bs)-1].GetUpperBound()
 	}
 	return 0
+}
+
+// res is v's regression sums, made on first use.
+func res(v *modelfleet.ServedVersion) *modelfleet.Residuals {
+	if v.Residuals == nil {
+		v.Residuals = &modelfleet.Residuals{}
+	}
+	return v.Residuals
 }

@@ -59,9 +59,9 @@ func TestFeedbackCountsLabelledPredictions(t *testing.T) {
 
 func TestOutcomesForgetTheOldest(t *testing.T) {
 	o := newOutcomes(2)
-	o.record("m", "a", "1", 1)
-	o.record("m", "b", "1", 0)
-	o.record("m", "c", "2", 1)
+	o.record("m", "a", "1", 1, 0.9)
+	o.record("m", "b", "1", 0, 0.1)
+	o.record("m", "c", "2", 1, 0.8)
 	if _, ok := o.take("m", "a"); ok {
 		t.Error("the oldest prediction is still remembered past the capacity")
 	}

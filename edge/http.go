@@ -160,12 +160,10 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		r.mirror(rt, a, x, body, label)
 	}
 	writeScore(w, a, p, label, probs)
-	if label >= 0 {
-		r.remember(req, name, a, label)
-	}
+	r.remember(req, name, a, label, p)
 	a.m.ok.Inc()
 	a.m.latency.Observe(time.Since(start).Seconds())
-	a.m.predictions.Observe(p)
+	a.m.predictions.Observe(a.shiftPoint(p))
 	r.observeScored(a, x, p, start)
 }
 

@@ -66,6 +66,19 @@ func (a *arm) labelOf(p float64) int {
 	return labelOf(p)
 }
 
+// shiftPoint is where a prediction falls in modelfleet.PredictionBins,
+// which a release's prediction shift compares versions over: a binary
+// model's probability as it is; a multiclass model's class k at the middle
+// of bin k (each of the first nine classes in a bin of its own, the rest
+// in the last); a regressor's value as it is (its shift is measured by the
+// drift monitor's prediction histogram, binned over the value's range).
+func (a *arm) shiftPoint(p float64) float64 {
+	if a.task == modelfleet.TaskMulticlass {
+		return (p + 0.5) / 10
+	}
+	return p
+}
+
 // appendJSONFloat formats f as encoding/json does: the shortest
 // representation, in exponent form only below 1e-6 or from 1e21, with a
 // two-digit exponent trimmed (e-07 becomes e-7). f is finite: predict

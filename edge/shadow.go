@@ -111,7 +111,7 @@ func (r *Router) runShadow(j shadowJob) {
 		return
 	}
 	m.shadowOK.Inc()
-	m.shadowPredictions.Observe(p)
+	m.shadowPredictions.Observe(j.arm.shiftPoint(p))
 	switch label := j.arm.labelOf(p); {
 	case label < 0 || j.label < 0:
 		// A regressor answers no class to agree on.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -141,5 +142,78 @@ func TestFeedbackMulticlass(t *testing.T) {
 	}
 	if math.IsNaN(p) {
 		t.Fatal(p)
+	}
+}
+
+// A regressor's feedback is its true value: the router sums the squared
+// errors and the values per version, the agent reports them, and R² over
+// them is what the control plane's minQuality reads.
+func TestFeedbackRegression(t *testing.T) {
+	data, err := os.ReadFile("../inference/testdata/xgboost/golden/regression.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := inference.Load("", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func(format string, b []byte) (Scorer, error) { return inference.Load(format, b) }
+	a, err := Open(t.TempDir(), Config{SiteID: "site-1", Loader: load, Vectorizer: inference.Vector, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	req := DeployRequest{Model: modelfleet.ModelRef{Name: "rul", Version: "1"}, Digest: digestOf(data), Format: modelfleet.FormatXGBoost,
+		ArtifactURL: "https://example.invalid/rul/1", Features: m.FeatureNames()}
+	mustDeploy(t, a, req, data)
+	h := a.Handler()
+	rows := [][]float64{{1.5, -0.3, 2.1, 0.4, -1.2}, {0.1, 0.2, 0.3, 0.4, 0.5}, {-1, 2, -0.5, 1, 0}}
+	var want modelfleet.Residuals
+	for i, row := range rows {
+		body, _ := json.Marshal(row)
+		id := fmt.Sprint("r", i)
+		if rec := do(h, "POST", "/score/rul", string(body), HeaderRequestID, id); rec.Code != 200 {
+			t.Fatalf("score: %d %s", rec.Code, rec.Body)
+		}
+		p, _ := m.Predict(row)
+		truth := p + float64(i) - 1 // errors -1, 0, 1
+		want = want.Add(modelfleet.Residuals{N: 1, SquaredError: (truth - p) * (truth - p), TargetSum: truth, TargetSquares: truth * truth})
+		if rec := do(h, "POST", "/feedback/rul", fmt.Sprintf(`{"requestId":%q,"label":1}`, id)); rec.Code != 400 || !strings.Contains(rec.Body.String(), "regressor") {
+			t.Errorf("a label for a regressor: %d %s, want 400", rec.Code, rec.Body)
+		}
+		fb := fmt.Sprintf(`{"requestId":%q,"value":%v}`, id, truth)
+		if rec := do(h, "POST", "/feedback/rul", fb); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Fatalf("feedback %s: %d %s", fb, rec.Code, rec.Body)
+		}
+	}
+	for _, bad := range []string{`{"requestId":"x","value":1e300}`, `{"requestId":"x"}`, `{"requestId":"x","value":"1"}`} {
+		if rec := do(h, "POST", "/feedback/rul", bad); rec.Code != 400 {
+			t.Errorf("%s: %d %s, want 400", bad, rec.Code, rec.Body)
+		}
+	}
+	st := a.Stats("rul")
+	if len(st) != 1 || st[0].Residuals == nil || st[0].Labelled != 0 {
+		t.Fatalf("stats %+v: want residuals and no labels", st)
+	}
+	got := *st[0].Residuals
+	if got.N != 3 || math.Abs(got.SquaredError-2) > 1e-9 || math.Abs(got.TargetSum-want.TargetSum) > 1e-9 || math.Abs(got.TargetSquares-want.TargetSquares) > 1e-6 {
+		t.Errorf("residuals %+v, want %+v", got, want)
+	}
+	if _, ok := got.R2(); !ok {
+		t.Errorf("R² undefined over %+v", got)
+	}
+}
+
+// A multiclass model's classes each count in their own prediction bin, so
+// a release's prediction shift sees a change in the class mix.
+func TestMulticlassPredictionBins(t *testing.T) {
+	a := &arm{task: modelfleet.TaskMulticlass}
+	bins := append(slices.Clone(modelfleet.PredictionBins), math.Inf(1))
+	for k := range 12 {
+		want := min(k, len(bins)-1)
+		got, _ := slices.BinarySearch(bins, a.shiftPoint(float64(k)))
+		if got != want {
+			t.Errorf("class %d counts in bin %d, want %d", k, got, want)
+		}
 	}
 }

@@ -498,10 +498,8 @@ func (r *Router) v2Infer(w http.ResponseWriter, req *http.Request) {
 		if len(rt.shadows) > 0 {
 			r.mirror(rt, a, row, rowBody(a.Features, row, rt, a), label)
 		}
-		if label >= 0 {
-			r.rememberV2(req, name, a, b, i, label)
-		}
-		a.m.predictions.Observe(res.p[i])
+		r.rememberV2(req, name, a, b, i, label, res.p[i])
+		a.m.predictions.Observe(a.shiftPoint(res.p[i]))
 		r.observeScored(a, row, res.p[i], start)
 	}
 }
@@ -573,7 +571,7 @@ func rowBody(features []string, row []float64, rt *route, primary *arm) []byte {
 // rememberV2 records an identified row of a V2 request for its ground
 // truth. The id is X-Modelfleet-Request-Id or else the request's id; with
 // more than one row, row i is "<id>/<i>".
-func (r *Router) rememberV2(req *http.Request, model string, a *arm, b *v2Batch, i, label int) {
+func (r *Router) rememberV2(req *http.Request, model string, a *arm, b *v2Batch, i, label int, p float64) {
 	id := req.Header.Get(HeaderRequestID)
 	if id == "" {
 		id = b.id
@@ -587,7 +585,7 @@ func (r *Router) rememberV2(req *http.Request, model string, a *arm, b *v2Batch,
 	if len(id) > MaxRequestID {
 		return
 	}
-	r.feedback.outcomes.record(model, id, a.Model.Version, label)
+	r.feedback.outcomes.record(model, id, a.Model.Version, label, p)
 }
 
 // failV2 answers with a V2 error body ({"error": "..."}) and counts the

@@ -109,10 +109,11 @@ func (d *Directory) baselineRoutes(mux *http.ServeMux) {
 const BaselineBins = 20
 
 // StoreBaseline builds a validated version's baseline from its validation
-// data and the model's predictions on it and stores it (the validation
+// data and the model's predictions on it, binned as its task needs
+// (signals.WithTaskPredictions), and stores it (the validation
 // activity's activities.Baselines).
-func (c *Client) StoreBaseline(ctx context.Context, ref modelfleet.ModelRef, ds *inference.Dataset, predictions []float64) (string, error) {
-	b, err := signals.BuildBaseline(ds, BaselineBins, signals.WithPredictions(predictions))
+func (c *Client) StoreBaseline(ctx context.Context, ref modelfleet.ModelRef, ds *inference.Dataset, task string, classes int, predictions []float64) (string, error) {
+	b, err := signals.BuildBaseline(ds, BaselineBins, signals.WithTaskPredictions(task, classes, predictions))
 	if err != nil {
 		return "", err
 	}

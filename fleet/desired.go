@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -284,6 +285,8 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: am.Error})
 		case workloadError(ds, a, model) != "":
 			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: workloadError(ds, a, model)})
+		case workloadPending(ds, a, model):
+			p.Pending = append(p.Pending, site)
 		default:
 			p.Converged = append(p.Converged, site)
 			var epoch int64
@@ -299,10 +302,12 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 					addCounts(c.Predictions, v.Predictions)
 					c.Labelled += max(v.Labelled, 0)
 					c.Correct += max(v.Correct, 0)
+					c.Residuals = addResiduals(c.Residuals, v.Residuals)
 				}
 				if v.Version == version {
 					p.Labelled += v.Labelled
 					p.Correct += v.Correct
+					p.Residuals = addResiduals(p.Residuals, v.Residuals)
 					addBins(newPreds, v.Predictions)
 				} else if version != "" {
 					addBins(oldPreds, v.Predictions)
@@ -361,3 +366,20 @@ func total(xs []float64) float64 {
 	}
 	return t
 }
+
+// addResiduals adds a site's regression sums to a total, leaving out a
+// report no agent could have made (a negative count, a value that is not
+// finite), so one site's bad report cannot poison the fleet's figure.
+func addResiduals(total, r *modelfleet.Residuals) *modelfleet.Residuals {
+	if r == nil || r.N <= 0 || r.SquaredError < 0 || r.TargetSquares < 0 ||
+		!finite(r.SquaredError) || !finite(r.TargetSum) || !finite(r.TargetSquares) {
+		return total
+	}
+	if total == nil {
+		total = &modelfleet.Residuals{}
+	}
+	*total = total.Add(*r)
+	return total
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }

@@ -340,6 +340,19 @@ func (c *Client) Pairings(ctx context.Context, req modelfleet.PairingRequest) ([
 // workloadError is why a workload calling model failed to apply at a site
 // ("" if none did), for release progress: a site whose workload did not
 // swap has not converged on the release.
+// workloadPending reports whether a site has applied the revision but a
+// workload of model it reports does not run the desired version yet: a
+// workload the site runs outside its agent (a Kubernetes Deployment)
+// rolling out. A workload the site does not report is not waited for.
+func workloadPending(ds modelfleet.Desired, a modelfleet.Actual, model string) bool {
+	for name, dw := range ds.Workloads {
+		if aw, ok := a.Workloads[name]; ok && dw.Model == model && aw.Version != dw.Version {
+			return true
+		}
+	}
+	return false
+}
+
 func workloadError(ds modelfleet.Desired, a modelfleet.Actual, model string) string {
 	for name, dw := range ds.Workloads {
 		if aw := a.Workloads[name]; dw.Model == model && aw.Error != "" {

@@ -153,6 +153,21 @@ func TestWorkloadFailureFailsTheSiteAndPairings(t *testing.T) {
 	if err != nil || len(p.Failed) != 1 || !strings.Contains(p.Failed[0].Reason, "not ready") {
 		t.Errorf("progress = %+v, %v", p, err)
 	}
+	// A workload the site runs outside its agent, still rolling out: the
+	// site applied the revision but waits for the workload's version.
+	for _, c := range []struct {
+		running string
+		pending bool
+	}{{"0", true}, {"", true}, {"1", false}} {
+		if err := d.ReportActual(modelfleet.Actual{Site: "s1", Revision: 1,
+			Workloads: map[string]modelfleet.ActualWorkload{"bearing-failure-line": {Version: c.running, Model: "bearing-failure", State: "rolling out"}}}); err != nil {
+			t.Fatal(err)
+		}
+		p, err := d.Progress("bearing-failure", "1", []string{"s1"})
+		if err != nil || (len(p.Pending) == 1) != c.pending || len(p.Failed) != 0 || (len(p.Converged) == 1) == c.pending {
+			t.Errorf("version %q runs: progress = %+v, %v (pending %v)", c.running, p, err, c.pending)
+		}
+	}
 	// s2 runs its built-in workload; no release set one.
 	if err := d.ReportActual(modelfleet.Actual{Site: "s2", Workloads: map[string]modelfleet.ActualWorkload{
 		"bearing-failure-line": {Version: "0", Model: "bearing-failure", Features: []string{"a"}}}}); err != nil {

@@ -1,251 +1,322 @@
 package inference
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"math"
+	"strconv"
 	"strings"
-
-	"github.com/dmitryikh/leaves"
-	"github.com/dmitryikh/leaves/util"
 )
 
-// lgbModel is a single-output LightGBM model through leaves.
-type lgbModel struct{ ens *leaves.Ensemble }
+// Limits on a LightGBM model, far above what a model served at the edge
+// needs, so that a hostile file fails to load instead of exhausting memory.
+// Every array's length is checked against its line before it is allocated.
+const (
+	maxLGBTrees    = 100_000
+	maxLGBLeaves   = 10_000_000 // all trees together (nodes: one fewer per tree)
+	maxLGBFeatures = 1_000_000
+	maxLGBClasses  = 10_000
+	maxLGBCatWords = 10_000_000 // categorical bitset words, all trees together
+	maxLGBCoeffs   = 10_000_000 // linear leaf coefficients, all trees together
+)
 
-func (m lgbModel) numOutputs() int { return 1 }
+// lgbZero is LightGBM's kZeroThreshold (the float 1e-35 widened to a
+// double): a feature within it of zero is zero, both when a row is copied
+// into the predictor's buffer and for missing type Zero.
+const lgbZero = float64(float32(1e-35))
 
-func (m lgbModel) output(x []float64) float64 { return m.ens.PredictSingle(x, 0) }
+// Bits of a node's decision_type (LightGBM's include/LightGBM/tree.h).
+const (
+	lgbCategorical = 1 << 0
+	lgbDefaultLeft = 1 << 1
+	// bits 2-3: missing type
+	lgbMissingNone = 0
+	lgbMissingZero = 1
+	lgbMissingNaN  = 2
+)
 
-func (m lgbModel) outputs(x []float64, out []float64) { out[0] = m.output(x) }
+// lgbNode is one internal node. Children >= 0 are nodes, < 0 are leaf ^child.
+type lgbNode struct {
+	threshold    float64 // numerical: go left when x <= threshold
+	feature      int32
+	left, right  int32
+	catLo, catHi int32 // categorical: the split's bitset words in lgbTree.cats
+	decision     uint8
+}
 
-// loadLightGBM reads a LightGBM text model with a single output: binary or
-// regression. The file is checked before leaves sees it.
-func loadLightGBM(data []byte) (*Model, error) {
-	names, err := checkLightGBM(data)
-	if err != nil {
-		return nil, err
+// lgbTree is one checked tree: nodes[0] is the root (none for a one-leaf
+// tree).
+type lgbTree struct {
+	nodes []lgbNode
+	leaf  []float64
+	cats  []uint32
+	// linear trees (linear_tree=true): leaf l's value is
+	// leafConst[l] + sum coeff[i]*x[feat[i]] over i in off[l]:off[l+1].
+	linear    bool
+	leafConst []float64
+	off       []int32
+	feat      []int32
+	coeff     []float64
+}
+
+// lgbModel predicts as LightGBM's GBDT::Predict: per output, the sum of its
+// trees (tree i belongs to output i mod K) in file order, divided by the
+// number of iterations for a random forest (average_output), then the
+// objective's ConvertOutput.
+type lgbModel struct {
+	trees     []lgbTree
+	k         int // outputs (num_tree_per_iteration)
+	average   bool
+	objective lgbObjective
+}
+
+func (m *lgbModel) numOutputs() int { return m.k }
+
+func (m *lgbModel) output(x []float64) float64 { return m.objective.convert1(m.raw1(x)) }
+
+func (m *lgbModel) outputs(x []float64, out []float64) {
+	m.raw(x, out)
+	if m.k == 1 {
+		out[0] = m.objective.convert1(out[0])
+	} else {
+		m.objective.convert(out[:m.k])
 	}
-	// checkLightGBM read the header already, so this cannot fail.
-	h, _ := util.ReadParamsUntilBlank(bufio.NewReader(bytes.NewReader(data)))
-	objective, _, _ := strings.Cut(h["objective"], " ")
-	ens, err := leaves.LGEnsembleFromReader(bufio.NewReader(bytes.NewReader(data)), true)
-	if err != nil {
-		return nil, err
+}
+
+// raw1 is the raw score of a single-output model (predict_raw_score).
+func (m *lgbModel) raw1(x []float64) float64 {
+	var raw float64
+	for i := range m.trees {
+		raw += m.trees[i].predict(x)
 	}
-	if ens.NOutputGroups() != 1 {
-		return nil, fmt.Errorf("%d outputs: only single-output models are supported", ens.NOutputGroups())
+	if m.average {
+		raw /= float64(len(m.trees))
+	}
+	return raw
+}
+
+// raw writes each output's raw score into out (predict_raw_score).
+func (m *lgbModel) raw(x []float64, out []float64) {
+	if m.k == 1 {
+		out[0] = m.raw1(x)
+		return
+	}
+	out = out[:m.k]
+	clear(out)
+	for i := range m.trees {
+		out[i%m.k] += m.trees[i].predict(x)
+	}
+	if m.average {
+		n := float64(len(m.trees) / m.k)
+		for c := range out {
+			out[c] /= n
+		}
+	}
+}
+
+// lgbValue is a feature as LightGBM's predictor sees it: a dense row keeps
+// only values farther than kZeroThreshold from zero (and NaN), the rest
+// reads as 0.
+func lgbValue(v float64) float64 {
+	if v >= -lgbZero && v <= lgbZero {
+		return 0
+	}
+	return v
+}
+
+// predict is Tree::Predict.
+func (t *lgbTree) predict(x []float64) float64 {
+	leaf := int32(0)
+	if len(t.nodes) > 0 {
+		leaf = t.leafIndex(x)
+	}
+	if !t.linear {
+		return t.leaf[leaf]
+	}
+	out := t.leafConst[leaf]
+	for i := t.off[leaf]; i < t.off[leaf+1]; i++ {
+		v := x[t.feat[i]]
+		if math.IsNaN(v) {
+			// A missing value in any of the leaf's features: the constant
+			// leaf value instead of the linear model.
+			return t.leaf[leaf]
+		}
+		// The conversion keeps the product rounded on its own, as in
+		// LightGBM, rather than fused into the sum.
+		out += float64(t.coeff[i] * lgbValue(v))
+	}
+	return out
+}
+
+// leafIndex is Tree::GetLeaf: Decision at each node until a leaf.
+func (t *lgbTree) leafIndex(x []float64) int32 {
+	i := int32(0)
+	for i >= 0 {
+		n := &t.nodes[i]
+		v := lgbValue(x[n.feature])
+		if n.decision&lgbCategorical != 0 {
+			i = t.categorical(n, v)
+		} else {
+			i = lgbNumerical(n, v)
+		}
+	}
+	return ^i
+}
+
+// lgbNumerical is Tree::NumericalDecision. NaN is missing only for missing
+// type NaN and reads as 0 otherwise; with missing type Zero, 0 is missing.
+// A missing value takes the default side, any other goes left when
+// x <= threshold.
+func lgbNumerical(n *lgbNode, v float64) int32 {
+	missing := n.decision >> 2 & 3
+	if math.IsNaN(v) && missing != lgbMissingNaN {
+		v = 0
+	}
+	if (missing == lgbMissingZero && v == 0) || (missing == lgbMissingNaN && math.IsNaN(v)) {
+		if n.decision&lgbDefaultLeft != 0 {
+			return n.left
+		}
+		return n.right
+	}
+	if v <= n.threshold {
+		return n.left
+	}
+	return n.right
+}
+
+// categorical is Tree::CategoricalDecision: the category is the value
+// truncated toward zero (C++'s static_cast<int>); NaN, negative categories
+// and those beyond int32 go right, as does a category whose bit is not set
+// in the split's bitset (or lies beyond it).
+func (t *lgbTree) categorical(n *lgbNode, v float64) int32 {
+	if !(v > -1 && v < 1<<31) { // also NaN
+		return n.right
+	}
+	c := int64(v)
+	w := int64(n.catLo) + c/32
+	if w >= int64(n.catHi) {
+		return n.right
+	}
+	if t.cats[w]>>(c%32)&1 != 0 {
+		return n.left
+	}
+	return n.right
+}
+
+// lgbObjective turns the raw sums into outputs as the objective's
+// ConvertOutput does (LightGBM src/objective/*.hpp).
+type lgbObjective struct {
+	name    string
+	sigmoid float64 // binary, multiclassova
+	sqrt    bool    // regression family trained with reg_sqrt
+}
+
+func (o lgbObjective) convert1(raw float64) float64 {
+	switch o.name {
+	case "binary", "multiclassova":
+		return 1 / (1 + math.Exp(-o.sigmoid*raw))
+	case "cross_entropy":
+		return 1 / (1 + math.Exp(-raw))
+	case "cross_entropy_lambda":
+		return math.Log1p(math.Exp(raw))
+	case "poisson", "gamma", "tweedie":
+		return math.Exp(raw)
+	}
+	if o.sqrt {
+		switch {
+		case raw > 0:
+			return raw * raw
+		case raw < 0:
+			return -raw * raw
+		}
+		return 0
+	}
+	return raw
+}
+
+func (o lgbObjective) convert(out []float64) {
+	if o.name != "multiclass" {
+		for i, v := range out {
+			out[i] = o.convert1(v)
+		}
+		return
+	}
+	// Common::Softmax: the maximum subtracted before exp.
+	hi := out[0]
+	for _, v := range out[1:] {
+		hi = max(hi, v)
+	}
+	var sum float64
+	for i, v := range out {
+		out[i] = math.Exp(v - hi)
+		sum += out[i]
+	}
+	for i := range out {
+		out[i] /= sum
+	}
+}
+
+// lgbAliases are the objective names LightGBM's ParseObjectiveAlias maps to
+// the name it writes (a file written by LightGBM has the latter).
+var lgbAliases = map[string]string{
+	"regression_l2": "regression", "mean_squared_error": "regression", "mse": "regression", "l2": "regression",
+	"l2_root": "regression", "root_mean_squared_error": "regression", "rmse": "regression",
+	"mean_absolute_error": "regression_l1", "l1": "regression_l1", "mae": "regression_l1",
+	"softmax": "multiclass", "multiclass_ova": "multiclassova", "ova": "multiclassova", "ovr": "multiclassova",
+	"xentropy": "cross_entropy", "xentlambda": "cross_entropy_lambda", "mean_absolute_percentage_error": "mape",
+	"none": "custom", "null": "custom", "na": "custom",
+}
+
+// parseLGBObjective reads the header's objective line ("binary sigmoid:1",
+// "multiclass num_class:3", "regression sqrt", "tweedie") and returns it
+// with the task it serves.
+func parseLGBObjective(line string, numClass int) (lgbObjective, string, error) {
+	tokens := strings.Fields(line)
+	if len(tokens) == 0 {
+		return lgbObjective{}, "", errors.New("empty objective")
+	}
+	o := lgbObjective{name: strings.Clone(tokens[0])}
+	if a, ok := lgbAliases[o.name]; ok && len(tokens) == 1 {
+		o.name = a
+	}
+	params := map[string]string{}
+	for _, t := range tokens[1:] {
+		if k, v, ok := strings.Cut(t, ":"); ok {
+			params[k] = v
+		} else {
+			params[t] = ""
+		}
 	}
 	task := TaskRegression
-	if objective == "binary" {
+	switch o.name {
+	case "binary", "multiclassova":
+		s, err := strconv.ParseFloat(params["sigmoid"], 64)
+		if err != nil || !(s > 0) || math.IsInf(s, 0) {
+			return o, "", fmt.Errorf("objective %q: want a positive sigmoid:<value>", line)
+		}
+		o.sigmoid = s
 		task = TaskBinary
+	case "regression", "regression_l1", "quantile", "fair", "mape":
+		_, o.sqrt = params["sqrt"]
+	case "multiclass", "huber", "poisson", "gamma", "tweedie", "cross_entropy", "cross_entropy_lambda":
+	case "lambdarank", "rank_xendcg":
+		return o, "", fmt.Errorf("objective %q is a ranking objective: its scores only order rows within a query, which is not a task the edge serves", line)
+	case "custom":
+		return o, "", fmt.Errorf("objective %q: the model was trained with a custom objective, so its raw scores have no known meaning; retrain with a built-in objective", line)
+	default:
+		return o, "", fmt.Errorf("objective %q is not supported (supported: binary, multiclass, multiclassova, regression, regression_l1, huber, fair, quantile, mape, poisson, gamma, tweedie, cross_entropy, cross_entropy_lambda)", line)
 	}
-	// The file's feature_names, since leaves reports 0 features for a
-	// one-feature model.
-	m := &Model{rt: lgbModel{ens}, format: FormatLightGBM, task: task, classes: 1, features: names}
-	if task == TaskBinary {
-		m.classes = 2
-	}
-	return m, nil
-}
-
-// params is the part of leaves' parsed "key=value" block that checkTree
-// uses. Reading the file with leaves' own parser means the checks below see
-// exactly what leaves will build its trees from.
-type params interface {
-	ToInt(key string) (int, error)
-	ToStrSlice(key string) ([]string, error)
-	ToFloat64Slice(key string) ([]float64, error)
-	ToInt32Slice(key string) ([]int32, error)
-	ToUint32Slice(key string) ([]uint32, error)
-}
-
-// checkLightGBM rejects text models that leaves would load but then panic,
-// loop forever, allocate without bound or silently mispredict on: arrays
-// shorter than num_leaves, child indices out of range or shared (not a
-// tree), split features beyond max_feature_idx, bad categorical bitsets,
-// linear trees, multi-output models and truncated files. It returns the
-// feature names.
-func checkLightGBM(data []byte) ([]string, error) {
-	r := bufio.NewReader(bytes.NewReader(data))
-	h, err := util.ReadParamsUntilBlank(r)
-	if err != nil {
-		return nil, fmt.Errorf("reading header: %v", eofText(err))
-	}
-	if _, ok := h["tree"]; !ok {
-		return nil, errors.New(`not a LightGBM text model (no "tree" header line)`)
-	}
-	if n, err := h.ToInt("num_class"); err != nil {
-		return nil, err
-	} else if n != 1 {
-		return nil, fmt.Errorf("num_class=%d: only single-output models are supported", n)
-	}
-	maxIdx, err := h.ToInt("max_feature_idx")
-	if err != nil {
-		return nil, err
-	}
-	names, err := h.ToStrSlice("feature_names")
-	if err != nil {
-		return nil, err
-	}
-	if maxIdx < 0 || len(names) != maxIdx+1 {
-		return nil, fmt.Errorf("max_feature_idx=%d but feature_names has %d names", maxIdx, len(names))
-	}
-	sizes, err := h.ToStrSlice("tree_sizes")
-	if err != nil {
-		return nil, err
-	}
-	for i := range sizes {
-		t, err := util.ReadParamsUntilBlank(r)
-		if err != nil {
-			return nil, fmt.Errorf("tree %d: %v", i, eofText(err))
+	if o.name == "multiclass" || o.name == "multiclassova" {
+		if n, err := strconv.Atoi(params["num_class"]); err != nil || n != numClass {
+			return o, "", fmt.Errorf("objective %q does not match num_class=%d", line, numClass)
 		}
-		if err := checkTree(&t, maxIdx); err != nil {
-			return nil, fmt.Errorf("tree %d: %v", i, err)
+		if numClass < 2 {
+			return o, "", fmt.Errorf("objective %q with num_class=%d: want at least 2 classes", line, numClass)
 		}
+		return o, TaskMulticlass, nil
 	}
-	for {
-		line, err := r.ReadString('\n')
-		if line = strings.TrimSpace(line); line == "end of trees" {
-			return names, nil
-		} else if line != "" || err != nil {
-			if len(line) > 40 {
-				line = line[:40] + "..."
-			}
-			return nil, fmt.Errorf(`want "end of trees" after %d trees, got %q (truncated file or wrong tree_sizes?)`, len(sizes), line)
-		}
+	if numClass != 1 {
+		return o, "", fmt.Errorf("objective %s is single-output but num_class=%d", o.name, numClass)
 	}
-}
-
-// checkTree checks one tree block. LightGBM numbers internal nodes from 0
-// (the root) and encodes leaf i as child ^i.
-func checkTree(p params, maxIdx int) error {
-	numLeaves, err := p.ToInt("num_leaves")
-	if err != nil {
-		return err
-	}
-	values, err := p.ToFloat64Slice("leaf_value")
-	if err != nil {
-		return err
-	}
-	if numLeaves < 1 || len(values) != numLeaves {
-		return fmt.Errorf("num_leaves=%d but leaf_value has %d values", numLeaves, len(values))
-	}
-	for _, v := range values {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("leaf value %v is not finite", v)
-		}
-	}
-	if linear, err := p.ToInt("is_linear"); err == nil && linear != 0 {
-		return errors.New("linear trees are not supported")
-	}
-	if numLeaves == 1 {
-		return nil
-	}
-	n := numLeaves - 1
-	feature, err1 := p.ToUint32Slice("split_feature")
-	threshold, err2 := p.ToFloat64Slice("threshold")
-	decision, err3 := p.ToUint32Slice("decision_type")
-	left, err4 := p.ToInt32Slice("left_child")
-	right, err5 := p.ToInt32Slice("right_child")
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
-		return err
-	}
-	for _, a := range []struct {
-		key string
-		len int
-	}{{"split_feature", len(feature)}, {"threshold", len(threshold)}, {"decision_type", len(decision)},
-		{"left_child", len(left)}, {"right_child", len(right)}} {
-		if a.len != n {
-			return fmt.Errorf("num_leaves=%d but %s has %d values, want %d", numLeaves, a.key, a.len, n)
-		}
-	}
-	for i, f := range feature {
-		if int64(f) > int64(maxIdx) {
-			return fmt.Errorf("node %d splits on feature %d, beyond max_feature_idx=%d", i, f, maxIdx)
-		}
-	}
-	if err := checkCategorical(p, threshold, decision); err != nil {
-		return err
-	}
-	return checkShape(left, right, numLeaves)
-}
-
-// checkCategorical checks that every categorical split points at a bitset
-// inside cat_threshold.
-func checkCategorical(p params, threshold []float64, decision []uint32) error {
-	numCat, err := p.ToInt("num_cat")
-	if err != nil {
-		return err
-	}
-	var bounds, bits []uint32
-	if numCat > 0 {
-		var err1, err2 error
-		bounds, err1 = p.ToUint32Slice("cat_boundaries")
-		bits, err2 = p.ToUint32Slice("cat_threshold")
-		if err := errors.Join(err1, err2); err != nil {
-			return err
-		}
-		if len(bounds) != numCat+1 || bounds[0] != 0 || int(bounds[numCat]) != len(bits) {
-			return fmt.Errorf("cat_boundaries does not match num_cat=%d and cat_threshold", numCat)
-		}
-		for i := 1; i < len(bounds); i++ {
-			if bounds[i] < bounds[i-1] {
-				return errors.New("cat_boundaries is not increasing")
-			}
-		}
-	}
-	for i, d := range decision {
-		if d&1 == 0 {
-			continue
-		}
-		if t := threshold[i]; t < 0 || t >= float64(numCat) || t != math.Trunc(t) {
-			return fmt.Errorf("node %d: categorical threshold %v is not below num_cat=%d", i, t, numCat)
-		}
-	}
-	return nil
-}
-
-// checkShape checks that the child arrays form one binary tree: every node
-// and leaf is reached from the root exactly once (reaching all numLeaves
-// leaves implies reaching all numLeaves-1 nodes). Anything else could send
-// leaves' prediction loop out of range or round in circles.
-func checkShape(left, right []int32, numLeaves int) error {
-	n := len(left)
-	seenNode := make([]bool, n)
-	seenLeaf := make([]bool, numLeaves)
-	seenNode[0] = true
-	for stack := []int32{0}; len(stack) > 0; {
-		i := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		for _, c := range [2]int32{left[i], right[i]} {
-			switch {
-			case c >= 0 && (int(c) >= n || seenNode[c]):
-				return fmt.Errorf("node %d: child node %d is out of range or reached twice", i, c)
-			case c >= 0:
-				seenNode[c] = true
-				stack = append(stack, c)
-			case int(^c) >= numLeaves || seenLeaf[^c]:
-				return fmt.Errorf("node %d: leaf %d is out of range or reached twice", i, ^c)
-			default:
-				seenLeaf[^c] = true
-			}
-		}
-	}
-	for l, ok := range seenLeaf {
-		if !ok {
-			return fmt.Errorf("leaf %d is not reachable from the root", l)
-		}
-	}
-	return nil
-}
-
-func eofText(err error) error {
-	if errors.Is(err, io.EOF) {
-		return errors.New("unexpected end of file")
-	}
-	return err
+	return o, task, nil
 }

@@ -97,7 +97,19 @@ func (c Criteria) Analyze(start, end modelfleet.Counters, reference []int64) []m
 		}
 		judge(r, r.Value > c.MaxPredictionShift)
 	}
-	if c.MinQuality > 0 {
+	if c.MinQuality > 0 && d.Residuals != nil && d.Residuals.N > 0 {
+		// A regressor: the coefficient of determination over the values
+		// that came back in the window.
+		r := modelfleet.CriterionResult{Name: CriterionQuality, Threshold: c.MinQuality, Samples: d.Residuals.N, MinSamples: c.Labelled()}
+		r2, ok := d.Residuals.R2()
+		r.Value = r2
+		r.Note = fmt.Sprintf("R² of %d predictions against the values that came back", d.Residuals.N)
+		if !ok && r.Samples >= r.MinSamples {
+			// Constant values leave R² undefined: more feedback may not.
+			r.Samples, r.Note = 0, fmt.Sprintf("R² is undefined over %d values that are all the same", d.Residuals.N)
+		}
+		judge(r, r.Value < c.MinQuality)
+	} else if c.MinQuality > 0 {
 		r := modelfleet.CriterionResult{Name: CriterionQuality, Threshold: c.MinQuality, Samples: d.Labelled, MinSamples: c.Labelled()}
 		if d.Labelled > 0 {
 			r.Value = float64(d.Correct) / float64(d.Labelled)
@@ -133,7 +145,8 @@ func Comparable(start, end modelfleet.Counters) (ok bool, why string) {
 		return false, "an agent restarted or the converged sites changed during the window (its counters start over): the window starts again"
 	}
 	d := delta(start, end)
-	if d.Requests < 0 || d.Errors < 0 || d.Labelled < 0 || d.Correct < 0 || negative(d.Latency) || negative(d.Predictions) || negative(d.Replaced) {
+	if d.Requests < 0 || d.Errors < 0 || d.Labelled < 0 || d.Correct < 0 || negative(d.Latency) || negative(d.Predictions) || negative(d.Replaced) ||
+		d.Residuals != nil && (d.Residuals.N < 0 || d.Residuals.SquaredError < 0) {
 		return false, "a counter went down during the window: the window starts again"
 	}
 	return true, ""
@@ -146,6 +159,7 @@ func delta(start, end modelfleet.Counters) modelfleet.Counters {
 		Sites: end.Sites, Epochs: end.Epochs,
 		Requests: end.Requests - start.Requests, Errors: end.Errors - start.Errors,
 		Labelled: end.Labelled - start.Labelled, Correct: end.Correct - start.Correct,
+		Residuals:   subResiduals(end.Residuals, start.Residuals),
 		Latency:     sub(end.Latency, start.Latency),
 		Predictions: sub(end.Predictions, start.Predictions),
 		Replaced:    sub(end.Replaced, start.Replaced),
@@ -206,4 +220,16 @@ func floats(xs []int64) []float64 {
 		out[i] = float64(x)
 	}
 	return out
+}
+
+// subResiduals is end minus start (nil when the end has none).
+func subResiduals(end, start *modelfleet.Residuals) *modelfleet.Residuals {
+	if end == nil {
+		return nil
+	}
+	d := *end
+	if start != nil {
+		d = end.Sub(*start)
+	}
+	return &d
 }

@@ -173,3 +173,43 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// A regressor's minQuality is R² over the values that came back in the
+// window: hours of accurate predictions before it do not vouch for a
+// version that is off in the bake.
+func TestAnalyzeRegressorQualityIsR2OverTheWindow(t *testing.T) {
+	c := Criteria{MinQuality: 0.8}
+	// values 0..99 around their mean 49.5: SST = 83,325
+	values := func(sqErr float64) modelfleet.Residuals {
+		r := modelfleet.Residuals{N: 100, SquaredError: sqErr}
+		for v := range 100 {
+			r.TargetSum += float64(v)
+			r.TargetSquares += float64(v * v)
+		}
+		return r
+	}
+	start := zero()
+	good := values(10 * 83325.0 / 100) // R² 0.9
+	start.Residuals = &good
+	for _, tc := range []struct {
+		name    string
+		window  modelfleet.Residuals
+		verdict string
+		value   float64
+	}{
+		{"within", values(0.1 * 83325), modelfleet.VerdictPass, 0.9},
+		{"below", values(0.5 * 83325), modelfleet.VerdictFail, 0.5},
+		{"too few", modelfleet.Residuals{N: 10, SquaredError: 1, TargetSum: 45, TargetSquares: 285}, modelfleet.VerdictInconclusive, 1 - 1/82.5},
+		{"constant values", modelfleet.Residuals{N: 60, SquaredError: 0, TargetSum: 60 * 7, TargetSquares: 60 * 49}, modelfleet.VerdictInconclusive, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			end := start
+			sum := start.Residuals.Add(tc.window)
+			end.Residuals = &sum
+			r := result(t, c.Analyze(start, end, nil), CriterionQuality)
+			if r.Verdict != tc.verdict || abs(r.Value-tc.value) > 1e-9 || !strings.Contains(r.Note, "R²") {
+				t.Errorf("%+v, want verdict %s value %g", r, tc.verdict, tc.value)
+			}
+		})
+	}
+}

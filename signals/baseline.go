@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/inference"
 )
 
@@ -68,6 +69,8 @@ type BaselineOption func(*baselineConfig)
 type baselineConfig struct {
 	categorical map[string]bool
 	predictions []float64
+	task        string // modelfleet.TaskBinary when empty
+	classes     int
 }
 
 // WithCategorical marks features as categorical: their bins are the
@@ -80,11 +83,23 @@ func WithCategorical(names ...string) BaselineOption {
 	}
 }
 
-// WithPredictions adds the prediction baseline: the model's output on each
-// row of the data set, in row order. Outputs within [0, 1] (probabilities)
-// are binned over [0, 1], so a shift toward either end stays in bounds.
+// WithPredictions adds the prediction baseline of a binary classifier: its
+// output on each row of the data set, in row order. Outputs within [0, 1]
+// (probabilities) are binned over [0, 1], so a shift toward either end
+// stays in bounds.
 func WithPredictions(p []float64) BaselineOption {
 	return func(c *baselineConfig) { c.predictions = p }
+}
+
+// WithTaskPredictions adds the prediction baseline of a model of any task:
+// its prediction on each row, in row order, binned as the task needs. A
+// binary classifier's P(class 1) as WithPredictions; a multiclass model's
+// predicted class (0 to classes-1) as a categorical histogram of every
+// class, seen on the data or not, so the monitor measures a shift in the
+// class mix with the categorical rule (Jensen-Shannon by default); a
+// regressor's value over the range it took on the data.
+func WithTaskPredictions(task string, classes int, p []float64) BaselineOption {
+	return func(c *baselineConfig) { c.predictions, c.task, c.classes = p, task, classes }
 }
 
 // BuildBaseline bins a data set: each feature into bins equal-width bins
@@ -117,7 +132,7 @@ func BuildBaseline(ds *inference.Dataset, bins int, opts ...BaselineOption) (*Ba
 		if len(cfg.predictions) != len(ds.X) {
 			return nil, fmt.Errorf("baseline: %d predictions for %d rows", len(cfg.predictions), len(ds.X))
 		}
-		f, err := buildFeature("prediction", cfg.predictions, bins, false, true)
+		f, err := buildPrediction(cfg, bins)
 		if err != nil {
 			return nil, err
 		}
@@ -127,6 +142,42 @@ func BuildBaseline(ds *inference.Dataset, bins int, opts ...BaselineOption) (*Ba
 		return nil, err
 	}
 	return b, nil
+}
+
+// buildPrediction bins the predictions as their task needs (see
+// WithTaskPredictions).
+func buildPrediction(cfg baselineConfig, bins int) (FeatureBaseline, error) {
+	switch cfg.task {
+	case "", modelfleet.TaskBinary:
+		return buildFeature("prediction", cfg.predictions, bins, false, true)
+	case modelfleet.TaskRegression:
+		return buildFeature("prediction", cfg.predictions, bins, false, false)
+	case modelfleet.TaskMulticlass:
+		if cfg.classes < 2 || cfg.classes > MaxBins {
+			return FeatureBaseline{}, fmt.Errorf("baseline: a multiclass model of %d classes: want 2 to %d", cfg.classes, MaxBins)
+		}
+		for i, v := range cfg.predictions {
+			if v != math.Trunc(v) || v < 0 || v >= float64(cfg.classes) {
+				return FeatureBaseline{}, fmt.Errorf("baseline: prediction %d is %v: not a class of a %d-class model", i+1, v, cfg.classes)
+			}
+		}
+		f, err := buildFeature("prediction", cfg.predictions, bins, true, false)
+		if err != nil {
+			return f, err
+		}
+		// Every class is a category, so a class the data never predicted
+		// is counted in its own bin at the sites, not as out of bounds.
+		f.Categories = make([]float64, cfg.classes)
+		f.Counts = make([]int64, cfg.classes+1)
+		for k := range f.Categories {
+			f.Categories[k] = float64(k)
+		}
+		for _, v := range cfg.predictions {
+			f.Counts[int(v)]++
+		}
+		return f, nil
+	}
+	return FeatureBaseline{}, fmt.Errorf("baseline: task %q: want %q, %q or %q", cfg.task, modelfleet.TaskBinary, modelfleet.TaskMulticlass, modelfleet.TaskRegression)
 }
 
 func buildFeature(name string, col []float64, bins int, categorical, probability bool) (FeatureBaseline, error) {

@@ -130,3 +130,64 @@ func TestBuildBaselineCategorical(t *testing.T) {
 		t.Error("0 bins accepted")
 	}
 }
+
+func TestBaselinePredictionsPerTask(t *testing.T) {
+	ds := bearingData(t)
+	n := len(ds.X)
+	classes, values := make([]float64, n), make([]float64, n)
+	for i := range n {
+		classes[i] = float64(i % 3) // class 3 of 4 is never predicted
+		values[i] = 0.25 + float64(i%7)*0.1
+	}
+	// A regressor whose values fall inside [0, 1] is binned over its own
+	// range, not over the probabilities' [0, 1].
+	reg, err := BuildBaseline(ds, 10, WithTaskPredictions("regression", 1, values))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := reg.Prediction; p.Categorical() || p.Edges[0] != 0.25 || p.Edges[10] != slices.Max(values) || slices.Max(values) > 0.9 {
+		t.Fatalf("regression prediction: kind %s, edges %v", p.Kind, p.Edges)
+	}
+	bin, err := BuildBaseline(ds, 10, WithTaskPredictions("binary", 2, values))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := bin.Prediction; p.Edges[0] != 0 || p.Edges[10] != 1 {
+		t.Fatalf("binary prediction: edges %v", p.Edges)
+	}
+	mc, err := BuildBaseline(ds, 10, WithTaskPredictions("multiclass", 4, classes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mc.Prediction
+	if !p.Categorical() || !slices.Equal(p.Categories, []float64{0, 1, 2, 3}) || len(p.Counts) != 5 || p.Counts[3] != 0 || p.Counts[0]+p.Counts[1]+p.Counts[2] != int64(n) {
+		t.Fatalf("multiclass prediction: %+v", p)
+	}
+	if p.Bin(3) != 3 || p.Bin(4) != 4 {
+		t.Fatalf("class 3 bins to %d, class 4 to %d", p.Bin(3), p.Bin(4))
+	}
+	// The document round-trips with its digest.
+	data, err := json.Marshal(mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := DecodeBaseline(data)
+	if err != nil || back.Digest() != mc.Digest() {
+		t.Fatalf("decode: %v, digest %s want %s", err, back.Digest(), mc.Digest())
+	}
+	for _, bad := range []struct {
+		task    string
+		classes int
+		preds   []float64
+		want    string
+	}{
+		{"multiclass", 4, append(slices.Clone(classes[:n-1]), 4), "not a class"},
+		{"multiclass", 4, append(slices.Clone(classes[:n-1]), 1.5), "not a class"},
+		{"multiclass", 1, classes, "2 to"},
+		{"ranking", 1, values, "task \"ranking\""},
+	} {
+		if _, err := BuildBaseline(ds, 10, WithTaskPredictions(bad.task, bad.classes, bad.preds)); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s %d: %v, want %q", bad.task, bad.classes, err, bad.want)
+		}
+	}
+}

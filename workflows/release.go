@@ -450,7 +450,11 @@ func (r *release) checkCriteria(ctx workflow.Context, i int, batch []string) err
 		return breach("wave %q: prediction shift %.3f (Jensen–Shannon distance of %s's %d predictions from the versions it replaces) exceeds %.3f",
 			name, p.PredictionShift, r.in.Model.Version, p.ShiftSamples, c.MaxPredictionShift)
 	}
-	if c.MinQuality > 0 && p.Labelled >= modelfleet.MinQualitySamples {
+	if res := p.Residuals; c.MinQuality > 0 && res != nil && res.N >= modelfleet.MinQualitySamples {
+		if r2, ok := res.R2(); ok && r2 < c.MinQuality {
+			return breach("wave %q: R² %.3f of %s over %d predictions whose values came back is below %.3f", name, r2, r.in.Model.Version, res.N, c.MinQuality)
+		}
+	} else if c.MinQuality > 0 && p.Labelled >= modelfleet.MinQualitySamples {
 		if acc := float64(p.Correct) / float64(p.Labelled); acc < c.MinQuality {
 			return breach("wave %q: accuracy %.3f of %s over %d labelled predictions is below %.3f", name, acc, r.in.Model.Version, p.Labelled, c.MinQuality)
 		}

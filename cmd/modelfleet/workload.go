@@ -281,11 +281,13 @@ func pairWorkload(ctx context.Context, g *globals, m *modelfleet.Model, ref stri
 func newWorkloadRunCmd(g *globals) *cobra.Command {
 	r := app.WorkloadRunnerConfig{}
 	cmd := &cobra.Command{
-		Use:   "run --site <id> --manifest <workload.yaml> --broker mqtt://host:port --router http://agent:port",
+		Use:   "run --site <id> --manifest <workload.yaml> [--module workload.wasm] --broker mqtt://host:port --router http://agent:port",
 		Short: "Run one site's workload as its own process, supervised, until SIGTERM",
-		Long: `Run a workload outside the embedded stack: the manifest is paired with the
-feature code built into this binary (refused if the code cannot serve it),
-then supervised — started, health-checked, restarted with backoff — on a
+		Long: `Run a workload outside the embedded stack: a manifest naming a WebAssembly
+module runs the module file given with --module (refused unless it hashes to
+the manifest's module.digest); any other manifest is paired with the feature
+code built into this binary (refused if the code cannot serve it). It is then
+supervised — started, health-checked, restarted with backoff — on a
 persistent MQTT session (QoS 1) until SIGINT or SIGTERM, when it drains:
 what it holds is finished and acknowledged, the rest stays on the broker
 for the next start. It serves GET /healthz, /decisions and /metrics on
@@ -316,6 +318,7 @@ Every flag has an environment variable, for containers.`,
 	f.StringVar(&r.Manifest, "manifest", os.Getenv("MODELFLEET_WORKLOAD_MANIFEST"), "the workload's manifest, workload.yaml ($MODELFLEET_WORKLOAD_MANIFEST, required)")
 	f.StringVar(&r.Broker, "broker", envOr("MODELFLEET_MQTT_URL", "mqtt://127.0.0.1:1883"), "MQTT broker URL ($MODELFLEET_MQTT_URL)")
 	f.StringVar(&r.Router, "router", envOr("MODELFLEET_ROUTER_URL", "http://127.0.0.1:9001"), "the site's inference router ($MODELFLEET_ROUTER_URL)")
+	f.StringVar(&r.Module, "module", os.Getenv("MODELFLEET_WORKLOAD_MODULE"), "the WebAssembly module a manifest with module: names ($MODELFLEET_WORKLOAD_MODULE; checked against module.digest)")
 	f.StringVar(&r.KeyFile, "key-file", os.Getenv("MODELFLEET_ROUTER_KEY_FILE"), "file holding the router API key for the model ($MODELFLEET_ROUTER_KEY_FILE; none: no key)")
 	f.StringVar(&r.Listen, "listen", envOr("MODELFLEET_WORKLOAD_LISTEN", "127.0.0.1:9100"), "health, decisions and metrics listen address ($MODELFLEET_WORKLOAD_LISTEN)")
 	f.StringVar(&r.DataDir, "data-dir", "", "where the record of decisions is kept (default $MODELFLEET_DATA_DIR/workloads/<site>)")

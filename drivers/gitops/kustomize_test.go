@@ -24,7 +24,7 @@ func TestOverlayBuildsWithKustomize(t *testing.T) {
 // With a workload, the overlay builds too: its ConfigMap and Deployment in
 // the site's namespace, labelled with the site.
 func TestOverlayWithAWorkloadBuildsWithKustomize(t *testing.T) {
-	deps := build(t, workloadCfg, withWorkload(t, desired("plant-a", 7, v("2", 'b', 10), v("1", 'a', 90))), "ConfigMap,ConfigMap,Service,Deployment,Deployment")
+	deps := build(t, workloadCfg, withWorkload(t, desired("plant-a", 7, v("2", 'b', 10), v("1", 'a', 90))), "ConfigMap,ConfigMap,Service,Service,Deployment,Deployment")
 	checkAgent(t, deps["modelfleet-edge"])
 	w := deps["modelfleet-workload-bearing-failure-line"]
 	if w.Namespace != "modelfleet" || w.Labels["modelfleet.io/site"] != "plant-a" || w.Spec.Template.Spec.Containers[0].Args[3] != "plant-a" {

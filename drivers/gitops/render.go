@@ -122,14 +122,17 @@ func Render(cfg Config, site modelfleet.Site, ds modelfleet.Desired) (map[string
 		if err != nil {
 			return nil, err
 		}
-		cmFile, depFile := "workload-"+n+"-manifest.yaml", "workload-"+n+".yaml"
+		cmFile, depFile, svcFile := "workload-"+n+"-manifest.yaml", "workload-"+n+".yaml", "workload-"+n+"-service.yaml"
 		if err := add(path.Join(dir, cmFile), cm); err != nil {
 			return nil, err
 		}
 		if err := add(path.Join(dir, depFile), dep); err != nil {
 			return nil, err
 		}
-		resources = append(resources, cmFile, depFile)
+		if err := add(path.Join(dir, svcFile), workloadService(dep)); err != nil {
+			return nil, err
+		}
+		resources = append(resources, cmFile, depFile, svcFile)
 	}
 	k := kustomization{
 		APIVersion: "kustomize.config.k8s.io/v1beta1", Kind: "Kustomization",

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/workload/spec"
 )
 
 // A workload the site's desired state names runs as its own Deployment in
@@ -48,18 +49,37 @@ func workloadObjects(cfg Config, site modelfleet.Site, name string, dw modelflee
 	if cfg.MQTTURL == "" {
 		return bad("the gitops driver has no MQTT broker URL for workloads (Config.MQTTURL, modelfleet worker --gitops-mqtt-url)")
 	}
+	m, err := spec.ParseManifest([]byte(dw.Manifest))
+	if err != nil {
+		return bad("%v", err)
+	}
 	labels := map[string]string{"app.kubernetes.io/name": workloadApp, "app.kubernetes.io/instance": name}
 	cm := &corev1.ConfigMap{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		ObjectMeta: metav1.ObjectMeta{Name: obj, Labels: labels},
 		Data:       map[string]string{WorkloadKey: dw.Manifest},
 	}
-	args := []string{"workload", "run", "--site", site.ID,
+	// The configuration, as `modelfleet workload run` reads it from its
+	// environment: the same for the agent's image and a workload's own.
+	env := []corev1.EnvVar{
+		{Name: "MODELFLEET_SITE", Value: site.ID},
+		{Name: "MODELFLEET_WORKLOAD_MANIFEST", Value: workloadMount + "/" + WorkloadKey},
+		{Name: "MODELFLEET_MQTT_URL", Value: cfg.MQTTURL},
+		{Name: "MODELFLEET_ROUTER_URL", Value: fmt.Sprintf("http://%s:%d", appName, routerPort)},
+		{Name: "MODELFLEET_WORKLOAD_LISTEN", Value: fmt.Sprintf("0.0.0.0:%d", workloadPort)},
+		{Name: "MODELFLEET_DATA_DIR", Value: "/var/lib/modelfleet"},
+	}
+	image, args := cfg.Image, []string{"workload", "run", "--site", site.ID,
 		"--manifest", workloadMount + "/" + WorkloadKey,
 		"--broker", "$(MODELFLEET_MQTT_URL)",
 		"--router", fmt.Sprintf("http://%s:%d", appName, routerPort),
 		"--listen", fmt.Sprintf("0.0.0.0:%d", workloadPort),
 		"--data-dir", "/var/lib/modelfleet"}
+	if m.Image != "" {
+		// The workload's own image, pinned by digest: its entrypoint
+		// reads the environment.
+		image, args = m.Image, nil
+	}
 	mounts := []corev1.VolumeMount{
 		{Name: "manifest", MountPath: workloadMount, ReadOnly: true},
 		{Name: "data", MountPath: "/var/lib/modelfleet"},
@@ -69,7 +89,10 @@ func workloadObjects(cfg Config, site modelfleet.Site, name string, dw modelflee
 		{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 	}
 	if cfg.WorkloadKeySecret != "" {
-		args = append(args, "--key-file", workloadKeyDir+"/key")
+		if args != nil {
+			args = append(args, "--key-file", workloadKeyDir+"/key")
+		}
+		env = append(env, corev1.EnvVar{Name: "MODELFLEET_ROUTER_KEY_FILE", Value: workloadKeyDir + "/key"})
 		mounts = append(mounts, corev1.VolumeMount{Name: "router-key", MountPath: workloadKeyDir, ReadOnly: true})
 		volumes = append(volumes, corev1.Volume{Name: "router-key", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: cfg.WorkloadKeySecret}}})
 	}
@@ -94,9 +117,9 @@ func workloadObjects(cfg Config, site modelfleet.Site, name string, dw modelflee
 					TerminationGracePeriodSeconds: ptr(int64(30)), // the drain takes at most 15 s
 					Containers: []corev1.Container{{
 						Name:  "workload",
-						Image: cfg.Image,
+						Image: image,
 						Args:  args,
-						Env:   []corev1.EnvVar{{Name: "MODELFLEET_MQTT_URL", Value: cfg.MQTTURL}},
+						Env:   env,
 						Ports: []corev1.ContainerPort{{Name: "health", ContainerPort: workloadPort, Protocol: corev1.ProtocolTCP}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("health")}},
 							PeriodSeconds: 10},
@@ -113,4 +136,19 @@ func workloadObjects(cfg Config, site modelfleet.Site, name string, dw modelflee
 		},
 	}
 	return cm, dep, nil
+}
+
+// workloadService exposes a workload's health port inside the site's
+// namespace: the agent (--external-workloads) reads GET /healthz there to
+// report which version runs, so a release's step waits for the workload's
+// rollout as it waits for the models.
+func workloadService(dep *appsv1.Deployment) *corev1.Service {
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: dep.Name, Labels: dep.Labels},
+		Spec: corev1.ServiceSpec{
+			Selector: dep.Spec.Selector.MatchLabels,
+			Ports:    []corev1.ServicePort{{Name: "health", Port: workloadPort, TargetPort: intstr.FromString("health"), Protocol: corev1.ProtocolTCP}},
+		},
+	}
 }

@@ -61,8 +61,18 @@ func TestRendersAWorkloadDeployment(t *testing.T) {
 	if c.Image != "modelfleet:test" || !slices.Equal(c.Args, wantArgs) {
 		t.Fatalf("container image %q args %q, want %q", c.Image, c.Args, wantArgs)
 	}
-	if len(c.Env) != 1 || c.Env[0].Name != "MODELFLEET_MQTT_URL" || c.Env[0].Value != workloadCfg.MQTTURL {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if env["MODELFLEET_MQTT_URL"] != workloadCfg.MQTTURL || env["MODELFLEET_SITE"] != "plant-a" || env["MODELFLEET_ROUTER_KEY_FILE"] != "/etc/modelfleet/router-key/key" ||
+		env["MODELFLEET_WORKLOAD_MANIFEST"] != "/etc/modelfleet/workload/workload.yaml" || env["MODELFLEET_ROUTER_URL"] != "http://modelfleet-edge:9001" {
 		t.Fatalf("env %+v", c.Env)
+	}
+	var svc corev1.Service
+	strict(t, string(files[dir+"workload-bearing-failure-line-service.yaml"]), &svc)
+	if svc.Name != dep.Name || svc.Spec.Selector["app.kubernetes.io/instance"] != "bearing-failure-line" || svc.Spec.Ports[0].Port != 9100 {
+		t.Fatalf("service %+v", svc)
 	}
 	if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" || p.HTTPGet.Port.StrVal != "health" || c.Ports[0].ContainerPort != 9100 {
 		t.Fatalf("readiness %+v, ports %+v", c.ReadinessProbe, c.Ports)
@@ -137,5 +147,41 @@ func TestWorkloadRemovedFromTheOverlay(t *testing.T) {
 	}
 	if k := file(t, head, "clusters/plant-a/kustomization.yaml"); strings.Contains(k, "workload") {
 		t.Fatalf("kustomization still lists the workload:\n%s", k)
+	}
+}
+
+// A workload whose code is an OCI image runs that image, pinned by digest,
+// with the configuration in its environment; the rest of the Deployment
+// is the same.
+func TestRendersAWorkloadImage(t *testing.T) {
+	dw := exampleWorkload(t)
+	img := "registry.plant.example/line-features@sha256:" + strings.Repeat("ab", 32)
+	dw.Manifest += "image: " + img + "\n"
+	sum := sha256.Sum256([]byte(dw.Manifest))
+	dw.Digest = "sha256:" + hex.EncodeToString(sum[:])
+	ds := desired("plant-a", 4, v("1", 'a', 100))
+	ds.Workloads = map[string]modelfleet.DesiredWorkload{"bearing-failure-line": dw}
+	files, err := gitops.Render(workloadCfg, site("plant-a"), ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep appsv1.Deployment
+	strict(t, string(files[gitops.ClusterDir("plant-a")+"/workload-bearing-failure-line.yaml"]), &dep)
+	c := dep.Spec.Template.Spec.Containers[0]
+	if c.Image != img || len(c.Args) != 0 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || c.ReadinessProbe == nil {
+		t.Fatalf("container %q args %q", c.Image, c.Args)
+	}
+	found := false
+	for _, e := range c.Env {
+		found = found || e.Name == "MODELFLEET_ROUTER_KEY_FILE"
+	}
+	if !found || dep.Spec.Template.Annotations["modelfleet.io/workload-digest"] != dw.Digest {
+		t.Fatalf("env %+v, annotations %+v", c.Env, dep.Spec.Template.Annotations)
+	}
+	// A manifest that does not parse is refused at Plan, naming why.
+	dw.Manifest = strings.Replace(dw.Manifest, img, "registry.plant.example/line-features:latest", 1)
+	ds.Workloads["bearing-failure-line"] = dw
+	if _, err := gitops.Render(workloadCfg, site("plant-a"), ds); modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "pinned by digest") {
+		t.Fatalf("an image by tag: %v", err)
 	}
 }

@@ -80,10 +80,19 @@ func toModel(name, version string, mv ml.ModelVersion, strict bool) (modelfleet.
 			fail("property %q is not a JSON array of feature names: %v", PropFeatures, err)
 		}
 	}
-	m.ArtifactURL = deref(p.ModelURI)
-	if art := props[PropArtifact]; art != "" && m.ArtifactURL != "" {
-		m.ArtifactURL = strings.TrimRight(m.ArtifactURL, "/") + "/" + strings.TrimLeft(art, "/")
+	switch t := deref(p.ModelType); t {
+	case "", AssetCustom:
+	case AssetMLflow:
+		if f, ok := props[PropFormat]; ok && f != modelfleet.FormatMLflow {
+			fail("asset type %s with property %q %q: an mlflow_model is format %q", t, PropFormat, f, modelfleet.FormatMLflow)
+		}
+		m.Format = modelfleet.FormatMLflow
+	case AssetTriton:
+		fail("%s", tritonRefusal)
+	default:
+		fail("asset type %q is not supported: use %s (a model file, or a folder with one) or %s", t, AssetCustom, AssetMLflow)
 	}
+	m.ArtifactURL = assetURL(deref(p.ModelType), deref(p.ModelURI), props[PropArtifact])
 	if m.ArtifactURL == "" {
 		fail("modelUri is empty")
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,16 +55,40 @@ type Manifest struct {
 	// (docs/workloads.md, "ABI"); without it the site pairs the manifest
 	// with feature code built into its agent.
 	Module *Module `yaml:"module,omitempty" json:"module,omitempty"`
+	// Image, when set, is the workload's code as an OCI container image
+	// pinned by digest ("registry/repo@sha256:<64 hex>"), for sites whose
+	// workloads run as Kubernetes Deployments (the gitops driver): the
+	// container gets the same configuration as `modelfleet workload run`
+	// (docs/workloads.md, "Container images"). An agent that hosts its
+	// workloads itself cannot run one and reports it failed.
+	Image string `yaml:"image,omitempty" json:"image,omitempty"`
 }
 
 // Feature is one feature the workload produces: its name as the model
 // declares it, its unit, and the range a sane value lies in. A value outside
 // the range is dead-lettered instead of scored.
 type Feature struct {
-	Name string   `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name"`
+	// Type is what the values are, when the model's schema cares (an MLflow
+	// signature's long or boolean column): one of modelfleet.FeatureTypes;
+	// "" is not checked against the model.
+	Type string   `yaml:"type,omitempty" json:"type,omitempty"`
 	Unit string   `yaml:"unit,omitempty" json:"unit,omitempty"`
 	Min  *float64 `yaml:"min,omitempty" json:"min,omitempty"`
 	Max  *float64 `yaml:"max,omitempty" json:"max,omitempty"`
+}
+
+// Holds reports whether v is a value of the feature's declared type: a
+// whole number for long and integer, 0 or 1 for boolean, any number
+// otherwise. The runtime dead-letters a feature that is not.
+func (f Feature) Holds(v float64) bool {
+	switch f.Type {
+	case modelfleet.FeatureLong, modelfleet.FeatureInteger:
+		return v == math.Trunc(v)
+	case modelfleet.FeatureBoolean:
+		return v == 0 || v == 1
+	}
+	return true
 }
 
 // Input declares the factory data: MQTT topic filters ("{site}" is replaced
@@ -184,6 +209,9 @@ func (m *Manifest) Validate() error {
 			return bad("features must be unique and non-empty (got %q)", f.Name)
 		}
 		seen[f.Name] = true
+		if f.Type != "" && !slices.Contains(modelfleet.FeatureTypes, f.Type) {
+			return bad("feature %q: type %q is not supported: use one of %s", f.Name, f.Type, strings.Join(modelfleet.FeatureTypes, ", "))
+		}
 		if err := checkRange("feature", f.Name, f.Min, f.Max); err != nil {
 			return bad("%v", err)
 		}
@@ -206,6 +234,14 @@ func (m *Manifest) Validate() error {
 	if m.Module != nil {
 		if err := m.Module.validate(); err != nil {
 			return bad("%v", err)
+		}
+	}
+	if m.Image != "" {
+		if m.Module != nil {
+			return bad("module and image are exclusive: the workload's code is one or the other")
+		}
+		if err := CheckImage(m.Image); err != nil {
+			return bad("image: %v", err)
 		}
 	}
 	if m.Scaling.Workers < 1 || m.Scaling.Workers > 256 || m.Scaling.Queue < 1 || m.Scaling.Queue > 1<<16 {

@@ -146,3 +146,51 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// MaxImageRef bounds an image reference's length.
+const MaxImageRef = 512
+
+// CheckImage accepts an OCI image reference pinned by digest:
+// "<registry>/<repository>[:tag]@sha256:<64 hex>", lowercase repository
+// path components of letters, digits and separators (., _, -), a registry
+// host that may carry a port. A tag alone is refused: it can move, and the
+// release must pin what the sites run.
+func CheckImage(ref string) error {
+	if len(ref) > MaxImageRef {
+		return fmt.Errorf("%d characters: at most %d", len(ref), MaxImageRef)
+	}
+	name, digest, ok := strings.Cut(ref, "@")
+	if !ok {
+		return fmt.Errorf("%q is not pinned by digest: want <registry>/<repository>@sha256:<64 hex> (a tag can move)", ref)
+	}
+	if err := CheckDigest(digest); err != nil {
+		return err
+	}
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		tag := name[i+1:]
+		name = name[:i]
+		if tag == "" || len(tag) > 128 || strings.IndexFunc(tag, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-')
+		}) >= 0 {
+			return fmt.Errorf("%q: malformed tag %q", ref, tag)
+		}
+	}
+	parts := strings.Split(name, "/")
+	if len(parts) < 2 {
+		return fmt.Errorf("%q names no registry: want <registry>/<repository>@sha256:... (no implicit Docker Hub)", ref)
+	}
+	host := parts[0]
+	if host == "" || strings.IndexFunc(host, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == ':')
+	}) >= 0 || !strings.ContainsAny(host, ".:") && host != "localhost" {
+		return fmt.Errorf("%q: %q is not a registry host", ref, host)
+	}
+	for _, p := range parts[1:] {
+		if p == "" || strings.IndexFunc(p, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-')
+		}) >= 0 || strings.ContainsAny(p[:1]+p[len(p)-1:], "._-") {
+			return fmt.Errorf("%q: repository path component %q must be lowercase letters and digits, separated by '.', '_' or '-'", ref, p)
+		}
+	}
+	return nil
+}

@@ -78,3 +78,56 @@ func FuzzSetModuleDigest(f *testing.F) {
 		}
 	})
 }
+
+func TestCheckImage(t *testing.T) {
+	d := "sha256:" + strings.Repeat("ab", 32)
+	for _, ok := range []string{
+		"registry.plant.example/line/features@" + d,
+		"localhost:5000/features@" + d,
+		"myacr.azurecr.io/team-a/line_features:1.2@" + d,
+	} {
+		if err := CheckImage(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for ref, want := range map[string]string{
+		"registry.example/features:1.2":                "not pinned by digest",
+		"features@" + d:                                "names no registry",
+		"docker/features@" + d:                         "is not a registry host",
+		"registry.example/Features@" + d:               "lowercase",
+		"registry.example/features@sha256:abc":         "not a digest",
+		"registry.example/features:t@g@" + d:           "not a digest",
+		"registry.example//features@" + d:              "lowercase",
+		"registry.example/features:" + "@" + d:         "malformed tag",
+		"registry.example/" + strings.Repeat("a", 600): "at most",
+	} {
+		if err := CheckImage(ref); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", ref, err, want)
+		}
+	}
+}
+
+func FuzzCheckImage(f *testing.F) {
+	f.Add("registry.plant.example/line/features@sha256:" + strings.Repeat("ab", 32))
+	f.Add("localhost:5000/f:1@sha256:")
+	f.Fuzz(func(t *testing.T, ref string) {
+		if CheckImage(ref) == nil && (!strings.Contains(ref, "@sha256:") || len(ref) > MaxImageRef) {
+			t.Fatalf("accepted %q", ref)
+		}
+	})
+}
+
+func TestManifestImage(t *testing.T) {
+	img := "registry.plant.example/line@sha256:" + strings.Repeat("ab", 32)
+	m, err := ParseManifest([]byte(baseManifest + "image: " + img + "\n"))
+	if err != nil || m.Image != img {
+		t.Fatalf("%q %v", m.Image, err)
+	}
+	if _, err := ParseManifest([]byte(baseManifest + "image: registry.plant.example/line:latest\n")); err == nil || !strings.Contains(err.Error(), "pinned by digest") {
+		t.Errorf("a tag: %v", err)
+	}
+	both := baseManifest + "image: " + img + "\nmodule: {digest: \"sha256:" + strings.Repeat("1", 64) + "\", abi: 1}\n"
+	if _, err := ParseManifest([]byte(both)); err == nil || !strings.Contains(err.Error(), "exclusive") {
+		t.Errorf("module and image: %v", err)
+	}
+}

@@ -22,7 +22,14 @@ type Validation struct {
 	Samples int
 	Rows    [][]float64
 	Actions []string
+	// Scored counts the rows the paired model scored (ValidateWith).
+	Scored int
 }
+
+// Scorer is the model a workload's features feed, as validation scores
+// them: its prediction for a row in the manifest's feature order and the
+// label the router would answer with it (-1 for a regressor).
+type Scorer func(row []float64) (prediction float64, label int, err error)
 
 // SampleInputs are the inputs validation runs through a module: for each
 // of two machines, window.size + 4 samples (at most 1028) 100 ms apart,
@@ -61,6 +68,15 @@ func SampleInputs(m *spec.Manifest) []Input {
 // and inside its declared range, and the module must decide an action on
 // predictions across [0, 1]. Everything wrong is EINVALID and says what.
 func Validate(ctx context.Context, m *spec.Manifest, code []byte) (Validation, error) {
+	return ValidateWith(ctx, m, code, nil)
+}
+
+// ValidateWith is Validate, and with score the model the workload is
+// released with scores every row the module prepares and the module decides
+// on each of those predictions too, as at a site: a model that cannot score
+// the module's features, or a module that faults on the model's own
+// predictions, fails validation before any site changes.
+func ValidateWith(ctx context.Context, m *spec.Manifest, code []byte, score Scorer) (Validation, error) {
 	var v Validation
 	if m.Module == nil {
 		return v, modelfleet.Errorf(modelfleet.EINVALID, "workload %s names no module", m.Ref())
@@ -108,6 +124,22 @@ func Validate(ctx context.Context, m *spec.Manifest, code []byte) (Validation, e
 			}
 		}
 		v.Rows = append(v.Rows, append([]float64(nil), row...))
+		if score == nil {
+			continue
+		}
+		p, label, err := score(row)
+		if err != nil {
+			return bad("the model it is released with cannot score the features it prepared on sample %d: %v", i, err)
+		}
+		if math.IsNaN(p) || math.IsInf(p, 0) {
+			return bad("the model it is released with predicted %v on the features it prepared on sample %d", p, i)
+		}
+		a, err := in.Decide(s.Machine, p, label, "validation")
+		if err != nil {
+			return bad("deciding on the model's prediction %v for sample %d: %v", p, i, err)
+		}
+		v.Actions = append(v.Actions, a)
+		v.Scored++
 	}
 	for _, machine := range validationMachines {
 		if !ready[machine] {

@@ -3,6 +3,7 @@ package wasm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"sync"
@@ -240,6 +241,30 @@ func TestValidate(t *testing.T) {
 	}
 	if v.Samples != 12 || len(v.Rows) != 12 || len(v.Actions) != 6 {
 		t.Errorf("validation %+v", v)
+	}
+	// The model the workload is released with scores every row, and the
+	// module decides on its predictions.
+	var seen int
+	vs, err := ValidateWith(ctx, m, code, func(row []float64) (float64, int, error) {
+		if len(row) != len(m.Features) {
+			return 0, 0, fmt.Errorf("%d features", len(row))
+		}
+		seen++
+		return 0.75, 1, nil
+	})
+	if err != nil || vs.Scored != len(vs.Rows) || seen != len(vs.Rows) || len(vs.Actions) != len(v.Actions)+vs.Scored {
+		t.Errorf("validation with a model: %+v, %v (%d scored)", vs, err, seen)
+	}
+	for _, c := range []struct {
+		score Scorer
+		want  string
+	}{
+		{func([]float64) (float64, int, error) { return 0, 0, errors.New("feature 3 is not a number") }, "cannot score the features it prepared on sample"},
+		{func([]float64) (float64, int, error) { return math.NaN(), 0, nil }, "predicted NaN"},
+	} {
+		if _, err := ValidateWith(ctx, m, code, c.score); err == nil || !strings.Contains(err.Error(), c.want) || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
+			t.Errorf("%v, want EINVALID saying %q", err, c.want)
+		}
 	}
 	out := *m
 	hi := 0.5

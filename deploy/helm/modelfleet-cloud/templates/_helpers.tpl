@@ -25,6 +25,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "modelfleet-cloud.env" -}}
 - name: MODELFLEET_TEMPORAL_ADDRESS
   value: {{ .Values.temporal.address | quote }}
+{{- with .Values.serviceBus.namespace }}
+- name: MODELFLEET_SERVICEBUS_NAMESPACE
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.releaseKeys.keyVault }}
+- name: MODELFLEET_RELEASE_KEY_VAULT
+  value: {{ join "," . | quote }}
+{{- end }}
 - name: MODELFLEET_NAMESPACE
   value: {{ .Values.temporal.namespace | quote }}
 - name: MODELFLEET_GATEWAY_URL
