@@ -79,7 +79,52 @@ func TestOtherFormatsAndTasks(t *testing.T) {
 			}
 		}
 	}
+	mlflowMulticlass(t, s, root, policy)
 	rollBackRegressor(t, s, rul)
+}
+
+// mlflowMulticlass registers an MLflow model directory as `model register
+// --file <dir>` does (a scikit-learn classifier of 3 classes with an onnx
+// flavour, inference/testdata/mlflow), with no card: its features come from
+// the MLmodel signature. It rolls out and every site answers with the class
+// and the three probabilities.
+func mlflowMulticlass(t *testing.T, s *stack, root, policy string) {
+	t.Helper()
+	dir := filepath.Join(root, "inference", "testdata", "mlflow", "golden", "sklearn_onnx")
+	if out := s.mustCLI("model", "register", "--name", "defect-class", "--version", "1", "--file", dir, "--policy", policy); !strings.Contains(string(out), "registered defect-class:1") {
+		t.Fatalf("register the MLflow directory: %q", out)
+	}
+	st := s.waitSucceeded("defect-class", "1")
+	if v, _ := st["validation"].(map[string]any); v["passed"] != true {
+		t.Fatalf("validation = %v", v)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "input_example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex struct {
+		Columns []string    `json:"columns"`
+		Data    [][]float64 `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &ex); err != nil || len(ex.Data) == 0 {
+		t.Fatalf("input example: %v", err)
+	}
+	row := map[string]float64{}
+	for i, c := range ex.Columns {
+		row[c] = ex.Data[0][i]
+	}
+	body, _ := json.Marshal(map[string]any{"features": row})
+	for _, p := range s.sitePorts {
+		res, err := scoreBody(p, "defect-class", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probs, _ := res["probabilities"].([]any)
+		label, _ := res["label"].(float64)
+		if res["version"] != "1" || len(probs) != 3 || label < 0 || label > 2 || res["prediction"] != res["label"] {
+			t.Errorf("defect-class at :%d: %v, want a class of 3 with its probabilities", p, res)
+		}
+	}
 }
 
 // TestOtherFormatsAndTasks' regressor rolled back: version 2 (the same
