@@ -45,6 +45,31 @@ type File struct {
 // socket is refused, naming it, since what it points to is not part of
 // the model.
 func PackDir(dir string, w io.Writer) error {
+	files, err := readDir(dir)
+	if err != nil {
+		return err
+	}
+	if err := Pack(files, w); err != nil {
+		return fmt.Errorf("model directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// ArchiveDir is PackDir for any model directory (an external model
+// server's model repository): the same archive, without requiring MLmodel.
+func ArchiveDir(dir string, w io.Writer) error {
+	files, err := readDir(dir)
+	if err != nil {
+		return err
+	}
+	if err := Archive(files, w); err != nil {
+		return fmt.Errorf("model directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// readDir reads the regular files under dir, bounded as Pack bounds them.
+func readDir(dir string) ([]File, error) {
 	var files []File
 	var total int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -60,22 +85,22 @@ func PackDir(dir string, w io.Writer) error {
 		case d.IsDir():
 			return nil
 		case d.Type()&fs.ModeSymlink != 0:
-			return fmt.Errorf("mlflow package %s: %q is a symbolic link: copy the file it points to into the model directory", dir, name)
+			return fmt.Errorf("model directory %s: %q is a symbolic link: copy the file it points to into the model directory", dir, name)
 		case !d.Type().IsRegular():
-			return fmt.Errorf("mlflow package %s: %q is not a regular file", dir, name)
+			return fmt.Errorf("model directory %s: %q is not a regular file", dir, name)
 		}
 		if len(files) == MaxEntries {
-			return fmt.Errorf("mlflow package %s: more than %d files", dir, MaxEntries)
+			return fmt.Errorf("model directory %s: more than %d files", dir, MaxEntries)
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
 		if info.Size() > MaxFileBytes {
-			return fmt.Errorf("mlflow package %s: %q is %d bytes, more than %d", dir, name, info.Size(), MaxFileBytes)
+			return fmt.Errorf("model directory %s: %q is %d bytes, more than %d", dir, name, info.Size(), MaxFileBytes)
 		}
 		if total += info.Size(); total > MaxArchiveBytes {
-			return fmt.Errorf("mlflow package %s: its files hold more than %d bytes", dir, MaxArchiveBytes)
+			return fmt.Errorf("model directory %s: its files hold more than %d bytes", dir, MaxArchiveBytes)
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -84,13 +109,7 @@ func PackDir(dir string, w io.Writer) error {
 		files = append(files, File{Name: name, Data: data})
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if err := Pack(files, w); err != nil {
-		return fmt.Errorf("mlflow package %s: %w", dir, err)
-	}
-	return nil
+	return files, err
 }
 
 // epoch is every entry's modification time: the archive's bytes depend on
@@ -102,13 +121,21 @@ var epoch = time.Unix(0, 0).UTC()
 // owner 0, times zero. The same package therefore always has the same digest,
 // wherever and whenever it is packed. One of the files must be MLmodel.
 func Pack(files []File, w io.Writer) error {
+	if !slices.ContainsFunc(files, func(f File) bool { return f.Name == MLmodelFile }) {
+		return fmt.Errorf("no %s file at its top: not an MLflow model directory", MLmodelFile)
+	}
+	return Archive(files, w)
+}
+
+// Archive is Pack for any set of files: the same deterministic archive,
+// without requiring MLmodel (an external model server's model directory).
+func Archive(files []File, w io.Writer) error {
 	files = slices.Clone(files)
 	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Name, b.Name) })
 	if len(files) > MaxEntries {
 		return fmt.Errorf("more than %d files", MaxEntries)
 	}
 	var total int64
-	hasMLmodel := false
 	for i, f := range files {
 		if err := checkName(f.Name); err != nil {
 			return err
@@ -120,13 +147,9 @@ func Pack(files []File, w io.Writer) error {
 			return fmt.Errorf("%q is %d bytes, more than %d", f.Name, len(f.Data), MaxFileBytes)
 		}
 		total += int64(len(f.Data))
-		hasMLmodel = hasMLmodel || f.Name == MLmodelFile
 	}
 	if total > MaxArchiveBytes {
 		return fmt.Errorf("its files hold more than %d bytes", MaxArchiveBytes)
-	}
-	if !hasMLmodel {
-		return fmt.Errorf("no %s file at its top: not an MLflow model directory", MLmodelFile)
 	}
 	tw := tar.NewWriter(w)
 	for _, f := range files {

@@ -23,9 +23,12 @@ const (
 	AssetTriton = "triton_model" // a Triton model repository
 )
 
-// tritonRefusal is why a triton_model version cannot be released as a
-// built-in model.
-const tritonRefusal = "asset type triton_model is a Triton model repository, which the edge runtime does not load: serve it through an Open Inference Protocol server (Triton, or any KServe V2 server) instead"
+// tritonNeedsServer is what a triton_model version lacks without its
+// server block.
+const tritonNeedsServer = `asset type triton_model is served by an Open Inference Protocol server at the sites: set the version's property "modelfleet.server" to its server block, e.g. {"name":"triton","model":"<model name in the repository>","task":"binary"} (docs/models.md, "External model servers")`
+
+// tritonConfig is the file every model of a Triton model repository has.
+const tritonConfig = "config.pbtxt"
 
 // modelFiles are the names a model file in a custom_model folder may have:
 // LightGBM text, XGBoost JSON or UBJSON, ONNX.
@@ -39,7 +42,7 @@ func assetURL(t, modelURI, artifact string) string {
 	switch {
 	case artifact != "" && modelURI != "":
 		return strings.TrimRight(modelURI, "/") + "/" + strings.TrimLeft(artifact, "/")
-	case t == AssetMLflow && modelURI != "":
+	case (t == AssetMLflow || t == AssetTriton) && modelURI != "":
 		return strings.TrimRight(modelURI, "/") + "/"
 	}
 	return modelURI
@@ -86,12 +89,16 @@ func (r *Registry) downloadFolder(ctx context.Context, rawURL, digest string, w 
 		return buf.Bytes(), nil
 	}
 	var data []byte
-	if slices.Contains(names, mlflow.MLmodelFile) {
+	// A Triton model repository (a config.pbtxt in it; a triton_model
+	// version) is archived whole, as `modelfleet model register --file
+	// <dir>` archives a model directory: the same files, the same bytes.
+	triton := slices.ContainsFunc(names, func(n string) bool { return n == tritonConfig || strings.HasSuffix(n, "/"+tritonConfig) })
+	if slices.Contains(names, mlflow.MLmodelFile) || triton {
 		var files []mlflow.File
 		var total int64
 		for _, name := range names {
 			if total += sizes[name]; total > mlflow.MaxArchiveBytes {
-				return 0, modelfleet.Errorf(modelfleet.ETOOLARGE, "azure ml registry: download %s: the MLflow model holds more than %d bytes", redact(rawURL), mlflow.MaxArchiveBytes)
+				return 0, modelfleet.Errorf(modelfleet.ETOOLARGE, "azure ml registry: download %s: the model folder holds more than %d bytes", redact(rawURL), mlflow.MaxArchiveBytes)
 			}
 			b, err := get(name, mlflow.MaxFileBytes)
 			if err != nil {
@@ -100,8 +107,12 @@ func (r *Registry) downloadFolder(ctx context.Context, rawURL, digest string, w 
 			files = append(files, mlflow.File{Name: name, Data: b})
 		}
 		var buf bytes.Buffer
-		if err := mlflow.Pack(files, &buf); err != nil {
-			return 0, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: download %s: mlflow package: %v", redact(rawURL), err)
+		pack := mlflow.Pack
+		if triton && !slices.Contains(names, mlflow.MLmodelFile) {
+			pack = mlflow.Archive
+		}
+		if err := pack(files, &buf); err != nil {
+			return 0, modelfleet.Errorf(modelfleet.EINVALID, "azure ml registry: download %s: model folder: %v", redact(rawURL), err)
 		}
 		data = buf.Bytes()
 	} else {

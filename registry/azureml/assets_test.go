@@ -151,15 +151,50 @@ func TestCustomModelFolder(t *testing.T) {
 	}
 }
 
-// A triton_model is recognised and refused with what to do instead; an
-// inventory (List) still shows it.
-func TestTritonModelRefused(t *testing.T) {
+// A triton_model version is a Triton model repository served by the Triton
+// server the sites declare: Get maps it to format oip with its server
+// block, Download archives the folder exactly as `modelfleet model register
+// --file <dir>` does (mlflow.ArchiveDir), and without a server block it is
+// refused saying what to set. Another asset type is refused by name; an
+// inventory (List) shows them all.
+func TestTritonModelAsset(t *testing.T) {
 	h := newHarness(t, azureml.Config{}, nil)
 	ctx := context.Background()
-	putAsset(h, "detector", azureml.AssetTriton, "triton/repo", map[string]string{azureml.PropDigest: "sha256:" + strings.Repeat("1", 64)})
-	_, err := h.reg.Get(ctx, "detector", "1")
-	if modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), "triton_model") || !strings.Contains(err.Error(), "serve it through an Open Inference Protocol server") {
-		t.Fatalf("Get triton_model: %v", err)
+	repo := map[string]string{"detector/config.pbtxt": "name: \"detector\"\nbackend: \"onnxruntime\"\n", "detector/1/model.onnx": "onnx bytes"}
+	dir := t.TempDir()
+	for name, content := range repo {
+		h.store.Blobs["/"+bucket+"/triton/repo/"+name] = []byte(content)
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var local bytes.Buffer
+	if err := mlflow.ArchiveDir(dir, &local); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(local.Bytes())
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	server := `{"name":"triton","model":"detector","task":"binary"}`
+	putAsset(h, "detector", azureml.AssetTriton, "triton/repo", map[string]string{azureml.PropDigest: digest, modelfleet.PropServer: server})
+	m, err := h.reg.Get(ctx, "detector", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := modelfleet.ServerOf(&m)
+	if m.Format != modelfleet.FormatOIP || !strings.HasSuffix(m.ArtifactURL, "/triton/repo/") || err != nil || srv == nil || srv.Model != "detector" {
+		t.Fatalf("Get = format %q, artifact %q, server %+v (%v)", m.Format, m.ArtifactURL, srv, err)
+	}
+	var buf bytes.Buffer
+	if _, err := h.reg.Download(ctx, m.ArtifactURL, m.Digest, &buf); err != nil || !bytes.Equal(buf.Bytes(), local.Bytes()) {
+		t.Fatalf("Download = %d bytes, %v: want the local archive's bytes", buf.Len(), err)
+	}
+	putAsset(h, "detector", azureml.AssetTriton, "triton/repo", map[string]string{azureml.PropDigest: digest})
+	if _, err := h.reg.Get(ctx, "detector", "1"); modelfleet.ErrorCode(err) != modelfleet.EINVALID || !strings.Contains(err.Error(), `set the version's property "modelfleet.server"`) {
+		t.Fatalf("Get triton_model without a server block: %v", err)
 	}
 	putAsset(h, "other", "tensorflow_saved_model", "tf/1", map[string]string{azureml.PropDigest: "sha256:" + strings.Repeat("1", 64)})
 	if _, err := h.reg.Get(ctx, "other", "1"); err == nil || !strings.Contains(err.Error(), `asset type "tensorflow_saved_model" is not supported`) {

@@ -88,9 +88,17 @@ func toModel(name, version string, mv ml.ModelVersion, strict bool) (modelfleet.
 		}
 		m.Format = modelfleet.FormatMLflow
 	case AssetTriton:
-		fail("%s", tritonRefusal)
+		// A Triton model repository: served by the Triton server the sites
+		// declare (format oip), named by the version's server block.
+		if f, ok := props[PropFormat]; ok && f != modelfleet.FormatOIP {
+			fail("asset type %s with property %q %q: a triton_model is format %q", t, PropFormat, f, modelfleet.FormatOIP)
+		}
+		m.Format = modelfleet.FormatOIP
+		if props[modelfleet.PropServer] == "" {
+			fail("%s", tritonNeedsServer)
+		}
 	default:
-		fail("asset type %q is not supported: use %s (a model file, or a folder with one) or %s", t, AssetCustom, AssetMLflow)
+		fail("asset type %q is not supported: use %s (a model file, or a folder with one), %s or %s (with a server block)", t, AssetCustom, AssetMLflow, AssetTriton)
 	}
 	m.ArtifactURL = assetURL(deref(p.ModelType), deref(p.ModelURI), props[PropArtifact])
 	if m.ArtifactURL == "" {
