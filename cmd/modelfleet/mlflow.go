@@ -47,14 +47,21 @@ func packMLflow(dir, tmp string, m *modelfleet.Model) (string, error) {
 	return path, nil
 }
 
-// packTo packs dir into the file at path and returns its digest.
-func packTo(dir, path string) (string, error) {
+// packTo packs the MLflow directory dir into the file at path and returns
+// its digest.
+func packTo(dir, path string) (string, error) { return writeArchive(dir, path, mlflow.PackDir) }
+
+// archiveTo archives any model directory (mlflow.ArchiveDir) into the file
+// at path and returns its digest.
+func archiveTo(dir, path string) (string, error) { return writeArchive(dir, path, mlflow.ArchiveDir) }
+
+func writeArchive(dir, path string, pack func(string, io.Writer) error) (string, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return "", err
 	}
 	h := sha256.New()
-	if err := mlflow.PackDir(dir, io.MultiWriter(f, h)); err != nil {
+	if err := pack(dir, io.MultiWriter(f, h)); err != nil {
 		f.Close()
 		os.Remove(path)
 		return "", err
@@ -66,7 +73,7 @@ func packTo(dir, path string) (string, error) {
 }
 
 func newModelPackCmd() *cobra.Command {
-	var out string
+	var out, format string
 	cmd := &cobra.Command{
 		Use:   "pack <MLflow model directory>",
 		Short: "Pack an MLflow model directory into the archive modelfleet registers, and print its digest",
@@ -74,10 +81,28 @@ func newModelPackCmd() *cobra.Command {
 sorted, regular files only, no times or owners, so the same directory always
 packs to the same bytes. The digest printed is what the registry records; in
 Azure mode, set it as the modelfleet.digest property of an mlflow_model
-version (docs/azure.md). Nothing is uploaded.`,
+version (docs/azure.md). Nothing is uploaded.
+
+With --format oip the directory is an external model server's model
+repository (a Triton model repository: a triton_model version in Azure ML):
+archived the same way, without MLmodel, and only its digest is printed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			dir := filepath.Clean(args[0])
+			if format == modelfleet.FormatOIP {
+				if out == "" {
+					out = filepath.Base(dir) + ".tar"
+				}
+				digest, err := archiveTo(dir, out)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%s\t%s\tmodel directory for an external model server\n", digest, out)
+				return nil
+			}
+			if format != "" && format != modelfleet.FormatMLflow {
+				return fmt.Errorf("--format %q: model pack packs an MLflow directory (mlflow) or an external server's model directory (oip)", format)
+			}
 			if out == "" {
 				out = filepath.Base(dir) + ".mlflow.tar"
 			}
@@ -97,6 +122,7 @@ version (docs/azure.md). Nothing is uploaded.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&out, "output", "o", "", "archive to write (default <dir>.mlflow.tar)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "archive to write (default <dir>.mlflow.tar, or <dir>.tar with --format oip)")
+	cmd.Flags().StringVar(&format, "format", modelfleet.FormatMLflow, "mlflow, or oip for an external model server's model directory")
 	return cmd
 }

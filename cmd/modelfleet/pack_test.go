@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -36,6 +37,11 @@ func TestPackModelDir(t *testing.T) {
 		return sha256.Sum256(b)
 	}
 	first := digest()
+	// `model pack --format oip` prints the digest register uploads (and an
+	// Azure ML triton_model version must carry).
+	if d, err := archiveTo(dir, filepath.Join(t.TempDir(), "repo.tar")); err != nil || d != fmt.Sprintf("sha256:%x", first) {
+		t.Errorf("model pack --format oip: %s, %v; register packs sha256:%x", d, err, first)
+	}
 	later := time.Now().Add(time.Hour)
 	_ = os.Chtimes(filepath.Join(dir, "README"), later, later)
 	if digest() != first {
