@@ -155,8 +155,26 @@ func rollBackRegressor(t *testing.T, s *stack, rul string) {
 		}
 	}
 	s.mustCLI("model", "register", "--name", "remaining-useful-life", "--version", "2", "--file", filepath.Join(dir, "model.json"))
-	waitFor(t, 2*time.Minute, "remaining-useful-life:2's fleet wave to bake", func() error {
-		st, err := s.releaseState("remaining-useful-life", "2")
+	body, err := os.ReadFile(filepath.Join(rul, "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rollBackInFleetWave(t, s, "remaining-useful-life", "2", "1", func(port int) (string, error) {
+		res, err := scoreBody(port, "remaining-useful-life", body)
+		v, _ := res["version"].(string)
+		return v, err
+	})
+}
+
+// rollBackInFleetWave waits until model:version's fleet wave bakes (its
+// rollout.yaml: a canary at 100%, then a long fleet bake), checks that the
+// canary, site-1, serves it, rolls it back as a release manager, and waits
+// until every site answers with version back again (served says which
+// version a site answers with).
+func rollBackInFleetWave(t *testing.T, s *stack, model, version, back string, served func(port int) (string, error)) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, model+":"+version+"'s fleet wave to bake", func() error {
+		st, err := s.releaseState(model, version)
 		if err != nil {
 			return err
 		}
@@ -167,26 +185,21 @@ func rollBackRegressor(t *testing.T, s *stack, rul string) {
 		}
 		return fmt.Errorf("state %v waves %v", st["state"], st["waves"])
 	})
-	body, err := os.ReadFile(filepath.Join(rul, "sample.json"))
-	if err != nil {
-		t.Fatal(err)
+	if v, err := served(s.sitePorts[0]); err != nil || v != version {
+		t.Fatalf("site-1 during the fleet wave: version %q (%v), want %s", v, err, version)
 	}
-	// The canary, site-1, went to version 2 before the fleet wave started.
-	if res, err := scoreBody(s.sitePorts[0], "remaining-useful-life", body); err != nil || res["version"] != "2" {
-		t.Fatalf("site-1 during the fleet wave: %v (%v), want version 2", res, err)
-	}
-	if out, err := s.cliAs("release-manager.token", "release", "rollback", "remaining-useful-life", "2", "--reason", "checking the rollback"); err != nil {
+	if out, err := s.cliAs("release-manager.token", "release", "rollback", model, version, "--reason", "checking the rollback"); err != nil {
 		t.Fatalf("rollback: %v %s", err, out)
 	}
-	waitState(t, s, "remaining-useful-life", "2", "rolled-back")
+	waitState(t, s, model, version, "rolled-back")
 	for _, p := range s.sitePorts {
-		waitFor(t, time.Minute, fmt.Sprintf("site :%d to serve remaining-useful-life:1 again", p), func() error {
-			res, err := scoreBody(p, "remaining-useful-life", body)
+		waitFor(t, time.Minute, fmt.Sprintf("site :%d to serve %s:%s again", p, model, back), func() error {
+			v, err := served(p)
 			if err != nil {
 				return err
 			}
-			if res["version"] != "1" {
-				return fmt.Errorf("serves %v", res)
+			if v != back {
+				return fmt.Errorf("serves %s", v)
 			}
 			return nil
 		})
