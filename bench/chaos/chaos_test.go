@@ -26,7 +26,7 @@ func TestChaosShort(t *testing.T) {
 	r, err := run(ctx, options{
 		bin: bin, temporal: temporal, sites: 3, releases: 2, killsEach: 1,
 		interval: 2 * time.Second, releaseTimeout: 3 * time.Minute, maxDuration: 4 * time.Minute,
-		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(),
+		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(), auth: true,
 	}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {

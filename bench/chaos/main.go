@@ -1,14 +1,25 @@
 // Command chaos is `make chaos`: releases that stay right when processes
 // die. It runs the stack as production does, each part its own process —
 // the Temporal dev server, the gateway, the cloud worker and N edge agents
-// (the modelfleet binary's `gateway`, `worker` and `edge` commands, plain
-// HTTP with --insecure-no-auth) — plus the model registry in this process
-// (Azure ML's stand-in, which is not under test), and releases version
+// (the modelfleet binary's `gateway`, `worker` and `edge` commands) — plus
+// the model registry in this process (Azure ML's stand-in, which is not
+// under test), and releases version
 // after version of examples/bearing-failure through a gated, baked,
 // two-wave policy while it SIGKILLs and restarts a process every few
 // seconds: each kind in turn (gateway, worker, Temporal, an agent), takes
 // an agent offline for several seconds, and corrupts a stored model file
 // before restarting an agent.
+//
+// Authentication is on (-auth, the default; trust.go): the gateway on TLS
+// verifying OIDC tokens (an issuer the run hosts, as Entra ID's stand-in)
+// with a role bindings file, every agent enrolled with a join token from
+// `modelfleet site enroll` and talking mTLS, restarted from the identity
+// on its disk with no token, versions signed by the worker with the
+// gateway's release keys and verified by every site against the keys it
+// pinned at enrolment, gates approved with `modelfleet release approve`.
+// The final line then gains auth=on enrolments=<> reenrolled=0
+// unsigned=0: no site's certificate changed (none needed a new join
+// token), every version stored at a site came with its signed statement.
 //
 // Invariants, checked throughout from outside (observe.go) and reported:
 //
@@ -72,6 +83,10 @@ type options struct {
 	store    string
 	replicas int
 	pg       *pgtest.Server
+	// auth runs the stack with authentication on (trust.go): TLS, OIDC
+	// tokens, sites enrolled with join tokens talking mTLS, signed
+	// releases pinned at the sites, controls through the gateway.
+	auth bool
 }
 
 func main() {
@@ -90,6 +105,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "random seed of the chaos schedule (0: from the clock; printed)")
 	flag.StringVar(&o.store, "store", "bbolt", "the gateway's store: bbolt (one gateway), or postgres (-replicas gateways on one PostgreSQL this run starts, behind a balancer;\nthe chaos then kills replicas and restarts PostgreSQL too; Debian's postgresql)")
 	flag.IntVar(&o.replicas, "replicas", 3, "gateway replicas with -store postgres")
+	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nnot yet with -store postgres")
 	flag.Parse()
 	if o.store == "postgres" {
 		srv, err := pgtest.Start()
@@ -140,6 +156,12 @@ type report struct {
 	unrecovered    int // agents that did not converge after coming back
 	corruptions    int
 	offline        int
+	approvals      int64
+	auth           bool
+	enrolments     int64  // sites enrolled with a join token (once each)
+	reenrolled     int    // sites whose certificate changed: restarted without their identity
+	signedModels   int    // versions stored at the sites at the end, each with its signed statement
+	unsigned       int    // ... without one
 	store          string // "" for bbolt
 	replicas       int
 	storeRestarts  int64
@@ -156,6 +178,9 @@ func (r report) totalKills() int64 {
 func (r report) line() string {
 	l := fmt.Sprintf("bench=chaos kills=%d releases=%d completed=%d stuck=%d duplicate_steps=%d revision_regressions=%d score_errors=%d lost_signals=%d max_recovery_s=%.1f",
 		r.totalKills(), r.releases, r.completed, r.stuck, r.duplicateSteps, r.regressions, r.scoreErrors, r.lostSignals, r.maxRecovery.Seconds())
+	if r.auth {
+		l += fmt.Sprintf(" auth=on enrolments=%d reenrolled=%d unsigned=%d", r.enrolments, r.reenrolled, r.unsigned)
+	}
 	if r.store != "" {
 		l += fmt.Sprintf(" store=%s replicas=%d store_restarts=%d", r.store, r.replicas, r.storeRestarts)
 	}
@@ -165,6 +190,11 @@ func (r report) line() string {
 func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "kills by kind: %v; agents taken offline: %d; model files corrupted: %d\n", r.kills, r.offline, r.corruptions)
 	fmt.Fprintf(w, "releases: %d started, %d terminal %v, %d stuck\n", r.releases, r.completed, r.outcomes, r.stuck)
+	fmt.Fprintf(w, "gates approved: %d", r.approvals)
+	if r.auth {
+		fmt.Fprintf(w, " (modelfleet release approve, signed by the gateway); sites enrolled with a join token: %d, restarted from their identity on disk: all but %d; versions stored with a signed statement: %d of %d", r.enrolments, r.reenrolled, r.signedModels-r.unsigned, r.signedModels)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "scores while up: %d, failed %d; signals sent %d, lost %d; agents not converged after return: %d\n", r.scores, r.scoreErrors, r.signalsSent, r.lostSignals, r.unrecovered)
 	fmt.Fprintln(w, r.line())
 }
@@ -182,6 +212,8 @@ func (r report) broken() error {
 	check(r.duplicateSteps > 0, "%d desired-state revisions seen with two contents", r.duplicateSteps)
 	check(r.regressions > 0, "%d desired-state revisions went backwards", r.regressions)
 	check(r.lostSignals != 0, "%d signal messages lost", r.lostSignals)
+	check(r.unsigned > 0, "%d versions stored at sites without a signed statement", r.unsigned)
+	check(r.reenrolled > 0, "%d sites' certificates changed since enrolment", r.reenrolled)
 	check(r.unrecovered > 0, "%d agents did not converge after coming back", r.unrecovered)
 	return errors.Join(errs...)
 }
