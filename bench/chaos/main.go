@@ -87,6 +87,9 @@ type options struct {
 	// tokens, sites enrolled with join tokens talking mTLS, signed
 	// releases pinned at the sites, controls through the gateway.
 	auth bool
+	// diskFull fills the last site's disk (a tmpfs of its own) before a
+	// release (disk.go); needs root with CAP_SYS_ADMIN, else skipped.
+	diskFull bool
 }
 
 func main() {
@@ -106,6 +109,7 @@ func main() {
 	flag.StringVar(&o.store, "store", "bbolt", "the gateway's store: bbolt (one gateway), or postgres (-replicas gateways on one PostgreSQL this run starts, behind a balancer;\nthe chaos then kills replicas and restarts PostgreSQL too; Debian's postgresql)")
 	flag.IntVar(&o.replicas, "replicas", 3, "gateway replicas with -store postgres")
 	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nnot yet with -store postgres")
+	flag.BoolVar(&o.diskFull, "disk-full", true, "fill the last site's disk (a tmpfs the run mounts: root with CAP_SYS_ADMIN, else skipped) before a release:\nthe step must fail there with ENOSPC, count in the wave's failure budget, and the site converge once space is freed")
 	flag.Parse()
 	if o.store == "postgres" {
 		srv, err := pgtest.Start()
@@ -158,11 +162,12 @@ type report struct {
 	offline        int
 	approvals      int64
 	auth           bool
-	enrolments     int64  // sites enrolled with a join token (once each)
-	reenrolled     int    // sites whose certificate changed: restarted without their identity
-	signedModels   int    // versions stored at the sites at the end, each with its signed statement
-	unsigned       int    // ... without one
-	store          string // "" for bbolt
+	enrolments     int64      // sites enrolled with a join token (once each)
+	reenrolled     int        // sites whose certificate changed: restarted without their identity
+	signedModels   int        // versions stored at the sites at the end, each with its signed statement
+	unsigned       int        // ... without one
+	disk           *diskFault // nil without -disk-full
+	store          string     // "" for bbolt
 	replicas       int
 	storeRestarts  int64
 }
@@ -181,6 +186,16 @@ func (r report) line() string {
 	if r.auth {
 		l += fmt.Sprintf(" auth=on enrolments=%d reenrolled=%d unsigned=%d", r.enrolments, r.reenrolled, r.unsigned)
 	}
+	if d := r.disk; d != nil {
+		switch {
+		case d.skipped != "":
+			l += " disk_full=skipped"
+		case d.exercised:
+			l += fmt.Sprintf(" disk_full=failed_enospc disk_recovery_s=%.1f", d.recovery.Seconds())
+		default:
+			l += " disk_full=not_reached"
+		}
+	}
 	if r.store != "" {
 		l += fmt.Sprintf(" store=%s replicas=%d store_restarts=%d", r.store, r.replicas, r.storeRestarts)
 	}
@@ -196,6 +211,15 @@ func (r report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "scores while up: %d, failed %d; signals sent %d, lost %d; agents not converged after return: %d\n", r.scores, r.scoreErrors, r.signalsSent, r.lostSignals, r.unrecovered)
+	if d := r.disk; d != nil {
+		switch {
+		case d.skipped != "":
+			fmt.Fprintf(w, "disk full: skipped: %s\n", d.skipped)
+		case d.exercised:
+			fmt.Fprintf(w, "disk full: %s's disk full at release %s: the step failed there with %q, its wave counted %d failed (budget %d), it kept its previous version and converged %.1fs after the disk was freed\n",
+				d.site.id, d.release, d.reason, d.failed, d.budget, d.recovery.Seconds())
+		}
+	}
 	fmt.Fprintln(w, r.line())
 }
 
@@ -214,6 +238,12 @@ func (r report) broken() error {
 	check(r.lostSignals != 0, "%d signal messages lost", r.lostSignals)
 	check(r.unsigned > 0, "%d versions stored at sites without a signed statement", r.unsigned)
 	check(r.reenrolled > 0, "%d sites' certificates changed since enrolment", r.reenrolled)
+	if d := r.disk; d != nil && d.skipped == "" {
+		check(!d.exercised, "the full disk of %s was never reached by a release step (or not with ENOSPC)", d.site.id)
+		for _, p := range d.problems {
+			check(true, "disk full: %s", p)
+		}
+	}
 	check(r.unrecovered > 0, "%d agents did not converge after coming back", r.unrecovered)
 	return errors.Join(errs...)
 }

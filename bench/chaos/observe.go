@@ -51,6 +51,7 @@ type site struct {
 	proc   *proc
 	served atomic.Bool // answered a score once: from then on it must
 	cert   string      // with -auth: the fingerprint of the certificate it enrolled with
+	full   atomic.Bool // its disk is full (disk.go): the chaos leaves it alone
 }
 
 func newObserver(gateway string, gw *http.Client, sites []*site, body []byte) *observer {

@@ -57,6 +57,7 @@ type chaos struct {
 	}
 	tc       client.Client
 	trust    *trust       // nil without -auth
+	disk     *diskFault   // nil without -disk-full
 	gw       *http.Client // the harness's reads of the gateway (a viewer's, with -auth)
 	manager  *http.Client // policies (a release manager's, with -auth)
 	registry *registry.Registry
@@ -246,6 +247,11 @@ func (c *chaos) start(ctx context.Context) error {
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", ports[5+i])
 		s := &site{id: id, dir: filepath.Join(c.dir, "sites", id), router: "http://" + addr}
+		if c.o.diskFull && i == c.o.sites-1 && i > 0 {
+			if c.disk = mountDisk(s); c.disk.skipped != "" {
+				fmt.Fprintf(c.out, "disk full: not injected: %s\n", c.disk.skipped)
+			}
+		}
 		s.proc = &proc{name: id, bin: c.o.bin, log: filepath.Join(logs, id+".log"), ready: s.router + "/healthz",
 			args: []string{"edge", "--site", id, "--gateway-url", c.gwURL, "--data-dir", s.dir, "--listen", addr,
 				"--label", "ring=" + ring, "--heartbeat", "2s", "--log-level", "warn"}}
@@ -304,6 +310,7 @@ func (c *chaos) close() {
 	for _, s := range c.sites {
 		s.proc.Stop()
 	}
+	c.disk.unmount()
 	if c.worker != nil {
 		c.worker.Stop()
 	}
@@ -344,6 +351,13 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 			break
 		}
 		r.releases++
+		if err := c.diskBefore(strconv.Itoa(v)); err != nil {
+			stopChaos()
+			<-chaosDone
+			stopObs()
+			<-obsDone
+			return r, fmt.Errorf("fill %s's disk: %w", c.disk.site.id, err)
+		}
 		st, err := c.release(ctx, strconv.Itoa(v))
 		switch {
 		case err != nil:
@@ -353,6 +367,7 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 			r.completed++
 			r.outcomes[st.State]++
 			fmt.Fprintf(c.out, "release %d: %s after %.1fs of chaos (kills so far %v)\n", v, st.State, time.Since(began).Seconds(), c.kills())
+			c.diskAfter(ctx, strconv.Itoa(v), st)
 		}
 	}
 	stopChaos()
@@ -384,6 +399,9 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 	r.corruptions = int(c.corruptions.Load())
 	r.offline = int(c.offline.Load())
 	r.approvals = c.approvals.Load()
+	if d := c.disk; d != nil {
+		r.disk = d
+	}
 	if c.trust != nil {
 		// Every agent restarted from the identity it enrolled with: the
 		// certificate on its disk is the one it got at enrolment.
@@ -551,19 +569,19 @@ func (c *chaos) act(ctx context.Context, action string) error {
 		c.temporal.srv = srv
 		return nil
 	case killAgent:
-		s := c.sites[c.rng.IntN(len(c.sites))]
+		s := c.pickSite()
 		s.proc.Kill()
 		pause()
 		return c.restartAgent(ctx, s)
 	case takeOffline:
 		// Offline through (part of) its wave: down for 5 to 10 s.
-		s := c.sites[c.rng.IntN(len(c.sites))]
+		s := c.pickSite()
 		s.proc.Kill()
 		c.offline.Add(1)
 		time.Sleep(time.Duration(5000+c.rng.IntN(5000)) * time.Millisecond)
 		return c.restartAgent(ctx, s)
 	case corruptFile:
-		s := c.sites[c.rng.IntN(len(c.sites))]
+		s := c.pickSite()
 		s.proc.Kill()
 		n, err := corruptModel(s.dir)
 		if err != nil {
@@ -667,4 +685,14 @@ func (c *chaos) enrol(ctx context.Context, s *site, ring string) error {
 	s.proc.env = nil // restarts run from the identity on disk
 	s.proc.mu.Unlock()
 	return nil
+}
+
+// pickSite is a site for a chaos action: any but one whose disk is full
+// (disk.go).
+func (c *chaos) pickSite() *site {
+	for {
+		if s := c.sites[c.rng.IntN(len(c.sites))]; !s.full.Load() {
+			return s
+		}
+	}
 }
