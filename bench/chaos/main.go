@@ -21,6 +21,11 @@
 // unsigned=0: no site's certificate changed (none needed a new join
 // token), every version stored at a site came with its signed statement.
 //
+// A site's disk fills up (-disk-full; disk.go) and a workload runner per
+// site runs as its own process on an MQTT broker the run hosts, killed
+// with the rest (-workloads; workloads.go); each adds its invariants and
+// figures to the final line.
+//
 // Invariants, checked throughout from outside (observe.go) and reported:
 //
 //   - every release ends in a terminal state within -release-timeout
@@ -90,6 +95,9 @@ type options struct {
 	// diskFull fills the last site's disk (a tmpfs of its own) before a
 	// release (disk.go); needs root with CAP_SYS_ADMIN, else skipped.
 	diskFull bool
+	// workloads runs `modelfleet workload run` per site on an MQTT broker
+	// the run hosts, and kills it too (workloads.go).
+	workloads bool
 }
 
 func main() {
@@ -110,6 +118,7 @@ func main() {
 	flag.IntVar(&o.replicas, "replicas", 3, "gateway replicas with -store postgres")
 	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nnot yet with -store postgres")
 	flag.BoolVar(&o.diskFull, "disk-full", true, "fill the last site's disk (a tmpfs the run mounts: root with CAP_SYS_ADMIN, else skipped) before a release:\nthe step must fail there with ENOSPC, count in the wave's failure budget, and the site converge once space is freed")
+	flag.BoolVar(&o.workloads, "workloads", true, "run `modelfleet workload run` per site (its own process) on an MQTT broker the run hosts, fed by a simulated line, and SIGKILL it too:\nevery reading must get a decision or a dead letter, duplicates only across a kill (at-least-once)")
 	flag.Parse()
 	if o.store == "postgres" {
 		srv, err := pgtest.Start()
@@ -167,7 +176,8 @@ type report struct {
 	signedModels   int        // versions stored at the sites at the end, each with its signed statement
 	unsigned       int        // ... without one
 	disk           *diskFault // nil without -disk-full
-	store          string     // "" for bbolt
+	workloads      *workloadFigures
+	store          string // "" for bbolt
 	replicas       int
 	storeRestarts  int64
 }
@@ -196,6 +206,10 @@ func (r report) line() string {
 			l += " disk_full=not_reached"
 		}
 	}
+	if f := r.workloads; f != nil {
+		l += fmt.Sprintf(" workload_readings=%d workload_decisions=%d workload_dead_letters=%d workload_lost=%d workload_duplicates=%d workload_extra_duplicates=%d workload_resumed=%d",
+			f.published, f.decisions, f.deadLetters, f.lost, f.duplicates, f.extra, f.resumed)
+	}
 	if r.store != "" {
 		l += fmt.Sprintf(" store=%s replicas=%d store_restarts=%d", r.store, r.replicas, r.storeRestarts)
 	}
@@ -220,6 +234,10 @@ func (r report) print(w io.Writer) {
 				d.site.id, d.release, d.reason, d.failed, d.budget, d.recovery.Seconds())
 		}
 	}
+	if f := r.workloads; f != nil {
+		fmt.Fprintf(w, "workload runners: %d readings acknowledged by the broker, %d decisions and %d dead letters; lost %d, decided again across a kill %d, otherwise %d; decided after their runner came back: %d\n",
+			f.published, f.decisions, f.deadLetters, f.lost, f.duplicates, f.extra, f.resumed)
+	}
 	fmt.Fprintln(w, r.line())
 }
 
@@ -243,6 +261,12 @@ func (r report) broken() error {
 		for _, p := range d.problems {
 			check(true, "disk full: %s", p)
 		}
+	}
+	if f := r.workloads; f != nil {
+		check(f.lost > 0, "%d of %d readings got no decision nor dead letter", f.lost, f.published)
+		check(f.extra > 0, "%d readings decided twice with no kill of their runner between", f.extra)
+		check(f.published == 0, "no reading was published to the workload runners")
+		check(r.kills[killWorkload] > 0 && f.resumed == 0, "no reading published while a runner was down was decided after it came back")
 	}
 	check(r.unrecovered > 0, "%d agents did not converge after coming back", r.unrecovered)
 	return errors.Join(errs...)

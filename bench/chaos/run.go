@@ -58,6 +58,7 @@ type chaos struct {
 	tc       client.Client
 	trust    *trust       // nil without -auth
 	disk     *diskFault   // nil without -disk-full
+	wl       *workloads   // nil without -workloads
 	gw       *http.Client // the harness's reads of the gateway (a viewer's, with -auth)
 	manager  *http.Client // policies (a release manager's, with -auth)
 	registry *registry.Registry
@@ -120,7 +121,7 @@ func (c *chaos) start(ctx context.Context) error {
 	if c.o.auth && c.o.pg != nil {
 		return errors.New("-auth with -store postgres is not in the suite yet (the replicas would share one --pki-dir); pass -auth=false")
 	}
-	ports, err := freePorts(6 + c.o.sites + replicas)
+	ports, err := freePorts(7 + 2*c.o.sites + replicas)
 	if err != nil {
 		return err
 	}
@@ -275,6 +276,9 @@ func (c *chaos) start(ctx context.Context) error {
 	}
 	c.obs = newObserver(c.gwURL, c.gw, c.sites, c.scoreBody())
 	c.obs.logf = func(format string, args ...any) { fmt.Fprintf(c.out, "VIOLATION "+format+"\n", args...) }
+	if c.o.workloads {
+		return c.startWorkloads(ctx, ports[6+c.o.sites+replicas:])
+	}
 	return nil
 }
 
@@ -307,6 +311,7 @@ func (c *chaos) scoreBody() []byte {
 }
 
 func (c *chaos) close() {
+	c.wl.close()
 	for _, s := range c.sites {
 		s.proc.Stop()
 	}
@@ -385,6 +390,10 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 	}
 	stopObs()
 	<-obsDone
+	if c.wl != nil {
+		f := c.wl.finish(90 * time.Second)
+		r.workloads = &f
+	}
 	sent, lost, err := c.signals(ctx)
 	if err != nil {
 		return r, err
@@ -482,6 +491,7 @@ const (
 	takeOffline  = "offline"
 	corruptFile  = "corrupt"
 	restartStore = "store"
+	killWorkload = "workload"
 )
 
 // actions are the chaos's, in turn; with PostgreSQL, restartStore too.
@@ -489,6 +499,9 @@ func (c *chaos) actions() []string {
 	a := []string{killGateway, killWorker, killTemporal, killAgent, takeOffline, corruptFile}
 	if c.o.pg != nil {
 		a = append(a, restartStore)
+	}
+	if c.wl != nil {
+		a = append(a, killWorkload)
 	}
 	return a
 }
@@ -508,6 +521,9 @@ func (c *chaos) kills() map[string]int64 {
 	}
 	if c.o.pg != nil {
 		k[restartStore] = c.storeRestarts.Load()
+	}
+	if c.wl != nil {
+		k[killWorkload] = c.wl.kills()
 	}
 	return k
 }
@@ -552,6 +568,10 @@ func (c *chaos) act(ctx context.Context, action string) error {
 		// Mid-wave, whatever the wave: every replica loses its connections.
 		c.storeRestarts.Add(1)
 		return c.o.pg.Restart()
+	case killWorkload:
+		// Down for 1 to 2.5 s: the line keeps publishing to its session.
+		i := c.rng.IntN(len(c.sites))
+		return c.wl.kill(ctx, i, c.sites[i].id, func() { time.Sleep(time.Second); pause() })
 	case killWorker:
 		c.worker.Kill()
 		pause()
