@@ -119,7 +119,9 @@ func (c *chaos) start(ctx context.Context) error {
 		replicas = max(c.o.replicas, 1)
 	}
 	if c.o.auth && c.o.pg != nil {
-		return errors.New("-auth with -store postgres is not in the suite yet (the replicas would share one --pki-dir); pass -auth=false")
+		// Tried: a join token one replica made is unknown to another (each
+		// keeps its enrolments in a file of its own, auth.Enrolments).
+		return errors.New("-auth with -store postgres: not yet (gateway replicas do not share their enrolments: a join token made at one is refused by another); pass -auth=false")
 	}
 	ports, err := freePorts(7 + 2*c.o.sites + replicas)
 	if err != nil {
@@ -199,13 +201,13 @@ func (c *chaos) start(ctx context.Context) error {
 		workerEnv = []string{"MODELFLEET_TOKEN_FILE=" + c.trust.tokens["worker.token"], "MODELFLEET_GATEWAY_CA=" + filepath.Join(c.trust.dir, "ca.crt")}
 	}
 	if c.o.pg != nil {
-		ln, err := net.Listen("tcp", strings.TrimPrefix(c.gwURL, "http://"))
+		ln, err := net.Listen("tcp", strings.TrimPrefix(c.gwURL, scheme+"://"))
 		if err != nil {
 			return err
 		}
 		c.balancer = &balancer{ln: ln, replicas: c.gateways}
 		for _, gw := range c.gateways {
-			c.balancer.addrs = append(c.balancer.addrs, strings.TrimPrefix(strings.TrimSuffix(gw.ready, "/readyz"), "http://"))
+			c.balancer.addrs = append(c.balancer.addrs, strings.TrimPrefix(strings.TrimSuffix(gw.ready, "/readyz"), scheme+"://"))
 		}
 		go c.balancer.serve()
 	}
