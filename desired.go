@@ -3,6 +3,7 @@ package modelfleet
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // Desired is what a site should serve: for each model, the versions and
@@ -69,6 +70,10 @@ type DesiredVersion struct {
 	// releases were signed.
 	Size      int64     `json:"size,omitempty"`
 	Statement *Envelope `json:"statement,omitempty"`
+	// Server, with Format FormatOIP, is the external model server the
+	// version runs in (model_server.go); the artifact is its packed model
+	// directory. Nil for a built-in format.
+	Server *ModelServer `json:"server,omitempty"`
 }
 
 // ValidateSplit checks a traffic split: distinct versions, weights 0..100
@@ -96,6 +101,12 @@ func ValidateSplit(vs []DesiredVersion) error {
 		if v.Baseline != "" && !ValidDigest(v.Baseline) {
 			return Errorf(EINVALID, "version %q baseline digest %q is invalid", v.Version, v.Baseline)
 		}
+		if (v.Server != nil) != (v.Format == FormatOIP) {
+			return Errorf(EINVALID, "version %q: format %q and a model server go together", v.Version, FormatOIP)
+		}
+		if err := v.Server.Validate(); err != nil {
+			return Errorf(EINVALID, "version %q: %s", v.Version, ErrorMessage(err))
+		}
 		sum += v.Weight
 	}
 	if sum != 100 {
@@ -108,6 +119,40 @@ func ValidateSplit(vs []DesiredVersion) error {
 // version a model version is released with. The model card's workload key
 // sets it; a release of that model version carries the workload to its sites.
 const PropWorkload = "modelfleet.workload"
+
+// PropUnitPrefix prefixes the model properties that give a feature's unit
+// ("modelfleet.unit.temperature_c" = "degC"): the model card's units key
+// sets them (an Azure ML model version's properties may carry them too),
+// and a release refuses a workload that declares another unit for the
+// feature (spec.CheckUnits).
+const PropUnitPrefix = "modelfleet.unit."
+
+// MaxUnit bounds a unit's length.
+const MaxUnit = 32
+
+// FeatureUnits returns the feature units in a model's properties
+// (PropUnitPrefix), nil if there are none.
+func FeatureUnits(props map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range props {
+		if f, ok := strings.CutPrefix(k, PropUnitPrefix); ok && f != "" {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[f] = v
+		}
+	}
+	return out
+}
+
+// ValidateUnit checks a unit as written: 1 to MaxUnit printable
+// characters without spaces at either end.
+func ValidateUnit(feature, unit string) error {
+	if unit == "" || len(unit) > MaxUnit || strings.TrimSpace(unit) != unit || strings.IndexFunc(unit, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return Errorf(EINVALID, "feature %q: unit %q: want 1 to %d printable characters", feature, unit, MaxUnit)
+	}
+	return nil
+}
 
 // PropGateMargin is the model property that sets a version's margin over
 // the champion at the release's champion gate (a number from 0 to 1;

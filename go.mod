@@ -10,6 +10,7 @@ require (
 	github.com/chromedp/cdproto v0.160.1
 	github.com/chromedp/chromedp v0.23.1
 	github.com/coreos/go-oidc/v3 v3.21.0
+	github.com/dmitryikh/leaves v0.0.0-20230708180554-25d19a787328 // bench/runtime's baseline: the LightGBM path before issue 15
 	github.com/eclipse/paho.golang v0.23.0
 	github.com/go-git/go-billy/v5 v5.9.2
 	github.com/go-git/go-git/v5 v5.19.3

@@ -115,7 +115,46 @@ const (
 	FormatLightGBM = "lightgbm" // LightGBM text model file
 	FormatXGBoost  = "xgboost"  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
 	FormatONNX     = "onnx"     // ONNX model (ai.onnx and ai.onnx.ml operators; docs/models.md)
+	// FormatMLflow is an MLflow model directory packed into one archive
+	// (inference/mlflow): its MLmodel names a lightgbm, xgboost or onnx
+	// flavour, and its signature is the feature schema.
+	FormatMLflow = "mlflow"
 )
+
+// Formats lists the model formats the edge runtime loads.
+var Formats = []string{FormatLightGBM, FormatXGBoost, FormatONNX, FormatMLflow}
+
+// Feature types a model's schema may declare (an MLflow signature's column
+// types) and a workload manifest may give its features. Every feature
+// travels as a number; booleans as 0 and 1.
+const (
+	FeatureDouble  = "double"
+	FeatureFloat   = "float"
+	FeatureLong    = "long"
+	FeatureInteger = "integer"
+	FeatureBoolean = "boolean"
+)
+
+// FeatureTypes lists the feature types.
+var FeatureTypes = []string{FeatureDouble, FeatureFloat, FeatureLong, FeatureInteger, FeatureBoolean}
+
+// FeatureTypeTakes reports whether a model feature of type model takes the
+// values of a feature declared as type produced, by MLflow's schema
+// enforcement rules: a floating-point feature takes any type but boolean, a
+// whole-number one (long, integer) whole numbers only, a boolean one booleans
+// only.
+// An undeclared type ("") on either side is not checked.
+func FeatureTypeTakes(model, produced string) bool {
+	switch {
+	case model == "" || produced == "" || model == produced:
+		return true
+	case model == FeatureDouble || model == FeatureFloat:
+		return produced != FeatureBoolean
+	case model == FeatureLong || model == FeatureInteger:
+		return produced == FeatureLong || produced == FeatureInteger
+	}
+	return false
+}
 
 // Tasks a model serves.
 const (
@@ -212,8 +251,11 @@ func (m *Model) Validate() error {
 	if err := m.ModelRef.Validate(); err != nil {
 		return err
 	}
-	if m.Format != FormatLightGBM && m.Format != FormatXGBoost && m.Format != FormatONNX {
-		return Errorf(EINVALID, "model format %q is not supported: use %q, %q or %q", m.Format, FormatLightGBM, FormatXGBoost, FormatONNX)
+	if !slices.Contains(Formats, m.Format) && m.Format != FormatOIP {
+		return Errorf(EINVALID, "model format %q is not supported: use one of %s, or %s (an external model server)", m.Format, strings.Join(Formats, ", "), FormatOIP)
+	}
+	if _, err := ServerOf(m); err != nil {
+		return err
 	}
 	if !ValidDigest(m.Digest) {
 		return Errorf(EINVALID, "model digest %q is invalid: want sha256:<64 hex digits>", m.Digest)

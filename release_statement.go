@@ -62,8 +62,12 @@ type ReleasePredicate struct {
 	// Workload is the workload version the model version is released with,
 	// and the digest of its manifest (nil if none).
 	Workload *SignedWorkload `json:"workload,omitempty"`
-	Release  string          `json:"release"` // the release's workflow ID
-	SignedAt time.Time       `json:"signedAt"`
+	// Server is the external model server a FormatOIP version runs in
+	// (nil for a built-in format): the site runs the version only as
+	// signed.
+	Server   *ModelServer `json:"server,omitempty"`
+	Release  string       `json:"release"` // the release's workflow ID
+	SignedAt time.Time    `json:"signedAt"`
 }
 
 // SignedWorkload is a workload version by name, version and manifest digest.
@@ -163,6 +167,8 @@ func (t *Trust) VerifyRelease(env *Envelope, model string, v DesiredVersion) (St
 		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for baseline %q, not %q", model, v.Version, clip(p.Baseline, 80), v.Baseline)
 	case !slices.Equal(p.Features, v.Features):
 		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement names other features", model, v.Version)
+	case !p.Server.Equal(v.Server):
+		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement names another model server, or none", model, v.Version)
 	}
 	return st, nil
 }

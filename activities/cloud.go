@@ -95,14 +95,20 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 	if m.ArtifactURL, err = a.reachable(ctx, m.ArtifactURL, m.Digest, artifact); err != nil {
 		return ValidationReport{}, fmt.Errorf("validate %s: %w", ref, err)
 	}
+	if m.Format == modelfleet.FormatOIP {
+		return ValidationReport{Model: m, Result: validateServed(&m)}, nil
+	}
 	model, err := inference.Load(m.Format, artifact)
 	if err != nil {
 		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: "model does not load: " + err.Error()}}, nil
 	}
-	if n := len(m.Features); n > 0 && n != model.NumFeatures() {
-		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{
-			Note: fmt.Sprintf("model declares %d features but the artifact takes %d", n, model.NumFeatures()),
-		}}, nil
+	if note, err := a.schemaNote(ctx, m, model); err != nil || note != "" {
+		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Note: note}}, err
+	}
+	if names := model.FeatureNames(); len(m.Features) == 0 && !inference.Unnamed(names) {
+		// The artifact's own schema (an MLflow signature, say) is what the
+		// sites vectorise requests by when the record declares none.
+		m.Features = names
 	}
 	if m.Validation == nil {
 		return ValidationReport{Model: m, Result: modelfleet.ValidationResult{Passed: true, Note: "no validation data declared: loaded and checked the feature schema only"}}, nil
@@ -133,6 +139,22 @@ func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (Val
 		}
 	}
 	return report, nil
+}
+
+// validateServed is the validation of a version that runs in an external
+// model server (FormatOIP): the worker cannot run the server, so it checks
+// the server reference only; each site checks that the server and its
+// model are ready before the version takes any traffic, and the release's
+// criteria judge what it answers.
+func validateServed(m *modelfleet.Model) modelfleet.ValidationResult {
+	s, err := modelfleet.ServerOf(m)
+	if err != nil {
+		return modelfleet.ValidationResult{Note: modelfleet.ErrorMessage(err)}
+	}
+	if m.Validation != nil {
+		return modelfleet.ValidationResult{Note: fmt.Sprintf("a version served by model server %q cannot be scored on the worker: remove its validation data", s.Name)}
+	}
+	return modelfleet.ValidationResult{Passed: true, Note: fmt.Sprintf("runs in model server %q as model %q (%s): not scored on the worker; each site starts the server and waits until it and the model are ready before the version takes traffic", s.Name, s.Model, s.Task)}
 }
 
 func (a *Cloud) download(ctx context.Context, url, digest string) ([]byte, error) {

@@ -98,6 +98,12 @@ func (a *Retraining) CheckChampion(ctx context.Context, req GateRequest) (modelf
 	if err != nil {
 		return c, classify(fmt.Errorf("gate %s: %w", req.Model, err))
 	}
+	if m.Format == modelfleet.FormatOIP || champ.Format == modelfleet.FormatOIP {
+		// The worker cannot run an external model server.
+		c.Champion = champ.Version
+		c.Passed, c.Reason = true, fmt.Sprintf("this version or the champion %s runs in an external model server: not compared", champ.Version)
+		return c, nil
+	}
 	artifact, err := a.download(ctx, m.ArtifactURL, m.Digest)
 	if err != nil {
 		return c, fmt.Errorf("gate %s: artifact: %w", req.Model, err)

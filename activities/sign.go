@@ -38,6 +38,10 @@ func (a *Cloud) SignRelease(ctx context.Context, req SignRequest) (*modelfleet.E
 		Validation: res, Baseline: req.Report.Baseline, Release: req.Release,
 		SignedAt: time.Now().UTC().Truncate(time.Second),
 	}
+	var err error
+	if p.Server, err = modelfleet.ServerOf(&m); err != nil {
+		return nil, nonRetryableIfInvalid(fmt.Errorf("sign %s: %w", m.ModelRef, err))
+	}
 	w, err := a.releaseWorkload(ctx, m)
 	if err != nil {
 		return nil, nonRetryableIfInvalid(fmt.Errorf("sign %s: %w", m.ModelRef, err))

@@ -51,6 +51,9 @@ func (a *Cloud) checkWorkloads(ctx context.Context, model string, nv *modelfleet
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", ref, err)
 	}
+	if len(m.Features) == 0 && nv != nil {
+		m.Features = nv.Features // what validation read from the artifact itself
+	}
 	carried, err := a.releaseWorkload(ctx, m)
 	if err != nil {
 		return nonRetryableIfInvalid(err)

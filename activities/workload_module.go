@@ -56,7 +56,10 @@ func (a *Cloud) validateModule(ctx context.Context, rec modelfleet.WorkloadRecor
 		return fmt.Errorf("workload %s: %w", rec.Ref(), err)
 	}
 	var score wasm.Scorer
-	if model != nil {
+	// An oip version is served by a model server the worker cannot run:
+	// the module is checked alone, and the sites' readiness checks and the
+	// release's criteria judge the pair.
+	if model != nil && model.Format != modelfleet.FormatOIP {
 		artifact, err := a.download(ctx, model.ArtifactURL, model.Digest)
 		if err != nil {
 			return fmt.Errorf("workload %s: model %s: %w", rec.Ref(), model.ModelRef, err)

@@ -100,6 +100,13 @@ type Config struct {
 	// over the desired state's (docs/security.md, "Router API keys").
 	APIKeysFile string
 	APIKeysPoll time.Duration
+	// OIPServers are the external model servers the site's operator
+	// allows versions to run in (`--oip-server NAME=PATH`; servers.go).
+	// None: a version naming a server fails to load.
+	OIPServers []OIPServer
+	// ServerReadyTimeout bounds how long a started server may take to be
+	// ready (default DefaultServerReadyTimeout).
+	ServerReadyTimeout time.Duration
 }
 
 // Site is a running edge agent: the router serves from disk as soon as Open
@@ -112,6 +119,8 @@ type Site struct {
 	http *httpjson.Server
 	log  *slog.Logger
 	sig  *edgeSignals
+	// servers runs the site's external model servers; nil when it declares none.
+	servers *serverHost
 	// workload is the workload hosted beside the agent (RunWorkload), nil
 	// if none.
 	workload atomic.Pointer[workloadHost]
@@ -154,7 +163,16 @@ func Open(cfg Config) (*Site, error) {
 			return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
 		}
 	}
+	var servers *serverHost
+	ecfg := edge.Config{}
+	if len(cfg.OIPServers) > 0 {
+		if servers, err = newServerHost(cfg.OIPServers, filepath.Join(cfg.DataDir, "servers"), cfg.ServerReadyTimeout, log); err != nil {
+			return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
+		}
+		ecfg.Servers = servers // not a nil *serverHost in the interface
+	}
 	store, err := edge.Open(cfg.DataDir, edge.Config{
+		Servers:       ecfg.Servers,
 		Trust:         trust,
 		Grandfathered: grand,
 		SiteID:        cfg.SiteID,
@@ -164,7 +182,16 @@ func Open(cfg Config) (*Site, error) {
 		KeysFile:      cfg.APIKeysFile,
 	})
 	if err != nil {
+		if servers != nil {
+			servers.Close()
+		}
 		return nil, err
+	}
+	if servers != nil {
+		if err := servers.register(store.Router().Registry(), cfg.SiteID); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("edge %s: %w", cfg.SiteID, err)
+		}
 	}
 	var sig *edgeSignals
 	if !cfg.NoSignals {
@@ -177,6 +204,7 @@ func Open(cfg Config) (*Site, error) {
 		if sig != nil {
 			sig.buf.Close()
 		}
+		store.Close()
 		return nil, fmt.Errorf("edge %s: listen %s: %w", cfg.SiteID, cfg.Listen, err)
 	}
 	if cfg.AdvertiseURL == "" {
@@ -188,7 +216,7 @@ func Open(cfg Config) (*Site, error) {
 		log.Warn("no release keys pinned: versions load unsigned until the site enrols")
 	}
 	// Why a version was not restored is reported until the next apply.
-	return &Site{Edge: store, cfg: cfg, http: srv, log: log, sig: sig, lastError: store.Refused()}, nil
+	return &Site{Edge: store, cfg: cfg, http: srv, log: log, sig: sig, servers: servers, lastError: store.Refused()}, nil
 }
 
 // Record is the site's record in the directory, which its reports carry.

@@ -29,7 +29,7 @@ func releaseKey(t *testing.T) (ed25519.PrivateKey, modelfleet.TrustedKey) {
 
 func signVersion(t *testing.T, v modelfleet.DesiredVersion, size int64, keys ...ed25519.PrivateKey) modelfleet.DesiredVersion {
 	t.Helper()
-	st := modelfleet.NewReleaseStatement(v.Digest, size, modelfleet.ReleasePredicate{Model: "bearing-failure", Version: v.Version, Format: v.Format, Features: v.Features, Baseline: v.Baseline, Release: "release/bearing-failure/" + v.Version})
+	st := modelfleet.NewReleaseStatement(v.Digest, size, modelfleet.ReleasePredicate{Model: "bearing-failure", Version: v.Version, Format: v.Format, Features: v.Features, Baseline: v.Baseline, Server: v.Server, Release: "release/bearing-failure/" + v.Version})
 	env, err := modelfleet.SignStatement(st, keys)
 	if err != nil {
 		t.Fatal(err)

@@ -2,11 +2,13 @@ package app
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"gopkg.in/yaml.v3"
 
@@ -22,15 +24,33 @@ const maxCardBytes = 1 << 20
 // ModelCard declares what a model consumes and how it must be validated,
 // next to the artifact it describes (examples/bearing-failure/model.yaml).
 type ModelCard struct {
-	Format     string            `yaml:"format"`
-	Task       string            `yaml:"task"`
-	Features   []string          `yaml:"features"`
+	Format   string   `yaml:"format"`
+	Task     string   `yaml:"task"`
+	Features []string `yaml:"features"`
+	// Units gives features' units as the model was trained on them
+	// ("temperature_c: degC"): a release refuses a workload declaring
+	// another unit for one (modelfleet.PropUnitPrefix).
+	Units      map[string]string `yaml:"units"`
 	Validation *CardValidation   `yaml:"validation"`
 	Tags       map[string]string `yaml:"tags"`
 	Properties map[string]string `yaml:"properties"`
 	// Workload ("name:version") is the registered workload version the
 	// model version is released with (modelfleet.PropWorkload).
 	Workload string `yaml:"workload"`
+	// Server, with format oip, is the external model server the version
+	// runs in (its file is the packed model directory); it is registered
+	// as the modelfleet.PropServer property.
+	Server *modelfleet.ModelServer `yaml:"server"`
+}
+
+// ServerProperty is the card's server block as the PropServer property's
+// value ("" when it has none).
+func (c *ModelCard) ServerProperty() string {
+	if c.Server == nil {
+		return ""
+	}
+	b, _ := json.Marshal(c.Server)
+	return string(b)
 }
 
 // CardValidation is the card's validation block. Data is relative to the
@@ -53,9 +73,31 @@ func ParseModelCard(data []byte) (ModelCard, error) {
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %v", err)
 	}
+	for f, u := range c.Units {
+		if len(c.Features) > 0 && !slices.Contains(c.Features, f) {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: units names feature %q, which is not one of its features", f)
+		}
+		if err := modelfleet.ValidateName("feature", f); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: units: %s", modelfleet.ErrorMessage(err))
+		}
+		if err := modelfleet.ValidateUnit(f, u); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: units: %s", modelfleet.ErrorMessage(err))
+		}
+	}
 	if c.Workload != "" {
 		if _, err := modelfleet.ParseWorkloadRef(c.Workload); err != nil {
 			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: %s", modelfleet.ErrorMessage(err))
+		}
+	}
+	if (c.Server != nil) != (c.Format == modelfleet.FormatOIP) {
+		return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: format %q and a server block go together", modelfleet.FormatOIP)
+	}
+	if c.Server != nil {
+		if err := c.Server.Validate(); err != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: server: %s", modelfleet.ErrorMessage(err))
+		}
+		if c.Validation != nil {
+			return ModelCard{}, modelfleet.Errorf(modelfleet.EINVALID, "model card: a version served by a model server has no validation block: the worker cannot run the server")
 		}
 	}
 	if v := c.Validation; v != nil {

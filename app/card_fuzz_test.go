@@ -15,6 +15,8 @@ func FuzzParseModelCard(f *testing.F) {
 	f.Add([]byte("name: bearing-failure\nformat: lightgbm\nfeatures: [a, b]\n"))
 	f.Add([]byte("name: m\nworkload: w:1\nvalidation: {data: v.csv, metric: auc, threshold: 0.8}\n"))
 	f.Add([]byte("features: {"))
+	f.Add([]byte("format: oip\nfeatures: [a]\nserver: {name: triton, model: bearing, task: binary, args: ['--model-repository={model_dir}']}\n"))
+	f.Add([]byte("features: [t, s]\nunits: {t: degC, s: \" rpm\"}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := ParseModelCard(data)
 		if err != nil {

@@ -57,8 +57,11 @@ type DevConfig struct {
 	// above. Read where things landed from Endpoints (EndpointsFile in
 	// DataDir). For tests and several stacks side by side.
 	EphemeralPorts bool
-	Logger         *slog.Logger
-	Out            io.Writer // where the banner goes (default os.Stdout)
+	// OIPServers are the external model servers every site may run
+	// versions in (agent.Config.OIPServers).
+	OIPServers []agent.OIPServer
+	Logger     *slog.Logger
+	Out        io.Writer // where the banner goes (default os.Stdout)
 	// Ready, if set, is called once everything is up.
 	Ready func(*Dev)
 }
@@ -164,6 +167,7 @@ func RunDev(ctx context.Context, cfg DevConfig) (err error) {
 			Logger:  log,
 			// Short windows, so the drift demo shows within minutes.
 			SignalInterval: cmp.Or(cfg.SignalInterval, DevSignalInterval),
+			OIPServers:     cfg.OIPServers,
 		})
 		if err != nil {
 			return err

@@ -48,6 +48,10 @@ type Config struct {
 	// Grandfathered are artifact digests that load without a statement
 	// (SetGrandfathered).
 	Grandfathered []string
+	// Servers runs the external model servers of FormatOIP versions
+	// (servers.go). Nil: such versions fail to load, saying the site runs
+	// no model servers.
+	Servers ServerHost
 }
 
 // Agent is a site's edge agent: the store on disk and the router serving
@@ -81,6 +85,7 @@ type Agent struct {
 	// grandfathered: digests that load without a statement (SetGrandfathered)
 	grandfathered atomic.Pointer[[]string]
 	maxModel      int64
+	servers       ServerHost
 	refusedMu     sync.Mutex
 	refused       map[string]string // model -> why its versions were not restored
 }
@@ -112,6 +117,7 @@ func Open(dir string, cfg Config) (*Agent, error) {
 	if a.maxModel <= 0 {
 		a.maxModel = DefaultMaxModelBytes
 	}
+	a.servers = cfg.Servers
 	a.trust.Store(cfg.Trust)
 	a.SetGrandfathered(cfg.Grandfathered)
 	a.router.shadow = newShadowPool(cfg.ShadowWorkers, cfg.ShadowQueue)
@@ -213,6 +219,7 @@ func (a *Agent) Deploy(ctx context.Context, req DeployRequest, fetch FetchFunc) 
 		return DeployResult{}, fmt.Errorf("edge: deploy: %w", err)
 	}
 	defer a.lockModel(req.Model.Name)()
+	defer a.settleServers(req.Model.Name)
 
 	res := DeployResult{Site: a.site, Model: req.Model, Digest: req.Digest}
 	cur := a.router.Versions(req.Model.Name)
@@ -264,6 +271,9 @@ func (a *Agent) loadModel(req *DeployRequest, path string, loadedAt time.Time) (
 	if err := req.Validate(); err != nil {
 		return m, err
 	}
+	if req.Server != nil {
+		return a.loadServed(req, path, loadedAt)
+	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return m, err
@@ -305,8 +315,14 @@ func safeLoad(load Loader, format string, data []byte) (s Scorer, err error) {
 	return s, err
 }
 
-// Close stops the shadow workers. The handler keeps answering.
-func (a *Agent) Close() { a.router.Close() }
+// Close stops the shadow workers and the external model servers. The
+// handler keeps answering.
+func (a *Agent) Close() {
+	a.router.Close()
+	if a.servers != nil {
+		a.servers.Close()
+	}
+}
 
 // Served lists the model versions the router serves.
 func (a *Agent) Served() []modelfleet.ServedModel { return a.router.Served() }

@@ -43,7 +43,7 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 	}
 	weights := make(map[string]int, len(versions))
 	for i, v := range versions {
-		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features, Size: sizes[i]}
+		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features, Size: sizes[i], Server: v.Server}
 		if sizes[i] > 0 {
 			req.Statement = v.Statement
 		}

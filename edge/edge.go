@@ -80,6 +80,10 @@ type DeployRequest struct {
 	// release statement kept beside the artifact (verify.go).
 	Size      int64                `json:"size,omitempty"`
 	Statement *modelfleet.Envelope `json:"statement,omitempty"`
+	// Server, with Format modelfleet.FormatOIP, is the external model
+	// server the version runs in; the artifact is its packed model
+	// directory (servers.go).
+	Server *modelfleet.ModelServer `json:"server,omitempty"`
 }
 
 // DeployResult reports what a Deploy did.
@@ -119,6 +123,12 @@ func (r *DeployRequest) Validate() error {
 	if r.Weight != nil && (*r.Weight < 0 || *r.Weight > 100) {
 		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: weight %d is out of range: want a percentage from 0 to 100", r.Model, *r.Weight)
 	}
+	if (r.Server != nil) != (r.Format == modelfleet.FormatOIP) {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: format %q and a model server go together", r.Model, modelfleet.FormatOIP)
+	}
+	if err := r.Server.Validate(); err != nil {
+		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: %s", r.Model, modelfleet.ErrorMessage(err))
+	}
 	if r.Shadow && r.Weight != nil && *r.Weight != 0 {
 		return modelfleet.Errorf(modelfleet.EINVALID, "model %s: a shadow version takes no traffic of its own: weight must be 0 or unset, got %d", r.Model, *r.Weight)
 	}
@@ -131,5 +141,5 @@ func (r *DeployRequest) replaces() bool { return r.Weight == nil && !r.Shadow }
 
 // same reports whether two requests would produce the same served model.
 func (r *DeployRequest) same(o *DeployRequest) bool {
-	return r.Model == o.Model && r.Digest == o.Digest && r.Format == o.Format && slices.Equal(r.Features, o.Features)
+	return r.Model == o.Model && r.Digest == o.Digest && r.Format == o.Format && slices.Equal(r.Features, o.Features) && r.Server.Equal(o.Server)
 }

@@ -52,6 +52,7 @@ type scoreResponse struct {
 //	GET  /api/models     the loaded model versions, with weights (any valid
 //	                     key, when the router has keys)
 //	GET  /metrics        Prometheus metrics
+//	/v2/...              the Open Inference Protocol (v2.go)
 //
 // A score request may carry X-Modelfleet-Route-Key (sticky routing) or
 // X-Modelfleet-Version (pin a loaded version); the response names the
@@ -78,6 +79,7 @@ func (r *Router) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, r.served())
 	})))
+	r.v2Routes(mux)
 	mux.Handle("/metrics", onlyGet(promhttp.HandlerFor(r.metrics.reg, promhttp.HandlerOpts{Registry: r.metrics.reg})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("no route for %q", req.URL.Path))
@@ -170,6 +172,12 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 // not a label, as anyone could fill the registry with made-up ones.
 func (r *Router) fail(w http.ResponseWriter, rt *route, a *arm, start time.Time, status int, code, msg string) {
 	writeError(w, status, code, msg)
+	r.count(rt, a, start, code)
+}
+
+// count counts a failed request of route rt (nil: not served) answered by
+// a (nil: none picked) under the error code.
+func (r *Router) count(rt *route, a *arm, start time.Time, code string) {
 	model, version := unknownModel, ""
 	if rt != nil {
 		model = rt.name

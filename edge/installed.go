@@ -20,6 +20,8 @@ type artifactMeta struct {
 	Digest   string   `json:"digest"`
 	Format   string   `json:"format"`
 	Features []string `json:"features"`
+	// Server is the external model server of a FormatOIP artifact.
+	Server *modelfleet.ModelServer `json:"server,omitempty"`
 }
 
 func metaPath(artifact string) string { return strings.TrimSuffix(artifact, ".model") + ".json" }
@@ -27,7 +29,7 @@ func metaPath(artifact string) string { return strings.TrimSuffix(artifact, ".mo
 // writeMeta records the metadata of the artifact at path, unless the file
 // already says exactly that (a retried deploy does not fsync again).
 func writeMeta(path string, req *DeployRequest) error {
-	b, err := json.Marshal(artifactMeta{Digest: req.Digest, Format: req.Format, Features: req.Features})
+	b, err := json.Marshal(artifactMeta{Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server})
 	if err != nil {
 		return err
 	}
@@ -61,7 +63,7 @@ func (s *Store) installed(ref modelfleet.ModelRef) (DeployRequest, error) {
 		if json.Unmarshal(b, &m) != nil {
 			continue
 		}
-		req := DeployRequest{Model: ref, Digest: m.Digest, Format: m.Format, Features: m.Features}
+		req := DeployRequest{Model: ref, Digest: m.Digest, Format: m.Format, Features: m.Features, Server: m.Server}
 		// The file name is the digest: metadata that disagrees is not trusted.
 		if req.Validate() != nil || s.Path(ref, req.Digest) != p {
 			continue

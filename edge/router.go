@@ -22,9 +22,18 @@ type LoadedModel struct {
 	Model    modelfleet.ModelRef
 	Digest   string
 	Format   string
-	Features []string // declared feature names, in the order Scorer expects them
-	Scorer   Scorer
-	LoadedAt time.Time
+	Features []string                // declared feature names, in the order Scorer expects them
+	Server   *modelfleet.ModelServer // the external server it runs in; nil: built in
+	// Ready, when set, says whether the version can answer now (an
+	// external server: its readiness); nil: always, once loaded.
+	Ready func() error
+	// PredictRows, when set, scores n rows (x, row-major) at once: an
+	// external server answers a V2 request's rows in one request instead
+	// of one each. It returns each row's prediction, as Scorer.Predict
+	// does, and a multiclass model's probabilities, n × classes.
+	PredictRows func(x []float64, n int) (p, probs []float64, err error)
+	Scorer      Scorer
+	LoadedAt    time.Time
 }
 
 // WeightedModel is one loaded version of a model and its share of the

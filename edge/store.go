@@ -84,6 +84,8 @@ type StateEntry struct {
 	Weight *int `json:"weight,omitempty"`
 	// Shadow versions get a mirrored copy of the traffic (Weight is 0).
 	Shadow bool `json:"shadow,omitempty"`
+	// Server is the external model server of a FormatOIP version.
+	Server *modelfleet.ModelServer `json:"server,omitempty"`
 }
 
 func (e *StateEntry) weight() int {
@@ -94,7 +96,7 @@ func (e *StateEntry) weight() int {
 }
 
 func (e *StateEntry) request() DeployRequest {
-	return DeployRequest{Model: e.ModelRef, Digest: e.Digest, Format: e.Format, Features: e.Features}
+	return DeployRequest{Model: e.ModelRef, Digest: e.Digest, Format: e.Format, Features: e.Features, Server: e.Server}
 }
 
 // OpenStore opens (creating if needed) the store in dir and reads state.json.

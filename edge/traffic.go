@@ -40,6 +40,8 @@ func (a *Agent) SetTraffic(ctx context.Context, model string, weights map[string
 		return fmt.Errorf("edge: set traffic %s: %w", model, err)
 	}
 	defer a.lockModel(model)()
+	// A server started for a change that then failed stops again.
+	defer a.settleServers(model)
 
 	cur := make(map[string]WeightedModel)
 	for _, v := range a.router.Versions(model) {
@@ -97,7 +99,7 @@ func (a *Agent) commit(name string, ws []WeightedModel) error {
 	for i, w := range ws {
 		weight := w.Weight
 		entries[i] = StateEntry{ModelRef: w.Model, Digest: w.Digest, Format: w.Format, Features: w.Features,
-			LoadedAt: w.LoadedAt, Weight: &weight, Shadow: w.Shadow}
+			LoadedAt: w.LoadedAt, Weight: &weight, Shadow: w.Shadow, Server: w.Server}
 	}
 	if err := a.store.PutModel(name, entries); err != nil {
 		return err
@@ -113,6 +115,7 @@ func (a *Agent) commit(name string, ws []WeightedModel) error {
 		}
 	}
 	a.replaced.Store(name, dropped)
+	a.retainServers(name, ws)
 	return nil
 }
 
@@ -124,7 +127,8 @@ func (a *Agent) recall(ref modelfleet.ModelRef, digest string) (LoadedModel, boo
 		return LoadedModel{}, false
 	}
 	for _, m := range v.([]LoadedModel) {
-		if m.Model == ref && m.Digest == digest {
+		// An external server stopped with its version: it starts again.
+		if m.Model == ref && m.Digest == digest && m.Server == nil {
 			return m, true
 		}
 	}

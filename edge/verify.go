@@ -125,7 +125,7 @@ func (a *Agent) verifyOnDisk(e StateEntry) error {
 	if err != nil {
 		return fmt.Errorf("%w: version %s: release statement on disk: %w", ErrRefused, e.ModelRef, err)
 	}
-	v := modelfleet.DesiredVersion{Version: e.Version, Digest: e.Digest, Format: e.Format, Features: e.Features, Size: fi.Size()}
+	v := modelfleet.DesiredVersion{Version: e.Version, Digest: e.Digest, Format: e.Format, Features: e.Features, Size: fi.Size(), Server: e.Server}
 	if _, err := t.VerifyRelease(env, e.Name, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}

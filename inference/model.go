@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/inference/mlflow"
 )
 
 // Model formats Load reads, as a model card names them.
@@ -18,6 +20,7 @@ const (
 	FormatLightGBM = modelfleet.FormatLightGBM // LightGBM text model file
 	FormatXGBoost  = modelfleet.FormatXGBoost  // XGBoost JSON or UBJSON model (XGBoost >= 1.0)
 	FormatONNX     = modelfleet.FormatONNX     // ONNX model (inference/onnx)
+	FormatMLflow   = modelfleet.FormatMLflow   // MLflow model package (inference/mlflow; mlflow.go)
 )
 
 // Tasks a model serves.
@@ -47,10 +50,14 @@ type Model struct {
 	task     string
 	classes  int
 	features []string
+	// types are the features' types where the artifact declares them (an
+	// MLflow signature; nil otherwise), example its input example's rows.
+	types   []string
+	example [][]float64
 }
 
 // Load parses a model artifact. format is what the model card declares
-// (FormatLightGBM, FormatXGBoost or FormatONNX), or "" to go by
+// (FormatLightGBM, FormatXGBoost, FormatONNX or FormatMLflow), or "" to go by
 // the content alone; a declared format the content contradicts is an error
 // naming what the content is. Artifacts come from users, so every file is
 // checked before it is scored and a panic while parsing becomes an error.
@@ -62,11 +69,11 @@ func Load(format string, data []byte) (m *Model, err error) {
 			"Export the model instead: booster.save_model(\"model.json\") for XGBoost, booster.save_model(\"model.txt\") for LightGBM, " +
 			"skl2onnx.to_onnx(model, X[:1]) for scikit-learn (ONNX)")
 	case format == "" && detected == "":
-		return nil, invalid("the model format is not recognised: want a LightGBM text file, an XGBoost JSON/UBJSON model or an ONNX model")
+		return nil, invalid("the model format is not recognised: want a LightGBM text file, an XGBoost JSON/UBJSON model, an ONNX model or an MLflow package")
 	case format == "":
 		format = detected
-	case format != FormatLightGBM && format != FormatXGBoost && format != FormatONNX:
-		return nil, invalid("model format %q is not supported: use %q, %q or %q", format, FormatLightGBM, FormatXGBoost, FormatONNX)
+	case !slices.Contains(modelfleet.Formats, format):
+		return nil, invalid("model format %q is not supported: use one of %s", format, strings.Join(modelfleet.Formats, ", "))
 	case detected != "" && detected != format:
 		return nil, invalid("the model card says format %q but the file is a %s model", format, detected)
 	}
@@ -80,6 +87,8 @@ func Load(format string, data []byte) (m *Model, err error) {
 		m, err = loadXGBoost(data, ubj)
 	case FormatONNX:
 		m, err = loadONNX(data)
+	case FormatMLflow:
+		return loadMLflow(data) // its errors name the package's file
 	default:
 		m, err = loadLightGBM(data)
 	}
@@ -93,7 +102,8 @@ func Load(format string, data []byte) (m *Model, err error) {
 const formatPickle = "pickle"
 
 // Detect names the format of a model artifact by its content: FormatLightGBM,
-// FormatXGBoost (ubj: in its UBJSON encoding), FormatONNX, "pickle", or ""
+// FormatXGBoost (ubj: in its UBJSON encoding), FormatONNX, FormatMLflow (a
+// tar archive), "pickle", or ""
 // when it is none of them.
 func Detect(data []byte) (format string, ubj bool) {
 	switch isJSON, isUBJ := sniffXGBoost(data); {
@@ -105,6 +115,8 @@ func Detect(data []byte) (format string, ubj bool) {
 		return formatPickle, false
 	case isONNX(data):
 		return FormatONNX, false
+	case mlflow.IsArchive(data):
+		return FormatMLflow, false
 	}
 	return "", false
 }

@@ -58,6 +58,11 @@ func Release(ctx workflow.Context, in modelfleet.ReleaseInput) (modelfleet.Relea
 		return r.end(ctx, err)
 	}
 	nv := modelfleet.DesiredVersion{Version: in.Model.Version, Digest: report.Model.Digest, Format: report.Model.Format, ArtifactURL: report.Model.ArtifactURL, Features: report.Model.Features, Baseline: report.Baseline}
+	// A version served by an external model server carries it to the
+	// sites (nil for a built-in format, and in every earlier history).
+	if nv.Server, err = modelfleet.ServerOf(&report.Model); err != nil {
+		return r.fail(ctx, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", err))
+	}
 	if nv, err = r.sign(ctx, report, nv); err != nil {
 		return r.fail(ctx, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/workload/spec"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -171,6 +172,33 @@ func TestFeatureOutOfRange(t *testing.T) {
 	var dl DeadLetter
 	_ = json.Unmarshal(c.all("factory/s1/deadletter")[0], &dl)
 	if dl.Reason != ReasonFeatureRange || !strings.Contains(dl.Message, `feature "f"`) {
+		t.Errorf("dead letter %+v", dl)
+	}
+}
+
+// A feature the manifest declares long must be a whole number: 1.5 is
+// dead-lettered, not scored.
+func TestFeatureOfItsType(t *testing.T) {
+	b := startBroker(t)
+	c := collect(t, b.URL(), "factory/s1/deadletter")
+	p := testProgram("1", 1)
+	p.Manifest.Features[0].Type = modelfleet.FeatureLong
+	p.NewPreparer = func(*spec.Manifest, string) Preparer {
+		return prepFunc(func(_ *Sample, out []float64) { out[0] = 1.5 })
+	}
+	rt, err := New(Config{Site: "s1", Program: p, Broker: b.URL(), Scorer: fakeScorer("1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	publish(t, publisher(t, b.URL()), "factory/s1/m1/telemetry", sample("m1", 1, 5, time.Now()))
+	c.waitFor(t, 1, 30*time.Second, "factory/s1/deadletter")
+	var dl DeadLetter
+	_ = json.Unmarshal(c.all("factory/s1/deadletter")[0], &dl)
+	if dl.Reason != ReasonFeatureRange || !strings.Contains(dl.Message, `feature "f" = 1.5 is not a long value`) {
 		t.Errorf("dead letter %+v", dl)
 	}
 }

@@ -104,6 +104,9 @@ func (w *worker) process(j job) bool {
 		if math.IsNaN(v) || math.IsInf(v, 0) || (f.Min != nil && v < *f.Min) || (f.Max != nil && v > *f.Max) {
 			return w.deadLetter(j, reject(ReasonFeatureRange, "feature %q = %v is outside %s", f.Name, v, rangeString(f.Min, f.Max, f.Unit)))
 		}
+		if !f.Holds(v) {
+			return w.deadLetter(j, reject(ReasonFeatureRange, "feature %q = %v is not a %s value", f.Name, v, f.Type))
+		}
 		d.Features[f.Name] = v
 	}
 	pred, err := w.score(s.Machine)

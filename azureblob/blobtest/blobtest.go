@@ -1,4 +1,5 @@
-// Package blobtest is Azure Blob Storage for tests: Get Blob and Put Blob
+// Package blobtest is Azure Blob Storage for tests: Get Blob, Put Blob and
+// List Blobs (flat, two a page)
 // over TLS, checking what the service checks (a bearer token,
 // x-ms-version, a block blob type), reached under the real
 // <account>.blob.core.windows.net host names through Options' transport.
@@ -6,6 +7,8 @@ package blobtest
 
 import (
 	"crypto/tls"
+	"encoding/xml"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -82,6 +85,10 @@ func (s *Storage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet:
+		if q := r.URL.Query(); q.Get("restype") == "container" && q.Get("comp") == "list" {
+			s.list(w, r.URL.Path, q.Get("prefix"), q.Get("marker"))
+			return
+		}
 		b, ok := s.Blobs[r.URL.Path]
 		if !ok {
 			fail(http.StatusNotFound, "BlobNotFound")
@@ -104,6 +111,37 @@ func (s *Storage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		fail(http.StatusMethodNotAllowed, "UnsupportedHttpVerb")
 	}
+}
+
+// listPage is how many blobs one List Blobs answer holds: few, so that
+// clients must follow NextMarker.
+const listPage = 2
+
+// list answers List Blobs (flat) for the container at path.
+func (s *Storage) list(w http.ResponseWriter, container, prefix, marker string) {
+	var names []string
+	for k := range s.Blobs {
+		if name, ok := strings.CutPrefix(k, container+"/"); ok && strings.HasPrefix(name, prefix) && name > marker {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	next := ""
+	if len(names) > listPage {
+		names, next = names[:listPage], names[listPage-1]
+	}
+	w.Header().Set("Content-Type", "application/xml")
+	var b strings.Builder
+	b.WriteString(`<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs>`)
+	for _, n := range names {
+		b.WriteString("<Blob><Name>")
+		_ = xml.EscapeText(&b, []byte(n))
+		fmt.Fprintf(&b, "</Name><Properties><Content-Length>%d</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob>", len(s.Blobs[container+"/"+n]))
+	}
+	b.WriteString("</Blobs><NextMarker>")
+	_ = xml.EscapeText(&b, []byte(next))
+	b.WriteString("</NextMarker></EnumerationResults>")
+	io.WriteString(w, b.String())
 }
 
 type redirect struct{ srv *httptest.Server }

@@ -30,9 +30,9 @@
 //
 // One process and one disk stand in for N sites, which is harsher than a
 // real fleet in two ways worth knowing when reading the figures: every
-// site's fsyncs share this machine's disk (-sites-dir=/dev/shm gives each
-// site the equivalent of a disk of its own), and every site's model parsing
-// shares its 2 cores. Over loopback TCP each site needs several descriptors
+// site's fsyncs would share this machine's disk (so the sites' data dirs
+// are on /dev/shm by default, -sites-dir: each site as if on a disk of its
+// own), and every site's model parsing shares its 2 cores. Over loopback TCP each site needs several descriptors
 // at once in this one process; past what the open-files limit allows,
 // -transport=auto carries the fleet's HTTP to the gateway and the registry
 // over in-memory pipes instead (same handlers, same HTTP, no sockets).
@@ -110,7 +110,11 @@ func main() {
 	flag.StringVar(&o.example, "example", "examples/bearing-failure", "the example model's folder (model.txt, model.yaml, validation.csv)")
 	flag.StringVar(&o.temporal, "temporal", "", "Temporal CLI (default: app.FindTemporal)")
 	flag.StringVar(&o.dir, "dir", "", "parent of the data dirs (default: the system temp dir)")
-	flag.StringVar(&o.sitesDir, "sites-dir", "", "parent of the sites' own data dirs (default: inside the data dir); a tmpfs such as /dev/shm\ntakes the sites' fsyncs off the shared disk, as if each site had a disk of its own as real ones do")
+	shm := ""
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		shm = "/dev/shm"
+	}
+	flag.StringVar(&o.sitesDir, "sites-dir", shm, "parent of the sites' own data dirs (default /dev/shm where there is one: a tmpfs takes the sites' fsyncs\noff the shared disk, as if each site had a disk of its own as real ones do; \"\": inside the data dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep each size's data dir (Temporal db and log, directory, sites)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while running")
@@ -120,10 +124,6 @@ func main() {
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
 	flag.IntVar(&o.overheadRounds, "overhead-rounds", 3, "rollouts per stack of the overhead comparison (the median counts)")
 	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each overhead stack's rollouts (not its start-up) to this file + .<variant>")
-	shm := ""
-	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
-		shm = "/dev/shm"
-	}
 	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
 	flag.BoolVar(&o.overheadOnly, "overhead-only", false, "run only the overhead comparison (what the benchmark runs in a child process); its last line is the ratios")
 	var onlyVariants string

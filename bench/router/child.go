@@ -22,13 +22,14 @@ type child struct {
 	url string
 }
 
-// startChild starts a server; an agent keeps its site in work/<mode>.
-func startChild(mode, example, work string) (*child, error) {
+// startChild starts a server of the model file in example; an agent keeps
+// its site in work/<mode>.
+func startChild(mode, example, model, work string) (*child, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-serve", mode, "-addr", "127.0.0.1:0", "-example", example, "-data", filepath.Join(work, mode))
+	cmd := exec.Command(self, "-serve", mode, "-addr", "127.0.0.1:0", "-example", example, "-model", model, "-data", filepath.Join(work, mode))
 	cmd.Stderr = os.Stderr
 	// Killed with the bench, however the bench ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -112,13 +113,13 @@ func (c *child) cpuSeconds() (float64, error) {
 
 // agentRSS starts an agent with one model, scores 200 requests so that the
 // request path is warm, and reads its RSS.
-func agentRSS(example, work string) (float64, error) {
-	c, err := startChild("agent", example, work)
+func agentRSS(example, model, work string) (float64, error) {
+	c, err := startChild("agent", example, model, work)
 	if err != nil {
 		return 0, err
 	}
 	defer c.stop()
-	ex, err := loadExample(example)
+	ex, err := loadExample(example, model)
 	if err != nil {
 		return 0, err
 	}

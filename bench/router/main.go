@@ -19,12 +19,17 @@
 //
 // The load generator shares the machine with the servers, so the figures
 // are for comparing the three, not absolute capacity.
+//
+// -model and -floor-model serve another model file of the example (its
+// format detected), and -latency-only keeps only the floor's and the
+// router's fixed-rate runs: bench-runtime runs it so for each model format.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -44,6 +49,9 @@ type config struct {
 	keys         int
 	vegeta       string
 	example      string
+	model        string // the router's model file, in example
+	floorModel   string // the floor's
+	latencyOnly  bool   // only the fixed-rate runs of the floor and the router
 	work         string // temp dir: targets, results, nginx
 }
 
@@ -62,17 +70,23 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", envInt("BENCH_ROUNDS", 2), "rounds of floor, nginx and router runs; each keeps its best (BENCH_ROUNDS)")
 	flag.IntVar(&c.keys, "keys", 1000, "distinct route keys (machines) the router is sent")
 	flag.StringVar(&c.vegeta, "vegeta", envString("VEGETA", "bin/tools/vegeta"), "vegeta binary (VEGETA)")
-	flag.StringVar(&c.example, "example", "examples/bearing-failure", "directory of model.txt, model.yaml and sample.json")
+	flag.StringVar(&c.example, "example", "examples/bearing-failure", "directory of model.txt, model.yaml, sample.json and validation.csv")
+	flag.StringVar(&c.model, "model", "model.txt", "the model file the router serves, in -example (format: the card's for model.txt, else detected)")
+	flag.StringVar(&c.floorModel, "floor-model", "", "the model file the floor serves, in -example (default: -model)")
+	flag.BoolVar(&c.latencyOnly, "latency-only", false, "only the floor's and the router's fixed-rate runs: no nginx, maximum throughput or agent RSS (bench-runtime)")
 	flag.Parse()
 
 	if *serve != "" {
-		if err := runServer(*serve, *addr, c.example, *data); err != nil {
+		if err := runServer(*serve, *addr, c.example, c.model, *data); err != nil {
 			log.Fatalf("serve %s: %v", *serve, err)
 		}
 		return
 	}
 	if c.rounds < 1 {
 		c.rounds = 1
+	}
+	if c.floorModel == "" {
+		c.floorModel = c.model
 	}
 	if err := run(c); err != nil {
 		log.Fatalf("bench-router: %v", err)
@@ -96,19 +110,23 @@ func run(c config) error {
 	}
 	defer os.RemoveAll(c.work)
 	c.example, _ = filepath.Abs(c.example)
-	ex, err := loadExample(c.example)
+	ex, err := loadExample(c.example, c.model)
 	if err != nil {
+		return err
+	}
+	if _, err := loadExample(c.example, c.floorModel); err != nil {
 		return err
 	}
 	fmt.Printf("rate %d req/s, %s per run after a %s warm-up, %d rounds; %d CPUs, load average %s; vegeta %s\n",
 		c.rate, c.duration, c.warmup, c.rounds, runtime.NumCPU(), loadAverage(), c.vegeta)
+	fmt.Printf("router serves %s (%s), the floor %s\n", c.model, ex.format, c.floorModel)
 
-	floor, err := startChild("floor", c.example, c.work)
+	floor, err := startChild("floor", c.example, c.floorModel, c.work)
 	if err != nil {
 		return err
 	}
 	defer floor.stop()
-	router, err := startChild("router", c.example, c.work)
+	router, err := startChild("router", c.example, c.model, c.work)
 	if err != nil {
 		return err
 	}
@@ -116,16 +134,18 @@ func run(c config) error {
 	if err := checkRouter(router.url, ex.sample); err != nil {
 		return err
 	}
-	nginxURL, stopNginx, err := c.startNginx(floor.url)
-	if err != nil {
-		return err
+	nginxURL, stopNginx := "", func() {}
+	if !c.latencyOnly {
+		if nginxURL, stopNginx, err = c.startNginx(floor.url); err != nil {
+			return err
+		}
 	}
 	defer stopNginx()
 
 	// The servers take turns, round after round, and each keeps its best
 	// round: on a shared machine a burst of someone else's work then skews
 	// one round of one server, not the comparison.
-	var res results
+	res := results{maxRPS: math.NaN(), rssMiB: math.NaN()}
 	for round := 1; round <= c.rounds; round++ {
 		f, err := c.measure(fmt.Sprintf("floor-%d", round), floor.url, nil, floor)
 		if err != nil {
@@ -151,15 +171,19 @@ func run(c config) error {
 		fmt.Printf("router   RSS after the runs: %.1f MiB (two versions and a shadow of the model)\n", rss)
 	}
 	printRouterMetrics(router.url)
-	if res.maxRPS, err = c.maxThroughput(router.url); err != nil {
-		return err
+	if !c.latencyOnly {
+		if res.maxRPS, err = c.maxThroughput(router.url); err != nil {
+			return err
+		}
 	}
 	router.stop()
 
-	if res.rssMiB, err = agentRSS(c.example, c.work); err != nil {
-		return err
+	if !c.latencyOnly {
+		if res.rssMiB, err = agentRSS(c.example, c.model, c.work); err != nil {
+			return err
+		}
+		fmt.Printf("agent    RSS with one model loaded, after 200 requests: %.1f MiB\n", res.rssMiB)
 	}
-	fmt.Printf("agent    RSS with one model loaded, after 200 requests: %.1f MiB\n", res.rssMiB)
 	fmt.Printf("best rounds: floor p99 %s ms, router p99 %s ms, nginx p99 %s ms; server CPU floor %s µs/req, router %s µs/req (shadow included); load average now %s\n",
 		ms(res.floor.p99), ms(res.router.p99), ms(res.nginx.p99Or()), num(res.floor.cpuPerReq, 1), num(res.router.cpuPerReq, 1), loadAverage())
 	fmt.Println(res.line(c.rate))
@@ -190,8 +214,8 @@ func loadAverage() string {
 
 func (r *results) line(rate int) string {
 	ratio := r.router.p99 / r.floor.p99
-	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s max_rps=%.0f rss_mib=%.1f",
-		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), r.maxRPS, r.rssMiB)
+	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s max_rps=%s rss_mib=%s",
+		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1))
 }
 
 func ms(d float64) string { return num(d, 3) }

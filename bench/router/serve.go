@@ -36,7 +36,9 @@ type example struct {
 	baseline *signals.Baseline // the monitoring loop's bins, from validation.csv
 }
 
-func loadExample(dir string) (*example, error) {
+// loadExample reads the example in dir with the model file model (relative
+// to dir): its format is the card's for model.txt, else what its content is.
+func loadExample(dir, model string) (*example, error) {
 	var card struct {
 		Format   string   `yaml:"format"`
 		Features []string `yaml:"features"`
@@ -49,8 +51,16 @@ func loadExample(dir string) (*example, error) {
 		return nil, fmt.Errorf("parse model.yaml: %w", err)
 	}
 	ex := &example{format: card.Format, features: card.Features}
-	if ex.artifact, err = os.ReadFile(filepath.Join(dir, "model.txt")); err != nil {
+	if !filepath.IsAbs(model) {
+		model = filepath.Join(dir, model)
+	}
+	if ex.artifact, err = os.ReadFile(model); err != nil {
 		return nil, err
+	}
+	if filepath.Base(model) != "model.txt" {
+		if ex.format, _ = inference.Detect(ex.artifact); ex.format == "" {
+			return nil, fmt.Errorf("%s: not a model file the edge runtime recognises", model)
+		}
 	}
 	if ex.sample, err = os.ReadFile(filepath.Join(dir, "sample.json")); err != nil {
 		return nil, err
@@ -72,8 +82,8 @@ func loadExample(dir string) (*example, error) {
 
 // runServer is a child process: it serves mode on addr and prints
 // "listening <addr>" once it accepts connections.
-func runServer(mode, addr, dir, data string) error {
-	ex, err := loadExample(dir)
+func runServer(mode, addr, dir, model, data string) error {
+	ex, err := loadExample(dir, model)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/workers"
 )
 
@@ -66,6 +67,16 @@ func newRoot() *cobra.Command {
 	}
 	// Signing in talks to the issuer only.
 	root.AddCommand(newLoginCmd(), newLogoutCmd())
+	// A minimal Open Inference Protocol server, for --oip-server.
+	root.AddCommand(&cobra.Command{
+		Use:                "oip-serve",
+		Short:              "Serve one model file over the Open Inference Protocol on a loopback port (an external model server for --oip-server)",
+		Hidden:             true,
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return agent.ServeOIP(cmd.Context(), args, cmd.ErrOrStderr())
+		},
+	})
 	// Cobra finds the command before it parses flags, and a flag it does
 	// not know there takes the next word as its value: known to the root
 	// (hidden, not inherited), `modelfleet --temporal-tls release list`

@@ -21,7 +21,7 @@ import (
 
 func newModelCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "model", Short: "Register and inspect model versions in the embedded registry"}
-	cmd.AddCommand(newModelRegisterCmd(g), newModelListCmd(g))
+	cmd.AddCommand(newModelRegisterCmd(g), newModelListCmd(g), newModelPackCmd())
 	return cmd
 }
 
@@ -35,7 +35,7 @@ func newModelRegisterCmd(g *globals) *cobra.Command {
 		wref                     string
 	)
 	cmd := &cobra.Command{
-		Use:   "register --name <model> --version <v> --file <model file>",
+		Use:   "register --name <model> --version <v> --file <model file, MLflow directory or model server directory>",
 		Short: "Register a model version; its ModelRegistered event starts the release",
 		Long: `Register a model version in the embedded registry. The registry stores the
 artifact content-addressed (sha256) and delivers Azure ML's ModelRegistered event to
@@ -43,20 +43,66 @@ the gateway, which starts the release: validate, then deploy to every site.
 
 The model card (model.yaml beside the file, or --card) declares the format, the
 feature schema and the validation set, metric and threshold; flags override it.
+
+--file may be an MLflow model directory (one holding MLmodel): it is packed
+into one archive with sorted entries and no times or owners, so the same
+directory always has the same digest, and registered with format mlflow; a
+card without features takes them from the MLmodel signature.
 Its workload key (or --workload name:version) names the registered workload
-version the release carries to the sites with the model.`,
+version the release carries to the sites with the model.
+
+A version served by an external model server (card: format oip and a server
+block) registers its model directory: --file names the directory, packed
+here as a tar.gz archive (docs/models.md, "External model servers").`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return errors.New("--file is required")
 			}
+			file = filepath.Clean(file)
 			c, err := loadCard(card, file)
 			if err != nil {
 				return err
 			}
 			m.Format, m.Features, m.Tags, m.Properties = c.Format, c.Features, c.Tags, c.Properties
+			if p := c.ServerProperty(); p != "" {
+				if m.Properties == nil {
+					m.Properties = map[string]string{}
+				}
+				m.Properties[modelfleet.PropServer] = p
+			}
+			for f, u := range c.Units {
+				if m.Properties == nil {
+					m.Properties = map[string]string{}
+				}
+				m.Properties[modelfleet.PropUnitPrefix+f] = u
+			}
 			if f := cmd.Flags(); f.Changed("format") || m.Format == "" {
 				m.Format, _ = f.GetString("format")
+			}
+			if info, err := os.Stat(file); err == nil && info.IsDir() && m.Format == modelfleet.FormatOIP {
+				// An external model server's model directory: registered
+				// as its packed archive.
+				packed, err := packModelDir(file)
+				if err != nil {
+					return err
+				}
+				defer os.Remove(packed)
+				file = packed
+			} else if err == nil && info.IsDir() {
+				// An MLflow model directory is packed into one archive: the
+				// artifact the registry stores and every site downloads.
+				if m.Format == modelfleet.FormatLightGBM && !cmd.Flags().Changed("format") && c.Format == "" {
+					m.Format = modelfleet.FormatMLflow
+				}
+				tmp, err := os.MkdirTemp("", "modelfleet-mlflow-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				if file, err = packMLflow(file, tmp, &m); err != nil {
+					return err
+				}
 			}
 			if c.Validation != nil {
 				m.Validation = &modelfleet.ValidationSpec{Metric: c.Validation.Metric, Threshold: c.Validation.Threshold}
@@ -129,10 +175,10 @@ version the release carries to the sites with the model.`,
 	f := cmd.Flags()
 	f.StringVar(&m.Name, "name", "", "model name (required)")
 	f.StringVar(&m.Version, "version", "", "model version (required)")
-	f.StringVar(&file, "file", "", "model file (required)")
+	f.StringVar(&file, "file", "", "model file, or MLflow model directory (required)")
 	f.StringVar(&card, "card", "", "model card (default: model.yaml beside --file, if present)")
 	f.StringVar(&policy, "policy", "", "rollout policy (default: rollout.yaml beside --file, if present; else the model keeps its policy, or the default)")
-	f.String("format", modelfleet.FormatLightGBM, "model format")
+	f.String("format", modelfleet.FormatLightGBM, "model format: "+strings.Join(modelfleet.Formats, ", ")+" (an MLflow directory: mlflow)")
 	f.StringVar(&data, "validation-data", "", "labelled CSV to validate on (overrides the card)")
 	f.StringVar(&metric, "metric", "", "validation metric: auc, accuracy or f1 (overrides the card)")
 	f.Float64Var(&threshold, "threshold", 0, "lowest acceptable metric value (overrides the card)")

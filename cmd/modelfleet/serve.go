@@ -42,6 +42,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	cfg := app.DevConfig{}
 	var traces bool
 	var store string
+	var oipServers []string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole embedded stack: Temporal dev server + UI, gateway, registry, cloud worker, simulated sites",
@@ -68,6 +69,9 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 			if cfg.Store, err = storeDSN(store); err != nil {
 				return err
 			}
+			if cfg.OIPServers, err = parseOIPServers(oipServers); err != nil {
+				return err
+			}
 			return app.RunDev(cmd.Context(), cfg)
 		},
 	}
@@ -91,7 +95,21 @@ State lives in --data-dir ($MODELFLEET_DATA_DIR), so a restart resumes.`,
 	f.DurationVar(&cfg.MonitorLookback, "monitor-lookback", app.DevMonitorLookback, "the drift monitor's rolling window; each site's reference is its first half-window of traffic")
 	f.Int64Var(&cfg.MonitorMinRows, "monitor-min-rows", 1000, "scored rows a window needs before it can drift")
 	f.DurationVar(&cfg.RetrainDebounce, "retrain-debounce", app.DevRetrainDebounce, "how long retraining waits for more drift after the first")
+	f.StringArrayVar(&oipServers, "oip-server", nil, "an external model server every site may run versions in: NAME=/abs/path/to/binary [ARG...] (repeatable; as for `edge --oip-server`)")
 	return cmd
+}
+
+// parseOIPServers reads --oip-server declarations.
+func parseOIPServers(decls []string) ([]agent.OIPServer, error) {
+	var out []agent.OIPServer
+	for _, s := range decls {
+		d, err := agent.ParseOIPServer(s)
+		if err != nil {
+			return nil, fmt.Errorf("--oip-server: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 func newGatewayCmd(g *globals) *cobra.Command {
@@ -390,7 +408,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 
 func newEdgeCmd(g *globals) *cobra.Command {
 	cfg := agent.Config{}
-	var labels []string
+	var labels, oipServers []string
 	cmd := &cobra.Command{
 		Use:   "edge",
 		Short: "Run one site's edge agent: inference router + desired-state pull (outbound connections only)",
@@ -414,6 +432,10 @@ never dials Temporal, so this command takes no Temporal flags.`,
 			}
 			if cfg.DataDir == "" {
 				cfg.DataDir = filepath.Join(dataDir(), "sites", cfg.SiteID)
+			}
+			var err error
+			if cfg.OIPServers, err = parseOIPServers(oipServers); err != nil {
+				return err
 			}
 			stop, err := setupTelemetry(cmd.Context(), "modelfleet-edge", "")
 			if err != nil {
@@ -464,6 +486,8 @@ never dials Temporal, so this command takes no Temporal flags.`,
 	f.StringVar(&cfg.ReleaseKeysFile, "release-keys", "", "pin the release keys by hand (JSON, as `modelfleet keys export` prints); default: those the gateway gave at enrolment")
 	f.StringArrayVar(&cfg.ArtifactHosts, "artifact-host", nil, "download artifacts only from this host or host:port (repeatable; default: any)")
 	f.DurationVar(&cfg.DownloadTimeout, "download-timeout", agent.DefaultDownloadTimeout, "how long one artifact download may take")
+	f.StringArrayVar(&oipServers, "oip-server", nil, "an external model server versions may run in: NAME=/abs/path/to/binary [ARG...] (repeatable; {port} and {model_dir} in ARGs; with ARGs, versions cannot bring their own)")
+	f.DurationVar(&cfg.ServerReadyTimeout, "oip-server-ready-timeout", agent.DefaultServerReadyTimeout, "how long an external model server may take to become ready")
 	f.StringVar(&cfg.APIKeysFile, "api-keys-file", os.Getenv("MODELFLEET_API_KEYS_FILE"), "router API keys file (YAML or JSON, kind RouterAPIKeys; a mounted Secret), re-read when it changes; its scopes win over the desired state's ($MODELFLEET_API_KEYS_FILE)")
 	return cmd
 }

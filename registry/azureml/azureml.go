@@ -188,16 +188,29 @@ func (r *Registry) listVersions(ctx context.Context, name string) ([]modelfleet.
 
 // Download streams the file at rawURL (an azureml:// datastore URI or an
 // https blob URL) to w while hashing it, and fails with ErrDigestMismatch
-// unless it hashes to digest. w has then received bad bytes.
+// unless it hashes to digest. w has then received bad bytes. A folder URL
+// (ending in "/", what Get gives an mlflow_model; or any URL with no blob
+// but blobs under it, a custom_model folder) is read whole first: an MLflow model packed as mlflow.Pack does, or a
+// custom_model folder's one model file (assets.go); w receives it only
+// once it hashes to digest.
 func (r *Registry) Download(ctx context.Context, rawURL, digest string, w io.Writer) (int64, error) {
 	if !modelfleet.ValidDigest(digest) {
 		return 0, modelfleet.Errorf(modelfleet.EINVALID, "digest %q is invalid: want sha256:<64 hex digits>", digest)
+	}
+	if strings.HasSuffix(rawURL, "/") {
+		return r.downloadFolder(ctx, rawURL, digest, w)
 	}
 	u, err := r.blobURL(ctx, rawURL)
 	if err != nil {
 		return 0, err
 	}
 	n, err := r.blobs.get(ctx, u, digest, w)
+	if n == 0 && modelfleet.ErrorCode(err) == modelfleet.ENOTFOUND {
+		// Azure ML records a folder's modelUri without a trailing "/".
+		if fn, ferr := r.downloadFolder(ctx, rawURL+"/", digest, w); modelfleet.ErrorCode(ferr) != modelfleet.ENOTFOUND {
+			return fn, ferr
+		}
+	}
 	if err != nil {
 		return n, r.err("download "+redact(rawURL), err)
 	}

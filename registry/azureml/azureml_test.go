@@ -353,8 +353,10 @@ func TestDownload(t *testing.T) {
 			t.Errorf("error carries the URL's query: %v", err)
 		}
 	}
-	if n := len(h.store.Requests()) - before; n != 1 {
-		t.Errorf("%d requests reached storage, want only the missing blob's", n)
+	// The missing blob's GET, then a listing of it as a folder (a
+	// custom_model folder's modelUri has no trailing "/").
+	if n := len(h.store.Requests()) - before; n != 2 {
+		t.Errorf("%d requests reached storage, want only the missing blob's and its folder listing", n)
 	}
 
 	h.store.Status["/"+bucket+"/data/holdout.csv"] = http.StatusForbidden

@@ -26,6 +26,8 @@ func FuzzToModel(f *testing.F) {
 		"modelfleet.validation.metric":"auc","modelfleet.validation.threshold":"0.8"}}}`))
 	f.Add([]byte(`{"properties":{"properties":{"modelfleet.size":"-1","modelfleet.features":"{"}}}`))
 	f.Add([]byte(`{"properties":null}`))
+	f.Add([]byte(`{"properties":{"modelType":"mlflow_model","modelUri":"azureml://datastores/d/paths/runs/1/model","properties":{"modelfleet.digest":"sha256:00000000000000000000000000000000000000000000000000000000000000aa"}}}`))
+	f.Add([]byte(`{"properties":{"modelType":"triton_model","modelUri":"azureml://datastores/d/paths/t/","properties":{"modelfleet.digest":"sha256:00000000000000000000000000000000000000000000000000000000000000aa"}}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var mv ml.ModelVersion
 		if json.Unmarshal(body, &mv) != nil {

@@ -80,10 +80,27 @@ func toModel(name, version string, mv ml.ModelVersion, strict bool) (modelfleet.
 			fail("property %q is not a JSON array of feature names: %v", PropFeatures, err)
 		}
 	}
-	m.ArtifactURL = deref(p.ModelURI)
-	if art := props[PropArtifact]; art != "" && m.ArtifactURL != "" {
-		m.ArtifactURL = strings.TrimRight(m.ArtifactURL, "/") + "/" + strings.TrimLeft(art, "/")
+	switch t := deref(p.ModelType); t {
+	case "", AssetCustom:
+	case AssetMLflow:
+		if f, ok := props[PropFormat]; ok && f != modelfleet.FormatMLflow {
+			fail("asset type %s with property %q %q: an mlflow_model is format %q", t, PropFormat, f, modelfleet.FormatMLflow)
+		}
+		m.Format = modelfleet.FormatMLflow
+	case AssetTriton:
+		// A Triton model repository: served by the Triton server the sites
+		// declare (format oip), named by the version's server block.
+		if f, ok := props[PropFormat]; ok && f != modelfleet.FormatOIP {
+			fail("asset type %s with property %q %q: a triton_model is format %q", t, PropFormat, f, modelfleet.FormatOIP)
+		}
+		m.Format = modelfleet.FormatOIP
+		if props[modelfleet.PropServer] == "" {
+			fail("%s", tritonNeedsServer)
+		}
+	default:
+		fail("asset type %q is not supported: use %s (a model file, or a folder with one), %s or %s (with a server block)", t, AssetCustom, AssetMLflow, AssetTriton)
 	}
+	m.ArtifactURL = assetURL(deref(p.ModelType), deref(p.ModelURI), props[PropArtifact])
 	if m.ArtifactURL == "" {
 		fail("modelUri is empty")
 	}

@@ -86,3 +86,73 @@ func quoted(names []string) string {
 	}
 	return strings.Join(q, ", ")
 }
+
+// Column is one feature of a model artifact's own schema (an MLflow
+// signature, the feature names in an XGBoost, LightGBM or ONNX file): its
+// name and, where the artifact says, its type (one of
+// modelfleet.FeatureTypes).
+type Column struct {
+	Name string
+	Type string
+}
+
+// CheckSchema checks the workload's features against the schema of the
+// model version's artifact, as validation reads it before any site is
+// touched. named is false when the artifact does not name its features
+// (f0, f1, …: trained on bare arrays): then only their number is checked,
+// and the error says so. Otherwise it names the first mismatch: a feature
+// the model takes that the workload does not produce, one it produces that
+// the model does not take, or a type the model's feature does not take
+// (modelfleet.FeatureTypeTakes). Order is not compared: the workload sends
+// features by name.
+func CheckSchema(w Manifest, model modelfleet.ModelRef, cols []Column, named bool) error {
+	fail := func(format string, args ...any) error {
+		return &IncompatibleError{Workload: w.Ref(), Model: model.String(), Reasons: []string{fmt.Sprintf(format, args...)}}
+	}
+	if !named {
+		if len(cols) != len(w.Features) {
+			return fail("the model's file takes %d features and the workload produces %d (the file does not name its features, f0, f1, …, so only their number is checked)", len(cols), len(w.Features))
+		}
+		return nil
+	}
+	produced := make(map[string]Feature, len(w.Features))
+	for _, f := range w.Features {
+		produced[f.Name] = f
+	}
+	taken := make(map[string]bool, len(cols))
+	for _, c := range cols {
+		taken[c.Name] = true
+		f, ok := produced[c.Name]
+		if !ok {
+			return fail("the model needs %q that the workload does not produce", c.Name)
+		}
+		if !modelfleet.FeatureTypeTakes(c.Type, f.Type) {
+			return fail("feature %q: the model takes %s but the workload produces %s", c.Name, c.Type, f.Type)
+		}
+	}
+	for _, f := range w.Features {
+		if !taken[f.Name] {
+			return fail("the workload produces %q that the model does not take", f.Name)
+		}
+	}
+	return nil
+}
+
+// CheckUnits refuses a workload that declares a unit for a feature other
+// than the unit the model version was trained on (units: the model's,
+// modelfleet.FeatureUnits). Units are compared as written, so write them
+// the same way on both sides (UCUM codes, e.g. "mm/s", "Cel", "g"); a
+// feature without a unit on either side is not compared. The error names
+// every mismatch.
+func CheckUnits(w Manifest, model modelfleet.ModelRef, units map[string]string) error {
+	var reasons []string
+	for _, f := range w.Features {
+		if want, ok := units[f.Name]; ok && f.Unit != "" && f.Unit != want {
+			reasons = append(reasons, fmt.Sprintf("feature %q: the workload produces %s, the model was trained on %s", f.Name, f.Unit, want))
+		}
+	}
+	if len(reasons) == 0 {
+		return nil
+	}
+	return &IncompatibleError{Workload: w.Ref(), Model: model.String(), Reasons: reasons}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,10 +68,27 @@ type Manifest struct {
 // declares it, its unit, and the range a sane value lies in. A value outside
 // the range is dead-lettered instead of scored.
 type Feature struct {
-	Name string   `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name"`
+	// Type is what the values are, when the model's schema cares (an MLflow
+	// signature's long or boolean column): one of modelfleet.FeatureTypes;
+	// "" is not checked against the model.
+	Type string   `yaml:"type,omitempty" json:"type,omitempty"`
 	Unit string   `yaml:"unit,omitempty" json:"unit,omitempty"`
 	Min  *float64 `yaml:"min,omitempty" json:"min,omitempty"`
 	Max  *float64 `yaml:"max,omitempty" json:"max,omitempty"`
+}
+
+// Holds reports whether v is a value of the feature's declared type: a
+// whole number for long and integer, 0 or 1 for boolean, any number
+// otherwise. The runtime dead-letters a feature that is not.
+func (f Feature) Holds(v float64) bool {
+	switch f.Type {
+	case modelfleet.FeatureLong, modelfleet.FeatureInteger:
+		return v == math.Trunc(v)
+	case modelfleet.FeatureBoolean:
+		return v == 0 || v == 1
+	}
+	return true
 }
 
 // Input declares the factory data: MQTT topic filters ("{site}" is replaced
@@ -191,6 +209,9 @@ func (m *Manifest) Validate() error {
 			return bad("features must be unique and non-empty (got %q)", f.Name)
 		}
 		seen[f.Name] = true
+		if f.Type != "" && !slices.Contains(modelfleet.FeatureTypes, f.Type) {
+			return bad("feature %q: type %q is not supported: use one of %s", f.Name, f.Type, strings.Join(modelfleet.FeatureTypes, ", "))
+		}
 		if err := checkRange("feature", f.Name, f.Min, f.Max); err != nil {
 			return bad("%v", err)
 		}

@@ -106,3 +106,67 @@ func TestCompatible(t *testing.T) {
 		t.Errorf("CheckRelease of another model: %v", err)
 	}
 }
+
+// CheckSchema names the first mismatch between a workload and a model
+// artifact's own schema; unnamed artifacts are checked by count only.
+func TestCheckSchema(t *testing.T) {
+	m, err := ParseManifest([]byte(strings.Replace(manifestYAML, "{name: b, min: 0}", "{name: b, type: long, min: 0}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := modelfleet.ModelRef{Name: "m", Version: "3"}
+	col := func(spec string) Column {
+		name, typ, _ := strings.Cut(spec, ":")
+		return Column{Name: name, Type: typ}
+	}
+	cols := func(specs ...string) []Column {
+		var out []Column
+		for _, s := range specs {
+			out = append(out, col(s))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		cols  []Column
+		named bool
+		want  string
+	}{
+		{cols("b:long", "a:double"), true, ""},
+		{cols("a:", "b:integer"), true, ""},
+		{cols("a:float", "b:double"), true, ""}, // a double feature takes whole numbers
+		{cols("a:double", "b:long", "c:double"), true, `the model needs "c" that the workload does not produce`},
+		{cols("a:double"), true, `the workload produces "b" that the model does not take`},
+		{cols("a:double", "b:boolean"), true, `feature "b": the model takes boolean but the workload produces long`},
+		{cols("f0:double", "f1:double"), false, ""},
+		{cols("f0:", "f1:", "f2:"), false, "the model's file takes 3 features and the workload produces 2 (the file does not name its features, f0, f1, …, so only their number is checked)"},
+	} {
+		err := CheckSchema(m, ref, c.cols, c.named)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%v: %v", c.cols, err)
+			}
+			continue
+		}
+		var ie *IncompatibleError
+		if !errors.As(err, &ie) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `workload "line:2" is incompatible with model "m:3"`) {
+			t.Errorf("%v: error %v, want %q naming both", c.cols, err, c.want)
+		}
+	}
+	// A long model feature does not take a double one.
+	d, _ := ParseManifest([]byte(strings.Replace(manifestYAML, "{name: b, min: 0}", "{name: b, type: double}", 1)))
+	if err := CheckSchema(d, ref, cols("a:double", "b:long"), true); err == nil || !strings.Contains(err.Error(), "the model takes long but the workload produces double") {
+		t.Errorf("double into long: %v", err)
+	}
+	if _, err := ParseManifest([]byte(strings.Replace(manifestYAML, "{name: b, min: 0}", "{name: b, type: string}", 1))); err == nil || !strings.Contains(err.Error(), `feature "b": type "string" is not supported`) {
+		t.Errorf("string type: %v", err)
+	}
+	for _, c := range []struct {
+		typ  string
+		v    float64
+		want bool
+	}{{"long", 3, true}, {"long", 3.5, false}, {"integer", -2, true}, {"boolean", 1, true}, {"boolean", 2, false}, {"double", 0.1, true}, {"", 0.1, true}} {
+		if got := (Feature{Type: c.typ}).Holds(c.v); got != c.want {
+			t.Errorf("%s holds %v = %v", c.typ, c.v, got)
+		}
+	}
+}

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/examples/trees"
 )
 
 // writeLightGBM writes e as a LightGBM v3 text model file, field for field
@@ -78,6 +82,24 @@ func (t *tree) text() string {
 		"shrinkage=" + num(t.shrinkage),
 	}
 	return strings.Join(lines, "\n") + "\n\n"
+}
+
+// otherFormats writes the same trees as XGBoost JSON and ONNX (the
+// examples/trees writers), keyed by format.
+func (e *ensemble) otherFormats() (map[string][]byte, error) {
+	t := &trees.Ensemble{Features: e.Features, Objective: trees.Binary}
+	for _, tr := range e.trees {
+		t.Trees = append(t.Trees, trees.Tree{Feature: tr.feature, Threshold: tr.threshold, Left: tr.left, Right: tr.right, Leaf: tr.leafValue})
+	}
+	var xgb bytes.Buffer
+	if err := t.WriteXGBoostJSON(&xgb); err != nil {
+		return nil, err
+	}
+	onnx, err := t.ONNX()
+	if err != nil {
+		return nil, err
+	}
+	return map[string][]byte{modelfleet.FormatXGBoost: xgb.Bytes(), modelfleet.FormatONNX: onnx}, nil
 }
 
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -2,7 +2,8 @@
 // synthetic but physically plausible sensor data set with a fixed seed,
 // trains a small gradient-boosted tree ensemble on it, and writes the files
 // the quickstart registers (model.txt, validation.csv and two sample
-// requests). It exists so the example is reproducible without Python or
+// requests), and the same trees as XGBoost JSON (model.json) and ONNX
+// (model.onnx), written by examples/trees. It exists so the example is reproducible without Python or
 // LightGBM installed:
 //
 //	go run ./examples/bearing-failure/train -out examples/bearing-failure
@@ -90,8 +91,14 @@ func run(out string) error {
 	if err := ens.writeLightGBM(&model); err != nil {
 		return err
 	}
+	other, err := ens.otherFormats()
+	if err != nil {
+		return err
+	}
 	files := map[string][]byte{
 		"model.txt":           model.Bytes(),
+		"model.json":          other[modelfleet.FormatXGBoost],
+		"model.onnx":          other[modelfleet.FormatONNX],
 		"validation.csv":      csvBytes(X[trainRows:], y[trainRows:]),
 		"sample.json":         sampleJSON(healthy),
 		"sample-failing.json": sampleJSON(failing),
@@ -114,6 +121,17 @@ func run(out string) error {
 	auc, err := inference.Evaluate(m, d, modelfleet.MetricAUC)
 	if err != nil {
 		return err
+	}
+	for _, f := range []string{modelfleet.FormatXGBoost, modelfleet.FormatONNX} {
+		o, err := inference.Load(f, other[f])
+		if err != nil {
+			return fmt.Errorf("the %s file: %w", f, err)
+		}
+		a, err := inference.Evaluate(o, d, modelfleet.MetricAUC)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s file: validation AUC %.4f\n", f, a)
 	}
 	pos := 0.0
 	for _, v := range y {

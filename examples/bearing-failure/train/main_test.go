@@ -142,3 +142,70 @@ func TestJobContract(t *testing.T) {
 		t.Errorf("bad file: %v", err)
 	}
 }
+
+// TestOtherFormats checks model.json and model.onnx: they are what the
+// trainer writes now (so they cannot drift from model.txt), their cards
+// name their format, they predict what model.txt predicts on every
+// validation row, and they clear their cards' thresholds.
+func TestOtherFormats(t *testing.T) {
+	dir := ".."
+	X, y := generate(rand.New(rand.NewPCG(seed, 0)), trainRows+validRows)
+	other, err := train(X[:trainRows], y[:trainRows], cfg).otherFormats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lgb, err := inference.Load(modelfleet.FormatLightGBM, read(t, dir, "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for format, file := range map[string]string{modelfleet.FormatXGBoost: "model.json", modelfleet.FormatONNX: "model.onnx"} {
+		data := read(t, dir, file)
+		if !bytes.Equal(data, other[format]) {
+			t.Errorf("%s differs from what the trainer writes: run go run ./examples/bearing-failure/train -out examples/bearing-failure", file)
+		}
+		var card struct {
+			Format     string
+			Features   []string
+			Validation struct {
+				Data      string
+				Metric    string
+				Threshold float64
+			}
+		}
+		if err := yaml.Unmarshal(read(t, dir, "model-"+format+".yaml"), &card); err != nil {
+			t.Fatal(err)
+		}
+		if card.Format != format || !slices.Equal(card.Features, features) {
+			t.Fatalf("model-%s.yaml: format %q, features %q", format, card.Format, card.Features)
+		}
+		m, err := inference.Load(card.Format, data)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		d, err := inference.ReadCSV(bytes.NewReader(read(t, dir, card.Validation.Data)), card.Features)
+		if err != nil {
+			t.Fatal(err)
+		}
+		worst := 0.0
+		for i, x := range d.X {
+			got, err1 := m.Predict(x)
+			want, err2 := lgb.Predict(x)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("row %d: %v, %v", i, err1, err2)
+			}
+			worst = max(worst, math.Abs(got-want))
+		}
+		// XGBoost sums float32 leaves; ONNX rounds its output to float32.
+		if worst > 1e-6 {
+			t.Errorf("%s: predictions differ from model.txt's by up to %.3g, want ≤ 1e-6", file, worst)
+		}
+		auc, err := inference.Evaluate(m, d, card.Validation.Metric)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: largest difference from model.txt %.2g; validation %s %.4f", file, worst, card.Validation.Metric, auc)
+		if auc < card.Validation.Threshold+0.02 {
+			t.Errorf("%s: validation %s %.4f, want comfortably above the threshold %v", file, card.Validation.Metric, auc, card.Validation.Threshold)
+		}
+	}
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestFormatsAgree: the generator's three files of the same trees load in
+// the edge runtime and predict what the ensemble does on held-out rows, so
+// a broken writer fails here rather than in the benchmark.
+func TestFormatsAgree(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 0))
+	a, err := write(ensemble(rng, 20, 6))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, worst, err := a.agree(rows(rng, 500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("largest difference from the ensemble: %v", worst)
+}
+
+// TestLine: the final line carries every format's figures and the worst
+// p99 ratio over the formats that were measured (NA where none was).
+func TestLine(t *testing.T) {
+	nan := math.NaN()
+	res := map[string]*figures{
+		"baseline": {ns: 100, p50: nan, p99: nan, floorP99: nan, p99Rat: nan},
+		"lightgbm": {ns: 110, batchNs: 3000, allocs: 0, p50: 0.3, p99: 2.4, floorP99: 2, p99Rat: 1.2},
+		"xgboost":  {ns: 90, batchNs: 2800, allocs: 0, p50: 0.3, p99: 3, floorP99: 2, p99Rat: 1.5},
+		"onnx":     {ns: 200, batchNs: 6000, allocs: 12, p50: nan, p99: nan, floorP99: nan, p99Rat: nan},
+	}
+	got := parseLine(line(config{trees: 300, depth: 6}, res))
+	for k, want := range map[string]string{"bench": "runtime", "baseline_ns": "100", "lightgbm_ratio": "1.10", "xgboost_p99_ratio": "1.50",
+		"onnx_allocs": "12.0", "onnx_p99_ms": "NA", "worst_p99_ratio": "1.50"} {
+		if got[k] != want {
+			t.Errorf("%s=%q, want %q", k, got[k], want)
+		}
+	}
+	for _, r := range res {
+		r.p99Rat = nan
+	}
+	if got := parseLine(line(config{}, res)); got["worst_p99_ratio"] != "NA" {
+		t.Errorf("nothing measured: worst_p99_ratio=%q, want NA", got["worst_p99_ratio"])
+	}
+}
