@@ -27,12 +27,13 @@ import (
 //     ENOSPC's ("no space left on device");
 //   - the wave's failure budget counts it (the release status's failed);
 //   - the site keeps serving its previous version throughout (the score
-//     probes, and its router's models at the end: no new version);
+//     probes, and its router's models: no new version), also after its
+//     agent is SIGKILLed and started again on the full disk;
 //   - once the ballast is removed, the site converges on its desired
 //     state by itself (the agent retries a failed apply at each poll).
 //
-// The chaos leaves that site's process alone while its disk is full (a
-// restart on a full disk is a different fault, not covered yet).
+// Apart from that one restart, the chaos leaves that site's process alone
+// while its disk is full.
 
 const (
 	diskSize = 16 << 20 // the site's tmpfs
@@ -55,6 +56,7 @@ type diskFault struct {
 	budget    int
 	recovery  time.Duration
 	converged bool
+	restarted bool // the agent was killed and started again on the full disk
 	problems  []string
 }
 
@@ -167,6 +169,14 @@ func (c *chaos) diskAfter(ctx context.Context, v string, st modelfleet.ReleaseSt
 	if d.exercised && d.failed < 1 {
 		problem("wave %s of release %s failed at %s but its failure count is %d", ss.Wave, v, d.site.id, d.failed)
 	}
+	// Restarted on its full disk (as a crash or a node reboot would), it
+	// comes back from what it stored.
+	d.site.proc.Kill()
+	if err := d.site.proc.Start(ctx); err != nil {
+		problem("%s did not start again on its full disk: %v", d.site.id, err)
+		return
+	}
+	d.restarted = true
 	// Still serving the previous version, and not the new one.
 	served, err := c.obs.served(ctx, d.site)
 	switch {

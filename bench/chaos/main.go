@@ -230,8 +230,8 @@ func (r report) print(w io.Writer) {
 		case d.skipped != "":
 			fmt.Fprintf(w, "disk full: skipped: %s\n", d.skipped)
 		case d.exercised:
-			fmt.Fprintf(w, "disk full: %s's disk full at release %s: the step failed there with %q, its wave counted %d failed (budget %d), it kept its previous version and converged %.1fs after the disk was freed\n",
-				d.site.id, d.release, d.reason, d.failed, d.budget, d.recovery.Seconds())
+			fmt.Fprintf(w, "disk full: %s's disk full at release %s: the step failed there with %q, its wave counted %d failed (budget %d), it kept its previous version (also restarted on the full disk: %v) and converged %.1fs after the disk was freed\n",
+				d.site.id, d.release, d.reason, d.failed, d.budget, d.restarted, d.recovery.Seconds())
 		}
 	}
 	if f := r.workloads; f != nil {
