@@ -35,6 +35,8 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 		backoff = min(2*backoff, 30*time.Second)
 	}
 	failing := false
+	var retryAt time.Time // a failed apply's next try (applyFailed)
+	retryWait := s.cfg.HeartbeatInterval
 	report := func(actual modelfleet.Actual) bool {
 		rec := s.Record()
 		rec.APIKeysError = actual.APIKeysError
@@ -85,10 +87,21 @@ func (s *Site) converge(ctx context.Context, src DesiredSource) {
 		// API keys before models: a model the desired state protects is
 		// not served without its keys. A bad set keeps the keys in force.
 		s.applyAPIKeys(ds)
-		changed := ds.Revision > applied
+		// A model that failed to apply (a full disk, a download cut) is
+		// tried again, at polls backing off from one to 16 intervals, so
+		// the site converges once the fault is gone, not only at the next
+		// revision.
+		retry := ds.Revision == applied && s.applyFailed(ds) && !time.Now().Before(retryAt)
+		changed := ds.Revision > applied || retry
 		var actual modelfleet.Actual
 		if changed {
 			actual = s.apply(ctx, ds, dl)
+			if !retry {
+				retryWait = s.cfg.HeartbeatInterval
+			} else if retryWait < 16*s.cfg.HeartbeatInterval {
+				retryWait *= 2
+			}
+			retryAt = time.Now().Add(retryWait)
 			applied, s.lastApplied = ds.Revision, ds.Revision
 			s.log.Info("desired state applied", "revision", ds.Revision, "models", len(ds.Models), "workloads", len(ds.Workloads))
 		} else {
@@ -129,6 +142,16 @@ func (s *Site) apply(ctx context.Context, ds modelfleet.Desired, dl *registry.Cl
 		actual.Models[name] = am
 	}
 	return actual
+}
+
+// applyFailed reports whether a model of ds failed at its last apply.
+func (s *Site) applyFailed(ds modelfleet.Desired) bool {
+	for name := range ds.Models {
+		if s.lastError[name] != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // report is the actual state without applying anything.

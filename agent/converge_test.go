@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,4 +166,88 @@ func sample(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestSiteRetriesAFailedApply: a version the site cannot install (its
+// download fails, as it does on a full disk) is reported with the reason,
+// the site keeps serving what it had, and once the fault is gone it
+// installs the version with no new revision of its desired state.
+func TestSiteRetriesAFailedApply(t *testing.T) {
+	dir := t.TempDir()
+	reg, err := registry.Open(filepath.Join(dir, "registry"), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var broken atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			http.Error(w, "no space left on device", http.StatusInsufficientStorage)
+			return
+		}
+		reg.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { srv.Close(); reg.Close() })
+	v1, v2 := registerExample(t, reg, srv.URL, "1"), registerExample(t, reg, srv.URL, "2")
+
+	gw, err := OpenGateway(GatewayConfig{Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "gateway")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if _, err := gw.Directory.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	step := func(v modelfleet.DesiredVersion, release string) int64 {
+		t.Helper()
+		if _, err := gw.Directory.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v, Sites: []string{"s1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := gw.Directory.Finish(release, "bearing-failure", []string{"s1"}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := gw.Directory.Desired(context.Background(), "s1", -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Revision
+	}
+	step(v1, "release/bearing-failure/1")
+	e, err := Open(Config{SiteID: "s1", DataDir: filepath.Join(dir, "site"), Listen: "127.0.0.1:0", GatewayURL: gw.URL(), HeartbeatInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; e.Edge.Close() }()
+	waitServing(t, e, "1")
+
+	broken.Store(true)
+	rev := step(v2, "release/bearing-failure/2")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		p, err := gw.Directory.Progress("bearing-failure", "2", []string{"s1"})
+		if err == nil && len(p.Failed) == 1 {
+			if !strings.Contains(p.Failed[0].Reason, "no space left on device") {
+				t.Fatalf("failed with %q, want the download's reason", p.Failed[0].Reason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("progress = %+v, %v; want s1 failed", p, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := servedVersion(t, e); got != "1" {
+		t.Fatalf("serves %q after the failed apply, want the previous version 1", got)
+	}
+	broken.Store(false)
+	waitServing(t, e, "2")
+	d, err := gw.Directory.Desired(context.Background(), "s1", -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Revision != rev {
+		t.Fatalf("desired revision %d, want %d: the site converged on a new revision, not by retrying", d.Revision, rev)
+	}
 }

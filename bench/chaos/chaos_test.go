@@ -13,8 +13,11 @@ import (
 
 // TestChaosShort is `make chaos` made small for `make test`: 3 agents, 2
 // releases, every kind of process killed at least once (gateway, worker,
-// Temporal, an agent), an agent offline and a model file corrupted; every
-// invariant must hold.
+// Temporal, an agent), an agent offline and a model file corrupted, with
+// authentication on (trust.go), the last site's disk full at the second
+// release (disk.go: root with CAP_SYS_ADMIN) and a workload runner per
+// site as its own process, killed too (workloads.go); every invariant
+// must hold.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos suite: starts real processes (run `make test` or `make chaos`)")
@@ -26,7 +29,7 @@ func TestChaosShort(t *testing.T) {
 	r, err := run(ctx, options{
 		bin: bin, temporal: temporal, sites: 3, releases: 2, killsEach: 1,
 		interval: 2 * time.Second, releaseTimeout: 3 * time.Minute, maxDuration: 4 * time.Minute,
-		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(),
+		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(), auth: true, diskFull: true, workloads: true,
 	}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
@@ -42,6 +45,22 @@ func TestChaosShort(t *testing.T) {
 	}
 	if r.scores == 0 {
 		t.Error("no score was checked: the observer saw no site serve")
+	}
+	if r.enrolments != 3 || !r.auth {
+		t.Errorf("auth %v, %d sites enrolled: want all 3 enrolled with join tokens", r.auth, r.enrolments)
+	}
+	if f := r.workloads; f == nil || f.published == 0 || f.decisions == 0 {
+		t.Errorf("workload runners: %+v; want readings published and decided", f)
+	}
+	switch d := r.disk; {
+	case d == nil:
+		t.Error("the disk-full fault was not set up")
+	case d.skipped != "" && os.Getenv("MODELFLEET_REQUIRE_DEPS") == "1":
+		t.Errorf("disk full not injected: %s", d.skipped)
+	case d.skipped != "":
+		t.Logf("disk full not injected: %s", d.skipped)
+	case !d.exercised || !d.converged:
+		t.Errorf("disk full: exercised %v, converged after %v: %v", d.exercised, d.converged, d.problems)
 	}
 }
 

@@ -1,14 +1,30 @@
 // Command chaos is `make chaos`: releases that stay right when processes
 // die. It runs the stack as production does, each part its own process —
 // the Temporal dev server, the gateway, the cloud worker and N edge agents
-// (the modelfleet binary's `gateway`, `worker` and `edge` commands, plain
-// HTTP with --insecure-no-auth) — plus the model registry in this process
-// (Azure ML's stand-in, which is not under test), and releases version
+// (the modelfleet binary's `gateway`, `worker` and `edge` commands) — plus
+// the model registry in this process (Azure ML's stand-in, which is not
+// under test), and releases version
 // after version of examples/bearing-failure through a gated, baked,
 // two-wave policy while it SIGKILLs and restarts a process every few
 // seconds: each kind in turn (gateway, worker, Temporal, an agent), takes
 // an agent offline for several seconds, and corrupts a stored model file
 // before restarting an agent.
+//
+// Authentication is on (-auth, the default; trust.go): the gateway on TLS
+// verifying OIDC tokens (an issuer the run hosts, as Entra ID's stand-in)
+// with a role bindings file, every agent enrolled with a join token from
+// `modelfleet site enroll` and talking mTLS, restarted from the identity
+// on its disk with no token, versions signed by the worker with the
+// gateway's release keys and verified by every site against the keys it
+// pinned at enrolment, gates approved with `modelfleet release approve`.
+// The final line then gains auth=on enrolments=<> reenrolled=0
+// unsigned=0: no site's certificate changed (none needed a new join
+// token), every version stored at a site came with its signed statement.
+//
+// A site's disk fills up (-disk-full; disk.go) and a workload runner per
+// site runs as its own process on an MQTT broker the run hosts, killed
+// with the rest (-workloads; workloads.go); each adds its invariants and
+// figures to the final line.
 //
 // Invariants, checked throughout from outside (observe.go) and reported:
 //
@@ -72,6 +88,16 @@ type options struct {
 	store    string
 	replicas int
 	pg       *pgtest.Server
+	// auth runs the stack with authentication on (trust.go): TLS, OIDC
+	// tokens, sites enrolled with join tokens talking mTLS, signed
+	// releases pinned at the sites, controls through the gateway.
+	auth bool
+	// diskFull fills the last site's disk (a tmpfs of its own) before a
+	// release (disk.go); needs root with CAP_SYS_ADMIN, else skipped.
+	diskFull bool
+	// workloads runs `modelfleet workload run` per site on an MQTT broker
+	// the run hosts, and kills it too (workloads.go).
+	workloads bool
 }
 
 func main() {
@@ -90,6 +116,9 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "random seed of the chaos schedule (0: from the clock; printed)")
 	flag.StringVar(&o.store, "store", "bbolt", "the gateway's store: bbolt (one gateway), or postgres (-replicas gateways on one PostgreSQL this run starts, behind a balancer;\nthe chaos then kills replicas and restarts PostgreSQL too; Debian's postgresql)")
 	flag.IntVar(&o.replicas, "replicas", 3, "gateway replicas with -store postgres")
+	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nnot yet with -store postgres")
+	flag.BoolVar(&o.diskFull, "disk-full", true, "fill the last site's disk (a tmpfs the run mounts: root with CAP_SYS_ADMIN, else skipped) before a release:\nthe step must fail there with ENOSPC, count in the wave's failure budget, and the site converge once space is freed")
+	flag.BoolVar(&o.workloads, "workloads", true, "run `modelfleet workload run` per site (its own process) on an MQTT broker the run hosts, fed by a simulated line, and SIGKILL it too:\nevery reading must get a decision or a dead letter, duplicates only across a kill (at-least-once)")
 	flag.Parse()
 	if o.store == "postgres" {
 		srv, err := pgtest.Start()
@@ -140,6 +169,14 @@ type report struct {
 	unrecovered    int // agents that did not converge after coming back
 	corruptions    int
 	offline        int
+	approvals      int64
+	auth           bool
+	enrolments     int64      // sites enrolled with a join token (once each)
+	reenrolled     int        // sites whose certificate changed: restarted without their identity
+	signedModels   int        // versions stored at the sites at the end, each with its signed statement
+	unsigned       int        // ... without one
+	disk           *diskFault // nil without -disk-full
+	workloads      *workloadFigures
 	store          string // "" for bbolt
 	replicas       int
 	storeRestarts  int64
@@ -156,6 +193,23 @@ func (r report) totalKills() int64 {
 func (r report) line() string {
 	l := fmt.Sprintf("bench=chaos kills=%d releases=%d completed=%d stuck=%d duplicate_steps=%d revision_regressions=%d score_errors=%d lost_signals=%d max_recovery_s=%.1f",
 		r.totalKills(), r.releases, r.completed, r.stuck, r.duplicateSteps, r.regressions, r.scoreErrors, r.lostSignals, r.maxRecovery.Seconds())
+	if r.auth {
+		l += fmt.Sprintf(" auth=on enrolments=%d reenrolled=%d unsigned=%d", r.enrolments, r.reenrolled, r.unsigned)
+	}
+	if d := r.disk; d != nil {
+		switch {
+		case d.skipped != "":
+			l += " disk_full=skipped"
+		case d.exercised:
+			l += fmt.Sprintf(" disk_full=failed_enospc disk_recovery_s=%.1f", d.recovery.Seconds())
+		default:
+			l += " disk_full=not_reached"
+		}
+	}
+	if f := r.workloads; f != nil {
+		l += fmt.Sprintf(" workload_readings=%d workload_decisions=%d workload_dead_letters=%d workload_lost=%d workload_duplicates=%d workload_extra_duplicates=%d workload_resumed=%d",
+			f.published, f.decisions, f.deadLetters, f.lost, f.duplicates, f.extra, f.resumed)
+	}
 	if r.store != "" {
 		l += fmt.Sprintf(" store=%s replicas=%d store_restarts=%d", r.store, r.replicas, r.storeRestarts)
 	}
@@ -165,7 +219,25 @@ func (r report) line() string {
 func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "kills by kind: %v; agents taken offline: %d; model files corrupted: %d\n", r.kills, r.offline, r.corruptions)
 	fmt.Fprintf(w, "releases: %d started, %d terminal %v, %d stuck\n", r.releases, r.completed, r.outcomes, r.stuck)
+	fmt.Fprintf(w, "gates approved: %d", r.approvals)
+	if r.auth {
+		fmt.Fprintf(w, " (modelfleet release approve, signed by the gateway); sites enrolled with a join token: %d, restarted from their identity on disk: all but %d; versions stored with a signed statement: %d of %d", r.enrolments, r.reenrolled, r.signedModels-r.unsigned, r.signedModels)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "scores while up: %d, failed %d; signals sent %d, lost %d; agents not converged after return: %d\n", r.scores, r.scoreErrors, r.signalsSent, r.lostSignals, r.unrecovered)
+	if d := r.disk; d != nil {
+		switch {
+		case d.skipped != "":
+			fmt.Fprintf(w, "disk full: skipped: %s\n", d.skipped)
+		case d.exercised:
+			fmt.Fprintf(w, "disk full: %s's disk full at release %s: the step failed there with %q, its wave counted %d failed (budget %d), it kept its previous version (also restarted on the full disk: %v) and converged %.1fs after the disk was freed\n",
+				d.site.id, d.release, d.reason, d.failed, d.budget, d.restarted, d.recovery.Seconds())
+		}
+	}
+	if f := r.workloads; f != nil {
+		fmt.Fprintf(w, "workload runners: %d readings acknowledged by the broker, %d decisions and %d dead letters; lost %d, decided again across a kill %d, otherwise %d; decided after their runner came back: %d\n",
+			f.published, f.decisions, f.deadLetters, f.lost, f.duplicates, f.extra, f.resumed)
+	}
 	fmt.Fprintln(w, r.line())
 }
 
@@ -182,6 +254,20 @@ func (r report) broken() error {
 	check(r.duplicateSteps > 0, "%d desired-state revisions seen with two contents", r.duplicateSteps)
 	check(r.regressions > 0, "%d desired-state revisions went backwards", r.regressions)
 	check(r.lostSignals != 0, "%d signal messages lost", r.lostSignals)
+	check(r.unsigned > 0, "%d versions stored at sites without a signed statement", r.unsigned)
+	check(r.reenrolled > 0, "%d sites' certificates changed since enrolment", r.reenrolled)
+	if d := r.disk; d != nil && d.skipped == "" {
+		check(!d.exercised, "the full disk of %s was never reached by a release step (or not with ENOSPC)", d.site.id)
+		for _, p := range d.problems {
+			check(true, "disk full: %s", p)
+		}
+	}
+	if f := r.workloads; f != nil {
+		check(f.lost > 0, "%d of %d readings got no decision nor dead letter", f.lost, f.published)
+		check(f.extra > 0, "%d readings decided twice with no kill of their runner between", f.extra)
+		check(f.published == 0, "no reading was published to the workload runners")
+		check(r.kills[killWorkload] > 0 && f.resumed == 0, "no reading published while a runner was down was decided after it came back")
+	}
 	check(r.unrecovered > 0, "%d agents did not converge after coming back", r.unrecovered)
 	return errors.Join(errs...)
 }

@@ -25,8 +25,10 @@ import (
 type observer struct {
 	gateway string
 	sites   []*site
-	client  *http.Client
-	body    []byte // one feature row of the example
+	client  *http.Client // the sites' routers
+	// gw reads the gateway (with -auth, as a viewer: token, the CA).
+	gw   *http.Client
+	body []byte // one feature row of the example
 
 	mu       sync.Mutex
 	revs     map[string]int64            // site -> highest desired revision seen
@@ -48,11 +50,13 @@ type site struct {
 	router string // http://127.0.0.1:<port>
 	proc   *proc
 	served atomic.Bool // answered a score once: from then on it must
+	cert   string      // with -auth: the fingerprint of the certificate it enrolled with
+	full   atomic.Bool // its disk is full (disk.go): the chaos leaves it alone
 }
 
-func newObserver(gateway string, sites []*site, body []byte) *observer {
+func newObserver(gateway string, gw *http.Client, sites []*site, body []byte) *observer {
 	return &observer{
-		gateway: gateway, sites: sites, body: body,
+		gateway: gateway, sites: sites, body: body, gw: gw,
 		client:   &http.Client{Timeout: 2 * time.Second},
 		revs:     map[string]int64{},
 		contents: map[string]map[int64]string{},
@@ -98,7 +102,7 @@ func (o *observer) desired(ctx context.Context, id string) (modelfleet.Desired, 
 	if err != nil {
 		return d, err
 	}
-	resp, err := o.client.Do(req)
+	resp, err := o.gw.Do(req)
 	if err != nil {
 		return d, err
 	}

@@ -28,6 +28,10 @@ type proc struct {
 	args  []string
 	log   string // file its output is appended to
 	ready string // URL answering 200 once it serves; "" for none
+	// probe checks ready (default: plain HTTP); env is added to the
+	// process's environment.
+	probe *http.Client
+	env   []string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -51,6 +55,9 @@ func (p *proc) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	// The kernel stops it with us, so a failed run leaves no process behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -61,7 +68,7 @@ func (p *proc) Start(ctx context.Context) error {
 	go func() { _ = cmd.Wait(); f.Close(); close(exited) }()
 	p.cmd, p.exited = cmd, exited
 	if p.ready != "" {
-		if err := waitHTTP(ctx, p.ready, 60*time.Second, exited); err != nil {
+		if err := waitHTTP(ctx, p.probe, p.ready, 60*time.Second, exited); err != nil {
 			return fmt.Errorf("%s did not become ready (log: %s): %w", p.name, p.log, err)
 		}
 	}
@@ -118,8 +125,10 @@ func (p *proc) running() bool {
 }
 
 // waitHTTP polls url until it answers 200, the process exits or d passes.
-func waitHTTP(ctx context.Context, url string, d time.Duration, exited <-chan struct{}) error {
-	c := &http.Client{Timeout: 2 * time.Second}
+func waitHTTP(ctx context.Context, c *http.Client, url string, d time.Duration, exited <-chan struct{}) error {
+	if c == nil {
+		c = &http.Client{Timeout: 2 * time.Second}
+	}
 	deadline := time.Now().Add(d)
 	var last error
 	for time.Now().Before(deadline) {

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/modelfleet/modelfleet/simulate"
+	"github.com/modelfleet/modelfleet/workload"
+	"github.com/modelfleet/modelfleet/workload/spec"
+)
+
+// The workload runner as a process of its own (-workloads, on by
+// default). The run hosts the shop floor's MQTT broker (workload.Broker,
+// as `modelfleet dev` does; it is not killed) and, per site, a simulated
+// line publishing readings at QoS 1 and `modelfleet workload run` — the
+// example's manifest, its built-in code, scoring at the site's router —
+// as its own process. The chaos SIGKILLs a runner in turn with the other
+// processes (kind "workload"), and the agents' kills make its scores fail
+// meanwhile. Every outcome the runners publish (decisions and dead
+// letters, each naming the reading's machine and seq) is read from the
+// broker by the run, and at the end, the lines stopped and the runners
+// drained:
+//
+//   - every reading the broker acknowledged has an outcome
+//     (workload_lost=0): the runner acknowledges a message only once its
+//     outcome is on the broker, and its session (persistent, QoS 1) keeps
+//     what it had not acknowledged, and what arrived while it was down,
+//     for the next start;
+//   - a reading with two or more outcomes is allowed only when its runner
+//     was killed between them (a redelivery: at-least-once);
+//     workload_duplicates counts those, workload_extra_duplicates the
+//     others, which must be 0;
+//   - readings published while a runner was down were decided after it
+//     came back (workload_resumed: the session resumed).
+type workloads struct {
+	manifest spec.Manifest
+	broker   *workload.Broker
+	lines    []*simulate.Line
+	runners  []*proc // one per site, in site order
+	cancel   context.CancelFunc
+	linesWG  sync.WaitGroup
+	sub      *autopaho.ConnectionManager
+
+	mu        sync.Mutex
+	published map[reading]time.Time   // readings the broker acknowledged
+	outcomes  map[reading][]time.Time // when each outcome arrived
+	downAt    map[reading]bool        // published while its runner was down
+	killed    map[string][]time.Time  // site -> when its runner was killed
+
+	decisions   atomic.Int64
+	deadLetters atomic.Int64
+}
+
+type reading struct {
+	site, machine string
+	seq           int64
+}
+
+// workloadRate is each line's readings per second (two machines).
+const workloadRate = 4
+
+func (c *chaos) startWorkloads(ctx context.Context, ports []int) error {
+	man, err := spec.LoadManifest(filepath.Join(c.o.example, "workload", "workload.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(c.dir, "mqtt"), 0o755); err != nil {
+		return err
+	}
+	b, err := workload.StartBroker(workload.BrokerConfig{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), DataDir: filepath.Join(c.dir, "mqtt"), Logger: c.log})
+	if err != nil {
+		return err
+	}
+	w := &workloads{manifest: man, broker: b, published: map[reading]time.Time{}, outcomes: map[reading][]time.Time{},
+		downAt: map[reading]bool{}, killed: map[string][]time.Time{}}
+	c.wl = w
+	if err := w.subscribe(ctx, c.sites); err != nil {
+		return err
+	}
+	for i, s := range c.sites {
+		listen := fmt.Sprintf("127.0.0.1:%d", ports[1+i])
+		r := &proc{name: "workload-" + s.id, bin: c.o.bin, log: filepath.Join(c.dir, "logs", "workload-"+s.id+".log"),
+			args: []string{"workload", "run", "--site", s.id, "--manifest", filepath.Join(c.o.example, "workload", "workload.yaml"),
+				"--broker", b.URL(), "--router", s.router, "--listen", listen,
+				"--data-dir", filepath.Join(c.dir, "workloads", s.id), "--log-level", "warn"}}
+		if err := r.Start(ctx); err != nil {
+			return err
+		}
+		w.runners = append(w.runners, r)
+	}
+	// The runners' sessions exist before the first reading: from then on
+	// the broker keeps what arrives for them while they are down.
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.sites {
+		id := workload.ClientID(s.id, man.Name)
+		for !subscribed(b, id) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("workload runner of %s did not subscribe within 30 s (log: %s)", s.id, filepath.Join(c.dir, "logs", "workload-"+s.id+".log"))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.cancel = cancel
+	for i, s := range c.sites {
+		runner := w.runners[i]
+		site := s.id
+		l, err := simulate.New(simulate.Config{Site: site, Broker: b.URL(), Machines: 2, Rate: workloadRate, Logger: slog.New(slog.DiscardHandler),
+			OnPublish: func(r *simulate.Reading, _ time.Time) {
+				k := reading{site, r.Machine, r.Seq}
+				w.mu.Lock()
+				w.published[k] = time.Now()
+				if !runner.up.Load() {
+					w.downAt[k] = true
+				}
+				w.mu.Unlock()
+			}})
+		if err != nil {
+			cancel()
+			return err
+		}
+		w.lines = append(w.lines, l)
+		w.linesWG.Go(func() { _ = l.Run(lctx) })
+	}
+	return nil
+}
+
+// subscribed reports whether the broker holds client id's session with
+// its subscription.
+func subscribed(b *workload.Broker, id string) bool {
+	cl, ok := b.Server().Clients.Get(id)
+	return ok && cl.State.Subscriptions.Len() > 0
+}
+
+// subscribe reads every site's decisions and dead letters off the broker.
+func (w *workloads) subscribe(ctx context.Context, sites []*site) error {
+	u, err := url.Parse(w.broker.URL())
+	if err != nil {
+		return err
+	}
+	var subs []paho.SubscribeOptions
+	dead := map[string]bool{}
+	for _, s := range sites {
+		d := spec.Topic(w.manifest.Output.DeadLetter, s.id)
+		dead[d] = true
+		subs = append(subs, paho.SubscribeOptions{Topic: spec.Topic(w.manifest.Output.Decisions, s.id), QoS: 1}, paho.SubscribeOptions{Topic: d, QoS: 1})
+	}
+	ready := make(chan struct{})
+	var once sync.Once
+	cm, err := autopaho.NewConnection(context.WithoutCancel(ctx), autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true,
+		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
+			go func() {
+				if _, err := cm.Subscribe(context.WithoutCancel(ctx), &paho.Subscribe{Subscriptions: subs}); err == nil {
+					once.Do(func() { close(ready) })
+				}
+			}()
+		},
+		ClientConfig: paho.ClientConfig{ClientID: "chaos-observer",
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				w.outcome(pr.Packet.Topic, pr.Packet.Payload, dead[pr.Packet.Topic])
+				return true, nil
+			}}},
+	})
+	if err != nil {
+		return err
+	}
+	w.sub = cm
+	select {
+	case <-ready:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("the run's MQTT observer did not subscribe")
+	}
+}
+
+// outcome records a decision or a dead letter against its reading.
+func (w *workloads) outcome(topic string, payload []byte, dead bool) {
+	var msg struct {
+		Site    string `json:"site"`
+		Machine string `json:"machine"`
+		Seq     *int64 `json:"seq"`
+		Payload string `json:"payload"`
+	}
+	if json.Unmarshal(payload, &msg) != nil {
+		return
+	}
+	site := msg.Site
+	if dead {
+		w.deadLetters.Add(1)
+		_ = json.Unmarshal([]byte(msg.Payload), &msg) // the reading is inside
+	} else {
+		w.decisions.Add(1)
+	}
+	if msg.Seq == nil {
+		return
+	}
+	w.mu.Lock()
+	k := reading{site, msg.Machine, *msg.Seq}
+	w.outcomes[k] = append(w.outcomes[k], time.Now())
+	w.mu.Unlock()
+}
+
+// kill SIGKILLs a site's runner and starts it again after pause.
+func (w *workloads) kill(ctx context.Context, i int, site string, pause func()) error {
+	r := w.runners[i]
+	w.mu.Lock()
+	w.killed[site] = append(w.killed[site], time.Now())
+	w.mu.Unlock()
+	r.Kill()
+	pause()
+	return r.Start(ctx)
+}
+
+func (w *workloads) kills() int64 {
+	var n int64
+	for _, r := range w.runners {
+		n += r.kills.Load()
+	}
+	return n
+}
+
+// workloadFigures is what the runners did, checked at the end.
+type workloadFigures struct {
+	published, decisions, deadLetters int64
+	lost, duplicates, extra, resumed  int
+}
+
+// finish stops the lines, waits for every reading's outcome (at most
+// drain), and accounts for them.
+func (w *workloads) finish(drain time.Duration) workloadFigures {
+	w.cancel()
+	w.linesWG.Wait()
+	deadline := time.Now().Add(drain)
+	for time.Now().Before(deadline) && w.missing() > 0 {
+		time.Sleep(250 * time.Millisecond)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := workloadFigures{published: int64(len(w.published)), decisions: w.decisions.Load(), deadLetters: w.deadLetters.Load()}
+	for k := range w.published {
+		outs := w.outcomes[k]
+		if len(outs) == 0 {
+			f.lost++
+			continue
+		}
+		if w.downAt[k] {
+			f.resumed++
+		}
+		for _, t := range outs[1:] {
+			if w.killedBetween(k.site, outs[0].Add(-time.Second), t) {
+				f.duplicates++
+			} else {
+				f.extra++
+			}
+		}
+	}
+	return f
+}
+
+func (w *workloads) missing() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for k := range w.published {
+		if len(w.outcomes[k]) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *workloads) killedBetween(site string, from, to time.Time) bool {
+	for _, t := range w.killed[site] {
+		if t.After(from) && t.Before(to) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *workloads) close() {
+	if w == nil {
+		return
+	}
+	if w.cancel != nil {
+		w.cancel()
+		w.linesWG.Wait()
+	}
+	for _, r := range w.runners {
+		r.Stop()
+	}
+	if w.sub != nil {
+		_ = w.sub.Disconnect(context.Background())
+	}
+	_ = w.broker.Close()
+}
