@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/inference"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/rollout"
 )
@@ -199,7 +201,52 @@ func loadCard(explicit, file string) (app.ModelCard, error) {
 			return app.ModelCard{}, nil
 		}
 	}
-	return app.ReadModelCard(path)
+	c, err := app.ReadModelCard(path)
+	if err != nil || explicit != "" {
+		return c, err
+	}
+	// The card beside the file describes another format than the file is
+	// (examples/bearing-failure: model.yaml describes model.txt, and
+	// model.json has model-xgboost.yaml): the one card in the directory
+	// for the file's format, if there is exactly one.
+	if other, ok := cardForContent(file, c); ok {
+		return other, nil
+	}
+	return c, nil
+}
+
+// cardForContent finds, beside file, the one other model card (*.yaml)
+// whose format is what file's content is, when the default card c names
+// another format.
+func cardForContent(file string, c app.ModelCard) (app.ModelCard, bool) {
+	f, err := os.Open(file)
+	if err != nil {
+		return c, false
+	}
+	head := make([]byte, 64<<10)
+	n, _ := io.ReadFull(f, head)
+	f.Close()
+	detected, _ := inference.Detect(head[:n])
+	if detected == "" || c.Format == "" || c.Format == detected {
+		return c, false
+	}
+	cards, _ := filepath.Glob(filepath.Join(filepath.Dir(file), "*.yaml"))
+	var found []app.ModelCard
+	var names []string
+	for _, p := range cards {
+		if filepath.Base(p) == app.ModelCardFile {
+			continue
+		}
+		if oc, err := app.ReadModelCard(p); err == nil && oc.Format == detected {
+			found, names = append(found, oc), append(names, p)
+		}
+	}
+	if len(found) != 1 {
+		return c, false
+	}
+	fmt.Printf("%s is a %s model and %s describes a %s one: using the card %s (pass --card to choose)\n",
+		file, detected, app.ModelCardFile, c.Format, names[0])
+	return found[0], true
 }
 
 func newModelListCmd(g *globals) *cobra.Command {
