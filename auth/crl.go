@@ -139,6 +139,13 @@ func (c *CRLFiles) Run(ctx context.Context) {
 	if poll <= 0 {
 		poll = DefaultCRLPoll
 	}
+	pollChecks(ctx, poll, c.Check)
+}
+
+// pollChecks calls check every poll until ctx ends (the watched files'
+// reloaders: role bindings, CRLs). check reports and counts its own
+// failures.
+func pollChecks(ctx context.Context, poll time.Duration, check func() error) {
 	t := time.NewTicker(poll)
 	defer t.Stop()
 	for {
@@ -146,7 +153,7 @@ func (c *CRLFiles) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = c.Check()
+			_ = check()
 		}
 	}
 }

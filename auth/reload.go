@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"sync"
@@ -93,16 +92,7 @@ func (r *BindingsReloader) Run(ctx context.Context) {
 	if poll <= 0 {
 		poll = DefaultBindingsPoll
 	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_ = r.Check()
-		}
-	}
+	pollChecks(ctx, poll, r.Check)
 }
 
 func (r *BindingsReloader) check(force bool) error {
@@ -146,20 +136,14 @@ func (r *BindingsReloader) check(force bool) error {
 // read returns the file's content (bounded) and its hash. Opening the
 // path follows a ConfigMap's symlinks to the current content.
 func (r *BindingsReloader) read() ([]byte, string, error) {
-	f, err := os.Open(r.Path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, "", fmt.Errorf("role bindings %s: no such file (see docs/security.md for its format)", r.Path)
-		}
-		return nil, "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxBindingsSize+1))
-	if err != nil {
-		return nil, "", err
-	}
-	if len(b) > MaxBindingsSize {
+	b, err := readBounded(r.Path, MaxBindingsSize)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, "", fmt.Errorf("role bindings %s: no such file (see docs/security.md for its format)", r.Path)
+	case modelfleet.ErrorCode(err) == modelfleet.ETOOLARGE:
 		return nil, "", modelfleet.Errorf(modelfleet.ETOOLARGE, "role bindings %s: over %d bytes", r.Path, MaxBindingsSize)
+	case err != nil:
+		return nil, "", err
 	}
 	s := sha256.Sum256(b)
 	return b, hex.EncodeToString(s[:]), nil
