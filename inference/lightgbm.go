@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/modelfleet/modelfleet/inference/forest"
 )
 
 // Limits on a LightGBM model, far above what a model served at the edge
@@ -68,6 +70,114 @@ type lgbModel struct {
 	k         int // outputs (num_tree_per_iteration)
 	average   bool
 	objective lgbObjective
+	// fast is the trees compiled for forest's walk; a leaf's ID is its
+	// index in values (all trees' leaf values, tree after tree), or
+	// walkItself. first[i] is tree i's first leaf in values.
+	fast   *forest.Forest
+	values []float64
+	first  []int32
+	linear bool // some tree is linear: its leaves' values depend on the row
+}
+
+// walkItself is the leaf ID of a tree the fast walk does not take: one with
+// a categorical split, or a zero-as-missing split whose default side is not
+// where 0 goes (no threshold expresses either).
+const walkItself = -1
+
+// compile lays the trees out for forest's walk: LightGBM's numerical split
+// already goes left when x <= threshold (on the row as lgbValue reads it);
+// what remains is where a NaN goes, which the missing type says.
+func (m *lgbModel) compile(features int) *forest.Forest {
+	var nodes []forest.Node
+	roots := make([]int, len(m.trees))
+	m.values, m.first = nil, make([]int32, len(m.trees))
+	for i := range m.trees {
+		t := &m.trees[i]
+		m.first[i] = int32(len(m.values))
+		m.values = append(m.values, t.leaf...)
+		m.linear = m.linear || t.linear
+		off, leaves := len(nodes), len(nodes)+len(t.nodes)
+		roots[i] = off
+		if len(t.nodes) == 0 {
+			roots[i] = leaves // a one-leaf tree
+		}
+		child := func(c int32) int {
+			if c < 0 {
+				return leaves + int(^c)
+			}
+			return off + int(c)
+		}
+		for _, n := range t.nodes {
+			f, ok := lgbSplit(n)
+			if !ok {
+				nodes = append(nodes[:off], forest.Node{Leaf: true, LeafID: walkItself})
+				break
+			}
+			f.Left, f.Right = child(n.left), child(n.right)
+			nodes = append(nodes, f)
+		}
+		if len(nodes) == off+1 && nodes[off].LeafID == walkItself {
+			continue
+		}
+		for l := range t.leaf {
+			nodes = append(nodes, forest.Node{Leaf: true, LeafID: m.first[i] + int32(l)})
+		}
+	}
+	f, err := forest.Compile(nodes, roots, features)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// lgbSplit is a numerical split as forest's: false for one that it cannot
+// express.
+func lgbSplit(n lgbNode) (forest.Node, bool) {
+	if n.decision&lgbCategorical != 0 || math.IsNaN(n.threshold) {
+		return forest.Node{}, false
+	}
+	defaultLeft, zeroLeft := n.decision&lgbDefaultLeft != 0, 0 <= n.threshold
+	nanLeft := zeroLeft // missing type None: NaN reads as 0
+	switch n.decision >> 2 & 3 {
+	case lgbMissingNaN:
+		nanLeft = defaultLeft
+	case lgbMissingZero:
+		// NaN reads as 0, and 0 is missing: both take the default side,
+		// which a threshold expresses only if 0 goes there anyway.
+		if defaultLeft != zeroLeft {
+			return forest.Node{}, false
+		}
+	}
+	return forest.Node{Feature: int(n.feature), Threshold: n.threshold, NaNLeft: nanLeft}, true
+}
+
+// leaves walks every tree with forest and calls add with each tree's
+// value, in tree order; false if the fast walk is not available for x.
+func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
+	if m.fast == nil || len(x) != m.fast.Features() {
+		return false
+	}
+	var buf [fastRowOnStack]float64
+	row := rowBuffer(buf[:], len(x))
+	for i, v := range x {
+		row[i] = lgbValue(v)
+	}
+	var leaves [fastChunk]int32
+	for first := 0; first < len(m.trees); first += fastChunk {
+		chunk := leaves[:min(fastChunk, len(m.trees)-first)]
+		m.fast.Leaves(row, first, chunk)
+		for k, id := range chunk {
+			switch i := first + k; {
+			case id == walkItself:
+				add(i, m.trees[i].predict(x))
+			case m.linear:
+				add(i, m.trees[i].value(id-m.first[i], x))
+			default:
+				add(i, m.values[id])
+			}
+		}
+	}
+	return true
 }
 
 func (m *lgbModel) numOutputs() int { return m.k }
@@ -86,8 +196,10 @@ func (m *lgbModel) outputs(x []float64, out []float64) {
 // raw1 is the raw score of a single-output model (predict_raw_score).
 func (m *lgbModel) raw1(x []float64) float64 {
 	var raw float64
-	for i := range m.trees {
-		raw += m.trees[i].predict(x)
+	if !m.leaves(x, func(_ int, v float64) { raw += v }) {
+		for i := range m.trees {
+			raw += m.trees[i].predict(x)
+		}
 	}
 	if m.average {
 		raw /= float64(len(m.trees))
@@ -103,8 +215,10 @@ func (m *lgbModel) raw(x []float64, out []float64) {
 	}
 	out = out[:m.k]
 	clear(out)
-	for i := range m.trees {
-		out[i%m.k] += m.trees[i].predict(x)
+	if !m.leaves(x, func(i int, v float64) { out[i%m.k] += v }) {
+		for i := range m.trees {
+			out[i%m.k] += m.trees[i].predict(x)
+		}
 	}
 	if m.average {
 		n := float64(len(m.trees) / m.k)
@@ -130,6 +244,11 @@ func (t *lgbTree) predict(x []float64) float64 {
 	if len(t.nodes) > 0 {
 		leaf = t.leafIndex(x)
 	}
+	return t.value(leaf, x)
+}
+
+// value is leaf's output for row x.
+func (t *lgbTree) value(leaf int32, x []float64) float64 {
 	if !t.linear {
 		return t.leaf[leaf]
 	}

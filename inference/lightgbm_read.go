@@ -96,6 +96,7 @@ func loadLightGBM(data []byte) (*Model, error) {
 	if len(m.trees) == 0 || len(m.trees)%k != 0 {
 		return nil, fmt.Errorf("%d trees: want a positive multiple of num_tree_per_iteration=%d", len(m.trees), k)
 	}
+	m.fast = m.compile(maxIdx + 1)
 	out := &Model{rt: m, format: FormatLightGBM, task: task, classes: 1, features: features}
 	switch task {
 	case TaskBinary:

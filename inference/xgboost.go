@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/modelfleet/modelfleet/inference/forest"
 )
 
 // Limits on an XGBoost model, far above what a model served at the edge
@@ -114,6 +116,9 @@ type xgbModel struct {
 	objective  string
 	groups     int
 	features   int
+	// fast is the trees compiled for forest's walk, nil where they cannot
+	// be (a tree too large for it); leaf IDs are the leaves' float32 bits.
+	fast *forest.Forest
 }
 
 // xgbObjectives maps the objectives whose output the edge can reproduce to
@@ -337,7 +342,37 @@ func (m *xgbModel) build(gb *xgbGBTree) error {
 		m.trees[i] = nodes
 		gb.Trees[i] = xgbTree{} // let the parsed arrays go
 	}
+	m.fast = m.compile()
 	return nil
+}
+
+// compile lays the trees out for forest's walk. XGBoost's split "go left
+// when float32(x) < cond" is, on a row rounded to float32 first (walk),
+// "x <= the largest float64 below cond".
+func (m *xgbModel) compile() *forest.Forest {
+	var nodes []forest.Node
+	roots := make([]int, len(m.trees))
+	for i, t := range m.trees {
+		off := len(nodes)
+		roots[i] = off
+		for _, n := range t {
+			if n.feature < 0 {
+				nodes = append(nodes, forest.Node{Leaf: true, LeafID: int32(math.Float32bits(n.cond))})
+				continue
+			}
+			th, ok := forest.LessThan(float64(n.cond))
+			if !ok {
+				return nil
+			}
+			nodes = append(nodes, forest.Node{Feature: int(n.feature), Threshold: th,
+				Left: off + int(n.left), Right: off + int(n.right), NaNLeft: n.defaultLeft})
+		}
+	}
+	f, err := forest.Compile(nodes, roots, m.features)
+	if err != nil {
+		return nil
+	}
+	return f
 }
 
 // xgbFlatten checks one tree: parallel arrays of num_nodes entries, node 0
@@ -422,13 +457,7 @@ func (m *xgbModel) outputs(x []float64, out []float64) {
 	for g := range margin {
 		margin[g] = m.baseMargin
 	}
-	for i, t := range m.trees {
-		leaf := xgbLeaf(t, x)
-		if m.weight != nil {
-			leaf *= m.weight[i]
-		}
-		margin[m.group[i]] += leaf
-	}
+	m.margins(x, margin)
 	switch m.objective {
 	case "binary:logistic", "reg:logistic":
 		out[0] = 1 / (1 + math.Exp(-float64(margin[0])))
@@ -438,6 +467,39 @@ func (m *xgbModel) outputs(x []float64, out []float64) {
 		softmax(margin, out)
 	default:
 		out[0] = float64(margin[0])
+	}
+}
+
+// margins adds each tree's leaf (times its dart weight) to its group's
+// margin, in tree order.
+func (m *xgbModel) margins(x []float64, margin []float32) {
+	if m.fast == nil || len(x) != m.fast.Features() {
+		for i, t := range m.trees {
+			leaf := xgbLeaf(t, x)
+			if m.weight != nil {
+				leaf *= m.weight[i]
+			}
+			margin[m.group[i]] += leaf
+		}
+		return
+	}
+	// The row as XGBoost compares it: in float32.
+	var buf [fastRowOnStack]float64
+	row := rowBuffer(buf[:], len(x))
+	for i, v := range x {
+		row[i] = float64(float32(v))
+	}
+	var leaves [fastChunk]int32
+	for first := 0; first < len(m.trees); first += fastChunk {
+		chunk := leaves[:min(fastChunk, len(m.trees)-first)]
+		m.fast.Leaves(row, first, chunk)
+		for k, bits := range chunk {
+			leaf := math.Float32frombits(uint32(bits))
+			if m.weight != nil {
+				leaf *= m.weight[first+k]
+			}
+			margin[m.group[first+k]] += leaf
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -104,6 +105,11 @@ func runServer(mode, addr, dir, model, data string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
+	}
+	if a := os.Getenv("BENCH_PPROF"); a != "" && mode != "floor" {
+		// A profile of the server under load: BENCH_PPROF=127.0.0.1:6060,
+		// then go tool pprof http://127.0.0.1:6060/debug/pprof/profile.
+		go func() { _ = http.ListenAndServe(a, nil) }()
 	}
 	fmt.Printf("listening %s\n", ln.Addr())
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/modelfleet/modelfleet/inference/forest"
 )
 
 // TreeEnsembleRegressor and TreeEnsembleClassifier (ai.onnx.ml 1 and 3).
@@ -33,7 +35,7 @@ type treeNode struct {
 	feature     int
 	value       float64
 	t, f        int32 // indexes into ensemble.nodes
-	weights     []treeWeight
+	lo, hi      int32 // a leaf's weights: ensemble.weights[lo:hi]
 }
 
 type treeWeight struct {
@@ -49,6 +51,12 @@ type ensemble struct {
 	maxFeature int // the largest feature a branch reads, -1 if none
 	post       string
 	base       []float64
+	weights    []treeWeight // every leaf's, leaf after leaf
+	// fast is the trees compiled for forest's walk; a leaf's ID is its
+	// number k in spans (its weights are weights[spans[2k]:spans[2k+1]]),
+	// or walkItself.
+	fast  *forest.Forest
+	spans []int32
 }
 
 type treeKey struct{ tree, node int64 }
@@ -152,6 +160,10 @@ func newEnsemble(n *Node, prefix string, targets int) (*ensemble, error) {
 		return nil, fmt.Errorf("%s_treeids, _nodeids, _ids and _weights have %d, %d, %d and %d entries",
 			prefix, len(wTrees), len(wNodes), len(wIDs), len(ws))
 	}
+	// The weights of each node together, in node order, each node's in
+	// the attributes' order (the order they are summed in).
+	node := make([]int32, len(wTrees))
+	start := make([]int32, nn+1)
 	for i := range wTrees {
 		c, ok := index[treeKey{wTrees[i], wNodes[i]}]
 		if !ok {
@@ -160,9 +172,119 @@ func newEnsemble(n *Node, prefix string, targets int) (*ensemble, error) {
 		if wIDs[i] < 0 || wIDs[i] >= int64(targets) {
 			return nil, fmt.Errorf("%s weight %d: %s id %d, want below %d", prefix, i, prefix, wIDs[i], targets)
 		}
-		e.nodes[c].weights = append(e.nodes[c].weights, treeWeight{int(wIDs[i]), ws[i]})
+		node[i] = c
+		start[c+1]++
 	}
+	for c := range nn {
+		start[c+1] += start[c]
+	}
+	e.weights = make([]treeWeight, len(wTrees))
+	next := append([]int32(nil), start[:nn]...)
+	for i, c := range node {
+		e.weights[next[c]] = treeWeight{int(wIDs[i]), ws[i]}
+		next[c]++
+	}
+	for c := range e.nodes {
+		e.nodes[c].lo, e.nodes[c].hi = start[c], start[c+1]
+	}
+	e.fast = e.compile()
 	return e, nil
+}
+
+// compile lays the trees out for forest's walk, every mode as "go left
+// when x <= threshold": BRANCH_LT through the largest float64 below the
+// value, BRANCH_GTE and BRANCH_GT as the opposite split with the branches
+// swapped. A NaN goes where the node's comparison sends it (false, but for
+// nodes_missing_value_tracks_true). A tree with a branch no threshold
+// expresses (BRANCH_EQ, BRANCH_NEQ, a NaN value) compiles to one leaf of
+// ID walkItself, and each walks it with leaf.
+func (e *ensemble) compile() *forest.Forest {
+	nodes := make([]forest.Node, len(e.nodes), len(e.nodes)+len(e.roots))
+	ok := make([]bool, len(e.nodes))
+	e.spans = e.spans[:0]
+	for i, t := range e.nodes {
+		if t.mode == leaf {
+			nodes[i], ok[i] = forest.Node{Leaf: true, LeafID: int32(len(e.spans) / 2)}, true
+			e.spans = append(e.spans, t.lo, t.hi)
+			continue
+		}
+		n := forest.Node{Feature: t.feature, Threshold: t.value, Left: int(t.t), Right: int(t.f)}
+		switch t.mode {
+		case branchLEQ:
+			ok[i] = !math.IsNaN(t.value)
+		case branchLT:
+			n.Threshold, ok[i] = forest.LessThan(t.value)
+		case branchGTE:
+			n.Threshold, ok[i] = forest.LessThan(t.value)
+			n.Left, n.Right = n.Right, n.Left
+		case branchGT:
+			ok[i] = !math.IsNaN(t.value)
+			n.Left, n.Right = n.Right, n.Left
+		}
+		nan := int(t.f)
+		if t.missingTrue {
+			nan = int(t.t)
+		}
+		n.NaNLeft = nan == n.Left
+		nodes[i] = n
+	}
+	roots := make([]int, len(e.roots))
+	for i, r := range e.roots {
+		roots[i] = int(r)
+		if !e.compiles(r, ok) {
+			roots[i] = len(nodes)
+			nodes = append(nodes, forest.Node{Leaf: true, LeafID: walkItself})
+		}
+	}
+	f, err := forest.Compile(nodes, roots, e.maxFeature+1)
+	if err != nil {
+		return nil
+	}
+	return f
+}
+
+// walkItself is the leaf ID of a tree the fast walk does not take.
+const walkItself = -1
+
+// compiles says whether every node of the tree at root compiled.
+func (e *ensemble) compiles(root int32, ok []bool) bool {
+	for stack := []int32{root}; len(stack) > 0; {
+		i := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !ok[i] {
+			return false
+		}
+		if e.nodes[i].mode != leaf {
+			stack = append(stack, e.nodes[i].t, e.nodes[i].f)
+		}
+	}
+	return true
+}
+
+// each calls fn with the weights of the leaf each tree reaches for row x,
+// in tree order.
+func (e *ensemble) each(x []float64, fn func([]treeWeight)) {
+	if e.fast == nil || len(x) < e.fast.Features() {
+		for _, root := range e.roots {
+			l := e.leaf(root, x)
+			fn(e.weights[l.lo:l.hi])
+		}
+		return
+	}
+	x = x[:e.fast.Features()]
+	var leaves [64]int32
+	for first := 0; first < len(e.roots); first += len(leaves) {
+		chunk := leaves[:min(len(leaves), len(e.roots)-first)]
+		e.fast.Leaves(x, first, chunk)
+		for k, id := range chunk {
+			if id == walkItself {
+				l := e.leaf(e.roots[first+k], x)
+				fn(e.weights[l.lo:l.hi])
+				continue
+			}
+			fn(e.weights[e.spans[2*id]:e.spans[2*id+1]])
+		}
+	}
 }
 
 // leaf walks a tree from its root to the leaf a row reaches.
@@ -246,8 +368,8 @@ func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
 	for row := 0; row < nr; row++ {
 		s := out[row*r.targets : (row+1)*r.targets]
 		clear(has)
-		for _, root := range r.roots {
-			for _, w := range r.leaf(root, x.F[row*f:(row+1)*f]).weights {
+		r.each(x.F[row*f:(row+1)*f], func(ws []treeWeight) {
+			for _, w := range ws {
 				switch {
 				case r.aggregate == "MIN" && has[w.target]:
 					s[w.target] = math.Min(s[w.target], w.w)
@@ -258,7 +380,7 @@ func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
 				}
 				has[w.target] = true
 			}
-		}
+		})
 		for k := range s {
 			if r.aggregate == "AVERAGE" {
 				s[k] /= float64(len(r.roots))
@@ -302,11 +424,9 @@ func newTreeClassifier(n *Node, _ int64) (kernel, error) {
 	}
 	ids := map[int]bool{}
 	positive := true
-	for _, t := range e.nodes {
-		for _, w := range t.weights {
-			ids[w.target] = true
-			positive = positive && w.w >= 0
-		}
+	for _, w := range e.weights {
+		ids[w.target] = true
+		positive = positive && w.w >= 0
 	}
 	return &treeClassifier{e, ints, strs, classes == 2 && len(ids) == 1, positive}, wantArity(n, 1, 1)
 }
@@ -325,12 +445,12 @@ func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) {
 	for row := 0; row < nr; row++ {
 		clear(s)
 		clear(has)
-		for _, root := range c.roots {
-			for _, w := range c.leaf(root, x.F[row*f:(row+1)*f]).weights {
+		c.each(x.F[row*f:(row+1)*f], func(ws []treeWeight) {
+			for _, w := range ws {
 				s[w.target] += w.w
 				has[w.target] = true
 			}
-		}
+		})
 		out := z.F[row*classes : (row+1)*classes]
 		if classes > 2 {
 			idx[row] = c.multiclass(s, has, out)
