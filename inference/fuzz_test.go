@@ -82,6 +82,8 @@ func FuzzVector(f *testing.F) {
 		`{"temperature_c": 61.5, "speed_rpm": 1485, "features": 1}`,
 		`{"features": [1, 2, 3]}`, `[1, 2, 3]`, `[1, 2]`, `{"features": {"features": 1}}`,
 		`{"a": 1, "a": 2}`, `[1e999, "x", null, true, {}]`, `{"features": [], "x": 1}`, "", " [1] x",
+		"{\"features\": {\"temperature_c\": -0, \"speed_rpm\": 1.5e+2,\n\t\"features\": 0.25E-1}}", `[0, -1, 2.5e2]`,
+		`{"temperature_c":01, "speed_rpm": 2, "features": 3}`, `[1,2,3,]`, `{"features":[1,2,3]} `, `{"speed_rpm":1,"features":2,"temperature_c":3}`,
 	} {
 		f.Add([]byte(seed), true)
 		f.Add([]byte(seed), false)
@@ -92,6 +94,18 @@ func FuzzVector(f *testing.F) {
 			features = schema
 		}
 		row, err := Vector(features, body)
+		// What the fast reader reads, the general one reads the same.
+		if fast, ok := vectorFast(features, body); ok {
+			slow, err := vectorSlow(features, body)
+			if err != nil {
+				t.Fatalf("the fast reader read %v, the general one refused: %v", fast, err)
+			}
+			for i := range slow {
+				if math.Float64bits(fast[i]) != math.Float64bits(slow[i]) {
+					t.Fatalf("the fast reader read %v, the general one %v", fast, slow)
+				}
+			}
+		}
 		if err != nil {
 			if row != nil || modelfleet.ErrorCode(err) != modelfleet.EINVALID {
 				t.Fatalf("Vector = %v, %v: want nil and an invalid error", row, err)

@@ -19,6 +19,14 @@ import (
 // silently zero-filled or misordered row would be scored without complaint.
 // Callers bound the body's size.
 func Vector(features []string, body []byte) ([]float64, error) {
+	if row, ok := vectorFast(features, body); ok {
+		return row, nil
+	}
+	return vectorSlow(features, body)
+}
+
+// vectorSlow is Vector for any body, and what says what is wrong with one.
+func vectorSlow(features []string, body []byte) ([]float64, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, invalid("request body is empty: want a JSON object of features")
 	}

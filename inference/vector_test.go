@@ -71,3 +71,22 @@ func TestVectorErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestVectorFastReadsWhatClientsSend: the score requests clients send take
+// the one-pass reader, allocating only the row.
+func TestVectorFastReadsWhatClientsSend(t *testing.T) {
+	for _, body := range []string{
+		`{"features": {"temperature_c": 61.5, "speed_rpm": 1485, "features": -2e-3}}`,
+		`{"speed_rpm": 1485, "features": -2e-3, "temperature_c": 61.5}`,
+		`{"features": [61.5, 1485, -2e-3]}`, ` [61.5,1485,-0.002] `,
+	} {
+		row, ok := vectorFast(schema, []byte(body))
+		if !ok || row[0] != 61.5 || row[1] != 1485 || row[2] != -2e-3 {
+			t.Errorf("%s: fast reader %v, %v", body, row, ok)
+		}
+		b := []byte(body)
+		if n := testing.AllocsPerRun(100, func() { _, _ = Vector(schema, b) }); n > 1 {
+			t.Errorf("%s: %v allocations, want 1 (the row)", body, n)
+		}
+	}
+}
