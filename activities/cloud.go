@@ -75,6 +75,7 @@ type ValidationReport struct {
 // model that loads but misses its threshold is a result (Passed=false), not
 // an error: retrying would not change it.
 func (a *Cloud) ValidateModel(ctx context.Context, ref modelfleet.ModelRef) (ValidationReport, error) {
+	defer keepAlive(ctx)()
 	m, err := a.Registry.Get(ctx, ref.Name, ref.Version)
 	if err != nil {
 		err = fmt.Errorf("validate %s: %w", ref, err)

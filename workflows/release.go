@@ -131,11 +131,18 @@ func (r *release) cloudCtx(ctx workflow.Context) workflow.Context {
 
 func (r *release) validate(ctx workflow.Context) (activities.ValidationReport, error) {
 	r.setState(ctx, modelfleet.StateValidating, "")
+	// ValidateModel heartbeats while it runs: a worker killed mid-way is
+	// noticed after the heartbeat timeout, and validation runs again on
+	// another (chaos found a release in `validating` for minutes while the
+	// worker kept being killed, each attempt waiting out a one-minute
+	// timeout). Retries are bounded in time, not in count: each death of a
+	// worker costs an attempt.
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 10 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:       4 * activities.HeartbeatEvery,
 		RetryPolicy: &temporal.RetryPolicy{
-			MaximumAttempts:        5,
+			MaximumInterval:        30 * time.Second,
 			NonRetryableErrorTypes: []string{"InvalidInput"},
 		},
 	})
