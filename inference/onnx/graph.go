@@ -53,11 +53,30 @@ type Program struct {
 	nodes   []compiled
 	inputs  []ValueInfo // graph inputs that are not initializers
 	outputs []ValueInfo
+	// Every value a run holds has a slot, resolved here once: a run's
+	// values are a slice, the initializers in their slots from the start.
+	slots      int
+	initial    []*Tensor // len slots: the initializers, nil elsewhere
+	inSlots    []int     // of inputs
+	outSlots   []int     // of outputs
+	slotByName map[string]int
 }
 
 type compiled struct {
 	node *Node
 	k    kernel
+	in   []int // slots of the node's inputs, -1 for an omitted one
+	out  []int // slots of its outputs, -1 for an unnamed one
+}
+
+// slot is the slot of value name, a new one the first time.
+func (p *Program) slot(name string) int {
+	if i, ok := p.slotByName[name]; ok {
+		return i
+	}
+	p.slotByName[name] = p.slots
+	p.slots++
+	return p.slots - 1
 }
 
 // Compile checks a decoded model and compiles each node: every operator
@@ -66,7 +85,7 @@ type compiled struct {
 // input, an initializer or an earlier node.
 func Compile(m *Model) (*Program, error) {
 	g := m.Graph
-	p := &Program{Model: m, consts: map[string]*Tensor{}, outputs: g.Outputs}
+	p := &Program{Model: m, consts: map[string]*Tensor{}, outputs: g.Outputs, slotByName: map[string]int{}}
 	for _, t := range g.Initializers {
 		p.consts[t.Name] = t
 	}
@@ -109,12 +128,36 @@ func Compile(m *Model) (*Program, error) {
 				defined[out] = true
 			}
 		}
-		p.nodes = append(p.nodes, compiled{n, k})
+		c := compiled{node: n, k: k, in: make([]int, len(n.Inputs)), out: make([]int, len(n.Outputs))}
+		for j, in := range n.Inputs {
+			c.in[j] = -1
+			if in != "" {
+				c.in[j] = p.slot(in)
+			}
+		}
+		for j, out := range n.Outputs {
+			c.out[j] = -1
+			if out != "" {
+				c.out[j] = p.slot(out)
+			}
+		}
+		p.nodes = append(p.nodes, c)
 	}
 	for _, out := range g.Outputs {
 		if !defined[out.Name] {
 			return nil, fmt.Errorf("graph output %q is not computed by any node", out.Name)
 		}
+		p.outSlots = append(p.outSlots, p.slot(out.Name))
+	}
+	for _, in := range p.inputs {
+		p.inSlots = append(p.inSlots, p.slot(in.Name))
+	}
+	for name := range p.consts {
+		p.slot(name)
+	}
+	p.initial = make([]*Tensor, p.slots)
+	for name, t := range p.consts {
+		p.initial[p.slotByName[name]] = t
 	}
 	return p, nil
 }
@@ -147,11 +190,9 @@ func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
 			res, err = nil, fmt.Errorf("evaluation failed: %v", r)
 		}
 	}()
-	vals := make(map[string]*Tensor, len(p.consts)+len(p.nodes)+len(inputs))
-	for k, v := range p.consts {
-		vals[k] = v
-	}
-	for _, in := range p.inputs {
+	vals := make([]*Tensor, p.slots)
+	copy(vals, p.initial)
+	for i, in := range p.inputs {
 		t, ok := inputs[in.Name]
 		if !ok {
 			return nil, fmt.Errorf("input %q is missing", in.Name)
@@ -159,28 +200,32 @@ func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
 		if err := checkInput(in, t); err != nil {
 			return nil, err
 		}
-		vals[in.Name] = t
+		vals[p.inSlots[i]] = t
 	}
-	args := make([]*Tensor, 0, 8)
+	var argsBuf [8]*Tensor
 	for _, c := range p.nodes {
-		args = args[:0]
-		for _, in := range c.node.Inputs {
-			args = append(args, vals[in]) // nil for an omitted optional input
+		args := argsBuf[:0]
+		for _, slot := range c.in {
+			var t *Tensor // nil for an omitted optional input
+			if slot >= 0 {
+				t = vals[slot]
+			}
+			args = append(args, t)
 		}
 		outs, err := c.k.run(args)
 		if err != nil {
 			return nil, fmt.Errorf("node %q (%s): %w", c.node.Name, c.node.OpType, err)
 		}
-		for i, name := range c.node.Outputs {
-			if name != "" && i < len(outs) && outs[i] != nil {
-				vals[name] = outs[i]
+		for i, slot := range c.out {
+			if slot >= 0 && i < len(outs) && outs[i] != nil {
+				vals[slot] = outs[i]
 			}
 		}
 	}
 	res = make([]*Tensor, len(p.outputs))
 	for i, out := range p.outputs {
-		t, ok := vals[out.Name]
-		if !ok {
+		t := vals[p.outSlots[i]]
+		if t == nil {
 			return nil, fmt.Errorf("output %q was not computed", out.Name)
 		}
 		res[i] = t

@@ -264,26 +264,57 @@ func (e *ensemble) compiles(root int32, ok []bool) bool {
 // each calls fn with the weights of the leaf each tree reaches for row x,
 // in tree order.
 func (e *ensemble) each(x []float64, fn func([]treeWeight)) {
+	var ws [fastChunk][]treeWeight
+	for first := 0; first < len(e.roots); first += len(ws) {
+		chunk := ws[:min(len(ws), len(e.roots)-first)]
+		e.weightsOf(x, first, chunk)
+		for _, w := range chunk {
+			fn(w)
+		}
+	}
+}
+
+// sum adds the weights of the leaf each tree reaches for row x into s by
+// target, in tree order, and marks the targets in has: each without a call
+// per tree, for the aggregations that sum.
+func (e *ensemble) sum(x []float64, s []float64, has []bool) {
+	var ws [fastChunk][]treeWeight
+	for first := 0; first < len(e.roots); first += len(ws) {
+		chunk := ws[:min(len(ws), len(e.roots)-first)]
+		e.weightsOf(x, first, chunk)
+		for _, leafWs := range chunk {
+			for _, w := range leafWs {
+				s[w.target] += w.w
+				has[w.target] = true
+			}
+		}
+	}
+}
+
+// fastChunk is how many trees' leaves one walk returns, into a buffer on
+// the stack.
+const fastChunk = 64
+
+// weightsOf writes the weights of the leaf that each of the trees first to
+// first+len(ws)-1 reaches for row x into ws: through the fast walk where
+// the trees compiled, else through leaf.
+func (e *ensemble) weightsOf(x []float64, first int, ws [][]treeWeight) {
 	if e.fast == nil || len(x) < e.fast.Features() {
-		for _, root := range e.roots {
-			l := e.leaf(root, x)
-			fn(e.weights[l.lo:l.hi])
+		for k := range ws {
+			l := e.leaf(e.roots[first+k], x)
+			ws[k] = e.weights[l.lo:l.hi]
 		}
 		return
 	}
-	x = x[:e.fast.Features()]
-	var leaves [64]int32
-	for first := 0; first < len(e.roots); first += len(leaves) {
-		chunk := leaves[:min(len(leaves), len(e.roots)-first)]
-		e.fast.Leaves(x, first, chunk)
-		for k, id := range chunk {
-			if id == walkItself {
-				l := e.leaf(e.roots[first+k], x)
-				fn(e.weights[l.lo:l.hi])
-				continue
-			}
-			fn(e.weights[e.spans[2*id]:e.spans[2*id+1]])
+	var ids [fastChunk]int32
+	e.fast.Leaves(x[:e.fast.Features()], first, ids[:len(ws)])
+	for k, id := range ids[:len(ws)] {
+		if id == walkItself {
+			l := e.leaf(e.roots[first+k], x)
+			ws[k] = e.weights[l.lo:l.hi]
+			continue
 		}
+		ws[k] = e.weights[e.spans[2*id]:e.spans[2*id+1]]
 	}
 }
 
@@ -368,19 +399,23 @@ func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
 	for row := 0; row < nr; row++ {
 		s := out[row*r.targets : (row+1)*r.targets]
 		clear(has)
-		r.each(x.F[row*f:(row+1)*f], func(ws []treeWeight) {
-			for _, w := range ws {
-				switch {
-				case r.aggregate == "MIN" && has[w.target]:
-					s[w.target] = math.Min(s[w.target], w.w)
-				case r.aggregate == "MAX" && has[w.target]:
-					s[w.target] = math.Max(s[w.target], w.w)
-				default:
-					s[w.target] += w.w
+		if r.aggregate == "SUM" || r.aggregate == "AVERAGE" {
+			r.sum(x.F[row*f:(row+1)*f], s, has)
+		} else {
+			r.each(x.F[row*f:(row+1)*f], func(ws []treeWeight) {
+				for _, w := range ws {
+					switch {
+					case r.aggregate == "MIN" && has[w.target]:
+						s[w.target] = math.Min(s[w.target], w.w)
+					case r.aggregate == "MAX" && has[w.target]:
+						s[w.target] = math.Max(s[w.target], w.w)
+					default:
+						s[w.target] += w.w
+					}
+					has[w.target] = true
 				}
-				has[w.target] = true
-			}
-		})
+			})
+		}
 		for k := range s {
 			if r.aggregate == "AVERAGE" {
 				s[k] /= float64(len(r.roots))
@@ -445,12 +480,7 @@ func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) {
 	for row := 0; row < nr; row++ {
 		clear(s)
 		clear(has)
-		c.each(x.F[row*f:(row+1)*f], func(ws []treeWeight) {
-			for _, w := range ws {
-				s[w.target] += w.w
-				has[w.target] = true
-			}
-		})
+		c.sum(x.F[row*f:(row+1)*f], s, has)
 		out := z.F[row*classes : (row+1)*classes]
 		if classes > 2 {
 			idx[row] = c.multiclass(s, has, out)

@@ -67,10 +67,16 @@ func TestFastWalkAgreesWithTheWalk(t *testing.T) {
 				x[i] = rowValues[rng.IntN(len(rowValues))]
 			}
 			fast, walked := leavesOf(e, x)
+			want := 0.0
 			for k := range walked {
 				if fast[k] != walked[k] {
 					t.Fatalf("trial %d row %v tree %d: the fast walk reached node %v, the walk %v", trial, x, k, fast[k], walked[k])
 				}
+				want += walked[k]
+			}
+			s, has := []float64{0}, []bool{false}
+			if e.sum(x, s, has); s[0] != want || !has[0] {
+				t.Fatalf("trial %d row %v: sum %v, the walked leaves' weights add to %v", trial, x, s[0], want)
 			}
 		}
 	}
