@@ -122,8 +122,8 @@ func main() {
 	flag.StringVar(&o.store, "store", "bbolt", "where the gateway keeps the fleet: bbolt, or postgres (a PostgreSQL server this run starts, as the tests do; each size then also runs on bbolt for ratio_vs_bbolt)")
 	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
-	flag.IntVar(&o.overheadRounds, "overhead-rounds", 3, "rollouts per stack of the overhead comparison (the median counts)")
-	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each overhead stack's rollouts (not its start-up) to this file + .<variant>")
+	flag.IntVar(&o.overheadRounds, "overhead-rounds", 6, "measured rollouts per stack of the overhead comparison, after a warm-up (the median of the rounds' ratios counts)")
+	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each measured rollout of the overhead comparison to this file + .<variant>.<round>")
 	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
 	flag.BoolVar(&o.overheadOnly, "overhead-only", false, "run only the overhead comparison (what the benchmark runs in a child process); its last line is the ratios")
 	var onlyVariants string

@@ -17,6 +17,35 @@ import (
 // with one built here: pooled for thousands of hosts' worth of connections,
 // optionally routed over in-memory pipes, and metered.
 
+// Several stacks may run side by side in this process (the overhead
+// comparison), each with a fleet of its own to meter: http.DefaultTransport
+// is a mux, installed once, that sends a request to the transport of the
+// stack serving its host (its gateways and its registry), and anything
+// else to the transport it replaced.
+var fleetHosts sync.Map // host → http.RoundTripper
+
+type hostMux struct{ fallback http.RoundTripper }
+
+func (m hostMux) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t, ok := fleetHosts.Load(r.URL.Host); ok {
+		return t.(http.RoundTripper).RoundTrip(r)
+	}
+	return m.fallback.RoundTrip(r)
+}
+
+var installMux sync.Once
+
+func installHostMux() {
+	installMux.Do(func() { http.DefaultTransport = hostMux{fallback: http.DefaultTransport} })
+}
+
+// route sends the fleet's requests to host through this stack's metered
+// transport, until the stack closes.
+func (s *stack) route(host string) {
+	fleetHosts.Store(host, s.meter)
+	s.closers = append(s.closers, func() { fleetHosts.Delete(host) })
+}
+
 // pipeListener is a net.Listener whose connections are in-memory pipes. In
 // pipe mode the gateway's site directory and the registry are served on one,
 // so the fleet's long polls cost no file descriptors: a long poll over

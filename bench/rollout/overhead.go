@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,17 +29,23 @@ import (
 //     enrolment API and talking mTLS with its own certificate, the cloud
 //     worker with a bearer token.
 //
-// The stacks run in two passes, the second in reverse order (plain,
-// signed, secure, secure, signed, plain). Each stack rolls out rounds versions in turn (each a new artifact, so
-// every site downloads, verifies and loads each), and the medians compare:
-// verify_overhead_ratio = signed / plain, auth_overhead_ratio = secure /
-// plain. The sites' data dirs are on /dev/shm by default
-// (-overhead-sites-dir): on one shared disk, the signed stacks' extra
-// fsync per site and version (the statement kept beside the model) queues
-// behind 999 others', which a fleet of sites with disks of their own never
-// does; measured on the shared disk, the ratios were 1.10–1.31 (verify) and
-// 1.38–1.63 (auth), and a profile of the rollouts put most of the
-// difference in the sites' file system calls.
+// The three stacks run side by side, each idle while another rolls out:
+// round after round, each stack rolls out a new version (a new artifact, so
+// every site downloads, verifies and loads it), the stacks taking turns in
+// an order that rotates every round, after one unmeasured warm-up round
+// each. A ratio is the median over rounds of the stack's rollout time over
+// the plain stack's in the same round: a machine getting slower or faster
+// over the run (other work on it) weighs on both sides of each ratio alike,
+// which two passes of whole stacks one after the other did not achieve
+// (the plain stack's own median moved from 3.3 to 7.1 s between passes on
+// a shared machine). verify_overhead_ratio is signed / plain,
+// auth_overhead_ratio secure / plain. The sites' data dirs are on /dev/shm
+// by default (-overhead-sites-dir): on one shared disk, the signed stacks'
+// extra fsync per site and version (the statement kept beside the model)
+// queues behind 999 others', which a fleet of sites with disks of their
+// own never does; measured on the shared disk, the ratios were 1.10–1.31
+// (verify) and 1.38–1.63 (auth), and a profile of the rollouts put most of
+// the difference in the sites' file system calls.
 type overhead struct {
 	sites int
 	runs  map[variant][]time.Duration
@@ -54,12 +62,23 @@ func (ov overhead) median(v variant) time.Duration {
 	return r[len(r)/2]
 }
 
+// ratio is the median over rounds of v's rollout time over the plain
+// stack's in the same round.
 func (ov overhead) ratio(v variant) float64 {
-	base := ov.median(plain)
-	if base == 0 {
+	var r []float64
+	for k, d := range ov.runs[v] {
+		if k < len(ov.runs[plain]) && ov.runs[plain][k] > 0 {
+			r = append(r, float64(d)/float64(ov.runs[plain][k]))
+		}
+	}
+	if len(r) == 0 {
 		return 0
 	}
-	return float64(ov.median(v)) / float64(base)
+	slices.Sort(r)
+	if len(r)%2 == 0 {
+		return (r[len(r)/2-1] + r[len(r)/2]) / 2
+	}
+	return r[len(r)/2]
 }
 
 func (ov overhead) print(w io.Writer) {
@@ -95,45 +114,117 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 	if o.overheadSitesDir != "" {
 		o.sitesDir = o.overheadSitesDir
 	}
-	// Two passes, the second in reverse order, so that a machine getting
-	// slower or faster over the run weighs on every variant alike.
-	rev := slices.Clone(variants)
-	slices.Reverse(rev)
-	for pass, v := range slices.Concat(variants, rev) {
-		if len(o.overheadVariants) > 0 && !slices.Contains(o.overheadVariants, string(v)) {
-			continue
-		}
-		_, err := measureOn(ctx, o, n, fdLimit, ex, log, out, stackConfig{variant: v, replicas: 1}, func(b *bench, ctx context.Context, _ *result) error {
-			if err := b.putPolicy(wavesYAML); err != nil {
-				return err
-			}
-			if o.overheadProfile != "" {
-				// The rollouts alone, not the stack's start-up.
-				f, err := os.Create(fmt.Sprintf("%s.%s.%d", o.overheadProfile, v, pass/len(variants)+1))
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
-			}
-			for k := 1; k <= o.overheadRounds; k++ {
-				// A new artifact each round (trailing newlines, which the
-				// LightGBM text parser ignores), so each round downloads.
-				artifact := append(bytes.Clone(b.ex.artifact), bytes.Repeat([]byte{'\n'}, k)...)
-				d, _, err := b.rolloutVersion(ctx, strconv.Itoa(k), artifact)
-				if err != nil {
-					return err
-				}
-				ov.runs[v] = append(ov.runs[v], d)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("overhead, %s stack of %d sites: %w", v, n, err)
+	var run []variant
+	for _, v := range variants {
+		if len(o.overheadVariants) == 0 || slices.Contains(o.overheadVariants, string(v)) {
+			run = append(run, v)
 		}
 	}
+	// Each stack in a goroutine of its own, rolling out a version when
+	// asked (its round number; 0 is the warm-up) and answering how long it
+	// took, until its channel closes.
+	type stackRun struct {
+		rounds chan int
+		took   chan time.Duration
+		done   chan error
+	}
+	stacks := map[variant]*stackRun{}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, v := range run {
+		st := &stackRun{rounds: make(chan int), took: make(chan time.Duration), done: make(chan error, 1)}
+		stacks[v] = st
+		go func() {
+			_, err := measureOn(ctx, o, n, fdLimit, ex, log, out, stackConfig{variant: v, replicas: 1}, func(b *bench, ctx context.Context, _ *result) error {
+				if err := b.putPolicy(wavesYAML); err != nil {
+					return err
+				}
+				for k := range st.rounds {
+					// A new artifact each round (trailing newlines, which
+					// the LightGBM text parser ignores), so each round
+					// downloads.
+					artifact := append(bytes.Clone(b.ex.artifact), bytes.Repeat([]byte{'\n'}, k+1)...)
+					stop, err := o.profileRollout(v, k)
+					if err != nil {
+						return err
+					}
+					d, _, err := b.rolloutVersion(ctx, strconv.Itoa(k+1), artifact)
+					stop()
+					if err != nil {
+						return err
+					}
+					st.took <- d
+				}
+				return nil
+			})
+			st.done <- err
+		}()
+	}
+	var err error
+	for k := 0; k <= o.overheadRounds && err == nil; k++ {
+		for i := range run {
+			v := run[(i+k)%len(run)]
+			st := stacks[v]
+			select {
+			case st.rounds <- k:
+			case e := <-st.done:
+				err = fmt.Errorf("overhead, %s stack of %d sites: %w", v, n, cmp.Or(e, errors.New("ended early")))
+			}
+			if err != nil {
+				break
+			}
+			select {
+			case d := <-st.took:
+				if k > 0 {
+					ov.runs[v] = append(ov.runs[v], d)
+				}
+				fmt.Fprintf(out, "overhead round %d (%s): %s stack rolled out in %.2f s\n", k, map[bool]string{true: "warm-up", false: "measured"}[k == 0], v, d.Seconds())
+			case e := <-st.done:
+				err = fmt.Errorf("overhead, %s stack of %d sites: %w", v, n, cmp.Or(e, errors.New("ended early")))
+			}
+			if err != nil {
+				break
+			}
+		}
+	}
+	for _, v := range run {
+		close(stacks[v].rounds)
+	}
+	if err != nil {
+		cancel()
+	}
+	for _, v := range run {
+		select {
+		case e := <-stacks[v].done:
+			if e != nil && err == nil {
+				err = fmt.Errorf("overhead, %s stack of %d sites: %w", v, n, e)
+			}
+		case <-time.After(2 * time.Minute):
+			if err == nil {
+				err = fmt.Errorf("overhead, %s stack of %d sites did not stop", v, n)
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
 	return ov, nil
+}
+
+// profileRollout starts a CPU profile of one measured rollout into
+// <-overhead-cpuprofile>.<variant>.<round> (the rollouts alone: not the
+// stacks' start-up, nor the warm-up), and returns what stops it.
+func (o options) profileRollout(v variant, round int) (stop func(), err error) {
+	if o.overheadProfile == "" || round == 0 {
+		return func() {}, nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%s.%d", o.overheadProfile, v, round))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

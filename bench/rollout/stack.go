@@ -128,7 +128,10 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 	fab := &fabric{}
 	s.tr = newTransport(fab, cfg.sites)
 	s.meter = &meter{next: s.tr}
-	http.DefaultTransport = s.meter
+	installHostMux()
+	for _, gw := range s.gateways {
+		s.route(hostOf(gw.URL()))
+	}
 	if cfg.pipes {
 		for _, gw := range s.gateways {
 			s.serve(fab.route(hostOf(gw.URL())), gw.Directory.Handler())
@@ -140,6 +143,7 @@ func startStack(ctx context.Context, cfg stackConfig) (s *stack, err error) {
 		return s, err
 	}
 	s.regURL = "http://" + ln.Addr().String()
+	s.route(hostOf(s.regURL))
 	webhook := &http.Client{Transport: &http.Transport{}}
 	if cfg.variant == secure {
 		if webhook, err = auth.Client(s.gateway.CABundle(), nil); err != nil {
