@@ -2,7 +2,7 @@
 ## process) on a real Temporal dev server, then a breach with automatic rollback and a rejection.
 ## Then, in a fresh process, the same rollouts to 1,000 sites on a plain, a signed (sites verify release statements)
 ## and a secure stack (mTLS-enrolled sites, tokens, signed), side by side, taking turns round by round
-## (OVERHEAD: -overhead-rounds 6 after a warm-up): the median of the rounds' ratios to the plain stack.
+## (6 rounds after a warm-up, -overhead-rounds): the median of the rounds' ratios to the plain stack.
 ## Final line: bench=rollout sites= rollout_s= rollback_s= max_history_events= flux_pickup_s= rollback_10k_s=
 ##   auth_overhead_ratio= verify_overhead_ratio=
 ## STORE=postgres REPLICAS=3: the same on REPLICAS gateways sharing one PostgreSQL (started by the run;
