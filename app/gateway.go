@@ -154,7 +154,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
 	if cfg.Auth != nil {
-		if g.sec, g.url, err = openSecurity(cfg.Auth, cfg.DataDir, ln, log, reg); err != nil {
+		if g.sec, g.url, err = openSecurity(cfg.Auth, cfg.DataDir, ln, g.pool, log, reg); err != nil {
 			ln.Close()
 			return nil, err
 		}
@@ -281,7 +281,7 @@ func (g *Gateway) JoinToken(site string, labels map[string]string, by string) (s
 	if g.sec == nil {
 		return "", errors.New("gateway: no auth, no enrolment")
 	}
-	t, _, err := g.sec.enrol.NewJoinToken(site, labels, 0, by, g.sec.ca.Fingerprint())
+	t, _, err := g.sec.enrol.NewJoinToken(context.Background(), site, labels, 0, by, g.sec.ca.Fingerprint())
 	return t.String(), err
 }
 
