@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
@@ -101,7 +102,8 @@ type Gateway struct {
 	// Service Bus), and Monitor the drift monitor consuming it.
 	Signals     queue.Store
 	Monitor     *Monitor
-	pool        *pgxpool.Pool // the shared database, with Store
+	monitor     atomic.Pointer[Monitor] // Monitor, for the UI's sampler, which starts first
+	pool        *pgxpool.Pool           // the shared database, with Store
 	stopMonitor func()
 	mux         *http.ServeMux
 	http        *httpjson.Server
@@ -243,6 +245,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	g.monitor.Store(g.Monitor)
 	g.stopMonitor = g.Monitor.Start(context.Background(), g)
 	g.http.Start(log, "gateway")
 	log.Info("gateway listening", "url", g.URL(), "webhook", g.URL()+"/api/events")
