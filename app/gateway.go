@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/eventgrid/aznamespaces"
@@ -101,7 +102,8 @@ type Gateway struct {
 	// Service Bus), and Monitor the drift monitor consuming it.
 	Signals     queue.Store
 	Monitor     *Monitor
-	pool        *pgxpool.Pool // the shared database, with Store
+	monitor     atomic.Pointer[Monitor] // Monitor, for the UI's sampler, which starts first
+	pool        *pgxpool.Pool           // the shared database, with Store
 	stopMonitor func()
 	mux         *http.ServeMux
 	http        *httpjson.Server
@@ -154,7 +156,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 		return nil, fmt.Errorf("gateway: listen %s: %w", cfg.Addr, err)
 	}
 	if cfg.Auth != nil {
-		if g.sec, g.url, err = openSecurity(cfg.Auth, cfg.DataDir, ln, log, reg); err != nil {
+		if g.sec, g.url, err = openSecurity(cfg.Auth, cfg.DataDir, ln, g.pool, log, reg); err != nil {
 			ln.Close()
 			return nil, err
 		}
@@ -243,6 +245,7 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	g.monitor.Store(g.Monitor)
 	g.stopMonitor = g.Monitor.Start(context.Background(), g)
 	g.http.Start(log, "gateway")
 	log.Info("gateway listening", "url", g.URL(), "webhook", g.URL()+"/api/events")
@@ -281,7 +284,7 @@ func (g *Gateway) JoinToken(site string, labels map[string]string, by string) (s
 	if g.sec == nil {
 		return "", errors.New("gateway: no auth, no enrolment")
 	}
-	t, _, err := g.sec.enrol.NewJoinToken(site, labels, 0, by, g.sec.ca.Fingerprint())
+	t, _, err := g.sec.enrol.NewJoinToken(context.Background(), site, labels, 0, by, g.sec.ca.Fingerprint())
 	return t.String(), err
 }
 

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -17,6 +18,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelfleet/modelfleet"
@@ -29,8 +31,10 @@ import (
 // present OIDC bearer tokens, sites their client certificates from the
 // site CA, and every endpoint checks a permission.
 type AuthConfig struct {
-	// PKIDir holds the site CA, the control-signing keys and the
-	// enrolment store (default <gateway data dir>/pki).
+	// PKIDir holds the site CA and the control-signing keys (default
+	// <gateway data dir>/pki), and, without a PostgreSQL store, the
+	// enrolments (enrolments.json; with one, they live in the database,
+	// which imports that file once if it is there).
 	PKIDir string
 	// Hosts the server certificate names, besides the listen address's
 	// host, localhost and 127.0.0.1.
@@ -75,12 +79,16 @@ type AuthConfig struct {
 	// SiteCertLifetime is how long a site certificate lives (default 7
 	// days; agents renew at two thirds).
 	SiteCertLifetime time.Duration
+	// RevocationPoll is, on a PostgreSQL store, how often each replica
+	// re-reads the site revocations other replicas made (default
+	// auth.DefaultRevocationPoll).
+	RevocationPoll time.Duration
 }
 
 // security is the gateway's running trust: who is who, and the keys.
 type security struct {
 	ca          *auth.CA
-	enrol       *auth.Enrolments
+	enrol       auth.Enrolments // in the database with a PostgreSQL store, else <pki>/enrolments.json
 	issuer      *auth.Issuer
 	guard       *auth.Guard
 	tls         *tls.Config
@@ -95,8 +103,9 @@ type security struct {
 }
 
 // openSecurity prepares the gateway's trust from cfg; url is the
-// gateway's own base URL (https://host:port) once bound.
-func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Logger, reg prometheus.Registerer) (*security, string, error) {
+// gateway's own base URL (https://host:port) once bound. pool, if not nil,
+// is the PostgreSQL store the replicas share: the enrolments live there.
+func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Registerer) (_ *security, _ string, err error) {
 	pki := cfg.PKIDir
 	if pki == "" {
 		pki = filepath.Join(dataDir, "pki")
@@ -105,7 +114,11 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	if s.lifetime <= 0 {
 		s.lifetime = auth.DefaultSiteCertLifetime
 	}
-	var err error
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
 	if cfg.SiteCACertFile != "" {
 		s.ca, err = auth.LoadCA(cfg.SiteCACertFile, cfg.SiteCAKeyFile)
 	} else {
@@ -114,7 +127,7 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	if err != nil {
 		return nil, "", err
 	}
-	if s.enrol, err = auth.OpenEnrolments(filepath.Join(pki, "enrolments.json")); err != nil {
+	if s.enrol, err = openEnrolments(pki, pool, cfg.RevocationPoll, log); err != nil {
 		return nil, "", err
 	}
 	if s.controlKeys, err = openControlKeys(filepath.Join(pki, "control-keys"), cfg.ControlVaultKeys); err != nil {
@@ -217,7 +230,25 @@ func openSecurity(cfg *AuthConfig, dataDir string, ln net.Listener, log *slog.Lo
 	return s, url, nil
 }
 
-// close stops watching the role bindings file.
+// openEnrolments opens the enrolments: in the shared database with a
+// PostgreSQL store (importing <pki>/enrolments.json once, if there), else
+// in that file.
+func openEnrolments(pki string, pool *pgxpool.Pool, poll time.Duration, log *slog.Logger) (auth.Enrolments, error) {
+	file := filepath.Join(pki, "enrolments.json")
+	if pool == nil {
+		return auth.OpenEnrolments(file)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := auth.OpenPostgresEnrolments(ctx, pool, auth.PostgresEnrolmentsOptions{Poll: poll, ImportFile: file, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("site enrolments on PostgreSQL", "revocation_poll", cmp.Or(poll, auth.DefaultRevocationPoll).String())
+	return e, nil
+}
+
+// close stops watching the role bindings file and the enrolments.
 func (s *security) close() {
 	if s.stopReload != nil {
 		s.stopReload()
@@ -227,7 +258,10 @@ func (s *security) close() {
 		s.stopCRLs()
 		s.stopCRLs = nil
 	}
-	s.enrol.Close()
+	if s.enrol != nil {
+		s.enrol.Close()
+		s.enrol = nil
+	}
 }
 
 // ReloadBindings re-reads the gateway's role bindings file now (the

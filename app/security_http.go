@@ -76,7 +76,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 			httpjson.WriteError(w, err)
 			return
 		}
-		labels, err := s.enrol.Redeem(t)
+		labels, err := s.enrol.Redeem(r.Context(), t)
 		if err != nil {
 			s.guard.Audit(&auth.Principal{Subject: t.Site}, "enroll", t.Site, false, err.Error())
 			httpjson.WriteError(w, err)
@@ -88,7 +88,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 				return
 			}
 		}
-		s.issue(w, t.Site, req.CSR, labels, "enroll")
+		s.issue(w, r, t.Site, req.CSR, labels, "enroll", "")
 	})
 	mux.HandleFunc("POST /api/sites/{id}/renew", func(w http.ResponseWriter, r *http.Request) {
 		var req modelfleet.EnrollRequest
@@ -96,7 +96,12 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 			httpjson.WriteError(w, err)
 			return
 		}
-		s.issue(w, r.PathValue("id"), req.CSR, nil, "renew")
+		// The guard named the site from its certificate: the one renewed.
+		from := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			from = r.TLS.VerifiedChains[0][0].SerialNumber.Text(16)
+		}
+		s.issue(w, r, r.PathValue("id"), req.CSR, nil, "renew", from)
 	})
 	mux.HandleFunc("POST /api/sites/{id}/enroll", func(w http.ResponseWriter, r *http.Request) {
 		var req JoinTokenRequest
@@ -120,7 +125,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 			}
 		}
 		p := auth.From(r.Context())
-		t, exp, err := s.enrol.NewJoinToken(r.PathValue("id"), req.Labels, ttl, p.Subject, s.ca.Fingerprint())
+		t, exp, err := s.enrol.NewJoinToken(r.Context(), r.PathValue("id"), req.Labels, ttl, p.Subject, s.ca.Fingerprint())
 		if err != nil {
 			httpjson.WriteError(w, err)
 			return
@@ -133,7 +138,7 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 			httpjson.WriteError(w, err)
 			return
 		}
-		n, err := s.enrol.Revoke(site)
+		n, err := s.enrol.Revoke(r.Context(), site)
 		if err != nil {
 			httpjson.WriteError(w, err)
 			return
@@ -161,13 +166,19 @@ func (s *security) routes(mux *http.ServeMux, dir *fleet.Directory, o modelfleet
 	}
 }
 
-func (s *security) issue(w http.ResponseWriter, site, csr string, labels map[string]string, how string) {
+// issue issues site a certificate for csr: at enrolment (renewedFrom
+// empty) or renewing the certificate renewedFrom, which the enrolments
+// check is not revoked as they record the new one.
+func (s *security) issue(w http.ResponseWriter, r *http.Request, site, csr string, labels map[string]string, how, renewedFrom string) {
 	certPEM, cert, err := s.ca.IssueSite(site, []byte(csr), s.lifetime)
 	if err != nil {
 		httpjson.WriteError(w, err)
 		return
 	}
-	if err := s.enrol.Issued(site, cert.SerialNumber.Text(16)); err != nil {
+	if err := s.enrol.Issued(r.Context(), site, cert.SerialNumber.Text(16), renewedFrom); err != nil {
+		if modelfleet.ErrorCode(err) == modelfleet.EUNAUTHORIZED { // a revoked certificate's renewal
+			s.guard.Audit(&auth.Principal{Subject: site}, how, site, false, err.Error())
+		}
 		httpjson.WriteError(w, err)
 		return
 	}

@@ -101,7 +101,7 @@ func TestSignalRelayToServiceBus(t *testing.T) {
 	if err := send["site-1"].Send(ctx, window("site-1", 3)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := gw.sec.enrol.Revoke("site-1"); err != nil {
+	if _, err := gw.sec.enrol.Revoke(context.Background(), "site-1"); err != nil {
 		t.Fatal(err)
 	}
 	consume(t, serviceBus, gw.Monitor, 1)

@@ -32,10 +32,11 @@ func (g *Gateway) mountUI(cfg GatewayConfig, mux *http.ServeMux, o modelfleet.Or
 		Verify: g.sec.guard.VerifyToken,
 		Audit:  g.sec.guard.RecentAudit,
 		Monitor: func() (drift.Stats, []drift.Verdict) {
-			if g.Monitor == nil {
+			m := g.monitor.Load() // the UI samples before the monitor is built
+			if m == nil {
 				return drift.Stats{}, nil
 			}
-			return g.Monitor.Stats(), g.Monitor.Verdicts()
+			return m.Stats(), m.Verdicts()
 		},
 		Retraining: func(ctx context.Context, model string) (*ui.RetrainView, error) {
 			return retrainView(ctx, cfg.Temporal, model)

@@ -55,7 +55,7 @@ func TestJoinTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	fp := strings.Repeat("ab", 32)
-	tok, _, err := e.NewJoinToken("site-1", map[string]string{"plant": "a"}, time.Hour, "admin", fp)
+	tok, _, err := e.NewJoinToken(bg, "site-1", map[string]string{"plant": "a"}, time.Hour, "admin", fp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,30 +64,30 @@ func TestJoinTokens(t *testing.T) {
 		t.Fatalf("round trip: %+v, %v", parsed, err)
 	}
 	// For another site: refused, and not spent.
-	if _, err := e.Redeem(JoinToken{Site: "site-2", Secret: tok.Secret}); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED {
+	if _, err := e.Redeem(bg, JoinToken{Site: "site-2", Secret: tok.Secret}); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED {
 		t.Errorf("another site: %v", err)
 	}
-	labels, err := e.Redeem(parsed)
+	labels, err := e.Redeem(bg, parsed)
 	if err != nil || labels["plant"] != "a" {
 		t.Fatalf("redeem: %v, %v", labels, err)
 	}
-	if _, err := e.Redeem(parsed); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED {
+	if _, err := e.Redeem(bg, parsed); modelfleet.ErrorCode(err) != modelfleet.EUNAUTHORIZED {
 		t.Errorf("second use: %v", err)
 	}
 	// Expired.
-	old, _, _ := e.NewJoinToken("site-3", nil, time.Nanosecond, "admin", fp)
+	old, _, _ := e.NewJoinToken(bg, "site-3", nil, time.Nanosecond, "admin", fp)
 	time.Sleep(time.Millisecond)
-	if _, err := e.Redeem(old); err == nil || !strings.Contains(err.Error(), "expired") {
+	if _, err := e.Redeem(bg, old); err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Errorf("expired: %v", err)
 	}
-	if _, _, err := e.NewJoinToken("site-4", nil, 30*24*time.Hour, "admin", fp); err == nil {
+	if _, _, err := e.NewJoinToken(bg, "site-4", nil, 30*24*time.Hour, "admin", fp); err == nil {
 		t.Error("a month-long token was made")
 	}
 	// A revoked site's pending token dies with it; the store survives a
 	// reopen.
-	pending, _, _ := e.NewJoinToken("site-5", nil, time.Hour, "admin", fp)
-	_ = e.Issued("site-5", "abc")
-	if n, err := e.Revoke("site-5"); n != 1 || err != nil {
+	pending, _, _ := e.NewJoinToken(bg, "site-5", nil, time.Hour, "admin", fp)
+	_ = e.Issued(bg, "site-5", "abc", "")
+	if n, err := e.Revoke(bg, "site-5"); n != 1 || err != nil {
 		t.Errorf("revoke: %d, %v", n, err)
 	}
 	e2, err := OpenEnrolments(e.path)
@@ -97,7 +97,7 @@ func TestJoinTokens(t *testing.T) {
 	if !e2.IsRevoked("abc") {
 		t.Error("revocation lost on reopen")
 	}
-	if _, err := e2.Redeem(pending); err == nil {
+	if _, err := e2.Redeem(bg, pending); err == nil {
 		t.Error("a revoked site's pending token still enrols it")
 	}
 	for _, bad := range []string{"", "mfjoin1.site-1", "mfjoin2.a.b.c", "mfjoin1.../..x.y", "mfjoin1.site-1.short." + fp} {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -32,18 +33,56 @@ const (
 )
 
 // Enrolments is the gateway's record of join tokens, issued site
-// certificates and revocations: a JSON snapshot beside the directory and a
-// journal of the changes since (path + ".log", one JSON line per change,
-// synced before the change is acknowledged). The snapshot is rewritten
-// only when the journal outgrows it, so enrolling n sites writes O(n)
-// bytes, not the O(n²) of rewriting the whole store per change.
-type Enrolments struct {
+// certificates and revocations. FileEnrolments keeps it in a file, for one
+// gateway (the embedded default); PostgresEnrolments in the database any
+// number of gateway replicas share. A join token's secret is never stored,
+// only its SHA-256.
+type Enrolments interface {
+	// NewJoinToken creates a one-time token for site, valid for ttl
+	// (DefaultJoinTokenTTL if zero, at most MaxJoinTokenTTL), made by
+	// by; caFingerprint is what the agent will pin.
+	NewJoinToken(ctx context.Context, site string, labels map[string]string, ttl time.Duration, by, caFingerprint string) (JoinToken, time.Time, error)
+	// Redeem spends a join token: it is valid once, ever (across every
+	// replica), before it expires, and for the site it was made for. It
+	// returns the labels given at enrol. An expired token is spent too.
+	Redeem(ctx context.Context, t JoinToken) (map[string]string, error)
+	// Issued records a certificate issued to site. renewedFrom is the
+	// serial of the certificate that asked for the renewal (empty at
+	// enrolment): if it is revoked, the new one is not recorded and
+	// Issued refuses (EUNAUTHORIZED), so that a replica yet to see a
+	// revocation cannot extend the revoked certificate's life.
+	Issued(ctx context.Context, site, serialHex, renewedFrom string) error
+	// Revoke revokes every certificate the store issued site and the
+	// site's unspent join tokens; it returns how many certificates. The
+	// gateway that revokes refuses them from the next request on, the
+	// other replicas within their revocation poll.
+	Revoke(ctx context.Context, site string) (int, error)
+	// IsRevoked reports whether a certificate serial was revoked. It is
+	// asked on every mTLS request, and answers from memory.
+	IsRevoked(serialHex string) bool
+	// Sites lists the sites holding certificates the store issued.
+	Sites(ctx context.Context) ([]string, error)
+	// Close stops the store (a database pool stays its owner's).
+	Close() error
+}
+
+// FileEnrolments keeps the enrolments of one gateway in a file: a JSON
+// snapshot beside the directory and a journal of the changes since (path +
+// ".log", one JSON line per change, synced before the change is
+// acknowledged). The snapshot is rewritten only when the journal outgrows
+// it, so enrolling n sites writes O(n) bytes, not the O(n²) of rewriting
+// the whole store per change. Each gateway reads it once, at start: it is
+// not for replicas to share (PostgresEnrolments is).
+type FileEnrolments struct {
 	mu      sync.Mutex
 	path    string
 	st      enrolState
 	journal *os.File
 	entries int // lines in the journal
+	now     func() time.Time
 }
+
+var _ Enrolments = (*FileEnrolments)(nil)
 
 // change is one journal line: exactly one field is set.
 type change struct {
@@ -85,12 +124,12 @@ type joinToken struct {
 }
 
 // openSnapshot reads the snapshot at path (or starts an empty one).
-func openSnapshot(path string) (*Enrolments, error) {
-	e := &Enrolments{path: path, st: enrolState{Tokens: map[string]joinToken{}, Serials: map[string][]string{}, Revoked: map[string]time.Time{}}}
+func openSnapshot(path string) (*FileEnrolments, error) {
+	e := &FileEnrolments{path: path, now: time.Now, st: enrolState{Tokens: map[string]joinToken{}, Serials: map[string][]string{}, Revoked: map[string]time.Time{}}}
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return e, os.MkdirAll(filepath.Dir(path), 0o700)
+		return e, nil
 	case err != nil:
 		return nil, err
 	}
@@ -110,20 +149,19 @@ func openSnapshot(path string) (*Enrolments, error) {
 	return e, nil
 }
 
-// OpenEnrolments opens (or creates) the store at path: its snapshot, then
-// the journal's changes replayed on top. A last line cut short by a crash
-// is dropped (its change was never acknowledged); a bad line before it is
-// an error.
-func OpenEnrolments(path string) (*Enrolments, error) {
-	e, err := openSnapshot(path)
-	if err != nil {
-		return nil, err
+// readEnrolments reads the store at path without opening it for writing:
+// its snapshot, then the journal's changes replayed on top. A last line
+// cut short by a crash is ignored (its change was never acknowledged); a
+// bad line before it is an error. good is the length of the journal's
+// whole lines. Neither file existing is an empty store.
+func readEnrolments(path string) (e *FileEnrolments, good int, err error) {
+	if e, err = openSnapshot(path); err != nil {
+		return nil, 0, err
 	}
 	b, err := os.ReadFile(path + ".log")
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return nil, 0, err
 	}
-	good := 0 // bytes of whole, valid lines
 	for len(b[good:]) > 0 {
 		line, _, complete := strings.Cut(string(b[good:]), "\n")
 		var c change
@@ -131,11 +169,24 @@ func OpenEnrolments(path string) (*Enrolments, error) {
 			if !complete {
 				break
 			}
-			return nil, fmt.Errorf("enrolments %s.log: line %d: %v", path, e.entries+1, err)
+			return nil, 0, fmt.Errorf("enrolments %s.log: line %d: %v", path, e.entries+1, err)
 		}
 		e.apply(c)
 		e.entries++
 		good += len(line) + 1
+	}
+	return e, good, nil
+}
+
+// OpenEnrolments opens (or creates) the store at path (readEnrolments),
+// cutting off a last journal line a crash left short.
+func OpenEnrolments(path string) (*FileEnrolments, error) {
+	e, good, err := readEnrolments(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
 	}
 	// O_APPEND: each line lands whole at the end of the file.
 	if e.journal, err = os.OpenFile(path+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err != nil {
@@ -150,7 +201,7 @@ func OpenEnrolments(path string) (*Enrolments, error) {
 }
 
 // Close closes the journal.
-func (e *Enrolments) Close() error {
+func (e *FileEnrolments) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.journal == nil {
@@ -164,7 +215,7 @@ func (e *Enrolments) Close() error {
 // apply makes one change to the state. Replaying a change already in the
 // snapshot (a crash between rewriting it and emptying the journal) leaves
 // the state as it was.
-func (e *Enrolments) apply(c change) {
+func (e *FileEnrolments) apply(c change) {
 	switch {
 	case c.Token != nil:
 		e.st.Tokens[c.Token.Hash] = c.Token.Token
@@ -199,7 +250,7 @@ func (e *Enrolments) apply(c change) {
 
 // record applies a change and makes it durable: a journal line, synced;
 // the snapshot is rewritten once the journal outgrows the state.
-func (e *Enrolments) record(c change) error {
+func (e *FileEnrolments) record(c change) error {
 	e.apply(c)
 	if e.journal == nil {
 		return errors.New("enrolments: the store is closed")
@@ -223,7 +274,7 @@ func (e *Enrolments) record(c change) error {
 
 // compact rewrites the snapshot (synced, then renamed into place) and
 // empties the journal.
-func (e *Enrolments) compact() error {
+func (e *FileEnrolments) compact() error {
 	e.gc()
 	b, err := json.MarshalIndent(e.st, "", "  ")
 	if err != nil {
@@ -302,58 +353,85 @@ func hashSecret(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// NewJoinToken creates a one-time token for site, valid for ttl.
-func (e *Enrolments) NewJoinToken(site string, labels map[string]string, ttl time.Duration, by, caFingerprint string) (JoinToken, time.Time, error) {
+// newJoinToken checks a request for a join token and makes its secret;
+// hash is what a store keeps.
+func newJoinToken(site string, ttl time.Duration, caFingerprint string, now time.Time) (t JoinToken, hash string, exp time.Time, err error) {
 	if err := modelfleet.ValidateName("site id", site); err != nil {
-		return JoinToken{}, time.Time{}, err
+		return JoinToken{}, "", time.Time{}, err
 	}
 	if ttl <= 0 {
 		ttl = DefaultJoinTokenTTL
 	}
 	if ttl > MaxJoinTokenTTL {
-		return JoinToken{}, time.Time{}, modelfleet.Errorf(modelfleet.EINVALID, "a join token lives at most %s", MaxJoinTokenTTL)
+		return JoinToken{}, "", time.Time{}, modelfleet.Errorf(modelfleet.EINVALID, "a join token lives at most %s", MaxJoinTokenTTL)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
+		return JoinToken{}, "", time.Time{}, err
+	}
+	t = JoinToken{Site: site, Secret: base64.RawURLEncoding.EncodeToString(raw[:]), CAFingerprint: caFingerprint}
+	return t, hashSecret(t.Secret), now.Add(ttl).UTC(), nil
+}
+
+// errTokenUnknown is Redeem's answer to a token the store does not hold
+// (never made, already spent, or made for another site).
+func errTokenUnknown(site string) error {
+	return modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "join token unknown or already used: ask an admin for a new one (`modelfleet site enroll %s`)", site)
+}
+
+func errTokenExpired(site string, at time.Time) error {
+	return modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "join token for %s expired at %s: ask an admin for a new one", site, at.Format(time.RFC3339))
+}
+
+func errRenewRevoked(site, serial string) error {
+	return modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "site %s's certificate %s was revoked: enrol the site again (`modelfleet site enroll %s`)", site, serial, site)
+}
+
+// NewJoinToken creates a one-time token for site, valid for ttl.
+func (e *FileEnrolments) NewJoinToken(_ context.Context, site string, labels map[string]string, ttl time.Duration, by, caFingerprint string) (JoinToken, time.Time, error) {
+	t, h, exp, err := newJoinToken(site, ttl, caFingerprint, e.now())
+	if err != nil {
 		return JoinToken{}, time.Time{}, err
 	}
-	t := JoinToken{Site: site, Secret: base64.RawURLEncoding.EncodeToString(raw[:]), CAFingerprint: caFingerprint}
-	exp := time.Now().Add(ttl).UTC()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return t, exp, e.record(change{Token: &tokenChange{Hash: hashSecret(t.Secret), Token: joinToken{Site: site, Labels: labels, Expires: exp, By: by}}})
+	return t, exp, e.record(change{Token: &tokenChange{Hash: h, Token: joinToken{Site: site, Labels: labels, Expires: exp, By: by}}})
 }
 
 // Redeem spends a join token: it is valid once, before it expires, and
 // for the site it was made for. It returns the labels given at enrol.
-func (e *Enrolments) Redeem(t JoinToken) (map[string]string, error) {
+func (e *FileEnrolments) Redeem(_ context.Context, t JoinToken) (map[string]string, error) {
 	h := hashSecret(t.Secret)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	jt, ok := e.st.Tokens[h]
 	if !ok || subtle.ConstantTimeCompare([]byte(jt.Site), []byte(t.Site)) != 1 {
-		return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "join token unknown or already used: ask an admin for a new one (`modelfleet site enroll %s`)", t.Site)
+		return nil, errTokenUnknown(t.Site)
 	}
 	if err := e.record(change{Redeem: h}); err != nil {
 		return nil, err
 	}
-	if time.Now().After(jt.Expires) {
-		return nil, modelfleet.Errorf(modelfleet.EUNAUTHORIZED, "join token for %s expired at %s: ask an admin for a new one", t.Site, jt.Expires.Format(time.RFC3339))
+	if e.now().After(jt.Expires) {
+		return nil, errTokenExpired(t.Site, jt.Expires)
 	}
 	return jt.Labels, nil
 }
 
-// Issued records a certificate issued to site.
-func (e *Enrolments) Issued(site, serialHex string) error {
+// Issued records a certificate issued to site, unless it renews a revoked
+// one (renewedFrom).
+func (e *FileEnrolments) Issued(_ context.Context, site, serialHex, renewedFrom string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if _, ok := e.st.Revoked[renewedFrom]; ok && renewedFrom != "" {
+		return errRenewRevoked(site, renewedFrom)
+	}
 	return e.record(change{Issued: &[2]string{site, serialHex}})
 }
 
 // Revoke revokes every certificate the store issued site; the gateway
 // refuses them from the next request on. Enrolling the site again issues
 // a new one.
-func (e *Enrolments) Revoke(site string) (int, error) {
+func (e *FileEnrolments) Revoke(_ context.Context, site string) (int, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
@@ -362,11 +440,11 @@ func (e *Enrolments) Revoke(site string) (int, error) {
 			n++
 		}
 	}
-	return n, e.record(change{Revoked: &revocation{Site: site, At: time.Now().UTC()}})
+	return n, e.record(change{Revoked: &revocation{Site: site, At: e.now().UTC()}})
 }
 
 // IsRevoked reports whether a certificate serial was revoked.
-func (e *Enrolments) IsRevoked(serialHex string) bool {
+func (e *FileEnrolments) IsRevoked(serialHex string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	_, ok := e.st.Revoked[serialHex]
@@ -374,15 +452,15 @@ func (e *Enrolments) IsRevoked(serialHex string) bool {
 }
 
 // Sites lists the sites holding certificates the store issued.
-func (e *Enrolments) Sites() []string {
+func (e *FileEnrolments) Sites(context.Context) ([]string, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return slices.Sorted(maps.Keys(e.st.Serials))
+	return slices.Sorted(maps.Keys(e.st.Serials)), nil
 }
 
 // gc drops expired tokens and revocations older than any certificate.
-func (e *Enrolments) gc() {
-	now := time.Now()
+func (e *FileEnrolments) gc() {
+	now := e.now()
 	for h, t := range e.st.Tokens {
 		if now.After(t.Expires) {
 			delete(e.st.Tokens, h)

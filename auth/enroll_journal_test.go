@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,26 +18,26 @@ func TestEnrolmentsJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, _, err := e.NewJoinToken("site-1", map[string]string{"plant": "a"}, time.Hour, "admin", strings.Repeat("0", 64))
+	tok, _, err := e.NewJoinToken(bg, "site-1", map[string]string{"plant": "a"}, time.Hour, "admin", strings.Repeat("0", 64))
 	if err != nil {
 		t.Fatal(err)
 	}
-	spare, _, err := e.NewJoinToken("site-2", nil, time.Hour, "admin", strings.Repeat("0", 64))
+	spare, _, err := e.NewJoinToken(bg, "site-2", nil, time.Hour, "admin", strings.Repeat("0", 64))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Redeem(tok); err != nil {
+	if _, err := e.Redeem(bg, tok); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"0a", "0b"} {
-		if err := e.Issued("site-1", s); err != nil {
+		if err := e.Issued(bg, "site-1", s, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := e.Issued("site-3", "0c"); err != nil {
+	if err := e.Issued(bg, "site-3", "0c", ""); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := e.Revoke("site-3"); n != 1 || err != nil {
+	if n, err := e.Revoke(bg, "site-3"); n != 1 || err != nil {
 		t.Fatalf("revoke: %d %v", n, err)
 	}
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
@@ -55,20 +56,20 @@ func TestEnrolmentsJournal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Redeem(tok); err == nil {
+	if _, err := e.Redeem(bg, tok); err == nil {
 		t.Error("a spent join token was accepted again after a restart")
 	}
-	if labels, err := e.Redeem(spare); err != nil || labels != nil {
+	if labels, err := e.Redeem(bg, spare); err != nil || labels != nil {
 		t.Errorf("the unspent token after a restart: %v %v", labels, err)
 	}
 	if !e.IsRevoked("0c") || e.IsRevoked("0a") || e.IsRevoked("0d") {
 		t.Errorf("revocations after a restart: 0c %v, 0a %v, 0d %v", e.IsRevoked("0c"), e.IsRevoked("0a"), e.IsRevoked("0d"))
 	}
-	if got := e.Sites(); len(got) != 1 || got[0] != "site-1" || len(e.st.Serials["site-1"]) != 2 {
+	if got, _ := e.Sites(bg); len(got) != 1 || got[0] != "site-1" || len(e.st.Serials["site-1"]) != 2 {
 		t.Errorf("sites %v, serials %v: the torn line must not count", got, e.st.Serials)
 	}
 	// The torn line is gone, so the next change is a whole line.
-	if err := e.Issued("site-1", "0e"); err != nil {
+	if err := e.Issued(bg, "site-1", "0e", ""); err != nil {
 		t.Fatal(err)
 	}
 	e.Close()
@@ -82,7 +83,7 @@ func TestEnrolmentsJournal(t *testing.T) {
 	// Past compactAt changes the snapshot is rewritten and the journal
 	// emptied; a replay of a journal already in the snapshot is harmless.
 	for i := range compactAt {
-		if err := e.Issued("site-4", "ff"+string(rune('a'+i%26))); err != nil {
+		if err := e.Issued(bg, "site-4", "ff"+string(rune('a'+i%26)), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -110,3 +111,5 @@ func TestEnrolmentsJournal(t *testing.T) {
 		t.Errorf("a corrupt journal: %v", err)
 	}
 }
+
+var bg = context.Background()

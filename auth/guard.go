@@ -45,7 +45,7 @@ type Guard struct {
 	// CA and Enrolments verify site client certificates (the TLS layer
 	// checks the chain; the guard checks revocation and names the site).
 	CA         *CA
-	Enrolments *Enrolments
+	Enrolments Enrolments
 	// CRLs, if set, are a bring-your-own site CA's revocation lists
 	// (crl.go): a certificate one lists is refused like a revoked one.
 	CRLs     *CRLFiles
