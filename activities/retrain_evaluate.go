@@ -26,6 +26,7 @@ type EvaluateRequest struct {
 // load, or no data to judge it on, is a failed comparison (a result, not
 // an error); a model with no champion yet passes.
 func (a *Retraining) EvaluateChallenger(ctx context.Context, req EvaluateRequest) (modelfleet.Comparison, error) {
+	defer keepAlive(ctx)()
 	c := modelfleet.Comparison{Model: req.Model, Challenger: "run " + req.Ref.ID, Margin: req.Margin}
 	fetcher, ok := a.Runners[req.Ref.Kind].(modelfleet.TrainingOutputs)
 	if !ok {
@@ -77,6 +78,7 @@ type GateRequest struct {
 // (else the champion's). Without a champion, or without labelled data, it
 // passes uncompared, saying so.
 func (a *Retraining) CheckChampion(ctx context.Context, req GateRequest) (modelfleet.Comparison, error) {
+	defer keepAlive(ctx)()
 	c := modelfleet.Comparison{Model: req.Model.Name, Challenger: req.Model.Version, Margin: req.Margin}
 	if err := req.Model.Validate(); err != nil {
 		return c, nonRetryable(err)

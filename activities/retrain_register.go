@@ -30,6 +30,7 @@ type RegisterRequest struct {
 // ModelRegistered and a normal release starts. A second call for the same
 // job returns the version the first one registered.
 func (a *Retraining) RegisterChallenger(ctx context.Context, req RegisterRequest) (modelfleet.Model, error) {
+	defer keepAlive(ctx)()
 	all, err := a.Registry.List(ctx)
 	if err != nil {
 		return modelfleet.Model{}, fmt.Errorf("register %s: list versions: %w", req.Model, err)

@@ -37,6 +37,7 @@ type Submission struct {
 // SubmitRetraining chooses the compute by the model's policy and submits
 // the training job; submitting the same JobID again finds the first run.
 func (a *Retraining) SubmitRetraining(ctx context.Context, req SubmitRequest) (Submission, error) {
+	defer keepAlive(ctx)()
 	if err := modelfleet.ValidateName("model name", req.Model); err != nil {
 		return Submission{}, nonRetryable(err)
 	}
@@ -158,6 +159,7 @@ type CancelRequest struct {
 
 // CancelRun cancels a run; a finished or unknown run is left alone.
 func (a *Retraining) CancelRun(ctx context.Context, req CancelRequest) error {
+	defer keepAlive(ctx)()
 	ref := req.Ref
 	if ref.Kind == "" {
 		p, ok := a.Policies.For(req.Model)

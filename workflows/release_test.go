@@ -85,6 +85,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	var s testsuite.WorkflowTestSuite
 	h := &harness{t: t, env: s.NewTestWorkflowEnvironment(), failing: map[string]string{}, in: modelfleet.ReleaseInput{Model: ref}, epoch: "e1"}
 	h.t0 = h.env.Now()
+	requireHeartbeats(t, h.env)
 	h.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: modelfleet.ReleaseWorkflowName})
 	h.env.RegisterActivity(&activities.Cloud{})
 	h.env.RegisterActivity(&activities.Retraining{})

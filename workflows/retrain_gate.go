@@ -37,9 +37,13 @@ func (r *release) championGate(ctx workflow.Context, out **modelfleet.ChampionCh
 	if workflow.GetVersion(ctx, championGateChange, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
+	// CheckChampion heartbeats while it runs: a worker killed mid-gate is
+	// noticed within the heartbeat timeout, not the start-to-close (chaos
+	// found a release in `validating` for minutes, waiting out 10).
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute, ScheduleToCloseTimeout: time.Hour,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+		HeartbeatTimeout: 4 * activities.HeartbeatEvery,
+		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 	})
 	var cmp modelfleet.Comparison
 	req := activities.GateRequest{Model: r.in.Model, Margin: gateMargin(r.in.Properties)}

@@ -95,7 +95,10 @@ func (r *retrain) start(ctx workflow.Context, kind string, cycle int, key string
 }
 
 func (r *retrain) activityOptions(ctx workflow.Context, kind string) workflow.Context {
-	o := workflow.ActivityOptions{RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute}}
+	// Every activity heartbeats (the long ones through keepAlive): a worker
+	// that dies mid-way is noticed within the heartbeat timeout.
+	o := workflow.ActivityOptions{HeartbeatTimeout: 4 * activities.HeartbeatEvery,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute}}
 	switch kind {
 	case opSubmit:
 		o.StartToCloseTimeout, o.ScheduleToCloseTimeout = 5*time.Minute, 30*time.Minute

@@ -28,6 +28,7 @@ func newRetrainEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	env := s.NewTestWorkflowEnvironment()
+	requireHeartbeats(t, env)
 	env.RegisterWorkflowWithOptions(Retrain, workflow.RegisterOptions{Name: modelfleet.RetrainWorkflowName})
 	// No retraining policies: every cycle waits for a job submitted
 	// elsewhere, as the workflow did before it could submit jobs.
