@@ -11,10 +11,10 @@ CHAOS_ARGS ?=
 chaos: build tools
 	$(GO) run ./bench/chaos -modelfleet bin/modelfleet -temporal $(TEMPORAL) $(CHAOS_ARGS)
 
-## chaos-store: the same (authentication off: not yet with replicas) with three gateway replicas on one PostgreSQL (started by the run; Debian's
+## chaos-store: the same (authentication on: the replicas share one --pki-dir, enrolments in the database) with three gateway replicas on one PostgreSQL (started by the run; Debian's
 ## postgresql, make deps) behind a balancer: replicas killed, PostgreSQL restarted mid-release.
 ## Final line gains store=postgres replicas= store_restarts=
 CHAOS_STORE_ARGS ?= -sites 8
 .PHONY: chaos-store
 chaos-store: build tools
-	$(GO) run ./bench/chaos -modelfleet bin/modelfleet -temporal $(TEMPORAL) -store postgres -replicas 3 -auth=false $(CHAOS_STORE_ARGS)
+	$(GO) run ./bench/chaos -modelfleet bin/modelfleet -temporal $(TEMPORAL) -store postgres -replicas 3 $(CHAOS_STORE_ARGS)

@@ -66,7 +66,8 @@ func TestChaosShort(t *testing.T) {
 
 // TestChaosStoreShort is `make chaos-store` made small: three gateway
 // replicas on one PostgreSQL behind a balancer; a replica killed, the
-// database restarted mid-release, besides the rest of the chaos.
+// database restarted mid-release, besides the rest of the chaos; sites
+// enrolled with join tokens through the balancer.
 func TestChaosStoreShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos suite: starts real processes (run `make test` or `make chaos-store`)")
@@ -80,7 +81,7 @@ func TestChaosStoreShort(t *testing.T) {
 		bin: bin, temporal: temporal, sites: 3, releases: 2, killsEach: 1,
 		interval: 2 * time.Second, releaseTimeout: 3 * time.Minute, maxDuration: 4 * time.Minute,
 		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(),
-		store: "postgres", replicas: 3, pg: pg,
+		store: "postgres", replicas: 3, pg: pg, auth: true,
 	}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
@@ -91,6 +92,11 @@ func TestChaosStoreShort(t *testing.T) {
 	}
 	if r.kills[restartStore] < 1 || r.kills[killGateway] < 1 || r.replicas != 3 {
 		t.Errorf("kills %v on %d replicas: want a replica killed and PostgreSQL restarted", r.kills, r.replicas)
+	}
+	// Enrolled through a balancer over three replicas: join tokens made at
+	// one replica are redeemed at another (enrolments in the database).
+	if r.enrolments != 3 || !r.auth {
+		t.Errorf("auth %v, %d sites enrolled: want all 3 enrolled with join tokens", r.auth, r.enrolments)
 	}
 }
 

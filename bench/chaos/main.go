@@ -116,7 +116,7 @@ func main() {
 	flag.Uint64Var(&o.seed, "seed", 0, "random seed of the chaos schedule (0: from the clock; printed)")
 	flag.StringVar(&o.store, "store", "bbolt", "the gateway's store: bbolt (one gateway), or postgres (-replicas gateways on one PostgreSQL this run starts, behind a balancer;\nthe chaos then kills replicas and restarts PostgreSQL too; Debian's postgresql)")
 	flag.IntVar(&o.replicas, "replicas", 3, "gateway replicas with -store postgres")
-	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nnot yet with -store postgres")
+	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nwith -store postgres, the replicas share one --pki-dir and their enrolments live in the database")
 	flag.BoolVar(&o.diskFull, "disk-full", true, "fill the last site's disk (a tmpfs the run mounts: root with CAP_SYS_ADMIN, else skipped) before a release:\nthe step must fail there with ENOSPC, count in the wave's failure budget, and the site converge once space is freed")
 	flag.BoolVar(&o.workloads, "workloads", true, "run `modelfleet workload run` per site (its own process) on an MQTT broker the run hosts, fed by a simulated line, and SIGKILL it too:\nevery reading must get a decision or a dead letter, duplicates only across a kill (at-least-once)")
 	flag.Parse()
