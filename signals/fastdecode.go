@@ -1,5 +1,7 @@
 package signals
 
+import "github.com/modelfleet/modelfleet/internal/jsonscan"
+
 // fastMessage parses one message in the canonical shape (see fastjson.go).
 func (s *scanner) message(m *Message) bool {
 	return s.object(func(key []byte) int {
@@ -138,13 +140,13 @@ func (s *scanner) histogram(h *Histogram, f *FeatureHistogram) bool {
 // fastDecode parses a message, or a batch of them, in the canonical shape.
 // ok false means "decode with encoding/json", not "invalid".
 func fastDecode(b []byte) (single Message, batch []Message, isBatch, ok bool) {
-	s := &scanner{b: b}
-	s.ws()
+	s := &scanner{Scanner: jsonscan.Scanner{B: b}}
+	s.Space()
 	// A batch starts with its schemaVersion, as Sender writes it; any other
 	// order is left to the fallback.
 	const batchPrefix = `{"schemaVersion":"` + BatchSchemaVersion + `","messages":`
-	if len(b)-s.i > len(batchPrefix) && string(b[s.i:s.i+len(batchPrefix)]) == batchPrefix {
-		s.i += len(batchPrefix)
+	if len(b)-s.I > len(batchPrefix) && string(b[s.I:s.I+len(batchPrefix)]) == batchPrefix {
+		s.I += len(batchPrefix)
 		ok = s.array(func() bool {
 			batch = append(batch, Message{})
 			return s.message(&batch[len(batch)-1])
@@ -152,8 +154,8 @@ func fastDecode(b []byte) (single Message, batch []Message, isBatch, ok bool) {
 		if batch == nil {
 			batch = []Message{}
 		}
-		return Message{}, batch, true, ok && s.next('}') && s.end()
+		return Message{}, batch, true, ok && s.Next('}') && s.End()
 	}
-	ok = s.message(&single) && s.end()
+	ok = s.message(&single) && s.End()
 	return single, nil, false, ok
 }

@@ -3,6 +3,8 @@ package signals
 import (
 	"strconv"
 	"time"
+
+	"github.com/modelfleet/modelfleet/internal/jsonscan"
 )
 
 // A decoder for exactly the JSON this package writes, because
@@ -15,8 +17,7 @@ import (
 // every error. FuzzFastDecode holds the two to the same result whenever
 // this one succeeds.
 type scanner struct {
-	b []byte
-	i int
+	jsonscan.Scanner
 	// arena backs the decoded count slices, so that a message's thousand
 	// counts take a few allocations rather than one per histogram. Each
 	// slice is capped at its length: appending to one never writes into
@@ -24,102 +25,18 @@ type scanner struct {
 	arena []int64
 }
 
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
 
-// next skips whitespace and consumes c if it comes next.
-func (s *scanner) next(c byte) bool {
-	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
 
-// rawString reads a string of printable ASCII without escapes and returns
-// its bytes (aliasing the input).
-func (s *scanner) rawString() ([]byte, bool) {
-	if !s.next('"') {
-		return nil, false
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		c := s.b[s.i]
-		switch {
-		case c == '"':
-			s.i++
-			return s.b[start : s.i-1], true
-		case c < 0x20 || c > 0x7e || c == '\\':
-			return nil, false
-		}
-		s.i++
-	}
-	return nil, false
-}
 
 func (s *scanner) string() (string, bool) {
-	b, ok := s.rawString()
+	b, ok := s.String()
 	return string(b), ok
 }
 
-// number reads a token in JSON's number grammar and reports whether it is
-// an integer (no fraction or exponent).
-func (s *scanner) number() (tok []byte, integer, ok bool) {
-	s.ws()
-	start := s.i
-	if s.i < len(s.b) && s.b[s.i] == '-' {
-		s.i++
-	}
-	switch {
-	case s.i < len(s.b) && s.b[s.i] == '0':
-		s.i++
-	case s.i < len(s.b) && s.b[s.i] >= '1' && s.b[s.i] <= '9':
-		for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-			s.i++
-		}
-	default:
-		return nil, false, false
-	}
-	integer = true
-	if s.i < len(s.b) && s.b[s.i] == '.' {
-		integer = false
-		s.i++
-		if !s.digits() {
-			return nil, false, false
-		}
-	}
-	if s.i < len(s.b) && (s.b[s.i] == 'e' || s.b[s.i] == 'E') {
-		integer = false
-		s.i++
-		if s.i < len(s.b) && (s.b[s.i] == '+' || s.b[s.i] == '-') {
-			s.i++
-		}
-		if !s.digits() {
-			return nil, false, false
-		}
-	}
-	return s.b[start:s.i], integer, true
-}
 
-func (s *scanner) digits() bool {
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		s.i++
-	}
-	return s.i > start
-}
 
 func (s *scanner) int64() (int64, bool) {
-	tok, integer, ok := s.number()
+	tok, integer, ok := s.Number()
 	if !ok || !integer {
 		return 0, false
 	}
@@ -139,7 +56,7 @@ func (s *scanner) int64() (int64, bool) {
 // digits, no sign, no leading zero, followed by ',' or ']') inline, in one
 // pass, anything else through int64. Counts are most of a message's bytes.
 func (s *scanner) count() (int64, bool) {
-	b, i := s.b, s.i
+	b, i := s.B, s.I
 	var v int64
 	n := 0
 	for ; i < len(b) && n < 19; i, n = i+1, n+1 {
@@ -149,15 +66,15 @@ func (s *scanner) count() (int64, bool) {
 		}
 		v = v*10 + int64(c)
 	}
-	if n > 0 && n < 19 && (n == 1 || b[s.i] != '0') && i < len(b) && (b[i] == ',' || b[i] == ']') {
-		s.i = i
+	if n > 0 && n < 19 && (n == 1 || b[s.I] != '0') && i < len(b) && (b[i] == ',' || b[i] == ']') {
+		s.I = i
 		return v, true
 	}
 	return s.int64()
 }
 
 func (s *scanner) float64() (float64, bool) {
-	tok, _, ok := s.number()
+	tok, _, ok := s.Number()
 	if !ok {
 		return 0, false
 	}
@@ -175,22 +92,22 @@ func (s *scanner) float64p() (*float64, bool) {
 }
 
 func (s *scanner) time() (time.Time, bool) {
-	s.ws()
-	start := s.i
-	if _, ok := s.rawString(); !ok {
+	s.Space()
+	start := s.I
+	if _, ok := s.String(); !ok {
 		return time.Time{}, false
 	}
 	var t time.Time
-	return t, t.UnmarshalJSON(s.b[start:s.i]) == nil
+	return t, t.UnmarshalJSON(s.B[start:s.I]) == nil
 }
 
 // ints reads an array of integers; [] is an empty, non-nil slice, as
 // encoding/json makes it.
 func (s *scanner) ints() ([]int64, bool) {
-	if !s.next('[') {
+	if !s.Next('[') {
 		return nil, false
 	}
-	if s.next(']') {
+	if s.Next(']') {
 		return []int64{}, true
 	}
 	start := len(s.arena)
@@ -206,10 +123,10 @@ func (s *scanner) ints() ([]int64, bool) {
 			s.arena, start = grown, 0
 		}
 		s.arena = append(s.arena, v)
-		if s.next(']') {
+		if s.Next(']') {
 			return s.arena[start:len(s.arena):len(s.arena)], true
 		}
-		if !s.next(',') {
+		if !s.Next(',') {
 			return nil, false
 		}
 	}
@@ -220,16 +137,16 @@ func (s *scanner) ints() ([]int64, bool) {
 // twice gives up too (encoding/json would keep the last; the fallback
 // does that).
 func (s *scanner) object(field func(key []byte) int) bool {
-	if !s.next('{') {
+	if !s.Next('{') {
 		return false
 	}
-	if s.next('}') {
+	if s.Next('}') {
 		return true
 	}
 	var seen uint64
 	for {
-		key, ok := s.rawString()
-		if !ok || !s.next(':') {
+		key, ok := s.String()
+		if !ok || !s.Next(':') {
 			return false
 		}
 		n := field(key)
@@ -237,10 +154,10 @@ func (s *scanner) object(field func(key []byte) int) bool {
 			return false
 		}
 		seen |= 1 << n
-		if s.next('}') {
+		if s.Next('}') {
 			return true
 		}
-		if !s.next(',') {
+		if !s.Next(',') {
 			return false
 		}
 	}
@@ -248,27 +165,22 @@ func (s *scanner) object(field func(key []byte) int) bool {
 
 // array calls elem for each element of an array.
 func (s *scanner) array(elem func() bool) bool {
-	if !s.next('[') {
+	if !s.Next('[') {
 		return false
 	}
-	if s.next(']') {
+	if s.Next(']') {
 		return true
 	}
 	for {
 		if !elem() {
 			return false
 		}
-		if s.next(']') {
+		if s.Next(']') {
 			return true
 		}
-		if !s.next(',') {
+		if !s.Next(',') {
 			return false
 		}
 	}
 }
 
-// end reports whether only whitespace is left.
-func (s *scanner) end() bool {
-	s.ws()
-	return s.i == len(s.b)
-}
