@@ -25,15 +25,10 @@ type scanner struct {
 	arena []int64
 }
 
-
-
-
 func (s *scanner) string() (string, bool) {
 	b, ok := s.String()
 	return string(b), ok
 }
-
-
 
 func (s *scanner) int64() (int64, bool) {
 	tok, integer, ok := s.Number()
@@ -183,4 +178,3 @@ func (s *scanner) array(elem func() bool) bool {
 		}
 	}
 }
-
