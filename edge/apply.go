@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/modelfleet/modelfleet"
@@ -89,7 +90,7 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 		idx[v.Model.Version] = len(out)
 		out = append(out, modelfleet.ServedVersion{Version: v.Model.Version, Digest: v.Digest, Weight: v.Weight, Epoch: epoch})
 	}
-	families, err := a.router.Registry().Gather()
+	families, err := a.stats.Gather()
 	if err != nil {
 		return out
 	}
@@ -150,6 +151,20 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 		}
 	}
 	return out
+}
+
+// statsGatherer gathers the router's figures Stats reads, and only them.
+// The router's registry, which /metrics serves, also holds the Go and
+// process collectors — a gather reads /proc/self (stat, limits, netstat,
+// the open descriptors) and the runtime's metrics — and whatever the
+// binary registered there (the signal buffer's figures, the model
+// servers'): none of it goes into a report, and a site reports after every
+// apply and every heartbeat. A collector may be registered with more than
+// one registry; these stay registered with the router's as well.
+func statsGatherer(r *Router) prometheus.Gatherer {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.metrics.requests, r.metrics.latency, r.metrics.predictions, r.feedback.counts, r.feedback.residuals)
+	return reg
 }
 
 // binCounts turns a histogram's cumulative buckets into counts per bin

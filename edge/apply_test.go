@@ -3,8 +3,11 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelfleet/modelfleet"
 )
@@ -65,6 +68,52 @@ func TestStatsReportCumulativeCountersWithTheirEpoch(t *testing.T) {
 	if len(after) != 1 || after[0].Requests != 0 || after[0].Epoch == v.Epoch {
 		t.Errorf("after a restart: %+v, want zero requests under an epoch other than %d", after, v.Epoch)
 	}
+}
+
+// Stats reads the router's score and feedback figures and nothing else of
+// its registry: a site reports after every apply and every heartbeat, and
+// the registry also holds the process collector (which reads /proc at
+// every gather) and whatever the binary registered. /metrics still serves
+// all of it.
+func TestStatsGatherOnlyTheRoutersFigures(t *testing.T) {
+	art := fakeArtifact(0, 1, 1, 1)
+	a := openAgent(t, t.TempDir())
+	defer a.Close()
+	mustDeploy(t, a, deployReq("bearing-failure", "1", art), art)
+	other := &countingCollector{desc: prometheus.NewDesc("test_other_figure", "A collector a binary registered.", nil, nil)}
+	a.Router().Registry().MustRegister(other)
+	h := a.Handler()
+	if rec := do(h, "POST", "/score/bearing-failure", goodRow, HeaderRequestID, "r-1"); rec.Code != 200 {
+		t.Fatalf("score: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(h, "POST", "/feedback/bearing-failure", `{"requestId":"r-1","label":1}`); rec.Code != 200 {
+		t.Fatalf("feedback: %d %s", rec.Code, rec.Body)
+	}
+	st := a.Stats("bearing-failure")
+	if len(st) != 1 || st[0].Requests != 1 || sum(st[0].Latency) != 1 || sum(st[0].Predictions) != 1 || st[0].Labelled != 1 || st[0].Correct != 1 {
+		t.Fatalf("stats = %+v, want one request, its latency and prediction, one correct label", st)
+	}
+	if n := other.n.Load(); n != 0 {
+		t.Errorf("Stats ran another collector of the router's registry %d times, want 0", n)
+	}
+	metrics := do(h, "GET", "/metrics", "").Body.String()
+	for _, want := range []string{"test_other_figure 1", "process_open_fds", "go_goroutines", "modelfleet_edge_score_requests_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// countingCollector counts how often it is collected.
+type countingCollector struct {
+	desc *prometheus.Desc
+	n    atomic.Int64
+}
+
+func (c *countingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *countingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.n.Add(1)
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1)
 }
 
 func sum(xs []int64) int64 {
