@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/modelfleet/modelfleet"
 )
 
@@ -65,8 +63,6 @@ type Agent struct {
 	store   *Store
 	router  *Router
 	handler http.Handler
-	// stats gathers what Stats reports, and only that (statsGatherer).
-	stats   prometheus.Gatherer
 	deploys sync.Map // model name -> *sync.Mutex: one change of a model's versions at a time
 	// replaced holds, per model name, the versions its last change
 	// unloaded ([]LoadedModel): a rollback restores exactly those, and
@@ -118,7 +114,6 @@ func Open(dir string, cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{site: cfg.SiteID, load: cfg.Loader, log: log, store: store, router: NewRouter(cfg.SiteID, cfg.Vectorizer, log), maxModel: cfg.MaxModelBytes}
-	a.stats = statsGatherer(a.router)
 	if a.maxModel <= 0 {
 		a.maxModel = DefaultMaxModelBytes
 	}

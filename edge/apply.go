@@ -82,6 +82,14 @@ func same(a, b map[string]int) bool {
 // requests, errors, the latency histogram and the p99 latency estimated
 // from it, predictions, feedback. They are cumulative: the control plane
 // measures a window as the difference of two reports.
+//
+// It reads the router's score and feedback figures straight from their
+// collectors, not by gathering the router's registry, which /metrics
+// serves: that also holds the Go and process collectors — a gather reads
+// /proc/self (stat, limits, netstat, the open descriptors) and the
+// runtime's metrics — and whatever the binary registered there (the signal
+// buffer's figures, the model servers'), none of which a report carries;
+// and a site reports after every apply and every heartbeat.
 func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 	var out []modelfleet.ServedVersion
 	idx := map[string]int{}
@@ -90,81 +98,83 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 		idx[v.Model.Version] = len(out)
 		out = append(out, modelfleet.ServedVersion{Version: v.Model.Version, Digest: v.Digest, Weight: v.Weight, Epoch: epoch})
 	}
-	families, err := a.stats.Gather()
-	if err != nil {
+	if len(out) == 0 {
 		return out
 	}
-	for _, f := range families {
-		switch f.GetName() {
-		case "modelfleet_edge_score_requests_total":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					n := int64(m.GetCounter().GetValue())
-					out[i].Requests += n
-					if label(m, "outcome") != "ok" {
-						out[i].Errors += n
-					}
-				}
-			}
-		case "modelfleet_edge_feedback_total":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					n := int64(m.GetCounter().GetValue())
-					switch label(m, "outcome") {
-					case "correct":
-						out[i].Correct += n
-						out[i].Labelled += n
-					case "wrong":
-						out[i].Labelled += n
-					case "valued":
-						res(&out[i]).N += n
-					}
-				}
-			}
-		case "modelfleet_edge_feedback_residuals":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					v := m.GetGauge().GetValue()
-					switch label(m, "stat") {
-					case statSquaredError:
-						res(&out[i]).SquaredError += v
-					case statTarget:
-						res(&out[i]).TargetSum += v
-					case statTargetSquares:
-						res(&out[i]).TargetSquares += v
-					}
-				}
-			}
-		case "modelfleet_edge_prediction":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					out[i].Predictions = binCounts(m.GetHistogram())
-				}
-			}
-		case "modelfleet_edge_score_duration_seconds":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					out[i].P99LatencyMs = quantile(m.GetHistogram(), 0.99) * 1000
-					out[i].Latency = binCounts(m.GetHistogram())
-				}
-			}
+	const (
+		requests = iota
+		feedback
+		residuals
+		predictions
+		latency
+	)
+	rm, fb := a.router.metrics, a.router.feedback
+	collect([]prometheus.Collector{requests: rm.requests, feedback: fb.counts, residuals: fb.residuals, predictions: rm.predictions, latency: rm.latency}, func(kind int, m *dto.Metric) {
+		i, ok := versionOf(m, model, idx)
+		if !ok {
+			return
 		}
-	}
+		switch kind {
+		case requests:
+			n := int64(m.GetCounter().GetValue())
+			out[i].Requests += n
+			if label(m, "outcome") != "ok" {
+				out[i].Errors += n
+			}
+		case feedback:
+			n := int64(m.GetCounter().GetValue())
+			switch label(m, "outcome") {
+			case "correct":
+				out[i].Correct += n
+				out[i].Labelled += n
+			case "wrong":
+				out[i].Labelled += n
+			case "valued":
+				res(&out[i]).N += n
+			}
+		case residuals:
+			v := m.GetGauge().GetValue()
+			switch label(m, "stat") {
+			case statSquaredError:
+				res(&out[i]).SquaredError += v
+			case statTarget:
+				res(&out[i]).TargetSum += v
+			case statTargetSquares:
+				res(&out[i]).TargetSquares += v
+			}
+		case predictions:
+			out[i].Predictions = binCounts(m.GetHistogram())
+		case latency:
+			out[i].P99LatencyMs = quantile(m.GetHistogram(), 0.99) * 1000
+			out[i].Latency = binCounts(m.GetHistogram())
+		}
+	})
 	return out
 }
 
-// statsGatherer gathers the router's figures Stats reads, and only them.
-// The router's registry, which /metrics serves, also holds the Go and
-// process collectors — a gather reads /proc/self (stat, limits, netstat,
-// the open descriptors) and the runtime's metrics — and whatever the
-// binary registered there (the signal buffer's figures, the model
-// servers'): none of it goes into a report, and a site reports after every
-// apply and every heartbeat. A collector may be registered with more than
-// one registry; these stay registered with the router's as well.
-func statsGatherer(r *Router) prometheus.Gatherer {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(r.metrics.requests, r.metrics.latency, r.metrics.predictions, r.feedback.counts, r.feedback.residuals)
-	return reg
+// collect calls f with each metric of each collector in cs, in its
+// protobuf form, and the collector's index in cs. A metric that cannot be
+// written is skipped, as a gather would fail it.
+func collect(cs []prometheus.Collector, f func(int, *dto.Metric)) {
+	ch := make(chan prometheus.Metric, 16)
+	go func() {
+		for _, c := range cs {
+			c.Collect(ch)
+			ch <- nil // the next collector's metrics follow
+		}
+		close(ch)
+	}()
+	k := 0
+	for m := range ch {
+		if m == nil {
+			k++
+			continue
+		}
+		var pb dto.Metric
+		if m.Write(&pb) == nil {
+			f(k, &pb)
+		}
+	}
 }
 
 // binCounts turns a histogram's cumulative buckets into counts per bin

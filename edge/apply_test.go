@@ -163,3 +163,25 @@ func TestRollbackReusesTheVersionsTheLastChangeUnloaded(t *testing.T) {
 	apply("3", 3)
 	apply("1", 4) // version 1 was unloaded two changes ago: read from disk
 }
+
+// A site's report after every apply and heartbeat reads Stats.
+func BenchmarkStats(b *testing.B) {
+	art := fakeArtifact(0, 1, 1, 1)
+	a, err := Open(b.TempDir(), Config{SiteID: "site-1", Loader: fakeLoad, Vectorizer: fakeVector})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	req := deployReq("bearing-failure", "1", art)
+	f := &fetcher{data: art}
+	if _, err := a.Deploy(context.Background(), req, f.fetch); err != nil {
+		b.Fatal(err)
+	}
+	do(a.Handler(), "POST", "/score/bearing-failure", goodRow)
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := a.Stats("bearing-failure"); len(st) != 1 || st[0].Requests != 1 {
+			b.Fatalf("stats = %+v", st)
+		}
+	}
+}
