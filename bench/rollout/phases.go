@@ -432,10 +432,16 @@ func (b *bench) profileRollback(ctx context.Context, ref modelfleet.ModelRef) (s
 
 // startPhaseProfile starts a CPU profile (<prefix>.cpu) of one phase and,
 // with withTrace, an execution trace (<prefix>.trace: it slows 10,000
-// sites down several times over); stop ends both. No prefix: nothing.
+// sites down several times over); stop ends both. It also writes the
+// allocations so far at the start (<prefix>.allocs0) and at the stop
+// (<prefix>.allocs1): `go tool pprof -base <prefix>.allocs0
+// <prefix>.allocs1` is what the phase allocated. No prefix: nothing.
 func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	if prefix == "" {
 		return func() {}, nil
+	}
+	if err := writeAllocs(prefix + ".allocs0"); err != nil {
+		return nil, err
 	}
 	cpu, err := os.Create(prefix + ".cpu")
 	if err != nil {
@@ -448,6 +454,7 @@ func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	stopCPU := func() {
 		pprof.StopCPUProfile()
 		cpu.Close()
+		_ = writeAllocs(prefix + ".allocs1")
 	}
 	if !withTrace {
 		return stopCPU, nil
@@ -467,4 +474,13 @@ func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 		tr.Close()
 		stopCPU()
 	}, nil
+}
+
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
