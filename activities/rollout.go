@@ -164,6 +164,32 @@ func (a *Cloud) RollbackSites(ctx context.Context, req modelfleet.LeaseRequest) 
 	return res, nonRetryableIfInvalid(err)
 }
 
+// RollbackRequest asks RollbackAndAwait to restore a release's sites and
+// wait for them to converge on what they served before it.
+type RollbackRequest struct {
+	modelfleet.LeaseRequest
+	// Version is the release's version, Timeout how long to wait for the
+	// sites and Poll how often to check, as in AwaitRequest.
+	Version string        `json:"version"`
+	Timeout time.Duration `json:"timeout"`
+	Poll    time.Duration `json:"poll,omitempty"`
+}
+
+// RollbackAndAwait restores what the release's sites served before it
+// (RollbackSites), then waits until they applied it, failed to, or Timeout
+// passes (AwaitConverged), in one activity: the wait starts as soon as the
+// restore is written, with no workflow task and no second activity between
+// them — at fleet scale the moment every site is woken at once, when a
+// worker sharing the gateway's machine waits longest for its turn. A retry
+// is safe: restoring a site twice changes nothing, and waiting only reads.
+func (a *Cloud) RollbackAndAwait(ctx context.Context, req RollbackRequest) (modelfleet.Progress, error) {
+	activity.RecordHeartbeat(ctx, "restoring")
+	if _, err := a.RollbackSites(ctx, req.LeaseRequest); err != nil {
+		return modelfleet.Progress{}, err
+	}
+	return a.AwaitConverged(ctx, AwaitRequest{Model: req.Model, Version: req.Version, Sites: req.Sites, Timeout: req.Timeout, Poll: req.Poll})
+}
+
 // FinishRelease frees the release's site leases.
 func (a *Cloud) FinishRelease(ctx context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 	res, err := a.Fleet.Finish(ctx, req)
