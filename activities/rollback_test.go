@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,6 +87,87 @@ func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 		dm := ds.Models["bearing-failure"]
 		if got := modelfleet.SplitString(dm.Versions); got != "1:100" || dm.Release != "" {
 			t.Errorf("%s desires %s (lease %q), want 1:100 restored and the lease freed", site, got, dm.Release)
+		}
+	}
+}
+
+// progressLog is the real fleet client, recording the sites each progress
+// read asks for.
+type progressLog struct {
+	Fleet
+	mu    sync.Mutex
+	reads [][]string
+}
+
+func (l *progressLog) Progress(ctx context.Context, req modelfleet.ProgressRequest) (modelfleet.Progress, error) {
+	p, err := l.Fleet.Progress(ctx, req)
+	l.mu.Lock()
+	l.reads = append(l.reads, slices.Clone(req.Sites))
+	l.mu.Unlock()
+	return p, err
+}
+
+// While some sites are pending AwaitConverged reads only them again, and it
+// answers with a read of every site once none is: figures of one moment.
+func TestAwaitConvergedRereadsOnlyThePendingSites(t *testing.T) {
+	f := newPlanFixture(t)
+	log := &progressLog{Fleet: f.cloud.Fleet}
+	f.cloud.Fleet = log
+	const release = "release/bearing-failure/2"
+	sites := []string{"c1", "f1"}
+	v2 := modelfleet.DesiredVersion{Version: "2", Digest: "sha256:" + strings.Repeat("2", 64), Format: "lightgbm", Features: bearingFeatures, Weight: 100}
+	if _, err := f.dir.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v2, Sites: sites}); err != nil {
+		t.Fatal(err)
+	}
+	report := func(site string) {
+		t.Helper()
+		ds, err := f.dir.Desired(context.Background(), site, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		am := modelfleet.ActualModel{Versions: []modelfleet.ServedVersion{{Version: "2", Digest: v2.Digest, Weight: 100, Requests: 7}}}
+		if err := f.dir.ReportActual(modelfleet.Actual{Site: site, Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{"bearing-failure": am}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report("c1")
+	// f1 applies the step once the wait has read c1 converged and f1 not.
+	go func() {
+		for {
+			log.mu.Lock()
+			n := len(log.reads)
+			log.mu.Unlock()
+			if n > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		report("f1")
+	}()
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f.cloud)
+	v, err := env.ExecuteActivity(f.cloud.AwaitConverged, AwaitRequest{Model: "bearing-failure", Version: "2", Sites: sites, Timeout: time.Minute, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p modelfleet.Progress
+	if err := v.Get(&p); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(p.Converged, sites) || p.Requests != 14 || p.Counters == nil || p.Counters.Sites != 2 {
+		t.Fatalf("progress = converged %v, %d requests, counters %+v; want both sites' figures", p.Converged, p.Requests, p.Counters)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	reads := log.reads
+	if len(reads) < 3 || !slices.Equal(reads[0], sites) || !slices.Equal(reads[len(reads)-1], sites) {
+		t.Fatalf("reads %v: want every site first and last", reads)
+	}
+	for _, r := range reads[1 : len(reads)-1] {
+		if !slices.Equal(r, []string{"f1"}) {
+			t.Errorf("read %v between the first and the last, want only the pending f1", r)
 		}
 	}
 }

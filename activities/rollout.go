@@ -131,27 +131,51 @@ type AwaitRequest struct {
 // failed to, or Timeout passes; sites still pending then are reported as
 // such (an offline site converges later, on its own). One activity per batch
 // however large: acknowledgements are aggregated by the directory.
+//
+// While sites are pending only they are read again: at fleet scale a read
+// of every site costs the directory a decode of each one's desired and
+// reported state, on the gateway the sites are reporting to at that very
+// moment. The answer is one read of every site once none is pending (or at
+// the deadline), so its figures are of one moment; should that read find a
+// site pending again (an agent restarted), the wait goes on.
 func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (modelfleet.Progress, error) {
 	poll := req.Poll
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
 	deadline := time.Now().Add(req.Timeout)
-	for {
+	read := func(sites []string) (modelfleet.Progress, error) {
 		// Heartbeat before the read too: at fleet scale one read can take
 		// long enough to miss the heartbeat timeout.
 		activity.RecordHeartbeat(ctx, "checking")
-		p, err := a.Fleet.Progress(ctx, modelfleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: req.Sites})
-		if err != nil {
-			return p, err
+		p, err := a.Fleet.Progress(ctx, modelfleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: sites})
+		if err == nil {
+			activity.RecordHeartbeat(ctx, len(req.Sites)-len(p.Pending))
 		}
-		activity.RecordHeartbeat(ctx, len(p.Converged))
-		if len(p.Pending) == 0 || time.Now().After(deadline) {
-			return p, nil
+		return p, err
+	}
+	pending := req.Sites
+	for {
+		if len(pending) < len(req.Sites) {
+			p, err := read(pending)
+			if err != nil {
+				return p, err
+			}
+			pending = p.Pending
+		}
+		if len(pending) == len(req.Sites) || len(pending) == 0 || time.Now().After(deadline) {
+			p, err := read(req.Sites)
+			if err != nil {
+				return p, err
+			}
+			if len(p.Pending) == 0 || time.Now().After(deadline) {
+				return p, nil
+			}
+			pending = p.Pending
 		}
 		select {
 		case <-ctx.Done():
-			return p, ctx.Err()
+			return modelfleet.Progress{}, ctx.Err()
 		case <-time.After(poll):
 		}
 	}
