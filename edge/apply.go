@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,7 +18,9 @@ import (
 // verified) and loaded, weights are set, and versions left out are unloaded
 // (they stay on disk for a rollback). An empty split stops serving the
 // model. Idempotent: applying the same split again changes nothing, so the
-// agent can re-apply after a restart or a lost acknowledgement.
+// agent can re-apply after a restart or a lost acknowledgement; the split
+// served already, as state.json records it, installs nothing (as Deploy of
+// what is served), once its statements verify.
 func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.DesiredVersion, fetch func(modelfleet.DesiredVersion) FetchFunc) error {
 	if err := modelfleet.ValidateName("model name", model); err != nil {
 		return fmt.Errorf("edge: apply: %w", err)
@@ -42,6 +45,12 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 	if err != nil {
 		return fmt.Errorf("edge: apply %s: %w", model, err)
 	}
+	if a.servesAlready(model, versions) {
+		// Nothing to install, load or record: as Deploy of what is served
+		// already. A rollback restores, at each site that never took the
+		// release's version (its apply failed), exactly what it serves.
+		return nil
+	}
 	weights := make(map[string]int, len(versions))
 	for i, v := range versions {
 		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features, Size: sizes[i], Server: v.Server}
@@ -63,6 +72,29 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 		return nil
 	}
 	return a.SetTraffic(ctx, model, weights)
+}
+
+// servesAlready reports whether the router serves exactly the split of
+// model that versions lists — the same artifacts (version, digest, format,
+// features) at the same weights, none a shadow, none in an external server
+// — and state.json records it so.
+func (a *Agent) servesAlready(model string, versions []modelfleet.DesiredVersion) bool {
+	cur := a.router.Versions(model)
+	if len(cur) != len(versions) {
+		return false
+	}
+	for _, v := range versions {
+		want := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, Features: v.Features, Server: v.Server}
+		i := slices.IndexFunc(cur, func(c WeightedModel) bool { return c.Model == want.Model })
+		if i < 0 || v.Server != nil || cur[i].Server != nil || cur[i].Shadow || cur[i].Weight != v.Weight {
+			return false
+		}
+		c := cur[i]
+		if got := (DeployRequest{Model: c.Model, Digest: c.Digest, Format: c.Format, Features: c.Features}); !got.same(&want) {
+			return false
+		}
+	}
+	return a.recorded(model, cur)
 }
 
 func same(a, b map[string]int) bool {

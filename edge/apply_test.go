@@ -3,9 +3,13 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -162,6 +166,60 @@ func TestRollbackReusesTheVersionsTheLastChangeUnloaded(t *testing.T) {
 	apply("2", 2) // and forward again: version 2 was what the rollback unloaded
 	apply("3", 3)
 	apply("1", 4) // version 1 was unloaded two changes ago: read from disk
+}
+
+// Applying the split a site serves already, as state.json records it,
+// installs nothing: the desired state a rollback gives a site whose apply of
+// the release's version failed is what it serves. A changed split installs.
+func TestApplyOfTheServedSplitInstallsNothing(t *testing.T) {
+	a := openAgent(t, t.TempDir())
+	defer a.Close()
+	arts := map[string][]byte{"1": fakeArtifact(0, 1, 1, 1), "2": fakeArtifact(1, 1, 1, 1), "3": fakeArtifact(2, 1, 1, 1)}
+	var fetches atomic.Int32
+	fetch := func(v modelfleet.DesiredVersion) FetchFunc {
+		return func(ctx context.Context, w io.Writer) error {
+			fetches.Add(1)
+			if v.Version == "2" {
+				return errors.New("registry refuses version 2")
+			}
+			_, err := w.Write(arts[v.Version])
+			return err
+		}
+	}
+	dv := func(version string, weight int) modelfleet.DesiredVersion {
+		return modelfleet.DesiredVersion{Version: version, Digest: digestOf(arts[version]), Format: modelfleet.FormatLightGBM,
+			ArtifactURL: "https://example.invalid/m/" + version, Features: testFeatures, Weight: weight}
+	}
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("1", 100)}, fetch); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("2", 100)}, fetch); err == nil {
+		t.Fatal("version 2 applied without its artifact")
+	}
+	// Install touches the artifact it finds on disk (pruning goes by
+	// modification time): an old time stays old unless Install runs.
+	p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(arts["1"]))
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	before := fetches.Load()
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("1", 100)}, fetch); err != nil {
+		t.Fatalf("restoring what is served: %v", err)
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(old) || fetches.Load() != before {
+		t.Errorf("the served split applied again: artifact modified %v (%v), %d fetches: want it untouched, none", fi.ModTime(), err, fetches.Load()-before)
+	}
+	if got := a.Traffic("m"); !same(got, map[string]int{"1": 100}) {
+		t.Errorf("traffic %v, want 1:100", got)
+	}
+	// A changed split installs its versions, those on disk included.
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("1", 90), dv("3", 10)}, fetch); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.ModTime().Equal(old) || fetches.Load() != before+1 {
+		t.Errorf("a changed split: version 1's artifact modified %v (%v), %d fetches: want it touched, version 3 fetched", fi.ModTime(), err, fetches.Load()-before)
+	}
 }
 
 // A site's report after every apply and heartbeat reads Stats.
