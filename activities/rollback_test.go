@@ -18,22 +18,27 @@ import (
 
 // RollbackAndAwait restores the release's sites and waits for them in one
 // activity: it returns once each site reported the revision the restore
-// wrote (or a failure to apply it), not on the revisions they reported
-// before it, and the sites' desired state is what they served before.
+// wrote (or a failure to apply it), not on what they reported before it;
+// the sites' desired state is what they served before; and, reading no
+// figures, it reads only the pending sites after its first read, with no
+// last read of every site.
 func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 	f := newPlanFixture(t)
+	log := &progressLog{Fleet: f.cloud.Fleet}
+	f.cloud.Fleet = log
 	const release = "release/bearing-failure/2"
-	sites := []string{"c1", "f1"}
 	v2 := modelfleet.DesiredVersion{Version: "2", Digest: "sha256:" + strings.Repeat("2", 64), Format: "lightgbm", Features: bearingFeatures, Weight: 100}
-	if _, err := f.dir.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v2, Sites: sites}); err != nil {
+	// The release reached f1 only; c1 still serves version 1.
+	if _, err := f.dir.Step(modelfleet.StepRequest{Release: release, Model: "bearing-failure", New: v2, Sites: []string{"f1"}}); err != nil {
 		t.Fatal(err)
 	}
-	// The agents: each reports what it applied, and waits (long poll) for
-	// the next revision; f1's restore fails.
+	// The agents: each reports what it applied and waits (long poll) for
+	// the next revision. f1 applies the restore only once the wait read it
+	// pending, and fails to.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	applied := make(chan string, 8)
-	for _, s := range sites {
+	for _, s := range []string{"c1", "f1"} {
 		go func() {
 			after := int64(-1)
 			for ctx.Err() == nil {
@@ -46,7 +51,10 @@ func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 				for _, v := range ds.Models["bearing-failure"].Versions {
 					am.Versions = append(am.Versions, modelfleet.ServedVersion{Version: v.Version, Digest: v.Digest, Weight: v.Weight})
 				}
-				if s == "f1" && ds.Models["bearing-failure"].Release == "" {
+				if s == "f1" && modelfleet.SplitString(ds.Models["bearing-failure"].Versions) == "1:100" {
+					for log.count() == 0 {
+						time.Sleep(time.Millisecond)
+					}
 					am.Error = "disk full"
 				}
 				if err := f.dir.ReportActual(modelfleet.Actual{Site: s, Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{"bearing-failure": am}}); err != nil {
@@ -57,7 +65,7 @@ func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 			}
 		}()
 	}
-	// Both applied version 2 before the rollback.
+	// Both reported what they serve before the rollback.
 	<-applied
 	<-applied
 
@@ -66,7 +74,7 @@ func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(f.cloud)
 	v, err := env.ExecuteActivity(f.cloud.RollbackAndAwait, RollbackRequest{
-		LeaseRequest: modelfleet.LeaseRequest{Release: release, Model: "bearing-failure", Sites: sites},
+		LeaseRequest: modelfleet.LeaseRequest{Release: release, Model: "bearing-failure", Sites: []string{"c1", "f1"}},
 		Version:      "2", Timeout: time.Minute, Poll: 10 * time.Millisecond,
 	})
 	if err != nil {
@@ -77,9 +85,9 @@ func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(p.Converged, []string{"c1"}) || len(p.Pending) != 0 || len(p.Failed) != 1 || p.Failed[0].Site != "f1" || p.Failed[0].Reason != "disk full" {
-		t.Fatalf("progress = converged %v pending %v failed %+v; want c1 converged on the restore and f1's failure to apply it", p.Converged, p.Pending, p.Failed)
+		t.Fatalf("progress = converged %v pending %v failed %+v; want c1 converged and f1's failure to apply the restore", p.Converged, p.Pending, p.Failed)
 	}
-	for _, site := range sites {
+	for _, site := range []string{"c1", "f1"} {
 		ds, err := f.dir.Desired(context.Background(), site, -1)
 		if err != nil {
 			t.Fatal(err)
@@ -89,6 +97,11 @@ func TestRollbackAndAwaitRestoresThenWaitsForTheSites(t *testing.T) {
 			t.Errorf("%s desires %s (lease %q), want 1:100 restored and the lease freed", site, got, dm.Release)
 		}
 	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if reads := log.reads; len(reads) < 2 || !slices.Equal(reads[0], []string{"c1", "f1"}) || slices.ContainsFunc(reads[1:], func(r []string) bool { return !slices.Equal(r, []string{"f1"}) }) {
+		t.Errorf("reads %v: want both sites first, then only the pending f1", reads)
+	}
 }
 
 // progressLog is the real fleet client, recording the sites each progress
@@ -97,6 +110,12 @@ type progressLog struct {
 	Fleet
 	mu    sync.Mutex
 	reads [][]string
+}
+
+func (l *progressLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.reads)
 }
 
 func (l *progressLog) Progress(ctx context.Context, req modelfleet.ProgressRequest) (modelfleet.Progress, error) {
@@ -133,13 +152,7 @@ func TestAwaitConvergedRereadsOnlyThePendingSites(t *testing.T) {
 	report("c1")
 	// f1 applies the step once the wait has read c1 converged and f1 not.
 	go func() {
-		for {
-			log.mu.Lock()
-			n := len(log.reads)
-			log.mu.Unlock()
-			if n > 0 {
-				break
-			}
+		for log.count() == 0 {
 			time.Sleep(time.Millisecond)
 		}
 		report("f1")
