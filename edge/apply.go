@@ -1,9 +1,12 @@
 package edge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sort"
 
@@ -45,7 +48,7 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 	if err != nil {
 		return fmt.Errorf("edge: apply %s: %w", model, err)
 	}
-	if a.servesAlready(model, versions) {
+	if a.servesAlready(model, versions, sizes) {
 		// Nothing to install, load or record: as Deploy of what is served
 		// already. A rollback restores, at each site that never took the
 		// release's version (its apply failed), exactly what it serves.
@@ -77,24 +80,43 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 // servesAlready reports whether the router serves exactly the split of
 // model that versions lists — the same artifacts (version, digest, format,
 // features) at the same weights, none a shadow, none in an external server
-// — and state.json records it so.
-func (a *Agent) servesAlready(model string, versions []modelfleet.DesiredVersion) bool {
+// — and state.json records it so; and, for each version whose statement
+// was verified (a signed size), the same statement is kept beside its
+// artifact, as Install would have left it.
+func (a *Agent) servesAlready(model string, versions []modelfleet.DesiredVersion, sizes []int64) bool {
 	cur := a.router.Versions(model)
 	if len(cur) != len(versions) {
 		return false
 	}
-	for _, v := range versions {
+	for i, v := range versions {
 		want := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, Features: v.Features, Server: v.Server}
-		i := slices.IndexFunc(cur, func(c WeightedModel) bool { return c.Model == want.Model })
-		if i < 0 || v.Server != nil || cur[i].Server != nil || cur[i].Shadow || cur[i].Weight != v.Weight {
+		j := slices.IndexFunc(cur, func(c WeightedModel) bool { return c.Model == want.Model })
+		if j < 0 || v.Server != nil || cur[j].Server != nil || cur[j].Shadow || cur[j].Weight != v.Weight {
 			return false
 		}
-		c := cur[i]
+		c := cur[j]
 		if got := (DeployRequest{Model: c.Model, Digest: c.Digest, Format: c.Format, Features: c.Features}); !got.same(&want) {
+			return false
+		}
+		if sizes[i] > 0 && !keptStatement(statementPath(a.store.Path(want.Model, want.Digest)), v.Statement) {
 			return false
 		}
 	}
 	return a.recorded(model, cur)
+}
+
+// keptStatement reports whether the file at p holds env, as writeStatement
+// writes it.
+func keptStatement(p string, env *modelfleet.Envelope) bool {
+	if env == nil {
+		return true
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return false
+	}
+	old, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(old, b)
 }
 
 func same(a, b map[string]int) bool {

@@ -222,6 +222,31 @@ func TestApplyOfTheServedSplitInstallsNothing(t *testing.T) {
 	}
 }
 
+// With release keys, the served split comes again with another statement
+// for the same artifact (signed anew): that is installed, so the statement
+// the next start verifies is the one the desired state carries.
+func TestApplyOfTheServedSplitKeepsANewStatement(t *testing.T) {
+	s := newSigner(t)
+	a := openTrusting(t, t.TempDir(), s.trust)
+	art := fakeArtifact(0, 1, 1, 1)
+	arts := map[string][]byte{"1": art}
+	first := s.version(t, "m", "1", art, 100)
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{first}, fetchAll(arts)); err != nil {
+		t.Fatal(err)
+	}
+	p := statementPath(a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(art)))
+	again := first
+	time.Sleep(time.Millisecond) // another SignedAt, so other bytes
+	again.Statement = s.version(t, "m", "1", art, 100).Statement
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{again}, fetchAll(arts)); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(again.Statement)
+	if got, err := os.ReadFile(p); err != nil || string(got) != string(want) {
+		t.Errorf("statement kept beside the artifact (%v) is not the new one", err)
+	}
+}
+
 // A site's report after every apply and heartbeat reads Stats.
 func BenchmarkStats(b *testing.B) {
 	art := fakeArtifact(0, 1, 1, 1)
