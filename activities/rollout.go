@@ -131,30 +131,99 @@ type AwaitRequest struct {
 // failed to, or Timeout passes; sites still pending then are reported as
 // such (an offline site converges later, on its own). One activity per batch
 // however large: acknowledgements are aggregated by the directory.
+//
+// While sites are pending only they are read again: at fleet scale a read
+// of every site costs the directory a decode of each one's desired and
+// reported state, on the gateway the sites are reporting to at that very
+// moment. The answer is one read of every site once none is pending (or at
+// the deadline), so its figures are of one moment; should that read find a
+// site pending again (an agent restarted), the wait goes on.
 func (a *Cloud) AwaitConverged(ctx context.Context, req AwaitRequest) (modelfleet.Progress, error) {
+	return a.await(ctx, req, true)
+}
+
+// await is AwaitConverged. Without figures (a rollback reads none) the
+// answer is each site's state as the reads found it — converged, failed
+// with its reason, or pending — with no last read of every site.
+//
+// Reads are req.Poll apart at most (default 250ms), and closer as the
+// pending sites and so their reads shrink: four times as long as the last
+// read took, at least a fifth of the poll — a wait for the last few of
+// 10,000 sites notices them within tens of milliseconds, not a full poll.
+func (a *Cloud) await(ctx context.Context, req AwaitRequest, figures bool) (modelfleet.Progress, error) {
 	poll := req.Poll
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
 	deadline := time.Now().Add(req.Timeout)
-	for {
+	read := func(sites []string) (modelfleet.Progress, error) {
 		// Heartbeat before the read too: at fleet scale one read can take
 		// long enough to miss the heartbeat timeout.
 		activity.RecordHeartbeat(ctx, "checking")
-		p, err := a.Fleet.Progress(ctx, modelfleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: req.Sites})
+		p, err := a.Fleet.Progress(ctx, modelfleet.ProgressRequest{Model: req.Model, Version: req.Version, Sites: sites})
+		if err == nil {
+			activity.RecordHeartbeat(ctx, len(req.Sites)-len(p.Pending))
+		}
+		return p, err
+	}
+	// failed holds, without figures, the reason of each site found failed;
+	// the sites neither failed nor pending converged.
+	failed := map[string]string{}
+	pending := req.Sites
+	full := true // the next read is of every site
+	for {
+		sites := pending
+		if full {
+			sites = req.Sites
+		}
+		began := time.Now()
+		p, err := read(sites)
 		if err != nil {
 			return p, err
 		}
-		activity.RecordHeartbeat(ctx, len(p.Converged))
-		if len(p.Pending) == 0 || time.Now().After(deadline) {
-			return p, nil
+		took := time.Since(began)
+		for _, f := range p.Failed {
+			failed[f.Site] = f.Reason
 		}
+		pending = p.Pending
+		over := len(pending) == 0 || time.Now().After(deadline)
+		switch {
+		case over && full:
+			return p, nil
+		case over && !figures:
+			return settled(req.Sites, pending, failed), nil
+		case over:
+			full = true // the answer: every site at once
+			continue
+		}
+		full = false
 		select {
 		case <-ctx.Done():
-			return p, ctx.Err()
-		case <-time.After(poll):
+			return modelfleet.Progress{}, ctx.Err()
+		case <-time.After(min(poll, max(poll/5, 4*took))):
 		}
 	}
+}
+
+// settled is the progress of sites, in their order, as reads found them:
+// pending, failed (with the reason read), or else converged.
+func settled(sites, pending []string, failed map[string]string) modelfleet.Progress {
+	p := modelfleet.Progress{Converged: []string{}, Pending: []string{}}
+	waiting := make(map[string]bool, len(pending))
+	for _, s := range pending {
+		waiting[s] = true
+	}
+	for _, s := range sites {
+		switch reason, bad := failed[s]; {
+		case waiting[s]:
+			p.Pending = append(p.Pending, s)
+		case bad:
+			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: s, Reason: reason})
+		default:
+			p.Converged = append(p.Converged, s)
+		}
+	}
+	return p
 }
 
 // RollbackSites restores what the release's sites served before it.
@@ -162,6 +231,35 @@ func (a *Cloud) RollbackSites(ctx context.Context, req modelfleet.LeaseRequest) 
 	req.TraceParent = traceParent(ctx)
 	res, err := a.Fleet.Rollback(ctx, req)
 	return res, nonRetryableIfInvalid(err)
+}
+
+// RollbackRequest asks RollbackAndAwait to restore a release's sites and
+// wait for them to converge on what they served before it.
+type RollbackRequest struct {
+	modelfleet.LeaseRequest
+	// Version is the release's version, Timeout how long to wait for the
+	// sites and Poll how often to check, as in AwaitRequest.
+	Version string        `json:"version"`
+	Timeout time.Duration `json:"timeout"`
+	Poll    time.Duration `json:"poll,omitempty"`
+}
+
+// RollbackAndAwait restores what the release's sites served before it
+// (RollbackSites), then waits until they applied it, failed to, or Timeout
+// passes (AwaitConverged), in one activity: the wait starts as soon as the
+// restore is written, with no workflow task and no second activity between
+// them — at fleet scale the moment every site is woken at once, when a
+// worker sharing the gateway's machine waits longest for its turn. It
+// reads no figures (the sites' counters), so it answers from the reads
+// that found each site converged or failed, without a last read of every
+// site. A retry is safe: restoring a site twice changes nothing, and
+// waiting only reads.
+func (a *Cloud) RollbackAndAwait(ctx context.Context, req RollbackRequest) (modelfleet.Progress, error) {
+	activity.RecordHeartbeat(ctx, "restoring")
+	if _, err := a.RollbackSites(ctx, req.LeaseRequest); err != nil {
+		return modelfleet.Progress{}, err
+	}
+	return a.await(ctx, AwaitRequest{Model: req.Model, Version: req.Version, Sites: req.Sites, Timeout: req.Timeout, Poll: req.Poll}, false)
 }
 
 // FinishRelease frees the release's site leases.

@@ -1,11 +1,16 @@
 package edge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"slices"
 	"sort"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/modelfleet/modelfleet"
@@ -16,7 +21,9 @@ import (
 // verified) and loaded, weights are set, and versions left out are unloaded
 // (they stay on disk for a rollback). An empty split stops serving the
 // model. Idempotent: applying the same split again changes nothing, so the
-// agent can re-apply after a restart or a lost acknowledgement.
+// agent can re-apply after a restart or a lost acknowledgement; the split
+// served already, as state.json records it, installs nothing (as Deploy of
+// what is served), once its statements verify.
 func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.DesiredVersion, fetch func(modelfleet.DesiredVersion) FetchFunc) error {
 	if err := modelfleet.ValidateName("model name", model); err != nil {
 		return fmt.Errorf("edge: apply: %w", err)
@@ -41,6 +48,12 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 	if err != nil {
 		return fmt.Errorf("edge: apply %s: %w", model, err)
 	}
+	if a.servesAlready(model, versions, sizes) {
+		// Nothing to install, load or record: as Deploy of what is served
+		// already. A rollback restores, at each site that never took the
+		// release's version (its apply failed), exactly what it serves.
+		return nil
+	}
 	weights := make(map[string]int, len(versions))
 	for i, v := range versions {
 		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features, Size: sizes[i], Server: v.Server}
@@ -64,6 +77,48 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 	return a.SetTraffic(ctx, model, weights)
 }
 
+// servesAlready reports whether the router serves exactly the split of
+// model that versions lists — the same artifacts (version, digest, format,
+// features) at the same weights, none a shadow, none in an external server
+// — and state.json records it so; and, for each version whose statement
+// was verified (a signed size), the same statement is kept beside its
+// artifact, as Install would have left it.
+func (a *Agent) servesAlready(model string, versions []modelfleet.DesiredVersion, sizes []int64) bool {
+	cur := a.router.Versions(model)
+	if len(cur) != len(versions) {
+		return false
+	}
+	for i, v := range versions {
+		want := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, Features: v.Features, Server: v.Server}
+		j := slices.IndexFunc(cur, func(c WeightedModel) bool { return c.Model == want.Model })
+		if j < 0 || v.Server != nil || cur[j].Server != nil || cur[j].Shadow || cur[j].Weight != v.Weight {
+			return false
+		}
+		c := cur[j]
+		if got := (DeployRequest{Model: c.Model, Digest: c.Digest, Format: c.Format, Features: c.Features}); !got.same(&want) {
+			return false
+		}
+		if sizes[i] > 0 && !keptStatement(statementPath(a.store.Path(want.Model, want.Digest)), v.Statement) {
+			return false
+		}
+	}
+	return a.recorded(model, cur)
+}
+
+// keptStatement reports whether the file at p holds env, as writeStatement
+// writes it.
+func keptStatement(p string, env *modelfleet.Envelope) bool {
+	if env == nil {
+		return true
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return false
+	}
+	old, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(old, b)
+}
+
 func same(a, b map[string]int) bool {
 	if len(a) != len(b) {
 		return false
@@ -81,6 +136,14 @@ func same(a, b map[string]int) bool {
 // requests, errors, the latency histogram and the p99 latency estimated
 // from it, predictions, feedback. They are cumulative: the control plane
 // measures a window as the difference of two reports.
+//
+// It reads the router's score and feedback figures straight from their
+// collectors, not by gathering the router's registry, which /metrics
+// serves: that also holds the Go and process collectors — a gather reads
+// /proc/self (stat, limits, netstat, the open descriptors) and the
+// runtime's metrics — and whatever the binary registered there (the signal
+// buffer's figures, the model servers'), none of which a report carries;
+// and a site reports after every apply and every heartbeat.
 func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 	var out []modelfleet.ServedVersion
 	idx := map[string]int{}
@@ -89,67 +152,83 @@ func (a *Agent) Stats(model string) []modelfleet.ServedVersion {
 		idx[v.Model.Version] = len(out)
 		out = append(out, modelfleet.ServedVersion{Version: v.Model.Version, Digest: v.Digest, Weight: v.Weight, Epoch: epoch})
 	}
-	families, err := a.router.Registry().Gather()
-	if err != nil {
+	if len(out) == 0 {
 		return out
 	}
-	for _, f := range families {
-		switch f.GetName() {
-		case "modelfleet_edge_score_requests_total":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					n := int64(m.GetCounter().GetValue())
-					out[i].Requests += n
-					if label(m, "outcome") != "ok" {
-						out[i].Errors += n
-					}
-				}
+	const (
+		requests = iota
+		feedback
+		residuals
+		predictions
+		latency
+	)
+	rm, fb := a.router.metrics, a.router.feedback
+	collect([]prometheus.Collector{requests: rm.requests, feedback: fb.counts, residuals: fb.residuals, predictions: rm.predictions, latency: rm.latency}, func(kind int, m *dto.Metric) {
+		i, ok := versionOf(m, model, idx)
+		if !ok {
+			return
+		}
+		switch kind {
+		case requests:
+			n := int64(m.GetCounter().GetValue())
+			out[i].Requests += n
+			if label(m, "outcome") != "ok" {
+				out[i].Errors += n
 			}
-		case "modelfleet_edge_feedback_total":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					n := int64(m.GetCounter().GetValue())
-					switch label(m, "outcome") {
-					case "correct":
-						out[i].Correct += n
-						out[i].Labelled += n
-					case "wrong":
-						out[i].Labelled += n
-					case "valued":
-						res(&out[i]).N += n
-					}
-				}
+		case feedback:
+			n := int64(m.GetCounter().GetValue())
+			switch label(m, "outcome") {
+			case "correct":
+				out[i].Correct += n
+				out[i].Labelled += n
+			case "wrong":
+				out[i].Labelled += n
+			case "valued":
+				res(&out[i]).N += n
 			}
-		case "modelfleet_edge_feedback_residuals":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					v := m.GetGauge().GetValue()
-					switch label(m, "stat") {
-					case statSquaredError:
-						res(&out[i]).SquaredError += v
-					case statTarget:
-						res(&out[i]).TargetSum += v
-					case statTargetSquares:
-						res(&out[i]).TargetSquares += v
-					}
-				}
+		case residuals:
+			v := m.GetGauge().GetValue()
+			switch label(m, "stat") {
+			case statSquaredError:
+				res(&out[i]).SquaredError += v
+			case statTarget:
+				res(&out[i]).TargetSum += v
+			case statTargetSquares:
+				res(&out[i]).TargetSquares += v
 			}
-		case "modelfleet_edge_prediction":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					out[i].Predictions = binCounts(m.GetHistogram())
-				}
-			}
-		case "modelfleet_edge_score_duration_seconds":
-			for _, m := range f.GetMetric() {
-				if i, ok := versionOf(m, model, idx); ok {
-					out[i].P99LatencyMs = quantile(m.GetHistogram(), 0.99) * 1000
-					out[i].Latency = binCounts(m.GetHistogram())
-				}
-			}
+		case predictions:
+			out[i].Predictions = binCounts(m.GetHistogram())
+		case latency:
+			out[i].P99LatencyMs = quantile(m.GetHistogram(), 0.99) * 1000
+			out[i].Latency = binCounts(m.GetHistogram())
+		}
+	})
+	return out
+}
+
+// collect calls f with each metric of each collector in cs, in its
+// protobuf form, and the collector's index in cs. A metric that cannot be
+// written is skipped, as a gather would fail it.
+func collect(cs []prometheus.Collector, f func(int, *dto.Metric)) {
+	ch := make(chan prometheus.Metric, 16)
+	go func() {
+		for _, c := range cs {
+			c.Collect(ch)
+			ch <- nil // the next collector's metrics follow
+		}
+		close(ch)
+	}()
+	k := 0
+	for m := range ch {
+		if m == nil {
+			k++
+			continue
+		}
+		var pb dto.Metric
+		if m.Write(&pb) == nil {
+			f(k, &pb)
 		}
 	}
-	return out
 }
 
 // binCounts turns a histogram's cumulative buckets into counts per bin

@@ -3,8 +3,15 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/modelfleet/modelfleet"
 )
@@ -67,6 +74,52 @@ func TestStatsReportCumulativeCountersWithTheirEpoch(t *testing.T) {
 	}
 }
 
+// Stats reads the router's score and feedback figures and nothing else of
+// its registry: a site reports after every apply and every heartbeat, and
+// the registry also holds the process collector (which reads /proc at
+// every gather) and whatever the binary registered. /metrics still serves
+// all of it.
+func TestStatsGatherOnlyTheRoutersFigures(t *testing.T) {
+	art := fakeArtifact(0, 1, 1, 1)
+	a := openAgent(t, t.TempDir())
+	defer a.Close()
+	mustDeploy(t, a, deployReq("bearing-failure", "1", art), art)
+	other := &countingCollector{desc: prometheus.NewDesc("test_other_figure", "A collector a binary registered.", nil, nil)}
+	a.Router().Registry().MustRegister(other)
+	h := a.Handler()
+	if rec := do(h, "POST", "/score/bearing-failure", goodRow, HeaderRequestID, "r-1"); rec.Code != 200 {
+		t.Fatalf("score: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(h, "POST", "/feedback/bearing-failure", `{"requestId":"r-1","label":1}`); rec.Code != 200 {
+		t.Fatalf("feedback: %d %s", rec.Code, rec.Body)
+	}
+	st := a.Stats("bearing-failure")
+	if len(st) != 1 || st[0].Requests != 1 || sum(st[0].Latency) != 1 || sum(st[0].Predictions) != 1 || st[0].Labelled != 1 || st[0].Correct != 1 {
+		t.Fatalf("stats = %+v, want one request, its latency and prediction, one correct label", st)
+	}
+	if n := other.n.Load(); n != 0 {
+		t.Errorf("Stats ran another collector of the router's registry %d times, want 0", n)
+	}
+	metrics := do(h, "GET", "/metrics", "").Body.String()
+	for _, want := range []string{"test_other_figure 1", "process_open_fds", "go_goroutines", "modelfleet_edge_score_requests_total"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
+
+// countingCollector counts how often it is collected.
+type countingCollector struct {
+	desc *prometheus.Desc
+	n    atomic.Int64
+}
+
+func (c *countingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *countingCollector) Collect(ch chan<- prometheus.Metric) {
+	c.n.Add(1)
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 1)
+}
+
 func sum(xs []int64) int64 {
 	var n int64
 	for _, x := range xs {
@@ -113,4 +166,105 @@ func TestRollbackReusesTheVersionsTheLastChangeUnloaded(t *testing.T) {
 	apply("2", 2) // and forward again: version 2 was what the rollback unloaded
 	apply("3", 3)
 	apply("1", 4) // version 1 was unloaded two changes ago: read from disk
+}
+
+// Applying the split a site serves already, as state.json records it,
+// installs nothing: the desired state a rollback gives a site whose apply of
+// the release's version failed is what it serves. A changed split installs.
+func TestApplyOfTheServedSplitInstallsNothing(t *testing.T) {
+	a := openAgent(t, t.TempDir())
+	defer a.Close()
+	arts := map[string][]byte{"1": fakeArtifact(0, 1, 1, 1), "2": fakeArtifact(1, 1, 1, 1), "3": fakeArtifact(2, 1, 1, 1)}
+	var fetches atomic.Int32
+	fetch := func(v modelfleet.DesiredVersion) FetchFunc {
+		return func(ctx context.Context, w io.Writer) error {
+			fetches.Add(1)
+			if v.Version == "2" {
+				return errors.New("registry refuses version 2")
+			}
+			_, err := w.Write(arts[v.Version])
+			return err
+		}
+	}
+	dv := func(version string, weight int) modelfleet.DesiredVersion {
+		return modelfleet.DesiredVersion{Version: version, Digest: digestOf(arts[version]), Format: modelfleet.FormatLightGBM,
+			ArtifactURL: "https://example.invalid/m/" + version, Features: testFeatures, Weight: weight}
+	}
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("1", 100)}, fetch); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("2", 100)}, fetch); err == nil {
+		t.Fatal("version 2 applied without its artifact")
+	}
+	// Install touches the artifact it finds on disk (pruning goes by
+	// modification time): an old time stays old unless Install runs.
+	p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(arts["1"]))
+	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	if err := os.Chtimes(p, old, old); err != nil {
+		t.Fatal(err)
+	}
+	before := fetches.Load()
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("1", 100)}, fetch); err != nil {
+		t.Fatalf("restoring what is served: %v", err)
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(old) || fetches.Load() != before {
+		t.Errorf("the served split applied again: artifact modified %v (%v), %d fetches: want it untouched, none", fi.ModTime(), err, fetches.Load()-before)
+	}
+	if got := a.Traffic("m"); !same(got, map[string]int{"1": 100}) {
+		t.Errorf("traffic %v, want 1:100", got)
+	}
+	// A changed split installs its versions, those on disk included.
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{dv("1", 90), dv("3", 10)}, fetch); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(p); err != nil || fi.ModTime().Equal(old) || fetches.Load() != before+1 {
+		t.Errorf("a changed split: version 1's artifact modified %v (%v), %d fetches: want it touched, version 3 fetched", fi.ModTime(), err, fetches.Load()-before)
+	}
+}
+
+// With release keys, the served split comes again with another statement
+// for the same artifact (signed anew): that is installed, so the statement
+// the next start verifies is the one the desired state carries.
+func TestApplyOfTheServedSplitKeepsANewStatement(t *testing.T) {
+	s := newSigner(t)
+	a := openTrusting(t, t.TempDir(), s.trust)
+	art := fakeArtifact(0, 1, 1, 1)
+	arts := map[string][]byte{"1": art}
+	first := s.version(t, "m", "1", art, 100)
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{first}, fetchAll(arts)); err != nil {
+		t.Fatal(err)
+	}
+	p := statementPath(a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(art)))
+	again := first
+	time.Sleep(time.Millisecond) // another SignedAt, so other bytes
+	again.Statement = s.version(t, "m", "1", art, 100).Statement
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{again}, fetchAll(arts)); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(again.Statement)
+	if got, err := os.ReadFile(p); err != nil || string(got) != string(want) {
+		t.Errorf("statement kept beside the artifact (%v) is not the new one", err)
+	}
+}
+
+// A site's report after every apply and heartbeat reads Stats.
+func BenchmarkStats(b *testing.B) {
+	art := fakeArtifact(0, 1, 1, 1)
+	a, err := Open(b.TempDir(), Config{SiteID: "site-1", Loader: fakeLoad, Vectorizer: fakeVector})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	req := deployReq("bearing-failure", "1", art)
+	f := &fetcher{data: art}
+	if _, err := a.Deploy(context.Background(), req, f.fetch); err != nil {
+		b.Fatal(err)
+	}
+	do(a.Handler(), "POST", "/score/bearing-failure", goodRow)
+	b.ReportAllocs()
+	for b.Loop() {
+		if st := a.Stats("bearing-failure"); len(st) != 1 || st[0].Requests != 1 {
+			b.Fatalf("stats = %+v", st)
+		}
+	}
 }

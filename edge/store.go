@@ -259,7 +259,8 @@ func (s *Store) entriesLocked(name string) []StateEntry {
 // install, or a version kept for rollback) nothing is fetched; fetch may then
 // be nil. Otherwise fetch writes into a temp file whose sha256 must equal
 // req.Digest before it is renamed into place; on any error nothing changes.
-// Afterwards older versions of the model beyond the store's limit are pruned.
+// After a download, older versions of the model beyond the store's limit are
+// pruned.
 func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc) (string, error) {
 	if err := req.Validate(); err != nil {
 		return "", fmt.Errorf("edge: install: %w", err)
@@ -287,7 +288,13 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 	if err := writeStatement(dst, req.Statement); err != nil {
 		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 	}
-	s.prune(req.Model.Name, dst)
+	if !ok {
+		// Only a download adds an artifact: without one the store holds
+		// the files the last prune left (a site applies every revision,
+		// each listing versions already on disk, and a rollback restores
+		// one at every site at once).
+		s.prune(req.Model.Name, dst)
+	}
 	return dst, nil
 }
 

@@ -389,16 +389,21 @@ func only(planned []activities.PlannedSite, keep []string) []activities.PlannedS
 }
 
 func (r *release) await(ctx workflow.Context, sites []string, timeout time.Duration) (modelfleet.Progress, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	var p modelfleet.Progress
+	err := workflow.ExecuteActivity(r.awaitCtx(ctx, timeout), cloud.AwaitConverged, activities.AwaitRequest{
+		Model: r.in.Model.Name, Version: r.in.Model.Version, Sites: sites, Timeout: timeout,
+	}).Get(ctx, &p)
+	return p, err
+}
+
+// awaitCtx is the options of an activity that waits up to timeout for
+// sites, heartbeating.
+func (r *release) awaitCtx(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: timeout + time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumInterval: 30 * time.Second},
 	})
-	var p modelfleet.Progress
-	err := workflow.ExecuteActivity(actx, cloud.AwaitConverged, activities.AwaitRequest{
-		Model: r.in.Model.Name, Version: r.in.Model.Version, Sites: sites, Timeout: timeout,
-	}).Get(ctx, &p)
-	return p, err
 }
 
 func (r *release) bake(ctx workflow.Context, i int, batch []string) error {

@@ -28,6 +28,10 @@ type harness struct {
 	env      *testsuite.TestWorkflowEnvironment
 	steps    []modelfleet.StepRequest
 	rollback [][]string
+	// restores are the RollbackAndAwait requests, awaited the sites of
+	// each AwaitConverged.
+	restores []activities.RollbackRequest
+	awaited  [][]string
 	finished []string
 	failing  map[string]string // site -> reason its agent reports
 	shift    float64           // prediction shift the sites report
@@ -105,6 +109,7 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
 	h.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
+		h.awaited = append(h.awaited, req.Sites)
 		p := modelfleet.Progress{PredictionShift: h.shift, ShiftSamples: 500, Labelled: h.labelled, Correct: h.correct}
 		for _, s := range req.Sites {
 			if reason, bad := h.failing[s]; bad {
@@ -120,6 +125,19 @@ func newHarness(t *testing.T, policy string, waves ...[]activities.PlannedSite) 
 	h.env.OnActivity(cloud.RollbackSites, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		h.rollback = append(h.rollback, req.Sites)
 		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
+	})
+	h.env.OnActivity(cloud.RollbackAndAwait, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.RollbackRequest) (modelfleet.Progress, error) {
+		h.rollback = append(h.rollback, req.Sites)
+		h.restores = append(h.restores, req)
+		p := modelfleet.Progress{}
+		for _, s := range req.Sites {
+			if reason, bad := h.failing[s]; bad {
+				p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: s, Reason: reason})
+			} else {
+				p.Converged = append(p.Converged, s)
+			}
+		}
+		return p, nil
 	})
 	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		h.finished = append(h.finished, req.Sites...)
@@ -224,22 +242,25 @@ func TestReleaseStopsWhenValidationFails(t *testing.T) {
 }
 
 func TestBudgetBreachRollsBackEveryTouchedSiteAtOnce(t *testing.T) {
-	for _, legacy := range []bool{false, true} {
-		t.Run(map[bool]string{false: "at once", true: "legacy wave by wave"}[legacy], func(t *testing.T) {
-			testBudgetBreachRollsBack(t, legacy)
-		})
+	for _, v := range []string{"in one activity", "restore then await", "legacy wave by wave"} {
+		t.Run(v, func(t *testing.T) { testBudgetBreachRollsBack(t, v) })
 	}
 }
 
-func testBudgetBreachRollsBack(t *testing.T, legacy bool) {
+func testBudgetBreachRollsBack(t *testing.T, variant string) {
 	h := newHarness(t, `
 waves:
   - {name: canary, select: {ring: canary}}
   - {name: fleet, failureBudget: 1}
 `, sites("c1"), sites("f1", "f2", "f3"))
-	if legacy {
+	switch variant {
+	case "legacy wave by wave":
 		// Recorded histories rolled back wave by wave, last first.
 		h.env.OnGetVersion(rollbackAtOnce, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	case "restore then await":
+		// Then all at once in two activities, RollbackSites and
+		// AwaitConverged.
+		h.env.OnGetVersion(rollbackAwaitInOne, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	}
 	h.failing["f1"] = "load failed: corrupt"
 	h.failing["f2"] = "digest mismatch"
@@ -251,11 +272,26 @@ waves:
 	if got, want := st.State, modelfleet.StateRolledBack; got != want {
 		t.Errorf("state = %q, want %q", got, want)
 	}
-	if legacy {
+	last := strings.Join(h.awaited[len(h.awaited)-1], ",")
+	switch variant {
+	case "legacy wave by wave":
 		if len(h.rollback) != 2 || strings.Join(h.rollback[0], ",") != "f1,f2,f3" || strings.Join(h.rollback[1], ",") != "c1" {
 			t.Errorf("rollback order = %v, want fleet then canary", h.rollback)
 		}
 		return
+	case "restore then await":
+		if len(h.restores) != 0 || last != "c1,f1,f2,f3" {
+			t.Errorf("restores %v, last wait for %s: want RollbackSites, then one AwaitConverged for every touched site", h.restores, last)
+		}
+	default:
+		// The wait for the restored sites is the restore's own: the last
+		// AwaitConverged is the fleet wave's step.
+		if len(h.restores) != 1 || last != "f1,f2,f3" {
+			t.Fatalf("restores %v, last wait for %s: want one RollbackAndAwait and no AwaitConverged after it", h.restores, last)
+		}
+		if r := h.restores[0]; r.Release != modelfleet.ReleaseWorkflowID(ref) || r.Model != ref.Name || r.Version != ref.Version || r.Timeout != ConvergeTimeout {
+			t.Errorf("restore request %+v, want release %s, model %s, version %s, timeout %s", r, modelfleet.ReleaseWorkflowID(ref), ref.Name, ref.Version, ConvergeTimeout)
+		}
 	}
 	if len(h.rollback) != 1 || strings.Join(h.rollback[0], ",") != "c1,f1,f2,f3" {
 		t.Errorf("rollbacks = %v, want every touched site in one step", h.rollback)
@@ -266,8 +302,12 @@ waves:
 		}
 	}
 	for _, site := range st.Sites {
-		if site.State != modelfleet.SiteRolledBack && site.State != modelfleet.SiteFailed {
-			t.Errorf("site %s = %q after the rollback", site.Site, site.State)
+		want := modelfleet.SiteRolledBack
+		if h.failing[site.Site] != "" {
+			want = modelfleet.SiteFailed // its restore failed too
+		}
+		if site.State != want {
+			t.Errorf("site %s = %q after the rollback, want %q", site.Site, site.State, want)
 		}
 	}
 }

@@ -24,6 +24,12 @@ import (
 // at a time (succeeded), version 3 with a fleet p99 threshold of 0.1 ms
 // (breach, every site rolled back in one step).
 //
+// release_rollback_await_*.json were recorded by `go run ./bench/rollout
+// -sites 20 -overhead-sites 0 -keep` (a release to 4 waves of 20 sites): a
+// breach (the last wave's artifact refused after the gate) and a rejection
+// at the gate, each rolling every touched site back with one
+// RollbackAndAwait (release-rollback-await-in-one).
+//
 // release_signed_approve.json is a release started with control keys on a
 // `temporal server start-dev` with stub activities (the gateway did not
 // sign controls yet): a forged approve during the canary's bake and one at

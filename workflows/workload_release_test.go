@@ -73,6 +73,13 @@ func newWorkloadHarness(t *testing.T, policy string, waves ...[]activities.Plann
 		h.rollback = append(h.rollback, req.Sites)
 		return modelfleet.StepResult{Changed: len(req.Sites)}, nil
 	})
+	h.env.OnActivity(cloud.RollbackAndAwait, mock.Anything, mock.Anything).Return(func(_ context.Context, req activities.RollbackRequest) (modelfleet.Progress, error) {
+		if req.Version != "" || req.Release != line2ID {
+			t.Errorf("restore for release %q version %q, want %q and none (the model's versions do not change)", req.Release, req.Version, line2ID)
+		}
+		h.rollback = append(h.rollback, req.Sites)
+		return modelfleet.Progress{Converged: req.Sites}, nil
+	})
 	h.env.OnActivity(cloud.FinishRelease, mock.Anything, mock.Anything).Return(func(_ context.Context, req modelfleet.LeaseRequest) (modelfleet.StepResult, error) {
 		if req.Release != line2ID {
 			t.Errorf("finish %q, want %q", req.Release, line2ID)
@@ -204,9 +211,10 @@ func TestWorkloadReleaseRejectsABadRef(t *testing.T) {
 // Through the fleet directory: the real plan, step, rollback and finish
 // activities over HTTP; only the agents' convergence is simulated.
 type directoryFixture struct {
-	dir *fleet.Directory
-	env *testsuite.TestWorkflowEnvironment
-	v1  modelfleet.DesiredVersion
+	dir   *fleet.Directory
+	cloud *activities.Cloud // the real activities, over the directory's HTTP API
+	env   *testsuite.TestWorkflowEnvironment
+	v1    modelfleet.DesiredVersion
 }
 
 func newDirectoryFixture(t *testing.T, policy string) *directoryFixture {
@@ -243,7 +251,8 @@ func newDirectoryFixture(t *testing.T, policy string) *directoryFixture {
 	var s testsuite.WorkflowTestSuite
 	f.env = s.NewTestWorkflowEnvironment()
 	f.env.RegisterWorkflowWithOptions(WorkloadRelease, workflow.RegisterOptions{Name: modelfleet.WorkloadReleaseWorkflowName})
-	f.env.RegisterActivity(&activities.Cloud{Fleet: &fleet.Client{BaseURL: srv.URL}})
+	f.cloud = &activities.Cloud{Fleet: &fleet.Client{BaseURL: srv.URL}}
+	f.env.RegisterActivity(f.cloud)
 	return f
 }
 
@@ -266,31 +275,44 @@ func workloadManifest(t *testing.T, version string, rename ...string) []byte {
 }
 
 // converge simulates the agents: each site reports its desired revision
-// applied, failing the sites in failing.
+// applied, failing the sites in failing. RollbackAndAwait restores the
+// sites with the real RollbackSites first.
 func (f *directoryFixture) converge(t *testing.T, failing map[string]string) {
 	f.env.OnActivity(cloud.AwaitConverged, mock.Anything, mock.Anything).Return(func(ctx context.Context, req activities.AwaitRequest) (modelfleet.Progress, error) {
-		for _, s := range req.Sites {
-			ds, err := f.dir.Desired(ctx, s, -1)
-			if err != nil {
-				return modelfleet.Progress{}, err
-			}
-			a := modelfleet.Actual{Site: s, Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{}, Workloads: map[string]modelfleet.ActualWorkload{}}
-			for name, dm := range ds.Models {
-				var vs []modelfleet.ServedVersion
-				for _, v := range dm.Versions {
-					vs = append(vs, modelfleet.ServedVersion{Version: v.Version, Weight: v.Weight})
-				}
-				a.Models[name] = modelfleet.ActualModel{Versions: vs}
-			}
-			for name, dw := range ds.Workloads {
-				a.Workloads[name] = modelfleet.ActualWorkload{Version: dw.Version, Model: dw.Model, Error: failing[s]}
-			}
-			if err := f.dir.ReportActual(a); err != nil {
-				return modelfleet.Progress{}, err
-			}
-		}
-		return f.dir.Progress(req.Model, req.Version, req.Sites)
+		return f.report(ctx, req.Model, req.Version, req.Sites, failing)
 	})
+	f.env.OnActivity(cloud.RollbackAndAwait, mock.Anything, mock.Anything).Return(func(ctx context.Context, req activities.RollbackRequest) (modelfleet.Progress, error) {
+		if _, err := f.cloud.RollbackSites(ctx, req.LeaseRequest); err != nil {
+			return modelfleet.Progress{}, err
+		}
+		return f.report(ctx, req.Model, req.Version, req.Sites, failing)
+	})
+}
+
+// report has each site report what its desired state says, and reads how
+// far they converged.
+func (f *directoryFixture) report(ctx context.Context, model, version string, sites []string, failing map[string]string) (modelfleet.Progress, error) {
+	for _, s := range sites {
+		ds, err := f.dir.Desired(ctx, s, -1)
+		if err != nil {
+			return modelfleet.Progress{}, err
+		}
+		a := modelfleet.Actual{Site: s, Revision: ds.Revision, Models: map[string]modelfleet.ActualModel{}, Workloads: map[string]modelfleet.ActualWorkload{}}
+		for name, dm := range ds.Models {
+			var vs []modelfleet.ServedVersion
+			for _, v := range dm.Versions {
+				vs = append(vs, modelfleet.ServedVersion{Version: v.Version, Weight: v.Weight})
+			}
+			a.Models[name] = modelfleet.ActualModel{Versions: vs}
+		}
+		for name, dw := range ds.Workloads {
+			a.Workloads[name] = modelfleet.ActualWorkload{Version: dw.Version, Model: dw.Model, Error: failing[s]}
+		}
+		if err := f.dir.ReportActual(a); err != nil {
+			return modelfleet.Progress{}, err
+		}
+	}
+	return f.dir.Progress(model, version, sites)
 }
 
 func (f *directoryFixture) run(t *testing.T, in modelfleet.WorkloadReleaseInput) (modelfleet.ReleaseStatus, error) {

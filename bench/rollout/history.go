@@ -127,12 +127,13 @@ func (h history) activities() []span {
 func (s *span) close(t time.Time, outcome string) { s.closed, s.outcome = t, outcome }
 
 // breachAt is when the release learned of the breach: the completion of the
-// last activity before its first RollbackSites (the AwaitConverged that
-// found the failed sites). Zero if the run never rolled back.
+// last activity before its first RollbackSites or RollbackAndAwait (the
+// AwaitConverged that found the failed sites). Zero if the run never
+// rolled back.
 func (h history) breachAt() time.Time {
 	var last time.Time
 	for _, s := range h.activities() {
-		if s.name == "RollbackSites" {
+		if s.name == "RollbackSites" || s.name == "RollbackAndAwait" {
 			return last
 		}
 		if !s.closed.IsZero() {
@@ -154,8 +155,8 @@ func (h history) signaledAt(name string) time.Time {
 
 // printTimeline writes the run's activities relative to origin, so a reader
 // sees where a release's seconds went: waiting for the sites (AwaitConverged),
-// writing desired state (ApplyStep, RollbackSites) or the workflow itself
-// (the gaps between them).
+// writing desired state (ApplyStep, RollbackSites), both (RollbackAndAwait)
+// or the workflow itself (the gaps between them).
 func (h history) printTimeline(w io.Writer, origin time.Time) {
 	fmt.Fprintf(w, "    %8.3fs  workflow started (%s)\n", h.start().Sub(origin).Seconds(), h.id)
 	for _, s := range h.activities() {
@@ -163,7 +164,7 @@ func (h history) printTimeline(w io.Writer, origin time.Time) {
 		if !s.closed.IsZero() {
 			d = fmt.Sprintf("%.3fs %s", s.closed.Sub(s.scheduled).Seconds(), s.outcome)
 		}
-		fmt.Fprintf(w, "    %8.3fs  %-15s %s\n", s.scheduled.Sub(origin).Seconds(), s.name, d)
+		fmt.Fprintf(w, "    %8.3fs  %-16s %s\n", s.scheduled.Sub(origin).Seconds(), s.name, d)
 	}
 	fmt.Fprintf(w, "    %8.3fs  workflow closed: %s, %d events\n", h.end().Sub(origin).Seconds(),
 		h.events[len(h.events)-1].GetEventType(), len(h.events))

@@ -83,10 +83,15 @@ type options struct {
 	sitesDir   string
 	keep       bool
 	cpuprofile string
-	pprofAddr  string
-	logLevel   slog.Level
-	store      string // bbolt, or postgres (then each size also runs on bbolt, for the ratio)
-	replicas   int
+	// breachProfile: a CPU profile (<file>.cpu) of the breach's rollback
+	// alone, from the rolling-back stage to the close; breachTrace: its
+	// execution trace too.
+	breachProfile string
+	breachTrace   bool
+	pprofAddr     string
+	logLevel      slog.Level
+	store         string // bbolt, or postgres (then each size also runs on bbolt, for the ratio)
+	replicas      int
 
 	overheadSites  int // fleet size of the trust overhead comparison (overhead.go); 0: none
 	overheadRounds int // rollouts per variant
@@ -117,6 +122,8 @@ func main() {
 	flag.StringVar(&o.sitesDir, "sites-dir", shm, "parent of the sites' own data dirs (default /dev/shm where there is one: a tmpfs takes the sites' fsyncs\noff the shared disk, as if each site had a disk of its own as real ones do; \"\": inside the data dir)")
 	flag.BoolVar(&o.keep, "keep", false, "keep each size's data dir (Temporal db and log, directory, sites)")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&o.breachProfile, "breach-profile", "", "write a CPU profile (<file>.cpu) of the breach's rollback alone, from the release's rolling-back\nstage to its close (not with -cpuprofile)")
+	flag.BoolVar(&o.breachTrace, "breach-trace", false, "with -breach-profile, also an execution trace (<file>.trace); it slows the phase down several times over")
 	flag.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while running")
 	flag.StringVar(&level, "log", "error", "log level of the stack's components: debug, info, warn, error")
 	flag.StringVar(&o.store, "store", "bbolt", "where the gateway keeps the fleet: bbolt, or postgres (a PostgreSQL server this run starts, as the tests do; each size then also runs on bbolt for ratio_vs_bbolt)")
@@ -166,6 +173,9 @@ func (o *options) parse(sites, level string) error {
 	}
 	if o.overheadSites != 0 && (o.overheadSites < 4 || o.overheadRounds < 1) {
 		return fmt.Errorf("-overhead-sites %d -overhead-rounds %d: want at least 4 sites and 1 round, or -overhead-sites 0", o.overheadSites, o.overheadRounds)
+	}
+	if o.breachProfile != "" && o.cpuprofile != "" {
+		return fmt.Errorf("-breach-profile and -cpuprofile: one CPU profile at a time")
 	}
 	if err := o.logLevel.UnmarshalText([]byte(level)); err != nil {
 		return fmt.Errorf("-log %q: %w", level, err)

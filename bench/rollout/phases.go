@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
+	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"time"
@@ -170,7 +173,11 @@ func (b *bench) breach(ctx context.Context, r *result) error {
 	if err := b.signal(ctx, id, modelfleet.SignalApprove, "benchmark: roll the last wave out (its artifact is now unavailable)"); err != nil {
 		return err
 	}
+	stopProfile := b.profileRollback(ctx, ref)
 	_, h, werr := b.await(ctx, ref)
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	st, err := orchestrator.New(b.s.client).ReleaseStatus(ctx, modelfleet.ReleaseWorkflowID(ref))
 	if err != nil {
 		return err
@@ -386,4 +393,97 @@ func splitString(w map[string]int) string {
 		parts = append(parts, fmt.Sprintf("%s:%d", v, w[v]))
 	}
 	return strings.Join(parts, ",")
+}
+
+// profileRollback, with -breach-profile, profiles the release's rollback:
+// from when its stage turns rolling-back (polled every 50ms) until stop.
+func (b *bench) profileRollback(ctx context.Context, ref modelfleet.ModelRef) (stop func() error) {
+	if b.o.breachProfile == "" {
+		return func() error { return nil }
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	started := make(chan func(), 1)
+	errc := make(chan error, 1)
+	go func() {
+		if err := b.awaitStage(ctx, ref, modelfleet.StateRollingBack); err != nil {
+			errc <- err
+			return
+		}
+		stop, err := startPhaseProfile(b.o.breachProfile, b.o.breachTrace)
+		if err != nil {
+			errc <- err
+			return
+		}
+		started <- stop
+	}()
+	return func() error {
+		cancel()
+		select {
+		case stop := <-started:
+			stop()
+			return nil
+		case err := <-errc:
+			// The release closed before a poll saw it rolling back.
+			b.printf("  -breach-profile: no profile: %v\n", err)
+			return nil
+		}
+	}
+}
+
+// startPhaseProfile starts a CPU profile (<prefix>.cpu) of one phase and,
+// with withTrace, an execution trace (<prefix>.trace: it slows 10,000
+// sites down several times over); stop ends both. It also writes the
+// allocations so far at the start (<prefix>.allocs0) and at the stop
+// (<prefix>.allocs1): `go tool pprof -base <prefix>.allocs0
+// <prefix>.allocs1` is roughly what the phase allocated — roughly, as an
+// allocation profile is as of the last completed garbage collection, which
+// with the gigabytes 10,000 sites hold can be seconds earlier. No prefix:
+// nothing.
+func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
+	if prefix == "" {
+		return func() {}, nil
+	}
+	if err := writeAllocs(prefix + ".allocs0"); err != nil {
+		return nil, err
+	}
+	cpu, err := os.Create(prefix + ".cpu")
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(cpu); err != nil {
+		cpu.Close()
+		return nil, err
+	}
+	stopCPU := func() {
+		pprof.StopCPUProfile()
+		cpu.Close()
+		_ = writeAllocs(prefix + ".allocs1")
+	}
+	if !withTrace {
+		return stopCPU, nil
+	}
+	tr, err := os.Create(prefix + ".trace")
+	if err != nil {
+		stopCPU()
+		return nil, err
+	}
+	if err := trace.Start(tr); err != nil {
+		stopCPU()
+		tr.Close()
+		return nil, err
+	}
+	return func() {
+		trace.Stop()
+		tr.Close()
+		stopCPU()
+	}, nil
+}
+
+func writeAllocs(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
