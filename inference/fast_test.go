@@ -36,15 +36,15 @@ func ownWalk(t *testing.T, m *Model) *Model {
 // walkedItself counts the trees of m the fast walk leaves to the format.
 func walkedItself(m *Model, x []float64) int {
 	lm, ok := m.rt.(*lgbModel)
-	if !ok || lm.fast == nil {
+	if !ok || lm.fast.get() == nil {
 		return 0
 	}
 	row := make([]float64, len(x))
 	for i, v := range x {
 		row[i] = lgbValue(v)
 	}
-	ids := make([]int32, lm.fast.Trees())
-	lm.fast.Leaves(row, 0, ids)
+	ids := make([]int32, lm.fast.get().Trees())
+	lm.fast.get().Leaves(row, 0, ids)
 	n := 0
 	for _, id := range ids {
 		if id == walkItself {
@@ -146,9 +146,9 @@ func TestFastWalkIsEachFormatsOwn(t *testing.T) {
 		compiled := false
 		switch rt := m.rt.(type) {
 		case *lgbModel:
-			compiled = rt.fast != nil
+			compiled = rt.fast.get() != nil
 		case *xgbModel:
-			compiled = rt.fast != nil
+			compiled = rt.fast.get() != nil
 		}
 		if !compiled {
 			t.Errorf("%s: no fast walk", name)

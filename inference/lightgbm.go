@@ -70,10 +70,11 @@ type lgbModel struct {
 	k         int // outputs (num_tree_per_iteration)
 	average   bool
 	objective lgbObjective
-	// fast is the trees compiled for forest's walk; a leaf's ID is its
-	// index in values (all trees' leaf values, tree after tree), or
-	// walkItself. first[i] is tree i's first leaf in values.
-	fast   *forest.Forest
+	// fast is the trees compiled for forest's walk, on first use; a leaf's
+	// ID is its index in values (all trees' leaf values, tree after tree),
+	// or walkItself. first[i] is tree i's first leaf in values; compile
+	// sets values, first and linear.
+	fast   *lazyForest
 	values []float64
 	first  []int32
 	linear bool // some tree is linear: its leaves' values depend on the row
@@ -154,7 +155,8 @@ func lgbSplit(n lgbNode) (forest.Node, bool) {
 // leaves walks every tree with forest and calls add with each tree's
 // value, in tree order; false if the fast walk is not available for x.
 func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
-	if m.fast == nil || len(x) != m.fast.Features() {
+	fast := m.fast.get()
+	if fast == nil || len(x) != fast.Features() {
 		return false
 	}
 	var buf [fastRowOnStack]float64
@@ -165,7 +167,7 @@ func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
 	var leaves [fastChunk]int32
 	for first := 0; first < len(m.trees); first += fastChunk {
 		chunk := leaves[:min(fastChunk, len(m.trees)-first)]
-		m.fast.Leaves(row, first, chunk)
+		fast.Leaves(row, first, chunk)
 		for k, id := range chunk {
 			switch i := first + k; {
 			case id == walkItself:

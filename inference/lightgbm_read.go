@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/modelfleet/modelfleet/inference/forest"
 )
 
 // lgbLines reads a text model line by line; LightGBM accepts \n and \r\n.
@@ -96,7 +98,7 @@ func loadLightGBM(data []byte) (*Model, error) {
 	if len(m.trees) == 0 || len(m.trees)%k != 0 {
 		return nil, fmt.Errorf("%d trees: want a positive multiple of num_tree_per_iteration=%d", len(m.trees), k)
 	}
-	m.fast = m.compile(maxIdx + 1)
+	m.fast = newLazyForest(func() *forest.Forest { return m.compile(maxIdx + 1) })
 	out := &Model{rt: m, format: FormatLightGBM, task: task, classes: 1, features: features}
 	switch task {
 	case TaskBinary:

@@ -116,9 +116,10 @@ type xgbModel struct {
 	objective  string
 	groups     int
 	features   int
-	// fast is the trees compiled for forest's walk, nil where they cannot
-	// be (a tree too large for it); leaf IDs are the leaves' float32 bits.
-	fast *forest.Forest
+	// fast is the trees compiled for forest's walk on first use, nil where
+	// they cannot be (a tree too large for it); leaf IDs are the leaves'
+	// float32 bits.
+	fast *lazyForest
 }
 
 // xgbObjectives maps the objectives whose output the edge can reproduce to
@@ -342,7 +343,7 @@ func (m *xgbModel) build(gb *xgbGBTree) error {
 		m.trees[i] = nodes
 		gb.Trees[i] = xgbTree{} // let the parsed arrays go
 	}
-	m.fast = m.compile()
+	m.fast = newLazyForest(m.compile)
 	return nil
 }
 
@@ -473,7 +474,8 @@ func (m *xgbModel) outputs(x []float64, out []float64) {
 // margins adds each tree's leaf (times its dart weight) to its group's
 // margin, in tree order.
 func (m *xgbModel) margins(x []float64, margin []float32) {
-	if m.fast == nil || len(x) != m.fast.Features() {
+	fast := m.fast.get()
+	if fast == nil || len(x) != fast.Features() {
 		for i, t := range m.trees {
 			leaf := xgbLeaf(t, x)
 			if m.weight != nil {
@@ -492,7 +494,7 @@ func (m *xgbModel) margins(x []float64, margin []float32) {
 	var leaves [fastChunk]int32
 	for first := 0; first < len(m.trees); first += fastChunk {
 		chunk := leaves[:min(fastChunk, len(m.trees)-first)]
-		m.fast.Leaves(row, first, chunk)
+		fast.Leaves(row, first, chunk)
 		for k, bits := range chunk {
 			leaf := math.Float32frombits(uint32(bits))
 			if m.weight != nil {

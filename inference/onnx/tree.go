@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/modelfleet/modelfleet/inference/forest"
 )
@@ -52,11 +53,19 @@ type ensemble struct {
 	post       string
 	base       []float64
 	weights    []treeWeight // every leaf's, leaf after leaf
-	// fast is the trees compiled for forest's walk; a leaf's ID is its
-	// number k in spans (its weights are weights[spans[2k]:spans[2k+1]]),
-	// or walkItself.
-	fast  *forest.Forest
-	spans []int32
+	// fast is the trees compiled for forest's walk, on the first run (a
+	// model loaded but never run carries no second copy of its trees); a
+	// leaf's ID is its number k in spans (its weights are
+	// weights[spans[2k]:spans[2k+1]]), or walkItself.
+	compileOnce sync.Once
+	fast        *forest.Forest
+	spans       []int32
+}
+
+// compiled is fast, compiled on first use.
+func (e *ensemble) compiled() *forest.Forest {
+	e.compileOnce.Do(func() { e.fast = e.compile() })
+	return e.fast
 }
 
 type treeKey struct{ tree, node int64 }
@@ -187,7 +196,6 @@ func newEnsemble(n *Node, prefix string, targets int) (*ensemble, error) {
 	for c := range e.nodes {
 		e.nodes[c].lo, e.nodes[c].hi = start[c], start[c+1]
 	}
-	e.fast = e.compile()
 	return e, nil
 }
 
@@ -299,7 +307,8 @@ const fastChunk = 64
 // first+len(ws)-1 reaches for row x into ws: through the fast walk where
 // the trees compiled, else through leaf.
 func (e *ensemble) weightsOf(x []float64, first int, ws [][]treeWeight) {
-	if e.fast == nil || len(x) < e.fast.Features() {
+	fast := e.compiled()
+	if fast == nil || len(x) < fast.Features() {
 		for k := range ws {
 			l := e.leaf(e.roots[first+k], x)
 			ws[k] = e.weights[l.lo:l.hi]
@@ -307,7 +316,7 @@ func (e *ensemble) weightsOf(x []float64, first int, ws [][]treeWeight) {
 		return
 	}
 	var ids [fastChunk]int32
-	e.fast.Leaves(x[:e.fast.Features()], first, ids[:len(ws)])
+	fast.Leaves(x[:fast.Features()], first, ids[:len(ws)])
 	for k, id := range ids[:len(ws)] {
 		if id == walkItself {
 			l := e.leaf(e.roots[first+k], x)

@@ -145,7 +145,7 @@ func TestGoldenTreesCompile(t *testing.T) {
 				continue
 			}
 			trees++
-			if e.fast == nil {
+			if e.compiled() == nil {
 				t.Errorf("%s: node %q did not compile for the fast walk", filepath.Base(f), c.node.Name)
 			}
 		}
