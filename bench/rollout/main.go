@@ -59,7 +59,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -134,19 +133,9 @@ func main() {
 	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each measured rollout of the overhead comparison to this file + .<variant>.<round>")
 	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
 	flag.BoolVar(&o.overheadOnly, "overhead-only", false, "run only the overhead comparison (what the benchmark runs in a child process); its last line is the ratios")
-	// One process holds every simulated site's parsed models (10,000 sites:
-	// a live heap near 2 GB), so one garbage collector over all of them
-	// costs 2–3 s of CPU a pass, which lands inside a 5-second rollback
-	// when it lands there at all; real sites are processes of their own,
-	// each collecting a few MB. The default lets the heap grow four times
-	// its live size between collections (this machine has 24 GB).
-	gogc := flag.Int("gogc", 400, "the benchmark process's GOGC: -1 keeps the environment's (see the comment in main)")
 	var onlyVariants string
 	flag.StringVar(&onlyVariants, "overhead-variants", "", "run only these stacks of the comparison (comma-separated: plain, signed, secure), e.g. to profile one with -cpuprofile")
 	flag.Parse()
-	if *gogc != -1 && os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(*gogc)
-	}
 	if onlyVariants != "" {
 		o.overheadVariants = strings.Split(onlyVariants, ",")
 	}
