@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/pem"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,5 +177,33 @@ func TestScope(t *testing.T) {
 	}
 	if !InScope([]Grant{{Role: RoleApprover}}, []map[string]string{{"plant": "z"}}) {
 		t.Error("an unscoped approver refused")
+	}
+}
+
+// Gateway replicas starting at once on one empty PKI directory end up with
+// one site CA: OpenCA creates it under a lock and looks again under it.
+func TestOpenCAOnceAcrossConcurrentStarts(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	const n = 8
+	bundles := make([][]byte, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ca, err := OpenCA(dir)
+			if err == nil {
+				bundles[i] = ca.Bundle
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if !bytes.Equal(bundles[i], bundles[0]) {
+			t.Fatalf("start %d has another CA than start 0", i)
+		}
 	}
 }

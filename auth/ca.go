@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/internal/flock"
 )
 
 // TrustDomain is the SPIFFE trust domain of site identities: a site's
@@ -67,12 +68,25 @@ type CA struct {
 }
 
 // OpenCA loads the CA from dir (ca.crt, ca.key), creating it on first
-// use.
+// use. Creation holds an exclusive lock on dir/ca.lock, and looks again
+// under it: gateway replicas starting at once on one empty, shared
+// directory (a volume whose file system honours flock) end up with one CA,
+// not one each, which would refuse the sites the others enrolled.
 func OpenCA(dir string) (*CA, error) {
 	crt, key := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
 	if _, err := os.Stat(crt); errors.Is(err, os.ErrNotExist) {
-		if err := createCA(dir, crt, key); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, err
+		}
+		unlock, err := flock.Lock(filepath.Join(dir, "ca.lock"), 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("site CA: %w", err)
+		}
+		defer unlock()
+		if _, err := os.Stat(crt); errors.Is(err, os.ErrNotExist) {
+			if err := createCA(dir, crt, key); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return LoadCA(crt, key)
