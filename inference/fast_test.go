@@ -78,27 +78,7 @@ func fastModels(t *testing.T) map[string]*Model {
 		}
 	}
 	rng := rand.New(rand.NewPCG(9, 9))
-	e := &trees.Ensemble{Features: []string{"a", "b", "c"}, Objective: trees.Binary}
-	for range 40 {
-		tr := trees.Tree{Feature: make([]int, 7), Threshold: make([]float64, 7), Left: make([]int, 7), Right: make([]int, 7), Leaf: make([]float64, 8)}
-		for i := range 7 {
-			tr.Feature[i], tr.Threshold[i] = rng.IntN(3), float64(float32(rng.NormFloat64()))
-			for side, c := range [2]int{2*i + 1, 2*i + 2} {
-				if c >= 7 {
-					c = ^(c - 7)
-				}
-				if side == 0 {
-					tr.Left[i] = c
-				} else {
-					tr.Right[i] = c
-				}
-			}
-		}
-		for j := range tr.Leaf {
-			tr.Leaf[j] = rng.NormFloat64()
-		}
-		e.Trees = append(e.Trees, tr)
-	}
+	e := trees.Random(rng, trees.Binary, 40)
 	var lgb, xgb bytes.Buffer
 	if err := e.WriteLightGBM(&lgb); err != nil {
 		t.Fatal(err)

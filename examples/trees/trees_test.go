@@ -15,35 +15,6 @@ import (
 	"github.com/modelfleet/modelfleet/inference"
 )
 
-// random is an ensemble of n trees of depth 3 in the given objective over
-// three features; thresholds are float64 values with many digits (not
-// float32 ones), leaves of both signs.
-func random(rng *rand.Rand, objective string, n int) *trees.Ensemble {
-	e := &trees.Ensemble{Features: []string{"a", "b", "c"}, Objective: objective}
-	for range n {
-		t := trees.Tree{Feature: make([]int, 7), Threshold: make([]float64, 7), Left: make([]int, 7), Right: make([]int, 7), Leaf: make([]float64, 8)}
-		for i := range 7 {
-			t.Feature[i] = rng.IntN(3)
-			t.Threshold[i] = 10 * rng.Float64()
-			for side, c := range [2]int{2*i + 1, 2*i + 2} {
-				if c >= 7 {
-					c = ^(c - 7)
-				}
-				if side == 0 {
-					t.Left[i] = c
-				} else {
-					t.Right[i] = c
-				}
-			}
-		}
-		for j := range t.Leaf {
-			t.Leaf[j] = rng.NormFloat64()
-		}
-		e.Trees = append(e.Trees, t)
-	}
-	return e
-}
-
 // rowsAway are rows whose values are float32 values at least 1e-4 from
 // every threshold, so that XGBoost's float32 comparison cannot differ.
 func rowsAway(rng *rand.Rand, e *trees.Ensemble, n int) [][]float64 {
@@ -85,7 +56,7 @@ func files(t *testing.T, e *trees.Ensemble) map[string][]byte {
 func TestFormatsPredictTheEnsemble(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 9))
 	for _, objective := range []string{trees.Binary, trees.Regression} {
-		e := random(rng, objective, 40)
+		e := trees.Random(rng, objective, 40)
 		X := rowsAway(rng, e, 300)
 		for format, data := range files(t, e) {
 			m, err := inference.Load("", data)
@@ -116,7 +87,7 @@ func TestFormatsPredictTheEnsemble(t *testing.T) {
 }
 
 func TestRejects(t *testing.T) {
-	ok := func() *trees.Ensemble { return random(rand.New(rand.NewPCG(1, 2)), trees.Binary, 2) }
+	ok := func() *trees.Ensemble { return trees.Random(rand.New(rand.NewPCG(1, 2)), trees.Binary, 2) }
 	for name, broken := range map[string]func(e *trees.Ensemble){
 		"objective":       func(e *trees.Ensemble) { e.Objective = "multiclass" },
 		"no trees":        func(e *trees.Ensemble) { e.Trees = nil },
@@ -169,7 +140,7 @@ func TestLibrariesReadTheFiles(t *testing.T) {
 	rng := rand.New(rand.NewPCG(4, 4))
 	dir := t.TempDir()
 	for _, objective := range []string{trees.Binary, trees.Regression} {
-		e := random(rng, objective, 30)
+		e := trees.Random(rng, objective, 30)
 		X := rowsAway(rng, e, 200)
 		want := make([]float64, len(X))
 		for i, x := range X {
