@@ -23,6 +23,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/internal/flock"
 	"github.com/modelfleet/modelfleet/keyvault"
 )
 
@@ -340,25 +341,50 @@ func openControlKeys(dir string, vault []*keyvault.Key) ([]crypto.Signer, error)
 // carries several signatures), so a release started before a rotation
 // still finds a signature by a key it trusts: rotate by adding a key, and
 // delete the old one once the releases started before have closed.
+// createControlKey writes a new ed25519 key into dir and returns its path.
+func createControlKey(dir string) (string, error) {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, time.Now().UTC().Format("20060102T150405Z")+".key")
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return p, nil
+}
+
 func loadControlKeys(dir string) ([]ed25519.PrivateKey, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	paths, _ := filepath.Glob(filepath.Join(dir, "*.key"))
 	if len(paths) == 0 {
-		_, k, err := ed25519.GenerateKey(rand.Reader)
+		// Created under an exclusive lock, looking again under it, and
+		// renamed into place whole: replicas starting at once on one empty
+		// shared directory end up with one key (as auth.OpenCA does for
+		// the site CA).
+		unlock, err := flock.Lock(filepath.Join(dir, "create.lock"), 0o600)
 		if err != nil {
 			return nil, err
 		}
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			return nil, err
+		defer unlock()
+		if paths, _ = filepath.Glob(filepath.Join(dir, "*.key")); len(paths) == 0 {
+			p, err := createControlKey(dir)
+			if err != nil {
+				return nil, err
+			}
+			paths = []string{p}
 		}
-		p := filepath.Join(dir, time.Now().UTC().Format("20060102T150405Z")+".key")
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, err
-		}
-		paths = []string{p}
 	}
 	slices.Sort(paths)
 	var keys []ed25519.PrivateKey
