@@ -1,12 +1,10 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"sort"
 
@@ -112,11 +110,7 @@ func keptStatement(p string, env *modelfleet.Envelope) bool {
 		return true
 	}
 	b, err := json.Marshal(env)
-	if err != nil {
-		return false
-	}
-	old, err := os.ReadFile(p)
-	return err == nil && bytes.Equal(old, b)
+	return err == nil && holds(p, b)
 }
 
 func same(a, b map[string]int) bool {

@@ -162,10 +162,16 @@ func writeStatement(path string, env *modelfleet.Envelope) error {
 	if err != nil {
 		return err
 	}
-	if old, err := os.ReadFile(statementPath(path)); err == nil && bytes.Equal(old, b) {
+	if holds(statementPath(path), b) {
 		return nil
 	}
 	return WriteFileAtomic(statementPath(path), b)
+}
+
+// holds reports whether the file at p holds exactly b.
+func holds(p string, b []byte) bool {
+	old, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(old, b)
 }
 
 // sizedWriter stops a download at the signed size: a longer artifact is

@@ -36,9 +36,6 @@ func (l *lazyForest) get() *forest.Forest {
 // The tree formats walk their trees with package forest where they can (see
 // forest's doc); these size the buffers they walk with.
 const (
-	// fastChunk is how many trees' leaves one forest.Leaves call returns,
-	// into a buffer on the stack.
-	fastChunk = 64
 	// fastRowOnStack is the widest row a prediction copies on the stack;
 	// a wider one is copied into an allocated slice.
 	fastRowOnStack = 64

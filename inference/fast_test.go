@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelfleet/modelfleet"
 	"github.com/modelfleet/modelfleet/examples/trees"
+	"github.com/modelfleet/modelfleet/inference/forest"
 )
 
 // ownWalk is m with the fast walk switched off: each format walks its own
@@ -47,7 +48,7 @@ func walkedItself(m *Model, x []float64) int {
 	lm.fast.get().Leaves(row, 0, ids)
 	n := 0
 	for _, id := range ids {
-		if id == walkItself {
+		if id == forest.WalkItself {
 			n++
 		}
 	}

@@ -72,7 +72,7 @@ type lgbModel struct {
 	objective lgbObjective
 	// fast is the trees compiled for forest's walk, on first use; a leaf's
 	// ID is its index in values (all trees' leaf values, tree after tree),
-	// or walkItself. first[i] is tree i's first leaf in values; compile
+	// or forest.WalkItself. first[i] is tree i's first leaf in values; compile
 	// sets values, first and linear.
 	fast   *lazyForest
 	values []float64
@@ -80,14 +80,12 @@ type lgbModel struct {
 	linear bool // some tree is linear: its leaves' values depend on the row
 }
 
-// walkItself is the leaf ID of a tree the fast walk does not take: one with
-// a categorical split, or a zero-as-missing split whose default side is not
-// where 0 goes (no threshold expresses either).
-const walkItself = -1
-
 // compile lays the trees out for forest's walk: LightGBM's numerical split
 // already goes left when x <= threshold (on the row as lgbValue reads it);
-// what remains is where a NaN goes, which the missing type says.
+// what remains is where a NaN goes, which the missing type says. A tree
+// with a categorical split, or a zero-as-missing split whose default side
+// is not where 0 goes (no threshold expresses either), compiles to
+// forest.WalkItself and keeps the tree's own walk.
 func (m *lgbModel) compile(features int) *forest.Forest {
 	var nodes []forest.Node
 	roots := make([]int, len(m.trees))
@@ -111,13 +109,13 @@ func (m *lgbModel) compile(features int) *forest.Forest {
 		for _, n := range t.nodes {
 			f, ok := lgbSplit(n)
 			if !ok {
-				nodes = append(nodes[:off], forest.Node{Leaf: true, LeafID: walkItself})
+				nodes = append(nodes[:off], forest.Node{Leaf: true, LeafID: forest.WalkItself})
 				break
 			}
 			f.Left, f.Right = child(n.left), child(n.right)
 			nodes = append(nodes, f)
 		}
-		if len(nodes) == off+1 && nodes[off].LeafID == walkItself {
+		if len(nodes) == off+1 && nodes[off].LeafID == forest.WalkItself {
 			continue
 		}
 		for l := range t.leaf {
@@ -164,13 +162,13 @@ func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
 	for i, v := range x {
 		row[i] = lgbValue(v)
 	}
-	var leaves [fastChunk]int32
-	for first := 0; first < len(m.trees); first += fastChunk {
-		chunk := leaves[:min(fastChunk, len(m.trees)-first)]
+	var leaves [forest.Chunk]int32
+	for first := 0; first < len(m.trees); first += forest.Chunk {
+		chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
 		fast.Leaves(row, first, chunk)
 		for k, id := range chunk {
 			switch i := first + k; {
-			case id == walkItself:
+			case id == forest.WalkItself:
 				add(i, m.trees[i].predict(x))
 			case m.linear:
 				add(i, m.trees[i].value(id-m.first[i], x))

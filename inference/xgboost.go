@@ -491,9 +491,9 @@ func (m *xgbModel) margins(x []float64, margin []float32) {
 	for i, v := range x {
 		row[i] = float64(float32(v))
 	}
-	var leaves [fastChunk]int32
-	for first := 0; first < len(m.trees); first += fastChunk {
-		chunk := leaves[:min(fastChunk, len(m.trees)-first)]
+	var leaves [forest.Chunk]int32
+	for first := 0; first < len(m.trees); first += forest.Chunk {
+		chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
 		fast.Leaves(row, first, chunk)
 		for k, bits := range chunk {
 			leaf := math.Float32frombits(uint32(bits))

@@ -25,6 +25,15 @@ import (
 	"math"
 )
 
+// WalkItself is the LeafID a format gives a tree it keeps walking itself
+// (one with a split no threshold expresses): it compiles that tree to this
+// one leaf, and walks the tree its own way when Leaves reports it.
+const WalkItself int32 = -1
+
+// Chunk is how many trees' leaves the formats ask Leaves for at a time,
+// into a buffer on their stack.
+const Chunk = 64
+
 // MaxNodes bounds a compiled forest (all trees together), far above what a
 // model served at the edge has: formats check their own, lower limits first.
 const MaxNodes = 1 << 30

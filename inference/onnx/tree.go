@@ -56,7 +56,7 @@ type ensemble struct {
 	// fast is the trees compiled for forest's walk, on the first run (a
 	// model loaded but never run carries no second copy of its trees); a
 	// leaf's ID is its number k in spans (its weights are
-	// weights[spans[2k]:spans[2k+1]]), or walkItself.
+	// weights[spans[2k]:spans[2k+1]]), or forest.WalkItself.
 	compileOnce sync.Once
 	fast        *forest.Forest
 	spans       []int32
@@ -205,11 +205,10 @@ func newEnsemble(n *Node, prefix string, targets int) (*ensemble, error) {
 // swapped. A NaN goes where the node's comparison sends it (false, but for
 // nodes_missing_value_tracks_true). A tree with a branch no threshold
 // expresses (BRANCH_EQ, BRANCH_NEQ, a NaN value) compiles to one leaf of
-// ID walkItself, and each walks it with leaf.
+// ID forest.WalkItself, and each walks it with leaf.
 func (e *ensemble) compile() *forest.Forest {
 	nodes := make([]forest.Node, len(e.nodes), len(e.nodes)+len(e.roots))
 	ok := make([]bool, len(e.nodes))
-	e.spans = e.spans[:0]
 	for i, t := range e.nodes {
 		if t.mode == leaf {
 			nodes[i], ok[i] = forest.Node{Leaf: true, LeafID: int32(len(e.spans) / 2)}, true
@@ -241,7 +240,7 @@ func (e *ensemble) compile() *forest.Forest {
 		roots[i] = int(r)
 		if !e.compiles(r, ok) {
 			roots[i] = len(nodes)
-			nodes = append(nodes, forest.Node{Leaf: true, LeafID: walkItself})
+			nodes = append(nodes, forest.Node{Leaf: true, LeafID: forest.WalkItself})
 		}
 	}
 	f, err := forest.Compile(nodes, roots, e.maxFeature+1)
@@ -250,9 +249,6 @@ func (e *ensemble) compile() *forest.Forest {
 	}
 	return f
 }
-
-// walkItself is the leaf ID of a tree the fast walk does not take.
-const walkItself = -1
 
 // compiles says whether every node of the tree at root compiled.
 func (e *ensemble) compiles(root int32, ok []bool) bool {
@@ -272,7 +268,7 @@ func (e *ensemble) compiles(root int32, ok []bool) bool {
 // each calls fn with the weights of the leaf each tree reaches for row x,
 // in tree order.
 func (e *ensemble) each(x []float64, fn func([]treeWeight)) {
-	var ws [fastChunk][]treeWeight
+	var ws [forest.Chunk][]treeWeight
 	for first := 0; first < len(e.roots); first += len(ws) {
 		chunk := ws[:min(len(ws), len(e.roots)-first)]
 		e.weightsOf(x, first, chunk)
@@ -286,7 +282,7 @@ func (e *ensemble) each(x []float64, fn func([]treeWeight)) {
 // target, in tree order, and marks the targets in has: each without a call
 // per tree, for the aggregations that sum.
 func (e *ensemble) sum(x []float64, s []float64, has []bool) {
-	var ws [fastChunk][]treeWeight
+	var ws [forest.Chunk][]treeWeight
 	for first := 0; first < len(e.roots); first += len(ws) {
 		chunk := ws[:min(len(ws), len(e.roots)-first)]
 		e.weightsOf(x, first, chunk)
@@ -298,10 +294,6 @@ func (e *ensemble) sum(x []float64, s []float64, has []bool) {
 		}
 	}
 }
-
-// fastChunk is how many trees' leaves one walk returns, into a buffer on
-// the stack.
-const fastChunk = 64
 
 // weightsOf writes the weights of the leaf that each of the trees first to
 // first+len(ws)-1 reaches for row x into ws: through the fast walk where
@@ -315,10 +307,10 @@ func (e *ensemble) weightsOf(x []float64, first int, ws [][]treeWeight) {
 		}
 		return
 	}
-	var ids [fastChunk]int32
+	var ids [forest.Chunk]int32
 	fast.Leaves(x[:fast.Features()], first, ids[:len(ws)])
 	for k, id := range ids[:len(ws)] {
-		if id == walkItself {
+		if id == forest.WalkItself {
 			l := e.leaf(e.roots[first+k], x)
 			ws[k] = e.weights[l.lo:l.hi]
 			continue

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/modelfleet/modelfleet/inference/forest"
 )
 
 // randomEnsemble is trees of random shapes whose branches take every mode
@@ -58,7 +60,7 @@ func TestFastWalkAgreesWithTheWalk(t *testing.T) {
 	for trial := range 40 {
 		features := 1 + rng.IntN(6)
 		e := randomEnsemble(rng, 1+rng.IntN(70), rng.IntN(8), features, values)
-		if e.fast = e.compile(); e.fast == nil {
+		if e.compiled() == nil {
 			t.Fatalf("trial %d: an ensemble of LEQ, LT, GTE and GT branches did not compile", trial)
 		}
 		x := make([]float64, features+rng.IntN(3)) // wider rows than the trees read, too
@@ -96,12 +98,12 @@ func TestWhatDoesNotCompileKeepsTheWalk(t *testing.T) {
 		e := &ensemble{nodes: []treeNode{n, {mode: leaf, lo: 0, hi: 1}, {mode: leaf, lo: 1, hi: 2},
 			{mode: branchLEQ, value: 1, t: 4, f: 5}, {mode: leaf, lo: 2, hi: 3}, {mode: leaf, lo: 3, hi: 4}},
 			roots: []int32{0, 3}, maxFeature: 0, weights: []treeWeight{{0, 1}, {0, 2}, {0, 4}, {0, 5}}}
-		if e.fast = e.compile(); e.fast == nil {
+		if e.compiled() == nil {
 			t.Fatalf("%s: nothing compiled", name)
 		}
 		walkedItself := make([]int32, 2)
 		e.fast.Leaves([]float64{0}, 0, walkedItself)
-		if walkedItself[0] != walkItself || walkedItself[1] == walkItself {
+		if walkedItself[0] != forest.WalkItself || walkedItself[1] == forest.WalkItself {
 			t.Errorf("%s: leaf IDs %v, want the first tree walked by leaf and the second not", name, walkedItself)
 		}
 		for _, v := range []float64{0, 1, 2, math.NaN(), math.Inf(-1)} {
