@@ -82,20 +82,30 @@ func readDesiredFile(path, site string) (modelfleet.Desired, error) {
 	if len(buf) > maxDesiredFile {
 		return ds, fmt.Errorf("%s is larger than %d bytes", path, maxDesiredFile)
 	}
+	return parseDesired(buf, path, site)
+}
+
+// parseDesired checks a desired-state document for site; name says where
+// it came from in errors.
+func parseDesired(buf []byte, name, site string) (modelfleet.Desired, error) {
+	var ds modelfleet.Desired
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&ds); err != nil {
-		return ds, fmt.Errorf("%s is not a desired-state document: %w", path, err)
+		return ds, fmt.Errorf("%s is not a desired-state document: %w", name, err)
 	}
 	if ds.Site != site {
-		return ds, fmt.Errorf("%s is the desired state of site %q, not %q", path, ds.Site, site)
+		return ds, fmt.Errorf("%s is the desired state of site %q, not %q", name, ds.Site, site)
 	}
-	for name, dm := range ds.Models {
-		if err := modelfleet.ValidateName("model name", name); err != nil {
+	if _, err := dec.Token(); err != io.EOF {
+		return ds, fmt.Errorf("%s is not a desired-state document: data after its JSON object", name)
+	}
+	for model, dm := range ds.Models {
+		if err := modelfleet.ValidateName("model name", model); err != nil {
 			return ds, err
 		}
 		if err := modelfleet.ValidateSplit(dm.Versions); err != nil {
-			return ds, fmt.Errorf("%s: model %q: %w", path, name, err)
+			return ds, fmt.Errorf("%s: model %q: %w", name, model, err)
 		}
 	}
 	return ds, nil

@@ -132,3 +132,17 @@ func TestFileSourceReturnsOnlyAHigherRevisionOfItsSite(t *testing.T) {
 		t.Errorf("Report: %v, want nil (the gitops reconciler reports)", err)
 	}
 }
+
+// A desired-state document followed by anything else is refused whole: a
+// file written over a longer one without truncation must not half-apply.
+func TestDesiredFileRefusesDataAfterTheDocument(t *testing.T) {
+	doc := `{"site":"s1","revision":3}`
+	if _, err := parseDesired([]byte(doc+"\n"), "d.json", "s1"); err != nil {
+		t.Fatalf("document with a trailing newline: %v", err)
+	}
+	for _, tail := range []string{`{"site":"s1","revision":9}`, `x`, `]`} {
+		if _, err := parseDesired([]byte(doc+tail), "d.json", "s1"); err == nil || !strings.Contains(err.Error(), "data after") {
+			t.Errorf("document + %q: err = %v, want data after its JSON object", tail, err)
+		}
+	}
+}

@@ -50,12 +50,18 @@ func LoadTrust(p string) (*modelfleet.Trust, error) {
 	if len(b) > maxTrustFile {
 		return nil, fmt.Errorf("release keys %s: larger than %d bytes", p, maxTrustFile)
 	}
+	return parseTrust(b, p)
+}
+
+// parseTrust decodes a release keys file; name says where it came from in
+// errors.
+func parseTrust(b []byte, name string) (*modelfleet.Trust, error) {
 	var t modelfleet.Trust
 	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("release keys %s: %w", p, err)
+		return nil, fmt.Errorf("release keys %s: %w", name, err)
 	}
 	if len(t.Keys) == 0 {
-		return nil, fmt.Errorf("release keys %s: no keys", p)
+		return nil, fmt.Errorf("release keys %s: no keys", name)
 	}
 	return &t, nil
 }
