@@ -1,0 +1,151 @@
+package fleet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/drift"
+	"github.com/modelfleet/modelfleet/fleet"
+	"github.com/modelfleet/modelfleet/inference"
+	"github.com/modelfleet/modelfleet/internal/pgtest"
+	"github.com/modelfleet/modelfleet/signals"
+)
+
+// BenchmarkMonitorState is what keeping the drift monitor's windows in the
+// store costs: signal messages of 50 features x 20 bins (make
+// bench-signals' shape) from 256 sites, a window each, handled by eight
+// handlers at once as the gateway's consumer runs them, with the windows
+// in memory, in bbolt and in PostgreSQL. ns/signal is the handling time
+// per message (wall clock, 8 handlers), B-written/signal the bytes the
+// store was given per message, signals/write how many messages one write
+// carried (group commit).
+func BenchmarkMonitorState(b *testing.B) {
+	const features, sites, windows = 50, 256, 12
+	rng := rand.New(rand.NewPCG(1, 2))
+	ds := &inference.Dataset{}
+	for j := range features {
+		ds.Features = append(ds.Features, fmt.Sprintf("f%02d", j))
+	}
+	row := func() []float64 {
+		r := make([]float64, features)
+		for j := range r {
+			r[j] = float64(j) + (1+float64(j%5))*rng.NormFloat64()
+		}
+		return r
+	}
+	for range 5000 {
+		ds.X = append(ds.X, row())
+	}
+	base, err := signals.BuildBaseline(ds, 20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := start
+	agg := signals.NewAggregator(signals.AggregatorOptions{Site: "t", Now: func() time.Time { return now }})
+	agg.SetBaseline("bench", "1", ds.Features, base)
+	var bodies [][]byte // window by window, every site's
+	for w := range windows {
+		for s := range sites {
+			for range 100 {
+				agg.Observe("bench", "1", row(), rng.Float64(), time.Millisecond, nil)
+			}
+			now = now.Add(time.Second)
+			m := agg.Flush(now)[0]
+			m.Site = fmt.Sprintf("site-%03d", s)
+			m.WindowStart = start.Add(time.Duration(w) * time.Minute)
+			m.WindowEnd = m.WindowStart.Add(time.Minute)
+			m.MessageID = signals.MessageID(m.Site, m.Model, m.Version, m.WindowStart)
+			body, err := json.Marshal(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			bodies = append(bodies, body)
+		}
+	}
+	stores := []struct {
+		name string
+		open func(b *testing.B) drift.StateStore
+	}{
+		{"memory", func(*testing.B) drift.StateStore { return nil }},
+		{"bbolt", func(b *testing.B) drift.StateStore {
+			d, err := fleet.Open(b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { d.Close() })
+			return d.MonitorState()
+		}},
+		{"postgres", func(b *testing.B) drift.StateStore {
+			p := pool(b, pgtest.DSN(b))
+			d, err := fleet.OpenPostgres(p, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { d.Close() })
+			return d.MonitorState()
+		}},
+	}
+	for _, st := range stores {
+		for _, handlers := range []int{8, 32} {
+			b.Run(fmt.Sprintf("%s/handlers=%d", st.name, handlers), func(b *testing.B) {
+				var writes, written, series atomic.Int64
+				var handled int
+				pass := 0
+				for b.Loop() {
+					b.StopTimer()
+					store := st.open(b) // every pass starts with no windows
+					m, err := drift.NewMonitor(drift.Options{
+						Baselines: drift.Baselines{modelfleet.ModelRef{Name: "bench", Version: "1"}: base},
+						State:     store, Lookback: 10 * time.Minute, Slots: 10,
+						OnStateWrite: func(n, bytes int, _ time.Duration, err error) {
+							if err != nil {
+								b.Error(err)
+							}
+							writes.Add(1)
+							series.Add(int64(n))
+							written.Add(int64(bytes))
+						},
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					pass++
+					b.StartTimer()
+					next := make(chan []byte)
+					var wg sync.WaitGroup
+					for range handlers {
+						wg.Go(func() {
+							for body := range next {
+								if err := m.Process(context.Background(), body); err != nil {
+									b.Error(err)
+								}
+							}
+						})
+					}
+					for _, body := range bodies {
+						next <- body
+					}
+					close(next)
+					wg.Wait()
+					handled += len(bodies)
+					if got := m.Stats().Evaluated; got != int64(len(bodies)) {
+						b.Fatalf("evaluated %d of %d", got, len(bodies))
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(handled), "ns/signal")
+				if writes.Load() > 0 {
+					b.ReportMetric(float64(written.Load())/float64(handled), "B-written/signal")
+					b.ReportMetric(float64(handled)/float64(writes.Load()), "signals/write")
+				}
+			})
+		}
+	}
+}
