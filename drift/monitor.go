@@ -427,6 +427,7 @@ func (m *Monitor) applyStored(ctx context.Context, msg *signals.Message) (token,
 		}
 	}
 	s.bounds(&s.scratch, newest, m.opts.Slots)
+	s.sums(&s.scratch, int(id%slots), newest, m.opts.Slots)
 	hadRef := s.siteCounts != nil
 	v := m.evaluate(s, &s.scratch)
 	if !hadRef && s.siteCounts != nil {
@@ -439,7 +440,7 @@ func (m *Monitor) applyStored(ctx context.Context, msg *signals.Message) (token,
 		s.nextSeq++
 	}
 	m.commit(s, id, newest, startMs)
-	s.dirty[int(id%slots)], s.dirty[PartSum] = true, true
+	s.dirty[int(id%slots)] = true
 	m.evaluated.Add(1)
 	if m.opts.OnEvaluated != nil {
 		m.opts.OnEvaluated(&v, time.Since(began))
@@ -486,6 +487,7 @@ func (m *Monitor) apply(ctx context.Context, msg *signals.Message) error {
 		}
 	}
 	s.bounds(&s.scratch, newest, m.opts.Slots)
+	s.sums(&s.scratch, int(id%int64(m.opts.Slots)), newest, m.opts.Slots)
 	v := m.evaluate(s, &s.scratch)
 	if err := m.report(ctx, s, &v); err != nil {
 		return err
@@ -569,6 +571,34 @@ func (s *series) bounds(a *agg, newest int64, slots int) {
 		if sid >= 0 && sid > newest-int64(slots) {
 			a.widen(s.slots[i].start, s.slots[i].end)
 			a.widenRange(&s.slots[i])
+		}
+	}
+}
+
+// sums sets a window's float sums (each histogram's values below and
+// above its range) from the slots it keeps and the incoming message, in
+// slot order: a running sum that adds and subtracts slots would drift from
+// that in its last bits, and a window loaded from the store (made of its
+// slots) would then judge differently from the one it continues.
+func (s *series) sums(a *agg, in int, newest int64, slots int) {
+	clear(a.below)
+	clear(a.above)
+	for i, sid := range s.slotID {
+		kept := sid >= 0 && sid > newest-int64(slots)
+		if !kept && i != in {
+			continue
+		}
+		for h := range a.below {
+			var below, above float64
+			if kept {
+				below, above = s.slots[i].below[h], s.slots[i].above[h]
+			}
+			if i == in {
+				below += s.incoming.below[h]
+				above += s.incoming.above[h]
+			}
+			a.below[h] += below
+			a.above[h] += above
 		}
 	}
 }

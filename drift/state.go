@@ -18,8 +18,9 @@ import (
 //
 // A series is stored as a head (small: which slots hold which window,
 // the window starts seen, the reporting state) and parts (a slot's sums,
-// the window's running total, the site reference), so that a message
-// rewrites the head and the two parts it changed, not the whole window.
+// the site reference), so that a message rewrites the head and the one
+// slot it changed, not the whole window (whose total is the sum of its
+// slots).
 // Every write is conditional on the series' generation: of two monitors
 // that computed a write from the same generation one wins, and the other
 // reloads and applies its message again.
@@ -58,11 +59,9 @@ type SeriesWrite struct {
 	Parts map[int][]byte
 }
 
-// The parts of a stored series besides its slots (0 to Slots-1).
-const (
-	PartSum     = -1 // the window's running total
-	PartSiteRef = -2 // the site reference's counts (ReferenceSite)
-)
+// PartSiteRef is the part of a stored series holding its site reference's
+// counts (ReferenceSite); its slots are parts 0 to Slots-1.
+const PartSiteRef = -1
 
 // headDoc is a stored series' head.
 type headDoc struct {
@@ -185,9 +184,11 @@ func (s *series) decodeParts(l *layout, h *headDoc, parts map[int][]byte) error 
 		}
 		s.slotID[i] = id
 	}
-	if slices.ContainsFunc(h.SlotIDs, func(id int64) bool { return id >= 0 }) {
-		if err := s.sum.decode(l, parts[PartSum]); err != nil {
-			return fmt.Errorf("sum: %w", err)
+	// The window's total, as apply keeps it: the slots summed in slot
+	// order (see series.sums).
+	for i, id := range s.slotID {
+		if id >= 0 {
+			s.sum.add(&s.slots[i], 1)
 		}
 	}
 	return nil
@@ -198,7 +199,7 @@ func (m *Monitor) markAllDirty(s *series) {
 	for i := range m.opts.Slots {
 		s.dirty[i] = true
 	}
-	s.dirty[PartSum], s.dirty[PartSiteRef] = true, true
+	s.dirty[PartSiteRef] = true
 }
 
 func (m *Monitor) slotMs() int64 {
@@ -345,8 +346,6 @@ func (m *Monitor) encodeSeries(s *series) SeriesWrite {
 	w := SeriesWrite{Key: SeriesKey{s.key.site, s.key.model, s.key.version}, Prev: s.gen, Head: head, Parts: make(map[int][]byte, len(s.dirty))}
 	for p := range s.dirty {
 		switch {
-		case p == PartSum:
-			w.Parts[p] = s.sum.encode(nil)
 		case p == PartSiteRef && s.siteCounts != nil:
 			w.Parts[p] = appendInts(nil, s.siteCounts)
 		case p == PartSiteRef:

@@ -42,12 +42,12 @@ func testMonitorState(t *testing.T, d *fleet.Directory) {
 		return c
 	}
 	if c := save(
-		drift.SeriesWrite{Key: k, Head: []byte("h1"), Parts: map[int][]byte{drift.PartSum: []byte("sum"), 0: []byte("s0"), 3: []byte("s3")}},
+		drift.SeriesWrite{Key: k, Head: []byte("h1"), Parts: map[int][]byte{-7: []byte("sum"), 0: []byte("s0"), 3: []byte("s3")}},
 		drift.SeriesWrite{Key: other, Head: []byte("o1"), Parts: map[int][]byte{0: []byte("o0")}},
 	); len(c) != 0 {
 		t.Fatalf("new series: conflicts %v", c)
 	}
-	want := drift.SeriesState{Gen: 1, Head: []byte("h1"), Parts: map[int][]byte{drift.PartSum: []byte("sum"), 0: []byte("s0"), 3: []byte("s3")}}
+	want := drift.SeriesState{Gen: 1, Head: []byte("h1"), Parts: map[int][]byte{-7: []byte("sum"), 0: []byte("s0"), 3: []byte("s3")}}
 	check := func(k drift.SeriesKey, want drift.SeriesState) {
 		t.Helper()
 		got, err := st.LoadSeries(ctx, k)
@@ -72,7 +72,7 @@ func testMonitorState(t *testing.T, d *fleet.Directory) {
 	}
 	// Parts listed are replaced or (nil) deleted; the others stay.
 	save(drift.SeriesWrite{Key: k, Prev: 1, Head: []byte("h2"), Parts: map[int][]byte{0: []byte("s0'"), 3: nil, drift.PartSiteRef: []byte("ref")}})
-	check(k, drift.SeriesState{Gen: 2, Head: []byte("h2"), Parts: map[int][]byte{drift.PartSiteRef: []byte("ref"), drift.PartSum: []byte("sum"), 0: []byte("s0'")}})
+	check(k, drift.SeriesState{Gen: 2, Head: []byte("h2"), Parts: map[int][]byte{drift.PartSiteRef: []byte("ref"), -7: []byte("sum"), 0: []byte("s0'")}})
 
 	// Writers racing on one series, each retrying on conflict: every
 	// increment lands once.
