@@ -21,13 +21,14 @@ import (
 
 // BenchmarkMonitorState is what keeping the drift monitor's windows in the
 // store costs: signal messages of 50 features x 20 bins (make
-// bench-signals' shape) from 256 sites, a window each, handled by eight
-// handlers at once as the gateway's consumer runs them, with the windows
-// in memory, in bbolt and in PostgreSQL. ns/signal is the handling time
-// per message (wall clock, 8 handlers), B-written/signal the bytes the
-// store was given per message, signals/write how many messages one write
-// carried (group commit), cpu-ns/signal this process's CPU per message
-// (PostgreSQL's not included).
+// bench-signals' shape) from 256 sites, twelve windows each, handled by 8
+// or 32 handlers at once (the gateway's monitor runs 32 with a store), with
+// the windows in memory, in bbolt and in PostgreSQL. ns/signal is the
+// handling time per message (wall clock, the handlers side by side),
+// B-written/signal the bytes the store was given per message,
+// signals/write how many messages one write carried (group commit),
+// cpu-ns/signal this process's CPU per message (PostgreSQL's not
+// included).
 func BenchmarkMonitorState(b *testing.B) {
 	const features, sites, windows = 50, 256, 12
 	rng := rand.New(rand.NewPCG(1, 2))
