@@ -51,7 +51,12 @@ func openBolt(dir string) (*boltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("fleet: init directory: %w", err)
 	}
-	mon, err := bolt.Open(filepath.Join(dir, "monitor.db"), 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	// Every write rewrites a slot of 2–3 KB in a random place: the free
+	// pages it leaves are not listed on disk at each commit (as the
+	// embedded queue's, queue/embedded.go); Open rebuilds the list.
+	mon, err := bolt.Open(filepath.Join(dir, "monitor.db"), 0o600, &bolt.Options{
+		Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("fleet: open directory: %w", err)
