@@ -359,6 +359,7 @@ func (m *Monitor) settle(ctx context.Context, msgs []signals.Message, waits []pe
 			err := w.t.wait(ctx)
 			switch {
 			case errors.Is(err, errStale):
+				w.t.counted.Add(-1) // counted again when applied again
 				again = append(again, w)
 				continue
 			case err != nil:
@@ -409,11 +410,15 @@ func (m *Monitor) applyStored(ctx context.Context, msg *signals.Message) (token,
 	id := startMs / m.slotMs()
 	if _, dup := s.seen[startMs]; dup {
 		m.duplicates.Add(1)
-		return s.current(), nil
+		t := s.current()
+		t.counted = &m.duplicates
+		return t, nil
 	}
 	if s.newest >= 0 && id <= s.newest-slots {
 		m.late.Add(1)
-		return s.current(), nil
+		t := s.current()
+		t.counted = &m.late
+		return t, nil
 	}
 	if err := s.incoming.fromMessage(l, msg); err != nil {
 		return token{}, err
@@ -445,7 +450,9 @@ func (m *Monitor) applyStored(ctx context.Context, msg *signals.Message) (token,
 	if m.opts.OnEvaluated != nil {
 		m.opts.OnEvaluated(&v, time.Since(began))
 	}
-	return m.enqueue(s), nil
+	t := m.enqueue(s)
+	t.counted = &m.evaluated
+	return t, nil
 }
 
 // apply adds one message to its series' window, evaluates it and reports

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,6 +107,9 @@ type token struct {
 	s     *series
 	b     *flushBatch
 	epoch uint64
+	// counted is the count (Stats) the message went to, taken back if
+	// it is applied again.
+	counted *atomic.Int64
 }
 
 // errStale says a series changed under the handler (another replica wrote

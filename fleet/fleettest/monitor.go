@@ -319,6 +319,11 @@ func testMonitorReplicas(t *testing.T, d *fleet.Directory) {
 		}
 		wg.Wait()
 	}
+	// Each message counted once, though some were applied again after the
+	// other replica wrote their series.
+	if n := replicas[0].Stats().Evaluated + replicas[1].Stats().Evaluated; n != int64(len(fx.msgs)) {
+		t.Errorf("the replicas evaluated %d messages, want %d", n, len(fx.msgs))
+	}
 	// A third monitor, started on the store, takes the last window again:
 	// duplicates, and the verdicts of the window the store holds.
 	last := fx.monitor(t, st, sk)
