@@ -112,8 +112,10 @@ type Options struct {
 	// fill again after a restart.
 	State StateStore
 	// OnStateWrite, if set, is called after each write to State with how
-	// many series it wrote, their bytes, and how long it took.
-	OnStateWrite func(series, bytes int, took time.Duration, err error)
+	// many series it carried, how many of them it did not write because
+	// another monitor had written them (their messages are applied again),
+	// their bytes, and how long it took.
+	OnStateWrite func(series, conflicts, bytes int, took time.Duration, err error)
 	Logger       *slog.Logger
 }
 

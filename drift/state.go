@@ -289,7 +289,7 @@ func (m *Monitor) flush(b *flushBatch) {
 		conflicts, err = m.opts.State.SaveSeries(ctx, writes)
 		cancel()
 		if m.opts.OnStateWrite != nil {
-			m.opts.OnStateWrite(len(writes), writeBytes(writes), time.Since(began), err)
+			m.opts.OnStateWrite(len(writes), len(conflicts), writeBytes(writes), time.Since(began), err)
 		}
 	}
 	failed := make([]bool, len(written))

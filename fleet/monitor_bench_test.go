@@ -23,10 +23,13 @@ import (
 // store costs: signal messages of 50 features x 20 bins (make
 // bench-signals' shape) from 256 sites, twelve windows each, handled by 8
 // or 32 handlers at once (the gateway's monitor runs 32 with a store), with
-// the windows in memory, in bbolt and in PostgreSQL. ns/signal is the
+// the windows in memory, in bbolt and in PostgreSQL, and two replicas'
+// monitors sharing the messages on one PostgreSQL. ns/signal is the
 // handling time per message (wall clock, the handlers side by side),
 // B-written/signal the bytes the store was given per message,
 // signals/write how many messages one write carried (group commit),
+// conflicts/signal how often a series' write was refused because the other
+// replica had written it (the messages are then applied again),
 // cpu-ns/signal this process's CPU per message (PostgreSQL's not
 // included).
 func BenchmarkMonitorState(b *testing.B) {
@@ -96,62 +99,90 @@ func BenchmarkMonitorState(b *testing.B) {
 			return d.MonitorState()
 		}},
 	}
-	for _, st := range stores {
-		for _, handlers := range []int{8, 32} {
-			b.Run(fmt.Sprintf("%s/handlers=%d", st.name, handlers), func(b *testing.B) {
-				var writes, written, series atomic.Int64
-				var handled int
-				var cpu time.Duration
-				for b.Loop() {
-					b.StopTimer()
-					store := st.open(b) // every pass starts with no windows
+	type run struct {
+		store              int // in stores
+		handlers, replicas int
+	}
+	var runs []run
+	for st := range stores {
+		for _, h := range []int{8, 32} {
+			runs = append(runs, run{st, h, 1})
+		}
+	}
+	// Two replicas' monitors on one database, each with half the
+	// handlers, taking messages from one queue as SKIP LOCKED hands them
+	// out: a site's messages alternate between them.
+	runs = append(runs, run{2, 32, 2})
+	for _, r := range runs {
+		st := stores[r.store]
+		name := fmt.Sprintf("%s/handlers=%d", st.name, r.handlers)
+		if r.replicas > 1 {
+			name = fmt.Sprintf("%s-%dreplicas/handlers=%d", st.name, r.replicas, r.handlers)
+		}
+		b.Run(name, func(b *testing.B) {
+			var writes, written, series, conflicts atomic.Int64
+			var handled int
+			var cpu time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				store := st.open(b) // every pass starts with no windows
+				var monitors []*drift.Monitor
+				for range r.replicas {
 					m, err := drift.NewMonitor(drift.Options{
 						Baselines: drift.Baselines{modelfleet.ModelRef{Name: "bench", Version: "1"}: base},
 						State:     store, Lookback: 10 * time.Minute, Slots: 10,
-						OnStateWrite: func(n, bytes int, _ time.Duration, err error) {
+						OnStateWrite: func(n, c, bytes int, _ time.Duration, err error) {
 							if err != nil {
 								b.Error(err)
 							}
 							writes.Add(1)
 							series.Add(int64(n))
+							conflicts.Add(int64(c))
 							written.Add(int64(bytes))
 						},
 					})
 					if err != nil {
 						b.Fatal(err)
 					}
-					b.StartTimer()
-					cpu0 := cpuTime()
-					next := make(chan []byte)
-					var wg sync.WaitGroup
-					for range handlers {
-						wg.Go(func() {
-							for body := range next {
-								if err := m.Process(context.Background(), body); err != nil {
-									b.Error(err)
-								}
+					monitors = append(monitors, m)
+				}
+				b.StartTimer()
+				cpu0 := cpuTime()
+				next := make(chan []byte)
+				var wg sync.WaitGroup
+				for h := range r.handlers {
+					m := monitors[h%r.replicas]
+					wg.Go(func() {
+						for body := range next {
+							if err := m.Process(context.Background(), body); err != nil {
+								b.Error(err)
 							}
-						})
-					}
-					for _, body := range bodies {
-						next <- body
-					}
-					close(next)
-					wg.Wait()
-					cpu += cpuTime() - cpu0
-					handled += len(bodies)
-					if got := m.Stats().Evaluated; got != int64(len(bodies)) {
-						b.Fatalf("evaluated %d of %d", got, len(bodies))
-					}
+						}
+					})
 				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(handled), "ns/signal")
-				b.ReportMetric(float64(cpu.Nanoseconds())/float64(handled), "cpu-ns/signal")
-				if writes.Load() > 0 {
-					b.ReportMetric(float64(written.Load())/float64(handled), "B-written/signal")
-					b.ReportMetric(float64(handled)/float64(writes.Load()), "signals/write")
+				for _, body := range bodies {
+					next <- body
 				}
-			})
-		}
+				close(next)
+				wg.Wait()
+				cpu += cpuTime() - cpu0
+				handled += len(bodies)
+				var got int64
+				for _, m := range monitors {
+					got += m.Stats().Evaluated
+				}
+				if got != int64(len(bodies)) {
+					b.Fatalf("evaluated %d of %d", got, len(bodies))
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(handled), "ns/signal")
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(handled), "cpu-ns/signal")
+			if writes.Load() > 0 {
+				b.ReportMetric(float64(written.Load())/float64(handled), "B-written/signal")
+				b.ReportMetric(float64(handled)/float64(writes.Load()), "signals/write")
+				b.ReportMetric(float64(conflicts.Load())/float64(handled), "conflicts/signal")
+			}
+		})
 	}
 }
 
