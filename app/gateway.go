@@ -35,7 +35,7 @@ const DefaultGatewayAddr = "127.0.0.1:8080"
 // GatewayConfig configures the gateway process.
 type GatewayConfig struct {
 	Addr    string // listen address (default DefaultGatewayAddr)
-	DataDir string // the site directory lives in DataDir/sites.db
+	DataDir string // the site directory lives in DataDir/sites.db, the drift monitor's windows in DataDir/monitor.db
 	// MaxLongPolls caps the sites' desired-state long polls held open at
 	// once (default fleet.DefaultMaxLongPolls).
 	MaxLongPolls int
@@ -60,6 +60,11 @@ type GatewayConfig struct {
 	// any number of gateway replicas. Empty: bbolt files in DataDir and
 	// QueueDir, one replica (the embedded default).
 	Store string
+	// StoreCredential, if set, authenticates to Store with Microsoft
+	// Entra ID (Azure Database for PostgreSQL): each new connection's
+	// password is an access token from it (pgdb.Options.Credential), and
+	// Store names the Entra principal as its user, with no password.
+	StoreCredential azcore.TokenCredential
 	// Monitor tunes the drift monitor (lookback, minimum rows, reference,
 	// thresholds); zero values take its defaults.
 	Monitor drift.Options
@@ -236,6 +241,12 @@ func OpenGateway(cfg GatewayConfig) (g *Gateway, err error) {
 	// with send rights could set a stamp: there the signature is required
 	// (docs/security.md, Signals).
 	mon := cfg.Monitor
+	// Its windows live in the store beside the fleet, so a restart or
+	// another replica continues them (docs/signals.md, "The monitor's
+	// state").
+	if mon.State == nil {
+		mon.State = g.Directory.MonitorState()
+	}
 	if g.sec != nil {
 		mon.Sites = &signals.SiteVerifier{Roots: g.sec.ca.Pool(), Revoked: g.sec.enrol.IsRevoked, RevokedCert: g.sec.crls.Revoked}
 	}

@@ -113,7 +113,15 @@ func (m *Monitor) Run(ctx context.Context) error {
 	// ahead, let each queue commit settle several messages at once
 	// (bench-signals: 21,600 signals/s on two cores, against 17,900 with
 	// four handlers and a prefetch of eight).
-	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Concurrency: 8, Prefetch: 32, Logger: m.log})
+	concurrency := 8
+	if m.cfg.Drift.State != nil {
+		// A handler waits for the write of its window (one write carries
+		// the windows of every handler waiting): more of them, more
+		// windows a write (BenchmarkMonitorState: 4 signals a write with
+		// eight handlers, 13 to 16 with 32, and a third less CPU a signal).
+		concurrency = 32
+	}
+	return queue.Consume(ctx, m.cfg.Queue, m.Handle, queue.ConsumeOptions{Concurrency: concurrency, Prefetch: 32, Logger: m.log})
 }
 
 // Start runs the monitor in the background and serves its verdicts at the

@@ -39,7 +39,7 @@ func (g *Gateway) openStores(cfg GatewayConfig, log *slog.Logger) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // migrations wait for another replica's
 	defer cancel()
-	if g.pool, err = pgdb.Open(ctx, cfg.Store); err != nil {
+	if g.pool, err = pgdb.OpenWith(ctx, cfg.Store, pgdb.Options{Credential: cfg.StoreCredential}); err != nil {
 		return err
 	}
 	// The artifact mirror is content-addressed files: with several
@@ -47,7 +47,7 @@ func (g *Gateway) openStores(cfg GatewayConfig, log *slog.Logger) error {
 	if g.Directory, err = fleet.OpenPostgres(g.pool, filepath.Join(filepath.Clean(cfg.DataDir), "artifacts")); err != nil {
 		return err
 	}
-	log.Info("fleet state on PostgreSQL", "host", g.pool.Config().ConnConfig.Host, "database", g.pool.Config().ConnConfig.Database)
+	log.Info("fleet state on PostgreSQL", "host", g.pool.Config().ConnConfig.Host, "database", g.pool.Config().ConnConfig.Database, "entra", cfg.StoreCredential != nil)
 	if cfg.Signals != nil {
 		return nil
 	}

@@ -102,19 +102,39 @@ type Options struct {
 	// Reference is what windows are compared with: ReferenceTraining (the
 	// default) or ReferenceSite.
 	Reference string
-	Logger    *slog.Logger
+	// State, if set, keeps the windows (and the site references, and the
+	// verdicts the sink has not taken yet) in a store, so that a monitor
+	// that restarts, or another replica's, continues them: see StateStore
+	// and docs/signals.md ("The monitor's state"). A message is then done
+	// (its handler returns, and the queue completes it) only once the store
+	// holds a window that counts it, and verdicts go to the sink only once
+	// the window they judge is stored. Nil: windows live in memory and
+	// fill again after a restart.
+	State StateStore
+	// OnStateWrite, if set, is called after each write to State with how
+	// many series it carried, how many of them it did not write because
+	// another monitor had written them (their messages are applied again),
+	// their bytes, and how long it took.
+	OnStateWrite func(series, conflicts, bytes int, took time.Duration, err error)
+	Logger       *slog.Logger
 }
 
 // Monitor consumes signal messages (Handle, for queue.Consume), keeps a
 // rolling window per site, model and version, evaluates every drift metric
 // against the baseline on each message, and reports verdicts to its Sink.
-// Its windows are in memory: after a restart they fill again from new
-// messages, so detection resumes within one Lookback.
+// Without Options.State its windows are in memory: after a restart they
+// fill again from new messages, so detection resumes within one Lookback.
 type Monitor struct {
 	opts Options
 
 	mu     sync.Mutex
 	series map[seriesKey]*series
+
+	// The batch of series changes gathering for the next write to
+	// Options.State, and whether a flushLoop runs.
+	pmu      sync.Mutex
+	open     *flushBatch
+	flushing bool
 
 	layouts sync.Map // modelfleet.ModelRef -> *layout
 
@@ -139,8 +159,25 @@ type series struct {
 	kinds    uint8 // breachKinds of the last verdict reported
 	last     *Verdict
 	// siteRefs, with ReferenceSite, are the references of the site's first
-	// full window; nil until it has one.
-	siteRefs []*reference
+	// full window; nil until it has one. siteCounts are the window's
+	// counts they were made of.
+	siteRefs   []*reference
+	siteCounts []int64
+
+	// With Options.State (state.go): loaded says memory holds what the
+	// store does as of generation gen (plus the changes pending); epoch
+	// counts the times memory was dropped after a failed write; dirty are
+	// the parts changed since the last write; pending is the batch that
+	// will write them, inflight the one writing. unsent are the verdicts
+	// the sink has not taken, those with seq below durableSeq stored.
+	loaded              bool
+	gen                 int64
+	epoch               uint64
+	dirty               map[int]bool
+	pending, inflight   *flushBatch
+	unsent              []unsentVerdict
+	nextSeq, durableSeq uint64
+	sending             bool
 }
 
 // NewMonitor returns a monitor.
@@ -267,9 +304,18 @@ func (m *Monitor) process(ctx context.Context, body []byte, sender string) error
 		}
 	}
 	var perm error
+	var waits []pendingApply
 	for i := range msgs {
 		m.received.Add(1)
-		err := m.apply(ctx, &msgs[i])
+		var err error
+		if m.opts.State != nil {
+			var t token
+			if t, err = m.applyStored(ctx, &msgs[i]); err == nil {
+				waits = append(waits, pendingApply{i, t})
+			}
+		} else {
+			err = m.apply(ctx, &msgs[i])
+		}
 		var pe *queue.PermanentError
 		switch {
 		case err == nil:
@@ -283,6 +329,9 @@ func (m *Monitor) process(ctx context.Context, body []byte, sender string) error
 			return err
 		}
 	}
+	if err := m.settle(ctx, msgs, waits); err != nil {
+		return err
+	}
 	if derr != nil {
 		var de *signals.DecodeError
 		errors.As(derr, &de)
@@ -292,6 +341,120 @@ func (m *Monitor) process(ctx context.Context, body []byte, sender string) error
 		m.rejected.Add(1)
 	}
 	return perm
+}
+
+// pendingApply is a message applied to its series, waiting for the store.
+type pendingApply struct {
+	msg int
+	t   token
+}
+
+// settle waits until the store holds the windows of the messages applied
+// (or, for a duplicate, the window that holds it), applying again those
+// whose series another replica changed meanwhile, then hands their
+// series' verdicts to the sink. Only then may the queue message be
+// completed: a message completed is counted in a stored window.
+func (m *Monitor) settle(ctx context.Context, msgs []signals.Message, waits []pendingApply) error {
+	for attempt := 0; len(waits) > 0; attempt++ {
+		var again []pendingApply
+		for _, w := range waits {
+			err := w.t.wait(ctx)
+			switch {
+			case errors.Is(err, errStale):
+				w.t.counted.Add(-1) // counted again when applied again
+				again = append(again, w)
+				continue
+			case err != nil:
+				return err
+			}
+			if err := m.sendUnsent(ctx, w.t.s); err != nil {
+				return err
+			}
+		}
+		if len(again) > 0 && attempt == maxStaleRetries {
+			return fmt.Errorf("drift: series of %s changed elsewhere %d times while applying a message", msgs[again[0].msg].Site, attempt)
+		}
+		waits = waits[:0]
+		for _, w := range again {
+			t, err := m.applyStored(ctx, &msgs[w.msg])
+			if err != nil {
+				return err // permanent errors were found on the first pass
+			}
+			waits = append(waits, pendingApply{w.msg, t})
+		}
+	}
+	return nil
+}
+
+// applyStored adds one message to its series' window (loaded from the
+// store first if need be), evaluates it, queues the verdict for the sink
+// if it is news, and returns what to wait for before the message counts:
+// the write of the series.
+func (m *Monitor) applyStored(ctx context.Context, msg *signals.Message) (token, error) {
+	began := time.Now()
+	l, err := m.layoutFor(ctx, msg)
+	if err != nil {
+		return token{}, err
+	}
+	s := m.seriesFor(seriesKey{msg.Site, msg.Model, msg.Version})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := m.load(ctx, s, l); err != nil {
+		return token{}, err
+	}
+	if s.layout.digest != l.digest {
+		m.resetSeries(s, l) // the version's baseline changed: start over
+		m.markAllDirty(s)
+	}
+	l = s.layout
+	slots := int64(m.opts.Slots)
+	startMs := msg.WindowStart.UnixMilli()
+	id := startMs / m.slotMs()
+	if _, dup := s.seen[startMs]; dup {
+		m.duplicates.Add(1)
+		t := s.current()
+		t.counted = &m.duplicates
+		return t, nil
+	}
+	if s.newest >= 0 && id <= s.newest-slots {
+		m.late.Add(1)
+		t := s.current()
+		t.counted = &m.late
+		return t, nil
+	}
+	if err := s.incoming.fromMessage(l, msg); err != nil {
+		return token{}, err
+	}
+	newest := max(s.newest, id)
+	s.scratch.copyFrom(&s.sum)
+	s.scratch.add(&s.incoming, 1)
+	for i, sid := range s.slotID {
+		if sid >= 0 && sid <= newest-slots {
+			s.scratch.add(&s.slots[i], -1)
+		}
+	}
+	s.bounds(&s.scratch, newest, m.opts.Slots)
+	s.sums(&s.scratch, int(id%slots), newest, m.opts.Slots)
+	hadRef := s.siteCounts != nil
+	v := m.evaluate(s, &s.scratch)
+	if !hadRef && s.siteCounts != nil {
+		s.dirty[PartSiteRef] = true
+	}
+	send := m.news(s, &v)
+	m.noted(s, &v, send)
+	if send && m.opts.Sink != nil {
+		s.unsent = append(s.unsent, unsentVerdict{seq: s.nextSeq, v: v})
+		s.nextSeq++
+	}
+	m.commit(s, id, newest, startMs)
+	s.dirty[int(id%slots)] = true
+	m.evaluated.Add(1)
+	if m.opts.OnEvaluated != nil {
+		m.opts.OnEvaluated(&v, time.Since(began))
+	}
+	t := m.enqueue(s)
+	t.counted = &m.evaluated
+	return t, nil
 }
 
 // apply adds one message to its series' window, evaluates it and reports
@@ -333,6 +496,7 @@ func (m *Monitor) apply(ctx context.Context, msg *signals.Message) error {
 		}
 	}
 	s.bounds(&s.scratch, newest, m.opts.Slots)
+	s.sums(&s.scratch, int(id%int64(m.opts.Slots)), newest, m.opts.Slots)
 	v := m.evaluate(s, &s.scratch)
 	if err := m.report(ctx, s, &v); err != nil {
 		return err
@@ -345,38 +509,43 @@ func (m *Monitor) apply(ctx context.Context, msg *signals.Message) error {
 	return nil
 }
 
-// report sends v to the sink when it is news: a new breach, a breach that
-// persisted past the cooldown, or a recovery.
+// report sends v to the sink when it is news.
 func (m *Monitor) report(ctx context.Context, s *series, v *Verdict) error {
-	now := v.WindowEnd
-	send := false
+	send := m.news(s, v)
+	if send {
+		if err := m.notify(ctx, v); err != nil {
+			return err
+		}
+	}
+	m.noted(s, v, send)
+	return nil
+}
+
+// news says whether v is news to the sink: a new breach, a breach that
+// persisted past the cooldown, or a recovery.
+func (m *Monitor) news(s *series, v *Verdict) bool {
 	kinds := breachKinds(v)
 	switch {
 	case v.Breached():
 		// News: a breach, or a kind of breach the last report did not
 		// have (data quality, then drift), or one outlasting the cooldown.
-		send = kinds&^s.kinds != 0 || m.opts.Cooldown < 0 || now.Sub(s.notified) >= m.opts.Cooldown
+		return kinds&^s.kinds != 0 || m.opts.Cooldown < 0 || v.WindowEnd.Sub(s.notified) >= m.opts.Cooldown
 	case s.breached, m.opts.Cooldown < 0:
-		send = true
+		return true
 	}
-	if send && m.opts.Sink != nil {
-		if err := m.opts.Sink.Notify(ctx, *v); err != nil {
-			return fmt.Errorf("drift: report verdict %s: %w", v.ID, err)
-		}
-		m.notified.Add(1)
-		if v.Breached() {
-			m.opts.Logger.Warn("drift verdict", "site", v.Site, "model", v.Model, "version", v.Version, "reason", v.Reason)
-		}
-	}
-	if send {
-		s.notified = now
-		s.kinds = kinds
+	return false
+}
+
+// noted records v as the series' latest verdict, sent or not.
+func (m *Monitor) noted(s *series, v *Verdict, sent bool) {
+	if sent {
+		s.notified = v.WindowEnd
+		s.kinds = breachKinds(v)
 	} else if !v.Breached() {
 		s.kinds = 0
 	}
 	s.breached = v.Breached()
 	s.last = v
-	return nil
 }
 
 // commit makes the scratch window the series' window.
@@ -415,6 +584,34 @@ func (s *series) bounds(a *agg, newest int64, slots int) {
 	}
 }
 
+// sums sets a window's float sums (each histogram's values below and
+// above its range) from the slots it keeps and the incoming message, in
+// slot order: a running sum that adds and subtracts slots would drift from
+// that in its last bits, and a window loaded from the store (made of its
+// slots) would then judge differently from the one it continues.
+func (s *series) sums(a *agg, in int, newest int64, slots int) {
+	clear(a.below)
+	clear(a.above)
+	for i, sid := range s.slotID {
+		kept := sid >= 0 && sid > newest-int64(slots)
+		if !kept && i != in {
+			continue
+		}
+		for h := range a.below {
+			var below, above float64
+			if kept {
+				below, above = s.slots[i].below[h], s.slots[i].above[h]
+			}
+			if i == in {
+				below += s.incoming.below[h]
+				above += s.incoming.above[h]
+			}
+			a.below[h] += below
+			a.above[h] += above
+		}
+	}
+}
+
 func (m *Monitor) seriesFor(k seriesKey) *series {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -438,7 +635,7 @@ func (m *Monitor) resetSeries(s *series, l *layout) {
 	s.seen = map[int64]int64{}
 	s.newest = -1
 	s.breached, s.kinds = false, 0
-	s.siteRefs = nil
+	s.siteRefs, s.siteCounts = nil, nil
 }
 
 // noBaseline is the layout of messages without histograms.
@@ -551,7 +748,7 @@ func (m *Monitor) evaluate(s *series, a *agg) Verdict {
 	if m.opts.Reference == ReferenceSite && len(refs) > 0 {
 		if s.siteRefs == nil {
 			if r, ok := m.siteReference(l, a); ok {
-				s.siteRefs = r
+				s.siteRefs, s.siteCounts = r, slices.Clone(a.counts)
 			}
 		}
 		if s.siteRefs == nil {

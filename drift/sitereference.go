@@ -29,12 +29,17 @@ func (m *Monitor) siteReference(l *layout, a *agg) (refs []*reference, ok bool) 
 	if a.scored < m.opts.MinRows || a.end.Sub(a.start) < m.opts.Lookback/2 {
 		return nil, false
 	}
-	refs = make([]*reference, len(l.refs))
+	return siteRefsFrom(l, a.counts), true
+}
+
+// siteRefsFrom makes the references of a window's counts (in layout l).
+func siteRefsFrom(l *layout, counts []int64) []*reference {
+	refs := make([]*reference, len(l.refs))
 	for h, r := range l.refs {
 		off := l.offsets[h]
 		f := *r.f // the baseline's bins, kind and standard deviation
-		f.Counts = slices.Clone(a.counts[off : off+len(r.f.Counts)])
+		f.Counts = slices.Clone(counts[off : off+len(r.f.Counts)])
 		refs[h] = newReference(&f)
 	}
-	return refs, true
+	return refs
 }

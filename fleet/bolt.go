@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -23,8 +24,11 @@ var (
 	workloadsBucket = []byte("workloads")
 )
 
-// boltStore keeps the directory in one bbolt file: one process only.
-type boltStore struct{ db *bolt.DB }
+// boltStore keeps the directory in one bbolt file, and the drift
+// monitor's series in another (monitor.db: their writes, one per handful
+// of signal messages, do not queue behind the directory's): one process
+// only.
+type boltStore struct{ db, monitor *bolt.DB }
 
 var _ Store = (*boltStore)(nil)
 
@@ -47,10 +51,20 @@ func openBolt(dir string) (*boltStore, error) {
 		db.Close()
 		return nil, fmt.Errorf("fleet: init directory: %w", err)
 	}
-	return &boltStore{db: db}, nil
+	// Every write rewrites a slot of 2–3 KB in a random place: the free
+	// pages it leaves are not listed on disk at each commit (as the
+	// embedded queue's, queue/embedded.go); Open rebuilds the list.
+	mon, err := bolt.Open(filepath.Join(dir, "monitor.db"), 0o600, &bolt.Options{
+		Timeout: 5 * time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("fleet: open directory: %w", err)
+	}
+	return &boltStore{db: db, monitor: mon}, nil
 }
 
-func (b *boltStore) Close() error { return b.db.Close() }
+func (b *boltStore) Close() error { return errors.Join(b.db.Close(), b.monitor.Close()) }
 
 func (b *boltStore) Ping(context.Context) error { return nil }
 

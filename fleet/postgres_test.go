@@ -16,7 +16,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // pool opens a migrated pool on a new database of the shared server.
-func pool(t *testing.T, dsn string) *pgxpool.Pool {
+func pool(t testing.TB, dsn string) *pgxpool.Pool {
 	t.Helper()
 	p, err := pgdb.Open(context.Background(), dsn)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/drift"
 )
 
 // Store is where the directory keeps its records: bbolt in one file for
@@ -62,6 +63,8 @@ type Store interface {
 	// Close. It returns how often a long poll re-reads anyway, in case a
 	// wake-up was lost (0: never; the store sees every write itself).
 	Watch(wake func(site string)) (poll time.Duration)
+	// The drift monitor's series (Directory.MonitorState).
+	drift.StateStore
 	// Ping reports whether the store can serve (readiness).
 	Ping(ctx context.Context) error
 	Close() error

@@ -125,6 +125,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 		oidcTenants                                []string
 		insecureNoAuth, insecureWebhook            bool
 		store                                      string
+		storeEntra                                 bool
 		releaseVault, controlVault                 []string
 	)
 	cmd := &cobra.Command{
@@ -206,6 +207,9 @@ func newGatewayCmd(g *globals) *cobra.Command {
 			if cfg.Store, err = storeDSN(store); err != nil {
 				return err
 			}
+			if cfg.StoreCredential, err = storeCredential(storeEntra, cfg.Store); err != nil {
+				return err
+			}
 			gw, err := app.OpenGateway(cfg)
 			if err != nil {
 				return err
@@ -255,6 +259,7 @@ func newGatewayCmd(g *globals) *cobra.Command {
 	f.IntVar(&cfg.MaxLongPolls, "max-long-polls", fleet.DefaultMaxLongPolls, "sites' desired-state long polls held open at once; past it a site is told to retry later")
 	f.StringVar(&cfg.DataDir, "data-dir", filepath.Join(dataDir(), "gateway"), "site directory location")
 	f.StringVar(&store, "store", "", storeFlagHelp)
+	f.BoolVar(&storeEntra, "store-entra", storeEntraDefault(), storeEntraFlagHelp)
 	f.StringVar(&keyParam, "event-key-param", events.DefaultKeyQueryParam, "query parameter carrying the webhook key (keys: $MODELFLEET_EVENT_KEYS, comma-separated)")
 	f.StringVar(&jwks, "entra-jwks-url", "", "require Microsoft Entra bearer tokens signed by a key from this JWKS URL")
 	f.StringArrayVar(&issuers, "entra-issuer", nil, "accepted token issuer (repeatable)")

@@ -4,6 +4,13 @@
 //   az deployment group create -g <rg> -f deploy/bicep/postgres.bicep -p name=<server> administratorPassword=<...>
 // then put postgres://<login>:<password>@<fqdn>:5432/modelfleet?sslmode=require
 // in the Secret the cloud chart's gateway.store.secretName names.
+//
+// Or with Entra authentication and no password anywhere (docs/deploy.md,
+// "Entra authentication"): make the gateway's workload identity the
+// server's Entra administrator,
+//   ... -p name=<server> entraAdminObjectId=<identity's principal ID> entraAdminName=<identity's name> passwordAuth=false
+// and give the chart gateway.store.entra=true and gateway.store.dsn=
+// postgres://<identity's name>@<fqdn>:5432/modelfleet?sslmode=require
 targetScope = 'resourceGroup'
 
 @description('Region of the server (default: the resource group\'s).')
@@ -16,8 +23,23 @@ param name string
 param administratorLogin string = 'modelfleet'
 
 @secure()
-@description('Its password.')
-param administratorPassword string
+@description('Its password (with passwordAuth).')
+param administratorPassword string = ''
+
+@description('Password authentication (administratorLogin). Turn it off once Entra authentication is in use.')
+param passwordAuth bool = true
+
+@description('Object (principal) ID of the Entra principal to make the server\'s Entra administrator: the gateway\'s workload identity (a user-assigned managed identity). Empty: no Entra authentication.')
+param entraAdminObjectId string = ''
+
+@description('Its name, the user in the gateway\'s DSN (a managed identity\'s name).')
+param entraAdminName string = ''
+
+@description('Its kind: ServicePrincipal (managed identities, applications), User or Group.')
+@allowed(['ServicePrincipal', 'User', 'Group'])
+param entraAdminType string = 'ServicePrincipal'
+
+var entra = !empty(entraAdminObjectId)
 
 @description('Compute: Burstable B2s carries thousands of sites (docs/deploy.md, sizing).')
 param skuName string = 'Standard_B2s'
@@ -41,8 +63,13 @@ resource server 'Microsoft.DBforPostgreSQL/flexibleServers@2024-08-01' = {
   }
   properties: {
     version: '16'
-    administratorLogin: administratorLogin
-    administratorLoginPassword: administratorPassword
+    administratorLogin: passwordAuth ? administratorLogin : null
+    administratorLoginPassword: passwordAuth ? administratorPassword : null
+    authConfig: {
+      activeDirectoryAuth: entra ? 'Enabled' : 'Disabled'
+      passwordAuth: passwordAuth ? 'Enabled' : 'Disabled'
+      tenantId: entra ? subscription().tenantId : null
+    }
     storage: {
       storageSizeGB: storageSizeGB
       autoGrow: 'Enabled'
@@ -66,5 +93,21 @@ resource database 'Microsoft.DBforPostgreSQL/flexibleServers/databases@2024-08-0
   }
 }
 
+// The gateway's identity as the server's Entra administrator: its access
+// tokens (scope https://ossrdbms-aad.database.windows.net/.default) are its
+// password.
+resource entraAdmin 'Microsoft.DBforPostgreSQL/flexibleServers/administrators@2024-08-01' = if (entra) {
+  parent: server
+  name: entra ? entraAdminObjectId : 'none'
+  // One change to the server at a time (a concurrent one fails ServerIsBusy).
+  dependsOn: [database]
+  properties: {
+    principalName: entraAdminName
+    principalType: entraAdminType
+    tenantId: subscription().tenantId
+  }
+}
+
 output host string = server.properties.fullyQualifiedDomainName
+output entraUser string = entra ? entraAdminName : ''
 output database string = database.name

@@ -70,7 +70,8 @@ func TestBicepStructure(t *testing.T) {
 		all += string(b)
 	}
 	for _, want := range []string{"Microsoft.EventGrid/systemTopics@", "azureml_modelmonitor_threshold_breached", "Microsoft.MachineLearningServices.RunStatusChanged",
-		"requiresDuplicateDetection: true", "deadLetteringOnMessageExpiration: true", "Microsoft.Authorization/roleAssignments@"} {
+		"requiresDuplicateDetection: true", "deadLetteringOnMessageExpiration: true", "Microsoft.Authorization/roleAssignments@",
+		"Microsoft.DBforPostgreSQL/flexibleServers/administrators@", "activeDirectoryAuth"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("bicep lacks %q", want)
 		}

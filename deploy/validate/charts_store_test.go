@@ -56,3 +56,58 @@ func TestCloudChartGatewayReplicasOnPostgres(t *testing.T) {
 		t.Errorf("bbolt default: %v, %d PDBs", err, len(objs["PodDisruptionBudget"]))
 	}
 }
+
+// With Entra authentication the gateway gets $MODELFLEET_STORE_ENTRA and
+// its workload identity; the DSN, which then holds no password, may come in
+// the clear. A password in it, or Entra without an identity, is refused.
+func TestCloudChartGatewayStoreEntra(t *testing.T) {
+	const dsn = "postgres://modelfleet-gateway@fleet.postgres.database.azure.com:5432/modelfleet?sslmode=require"
+	store := func(s map[string]any, identity string) map[string]any {
+		return cloudValues(map[string]any{"gateway": map[string]any{"store": s}, "azure": map[string]any{"workloadIdentityClientID": identity}})
+	}
+	vals := store(map[string]any{"entra": true, "dsn": dsn}, "00000000-0000-0000-0000-000000000001")
+	lintChart(t, "modelfleet-cloud", vals)
+	objs, err := render(t, "modelfleet-cloud", vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := deployments(objs)["mf-modelfleet-cloud-gateway"]
+	if gw == nil || *gw.Spec.Replicas != 3 {
+		t.Fatalf("gateway = %+v; want 3 replicas", gw)
+	}
+	c := gw.Spec.Template.Spec.Containers[0]
+	e := env(c)
+	if e["MODELFLEET_STORE"] != dsn || e["MODELFLEET_STORE_ENTRA"] != "true" || e["MODELFLEET_STORE_FILE"] != "" {
+		t.Errorf("store env %q %q %q", e["MODELFLEET_STORE"], e["MODELFLEET_STORE_ENTRA"], e["MODELFLEET_STORE_FILE"])
+	}
+	if gw.Spec.Template.Labels["azure.workload.identity/use"] != "true" {
+		t.Errorf("no workload identity on the gateway: labels %v", gw.Spec.Template.Labels)
+	}
+	for _, v := range gw.Spec.Template.Spec.Volumes {
+		if v.Name == "store" {
+			t.Errorf("a store Secret volume without a Secret: %+v", v)
+		}
+	}
+	// The DSN may stay in a Secret.
+	objs, err = render(t, "modelfleet-cloud", store(map[string]any{"entra": true, "secretName": "fleet-db"}, "00000000-0000-0000-0000-000000000001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := env(deployments(objs)["mf-modelfleet-cloud-gateway"].Spec.Template.Spec.Containers[0]); e["MODELFLEET_STORE_FILE"] != "/etc/modelfleet/store/dsn" || e["MODELFLEET_STORE_ENTRA"] != "true" {
+		t.Errorf("entra with the Secret: env %v", e)
+	}
+	for name, tc := range map[string]struct {
+		vals map[string]any
+		want string
+	}{
+		"no identity":       {store(map[string]any{"entra": true, "dsn": dsn}, ""), "workloadIdentityClientID"},
+		"password":          {store(map[string]any{"entra": true, "dsn": "postgres://u:secret@db/fleet"}, "id"), "holds a password"},
+		"dsn without entra": {store(map[string]any{"dsn": dsn}, "id"), "gateway.store.secretName"},
+		"entra without db":  {store(map[string]any{"entra": true}, "id"), "gateway.store.dsn"},
+		"dsn and secret":    {store(map[string]any{"entra": true, "dsn": dsn, "secretName": "s"}, "id"), "not both"},
+	} {
+		if _, err := render(t, "modelfleet-cloud", tc.vals); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v; want refused naming %q", name, err, tc.want)
+		}
+	}
+}

@@ -36,6 +36,10 @@ func Run(t *testing.T, open Open) {
 		{"Baselines", testBaselines},
 		{"Workloads", testWorkloads},
 		{"ConcurrentStepsOneLease", testConcurrentSteps},
+		{"MonitorState", testMonitorState},
+		{"MonitorRestart", testMonitorRestart},
+		{"MonitorReplicas", testMonitorReplicas},
+		{"MonitorWriteFaults", testMonitorWriteFaults},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -39,6 +40,8 @@ type Server struct {
 	port int
 	cred *syscall.Credential // nil: run as ourselves
 	dbs  atomic.Int64
+	// hbaMu serialises edits of pg_hba.conf (PasswordRole).
+	hbaMu sync.Mutex
 }
 
 var (
@@ -277,4 +280,56 @@ func (s *Server) CreateDatabase(name string) (string, error) {
 func (s *Server) Stop() {
 	_ = s.run("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "stop")
 	os.RemoveAll(s.dir)
+}
+
+// PasswordRole creates a login role that must give its password (SCRAM)
+// on TCP connections, where every other role is trusted, owning a new
+// database; it returns the DSN of that database as the role, without a
+// password. Both are dropped at tb's cleanup. SetPassword changes the
+// password.
+func (s *Server) PasswordRole(tb testing.TB, role, password string) string {
+	tb.Helper()
+	for _, r := range role {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			tb.Fatalf("pgtest: role name %q: want lowercase letters, digits and underscores", role)
+		}
+	}
+	s.hbaMu.Lock()
+	hba := filepath.Join(s.data(), "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err == nil {
+		// The first matching line decides: this one goes before trust.
+		err = os.WriteFile(hba, append([]byte("host all "+role+" 127.0.0.1/32 scram-sha-256\n"), old...), 0o600)
+	}
+	s.hbaMu.Unlock()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.exec("SELECT pg_reload_conf()"); err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.exec("CREATE ROLE " + role + " LOGIN"); err != nil {
+		tb.Fatal(err)
+	}
+	s.SetPassword(tb, role, password)
+	dsn := s.NewDatabase(tb)
+	db := dsn[strings.LastIndex(dsn, "/")+1 : strings.Index(dsn, "?")]
+	if err := s.exec("ALTER DATABASE " + db + " OWNER TO " + role); err != nil {
+		tb.Fatal(err)
+	}
+	// Registered after NewDatabase's, so it runs first: the role's
+	// database goes before the role.
+	tb.Cleanup(func() {
+		_ = s.exec("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)")
+		_ = s.exec("DROP ROLE IF EXISTS " + role)
+	})
+	return strings.Replace(dsn, "postgres://postgres@", "postgres://"+role+"@", 1)
+}
+
+// SetPassword sets a role's password.
+func (s *Server) SetPassword(tb testing.TB, role, password string) {
+	tb.Helper()
+	if err := s.exec("ALTER ROLE " + role + " PASSWORD '" + strings.ReplaceAll(password, "'", "''") + "'"); err != nil {
+		tb.Fatal(err)
+	}
 }
