@@ -389,16 +389,22 @@ func newTreeRegressor(n *Node, _ int64) (kernel, error) {
 	return &treeRegressor{e, int(targets), agg}, wantArity(n, 1, 1)
 }
 
-func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
+func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) { return r.reuse(in, nil) }
+
+// reuse is run, writing over its previous output where it fits.
+func (r *treeRegressor) reuse(in []*Tensor, prev []*Tensor) ([]*Tensor, error) {
 	x := in[0]
 	nr, f, err := r.input(x)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float64, nr*r.targets)
-	has := make([]bool, r.targets)
+	y := tensorFor(prev, 0, Float, nr, r.targets)
+	out := y.F
+	var hasBuf [8]bool
+	has := scratch(hasBuf[:], r.targets)
 	for row := 0; row < nr; row++ {
 		s := out[row*r.targets : (row+1)*r.targets]
+		clear(s)
 		clear(has)
 		if r.aggregate == "SUM" || r.aggregate == "AVERAGE" {
 			r.sum(x.F[row*f:(row+1)*f], s, has)
@@ -430,7 +436,60 @@ func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
 			s[k] = fit(Float, v)
 		}
 	}
-	return []*Tensor{{Type: Float, Shape: []int{nr, r.targets}, F: out}}, nil
+	return outputs(prev, y), nil
+}
+
+// tensorFor is output i of a kernel: prev[i], what it returned on the
+// previous run of a Session, when that is a tensor of type typ and shape
+// [rows, cols] ([rows] for cols < 0), to be written over whole; else a
+// new one, of zeros.
+func tensorFor(prev []*Tensor, i int, typ int32, rows, cols int) *Tensor {
+	n := rows
+	if cols >= 0 {
+		n *= cols
+	}
+	if i < len(prev) {
+		t := prev[i]
+		fits := t != nil && t.Type == typ && t.Len() == n && len(t.Shape) == 1+b2i(cols >= 0) && t.Shape[0] == rows
+		if fits && (cols < 0 || t.Shape[1] == cols) {
+			return t
+		}
+	}
+	t := &Tensor{Type: typ, Shape: []int{rows}}
+	if cols >= 0 {
+		t.Shape = append(t.Shape, cols)
+	}
+	if typ == String {
+		t.S = make([]string, n)
+	} else {
+		t.F = make([]float64, n)
+	}
+	return t
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// outputs is a kernel's outputs ts, in prev's slice when it has their
+// number.
+func outputs(prev []*Tensor, ts ...*Tensor) []*Tensor {
+	if len(prev) != len(ts) {
+		prev = make([]*Tensor, len(ts))
+	}
+	copy(prev, ts)
+	return prev
+}
+
+// scratch is buf[:n] when n fits, else a new slice of n.
+func scratch[T any](buf []T, n int) []T {
+	if n <= len(buf) {
+		return buf[:n]
+	}
+	return make([]T, n)
 }
 
 type treeClassifier struct {
@@ -467,32 +526,46 @@ func newTreeClassifier(n *Node, _ int64) (kernel, error) {
 	return &treeClassifier{e, ints, strs, classes == 2 && len(ids) == 1, positive}, wantArity(n, 1, 1)
 }
 
-func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) {
+func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) { return c.reuse(in, nil) }
+
+// reuse is run, writing over its previous outputs where they fit.
+func (c *treeClassifier) reuse(in []*Tensor, prev []*Tensor) ([]*Tensor, error) {
 	x := in[0]
 	nr, f, err := c.input(x)
 	if err != nil {
 		return nil, err
 	}
 	classes := len(c.ints) + len(c.strs)
-	z := &Tensor{Type: Float, Shape: []int{nr, classes}, F: make([]float64, nr*classes)}
-	idx := make([]int, nr)
-	s := make([]float64, classes)
-	has := make([]bool, classes)
+	var labelType int32 = Int64
+	if c.strs != nil {
+		labelType = String
+	}
+	label := tensorFor(prev, 0, labelType, nr, -1)
+	z := tensorFor(prev, 1, Float, nr, classes)
+	var sBuf [8]float64
+	var hasBuf [8]bool
+	s, has := scratch(sBuf[:], classes), scratch(hasBuf[:], classes)
 	for row := 0; row < nr; row++ {
 		clear(s)
 		clear(has)
 		c.sum(x.F[row*f:(row+1)*f], s, has)
 		out := z.F[row*classes : (row+1)*classes]
+		var k int
 		if classes > 2 {
-			idx[row] = c.multiclass(s, has, out)
+			k = c.multiclass(s, has, out)
 		} else {
-			idx[row] = c.binaryScores(s, has, out)
+			k = c.binaryScores(s, has, out)
 		}
 		for i, v := range out {
 			out[i] = fit(Float, v)
 		}
+		if c.strs != nil {
+			label.S[row] = c.strs[k]
+		} else {
+			label.F[row] = float64(c.ints[k])
+		}
 	}
-	return []*Tensor{labelTensor(c.ints, c.strs, idx), z}, nil
+	return outputs(prev, label, z), nil
 }
 
 func (c *treeClassifier) multiclass(s []float64, has []bool, out []float64) int {
