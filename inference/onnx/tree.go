@@ -280,14 +280,37 @@ func (e *ensemble) each(x []float64, fn func([]treeWeight)) {
 
 // sum adds the weights of the leaf each tree reaches for row x into s by
 // target, in tree order, and marks the targets in has: each without a call
-// per tree, for the aggregations that sum.
+// per tree, for the aggregations that sum, and without gathering the
+// leaves' weights first where the fast walk runs.
 func (e *ensemble) sum(x []float64, s []float64, has []bool) {
-	var ws [forest.Chunk][]treeWeight
-	for first := 0; first < len(e.roots); first += len(ws) {
-		chunk := ws[:min(len(ws), len(e.roots)-first)]
-		e.weightsOf(x, first, chunk)
-		for _, leafWs := range chunk {
-			for _, w := range leafWs {
+	fast := e.compiled()
+	if fast == nil || len(x) < fast.Features() {
+		var ws [forest.Chunk][]treeWeight
+		for first := 0; first < len(e.roots); first += len(ws) {
+			chunk := ws[:min(len(ws), len(e.roots)-first)]
+			e.weightsOf(x, first, chunk)
+			for _, leafWs := range chunk {
+				for _, w := range leafWs {
+					s[w.target] += w.w
+					has[w.target] = true
+				}
+			}
+		}
+		return
+	}
+	var ids [forest.Chunk]int32
+	for first := 0; first < len(e.roots); first += len(ids) {
+		chunk := ids[:min(len(ids), len(e.roots)-first)]
+		fast.Leaves(x[:fast.Features()], first, chunk)
+		for k, id := range chunk {
+			var ws []treeWeight
+			if id == forest.WalkItself {
+				l := e.leaf(e.roots[first+k], x)
+				ws = e.weights[l.lo:l.hi]
+			} else {
+				ws = e.weights[e.spans[2*id]:e.spans[2*id+1]]
+			}
+			for _, w := range ws {
 				s[w.target] += w.w
 				has[w.target] = true
 			}
