@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -95,14 +96,14 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	t := r.table.Load()
 	name := req.PathValue("model")
 	rt := t.routes[name]
-	pinned := req.Header.Get(HeaderVersion)
+	pinned := header(req.Header, HeaderVersion)
 	var a *arm
 	switch {
 	case rt == nil:
 	case pinned != "":
 		a = rt.version(pinned)
 	default:
-		a = rt.pick(req.Header.Get(HeaderRouteKey))
+		a = rt.pick(header(req.Header, HeaderRouteKey))
 	}
 
 	if req.Method != http.MethodPost {
@@ -111,7 +112,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	// Authenticate before saying anything about which models or versions exist.
-	if !t.keys.allows(name, rt != nil, req.Header.Get("Authorization")) {
+	if !t.keys.allows(name, rt != nil, header(req.Header, "Authorization")) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="modelfleet-edge"`)
 		r.fail(w, rt, a, start, http.StatusUnauthorized, modelfleet.EUNAUTHORIZED, "a valid API key is required: send \"Authorization: Bearer <key>\"")
 		return
@@ -129,7 +130,15 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		r.fail(w, rt, a, start, http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxScoreBody))
+	buf, body, err := readBody(w, req.Body, MaxScoreBody)
+	// The body's buffer goes back to the pool when the request is done
+	// with it, unless a shadow job kept it.
+	keep := false
+	defer func() {
+		if !keep {
+			putBody(buf, body)
+		}
+	}()
 	if err != nil {
 		// Declared here: errors.As makes it escape, an allocation per request.
 		var tooLarge *http.MaxBytesError
@@ -157,7 +166,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	}
 	label := a.labelOf(p)
 	if len(rt.shadows) > 0 {
-		r.mirror(rt, a, x, body, label)
+		keep = r.mirror(rt, a, x, body, label)
 	}
 	writeScore(w, a, p, label, probs)
 	r.remember(req, name, a, label, p)
@@ -165,6 +174,57 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	a.m.latency.Observe(time.Since(start).Seconds())
 	a.m.predictions.Observe(a.shiftPoint(p))
 	r.observeScored(a, x, p, start)
+}
+
+// header is the first value of a header whose name is in canonical form
+// (the constants of this package are), as Header.Get returns it, without
+// canonicalising the name again on every request.
+func header(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// bodyBufs are score request bodies' buffers, reused: a body is read,
+// vectorised and forgotten, unless a shadow version declaring other
+// features decodes it later (then its buffer is not put back).
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledBody is the largest buffer put back in bodyBufs: a rare large
+// body does not stay in every pool.
+const maxPooledBody = 8 << 10
+
+// readBody reads a request body of at most limit bytes, as
+// io.ReadAll(http.MaxBytesReader(w, body, limit)) does (the same bytes and
+// errors; a body over the limit closes the connection after the
+// response), into a pooled buffer: putBody(buf, b) returns it.
+func readBody(w http.ResponseWriter, body io.ReadCloser, limit int64) (buf *[]byte, b []byte, err error) {
+	buf = bodyBufs.Get().(*[]byte)
+	b = (*buf)[:0]
+	rd := http.MaxBytesReader(w, body, limit)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow, as io.ReadAll does
+		}
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return buf, b, err
+		}
+	}
+}
+
+// putBody returns a body's buffer to the pool.
+func putBody(buf *[]byte, b []byte) {
+	if cap(b) > maxPooledBody {
+		return
+	}
+	*buf = b[:0]
+	bodyBufs.Put(buf)
 }
 
 // fail answers a score request with an error and counts it. The version
