@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +64,39 @@ func (r *Router) Handler() http.Handler {
 	if r.Keys != nil {
 		r.setKeys("", newKeySet(r.Keys))
 	}
+	return scoreFirst{r, r.mux()}
+}
+
+// scoreFirst serves score requests without the mux's pattern matching,
+// which every one of them would pay, and the rest through the mux.
+type scoreFirst struct {
+	r   *Router
+	mux *http.ServeMux
+}
+
+func (h scoreFirst) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if name, ok := scorePath(req.URL); ok {
+		h.r.scoreModel(w, req, name)
+		return
+	}
+	h.mux.ServeHTTP(w, req)
+}
+
+// scorePath returns the model of a score request's path when the mux
+// would take it to /score/{model} as it is, with name as the model: a
+// clean path of one segment after /score/, holding nothing escaped that
+// unescaping would change (RawPath is empty then). Anything else (an
+// escaped slash, a dot segment, a path to clean or redirect) is the mux's.
+func scorePath(u *url.URL) (name string, ok bool) {
+	name, ok = strings.CutPrefix(u.Path, "/score/")
+	if !ok || u.RawPath != "" || name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 {
+		return "", false
+	}
+	return name, true
+}
+
+// mux is the router's API without scoreFirst in front.
+func (r *Router) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/score/{model}", r.score)
 	mux.HandleFunc("/feedback/{model}", r.postFeedback)
@@ -92,9 +126,13 @@ func (r *Router) Handler() http.Handler {
 // no lock; its allocations are the body, the feature row and what the
 // vectorizer needs.
 func (r *Router) score(w http.ResponseWriter, req *http.Request) {
+	r.scoreModel(w, req, req.PathValue("model"))
+}
+
+// scoreModel is score of the model name.
+func (r *Router) scoreModel(w http.ResponseWriter, req *http.Request, name string) {
 	start := time.Now()
 	t := r.table.Load()
-	name := req.PathValue("model")
 	rt := t.routes[name]
 	pinned := header(req.Header, HeaderVersion)
 	var a *arm
