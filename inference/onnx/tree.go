@@ -60,6 +60,12 @@ type ensemble struct {
 	compileOnce sync.Once
 	fast        *forest.Forest
 	spans       []int32
+	// oneTarget, when not -1, is the target of every leaf's one weight
+	// (a binary classifier's or a single-target regressor's trees), and
+	// leafW the weight of leaf k: sum then adds them without a slice per
+	// leaf. Set with fast.
+	oneTarget int
+	leafW     []float64
 }
 
 // compiled is fast, compiled on first use.
@@ -247,6 +253,25 @@ func (e *ensemble) compile() *forest.Forest {
 	if err != nil {
 		return nil
 	}
+	e.oneTarget = -1
+	if n := len(e.spans) / 2; n > 0 {
+		leafW := make([]float64, n)
+		target := -1
+		for k := range leafW {
+			lo, hi := e.spans[2*k], e.spans[2*k+1]
+			if k == 0 && hi == lo+1 {
+				target = e.weights[lo].target
+			}
+			if hi != lo+1 || e.weights[lo].target != target {
+				leafW = nil
+				break
+			}
+			leafW[k] = e.weights[lo].w
+		}
+		if leafW != nil {
+			e.oneTarget, e.leafW = target, leafW
+		}
+	}
 	return f
 }
 
@@ -299,6 +324,25 @@ func (e *ensemble) sum(x []float64, s []float64, has []bool) {
 		return
 	}
 	var ids [forest.Chunk]int32
+	if t := e.oneTarget; t >= 0 {
+		// Every leaf adds one weight to target t: in a register, in
+		// tree order as below.
+		acc := s[t]
+		for first := 0; first < len(e.roots); first += len(ids) {
+			chunk := ids[:min(len(ids), len(e.roots)-first)]
+			fast.Leaves(x[:fast.Features()], first, chunk)
+			for k, id := range chunk {
+				if id == forest.WalkItself {
+					acc += e.weights[e.leaf(e.roots[first+k], x).lo].w
+				} else {
+					acc += e.leafW[id]
+				}
+			}
+		}
+		s[t] = acc
+		has[t] = has[t] || len(e.roots) > 0
+		return
+	}
 	for first := 0; first < len(e.roots); first += len(ids) {
 		chunk := ids[:min(len(ids), len(e.roots)-first)]
 		fast.Leaves(x[:fast.Features()], first, chunk)
