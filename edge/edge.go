@@ -50,6 +50,8 @@ type Loader func(format string, data []byte) (Scorer, error)
 // Vectorizer turns a JSON request body into the feature row of a model whose
 // declared feature names are features, in that order. Its error messages go
 // back to the caller as they are, so they must be fit for a person to read.
+// It must not keep body: the router reads request bodies into buffers it
+// reuses.
 type Vectorizer func(features []string, body []byte) ([]float64, error)
 
 // FetchFunc writes a model artifact to w (typically an HTTP download of the

@@ -117,7 +117,7 @@ func newFeedbackState(reg *prometheus.Registry, site string) *feedbackState {
 // remember records an identified prediction for its ground truth: the
 // label of a classifier (label >= 0), the value p of a regressor.
 func (r *Router) remember(req *http.Request, model string, a *arm, label int, p float64) {
-	id := req.Header.Get(HeaderRequestID)
+	id := header(req.Header, HeaderRequestID)
 	if id == "" || len(id) > MaxRequestID {
 		return
 	}

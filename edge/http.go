@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -62,6 +64,39 @@ func (r *Router) Handler() http.Handler {
 	if r.Keys != nil {
 		r.setKeys("", newKeySet(r.Keys))
 	}
+	return scoreFirst{r, r.mux()}
+}
+
+// scoreFirst serves score requests without the mux's pattern matching,
+// which every one of them would pay, and the rest through the mux.
+type scoreFirst struct {
+	r   *Router
+	mux *http.ServeMux
+}
+
+func (h scoreFirst) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if name, ok := scorePath(req.URL); ok {
+		h.r.scoreModel(w, req, name)
+		return
+	}
+	h.mux.ServeHTTP(w, req)
+}
+
+// scorePath returns the model of a score request's path when the mux
+// would take it to /score/{model} as it is, with name as the model: a
+// clean path of one segment after /score/, holding nothing escaped that
+// unescaping would change (RawPath is empty then). Anything else (an
+// escaped slash, a dot segment, a path to clean or redirect) is the mux's.
+func scorePath(u *url.URL) (name string, ok bool) {
+	name, ok = strings.CutPrefix(u.Path, "/score/")
+	if !ok || u.RawPath != "" || name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 {
+		return "", false
+	}
+	return name, true
+}
+
+// mux is the router's API without scoreFirst in front.
+func (r *Router) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/score/{model}", r.score)
 	mux.HandleFunc("/feedback/{model}", r.postFeedback)
@@ -91,18 +126,22 @@ func (r *Router) Handler() http.Handler {
 // no lock; its allocations are the body, the feature row and what the
 // vectorizer needs.
 func (r *Router) score(w http.ResponseWriter, req *http.Request) {
+	r.scoreModel(w, req, req.PathValue("model"))
+}
+
+// scoreModel is score of the model name.
+func (r *Router) scoreModel(w http.ResponseWriter, req *http.Request, name string) {
 	start := time.Now()
 	t := r.table.Load()
-	name := req.PathValue("model")
 	rt := t.routes[name]
-	pinned := req.Header.Get(HeaderVersion)
+	pinned := header(req.Header, HeaderVersion)
 	var a *arm
 	switch {
 	case rt == nil:
 	case pinned != "":
 		a = rt.version(pinned)
 	default:
-		a = rt.pick(req.Header.Get(HeaderRouteKey))
+		a = rt.pick(header(req.Header, HeaderRouteKey))
 	}
 
 	if req.Method != http.MethodPost {
@@ -111,7 +150,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	// Authenticate before saying anything about which models or versions exist.
-	if !t.keys.allows(name, rt != nil, req.Header.Get("Authorization")) {
+	if !t.keys.allows(name, rt != nil, header(req.Header, "Authorization")) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="modelfleet-edge"`)
 		r.fail(w, rt, a, start, http.StatusUnauthorized, modelfleet.EUNAUTHORIZED, "a valid API key is required: send \"Authorization: Bearer <key>\"")
 		return
@@ -129,7 +168,15 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 		r.fail(w, rt, a, start, http.StatusRequestEntityTooLarge, modelfleet.ETOOLARGE, fmt.Sprintf("request body is larger than %d bytes", MaxScoreBody))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, MaxScoreBody))
+	buf, body, err := readBody(w, req.Body, MaxScoreBody)
+	// The body's buffer goes back to the pool when the request is done
+	// with it, unless a shadow job kept it.
+	keep := false
+	defer func() {
+		if !keep {
+			putBody(buf, body)
+		}
+	}()
 	if err != nil {
 		// Declared here: errors.As makes it escape, an allocation per request.
 		var tooLarge *http.MaxBytesError
@@ -157,7 +204,7 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	}
 	label := a.labelOf(p)
 	if len(rt.shadows) > 0 {
-		r.mirror(rt, a, x, body, label)
+		keep = r.mirror(rt, a, x, body, label)
 	}
 	writeScore(w, a, p, label, probs)
 	r.remember(req, name, a, label, p)
@@ -165,6 +212,57 @@ func (r *Router) score(w http.ResponseWriter, req *http.Request) {
 	a.m.latency.Observe(time.Since(start).Seconds())
 	a.m.predictions.Observe(a.shiftPoint(p))
 	r.observeScored(a, x, p, start)
+}
+
+// header is the first value of a header whose name is in canonical form
+// (the constants of this package are), as Header.Get returns it, without
+// canonicalising the name again on every request.
+func header(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// bodyBufs are score request bodies' buffers, reused: a body is read,
+// vectorised and forgotten, unless a shadow version declaring other
+// features decodes it later (then its buffer is not put back).
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// maxPooledBody is the largest buffer put back in bodyBufs: a rare large
+// body does not stay in every pool.
+const maxPooledBody = 8 << 10
+
+// readBody reads a request body of at most limit bytes, as
+// io.ReadAll(http.MaxBytesReader(w, body, limit)) does (the same bytes and
+// errors; a body over the limit closes the connection after the
+// response), into a pooled buffer: putBody(buf, b) returns it.
+func readBody(w http.ResponseWriter, body io.ReadCloser, limit int64) (buf *[]byte, b []byte, err error) {
+	buf = bodyBufs.Get().(*[]byte)
+	b = (*buf)[:0]
+	rd := http.MaxBytesReader(w, body, limit)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow, as io.ReadAll does
+		}
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return buf, b, err
+		}
+	}
+}
+
+// putBody returns a body's buffer to the pool.
+func putBody(buf *[]byte, b []byte) {
+	if cap(b) > maxPooledBody {
+		return
+	}
+	*buf = b[:0]
+	bodyBufs.Put(buf)
 }
 
 // fail answers a score request with an error and counts it. The version

@@ -3,8 +3,11 @@ package edge
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 )
@@ -77,4 +80,22 @@ func BenchmarkScore(b *testing.B) {
 			}
 		}
 	})
+}
+
+// readBody reads what io.ReadAll(http.MaxBytesReader(...)) reads, with the
+// same error, from bodies around its buffer sizes and the limit, again
+// and again through the pool.
+func TestReadBodyIsReadAll(t *testing.T) {
+	const limit = 3000
+	for range 3 {
+		for _, n := range []int{0, 1, 511, 512, 513, 1024, 2999, 3000, 3001, 9000} {
+			body := bytes.Repeat([]byte("0123456789abcdefg"), n/17+1)[:n]
+			want, wantErr := io.ReadAll(http.MaxBytesReader(httptest.NewRecorder(), io.NopCloser(bytes.NewReader(body)), limit))
+			buf, got, err := readBody(httptest.NewRecorder(), io.NopCloser(bytes.NewReader(body)), limit)
+			if !bytes.Equal(got, want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+				t.Fatalf("%d bytes: read %d bytes, %v; io.ReadAll %d bytes, %v", n, len(got), err, len(want), wantErr)
+			}
+			putBody(buf, got)
+		}
+	}
 }

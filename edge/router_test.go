@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -262,4 +263,45 @@ func FuzzScore(f *testing.F) {
 			t.Fatalf("status %d %s for body %q", rec.Code, rec.Body, body)
 		}
 	})
+}
+
+// TestScoreFirstIsTheMux: the score requests scoreFirst takes from the mux
+// are answered exactly as the mux answers them, and every other request
+// is the mux's: same status, headers and body, for paths the mux would
+// clean, redirect, unescape or not route at all.
+func TestScoreFirstIsTheMux(t *testing.T) {
+	paths := []string{"/score/bearing-failure", "/score/bearing-failure/", "/score/", "/score", "/score/nope",
+		"/score/bearing%2Dfailure", "/score/a%2Fb", "/score/a%20b", "/score/./bearing-failure", "/score/..",
+		"/score/.", "//score/bearing-failure", "/score//bearing-failure", "/score/bearing-failure?x=1",
+		"/Score/bearing-failure", "/score/bearing-failure/x", "/healthz", "/api/models"}
+	for _, keys := range [][]string{nil, {"k"}} {
+		r, h := newTestRouter(t, keys...)
+		if _, ok := h.(scoreFirst); !ok {
+			t.Fatalf("Handler is a %T, want scoreFirst", h)
+		}
+		mux := r.mux()
+		for _, path := range paths {
+			for _, method := range []string{"POST", "GET"} {
+				for _, hdr := range [][]string{nil, {"Authorization", "Bearer k"}, {HeaderRouteKey, "line-3", "Authorization", "Bearer k"},
+					{HeaderVersion, "1", "Authorization", "Bearer k"}, {HeaderVersion, "9", "Authorization", "Bearer k"}} {
+					fast := do(h, method, path, goodRow, hdr...)
+					slow := do(mux, method, path, goodRow, hdr...)
+					if fast.Code != slow.Code || fast.Body.String() != slow.Body.String() || fmt.Sprint(fast.Header()) != fmt.Sprint(slow.Header()) {
+						t.Errorf("keys %v, %s %s %v: scoreFirst %d %v %s, the mux %d %v %s", keys, method, path, hdr,
+							fast.Code, fast.Header(), fast.Body, slow.Code, slow.Header(), slow.Body)
+					}
+				}
+			}
+		}
+		r.Close()
+	}
+	took := 0
+	for _, path := range paths {
+		if _, ok := scorePath(httptest.NewRequest("POST", path, nil).URL); ok {
+			took++
+		}
+	}
+	if took < 3 {
+		t.Errorf("scoreFirst took %d of the paths, want the plain score paths", took)
+	}
 }

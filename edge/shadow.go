@@ -14,7 +14,7 @@ const DefaultShadowQueue = 1024
 type shadowJob struct {
 	arm   *arm
 	row   []float64 // the primary's feature row, when the shadow declares the same features
-	body  []byte    // the request body, to decode for a shadow declaring other features
+	body  []byte    // else the request body, to decode (the job's own: its buffer is not reused)
 	label int       // what the primary answered
 }
 
@@ -73,22 +73,27 @@ func (p *shadowPool) close() {
 
 // mirror queues a copy of a request the primary answered with label for
 // every shadow of the route but the primary itself (a request pinned to a
-// shadow).
-func (r *Router) mirror(rt *route, primary *arm, row []float64, body []byte, label int) {
+// shadow). It reports whether a queued job kept the body: a shadow
+// declaring other features than the primary decodes it itself.
+func (r *Router) mirror(rt *route, primary *arm, row []float64, body []byte, label int) (keptBody bool) {
 	for _, s := range rt.shadows {
 		if s == primary {
 			continue
 		}
-		j := shadowJob{arm: s, body: body, label: label}
+		j := shadowJob{arm: s, label: label}
 		if s.rows == primary.rows {
 			j.row = row // read-only from here on, on both sides
+		} else {
+			j.body = body
 		}
 		select {
 		case r.shadow.jobs <- j:
+			keptBody = keptBody || j.body != nil
 		default:
 			s.m.dropped.Inc()
 		}
 	}
+	return keptBody
 }
 
 // runShadow scores one mirrored request and measures it; the answer goes

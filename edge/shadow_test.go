@@ -158,3 +158,45 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestShadowKeepsTheBodyItDecodes: request bodies are read into reused
+// buffers, but a shadow declaring other features decodes the body after
+// the request is answered, so its body must not be reused meanwhile. The
+// shadow is held until every request is answered, the bodies alternate
+// between the two labels, and primary and shadow read only "temp": each
+// mirrored request agrees only if the shadow decoded its own body.
+func TestShadowKeepsTheBodyItDecodes(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	const n = 400
+	r.shadow = newShadowPool(2, 2*n)
+	release := make(chan struct{})
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(release) }) }
+	defer r.Close()
+	defer unstick()
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 0, 0}}), Weight: 100},
+		{LoadedModel: version("2", []string{"rpm", "temp"}, stuckScorer{&fakeScorer{weights: []float64{0, 1}}, release}), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := r.Handler()
+	for i := range n {
+		temp := "5"
+		if i%2 == 1 {
+			temp = "-5"
+		}
+		if rec := do(h, "POST", "/score/m", `{"temp":`+temp+`,"vibration":1,"rpm":2}`); rec.Code != 200 {
+			t.Fatalf("score = %d %s", rec.Code, rec.Body)
+		}
+	}
+	unstick()
+	a := r.lookup("m").version("2")
+	waitFor(t, "the shadow's answers", func() bool {
+		return testutil.ToFloat64(a.m.shadowOK)+testutil.ToFloat64(a.m.shadowErrors) == n
+	})
+	if agree, disagree := testutil.ToFloat64(a.m.agree), testutil.ToFloat64(a.m.disagree); agree != n || disagree != 0 {
+		t.Errorf("agreements %v, disagreements %v, want %d and 0: the shadow decoded another request's body", agree, disagree, n)
+	}
+}

@@ -180,6 +180,37 @@ func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
 	return true
 }
 
+// sum1 is the sum of every tree's value in tree order, as leaves would
+// hand them to an adder, without a call per tree: a single-output model's
+// prediction. False, and 0, if the fast walk is not available for x.
+func (m *lgbModel) sum1(x []float64) (raw float64, ok bool) {
+	fast := m.fast.get()
+	if fast == nil || len(x) != fast.Features() {
+		return 0, false
+	}
+	var buf [fastRowOnStack]float64
+	row := rowBuffer(buf[:], len(x))
+	for i, v := range x {
+		row[i] = lgbValue(v)
+	}
+	var leaves [forest.Chunk]int32
+	for first := 0; first < len(m.trees); first += forest.Chunk {
+		chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
+		fast.Leaves(row, first, chunk)
+		for k, id := range chunk {
+			switch i := first + k; {
+			case id == forest.WalkItself:
+				raw += m.trees[i].predict(x)
+			case m.linear:
+				raw += m.trees[i].value(id-m.first[i], x)
+			default:
+				raw += m.values[id]
+			}
+		}
+	}
+	return raw, true
+}
+
 func (m *lgbModel) numOutputs() int { return m.k }
 
 func (m *lgbModel) output(x []float64) float64 { return m.objective.convert1(m.raw1(x)) }
@@ -195,8 +226,8 @@ func (m *lgbModel) outputs(x []float64, out []float64) {
 
 // raw1 is the raw score of a single-output model (predict_raw_score).
 func (m *lgbModel) raw1(x []float64) float64 {
-	var raw float64
-	if !m.leaves(x, func(_ int, v float64) { raw += v }) {
+	raw, ok := m.sum1(x)
+	if !ok {
 		for i := range m.trees {
 			raw += m.trees[i].predict(x)
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/modelfleet/modelfleet/inference/onnx"
 )
@@ -22,6 +23,17 @@ type onnxModel struct {
 	prob   int // the output read: probabilities of a classifier, the value of a regressor
 	k      int // values the output has per row
 	binary bool
+	// sessions are runs of p with their input tensors, reused from one
+	// prediction to the next (onnxSession): a prediction of a tree
+	// ensemble allocates nothing.
+	sessions sync.Pool
+}
+
+// onnxSession is a Session of the program and the input tensors it is fed,
+// one row each.
+type onnxSession struct {
+	s  *onnx.Session
+	in []*onnx.Tensor
 }
 
 type onnxInput struct {
@@ -122,30 +134,49 @@ func loadONNX(data []byte) (*Model, error) {
 func (r *onnxModel) feed(x []float64) map[string]*onnx.Tensor {
 	in := make(map[string]*onnx.Tensor, len(r.inputs))
 	for _, i := range r.inputs {
-		t := &onnx.Tensor{Type: i.typ, Shape: []int{1, i.cols}, F: make([]float64, i.cols)}
-		for j, v := range x[:i.cols] {
-			if i.typ == onnx.Float {
-				v = float64(float32(v))
-			}
-			t.F[j] = v
-		}
+		in[i.name] = r.input(i, nil, x[:i.cols])
 		x = x[i.cols:]
-		in[i.name] = t
 	}
 	return in
 }
 
-// run evaluates one row. Model recovers a panic as the prediction's error;
-// the runtime interface has no other way to return one.
-func (r *onnxModel) run(x []float64) []float64 {
-	outs, err := r.p.Run(r.feed(x))
+// input is x as input i's tensor of one row, written into t when t is not
+// nil (a session's tensor of that input, from the last row).
+func (r *onnxModel) input(i onnxInput, t *onnx.Tensor, x []float64) *onnx.Tensor {
+	if t == nil {
+		t = &onnx.Tensor{Type: i.typ, Shape: []int{1, i.cols}, F: make([]float64, i.cols)}
+	}
+	for j, v := range x {
+		if i.typ == onnx.Float {
+			v = float64(float32(v))
+		}
+		t.F[j] = v
+	}
+	return t
+}
+
+// run evaluates one row in a pooled session and calls read with the
+// output read, which is valid only during the call. Model recovers a
+// panic as the prediction's error; the runtime interface has no other way
+// to return one.
+func (r *onnxModel) run(x []float64, read func(p []float64)) {
+	ss, _ := r.sessions.Get().(*onnxSession)
+	if ss == nil {
+		ss = &onnxSession{s: r.p.NewSession(), in: make([]*onnx.Tensor, len(r.inputs))}
+	}
+	for k, i := range r.inputs {
+		ss.in[k] = r.input(i, ss.in[k], x[:i.cols])
+		x = x[i.cols:]
+	}
+	outs, err := ss.s.Run(ss.in)
 	if err != nil {
-		panic(err)
+		panic(err) // the session is dropped: a failed run may have left anything in it
 	}
 	if got := outs[r.prob].Len(); got != r.k {
 		panic(fmt.Sprintf("the model returned %d values, want %d", got, r.k))
 	}
-	return outs[r.prob].F
+	read(outs[r.prob].F)
+	r.sessions.Put(ss)
 }
 
 func (r *onnxModel) numOutputs() int {
@@ -156,18 +187,22 @@ func (r *onnxModel) numOutputs() int {
 }
 
 func (r *onnxModel) outputs(x []float64, out []float64) {
-	p := r.run(x)
-	if r.binary {
-		out[0] = p[1]
-		return
-	}
-	copy(out, p)
+	r.run(x, func(p []float64) {
+		if r.binary {
+			out[0] = p[1]
+			return
+		}
+		copy(out, p)
+	})
 }
 
-func (r *onnxModel) output(x []float64) float64 {
-	p := r.run(x)
-	if r.binary {
-		return p[1]
-	}
-	return p[0]
+func (r *onnxModel) output(x []float64) (v float64) {
+	r.run(x, func(p []float64) {
+		if r.binary {
+			v = p[1]
+		} else {
+			v = p[0]
+		}
+	})
+	return v
 }

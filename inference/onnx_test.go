@@ -2,10 +2,15 @@ package inference
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelfleet/modelfleet"
@@ -138,4 +143,69 @@ func replaceOnce(t *testing.T, data []byte, old, new string) []byte {
 		t.Fatalf("cannot replace %q with %q", old, new)
 	}
 	return []byte(strings.Replace(s, old, new, 1))
+}
+
+// TestONNXPredictAllocatesNothing: the router scores a row of an ONNX tree
+// ensemble in a pooled session, which allocates nothing once warm.
+func TestONNXPredictAllocatesNothing(t *testing.T) {
+	m, err := Load(modelfleet.FormatONNX, readFile(t, "../examples/bearing-failure/model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float64{7.4, 3.1, 83.5, 1485, 96, 31000}
+	if raceEnabled {
+		t.Skip("the race detector drops pooled sessions")
+	}
+	m.Predict(x) // a session for the pool
+	// A collection empties sync.Pools: a run then builds a session again.
+	debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(100)
+	if n := testing.AllocsPerRun(100, func() { m.Predict(x) }); n != 0 {
+		t.Errorf("Predict allocates %v times per row", n)
+	}
+}
+
+// TestONNXConcurrentPredictions: goroutines sharing a model (and so its
+// pool of sessions) each get the prediction of their own row.
+func TestONNXConcurrentPredictions(t *testing.T) {
+	for _, name := range []string{"gbt_binary", "gbt_multiclass", "rf_regression"} {
+		m, err := Load(modelfleet.FormatONNX, readFile(t, "testdata/onnx/golden/"+name+".onnx"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(7, 7))
+		rows := make([][]float64, 64)
+		want := make([][]float64, len(rows))
+		for i := range rows {
+			rows[i] = make([]float64, m.NumFeatures())
+			for j := range rows[i] {
+				rows[i][j] = rng.NormFloat64() * 2
+			}
+			if want[i], err = m.Probabilities(rows[i], nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for g := range 4 {
+			wg.Go(func() {
+				for k := range 500 {
+					i := (k*7 + g) % len(rows)
+					got, err := m.Probabilities(rows[i], nil)
+					if err == nil && !slices.Equal(got, want[i]) {
+						err = fmt.Errorf("%s row %d: got %v, alone %v", name, i, got, want[i])
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
 }

@@ -492,6 +492,20 @@ func (m *xgbModel) margins(x []float64, margin []float32) {
 		row[i] = float64(float32(v))
 	}
 	var leaves [forest.Chunk]int32
+	if len(margin) == 1 && m.weight == nil {
+		// One group, no dart weights: the sum in a register, in the
+		// same order and float32 precision as below.
+		sum := margin[0]
+		for first := 0; first < len(m.trees); first += forest.Chunk {
+			chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
+			fast.Leaves(row, first, chunk)
+			for _, bits := range chunk {
+				sum += math.Float32frombits(uint32(bits))
+			}
+		}
+		margin[0] = sum
+		return
+	}
 	for first := 0; first < len(m.trees); first += forest.Chunk {
 		chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
 		fast.Leaves(row, first, chunk)

@@ -3,7 +3,9 @@ package main
 import (
 	"math"
 	"math/rand/v2"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestFormatsAgree: the generator's three files of the same trees load in
@@ -45,4 +47,47 @@ func TestLine(t *testing.T) {
 	if got := parseLine(line(config{}, res)); got["worst_p99_ratio"] != "NA" {
 		t.Errorf("nothing measured: worst_p99_ratio=%q, want NA", got["worst_p99_ratio"])
 	}
+}
+
+// BenchmarkPredict is one row of the bench's ensemble (300 trees of depth
+// 6, the default of make bench-runtime) through each format, with the
+// process CPU per row (cpu-ns/op) beside the wall time, which a busy
+// machine inflates:
+//
+//	go test -run '^$' -bench Predict -benchmem -count 6 ./bench/runtime/
+func BenchmarkPredict(b *testing.B) {
+	rng := rand.New(rand.NewPCG(15, 0))
+	a, err := write(ensemble(rng, 300, 6))
+	if err != nil {
+		b.Fatal(err)
+	}
+	X := rows(rng, 1000)
+	models, _, err := a.agree(X)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range formats {
+		m := models[f]
+		b.Run(f, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			cpu := cpuTime()
+			for b.Loop() {
+				if _, err := m.Predict(X[i%len(X)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is the process's CPU time so far (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -181,8 +181,59 @@ func (p *Program) Producer(name string) *Node {
 }
 
 // Run evaluates the graph on inputs by name and returns its outputs in the
-// order of Outputs.
+// order of Outputs. The outputs are the caller's: every tensor a run
+// computes is new.
 func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
+	in := make([]*Tensor, len(p.inputs))
+	for i, v := range p.inputs {
+		in[i] = inputs[v.Name] // nil: missing, which run says
+	}
+	// A session of its own, run once: nothing to reuse, so every output
+	// is allocated as it always was.
+	return p.NewSession().run(in, false)
+}
+
+// reuser is a kernel that can write its outputs into the tensors it
+// returned from its previous run in the same Session (prev, nil the first
+// time), instead of allocating new ones. It may return prev itself when
+// the tensors fit, and must otherwise return new ones. Only a kernel whose
+// outputs are always tensors of its own (never an input, an initializer or
+// another node's output passed through) may implement it: a reused tensor
+// is written over.
+type reuser interface {
+	reuse(in []*Tensor, prev []*Tensor) ([]*Tensor, error)
+}
+
+// Session evaluates a Program again and again, keeping what a run needs
+// (its value slots and the outputs of the kernels that can reuse theirs)
+// from one run to the next: a run of a tree ensemble allocates nothing
+// once the session has run. A Session is for one goroutine at a time;
+// keep several in a sync.Pool for concurrent callers.
+type Session struct {
+	p    *Program
+	vals []*Tensor
+	prev [][]*Tensor // by node: what a reuser returned last
+	res  []*Tensor
+	args []*Tensor // a node's inputs; a kernel may return it (Identity) but keeps it no longer than its run
+}
+
+// NewSession returns a session of p.
+func (p *Program) NewSession() *Session {
+	return &Session{p: p, vals: make([]*Tensor, p.slots), prev: make([][]*Tensor, len(p.nodes)), res: make([]*Tensor, len(p.outputs))}
+}
+
+// Run evaluates the graph on inputs, in the order of Inputs, and returns
+// its outputs in the order of Outputs. The slice and the output tensors
+// belong to the session: they are valid until its next Run, which may
+// write over them. The inputs are only read.
+func (s *Session) Run(inputs []*Tensor) ([]*Tensor, error) {
+	if len(inputs) != len(s.p.inputs) {
+		return nil, fmt.Errorf("%d inputs given, the graph has %d", len(inputs), len(s.p.inputs))
+	}
+	return s.run(inputs, true)
+}
+
+func (s *Session) run(inputs []*Tensor, reuse bool) (res []*Tensor, err error) {
 	// Compile checked what it could; a kernel bug on one input must not
 	// take the edge agent down.
 	defer func() {
@@ -190,11 +241,12 @@ func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
 			res, err = nil, fmt.Errorf("evaluation failed: %v", r)
 		}
 	}()
-	vals := make([]*Tensor, p.slots)
+	p := s.p
+	vals := s.vals
 	copy(vals, p.initial)
 	for i, in := range p.inputs {
-		t, ok := inputs[in.Name]
-		if !ok {
+		t := inputs[i]
+		if t == nil {
 			return nil, fmt.Errorf("input %q is missing", in.Name)
 		}
 		if err := checkInput(in, t); err != nil {
@@ -202,9 +254,9 @@ func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
 		}
 		vals[p.inSlots[i]] = t
 	}
-	var argsBuf [8]*Tensor
-	for _, c := range p.nodes {
-		args := argsBuf[:0]
+	args := s.args
+	for n, c := range p.nodes {
+		args = args[:0]
 		for _, slot := range c.in {
 			var t *Tensor // nil for an omitted optional input
 			if slot >= 0 {
@@ -212,7 +264,13 @@ func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
 			}
 			args = append(args, t)
 		}
-		outs, err := c.k.run(args)
+		var outs []*Tensor
+		if r, ok := c.k.(reuser); ok && reuse {
+			outs, err = r.reuse(args, s.prev[n])
+			s.prev[n] = outs
+		} else {
+			outs, err = c.k.run(args)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("node %q (%s): %w", c.node.Name, c.node.OpType, err)
 		}
@@ -222,7 +280,8 @@ func (p *Program) Run(inputs map[string]*Tensor) (res []*Tensor, err error) {
 			}
 		}
 	}
-	res = make([]*Tensor, len(p.outputs))
+	s.args = args[:0]
+	res = s.res
 	for i, out := range p.outputs {
 		t := vals[p.outSlots[i]]
 		if t == nil {

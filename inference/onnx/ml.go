@@ -136,7 +136,11 @@ func newZipMap(n *Node, _ int64) (kernel, error) {
 	return &zipMap{ints, strs}, wantArity(n, 1, 1)
 }
 
-func (z *zipMap) run(in []*Tensor) ([]*Tensor, error) {
+func (z *zipMap) run(in []*Tensor) ([]*Tensor, error) { return z.reuse(in, nil) }
+
+// reuse is run, in its previous output's tensor: the tensor is ZipMap's
+// own, its values the input's, as in run.
+func (z *zipMap) reuse(in []*Tensor, prev []*Tensor) ([]*Tensor, error) {
 	x := in[0]
 	nr, c, err := rows(x)
 	if err != nil {
@@ -148,7 +152,15 @@ func (z *zipMap) run(in []*Tensor) ([]*Tensor, error) {
 	if c != len(z.ints)+len(z.strs) {
 		return nil, fmt.Errorf("input has %d columns for %d classes", c, len(z.ints)+len(z.strs))
 	}
-	return []*Tensor{{Type: Float, Shape: []int{nr, c}, F: x.F, IntKeys: z.ints, StrKeys: z.strs}}, nil
+	var t *Tensor
+	if len(prev) == 1 && prev[0] != nil && len(prev[0].Shape) == 2 {
+		t = prev[0]
+		t.Shape[0], t.Shape[1] = nr, c
+	} else {
+		t = &Tensor{Shape: []int{nr, c}}
+	}
+	t.Type, t.F, t.IntKeys, t.StrKeys = Float, x.F, z.ints, z.strs
+	return outputs(prev, t), nil
 }
 
 type normalizer struct{ norm string }

@@ -60,6 +60,12 @@ type ensemble struct {
 	compileOnce sync.Once
 	fast        *forest.Forest
 	spans       []int32
+	// oneTarget, when not -1, is the target of every leaf's one weight
+	// (a binary classifier's or a single-target regressor's trees), and
+	// leafW the weight of leaf k: sum then adds them without a slice per
+	// leaf. Set with fast.
+	oneTarget int
+	leafW     []float64
 }
 
 // compiled is fast, compiled on first use.
@@ -247,6 +253,25 @@ func (e *ensemble) compile() *forest.Forest {
 	if err != nil {
 		return nil
 	}
+	e.oneTarget = -1
+	if n := len(e.spans) / 2; n > 0 {
+		leafW := make([]float64, n)
+		target := -1
+		for k := range leafW {
+			lo, hi := e.spans[2*k], e.spans[2*k+1]
+			if k == 0 && hi == lo+1 {
+				target = e.weights[lo].target
+			}
+			if hi != lo+1 || e.weights[lo].target != target {
+				leafW = nil
+				break
+			}
+			leafW[k] = e.weights[lo].w
+		}
+		if leafW != nil {
+			e.oneTarget, e.leafW = target, leafW
+		}
+	}
 	return f
 }
 
@@ -280,14 +305,56 @@ func (e *ensemble) each(x []float64, fn func([]treeWeight)) {
 
 // sum adds the weights of the leaf each tree reaches for row x into s by
 // target, in tree order, and marks the targets in has: each without a call
-// per tree, for the aggregations that sum.
+// per tree, for the aggregations that sum, and without gathering the
+// leaves' weights first where the fast walk runs.
 func (e *ensemble) sum(x []float64, s []float64, has []bool) {
-	var ws [forest.Chunk][]treeWeight
-	for first := 0; first < len(e.roots); first += len(ws) {
-		chunk := ws[:min(len(ws), len(e.roots)-first)]
-		e.weightsOf(x, first, chunk)
-		for _, leafWs := range chunk {
-			for _, w := range leafWs {
+	fast := e.compiled()
+	if fast == nil || len(x) < fast.Features() {
+		var ws [forest.Chunk][]treeWeight
+		for first := 0; first < len(e.roots); first += len(ws) {
+			chunk := ws[:min(len(ws), len(e.roots)-first)]
+			e.weightsOf(x, first, chunk)
+			for _, leafWs := range chunk {
+				for _, w := range leafWs {
+					s[w.target] += w.w
+					has[w.target] = true
+				}
+			}
+		}
+		return
+	}
+	var ids [forest.Chunk]int32
+	if t := e.oneTarget; t >= 0 {
+		// Every leaf adds one weight to target t: in a register, in
+		// tree order as below.
+		acc := s[t]
+		for first := 0; first < len(e.roots); first += len(ids) {
+			chunk := ids[:min(len(ids), len(e.roots)-first)]
+			fast.Leaves(x[:fast.Features()], first, chunk)
+			for k, id := range chunk {
+				if id == forest.WalkItself {
+					acc += e.weights[e.leaf(e.roots[first+k], x).lo].w
+				} else {
+					acc += e.leafW[id]
+				}
+			}
+		}
+		s[t] = acc
+		has[t] = has[t] || len(e.roots) > 0
+		return
+	}
+	for first := 0; first < len(e.roots); first += len(ids) {
+		chunk := ids[:min(len(ids), len(e.roots)-first)]
+		fast.Leaves(x[:fast.Features()], first, chunk)
+		for k, id := range chunk {
+			var ws []treeWeight
+			if id == forest.WalkItself {
+				l := e.leaf(e.roots[first+k], x)
+				ws = e.weights[l.lo:l.hi]
+			} else {
+				ws = e.weights[e.spans[2*id]:e.spans[2*id+1]]
+			}
+			for _, w := range ws {
 				s[w.target] += w.w
 				has[w.target] = true
 			}
@@ -389,16 +456,22 @@ func newTreeRegressor(n *Node, _ int64) (kernel, error) {
 	return &treeRegressor{e, int(targets), agg}, wantArity(n, 1, 1)
 }
 
-func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
+func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) { return r.reuse(in, nil) }
+
+// reuse is run, writing over its previous output where it fits.
+func (r *treeRegressor) reuse(in []*Tensor, prev []*Tensor) ([]*Tensor, error) {
 	x := in[0]
 	nr, f, err := r.input(x)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]float64, nr*r.targets)
-	has := make([]bool, r.targets)
+	y := tensorFor(prev, 0, Float, nr, r.targets)
+	out := y.F
+	var hasBuf [8]bool
+	has := scratch(hasBuf[:], r.targets)
 	for row := 0; row < nr; row++ {
 		s := out[row*r.targets : (row+1)*r.targets]
+		clear(s)
 		clear(has)
 		if r.aggregate == "SUM" || r.aggregate == "AVERAGE" {
 			r.sum(x.F[row*f:(row+1)*f], s, has)
@@ -430,7 +503,60 @@ func (r *treeRegressor) run(in []*Tensor) ([]*Tensor, error) {
 			s[k] = fit(Float, v)
 		}
 	}
-	return []*Tensor{{Type: Float, Shape: []int{nr, r.targets}, F: out}}, nil
+	return outputs(prev, y), nil
+}
+
+// tensorFor is output i of a kernel: prev[i], what it returned on the
+// previous run of a Session, when that is a tensor of type typ and shape
+// [rows, cols] ([rows] for cols < 0), to be written over whole; else a
+// new one, of zeros.
+func tensorFor(prev []*Tensor, i int, typ int32, rows, cols int) *Tensor {
+	n := rows
+	if cols >= 0 {
+		n *= cols
+	}
+	if i < len(prev) {
+		t := prev[i]
+		fits := t != nil && t.Type == typ && t.Len() == n && len(t.Shape) == 1+b2i(cols >= 0) && t.Shape[0] == rows
+		if fits && (cols < 0 || t.Shape[1] == cols) {
+			return t
+		}
+	}
+	t := &Tensor{Type: typ, Shape: []int{rows}}
+	if cols >= 0 {
+		t.Shape = append(t.Shape, cols)
+	}
+	if typ == String {
+		t.S = make([]string, n)
+	} else {
+		t.F = make([]float64, n)
+	}
+	return t
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// outputs is a kernel's outputs ts, in prev's slice when it has their
+// number.
+func outputs(prev []*Tensor, ts ...*Tensor) []*Tensor {
+	if len(prev) != len(ts) {
+		prev = make([]*Tensor, len(ts))
+	}
+	copy(prev, ts)
+	return prev
+}
+
+// scratch is buf[:n] when n fits, else a new slice of n.
+func scratch[T any](buf []T, n int) []T {
+	if n <= len(buf) {
+		return buf[:n]
+	}
+	return make([]T, n)
 }
 
 type treeClassifier struct {
@@ -467,32 +593,46 @@ func newTreeClassifier(n *Node, _ int64) (kernel, error) {
 	return &treeClassifier{e, ints, strs, classes == 2 && len(ids) == 1, positive}, wantArity(n, 1, 1)
 }
 
-func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) {
+func (c *treeClassifier) run(in []*Tensor) ([]*Tensor, error) { return c.reuse(in, nil) }
+
+// reuse is run, writing over its previous outputs where they fit.
+func (c *treeClassifier) reuse(in []*Tensor, prev []*Tensor) ([]*Tensor, error) {
 	x := in[0]
 	nr, f, err := c.input(x)
 	if err != nil {
 		return nil, err
 	}
 	classes := len(c.ints) + len(c.strs)
-	z := &Tensor{Type: Float, Shape: []int{nr, classes}, F: make([]float64, nr*classes)}
-	idx := make([]int, nr)
-	s := make([]float64, classes)
-	has := make([]bool, classes)
+	var labelType int32 = Int64
+	if c.strs != nil {
+		labelType = String
+	}
+	label := tensorFor(prev, 0, labelType, nr, -1)
+	z := tensorFor(prev, 1, Float, nr, classes)
+	var sBuf [8]float64
+	var hasBuf [8]bool
+	s, has := scratch(sBuf[:], classes), scratch(hasBuf[:], classes)
 	for row := 0; row < nr; row++ {
 		clear(s)
 		clear(has)
 		c.sum(x.F[row*f:(row+1)*f], s, has)
 		out := z.F[row*classes : (row+1)*classes]
+		var k int
 		if classes > 2 {
-			idx[row] = c.multiclass(s, has, out)
+			k = c.multiclass(s, has, out)
 		} else {
-			idx[row] = c.binaryScores(s, has, out)
+			k = c.binaryScores(s, has, out)
 		}
 		for i, v := range out {
 			out[i] = fit(Float, v)
 		}
+		if c.strs != nil {
+			label.S[row] = c.strs[k]
+		} else {
+			label.F[row] = float64(c.ints[k])
+		}
 	}
-	return []*Tensor{labelTensor(c.ints, c.strs, idx), z}, nil
+	return outputs(prev, label, z), nil
 }
 
 func (c *treeClassifier) multiclass(s []float64, has []bool, out []float64) int {

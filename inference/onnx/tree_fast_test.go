@@ -108,10 +108,17 @@ func TestWhatDoesNotCompileKeepsTheWalk(t *testing.T) {
 		}
 		for _, v := range []float64{0, 1, 2, math.NaN(), math.Inf(-1)} {
 			fast, walked := leavesOf(e, []float64{v})
+			want := 0.0
 			for k := range walked {
 				if fast[k] != walked[k] {
 					t.Errorf("%s at %v tree %d: each and leaf disagree", name, v, k)
 				}
+				want += walked[k]
+			}
+			// sum too, which adds a one-target ensemble's weights itself.
+			s, has := []float64{0}, []bool{false}
+			if e.sum([]float64{v}, s, has); s[0] != want || !has[0] {
+				t.Errorf("%s at %v: sum %v (%v), the walk %v", name, v, s[0], has[0], want)
 			}
 		}
 	}
