@@ -302,3 +302,16 @@ func (b *boltStore) Workloads(context.Context) ([]modelfleet.WorkloadRecord, err
 	})
 	return out, err
 }
+
+func (b *boltStore) Revision(_ context.Context, site string) (int64, error) {
+	var rev int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+		}
+		var err error
+		rev, err = docRevision(site, tx.Bucket(desiredBucket).Get([]byte(site)))
+		return err
+	})
+	return rev, err
+}

@@ -293,6 +293,17 @@ func (p *PostgresStore) Desired(ctx context.Context, site string) (modelfleet.De
 	return decodeDesired(site, buf)
 }
 
+// Revision reads the revision column, which every write of the document
+// sets from it (0 before the first step, as the document then says).
+func (p *PostgresStore) Revision(ctx context.Context, site string) (int64, error) {
+	var rev int64
+	err := p.pool.QueryRow(ctx, `SELECT revision FROM fleet_desired WHERE site = $1`, site).Scan(&rev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+	}
+	return rev, err
+}
+
 func decodeDesired(site string, buf []byte) (modelfleet.Desired, error) {
 	ds := emptyDesired(site)
 	if buf == nil {

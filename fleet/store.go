@@ -32,6 +32,11 @@ type Store interface {
 	// Desired returns a site's desired state (revision 0 and no models
 	// before its first step; ENOTFOUND if the site is not registered).
 	Desired(ctx context.Context, site string) (modelfleet.Desired, error)
+	// Revision returns the revision of a site's desired state, as Desired
+	// would, without reading the rest of it: what a long poll checks to
+	// learn whether there is anything new (ENOTFOUND if the site is not
+	// registered).
+	Revision(ctx context.Context, site string) (int64, error)
 	// ReportActual stores a site's report (without its record); rec, if
 	// not nil, is stored in the same transaction as PutSite would. Without
 	// rec the site must be registered (ENOTFOUND).

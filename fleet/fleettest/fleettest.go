@@ -31,6 +31,7 @@ func Run(t *testing.T, open Open) {
 		{"StepsAndLeases", testStepsAndLeases},
 		{"UnknownSiteChangesNothing", testUnknownSiteChangesNothing},
 		{"LongPollWakes", testLongPollWakes},
+		{"Revision", testRevision},
 		{"ReportAndProgress", testReportAndProgress},
 		{"Policies", testPolicies},
 		{"Baselines", testBaselines},
@@ -158,18 +159,22 @@ func testUnknownSiteChangesNothing(t *testing.T, d *fleet.Directory) {
 
 func testLongPollWakes(t *testing.T, d *fleet.Directory) {
 	put(t, d, "s1")
-	got := make(chan modelfleet.Desired, 1)
+	type answer struct {
+		ds        modelfleet.Desired
+		waitedOut bool
+	}
+	got := make(chan answer, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		ds, _ := d.Desired(ctx, "s1", 0)
-		got <- ds
+		got <- answer{ds, ctx.Err() != nil}
 	}()
 	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: []string{"s1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if ds := <-got; ds.Revision != 1 {
-		t.Errorf("long poll returned revision %d, want 1", ds.Revision)
+	if a := <-got; a.ds.Revision != 1 || a.waitedOut {
+		t.Errorf("long poll returned revision %d (having waited out its 20 s: %v), want 1 when the step woke it", a.ds.Revision, a.waitedOut)
 	}
 	// Nothing new: the poll waits out its context.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -183,6 +188,53 @@ func testLongPollWakes(t *testing.T, d *fleet.Directory) {
 	defer cancelDone()
 	if ds, err := d.Desired(done, "s1", -1); err != nil || ds.Revision != 1 {
 		t.Errorf("read without a wait = %+v, %v", ds, err)
+	}
+}
+
+// Revision is the desired state's, read alone: it follows every change
+// (and only those) as Desired does.
+func testRevision(t *testing.T, d *fleet.Directory) {
+	ctx := context.Background()
+	if _, err := d.Revision(ctx, "ghost"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("revision of an unknown site: %v, want not found", err)
+	}
+	put(t, d, "s1", "s2")
+	check := func(when string, want int64) {
+		t.Helper()
+		for _, s := range []string{"s1", "s2"} {
+			rev, err := d.Revision(ctx, s)
+			if ds := desired(t, d, s); err != nil || rev != want || rev != ds.Revision {
+				t.Errorf("%s: revision of %s = %d, %v; want %d (desired state's %d)", when, s, rev, err, want, ds.Revision)
+			}
+		}
+	}
+	check("before any step", 0)
+	sites := []string{"s1", "s2"}
+	steps := []struct {
+		what string
+		run  func() (modelfleet.StepResult, error)
+		want int64
+	}{
+		{"a step", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: sites})
+		}, 1},
+		{"the step retried", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: sites})
+		}, 1},
+		{"finish", func() (modelfleet.StepResult, error) { return d.Finish("r1", "m", sites) }, 1},
+		{"a canary step", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 10), Sites: sites})
+		}, 2},
+		{"the next step", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 50), Sites: sites})
+		}, 3},
+		{"rollback", func() (modelfleet.StepResult, error) { return d.Rollback("r2", "m", sites, "") }, 4},
+	}
+	for _, st := range steps {
+		if _, err := st.run(); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		check("after "+st.what, st.want)
 	}
 }
 
