@@ -298,16 +298,19 @@ func (d *Directory) Progress(model, version string, sites []string) (modelfleet.
 		Replaced:    make([]int64, nbins),
 	}
 	var epochs uint64
-	states, err := d.store.States(context.Background(), sites)
+	states, err := d.store.Progress(context.Background(), sites, model)
 	if err != nil {
 		return modelfleet.Progress{}, fmt.Errorf("fleet: progress: %w", err)
 	}
 	for i, site := range sites {
-		ds, a := states[i].Desired, states[i].Actual
-		am := a.Models[model]
-		switch {
-		case a.Revision < ds.Revision:
+		st := states[i]
+		if st.pending() {
 			p.Pending = append(p.Pending, site)
+			continue
+		}
+		ds, a := modelfleet.Desired{Workloads: st.Workloads}, modelfleet.Actual{Workloads: st.Running}
+		am := st.Model
+		switch {
 		case am.Error != "":
 			p.Failed = append(p.Failed, modelfleet.SiteFailure{Site: site, Reason: am.Error})
 		case workloadError(ds, a, model) != "":

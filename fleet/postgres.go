@@ -372,6 +372,47 @@ func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState
 	return out, err
 }
 
+// Progress has the database compare the revisions and send, for the sites
+// not behind, only the parts Progress reads.
+func (p *PostgresStore) Progress(ctx context.Context, sites []string, model string) ([]SiteProgress, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT u.site, r.desired, r.applied,
+			CASE WHEN r.applied >= r.desired THEN d.doc->'workloads' END,
+			CASE WHEN r.applied >= r.desired THEN a.doc->'models'->$2 END,
+			CASE WHEN r.applied >= r.desired THEN a.doc->'workloads' END
+		FROM unnest($1::text[]) WITH ORDINALITY AS u(site, i)
+		LEFT JOIN fleet_desired d ON d.site = u.site
+		LEFT JOIN fleet_actual a ON a.site = u.site
+		CROSS JOIN LATERAL (SELECT coalesce(d.revision, 0) AS desired,
+			coalesce((a.doc->>'revision')::bigint, 0) AS applied) r
+		ORDER BY u.i`, sites, model)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SiteProgress, 0, len(sites))
+	var site string
+	var sp SiteProgress
+	var workloads, am, running []byte
+	_, err = pgx.ForEachRow(rows, []any{&site, &sp.Desired, &sp.Applied, &workloads, &am, &running}, func() error {
+		q := SiteProgress{Desired: sp.Desired, Applied: sp.Applied}
+		for _, part := range []struct {
+			doc []byte
+			v   any
+			of  string
+		}{{workloads, &q.Workloads, "desired"}, {am, &q.Model, "actual"}, {running, &q.Running, "actual"}} {
+			if part.doc == nil {
+				continue
+			}
+			if err := json.Unmarshal(part.doc, part.v); err != nil {
+				return fmt.Errorf("decode %s state of %q: %w", part.of, site, err)
+			}
+		}
+		out = append(out, q)
+		return nil
+	})
+	return out, err
+}
+
 func (p *PostgresStore) PutPolicy(ctx context.Context, model string, doc []byte) error {
 	_, err := p.pool.Exec(ctx, `INSERT INTO fleet_policies (model, doc) VALUES ($1, $2)
 		ON CONFLICT (model) DO UPDATE SET doc = EXCLUDED.doc`, model, doc)

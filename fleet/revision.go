@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+
+	"github.com/modelfleet/modelfleet"
 )
 
-// docRevision returns the revision of the desired-state document buf of
-// site (0 for none: the site has had no step yet), as decoding it would.
+// docRevision returns the revision of site's desired-state document buf
+// (0 for none: the site has had no step yet), as decoding it would; and so
+// of its report (modelfleet.Actual, the same head).
 //
 // A document the directory wrote (json.Marshal of modelfleet.Desired)
 // begins {"site":"<site>","revision":<n>, so n is read from there,
@@ -28,7 +31,7 @@ func docRevision(site string, buf []byte) (int64, error) {
 		Revision int64 `json:"revision"`
 	}
 	if err := json.Unmarshal(buf, &doc); err != nil {
-		return 0, fmt.Errorf("decode desired state of %q: %w", site, err)
+		return 0, err
 	}
 	return doc.Revision, nil
 }
@@ -64,3 +67,53 @@ func revisionPrefix(site string, buf []byte) (int64, bool) {
 }
 
 func notDigit(r rune) bool { return r < '0' || r > '9' }
+
+// progressDesired and progressActual are the parts of a desired state and
+// of a report that Progress reads: decoding into them skips the rest (the
+// versions, their statements, the counters of the other models) without
+// allocating it.
+type progressDesired struct {
+	Workloads map[string]modelfleet.DesiredWorkload `json:"workloads"`
+}
+
+type progressActual struct {
+	Models    map[string]json.RawMessage           `json:"models"`
+	Workloads map[string]modelfleet.ActualWorkload `json:"workloads"`
+}
+
+// decodeProgress reads a site's progress from its desired-state document
+// dbuf and its report abuf (nil: none), decoding both only when the report
+// is not behind.
+func decodeProgress(site, model string, dbuf, abuf []byte) (SiteProgress, error) {
+	var p SiteProgress
+	var err error
+	if p.Desired, err = docRevision(site, dbuf); err != nil {
+		return p, fmt.Errorf("decode desired state of %q: %w", site, err)
+	}
+	if p.Applied, err = docRevision(site, abuf); err != nil {
+		return p, fmt.Errorf("decode actual state of %q: %w", site, err)
+	}
+	if p.pending() {
+		return p, nil
+	}
+	if dbuf != nil {
+		var ds progressDesired
+		if err := json.Unmarshal(dbuf, &ds); err != nil {
+			return p, fmt.Errorf("decode desired state of %q: %w", site, err)
+		}
+		p.Workloads = ds.Workloads
+	}
+	if abuf != nil {
+		var a progressActual
+		if err := json.Unmarshal(abuf, &a); err != nil {
+			return p, fmt.Errorf("decode actual state of %q: %w", site, err)
+		}
+		p.Running = a.Workloads
+		if raw, ok := a.Models[model]; ok {
+			if err := json.Unmarshal(raw, &p.Model); err != nil {
+				return p, fmt.Errorf("decode actual state of %q: %w", site, err)
+			}
+		}
+	}
+	return p, nil
+}

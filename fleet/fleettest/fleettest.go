@@ -33,6 +33,7 @@ func Run(t *testing.T, open Open) {
 		{"LongPollWakes", testLongPollWakes},
 		{"Revision", testRevision},
 		{"ReportAndProgress", testReportAndProgress},
+		{"ProgressOfEachSite", testProgressOfEachSite},
 		{"Policies", testPolicies},
 		{"Baselines", testBaselines},
 		{"Workloads", testWorkloads},
@@ -275,6 +276,68 @@ func testReportAndProgress(t *testing.T, d *fleet.Directory) {
 	pairs, err := d.Pairings("m", sites)
 	if err != nil || len(pairs) != 2 || pairs[1].Site != "s2" || modelfleet.SplitString(pairs[0].Versions) != "1:100" {
 		t.Errorf("pairings = %+v, %v", pairs, err)
+	}
+}
+
+// Progress classifies each site from its report of the revision it
+// applied, that report's entry for the model and its workloads, and adds
+// up the figures of the converged sites' entries only.
+func testProgressOfEachSite(t *testing.T, d *fleet.Directory) {
+	const model = "bearing-failure"
+	w, _, err := d.RegisterWorkload(manifest(t, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := []string{"behind", "failed", "other-failed", "ahead", "wl-pending", "wl-failed", "wl-done", "never"}
+	put(t, d, sites...)
+	withWorkload := []string{"wl-pending", "wl-failed", "wl-done"}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: model, New: Version("1", 100), Sites: sites[:4]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: model, New: Version("1", 100), Sites: withWorkload, Workload: &w}); err != nil {
+		t.Fatal(err)
+	}
+	served := func(requests, errs int64) []modelfleet.ServedVersion {
+		latency := make([]int64, len(modelfleet.LatencyBuckets)+1)
+		latency[0] = requests
+		return []modelfleet.ServedVersion{{Version: "1", Weight: 100, Requests: requests, Errors: errs, Latency: latency}}
+	}
+	running := func(version, failure string) map[string]modelfleet.ActualWorkload {
+		return map[string]modelfleet.ActualWorkload{w.Name: {Version: version, Model: model, Error: failure}}
+	}
+	reports := []modelfleet.Actual{
+		// Behind: pending, whatever its report of the revision before says.
+		{Site: "behind", Revision: 0, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000), Error: "an older failure"}}},
+		{Site: "failed", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000), Error: "disk full"}}},
+		{Site: "other-failed", Revision: 1, Models: map[string]modelfleet.ActualModel{
+			model: {Versions: served(10, 1)}, "other": {Versions: served(1000, 1000), Error: "not this model"}}},
+		{Site: "ahead", Revision: 5, Models: map[string]modelfleet.ActualModel{model: {Versions: served(20, 2)}}},
+		{Site: "wl-pending", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000)}}, Workloads: running("0", "")},
+		{Site: "wl-failed", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000)}}, Workloads: running("1", "crashed")},
+		{Site: "wl-done", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(30, 3)}}, Workloads: running("1", "")},
+	}
+	for _, a := range reports {
+		if err := d.ReportActual(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Listed in another order than registered: the answer keeps it.
+	listed := []string{"wl-done", "never", "wl-pending", "behind", "ahead", "wl-failed", "failed", "other-failed"}
+	p, err := d.Progress(model, "1", listed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range p.Failed {
+		failed = append(failed, f.Site+": "+f.Reason)
+	}
+	got := fmt.Sprintf("converged %s; pending %s; failed %s", strings.Join(p.Converged, ","), strings.Join(p.Pending, ","), strings.Join(failed, "; "))
+	want := "converged wl-done,never,ahead,other-failed; pending wl-pending,behind; failed wl-failed: workload bearing-failure-line:1: crashed; failed: disk full"
+	if got != want {
+		t.Errorf("progress:\n got %s\nwant %s", got, want)
+	}
+	if p.Requests != 60 || p.Errors != 6 || p.Counters.Sites != 4 || p.Counters.Requests != 60 || p.Counters.Latency[0] != 60 {
+		t.Errorf("figures = %d requests, %d errors, counters %+v; want the converged sites' 60 and 6", p.Requests, p.Errors, p.Counters)
 	}
 }
 
