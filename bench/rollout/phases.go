@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -441,8 +442,10 @@ func (b *bench) profileRollback(ctx context.Context, ref modelfleet.ModelRef) (s
 // (<prefix>.allocs1): `go tool pprof -base <prefix>.allocs0
 // <prefix>.allocs1` is roughly what the phase allocated — roughly, as an
 // allocation profile is as of the last completed garbage collection, which
-// with the gigabytes 10,000 sites hold can be seconds earlier. No prefix:
-// nothing.
+// with the gigabytes 10,000 sites hold can be seconds earlier; and the
+// phase's exact totals from runtime/metrics (<prefix>.runtime: bytes and
+// objects allocated, garbage collections, their CPU and all CPU). No
+// prefix: nothing.
 func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	if prefix == "" {
 		return func() {}, nil
@@ -450,6 +453,7 @@ func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	if err := writeAllocs(prefix + ".allocs0"); err != nil {
 		return nil, err
 	}
+	before := readRuntime()
 	cpu, err := os.Create(prefix + ".cpu")
 	if err != nil {
 		return nil, err
@@ -461,7 +465,9 @@ func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	stopCPU := func() {
 		pprof.StopCPUProfile()
 		cpu.Close()
+		after := readRuntime()
 		_ = writeAllocs(prefix + ".allocs1")
+		_ = os.WriteFile(prefix+".runtime", []byte(after.minus(before).String()+"\n"), 0o644)
 	}
 	if !withTrace {
 		return stopCPU, nil
@@ -490,4 +496,33 @@ func writeAllocs(path string) error {
 	}
 	defer f.Close()
 	return pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// runtimeFigures are the process's own counters (runtime/metrics), exact
+// where an allocation profile lags: what a phase allocated, how many
+// garbage collections it ran and the CPU they and everything took.
+type runtimeFigures struct {
+	allocBytes, allocObjects, gcCycles uint64
+	gcCPU, totalCPU                    float64
+}
+
+var runtimeSamples = []string{"/gc/heap/allocs:bytes", "/gc/heap/allocs:objects", "/gc/cycles/total:gc-cycles",
+	"/cpu/classes/gc/total:cpu-seconds", "/cpu/classes/total:cpu-seconds"}
+
+func readRuntime() runtimeFigures {
+	s := make([]metrics.Sample, len(runtimeSamples))
+	for i, n := range runtimeSamples {
+		s[i].Name = n
+	}
+	metrics.Read(s)
+	return runtimeFigures{s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Float64(), s[4].Value.Float64()}
+}
+
+func (r runtimeFigures) minus(o runtimeFigures) runtimeFigures {
+	return runtimeFigures{r.allocBytes - o.allocBytes, r.allocObjects - o.allocObjects, r.gcCycles - o.gcCycles, r.gcCPU - o.gcCPU, r.totalCPU - o.totalCPU}
+}
+
+func (r runtimeFigures) String() string {
+	return fmt.Sprintf("allocated_mib=%.0f allocated_objects=%d gc_cycles=%d gc_cpu_s=%.2f cpu_s=%.2f (runtime/metrics; the CPU figures are the runtime's estimate)",
+		float64(r.allocBytes)/(1<<20), r.allocObjects, r.gcCycles, r.gcCPU, r.totalCPU)
 }
