@@ -444,8 +444,7 @@ func (b *bench) profileRollback(ctx context.Context, ref modelfleet.ModelRef) (s
 // allocation profile is as of the last completed garbage collection, which
 // with the gigabytes 10,000 sites hold can be seconds earlier; and the
 // phase's exact totals from runtime/metrics (<prefix>.runtime: bytes and
-// objects allocated, garbage collections, their CPU and all CPU). No
-// prefix: nothing.
+// objects allocated, garbage collections). No prefix: nothing.
 func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	if prefix == "" {
 		return func() {}, nil
@@ -499,15 +498,15 @@ func writeAllocs(path string) error {
 }
 
 // runtimeFigures are the process's own counters (runtime/metrics), exact
-// where an allocation profile lags: what a phase allocated, how many
-// garbage collections it ran and the CPU they and everything took.
+// where an allocation profile lags: what a phase allocated and how many
+// garbage collections it ran. (The runtime's CPU classes are P-time, not
+// CPU: on a busy machine they count time a P waited for one; the CPU
+// profile says what ran.)
 type runtimeFigures struct {
 	allocBytes, allocObjects, gcCycles uint64
-	gcCPU, totalCPU                    float64
 }
 
-var runtimeSamples = []string{"/gc/heap/allocs:bytes", "/gc/heap/allocs:objects", "/gc/cycles/total:gc-cycles",
-	"/cpu/classes/gc/total:cpu-seconds", "/cpu/classes/total:cpu-seconds"}
+var runtimeSamples = []string{"/gc/heap/allocs:bytes", "/gc/heap/allocs:objects", "/gc/cycles/total:gc-cycles"}
 
 func readRuntime() runtimeFigures {
 	s := make([]metrics.Sample, len(runtimeSamples))
@@ -515,14 +514,13 @@ func readRuntime() runtimeFigures {
 		s[i].Name = n
 	}
 	metrics.Read(s)
-	return runtimeFigures{s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64(), s[3].Value.Float64(), s[4].Value.Float64()}
+	return runtimeFigures{s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()}
 }
 
 func (r runtimeFigures) minus(o runtimeFigures) runtimeFigures {
-	return runtimeFigures{r.allocBytes - o.allocBytes, r.allocObjects - o.allocObjects, r.gcCycles - o.gcCycles, r.gcCPU - o.gcCPU, r.totalCPU - o.totalCPU}
+	return runtimeFigures{r.allocBytes - o.allocBytes, r.allocObjects - o.allocObjects, r.gcCycles - o.gcCycles}
 }
 
 func (r runtimeFigures) String() string {
-	return fmt.Sprintf("allocated_mib=%.0f allocated_objects=%d gc_cycles=%d gc_cpu_s=%.2f cpu_s=%.2f (runtime/metrics; the CPU figures are the runtime's estimate)",
-		float64(r.allocBytes)/(1<<20), r.allocObjects, r.gcCycles, r.gcCPU, r.totalCPU)
+	return fmt.Sprintf("allocated_mib=%.0f allocated_objects=%d gc_cycles=%d", float64(r.allocBytes)/(1<<20), r.allocObjects, r.gcCycles)
 }
