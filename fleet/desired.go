@@ -182,10 +182,12 @@ func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult,
 // after, it waits until it is or ctx is done (long poll), then returns
 // whatever is current.
 //
-// While it waits it reads the revision alone (Store.Revision), and the
-// whole state once, to answer: an agent starts its next long poll right
-// after applying a change, when the revision it asks past is the current
-// one, and 10,000 of them do at once after a rollback.
+// It checks the revision alone (Store.Revision) when the poll starts and
+// after a re-read that no write woke, and reads the whole state once there
+// is something new, or a write woke it, or the wait is over: an agent
+// starts its next long poll right after applying a change, when the
+// revision it asks past is the current one, and 10,000 of them do at once
+// after a rollback.
 //
 // ctx bounds the wait, not the reads: the store is read even when ctx is
 // already done (a request without a wait), each read bounded by
@@ -207,20 +209,27 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 		forget(wake, err)
 		return ds, err
 	}
+	woken := false
 	for {
 		wake := d.notify.wait(site)
-		if after < 0 { // every revision is above it
-			return read(wake)
-		}
-		c, cancel := rctx()
-		rev, err := d.Revision(c, site)
-		cancel()
-		forget(wake, err)
-		if err != nil {
-			return modelfleet.Desired{}, err
-		}
-		if rev > after {
-			return read(wake)
+		if after < 0 || woken {
+			// Every revision is above after, or a write woke the poll:
+			// most likely the one it waits for, so the whole state.
+			ds, err := read(wake)
+			if err != nil || ds.Revision > after {
+				return ds, err
+			}
+		} else {
+			c, cancel := rctx()
+			rev, err := d.Revision(c, site)
+			cancel()
+			forget(wake, err)
+			if err != nil {
+				return modelfleet.Desired{}, err
+			}
+			if rev > after {
+				return read(wake)
+			}
 		}
 		// A store shared by replicas wakes this one when another writes;
 		// the poll covers a wake-up lost while its listener reconnected.
@@ -232,7 +241,9 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 		}
 		select {
 		case <-wake:
+			woken = true
 		case <-poll:
+			woken = false
 		case <-ctx.Done():
 		}
 		if t != nil {
