@@ -53,6 +53,7 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 		return nil
 	}
 	weights := make(map[string]int, len(versions))
+	known := make(map[string]DeployRequest, len(versions))
 	for i, v := range versions {
 		req := DeployRequest{Model: modelfleet.ModelRef{Name: model, Version: v.Version}, Digest: v.Digest, Format: v.Format, ArtifactURL: v.ArtifactURL, Features: v.Features, Size: sizes[i], Server: v.Server}
 		if sizes[i] > 0 {
@@ -65,6 +66,8 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 			return fmt.Errorf("edge: apply %s: %w", req.Model, err)
 		}
 		weights[v.Version] = v.Weight
+		// What installed would read back of the metadata Install wrote.
+		known[v.Version] = DeployRequest{Model: req.Model, Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server}
 	}
 	// Comparing weights by version is enough: a registered version's bytes
 	// never change (the registry refuses a second digest for a version, as
@@ -72,7 +75,7 @@ func (a *Agent) Apply(ctx context.Context, model string, versions []modelfleet.D
 	if same(a.Traffic(model), weights) {
 		return nil
 	}
-	return a.SetTraffic(ctx, model, weights)
+	return a.setTraffic(ctx, model, weights, known)
 }
 
 // servesAlready reports whether the router serves exactly the split of

@@ -22,6 +22,13 @@ import (
 // state.json and survives a restart. See route for what a change does to
 // sticky keys.
 func (a *Agent) SetTraffic(ctx context.Context, model string, weights map[string]int) error {
+	return a.setTraffic(ctx, model, weights, nil)
+}
+
+// setTraffic is SetTraffic. known holds, by version, the artifacts the
+// caller has just installed (Apply), as installed would find them on disk:
+// those are not looked for there again.
+func (a *Agent) setTraffic(ctx context.Context, model string, weights map[string]int, known map[string]DeployRequest) error {
 	if err := modelfleet.ValidateName("model name", model); err != nil {
 		return fmt.Errorf("edge: set traffic: %w", err)
 	}
@@ -57,9 +64,12 @@ func (a *Agent) SetTraffic(ctx context.Context, model string, weights map[string
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		req, err := a.store.installed(modelfleet.ModelRef{Name: model, Version: v})
-		if err != nil {
-			return fmt.Errorf("edge: set traffic %s: %w", model, err)
+		var err error
+		req, ok := known[v]
+		if !ok {
+			if req, err = a.store.installed(modelfleet.ModelRef{Name: model, Version: v}); err != nil {
+				return fmt.Errorf("edge: set traffic %s: %w", model, err)
+			}
 		}
 		m, ok := a.recall(req.Model, req.Digest)
 		if !ok {

@@ -316,3 +316,35 @@ func (b *boltStore) Workloads(context.Context) ([]modelfleet.WorkloadRecord, err
 	})
 	return out, err
 }
+
+func (b *boltStore) Revision(_ context.Context, site string) (int64, error) {
+	var rev int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+		}
+		var err error
+		if rev, err = docRevision(site, tx.Bucket(desiredBucket).Get([]byte(site))); err != nil {
+			return fmt.Errorf("decode desired state of %q: %w", site, err)
+		}
+		return nil
+	})
+	return rev, err
+}
+
+func (b *boltStore) Progress(_ context.Context, sites []string, model string) ([]SiteProgress, error) {
+	out := make([]SiteProgress, 0, len(sites))
+	err := b.db.View(func(tx *bolt.Tx) error {
+		desired, actual := tx.Bucket(desiredBucket), tx.Bucket(actualBucket)
+		for _, site := range sites {
+			key := []byte(site)
+			p, err := decodeProgress(site, model, desired.Get(key), actual.Get(key))
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out, err
+}

@@ -293,6 +293,17 @@ func (p *PostgresStore) Desired(ctx context.Context, site string) (modelfleet.De
 	return decodeDesired(site, buf)
 }
 
+// Revision reads the revision column, which every write of the document
+// sets from it (0 before the first step, as the document then says).
+func (p *PostgresStore) Revision(ctx context.Context, site string) (int64, error) {
+	var rev int64
+	err := p.pool.QueryRow(ctx, `SELECT revision FROM fleet_desired WHERE site = $1`, site).Scan(&rev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+	}
+	return rev, err
+}
+
 func decodeDesired(site string, buf []byte) (modelfleet.Desired, error) {
 	ds := emptyDesired(site)
 	if buf == nil {
@@ -356,6 +367,47 @@ func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState
 			}
 		}
 		out = append(out, SiteState{Desired: ds, Actual: a})
+		return nil
+	})
+	return out, err
+}
+
+// Progress has the database compare the revisions and send, for the sites
+// not behind, only the parts Progress reads.
+func (p *PostgresStore) Progress(ctx context.Context, sites []string, model string) ([]SiteProgress, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT u.site, r.desired, r.applied,
+			CASE WHEN r.applied >= r.desired THEN d.doc->'workloads' END,
+			CASE WHEN r.applied >= r.desired THEN a.doc->'models'->$2 END,
+			CASE WHEN r.applied >= r.desired THEN a.doc->'workloads' END
+		FROM unnest($1::text[]) WITH ORDINALITY AS u(site, i)
+		LEFT JOIN fleet_desired d ON d.site = u.site
+		LEFT JOIN fleet_actual a ON a.site = u.site
+		CROSS JOIN LATERAL (SELECT coalesce(d.revision, 0) AS desired,
+			coalesce((a.doc->>'revision')::bigint, 0) AS applied) r
+		ORDER BY u.i`, sites, model)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SiteProgress, 0, len(sites))
+	var site string
+	var sp SiteProgress
+	var workloads, am, running []byte
+	_, err = pgx.ForEachRow(rows, []any{&site, &sp.Desired, &sp.Applied, &workloads, &am, &running}, func() error {
+		q := SiteProgress{Desired: sp.Desired, Applied: sp.Applied}
+		for _, part := range []struct {
+			doc []byte
+			v   any
+			of  string
+		}{{workloads, &q.Workloads, "desired"}, {am, &q.Model, "actual"}, {running, &q.Running, "actual"}} {
+			if part.doc == nil {
+				continue
+			}
+			if err := json.Unmarshal(part.doc, part.v); err != nil {
+				return fmt.Errorf("decode %s state of %q: %w", part.of, site, err)
+			}
+		}
+		out = append(out, q)
 		return nil
 	})
 	return out, err

@@ -33,6 +33,11 @@ type Store interface {
 	// Desired returns a site's desired state (revision 0 and no models
 	// before its first step; ENOTFOUND if the site is not registered).
 	Desired(ctx context.Context, site string) (modelfleet.Desired, error)
+	// Revision returns the revision of a site's desired state, as Desired
+	// would, without reading the rest of it: what a long poll checks to
+	// learn whether there is anything new (ENOTFOUND if the site is not
+	// registered).
+	Revision(ctx context.Context, site string) (int64, error)
 	// ReportActual stores a site's report (without its record); rec, if
 	// not nil, is stored in the same transaction as PutSite would. Without
 	// rec the site must be registered (ENOTFOUND).
@@ -41,6 +46,13 @@ type Store interface {
 	// one consistent snapshot, in the order listed; a site without one
 	// has the zero state.
 	States(ctx context.Context, sites []string) ([]SiteState, error)
+	// Progress reads, in one consistent snapshot and in the order listed,
+	// each site's desired and applied revision and, for a site whose
+	// report is not behind its desired state, what a release's progress
+	// reads of it: see SiteProgress. A site without a state has the zero
+	// one. A report that is behind is not decoded: while a release waits
+	// for thousands of sites, most of them are.
+	Progress(ctx context.Context, sites []string, model string) ([]SiteProgress, error)
 	// PutPolicy and Policy keep a model's rollout policy document; Policy
 	// returns nil when the model has none.
 	PutPolicy(ctx context.Context, model string, doc []byte) error
@@ -80,6 +92,20 @@ type SiteState struct {
 	Desired modelfleet.Desired
 	Actual  modelfleet.Actual
 }
+
+// SiteProgress is what Directory.Progress reads of a site: the revision of
+// its desired state and the one its report applied and, when that is not
+// behind (Applied >= Desired), the desired workloads, the report's entry
+// for the model asked about and its workloads, as States would read them.
+type SiteProgress struct {
+	Desired, Applied int64
+	Workloads        map[string]modelfleet.DesiredWorkload
+	Model            modelfleet.ActualModel
+	Running          map[string]modelfleet.ActualWorkload
+}
+
+// pending reports whether the site's report is behind its desired state.
+func (p SiteProgress) pending() bool { return p.Applied < p.Desired }
 
 // emptyDesired is a site's desired state before its first step.
 func emptyDesired(site string) modelfleet.Desired {

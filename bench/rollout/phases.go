@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
 	"slices"
@@ -357,7 +358,11 @@ func (b *bench) describe(ctx context.Context, id string) (*workflowpb.WorkflowEx
 			return d.GetWorkflowExecutionInfo(), nil
 		}
 		var nf *serviceerror.NotFound
-		if !errors.As(err, &nf) {
+		var busy *serviceerror.DeadlineExceeded
+		// On a machine busy enough, the dev server can miss the call's
+		// own deadline while the benchmark's is far off: ask again.
+		transient := errors.As(err, &busy) || (errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil)
+		if !errors.As(err, &nf) && !transient {
 			return nil, fmt.Errorf("describe %s: %w", id, err)
 		}
 		if err := modelfleet.Sleep(ctx, 20*time.Millisecond); err != nil {
@@ -437,8 +442,9 @@ func (b *bench) profileRollback(ctx context.Context, ref modelfleet.ModelRef) (s
 // (<prefix>.allocs1): `go tool pprof -base <prefix>.allocs0
 // <prefix>.allocs1` is roughly what the phase allocated — roughly, as an
 // allocation profile is as of the last completed garbage collection, which
-// with the gigabytes 10,000 sites hold can be seconds earlier. No prefix:
-// nothing.
+// with the gigabytes 10,000 sites hold can be seconds earlier; and the
+// phase's exact totals from runtime/metrics (<prefix>.runtime: bytes and
+// objects allocated, garbage collections). No prefix: nothing.
 func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	if prefix == "" {
 		return func() {}, nil
@@ -446,6 +452,7 @@ func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	if err := writeAllocs(prefix + ".allocs0"); err != nil {
 		return nil, err
 	}
+	before := readRuntime()
 	cpu, err := os.Create(prefix + ".cpu")
 	if err != nil {
 		return nil, err
@@ -457,7 +464,9 @@ func startPhaseProfile(prefix string, withTrace bool) (stop func(), err error) {
 	stopCPU := func() {
 		pprof.StopCPUProfile()
 		cpu.Close()
+		after := readRuntime()
 		_ = writeAllocs(prefix + ".allocs1")
+		_ = os.WriteFile(prefix+".runtime", []byte(after.minus(before).String()+"\n"), 0o644)
 	}
 	if !withTrace {
 		return stopCPU, nil
@@ -486,4 +495,32 @@ func writeAllocs(path string) error {
 	}
 	defer f.Close()
 	return pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// runtimeFigures are the process's own counters (runtime/metrics), exact
+// where an allocation profile lags: what a phase allocated and how many
+// garbage collections it ran. (The runtime's CPU classes are P-time, not
+// CPU: on a busy machine they count time a P waited for one; the CPU
+// profile says what ran.)
+type runtimeFigures struct {
+	allocBytes, allocObjects, gcCycles uint64
+}
+
+var runtimeSamples = []string{"/gc/heap/allocs:bytes", "/gc/heap/allocs:objects", "/gc/cycles/total:gc-cycles"}
+
+func readRuntime() runtimeFigures {
+	s := make([]metrics.Sample, len(runtimeSamples))
+	for i, n := range runtimeSamples {
+		s[i].Name = n
+	}
+	metrics.Read(s)
+	return runtimeFigures{s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()}
+}
+
+func (r runtimeFigures) minus(o runtimeFigures) runtimeFigures {
+	return runtimeFigures{r.allocBytes - o.allocBytes, r.allocObjects - o.allocObjects, r.gcCycles - o.gcCycles}
+}
+
+func (r runtimeFigures) String() string {
+	return fmt.Sprintf("allocated_mib=%.0f allocated_objects=%d gc_cycles=%d", float64(r.allocBytes)/(1<<20), r.allocObjects, r.gcCycles)
 }

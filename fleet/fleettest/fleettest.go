@@ -31,7 +31,9 @@ func Run(t *testing.T, open Open) {
 		{"StepsAndLeases", testStepsAndLeases},
 		{"UnknownSiteChangesNothing", testUnknownSiteChangesNothing},
 		{"LongPollWakes", testLongPollWakes},
+		{"Revision", testRevision},
 		{"ReportAndProgress", testReportAndProgress},
+		{"ProgressOfEachSite", testProgressOfEachSite},
 		{"Policies", testPolicies},
 		{"Baselines", testBaselines},
 		{"Workloads", testWorkloads},
@@ -162,18 +164,22 @@ func testUnknownSiteChangesNothing(t *testing.T, d *fleet.Directory) {
 
 func testLongPollWakes(t *testing.T, d *fleet.Directory) {
 	put(t, d, "s1")
-	got := make(chan modelfleet.Desired, 1)
+	type answer struct {
+		ds        modelfleet.Desired
+		waitedOut bool
+	}
+	got := make(chan answer, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		ds, _ := d.Desired(ctx, "s1", 0)
-		got <- ds
+		got <- answer{ds, ctx.Err() != nil}
 	}()
 	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: []string{"s1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if ds := <-got; ds.Revision != 1 {
-		t.Errorf("long poll returned revision %d, want 1", ds.Revision)
+	if a := <-got; a.ds.Revision != 1 || a.waitedOut {
+		t.Errorf("long poll returned revision %d (having waited out its 20 s: %v), want 1 when the step woke it", a.ds.Revision, a.waitedOut)
 	}
 	// Nothing new: the poll waits out its context.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -187,6 +193,53 @@ func testLongPollWakes(t *testing.T, d *fleet.Directory) {
 	defer cancelDone()
 	if ds, err := d.Desired(done, "s1", -1); err != nil || ds.Revision != 1 {
 		t.Errorf("read without a wait = %+v, %v", ds, err)
+	}
+}
+
+// Revision is the desired state's, read alone: it follows every change
+// (and only those) as Desired does.
+func testRevision(t *testing.T, d *fleet.Directory) {
+	ctx := context.Background()
+	if _, err := d.Revision(ctx, "ghost"); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("revision of an unknown site: %v, want not found", err)
+	}
+	put(t, d, "s1", "s2")
+	check := func(when string, want int64) {
+		t.Helper()
+		for _, s := range []string{"s1", "s2"} {
+			rev, err := d.Revision(ctx, s)
+			if ds := desired(t, d, s); err != nil || rev != want || rev != ds.Revision {
+				t.Errorf("%s: revision of %s = %d, %v; want %d (desired state's %d)", when, s, rev, err, want, ds.Revision)
+			}
+		}
+	}
+	check("before any step", 0)
+	sites := []string{"s1", "s2"}
+	steps := []struct {
+		what string
+		run  func() (modelfleet.StepResult, error)
+		want int64
+	}{
+		{"a step", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: sites})
+		}, 1},
+		{"the step retried", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: Version("1", 100), Sites: sites})
+		}, 1},
+		{"finish", func() (modelfleet.StepResult, error) { return d.Finish("r1", "m", sites) }, 1},
+		{"a canary step", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 10), Sites: sites})
+		}, 2},
+		{"the next step", func() (modelfleet.StepResult, error) {
+			return d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 50), Sites: sites})
+		}, 3},
+		{"rollback", func() (modelfleet.StepResult, error) { return d.Rollback("r2", "m", sites, "") }, 4},
+	}
+	for _, st := range steps {
+		if _, err := st.run(); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		check("after "+st.what, st.want)
 	}
 }
 
@@ -227,6 +280,68 @@ func testReportAndProgress(t *testing.T, d *fleet.Directory) {
 	pairs, err := d.Pairings("m", sites)
 	if err != nil || len(pairs) != 2 || pairs[1].Site != "s2" || modelfleet.SplitString(pairs[0].Versions) != "1:100" {
 		t.Errorf("pairings = %+v, %v", pairs, err)
+	}
+}
+
+// Progress classifies each site from its report of the revision it
+// applied, that report's entry for the model and its workloads, and adds
+// up the figures of the converged sites' entries only.
+func testProgressOfEachSite(t *testing.T, d *fleet.Directory) {
+	const model = "bearing-failure"
+	w, _, err := d.RegisterWorkload(manifest(t, "1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sites := []string{"behind", "failed", "other-failed", "ahead", "wl-pending", "wl-failed", "wl-done", "never"}
+	put(t, d, sites...)
+	withWorkload := []string{"wl-pending", "wl-failed", "wl-done"}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: model, New: Version("1", 100), Sites: sites[:4]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: model, New: Version("1", 100), Sites: withWorkload, Workload: &w}); err != nil {
+		t.Fatal(err)
+	}
+	served := func(requests, errs int64) []modelfleet.ServedVersion {
+		latency := make([]int64, len(modelfleet.LatencyBuckets)+1)
+		latency[0] = requests
+		return []modelfleet.ServedVersion{{Version: "1", Weight: 100, Requests: requests, Errors: errs, Latency: latency}}
+	}
+	running := func(version, failure string) map[string]modelfleet.ActualWorkload {
+		return map[string]modelfleet.ActualWorkload{w.Name: {Version: version, Model: model, Error: failure}}
+	}
+	reports := []modelfleet.Actual{
+		// Behind: pending, whatever its report of the revision before says.
+		{Site: "behind", Revision: 0, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000), Error: "an older failure"}}},
+		{Site: "failed", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000), Error: "disk full"}}},
+		{Site: "other-failed", Revision: 1, Models: map[string]modelfleet.ActualModel{
+			model: {Versions: served(10, 1)}, "other": {Versions: served(1000, 1000), Error: "not this model"}}},
+		{Site: "ahead", Revision: 5, Models: map[string]modelfleet.ActualModel{model: {Versions: served(20, 2)}}},
+		{Site: "wl-pending", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000)}}, Workloads: running("0", "")},
+		{Site: "wl-failed", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(1000, 1000)}}, Workloads: running("1", "crashed")},
+		{Site: "wl-done", Revision: 1, Models: map[string]modelfleet.ActualModel{model: {Versions: served(30, 3)}}, Workloads: running("1", "")},
+	}
+	for _, a := range reports {
+		if err := d.ReportActual(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Listed in another order than registered: the answer keeps it.
+	listed := []string{"wl-done", "never", "wl-pending", "behind", "ahead", "wl-failed", "failed", "other-failed"}
+	p, err := d.Progress(model, "1", listed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range p.Failed {
+		failed = append(failed, f.Site+": "+f.Reason)
+	}
+	got := fmt.Sprintf("converged %s; pending %s; failed %s", strings.Join(p.Converged, ","), strings.Join(p.Pending, ","), strings.Join(failed, "; "))
+	want := "converged wl-done,never,ahead,other-failed; pending wl-pending,behind; failed wl-failed: workload bearing-failure-line:1: crashed; failed: disk full"
+	if got != want {
+		t.Errorf("progress:\n got %s\nwant %s", got, want)
+	}
+	if p.Requests != 60 || p.Errors != 6 || p.Counters.Sites != 4 || p.Counters.Requests != 60 || p.Counters.Latency[0] != 60 {
+		t.Errorf("figures = %d requests, %d errors, counters %+v; want the converged sites' 60 and 6", p.Requests, p.Errors, p.Counters)
 	}
 }
 
