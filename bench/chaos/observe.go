@@ -55,9 +55,14 @@ type site struct {
 }
 
 func newObserver(gateway string, gw *http.Client, sites []*site, body []byte) *observer {
+	// A connection kept to every site's router: with a fleet of a thousand,
+	// the default pool (100 idle in all) would dial most sites anew at every
+	// probe and fill the ephemeral ports with TIME_WAIT.
+	routers := http.DefaultTransport.(*http.Transport).Clone()
+	routers.MaxIdleConns, routers.MaxIdleConnsPerHost = 0, 2
 	return &observer{
 		gateway: gateway, sites: sites, body: body, gw: gw,
-		client:   &http.Client{Timeout: 2 * time.Second},
+		client:   &http.Client{Timeout: 2 * time.Second, Transport: routers},
 		revs:     map[string]int64{},
 		contents: map[string]map[int64]string{},
 	}
