@@ -75,15 +75,19 @@ func (o *observer) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// every runs f, then waits d or twice as long as f took, whichever is
+// longer: a pass over a thousand sites (-fleet-sites) takes seconds, and
+// the observer must not take most of the machine from the stack it
+// observes (a third of the time at most); a handful of sites is checked
+// every d.
 func (o *observer) every(ctx context.Context, d time.Duration, f func(context.Context)) {
-	t := time.NewTicker(d)
-	defer t.Stop()
 	for {
+		start := time.Now()
+		f(ctx)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			f(ctx)
+		case <-time.After(max(d, 2*time.Since(start))):
 		}
 	}
 }
