@@ -67,7 +67,8 @@ func TestChaosShort(t *testing.T) {
 // TestChaosStoreShort is `make chaos-store` made small: three gateway
 // replicas on one PostgreSQL behind a balancer; a replica killed, the
 // database restarted mid-release, besides the rest of the chaos; sites
-// enrolled with join tokens through the balancer.
+// enrolled with join tokens through the balancer; four more sites hosted
+// in the fleet process (-fleet-sites), killed and restarted too.
 func TestChaosStoreShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos suite: starts real processes (run `make test` or `make chaos-store`)")
@@ -82,6 +83,7 @@ func TestChaosStoreShort(t *testing.T) {
 		interval: 2 * time.Second, releaseTimeout: 3 * time.Minute, maxDuration: 4 * time.Minute,
 		example: filepath.Join(root, "examples", "bearing-failure"), dir: t.TempDir(),
 		store: "postgres", replicas: 3, pg: pg, auth: true,
+		fleetSites: 4, fleetHeartbeat: 2 * time.Second,
 	}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
@@ -95,8 +97,11 @@ func TestChaosStoreShort(t *testing.T) {
 	}
 	// Enrolled through a balancer over three replicas: join tokens made at
 	// one replica are redeemed at another (enrolments in the database).
-	if r.enrolments != 3 || !r.auth {
-		t.Errorf("auth %v, %d sites enrolled: want all 3 enrolled with join tokens", r.auth, r.enrolments)
+	if r.enrolments != 3+4 || !r.auth || r.fleetSites != 4 {
+		t.Errorf("auth %v, %d sites enrolled, %d in the fleet: want all 3+4 enrolled with join tokens", r.auth, r.enrolments, r.fleetSites)
+	}
+	if r.kills[killFleet] < 1 {
+		t.Errorf("kills %v: want the fleet process killed", r.kills)
 	}
 }
 
@@ -121,4 +126,11 @@ func binaries(t *testing.T) (root, bin, temporal string) {
 	return root, bin, temporal
 }
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	// The fleet process (fleet.go) is this binary run with the hidden
+	// command, as `go run ./bench/chaos` runs it.
+	if len(os.Args) > 1 && os.Args[1] == fleetCommand {
+		os.Exit(fleetMain(os.Args[2:]))
+	}
+	os.Exit(pgtest.Main(m))
+}

@@ -44,6 +44,10 @@
 //
 //	bench=chaos kills=<> releases=<> completed=<> stuck=0 duplicate_steps=0 revision_regressions=0 score_errors=<> lost_signals=0 max_recovery_s=<>
 //
+// With -fleet-sites N, N more sites run their agents in one process of
+// their own (fleet.go), killed and restarted whole as the kind fleet; the
+// final line gains fleet_sites=<N>.
+//
 // With -store postgres (`make chaos-store`) the gateway runs as -replicas
 // processes on one PostgreSQL server behind a balancer (store.go); the
 // chaos kills one replica at a time and also restarts PostgreSQL, and the
@@ -63,6 +67,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/internal/pgtest"
 )
@@ -98,9 +103,16 @@ type options struct {
 	// workloads runs `modelfleet workload run` per site on an MQTT broker
 	// the run hosts, and kills it too (workloads.go).
 	workloads bool
+	// fleetSites more sites whose agents share one process (fleet.go),
+	// heartbeating every fleetHeartbeat; killed and restarted whole.
+	fleetSites     int
+	fleetHeartbeat time.Duration
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == fleetCommand {
+		os.Exit(fleetMain(os.Args[2:]))
+	}
 	var o options
 	flag.StringVar(&o.bin, "modelfleet", "bin/modelfleet", "the modelfleet binary whose processes are killed")
 	flag.StringVar(&o.temporal, "temporal", "", "Temporal CLI (default: app.FindTemporal)")
@@ -119,6 +131,8 @@ func main() {
 	flag.BoolVar(&o.auth, "auth", true, "authentication on, as production runs: the gateway on TLS verifying OIDC tokens (an issuer the run hosts), agents enrolled\nwith join tokens (modelfleet site enroll) on mTLS, releases signed and the keys pinned at the sites, gates approved with the CLI;\nwith -store postgres, the replicas share one --pki-dir and their enrolments live in the database")
 	flag.BoolVar(&o.diskFull, "disk-full", true, "fill the last site's disk (a tmpfs the run mounts: root with CAP_SYS_ADMIN, else skipped) before a release:\nthe step must fail there with ENOSPC, count in the wave's failure budget, and the site converge once space is freed")
 	flag.BoolVar(&o.workloads, "workloads", true, "run `modelfleet workload run` per site (its own process) on an MQTT broker the run hosts, fed by a simulated line, and SIGKILL it too:\nevery reading must get a decision or a dead letter, duplicates only across a kill (at-least-once)")
+	flag.IntVar(&o.fleetSites, "fleet-sites", 0, "N more sites, their real edge agents hosted in one process of their own (this binary's hidden "+fleetCommand+" command), so a\nthousand sites fit: enrolled with join tokens (-auth), in the releases' waves (1% canaries), observed as the others; the chaos SIGKILLs and\nrestarts that process too (kind fleet). The process agents (-sites) stay as they are.")
+	flag.DurationVar(&o.fleetHeartbeat, "fleet-heartbeat", agent.DefaultHeartbeat, "the fleet's agents' heartbeat (also their long-poll wait)")
 	flag.Parse()
 	if o.store == "postgres" {
 		srv, err := pgtest.Start()
@@ -180,6 +194,7 @@ type report struct {
 	store          string // "" for bbolt
 	replicas       int
 	storeRestarts  int64
+	fleetSites     int // sites hosted in the fleet process (-fleet-sites)
 }
 
 func (r report) totalKills() int64 {
@@ -212,6 +227,9 @@ func (r report) line() string {
 	}
 	if r.store != "" {
 		l += fmt.Sprintf(" store=%s replicas=%d store_restarts=%d", r.store, r.replicas, r.storeRestarts)
+	}
+	if r.fleetSites > 0 {
+		l += fmt.Sprintf(" fleet_sites=%d", r.fleetSites)
 	}
 	return l
 }

@@ -66,11 +66,14 @@ type chaos struct {
 	balancer *balancer
 	worker   *proc
 	sites    []*site
-	obs      *observer
-	gwURL    string
-	artifact []byte
-	valData  []byte
-	card     app.ModelCard
+	// fleet hosts the agents of fleetSites (-fleet-sites; fleet.go).
+	fleet      *proc
+	fleetSites []*site
+	obs        *observer
+	gwURL      string
+	artifact   []byte
+	valData    []byte
+	card       app.ModelCard
 
 	temporalKills atomic.Int64
 	approvals     atomic.Int64 // gates opened
@@ -101,7 +104,7 @@ func run(ctx context.Context, o options, out io.Writer) (report, error) {
 	}()
 	c := &chaos{o: o, out: out, dir: dir, rng: rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15)),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	fmt.Fprintf(out, "chaos: %d sites, at least %d releases and %d kills of each kind, seed %d, data in %s\n", o.sites, o.releases, o.killsEach, o.seed, dir)
+	fmt.Fprintf(out, "chaos: %d sites (and %d in the fleet process), at least %d releases and %d kills of each kind, seed %d, data in %s\n", o.sites, o.fleetSites, o.releases, o.killsEach, o.seed, dir)
 	defer c.close()
 	if err = c.start(ctx); err != nil {
 		return r, err
@@ -118,7 +121,11 @@ func (c *chaos) start(ctx context.Context) error {
 	if c.o.pg != nil {
 		replicas = max(c.o.replicas, 1)
 	}
-	ports, err := freePorts(7 + 2*c.o.sites + replicas)
+	fleetPorts := 0
+	if c.o.fleetSites > 0 {
+		fleetPorts = 1 + c.o.fleetSites
+	}
+	ports, err := freePorts(7 + 2*c.o.sites + replicas + fleetPorts)
 	if err != nil {
 		return err
 	}
@@ -271,7 +278,12 @@ func (c *chaos) start(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("put policy: %s", resp.Status)
 	}
-	c.obs = newObserver(c.gwURL, c.gw, c.sites, c.scoreBody())
+	if c.o.fleetSites > 0 {
+		if err := c.startFleet(ctx, ports[7+2*c.o.sites+replicas:], logs); err != nil {
+			return err
+		}
+	}
+	c.obs = newObserver(c.gwURL, c.gw, c.allSites(), c.scoreBody())
 	c.obs.logf = func(format string, args ...any) { fmt.Fprintf(c.out, "VIOLATION "+format+"\n", args...) }
 	if c.o.workloads {
 		return c.startWorkloads(ctx, ports[6+c.o.sites+replicas:])
@@ -311,6 +323,9 @@ func (c *chaos) close() {
 	c.wl.close()
 	for _, s := range c.sites {
 		s.proc.Stop()
+	}
+	if c.fleet != nil {
+		c.fleet.Stop()
 	}
 	c.disk.unmount()
 	if c.worker != nil {
@@ -379,7 +394,7 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 		return r, err
 	}
 	// Everything up again: every agent must converge on its desired state.
-	for _, s := range c.sites {
+	for _, s := range c.allSites() {
 		if d, why, ok := c.obs.awaitConverged(ctx, s, time.Minute); !ok {
 			c.unrecovered.Add(1)
 			fmt.Fprintf(c.out, "%s: not converged %.0fs after the chaos stopped: %s\n", s.id, d.Seconds(), why)
@@ -412,7 +427,7 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 		// Every agent restarted from the identity it enrolled with: the
 		// certificate on its disk is the one it got at enrolment.
 		r.auth, r.enrolments = true, c.enrolments.Load()
-		for _, s := range c.sites {
+		for _, s := range c.allSites() {
 			// Every version stored at a site came with the worker's signed
 			// release statement, which the site verified against the keys
 			// it pinned at enrolment.
@@ -433,6 +448,7 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 	if c.o.pg != nil {
 		r.store, r.replicas, r.storeRestarts = "postgres", len(c.gateways), c.storeRestarts.Load()
 	}
+	r.fleetSites = len(c.fleetSites)
 	r.print(c.out)
 	return r, nil
 }
@@ -489,6 +505,7 @@ const (
 	corruptFile  = "corrupt"
 	restartStore = "store"
 	killWorkload = "workload"
+	killFleet    = "fleet"
 )
 
 // actions are the chaos's, in turn; with PostgreSQL, restartStore too.
@@ -499,6 +516,9 @@ func (c *chaos) actions() []string {
 	}
 	if c.wl != nil {
 		a = append(a, killWorkload)
+	}
+	if c.fleet != nil {
+		a = append(a, killFleet)
 	}
 	return a
 }
@@ -521,6 +541,9 @@ func (c *chaos) kills() map[string]int64 {
 	}
 	if c.wl != nil {
 		k[killWorkload] = c.wl.kills()
+	}
+	if c.fleet != nil {
+		k[killFleet] = c.fleet.kills.Load()
 	}
 	return k
 }
@@ -569,6 +592,12 @@ func (c *chaos) act(ctx context.Context, action string) error {
 		// Down for 1 to 2.5 s: the line keeps publishing to its session.
 		i := c.rng.IntN(len(c.sites))
 		return c.wl.kill(ctx, i, c.sites[i].id, func() { time.Sleep(time.Second); pause() })
+	case killFleet:
+		// Every fleet site down at once, mid-wave; back from the
+		// identities and models on their disks.
+		c.fleet.Kill()
+		pause()
+		return c.fleet.Start(ctx)
 	case killWorker:
 		c.worker.Kill()
 		pause()

@@ -243,9 +243,16 @@ type workloadFigures struct {
 func (w *workloads) finish(drain time.Duration) workloadFigures {
 	w.cancel()
 	w.linesWG.Wait()
-	deadline := time.Now().Add(drain)
-	for time.Now().Before(deadline) && w.missing() > 0 {
+	// A backlog built while the machine was loaded (a thousand-site fleet
+	// beside the runners) drains at the runners' pace: the wait goes on
+	// while outcomes keep arriving, until drain passes with none (or 20
+	// drains in all).
+	began, deadline := time.Now(), time.Now().Add(drain)
+	for last := w.missing(); last > 0 && time.Now().Before(deadline) && time.Since(began) < 20*drain; {
 		time.Sleep(250 * time.Millisecond)
+		if m := w.missing(); m < last {
+			last, deadline = m, time.Now().Add(drain)
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/modelfleet/modelfleet/agent"
 	"github.com/modelfleet/modelfleet/app"
 	"github.com/modelfleet/modelfleet/auth"
+	"github.com/modelfleet/modelfleet/bench/internal/agents"
 	"github.com/modelfleet/modelfleet/registry"
 	"github.com/modelfleet/modelfleet/workers"
 )
@@ -246,62 +246,40 @@ func (s *stack) startSites(ctx context.Context, cfg stackConfig, fab *fabric) er
 	if err != nil {
 		return err
 	}
-	s.edges = make([]*agent.Site, cfg.sites)
-	errs := make([]error, cfg.sites)
-	// Opening a site is mostly mkdir and a listener: a few at a time keeps
-	// the disk busy without a thousand goroutines queueing on it.
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for i := range cfg.sites {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			id := siteID(i)
-			dataDir := filepath.Join(cfg.sitesDir, id)
-			labels := map[string]string{"ring": ring(i, cfg.sites)}
-			var gw *http.Client
-			if gw, errs[i] = s.enrol(ctx, cfg, fab, id, dataDir, labels); errs[i] != nil {
-				return
-			}
-			s.edges[i], errs[i] = agent.Open(agent.Config{
-				SiteID:            id,
-				DataDir:           dataDir,
-				Listen:            "127.0.0.1:0",
-				GatewayURL:        s.gateways[i%len(s.gateways)].URL(),
-				GatewayClient:     gw,
-				ReleaseKeysFile:   trustFile,
-				Labels:            labels,
-				HeartbeatInterval: cfg.heartbeat,
-				NoSignals:         true,
-				Logger:            cfg.log,
-			})
-			if errs[i] != nil {
-				return
-			}
-			_, errs[i] = s.gateway.Directory.Put(s.edges[i].Record())
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, e := range s.edges {
-			if e != nil {
-				e.Edge.Close()
-			}
+	edges, err := agents.Open(cfg.sites, func(i int) (*agent.Site, error) {
+		id := siteID(i)
+		dataDir := filepath.Join(cfg.sitesDir, id)
+		labels := map[string]string{"ring": ring(i, cfg.sites)}
+		gw, err := s.enrol(ctx, cfg, fab, id, dataDir, labels)
+		if err != nil {
+			return nil, err
 		}
+		e, err := agent.Open(agent.Config{
+			SiteID:            id,
+			DataDir:           dataDir,
+			Listen:            "127.0.0.1:0",
+			GatewayURL:        s.gateways[i%len(s.gateways)].URL(),
+			GatewayClient:     gw,
+			ReleaseKeysFile:   trustFile,
+			Labels:            labels,
+			HeartbeatInterval: cfg.heartbeat,
+			NoSignals:         true,
+			Logger:            cfg.log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.gateway.Directory.Put(e.Record()); err != nil {
+			e.Edge.Close()
+			return nil, err
+		}
+		return e, nil
+	})
+	if err != nil {
 		return err
 	}
-	ectx, cancel := context.WithCancel(context.Background())
-	var running sync.WaitGroup
-	for _, e := range s.edges {
-		running.Go(func() { _ = e.Run(ectx) })
-	}
-	s.closers = append(s.closers, func() {
-		cancel()
-		running.Wait()
-		for _, e := range s.edges {
-			e.Edge.Close()
-		}
-	})
+	s.edges = edges
+	s.closers = append(s.closers, agents.Run(edges))
 	return nil
 }
 
