@@ -79,6 +79,9 @@ func toModel(name, version string, mv ml.ModelVersion, strict bool) (modelfleet.
 			m.Features = nil
 			fail("property %q is not a JSON array of feature names: %v", PropFeatures, err)
 		}
+		if len(m.Features) == 0 {
+			m.Features = nil // "[]" names no features, as no property does
+		}
 	}
 	switch t := deref(p.ModelType); t {
 	case "", AssetCustom:
