@@ -158,10 +158,7 @@ func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
 		return false
 	}
 	var buf [fastRowOnStack]float64
-	row := rowBuffer(buf[:], len(x))
-	for i, v := range x {
-		row[i] = lgbValue(v)
-	}
+	row := lgbRow(buf[:], x)
 	var leaves [forest.Chunk]int32
 	for first := 0; first < len(m.trees); first += forest.Chunk {
 		chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
@@ -180,6 +177,16 @@ func (m *lgbModel) leaves(x []float64, add func(tree int, v float64)) bool {
 	return true
 }
 
+// lgbRow is x as the fast walk compares it (lgbValue of each feature), in
+// buf when it fits.
+func lgbRow(buf []float64, x []float64) []float64 {
+	row := rowBuffer(buf, len(x))
+	for i, v := range x {
+		row[i] = lgbValue(v)
+	}
+	return row
+}
+
 // sum1 is the sum of every tree's value in tree order, as leaves would
 // hand them to an adder, without a call per tree: a single-output model's
 // prediction. False, and 0, if the fast walk is not available for x.
@@ -189,10 +196,7 @@ func (m *lgbModel) sum1(x []float64) (raw float64, ok bool) {
 		return 0, false
 	}
 	var buf [fastRowOnStack]float64
-	row := rowBuffer(buf[:], len(x))
-	for i, v := range x {
-		row[i] = lgbValue(v)
-	}
+	row := lgbRow(buf[:], x)
 	var leaves [forest.Chunk]int32
 	for first := 0; first < len(m.trees); first += forest.Chunk {
 		chunk := leaves[:min(forest.Chunk, len(m.trees)-first)]
