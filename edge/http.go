@@ -203,15 +203,15 @@ func (r *Router) scoreModel(w http.ResponseWriter, req *http.Request, name strin
 		return
 	}
 	label := a.labelOf(p)
-	if len(rt.shadows) > 0 {
-		keep = r.mirror(rt, a, x, body, label)
-	}
 	writeScore(w, a, p, label, probs)
 	r.remember(req, name, a, label, p)
 	a.m.ok.Inc()
 	a.m.latency.Observe(time.Since(start).Seconds())
 	a.m.predictions.Observe(a.shiftPoint(p))
 	r.observeScored(a, x, p, start)
+	if len(rt.shadows) > 0 {
+		keep = r.mirror(w, rt, a, x, body, label)
+	}
 }
 
 // header is the first value of a header whose name is in canonical form

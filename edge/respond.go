@@ -47,6 +47,9 @@ func writeScore(w http.ResponseWriter, a *arm, p float64, label int, probs []flo
 	default:
 		b = append(b, a.suffix[label]...)
 	}
+	// Declared, so that a flush before the handler returns (a shadow
+	// scored inline: shadow.go) sends it whole rather than chunked.
+	h["Content-Length"] = contentLength(len(b))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
 	*buf = b
@@ -96,4 +99,22 @@ func appendJSONFloat(b []byte, f float64) []byte {
 		}
 	}
 	return b
+}
+
+// contentLengths are the Content-Length header values of the score
+// responses' usual sizes, made once rather than per response.
+var contentLengths = func() (v [1024][]string) {
+	for n := range v {
+		v[n] = []string{strconv.Itoa(n)}
+	}
+	return v
+}()
+
+// contentLength is the Content-Length header value of n bytes; the caller
+// does not modify it.
+func contentLength(n int) []string {
+	if n < len(contentLengths) {
+		return contentLengths[n]
+	}
+	return []string{strconv.Itoa(n)}
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // Header names of the score API.
@@ -65,6 +66,9 @@ type arm struct {
 	task    string
 	classes int
 	m       armMetrics
+	// shadowStreak counts a shadow's last scores within
+	// shadowInlineBudget, up to shadowInlineStreak (shadow.go).
+	shadowStreak atomic.Int32
 }
 
 // newRoute builds the route of name; versions must have passed checkWeights.

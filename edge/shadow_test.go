@@ -1,8 +1,12 @@
 package edge
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +202,95 @@ func TestShadowKeepsTheBodyItDecodes(t *testing.T) {
 	})
 	if agree, disagree := testutil.ToFloat64(a.m.agree), testutil.ToFloat64(a.m.disagree); agree != n || disagree != 0 {
 		t.Errorf("agreements %v, disagreements %v, want %d and 0: the shadow decoded another request's body", agree, disagree, n)
+	}
+}
+
+// turnsSlowScorer answers its first fast calls at once and blocks every
+// later one until release is closed, then takes longer than
+// shadowInlineBudget.
+type turnsSlowScorer struct {
+	Scorer
+	fast    int32
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (s *turnsSlowScorer) Predict(x []float64) (float64, error) {
+	if s.calls.Add(1) > s.fast {
+		<-s.release
+		time.Sleep(2 * shadowInlineBudget) // slow however soon it is released
+	}
+	return s.Scorer.Predict(x)
+}
+
+// A shadow that has been cheap is scored inline, after the primary's answer
+// is sent: a client has its answer even while the shadow is still scoring
+// on the request's goroutine. While that request holds the only inline
+// slot, the next one goes to the pool; and a slow score sends the shadow
+// back to the pool.
+func TestShadowScoredInlineAfterTheAnswerIsSent(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	r.shadow = newShadowPool(1, 8) // one worker: one inline slot
+	release := make(chan struct{})
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(release) }) }
+	defer r.Close()
+	defer unstick()
+	shadow := &turnsSlowScorer{Scorer: &fakeScorer{weights: []float64{1, 1, 1}}, fast: shadowInlineStreak + 2, release: release}
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: version("2", testFeatures, shadow), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+	post := func(c *http.Client) {
+		t.Helper()
+		resp, err := c.Post(srv.URL+"/score/m", "application/json", strings.NewReader(goodRow))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.TransferEncoding != nil || resp.ContentLength != int64(len(b)) {
+			t.Fatalf("answer: %d %q (transfer encoding %v, length %d), %v", resp.StatusCode, b, resp.TransferEncoding, resp.ContentLength, err)
+		}
+	}
+	a := r.lookup("m").version("2")
+	scored := func() int { return int(testutil.ToFloat64(a.m.shadowOK)) }
+	c := srv.Client()
+	for i := range shadowInlineStreak {
+		post(c)
+		waitFor(t, "the pool's shadow score", func() bool { return scored() == i+1 })
+	}
+	if got := a.shadowStreak.Load(); got != shadowInlineStreak {
+		t.Fatalf("streak after %d cheap scores = %d", shadowInlineStreak, got)
+	}
+	post(c)
+	post(c)
+	waitFor(t, "two inline scores", func() bool { return scored() == shadowInlineStreak+2 })
+	// The next shadow score blocks: the client has its answer anyway, and
+	// the request's goroutine holds the inline slot.
+	post(c)
+	waitFor(t, "the inline slot taken", func() bool { return r.shadow.inline.Load() == 1 })
+	// The same connection is busy; another one's request finds the slot
+	// taken and its shadow goes to the pool (whose worker blocks too).
+	other := &http.Client{Transport: &http.Transport{}}
+	defer other.CloseIdleConnections()
+	post(other)
+	waitFor(t, "the shadow's fourth call", func() bool { return shadow.calls.Load() == shadowInlineStreak+4 })
+	if n := r.shadow.inline.Load(); n != 1 {
+		t.Errorf("inline scores in progress = %d, want 1", n)
+	}
+	unstick()
+	waitFor(t, "every shadow score", func() bool { return scored() == shadowInlineStreak+4 })
+	waitFor(t, "the inline slot freed", func() bool { return r.shadow.inline.Load() == 0 })
+	if got := a.shadowStreak.Load(); got != 0 {
+		t.Errorf("streak after slow scores = %d, want 0: a slow shadow goes back to the pool", got)
+	}
+	if d := testutil.ToFloat64(a.m.dropped); d != 0 {
+		t.Errorf("dropped = %v", d)
 	}
 }

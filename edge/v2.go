@@ -496,7 +496,7 @@ func (r *Router) v2Infer(w http.ResponseWriter, req *http.Request) {
 	for i := range b.n {
 		row, label := b.row(i), a.labelOf(res.p[i])
 		if len(rt.shadows) > 0 {
-			r.mirror(rt, a, row, rowBody(a.Features, row, rt, a), label)
+			r.mirror(w, rt, a, row, rowBody(a.Features, row, rt, a), label)
 		}
 		r.rememberV2(req, name, a, b, i, label, res.p[i])
 		a.m.predictions.Observe(a.shiftPoint(res.p[i]))
