@@ -140,15 +140,15 @@ func (s *Site) learnKeys(env *modelfleet.Envelope) {
 		return
 	}
 	// The same set comes with every poll: check (and log) each once per
-	// trust the site holds (a renewal may pin keys that take it).
-	seen := fmt.Sprintf("%p|", cur) + string(env.Payload)
-	for _, sig := range env.Signatures {
-		seen += "|" + sig.KeyID + ":" + string(sig.Sig)
-	}
-	if seen == s.lastKeySet {
+	// trust the site holds (a renewal may pin keys that take it). The
+	// HTTP source hands over the same envelope while the set is unchanged,
+	// so that is a pointer comparison; another source's set is compared
+	// by its tag.
+	if cur == s.lastKeyTrust && (env == s.lastKeyEnv || env.Tag() == s.lastKeyTag) {
+		s.lastKeyEnv = env
 		return
 	}
-	s.lastKeySet = seen
+	s.lastKeyTrust, s.lastKeyEnv, s.lastKeyTag = cur, env, env.Tag()
 	next, ok, err := cur.Update(env)
 	if err != nil {
 		s.log.Warn("release key set refused", "error", err)

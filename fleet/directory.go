@@ -26,6 +26,9 @@ type Directory struct {
 	// carries to its site (SetReleaseKeys); polls bounds the long polls
 	// waiting at once (long_poll.go).
 	releaseKeys *modelfleet.Envelope
+	// releaseKeysJSON is releaseKeys encoded, releaseKeysTag its tag.
+	releaseKeysJSON []byte
+	releaseKeysTag  string
 	// apiKeysSigner signs the router API key sets SetAPIKeys writes.
 	apiKeysSigner APIKeysSigner
 	polls         chan struct{}

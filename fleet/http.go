@@ -73,14 +73,15 @@ const maxLongPoll = 60 * time.Second
 
 func (d *Directory) routeDesired(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/sites/{id}/desired", func(w http.ResponseWriter, r *http.Request) {
-		after, err := strconv.ParseInt(cmpOr(r.URL.Query().Get("after"), "-1"), 10, 64)
+		q := r.URL.Query()
+		after, err := strconv.ParseInt(cmpOr(q.Get("after"), "-1"), 10, 64)
 		if err != nil {
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "after %q is not a revision number", r.URL.Query().Get("after")))
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "after %q is not a revision number", q.Get("after")))
 			return
 		}
-		wait, err := time.ParseDuration(cmpOr(r.URL.Query().Get("wait"), "0s"))
+		wait, err := time.ParseDuration(cmpOr(q.Get("wait"), "0s"))
 		if err != nil || wait < 0 {
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "wait %q is not a duration", r.URL.Query().Get("wait")))
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "wait %q is not a duration", q.Get("wait")))
 			return
 		}
 		wait = min(wait, maxLongPoll)
@@ -96,8 +97,8 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 			WriteError(w, err)
 			return
 		}
-		ds.ReleaseKeys = d.releaseKeys
-		writeJSON(w, http.StatusOK, ds)
+		_, agent := q[agentKeysParam]
+		d.writeDesired(w, ds, agent, q.Get(agentKeysParam))
 	})
 	mux.HandleFunc("PUT /api/sites/{id}/actual", func(w http.ResponseWriter, r *http.Request) {
 		var a modelfleet.Actual

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"encoding/json"
 	"net/http"
 	"time"
 
@@ -28,8 +29,79 @@ func (d *Directory) SetMaxLongPolls(n int) {
 
 // SetReleaseKeys sets the signed release key set every desired state the
 // directory serves carries (modelfleet.Desired.ReleaseKeys); call it
-// before serving.
-func (d *Directory) SetReleaseKeys(env *modelfleet.Envelope) { d.releaseKeys = env }
+// before serving. The set is encoded once, here, and named by its tag
+// (modelfleet.Envelope.Tag): an agent's poll that names the same tag
+// (agentQuery) is answered without it.
+func (d *Directory) SetReleaseKeys(env *modelfleet.Envelope) {
+	d.releaseKeys = env
+	d.releaseKeysJSON, d.releaseKeysTag = nil, ""
+	if env == nil {
+		return
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		// An envelope always encodes; should it not, every answer
+		// carries the set encoded with it, as before.
+		return
+	}
+	d.releaseKeysJSON, d.releaseKeysTag = b, env.Tag()
+}
+
+// An agent's poll of its desired state (agent.HTTPSource) names, in the
+// query parameter agentKeys, the tag of the release key set it holds
+// ("" for none). Its answer then
+//
+//   - leaves out the release key set when the agent's tag is the
+//     gateway's: the agent has it (it still verifies what it takes);
+//   - leaves out each model's Previous: what a rollback restores is the
+//     directory's bookkeeping, which no agent reads, and with signed
+//     releases it is a second signed statement per model;
+//   - is compact JSON, not indented.
+//
+// The header releaseKeysHeader carries the gateway's tag whenever it has a
+// key set, so the agent knows a set left out is the one it holds. An older
+// agent sends no agentKeys and gets the whole document, as before; an
+// older gateway ignores the parameter and sends the whole document, which
+// a newer agent reads as before.
+const (
+	agentKeysParam    = "agentKeys"
+	releaseKeysHeader = "Modelfleet-Release-Keys"
+)
+
+// writeDesired answers a poll with ds: the whole document, or an agent's
+// answer when agent (the agentKeys parameter was sent) with the agent's
+// key set tag.
+func (d *Directory) writeDesired(w http.ResponseWriter, ds modelfleet.Desired, agent bool, agentKeys string) {
+	if d.releaseKeysTag != "" {
+		w.Header().Set(releaseKeysHeader, d.releaseKeysTag)
+	}
+	if !agent || d.releaseKeysJSON == nil && d.releaseKeys != nil {
+		ds.ReleaseKeys = d.releaseKeys
+		writeJSON(w, http.StatusOK, ds)
+		return
+	}
+	for name, dm := range ds.Models {
+		if dm.Previous != nil {
+			dm.Previous = nil
+			ds.Models[name] = dm
+		}
+	}
+	ds.ReleaseKeys = nil
+	b, err := json.Marshal(ds)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if d.releaseKeysJSON != nil && agentKeys != d.releaseKeysTag {
+		// The document is an object: the set goes in before its end.
+		b = append(b[:len(b)-1], `,"releaseKeys":`...)
+		b = append(b, d.releaseKeysJSON...)
+		b = append(b, '}')
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+}
 
 // beginLongPoll takes a long-poll slot and lifts the server's write
 // deadline for the wait: a long poll is the one request that is meant to

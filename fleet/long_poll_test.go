@@ -79,3 +79,80 @@ func TestLongPollsAreCapped(t *testing.T) {
 	srv.CloseClientConnections()
 	<-first
 }
+
+// An agent's poll (Client.AgentDesired) is answered without the release
+// key set once the agent names the gateway's, and never with what no agent
+// reads (a model's Previous); the gateway's tag comes in a header either
+// way. A poll without the parameter (an older agent, an operator) gets the
+// whole document, as before.
+func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
+	d := mustOpen(t, "s1")
+	set := &modelfleet.Envelope{PayloadType: modelfleet.KeySetPayloadType, Payload: []byte(`{"keys":[],"serial":2}`), Signatures: []modelfleet.Signature{{KeyID: "k", Sig: []byte("sig")}}}
+	d.SetReleaseKeys(set)
+	for _, v := range []modelfleet.DesiredVersion{version("1", 100), version("2", 100)} {
+		release := "r" + v.Version
+		if _, err := d.Step(modelfleet.StepRequest{Release: release, Model: "m", New: v, Sites: []string{"s1"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Finish(release, "m", []string{"s1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A release under way: its lease keeps what the site served before.
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r3", Model: "m", New: version("3", 100), Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	c := &Client{BaseURL: srv.URL}
+	ctx := context.Background()
+
+	whole, err := c.Desired(ctx, "s1", -1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole.ReleaseKeys == nil || whole.ReleaseKeys.Tag() != set.Tag() || len(whole.Models["m"].Previous) != 1 {
+		t.Fatalf("a poll without %s: keys %v, previous %v; want the whole document", agentKeysParam, whole.ReleaseKeys, whole.Models["m"].Previous)
+	}
+
+	first, tag, err := c.AgentDesired(ctx, "s1", -1, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag != set.Tag() {
+		t.Fatalf("gateway's key set tag %q, want %q", tag, set.Tag())
+	}
+	if first.ReleaseKeys == nil || first.ReleaseKeys.Tag() != set.Tag() {
+		t.Fatalf("an agent holding no key set got %v, want the gateway's", first.ReleaseKeys)
+	}
+	if first.Models["m"].Previous != nil || first.Revision != whole.Revision || first.Models["m"].Release != "r3" ||
+		len(first.Models["m"].Versions) != 1 || first.Models["m"].Versions[0].Version != "3" {
+		t.Fatalf("agent's answer: %+v, want the document less Previous", first.Models["m"])
+	}
+
+	again, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ReleaseKeys != nil || tag != set.Tag() || again.Revision != whole.Revision {
+		t.Fatalf("an agent holding the gateway's set: keys %v, tag %q, revision %d; want none, %q, %d", again.ReleaseKeys, tag, again.Revision, set.Tag(), whole.Revision)
+	}
+
+	stale, _, err := c.AgentDesired(ctx, "s1", -1, 0, "0123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stale.ReleaseKeys == nil || stale.ReleaseKeys.Tag() != set.Tag() {
+		t.Fatalf("an agent holding another set got %v, want the gateway's", stale.ReleaseKeys)
+	}
+
+	// A gateway without release keys sends no tag, nor a set.
+	d.SetReleaseKeys(nil)
+	none, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.ReleaseKeys != nil || tag != "" {
+		t.Fatalf("a gateway without keys: set %v, tag %q", none.ReleaseKeys, tag)
+	}
+}
