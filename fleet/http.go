@@ -92,13 +92,34 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 		defer done()
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
-		ds, err := d.Desired(ctx, r.PathValue("id"), after)
+		site := r.PathValue("id")
+		if _, agent := q[agentKeysParam]; agent {
+			doc, ok, err := d.desiredDoc(ctx, site, after)
+			if ok && err != nil {
+				WriteError(w, err)
+				return
+			}
+			if ok && doc == nil {
+				doc, err = json.Marshal(emptyDesired(site))
+			} else if !ok {
+				var ds modelfleet.Desired
+				if ds, err = d.Desired(ctx, site, after); err == nil {
+					doc, err = json.Marshal(ds)
+				}
+			}
+			if err != nil {
+				WriteError(w, err)
+				return
+			}
+			d.writeAgentDesired(w, doc, q.Get(agentKeysParam))
+			return
+		}
+		ds, err := d.Desired(ctx, site, after)
 		if err != nil {
 			WriteError(w, err)
 			return
 		}
-		_, agent := q[agentKeysParam]
-		d.writeDesired(w, ds, agent, q.Get(agentKeysParam))
+		d.writeDesired(w, ds)
 	})
 	mux.HandleFunc("PUT /api/sites/{id}/actual", func(w http.ResponseWriter, r *http.Request) {
 		var a modelfleet.Actual

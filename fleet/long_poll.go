@@ -1,7 +1,9 @@
 package fleet
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -49,58 +51,67 @@ func (d *Directory) SetReleaseKeys(env *modelfleet.Envelope) {
 
 // An agent's poll of its desired state (agent.HTTPSource) names, in the
 // query parameter agentKeys, the tag of the release key set it holds
-// ("" for none). Its answer then
+// ("" for none). Its answer is then
 //
-//   - leaves out the release key set when the agent's tag is the
-//     gateway's: the agent has it (it still verifies what it takes);
-//   - leaves out each model's Previous: what a rollback restores is the
-//     directory's bookkeeping, which no agent reads, and with signed
-//     releases it is a second signed statement per model;
-//   - is compact JSON, not indented.
+//   - without the release key set when the agent's tag is the gateway's:
+//     the agent has it (and still verifies what it takes);
+//   - the desired state as the store keeps it (bbolt), not decoded and
+//     encoded again: compact JSON, and on a signed fleet most of it the
+//     versions' signed statements;
 //
-// The header releaseKeysHeader carries the gateway's tag whenever it has a
-// key set, so the agent knows a set left out is the one it holds. An older
-// agent sends no agentKeys and gets the whole document, as before; an
-// older gateway ignores the parameter and sends the whole document, which
-// a newer agent reads as before.
+// and the header releaseKeysHeader carries the gateway's tag whenever it
+// has a key set, so the agent knows a set left out is the one it holds. An
+// older agent sends no agentKeys and gets the document as before (indented,
+// with the key set); an older gateway ignores the parameter and sends
+// that, which a newer agent reads as before.
 const (
 	agentKeysParam    = "agentKeys"
 	releaseKeysHeader = "Modelfleet-Release-Keys"
 )
 
-// writeDesired answers a poll with ds: the whole document, or an agent's
-// answer when agent (the agentKeys parameter was sent) with the agent's
-// key set tag.
-func (d *Directory) writeDesired(w http.ResponseWriter, ds modelfleet.Desired, agent bool, agentKeys string) {
+// writeDesired answers a poll that is not an agent's with ds, with the
+// release key set.
+func (d *Directory) writeDesired(w http.ResponseWriter, ds modelfleet.Desired) {
 	if d.releaseKeysTag != "" {
 		w.Header().Set(releaseKeysHeader, d.releaseKeysTag)
 	}
-	if !agent || d.releaseKeysJSON == nil && d.releaseKeys != nil {
-		ds.ReleaseKeys = d.releaseKeys
-		writeJSON(w, http.StatusOK, ds)
-		return
-	}
-	for name, dm := range ds.Models {
-		if dm.Previous != nil {
-			dm.Previous = nil
-			ds.Models[name] = dm
+	ds.ReleaseKeys = d.releaseKeys
+	writeJSON(w, http.StatusOK, ds)
+}
+
+// writeAgentDesired answers an agent's poll with doc, a desired state
+// encoded without its release key set, adding the set unless agentKeys is
+// its tag. A doc that is not one JSON object is answered decoded and
+// encoded again.
+func (d *Directory) writeAgentDesired(w http.ResponseWriter, doc []byte, agentKeys string) {
+	doc = bytes.TrimRight(doc, " \t\r\n")
+	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' || d.releaseKeys != nil && d.releaseKeysJSON == nil {
+		var ds modelfleet.Desired
+		if err := json.Unmarshal(doc, &ds); err != nil {
+			WriteError(w, fmt.Errorf("fleet: desired state: %w", err))
+			return
 		}
-	}
-	ds.ReleaseKeys = nil
-	b, err := json.Marshal(ds)
-	if err != nil {
-		WriteError(w, err)
+		d.writeDesired(w, ds)
 		return
 	}
-	if d.releaseKeysJSON != nil && agentKeys != d.releaseKeysTag {
-		// The document is an object: the set goes in before its end.
-		b = append(b[:len(b)-1], `,"releaseKeys":`...)
-		b = append(b, d.releaseKeysJSON...)
-		b = append(b, '}')
+	if d.releaseKeysTag != "" {
+		w.Header().Set(releaseKeysHeader, d.releaseKeysTag)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(append(b, '\n'))
+	if d.releaseKeysJSON == nil || agentKeys == d.releaseKeysTag {
+		_, _ = w.Write(doc)
+		return
+	}
+	// The set goes in before the object's end.
+	sep := []byte(`,"releaseKeys":`)
+	if len(bytes.TrimSpace(doc[1:len(doc)-1])) == 0 {
+		sep = sep[1:]
+	}
+	_, _ = w.Write(doc[:len(doc)-1])
+	_, _ = w.Write(sep)
+	_, _ = w.Write(d.releaseKeysJSON)
+	_, _ = w.Write([]byte{'}'})
 }
 
 // beginLongPoll takes a long-poll slot and lifts the server's write

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -80,11 +81,11 @@ func TestLongPollsAreCapped(t *testing.T) {
 	<-first
 }
 
-// An agent's poll (Client.AgentDesired) is answered without the release
-// key set once the agent names the gateway's, and never with what no agent
-// reads (a model's Previous); the gateway's tag comes in a header either
-// way. A poll without the parameter (an older agent, an operator) gets the
-// whole document, as before.
+// An agent's poll (Client.AgentDesired) is answered with the desired
+// state, without the release key set once the agent names the gateway's;
+// the gateway's tag comes in a header either way. A poll without the
+// parameter (an older agent, an operator) gets the whole document, as
+// before.
 func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 	d := mustOpen(t, "s1")
 	set := &modelfleet.Envelope{PayloadType: modelfleet.KeySetPayloadType, Payload: []byte(`{"keys":[],"serial":2}`), Signatures: []modelfleet.Signature{{KeyID: "k", Sig: []byte("sig")}}}
@@ -125,17 +126,20 @@ func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 	if first.ReleaseKeys == nil || first.ReleaseKeys.Tag() != set.Tag() {
 		t.Fatalf("an agent holding no key set got %v, want the gateway's", first.ReleaseKeys)
 	}
-	if first.Models["m"].Previous != nil || first.Revision != whole.Revision || first.Models["m"].Release != "r3" ||
-		len(first.Models["m"].Versions) != 1 || first.Models["m"].Versions[0].Version != "3" {
-		t.Fatalf("agent's answer: %+v, want the document less Previous", first.Models["m"])
+	if !reflect.DeepEqual(first, whole) {
+		t.Fatalf("agent's answer:\n%+v\nwant the document\n%+v", first, whole)
 	}
 
 	again, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.ReleaseKeys != nil || tag != set.Tag() || again.Revision != whole.Revision {
-		t.Fatalf("an agent holding the gateway's set: keys %v, tag %q, revision %d; want none, %q, %d", again.ReleaseKeys, tag, again.Revision, set.Tag(), whole.Revision)
+	if again.ReleaseKeys != nil || tag != set.Tag() {
+		t.Fatalf("an agent holding the gateway's set: keys %v, tag %q; want none, %q", again.ReleaseKeys, tag, set.Tag())
+	}
+	again.ReleaseKeys = whole.ReleaseKeys
+	if !reflect.DeepEqual(again, whole) {
+		t.Fatalf("an agent holding the gateway's set got\n%+v\nwant the document less the set\n%+v", again, whole)
 	}
 
 	stale, _, err := c.AgentDesired(ctx, "s1", -1, 0, "0123")
@@ -144,6 +148,18 @@ func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 	}
 	if stale.ReleaseKeys == nil || stale.ReleaseKeys.Tag() != set.Tag() {
 		t.Fatalf("an agent holding another set got %v, want the gateway's", stale.ReleaseKeys)
+	}
+
+	// A site before its first step: the empty state.
+	if _, err := d.Put(modelfleet.Site{ID: "s2", TaskQueue: modelfleet.SiteTaskQueue("s2")}); err != nil {
+		t.Fatal(err)
+	}
+	empty, _, err := c.AgentDesired(ctx, "s2", -1, 0, set.Tag())
+	if err != nil || empty.Site != "s2" || empty.Revision != 0 || empty.Models == nil || len(empty.Models) != 0 {
+		t.Fatalf("a site before its first step: %+v, %v", empty, err)
+	}
+	if _, _, err := c.AgentDesired(ctx, "nosuch", -1, 0, ""); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Fatalf("an unknown site: %v, want not found", err)
 	}
 
 	// A gateway without release keys sends no tag, nor a set.
