@@ -144,11 +144,15 @@ func (s *Site) learnKeys(env *modelfleet.Envelope) {
 	// HTTP source hands over the same envelope while the set is unchanged,
 	// so that is a pointer comparison; another source's set is compared
 	// by its tag.
-	if cur == s.lastKeyTrust && (env == s.lastKeyEnv || env.Tag() == s.lastKeyTag) {
+	if cur == s.lastKeyTrust && env == s.lastKeyEnv {
+		return
+	}
+	tag := env.Tag()
+	if cur == s.lastKeyTrust && tag == s.lastKeyTag {
 		s.lastKeyEnv = env
 		return
 	}
-	s.lastKeyTrust, s.lastKeyEnv, s.lastKeyTag = cur, env, env.Tag()
+	s.lastKeyTrust, s.lastKeyEnv, s.lastKeyTag = cur, env, tag
 	next, ok, err := cur.Update(env)
 	if err != nil {
 		s.log.Warn("release key set refused", "error", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -30,23 +31,27 @@ func (d *Directory) SetMaxLongPolls(n int) {
 }
 
 // SetReleaseKeys sets the signed release key set every desired state the
-// directory serves carries (modelfleet.Desired.ReleaseKeys); call it
-// before serving. The set is encoded once, here, and named by its tag
-// (modelfleet.Envelope.Tag): an agent's poll that names the same tag
-// (agentQuery) is answered without it.
+// directory serves carries (modelfleet.Desired.ReleaseKeys). The set is
+// encoded once, here, and named by its tag (modelfleet.Envelope.Tag): an
+// agent's poll that names the same tag (agentKeysParam) is answered
+// without it.
 func (d *Directory) SetReleaseKeys(env *modelfleet.Envelope) {
-	d.releaseKeys = env
-	d.releaseKeysJSON, d.releaseKeysTag = nil, ""
 	if env == nil {
+		d.releaseKeys.Store(nil)
 		return
 	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		// An envelope always encodes; should it not, every answer
-		// carries the set encoded with it, as before.
-		return
-	}
-	d.releaseKeysJSON, d.releaseKeysTag = b, env.Tag()
+	set := &releaseKeySet{env: env, tag: env.Tag()}
+	// An envelope always encodes; should it not, every answer carries the
+	// set encoded with it, as before.
+	set.json, _ = json.Marshal(env)
+	d.releaseKeys.Store(set)
+}
+
+// releaseKeySet is the release key set as the directory serves it.
+type releaseKeySet struct {
+	env  *modelfleet.Envelope
+	json []byte // env encoded (nil: it did not encode)
+	tag  string // env.Tag()
 }
 
 // An agent's poll of its desired state (agent.HTTPSource) names, in the
@@ -72,10 +77,15 @@ const (
 // writeDesired answers a poll that is not an agent's with ds, with the
 // release key set.
 func (d *Directory) writeDesired(w http.ResponseWriter, ds modelfleet.Desired) {
-	if d.releaseKeysTag != "" {
-		w.Header().Set(releaseKeysHeader, d.releaseKeysTag)
+	d.writeDesiredWith(w, ds, d.releaseKeys.Load())
+}
+
+func (d *Directory) writeDesiredWith(w http.ResponseWriter, ds modelfleet.Desired, keys *releaseKeySet) {
+	ds.ReleaseKeys = nil
+	if keys != nil {
+		w.Header().Set(releaseKeysHeader, keys.tag)
+		ds.ReleaseKeys = keys.env
 	}
-	ds.ReleaseKeys = d.releaseKeys
 	writeJSON(w, http.StatusOK, ds)
 }
 
@@ -84,33 +94,39 @@ func (d *Directory) writeDesired(w http.ResponseWriter, ds modelfleet.Desired) {
 // its tag. A doc that is not one JSON object is answered decoded and
 // encoded again.
 func (d *Directory) writeAgentDesired(w http.ResponseWriter, doc []byte, agentKeys string) {
+	keys := d.releaseKeys.Load()
 	doc = bytes.TrimRight(doc, " \t\r\n")
-	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' || d.releaseKeys != nil && d.releaseKeysJSON == nil {
+	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' || keys != nil && keys.json == nil {
 		var ds modelfleet.Desired
 		if err := json.Unmarshal(doc, &ds); err != nil {
 			WriteError(w, fmt.Errorf("fleet: desired state: %w", err))
 			return
 		}
-		d.writeDesired(w, ds)
+		d.writeDesiredWith(w, ds, keys)
 		return
 	}
-	if d.releaseKeysTag != "" {
-		w.Header().Set(releaseKeysHeader, d.releaseKeysTag)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	if d.releaseKeysJSON == nil || agentKeys == d.releaseKeysTag {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if keys == nil || agentKeys == keys.tag {
+		if keys != nil {
+			h.Set(releaseKeysHeader, keys.tag)
+		}
+		h.Set("Content-Length", strconv.Itoa(len(doc)))
+		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(doc)
 		return
 	}
+	h.Set(releaseKeysHeader, keys.tag)
 	// The set goes in before the object's end.
 	sep := []byte(`,"releaseKeys":`)
 	if len(bytes.TrimSpace(doc[1:len(doc)-1])) == 0 {
 		sep = sep[1:]
 	}
+	h.Set("Content-Length", strconv.Itoa(len(doc)-1+len(sep)+len(keys.json)+1))
+	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(doc[:len(doc)-1])
 	_, _ = w.Write(sep)
-	_, _ = w.Write(d.releaseKeysJSON)
+	_, _ = w.Write(keys.json)
 	_, _ = w.Write([]byte{'}'})
 }
 
