@@ -3,6 +3,7 @@ package fleet
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -77,6 +78,24 @@ func BenchmarkRolloutGateway(b *testing.B) {
 		}
 		b.Run(name+"/poll-whole", func(b *testing.B) { poll(b, "") })
 		b.Run(name+"/poll-agent", func(b *testing.B) { poll(b, "&"+agentKeysParam+"="+set.Tag()) })
+		// What the agent decodes of each answer.
+		decode := func(b *testing.B, query string) {
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/sites/"+sites[0]+"/desired?after=-1"+query, nil))
+			body := w.Body.Bytes()
+			b.ReportAllocs()
+			cpu := reportCPU(b)
+			for b.Loop() {
+				var ds modelfleet.Desired
+				if err := json.Unmarshal(body, &ds); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cpu()
+			b.ReportMetric(float64(len(body)), "answer-bytes")
+		}
+		b.Run(name+"/agent-decode-whole", func(b *testing.B) { decode(b, "") })
+		b.Run(name+"/agent-decode-agent", func(b *testing.B) { decode(b, "&"+agentKeysParam+"="+set.Tag()) })
 		b.Run(name+"/step", func(b *testing.B) {
 			b.ReportAllocs()
 			defer reportCPU(b)()
