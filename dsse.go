@@ -3,6 +3,7 @@ package modelfleet
 import (
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -59,6 +60,33 @@ func SignEnvelope(payloadType string, payload []byte, key ed25519.PrivateKey) En
 		PayloadType: payloadType, Payload: payload,
 		Signatures: []Signature{{KeyID: KeyID(pub), Sig: ed25519.Sign(key, PAE(payloadType, payload))}},
 	}
+}
+
+// Tag names e's content (its payload type, payload and signatures) with a
+// short digest: two envelopes with the same tag are the same envelope. A
+// site sends the tag of the release key set it last received, and a
+// gateway holding the same set leaves it out of the answer (fleet's
+// desired-state endpoint): the set does not travel, nor is it decoded,
+// with every poll. A tag authenticates nothing: what a site takes it still
+// verifies (Trust.Update).
+func (e *Envelope) Tag() string {
+	if e == nil {
+		return ""
+	}
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	field([]byte(e.PayloadType))
+	field(e.Payload)
+	for _, s := range e.Signatures {
+		field([]byte(s.KeyID))
+		field(s.Sig)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // ErrUntrusted says an envelope carries no valid signature by a trusted

@@ -127,7 +127,10 @@ type Site struct {
 	// converge loop state: the last revision applied and each model's error
 	lastApplied int64
 	lastError   map[string]string
-	lastKeySet  string // the last release key set checked (learnKeys)
+	// the last release key set checked (learnKeys), and with which trust
+	lastKeyTrust *modelfleet.Trust
+	lastKeyEnv   *modelfleet.Envelope
+	lastKeyTag   string
 	// apiKeysError is why the desired state's router API keys were last
 	// refused ("" taken), reported with every actual state.
 	apiKeysError string

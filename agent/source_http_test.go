@@ -1,12 +1,20 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
+	"github.com/modelfleet/modelfleet/fleet"
 )
 
 // HTTPSource against the site directory: a site the directory does not know
@@ -69,5 +77,79 @@ func TestHTTPSourceLongPollsAndReports(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the long poll did not return on a step")
+	}
+}
+
+// The release key set travels to a site once: the source names the set it
+// holds, the gateway leaves it out while it holds the same, and Next still
+// returns it with every desired state (the envelope it received), so the
+// site checks what it always did. A new set at the gateway travels again.
+func TestHTTPSourceReceivesTheKeySetOnce(t *testing.T) {
+	dir, err := fleet.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if _, err := dir.Put(modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1")}); err != nil {
+		t.Fatal(err)
+	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	pub, _ := modelfleet.TrustedKeyOf(key.Public())
+	signSet := func(serial int64) *modelfleet.Envelope {
+		set, err := modelfleet.SignKeySet(modelfleet.Trust{Keys: []modelfleet.TrustedKey{pub}, Serial: serial}, []ed25519.PrivateKey{key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return set
+	}
+	set := signSet(1)
+	dir.SetReleaseKeys(set)
+	var sent atomic.Int64 // answers that carried a key set
+	h := dir.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if bytes.Contains(rec.Body.Bytes(), []byte(`"releaseKeys"`)) {
+			sent.Add(1)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = io.Copy(w, rec.Body)
+	}))
+	defer srv.Close()
+	src := NewHTTPSource(srv.URL, "s1", 0)
+	ctx := context.Background()
+	var got []*modelfleet.Envelope
+	for range 3 {
+		ds, err := src.Next(ctx, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ds.ReleaseKeys)
+	}
+	if sent.Load() != 1 {
+		t.Fatalf("the key set travelled with %d of 3 answers, want 1", sent.Load())
+	}
+	for i, env := range got {
+		if env == nil || env.Tag() != set.Tag() {
+			t.Fatalf("poll %d returned key set %v, want the gateway's", i, env)
+		}
+	}
+
+	next := signSet(2)
+	dir.SetReleaseKeys(next)
+	ds, err := src.Next(ctx, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ds.ReleaseKeys == nil || ds.ReleaseKeys.Tag() != next.Tag() || sent.Load() != 2 {
+		t.Fatalf("after a new set at the gateway: got %v (%d answers with a set), want the new set, sent once more", ds.ReleaseKeys, sent.Load())
+	}
+
+	dir.SetReleaseKeys(nil)
+	if ds, err = src.Next(ctx, -1); err != nil || ds.ReleaseKeys != nil {
+		t.Fatalf("a gateway without keys: set %v, err %v; want none", ds.ReleaseKeys, err)
 	}
 }

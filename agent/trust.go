@@ -140,15 +140,19 @@ func (s *Site) learnKeys(env *modelfleet.Envelope) {
 		return
 	}
 	// The same set comes with every poll: check (and log) each once per
-	// trust the site holds (a renewal may pin keys that take it).
-	seen := fmt.Sprintf("%p|", cur) + string(env.Payload)
-	for _, sig := range env.Signatures {
-		seen += "|" + sig.KeyID + ":" + string(sig.Sig)
-	}
-	if seen == s.lastKeySet {
+	// trust the site holds (a renewal may pin keys that take it). The
+	// HTTP source hands over the same envelope while the set is unchanged,
+	// so that is a pointer comparison; another source's set is compared
+	// by its tag.
+	if cur == s.lastKeyTrust && env == s.lastKeyEnv {
 		return
 	}
-	s.lastKeySet = seen
+	tag := env.Tag()
+	if cur == s.lastKeyTrust && tag == s.lastKeyTag {
+		s.lastKeyEnv = env
+		return
+	}
+	s.lastKeyTrust, s.lastKeyEnv, s.lastKeyTag = cur, env, tag
 	next, ok, err := cur.Update(env)
 	if err != nil {
 		s.log.Warn("release key set refused", "error", err)

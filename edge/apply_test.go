@@ -1,11 +1,14 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -266,5 +269,43 @@ func BenchmarkStats(b *testing.B) {
 		if st := a.Stats("bearing-failure"); len(st) != 1 || st[0].Requests != 1 {
 			b.Fatalf("stats = %+v", st)
 		}
+	}
+}
+
+// A downloaded artifact's metadata and statement go in with it (their
+// renames synced with its own): after an apply its version directory holds
+// exactly the three files, each what the site reads back, and no temp file.
+func TestInstallWritesTheFilesBesideTheArtifact(t *testing.T) {
+	s := newSigner(t)
+	a := openTrusting(t, t.TempDir(), s.trust)
+	art := fakeArtifact(0, 1, 1, 1)
+	v := s.version(t, "m", "1", art, 100)
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{v}, fetchAll(map[string][]byte{"1": art})); err != nil {
+		t.Fatal(err)
+	}
+	p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(art))
+	entries, err := os.ReadDir(filepath.Dir(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	want := []string{filepath.Base(metaPath(p)), filepath.Base(p), filepath.Base(statementPath(p))}
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Fatalf("version directory holds %v, want %v", names, want)
+	}
+	st, err := json.Marshal(v.Statement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(statementPath(p)); err != nil || !bytes.Equal(got, st) {
+		t.Errorf("statement file: %v, want the statement the desired state carried", err)
+	}
+	req, err := a.store.installed(modelfleet.ModelRef{Name: "m", Version: "1"})
+	if err != nil || req.Digest != v.Digest || req.Format != v.Format || !slices.Equal(req.Features, v.Features) {
+		t.Errorf("metadata read back: %+v, %v; want the version's digest, format and features", req, err)
 	}
 }

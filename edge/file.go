@@ -47,8 +47,16 @@ func hasDigest(p, digest string) (bool, error) {
 // WriteFileAtomic replaces p with data: temp file in the same directory,
 // fsync, rename, fsync of the directory.
 func WriteFileAtomic(p string, data []byte) error {
-	dir := filepath.Dir(p)
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
+	if err := replaceFile(p, data); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// replaceFile is WriteFileAtomic but for the directory's fsync, which the
+// caller does (once for several files of one directory).
+func replaceFile(p string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(p), tmpPrefix+"*")
 	if err != nil {
 		return err
 	}
@@ -65,9 +73,8 @@ func WriteFileAtomic(p string, data []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return err
 	}
-	return syncDir(dir)
+	return err
 }
 
 func syncDir(dir string) error {

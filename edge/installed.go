@@ -29,7 +29,7 @@ func metaPath(artifact string) string { return strings.TrimSuffix(artifact, ".mo
 // writeMeta records the metadata of the artifact at path, unless the file
 // already says exactly that (a retried deploy does not fsync again).
 func writeMeta(path string, req *DeployRequest) error {
-	b, err := json.Marshal(artifactMeta{Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server})
+	b, err := metaJSON(req)
 	if err != nil {
 		return err
 	}
@@ -37,6 +37,10 @@ func writeMeta(path string, req *DeployRequest) error {
 		return nil
 	}
 	return WriteFileAtomic(metaPath(path), b)
+}
+
+func metaJSON(req *DeployRequest) ([]byte, error) {
+	return json.Marshal(artifactMeta{Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server})
 }
 
 // installed returns the deploy request of the artifact of ref kept on disk.

@@ -279,13 +279,13 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 		// asked for again is not the oldest.
 		now := time.Now()
 		_ = os.Chtimes(dst, now, now)
+		if err := writeMeta(dst, &req); err != nil {
+			return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+		}
+		if err := writeStatement(dst, req.Statement); err != nil {
+			return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+		}
 	} else if err := s.download(ctx, req, fetch, dst); err != nil {
-		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
-	}
-	if err := writeMeta(dst, &req); err != nil {
-		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
-	}
-	if err := writeStatement(dst, req.Statement); err != nil {
 		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 	}
 	if !ok {
@@ -341,6 +341,13 @@ func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc
 	if err := f.Close(); err != nil {
 		return err
 	}
+	// The files kept beside the artifact (its metadata, its release
+	// statement) go in first, each synced: the artifact is never on disk
+	// without them, and the directory syncs below make their renames
+	// durable with its own, one sync of the directory for all three.
+	if err := writeBeside(dst, &req); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return err
 	}
@@ -353,6 +360,26 @@ func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc
 		}
 	}
 	return nil
+}
+
+// writeBeside writes the metadata and the release statement (if any) of
+// the artifact about to be renamed to dst, without syncing the directory:
+// download syncs it after the artifact's rename.
+func writeBeside(dst string, req *DeployRequest) error {
+	b, err := metaJSON(req)
+	if err != nil {
+		return err
+	}
+	if err := replaceFile(metaPath(dst), b); err != nil {
+		return err
+	}
+	if req.Statement == nil {
+		return nil
+	}
+	if b, err = json.Marshal(req.Statement); err != nil {
+		return err
+	}
+	return replaceFile(statementPath(dst), b)
 }
 
 // prune removes the oldest artifacts of a model so that at most s.keep remain,

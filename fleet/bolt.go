@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,6 +187,21 @@ func (b *boltStore) Desired(_ context.Context, site string) (modelfleet.Desired,
 		return err
 	})
 	return ds, err
+}
+
+// DesiredDoc is Desired as the stored document (desiredDocs).
+func (b *boltStore) DesiredDoc(_ context.Context, site string) ([]byte, error) {
+	var doc []byte
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
+			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+		}
+		if buf := tx.Bucket(desiredBucket).Get([]byte(site)); buf != nil {
+			doc = bytes.Clone(buf) // bbolt's bytes last only as long as the transaction
+		}
+		return nil
+	})
+	return doc, err
 }
 
 func (b *boltStore) ReportActual(_ context.Context, rec *modelfleet.Site, a modelfleet.Actual) error {

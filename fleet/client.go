@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -47,6 +48,44 @@ func (c *Client) Desired(ctx context.Context, site string, after int64, wait tim
 	path := fmt.Sprintf("/api/sites/%s/desired?after=%d&wait=%s", url.PathEscape(site), after, wait)
 	return ds, c.do(ctx, http.MethodGet, path, nil, &ds)
 }
+
+// AgentDesired is Desired as a site's agent polls it: keysTag names the
+// release key set the agent holds ("" for none), and the answer leaves out
+// what no agent reads (see agentKeysParam), the key set among it when the
+// gateway's is the one the agent holds. gatewayKeys is the tag of the
+// gateway's key set ("" from a gateway without one, or one older than
+// the parameter, which answers with the whole document).
+func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wait time.Duration, keysTag string) (ds modelfleet.Desired, gatewayKeys string, err error) {
+	path := fmt.Sprintf("/api/sites/%s/desired?after=%d&wait=%s&%s=%s", url.PathEscape(site), after, wait, agentKeysParam, url.QueryEscape(keysTag))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
+	if err != nil {
+		return ds, "", fmt.Errorf("fleet: GET %s: %w", path, err)
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return ds, "", fmt.Errorf("fleet: GET %s: %w", req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxDesiredBytes))
+	if err != nil {
+		return ds, "", fmt.Errorf("fleet: GET %s: read response: %w", req.URL.Path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		return ds, "", httpjson.ResponseError(resp.StatusCode, fmt.Sprintf("fleet: GET %s: %s", req.URL.Path, resp.Status), buf)
+	}
+	if err := json.Unmarshal(buf, &ds); err != nil {
+		return ds, "", fmt.Errorf("fleet: GET %s: decode response: %w", req.URL.Path, err)
+	}
+	return ds, resp.Header.Get(releaseKeysHeader), nil
+}
+
+// maxDesiredBytes bounds a desired state an agent reads into memory (as
+// httpjson.Do bounds any response).
+const maxDesiredBytes = 64 << 20
 
 // ReportActual records what the site serves.
 func (c *Client) ReportActual(ctx context.Context, a modelfleet.Actual) error {

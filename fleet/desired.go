@@ -193,6 +193,46 @@ func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult,
 // already done (a request without a wait), each read bounded by
 // desiredReadTimeout.
 func (d *Directory) Desired(ctx context.Context, site string, after int64) (modelfleet.Desired, error) {
+	return longPoll(d, ctx, site, after, func(ctx context.Context) (modelfleet.Desired, int64, error) {
+		ds, err := d.store.Desired(ctx, site)
+		return ds, ds.Revision, err
+	})
+}
+
+// desiredDocs is a Store that also reads a site's desired state as the
+// document it keeps (bbolt): an agent's poll is answered with those
+// bytes, not with them decoded and encoded again.
+type desiredDocs interface {
+	// DesiredDoc returns the document (json.Marshal of
+	// modelfleet.Desired) or nil before the site's first step;
+	// ENOTFOUND if the site is not registered.
+	DesiredDoc(ctx context.Context, site string) ([]byte, error)
+}
+
+// desiredDoc is Desired as the stored document, for a store that keeps
+// one (ok false: it does not); nil before the site's first step.
+func (d *Directory) desiredDoc(ctx context.Context, site string, after int64) (doc []byte, ok bool, err error) {
+	docs, ok := d.store.(desiredDocs)
+	if !ok {
+		return nil, false, nil
+	}
+	doc, err = longPoll(d, ctx, site, after, func(ctx context.Context) ([]byte, int64, error) {
+		doc, err := docs.DesiredDoc(ctx, site)
+		if err != nil {
+			return nil, 0, err
+		}
+		rev, err := docRevision(site, doc)
+		if err != nil {
+			return nil, 0, fmt.Errorf("decode desired state of %q: %w", site, err)
+		}
+		return doc, rev, nil
+	})
+	return doc, true, err
+}
+
+// longPoll is Desired's wait, with read reading the site's desired state
+// (and its revision) in whichever form the caller answers with.
+func longPoll[T any](d *Directory, ctx context.Context, site string, after int64, read func(context.Context) (T, int64, error)) (T, error) {
 	rctx := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.WithoutCancel(ctx), desiredReadTimeout)
 	}
@@ -202,12 +242,12 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 			d.notify.forget(site, wake)
 		}
 	}
-	read := func(wake <-chan struct{}) (modelfleet.Desired, error) {
+	readAll := func(wake <-chan struct{}) (T, int64, error) {
 		c, cancel := rctx()
 		defer cancel()
-		ds, err := d.store.Desired(c, site)
+		v, rev, err := read(c)
 		forget(wake, err)
-		return ds, err
+		return v, rev, err
 	}
 	woken := false
 	for {
@@ -215,9 +255,9 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 		if after < 0 || woken {
 			// Every revision is above after, or a write woke the poll:
 			// most likely the one it waits for, so the whole state.
-			ds, err := read(wake)
-			if err != nil || ds.Revision > after {
-				return ds, err
+			v, rev, err := readAll(wake)
+			if err != nil || rev > after {
+				return v, err
 			}
 		} else {
 			c, cancel := rctx()
@@ -225,10 +265,12 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 			cancel()
 			forget(wake, err)
 			if err != nil {
-				return modelfleet.Desired{}, err
+				var zero T
+				return zero, err
 			}
 			if rev > after {
-				return read(wake)
+				v, _, err := readAll(wake)
+				return v, err
 			}
 		}
 		// A store shared by replicas wakes this one when another writes;
@@ -250,7 +292,8 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 			t.Stop()
 		}
 		if ctx.Err() != nil {
-			return read(wake)
+			v, _, err := readAll(wake)
+			return v, err
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -25,7 +26,7 @@ type Directory struct {
 	// releaseKeys is the signed release key set every desired state
 	// carries to its site (SetReleaseKeys); polls bounds the long polls
 	// waiting at once (long_poll.go).
-	releaseKeys *modelfleet.Envelope
+	releaseKeys atomic.Pointer[releaseKeySet]
 	// apiKeysSigner signs the router API key sets SetAPIKeys writes.
 	apiKeysSigner APIKeysSigner
 	polls         chan struct{}

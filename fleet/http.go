@@ -73,14 +73,15 @@ const maxLongPoll = 60 * time.Second
 
 func (d *Directory) routeDesired(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/sites/{id}/desired", func(w http.ResponseWriter, r *http.Request) {
-		after, err := strconv.ParseInt(cmpOr(r.URL.Query().Get("after"), "-1"), 10, 64)
+		q := r.URL.Query()
+		after, err := strconv.ParseInt(cmpOr(q.Get("after"), "-1"), 10, 64)
 		if err != nil {
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "after %q is not a revision number", r.URL.Query().Get("after")))
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "after %q is not a revision number", q.Get("after")))
 			return
 		}
-		wait, err := time.ParseDuration(cmpOr(r.URL.Query().Get("wait"), "0s"))
+		wait, err := time.ParseDuration(cmpOr(q.Get("wait"), "0s"))
 		if err != nil || wait < 0 {
-			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "wait %q is not a duration", r.URL.Query().Get("wait")))
+			WriteError(w, modelfleet.Errorf(modelfleet.EINVALID, "wait %q is not a duration", q.Get("wait")))
 			return
 		}
 		wait = min(wait, maxLongPoll)
@@ -91,13 +92,34 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 		defer done()
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
 		defer cancel()
-		ds, err := d.Desired(ctx, r.PathValue("id"), after)
+		site := r.PathValue("id")
+		if _, agent := q[agentKeysParam]; agent {
+			doc, ok, err := d.desiredDoc(ctx, site, after)
+			if ok && err != nil {
+				WriteError(w, err)
+				return
+			}
+			if ok && doc == nil {
+				doc, err = json.Marshal(emptyDesired(site))
+			} else if !ok {
+				var ds modelfleet.Desired
+				if ds, err = d.Desired(ctx, site, after); err == nil {
+					doc, err = json.Marshal(ds)
+				}
+			}
+			if err != nil {
+				WriteError(w, err)
+				return
+			}
+			d.writeAgentDesired(w, doc, q.Get(agentKeysParam))
+			return
+		}
+		ds, err := d.Desired(ctx, site, after)
 		if err != nil {
 			WriteError(w, err)
 			return
 		}
-		ds.ReleaseKeys = d.releaseKeys
-		writeJSON(w, http.StatusOK, ds)
+		d.writeDesired(w, ds)
 	})
 	mux.HandleFunc("PUT /api/sites/{id}/actual", func(w http.ResponseWriter, r *http.Request) {
 		var a modelfleet.Actual

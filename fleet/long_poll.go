@@ -1,7 +1,11 @@
 package fleet
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -27,9 +31,104 @@ func (d *Directory) SetMaxLongPolls(n int) {
 }
 
 // SetReleaseKeys sets the signed release key set every desired state the
-// directory serves carries (modelfleet.Desired.ReleaseKeys); call it
-// before serving.
-func (d *Directory) SetReleaseKeys(env *modelfleet.Envelope) { d.releaseKeys = env }
+// directory serves carries (modelfleet.Desired.ReleaseKeys). The set is
+// encoded once, here, and named by its tag (modelfleet.Envelope.Tag): an
+// agent's poll that names the same tag (agentKeysParam) is answered
+// without it.
+func (d *Directory) SetReleaseKeys(env *modelfleet.Envelope) {
+	if env == nil {
+		d.releaseKeys.Store(nil)
+		return
+	}
+	set := &releaseKeySet{env: env, tag: env.Tag()}
+	// An envelope always encodes; should it not, every answer carries the
+	// set encoded with it, as before.
+	set.json, _ = json.Marshal(env)
+	d.releaseKeys.Store(set)
+}
+
+// releaseKeySet is the release key set as the directory serves it.
+type releaseKeySet struct {
+	env  *modelfleet.Envelope
+	json []byte // env encoded (nil: it did not encode)
+	tag  string // env.Tag()
+}
+
+// An agent's poll of its desired state (agent.HTTPSource) names, in the
+// query parameter agentKeys, the tag of the release key set it holds
+// ("" for none). Its answer is then
+//
+//   - without the release key set when the agent's tag is the gateway's:
+//     the agent has it (and still verifies what it takes);
+//   - the desired state as the store keeps it (bbolt), not decoded and
+//     encoded again: compact JSON, and on a signed fleet most of it the
+//     versions' signed statements;
+//
+// and the header releaseKeysHeader carries the gateway's tag whenever it
+// has a key set, so the agent knows a set left out is the one it holds. An
+// older agent sends no agentKeys and gets the document as before (indented,
+// with the key set); an older gateway ignores the parameter and sends
+// that, which a newer agent reads as before.
+const (
+	agentKeysParam    = "agentKeys"
+	releaseKeysHeader = "Modelfleet-Release-Keys"
+)
+
+// writeDesired answers a poll that is not an agent's with ds, with the
+// release key set.
+func (d *Directory) writeDesired(w http.ResponseWriter, ds modelfleet.Desired) {
+	d.writeDesiredWith(w, ds, d.releaseKeys.Load())
+}
+
+func (d *Directory) writeDesiredWith(w http.ResponseWriter, ds modelfleet.Desired, keys *releaseKeySet) {
+	ds.ReleaseKeys = nil
+	if keys != nil {
+		w.Header().Set(releaseKeysHeader, keys.tag)
+		ds.ReleaseKeys = keys.env
+	}
+	writeJSON(w, http.StatusOK, ds)
+}
+
+// writeAgentDesired answers an agent's poll with doc, a desired state
+// encoded without its release key set, adding the set unless agentKeys is
+// its tag. A doc that is not one JSON object is answered decoded and
+// encoded again.
+func (d *Directory) writeAgentDesired(w http.ResponseWriter, doc []byte, agentKeys string) {
+	keys := d.releaseKeys.Load()
+	doc = bytes.TrimRight(doc, " \t\r\n")
+	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' || keys != nil && keys.json == nil {
+		var ds modelfleet.Desired
+		if err := json.Unmarshal(doc, &ds); err != nil {
+			WriteError(w, fmt.Errorf("fleet: desired state: %w", err))
+			return
+		}
+		d.writeDesiredWith(w, ds, keys)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if keys == nil || agentKeys == keys.tag {
+		if keys != nil {
+			h.Set(releaseKeysHeader, keys.tag)
+		}
+		h.Set("Content-Length", strconv.Itoa(len(doc)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(doc)
+		return
+	}
+	h.Set(releaseKeysHeader, keys.tag)
+	// The set goes in before the object's end.
+	sep := []byte(`,"releaseKeys":`)
+	if len(bytes.TrimSpace(doc[1:len(doc)-1])) == 0 {
+		sep = sep[1:]
+	}
+	h.Set("Content-Length", strconv.Itoa(len(doc)-1+len(sep)+len(keys.json)+1))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(doc[:len(doc)-1])
+	_, _ = w.Write(sep)
+	_, _ = w.Write(keys.json)
+	_, _ = w.Write([]byte{'}'})
+}
 
 // beginLongPoll takes a long-poll slot and lifts the server's write
 // deadline for the wait: a long poll is the one request that is meant to

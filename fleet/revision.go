@@ -81,6 +81,12 @@ type progressActual struct {
 	Workloads map[string]modelfleet.ActualWorkload `json:"workloads"`
 }
 
+// workloadsKey is how a desired-state document the directory wrote
+// (json.Marshal of modelfleet.Desired) names its workloads: one without it
+// has none, and decodeProgress does not scan it for them — on a signed
+// fleet, most of a document is its versions' signed statements.
+var workloadsKey = []byte(`"workloads"`)
+
 // decodeProgress reads a site's progress from its desired-state document
 // dbuf and its report abuf (nil: none), decoding both only when the report
 // is not behind.
@@ -96,7 +102,7 @@ func decodeProgress(site, model string, dbuf, abuf []byte) (SiteProgress, error)
 	if p.pending() {
 		return p, nil
 	}
-	if dbuf != nil {
+	if dbuf != nil && bytes.Contains(dbuf, workloadsKey) {
 		var ds progressDesired
 		if err := json.Unmarshal(dbuf, &ds); err != nil {
 			return p, fmt.Errorf("decode desired state of %q: %w", site, err)

@@ -114,3 +114,28 @@ func revisionKeys(doc []byte) int {
 		isKey = !isKey
 	}
 }
+
+// decodeProgress reads the desired workloads of a document that has some,
+// and none of one that has none, without scanning it for them.
+func TestDecodeProgressWorkloads(t *testing.T) {
+	actual, err := json.Marshal(modelfleet.Actual{Site: "s1", Revision: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, err := json.Marshal(modelfleet.Desired{Site: "s1", Revision: 2, Models: map[string]modelfleet.DesiredModel{},
+		Workloads: map[string]modelfleet.DesiredWorkload{"w": {Version: "1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := decodeProgress("s1", "m", with, actual)
+	if err != nil || p.Workloads["w"].Version != "1" {
+		t.Fatalf("a document with workloads: %+v, %v; want workload w version 1", p.Workloads, err)
+	}
+	without, err := json.Marshal(modelfleet.Desired{Site: "s1", Revision: 2, Models: map[string]modelfleet.DesiredModel{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = decodeProgress("s1", "m", without, actual); err != nil || p.Workloads != nil {
+		t.Fatalf("a document without workloads: %+v, %v", p.Workloads, err)
+	}
+}

@@ -99,6 +99,7 @@ type options struct {
 	// three when empty.
 	overheadVariants []string
 	overheadProfile  string // CPU profile of each variant's rollouts: <file>.<variant>
+	overheadAllocs   string // allocation profiles around each variant's rollouts: <file>.<variant>.<round>.{before,after}
 	overheadSitesDir string // parent of the overhead stacks' sites' data dirs
 	overheadDir      string // parent of the overhead stacks' data dirs (gateway store, Temporal's database)
 	overheadOnly     bool   // this process is the overhead comparison's (overheadInChild)
@@ -132,6 +133,7 @@ func main() {
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
 	flag.IntVar(&o.overheadRounds, "overhead-rounds", 6, "measured rollouts per stack of the overhead comparison, after a warm-up (the median of the rounds' ratios counts)")
 	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each measured rollout of the overhead comparison to this file + .<variant>.<round>")
+	flag.StringVar(&o.overheadAllocs, "overhead-allocprofile", "", "write the allocation profile before and after each measured rollout of the overhead comparison to this file +\n.<variant>.<round>.before and .after (what the rollout allocated: go tool pprof -sample_index=alloc_space -diff_base <before> <after>)")
 	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
 	flag.StringVar(&o.overheadDir, "overhead-dir", shm, "parent of the overhead stacks' own data dirs, the gateway's store and Temporal's database (default /dev/shm\nwhere there is one: the three stacks' commits, the same in each, then do not queue behind one another and the\nmachine's other work on one shared disk); \"\": -dir")
 	flag.BoolVar(&o.overheadOnly, "overhead-only", false, "run only the overhead comparison (what the benchmark runs in a child process); its last line is the ratios")

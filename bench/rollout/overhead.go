@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -221,10 +222,32 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 
 // profileRollout starts a CPU profile of one measured rollout into
 // <-overhead-cpuprofile>.<variant>.<round> (the rollouts alone: not the
-// stacks' start-up, nor the warm-up), and returns what stops it.
+// stacks' start-up, nor the warm-up), and returns what stops it. With
+// -overhead-allocprofile it also writes the process's allocation profile
+// before and after the rollout (<file>.<variant>.<round>.before, .after):
+// their difference is what the rollout allocated, a figure that, unlike
+// CPU time, does not depend on what else the machine runs.
 func (o options) profileRollout(v variant, round int) (stop func(), err error) {
-	if o.overheadProfile == "" || round == 0 {
+	if round == 0 {
 		return func() {}, nil
+	}
+	allocs := func(suffix string) {
+		if o.overheadAllocs == "" {
+			return
+		}
+		f, err := os.Create(fmt.Sprintf("%s.%s.%d.%s", o.overheadAllocs, v, round, suffix))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		// The profile is as of the last collection: one now, so that it
+		// counts up to here (only when asked for: it takes a moment).
+		runtime.GC()
+		_ = pprof.Lookup("allocs").WriteTo(f, 0)
+	}
+	allocs("before")
+	if o.overheadProfile == "" {
+		return func() { allocs("after") }, nil
 	}
 	f, err := os.Create(fmt.Sprintf("%s.%s.%d", o.overheadProfile, v, round))
 	if err != nil {
@@ -234,5 +257,5 @@ func (o options) profileRollout(v variant, round int) (stop func(), err error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() { pprof.StopCPUProfile(); f.Close(); allocs("after") }, nil
 }
