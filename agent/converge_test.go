@@ -2,12 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -130,11 +132,17 @@ func reopenGateway(t *testing.T, old *Gateway, url string) *Gateway {
 	t.Helper()
 	dataDir := old.dataDir
 	old.Directory.Close()
-	gw, err := OpenGateway(GatewayConfig{Addr: strings.TrimPrefix(url, "http://"), DataDir: dataDir})
-	if err != nil {
-		t.Fatal(err)
+	// The port was free for a while: on a busy machine another process's
+	// connection may hold it as its local port for a moment.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		gw, err := OpenGateway(GatewayConfig{Addr: strings.TrimPrefix(url, "http://"), DataDir: dataDir})
+		if err == nil {
+			return gw
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			t.Fatal(err)
+		}
 	}
-	return gw
 }
 
 func servedVersion(t *testing.T, e *Site) string {
