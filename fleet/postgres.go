@@ -119,34 +119,33 @@ func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
 }
 
 func (p *PostgresStore) PutSite(ctx context.Context, s *modelfleet.Site) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return pgPutSite(ctx, tx, s) })
-}
-
-// pgPutSite upserts a site, keeping the stored labels when s has none, and
-// creates its desired-state row (which steps lock).
-func pgPutSite(ctx context.Context, tx pgx.Tx, s *modelfleet.Site) error {
 	buf, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	var stored []byte
-	err = tx.QueryRow(ctx, `
+	var labels []byte
+	if err := p.pool.QueryRow(ctx, `WITH `+pgUpsertSite+` SELECT labels FROM s`, s.ID, buf, len(s.Labels) == 0).Scan(&labels); err != nil {
+		return err
+	}
+	s.Labels = nil
+	if labels != nil {
+		return json.Unmarshal(labels, &s.Labels)
+	}
+	return nil
+}
+
+// pgUpsertSite is the common table expressions of one statement (atomic
+// on its own, one round trip) that upsert a site ($1, its record $2),
+// keeping the stored labels when $3 (the record has none), and create its
+// desired-state row (which steps lock); s is the stored site's id and
+// labels.
+const pgUpsertSite = `s AS (
 		INSERT INTO fleet_sites (id, doc) VALUES ($1, $2)
 		ON CONFLICT (id) DO UPDATE SET doc = CASE
 			WHEN $3 AND fleet_sites.doc ? 'labels' THEN jsonb_set(EXCLUDED.doc, '{labels}', fleet_sites.doc->'labels')
 			ELSE EXCLUDED.doc END
-		RETURNING doc`, s.ID, buf, len(s.Labels) == 0).Scan(&stored)
-	if err != nil {
-		return err
-	}
-	var out modelfleet.Site
-	if err := json.Unmarshal(stored, &out); err != nil {
-		return err
-	}
-	s.Labels = out.Labels
-	_, err = tx.Exec(ctx, `INSERT INTO fleet_desired (site) VALUES ($1) ON CONFLICT DO NOTHING`, s.ID)
-	return err
-}
+		RETURNING id, doc->'labels' AS labels),
+	sd AS (INSERT INTO fleet_desired (site) SELECT id FROM s ON CONFLICT DO NOTHING)`
 
 func (p *PostgresStore) Site(ctx context.Context, id string) (modelfleet.Site, error) {
 	var s modelfleet.Site
@@ -251,12 +250,13 @@ func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f Upd
 			FROM unnest($1::text[], $2::jsonb[]) AS u(site, doc) WHERE d.site = u.site`, ids, bufs); err != nil {
 			return err
 		}
-		for _, payload := range notifyPayloads(changed) {
-			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, payload); err != nil {
-				return err
-			}
+		if len(changed) == 0 {
+			return nil
 		}
-		return nil
+		// One statement for every payload: a step of thousands of sites
+		// is one round trip more, not one per payload.
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, notifyChannel, notifyPayloads(changed))
+		return err
 	})
 	return res, changed, err
 }
@@ -318,28 +318,42 @@ func decodeDesired(site string, buf []byte) (modelfleet.Desired, error) {
 	return ds, nil
 }
 
+// ReportActual is one statement (one round trip, atomic): a site's
+// heartbeat is the most frequent write there is.
 func (p *PostgresStore) ReportActual(ctx context.Context, rec *modelfleet.Site, a modelfleet.Actual) error {
 	buf, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if rec != nil {
-			if err := pgPutSite(ctx, tx, rec); err != nil {
-				return err
-			}
+	var n int64
+	if rec != nil {
+		if rec.ID != a.Site {
+			return modelfleet.Errorf(modelfleet.EINVALID, "site record %q does not match the report's site %q", rec.ID, a.Site)
 		}
-		tag, err := tx.Exec(ctx, `
+		sbuf, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		err = p.pool.QueryRow(ctx, `WITH `+pgUpsertSite+`,
+			a AS (INSERT INTO fleet_actual (site, doc) SELECT id, $4 FROM s
+				ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc RETURNING 1)
+			SELECT count(*) FROM a`, rec.ID, sbuf, len(rec.Labels) == 0, buf).Scan(&n)
+		if err != nil {
+			return err
+		}
+	} else {
+		tag, err := p.pool.Exec(ctx, `
 			INSERT INTO fleet_actual (site, doc) SELECT id, $2 FROM fleet_sites WHERE id = $1
 			ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc`, a.Site, buf)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
-		}
-		return nil
-	})
+		n = tag.RowsAffected()
+	}
+	if n == 0 {
+		return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
+	}
+	return nil
 }
 
 func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState, error) {
