@@ -25,6 +25,11 @@ type PostgresStore struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+
+	// seen is each site's revision as the last read of them all found
+	// it (Watch); nil until the listener's first read.
+	seenMu sync.Mutex
+	seen   map[string]int64
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -36,8 +41,9 @@ const notifyChannel = "modelfleet_desired"
 // maxNotifyPayload stays under PostgreSQL's 8000-byte payload limit.
 const maxNotifyPayload = 7000
 
-// PostgresPoll is how often a long poll on PostgreSQL re-reads its site in
-// case a notification was lost (default 5 s).
+// PostgresPoll is how often each replica looks, in one read of every
+// site's revision, for desired-state writes whose notification it did not
+// get, and wakes those sites' long polls (default 5 s).
 var PostgresPoll = 5 * time.Second
 
 // NewPostgresStore keeps the directory in the database pool reaches (already
@@ -68,12 +74,18 @@ func (p *PostgresStore) Ping(ctx context.Context) error { return p.pool.Ping(ctx
 
 // Watch listens for other replicas' desired-state writes on one dedicated
 // connection, reconnecting (and waking every long poll, which re-reads) when
-// it is lost.
+// it is lost. In case a notification is lost all the same, it reads every
+// site's revision each PostgresPoll and wakes the sites whose revision
+// changed since the last read: one query per replica, where a re-read by
+// each waiting long poll would be one per site (10,000 sites: 2,000 a
+// second). So long polls never re-read by themselves (poll 0).
 func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(p.done)
+		defer wg.Done()
 		backoff := 100 * time.Millisecond
 		for ctx.Err() == nil {
 			err := p.listen(ctx, wake)
@@ -90,7 +102,73 @@ func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	}()
-	return PostgresPoll
+	go func() {
+		defer wg.Done()
+		p.sweep(ctx, wake)
+	}()
+	go func() {
+		wg.Wait()
+		close(p.done)
+	}()
+	return 0
+}
+
+// sweep reads every site's revision each PostgresPoll and wakes the sites
+// whose revision is not the one the last read found (or that it did not
+// find). It compares with nothing until the listener has read where it
+// starts from (setSeen).
+func (p *PostgresStore) sweep(ctx context.Context, wake func(string)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(PostgresPoll):
+		}
+		rctx, cancel := context.WithTimeout(ctx, PostgresPoll+10*time.Second)
+		revs, err := revisions(rctx, p.pool)
+		cancel()
+		if err != nil {
+			continue // the next read compares with the last one that worked
+		}
+		p.seenMu.Lock()
+		if p.seen != nil {
+			for site, rev := range revs {
+				if old, ok := p.seen[site]; !ok || old != rev {
+					wake(site)
+				}
+			}
+			p.seen = revs
+		}
+		p.seenMu.Unlock()
+	}
+}
+
+// setSeen sets what the sweep compares with next: a read the listener
+// made after it started listening and before it woke every long poll, so
+// that a write the read missed is woken by that wake-up, and one after
+// the read by its notification or else the next sweep.
+func (p *PostgresStore) setSeen(revs map[string]int64) {
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	p.seen = revs
+}
+
+// revisions reads every site's revision.
+func revisions(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (map[string]int64, error) {
+	rows, err := q.Query(ctx, `SELECT site, revision FROM fleet_desired`)
+	if err != nil {
+		return nil, err
+	}
+	revs := map[string]int64{}
+	var site string
+	var rev int64
+	_, err = pgx.ForEachRow(rows, []any{&site, &rev}, func() error {
+		revs[site] = rev
+		return nil
+	})
+	return revs, err
 }
 
 func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
@@ -106,6 +184,11 @@ func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
 	if _, err := c.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
+	revs, err := revisions(ctx, c)
+	if err != nil {
+		return err
+	}
+	p.setSeen(revs)
 	wake("") // writes between the last connection and this LISTEN
 	for {
 		n, err := c.Conn().WaitForNotification(ctx)
