@@ -418,16 +418,16 @@ func (p *PostgresStore) ReportActual(ctx context.Context, rec *modelfleet.Site, 
 			return err
 		}
 		err = p.pool.QueryRow(ctx, `WITH `+pgUpsertSite+`,
-			a AS (INSERT INTO fleet_actual (site, doc) SELECT id, $4 FROM s
-				ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc RETURNING 1)
-			SELECT count(*) FROM a`, rec.ID, sbuf, len(rec.Labels) == 0, buf).Scan(&n)
+			a AS (INSERT INTO fleet_actual (site, doc, revision) SELECT id, $4, $5 FROM s
+				ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc, revision = EXCLUDED.revision RETURNING 1)
+			SELECT count(*) FROM a`, rec.ID, sbuf, len(rec.Labels) == 0, buf, a.Revision).Scan(&n)
 		if err != nil {
 			return err
 		}
 	} else {
 		tag, err := p.pool.Exec(ctx, `
-			INSERT INTO fleet_actual (site, doc) SELECT id, $2 FROM fleet_sites WHERE id = $1
-			ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc`, a.Site, buf)
+			INSERT INTO fleet_actual (site, doc, revision) SELECT id, $2, $3 FROM fleet_sites WHERE id = $1
+			ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc, revision = EXCLUDED.revision`, a.Site, buf, a.Revision)
 		if err != nil {
 			return err
 		}
@@ -469,7 +469,8 @@ func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState
 	return out, err
 }
 
-// Progress has the database compare the revisions and send, for the sites
+// Progress has the database compare the revisions (columns: a report's
+// document is not even read while it is behind) and send, for the sites
 // not behind, only the parts Progress reads.
 func (p *PostgresStore) Progress(ctx context.Context, sites []string, model string) ([]SiteProgress, error) {
 	rows, err := p.pool.Query(ctx, `
@@ -481,7 +482,7 @@ func (p *PostgresStore) Progress(ctx context.Context, sites []string, model stri
 		LEFT JOIN fleet_desired d ON d.site = u.site
 		LEFT JOIN fleet_actual a ON a.site = u.site
 		CROSS JOIN LATERAL (SELECT coalesce(d.revision, 0) AS desired,
-			coalesce((a.doc->>'revision')::bigint, 0) AS applied) r
+			coalesce(a.revision, 0) AS applied) r
 		ORDER BY u.i`, sites, model)
 	if err != nil {
 		return nil, err

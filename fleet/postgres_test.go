@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +91,42 @@ func TestPostgresSweepWakesLostNotification(t *testing.T) {
 		if rev == 25 {
 			t.Fatal("the long poll did not answer within 24 writes a second apart")
 		}
+	}
+}
+
+// An agent's report carries its site's record (the heartbeat), and the
+// store keeps the revision it applied in a column of its own for progress
+// reads: a report with a record must set it as one without does.
+func TestPostgresReportWithRecordProgress(t *testing.T) {
+	d := openPostgres(t, pool(t, pgtest.DSN(t)))
+	sites := []string{"s1", "s2"}
+	for _, s := range sites {
+		if _, err := d.Put(modelfleet.Site{ID: s, TaskQueue: modelfleet.SiteTaskQueue(s), Labels: map[string]string{"plant": "a"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: fleettest.Version("1", 100), Sites: sites}); err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]modelfleet.ActualModel{"m": {Versions: []modelfleet.ServedVersion{{Version: "1", Requests: 7}}}}
+	rec := &modelfleet.Site{ID: "s1", TaskQueue: modelfleet.SiteTaskQueue("s1"), RouterURL: "http://10.0.0.1:9001"}
+	if err := d.ReportActual(modelfleet.Actual{Site: "s1", Revision: 1, Models: served, SiteRecord: rec}); err != nil {
+		t.Fatal(err)
+	}
+	rec2 := &modelfleet.Site{ID: "s2", TaskQueue: modelfleet.SiteTaskQueue("s2")}
+	if err := d.ReportActual(modelfleet.Actual{Site: "s2", Revision: 0, SiteRecord: rec2}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := d.Progress("m", "1", sites)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(p.Converged, ",") != "s1" || strings.Join(p.Pending, ",") != "s2" || p.Requests != 7 {
+		t.Errorf("progress = %+v; want s1 converged with 7 requests, s2 pending", p)
+	}
+	// The record's update kept the labels it did not carry.
+	s, err := d.Get("s1")
+	if err != nil || s.RouterURL != "http://10.0.0.1:9001" || s.Labels["plant"] != "a" {
+		t.Errorf("site after its report = %+v, %v; want the report's router URL and the stored labels", s, err)
 	}
 }
