@@ -29,7 +29,7 @@ func pool(t testing.TB, dsn string) *pgxpool.Pool {
 	return p
 }
 
-func openPostgres(t *testing.T, p *pgxpool.Pool) *fleet.Directory {
+func openPostgres(t testing.TB, p *pgxpool.Pool) *fleet.Directory {
 	t.Helper()
 	d, err := fleet.OpenPostgres(p, t.TempDir())
 	if err != nil {
