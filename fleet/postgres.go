@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,7 +36,9 @@ type PostgresStore struct {
 var _ Store = (*PostgresStore)(nil)
 
 // notifyChannel is the channel desired-state writes are announced on; a
-// payload is site IDs separated by newlines (IDs never hold one).
+// payload is lines of a site ID, a space and its new revision (IDs hold
+// neither). A line of an ID alone (what replicas before revisions were
+// announced send) wakes the site all the same.
 const notifyChannel = "modelfleet_desired"
 
 // maxNotifyPayload stays under PostgreSQL's 8000-byte payload limit.
@@ -114,8 +117,8 @@ func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 }
 
 // sweep reads every site's revision each PostgresPoll and wakes the sites
-// whose revision is not the one the last read found (or that it did not
-// find). It compares with nothing until the listener has read where it
+// whose revision is above the one the last read found or a notification
+// announced (or that neither knew). It compares with nothing until the listener has read where it
 // starts from (setSeen).
 func (p *PostgresStore) sweep(ctx context.Context, wake func(string)) {
 	for {
@@ -125,21 +128,45 @@ func (p *PostgresStore) sweep(ctx context.Context, wake func(string)) {
 		case <-time.After(PostgresPoll):
 		}
 		rctx, cancel := context.WithTimeout(ctx, PostgresPoll+10*time.Second)
-		revs, err := revisions(rctx, p.pool)
+		_ = p.sweepOnce(rctx, wake) // the next read compares with the last one that worked
 		cancel()
-		if err != nil {
-			continue // the next read compares with the last one that worked
+	}
+}
+
+// sweepOnce is one read of the sweep.
+func (p *PostgresStore) sweepOnce(ctx context.Context, wake func(string)) error {
+	revs, err := revisions(ctx, p.pool)
+	if err != nil {
+		return err
+	}
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	if p.seen == nil {
+		return nil
+	}
+	for site, rev := range revs {
+		old, ok := p.seen[site]
+		switch {
+		case !ok || old < rev:
+			wake(site)
+		case old > rev:
+			// A notification of a write after this read: keep it.
+			revs[site] = old
 		}
-		p.seenMu.Lock()
-		if p.seen != nil {
-			for site, rev := range revs {
-				if old, ok := p.seen[site]; !ok || old != rev {
-					wake(site)
-				}
-			}
-			p.seen = revs
-		}
-		p.seenMu.Unlock()
+	}
+	p.seen = revs
+	return nil
+}
+
+// notified records that a notification announced rev of site, before its
+// wake-up: the sweep then does not wake the site again for it (its long
+// poll has long answered, and the agent's next one would read the whole
+// state for nothing).
+func (p *PostgresStore) notified(site string, rev int64) {
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	if p.seen != nil && p.seen[site] < rev {
+		p.seen[site] = rev
 	}
 }
 
@@ -195,7 +222,11 @@ func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
 		if err != nil {
 			return err
 		}
-		for site := range strings.SplitSeq(n.Payload, "\n") {
+		for line := range strings.SplitSeq(n.Payload, "\n") {
+			site, r, ok := strings.Cut(line, " ")
+			if rev, err := strconv.ParseInt(r, 10, 64); ok && err == nil {
+				p.notified(site, rev)
+			}
 			wake(site)
 		}
 	}
@@ -268,8 +299,9 @@ func collectBytes(rows pgx.Rows, err *error) [][]byte {
 func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f UpdateFunc) (modelfleet.StepResult, []string, error) {
 	var res modelfleet.StepResult
 	var changed []string
+	var revs []int64 // changed's new revisions, for the notifications
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		res, changed = modelfleet.StepResult{}, changed[:0]
+		res, changed, revs = modelfleet.StepResult{}, changed[:0], revs[:0]
 		rows, err := tx.Query(ctx, `SELECT site, doc FROM fleet_desired WHERE site = ANY($1) ORDER BY site FOR UPDATE`, sites)
 		if err != nil {
 			return err
@@ -310,6 +342,7 @@ func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f Upd
 				ds.Revision++
 				res.Changed++
 				changed = append(changed, site)
+				revs = append(revs, ds.Revision)
 			} else {
 				res.Unchanged++
 			}
@@ -338,25 +371,27 @@ func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f Upd
 		}
 		// One statement for every payload: a step of thousands of sites
 		// is one round trip more, not one per payload.
-		_, err = tx.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, notifyChannel, notifyPayloads(changed))
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, notifyChannel, notifyPayloads(changed, revs))
 		return err
 	})
 	return res, changed, err
 }
 
-// notifyPayloads packs site IDs into NOTIFY payloads under the size limit.
-func notifyPayloads(sites []string) []string {
+// notifyPayloads packs site IDs and their revisions into NOTIFY payloads
+// under the size limit.
+func notifyPayloads(sites []string, revs []int64) []string {
 	var out []string
 	var b strings.Builder
-	for _, s := range sites {
-		if b.Len() > 0 && b.Len()+1+len(s) > maxNotifyPayload {
+	for i, s := range sites {
+		line := s + " " + strconv.FormatInt(revs[i], 10)
+		if b.Len() > 0 && b.Len()+1+len(line) > maxNotifyPayload {
 			out = append(out, b.String())
 			b.Reset()
 		}
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(s)
+		b.WriteString(line)
 	}
 	if b.Len() > 0 {
 		out = append(out, b.String())
