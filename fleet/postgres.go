@@ -118,8 +118,8 @@ func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 
 // sweep reads every site's revision each PostgresPoll and wakes the sites
 // whose revision is above the one the last read found or a notification
-// announced (or that neither knew). It compares with nothing until the listener has read where it
-// starts from (setSeen).
+// announced (or that neither knew). It compares with nothing until the
+// listener has read where it starts from (setSeen).
 func (p *PostgresStore) sweep(ctx context.Context, wake func(string)) {
 	for {
 		select {
