@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,19 +26,27 @@ type PostgresStore struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+
+	// seen is each site's revision as the last read of them all found
+	// it (Watch); nil until the listener's first read.
+	seenMu sync.Mutex
+	seen   map[string]int64
 }
 
 var _ Store = (*PostgresStore)(nil)
 
 // notifyChannel is the channel desired-state writes are announced on; a
-// payload is site IDs separated by newlines (IDs never hold one).
+// payload is lines of a site ID, a space and its new revision (IDs hold
+// neither). A line of an ID alone (what replicas before revisions were
+// announced send) wakes the site all the same.
 const notifyChannel = "modelfleet_desired"
 
 // maxNotifyPayload stays under PostgreSQL's 8000-byte payload limit.
 const maxNotifyPayload = 7000
 
-// PostgresPoll is how often a long poll on PostgreSQL re-reads its site in
-// case a notification was lost (default 5 s).
+// PostgresPoll is how often each replica looks, in one read of every
+// site's revision, for desired-state writes whose notification it did not
+// get, and wakes those sites' long polls (default 5 s).
 var PostgresPoll = 5 * time.Second
 
 // NewPostgresStore keeps the directory in the database pool reaches (already
@@ -68,12 +77,18 @@ func (p *PostgresStore) Ping(ctx context.Context) error { return p.pool.Ping(ctx
 
 // Watch listens for other replicas' desired-state writes on one dedicated
 // connection, reconnecting (and waking every long poll, which re-reads) when
-// it is lost.
+// it is lost. In case a notification is lost all the same, it reads every
+// site's revision each PostgresPoll and wakes the sites whose revision
+// changed since the last read: one query per replica, where a re-read by
+// each waiting long poll would be one per site (10,000 sites: 2,000 a
+// second). So long polls never re-read by themselves (poll 0).
 func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.cancel, p.done = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
-		defer close(p.done)
+		defer wg.Done()
 		backoff := 100 * time.Millisecond
 		for ctx.Err() == nil {
 			err := p.listen(ctx, wake)
@@ -90,7 +105,97 @@ func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	}()
-	return PostgresPoll
+	go func() {
+		defer wg.Done()
+		p.sweep(ctx, wake)
+	}()
+	go func() {
+		wg.Wait()
+		close(p.done)
+	}()
+	return 0
+}
+
+// sweep reads every site's revision each PostgresPoll and wakes the sites
+// whose revision is above the one the last read found or a notification
+// announced (or that neither knew). It compares with nothing until the
+// listener has read where it starts from (setSeen).
+func (p *PostgresStore) sweep(ctx context.Context, wake func(string)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(PostgresPoll):
+		}
+		rctx, cancel := context.WithTimeout(ctx, PostgresPoll+10*time.Second)
+		_ = p.sweepOnce(rctx, wake) // the next read compares with the last one that worked
+		cancel()
+	}
+}
+
+// sweepOnce is one read of the sweep.
+func (p *PostgresStore) sweepOnce(ctx context.Context, wake func(string)) error {
+	revs, err := revisions(ctx, p.pool)
+	if err != nil {
+		return err
+	}
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	if p.seen == nil {
+		return nil
+	}
+	for site, rev := range revs {
+		old, ok := p.seen[site]
+		switch {
+		case !ok || old < rev:
+			wake(site)
+		case old > rev:
+			// A notification of a write after this read: keep it.
+			revs[site] = old
+		}
+	}
+	p.seen = revs
+	return nil
+}
+
+// notified records that a notification announced rev of site, before its
+// wake-up: the sweep then does not wake the site again for it (its long
+// poll has long answered, and the agent's next one would read the whole
+// state for nothing).
+func (p *PostgresStore) notified(site string, rev int64) {
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	if p.seen != nil && p.seen[site] < rev {
+		p.seen[site] = rev
+	}
+}
+
+// setSeen sets what the sweep compares with next: a read the listener
+// made after it started listening and before it woke every long poll, so
+// that a write the read missed is woken by that wake-up, and one after
+// the read by its notification or else the next sweep.
+func (p *PostgresStore) setSeen(revs map[string]int64) {
+	p.seenMu.Lock()
+	defer p.seenMu.Unlock()
+	p.seen = revs
+}
+
+// revisions reads every site's revision.
+func revisions(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (map[string]int64, error) {
+	rows, err := q.Query(ctx, `SELECT site, revision FROM fleet_desired`)
+	if err != nil {
+		return nil, err
+	}
+	revs := map[string]int64{}
+	var site string
+	var rev int64
+	_, err = pgx.ForEachRow(rows, []any{&site, &rev}, func() error {
+		revs[site] = rev
+		return nil
+	})
+	return revs, err
 }
 
 func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
@@ -106,47 +211,55 @@ func (p *PostgresStore) listen(ctx context.Context, wake func(string)) error {
 	if _, err := c.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
+	revs, err := revisions(ctx, c)
+	if err != nil {
+		return err
+	}
+	p.setSeen(revs)
 	wake("") // writes between the last connection and this LISTEN
 	for {
 		n, err := c.Conn().WaitForNotification(ctx)
 		if err != nil {
 			return err
 		}
-		for site := range strings.SplitSeq(n.Payload, "\n") {
+		for line := range strings.SplitSeq(n.Payload, "\n") {
+			site, r, ok := strings.Cut(line, " ")
+			if rev, err := strconv.ParseInt(r, 10, 64); ok && err == nil {
+				p.notified(site, rev)
+			}
 			wake(site)
 		}
 	}
 }
 
 func (p *PostgresStore) PutSite(ctx context.Context, s *modelfleet.Site) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return pgPutSite(ctx, tx, s) })
-}
-
-// pgPutSite upserts a site, keeping the stored labels when s has none, and
-// creates its desired-state row (which steps lock).
-func pgPutSite(ctx context.Context, tx pgx.Tx, s *modelfleet.Site) error {
 	buf, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	var stored []byte
-	err = tx.QueryRow(ctx, `
+	var labels []byte
+	if err := p.pool.QueryRow(ctx, `WITH `+pgUpsertSite+` SELECT labels FROM s`, s.ID, buf, len(s.Labels) == 0).Scan(&labels); err != nil {
+		return err
+	}
+	s.Labels = nil
+	if labels != nil {
+		return json.Unmarshal(labels, &s.Labels)
+	}
+	return nil
+}
+
+// pgUpsertSite is the common table expressions of one statement (atomic
+// on its own, one round trip) that upsert a site ($1, its record $2),
+// keeping the stored labels when $3 (the record has none), and create its
+// desired-state row (which steps lock); s is the stored site's id and
+// labels.
+const pgUpsertSite = `s AS (
 		INSERT INTO fleet_sites (id, doc) VALUES ($1, $2)
 		ON CONFLICT (id) DO UPDATE SET doc = CASE
 			WHEN $3 AND fleet_sites.doc ? 'labels' THEN jsonb_set(EXCLUDED.doc, '{labels}', fleet_sites.doc->'labels')
 			ELSE EXCLUDED.doc END
-		RETURNING doc`, s.ID, buf, len(s.Labels) == 0).Scan(&stored)
-	if err != nil {
-		return err
-	}
-	var out modelfleet.Site
-	if err := json.Unmarshal(stored, &out); err != nil {
-		return err
-	}
-	s.Labels = out.Labels
-	_, err = tx.Exec(ctx, `INSERT INTO fleet_desired (site) VALUES ($1) ON CONFLICT DO NOTHING`, s.ID)
-	return err
-}
+		RETURNING id, doc->'labels' AS labels),
+	sd AS (INSERT INTO fleet_desired (site) SELECT id FROM s ON CONFLICT DO NOTHING)`
 
 func (p *PostgresStore) Site(ctx context.Context, id string) (modelfleet.Site, error) {
 	var s modelfleet.Site
@@ -186,8 +299,9 @@ func collectBytes(rows pgx.Rows, err *error) [][]byte {
 func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f UpdateFunc) (modelfleet.StepResult, []string, error) {
 	var res modelfleet.StepResult
 	var changed []string
+	var revs []int64 // changed's new revisions, for the notifications
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		res, changed = modelfleet.StepResult{}, changed[:0]
+		res, changed, revs = modelfleet.StepResult{}, changed[:0], revs[:0]
 		rows, err := tx.Query(ctx, `SELECT site, doc FROM fleet_desired WHERE site = ANY($1) ORDER BY site FOR UPDATE`, sites)
 		if err != nil {
 			return err
@@ -228,6 +342,7 @@ func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f Upd
 				ds.Revision++
 				res.Changed++
 				changed = append(changed, site)
+				revs = append(revs, ds.Revision)
 			} else {
 				res.Unchanged++
 			}
@@ -251,29 +366,32 @@ func (p *PostgresStore) UpdateDesired(ctx context.Context, sites []string, f Upd
 			FROM unnest($1::text[], $2::jsonb[]) AS u(site, doc) WHERE d.site = u.site`, ids, bufs); err != nil {
 			return err
 		}
-		for _, payload := range notifyPayloads(changed) {
-			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, payload); err != nil {
-				return err
-			}
+		if len(changed) == 0 {
+			return nil
 		}
-		return nil
+		// One statement for every payload: a step of thousands of sites
+		// is one round trip more, not one per payload.
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, notifyChannel, notifyPayloads(changed, revs))
+		return err
 	})
 	return res, changed, err
 }
 
-// notifyPayloads packs site IDs into NOTIFY payloads under the size limit.
-func notifyPayloads(sites []string) []string {
+// notifyPayloads packs site IDs and their revisions into NOTIFY payloads
+// under the size limit.
+func notifyPayloads(sites []string, revs []int64) []string {
 	var out []string
 	var b strings.Builder
-	for _, s := range sites {
-		if b.Len() > 0 && b.Len()+1+len(s) > maxNotifyPayload {
+	for i, s := range sites {
+		line := s + " " + strconv.FormatInt(revs[i], 10)
+		if b.Len() > 0 && b.Len()+1+len(line) > maxNotifyPayload {
 			out = append(out, b.String())
 			b.Reset()
 		}
 		if b.Len() > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString(s)
+		b.WriteString(line)
 	}
 	if b.Len() > 0 {
 		out = append(out, b.String())
@@ -318,28 +436,42 @@ func decodeDesired(site string, buf []byte) (modelfleet.Desired, error) {
 	return ds, nil
 }
 
+// ReportActual is one statement (one round trip, atomic): a site's
+// heartbeat is the most frequent write there is.
 func (p *PostgresStore) ReportActual(ctx context.Context, rec *modelfleet.Site, a modelfleet.Actual) error {
 	buf, err := json.Marshal(a)
 	if err != nil {
 		return err
 	}
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if rec != nil {
-			if err := pgPutSite(ctx, tx, rec); err != nil {
-				return err
-			}
+	var n int64
+	if rec != nil {
+		if rec.ID != a.Site {
+			return modelfleet.Errorf(modelfleet.EINVALID, "site record %q does not match the report's site %q", rec.ID, a.Site)
 		}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO fleet_actual (site, doc) SELECT id, $2 FROM fleet_sites WHERE id = $1
-			ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc`, a.Site, buf)
+		sbuf, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
+		err = p.pool.QueryRow(ctx, `WITH `+pgUpsertSite+`,
+			a AS (INSERT INTO fleet_actual (site, doc, revision) SELECT id, $4, $5 FROM s
+				ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc, revision = EXCLUDED.revision RETURNING 1)
+			SELECT count(*) FROM a`, rec.ID, sbuf, len(rec.Labels) == 0, buf, a.Revision).Scan(&n)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
+	} else {
+		tag, err := p.pool.Exec(ctx, `
+			INSERT INTO fleet_actual (site, doc, revision) SELECT id, $2, $3 FROM fleet_sites WHERE id = $1
+			ON CONFLICT (site) DO UPDATE SET doc = EXCLUDED.doc, revision = EXCLUDED.revision`, a.Site, buf, a.Revision)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+	}
+	if n == 0 {
+		return modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", a.Site)
+	}
+	return nil
 }
 
 func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState, error) {
@@ -372,7 +504,8 @@ func (p *PostgresStore) States(ctx context.Context, sites []string) ([]SiteState
 	return out, err
 }
 
-// Progress has the database compare the revisions and send, for the sites
+// Progress has the database compare the revisions (columns: a report's
+// document is not even read while it is behind) and send, for the sites
 // not behind, only the parts Progress reads.
 func (p *PostgresStore) Progress(ctx context.Context, sites []string, model string) ([]SiteProgress, error) {
 	rows, err := p.pool.Query(ctx, `
@@ -384,7 +517,7 @@ func (p *PostgresStore) Progress(ctx context.Context, sites []string, model stri
 		LEFT JOIN fleet_desired d ON d.site = u.site
 		LEFT JOIN fleet_actual a ON a.site = u.site
 		CROSS JOIN LATERAL (SELECT coalesce(d.revision, 0) AS desired,
-			coalesce((a.doc->>'revision')::bigint, 0) AS applied) r
+			coalesce(a.revision, 0) AS applied) r
 		ORDER BY u.i`, sites, model)
 	if err != nil {
 		return nil, err

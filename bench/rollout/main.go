@@ -92,6 +92,7 @@ type options struct {
 	logLevel      slog.Level
 	store         string // bbolt, or postgres (then each size also runs on bbolt, for the ratio)
 	replicas      int
+	noBaseline    bool // with postgres: skip the bbolt run of each size (profiling)
 
 	overheadSites  int // fleet size of the trust overhead comparison (overhead.go); 0: none
 	overheadRounds int // rollouts per variant
@@ -129,6 +130,7 @@ func main() {
 	flag.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while running")
 	flag.StringVar(&level, "log", "error", "log level of the stack's components: debug, info, warn, error")
 	flag.StringVar(&o.store, "store", "bbolt", "where the gateway keeps the fleet: bbolt, or postgres (a PostgreSQL server this run starts, as the tests do; each size then also runs on bbolt for ratio_vs_bbolt)")
+	flag.BoolVar(&o.noBaseline, "no-bbolt", false, "with -store postgres: skip each size's bbolt run (no ratio_vs_bbolt; to profile or measure the PostgreSQL stack alone)")
 	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
 	flag.IntVar(&o.overheadRounds, "overhead-rounds", 6, "measured rollouts per stack of the overhead comparison, after a warm-up (the median of the rounds' ratios counts)")

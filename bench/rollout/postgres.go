@@ -11,7 +11,7 @@ import (
 )
 
 // runPostgres measures each size twice on fresh stacks: on bbolt (one
-// gateway), then with o.replicas gateways on one PostgreSQL server this run
+// gateway; not with -no-bbolt), then with o.replicas gateways on one PostgreSQL server this run
 // starts (initdb into a temporary directory, as the tests do). The final
 // line compares the largest size that completed both:
 //
@@ -26,10 +26,13 @@ func runPostgres(ctx context.Context, o options, fdLimit uint64, ex example, log
 	var pairs []pair
 	var failed []error
 	for _, n := range o.sites {
-		b, err := measure(ctx, o, n, fdLimit, ex, log, out, "", 1)
-		if err != nil {
-			failed = append(failed, fmt.Errorf("%d sites on bbolt: %w", n, err))
-			continue
+		var b result
+		if !o.noBaseline {
+			b, err = measure(ctx, o, n, fdLimit, ex, log, out, "", 1)
+			if err != nil {
+				failed = append(failed, fmt.Errorf("%d sites on bbolt: %w", n, err))
+				continue
+			}
 		}
 		dsn, err := srv.CreateDatabase(fmt.Sprintf("rollout_%d", n))
 		if err != nil {
@@ -50,10 +53,17 @@ func runPostgres(ctx context.Context, o options, fdLimit uint64, ex example, log
 		return errors.Join(append(failed, errors.New("no size completed on both stores"))...)
 	}
 	for _, p := range pairs {
-		fmt.Fprintln(out, "bbolt    ", p.bolt.line())
+		if !o.noBaseline {
+			fmt.Fprintln(out, "bbolt    ", p.bolt.line())
+		}
 		fmt.Fprintln(out, "postgres ", p.pg.line())
 	}
 	last := pairs[len(pairs)-1]
+	if o.noBaseline {
+		fmt.Fprintf(out, "store=postgres replicas=%d sites=%d rollout_s=%.2f rollback_s=%.2f (no bbolt run: -no-bbolt)\n",
+			o.replicas, last.pg.sites, last.pg.rollout.Seconds(), last.pg.rollback.Seconds())
+		return errors.Join(failed...)
+	}
 	fmt.Fprintf(out, "store=postgres replicas=%d sites=%d rollout_s=%.2f rollback_s=%.2f ratio_vs_bbolt=%.2f\n",
 		o.replicas, last.pg.sites, last.pg.rollout.Seconds(), last.pg.rollback.Seconds(), last.pg.rollout.Seconds()/last.bolt.rollout.Seconds())
 	return errors.Join(failed...)

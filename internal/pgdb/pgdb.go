@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +55,15 @@ type Options struct {
 // PostgreSQL (Entra authentication).
 const EntraScope = "https://ossrdbms-aad.database.windows.net/.default"
 
+// DefaultMaxConns is the pool's size when the DSN does not set one
+// (pool_max_conns): 4 per CPU, at least 10. pgx's own default (4, or one
+// per CPU) is too few for a gateway: the fleet's and the queue's listeners
+// each hold one for good, and every long poll, report and step needs one
+// for a round trip. Three replicas of 2 CPUs (10 each) stay within the 50
+// connections of the smallest Azure Database for PostgreSQL servers; set
+// pool_max_conns where the server allows fewer.
+func DefaultMaxConns() int32 { return int32(max(10, 4*runtime.NumCPU())) }
+
 // Open connects to dsn (a postgres:// URL or key=value string), checks the
 // server answers, and migrates the schema. The pool reconnects by itself
 // after the server restarts.
@@ -66,6 +77,9 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*pgxpool.Pool, err
 	if err != nil {
 		// The DSN may hold a password: never echo it.
 		return nil, fmt.Errorf("pgdb: the store DSN is not a valid PostgreSQL connection string")
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns()
 	}
 	if opts.Credential != nil {
 		if cfg.ConnConfig.Password != "" {

@@ -117,3 +117,33 @@ func TestEntraToken(t *testing.T) {
 		t.Errorf("%d tokens fetched, want a second once the first neared expiry", n)
 	}
 }
+
+// TestPoolSize checks that a pool is DefaultMaxConns large unless the DSN
+// says otherwise (pool_max_conns): the listeners hold two connections for
+// good, and pgx's own default would leave a replica one or two for
+// everything else.
+func TestPoolSize(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	for _, c := range []struct {
+		dsn  string
+		want int32
+	}{{dsn, pgdb.DefaultMaxConns()}, {dsn + sep + "pool_max_conns=3", 3}} {
+		pool, err := pgdb.Open(ctx, c.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := pool.Config().MaxConns
+		pool.Close()
+		if got != c.want {
+			t.Errorf("%s: MaxConns %d, want %d", c.dsn, got, c.want)
+		}
+	}
+	if pgdb.DefaultMaxConns() < 10 {
+		t.Errorf("DefaultMaxConns %d, want at least 10", pgdb.DefaultMaxConns())
+	}
+}
