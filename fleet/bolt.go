@@ -190,7 +190,7 @@ func (b *boltStore) Desired(_ context.Context, site string) (modelfleet.Desired,
 }
 
 // DesiredDoc is Desired as the stored document (desiredDocs).
-func (b *boltStore) DesiredDoc(_ context.Context, site string) ([]byte, error) {
+func (b *boltStore) DesiredDoc(_ context.Context, site string) ([]byte, int64, error) {
 	var doc []byte
 	err := b.db.View(func(tx *bolt.Tx) error {
 		if tx.Bucket(sitesBucket).Get([]byte(site)) == nil {
@@ -201,7 +201,14 @@ func (b *boltStore) DesiredDoc(_ context.Context, site string) ([]byte, error) {
 		}
 		return nil
 	})
-	return doc, err
+	if err != nil {
+		return nil, 0, err
+	}
+	rev, err := docRevision(site, doc)
+	if err != nil {
+		return nil, 0, fmt.Errorf("decode desired state of %q: %w", site, err)
+	}
+	return doc, rev, nil
 }
 
 func (b *boltStore) ReportActual(_ context.Context, rec *modelfleet.Site, a modelfleet.Actual) error {

@@ -200,13 +200,15 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 }
 
 // desiredDocs is a Store that also reads a site's desired state as the
-// document it keeps (bbolt): an agent's poll is answered with those
-// bytes, not with them decoded and encoded again.
+// JSON document it keeps (bbolt: json.Marshal's bytes; PostgreSQL: jsonb's
+// text): an agent's poll is answered with those bytes, not with them
+// decoded and encoded again.
 type desiredDocs interface {
-	// DesiredDoc returns the document (json.Marshal of
-	// modelfleet.Desired) or nil before the site's first step;
-	// ENOTFOUND if the site is not registered.
-	DesiredDoc(ctx context.Context, site string) ([]byte, error)
+	// DesiredDoc returns the document, a JSON object of a
+	// modelfleet.Desired without its release keys, and its revision; nil
+	// and 0 before the site's first step; ENOTFOUND if the site is not
+	// registered.
+	DesiredDoc(ctx context.Context, site string) (doc []byte, revision int64, err error)
 }
 
 // desiredDoc is Desired as the stored document, for a store that keeps
@@ -217,15 +219,7 @@ func (d *Directory) desiredDoc(ctx context.Context, site string, after int64) (d
 		return nil, false, nil
 	}
 	doc, err = longPoll(d, ctx, site, after, func(ctx context.Context) ([]byte, int64, error) {
-		doc, err := docs.DesiredDoc(ctx, site)
-		if err != nil {
-			return nil, 0, err
-		}
-		rev, err := docRevision(site, doc)
-		if err != nil {
-			return nil, 0, fmt.Errorf("decode desired state of %q: %w", site, err)
-		}
-		return doc, rev, nil
+		return docs.DesiredDoc(ctx, site)
 	})
 	return doc, true, err
 }

@@ -411,6 +411,21 @@ func (p *PostgresStore) Desired(ctx context.Context, site string) (modelfleet.De
 	return decodeDesired(site, buf)
 }
 
+// DesiredDoc is Desired as jsonb's text of the document and the revision
+// column (desiredDocs): an agent's poll is answered with it as it is.
+func (p *PostgresStore) DesiredDoc(ctx context.Context, site string) ([]byte, int64, error) {
+	var doc []byte
+	var rev int64
+	err := p.pool.QueryRow(ctx, `SELECT revision, doc FROM fleet_desired WHERE site = $1`, site).Scan(&rev, &doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, 0, modelfleet.Errorf(modelfleet.ENOTFOUND, "site %q not found", site)
+	}
+	if err != nil || doc == nil {
+		return nil, 0, err
+	}
+	return doc, rev, nil
+}
+
 // Revision reads the revision column, which every write of the document
 // sets from it (0 before the first step, as the document then says).
 func (p *PostgresStore) Revision(ctx context.Context, site string) (int64, error) {

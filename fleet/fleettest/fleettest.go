@@ -5,8 +5,10 @@ package fleettest
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +34,7 @@ func Run(t *testing.T, open Open) {
 		{"UnknownSiteChangesNothing", testUnknownSiteChangesNothing},
 		{"LongPollWakes", testLongPollWakes},
 		{"Revision", testRevision},
+		{"AgentPoll", testAgentPoll},
 		{"ReportAndProgress", testReportAndProgress},
 		{"ProgressOfEachSite", testProgressOfEachSite},
 		{"Policies", testPolicies},
@@ -240,6 +243,44 @@ func testRevision(t *testing.T, d *fleet.Directory) {
 			t.Fatalf("%s: %v", st.what, err)
 		}
 		check("after "+st.what, st.want)
+	}
+}
+
+// testAgentPoll: an agent's poll is answered with the document as the
+// store keeps it (fleet.Client.AgentDesired); it must say what Desired
+// says, before the first step and after each.
+func testAgentPoll(t *testing.T, d *fleet.Directory) {
+	ctx := context.Background()
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	c := &fleet.Client{BaseURL: srv.URL}
+	if _, _, err := c.AgentDesired(ctx, "ghost", -1, 0, ""); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+		t.Errorf("an unknown site's poll: %v, want not found", err)
+	}
+	put(t, d, "s1")
+	check := func(when string) {
+		t.Helper()
+		got, _, err := c.AgentDesired(ctx, "s1", -1, 0, "")
+		if want := desired(t, d, "s1"); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: the agent's poll says %+v, %v; Desired says %+v", when, got, err, want)
+		}
+	}
+	check("before any step")
+	v := Version("1", 100)
+	v.Statement = &modelfleet.Envelope{PayloadType: "application/vnd.in-toto+json", Payload: []byte(`{"_type":"<&>\u2028"}`), Signatures: []modelfleet.Signature{{KeyID: "k", Sig: []byte{0, 1, 2, 255}}}}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: v, Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a step")
+	if _, err := d.Finish("r1", "m", []string{"s1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 10), Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("after a canary step")
+	if got, _, err := c.AgentDesired(ctx, "s1", 1, time.Second, ""); err != nil || got.Revision != 2 {
+		t.Errorf("a poll after revision 1 answers revision %d, %v; want 2", got.Revision, err)
 	}
 }
 
