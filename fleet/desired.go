@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -191,7 +192,9 @@ func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult,
 //
 // ctx bounds the wait, not the reads: the store is read even when ctx is
 // already done (a request without a wait), each read bounded by
-// desiredReadTimeout.
+// desiredReadTimeout. A wait that ends because ctx was cancelled (the
+// caller is gone) rather than at its deadline returns ctx's error without
+// a last read.
 func (d *Directory) Desired(ctx context.Context, site string, after int64) (modelfleet.Desired, error) {
 	return longPoll(d, ctx, site, after, func(ctx context.Context) (modelfleet.Desired, int64, error) {
 		ds, err := d.store.Desired(ctx, site)
@@ -285,7 +288,12 @@ func longPoll[T any](d *Directory, ctx context.Context, site string, after int64
 		if t != nil {
 			t.Stop()
 		}
-		if ctx.Err() != nil {
+		if err := ctx.Err(); errors.Is(err, context.Canceled) {
+			// The caller has gone (a client that hung up): nobody reads
+			// the answer, so the store is not asked for it.
+			var zero T
+			return zero, err
+		} else if err != nil {
 			v, _, err := readAll(wake)
 			return v, err
 		}

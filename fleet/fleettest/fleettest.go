@@ -4,6 +4,7 @@ package fleettest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -189,6 +190,12 @@ func testLongPollWakes(t *testing.T, d *fleet.Directory) {
 	defer cancel()
 	if ds, err := d.Desired(ctx, "s1", 1); err != nil || ds.Revision != 1 {
 		t.Errorf("idle long poll = %+v, %v", ds, err)
+	}
+	// A caller that goes away mid-wait gets its context's error.
+	gone, leave := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, leave)
+	if _, err := d.Desired(gone, "s1", 1); !errors.Is(err, context.Canceled) {
+		t.Errorf("a long poll whose caller left = %v, want %v", err, context.Canceled)
 	}
 	// No wait at all (GET .../desired without ?wait): a context already
 	// done still reads the current state.
