@@ -3,6 +3,7 @@ package workload
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -32,7 +33,12 @@ type Broker struct {
 	srv    *mqtt.Server
 	addr   string
 	rescue *takeoverRescue
+	ln     *steadyListener
 }
+
+// AcceptErrors counts the accept errors the broker's listener retried
+// (steadyListener); each streak of them is logged.
+func (b *Broker) AcceptErrors() int64 { return b.ln.errors.Load() }
 
 // Rescued counts messages saved from the broker's session take-over race
 // (see takeoverRescue).
@@ -40,6 +46,15 @@ func (b *Broker) Rescued() int64 { return b.rescue.rescued.Load() }
 
 // StartBroker starts a broker and returns once it accepts connections.
 func StartBroker(cfg BrokerConfig) (*Broker, error) {
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt broker: listen %s: %w", cfg.Addr, err)
+	}
+	return serveBroker(cfg, ln)
+}
+
+// serveBroker runs a broker on ln, which it closes when it stops.
+func serveBroker(cfg BrokerConfig, ln net.Listener) (*Broker, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -49,27 +64,31 @@ func StartBroker(cfg BrokerConfig) (*Broker, error) {
 	caps.MaximumClientWritesPending = MaxQueued
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mqtt-broker"), InlineClient: false})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		ln.Close()
 		return nil, err
 	}
 	rescue := &takeoverRescue{srv: srv}
 	if err := srv.AddHook(rescue, nil); err != nil {
+		ln.Close()
 		return nil, err
 	}
 	if cfg.DataDir != "" {
 		if err := srv.AddHook(new(bolt.Hook), &bolt.Options{Path: filepath.Join(cfg.DataDir, "mqtt.db")}); err != nil {
+			ln.Close()
 			return nil, fmt.Errorf("mqtt broker: storage: %w", err)
 		}
 	}
-	ln := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr})
-	if err := srv.AddListener(ln); err != nil {
+	steady := &steadyListener{Listener: ln, log: log.With("component", "mqtt-broker")}
+	if err := srv.AddListener(listeners.NewNet("tcp", steady)); err != nil {
 		srv.Close()
+		ln.Close()
 		return nil, fmt.Errorf("mqtt broker: listen %s: %w", cfg.Addr, err)
 	}
 	if err := srv.Serve(); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("mqtt broker: %w", err)
 	}
-	return &Broker{srv: srv, addr: ln.Address(), rescue: rescue}, nil
+	return &Broker{srv: srv, addr: ln.Addr().String(), rescue: rescue, ln: steady}, nil
 }
 
 // URL is the broker's address for clients, e.g. mqtt://127.0.0.1:1883.
