@@ -449,6 +449,9 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 		r.store, r.replicas, r.storeRestarts = "postgres", len(c.gateways), c.storeRestarts.Load()
 	}
 	r.fleetSites = len(c.fleetSites)
+	if c.balancer != nil {
+		r.balancerAcceptErrors = c.balancer.acceptErrors.Load()
+	}
 	r.print(c.out)
 	return r, nil
 }
