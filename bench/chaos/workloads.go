@@ -186,9 +186,11 @@ func (w *workloads) subscribe(ctx context.Context, sites []*site) error {
 	var once sync.Once
 	// A session of its own that outlives a lost connection (an hour): with
 	// none, the broker drops the subscription with the connection, and
-	// every outcome published until the observer is back goes to no one.
+	// every outcome published until the observer is back (autopaho's
+	// default: 10 s later) goes to no one.
 	cm, err := autopaho.NewConnection(context.WithoutCancel(ctx), autopaho.ClientConfig{
 		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true, SessionExpiryInterval: observerSession,
+		ReconnectBackoff: autopaho.NewExponentialBackoff(100*time.Millisecond, 2*time.Second, 200*time.Millisecond, 2),
 		OnConnectionDown: func() bool { w.observerDown.Add(1); return true },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			go func() {
