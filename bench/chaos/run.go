@@ -574,6 +574,10 @@ func (c *chaos) chaos(ctx context.Context) error {
 		// leave a process down.
 		actions := c.actions()
 		if err := c.act(context.WithoutCancel(ctx), actions[i%len(actions)]); err != nil {
+			// Said now, not only at the end: what it left down skews the
+			// figures of the releases still running (a workload runner not
+			// restarted leaves its readings undecided).
+			fmt.Fprintf(c.out, "chaos: %s failed, the chaos stops and the run will fail: %v\n", actions[i%len(actions)], err)
 			return err
 		}
 	}

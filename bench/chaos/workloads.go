@@ -40,12 +40,26 @@ import (
 //     outcome is on the broker, and its session (persistent, QoS 1) keeps
 //     what it had not acknowledged, and what arrived while it was down,
 //     for the next start;
-//   - a reading with two or more outcomes is allowed only when its runner
-//     was killed between them (a redelivery: at-least-once);
-//     workload_duplicates counts those, workload_extra_duplicates the
-//     others, which must be 0;
+//   - a reading whose runner published two or more outcomes (as the
+//     broker accepted them, outcomeTap) is allowed only when that runner
+//     was killed, or one of its connections dropped, between them (a
+//     redelivery: at-least-once); workload_duplicates counts those,
+//     workload_extra_duplicates the others, which must be 0;
 //   - readings published while a runner was down were decided after it
 //     came back (workload_resumed: the session resumed).
+//
+// The run's observer has a persistent session of its own (an hour), so an
+// outcome published while its connection is down reaches it when it is
+// back. Before, its session ended with its connection, and outcomes
+// published until it reconnected (10 s later) went to no one: counted lost
+// although the runner had published them. A diagnostics line says where
+// lost readings could have gone: outcomes the broker accepted but the
+// observer never got, messages still in flight to the runners, the
+// broker's drops, accept errors retried (the broker's and the balancer's:
+// the harness process hosts both, and a thousand fleet sites' relays once
+// took it to its descriptor limit, EMFILE, which ended both accept loops
+// for good; workload.steadyListener, balancer.serve), the observer's lost
+// connections.
 type workloads struct {
 	manifest spec.Manifest
 	broker   *workload.Broker
