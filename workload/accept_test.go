@@ -68,3 +68,51 @@ func TestBrokerAcceptsAfterEMFILE(t *testing.T) {
 		t.Errorf("AcceptErrors() = %d, want the 3 failed accepts counted", n)
 	}
 }
+
+// TestBrokerCountsDropped: past MaxQueued messages held for a session
+// whose client is away, the broker drops, and says how many.
+func TestBrokerCountsDropped(t *testing.T) {
+	b, err := StartBroker(BrokerConfig{Addr: "127.0.0.1:0", MaxQueued: 5, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	u, _ := url.Parse(b.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// A persistent session subscribed, its client then away.
+	away, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{ServerUrls: []*url.URL{u}, KeepAlive: 20,
+		CleanStartOnInitialConnection: true, SessionExpiryInterval: 3600, ClientConfig: paho.ClientConfig{ClientID: "away"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := away.AwaitConnection(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := away.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "factory/s1/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := away.Disconnect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for cl, ok := b.Server().Clients.Get("away"); !ok || !cl.Closed(); cl, ok = b.Server().Clients.Get("away") {
+		if !ok {
+			t.Fatal("the session ended with its connection")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pub := publisher(t, b.URL())
+	for i := range 8 {
+		if _, err := pub.Publish(ctx, &paho.Publish{Topic: "factory/s1/m/telemetry", QoS: 1, Payload: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The broker routes a message after acknowledging it: wait for the last.
+	for b.Dropped() < 3 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cl, _ := b.Server().Clients.Get("away")
+	if held, dropped := cl.State.Inflight.Len(), b.Dropped(); held != 5 || dropped != 3 {
+		t.Fatalf("the session holds %d, %d dropped: want 5 held and the 3 past MaxQueued counted", held, dropped)
+	}
+}

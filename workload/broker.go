@@ -5,11 +5,15 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // BrokerConfig configures the embedded MQTT broker of a site (the dev stack
@@ -19,12 +23,15 @@ type BrokerConfig struct {
 	// DataDir, if set, keeps sessions, subscriptions and unacknowledged
 	// QoS 1 messages in a bbolt file there, so a broker restart loses none.
 	DataDir string
-	Logger  *slog.Logger
+	// MaxQueued bounds each session's QoS 1 messages; 0 is MaxQueued.
+	MaxQueued int
+	Logger    *slog.Logger
 }
 
 // MaxQueued is how many QoS 1 messages the broker holds for one session
 // (in flight or queued while its client is away); beyond it, it drops. At
-// 1,000 messages/s that is a minute of a workload being away.
+// 1,000 messages/s that is a minute of a workload being away. A message
+// dropped is counted (Broker.Dropped) and logged, never silent.
 const MaxQueued = 65535
 
 // Broker is an embedded MQTT 5 broker (mochi-mqtt), open to clients on its
@@ -34,6 +41,39 @@ type Broker struct {
 	addr   string
 	rescue *takeoverRescue
 	ln     *steadyListener
+}
+
+// Dropped counts the messages the broker dropped: a session's MaxQueued
+// QoS 1 messages already held (mochi logs "client store quota reached"),
+// or a client's outbound queue full (dropLog logs it).
+func (b *Broker) Dropped() int64 {
+	return atomic.LoadInt64(&b.srv.Info.InflightDropped) + atomic.LoadInt64(&b.srv.Info.MessagesDropped)
+}
+
+// dropLog logs the messages mochi drops because a client's outbound queue
+// is full, which it counts but does not log: the first, then at most one
+// line a second with the count since.
+type dropLog struct {
+	mqtt.HookBase
+	log   *slog.Logger
+	mu    sync.Mutex
+	last  time.Time
+	since int
+}
+
+func (h *dropLog) ID() string { return "modelfleet-drop-log" }
+
+func (h *dropLog) Provides(b byte) bool { return b == mqtt.OnPublishDropped }
+
+func (h *dropLog) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.since++
+	if time.Since(h.last) < time.Second {
+		return
+	}
+	h.log.Warn("mqtt broker: message dropped: the client's outbound queue is full", "client", cl.ID, "topic", pk.TopicName, "dropped", h.since)
+	h.last, h.since = time.Now(), 0
 }
 
 // AcceptErrors counts the accept errors the broker's listener retried
@@ -60,8 +100,12 @@ func serveBroker(cfg BrokerConfig, ln net.Listener) (*Broker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	caps := mqtt.NewDefaultServerCapabilities()
-	caps.MaximumInflight = MaxQueued
-	caps.MaximumClientWritesPending = MaxQueued
+	queued := MaxQueued
+	if cfg.MaxQueued > 0 {
+		queued = min(cfg.MaxQueued, MaxQueued)
+	}
+	caps.MaximumInflight = uint16(queued)
+	caps.MaximumClientWritesPending = int32(queued)
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "mqtt-broker"), InlineClient: false})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		ln.Close()
@@ -69,6 +113,10 @@ func serveBroker(cfg BrokerConfig, ln net.Listener) (*Broker, error) {
 	}
 	rescue := &takeoverRescue{srv: srv}
 	if err := srv.AddHook(rescue, nil); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	if err := srv.AddHook(&dropLog{log: log.With("component", "mqtt-broker")}, nil); err != nil {
 		ln.Close()
 		return nil, err
 	}
