@@ -83,6 +83,8 @@ type workloads struct {
 	atBroker     map[reading][]time.Time
 	dropped      map[string][]time.Time // site -> when a runner connection of it ended
 	observerDown atomic.Int64           // the observer's connection lost
+	log          *slog.Logger
+	logFile      *os.File
 }
 
 type reading struct {
@@ -101,11 +103,19 @@ func (c *chaos) startWorkloads(ctx context.Context, ports []int) error {
 	if err := os.MkdirAll(filepath.Join(c.dir, "mqtt"), 0o755); err != nil {
 		return err
 	}
-	b, err := workload.StartBroker(workload.BrokerConfig{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), DataDir: filepath.Join(c.dir, "mqtt"), Logger: c.log})
+	// The broker's warnings (accept errors, drops, quota) and the
+	// observer's lost connections go to logs/mqtt-broker.log.
+	blog, err := os.OpenFile(filepath.Join(c.dir, "logs", "mqtt-broker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	w := &workloads{manifest: man, broker: b, published: map[reading]time.Time{}, outcomes: map[reading][]time.Time{},
+	log := slog.New(slog.NewTextHandler(blog, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b, err := workload.StartBroker(workload.BrokerConfig{Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), DataDir: filepath.Join(c.dir, "mqtt"), Logger: log})
+	if err != nil {
+		blog.Close()
+		return err
+	}
+	w := &workloads{manifest: man, broker: b, log: log, logFile: blog, published: map[reading]time.Time{}, outcomes: map[reading][]time.Time{},
 		downAt: map[reading]bool{}, killed: map[string][]time.Time{}, atBroker: map[reading][]time.Time{}, dropped: map[string][]time.Time{}}
 	c.wl = w
 	tap := &outcomeTap{w: w, topics: map[string]bool{}, clients: map[string]string{}}
@@ -205,7 +215,8 @@ func (w *workloads) subscribe(ctx context.Context, sites []*site) error {
 	cm, err := autopaho.NewConnection(context.WithoutCancel(ctx), autopaho.ClientConfig{
 		ServerUrls: []*url.URL{u}, KeepAlive: 20, CleanStartOnInitialConnection: true, SessionExpiryInterval: observerSession,
 		ReconnectBackoff: autopaho.NewExponentialBackoff(100*time.Millisecond, 2*time.Second, 200*time.Millisecond, 2),
-		OnConnectionDown: func() bool { w.observerDown.Add(1); return true },
+		OnConnectionDown: func() bool { w.observerDown.Add(1); w.log.Warn("chaos observer: connection lost"); return true },
+		OnConnectError:   func(err error) { w.log.Warn("chaos observer: connect failed", "error", err) },
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			go func() {
 				if _, err := cm.Subscribe(context.WithoutCancel(ctx), &paho.Subscribe{Subscriptions: subs}); err == nil {
@@ -214,6 +225,10 @@ func (w *workloads) subscribe(ctx context.Context, sites []*site) error {
 			}()
 		},
 		ClientConfig: paho.ClientConfig{ClientID: observerID,
+			OnClientError: func(err error) { w.log.Warn("chaos observer: client error", "error", err) },
+			OnServerDisconnect: func(d *paho.Disconnect) {
+				w.log.Warn("chaos observer: disconnected by the broker", "reason", d.ReasonCode)
+			},
 			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 				w.outcome(pr.Packet.Topic, pr.Packet.Payload, dead[pr.Packet.Topic])
 				return true, nil
@@ -332,6 +347,7 @@ type workloadFigures struct {
 	// (the observer missed it), the runners' sessions' backlog at the end,
 	// the broker's drop counters, the observer's lost connections.
 	lostAtBroker, backlog          int
+	observerBacklog                int // in flight to the observer at the end (sent, not acknowledged)
 	brokerDropped, inflightDropped int64
 	observerDown, acceptErrors     int64
 	// acrossDrop counts the duplicates across a runner's lost connection
@@ -364,6 +380,8 @@ func (w *workloads) finish(drain time.Duration) workloadFigures {
 	for _, cl := range w.broker.Server().Clients.GetAll() {
 		if cl.ID != observerID {
 			f.backlog += cl.State.Inflight.Len()
+		} else {
+			f.observerBacklog = cl.State.Inflight.Len()
 		}
 	}
 	for k := range w.published {
@@ -441,4 +459,7 @@ func (w *workloads) close() {
 		_ = w.sub.Disconnect(context.Background())
 	}
 	_ = w.broker.Close()
+	if w.logFile != nil {
+		w.logFile.Close()
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -58,7 +59,7 @@ func TestObserverKeepsOutcomesAcrossItsLostConnection(t *testing.T) {
 	if err := b.Server().AddHook(refuse, nil); err != nil {
 		t.Fatal(err)
 	}
-	w := &workloads{manifest: man, broker: b, published: map[reading]time.Time{}, outcomes: map[reading][]time.Time{}}
+	w := &workloads{manifest: man, broker: b, log: slog.New(slog.DiscardHandler), published: map[reading]time.Time{}, outcomes: map[reading][]time.Time{}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := w.subscribe(ctx, []*site{{id: "site-1"}}); err != nil {
