@@ -22,8 +22,9 @@ chaos-store: build tools
 ## chaos-store-fleet: chaos-store with 1,000 more sites whose real edge agents share one process (-fleet-sites;
 ## bench/chaos/fleet.go), enrolled with join tokens through the balancer, in every release's waves, observed by
 ## the same invariants; that process is SIGKILLed and restarted too (kind fleet). Final line gains fleet_sites=
-## Workload runners off by default: under a thousand sites' load their outcome accounting breaks (docs/rollouts.md).
-CHAOS_FLEET_ARGS ?= -sites 8 -fleet-sites 1000 -kills 5 -workloads=false
+## The workload runners run too (issue 14: their outcomes were counted lost when the harness ran out of descriptors
+## or its observer lost its connection; docs/rollouts.md). A diagnostics line says where lost readings went.
+CHAOS_FLEET_ARGS ?= -sites 8 -fleet-sites 1000 -kills 5
 .PHONY: chaos-store-fleet
 chaos-store-fleet: build tools
 	$(GO) run ./bench/chaos -modelfleet bin/modelfleet -temporal $(TEMPORAL) -store postgres -replicas 3 $(CHAOS_FLEET_ARGS)

@@ -195,6 +195,8 @@ type report struct {
 	replicas       int
 	storeRestarts  int64
 	fleetSites     int // sites hosted in the fleet process (-fleet-sites)
+	// balancerAcceptErrors counts the balancer's accept errors (retried).
+	balancerAcceptErrors int64
 }
 
 func (r report) totalKills() int64 {
@@ -255,6 +257,8 @@ func (r report) print(w io.Writer) {
 	if f := r.workloads; f != nil {
 		fmt.Fprintf(w, "workload runners: %d readings acknowledged by the broker, %d decisions and %d dead letters; lost %d, decided again across a kill %d, otherwise %d; decided after their runner came back: %d\n",
 			f.published, f.decisions, f.deadLetters, f.lost, f.duplicates, f.extra, f.resumed)
+		fmt.Fprintf(w, "workload diagnostics: lost with an outcome the broker accepted %d; in flight on the broker at the end %d to the runners, %d to the observer; broker dropped %d, inflight-dropped %d, accept errors retried %d (balancer %d); observer connection lost %d times; decided again across a runner's lost connection (no kill) %d\n",
+			f.lostAtBroker, f.backlog, f.observerBacklog, f.brokerDropped, f.inflightDropped, f.acceptErrors, r.balancerAcceptErrors, f.observerDown, f.acrossDrop)
 	}
 	fmt.Fprintln(w, r.line())
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -12,22 +13,43 @@ import (
 // killed takes its connections with it, and the clients (agents' long
 // polls, the worker, the registry's webhook) reconnect through here to
 // another, as behind a Kubernetes Service.
+//
+// It runs in the harness process beside the workload runners' MQTT broker,
+// and with a thousand fleet sites relays a couple of thousand connections:
+// it copies through a buffer of its own (io.Copy between two TCP
+// connections splices through a pipe per direction, four more descriptors
+// per connection, which took the process to its 20,000 and made accept
+// fail with EMFILE), and an accept error is retried, counted in
+// acceptErrors, rather than ending the loop (which left every later
+// connection unanswered in the backlog).
 type balancer struct {
-	ln       net.Listener
-	replicas []*proc
-	addrs    []string
-	next     atomic.Uint64
+	ln           net.Listener
+	replicas     []*proc
+	addrs        []string
+	next         atomic.Uint64
+	acceptErrors atomic.Int64
 }
 
 func (b *balancer) serve() {
+	var wait time.Duration
 	for {
 		c, err := b.ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			b.acceptErrors.Add(1)
+			wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+			time.Sleep(wait)
+			continue
+		}
+		wait = 0
 		go b.relay(c)
 	}
 }
+
+// relayBuffer is each direction's copy buffer.
+const relayBuffer = 16 << 10
 
 func (b *balancer) relay(c net.Conn) {
 	defer c.Close()
@@ -42,12 +64,18 @@ func (b *balancer) relay(c net.Conn) {
 		}
 		defer s.Close()
 		go func() {
-			_, _ = io.Copy(s, c)
+			copyPlain(s, c)
 			if tc, ok := s.(*net.TCPConn); ok {
 				_ = tc.CloseWrite()
 			}
 		}()
-		_, _ = io.Copy(c, s)
+		copyPlain(c, s)
 		return
 	}
+}
+
+// copyPlain copies src to dst through a buffer, never by splice: the
+// wrappers hide the connections' ReadFrom and WriteTo.
+func copyPlain(dst io.Writer, src io.Reader) {
+	_, _ = io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, make([]byte, relayBuffer))
 }
