@@ -73,6 +73,15 @@ func (e *Envelope) Tag() string {
 	if e == nil {
 		return ""
 	}
+	sum := e.Digest()
+	return hex.EncodeToString(sum[:16])
+}
+
+// Digest is the SHA-256 of e's content (its payload type, payload and
+// signatures, each length-prefixed): two envelopes with the same digest
+// are the same envelope. A site remembers by it the statements it has
+// verified under its current trust (edge's verification memo).
+func (e *Envelope) Digest() [32]byte {
 	h := sha256.New()
 	field := func(b []byte) {
 		var n [8]byte
@@ -86,7 +95,9 @@ func (e *Envelope) Tag() string {
 		field([]byte(s.KeyID))
 		field(s.Sig)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // ErrUntrusted says an envelope carries no valid signature by a trusted

@@ -153,24 +153,33 @@ func (t *Trust) VerifyRelease(env *Envelope, model string, v DesiredVersion) (St
 	if err != nil {
 		return st, Errorf(EUNAUTHORIZED, "version %s:%s: %v", model, v.Version, err)
 	}
+	return st, st.Matches(model, v)
+}
+
+// Matches checks that a verified release statement is for exactly v's
+// artifact (digest and size) as version v.Version of model, in v's format,
+// with v's baseline, features and model server: VerifyRelease's checks
+// after the signature's. Every refusal is EUNAUTHORIZED with the reason a
+// site reports.
+func (st Statement) Matches(model string, v DesiredVersion) error {
 	sub, p := st.Subject[0], st.Predicate
 	switch {
 	case "sha256:"+sub.Digest["sha256"] != v.Digest:
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for artifact sha256:%s, not %s", model, v.Version, clip(sub.Digest["sha256"], 64), v.Digest)
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for artifact sha256:%s, not %s", model, v.Version, clip(sub.Digest["sha256"], 64), v.Digest)
 	case sub.Annotations.Size <= 0 || (v.Size != 0 && sub.Annotations.Size != v.Size):
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for %d bytes, the desired state says %d", model, v.Version, sub.Annotations.Size, v.Size)
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for %d bytes, the desired state says %d", model, v.Version, sub.Annotations.Size, v.Size)
 	case p.Model != model || p.Version != v.Version:
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for %s:%s", model, v.Version, clip(p.Model, 80), clip(p.Version, 80))
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for %s:%s", model, v.Version, clip(p.Model, 80), clip(p.Version, 80))
 	case p.Format != v.Format:
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for format %q, not %q", model, v.Version, clip(p.Format, 40), v.Format)
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for format %q, not %q", model, v.Version, clip(p.Format, 40), v.Format)
 	case v.Baseline != "" && p.Baseline != v.Baseline:
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for baseline %q, not %q", model, v.Version, clip(p.Baseline, 80), v.Baseline)
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement is for baseline %q, not %q", model, v.Version, clip(p.Baseline, 80), v.Baseline)
 	case !slices.Equal(p.Features, v.Features):
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement names other features", model, v.Version)
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement names other features", model, v.Version)
 	case !p.Server.Equal(v.Server):
-		return st, Errorf(EUNAUTHORIZED, "version %s:%s: the release statement names another model server, or none", model, v.Version)
+		return Errorf(EUNAUTHORIZED, "version %s:%s: the release statement names another model server, or none", model, v.Version)
 	}
-	return st, nil
+	return nil
 }
 
 // KeySetPayloadType is the DSSE payload type of a signed Trust: how sites

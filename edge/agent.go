@@ -81,7 +81,8 @@ type Agent struct {
 	keysSum                        [sha256.Size]byte
 	keysSeen                       bool // keysSum is the last content read
 
-	trust atomic.Pointer[modelfleet.Trust]
+	trust    atomic.Pointer[modelfleet.Trust]
+	verified verifiedMemo // statements verified under trust (verify.go)
 	// grandfathered: digests that load without a statement (SetGrandfathered)
 	grandfathered atomic.Pointer[[]string]
 	maxModel      int64
@@ -118,7 +119,7 @@ func Open(dir string, cfg Config) (*Agent, error) {
 		a.maxModel = DefaultMaxModelBytes
 	}
 	a.servers = cfg.Servers
-	a.trust.Store(cfg.Trust)
+	a.trust.Store(cloneTrust(cfg.Trust))
 	a.SetGrandfathered(cfg.Grandfathered)
 	a.router.shadow = newShadowPool(cfg.ShadowWorkers, cfg.ShadowQueue)
 	// Keys before models: a model must never be served without its keys.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/modelfleet/modelfleet"
 )
@@ -38,8 +39,24 @@ func statementPath(artifact string) string {
 }
 
 // SetTrust sets the keys release statements are verified with from now on
-// (nil: versions load unsigned, as before releases were signed).
-func (a *Agent) SetTrust(t *modelfleet.Trust) { a.trust.Store(t) }
+// (nil: versions load unsigned, as before releases were signed). The agent
+// keeps a copy: a change to t after the call is not a change of its trust,
+// and each call is a new trust for the statements it verified
+// (verifiedMemo).
+func (a *Agent) SetTrust(t *modelfleet.Trust) { a.trust.Store(cloneTrust(t)) }
+
+func cloneTrust(t *modelfleet.Trust) *modelfleet.Trust {
+	if t == nil {
+		return nil
+	}
+	c := *t
+	c.Keys = slices.Clone(t.Keys)
+	for i := range c.Keys {
+		c.Keys[i].PublicKey = slices.Clone(c.Keys[i].PublicKey)
+	}
+	c.Revoked = slices.Clone(t.Revoked)
+	return &c
+}
 
 // Trust is what the agent verifies release statements with (nil: nothing).
 func (a *Agent) Trust() *modelfleet.Trust { return a.trust.Load() }
@@ -93,13 +110,69 @@ func (a *Agent) verifyDesired(model string, versions []modelfleet.DesiredVersion
 		if v.Statement == nil && a.isGrandfathered(v.Digest) {
 			continue
 		}
-		st, err := t.VerifyRelease(v.Statement, model, v)
+		st, err := a.verifyRelease(t, model, v)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 		}
 		sizes[i] = st.Subject[0].Annotations.Size
 	}
 	return sizes, nil
+}
+
+// verifyRelease is t.VerifyRelease(v.Statement, model, v), the signature
+// checked once per statement and trust (verifiedMemo).
+func (a *Agent) verifyRelease(t *modelfleet.Trust, model string, v modelfleet.DesiredVersion) (modelfleet.Statement, error) {
+	if v.Statement == nil {
+		return t.VerifyRelease(nil, model, v)
+	}
+	sum := v.Statement.Digest()
+	if st, ok := a.verified.get(t, sum); ok {
+		return st, st.Matches(model, v)
+	}
+	st, err := t.VerifyRelease(v.Statement, model, v)
+	if err == nil {
+		a.verified.put(t, sum, st)
+	}
+	return st, err
+}
+
+// verifiedMemo remembers the release statements this site has verified
+// under the trust it holds now. Every desired state names each version of
+// a split with its statement, and a rollout sends a site its split several
+// times (each step's weights, the finish, a rollback), so without it the
+// site checks the same signatures again each time. An entry is the
+// statement as decoded once its signature verified, found by the
+// envelope's digest (modelfleet.Envelope.Digest) and only under the same
+// trust: a new key set or a revocation is a new Trust, and nothing
+// remembered under the old one counts. Each use still matches the
+// statement against the desired version (modelfleet.Statement.Matches).
+// Each agent has its own: a site relies only on what it verified itself.
+type verifiedMemo struct {
+	mu      sync.Mutex
+	trust   *modelfleet.Trust
+	entries map[[32]byte]modelfleet.Statement
+}
+
+// maxVerified bounds the memo; when full it starts again.
+const maxVerified = 64
+
+func (m *verifiedMemo) get(t *modelfleet.Trust, sum [32]byte) (modelfleet.Statement, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.trust != t {
+		return modelfleet.Statement{}, false
+	}
+	st, ok := m.entries[sum]
+	return st, ok
+}
+
+func (m *verifiedMemo) put(t *modelfleet.Trust, sum [32]byte, st modelfleet.Statement) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.trust != t || len(m.entries) >= maxVerified {
+		m.trust, m.entries = t, make(map[[32]byte]modelfleet.Statement)
+	}
+	m.entries[sum] = st
 }
 
 // verifyOnDisk checks the statement kept beside an installed artifact

@@ -279,3 +279,44 @@ func TestTamperedOnlyVersionFallsBackToThePreviousGoodOne(t *testing.T) {
 		t.Fatalf("serving %q with no version that verifies", got)
 	}
 }
+
+// A site checks a statement's signature once per trust: the same statement
+// in the next desired state is matched against its version again, not
+// verified again; a new trust (a revocation) verifies it anew and refuses
+// it; and the trust the agent holds is its own copy.
+func TestVerifiedStatementsAreRememberedUnderTheirTrustOnly(t *testing.T) {
+	good := newSigner(t)
+	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(1, 2, 2, 2)
+	arts := map[string][]byte{"1": v1, "2": v2}
+	trust := *good.trust
+	a := openTrusting(t, t.TempDir(), &trust)
+	one := good.version(t, "m", "1", v1, 100)
+	for range 3 {
+		if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{one}, fetchAll(arts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(a.verified.entries); n != 1 {
+		t.Errorf("statements remembered = %d, want 1", n)
+	}
+	// The remembered statement still has to be for the version it comes with.
+	moved := one
+	moved.Digest, moved.Size = digestOf(v2), int64(len(v2))
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{moved}, fetchAll(arts)); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "is for artifact") {
+		t.Fatalf("a remembered statement with another artifact: %v, want refused", err)
+	}
+	// Revoking its key in the caller's copy changes nothing at the site...
+	trust.Revoked = []string{good.trust.Keys[0].ID}
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{one}, fetchAll(arts)); err != nil {
+		t.Fatalf("after a change to the caller's trust: %v", err)
+	}
+	// ...setting it does: what was verified under the old trust is not
+	// taken on the new one's behalf.
+	a.SetTrust(&trust)
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{one}, fetchAll(arts)); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not signed by a trusted key") {
+		t.Fatalf("the same statement after its key's revocation: %v, want refused", err)
+	}
+	if got := served(a, "m"); got != "1" {
+		t.Fatalf("serving %q, want the last good version 1", got)
+	}
+}
