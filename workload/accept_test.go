@@ -4,30 +4,14 @@ import (
 	"context"
 	"net"
 	"net/url"
-	"os"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/modelfleet/modelfleet/internal/netfault"
 )
-
-// emfileListener fails its first n accepts as accept4 does when the
-// process is out of file descriptors (EMFILE), then accepts.
-type emfileListener struct {
-	net.Listener
-	n      int32
-	failed atomic.Int32
-}
-
-func (l *emfileListener) Accept() (net.Conn, error) {
-	if l.failed.Add(1) <= l.n {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
 
 // TestBrokerAcceptsAfterEMFILE: a broker whose process ran out of file
 // descriptors for a moment accepts clients again once it has some, and
@@ -39,7 +23,7 @@ func TestBrokerAcceptsAfterEMFILE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := serveBroker(BrokerConfig{Logger: testLogger(t)}, &emfileListener{Listener: ln, n: 3})
+	b, err := serveBroker(BrokerConfig{Logger: testLogger(t)}, &netfault.EMFILEListener{Listener: ln, N: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

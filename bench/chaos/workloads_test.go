@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/modelfleet/modelfleet/internal/netfault"
 	"github.com/modelfleet/modelfleet/workload"
 	"github.com/modelfleet/modelfleet/workload/spec"
 )
@@ -125,21 +124,6 @@ func TestObserverKeepsOutcomesAcrossItsLostConnection(t *testing.T) {
 	}
 }
 
-// emfileListener fails its first n accepts with EMFILE, as accept4 does
-// when the process is out of file descriptors.
-type emfileListener struct {
-	net.Listener
-	n      int32
-	failed atomic.Int32
-}
-
-func (l *emfileListener) Accept() (net.Conn, error) {
-	if l.failed.Add(1) <= l.n {
-		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	}
-	return l.Listener.Accept()
-}
-
 // TestBalancerServesAfterEMFILE: the balancer relays connections again
 // after its process ran out of descriptors for a moment; its accept loop
 // used to end at the first error, leaving every later connection in the
@@ -165,7 +149,7 @@ func TestBalancerServesAfterEMFILE(t *testing.T) {
 	}
 	replica := &proc{name: "replica"}
 	replica.up.Store(true)
-	b := &balancer{ln: &emfileListener{Listener: ln, n: 3}, replicas: []*proc{replica}, addrs: []string{echo.Addr().String()}}
+	b := &balancer{ln: &netfault.EMFILEListener{Listener: ln, N: 3}, replicas: []*proc{replica}, addrs: []string{echo.Addr().String()}}
 	go b.serve()
 	defer ln.Close()
 
