@@ -105,9 +105,10 @@ func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 			backoff = min(2*backoff, 5*time.Second)
 		}
 	}()
+	every := PostgresPoll // read here: a test may set it back while the sweep runs
 	go func() {
 		defer wg.Done()
-		p.sweep(ctx, wake)
+		p.sweep(ctx, wake, every)
 	}()
 	go func() {
 		wg.Wait()
@@ -116,18 +117,18 @@ func (p *PostgresStore) Watch(wake func(site string)) time.Duration {
 	return 0
 }
 
-// sweep reads every site's revision each PostgresPoll and wakes the sites
+// sweep reads every site's revision each period and wakes the sites
 // whose revision is above the one the last read found or a notification
 // announced (or that neither knew). It compares with nothing until the
 // listener has read where it starts from (setSeen).
-func (p *PostgresStore) sweep(ctx context.Context, wake func(string)) {
+func (p *PostgresStore) sweep(ctx context.Context, wake func(string), period time.Duration) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(PostgresPoll):
+		case <-time.After(period):
 		}
-		rctx, cancel := context.WithTimeout(ctx, PostgresPoll+10*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, period+10*time.Second)
 		_ = p.sweepOnce(rctx, wake) // the next read compares with the last one that worked
 		cancel()
 	}
