@@ -189,7 +189,7 @@ func (b *boltStore) Desired(_ context.Context, site string) (modelfleet.Desired,
 	return ds, err
 }
 
-// DesiredDoc is Desired as the stored document (desiredDocs).
+// DesiredDoc implements Store.
 func (b *boltStore) DesiredDoc(_ context.Context, site string) ([]byte, int64, error) {
 	var doc []byte
 	err := b.db.View(func(tx *bolt.Tx) error {

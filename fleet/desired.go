@@ -202,29 +202,12 @@ func (d *Directory) Desired(ctx context.Context, site string, after int64) (mode
 	})
 }
 
-// desiredDocs is a Store that also reads a site's desired state as the
-// JSON document it keeps (bbolt: json.Marshal's bytes; PostgreSQL: jsonb's
-// text): an agent's poll is answered with those bytes, not with them
-// decoded and encoded again.
-type desiredDocs interface {
-	// DesiredDoc returns the document, a JSON object of a
-	// modelfleet.Desired without its release keys, and its revision; nil
-	// and 0 before the site's first step; ENOTFOUND if the site is not
-	// registered.
-	DesiredDoc(ctx context.Context, site string) (doc []byte, revision int64, err error)
-}
-
-// desiredDoc is Desired as the stored document, for a store that keeps
-// one (ok false: it does not); nil before the site's first step.
-func (d *Directory) desiredDoc(ctx context.Context, site string, after int64) (doc []byte, ok bool, err error) {
-	docs, ok := d.store.(desiredDocs)
-	if !ok {
-		return nil, false, nil
-	}
-	doc, err = longPoll(d, ctx, site, after, func(ctx context.Context) ([]byte, int64, error) {
-		return docs.DesiredDoc(ctx, site)
+// desiredDoc is Desired as the stored document (Store.DesiredDoc); nil
+// before the site's first step.
+func (d *Directory) desiredDoc(ctx context.Context, site string, after int64) ([]byte, error) {
+	return longPoll(d, ctx, site, after, func(ctx context.Context) ([]byte, int64, error) {
+		return d.store.DesiredDoc(ctx, site)
 	})
-	return doc, true, err
 }
 
 // longPoll is Desired's wait, with read reading the site's desired state

@@ -94,18 +94,9 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 		defer cancel()
 		site := r.PathValue("id")
 		if _, agent := q[agentKeysParam]; agent {
-			doc, ok, err := d.desiredDoc(ctx, site, after)
-			if ok && err != nil {
-				WriteError(w, err)
-				return
-			}
-			if ok && doc == nil {
+			doc, err := d.desiredDoc(ctx, site, after)
+			if err == nil && doc == nil {
 				doc, err = json.Marshal(emptyDesired(site))
-			} else if !ok {
-				var ds modelfleet.Desired
-				if ds, err = d.Desired(ctx, site, after); err == nil {
-					doc, err = json.Marshal(ds)
-				}
 			}
 			if err != nil {
 				WriteError(w, err)

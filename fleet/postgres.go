@@ -412,8 +412,8 @@ func (p *PostgresStore) Desired(ctx context.Context, site string) (modelfleet.De
 	return decodeDesired(site, buf)
 }
 
-// DesiredDoc is Desired as jsonb's text of the document and the revision
-// column (desiredDocs): an agent's poll is answered with it as it is.
+// DesiredDoc implements Store: jsonb's text of the document and the revision
+// column, answered to an agent's poll as they are.
 func (p *PostgresStore) DesiredDoc(ctx context.Context, site string) ([]byte, int64, error) {
 	var doc []byte
 	var rev int64

@@ -33,6 +33,12 @@ type Store interface {
 	// Desired returns a site's desired state (revision 0 and no models
 	// before its first step; ENOTFOUND if the site is not registered).
 	Desired(ctx context.Context, site string) (modelfleet.Desired, error)
+	// DesiredDoc is Desired as the JSON document the store keeps (bbolt:
+	// json.Marshal's bytes; PostgreSQL: jsonb's text), an object of a
+	// modelfleet.Desired without its release keys, and its revision; nil
+	// and 0 before the site's first step. An agent's poll is answered with
+	// those bytes, not with them decoded and encoded again.
+	DesiredDoc(ctx context.Context, site string) (doc []byte, revision int64, err error)
 	// Revision returns the revision of a site's desired state, as Desired
 	// would, without reading the rest of it: what a long poll checks to
 	// learn whether there is anything new (ENOTFOUND if the site is not
