@@ -190,6 +190,10 @@ type PairingRequest struct {
 
 // SitePairing is what a release of Model would meet at one site: the
 // model's current split there, and the workloads there that call it.
+// The split's versions come without their release statements: a pairing
+// check reads versions and features, and a plan's pairings for a
+// thousand sites would otherwise carry a thousand copies of each
+// statement.
 type SitePairing struct {
 	Site      string           `json:"site"`
 	Versions  []DesiredVersion `json:"versions,omitempty"`

@@ -96,6 +96,9 @@ func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePai
 		for i, site := range sites {
 			ds, a := states[i].Desired, states[i].Actual
 			p := modelfleet.SitePairing{Site: site, Versions: ds.Models[model].Versions}
+			for i := range p.Versions {
+				p.Versions[i].Statement = nil // decoded for this call alone: not shared
+			}
 			for name, dw := range ds.Workloads {
 				if dw.Model != model {
 					continue

@@ -309,3 +309,26 @@ func TestRegisterWorkloadWithModule(t *testing.T) {
 		t.Errorf("a module above the limit: %v", err)
 	}
 }
+
+// A plan's pairings carry each site's versions without their release
+// statements (a pairing check reads versions and features), and leave
+// the statements in the site's desired state.
+func TestPairingsLeaveStatementsOut(t *testing.T) {
+	d := mustOpen(t, "s1")
+	v := version("1", 100)
+	v.Statement = &modelfleet.Envelope{PayloadType: modelfleet.InTotoPayloadType, Payload: []byte("{}"), Signatures: []modelfleet.Signature{{KeyID: "k", Sig: []byte("sig")}}}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: v, Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	ps, err := d.Pairings("m", []string{"s1"})
+	if err != nil || len(ps) != 1 || len(ps[0].Versions) != 1 || ps[0].Versions[0].Version != "1" {
+		t.Fatalf("pairings = %+v, %v", ps, err)
+	}
+	if ps[0].Versions[0].Statement != nil {
+		t.Error("a pairing carries the version's release statement")
+	}
+	ds, err := d.Desired(context.Background(), "s1", -1)
+	if err != nil || ds.Models["m"].Versions[0].Statement == nil {
+		t.Errorf("desired state after pairings = %+v, %v: the statement went", ds, err)
+	}
+}
