@@ -32,6 +32,9 @@ type TemporalServer struct {
 	waitErr error         // its exit status, once exited is closed
 }
 
+// PID is the dev server's process ID.
+func (s *TemporalServer) PID() int { return s.cmd.Process.Pid }
+
 // TemporalOptions configures StartTemporal.
 type TemporalOptions struct {
 	Binary  string // path to the temporal CLI; see FindTemporal

@@ -377,7 +377,7 @@ func measureOn(ctx context.Context, o options, n int, fdLimit uint64, ex example
 	r.setup = time.Since(began)
 	fmt.Fprintf(out, "  stack up in %.1fs: %d agents registered and reported, %s (rings %v)\n", r.setup.Seconds(), n, idle, ringSizes(n))
 
-	b := &bench{o: o, s: s, ex: ex, n: n, out: out, temporalPID: findChild("temporal"), dev: deviceOf(dir)}
+	b := &bench{o: o, s: s, ex: ex, n: n, out: out, temporalPID: s.temporal.PID(), dev: deviceOf(dir)}
 	if err := phases(b, ctx, &r); err != nil {
 		return r, err
 	}

@@ -153,6 +153,13 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 					// the LightGBM text parser ignores), so each round
 					// downloads.
 					artifact := append(bytes.Clone(b.ex.artifact), bytes.Repeat([]byte{'\n'}, k+1)...)
+					// Each rollout starts from a collected heap, as
+					// testing.B starts each benchmark: the stacks share
+					// this process's heap, and otherwise whether the
+					// collections of what the stack before left land in
+					// this rollout or the next is luck (one to three per
+					// rollout were seen, each a tenth of its CPU time).
+					runtime.GC()
 					stop, err := o.profileRollout(v, k)
 					if err != nil {
 						return err
