@@ -2,7 +2,6 @@ package edge
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -99,21 +98,11 @@ func (a *Agent) servesAlready(model string, versions []modelfleet.DesiredVersion
 		if got := (DeployRequest{Model: c.Model, Digest: c.Digest, Format: c.Format, Features: c.Features}); !got.same(&want) {
 			return false
 		}
-		if sizes[i] > 0 && !keptStatement(statementPath(a.store.Path(want.Model, want.Digest)), v.Statement) {
+		if sizes[i] > 0 && !a.store.keepsStatement(a.store.Path(want.Model, want.Digest), v.Statement) {
 			return false
 		}
 	}
 	return a.recorded(model, cur)
-}
-
-// keptStatement reports whether the file at p holds env, as writeStatement
-// writes it.
-func keptStatement(p string, env *modelfleet.Envelope) bool {
-	if env == nil {
-		return true
-	}
-	b, err := json.Marshal(env)
-	return err == nil && holds(p, b)
 }
 
 func same(a, b map[string]int) bool {

@@ -55,6 +55,38 @@ type Store struct {
 	state State
 
 	installs sync.Map // model name -> *sync.Mutex, serialises Install + prune per model
+
+	// statements holds, by statement file path, the digest
+	// (modelfleet.Envelope.Digest) of the release statement this process
+	// last wrote there or verified from there: whether a desired state's
+	// statement is the one kept beside its artifact is then known without
+	// reading the file and encoding the statement again. A file changed
+	// behind the agent's back is found at its next start (verifyOnDisk).
+	statements sync.Map
+}
+
+// keepsStatement reports whether the statement file beside the artifact at
+// path holds env, as this store last wrote or verified it, or, before it
+// has, as the file reads.
+func (s *Store) keepsStatement(path string, env *modelfleet.Envelope) bool {
+	if env == nil {
+		return true
+	}
+	if d, ok := s.statements.Load(statementPath(path)); ok {
+		return d.([32]byte) == env.Digest()
+	}
+	b, err := json.Marshal(env)
+	return err == nil && holds(statementPath(path), b)
+}
+
+// keptStatement records that the statement file beside the artifact at
+// path holds env (nil: none is known).
+func (s *Store) keptStatement(path string, env *modelfleet.Envelope) {
+	if env == nil {
+		s.statements.Delete(statementPath(path))
+		return
+	}
+	s.statements.Store(statementPath(path), env.Digest())
 }
 
 // State is the content of state.json.
@@ -282,8 +314,11 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 		if err := writeMeta(dst, &req); err != nil {
 			return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 		}
-		if err := writeStatement(dst, req.Statement); err != nil {
-			return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+		if !s.keepsStatement(dst, req.Statement) {
+			if err := writeStatement(dst, req.Statement); err != nil {
+				return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
+			}
+			s.keptStatement(dst, req.Statement)
 		}
 	} else if err := s.download(ctx, req, fetch, dst); err != nil {
 		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
@@ -352,6 +387,7 @@ func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc
 		return err
 	}
 	tmp = ""
+	s.keptStatement(dst, req.Statement)
 	// The version directory may be new: sync it and its parents so that the
 	// rename survives a power cut, not only the file's content.
 	for d, i := dir, 0; i < 3; d, i = filepath.Dir(d), i+1 {
@@ -428,6 +464,7 @@ func (s *Store) prune(name, installed string) {
 		}
 		os.Remove(metaPath(a.path))
 		os.Remove(statementPath(a.path))
+		s.keptStatement(a.path, nil)
 		s.log.Info("edge: pruned old model version", "model", name, "path", a.path)
 		os.Remove(filepath.Dir(a.path)) // only succeeds when the version dir is now empty
 	}

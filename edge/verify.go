@@ -202,6 +202,7 @@ func (a *Agent) verifyOnDisk(e StateEntry) error {
 	if _, err := t.VerifyRelease(env, e.Name, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}
+	a.store.keptStatement(p, env)
 	return nil
 }
 
@@ -225,8 +226,7 @@ func readStatement(p string) (*modelfleet.Envelope, error) {
 	return &env, nil
 }
 
-// writeStatement keeps env beside the artifact at path, unless the file
-// already holds exactly that.
+// writeStatement keeps env beside the artifact at path.
 func writeStatement(path string, env *modelfleet.Envelope) error {
 	if env == nil {
 		return nil
@@ -234,9 +234,6 @@ func writeStatement(path string, env *modelfleet.Envelope) error {
 	b, err := json.Marshal(env)
 	if err != nil {
 		return err
-	}
-	if holds(statementPath(path), b) {
-		return nil
 	}
 	return WriteFileAtomic(statementPath(path), b)
 }

@@ -20,7 +20,7 @@ type signer struct {
 	trust *modelfleet.Trust
 }
 
-func newSigner(t *testing.T) signer {
+func newSigner(t testing.TB) signer {
 	t.Helper()
 	_, k, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -31,7 +31,7 @@ func newSigner(t *testing.T) signer {
 }
 
 // version is a desired version of artifact, signed by s as model:version.
-func (s signer) version(t *testing.T, model, version string, artifact []byte, weight int) modelfleet.DesiredVersion {
+func (s signer) version(t testing.TB, model, version string, artifact []byte, weight int) modelfleet.DesiredVersion {
 	t.Helper()
 	st := modelfleet.NewReleaseStatement(digestOf(artifact), int64(len(artifact)), modelfleet.ReleasePredicate{
 		Model: model, Version: version, Format: modelfleet.FormatLightGBM, Features: testFeatures, Release: "release/" + model + "/" + version, SignedAt: time.Now()})
