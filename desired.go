@@ -35,6 +35,47 @@ type Desired struct {
 	// APIKeys only with it. Absent from desired states written before key
 	// sets were signed, or by a gateway without release keys.
 	APIKeysStatement *Envelope `json:"apiKeysStatement,omitempty"`
+	// Statements carries, in an agent's answer, each release statement
+	// its versions name by StatementRef, once (ResolveStatements puts them
+	// back). Every other reader gets the statements in their versions.
+	Statements map[string]*Envelope `json:"statements,omitempty"`
+}
+
+// ForEachVersion calls f with every version ds names: each model's split
+// and the split it served before its release (DesiredModel.Previous).
+func (ds *Desired) ForEachVersion(f func(*DesiredVersion)) {
+	for _, dm := range ds.Models {
+		for i := range dm.Versions {
+			f(&dm.Versions[i])
+		}
+		for i := range dm.Previous {
+			f(&dm.Previous[i])
+		}
+	}
+}
+
+// ResolveStatements puts each statement Statements carries into the
+// versions that name it by StatementRef, and drops Statements. A version
+// naming a statement the answer does not carry is an error: its
+// statement was lost on the way, and without it a signed site refuses the
+// version anyway.
+func (ds *Desired) ResolveStatements() error {
+	var err error
+	ds.ForEachVersion(func(v *DesiredVersion) {
+		if v.StatementRef == "" {
+			return
+		}
+		env, ok := ds.Statements[v.StatementRef]
+		if !ok || env == nil {
+			if err == nil {
+				err = Errorf(EINVALID, "desired state: version %s names release statement %s, which it does not carry", clip(v.Version, 80), clip(v.StatementRef, 80))
+			}
+			return
+		}
+		v.Statement, v.StatementRef = env, ""
+	})
+	ds.Statements = nil
+	return err
 }
 
 // DesiredModel is one model's desired versions at a site, and which release
@@ -75,6 +116,11 @@ type DesiredVersion struct {
 	// releases were signed.
 	Size      int64     `json:"size,omitempty"`
 	Statement *Envelope `json:"statement,omitempty"`
+	// StatementRef, instead of Statement, names the statement by its
+	// StatementRef (the envelope's digest) where it is kept once for
+	// every site: in the gateway's stored desired states, and in an
+	// agent's answer, which carries it in Desired.Statements.
+	StatementRef string `json:"statementRef,omitempty"`
 	// Server, with Format FormatOIP, is the external model server the
 	// version runs in (model_server.go); the artifact is its packed model
 	// directory. Nil for a built-in format.

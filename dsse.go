@@ -100,6 +100,13 @@ func (e *Envelope) Digest() [32]byte {
 	return sum
 }
 
+// StatementRef names e where a statement is kept once for many sites
+// (DesiredVersion.StatementRef): "sha256:" and the hex of its Digest.
+func (e *Envelope) StatementRef() string {
+	d := e.Digest()
+	return "sha256:" + hex.EncodeToString(d[:])
+}
+
 // ErrUntrusted says an envelope carries no valid signature by a trusted
 // key.
 var ErrUntrusted = errors.New("not signed by a trusted key")

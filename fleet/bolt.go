@@ -17,12 +17,13 @@ import (
 )
 
 var (
-	sitesBucket     = []byte("sites")
-	desiredBucket   = []byte("desired")
-	actualBucket    = []byte("actual")
-	policiesBucket  = []byte("policies")
-	baselinesBucket = []byte("baselines")
-	workloadsBucket = []byte("workloads")
+	sitesBucket      = []byte("sites")
+	desiredBucket    = []byte("desired")
+	actualBucket     = []byte("actual")
+	policiesBucket   = []byte("policies")
+	baselinesBucket  = []byte("baselines")
+	workloadsBucket  = []byte("workloads")
+	statementsBucket = []byte("statements")
 )
 
 // boltStore keeps the directory in one bbolt file, and the drift
@@ -42,7 +43,7 @@ func openBolt(dir string) (*boltStore, error) {
 		return nil, fmt.Errorf("fleet: open directory: %w", err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{sitesBucket, desiredBucket, actualBucket, policiesBucket, baselinesBucket} {
+		for _, b := range [][]byte{sitesBucket, desiredBucket, actualBucket, policiesBucket, baselinesBucket, statementsBucket} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -284,6 +285,37 @@ func (b *boltStore) PutBaseline(_ context.Context, model, version string, doc []
 
 func (b *boltStore) Baseline(_ context.Context, model, version string) ([]byte, error) {
 	return b.get(baselinesBucket, baselineKey(model, version))
+}
+
+// PutStatements implements Store.
+func (b *boltStore) PutStatements(_ context.Context, docs map[string][]byte) error {
+	return b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(statementsBucket)
+		for ref, doc := range docs {
+			if bk.Get([]byte(ref)) != nil {
+				continue
+			}
+			if err := bk.Put([]byte(ref), doc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Statements implements Store.
+func (b *boltStore) Statements(_ context.Context, refs []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(refs))
+	err := b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(statementsBucket)
+		for _, ref := range refs {
+			if v := bk.Get([]byte(ref)); v != nil {
+				out[ref] = bytes.Clone(v)
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 func (b *boltStore) PutWorkload(_ context.Context, rec modelfleet.WorkloadRecord) (modelfleet.WorkloadRecord, bool, error) {

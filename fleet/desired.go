@@ -82,6 +82,12 @@ func (d *Directory) Step(req modelfleet.StepRequest) (modelfleet.StepResult, err
 	if err := checkStepWorkload(req); err != nil {
 		return modelfleet.StepResult{}, err
 	}
+	if req.New.StatementRef != "" {
+		return modelfleet.StepResult{}, modelfleet.Errorf(modelfleet.EINVALID, "a step carries its version's release statement, not a statementRef (the directory's own name for a statement it keeps)")
+	}
+	if err := d.keepStatement(context.Background(), req.New.Statement); err != nil {
+		return modelfleet.StepResult{}, err
+	}
 	return d.update(req.Sites, func(ds *modelfleet.Desired) (bool, *modelfleet.Conflict) {
 		dm := ds.Models[req.Model]
 		if dm.Release != "" && dm.Release != req.Release {
@@ -171,7 +177,11 @@ func (d *Directory) Finish(release, model string, sites []string) (modelfleet.St
 // update runs f on each site's desired state in one transaction, bumping the
 // revision where f changed something, and wakes those sites' agents.
 func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult, error) {
-	res, changed, err := d.store.UpdateDesired(context.Background(), sites, f)
+	res, changed, err := d.store.UpdateDesired(context.Background(), sites, func(ds *modelfleet.Desired) (bool, *modelfleet.Conflict) {
+		mod, conflict := f(ds)
+		d.refStatements(ds) // kept once, named by ref (statements.go)
+		return mod, conflict
+	})
 	if err != nil {
 		return modelfleet.StepResult{}, fmt.Errorf("fleet: update desired state: %w", err)
 	}
@@ -198,6 +208,9 @@ func (d *Directory) update(sites []string, f UpdateFunc) (modelfleet.StepResult,
 func (d *Directory) Desired(ctx context.Context, site string, after int64) (modelfleet.Desired, error) {
 	return longPoll(d, ctx, site, after, func(ctx context.Context) (modelfleet.Desired, int64, error) {
 		ds, err := d.store.Desired(ctx, site)
+		if err == nil {
+			err = d.inlineStatements(ctx, &ds)
+		}
 		return ds, ds.Revision, err
 	})
 }

@@ -31,6 +31,7 @@ type Directory struct {
 	apiKeysSigner APIKeysSigner
 	polls         chan struct{}
 	poll          time.Duration // how often a long poll re-reads (Store.Watch)
+	statements    statementCache
 }
 
 // Open opens (creating if needed) the directory stored in dir/sites.db, the

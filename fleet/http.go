@@ -102,7 +102,8 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 				WriteError(w, err)
 				return
 			}
-			d.writeAgentDesired(w, doc, q.Get(agentKeysParam))
+			_, refs := q[statementRefsParam]
+			d.writeAgentDesired(ctx, w, doc, q.Get(agentKeysParam), refs)
 			return
 		}
 		ds, err := d.Desired(ctx, site, after)

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -89,44 +90,63 @@ func (d *Directory) writeDesiredWith(w http.ResponseWriter, ds modelfleet.Desire
 	writeJSON(w, http.StatusOK, ds)
 }
 
-// writeAgentDesired answers an agent's poll with doc, a desired state
-// encoded without its release key set, adding the set unless agentKeys is
-// its tag. A doc that is not one JSON object is answered decoded and
-// encoded again.
-func (d *Directory) writeAgentDesired(w http.ResponseWriter, doc []byte, agentKeys string) {
+// writeAgentDesired answers an agent's poll with doc, a desired state as
+// the store keeps it, without its release key set: adding the set unless
+// agentKeys is its tag, and the statements doc names by ref, once beside
+// the versions for an agent that resolves them (refs), else in their
+// versions. A doc that is not one JSON object, or whose statements go in
+// their versions, is answered decoded and encoded again.
+func (d *Directory) writeAgentDesired(ctx context.Context, w http.ResponseWriter, doc []byte, agentKeys string, refs bool) {
 	keys := d.releaseKeys.Load()
 	doc = bytes.TrimRight(doc, " \t\r\n")
-	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' || keys != nil && keys.json == nil {
+	named, plain := docStatementRefs(doc)
+	if len(doc) < 2 || doc[0] != '{' || doc[len(doc)-1] != '}' || keys != nil && keys.json == nil || !plain || len(named) > 0 && !refs {
 		var ds modelfleet.Desired
-		if err := json.Unmarshal(doc, &ds); err != nil {
+		err := json.Unmarshal(doc, &ds)
+		if err == nil {
+			err = d.inlineStatements(ctx, &ds)
+		}
+		if err != nil {
 			WriteError(w, fmt.Errorf("fleet: desired state: %w", err))
 			return
 		}
 		d.writeDesiredWith(w, ds, keys)
 		return
 	}
+	// The members to add, before the object's end.
+	var members [][]byte
+	if len(named) > 0 {
+		docs, err := d.statementDocs(ctx, named)
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		members = append(members, statementsMember(named, docs))
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	if keys == nil || agentKeys == keys.tag {
-		if keys != nil {
-			h.Set(releaseKeysHeader, keys.tag)
+	if keys != nil {
+		h.Set(releaseKeysHeader, keys.tag)
+		if agentKeys != keys.tag {
+			members = append(members, append([]byte(`"releaseKeys":`), keys.json...))
 		}
-		h.Set("Content-Length", strconv.Itoa(len(doc)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(doc)
-		return
 	}
-	h.Set(releaseKeysHeader, keys.tag)
-	// The set goes in before the object's end.
-	sep := []byte(`,"releaseKeys":`)
-	if len(bytes.TrimSpace(doc[1:len(doc)-1])) == 0 {
-		sep = sep[1:]
+	n, empty := len(doc), len(bytes.TrimSpace(doc[1:len(doc)-1])) == 0
+	for i, m := range members {
+		if i > 0 || !empty {
+			n++ // the comma before it
+		}
+		n += len(m)
 	}
-	h.Set("Content-Length", strconv.Itoa(len(doc)-1+len(sep)+len(keys.json)+1))
+	h.Set("Content-Length", strconv.Itoa(n))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(doc[:len(doc)-1])
-	_, _ = w.Write(sep)
-	_, _ = w.Write(keys.json)
+	for i, m := range members {
+		if i > 0 || !empty {
+			_, _ = w.Write([]byte{','})
+		}
+		_, _ = w.Write(m)
+	}
 	_, _ = w.Write([]byte{'}'})
 }
 

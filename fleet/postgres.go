@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -592,6 +593,32 @@ func (p *PostgresStore) PutBaseline(ctx context.Context, model, version string, 
 
 func (p *PostgresStore) Baseline(ctx context.Context, model, version string) ([]byte, error) {
 	return p.bytes(ctx, `SELECT doc FROM fleet_baselines WHERE model = $1 AND version = $2`, model, version)
+}
+
+// PutStatements implements Store.
+func (p *PostgresStore) PutStatements(ctx context.Context, docs map[string][]byte) error {
+	refs, bufs := make([]string, 0, len(docs)), make([][]byte, 0, len(docs))
+	for ref, doc := range docs {
+		refs, bufs = append(refs, ref), append(bufs, doc)
+	}
+	_, err := p.pool.Exec(ctx, `INSERT INTO fleet_statements (ref, doc) SELECT * FROM unnest($1::text[], $2::bytea[]) ON CONFLICT DO NOTHING`, refs, bufs)
+	return err
+}
+
+// Statements implements Store.
+func (p *PostgresStore) Statements(ctx context.Context, refs []string) (map[string][]byte, error) {
+	rows, err := p.pool.Query(ctx, `SELECT ref, doc FROM fleet_statements WHERE ref = ANY($1::text[])`, refs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(refs))
+	var ref string
+	var doc []byte
+	_, err = pgx.ForEachRow(rows, []any{&ref, &doc}, func() error {
+		out[ref] = bytes.Clone(doc)
+		return nil
+	})
+	return out, err
 }
 
 func (p *PostgresStore) PutWorkload(ctx context.Context, rec modelfleet.WorkloadRecord) (modelfleet.WorkloadRecord, bool, error) {

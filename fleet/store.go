@@ -67,6 +67,14 @@ type Store interface {
 	// returns nil when there is none.
 	PutBaseline(ctx context.Context, model, version string, doc []byte) error
 	Baseline(ctx context.Context, model, version string) ([]byte, error)
+	// PutStatements keeps release statements, each encoded under its
+	// modelfleet.Envelope.StatementRef, once: a statement kept already
+	// stays as it is (its ref is its content's digest). Stored desired
+	// states name them by ref (Directory.update).
+	PutStatements(ctx context.Context, docs map[string][]byte) error
+	// Statements returns the kept statements among refs; a ref not kept
+	// is absent from the map.
+	Statements(ctx context.Context, refs []string) (map[string][]byte, error)
 	// PutWorkload stores rec unless its name and version are stored
 	// already: then it returns the stored record and created false.
 	PutWorkload(ctx context.Context, rec modelfleet.WorkloadRecord) (stored modelfleet.WorkloadRecord, created bool, err error)

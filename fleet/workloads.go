@@ -97,7 +97,7 @@ func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePai
 			ds, a := states[i].Desired, states[i].Actual
 			p := modelfleet.SitePairing{Site: site, Versions: ds.Models[model].Versions}
 			for i := range p.Versions {
-				p.Versions[i].Statement = nil // decoded for this call alone: not shared
+				p.Versions[i].Statement, p.Versions[i].StatementRef = nil, "" // decoded for this call alone: not shared
 			}
 			for name, dw := range ds.Workloads {
 				if dw.Model != model {

@@ -4,8 +4,10 @@ package fleettest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -265,29 +267,67 @@ func testAgentPoll(t *testing.T, d *fleet.Directory) {
 		t.Errorf("an unknown site's poll: %v, want not found", err)
 	}
 	put(t, d, "s1")
+	// An agent of before statements were sent once asks with agentKeys
+	// alone, and gets each statement in its version.
+	older := func() (modelfleet.Desired, error) {
+		var ds modelfleet.Desired
+		resp, err := http.Get(srv.URL + "/api/sites/s1/desired?after=-1&agentKeys=")
+		if err != nil {
+			return ds, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return ds, fmt.Errorf("%s", resp.Status)
+		}
+		return ds, json.NewDecoder(resp.Body).Decode(&ds)
+	}
 	check := func(when string) {
 		t.Helper()
+		want := desired(t, d, "s1")
 		got, _, err := c.AgentDesired(ctx, "s1", -1, 0, "")
-		if want := desired(t, d, "s1"); err != nil || !reflect.DeepEqual(got, want) {
+		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: the agent's poll says %+v, %v; Desired says %+v", when, got, err, want)
+		}
+		if got, err := older(); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: an older agent's poll says %+v, %v; Desired says %+v", when, got, err, want)
 		}
 	}
 	check("before any step")
-	v := Version("1", 100)
-	v.Statement = &modelfleet.Envelope{PayloadType: "application/vnd.in-toto+json", Payload: []byte(`{"_type":"<&>\u2028"}`), Signatures: []modelfleet.Signature{{KeyID: "k", Sig: []byte{0, 1, 2, 255}}}}
-	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: v, Sites: []string{"s1"}}); err != nil {
+	signed := func(v modelfleet.DesiredVersion) modelfleet.DesiredVersion {
+		v.Statement = &modelfleet.Envelope{PayloadType: "application/vnd.in-toto+json", Payload: []byte(`{"_type":"<&>\u2028","v":"` + v.Version + `"}`), Signatures: []modelfleet.Signature{{KeyID: "k", Sig: []byte{0, 1, 2, 255}}}}
+		return v
+	}
+	v1, v2 := signed(Version("1", 100)), signed(Version("2", 10))
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r1", Model: "m", New: v1, Sites: []string{"s1"}}); err != nil {
 		t.Fatal(err)
 	}
 	check("after a step")
+	if got := desired(t, d, "s1").Models["m"].Versions; len(got) != 1 || !reflect.DeepEqual(got[0].Statement, v1.Statement) || got[0].StatementRef != "" {
+		t.Errorf("after a step, Desired says %+v: want version 1 with its statement in it", got)
+	}
 	if _, err := d.Finish("r1", "m", []string{"s1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: Version("2", 10), Sites: []string{"s1"}}); err != nil {
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r2", Model: "m", New: v2, Sites: []string{"s1"}}); err != nil {
 		t.Fatal(err)
 	}
-	check("after a canary step")
-	if got, _, err := c.AgentDesired(ctx, "s1", 1, time.Second, ""); err != nil || got.Revision != 2 {
-		t.Errorf("a poll after revision 1 answers revision %d, %v; want 2", got.Revision, err)
+	check("after a canary step") // both statements in the split, the first in Previous too
+	if dm := desired(t, d, "s1").Models["m"]; len(dm.Versions) != 2 || len(dm.Previous) != 1 || dm.Versions[0].Statement == nil || dm.Versions[1].Statement == nil || !reflect.DeepEqual(dm.Previous[0].Statement, v1.Statement) {
+		t.Errorf("after a canary step, Desired says %+v: want both versions with their statements", dm)
+	}
+	if _, err := d.Rollback("r2", "m", []string{"s1"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	check("after a rollback")
+	if got := desired(t, d, "s1").Models["m"].Versions; len(got) != 1 || !reflect.DeepEqual(got[0].Statement, v1.Statement) {
+		t.Errorf("after a rollback, Desired says %+v: want version 1 with its statement", got)
+	}
+	if _, err := d.Step(modelfleet.StepRequest{Release: "r3", Model: "m", New: Version("2", 10), Sites: []string{"s1"}}); err != nil {
+		t.Fatal(err)
+	}
+	check("after an unsigned canary step")
+	if got, _, err := c.AgentDesired(ctx, "s1", 1, time.Second, ""); err != nil || got.Revision != desired(t, d, "s1").Revision {
+		t.Errorf("a poll after revision 1 answers revision %d, %v; want the latest", got.Revision, err)
 	}
 }
 

@@ -1,0 +1,26 @@
+package modelfleet
+
+import "testing"
+
+// An agent's answer names statements by ref and carries each once;
+// ResolveStatements puts them back, and a ref the answer does not carry
+// is an error, not a version left unsigned without a word.
+func TestResolveStatements(t *testing.T) {
+	env := &Envelope{PayloadType: InTotoPayloadType, Payload: []byte("{}")}
+	ref := env.StatementRef()
+	ds := Desired{Models: map[string]DesiredModel{"m": {
+		Versions: []DesiredVersion{{Version: "2", StatementRef: ref}, {Version: "1"}},
+		Previous: []DesiredVersion{{Version: "1", StatementRef: ref}},
+	}}, Statements: map[string]*Envelope{ref: env}}
+	if err := ds.ResolveStatements(); err != nil {
+		t.Fatal(err)
+	}
+	dm := ds.Models["m"]
+	if dm.Versions[0].Statement != env || dm.Versions[0].StatementRef != "" || dm.Versions[1].Statement != nil || dm.Previous[0].Statement != env || ds.Statements != nil {
+		t.Errorf("resolved: %+v, statements %v", dm, ds.Statements)
+	}
+	ds = Desired{Models: map[string]DesiredModel{"m": {Versions: []DesiredVersion{{Version: "2", StatementRef: ref}}}}}
+	if err := ds.ResolveStatements(); ErrorCode(err) != EINVALID {
+		t.Errorf("a ref the answer does not carry: %v, want invalid", err)
+	}
+}
