@@ -3,8 +3,10 @@
 ## Then, in a fresh process, the same rollouts to 1,000 sites on a plain, a signed (sites verify release statements)
 ## and a secure stack (mTLS-enrolled sites, tokens, signed), side by side, taking turns round by round
 ## (6 rounds after a warm-up, -overhead-rounds): the median of the rounds' ratios to the plain stack.
+## Each of those rollouts runs between two garbage collections, none during it, and what it allocated is
+## compared too (alloc_ratio: bench/rollout/overhead.go says why).
 ## Final line: bench=rollout sites= rollout_s= rollback_s= max_history_events= flux_pickup_s= rollback_10k_s=
-##   auth_overhead_ratio= verify_overhead_ratio=
+##   auth_overhead_ratio= verify_overhead_ratio= auth_alloc_ratio= verify_alloc_ratio=
 ## STORE=postgres REPLICAS=3: the same on REPLICAS gateways sharing one PostgreSQL (started by the run;
 ## Debian's postgresql, make deps), after the same size on bbolt; final line:
 ## store=postgres replicas= sites= rollout_s= rollback_s= ratio_vs_bbolt=

@@ -42,6 +42,7 @@
 // of the largest size that completed, with the overhead ratios:
 //
 //	bench=rollout sites=<N> rollout_s=<> rollback_s=<> max_history_events=<> flux_pickup_s=<> rollback_10k_s=<> auth_overhead_ratio=<> verify_overhead_ratio=<>
+//	  auth_alloc_ratio=<> verify_alloc_ratio=<>
 package main
 
 import (

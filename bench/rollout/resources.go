@@ -147,9 +147,7 @@ type usage struct {
 
 func (b *bench) usage() usage {
 	u := usage{wall: time.Now(), temporal: procCPU(b.temporalPID), disk: readDiskStats(b.dev)}
-	m := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
-	metrics.Read(m)
-	u.allocs, u.gcs = m[0].Value.Uint64(), m[1].Value.Uint64()
+	u.allocs, u.gcs = heapAllocs(), gcCycles()
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		u.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -231,4 +229,16 @@ func deviceOf(path string) uint64 {
 func (d diskStats) since(o diskStats, sites int) string {
 	return fmt.Sprintf("disk flushes %d (%.1f per site, %.1fs flushing), writes %d",
 		d.flushes-o.flushes, float64(d.flushes-o.flushes)/float64(sites), (d.flushTime - o.flushTime).Seconds(), d.writes-o.writes)
+}
+
+// heapAllocs is the bytes this process has allocated on its heap so far.
+func heapAllocs() uint64 { return readMetric("/gc/heap/allocs:bytes") }
+
+// gcCycles is the collections this process has completed so far.
+func gcCycles() uint64 { return readMetric("/gc/cycles/total:gc-cycles") }
+
+func readMetric(name string) uint64 {
+	m := []metrics.Sample{{Name: name}}
+	metrics.Read(m)
+	return m[0].Value.Uint64()
 }
