@@ -41,6 +41,25 @@ type statementCache struct {
 	mu   sync.Mutex
 	docs map[string][]byte
 	envs map[string]*modelfleet.Envelope
+	// last is the envelope refOf hashed last, and its ref: a step hands
+	// every site's document the same one.
+	last    *modelfleet.Envelope
+	lastRef string
+}
+
+// refOf is env.StatementRef(), remembered for the last envelope asked.
+func (c *statementCache) refOf(env *modelfleet.Envelope) string {
+	c.mu.Lock()
+	if env == c.last {
+		defer c.mu.Unlock()
+		return c.lastRef
+	}
+	c.mu.Unlock()
+	ref := env.StatementRef()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last, c.lastRef = env, ref
+	return ref
 }
 
 func (c *statementCache) get(ref string) ([]byte, *modelfleet.Envelope, bool) {
@@ -91,7 +110,7 @@ func (d *Directory) refStatements(ds *modelfleet.Desired) {
 		if v.Statement == nil {
 			return
 		}
-		if ref := v.Statement.StatementRef(); d.keeps(ref) {
+		if ref := d.statements.refOf(v.Statement); d.keeps(ref) {
 			v.Statement, v.StatementRef = nil, ref
 		}
 	})
