@@ -53,9 +53,9 @@ func (c *Client) Desired(ctx context.Context, site string, after int64, wait tim
 // release key set the agent holds ("" for none), and the answer leaves out
 // what no agent reads (see agentKeysParam), the key set among it when the
 // gateway's is the one the agent holds, and carries each release statement
-// once (statementRefsParam), put back into its versions here. gatewayKeys is the tag of the
-// gateway's key set ("" from a gateway without one, or one older than
-// the parameter, which answers with the whole document).
+// once (statementRefsParam), put back into its versions here. gatewayKeys
+// is the tag of the gateway's key set ("" from a gateway without one, or
+// one older than the parameter, which answers with the whole document).
 func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wait time.Duration, keysTag string) (ds modelfleet.Desired, gatewayKeys string, err error) {
 	path := fmt.Sprintf("/api/sites/%s/desired?after=%d&wait=%s&%s=%s&%s=1", url.PathEscape(site), after, wait, agentKeysParam, url.QueryEscape(keysTag), statementRefsParam)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
