@@ -89,22 +89,20 @@ func noGC() (restore func()) {
 
 var variants = []variant{plain, signed, secure}
 
-func (ov overhead) median(v variant) time.Duration {
-	r := slices.Clone(ov.runs[v])
-	if len(r) == 0 {
-		return 0
-	}
-	slices.Sort(r)
-	return r[len(r)/2]
-}
+func (ov overhead) median(v variant) time.Duration { return upperMedian(ov.runs[v]) }
 
-func (ov overhead) medianAllocs(v variant) uint64 {
-	a := slices.Clone(ov.allocs[v])
-	if len(a) == 0 {
-		return 0
+func (ov overhead) medianAllocs(v variant) uint64 { return upperMedian(ov.allocs[v]) }
+
+// upperMedian is the middle of s sorted, the upper one of two (zero for
+// none).
+func upperMedian[T cmp.Ordered](s []T) T {
+	var zero T
+	if len(s) == 0 {
+		return zero
 	}
-	slices.Sort(a)
-	return a[len(a)/2]
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // allocRatio is v's median allocation per rollout over the plain stack's.
