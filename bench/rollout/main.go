@@ -134,7 +134,7 @@ func main() {
 	flag.BoolVar(&o.noBaseline, "no-bbolt", false, "with -store postgres: skip each size's bbolt run (no ratio_vs_bbolt; to profile or measure the PostgreSQL stack alone)")
 	flag.IntVar(&o.replicas, "replicas", 1, "gateway replicas (more than 1 needs -store postgres)")
 	flag.IntVar(&o.overheadSites, "overhead-sites", 1000, "also roll out to this many sites on a plain, a signed and a secure (mTLS, tokens) stack\nfor auth_overhead_ratio and verify_overhead_ratio; 0: skip")
-	flag.IntVar(&o.overheadRounds, "overhead-rounds", 6, "measured rollouts per stack of the overhead comparison, after a warm-up (the median of the rounds' ratios counts)")
+	flag.IntVar(&o.overheadRounds, "overhead-rounds", 12, "measured rollouts per stack of the overhead comparison, after a warm-up (the median of the rounds' ratios counts;\na rollout of 1,000 sites takes about 2 s, and one round's ratio moves by ±0.2 with Temporal's and the progress reads' timing)")
 	flag.StringVar(&o.overheadProfile, "overhead-cpuprofile", "", "write a CPU profile of each measured rollout of the overhead comparison to this file + .<variant>.<round>")
 	flag.StringVar(&o.overheadAllocs, "overhead-allocprofile", "", "write the allocation profile before and after each measured rollout of the overhead comparison to this file +\n.<variant>.<round>.before and .after (what the rollout allocated: go tool pprof -sample_index=alloc_space -diff_base <before> <after>)")
 	flag.StringVar(&o.overheadSitesDir, "overhead-sites-dir", shm, "parent of the overhead stacks' sites' data dirs (default /dev/shm where there is one: each site\nas if on a disk of its own, so the comparison measures what trust costs, not 1,000 sites' fsyncs queueing on one disk); \"\": -sites-dir")
