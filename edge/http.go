@@ -205,13 +205,12 @@ func (r *Router) scoreModel(w http.ResponseWriter, req *http.Request, name strin
 	label := a.labelOf(p)
 	writeScore(w, a, p, label, probs)
 	r.remember(req, name, a, label, p)
+	took := time.Since(start)
 	a.m.ok.Inc()
-	a.m.latency.Observe(time.Since(start).Seconds())
+	a.m.latency.Observe(took.Seconds())
 	a.m.predictions.Observe(a.shiftPoint(p))
-	r.observeScored(a, x, p, start)
-	if len(rt.shadows) > 0 {
-		keep = r.mirror(w, rt, a, x, body, label)
-	}
+	// The observer and the shadows: queued, done a batch at a time (post.go).
+	keep = r.queuePost(w, rt, a, x, p, label, took, buf, body)
 }
 
 // header is the first value of a header whose name is in canonical form

@@ -8,9 +8,11 @@ import (
 
 // Observer sees every score request a loaded version answered after the
 // caller was authenticated: the monitoring loop (package signals) turns
-// them into per-window histograms. Both methods run on the request path,
-// so they must be cheap and must not keep features or body.
-// signals.Aggregator implements it.
+// them into per-window histograms. They must be cheap and must not keep
+// features or body. A failed or rejected request is reported on the
+// request path; a scored one from the router's backlog (post.go), with
+// other scored requests, in the order they were answered, up to postDelay
+// after its answer. signals.Aggregator implements it.
 type Observer interface {
 	// Observe reports a request that was scored (err nil: features is the
 	// row in the model's order, prediction its output) or failed after its
@@ -42,13 +44,16 @@ func (r *Router) loadObserver() Observer {
 	return nil
 }
 
-// The request path calls these three (http.go's score), after the API key
+// The request path calls these (http.go's score), after the API key
 // check: an unauthenticated caller must not be able to move a version's
 // error rate, which releases roll back on.
 //
-//	scored:   r.observeScored(a, x, p, start)            after writeScore
+//	scored:   r.queuePost(...), then runPost's Observe  after writeScore (post.go)
 //	rejected: r.observeRejected(a, body, start)          when r.vectorize fails
 //	failed:   r.observeFailed(a, code, start)            when reading the body or predict fails
+//
+// The V2 path calls observeScored for each row of a request, after its
+// answer.
 
 func (r *Router) observeScored(a *arm, x []float64, p float64, start time.Time) {
 	if o := r.loadObserver(); o != nil {

@@ -47,6 +47,13 @@ func TestObserverSeesEveryAuthenticatedRequest(t *testing.T) {
 	do(h, "POST", "/score/bearing-failure", goodRow)                                  // no key: not observed
 	do(h, "POST", "/score/bearing-failure", goodRow, "Authorization", "Bearer wrong") // wrong key: not observed
 
+	// A scored request is observed from the backlog (post.go), within
+	// postDelay.
+	waitFor(t, "the scored request observed", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return len(o.scored) > 0
+	})
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.scored) != 1 || len(o.scored[0]) != len(testFeatures) || o.preds[0] <= 0 || o.preds[0] >= 1 {

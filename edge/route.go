@@ -66,6 +66,9 @@ type arm struct {
 	task    string
 	classes int
 	m       armMetrics
+	// mirrorsBody: a shadow of the route other than this arm declares
+	// other features, so it needs the body of a request this arm answered.
+	mirrorsBody bool
 	// shadowStreak counts a shadow's last scores within
 	// shadowInlineBudget, up to shadowInlineStreak (shadow.go).
 	shadowStreak atomic.Int32
@@ -102,6 +105,9 @@ func (r *Router) newRoute(name string, versions []WeightedModel) *route {
 		quoted[i] = strconv.Quote(a.Model.Version)
 	}
 	rt.loaded = strings.Join(quoted, ", ")
+	for _, a := range rt.arms {
+		a.mirrorsBody = slices.ContainsFunc(rt.shadows, func(s *arm) bool { return s != a && s.rows != a.rows })
+	}
 	return rt
 }
 

@@ -69,6 +69,7 @@ type Router struct {
 	vectorize Vectorizer
 	metrics   *metrics
 	shadow    *shadowPool
+	post      *backlog // scored requests' observer updates and shadow scores (post.go)
 
 	mu    sync.Mutex // serialises writers of table
 	table atomic.Pointer[table]
@@ -84,6 +85,7 @@ func NewRouter(site string, vectorize Vectorizer, logger *slog.Logger) *Router {
 	}
 	r := &Router{Site: site, log: logger, vectorize: vectorize, metrics: newMetrics(site), shadow: newShadowPool(0, 0)}
 	r.feedback = newFeedbackState(r.metrics.reg, site)
+	r.post = newBacklog(r.runPost)
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand: never fails (Go 1.24+)
 	r.internalKey = hex.EncodeToString(b[:])
@@ -151,9 +153,13 @@ func (r *Router) Versions(name string) []WeightedModel {
 	return out
 }
 
-// Close stops the shadow workers, letting each finish the request it is
-// scoring. Mirrored requests still queued are discarded.
-func (r *Router) Close() { r.shadow.close() }
+// Close does what scored requests left in the backlog (post.go), then
+// stops the shadow workers, letting each finish the request it is scoring.
+// Mirrored requests still queued for a worker are discarded.
+func (r *Router) Close() {
+	r.post.stop()
+	r.shadow.close()
+}
 
 func countVersions(routes map[string]*route) int {
 	n := 0

@@ -14,16 +14,18 @@ const DefaultShadowQueue = 1024
 
 // A shadow version built into the agent whose last shadowInlineStreak
 // scores each took at most shadowInlineBudget is scored inline: on the
-// request's own goroutine, once the primary's answer is sent. Handing a
-// request to a worker costs a wake-up of a parked goroutine (often of an
-// idle thread, a futex call each way) per request, which on a small edge
-// box is more CPU than scoring a tree ensemble and shows in the primary's
-// tail latency; scored inline, a cheap shadow delays only the next request
-// on the same connection, by one prediction. At most as many requests as
-// the pool has workers score inline at once, and one slower score sends the
-// version back to the pool until it is cheap again, so a slow shadow never
-// holds a connection for long. An external server's shadow always goes to
-// the pool: a call over the network is never cheap enough.
+// goroutine running the backlog's batch (post.go), the request that filled
+// it once its answer is sent, or the backlog's timer. Handing a request to
+// a worker costs a wake-up of a parked goroutine (often of an idle thread,
+// a futex call each way) per request, which on a small edge box is more
+// CPU than scoring a tree ensemble and shows in the primary's tail
+// latency; scored inline, a cheap shadow delays only the next request on
+// the same connection, by one batch's predictions. At most as many
+// goroutines as the pool has workers score inline at once, and one slower
+// score sends the version back to the pool until it is cheap again, so a
+// slow shadow never holds a connection for long. An external server's
+// shadow always goes to the pool: a call over the network is never cheap
+// enough.
 const (
 	shadowInlineBudget = 200 * time.Microsecond
 	shadowInlineStreak = 8
@@ -93,10 +95,10 @@ func (p *shadowPool) close() {
 
 // mirror scores a copy of a request the primary answered with label on
 // every shadow of the route but the primary itself (a request pinned to a
-// shadow): inline, after flushing the answer to w, for a shadow that has
-// been cheap (see shadowInlineBudget), else through the pool's queue. It
-// reports whether a queued job kept the body: a shadow declaring other
-// features than the primary decodes it itself.
+// shadow): inline, after flushing the answer to w (nil: it is sent), for a
+// shadow that has been cheap (see shadowInlineBudget), else through the
+// pool's queue. It reports whether a queued job kept the body: a shadow
+// declaring other features than the primary decodes it itself.
 func (r *Router) mirror(w http.ResponseWriter, rt *route, primary *arm, row []float64, body []byte, label int) (keptBody bool) {
 	flushed := false
 	for _, s := range rt.shadows {
@@ -111,7 +113,7 @@ func (r *Router) mirror(w http.ResponseWriter, rt *route, primary *arm, row []fl
 		}
 		if s.Server == nil && s.shadowStreak.Load() >= shadowInlineStreak {
 			if n := r.shadow.inline.Add(1); int(n) <= r.shadow.workers {
-				if !flushed {
+				if !flushed && w != nil {
 					flushed = true
 					flush(w)
 				}

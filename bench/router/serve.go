@@ -106,9 +106,15 @@ func runServer(mode, addr, dir, model, data string) error {
 	if err != nil {
 		return err
 	}
-	if a := os.Getenv("BENCH_PPROF"); a != "" && mode != "floor" {
-		// A profile of the server under load: BENCH_PPROF=127.0.0.1:6060,
-		// then go tool pprof http://127.0.0.1:6060/debug/pprof/profile.
+	// A profile of the server under load: BENCH_PPROF=127.0.0.1:6060 for
+	// the router or agent, BENCH_PPROF_FLOOR=127.0.0.1:6061 for the floor,
+	// then go tool pprof http://127.0.0.1:6060/debug/pprof/profile; compare
+	// the two with go tool pprof -diff_base floor.prof router.prof.
+	pprofEnv := "BENCH_PPROF"
+	if mode == "floor" {
+		pprofEnv = "BENCH_PPROF_FLOOR"
+	}
+	if a := os.Getenv(pprofEnv); a != "" {
 		go func() { _ = http.ListenAndServe(a, nil) }()
 	}
 	fmt.Printf("listening %s\n", ln.Addr())

@@ -1,0 +1,150 @@
+package edge
+
+import (
+	"net/http"
+	"sync"
+	"time"
+)
+
+// What a scored request leaves to do once its answer is written — the
+// monitoring observer's update and the scores of the route's shadows — is
+// queued in the router's backlog and done postBatch requests at a time: by
+// the request that fills the backlog, after flushing its own answer, or
+// postDelay after the first queued request by a timer when traffic is too
+// thin to fill it. Done one request at a time, the shadow's prediction and
+// the observer's update each found the caches cold (the request's network
+// path had run in between) and the observer's lock and counters on the
+// other core; a batch walks the shadow's trees and bins the rows back to
+// back. Measured under vegeta, two routers side by side on the same cores
+// (the backlog's and the one-at-a-time), it is about 3 µs of CPU less per
+// request. The requests pay for it with a delay of at most postDelay before
+// they show in the shadows' metrics and the observer's windows, and one
+// request in postBatch keeps its connection for the batch (about 16 small
+// scores) after its answer is sent.
+const (
+	postBatch = 16
+	postDelay = 20 * time.Millisecond
+)
+
+// postJob is one scored request's remaining work.
+type postJob struct {
+	rt    *route
+	arm   *arm      // the version that answered
+	row   []float64 // its feature row, read-only from here on
+	p     float64   // its prediction
+	label int       // the label it answered (-1: a regressor)
+	took  time.Duration
+	// body is the request body (in its pooled buffer buf), kept only when
+	// a shadow of the route declares other features than arm and decodes
+	// it itself.
+	buf  *[]byte
+	body []byte
+}
+
+// backlog is the router's queue of postJobs.
+type backlog struct {
+	delay time.Duration // postDelay; tests lengthen it
+	run   func([]postJob)
+
+	mu    sync.Mutex
+	jobs  []postJob
+	spare []postJob // a batch's slice, back from run, for the next batch
+	timer *time.Timer
+}
+
+func newBacklog(run func([]postJob)) *backlog {
+	b := &backlog{delay: postDelay, run: run}
+	b.timer = time.AfterFunc(time.Hour, b.runQueued)
+	b.timer.Stop()
+	return b
+}
+
+// add queues j. When that fills the backlog it returns the batch, for the
+// caller to run and then give back with done; else nil.
+func (b *backlog) add(j postJob) []postJob {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.jobs == nil {
+		b.jobs, b.spare = b.spare, nil
+		if b.jobs == nil {
+			b.jobs = make([]postJob, 0, postBatch)
+		}
+	}
+	b.jobs = append(b.jobs, j)
+	switch len(b.jobs) {
+	case postBatch:
+		batch := b.jobs
+		b.jobs = nil
+		return batch
+	case 1:
+		// The timer may fire for a batch a request has already taken:
+		// it then finds the backlog empty, or runs a younger one early.
+		b.timer.Reset(b.delay)
+	}
+	return nil
+}
+
+// done gives back the slice of a batch that has run.
+func (b *backlog) done(batch []postJob) {
+	clear(batch) // the rows and bodies go to the collector
+	b.mu.Lock()
+	b.spare = batch[:0]
+	b.mu.Unlock()
+}
+
+// runQueued runs whatever is queued now.
+func (b *backlog) runQueued() {
+	b.mu.Lock()
+	batch := b.jobs
+	b.jobs = nil
+	b.mu.Unlock()
+	if len(batch) > 0 {
+		b.run(batch)
+		b.done(batch)
+	}
+}
+
+// stop runs what is queued and stops the timer.
+func (b *backlog) stop() {
+	b.timer.Stop()
+	b.runQueued()
+}
+
+// queuePost queues a scored request's observer update and shadow scores,
+// and runs the batch if it filled the backlog (after flushing w: the
+// client has its answer first). It reports whether the backlog kept the
+// request body's buffer.
+func (r *Router) queuePost(w http.ResponseWriter, rt *route, a *arm, row []float64, p float64, label int, took time.Duration, buf *[]byte, body []byte) (keptBody bool) {
+	if len(rt.shadows) == 0 && r.observer.Load() == nil {
+		return false
+	}
+	j := postJob{rt: rt, arm: a, row: row, p: p, label: label, took: took}
+	if a.mirrorsBody {
+		j.buf, j.body, keptBody = buf, body, true
+	}
+	if batch := r.post.add(j); batch != nil {
+		flush(w)
+		r.runPost(batch)
+		r.post.done(batch)
+	}
+	return keptBody
+}
+
+// runPost does the queued work of a batch, request by request in the order
+// they were queued: the observer's update, then the shadows' scores.
+func (r *Router) runPost(batch []postJob) {
+	o := r.loadObserver()
+	for i := range batch {
+		j := &batch[i]
+		if o != nil {
+			o.Observe(j.arm.Model.Name, j.arm.Model.Version, j.row, j.p, j.took, nil)
+		}
+		kept := false
+		if len(j.rt.shadows) > 0 {
+			kept = r.mirror(nil, j.rt, j.arm, j.row, j.body, j.label) // the answer is sent
+		}
+		if j.buf != nil && !kept {
+			putBody(j.buf, j.body)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package edge
+
+import (
+	"io"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func (o *recorder) scoredRows() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.scored)
+}
+
+// A batch is run by the request that fills the backlog, before it returns:
+// the observer has every row of the batch, in order, and the shadow every
+// request, once that request is done.
+func TestBacklogRunsOnTheRequestThatFillsIt(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	defer r.Close()
+	r.post.delay = time.Hour // no timer: only a full backlog runs
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: version("2", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &recorder{}
+	r.SetObserver(o)
+	h := r.Handler()
+	shadow := r.lookup("m").version("2")
+	shadowScored := func() int { return int(testutil.ToFloat64(shadow.m.shadowOK)) }
+	for i := range postBatch - 1 {
+		if rec := do(h, "POST", "/score/m", `{"temp":`+strconv.Itoa(i)+`,"vibration":0,"rpm":0}`); rec.Code != 200 {
+			t.Fatalf("score: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if n, s := o.scoredRows(), shadowScored(); n != 0 || s != 0 {
+		t.Fatalf("before the backlog is full: observed %d, shadow scored %d, want 0 and 0", n, s)
+	}
+	if rec := do(h, "POST", "/score/m", `{"temp":15,"vibration":0,"rpm":0}`); rec.Code != 200 {
+		t.Fatalf("score: %d %s", rec.Code, rec.Body)
+	}
+	if n := o.scoredRows(); n != postBatch {
+		t.Fatalf("after the request that filled the backlog: observed %d, want %d", n, postBatch)
+	}
+	for i, row := range o.scored {
+		if row[0] != float64(i) {
+			t.Errorf("observed row %d = %v, want temp %d: the rows in the order of their requests", i, row, i)
+		}
+	}
+	// Not yet cheap, the shadow went to the pool's workers.
+	waitFor(t, "the shadow's scores", func() bool { return shadowScored() == postBatch })
+	if a := testutil.ToFloat64(shadow.m.agree); a != postBatch {
+		t.Errorf("agreements = %v, want %d", a, postBatch)
+	}
+}
+
+// Traffic too thin to fill the backlog is still observed and mirrored,
+// postDelay after the first request; Close does what is left.
+func TestBacklogTimerAndClose(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: version("2", []string{"rpm", "temp"}, &fakeScorer{weights: []float64{1, 1}}), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &recorder{}
+	r.SetObserver(o)
+	h := r.Handler()
+	shadow := r.lookup("m").version("2")
+	shadowScored := func() int { return int(testutil.ToFloat64(shadow.m.shadowOK)) }
+	if rec := do(h, "POST", "/score/m", goodRow); rec.Code != 200 {
+		t.Fatalf("score: %d %s", rec.Code, rec.Body)
+	}
+	waitFor(t, "the request observed and mirrored", func() bool { return o.scoredRows() == 1 && shadowScored() == 1 })
+
+	r.post.delay = time.Hour
+	for range 3 {
+		if rec := do(h, "POST", "/score/m", goodRow); rec.Code != 200 {
+			t.Fatalf("score: %d %s", rec.Code, rec.Body)
+		}
+	}
+	r.Close()
+	if n := o.scoredRows(); n != 4 {
+		t.Errorf("observed after Close: %d, want 4", n)
+	}
+	// The shadow declares other features: it decoded each body itself (the
+	// backlog kept them), inline or in the pool; Close discards what is
+	// still queued for a worker, so at most what was queued is missing.
+	if s, d := shadowScored(), testutil.ToFloat64(shadow.m.dropped); s+int(d) > 4 || s < 1 {
+		t.Errorf("shadow scored %d, dropped %v, of 4", s, d)
+	}
+}
+
+// The request that fills the backlog sends its answer before it runs the
+// batch: its client has the whole answer while a shadow of the batch is
+// still scoring inline on that request's goroutine.
+func TestBacklogFillerAnswersFirst(t *testing.T) {
+	r := NewRouter("site-1", fakeVector, testLogger(t))
+	r.shadow = newShadowPool(1, 2*postBatch) // one inline slot; no drops
+	r.post.delay = time.Hour                 // only a full backlog runs
+	release := make(chan struct{})
+	var once sync.Once
+	unstick := func() { once.Do(func() { close(release) }) }
+	defer r.Close()
+	defer unstick()
+	shadow := &turnsSlowScorer{Scorer: &fakeScorer{weights: []float64{1, 1, 1}}, release: release} // every call blocks
+	err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: version("2", testFeatures, shadow), Shadow: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := r.lookup("m").version("2")
+	a.shadowStreak.Store(shadowInlineStreak) // cheap so far: scored inline
+	srv := httptest.NewServer(r.Handler())
+	defer srv.Close()
+	defer unstick() // before Close, which waits for the handlers
+	c := srv.Client()
+	c.Timeout = 20 * time.Second // only stops a broken test from hanging
+	for range postBatch {
+		resp, err := c.Post(srv.URL+"/score/m", "application/json", strings.NewReader(goodRow))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.ContentLength != int64(len(b)) {
+			t.Fatalf("answer: %d %q (length %d), %v", resp.StatusCode, b, resp.ContentLength, err)
+		}
+	}
+	// The last answer came while its request's goroutine scores the
+	// batch's first shadow job inline, blocked.
+	waitFor(t, "the batch's inline score", func() bool { return r.shadow.inline.Load() == 1 && shadow.calls.Load() == 1 })
+	unstick()
+	waitFor(t, "every shadow score", func() bool { return testutil.ToFloat64(a.m.shadowOK) == postBatch })
+	if d := testutil.ToFloat64(a.m.dropped); d != 0 {
+		t.Errorf("dropped = %v", d)
+	}
+}
