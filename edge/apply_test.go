@@ -1,13 +1,13 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -237,15 +237,14 @@ func TestApplyOfTheServedSplitKeepsANewStatement(t *testing.T) {
 	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{first}, fetchAll(arts)); err != nil {
 		t.Fatal(err)
 	}
-	p := statementPath(a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(art)))
+	p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(art))
 	again := first
 	time.Sleep(time.Millisecond) // another SignedAt, so other bytes
 	again.Statement = s.version(t, "m", "1", art, 100).Statement
 	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{again}, fetchAll(arts)); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := json.Marshal(again.Statement)
-	if got, err := os.ReadFile(p); err != nil || string(got) != string(want) {
+	if got, err := readMeta(p); err != nil || !reflect.DeepEqual(got.Statement, again.Statement) {
 		t.Errorf("statement kept beside the artifact (%v) is not the new one", err)
 	}
 }
@@ -292,17 +291,13 @@ func TestInstallWritesTheFilesBesideTheArtifact(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	want := []string{filepath.Base(metaPath(p)), filepath.Base(p), filepath.Base(statementPath(p))}
+	want := []string{filepath.Base(metaPath(p)), filepath.Base(p)}
 	slices.Sort(want)
 	if !slices.Equal(names, want) {
 		t.Fatalf("version directory holds %v, want %v", names, want)
 	}
-	st, err := json.Marshal(v.Statement)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(statementPath(p)); err != nil || !bytes.Equal(got, st) {
-		t.Errorf("statement file: %v, want the statement the desired state carried", err)
+	if got, err := readMeta(p); err != nil || !reflect.DeepEqual(got.Statement, v.Statement) {
+		t.Errorf("metadata's statement: %v, want the statement the desired state carried", err)
 	}
 	req, err := a.store.installed(modelfleet.ModelRef{Name: "m", Version: "1"})
 	if err != nil || req.Digest != v.Digest || req.Format != v.Format || !slices.Equal(req.Features, v.Features) {

@@ -22,12 +22,32 @@ type artifactMeta struct {
 	Features []string `json:"features"`
 	// Server is the external model server of a FormatOIP artifact.
 	Server *modelfleet.ModelServer `json:"server,omitempty"`
+	// Statement is the release statement the artifact was installed
+	// with, verified before its download and again when the agent starts
+	// (verify.go); nil for an unsigned install. Sites before statements
+	// went into the metadata kept it in a file of its own
+	// (statementPath), which is still read.
+	Statement *modelfleet.Envelope `json:"statement,omitempty"`
+}
+
+// maxMetaFile bounds a metadata file read back from disk.
+const maxMetaFile = 1 << 20
+
+// readMeta reads the metadata kept beside the artifact at path.
+func readMeta(path string) (artifactMeta, error) {
+	var m artifactMeta
+	b, err := readBounded(metaPath(path), maxMetaFile)
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
 }
 
 func metaPath(artifact string) string { return strings.TrimSuffix(artifact, ".model") + ".json" }
 
-// writeMeta records the metadata of the artifact at path, unless the file
-// already says exactly that (a retried deploy does not fsync again).
+// writeMeta records the metadata of the artifact at path, its release
+// statement among it, unless the file already says exactly that (a
+// retried deploy does not fsync again).
 func writeMeta(path string, req *DeployRequest) error {
 	b, err := metaJSON(req)
 	if err != nil {
@@ -40,7 +60,7 @@ func writeMeta(path string, req *DeployRequest) error {
 }
 
 func metaJSON(req *DeployRequest) ([]byte, error) {
-	return json.Marshal(artifactMeta{Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server})
+	return json.Marshal(artifactMeta{Digest: req.Digest, Format: req.Format, Features: req.Features, Server: req.Server, Statement: req.Statement})
 }
 
 // installed returns the deploy request of the artifact of ref kept on disk.
@@ -59,12 +79,8 @@ func (s *Store) installed(ref modelfleet.ModelRef) (DeployRequest, error) {
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(metaPath(p))
+		m, err := readMeta(p)
 		if err != nil {
-			continue
-		}
-		var m artifactMeta
-		if json.Unmarshal(b, &m) != nil {
 			continue
 		}
 		req := DeployRequest{Model: ref, Digest: m.Digest, Format: m.Format, Features: m.Features, Server: m.Server}

@@ -56,37 +56,38 @@ type Store struct {
 
 	installs sync.Map // model name -> *sync.Mutex, serialises Install + prune per model
 
-	// statements holds, by statement file path, the digest
+	// statements holds, by artifact path, the digest
 	// (modelfleet.Envelope.Digest) of the release statement this process
-	// last wrote there or verified from there: whether a desired state's
-	// statement is the one kept beside its artifact is then known without
-	// reading the file and encoding the statement again. A file changed
-	// behind the agent's back is found at its next start (verifyOnDisk).
+	// last kept beside it (artifactMeta.Statement) or verified from there:
+	// whether a desired state's statement is the one kept is then known
+	// without reading the file and encoding the statement again. A file
+	// changed behind the agent's back is found at its next start
+	// (verifyOnDisk).
 	statements sync.Map
 }
 
-// keepsStatement reports whether the statement file beside the artifact at
-// path holds env, as this store last wrote or verified it, or, before it
-// has, as the file reads.
+// keepsStatement reports whether the statement kept beside the artifact at
+// path is env, as this store last kept or verified it, or, before it has,
+// as the files read.
 func (s *Store) keepsStatement(path string, env *modelfleet.Envelope) bool {
 	if env == nil {
 		return true
 	}
-	if d, ok := s.statements.Load(statementPath(path)); ok {
+	if d, ok := s.statements.Load(path); ok {
 		return d.([32]byte) == env.Digest()
 	}
-	b, err := json.Marshal(env)
-	return err == nil && holds(statementPath(path), b)
+	kept, err := readStatement(path)
+	return err == nil && kept.Digest() == env.Digest()
 }
 
-// keptStatement records that the statement file beside the artifact at
-// path holds env (nil: none is known).
+// keptStatement records that the statement kept beside the artifact at
+// path is env (nil: none is known).
 func (s *Store) keptStatement(path string, env *modelfleet.Envelope) {
 	if env == nil {
-		s.statements.Delete(statementPath(path))
+		s.statements.Delete(path)
 		return
 	}
-	s.statements.Store(statementPath(path), env.Digest())
+	s.statements.Store(path, env.Digest())
 }
 
 // State is the content of state.json.
@@ -314,12 +315,7 @@ func (s *Store) Install(ctx context.Context, req DeployRequest, fetch FetchFunc)
 		if err := writeMeta(dst, &req); err != nil {
 			return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 		}
-		if !s.keepsStatement(dst, req.Statement) {
-			if err := writeStatement(dst, req.Statement); err != nil {
-				return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
-			}
-			s.keptStatement(dst, req.Statement)
-		}
+		s.keptStatement(dst, req.Statement)
 	} else if err := s.download(ctx, req, fetch, dst); err != nil {
 		return "", fmt.Errorf("edge: install %s: %w", req.Model, err)
 	}
@@ -398,24 +394,15 @@ func (s *Store) download(ctx context.Context, req DeployRequest, fetch FetchFunc
 	return nil
 }
 
-// writeBeside writes the metadata and the release statement (if any) of
-// the artifact about to be renamed to dst, without syncing the directory:
-// download syncs it after the artifact's rename.
+// writeBeside writes the metadata of the artifact about to be renamed to
+// dst, its release statement (if any) among it, without syncing the
+// directory: download syncs it after the artifact's rename.
 func writeBeside(dst string, req *DeployRequest) error {
 	b, err := metaJSON(req)
 	if err != nil {
 		return err
 	}
-	if err := replaceFile(metaPath(dst), b); err != nil {
-		return err
-	}
-	if req.Statement == nil {
-		return nil
-	}
-	if b, err = json.Marshal(req.Statement); err != nil {
-		return err
-	}
-	return replaceFile(statementPath(dst), b)
+	return replaceFile(metaPath(dst), b)
 }
 
 // prune removes the oldest artifacts of a model so that at most s.keep remain,
@@ -463,7 +450,7 @@ func (s *Store) prune(name, installed string) {
 			continue
 		}
 		os.Remove(metaPath(a.path))
-		os.Remove(statementPath(a.path))
+		os.Remove(statementPath(a.path)) // an older agent's
 		s.keptStatement(a.path, nil)
 		s.log.Info("edge: pruned old model version", "model", name, "path", a.path)
 		os.Remove(filepath.Dir(a.path)) // only succeeds when the version dir is now empty

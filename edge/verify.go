@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,8 +17,9 @@ import (
 // A site that pinned release keys (SetTrust, Config.Trust) loads a version
 // only if a key it trusts signed a release statement for exactly that
 // artifact as that version of that model (modelfleet.Trust.VerifyRelease).
-// The statement is kept beside the artifact, <hex digest>.statement.json,
-// and verified again when the site starts: a file changed on disk is
+// The statement is kept beside the artifact, in its metadata (<hex
+// digest>.json; an older agent's <hex digest>.statement.json is still
+// read), and verified again when the site starts: a file changed on disk is
 // refused, and the versions that still verify serve.
 
 // DefaultMaxModelBytes bounds a model file the agent reads into memory to
@@ -27,7 +27,8 @@ import (
 // exhaust a small edge pod (Config.MaxModelBytes).
 const DefaultMaxModelBytes = 64 << 20
 
-// maxStatementFile bounds a statement file read back from disk.
+// maxStatementFile bounds a statement file (an older agent's) read back
+// from disk.
 const maxStatementFile = 64 << 10
 
 // ErrRefused is wrapped by Apply when a version has no valid release
@@ -191,7 +192,7 @@ func (a *Agent) verifyOnDisk(e StateEntry) error {
 	if err != nil {
 		return err
 	}
-	env, err := readStatement(statementPath(p))
+	env, err := readStatement(p)
 	if errors.Is(err, os.ErrNotExist) && a.isGrandfathered(e.Digest) {
 		return nil
 	}
@@ -206,42 +207,26 @@ func (a *Agent) verifyOnDisk(e StateEntry) error {
 	return nil
 }
 
-func readStatement(p string) (*modelfleet.Envelope, error) {
-	f, err := os.Open(p)
+// readStatement reads the release statement kept beside the artifact at
+// path: in its metadata, or in the file of its own an older agent wrote
+// (statementPath). Neither is an error wrapping os.ErrNotExist.
+func readStatement(path string) (*modelfleet.Envelope, error) {
+	m, err := readMeta(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	if m.Statement != nil {
+		return m.Statement, nil
+	}
+	b, err := readBounded(statementPath(path), maxStatementFile)
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxStatementFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxStatementFile {
-		return nil, fmt.Errorf("larger than %d bytes", maxStatementFile)
 	}
 	var env modelfleet.Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
 		return nil, err
 	}
 	return &env, nil
-}
-
-// writeStatement keeps env beside the artifact at path.
-func writeStatement(path string, env *modelfleet.Envelope) error {
-	if env == nil {
-		return nil
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		return err
-	}
-	return WriteFileAtomic(statementPath(path), b)
-}
-
-// holds reports whether the file at p holds exactly b.
-func holds(p string, b []byte) bool {
-	old, err := os.ReadFile(p)
-	return err == nil && bytes.Equal(old, b)
 }
 
 // sizedWriter stops a download at the signed size: a longer artifact is

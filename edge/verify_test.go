@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -131,21 +132,24 @@ func TestTamperedFilesOnDiskAreRefusedAtStart(t *testing.T) {
 	s := newSigner(t)
 	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(1, 2, 2, 2)
 	arts := map[string][]byte{"1": v1, "2": v2}
-	for name, tamper := range map[string]func(t *testing.T, model, statement string){
-		"model file": func(t *testing.T, model, _ string) {
+	for name, tamper := range map[string]func(t *testing.T, model string){
+		"model file": func(t *testing.T, model string) {
 			if err := os.WriteFile(model, fakeArtifact(9, 9, 9, 9), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		},
-		"statement file": func(t *testing.T, _, statement string) {
-			b, _ := os.ReadFile(statement)
+		"statement's signature": func(t *testing.T, model string) {
+			b, _ := os.ReadFile(metaPath(model))
 			b = []byte(strings.Replace(string(b), `"sig":"`, `"sig":"AAAA`, 1))
-			if err := os.WriteFile(statement, b, 0o644); err != nil {
+			if err := os.WriteFile(metaPath(model), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		},
-		"statement removed": func(t *testing.T, _, statement string) {
-			if err := os.Remove(statement); err != nil {
+		"statement removed": func(t *testing.T, model string) {
+			editMeta(t, model, func(m *artifactMeta) { m.Statement = nil })
+		},
+		"metadata unreadable": func(t *testing.T, model string) {
+			if err := os.WriteFile(metaPath(model), []byte("{"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		},
@@ -158,7 +162,7 @@ func TestTamperedFilesOnDiskAreRefusedAtStart(t *testing.T) {
 			}
 			a.Close()
 			p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "2"}, digestOf(v2))
-			tamper(t, p, statementPath(p))
+			tamper(t, p)
 			b := openTrusting(t, dir, s.trust)
 			if got := served(b, "m"); got != "1" {
 				t.Fatalf("serving %q after version 2 was tampered with, want 1 alone", got)
@@ -258,9 +262,9 @@ func TestTamperedOnlyVersionFallsBackToThePreviousGoodOne(t *testing.T) {
 	}
 	a.Close()
 	p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "2"}, digestOf(v2))
-	if err := os.WriteFile(statementPath(p), []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editMeta(t, p, func(m *artifactMeta) {
+		m.Statement = &modelfleet.Envelope{PayloadType: modelfleet.InTotoPayloadType, Payload: []byte("{}"), Signatures: []modelfleet.Signature{}}
+	})
 	b := openTrusting(t, dir, s.trust)
 	if got := served(b, "m"); got != "1" {
 		t.Fatalf("serving %q after the only version was tampered with, want the previous good version 1", got)
@@ -271,9 +275,7 @@ func TestTamperedOnlyVersionFallsBackToThePreviousGoodOne(t *testing.T) {
 	// Without the previous version's own statement, nothing serves.
 	b.Close()
 	p1 := a.store.Path(modelfleet.ModelRef{Name: "m", Version: "1"}, digestOf(v1))
-	if err := os.Remove(statementPath(p1)); err != nil {
-		t.Fatal(err)
-	}
+	editMeta(t, p1, func(m *artifactMeta) { m.Statement = nil })
 	c := openTrusting(t, dir, s.trust)
 	if got := served(c, "m"); got != "" {
 		t.Fatalf("serving %q with no version that verifies", got)
@@ -318,5 +320,60 @@ func TestVerifiedStatementsAreRememberedUnderTheirTrustOnly(t *testing.T) {
 	}
 	if got := served(a, "m"); got != "1" {
 		t.Fatalf("serving %q, want the last good version 1", got)
+	}
+}
+
+// editMeta rewrites the metadata kept beside the artifact at model.
+func editMeta(t *testing.T, model string, edit func(*artifactMeta)) {
+	t.Helper()
+	m, err := readMeta(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit(&m)
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(metaPath(model), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A site upgraded from an agent that kept each statement in a file of its
+// own (<digest>.statement.json) serves what verifies there, and refuses
+// what does not.
+func TestStatementFilesOfAnOlderAgentAreRead(t *testing.T) {
+	s := newSigner(t)
+	v1, v2 := fakeArtifact(0, 1, 1, 1), fakeArtifact(1, 2, 2, 2)
+	arts := map[string][]byte{"1": v1, "2": v2}
+	dir := t.TempDir()
+	a := openTrusting(t, dir, s.trust)
+	if err := a.Apply(context.Background(), "m", []modelfleet.DesiredVersion{s.version(t, "m", "1", v1, 90), s.version(t, "m", "2", v2, 10)}, fetchAll(arts)); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	// As the older agent left them: each statement in its own file.
+	for v, art := range arts {
+		p := a.store.Path(modelfleet.ModelRef{Name: "m", Version: v}, digestOf(art))
+		m, err := readMeta(p)
+		if err != nil || m.Statement == nil {
+			t.Fatalf("version %s: metadata %+v, %v", v, m, err)
+		}
+		b, _ := json.Marshal(m.Statement)
+		if v == "2" {
+			b = []byte(strings.Replace(string(b), `"sig":"`, `"sig":"AAAA`, 1))
+		}
+		if err := os.WriteFile(statementPath(p), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		editMeta(t, p, func(m *artifactMeta) { m.Statement = nil })
+	}
+	b := openTrusting(t, dir, s.trust)
+	if got := served(b, "m"); got != "1" {
+		t.Fatalf("serving %q: want version 1 alone (its statement file verifies, version 2's does not)", got)
+	}
+	if r := b.Refused()["m"]; !strings.Contains(r, "version 2") {
+		t.Fatalf("refusal reason %q does not name version 2", r)
 	}
 }

@@ -430,10 +430,17 @@ func (c *chaos) exercise(ctx context.Context) (report, error) {
 		for _, s := range c.allSites() {
 			// Every version stored at a site came with the worker's signed
 			// release statement, which the site verified against the keys
-			// it pinned at enrolment.
+			// it pinned at enrolment and keeps in the version's metadata.
 			models, _ := filepath.Glob(filepath.Join(s.dir, "models", "*", "*", "*.model"))
 			for _, m := range models {
-				if _, err := os.Stat(strings.TrimSuffix(m, ".model") + ".statement.json"); err != nil {
+				var meta struct {
+					Statement json.RawMessage `json:"statement"`
+				}
+				b, err := os.ReadFile(strings.TrimSuffix(m, ".model") + ".json")
+				if err == nil {
+					err = json.Unmarshal(b, &meta)
+				}
+				if err != nil || len(meta.Statement) == 0 || string(meta.Statement) == "null" {
 					r.unsigned++
 					fmt.Fprintf(c.out, "%s: %s stored without its signed statement\n", s.id, m)
 				}
