@@ -54,18 +54,21 @@ func (ds *Desired) ForEachVersion(f func(*DesiredVersion)) {
 	}
 }
 
-// ResolveStatements puts each statement Statements carries into the
-// versions that name it by StatementRef, and drops Statements. A version
-// naming a statement the answer does not carry is an error: its
-// statement was lost on the way, and without it a signed site refuses the
-// version anyway.
-func (ds *Desired) ResolveStatements() error {
+// ResolveStatements puts each statement Statements carries, or else held
+// holds (those the agent named as held when it asked), into the versions
+// that name it by StatementRef, and drops Statements. A version naming a
+// statement neither has is an error: its statement was lost on the way,
+// and without it a signed site refuses the version anyway.
+func (ds *Desired) ResolveStatements(held map[string]*Envelope) error {
 	var err error
 	ds.ForEachVersion(func(v *DesiredVersion) {
 		if v.StatementRef == "" {
 			return
 		}
 		env, ok := ds.Statements[v.StatementRef]
+		if !ok || env == nil {
+			env, ok = held[v.StatementRef]
+		}
 		if !ok || env == nil {
 			if err == nil {
 				err = Errorf(EINVALID, "desired state: version %s names release statement %s, which it does not carry", clip(v.Version, 80), clip(v.StatementRef, 80))

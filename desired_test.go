@@ -12,7 +12,7 @@ func TestResolveStatements(t *testing.T) {
 		Versions: []DesiredVersion{{Version: "2", StatementRef: ref}, {Version: "1"}},
 		Previous: []DesiredVersion{{Version: "1", StatementRef: ref}},
 	}}, Statements: map[string]*Envelope{ref: env}}
-	if err := ds.ResolveStatements(); err != nil {
+	if err := ds.ResolveStatements(nil); err != nil {
 		t.Fatal(err)
 	}
 	dm := ds.Models["m"]
@@ -20,7 +20,11 @@ func TestResolveStatements(t *testing.T) {
 		t.Errorf("resolved: %+v, statements %v", dm, ds.Statements)
 	}
 	ds = Desired{Models: map[string]DesiredModel{"m": {Versions: []DesiredVersion{{Version: "2", StatementRef: ref}}}}}
-	if err := ds.ResolveStatements(); ErrorCode(err) != EINVALID {
+	if err := ds.ResolveStatements(nil); ErrorCode(err) != EINVALID {
 		t.Errorf("a ref the answer does not carry: %v, want invalid", err)
+	}
+	// One the agent said it holds is taken from what it holds.
+	if err := ds.ResolveStatements(map[string]*Envelope{ref: env}); err != nil || ds.Models["m"].Versions[0].Statement != env {
+		t.Errorf("a ref the agent holds: %+v, %v", ds.Models["m"].Versions[0], err)
 	}
 }

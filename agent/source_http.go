@@ -30,20 +30,23 @@ type HTTPSource struct {
 	mu      sync.Mutex
 	keys    *modelfleet.Envelope // the release key set last received
 	keysTag string               // its tag
+	// held are the release statements the last answer's versions named,
+	// by ref: the next poll says so, and the gateway leaves them out.
+	held map[string]*modelfleet.Envelope
 }
 
 // NewHTTPSource returns the desired state of site at the gateway at
 // gatewayURL, long polled for up to wait: the interval at which an
 // unchanged site re-reports.
 func NewHTTPSource(gatewayURL, site string, wait time.Duration) *HTTPSource {
-	return &HTTPSource{client: &fleet.Client{BaseURL: gatewayURL}, site: site, wait: wait}
+	return &HTTPSource{client: &fleet.Client{BaseURL: gatewayURL}, site: site, wait: wait, held: map[string]*modelfleet.Envelope{}}
 }
 
 // Next long polls the site's desired state.
 func (s *HTTPSource) Next(ctx context.Context, after int64) (modelfleet.Desired, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ds, gatewayKeys, err := s.client.AgentDesired(ctx, s.site, after, s.wait, s.keysTag)
+	ds, gatewayKeys, err := s.client.AgentDesired(ctx, s.site, after, s.wait, s.keysTag, s.held)
 	if err != nil {
 		return ds, err
 	}

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/modelfleet/modelfleet"
@@ -53,11 +56,18 @@ func (c *Client) Desired(ctx context.Context, site string, after int64, wait tim
 // release key set the agent holds ("" for none), and the answer leaves out
 // what no agent reads (see agentKeysParam), the key set among it when the
 // gateway's is the one the agent holds, and carries each release statement
-// once (statementRefsParam), put back into its versions here. gatewayKeys
-// is the tag of the gateway's key set ("" from a gateway without one, or
-// one older than the parameter, which answers with the whole document).
-func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wait time.Duration, keysTag string) (ds modelfleet.Desired, gatewayKeys string, err error) {
-	path := fmt.Sprintf("/api/sites/%s/desired?after=%d&wait=%s&%s=%s&%s=1", url.PathEscape(site), after, wait, agentKeysParam, url.QueryEscape(keysTag), statementRefsParam)
+// once (statementRefsParam) unless held holds it already (by
+// modelfleet.Envelope.StatementRef: the statements of the answer before),
+// put back into its versions here; held (nil: none kept) is then what
+// this answer's versions name, for the next poll. gatewayKeys is the tag of the
+// gateway's key set ("" from a gateway without one, or one older than the
+// parameter, which answers with the whole document).
+func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wait time.Duration, keysTag string, held map[string]*modelfleet.Envelope) (ds modelfleet.Desired, gatewayKeys string, err error) {
+	refs := "1"
+	if len(held) > 0 && len(held) <= maxHeldStatements {
+		refs = strings.Join(slices.Sorted(maps.Keys(held)), ",")
+	}
+	path := fmt.Sprintf("/api/sites/%s/desired?after=%d&wait=%s&%s=%s&%s=%s", url.PathEscape(site), after, wait, agentKeysParam, url.QueryEscape(keysTag), statementRefsParam, url.QueryEscape(refs))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+path, nil)
 	if err != nil {
 		return ds, "", fmt.Errorf("fleet: GET %s: %w", path, err)
@@ -81,8 +91,28 @@ func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wai
 	if err := json.Unmarshal(buf, &ds); err != nil {
 		return ds, "", fmt.Errorf("fleet: GET %s: decode response: %w", req.URL.Path, err)
 	}
-	if err := ds.ResolveStatements(); err != nil {
+	named := map[string]bool{}
+	ds.ForEachVersion(func(v *modelfleet.DesiredVersion) {
+		if v.StatementRef != "" {
+			named[v.StatementRef] = true
+		}
+	})
+	sent := ds.Statements
+	if err := ds.ResolveStatements(held); err != nil {
 		return ds, "", fmt.Errorf("fleet: GET %s: %w", req.URL.Path, err)
+	}
+	if held != nil {
+		// What the next poll names as held: this answer's statements.
+		for ref := range held {
+			if !named[ref] {
+				delete(held, ref)
+			}
+		}
+		for ref, env := range sent {
+			if named[ref] && env != nil {
+				held[ref] = env
+			}
+		}
 	}
 	return ds, resp.Header.Get(releaseKeysHeader), nil
 }

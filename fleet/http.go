@@ -102,8 +102,12 @@ func (d *Directory) routeDesired(mux *http.ServeMux) {
 				WriteError(w, err)
 				return
 			}
+			var held []string
 			_, refs := q[statementRefsParam]
-			d.writeAgentDesired(ctx, w, doc, q.Get(agentKeysParam), refs)
+			if refs {
+				held = heldStatements(q.Get(statementRefsParam))
+			}
+			d.writeAgentDesired(ctx, w, doc, q.Get(agentKeysParam), refs, held)
 			return
 		}
 		ds, err := d.Desired(ctx, site, after)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -93,10 +94,11 @@ func (d *Directory) writeDesiredWith(w http.ResponseWriter, ds modelfleet.Desire
 // writeAgentDesired answers an agent's poll with doc, a desired state as
 // the store keeps it, without its release key set: adding the set unless
 // agentKeys is its tag, and the statements doc names by ref, once beside
-// the versions for an agent that resolves them (refs), else in their
-// versions. A doc that is not one JSON object, or whose statements go in
-// their versions, is answered decoded and encoded again.
-func (d *Directory) writeAgentDesired(ctx context.Context, w http.ResponseWriter, doc []byte, agentKeys string, refs bool) {
+// the versions for an agent that resolves them (refs) but for those it
+// holds (held), else in their versions. A doc that is not one JSON
+// object, or whose statements go in their versions, is answered decoded
+// and encoded again.
+func (d *Directory) writeAgentDesired(ctx context.Context, w http.ResponseWriter, doc []byte, agentKeys string, refs bool, held []string) {
 	keys := d.releaseKeys.Load()
 	doc = bytes.TrimRight(doc, " \t\r\n")
 	named, plain := docStatementRefs(doc)
@@ -115,6 +117,7 @@ func (d *Directory) writeAgentDesired(ctx context.Context, w http.ResponseWriter
 	}
 	// The members to add, before the object's end.
 	var members [][]byte
+	named = slices.DeleteFunc(named, func(ref string) bool { return slices.Contains(held, ref) })
 	if len(named) > 0 {
 		docs, err := d.statementDocs(ctx, named)
 		if err != nil {

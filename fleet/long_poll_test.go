@@ -116,7 +116,7 @@ func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 		t.Fatalf("a poll without %s: keys %v, previous %v; want the whole document", agentKeysParam, whole.ReleaseKeys, whole.Models["m"].Previous)
 	}
 
-	first, tag, err := c.AgentDesired(ctx, "s1", -1, 0, "")
+	first, tag, err := c.AgentDesired(ctx, "s1", -1, 0, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 		t.Fatalf("agent's answer:\n%+v\nwant the document\n%+v", first, whole)
 	}
 
-	again, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag())
+	again, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 		t.Fatalf("an agent holding the gateway's set got\n%+v\nwant the document less the set\n%+v", again, whole)
 	}
 
-	stale, _, err := c.AgentDesired(ctx, "s1", -1, 0, "0123")
+	stale, _, err := c.AgentDesired(ctx, "s1", -1, 0, "0123", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,17 +154,17 @@ func TestAgentPollLeavesOutTheKeySetItHolds(t *testing.T) {
 	if _, err := d.Put(modelfleet.Site{ID: "s2", TaskQueue: modelfleet.SiteTaskQueue("s2")}); err != nil {
 		t.Fatal(err)
 	}
-	empty, _, err := c.AgentDesired(ctx, "s2", -1, 0, set.Tag())
+	empty, _, err := c.AgentDesired(ctx, "s2", -1, 0, set.Tag(), nil)
 	if err != nil || empty.Site != "s2" || empty.Revision != 0 || empty.Models == nil || len(empty.Models) != 0 {
 		t.Fatalf("a site before its first step: %+v, %v", empty, err)
 	}
-	if _, _, err := c.AgentDesired(ctx, "nosuch", -1, 0, ""); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+	if _, _, err := c.AgentDesired(ctx, "nosuch", -1, 0, "", nil); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
 		t.Fatalf("an unknown site: %v, want not found", err)
 	}
 
 	// A gateway without release keys sends no tag, nor a set.
 	d.SetReleaseKeys(nil)
-	none, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag())
+	none, tag, err := c.AgentDesired(ctx, "s1", -1, 0, set.Tag(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/modelfleet/modelfleet"
@@ -26,10 +27,32 @@ import (
 
 // statementRefsParam, in an agent's poll, says the agent resolves
 // statement refs (modelfleet.Desired.ResolveStatements): its answer then
-// is the stored document with the statements it names spliced in once.
-// An older agent's poll is answered with the statements in their
-// versions.
+// is the stored document with the statements it names spliced in once,
+// but for those the parameter lists, comma-separated, as held by the
+// agent (the statements of its answer before: a site is sent each
+// statement once, not again with every step, finish or rollback; any
+// other value, "1", lists none). An older agent's poll is answered with
+// the statements in their versions.
 const statementRefsParam = "statementRefs"
+
+// maxHeldStatements bounds the statements an agent's poll names as held;
+// a poll naming more names none.
+const maxHeldStatements = 16
+
+// heldStatements reads statementRefsParam's value: the digests listed, or
+// none.
+func heldStatements(v string) []string {
+	if strings.Count(v, ",") >= maxHeldStatements {
+		return nil
+	}
+	refs := strings.Split(v, ",")
+	for _, r := range refs {
+		if !modelfleet.ValidDigest(r) {
+			return nil
+		}
+	}
+	return refs
+}
 
 // maxCachedStatements bounds the statements a directory holds in memory;
 // when full it starts again (they are in the store).

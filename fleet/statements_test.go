@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/modelfleet/modelfleet"
@@ -69,8 +70,29 @@ func TestStatementsAreKeptOnce(t *testing.T) {
 	if err := json.Unmarshal(body, &ds); err != nil {
 		t.Fatal(err)
 	}
-	if err := ds.ResolveStatements(); err != nil || !reflect.DeepEqual(ds.Models["m"].Versions[0].Statement, v.Statement) {
+	if err := ds.ResolveStatements(nil); err != nil || !reflect.DeepEqual(ds.Models["m"].Versions[0].Statement, v.Statement) {
 		t.Errorf("resolved: %+v, %v", ds.Models["m"].Versions[0], err)
+	}
+	// An agent that holds it (it named it as held): not sent again.
+	body = get("&agentKeys=&" + statementRefsParam + "=" + ref)
+	if bytes.Contains(body, payload) || bytes.Contains(body, []byte(`"statements"`)) || !bytes.Contains(body, []byte(ref)) {
+		t.Errorf("an answer to an agent holding the statement carries it: %s", body)
+	}
+	// Through the client: the first answer carries it and the client
+	// keeps it; the next one names it only, and resolves the same.
+	c := &Client{BaseURL: srv.URL}
+	held := map[string]*modelfleet.Envelope{}
+	for i := range 2 {
+		got, _, err := c.AgentDesired(ctx, "s1", -1, 0, "", held)
+		if err != nil || !reflect.DeepEqual(got.Models["m"].Versions[0].Statement, v.Statement) || len(held) != 1 || held[ref] == nil {
+			t.Errorf("poll %d: %+v, %v; held %v", i, got.Models["m"].Versions, err, held)
+		}
+	}
+	// Bad lists name nothing held: the statement is sent.
+	for _, list := range []string{"1", "x," + ref, strings.Repeat(ref+",", maxHeldStatements) + ref} {
+		if body := get("&agentKeys=&" + statementRefsParam + "=" + list); bytes.Count(body, payload) != 1 {
+			t.Errorf("held list %.80q: the statement is not sent: %s", list, body)
+		}
 	}
 	// Everyone else: the statement in its version, no ref.
 	for _, q := range []string{"", "&agentKeys="} {

@@ -263,7 +263,7 @@ func testAgentPoll(t *testing.T, d *fleet.Directory) {
 	srv := httptest.NewServer(d.Handler())
 	defer srv.Close()
 	c := &fleet.Client{BaseURL: srv.URL}
-	if _, _, err := c.AgentDesired(ctx, "ghost", -1, 0, ""); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
+	if _, _, err := c.AgentDesired(ctx, "ghost", -1, 0, "", nil); modelfleet.ErrorCode(err) != modelfleet.ENOTFOUND {
 		t.Errorf("an unknown site's poll: %v, want not found", err)
 	}
 	put(t, d, "s1")
@@ -284,7 +284,7 @@ func testAgentPoll(t *testing.T, d *fleet.Directory) {
 	check := func(when string) {
 		t.Helper()
 		want := desired(t, d, "s1")
-		got, _, err := c.AgentDesired(ctx, "s1", -1, 0, "")
+		got, _, err := c.AgentDesired(ctx, "s1", -1, 0, "", nil)
 		if err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: the agent's poll says %+v, %v; Desired says %+v", when, got, err, want)
 		}
@@ -326,7 +326,7 @@ func testAgentPoll(t *testing.T, d *fleet.Directory) {
 		t.Fatal(err)
 	}
 	check("after an unsigned canary step")
-	if got, _, err := c.AgentDesired(ctx, "s1", 1, time.Second, ""); err != nil || got.Revision != desired(t, d, "s1").Revision {
+	if got, _, err := c.AgentDesired(ctx, "s1", 1, time.Second, "", nil); err != nil || got.Revision != desired(t, d, "s1").Revision {
 		t.Errorf("a poll after revision 1 answers revision %d, %v; want the latest", got.Revision, err)
 	}
 }
