@@ -22,21 +22,10 @@ func (o *recorder) scoredRows() int {
 // the observer has every row of the batch, in order, and the shadow every
 // request, once that request is done.
 func TestBacklogRunsOnTheRequestThatFillsIt(t *testing.T) {
-	r := NewRouter("site-1", fakeVector, testLogger(t))
+	r, o, shadow, shadowScored := shadowedRouter(t, version("2", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}))
 	defer r.Close()
 	r.post.delay = time.Hour // no timer: only a full backlog runs
-	err := r.Set("m", []WeightedModel{
-		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
-		{LoadedModel: version("2", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Shadow: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &recorder{}
-	r.SetObserver(o)
 	h := r.Handler()
-	shadow := r.lookup("m").version("2")
-	shadowScored := func() int { return int(testutil.ToFloat64(shadow.m.shadowOK)) }
 	for i := range postBatch - 1 {
 		if rec := do(h, "POST", "/score/m", `{"temp":`+strconv.Itoa(i)+`,"vibration":0,"rpm":0}`); rec.Code != 200 {
 			t.Fatalf("score: %d %s", rec.Code, rec.Body)
@@ -66,19 +55,8 @@ func TestBacklogRunsOnTheRequestThatFillsIt(t *testing.T) {
 // Traffic too thin to fill the backlog is still observed and mirrored,
 // postDelay after the first request; Close does what is left.
 func TestBacklogTimerAndClose(t *testing.T) {
-	r := NewRouter("site-1", fakeVector, testLogger(t))
-	err := r.Set("m", []WeightedModel{
-		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
-		{LoadedModel: version("2", []string{"rpm", "temp"}, &fakeScorer{weights: []float64{1, 1}}), Shadow: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &recorder{}
-	r.SetObserver(o)
+	r, o, shadow, shadowScored := shadowedRouter(t, version("2", []string{"rpm", "temp"}, &fakeScorer{weights: []float64{1, 1}}))
 	h := r.Handler()
-	shadow := r.lookup("m").version("2")
-	shadowScored := func() int { return int(testutil.ToFloat64(shadow.m.shadowOK)) }
 	if rec := do(h, "POST", "/score/m", goodRow); rec.Code != 200 {
 		t.Fatalf("score: %d %s", rec.Code, rec.Body)
 	}
@@ -148,4 +126,21 @@ func TestBacklogFillerAnswersFirst(t *testing.T) {
 	if d := testutil.ToFloat64(a.m.dropped); d != 0 {
 		t.Errorf("dropped = %v", d)
 	}
+}
+
+// shadowedRouter serves model m: version 1 at 100, shadow as its shadow,
+// with an observer; shadowScored counts the shadow's scores.
+func shadowedRouter(t *testing.T, shadow LoadedModel) (r *Router, o *recorder, a *arm, shadowScored func() int) {
+	t.Helper()
+	r = NewRouter("site-1", fakeVector, testLogger(t))
+	if err := r.Set("m", []WeightedModel{
+		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
+		{LoadedModel: shadow, Shadow: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	o = &recorder{}
+	r.SetObserver(o)
+	a = r.lookup("m").version(shadow.Model.Version)
+	return r, o, a, func() int { return int(testutil.ToFloat64(a.m.shadowOK)) }
 }
