@@ -69,10 +69,10 @@ type rollout struct {
 // noGC runs a collection and turns the collector off until the returned
 // func, which turns it back on and collects what was allocated meanwhile.
 // A rollout runs so, without a collection of its own: the three stacks
-// share this process's heap (1,000 sites' models each), a rollout allocates
-// 657–912 MiB of it (measured), and whether it pays for one collection or two (each
-// a tenth of its CPU time) depends on which side of the heap goal it ends,
-// not on what it does: measured before, a signed
+// share this process's heap (1,000 sites' models each), a rollout
+// allocates 657–912 MiB of it (measured), and whether it pays for one
+// collection or two (each a tenth of its CPU time) depends on which side
+// of the heap goal it ends, not on what it does: measured before, a signed
 // stack allocating 3.5 % more than the plain one ran two collections per
 // rollout where the plain one ran one or two. A fleet's sites each collect
 // their own small heap, in proportion to what they allocate; the ratios
