@@ -56,11 +56,14 @@ func (ds *Desired) ForEachVersion(f func(*DesiredVersion)) {
 
 // ResolveStatements puts each statement Statements carries, or else held
 // holds (those the agent named as held when it asked), into the versions
-// that name it by StatementRef, and drops Statements. A version naming a
-// statement neither has is an error: its statement was lost on the way,
-// and without it a signed site refuses the version anyway.
-func (ds *Desired) ResolveStatements(held map[string]*Envelope) error {
+// that name it by StatementRef, drops Statements, and returns the
+// statements it put, by ref: what the agent holds for its next poll. A
+// version naming a statement neither has is an error: its statement was
+// lost on the way, and without it a signed site refuses the version
+// anyway.
+func (ds *Desired) ResolveStatements(held map[string]*Envelope) (map[string]*Envelope, error) {
 	var err error
+	resolved := map[string]*Envelope{}
 	ds.ForEachVersion(func(v *DesiredVersion) {
 		if v.StatementRef == "" {
 			return
@@ -75,10 +78,11 @@ func (ds *Desired) ResolveStatements(held map[string]*Envelope) error {
 			}
 			return
 		}
+		resolved[v.StatementRef] = env
 		v.Statement, v.StatementRef = env, ""
 	})
 	ds.Statements = nil
-	return err
+	return resolved, err
 }
 
 // DesiredModel is one model's desired versions at a site, and which release

@@ -59,9 +59,9 @@ func (c *Client) Desired(ctx context.Context, site string, after int64, wait tim
 // once (statementRefsParam) unless held holds it already (by
 // modelfleet.Envelope.StatementRef: the statements of the answer before),
 // put back into its versions here; held (nil: none kept) is then what
-// this answer's versions name, for the next poll. gatewayKeys is the tag of the
-// gateway's key set ("" from a gateway without one, or one older than the
-// parameter, which answers with the whole document).
+// this answer's versions name, for the next poll. gatewayKeys is the tag
+// of the gateway's key set ("" from a gateway without one, or one older
+// than the parameter, which answers with the whole document).
 func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wait time.Duration, keysTag string, held map[string]*modelfleet.Envelope) (ds modelfleet.Desired, gatewayKeys string, err error) {
 	refs := "1"
 	if len(held) > 0 && len(held) <= maxHeldStatements {
@@ -91,28 +91,14 @@ func (c *Client) AgentDesired(ctx context.Context, site string, after int64, wai
 	if err := json.Unmarshal(buf, &ds); err != nil {
 		return ds, "", fmt.Errorf("fleet: GET %s: decode response: %w", req.URL.Path, err)
 	}
-	named := map[string]bool{}
-	ds.ForEachVersion(func(v *modelfleet.DesiredVersion) {
-		if v.StatementRef != "" {
-			named[v.StatementRef] = true
-		}
-	})
-	sent := ds.Statements
-	if err := ds.ResolveStatements(held); err != nil {
+	resolved, err := ds.ResolveStatements(held)
+	if err != nil {
 		return ds, "", fmt.Errorf("fleet: GET %s: %w", req.URL.Path, err)
 	}
 	if held != nil {
 		// What the next poll names as held: this answer's statements.
-		for ref := range held {
-			if !named[ref] {
-				delete(held, ref)
-			}
-		}
-		for ref, env := range sent {
-			if named[ref] && env != nil {
-				held[ref] = env
-			}
-		}
+		clear(held)
+		maps.Copy(held, resolved)
 	}
 	return ds, resp.Header.Get(releaseKeysHeader), nil
 }

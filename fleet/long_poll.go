@@ -62,9 +62,10 @@ type releaseKeySet struct {
 //
 //   - without the release key set when the agent's tag is the gateway's:
 //     the agent has it (and still verifies what it takes);
-//   - the desired state as the store keeps it (bbolt), not decoded and
-//     encoded again: compact JSON, and on a signed fleet most of it the
-//     versions' signed statements;
+//   - the desired state as the store keeps it (bbolt's bytes, PostgreSQL's
+//     jsonb text), not decoded and encoded again, with the release
+//     statements its versions name beside them, once, but for those the
+//     agent holds (statements.go);
 //
 // and the header releaseKeysHeader carries the gateway's tag whenever it
 // has a key set, so the agent knows a set left out is the one it holds. An

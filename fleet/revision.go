@@ -83,8 +83,7 @@ type progressActual struct {
 
 // workloadsKey is how a desired-state document the directory wrote
 // (json.Marshal of modelfleet.Desired) names its workloads: one without it
-// has none, and decodeProgress does not scan it for them — on a signed
-// fleet, most of a document is its versions' signed statements.
+// has none, and decodeProgress does not decode it for them.
 var workloadsKey = []byte(`"workloads"`)
 
 // decodeProgress reads a site's progress from its desired-state document

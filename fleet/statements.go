@@ -111,8 +111,8 @@ func (d *Directory) keepStatement(ctx context.Context, env *modelfleet.Envelope)
 	if env == nil {
 		return nil
 	}
-	ref := env.StatementRef()
-	if _, _, ok := d.statements.get(ref); ok {
+	ref := d.statements.refOf(env) // remembered: the step's update asks again for each site
+	if d.keeps(ref) {
 		return nil
 	}
 	doc, err := json.Marshal(env)
@@ -179,7 +179,7 @@ func (d *Directory) statementDocs(ctx context.Context, refs []string) (map[strin
 func (d *Directory) inlineStatements(ctx context.Context, ds *modelfleet.Desired) error {
 	var refs []string
 	ds.ForEachVersion(func(v *modelfleet.DesiredVersion) {
-		if v.StatementRef != "" {
+		if v.StatementRef != "" && !slices.Contains(refs, v.StatementRef) {
 			refs = append(refs, v.StatementRef)
 		}
 	})

@@ -70,7 +70,7 @@ func TestStatementsAreKeptOnce(t *testing.T) {
 	if err := json.Unmarshal(body, &ds); err != nil {
 		t.Fatal(err)
 	}
-	if err := ds.ResolveStatements(nil); err != nil || !reflect.DeepEqual(ds.Models["m"].Versions[0].Statement, v.Statement) {
+	if _, err := ds.ResolveStatements(nil); err != nil || !reflect.DeepEqual(ds.Models["m"].Versions[0].Statement, v.Statement) {
 		t.Errorf("resolved: %+v, %v", ds.Models["m"].Versions[0], err)
 	}
 	// An agent that holds it (it named it as held): not sent again.

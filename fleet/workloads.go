@@ -96,8 +96,8 @@ func (d *Directory) Pairings(model string, sites []string) ([]modelfleet.SitePai
 		for i, site := range sites {
 			ds, a := states[i].Desired, states[i].Actual
 			p := modelfleet.SitePairing{Site: site, Versions: ds.Models[model].Versions}
-			for i := range p.Versions {
-				p.Versions[i].Statement, p.Versions[i].StatementRef = nil, "" // decoded for this call alone: not shared
+			for j := range p.Versions {
+				p.Versions[j].Statement, p.Versions[j].StatementRef = nil, "" // decoded for this call alone: not shared
 			}
 			for name, dw := range ds.Workloads {
 				if dw.Model != model {
