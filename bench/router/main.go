@@ -10,12 +10,14 @@
 //   - nginx as a reverse proxy in front of the floor, if nginx is on PATH,
 //     to put the router's overhead beside a proxy hop's.
 //
-// The three take turns over a few rounds and each keeps its best. Then it
+// The three take turns over a few rounds, who goes first swapping every
+// round, and each keeps its best; floor_p99_spread, the floor's worst
+// round's p99 over its best's, says how steady the machine was. Then it
 // finds the router's maximum throughput (vegeta at -rate=0 with a
 // bounded number of workers) and the resident memory of an agent process
 // with one model loaded. It prints human lines, then one line for machines:
 //
-//	bench=router rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= max_rps= rss_mib=
+//	bench=router rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= max_rps= rss_mib= floor_p99_spread=
 //
 // The load generator shares the machine with the servers, so the figures
 // are for comparing the three, not absolute capacity.
@@ -33,6 +35,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,7 +101,12 @@ type results struct {
 	floor, router, nginx *report
 	maxRPS               float64
 	rssMiB               float64
+	floorSpread          float64 // the floor's worst round's p99 over its best's
 }
+
+// noisySpread is the floor_p99_spread above which the bench says the
+// machine was not steady enough for its p99 ratio.
+const noisySpread = 2.0
 
 func run(c config) error {
 	var err error
@@ -144,26 +152,54 @@ func run(c config) error {
 
 	// The servers take turns, round after round, and each keeps its best
 	// round: on a shared machine a burst of someone else's work then skews
-	// one round of one server, not the comparison.
+	// one round of one server, not the comparison. Who goes first swaps
+	// every round, so that a machine getting busier or quieter over the run
+	// does not favour either. The floor's p99 from its worst round to its
+	// best (floor_p99_spread) says how steady the machine was: the floor
+	// does the same work every round, so a spread far above 1 is the
+	// machine, and the ratio of two best rounds then measures less.
 	res := results{maxRPS: math.NaN(), rssMiB: math.NaN()}
+	var floorP99s []float64
 	for round := 1; round <= c.rounds; round++ {
-		f, err := c.measure(fmt.Sprintf("floor-%d", round), floor.url, nil, floor)
-		if err != nil {
-			return err
+		runs := []func() error{
+			func() error {
+				f, err := c.measure(fmt.Sprintf("floor-%d", round), floor.url, nil, floor)
+				if err == nil {
+					res.floor = best(res.floor, f)
+					floorP99s = append(floorP99s, f.p99)
+				}
+				return err
+			},
+			func() error {
+				if nginxURL == "" {
+					return nil
+				}
+				n, err := c.measure(fmt.Sprintf("nginx-%d", round), nginxURL, nil, nil)
+				if err == nil {
+					res.nginx = best(res.nginx, n)
+				}
+				return err
+			},
+			func() error {
+				r, err := c.measure(fmt.Sprintf("router-%d", round), router.url, routerHeaders, router)
+				if err == nil {
+					res.router = best(res.router, r)
+				}
+				return err
+			},
 		}
-		res.floor = best(res.floor, f)
-		if nginxURL != "" {
-			n, err := c.measure(fmt.Sprintf("nginx-%d", round), nginxURL, nil, nil)
-			if err != nil {
+		if round%2 == 0 {
+			slices.Reverse(runs)
+		}
+		for _, run := range runs {
+			if err := run(); err != nil {
 				return err
 			}
-			res.nginx = best(res.nginx, n)
 		}
-		r, err := c.measure(fmt.Sprintf("router-%d", round), router.url, routerHeaders, router)
-		if err != nil {
-			return err
-		}
-		res.router = best(res.router, r)
+	}
+	res.floorSpread = slices.Max(floorP99s) / slices.Min(floorP99s)
+	if res.floorSpread > noisySpread {
+		fmt.Printf("NOTE: the floor's p99 moved %.1f× between its rounds (same work each round): the machine was not steady, and the p99 ratio of the best rounds says little; run again when it is quiet, or with more rounds (BENCH_ROUNDS)\n", res.floorSpread)
 	}
 	stopNginx()
 	floor.stop()
@@ -214,8 +250,8 @@ func loadAverage() string {
 
 func (r *results) line(rate int) string {
 	ratio := r.router.p99 / r.floor.p99
-	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s max_rps=%s rss_mib=%s",
-		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1))
+	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s max_rps=%s rss_mib=%s floor_p99_spread=%s",
+		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1), num(r.floorSpread, 2))
 }
 
 func ms(d float64) string { return num(d, 3) }

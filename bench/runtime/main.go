@@ -18,13 +18,18 @@
 //     the bare-handler floor, exactly as bench-router measures them: it
 //     builds bench/router and runs it with -latency-only, the router serving
 //     the format's file and the floor the LightGBM file, both at once in
-//     their own processes, taking turns over BENCH_ROUNDS rounds under
-//     vegeta (BENCH_DURATION, BENCH_WARMUP, BENCH_WORKERS apply as there).
+//     their own processes, taking turns over -rounds (BENCH_ROUNDS, 4)
+//     rounds under vegeta (BENCH_DURATION, BENCH_WARMUP, BENCH_WORKERS
+//     apply as there), each keeping its best. <format>_floor_spread is the
+//     floor's worst round's p99 over its best's: the floor does the same
+//     work every round, so a spread far above 1 says the machine was not
+//     steady and the ratio measures it more than the router.
 //
 // It prints human lines, then one line for machines:
 //
 //	bench=runtime trees= depth= rate= baseline_ns= <format>_ns= <format>_ratio= <format>_batch32_ns=
-//	  <format>_allocs= <format>_p50_ms= <format>_p99_ms= <format>_floor_p99_ms= <format>_p99_ratio= ... worst_p99_ratio=
+//	  <format>_allocs= <format>_p50_ms= <format>_p99_ms= <format>_floor_p99_ms= <format>_p99_ratio=
+//	  <format>_floor_spread= ... worst_p99_ratio=
 //
 // where <format>_ratio is the format's single-row time over the baseline's
 // and <format>_p99_ratio the router's p99 serving the format over the
@@ -57,6 +62,7 @@ type config struct {
 	seed                       uint64
 	vegeta, goCmd              string
 	skipRouter                 bool
+	rounds                     int // bench/router's -rounds
 }
 
 func main() {
@@ -70,6 +76,7 @@ func main() {
 	flag.StringVar(&c.vegeta, "vegeta", envString("VEGETA", "bin/tools/vegeta"), "vegeta binary, passed to bench/router (VEGETA)")
 	flag.StringVar(&c.goCmd, "go", envString("GO", "go"), "the go command that builds bench/router (GO)")
 	flag.BoolVar(&c.skipRouter, "skip-router", false, "only the in-process measurements, not the router's")
+	flag.IntVar(&c.rounds, "rounds", envInt("BENCH_ROUNDS", 4), "rounds of the floor's and the router's runs per format, taking turns; each keeps its best (BENCH_ROUNDS)")
 	flag.Parse()
 	if err := run(c); err != nil {
 		log.Fatalf("bench-runtime: %v", err)
@@ -80,6 +87,7 @@ func main() {
 type figures struct {
 	ns, batchNs, allocs        float64
 	p50, p99, floorP99, p99Rat float64
+	floorSpread                float64 // bench/router's floor_p99_spread
 }
 
 func run(c config) error {
@@ -129,7 +137,7 @@ func run(c config) error {
 	res := map[string]*figures{}
 	for _, name := range names {
 		res[name] = &figures{ns: math.Inf(1), batchNs: math.Inf(1), allocs: math.Inf(1),
-			p50: math.NaN(), p99: math.NaN(), floorP99: math.NaN(), p99Rat: math.NaN()}
+			p50: math.NaN(), p99: math.NaN(), floorP99: math.NaN(), p99Rat: math.NaN(), floorSpread: math.NaN()}
 	}
 	for range c.repeat {
 		for _, name := range names {
@@ -205,7 +213,7 @@ func (c config) routers(a *artifacts, X [][]float64, res map[string]*figures) er
 	for _, f := range formats {
 		name, _ := a.file(f)
 		fmt.Printf("--- router serving %s, floor serving model.txt (bench/router -latency-only)\n", name)
-		cmd := exec.Command(router, "-example", dir, "-model", name, "-floor-model", "model.txt", "-latency-only", "-vegeta", vegeta)
+		cmd := exec.Command(router, "-example", dir, "-model", name, "-floor-model", "model.txt", "-latency-only", "-vegeta", vegeta, "-rounds", strconv.Itoa(c.rounds))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -229,6 +237,7 @@ func (c config) routers(a *artifacts, X [][]float64, res map[string]*figures) er
 		r := res[f]
 		r.p50, r.p99, r.floorP99 = kv.num("router_p50_ms"), kv.num("router_p99_ms"), kv.num("floor_p99_ms")
 		r.p99Rat = r.p99 / r.floorP99
+		r.floorSpread = kv.num("floor_p99_spread")
 	}
 	return nil
 }
@@ -307,7 +316,7 @@ func line(c config, res map[string]*figures) string {
 		r := res[f]
 		for _, kv := range [][2]string{{"ns", num(r.ns, 0)}, {"ratio", num(r.ns/res["baseline"].ns, 2)}, {"batch32_ns", num(r.batchNs, 0)},
 			{"allocs", num(r.allocs, 1)}, {"p50_ms", num(r.p50, 3)}, {"p99_ms", num(r.p99, 3)}, {"floor_p99_ms", num(r.floorP99, 3)},
-			{"p99_ratio", num(r.p99Rat, 2)}} {
+			{"p99_ratio", num(r.p99Rat, 2)}, {"floor_spread", num(r.floorSpread, 2)}} {
 			fmt.Fprintf(&b, " %s_%s=%s", f, kv[0], kv[1])
 		}
 		if !math.IsNaN(r.p99Rat) && !(r.p99Rat <= worst) {
@@ -336,6 +345,13 @@ func loadAverage() string {
 func envString(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
 	}
 	return def
 }
