@@ -67,7 +67,13 @@ func (s *blobs) fetch(_ context.Context, digest string, w io.Writer) error {
 
 func moduleManifest(code []byte, version string, extra func(*spec.Module)) spec.Manifest {
 	m := testManifest(version, 1)
-	m.Module = &spec.Module{Digest: wasm.Digest(code), ABI: spec.ABIVersion, CallTimeout: spec.Duration(2 * time.Second), MemoryMiB: 48}
+	// The time limit must let the memory bomb reach its memory limit
+	// first: under the race detector its growth takes longer than 2 s.
+	limit := 2 * time.Second
+	if raceEnabled {
+		limit = spec.MaxModuleCallTimeout
+	}
+	m.Module = &spec.Module{Digest: wasm.Digest(code), ABI: spec.ABIVersion, CallTimeout: spec.Duration(limit), MemoryMiB: 48}
 	if extra != nil {
 		extra(m.Module)
 	}
