@@ -2,6 +2,7 @@
 
 package workload
 
-// raceEnabled: the race detector makes a module's memory growth (wazero
-// copying the memory it grows, every copy instrumented) many times slower.
+// raceEnabled: under the race detector a module runs slower; the memory
+// bomb of TestModuleFaultsAreContained took over 2 s to reach its memory
+// limit there (measured: dead-lettered as a timeout instead).
 const raceEnabled = true
