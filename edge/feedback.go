@@ -114,6 +114,13 @@ func newFeedbackState(reg *prometheus.Registry, site string) *feedbackState {
 	return st
 }
 
+// forget deletes the feedback series of one version of a model.
+func (st *feedbackState) forget(model, version string) {
+	l := prometheus.Labels{"model": model, "version": version}
+	st.counts.DeletePartialMatch(l)
+	st.residuals.DeletePartialMatch(l)
+}
+
 // remember records an identified prediction for its ground truth: the
 // label of a classifier (label >= 0), the value p of a regressor.
 func (r *Router) remember(req *http.Request, model string, a *arm, label int, p float64) {
@@ -197,6 +204,10 @@ func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
 		writeError(w, http.StatusNotFound, modelfleet.ENOTFOUND, fmt.Sprintf("no prediction of model %q with request id %q is remembered: send %s with the score request (the last %d are kept; each label counts once)", name, fb.RequestID, HeaderRequestID, RememberedPredictions))
 		return
 	}
+	// A version no longer loaded has no series any more (Router.retire):
+	// its label is judged, not counted, so that it does not bring them
+	// back.
+	counted := rt.version(out.version) != nil
 	if out.label < 0 {
 		if fb.Value == nil {
 			// The version that made the prediction was a regressor, the
@@ -206,11 +217,13 @@ func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		v, e := *fb.Value, *fb.Value-out.value
-		r.feedback.counts.WithLabelValues(name, out.version, "valued").Inc()
-		r.feedback.residuals.WithLabelValues(name, out.version, statSquaredError).Add(e * e)
-		r.feedback.residuals.WithLabelValues(name, out.version, statTarget).Add(v)
-		r.feedback.residuals.WithLabelValues(name, out.version, statTargetSquares).Add(v * v)
-		writeJSON(w, http.StatusOK, map[string]any{"model": name, "version": out.version, "predicted": out.value, "value": v, "error": e})
+		if counted {
+			r.feedback.counts.WithLabelValues(name, out.version, "valued").Inc()
+			r.feedback.residuals.WithLabelValues(name, out.version, statSquaredError).Add(e * e)
+			r.feedback.residuals.WithLabelValues(name, out.version, statTarget).Add(v)
+			r.feedback.residuals.WithLabelValues(name, out.version, statTargetSquares).Add(v * v)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"model": name, "version": out.version, "predicted": out.value, "value": v, "error": e, "counted": counted})
 		return
 	}
 	if fb.Label == nil {
@@ -221,6 +234,8 @@ func (r *Router) postFeedback(w http.ResponseWriter, req *http.Request) {
 	if out.label == *fb.Label {
 		result = "correct"
 	}
-	r.feedback.counts.WithLabelValues(name, out.version, result).Inc()
-	writeJSON(w, http.StatusOK, map[string]any{"model": name, "version": out.version, "predicted": out.label, "label": *fb.Label, "correct": result == "correct"})
+	if counted {
+		r.feedback.counts.WithLabelValues(name, out.version, result).Inc()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"model": name, "version": out.version, "predicted": out.label, "label": *fb.Label, "correct": result == "correct", "counted": counted})
 }

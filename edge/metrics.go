@@ -143,20 +143,20 @@ func (m *metrics) arm(model, version string, shadow bool) armMetrics {
 	return a
 }
 
-// setWeights publishes the weights of a route that replaced prev (either
-// may be nil). The gauge of an unloaded version is deleted rather than left
-// saying it still takes traffic; counters stay.
-func (m *metrics) setWeights(prev, next *route) {
-	if prev != nil {
-		for _, a := range prev.arms {
-			if next == nil || next.version(a.Model.Version) == nil {
-				m.weight.DeleteLabelValues(prev.name, a.Model.Version)
-			}
-		}
+// setWeights publishes the weights of a route's versions.
+func (m *metrics) setWeights(rt *route) {
+	for _, a := range rt.arms {
+		m.weight.WithLabelValues(rt.name, a.Model.Version).Set(float64(a.weight))
 	}
-	if next != nil {
-		for _, a := range next.arms {
-			m.weight.WithLabelValues(next.name, a.Model.Version).Set(float64(a.weight))
-		}
+}
+
+// forget deletes every series of one version of a model.
+func (m *metrics) forget(model, version string) {
+	l := prometheus.Labels{"model": model, "version": version}
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{
+		m.requests, m.latency, m.predictions, m.weight,
+		m.shadowRequests, m.shadowLatency, m.shadowPredictions, m.shadowAgreement, m.shadowDropped,
+	} {
+		v.DeletePartialMatch(l)
 	}
 }

@@ -127,8 +127,32 @@ func (r *Router) Set(name string, versions []WeightedModel) error {
 	}
 	r.table.Store(next)
 	r.metrics.loaded.Set(float64(countVersions(next.routes)))
-	r.metrics.setWeights(old.routes[name], rt)
+	r.retire(old.routes[name], rt)
+	if rt != nil {
+		r.metrics.setWeights(rt)
+	}
 	return nil
+}
+
+// retire forgets every series of each version of prev (the route a Set
+// replaced; nil for none) that next (nil for none) no longer loads: its
+// counters and histograms, its weight gauge, its feedback. Kept, they grew
+// by a dozen series (a few KiB) with every release an agent ever served:
+// in its memory, in every scrape of /metrics and in every report's walk of
+// the counters (Stats), without bound. The control plane reads only loaded
+// versions' counters, and a version loaded again (a rollback to it) starts
+// from zero, which its window analysis takes as a counter going down: the
+// window starts again.
+func (r *Router) retire(prev, next *route) {
+	if prev == nil {
+		return
+	}
+	for _, a := range prev.arms {
+		if next == nil || next.version(a.Model.Version) == nil {
+			r.metrics.forget(prev.name, a.Model.Version)
+			r.feedback.forget(prev.name, a.Model.Version)
+		}
+	}
 }
 
 // Swap makes m the only version served under its model name, with all the

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,13 +147,61 @@ func TestShadowWithOtherFeatures(t *testing.T) {
 	}
 }
 
-func TestUnloadedVersionLosesItsWeightGauge(t *testing.T) {
-	r, h := newTestRouter(t)
+// TestUnloadedVersionLosesItsSeries: a version that is no longer loaded
+// keeps no series (weight, requests, latency, predictions, shadow figures,
+// feedback), so an agent's metrics do not grow with every release it ever
+// served; a label for its prediction is judged but not counted, and does
+// not bring its series back.
+func TestUnloadedVersionLosesItsSeries(t *testing.T) {
+	r, h := newTestRouter(t, "k1")
+	auth := []string{"Authorization", "Bearer k1"}
+	bearing := func(v string) LoadedModel {
+		m := version(v, testFeatures, &fakeScorer{weights: []float64{1, 1, 1}})
+		m.Model.Name = "bearing-failure"
+		return m
+	}
+	if err := r.Set("bearing-failure", []WeightedModel{{LoadedModel: bearing("1"), Weight: 100}, {LoadedModel: bearing("3"), Shadow: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if rec := do(h, "POST", "/score/bearing-failure", goodRow, append(auth, HeaderRequestID, "r"+strconv.Itoa(i))...); rec.Code != 200 {
+			t.Fatalf("score: %d %s", rec.Code, rec.Body)
+		}
+	}
+	if rec := do(h, "POST", "/feedback/bearing-failure", `{"requestId":"r0","label":1}`, auth...); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"counted":true`) {
+		t.Fatalf("feedback while loaded: %d %s", rec.Code, rec.Body)
+	}
+	r.Close() // the shadows' backlog is scored
+	series := func(version string) string {
+		return grepLines(do(h, "GET", "/metrics", "").Body.String(), `version="`+version+`"`)
+	}
+	for v, kinds := range map[string][]string{
+		"1": {"modelfleet_edge_score_requests_total", "modelfleet_edge_score_duration_seconds", "modelfleet_edge_prediction", "modelfleet_edge_traffic_weight", "modelfleet_edge_feedback_total"},
+		"3": {"modelfleet_edge_shadow_requests_total", "modelfleet_edge_shadow_duration_seconds", "modelfleet_edge_shadow_prediction", "modelfleet_edge_shadow_label_agreement_total"},
+	} {
+		got := series(v)
+		for _, k := range kinds {
+			if !strings.Contains(got, k+"{") && !strings.Contains(got, k+"_bucket{") {
+				t.Errorf("version %s while loaded: no %s series in\n%s", v, k, got)
+			}
+		}
+	}
+
 	r.Swap(LoadedModel{Model: modelfleet.ModelRef{Name: "bearing-failure", Version: "2"}, Features: testFeatures, Scorer: &fakeScorer{weights: []float64{1, 1, 1}}})
-	body := do(h, "GET", "/metrics", "").Body.String()
-	if !strings.Contains(body, `modelfleet_edge_traffic_weight{model="bearing-failure",site="site-1",version="2"} 100`) ||
-		strings.Contains(body, `modelfleet_edge_traffic_weight{model="bearing-failure",site="site-1",version="1"}`) {
-		t.Errorf("weights after a swap:\n%s", grepLines(body, "traffic_weight"))
+	if got := series("2"); !strings.Contains(got, `modelfleet_edge_traffic_weight{model="bearing-failure",site="site-1",version="2"} 100`) {
+		t.Errorf("the new version's weight:\n%s", got)
+	}
+	for _, v := range []string{"1", "3"} {
+		if got := series(v); got != "" {
+			t.Errorf("version %s is unloaded, yet has series:\n%s", v, got)
+		}
+	}
+	rec := do(h, "POST", "/feedback/bearing-failure", `{"requestId":"r1","label":1}`, auth...)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"counted":false`) || !strings.Contains(rec.Body.String(), `"version":"1"`) {
+		t.Errorf("feedback for an unloaded version's prediction: %d %s, want 200 judged and not counted", rec.Code, rec.Body)
+	}
+	if got := series("1"); got != "" {
+		t.Errorf("feedback brought an unloaded version's series back:\n%s", got)
 	}
 }
 
