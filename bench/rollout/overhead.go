@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/modelfleet/modelfleet/edge"
 )
 
 // The cost of trust (issues 12 and 13). The same rollouts run on three
@@ -34,7 +36,7 @@ import (
 // The three stacks run side by side, each idle while another rolls out:
 // round after round, each stack rolls out a new version (a new artifact, so
 // every site downloads, verifies and loads it), the stacks taking turns in
-// an order that rotates every round, after one unmeasured warm-up round
+// an order that rotates every round, after unmeasured warm-up rounds
 // each. A ratio is the median over rounds of the stack's rollout time over
 // the plain stack's in the same round: a machine getting slower or faster
 // over the run (other work on it) weighs on both sides of each ratio alike,
@@ -86,6 +88,20 @@ func noGC() (restore func()) {
 		runtime.GC()
 	}
 }
+
+// warmups is how many unmeasured rounds each stack rolls out first: until
+// every site's store keeps edge.DefaultKeepVersions versions and prunes
+// one per install, and the shared heap has grown to hold three stacks'
+// steady state. Before that, a rollout's writes and allocations land on
+// memory the process never touched, and on a VM whose host takes freed
+// memory back (free page reporting, as on the machine the figures were
+// measured on) each such page faults to the host: writing 2 GB to a
+// tmpfs took 3.0–5.4 s on fresh memory against 0.36 s on memory just
+// freed. With one warm-up round, the first measured rounds' page faults
+// went 22,000, 10,000, 14,000, 5,000, then under 4,000, and the rollout's
+// system time 1.2 s down to 0.5 s, landing on whichever stack ran then
+// (measured; each rollout's line prints both).
+const warmups = edge.DefaultKeepVersions
 
 var variants = []variant{plain, signed, secure}
 
@@ -176,8 +192,8 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 		}
 	}
 	// Each stack in a goroutine of its own, rolling out a version when
-	// asked (its round number; 0 is the warm-up) and answering how long it
-	// took, until its channel closes.
+	// asked (its round number; those below warmups are warm-ups) and
+	// answering how long it took, until its channel closes.
 	type stackRun struct {
 		rounds chan int
 		took   chan rollout
@@ -224,7 +240,7 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 		}()
 	}
 	var err error
-	for k := 0; k <= o.overheadRounds && err == nil; k++ {
+	for k := 0; k < warmups+o.overheadRounds && err == nil; k++ {
 		for i := range run {
 			v := run[(i+k)%len(run)]
 			st := stacks[v]
@@ -238,11 +254,11 @@ func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex e
 			}
 			select {
 			case r := <-st.took:
-				if k > 0 {
+				if k >= warmups {
 					ov.runs[v] = append(ov.runs[v], r.took)
 					ov.allocs[v] = append(ov.allocs[v], r.allocs)
 				}
-				fmt.Fprintf(out, "overhead round %d (%s): %s stack rolled out in %.2f s, allocating %d MiB\n", k, map[bool]string{true: "warm-up", false: "measured"}[k == 0], v, r.took.Seconds(), r.allocs>>20)
+				fmt.Fprintf(out, "overhead round %d (%s): %s stack rolled out in %.2f s, allocating %d MiB\n", k, map[bool]string{true: "warm-up", false: "measured"}[k < warmups], v, r.took.Seconds(), r.allocs>>20)
 			case e := <-st.done:
 				err = fmt.Errorf("overhead, %s stack of %d sites: %w", v, n, cmp.Or(e, errors.New("ended early")))
 			}

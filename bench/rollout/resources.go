@@ -138,7 +138,13 @@ func procStatus() (threads int, rssMiB float64) {
 type usage struct {
 	wall           time.Time
 	self, temporal time.Duration
-	disk           diskStats
+	// The system part of self, and this process's minor page faults: on
+	// a VM whose host takes freed memory back (free page reporting), a
+	// page touched again faults to the host, about ten times a warm
+	// page's cost, and shows here.
+	sys    time.Duration
+	faults int64
+	disk   diskStats
 	// This process's heap allocations and completed collections: with
 	// a live heap of 1,000 sites' models, one collection more or less
 	// in a rollout moves its CPU time by a tenth or more.
@@ -151,6 +157,7 @@ func (b *bench) usage() usage {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		u.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		u.sys, u.faults = time.Duration(ru.Stime.Nano()), ru.Minflt
 	}
 	return u
 }
@@ -158,8 +165,8 @@ func (b *bench) usage() usage {
 // since describes the usage between o and u for a phase touching sites.
 func (u usage) since(o usage, sites int) string {
 	wall := u.wall.Sub(o.wall).Seconds()
-	return fmt.Sprintf("cpu: bench process %.1fs (%.2f cores; allocated %d MiB, %d collections), temporal %.1fs (%.2f cores) over %.1fs; %s",
-		(u.self - o.self).Seconds(), (u.self-o.self).Seconds()/wall, (u.allocs-o.allocs)>>20, u.gcs-o.gcs,
+	return fmt.Sprintf("cpu: bench process %.1fs (%.2f cores, %.1fs of it system; allocated %d MiB, %d collections, %d page faults), temporal %.1fs (%.2f cores) over %.1fs; %s",
+		(u.self - o.self).Seconds(), (u.self-o.self).Seconds()/wall, (u.sys - o.sys).Seconds(), (u.allocs-o.allocs)>>20, u.gcs-o.gcs, u.faults-o.faults,
 		(u.temporal - o.temporal).Seconds(), (u.temporal-o.temporal).Seconds()/wall, wall,
 		u.disk.since(o.disk, sites))
 }
