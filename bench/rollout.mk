@@ -2,7 +2,7 @@
 ## process) on a real Temporal dev server, then a breach with automatic rollback and a rejection.
 ## Then, in a fresh process, the same rollouts to 1,000 sites on a plain, a signed (sites verify release statements)
 ## and a secure stack (mTLS-enrolled sites, tokens, signed), side by side, taking turns round by round
-## (12 rounds after a warm-up, -overhead-rounds): the median of the rounds' ratios to the plain stack.
+## (12 rounds, -overhead-rounds, after 3 warm-up rounds that bring every site and the heap to their steady state): the median of the rounds' ratios to the plain stack.
 ## Each of those rollouts runs between two garbage collections, none during it, and what it allocated is
 ## compared too (alloc_ratio: bench/rollout/overhead.go says why).
 ## Final line: bench=rollout sites= rollout_s= rollback_s= max_history_events= flux_pickup_s= rollback_10k_s=
