@@ -157,6 +157,10 @@ func (ov overhead) print(w io.Writer) {
 		fmt.Fprintf(w, "overhead sites=%d variant=%s rollouts_s=%s median_s=%.2f ratio=%.3f alloc_mib=%d alloc_ratio=%.3f\n", ov.sites, v, strings.Join(s, ","), ov.median(v).Seconds(), ov.ratio(v), ov.medianAllocs(v)>>20, ov.allocRatio(v))
 	}
 	check := func(what string, got, limit float64) {
+		if got == 0 { // a stack left out (-overhead-variants)
+			fmt.Fprintf(w, "  target %-34s not measured\n", what)
+			return
+		}
 		verdict := "met"
 		if got > limit {
 			verdict = "MISSED"
@@ -172,8 +176,14 @@ func (ov *overhead) figures() string {
 	if ov == nil {
 		return "auth_overhead_ratio=- verify_overhead_ratio=- auth_alloc_ratio=- verify_alloc_ratio=-"
 	}
-	return fmt.Sprintf("auth_overhead_ratio=%.3f verify_overhead_ratio=%.3f auth_alloc_ratio=%.3f verify_alloc_ratio=%.3f",
-		ov.ratio(secure), ov.ratio(signed), ov.allocRatio(secure), ov.allocRatio(signed))
+	f := func(r float64) string {
+		if r == 0 { // a stack left out (-overhead-variants)
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", r)
+	}
+	return fmt.Sprintf("auth_overhead_ratio=%s verify_overhead_ratio=%s auth_alloc_ratio=%s verify_alloc_ratio=%s",
+		f(ov.ratio(secure)), f(ov.ratio(signed)), f(ov.allocRatio(secure)), f(ov.allocRatio(signed)))
 }
 
 func measureOverhead(ctx context.Context, o options, n int, fdLimit uint64, ex example, log *slog.Logger, out io.Writer) (*overhead, error) {
