@@ -120,8 +120,11 @@ func (rt *route) pick(key string) *arm {
 	return rt.bands[bucket(rt.name, key)]
 }
 
-// version returns the loaded version v, or nil.
+// version returns the loaded version v, or nil (rt may be nil).
 func (rt *route) version(v string) *arm {
+	if rt == nil { // a model no longer served
+		return nil
+	}
 	for _, a := range rt.arms {
 		if a.Model.Version == v {
 			return a

@@ -203,6 +203,18 @@ func TestUnloadedVersionLosesItsSeries(t *testing.T) {
 	if got := series("1"); got != "" {
 		t.Errorf("feedback brought an unloaded version's series back:\n%s", got)
 	}
+	// The model no longer served at all: its remembered predictions are
+	// still judged, not counted.
+	if err := r.Set("bearing-failure", nil); err != nil {
+		t.Fatal(err)
+	}
+	rec = do(h, "POST", "/feedback/bearing-failure", `{"requestId":"r2","label":1}`, auth...)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"counted":false`) {
+		t.Errorf("feedback for a model no longer served: %d %s, want 200 judged and not counted", rec.Code, rec.Body)
+	}
+	if got := series("2"); got != "" {
+		t.Errorf("a model no longer served keeps series:\n%s", got)
+	}
 }
 
 func grepLines(s, sub string) string {

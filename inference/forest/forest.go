@@ -10,7 +10,7 @@
 // together, and a walk that finds its nodes out of the caches (a router's,
 // between a request's network path and its JSON) fetches fewer lines. On
 // 300 random trees of depth up to 6, after 64 MiB swept through the caches,
-// a walk took 26.4–32.3 µs so against 31.8–41.8 µs with each tree laid out
+// a walk took 26.4–32.3 µs against 31.8–41.8 µs with each tree laid out
 // on its own (BenchmarkLeaves/forest-cold, the two layouts taking turns,
 // six runs each: 14 % less at the median), and the same within the noise
 // warm (3.4–5.4 µs against 3.5–4.2). A walk is then a fixed number of steps per tree
