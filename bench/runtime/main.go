@@ -62,7 +62,8 @@ type config struct {
 	seed                       uint64
 	vegeta, goCmd              string
 	skipRouter                 bool
-	rounds                     int // bench/router's -rounds
+	rounds                     int    // bench/router's -rounds
+	exampleDir                 string // -example-dir: where the example is written and kept
 }
 
 func main() {
@@ -77,6 +78,7 @@ func main() {
 	flag.StringVar(&c.goCmd, "go", envString("GO", "go"), "the go command that builds bench/router (GO)")
 	flag.BoolVar(&c.skipRouter, "skip-router", false, "only the in-process measurements, not the router's")
 	flag.IntVar(&c.rounds, "rounds", envInt("BENCH_ROUNDS", 4), "rounds of the floor's and the router's runs per format, taking turns; each keeps its best (BENCH_ROUNDS)")
+	flag.StringVar(&c.exampleDir, "example-dir", "", "also write the example (the three files, model card, sample request, validation set) into this directory and keep it, to serve and profile by hand with bench/router -serve")
 	flag.Parse()
 	if err := run(c); err != nil {
 		log.Fatalf("bench-runtime: %v", err)
@@ -103,6 +105,11 @@ func run(c config) error {
 	models, worst, err := a.agree(X)
 	if err != nil {
 		return fmt.Errorf("the formats disagree: %w", err)
+	}
+	if c.exampleDir != "" {
+		if err := writeExample(c.exampleDir, a, X); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("%d trees of depth %d, %d features; files: LightGBM %d KiB, XGBoost JSON %d KiB, ONNX %d KiB; %d CPUs, load average %s\n",
 		c.trees, c.depth, len(features), len(a.lightgbm)>>10, len(a.xgb)>>10, len(a.onnx)>>10, runtime.NumCPU(), loadAverage())
