@@ -34,7 +34,7 @@ func TestBacklogRunsOnTheRequestThatFillsIt(t *testing.T) {
 	if n, s := o.scoredRows(), shadowScored(); n != 0 || s != 0 {
 		t.Fatalf("before the backlog is full: observed %d, shadow scored %d, want 0 and 0", n, s)
 	}
-	if rec := do(h, "POST", "/score/m", `{"temp":15,"vibration":0,"rpm":0}`); rec.Code != 200 {
+	if rec := do(h, "POST", "/score/m", `{"temp":`+strconv.Itoa(postBatch-1)+`,"vibration":0,"rpm":0}`); rec.Code != 200 {
 		t.Fatalf("score: %d %s", rec.Code, rec.Body)
 	}
 	if n := o.scoredRows(); n != postBatch {

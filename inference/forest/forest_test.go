@@ -1,6 +1,7 @@
 package forest
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -240,6 +241,26 @@ func BenchmarkLeaves(b *testing.B) {
 			f.Leaves(rows[i%len(rows)], 0, out)
 		}
 	})
+	// Rows walked back to back after a sweep, as a router's backlog
+	// walks a shadow's (edge/post.go): the first row of a batch walks
+	// cold, the others find what it and their predecessors fetched.
+	for _, tc := range []struct{ sweep, batch int }{{8, 1}, {8, 16}, {8, 64}, {64, 1}, {64, 16}, {64, 64}} {
+		b.Run(fmt.Sprintf("cold%dMiB-batch%d", tc.sweep, tc.batch), func(b *testing.B) {
+			k := 0
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for j := 0; j < tc.sweep<<20; j += 64 {
+					sweep[j]++
+				}
+				b.StartTimer()
+				for range tc.batch {
+					f.Leaves(rows[k%len(rows)], 0, out)
+					k++
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*tc.batch), "ns/row")
+		})
+	}
 	b.Run("plain", func(b *testing.B) {
 		i := 0
 		for b.Loop() {
