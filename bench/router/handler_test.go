@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -181,5 +182,23 @@ func BenchmarkServe(b *testing.B) {
 				b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 			})
 		}
+	}
+}
+
+func TestPairedMedian(t *testing.T) {
+	for _, tc := range []struct {
+		a, b []float64
+		want float64
+	}{
+		{[]float64{2, 3, 10}, []float64{1, 2, 1}, 2},       // ratios 2, 1.5, 10
+		{[]float64{2, 3, 4, 12}, []float64{1, 2, 2, 1}, 2}, // 2, 1.5, 2, 12: (2+2)/2
+		{[]float64{1, 1}, []float64{1}, 1},                 // a round without its pair is left out
+	} {
+		if got := pairedMedian(tc.a, tc.b); got != tc.want {
+			t.Errorf("pairedMedian(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+	if got := pairedMedian(nil, nil); !math.IsNaN(got) {
+		t.Errorf("no rounds: %v, want NaN", got)
 	}
 }

@@ -17,7 +17,11 @@
 // bounded number of workers) and the resident memory of an agent process
 // with one model loaded. It prints human lines, then one line for machines:
 //
-//	bench=router rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= max_rps= rss_mib= floor_p99_spread=
+//	bench=router rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= paired_p99_ratio= max_rps= rss_mib= floor_p99_spread=
+//
+// p99_ratio is the router's best round's p99 over the floor's best round's;
+// paired_p99_ratio the median over the rounds of the router's p99 over the
+// floor's in the same round, which a lucky or stalled round moves less.
 //
 // The load generator shares the machine with the servers, so the figures
 // are for comparing the three, not absolute capacity.
@@ -102,6 +106,7 @@ type results struct {
 	maxRPS               float64
 	rssMiB               float64
 	floorSpread          float64 // the floor's worst round's p99 over its best's
+	pairedRatio          float64 // the median over the rounds of the router's p99 over the floor's in the same round
 }
 
 // noisySpread is the floor_p99_spread above which the bench says the
@@ -159,7 +164,7 @@ func run(c config) error {
 	// does the same work every round, so a spread far above 1 is the
 	// machine, and the ratio of two best rounds then measures less.
 	res := results{maxRPS: math.NaN(), rssMiB: math.NaN()}
-	var floorP99s []float64
+	var floorP99s, routerP99s []float64
 	for round := 1; round <= c.rounds; round++ {
 		runs := []func() error{
 			func() error {
@@ -184,6 +189,7 @@ func run(c config) error {
 				r, err := c.measure(fmt.Sprintf("router-%d", round), router.url, routerHeaders, router)
 				if err == nil {
 					res.router = best(res.router, r)
+					routerP99s = append(routerP99s, r.p99)
 				}
 				return err
 			},
@@ -198,6 +204,8 @@ func run(c config) error {
 		}
 	}
 	res.floorSpread = slices.Max(floorP99s) / slices.Min(floorP99s)
+	res.pairedRatio = pairedMedian(routerP99s, floorP99s)
+	fmt.Printf("router p99 over the floor's, round by round: %s (median %s)\n", ratios(routerP99s, floorP99s), num(res.pairedRatio, 2))
 	if res.floorSpread > noisySpread {
 		fmt.Printf("NOTE: the floor's p99 moved %.1f× between its rounds (same work each round): the machine was not steady, and the p99 ratio of the best rounds says little; run again when it is quiet, or with more rounds (BENCH_ROUNDS)\n", res.floorSpread)
 	}
@@ -226,6 +234,34 @@ func run(c config) error {
 	return nil
 }
 
+// pairedMedian is the median over the rounds of a[i]/b[i]: the two runs of
+// a round ran back to back, so a machine that drifts slower or faster
+// over the bench moves both, and a stall or a lucky quiet spell in one
+// round moves one ratio of several, not the median. NaN without rounds.
+func pairedMedian(a, b []float64) float64 {
+	r := make([]float64, 0, len(a))
+	for i := range min(len(a), len(b)) {
+		r = append(r, a[i]/b[i])
+	}
+	if len(r) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(r)
+	if n := len(r); n%2 == 0 {
+		return (r[n/2-1] + r[n/2]) / 2
+	}
+	return r[len(r)/2]
+}
+
+// ratios lists a[i]/b[i], round by round.
+func ratios(a, b []float64) string {
+	var out []string
+	for i := range min(len(a), len(b)) {
+		out = append(out, num(a[i]/b[i], 2))
+	}
+	return strings.Join(out, " ")
+}
+
 // best is the run with the lower p99.
 func best(a, b *report) *report {
 	if a == nil || b.p99 < a.p99 {
@@ -250,8 +286,8 @@ func loadAverage() string {
 
 func (r *results) line(rate int) string {
 	ratio := r.router.p99 / r.floor.p99
-	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s max_rps=%s rss_mib=%s floor_p99_spread=%s",
-		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1), num(r.floorSpread, 2))
+	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s paired_p99_ratio=%s max_rps=%s rss_mib=%s floor_p99_spread=%s",
+		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.pairedRatio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1), num(r.floorSpread, 2))
 }
 
 func ms(d float64) string { return num(d, 3) }
