@@ -202,3 +202,36 @@ func TestPairedMedian(t *testing.T) {
 		t.Errorf("no rounds: %v, want NaN", got)
 	}
 }
+
+// summarise keeps the requests sent from skip after the first on, and
+// ranks their latencies.
+func TestSummariseSkipsTheWarmUp(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var all []result
+	// A second of warm-up answered in 50 ms each, then 100 requests of
+	// 1..100 ms, one 503 among them.
+	for i := range 10 {
+		all = append(all, result{Code: 200, Timestamp: t0.Add(time.Duration(i) * 100 * time.Millisecond), Latency: int64(50 * time.Millisecond)})
+	}
+	for i := range 100 {
+		code := 200
+		if i == 7 {
+			code = 503
+		}
+		all = append(all, result{Code: code, Timestamp: t0.Add(time.Second + time.Duration(i)*10*time.Millisecond), Latency: int64(time.Duration(i+1) * time.Millisecond)})
+	}
+	r := summarise(all, time.Second)
+	if r.requests != 100 || r.p50 != 50 || r.p99 != 99 || r.max != 100 {
+		t.Fatalf("requests %d p50 %v p99 %v max %v, want 100, 50, 99, 100 (the warm-up left out)", r.requests, r.p50, r.p99, r.max)
+	}
+	if r.success != 0.99 || r.codes["503"] != 1 || r.codes["200"] != 99 {
+		t.Fatalf("success %v codes %v", r.success, r.codes)
+	}
+	// 99 successes from 1 s to 1.99 s + 100 ms.
+	if want := 99 / 1.09; math.Abs(r.throughput-want) > 1e-9 {
+		t.Fatalf("throughput %v, want %v", r.throughput, want)
+	}
+	if r := summarise(nil, time.Second); r.requests != 0 || !math.IsNaN(r.p99) {
+		t.Fatalf("no results: %+v", r)
+	}
+}
