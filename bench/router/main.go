@@ -70,7 +70,7 @@ func main() {
 	var c config
 	flag.IntVar(&c.rate, "rate", envInt("BENCH_RATE", 5000), "requests per second of the fixed-rate runs (BENCH_RATE)")
 	flag.DurationVar(&c.duration, "duration", envDuration("BENCH_DURATION", 10*time.Second), "length of each fixed-rate run (BENCH_DURATION)")
-	flag.DurationVar(&c.warmup, "warmup", envDuration("BENCH_WARMUP", time.Second), "unmeasured run before each measured one (BENCH_WARMUP)")
+	flag.DurationVar(&c.warmup, "warmup", envDuration("BENCH_WARMUP", time.Second), "the first part of each run's attack, left out of its figures (BENCH_WARMUP)")
 	flag.DurationVar(&c.maxDuration, "max-duration", envDuration("BENCH_MAX_DURATION", 5*time.Second), "length of the maximum-throughput run (BENCH_MAX_DURATION)")
 	flag.IntVar(&c.maxWorkers, "max-workers", envInt("BENCH_MAX_WORKERS", 32), "vegeta workers of the maximum-throughput run (BENCH_MAX_WORKERS)")
 	flag.IntVar(&c.fixedWorkers, "workers", envInt("BENCH_WORKERS", 256), "bound on vegeta's workers and connections in the fixed-rate runs (BENCH_WORKERS)")
