@@ -335,6 +335,9 @@ func TestShadowScoredInlineAfterTheAnswerIsSent(t *testing.T) {
 	post(c)
 	post(c)
 	waitFor(t, "two inline scores", func() bool { return scored() == shadowInlineStreak+2 })
+	// A score is counted before its inline slot is given back: the next
+	// batch must find the slot free to take it.
+	waitFor(t, "the inline slot given back", func() bool { return r.shadow.inline.Load() == 0 })
 	// The next shadow score blocks: the client has its answer anyway, and
 	// the batch's goroutine holds the inline slot.
 	post(c)
