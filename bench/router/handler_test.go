@@ -194,11 +194,11 @@ func TestPairedMedian(t *testing.T) {
 		{[]float64{2, 3, 4, 12}, []float64{1, 2, 2, 1}, 2}, // 2, 1.5, 2, 12: (2+2)/2
 		{[]float64{1, 1}, []float64{1}, 1},                 // a round without its pair is left out
 	} {
-		if got := pairedMedian(tc.a, tc.b); got != tc.want {
-			t.Errorf("pairedMedian(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		if got := median(roundRatios(tc.a, tc.b)); got != tc.want {
+			t.Errorf("median(roundRatios(%v, %v)) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
 	}
-	if got := pairedMedian(nil, nil); !math.IsNaN(got) {
+	if got := median(roundRatios(nil, nil)); !math.IsNaN(got) {
 		t.Errorf("no rounds: %v, want NaN", got)
 	}
 }

@@ -204,8 +204,13 @@ func run(c config) error {
 		}
 	}
 	res.floorSpread = slices.Max(floorP99s) / slices.Min(floorP99s)
-	res.pairedRatio = pairedMedian(routerP99s, floorP99s)
-	fmt.Printf("router p99 over the floor's, round by round: %s (median %s)\n", ratios(routerP99s, floorP99s), num(res.pairedRatio, 2))
+	paired := roundRatios(routerP99s, floorP99s)
+	res.pairedRatio = median(paired)
+	shown := make([]string, len(paired))
+	for i, r := range paired {
+		shown[i] = num(r, 2)
+	}
+	fmt.Printf("router p99 over the floor's, round by round: %s (median %s)\n", strings.Join(shown, " "), num(res.pairedRatio, 2))
 	if res.floorSpread > noisySpread {
 		fmt.Printf("NOTE: the floor's p99 moved %.1f× between its rounds (same work each round): the machine was not steady, and the p99 ratio of the best rounds says little; run again when it is quiet, or with more rounds (BENCH_ROUNDS)\n", res.floorSpread)
 	}
@@ -234,32 +239,28 @@ func run(c config) error {
 	return nil
 }
 
-// pairedMedian is the median over the rounds of a[i]/b[i]: the two runs of
-// a round ran back to back, so a machine that drifts slower or faster
-// over the bench moves both, and a stall or a lucky quiet spell in one
-// round moves one ratio of several, not the median. NaN without rounds.
-func pairedMedian(a, b []float64) float64 {
+// roundRatios is a[i]/b[i], round by round.
+func roundRatios(a, b []float64) []float64 {
 	r := make([]float64, 0, len(a))
 	for i := range min(len(a), len(b)) {
 		r = append(r, a[i]/b[i])
 	}
+	return r
+}
+
+// median of the rounds' ratios: the two runs of a round ran back to back,
+// so a machine that drifts slower or faster over the bench moves both, and
+// a stall or a lucky quiet spell in one round moves one ratio of several,
+// not the median. NaN without rounds.
+func median(r []float64) float64 {
 	if len(r) == 0 {
 		return math.NaN()
 	}
-	slices.Sort(r)
+	r = slices.Sorted(slices.Values(r))
 	if n := len(r); n%2 == 0 {
 		return (r[n/2-1] + r[n/2]) / 2
 	}
 	return r[len(r)/2]
-}
-
-// ratios lists a[i]/b[i], round by round.
-func ratios(a, b []float64) string {
-	var out []string
-	for i := range min(len(a), len(b)) {
-		out = append(out, num(a[i]/b[i], 2))
-	}
-	return strings.Join(out, " ")
 }
 
 // best is the run with the lower p99.

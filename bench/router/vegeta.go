@@ -80,48 +80,42 @@ func (c *config) writeTargets(name, url string, headers func(int) []string) (str
 	return p, os.WriteFile(p, []byte(b.String()), 0o644)
 }
 
-// attack runs vegeta attack with args against the targets file, then
-// vegeta report, and parses the report.
-func (c *config) attack(name, targets string, args ...string) (*report, error) {
+// attack runs vegeta attack with args against the targets file and
+// reports the requests sent skip or more after its first (window). With
+// server, it measures the server's CPU time per request over the same part.
+func (c *config) attack(name, targets string, skip time.Duration, server *child, args ...string) (*report, error) {
 	out := filepath.Join(c.work, name+".bin")
+	defer os.Remove(out)
 	cmd := exec.Command(c.vegeta, append([]string{"attack", "-targets", targets, "-output", out, "-timeout", "5s"}, args...)...)
 	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vegeta attack %s: %w", name, err)
 	}
-	b, err := exec.Command(c.vegeta, "report", "-type", "json", out).Output()
+	time.Sleep(skip)
+	cpu0, cpuErr := cpuOf(server)
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("vegeta attack %s: %w", name, err)
+	}
+	cpu1, cpuErr1 := cpuOf(server)
+	r, err := c.window(out, skip)
 	if err != nil {
-		return nil, fmt.Errorf("vegeta report %s: %w", name, err)
+		return nil, fmt.Errorf("vegeta results of %s: %w", name, err)
 	}
-	os.Remove(out)
-	var raw struct {
-		Latencies struct {
-			P50 float64 `json:"50th"`
-			P99 float64 `json:"99th"`
-			Max float64 `json:"max"`
-		} `json:"latencies"`
-		Requests    int            `json:"requests"`
-		Throughput  float64        `json:"throughput"`
-		Success     float64        `json:"success"`
-		StatusCodes map[string]int `json:"status_codes"`
-		Errors      []string       `json:"errors"`
+	r.cpuPerReq = math.NaN()
+	if cpuErr == nil && cpuErr1 == nil && r.requests > 0 {
+		r.cpuPerReq = (cpu1 - cpu0) / float64(r.requests) * 1e6
 	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, fmt.Errorf("vegeta report %s: %w", name, err)
-	}
-	const ns = float64(time.Millisecond)
-	return &report{p50: raw.Latencies.P50 / ns, p99: raw.Latencies.P99 / ns, max: raw.Latencies.Max / ns,
-		throughput: raw.Throughput, success: raw.Success, requests: raw.Requests, codes: raw.StatusCodes, errors: raw.Errors}, nil
+	return r, nil
 }
 
 // measure loads url at the fixed rate for the warm-up and then the
 // measured duration, in one attack, and reports the requests sent after the
 // warm-up: a new vegeta process opens its connections and starts its
-// workers in its first moments, which put 60–250 requests above 2 ms into
-// the first 50–100 ms of every attack, of either server (against about 50 a
-// second after that): as many as the whole p99 of a 10 s run allows. With
-// server, the server's CPU time per request in the measured part is
-// measured too.
+// workers in its first moments, which put 60–240 requests above 2 ms into
+// the first 50 ms of every attack (once 250 more into the next 50), of
+// either server, against about 50 a second after that: as many as the
+// whole p99 of a 10 s run allows. With server, the server's CPU time per
+// request in the measured part is measured too.
 func (c *config) measure(name, url string, headers func(int) []string, server *child) (*report, error) {
 	targets, err := c.writeTargets(name, url, headers)
 	if err != nil {
@@ -132,27 +126,10 @@ func (c *config) measure(name, url string, headers func(int) []string, server *c
 	// connection per late request until the ephemeral ports run out. With
 	// the bound it falls behind the rate instead, which the report shows.
 	bound := strconv.Itoa(c.fixedWorkers)
-	out := filepath.Join(c.work, name+".bin")
-	defer os.Remove(out)
-	cmd := exec.Command(c.vegeta, "attack", "-targets", targets, "-output", out, "-timeout", "5s",
-		"-rate="+strconv.Itoa(c.rate), "-max-workers="+bound, "-max-connections="+bound, "-duration="+(c.warmup+c.duration).String())
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("vegeta attack %s: %w", name, err)
-	}
-	time.Sleep(c.warmup)
-	cpu0, cpuErr := cpuOf(server)
-	if err := cmd.Wait(); err != nil {
-		return nil, fmt.Errorf("vegeta attack %s: %w", name, err)
-	}
-	cpu1, cpuErr1 := cpuOf(server)
-	r, err := c.window(out, c.warmup)
+	r, err := c.attack(name, targets, c.warmup, server, "-rate="+strconv.Itoa(c.rate), "-max-workers="+bound,
+		"-max-connections="+bound, "-duration="+(c.warmup+c.duration).String())
 	if err != nil {
-		return nil, fmt.Errorf("vegeta results of %s: %w", name, err)
-	}
-	r.cpuPerReq = math.NaN()
-	if cpuErr == nil && cpuErr1 == nil && r.requests > 0 {
-		r.cpuPerReq = (cpu1 - cpu0) / float64(r.requests) * 1e6
+		return nil, err
 	}
 	fmt.Printf("%-8s p50 %7.3f ms  p99 %7.3f ms  max %8.3f ms  %6.0f req/s ok  success %.2f%%  cpu %s µs/req  %s\n",
 		name, r.p50, r.p99, r.max, r.throughput, 100*r.success, num(r.cpuPerReq, 1), codes(r.codes))
@@ -262,7 +239,7 @@ func (c *config) maxThroughput(url string) (float64, error) {
 		return 0, err
 	}
 	w := strconv.Itoa(c.maxWorkers)
-	r, err := c.attack("router-max", targets, "-rate=0", "-workers="+w, "-max-workers="+w, "-max-connections="+w, "-duration="+c.maxDuration.String())
+	r, err := c.attack("router-max", targets, 0, nil, "-rate=0", "-workers="+w, "-max-workers="+w, "-max-connections="+w, "-duration="+c.maxDuration.String())
 	if err != nil {
 		return 0, err
 	}

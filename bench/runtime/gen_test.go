@@ -29,23 +29,24 @@ func TestFormatsAgree(t *testing.T) {
 func TestLine(t *testing.T) {
 	nan := math.NaN()
 	res := map[string]*figures{
-		"baseline": {ns: 100, p50: nan, p99: nan, floorP99: nan, p99Rat: nan},
-		"lightgbm": {ns: 110, batchNs: 3000, allocs: 0, p50: 0.3, p99: 2.4, floorP99: 2, p99Rat: 1.2},
-		"xgboost":  {ns: 90, batchNs: 2800, allocs: 0, p50: 0.3, p99: 3, floorP99: 2, p99Rat: 1.5},
-		"onnx":     {ns: 200, batchNs: 6000, allocs: 12, p50: nan, p99: nan, floorP99: nan, p99Rat: nan},
+		"baseline": {ns: 100, p50: nan, p99: nan, floorP99: nan, p99Rat: nan, pairedRat: nan},
+		"lightgbm": {ns: 110, batchNs: 3000, allocs: 0, p50: 0.3, p99: 2.4, floorP99: 2, p99Rat: 1.2, pairedRat: 1.25},
+		"xgboost":  {ns: 90, batchNs: 2800, allocs: 0, p50: 0.3, p99: 3, floorP99: 2, p99Rat: 1.5, pairedRat: 1.1},
+		"onnx":     {ns: 200, batchNs: 6000, allocs: 12, p50: nan, p99: nan, floorP99: nan, p99Rat: nan, pairedRat: nan},
 	}
 	got := parseLine(line(config{trees: 300, depth: 6}, res))
 	for k, want := range map[string]string{"bench": "runtime", "baseline_ns": "100", "lightgbm_ratio": "1.10", "xgboost_p99_ratio": "1.50",
-		"onnx_allocs": "12.0", "onnx_p99_ms": "NA", "worst_p99_ratio": "1.50"} {
+		"onnx_allocs": "12.0", "onnx_p99_ms": "NA", "worst_p99_ratio": "1.50",
+		"lightgbm_paired_p99_ratio": "1.25", "onnx_paired_p99_ratio": "NA", "worst_paired_p99_ratio": "1.25"} {
 		if got[k] != want {
 			t.Errorf("%s=%q, want %q", k, got[k], want)
 		}
 	}
 	for _, r := range res {
-		r.p99Rat = nan
+		r.p99Rat, r.pairedRat = nan, nan
 	}
-	if got := parseLine(line(config{}, res)); got["worst_p99_ratio"] != "NA" {
-		t.Errorf("nothing measured: worst_p99_ratio=%q, want NA", got["worst_p99_ratio"])
+	if got := parseLine(line(config{}, res)); got["worst_p99_ratio"] != "NA" || got["worst_paired_p99_ratio"] != "NA" {
+		t.Errorf("nothing measured: worst_p99_ratio=%q worst_paired_p99_ratio=%q, want NA", got["worst_p99_ratio"], got["worst_paired_p99_ratio"])
 	}
 }
 

@@ -332,15 +332,19 @@ func line(c config, res map[string]*figures) string {
 			{"p99_ratio", num(r.p99Rat, 2)}, {"paired_p99_ratio", num(r.pairedRat, 2)}, {"floor_spread", num(r.floorSpread, 2)}} {
 			fmt.Fprintf(&b, " %s_%s=%s", f, kv[0], kv[1])
 		}
-		if !math.IsNaN(r.p99Rat) && !(r.p99Rat <= worst) {
-			worst = r.p99Rat
-		}
-		if !math.IsNaN(r.pairedRat) && !(r.pairedRat <= worstPaired) {
-			worstPaired = r.pairedRat
-		}
+		worst, worstPaired = larger(worst, r.p99Rat), larger(worstPaired, r.pairedRat)
 	}
 	fmt.Fprintf(&b, " worst_p99_ratio=%s worst_paired_p99_ratio=%s", num(worst, 2), num(worstPaired, 2))
 	return b.String()
+}
+
+// larger is the larger of w and v, where NaN is not measured: either one
+// if the other is NaN.
+func larger(w, v float64) float64 {
+	if math.IsNaN(v) || v <= w {
+		return w
+	}
+	return v
 }
 
 func num(v float64, prec int) string {
