@@ -2,10 +2,13 @@ package edge
 
 import (
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,10 +21,9 @@ func (o *recorder) scoredRows() int {
 	return len(o.scored)
 }
 
-// A batch is run by the request that fills the backlog, before it returns:
-// the observer has every row of the batch, in order, and the shadow every
-// request, once that request is done.
-func TestBacklogRunsOnTheRequestThatFillsIt(t *testing.T) {
+// A batch runs once a request fills the backlog: the observer has every
+// row of the batch, in order, and the shadow every request.
+func TestBacklogRunsWhenFull(t *testing.T) {
 	r, o, shadow, shadowScored := shadowedRouter(t, version("2", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}))
 	defer r.Close()
 	r.post.delay = time.Hour // no timer: only a full backlog runs
@@ -37,9 +39,7 @@ func TestBacklogRunsOnTheRequestThatFillsIt(t *testing.T) {
 	if rec := do(h, "POST", "/score/m", `{"temp":`+strconv.Itoa(postBatch-1)+`,"vibration":0,"rpm":0}`); rec.Code != 200 {
 		t.Fatalf("score: %d %s", rec.Code, rec.Body)
 	}
-	if n := o.scoredRows(); n != postBatch {
-		t.Fatalf("after the request that filled the backlog: observed %d, want %d", n, postBatch)
-	}
+	waitFor(t, "the batch observed", func() bool { return o.scoredRows() == postBatch })
 	for i, row := range o.scored {
 		if row[0] != float64(i) {
 			t.Errorf("observed row %d = %v, want temp %d: the rows in the order of their requests", i, row, i)
@@ -80,10 +80,12 @@ func TestBacklogTimerAndClose(t *testing.T) {
 	}
 }
 
-// The request that fills the backlog sends its answer before it runs the
-// batch: its client has the whole answer while a shadow of the batch is
-// still scoring inline on that request's goroutine.
-func TestBacklogFillerAnswersFirst(t *testing.T) {
+// The request that fills the backlog hands the batch to a goroutine of its
+// own: while a shadow of the batch is still scoring inline there, the
+// client has its answer and its connection serves the next requests. A
+// request filling the backlog again while that batch runs runs its batch
+// itself, after its answer.
+func TestBacklogFreesTheFillersConnection(t *testing.T) {
 	r := NewRouter("site-1", fakeVector, testLogger(t))
 	r.shadow = newShadowPool(1, 2*postBatch) // one inline slot; no drops
 	r.post.delay = time.Hour                 // only a full backlog runs
@@ -102,12 +104,20 @@ func TestBacklogFillerAnswersFirst(t *testing.T) {
 	}
 	a := r.lookup("m").version("2")
 	a.shadowStreak.Store(shadowInlineStreak) // cheap so far: scored inline
-	srv := httptest.NewServer(r.Handler())
+	srv := httptest.NewUnstartedServer(r.Handler())
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
 	defer srv.Close()
 	defer unstick() // before Close, which waits for the handlers
 	c := srv.Client()
 	c.Timeout = 20 * time.Second // only stops a broken test from hanging
-	for range postBatch {
+	score := func() {
+		t.Helper()
 		resp, err := c.Post(srv.URL+"/score/m", "application/json", strings.NewReader(goodRow))
 		if err != nil {
 			t.Fatal(err)
@@ -118,13 +128,62 @@ func TestBacklogFillerAnswersFirst(t *testing.T) {
 			t.Fatalf("answer: %d %q (length %d), %v", resp.StatusCode, b, resp.ContentLength, err)
 		}
 	}
-	// The last answer came while its request's goroutine scores the
-	// batch's first shadow job inline, blocked.
+	for range postBatch {
+		score()
+	}
 	waitFor(t, "the batch's inline score", func() bool { return r.shadow.inline.Load() == 1 && shadow.calls.Load() == 1 })
+	// The batch is stuck on its goroutine; the same connection answers a
+	// whole batch more, whose last request runs it (to the pool: the
+	// inline slot is taken).
+	for range postBatch {
+		score()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1: the client's connection was held", n)
+	}
+	r.post.mu.Lock()
+	running := r.post.running
+	r.post.mu.Unlock()
+	if !running {
+		t.Error("the first batch no longer runs, though its shadow score is stuck")
+	}
 	unstick()
-	waitFor(t, "every shadow score", func() bool { return testutil.ToFloat64(a.m.shadowOK) == postBatch })
+	waitFor(t, "every shadow score", func() bool { return testutil.ToFloat64(a.m.shadowOK) == 2*postBatch })
 	if d := testutil.ToFloat64(a.m.dropped); d != 0 {
 		t.Errorf("dropped = %v", d)
+	}
+}
+
+// At most one batch is handed off at a time, and none once the backlog is
+// stopped; stop waits for the one that runs.
+func TestBacklogHandOff(t *testing.T) {
+	release := make(chan struct{})
+	var ran atomic.Int32
+	b := newBacklog(func(batch []postJob) {
+		<-release
+		ran.Add(int32(len(batch)))
+	})
+	if !b.handOff(make([]postJob, 2)) {
+		t.Fatal("the first batch was not handed off")
+	}
+	if b.handOff(make([]postJob, 3)) {
+		t.Fatal("a second batch was handed off while the first runs")
+	}
+	close(release)
+	waitFor(t, "the handed-off batch", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return !b.running
+	})
+	if !b.handOff(make([]postJob, 4)) {
+		t.Fatal("a batch was not handed off once the last one had run")
+	}
+	b.stop() // waits for it
+	if n := ran.Load(); n != 6 {
+		t.Errorf("ran %d jobs after stop, want 6", n)
+	}
+	if b.handOff(make([]postJob, 1)) {
+		t.Error("a batch was handed off after stop")
 	}
 }
 

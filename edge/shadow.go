@@ -14,16 +14,16 @@ const DefaultShadowQueue = 1024
 
 // A shadow version built into the agent whose last shadowInlineStreak
 // scores each took at most shadowInlineBudget is scored inline: on the
-// goroutine running the backlog's batch (post.go), the request that filled
-// it once its answer is sent, or the backlog's timer. Handing a request to
-// a worker costs a wake-up of a parked goroutine (often of an idle thread,
-// a futex call each way) per request, which on a small edge box is more
-// CPU than scoring a tree ensemble and shows in the primary's tail
-// latency; scored inline, a cheap shadow delays only the next request on
-// the same connection, by one batch's predictions. At most as many
-// goroutines as the pool has workers score inline at once, and one slower
-// score sends the version back to the pool until it is cheap again, so a
-// slow shadow never holds a connection for long. An external server's
+// goroutine running the backlog's batch (post.go: the one the request that
+// filled it started, that request itself when a batch still runs, or the
+// backlog's timer). Handing a request to a worker costs a wake-up of a
+// parked goroutine (often of an idle thread, a futex call each way) per
+// request, which on a small edge box is more CPU than scoring a tree
+// ensemble and shows in the primary's tail latency; scored inline, a cheap
+// shadow costs one wake-up per batch. At most as many goroutines as the
+// pool has workers score inline at once, and one slower score sends the
+// version back to the pool until it is cheap again, so a slow shadow never
+// holds a batch, or the connection of a request running one, for long. An external server's
 // shadow always goes to the pool: a call over the network is never cheap
 // enough.
 const (
