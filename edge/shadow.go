@@ -47,6 +47,7 @@ type shadowJob struct {
 // stop on close.
 type shadowPool struct {
 	workers, queue int
+	inlineBudget   time.Duration  // shadowInlineBudget; tests lengthen it
 	inline         atomic.Int32   // requests scoring a shadow inline now, at most workers
 	jobs           chan shadowJob // nil until run
 	done           chan struct{}
@@ -64,7 +65,7 @@ func newShadowPool(workers, queue int) *shadowPool {
 	if queue <= 0 {
 		queue = DefaultShadowQueue
 	}
-	return &shadowPool{workers: workers, queue: queue, done: make(chan struct{})}
+	return &shadowPool{workers: workers, queue: queue, inlineBudget: shadowInlineBudget, done: make(chan struct{})}
 }
 
 // run starts the pool once. The caller publishes the first route with a
@@ -157,7 +158,7 @@ func (r *Router) runShadow(j shadowJob) {
 	}
 	took := time.Since(start)
 	m.shadowLatency.Observe(took.Seconds())
-	if took <= shadowInlineBudget && j.arm.Server == nil {
+	if took <= r.shadow.inlineBudget && j.arm.Server == nil {
 		if n := j.arm.shadowStreak.Load(); n < shadowInlineStreak {
 			j.arm.shadowStreak.Store(n + 1)
 		}

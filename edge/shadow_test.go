@@ -270,11 +270,12 @@ func TestShadowKeepsTheBodyItDecodes(t *testing.T) {
 }
 
 // turnsSlowScorer answers its first fast calls at once and blocks every
-// later one until release is closed, then takes longer than
-// shadowInlineBudget.
+// later one until release is closed, then takes slow (default: twice
+// shadowInlineBudget).
 type turnsSlowScorer struct {
 	Scorer
 	fast    int32
+	slow    time.Duration
 	calls   atomic.Int32
 	release chan struct{}
 }
@@ -282,7 +283,11 @@ type turnsSlowScorer struct {
 func (s *turnsSlowScorer) Predict(x []float64) (float64, error) {
 	if s.calls.Add(1) > s.fast {
 		<-s.release
-		time.Sleep(2 * shadowInlineBudget) // slow however soon it is released
+		slow := s.slow
+		if slow == 0 {
+			slow = 2 * shadowInlineBudget
+		}
+		time.Sleep(slow) // slow however soon it is released
 	}
 	return s.Scorer.Predict(x)
 }
@@ -295,12 +300,16 @@ func (s *turnsSlowScorer) Predict(x []float64) (float64, error) {
 func TestShadowScoredInlineAfterTheAnswerIsSent(t *testing.T) {
 	r := NewRouter("site-1", fakeVector, testLogger(t))
 	r.shadow = newShadowPool(1, 8) // one worker: one inline slot
+	// A cheap score's budget far above what the fake scorer takes, even
+	// on a machine so busy that a goroutine waits milliseconds for a core
+	// (with the real 200 µs, one such wait cut the streak short).
+	r.shadow.inlineBudget = 50 * time.Millisecond
 	release := make(chan struct{})
 	var once sync.Once
 	unstick := func() { once.Do(func() { close(release) }) }
 	defer r.Close()
 	defer unstick()
-	shadow := &turnsSlowScorer{Scorer: &fakeScorer{weights: []float64{1, 1, 1}}, fast: shadowInlineStreak + 2, release: release}
+	shadow := &turnsSlowScorer{Scorer: &fakeScorer{weights: []float64{1, 1, 1}}, fast: shadowInlineStreak + 2, slow: 2 * r.shadow.inlineBudget, release: release}
 	err := r.Set("m", []WeightedModel{
 		{LoadedModel: version("1", testFeatures, &fakeScorer{weights: []float64{1, 1, 1}}), Weight: 100},
 		{LoadedModel: version("2", testFeatures, shadow), Shadow: true},
