@@ -23,11 +23,12 @@ import (
 // 64 MiB sweep of the caches (a machine whose neighbours thrash the shared
 // cache), a 300-tree forest's walk cost 27–36 µs for one row, 9.3–9.8 µs a
 // row in batches of 16 and 4.6–5.4 in batches of 64; after an 8 MiB sweep,
-// 4.4–5.0 µs and 3.6–4.2 (forest's BenchmarkLeaves/cold*). The batch
-// yields its processor every postYield rows, so that requests waiting for
-// it are not held up by the whole batch. The requests pay for it with a
-// delay of at most postDelay before they show in the shadows' metrics and
-// the observer's windows (64 requests are 13 ms at 5,000 req/s).
+// 4.4–5.0 µs and 3.6–4.2 (forest's BenchmarkLeaves/forest-cold and
+// cold*). The batch yields its processor every postYield rows, so that
+// requests waiting for it are not held up by the whole batch. The requests
+// pay for it with a delay of at most postDelay before they show in the
+// shadows' metrics and the observer's windows (64 requests are 13 ms at
+// 5,000 req/s).
 //
 // The batch runs on a goroutine of its own so that the filling request's
 // connection is free for its client's next request: run on the request's
