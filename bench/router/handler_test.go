@@ -81,7 +81,7 @@ func BenchmarkHandler(b *testing.B) {
 
 // benchServer is the handler of one -serve mode for the example's model
 // file, and the example's sample request.
-func benchServer(b *testing.B, mode, file string) (http.Handler, []byte) {
+func benchServer(b testing.TB, mode, file string) (http.Handler, []byte) {
 	ex, err := loadExample(benchExample(), file)
 	if err != nil {
 		b.Fatal(err)

@@ -10,6 +10,10 @@
 //   - nginx as a reverse proxy in front of the floor, if nginx is on PATH,
 //     to put the router's overhead beside a proxy hop's.
 //
+// Every server is sent the same requests (an API key and one of -keys route
+// keys in headers): the floor and nginx ignore the headers, the router acts
+// on them, so the difference is the router's work on a request.
+//
 // The three take turns over a few rounds, who goes first swapping every
 // round, and each keeps its best; floor_p99_spread, the floor's worst
 // round's p99 over its best's, says how steady the machine was. Then it
@@ -17,7 +21,7 @@
 // bounded number of workers) and the resident memory of an agent process
 // with one model loaded. It prints human lines, then one line for machines:
 //
-//	bench=router rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= paired_p99_ratio= max_rps= rss_mib= floor_p99_spread=
+//	bench=router aa= rate= floor_p50_ms= floor_p99_ms= router_p50_ms= router_p99_ms= nginx_p99_ms= p99_ratio= paired_p99_ratio= max_rps= rss_mib= floor_p99_spread=
 //
 // p99_ratio is the router's best round's p99 over the floor's best round's;
 // paired_p99_ratio the median over the rounds of the router's p99 over the
@@ -25,6 +29,11 @@
 //
 // The load generator shares the machine with the servers, so the figures
 // are for comparing the three, not absolute capacity.
+//
+// -aa (BENCH_AA=1) is an A/A run: a second floor takes the router's place
+// (aa=1 in the final line), and the ratios show what the bench reads
+// between two identical servers on this machine now, the noise any
+// router's ratio is read against.
 //
 // -model and -floor-model serve another model file of the example (its
 // format detected), and -latency-only keeps only the floor's and the
@@ -59,6 +68,7 @@ type config struct {
 	model        string // the router's model file, in example
 	floorModel   string // the floor's
 	latencyOnly  bool   // only the fixed-rate runs of the floor and the router
+	aa           bool   // a second floor in the router's place: the bench's own noise
 	work         string // temp dir: targets, results, nginx
 }
 
@@ -81,6 +91,7 @@ func main() {
 	flag.StringVar(&c.model, "model", "model.txt", "the model file the router serves, in -example (format: the card's for model.txt, else detected)")
 	flag.StringVar(&c.floorModel, "floor-model", "", "the model file the floor serves, in -example (default: -model)")
 	flag.BoolVar(&c.latencyOnly, "latency-only", false, "only the floor's and the router's fixed-rate runs: no nginx, maximum throughput or agent RSS (bench-runtime)")
+	flag.BoolVar(&c.aa, "aa", os.Getenv("BENCH_AA") == "1", "an A/A run: a second floor (serving -model) takes the router's place, so the ratios show what the bench measures between two identical servers (BENCH_AA=1)")
 	flag.Parse()
 
 	if *serve != "" {
@@ -133,19 +144,26 @@ func run(c config) error {
 	fmt.Printf("rate %d req/s, %s per run after a %s warm-up, %d rounds; %d CPUs, load average %s; vegeta %s\n",
 		c.rate, c.duration, c.warmup, c.rounds, runtime.NumCPU(), loadAverage(), c.vegeta)
 	fmt.Printf("router serves %s (%s), the floor %s\n", c.model, ex.format, c.floorModel)
+	routerMode := "router"
+	if c.aa {
+		routerMode = "floor"
+		fmt.Println("A/A run (-aa): a second floor takes the router's place; its figures are printed as the router's")
+	}
 
 	floor, err := startChild("floor", c.example, c.floorModel, c.work)
 	if err != nil {
 		return err
 	}
 	defer floor.stop()
-	router, err := startChild("router", c.example, c.model, c.work)
+	router, err := startChild(routerMode, c.example, c.model, c.work)
 	if err != nil {
 		return err
 	}
 	defer router.stop()
-	if err := checkRouter(router.url, ex.sample); err != nil {
-		return err
+	if !c.aa {
+		if err := checkRouter(router.url, ex.sample); err != nil {
+			return err
+		}
 	}
 	nginxURL, stopNginx := "", func() {}
 	if !c.latencyOnly {
@@ -168,7 +186,7 @@ func run(c config) error {
 	for round := 1; round <= c.rounds; round++ {
 		runs := []func() error{
 			func() error {
-				f, err := c.measure(fmt.Sprintf("floor-%d", round), floor.url, nil, floor)
+				f, err := c.measure(fmt.Sprintf("floor-%d", round), floor.url, floor)
 				if err == nil {
 					res.floor = best(res.floor, f)
 					floorP99s = append(floorP99s, f.p99)
@@ -179,14 +197,14 @@ func run(c config) error {
 				if nginxURL == "" {
 					return nil
 				}
-				n, err := c.measure(fmt.Sprintf("nginx-%d", round), nginxURL, nil, nil)
+				n, err := c.measure(fmt.Sprintf("nginx-%d", round), nginxURL, nil)
 				if err == nil {
 					res.nginx = best(res.nginx, n)
 				}
 				return err
 			},
 			func() error {
-				r, err := c.measure(fmt.Sprintf("router-%d", round), router.url, routerHeaders, router)
+				r, err := c.measure(fmt.Sprintf("router-%d", round), router.url, router)
 				if err == nil {
 					res.router = best(res.router, r)
 					routerP99s = append(routerP99s, r.p99)
@@ -216,11 +234,13 @@ func run(c config) error {
 	}
 	stopNginx()
 	floor.stop()
-	if rss, err := router.rssMiB(); err == nil {
-		fmt.Printf("router   RSS after the runs: %.1f MiB (two versions and a shadow of the model)\n", rss)
+	if !c.aa {
+		if rss, err := router.rssMiB(); err == nil {
+			fmt.Printf("router   RSS after the runs: %.1f MiB (two versions and a shadow of the model)\n", rss)
+		}
+		printRouterMetrics(router.url)
 	}
-	printRouterMetrics(router.url)
-	if !c.latencyOnly {
+	if !c.latencyOnly && !c.aa {
 		if res.maxRPS, err = c.maxThroughput(router.url); err != nil {
 			return err
 		}
@@ -235,7 +255,7 @@ func run(c config) error {
 	}
 	fmt.Printf("best rounds: floor p99 %s ms, router p99 %s ms, nginx p99 %s ms; server CPU floor %s µs/req, router %s µs/req (shadow included); load average now %s\n",
 		ms(res.floor.p99), ms(res.router.p99), ms(res.nginx.p99Or()), num(res.floor.cpuPerReq, 1), num(res.router.cpuPerReq, 1), loadAverage())
-	fmt.Println(res.line(c.rate))
+	fmt.Println(res.line(c.rate, c.aa))
 	return nil
 }
 
@@ -285,13 +305,20 @@ func loadAverage() string {
 	return f[0]
 }
 
-func (r *results) line(rate int) string {
+func (r *results) line(rate int, aa bool) string {
 	ratio := r.router.p99 / r.floor.p99
-	return fmt.Sprintf("bench=router rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s paired_p99_ratio=%s max_rps=%s rss_mib=%s floor_p99_spread=%s",
-		rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.pairedRatio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1), num(r.floorSpread, 2))
+	return fmt.Sprintf("bench=router aa=%d rate=%d floor_p50_ms=%s floor_p99_ms=%s router_p50_ms=%s router_p99_ms=%s nginx_p99_ms=%s p99_ratio=%s paired_p99_ratio=%s max_rps=%s rss_mib=%s floor_p99_spread=%s",
+		btoi(aa), rate, ms(r.floor.p50), ms(r.floor.p99), ms(r.router.p50), ms(r.router.p99), ms(r.nginx.p99Or()), num(ratio, 2), num(r.pairedRatio, 2), num(r.maxRPS, 0), num(r.rssMiB, 1), num(r.floorSpread, 2))
 }
 
 func ms(d float64) string { return num(d, 3) }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func num(v float64, prec int) string {
 	if v != v { // NaN: not measured

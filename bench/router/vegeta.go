@@ -53,26 +53,30 @@ func findVegeta(path string) (string, error) {
 	return "", fmt.Errorf("vegeta is not at %q nor on PATH: `make bench-router` installs it into bin/tools", path)
 }
 
-// routerHeaders are the headers of router target i: the API key, and one
-// route key per simulated machine so that stickiness is exercised.
-func routerHeaders(i int) []string {
+// requestHeaders are the headers of target i: the API key, and one route
+// key per simulated machine so that stickiness is exercised. Every server
+// is sent the same requests, these headers included: the floor and nginx
+// ignore them, as a bare handler would, and the router acts on them, so
+// the difference between the two is what the router does with a request,
+// not what carrying two more headers costs the client and the server. Sent
+// to the router only (a single header-less target for the floor, until
+// 2026-12-07), they cost the router's side about a sixth of its p99 with
+// no router behind it: a second floor in the router's place (-aa) had its
+// best round's p99 1.08–1.29 times the floor's in six formats' runs, 0.85–1.14
+// once both were sent these requests (docs/models.md, Figures).
+func requestHeaders(i int) []string {
 	return []string{"Authorization: Bearer " + apiKey, fmt.Sprintf("%s: machine-%d", edge.HeaderRouteKey, i)}
 }
 
-// writeTargets writes a vegeta targets file (HTTP format): one target, or
-// c.keys targets with headers, which vegeta sends round-robin.
-func (c *config) writeTargets(name, url string, headers func(int) []string) (string, error) {
-	n := 1
-	if headers != nil {
-		n = c.keys
-	}
+// writeTargets writes a vegeta targets file (HTTP format) of c.keys
+// targets at url, each with its requestHeaders, which vegeta sends
+// round-robin.
+func (c *config) writeTargets(name, url string) (string, error) {
 	var b strings.Builder
-	for i := range n {
+	for i := range c.keys {
 		fmt.Fprintf(&b, "POST %s/score/%s\nContent-Type: application/json\n", url, modelName)
-		if headers != nil {
-			for _, h := range headers(i) {
-				b.WriteString(h + "\n")
-			}
+		for _, h := range requestHeaders(i) {
+			b.WriteString(h + "\n")
 		}
 		fmt.Fprintf(&b, "@%s\n\n", filepath.Join(c.example, "sample.json"))
 	}
@@ -116,8 +120,8 @@ func (c *config) attack(name, targets string, skip time.Duration, server *child,
 // either server, against about 50 a second after that: as many as the
 // whole p99 of a 10 s run allows. With server, the server's CPU time per
 // request in the measured part is measured too.
-func (c *config) measure(name, url string, headers func(int) []string, server *child) (*report, error) {
-	targets, err := c.writeTargets(name, url, headers)
+func (c *config) measure(name, url string, server *child) (*report, error) {
+	targets, err := c.writeTargets(name, url)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +238,7 @@ func summarise(all []result, skip time.Duration) *report {
 
 // maxThroughput runs vegeta as fast as a bounded number of workers can go.
 func (c *config) maxThroughput(url string) (float64, error) {
-	targets, err := c.writeTargets("router-max", url, routerHeaders)
+	targets, err := c.writeTargets("router-max", url)
 	if err != nil {
 		return 0, err
 	}

@@ -23,11 +23,14 @@
 //     apply as there), each keeping its best. <format>_floor_spread is the
 //     floor's worst round's p99 over its best's: the floor does the same
 //     work every round, so a spread far above 1 says the machine was not
-//     steady and the ratio measures it more than the router.
+//     steady and the ratio measures it more than the router. Both servers
+//     are sent the same requests (bench/router); with -aa (BENCH_AA=1) a
+//     second floor serving the format's file takes the router's place,
+//     and the ratios are what the bench reads between identical servers.
 //
 // It prints human lines, then one line for machines:
 //
-//	bench=runtime trees= depth= rate= baseline_ns= <format>_ns= <format>_ratio= <format>_batch32_ns=
+//	bench=runtime aa= trees= depth= rate= baseline_ns= <format>_ns= <format>_ratio= <format>_batch32_ns=
 //	  <format>_allocs= <format>_p50_ms= <format>_p99_ms= <format>_floor_p99_ms= <format>_p99_ratio=
 //	  <format>_paired_p99_ratio= <format>_floor_spread= ... worst_p99_ratio= worst_paired_p99_ratio=
 //
@@ -66,6 +69,7 @@ type config struct {
 	seed                       uint64
 	vegeta, goCmd              string
 	skipRouter                 bool
+	aa                         bool   // bench/router -aa: a second floor in the router's place
 	rounds                     int    // bench/router's -rounds
 	exampleDir                 string // -example-dir: where the example is written and kept
 }
@@ -81,6 +85,7 @@ func main() {
 	flag.StringVar(&c.vegeta, "vegeta", envString("VEGETA", "bin/tools/vegeta"), "vegeta binary, passed to bench/router (VEGETA)")
 	flag.StringVar(&c.goCmd, "go", envString("GO", "go"), "the go command that builds bench/router (GO)")
 	flag.BoolVar(&c.skipRouter, "skip-router", false, "only the in-process measurements, not the router's")
+	flag.BoolVar(&c.aa, "aa", os.Getenv("BENCH_AA") == "1", "an A/A run: bench/router -aa, a second floor serving each format's file in the router's place, to read the bench's own noise (BENCH_AA=1; aa=1 in the final line)")
 	flag.IntVar(&c.rounds, "rounds", envInt("BENCH_ROUNDS", 6), "rounds of the floor's and the router's runs per format, taking turns; each keeps its best (BENCH_ROUNDS)")
 	flag.StringVar(&c.exampleDir, "example-dir", "", "also write the example (the three files, model card, sample request, validation set) into this directory and keep it, to serve and profile by hand with bench/router -serve")
 	flag.Parse()
@@ -225,7 +230,7 @@ func (c config) routers(a *artifacts, X [][]float64, res map[string]*figures) er
 	for _, f := range formats {
 		name, _ := a.file(f)
 		fmt.Printf("--- router serving %s, floor serving model.txt (bench/router -latency-only)\n", name)
-		cmd := exec.Command(router, "-example", dir, "-model", name, "-floor-model", "model.txt", "-latency-only", "-vegeta", vegeta, "-rounds", strconv.Itoa(c.rounds))
+		cmd := exec.Command(router, "-example", dir, "-model", name, "-floor-model", "model.txt", "-latency-only", "-vegeta", vegeta, "-rounds", strconv.Itoa(c.rounds), "-aa="+strconv.FormatBool(c.aa))
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {
@@ -323,7 +328,11 @@ func (kv keyValues) num(k string) float64 {
 func line(c config, res map[string]*figures) string {
 	rate := envString("BENCH_RATE", "5000")
 	var b strings.Builder
-	fmt.Fprintf(&b, "bench=runtime trees=%d depth=%d rate=%s baseline_ns=%s", c.trees, c.depth, rate, num(res["baseline"].ns, 0))
+	aa := 0
+	if c.aa {
+		aa = 1
+	}
+	fmt.Fprintf(&b, "bench=runtime aa=%d trees=%d depth=%d rate=%s baseline_ns=%s", aa, c.trees, c.depth, rate, num(res["baseline"].ns, 0))
 	worst, worstPaired := math.NaN(), math.NaN()
 	for _, f := range formats {
 		r := res[f]
