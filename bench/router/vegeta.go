@@ -59,11 +59,10 @@ func findVegeta(path string) (string, error) {
 // ignore them, as a bare handler would, and the router acts on them, so
 // the difference between the two is what the router does with a request,
 // not what carrying two more headers costs the client and the server. Sent
-// to the router only (a single header-less target for the floor, until
-// 2026-12-07), they cost the router's side about a sixth of its p99 with
-// no router behind it: a second floor in the router's place (-aa) had its
-// best round's p99 1.08–1.29 times the floor's in six formats' runs, 0.85–1.14
-// once both were sent these requests (docs/models.md, Figures).
+// to the router only (the floor got one header-less target until
+// 2026-12-07), a second floor in the router's place (-aa) had its best
+// round's p99 1.08–1.29 times the floor's in six format runs; sent the
+// same requests, 0.85–1.14 (docs/models.md, Figures).
 func requestHeaders(i int) []string {
 	return []string{"Authorization: Bearer " + apiKey, fmt.Sprintf("%s: machine-%d", edge.HeaderRouteKey, i)}
 }
